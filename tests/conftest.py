@@ -1,0 +1,49 @@
+"""Shared fixtures: the real llama.cpp toolchain and real generated GGUF models.
+
+Tests that need the toolchain fail (never skip) when it is missing: the README's test
+command builds it first with scripts/build_llamacpp.py.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from backends import toolchain
+
+REPO = Path(__file__).resolve().parent.parent
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def _toolchain_dir(backend: str) -> Path:
+    folder = toolchain.bin_dirs()[backend]
+    if not toolchain.is_built(backend):
+        pytest.fail(
+            f"the llama.cpp {backend} toolchain is missing at {folder}: "
+            "run `python3 scripts/build_llamacpp.py` first (the README's test command does)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cpu_bin() -> Path:
+    """Folder with the real CPU llama-bench, llama-completion and llama-perplexity."""
+    return _toolchain_dir("cpu")
+
+
+@pytest.fixture(scope="session")
+def vulkan_bin() -> Path:
+    """Folder with the real Vulkan build; runs on lavapipe with GGML_VK_VISIBLE_DEVICES=0."""
+    return _toolchain_dir("vulkan")
+
+
+@pytest.fixture(scope="session")
+def realdata() -> Path:
+    """Published llama-bench outputs, read in place; required under CI."""
+    if not REALDATA.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{REALDATA} is missing under CI")
+        pytest.skip(f"{REALDATA} is not beside this checkout (a user's clone)")
+    return REALDATA

@@ -1,0 +1,54 @@
+"""The ``llamaduel`` command: the Textual app by default, headless subcommands for scripts.
+
+Textual is imported only when the app starts, so headless commands stay quick.
+Each area of the program registers its subcommands from its own module under
+``tui.commands``; a module lists itself in ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMAND_MODULES = (
+    "tui.commands.engine",
+)
+
+
+class CommandError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaduel",
+        description="Race llama.cpp builds side by side and keep the verdict. "
+        "With no command, opens the app.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    options, _ = parser.parse_known_args(argv)
+    if options.command is None:
+        from tui.commands.app import run_app
+
+        return run_app(argv or [])
+    options = parser.parse_args(argv)
+    try:
+        return int(options.func(options) or 0)
+    except CommandError as error:
+        print(f"llamaduel: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llamaduel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
