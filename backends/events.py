@@ -126,6 +126,9 @@ class ResultReceived:
     build: str
     result: BenchResult
     at: float = 0.0
+    # Summary of the telemetry during this test point (peak VRAM, temperatures, power,
+    # throttling), when a telemetry source was attached to the run.
+    telemetry: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def point(self) -> TestPoint:
