@@ -47,3 +47,19 @@ def realdata() -> Path:
             pytest.fail(f"{REALDATA} is missing under CI")
         pytest.skip(f"{REALDATA} is not beside this checkout (a user's clone)")
     return REALDATA
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A real 2-layer llama GGUF (F32, SentencePiece vocab) that llama.cpp runs in ms."""
+    from backends.synth import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(tmp_path_factory) -> Path:
+    """A real 2-layer qwen3moe GGUF with 8 experts, 2 used per token."""
+    from backends.synth import write_tiny_moe
+
+    return write_tiny_moe(tmp_path_factory.mktemp("models") / "tiny-moe.gguf")
