@@ -100,6 +100,8 @@ class SweepStarted:
     points: tuple[TestPoint, ...]
     spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     build_paths: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    notes: tuple[str, ...] = ()  # what the runner decided for the user, e.g. the -ncmoe chosen
+    resumed: bool = False  # a continuation of an interrupted run in the same journal
     at: float = 0.0
 
 
@@ -235,7 +237,7 @@ def event_from_json(payload: Mapping[str, Any]) -> BenchEvent:
                 stddev_ts=_finite(raw["stddev_ts"]),
                 samples_ts=tuple(float(s) for s in raw["samples_ts"]), raw=raw.get("raw", {}),
             )
-        elif f.name in ("builds", "argv"):
+        elif f.name in ("builds", "argv", "notes"):
             raw = tuple(raw)
         values[f.name] = raw
     return cls(**values)

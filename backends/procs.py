@@ -1,0 +1,81 @@
+"""Child processes that never outlive llamaduel.
+
+Every llama.cpp tool starts from an argument list in a process group of its own, so a
+time-out or a cancel kills the tool and anything it started. On Linux the child also asks
+the kernel to kill it when llamaduel dies (PR_SET_PDEATHSIG), which covers the crash and
+SIGKILL cases where no Python code gets to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from typing import Mapping, Sequence
+
+_PR_SET_PDEATHSIG = 1
+_libc = None
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **(extra or {})}
+
+
+async def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                cwd: str | None = None, stdin: int | None = asyncio.subprocess.DEVNULL,
+                ) -> asyncio.subprocess.Process:
+    """Start ``argv`` (no shell) in its own session with stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=child_env(env),
+        cwd=cwd,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+    )
+
+
+def kill_group(process: asyncio.subprocess.Process | int) -> None:
+    """SIGKILL the whole process group of ``process``; quiet if it is already gone."""
+    pid = process if isinstance(process, int) else process.pid
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+async def stop(process: asyncio.subprocess.Process) -> int:
+    """Kill the group and reap the process, so no zombie or orphan stays behind."""
+    kill_group(process)
+    try:
+        return await asyncio.shield(process.wait())
+    except asyncio.CancelledError:
+        # Being cancelled ourselves: the kill is sent; reap without waiting here.
+        raise
+
+
+def describe_exit(returncode: int | None) -> tuple[str, str | None]:
+    """A readable exit reason and the signal name, from a returncode."""
+    if returncode is None:
+        return "still running", None
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if name == "SIGKILL":
+            return f"killed by {name} (often the kernel's out-of-memory killer)", name
+        return f"crashed with {name}", name
+    return f"exited with code {returncode}", None
