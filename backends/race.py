@@ -249,6 +249,7 @@ class RaceStarted:
 class BuildStarted:
     build: str
     argv: tuple[str, ...]
+    pid: int  # leader of the tool's own process group (for telemetry and clean-up)
 
 
 @dataclass(frozen=True)
@@ -494,14 +495,13 @@ async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: 
     if isinstance(flags, str):
         return BuildFailed(build.name, flags)
     argv = completion_argv(tool, flags, model, spec, prompt_file)
-    await emit(BuildStarted(build.name, tuple(argv)))
-
     started = time.monotonic()
     try:
         process = await procs.spawn(argv, env=env)
     except OSError as error:
         return BuildFailed(build.name, f"{tool.name} cannot start: {error.strerror or error}")
     running.add(process)
+    await emit(BuildStarted(build.name, tuple(argv), process.pid))
     stderr_lines: deque[str] = deque(maxlen=400)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     holder = _TailHolder()

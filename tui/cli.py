@@ -13,6 +13,7 @@ import sys
 
 COMMAND_MODULES = (
     "tui.commands.engine",
+    "tui.commands.race",
 )
 
 
