@@ -1,0 +1,648 @@
+"""The correctness gate: catch a build that is fast but wrong.
+
+A reference build reads a text with ``llama-perplexity --kl-divergence-base FILE`` and saves
+its token probabilities; every other build reads the same text with ``--kl-divergence``
+against that file. llama.cpp then reports, per build:
+
+* the mean KL divergence of its token distribution from the reference's,
+* how often both pick the same most likely token ("Same top p", the top-1 agreement),
+* its perplexity, compared with the reference's.
+
+Two healthy backends running the same model file differ only by floating-point rounding
+(a different summation order, fused kernels, f16 accumulators), which moves these numbers
+very little. A broken kernel, a miscompiled shader or a nightly that corrupts memory moves
+them a lot. Results beyond `CorrectnessThresholds` mark the build ``suspect``; a crash or
+time-out during the check marks it ``failed``.
+
+Where the default thresholds come from: see `CorrectnessThresholds`.
+
+    async for event in run_check(builds, model):
+        ...  # CheckStarted, BuildChecked(result) per build, CheckFinished(results)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.resources
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator, Literal, Mapping, Protocol, Sequence
+
+from backends import procs
+
+Status = Literal["reference", "pass", "suspect", "failed"]
+STATUSES: tuple[str, ...] = ("reference", "pass", "suspect", "failed")
+
+# The context the check uses unless told otherwise: llama-perplexity's own default, cut to
+# what the model was trained on.
+DEFAULT_CONTEXT = 512
+# The smallest context worth checking: below it a chunk scores too few tokens.
+MIN_CONTEXT = 16
+DEFAULT_TIMEOUT_S = 600.0
+
+# When the user names no reference: CPU first (the simplest, most tested code path), then
+# backends in the order they are usually trusted. Nightly ROCm builds come last because
+# they are the ones most often seen giving wrong output.
+REFERENCE_PREFERENCE = ("cpu", "blas", "metal", "vulkan", "cuda", "sycl", "opencl", "hip", "rocm")
+
+
+class CheckInputError(ValueError):
+    """Bad input to a check (missing text, unknown reference, no builds): one line to show."""
+
+
+class CheckableBuild(Protocol):
+    """What the check needs from a build; `backends.builds.BuildInfo` has all of it."""
+
+    name: str
+    perplexity: Path | None
+    env: Mapping[str, str]
+    backend: str
+
+
+@dataclass(frozen=True)
+class CorrectnessThresholds:
+    """How far a build may stray from the reference before it is called suspect.
+
+    The defaults sit well above the differences healthy backends show and well below what a
+    broken build gives. Measured with this llama.cpp (build 11434) on generated models
+    (``python3 benchmarks/correctness_noise.py``; random weights, F32 unless noted):
+
+    ===========================================  ===========  =========  ===========
+    pair                                         mean KLD     top-1      PPL delta
+    ===========================================  ===========  =========  ===========
+    CPU 2 threads vs CPU 1 thread (tiny llama)   ~0           100 %      0.00 %
+    CPU vs Vulkan on lavapipe (tiny llama)       see README   see README see README
+    CPU vs Vulkan on lavapipe (tiny MoE)         see README   see README see README
+    CPU vs Vulkan on lavapipe (bigger, Q8_0)     see README   see README see README
+    wrong numerics: --rope-freq-base 1           0.0011       85 %       -0.5 %
+    wrong numerics: rms eps 10                   0.084        7.5 %      -15 %
+    ===========================================  ===========  =========  ===========
+
+    Published llama.cpp figures for real models agree: two backends on the same F16 file
+    differ by a mean KLD of about 1e-5 to 1e-4 and agree on 99.5 % or more of top-1 tokens;
+    quantising F16 to Q8_0 costs about 1e-3 and 98 %, to Q4_K_M about 0.01 to 0.03 and
+    92 to 95 %. A backend that is off by more than a quantisation step is broken, hence:
+
+    * ``max_mean_kld`` 0.01: ten times beyond backend noise on any model we measured,
+      and about what a Q4 quantisation costs.
+    * ``min_top1_agreement`` 0.95 (a fraction, not a percentage): backends agree on far
+      more; a wrong kernel drops it first, even on near-uniform random models where the
+      KLD barely moves.
+    * ``max_ppl_delta_pct`` 2.0: perplexity moves by hundredths of a percent between
+      healthy backends.
+    """
+
+    max_mean_kld: float = 0.01
+    min_top1_agreement: float = 0.95
+    max_ppl_delta_pct: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.max_mean_kld >= 0:
+            raise CheckInputError(f"max_mean_kld must be >= 0, not {self.max_mean_kld}")
+        if not 0 <= self.min_top1_agreement <= 1:
+            raise CheckInputError(
+                f"min_top1_agreement is a fraction from 0 to 1, not {self.min_top1_agreement}")
+        if not self.max_ppl_delta_pct >= 0:
+            raise CheckInputError(f"max_ppl_delta_pct must be >= 0, not {self.max_ppl_delta_pct}")
+
+
+@dataclass(frozen=True)
+class CorrectnessResult:
+    """One build's verdict against the reference. ``top1_agreement`` is a fraction (0..1).
+
+    The reference itself has status ``reference`` and only its perplexity. Numbers a run
+    could not give are None (and left out of `to_json`, since TOML has no null).
+    """
+
+    build: str
+    reference: str
+    mean_kld: float | None = None
+    top1_agreement: float | None = None
+    ppl: float | None = None
+    ppl_ref: float | None = None
+    status: Status = "pass"
+    reason: str = ""
+    context: int | None = None
+    chunks: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {self.status!r}")
+
+    @property
+    def ppl_delta_pct(self) -> float | None:
+        """Perplexity relative to the reference's, in percent (+ is worse)."""
+        if self.ppl is None or self.ppl_ref is None or self.ppl_ref == 0:
+            return None
+        return (self.ppl - self.ppl_ref) / self.ppl_ref * 100.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("reference", "pass")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain keys and values for TOML and JSON; None values are dropped."""
+        data = {
+            "build": self.build,
+            "reference": self.reference,
+            "mean_kld": self.mean_kld,
+            "top1_agreement": self.top1_agreement,
+            "ppl": self.ppl,
+            "ppl_ref": self.ppl_ref,
+            "status": self.status,
+            "reason": self.reason,
+            "context": self.context,
+            "chunks": self.chunks,
+        }
+        return {key: value for key, value in data.items() if value is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "CorrectnessResult":
+        def number(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        def integer(key: str) -> int | None:
+            value = data.get(key)
+            return None if value is None else int(value)
+
+        return cls(
+            build=str(data["build"]),
+            reference=str(data.get("reference", "")),
+            mean_kld=number("mean_kld"),
+            top1_agreement=number("top1_agreement"),
+            ppl=number("ppl"),
+            ppl_ref=number("ppl_ref"),
+            status=str(data.get("status", "pass")),  # type: ignore[arg-type]
+            reason=str(data.get("reason", "")),
+            context=integer("context"),
+            chunks=integer("chunks"),
+        )
+
+    def summary(self) -> str:
+        """One short line: KLD, top-1 %, PPL delta, verdict."""
+        if self.status == "reference":
+            ppl = f"PPL {self.ppl:.4g}" if self.ppl is not None else "PPL ?"
+            return f"{self.build}: reference ({ppl})"
+        if self.status == "failed":
+            return f"{self.build}: FAILED - {self.reason}"
+        parts = []
+        if self.mean_kld is not None:
+            parts.append(f"KLD {self.mean_kld:.2e}")
+        if self.top1_agreement is not None:
+            parts.append(f"top-1 {self.top1_agreement * 100:.2f}%")
+        delta = self.ppl_delta_pct
+        if delta is not None:
+            parts.append(f"PPL {self.ppl:.4g} ({delta:+.2f}%)")
+        verdict = "pass" if self.status == "pass" else f"SUSPECT - {self.reason}"
+        return f"{self.build}: {', '.join(parts)}: {verdict}"
+
+
+# --- events --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CheckStarted:
+    builds: tuple[str, ...]
+    reference: str
+    model: str
+    text: str
+    context: int
+
+
+@dataclass(frozen=True)
+class BuildChecked:
+    result: CorrectnessResult
+
+
+@dataclass(frozen=True)
+class CheckFinished:
+    """The end of a check. ``problem`` says why nothing could be compared (the reference
+    failed); it is None when every build got a verdict."""
+
+    results: tuple[CorrectnessResult, ...]
+    problem: str | None = None
+
+
+CheckEvent = CheckStarted | BuildChecked | CheckFinished
+
+
+# --- judging -------------------------------------------------------------------------------
+
+def judge(mean_kld: float, top1_agreement: float, ppl: float | None, ppl_ref: float | None,
+          thresholds: CorrectnessThresholds) -> tuple[Status, str]:
+    """``pass`` or ``suspect`` with the numbers that crossed a threshold."""
+    numbers = [mean_kld, top1_agreement] + [v for v in (ppl, ppl_ref) if v is not None]
+    if not all(math.isfinite(v) for v in numbers):
+        return "suspect", "non-finite numbers (NaN or inf): the build gives broken logits"
+    problems = []
+    if mean_kld > thresholds.max_mean_kld:
+        problems.append(f"mean KLD {mean_kld:.3g} > {thresholds.max_mean_kld:g}")
+    if top1_agreement < thresholds.min_top1_agreement:
+        problems.append(f"top-1 agreement {top1_agreement * 100:.1f}% < "
+                        f"{thresholds.min_top1_agreement * 100:g}%")
+    if ppl is not None and ppl_ref:
+        delta = (ppl - ppl_ref) / ppl_ref * 100.0
+        if abs(delta) > thresholds.max_ppl_delta_pct:
+            problems.append(f"perplexity {ppl:.4g} vs {ppl_ref:.4g} ({delta:+.2f}%, "
+                            f"limit ±{thresholds.max_ppl_delta_pct:g}%)")
+    if problems:
+        return "suspect", "; ".join(problems)
+    return "pass", "within thresholds"
+
+
+# --- parsing llama-perplexity's output ------------------------------------------------------
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
+_FINAL_PPL = re.compile(rf"Final estimate:\s*PPL\s*=\s*({_NUMBER})", re.IGNORECASE)
+_RUNNING_PPL = re.compile(rf"\[(\d+)\]({_NUMBER}),")
+_MEAN_PPL_Q = re.compile(rf"Mean PPL\(Q\)\s*:\s*({_NUMBER})", re.IGNORECASE)
+_MEAN_PPL_BASE = re.compile(rf"Mean PPL\(base\)\s*:\s*({_NUMBER})", re.IGNORECASE)
+_MEAN_KLD = re.compile(rf"Mean\s+KLD\s*:\s*({_NUMBER})", re.IGNORECASE)
+_SAME_TOP = re.compile(rf"Same top p\s*:\s*({_NUMBER})", re.IGNORECASE)
+_TOO_FEW_TOKENS = re.compile(r"tokenizes to only (\d+) tokens")
+_CHUNKS = re.compile(r"over (\d+) chunks, n_ctx=(\d+)")
+# llama.cpp's log prefix: "0.00.018.724 E " (time, level), or none when timestamps are off.
+_ERROR_LINE = re.compile(r"^(?:\d+\.\d+\.\d+\.\d+\s+)?E\s+(.*\S)")
+_ERROR_WORDS = re.compile(r"error|failed|unable|cannot|abort|exception|what\(\)", re.IGNORECASE)
+
+
+def _float(text: str) -> float:
+    return float(text.lower().replace("-nan", "nan"))
+
+
+def _last(pattern: re.Pattern[str], text: str) -> str | None:
+    matches = pattern.findall(text)
+    if not matches:
+        return None
+    last = matches[-1]
+    return last[-1] if isinstance(last, tuple) else last
+
+
+@dataclass(frozen=True)
+class PerplexityRun:
+    """What one ``llama-perplexity`` run over the text reported."""
+
+    ppl: float | None
+    chunks: int | None
+    context: int | None
+    too_few_tokens: int | None  # tokens in the text when it was too short for the context
+
+
+def parse_perplexity_output(text: str) -> PerplexityRun:
+    final = _last(_FINAL_PPL, text)
+    if final is None:
+        final = _last(_RUNNING_PPL, text)  # the running estimate, "[N]value," per chunk
+    chunks = _CHUNKS.findall(text)
+    too_few = _last(_TOO_FEW_TOKENS, text)
+    return PerplexityRun(
+        ppl=_float(final) if final is not None else None,
+        chunks=int(chunks[-1][0]) if chunks else None,
+        context=int(chunks[-1][1]) if chunks else None,
+        too_few_tokens=int(too_few) if too_few is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class DivergenceRun:
+    """What one ``llama-perplexity --kl-divergence`` run reported."""
+
+    mean_kld: float | None
+    top1_agreement: float | None  # fraction
+    ppl: float | None
+    ppl_base: float | None
+    chunks: int | None
+
+
+def _last_chunk_row(text: str) -> list[float] | None:
+    """The last per-chunk row: chunk, PPL ± u, ln ratio ± u, KLD ± u, Δp RMS ± u %, top ± u %.
+
+    llama.cpp prints the summary block only after 100 scored tokens; the rows come always.
+    """
+    row = None
+    for line in text.splitlines():
+        fields = [f for f in line.replace("±", " ").replace("%", " ").split() if f != "+/-"]
+        if len(fields) != 11 or not fields[0].isdigit():
+            continue
+        try:
+            row = [_float(f) for f in fields]
+        except ValueError:
+            continue
+    return row
+
+
+def parse_divergence_output(text: str) -> DivergenceRun:
+    mean_kld = _last(_MEAN_KLD, text)
+    same_top = _last(_SAME_TOP, text)
+    ppl = _last(_MEAN_PPL_Q, text)
+    ppl_base = _last(_MEAN_PPL_BASE, text)
+    row = _last_chunk_row(text)
+    chunks = _CHUNKS.findall(text)
+    if mean_kld is None and row is None:
+        return DivergenceRun(None, None, None, None, None)
+    return DivergenceRun(
+        mean_kld=_float(mean_kld) if mean_kld else row[5],  # type: ignore[index]
+        top1_agreement=_float(same_top) if same_top else (row[9] if row else None),
+        ppl=_float(ppl) if ppl else (row[1] if row else None),
+        ppl_base=_float(ppl_base) if ppl_base else None,
+        chunks=int(chunks[-1][0]) if chunks else (int(row[0]) if row else None),
+    )
+
+
+def _percent_to_fraction(run: DivergenceRun) -> DivergenceRun:
+    top = run.top1_agreement
+    return DivergenceRun(run.mean_kld, None if top is None else top / 100.0, run.ppl,
+                         run.ppl_base, run.chunks)
+
+
+def error_line(output: str) -> str | None:
+    """The last line llama.cpp logged as an error, else the last one that reads like one."""
+    lines = output.splitlines()
+    logged = [m.group(1) for m in map(_ERROR_LINE.match, lines) if m]
+    found = logged[-1] if logged else next(
+        (line.strip() for line in reversed(lines[-40:]) if _ERROR_WORDS.search(line)), None)
+    if found and len(found) > 200:
+        found = found[:197] + "..."
+    return found
+
+
+# --- running the tool ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ToolRun:
+    returncode: int | None
+    output: str
+    timed_out: bool
+
+    def failure(self, what: str, timeout: float) -> str | None:
+        """Why the run failed as a process (crash, time-out, non-zero exit), else None."""
+        if self.timed_out:
+            return f"{what} timed out after {timeout:g} s"
+        if self.returncode != 0:
+            exit_text, _ = procs.describe_exit(self.returncode)
+            detail = error_line(self.output)
+            return f"{what} {exit_text}" + (f": {detail}" if detail else "")
+        return None
+
+
+async def _run_tool(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> ToolRun:
+    """Run one tool to the end in its own process group; kill the group on time-out or cancel."""
+    process = await procs.spawn(argv, env=env)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    except asyncio.TimeoutError:
+        await procs.stop(process)
+        return ToolRun(process.returncode, "", timed_out=True)
+    except BaseException:
+        procs.kill_group(process)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(process.wait(), 5)
+        raise
+    output = stdout.decode("utf-8", "replace") + "\n" + stderr.decode("utf-8", "replace")
+    return ToolRun(process.returncode, output, timed_out=False)
+
+
+# --- choosing and preparing ----------------------------------------------------------------
+
+def choose_reference(builds: Sequence[CheckableBuild], name: str | None = None) -> CheckableBuild:
+    """The named build, else the CPU build, else the most trusted backend present."""
+    if not builds:
+        raise CheckInputError("no builds to check")
+    if name is not None:
+        for build in builds:
+            if build.name == name:
+                return build
+        known = ", ".join(b.name for b in builds)
+        raise CheckInputError(f"reference {name!r} is not among the builds ({known})")
+    usable = [b for b in builds if b.perplexity is not None] or list(builds)
+
+    def rank(build: CheckableBuild) -> int:
+        backend = (build.backend or "").lower()
+        for position, word in enumerate(REFERENCE_PREFERENCE):
+            if word in backend:
+                return position
+        return len(REFERENCE_PREFERENCE)
+
+    return min(usable, key=rank)  # min keeps the first of equals: the user's order
+
+
+@contextlib.contextmanager
+def reference_text(text: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """The text file to read: the user's, or the one that ships with llamaduel."""
+    if text is not None:
+        path = Path(text)
+        if not path.is_file():
+            raise CheckInputError(f"text file not found: {path}")
+        yield path
+        return
+    shipped = importlib.resources.files("backends") / "data" / "reference.txt"
+    with importlib.resources.as_file(shipped) as path:
+        yield path
+
+
+def _model_path(model: Any) -> Path:
+    path = Path(getattr(model, "path", model))
+    if not path.is_file():
+        raise CheckInputError(f"model file not found: {path}")
+    return path
+
+
+def model_context_length(path: Path) -> int | None:
+    """The context the model was trained on, from its GGUF metadata; None if unreadable."""
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(path, "r")
+        for name, field_ in reader.fields.items():
+            if name.endswith(".context_length") and field_.data:
+                return int(field_.parts[field_.data[0]][0])
+    except Exception:  # a truncated or odd file: the tool will say what is wrong
+        return None
+    return None
+
+
+def default_context(model_path: Path) -> int:
+    trained = model_context_length(model_path)
+    if trained and trained >= MIN_CONTEXT:
+        return min(DEFAULT_CONTEXT, trained)
+    return DEFAULT_CONTEXT
+
+
+def _context_for(tokens: int) -> int | None:
+    """The largest power-of-two context that still leaves two chunks of ``tokens``."""
+    context = 1 << max(0, (tokens // 2).bit_length() - 1)
+    return context if context >= MIN_CONTEXT else None
+
+
+# --- the check -----------------------------------------------------------------------------
+
+async def run_check(
+    builds: Sequence[CheckableBuild],
+    model: Any,
+    *,
+    reference: str | None = None,
+    text: str | os.PathLike[str] | None = None,
+    thresholds: CorrectnessThresholds = CorrectnessThresholds(),
+    timeout: float = DEFAULT_TIMEOUT_S,
+    context: int | None = None,
+    chunks: int | None = None,
+    extra_args: Mapping[str, Sequence[str]] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+) -> AsyncIterator[CheckEvent]:
+    """Check every build against the reference build; yields CheckStarted, one BuildChecked
+    per build (the reference first) and CheckFinished.
+
+    ``model`` is a path or anything with ``.path`` (a ModelInfo). ``context`` is the
+    per-chunk context (``-c``; default 512 or the model's trained context if smaller, and
+    smaller still when the text is short); ``chunks`` caps how many chunks of the text the
+    reference reads (default: all). ``extra_args`` adds arguments per build name, e.g.
+    ``{"rocm": ["-ngl", "99"]}``; ``timeout`` bounds each tool run in seconds. The
+    reference's probabilities go to a temporary file under ``work_dir`` (default: the
+    system's temporary folder), removed at the end; it takes about
+    chunks x context/2 x vocabulary x 2 bytes.
+    """
+    if timeout <= 0:
+        raise CheckInputError(f"timeout must be positive, not {timeout}")
+    if context is not None and context < MIN_CONTEXT:
+        raise CheckInputError(f"context must be at least {MIN_CONTEXT}, not {context}")
+    if chunks is not None and chunks < 1:
+        raise CheckInputError(f"chunks must be at least 1, not {chunks}")
+    names = [b.name for b in builds]
+    if len(set(names)) != len(names):
+        raise CheckInputError("build names must be unique: " + ", ".join(names))
+    model_path = _model_path(model)
+    ref_build = choose_reference(builds, reference)
+    extra = {name: list(args) for name, args in (extra_args or {}).items()}
+    unknown = sorted(set(extra) - set(names))
+    if unknown:
+        raise CheckInputError("extra arguments for unknown builds: " + ", ".join(unknown))
+    wanted_context = context or default_context(model_path)
+
+    with reference_text(text) as text_path:
+        yield CheckStarted(tuple(names), ref_build.name, str(model_path), str(text_path),
+                           wanted_context)
+        results: list[CorrectnessResult] = []
+        scratch = Path(tempfile.mkdtemp(prefix="llamaduel-check-", dir=work_dir))
+        try:
+            base_file = scratch / "reference.kld"
+            ref_result, used_context = await _run_reference(
+                ref_build, model_path, text_path, base_file, wanted_context,
+                shrink_allowed=context is None, chunks=chunks,
+                extra=extra.get(ref_build.name, []), timeout=timeout)
+            results.append(ref_result)
+            yield BuildChecked(ref_result)
+            if ref_result.status == "failed":
+                yield CheckFinished(tuple(results),
+                                    problem=f"the reference build {ref_build.name} failed: "
+                                    f"{ref_result.reason}")
+                return
+            for build in builds:
+                if build is ref_build:
+                    continue
+                result = await _run_divergence(
+                    build, ref_result, model_path, base_file, used_context,
+                    extra=extra.get(build.name, []), thresholds=thresholds, timeout=timeout)
+                results.append(result)
+                yield BuildChecked(result)
+            yield CheckFinished(tuple(results))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _tool_or_problem(build: CheckableBuild) -> tuple[Path | None, str | None]:
+    tool = build.perplexity
+    if tool is None:
+        return None, "this build has no llama-perplexity"
+    if not Path(tool).is_file():
+        return None, f"llama-perplexity not found at {tool}"
+    return Path(tool), None
+
+
+def _env(build: CheckableBuild) -> dict[str, str]:
+    return dict(getattr(build, "env", None) or {})
+
+
+async def _run_reference(build: CheckableBuild, model: Path, text: Path, base_file: Path,
+                         context: int, *, shrink_allowed: bool, chunks: int | None,
+                         extra: list[str], timeout: float) -> tuple[CorrectnessResult, int]:
+    tool, problem = _tool_or_problem(build)
+    if tool is None:
+        return CorrectnessResult(build.name, build.name, status="failed",
+                                 reason=problem or ""), context
+    while True:
+        argv = [str(tool), "-m", str(model), "-f", str(text), "-c", str(context),
+                "--kl-divergence-base", str(base_file)]
+        if chunks is not None:
+            argv += ["--chunks", str(chunks)]
+        run = await _run_tool(argv + extra, _env(build), timeout)
+        failure = run.failure("llama-perplexity", timeout)
+        parsed = parse_perplexity_output(run.output) if failure is None else None
+        if parsed is not None and parsed.too_few_tokens is not None and parsed.ppl is None:
+            smaller = _context_for(parsed.too_few_tokens)
+            if shrink_allowed and smaller is not None and smaller < context:
+                context = smaller  # a short text or a small model: fit two chunks
+                continue
+            failure = (f"the text has only {parsed.too_few_tokens} tokens; a context of "
+                       f"{context} needs at least {2 * context}")
+        if failure is None and (parsed is None or parsed.ppl is None):
+            failure = "llama-perplexity gave no perplexity" + (
+                f": {error_line(run.output)}" if error_line(run.output) else "")
+        if failure is None and not base_file.is_file():
+            failure = "llama-perplexity wrote no logits file"
+        if failure is not None:
+            return CorrectnessResult(build.name, build.name, status="failed", reason=failure,
+                                     context=context), context
+        assert parsed is not None
+        return CorrectnessResult(
+            build.name, build.name, ppl=parsed.ppl, ppl_ref=parsed.ppl, status="reference",
+            reason="the others are compared with this build", context=parsed.context or context,
+            chunks=parsed.chunks), context
+
+
+async def _run_divergence(build: CheckableBuild, ref: CorrectnessResult, model: Path,
+                          base_file: Path, context: int, *, extra: list[str],
+                          thresholds: CorrectnessThresholds,
+                          timeout: float) -> CorrectnessResult:
+    def failed(reason: str) -> CorrectnessResult:
+        return CorrectnessResult(build.name, ref.build, ppl_ref=ref.ppl, status="failed",
+                                 reason=reason, context=context, chunks=ref.chunks)
+
+    tool, problem = _tool_or_problem(build)
+    if tool is None:
+        return failed(problem or "")
+    argv = [str(tool), "-m", str(model), "-c", str(context), "--kl-divergence",
+            "--kl-divergence-base", str(base_file)]
+    run = await _run_tool(argv + extra, _env(build), timeout)
+    failure = run.failure("llama-perplexity", timeout)
+    if failure is not None:
+        return failed(failure)
+    parsed = _percent_to_fraction(parse_divergence_output(run.output))
+    if parsed.mean_kld is None or parsed.top1_agreement is None:
+        # llama-perplexity exits 0 even when it gives up (a bad model, a failed decode).
+        detail = error_line(run.output)
+        return failed("llama-perplexity gave no KL divergence" + (f": {detail}" if detail else ""))
+    status, reason = judge(parsed.mean_kld, parsed.top1_agreement, parsed.ppl, ref.ppl,
+                           thresholds)
+    return CorrectnessResult(
+        build.name, ref.build, mean_kld=parsed.mean_kld, top1_agreement=parsed.top1_agreement,
+        ppl=parsed.ppl, ppl_ref=ref.ppl, status=status, reason=reason, context=context,
+        chunks=parsed.chunks or ref.chunks)
+
+
+def check_builds(builds: Sequence[CheckableBuild], model: Any, **options: Any,
+                 ) -> list[CorrectnessResult]:
+    """`run_check` for scripts: every build's result, the reference first."""
+
+    async def collect() -> list[CorrectnessResult]:
+        results: list[CorrectnessResult] = []
+        async for event in run_check(builds, model, **options):
+            if isinstance(event, BuildChecked):
+                results.append(event.result)
+        return results
+
+    return asyncio.run(collect())
