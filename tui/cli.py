@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "tui.commands.engine",
     "tui.commands.race",
+    "tui.commands.check",
 )
 
 
