@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "tui.commands.engine",
     "tui.commands.race",
     "tui.commands.check",
+    "tui.commands.telemetry",
 )
 
 
@@ -35,13 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    options, _ = parser.parse_known_args(argv)
-    if options.command is None:
-        from tui.commands.app import run_app
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help")):
+        from tui.commands.app import run_app  # no command: the app, with its own options
 
-        return run_app(argv or [])
-    options = parser.parse_args(argv)
+        return run_app(args)
+    parser = build_parser()
+    options = parser.parse_args(args)
     try:
         return int(options.func(options) or 0)
     except CommandError as error:

@@ -1,0 +1,225 @@
+"""Telemetry values: frozen samples per tick, their JSON form, and a summary over a test point.
+
+A value a source cannot give is ``None`` and its field name appears in ``missing`` with a
+reason a person can act on. Zero always means a measured zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+# Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
+DEVICE_MEASUREMENTS = (
+    "vram_used_bytes", "vram_total_bytes", "gtt_used_bytes",
+    "edge_c", "junction_c", "mem_c",
+    "power_w", "power_cap_w",
+    "gpu_busy_percent", "mem_busy_percent",
+    "sclk_mhz", "mclk_mhz",
+    "throttle_reasons",
+    "process_vram_bytes",
+)
+
+HOST_MEASUREMENTS = (
+    "cpu_percent", "process_cpu_percent", "process_rss_bytes",
+    "ram_used_bytes", "ram_total_bytes",
+)
+
+
+@dataclass(frozen=True)
+class DeviceSample:
+    """One GPU at one tick. Devices are identified by PCI address across all sources."""
+
+    at: float
+    pci_address: str
+    name: str
+    source: str
+    # llama.cpp's names for this device (ROCm0, Vulkan0, CUDA0), from the caller's mapping.
+    backend_names: tuple[str, ...] = ()
+    vram_used_bytes: int | None = None
+    vram_total_bytes: int | None = None
+    gtt_used_bytes: int | None = None
+    edge_c: float | None = None
+    junction_c: float | None = None
+    mem_c: float | None = None
+    power_w: float | None = None
+    power_cap_w: float | None = None
+    gpu_busy_percent: float | None = None
+    mem_busy_percent: float | None = None
+    sclk_mhz: float | None = None
+    mclk_mhz: float | None = None
+    # Words such as "HBM temperature"; () = not throttling; None = unknown (see missing).
+    throttle_reasons: tuple[str, ...] | None = None
+    # VRAM held by the watched benchmark processes on this device.
+    process_vram_bytes: int | None = None
+    missing: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def throttled(self) -> bool:
+        return bool(self.throttle_reasons)
+
+    @property
+    def label(self) -> str:
+        """Short name for one column: the first backend name, else the PCI address."""
+        return self.backend_names[0] if self.backend_names else self.pci_address
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """The machine and the watched benchmark process tree at one tick."""
+
+    at: float
+    cpu_count: int
+    # Whole machine, 0..100 (mean over cores).
+    cpu_percent: float | None = None
+    # Benchmark tree, percent of one core summed over cores (200 = two busy cores).
+    process_cpu_percent: float | None = None
+    process_rss_bytes: int | None = None
+    ram_used_bytes: int | None = None
+    ram_total_bytes: int | None = None
+    watched_pids: tuple[int, ...] = ()
+    missing: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class TelemetrySnapshot:
+    """Everything sampled at one tick."""
+
+    at: float
+    devices: tuple[DeviceSample, ...] = ()
+    host: HostSample | None = None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _dataclass_to_json(obj: Any) -> dict[str, Any]:
+    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+
+
+def snapshot_to_json(snapshot: TelemetrySnapshot) -> dict[str, Any]:
+    """A JSON-ready dict; ``snapshot_from_json`` gives back an equal snapshot."""
+    return {
+        "at": snapshot.at,
+        "devices": [_dataclass_to_json(d) for d in snapshot.devices],
+        "host": _dataclass_to_json(snapshot.host) if snapshot.host else None,
+    }
+
+
+def _device_from_json(data: Mapping[str, Any]) -> DeviceSample:
+    known = {f.name for f in dataclasses.fields(DeviceSample)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["backend_names"] = tuple(values.get("backend_names") or ())
+    if values.get("throttle_reasons") is not None:
+        values["throttle_reasons"] = tuple(values["throttle_reasons"])
+    values["missing"] = dict(values.get("missing") or {})
+    return DeviceSample(**values)
+
+
+def _host_from_json(data: Mapping[str, Any]) -> HostSample:
+    known = {f.name for f in dataclasses.fields(HostSample)}
+    values = {k: v for k, v in data.items() if k in known}
+    values["watched_pids"] = tuple(values.get("watched_pids") or ())
+    values["missing"] = dict(values.get("missing") or {})
+    return HostSample(**values)
+
+
+def snapshot_from_json(data: Mapping[str, Any]) -> TelemetrySnapshot:
+    """Inverse of ``snapshot_to_json`` (unknown keys are ignored, for newer journals)."""
+    host = data.get("host")
+    return TelemetrySnapshot(
+        at=float(data["at"]),
+        devices=tuple(_device_from_json(d) for d in data.get("devices") or ()),
+        host=_host_from_json(host) if host else None,
+    )
+
+
+@dataclass(frozen=True)
+class TelemetrySummary:
+    """What the telemetry said during one test point (or a whole run).
+
+    ``peak_vram_bytes`` is the highest VRAM use seen on any single device (how close a run
+    came to running out); ``mean_power_w`` is the mean over ticks of the summed power of all
+    devices that reported power. Values no tick could give are None.
+    """
+
+    sample_count: int
+    duration_s: float
+    peak_vram_bytes: int | None
+    peak_process_vram_bytes: int | None
+    max_edge_c: float | None
+    max_junction_c: float | None
+    max_mem_c: float | None
+    mean_power_w: float | None
+    throttled: bool
+    throttle_reasons: tuple[str, ...]
+    peak_process_rss_bytes: int | None
+    mean_process_cpu_percent: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return _dataclass_to_json(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "TelemetrySummary":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["throttle_reasons"] = tuple(values.get("throttle_reasons") or ())
+        return cls(**values)
+
+
+def _max(values: Iterable[float | int | None]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def summarize(snapshots: Iterable[TelemetrySnapshot]) -> TelemetrySummary:
+    """Peak, maximum and mean values over snapshots (e.g. those taken during one test point)."""
+    snapshots = list(snapshots)
+    devices = [d for s in snapshots for d in s.devices]
+    hosts = [s.host for s in snapshots if s.host is not None]
+
+    def tick_power(snapshot: TelemetrySnapshot) -> float | None:
+        powers = [d.power_w for d in snapshot.devices if d.power_w is not None]
+        return sum(powers) if powers else None
+
+    def tick_process_vram(snapshot: TelemetrySnapshot) -> int | None:
+        held = [d.process_vram_bytes for d in snapshot.devices if d.process_vram_bytes is not None]
+        return sum(held) if held else None
+
+    reasons = sorted({r for d in devices for r in (d.throttle_reasons or ())})
+    times = [s.at for s in snapshots]
+    return TelemetrySummary(
+        sample_count=len(snapshots),
+        duration_s=(max(times) - min(times)) if times else 0.0,
+        peak_vram_bytes=_max(d.vram_used_bytes for d in devices),
+        peak_process_vram_bytes=_max(tick_process_vram(s) for s in snapshots),
+        max_edge_c=_max(d.edge_c for d in devices),
+        max_junction_c=_max(d.junction_c for d in devices),
+        max_mem_c=_max(d.mem_c for d in devices),
+        mean_power_w=_mean(tick_power(s) for s in snapshots),
+        throttled=bool(reasons),
+        throttle_reasons=tuple(reasons),
+        peak_process_rss_bytes=_max(h.process_rss_bytes for h in hosts),
+        mean_process_cpu_percent=_mean(h.process_cpu_percent for h in hosts),
+    )
+
+
+def tokens_per_joule(avg_ts: float, mean_power_w: float | None) -> float | None:
+    """Tokens per second divided by watts; None when either is unknown, zero or not finite."""
+    if mean_power_w is None or not avg_ts or not math.isfinite(avg_ts):
+        return None
+    if not math.isfinite(mean_power_w) or mean_power_w <= 0:
+        return None
+    return avg_ts / mean_power_w

@@ -1,0 +1,244 @@
+"""Build sysfs and /proc trees shaped like an AMD Instinct MI50's, for telemetry tests.
+
+The layout and values follow the amdgpu driver (see TELEMETRY.md beside the project);
+values are the documented MI50 examples. Each builder returns the tree root, to be given
+to ``Telemetry(sysfs_root=...)`` / ``AmdSysfsSource(root)``.
+
+Failures are real, not simulated inside the reader:
+  * an empty file is an empty file;
+  * a file that fails with EIO is a symlink to ``/proc/self/mem``: reading that at offset 0
+    (an unmapped address) makes the kernel answer EIO, exactly what amdgpu returns during
+    a GPU reset. ``restore()`` puts the real file back, to test recovery;
+  * a "file" that is a directory gives EISDIR.
+(chmod 000 would not stop root, so it is not used.)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The example gpu_metrics v1_0 blob: edge 62, hotspot 78, HBM 70 °C, 97 % busy, 187 W,
+# 1725/1000 MHz, not throttling.
+MI50_GPU_METRICS_HEX = (
+    "50000100ffffffff081a99be1c0000003e004e00460037003200300061002300ffffbb00ffffffffa406"
+    "cb03e803ffffffffffffffffbd06cb03e80300000000ffffffff0000000000001050ffffffff"
+)
+THROTTLE_OFFSET = 68
+
+MI50_PCI = "0000:03:00.0"
+MI50_VRAM_TOTAL = 34342961152
+MI50_VIS_VRAM_TOTAL = 268435456
+MI50_GTT_TOTAL = 65857228800
+MI50_VRAM_USED = 17179869184  # 16 GiB loaded
+MI50_GTT_USED = 11583488
+MI50_KFD_GPU_ID = 53601
+
+AMDGPU_IDS = """# List of AMDGPU IDs
+#
+# Syntax:
+# device_id,\trevision_id,\tproduct_name        <-- single tab after comma
+
+1.0.0
+66A1,\t02,\tAMD Instinct MI60 / MI50
+66A1,\t06,\tAMD Radeon Pro VII
+66AF,\tC1,\tAMD Radeon VII
+"""
+
+
+def gpu_metrics_blob(throttle_status: int | None = None) -> bytes:
+    blob = bytearray.fromhex(MI50_GPU_METRICS_HEX)
+    if throttle_status is not None:
+        blob[THROTTLE_OFFSET:THROTTLE_OFFSET + 4] = throttle_status.to_bytes(4, "little")
+    return bytes(blob)
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
+@dataclass
+class Mi50Tree:
+    """A built tree and handles to its interesting files."""
+
+    root: Path
+    device: Path  # <root>/sys/class/drm/card1/device
+    hwmon: Path
+
+    def file(self, relative: str) -> Path:
+        """A file under the card's device folder (``hwmon/...`` paths go to the hwmon)."""
+        if relative.startswith("hwmon/"):
+            return self.hwmon / relative.removeprefix("hwmon/")
+        return self.device / relative
+
+    def break_with_eio(self, relative: str) -> None:
+        """Make reads of this file fail with a real EIO from the kernel."""
+        path = self.file(relative)
+        self._saved = getattr(self, "_saved", {})
+        if path.exists() and not path.is_symlink():
+            self._saved[relative] = path.read_bytes()
+            path.unlink()
+        path.symlink_to("/proc/self/mem")
+
+    def make_empty(self, relative: str) -> None:
+        path = self.file(relative)
+        self._saved = getattr(self, "_saved", {})
+        self._saved.setdefault(relative, path.read_bytes())
+        path.write_bytes(b"")
+
+    def make_directory(self, relative: str) -> None:
+        path = self.file(relative)
+        self._saved = getattr(self, "_saved", {})
+        self._saved.setdefault(relative, path.read_bytes())
+        path.unlink()
+        path.mkdir()
+
+    def restore(self, relative: str) -> None:
+        path = self.file(relative)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            path.rmdir()
+        path.write_bytes(self._saved.pop(relative))
+
+    def remove(self, relative: str) -> None:
+        self.file(relative).unlink()
+
+    def set_throttle(self, status: int) -> None:
+        self.file("gpu_metrics").write_bytes(gpu_metrics_blob(status))
+
+
+def build_mi50_tree(
+    root: Path,
+    *,
+    kernel: str = "old",
+    throttle_status: int | None = None,
+    with_optional: bool = True,
+    card: str = "card1",
+    pci: str = MI50_PCI,
+) -> Mi50Tree:
+    """An MI50 at ``card1`` beside an NVIDIA card (``card0``) and connector ``card1-DP-1``.
+
+    ``kernel="old"`` gives ``power1_average`` only (Linux up to ~6.5), ``"new"`` gives
+    ``power1_input`` only. ``with_optional=False`` leaves out files some kernels or cards
+    lack: gpu_metrics, mem_busy_percent, freq1/freq2, temp3 (memory) and power1_cap.
+    """
+    drm = root / "sys/class/drm"
+    _write(root / "usr/share/libdrm/amdgpu.ids", AMDGPU_IDS)
+
+    # A non-AMD card: must be skipped by vendor.
+    nvidia = drm / "card0/device"
+    _write(nvidia / "vendor", "0x10de\n")
+    _write(nvidia / "device", "0x2330\n")
+    _write(nvidia / "uevent", "DRIVER=nvidia\nPCI_SLOT_NAME=0000:18:00.0\n")
+
+    device = drm / card / "device"
+    _write(device / "vendor", "0x1002\n")
+    _write(device / "device", "0x66a1\n")
+    _write(device / "revision", "0x02\n")
+    _write(device / "uevent", f"DRIVER=amdgpu\nPCI_CLASS=38000\nPCI_ID=1002:66A1\n"
+                              f"PCI_SUBSYS_ID=1002:0834\nPCI_SLOT_NAME={pci}\n"
+                              "MODALIAS=pci:v00001002d000066A1sv00001002sd00000834bc03sc80i00\n")
+    _write(device / "mem_info_vram_total", f"{MI50_VRAM_TOTAL}\n")
+    _write(device / "mem_info_vram_used", f"{MI50_VRAM_USED}\n")
+    _write(device / "mem_info_vis_vram_total", f"{MI50_VIS_VRAM_TOTAL}\n")
+    _write(device / "mem_info_vis_vram_used", "12288000\n")
+    _write(device / "mem_info_gtt_total", f"{MI50_GTT_TOTAL}\n")
+    _write(device / "mem_info_gtt_used", f"{MI50_GTT_USED}\n")
+    _write(device / "gpu_busy_percent", "97\n")
+    _write(device / "pp_dpm_sclk", "0: 925Mhz \n1: 930Mhz \n2: 1000Mhz \n3: 1050Mhz \n"
+                                   "4: 1101Mhz \n5: 1400Mhz \n6: 1500Mhz \n7: 1725Mhz *\n")
+    _write(device / "pp_dpm_mclk", "0: 350Mhz \n1: 800Mhz \n2: 1000Mhz *\n")
+    _write(device / "vbios_version", "113-D1631700-111\n")
+    _write(device / "unique_id", "2f7c1a3e2b1d4c5e\n")
+    _write(device / "power_dpm_force_performance_level", "auto\n")
+    _write(device / "current_link_speed", "8.0 GT/s PCIe\n")
+    _write(device / "current_link_width", "16\n")
+    if with_optional:
+        _write(device / "mem_busy_percent", "35\n")
+        _write(device / "gpu_metrics", gpu_metrics_blob(throttle_status))
+
+    hwmon = device / "hwmon/hwmon3"
+    _write(hwmon / "name", "amdgpu\n")
+    temps = {1: ("edge", 62000, 100000), 2: ("junction", 78000, 110000), 3: ("mem", 70000, 95000)}
+    for index, (label, value, crit) in temps.items():
+        if index == 3 and not with_optional:
+            continue
+        _write(hwmon / f"temp{index}_input", f"{value}\n")
+        _write(hwmon / f"temp{index}_label", f"{label}\n")
+        _write(hwmon / f"temp{index}_crit", f"{crit}\n")
+        _write(hwmon / f"temp{index}_crit_hyst", "-273150\n")
+        _write(hwmon / f"temp{index}_emergency", f"{crit + 5000}\n")
+    _write(hwmon / "in0_input", "1056\n")
+    _write(hwmon / "in0_label", "vddgfx\n")
+    power_file = {"old": "power1_average", "new": "power1_input"}[kernel]
+    _write(hwmon / power_file, "187000000\n")
+    if with_optional:
+        _write(hwmon / "power1_cap", "300000000\n")
+        _write(hwmon / "power1_cap_max", "300000000\n")
+        _write(hwmon / "power1_cap_min", "0\n")
+        _write(hwmon / "freq1_input", "1725000000\n")
+        _write(hwmon / "freq1_label", "sclk\n")
+        _write(hwmon / "freq2_input", "1000000000\n")
+        _write(hwmon / "freq2_label", "mclk\n")
+
+    # A display connector folder: its name must not be taken for a card.
+    _write(drm / f"{card}-DP-1/status", "disconnected\n")
+    _write(drm / "version", "drm 1.1.0 20060810\n")
+    return Mi50Tree(root=root, device=device, hwmon=hwmon)
+
+
+def add_kfd(root: Path, pids_vram: dict[int, int], *, pci: str = MI50_PCI,
+            gpu_id: int = MI50_KFD_GPU_ID) -> None:
+    """ROCm's KFD view: a CPU node and the MI50's node, and per-process vram_<gpu_id>."""
+    domain, bus, devfn = pci.split(":")
+    device, function = devfn.split(".")
+    location = (int(bus, 16) << 8) | (int(device, 16) << 3) | int(function)
+    nodes = root / "sys/class/kfd/kfd/topology/nodes"
+    _write(nodes / "0/gpu_id", "0\n")
+    _write(nodes / "0/properties", "cpu_cores_count 2\nsimd_count 0\nlocation_id 0\ndomain 0\n")
+    _write(nodes / "1/gpu_id", f"{gpu_id}\n")
+    _write(nodes / "1/properties", f"cpu_cores_count 0\nsimd_count 240\n"
+                                   f"location_id {location}\ndomain {int(domain, 16)}\n")
+    for pid, amount in pids_vram.items():
+        _write(root / f"sys/class/kfd/kfd/proc/{pid}/vram_{gpu_id}", f"{amount}\n")
+        _write(root / f"sys/class/kfd/kfd/proc/{pid}/pasid", "32770\n")
+
+
+def add_fdinfo_process(proc_root: Path, pid: int, clients: list[dict[str, str]],
+                       other_fds: int = 3) -> Path:
+    """A /proc/<pid>/fdinfo folder: plain files first, then one fd per DRM client dict.
+
+    A client dict gives the fdinfo keys, e.g. {"drm-pdev": "0000:03:00.0",
+    "drm-client-id": "7", "drm-memory-vram": "1048576 KiB"}.
+    """
+    folder = proc_root / str(pid) / "fdinfo"
+    for fd in range(other_fds):
+        _write(folder / str(fd), "pos:\t0\nflags:\t02\nmnt_id:\t25\nino:\t1234\n")
+    for index, client in enumerate(clients):
+        lines = ["pos:\t0", "flags:\t02100002", "mnt_id:\t26", "ino:\t571",
+                 "drm-driver:\tamdgpu"]
+        lines += [f"{key}:\t{value}" for key, value in client.items()]
+        _write(folder / str(other_fds + index), "\n".join(lines) + "\n")
+    return folder
+
+
+def add_dev_dri(root: Path, render_nodes: int = 1) -> Path:
+    """A /dev/dri folder with render node files (for reason messages, not for libdrm)."""
+    dri = root / "dev/dri"
+    dri.mkdir(parents=True, exist_ok=True)
+    for index in range(render_nodes):
+        (dri / f"renderD{128 + index}").touch()
+    return dri
+
+
+def fifo(path: Path) -> Path:
+    """A named pipe: opened without blocking it reads as empty."""
+    os.mkfifo(path)
+    return path

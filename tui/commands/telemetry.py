@@ -1,0 +1,174 @@
+"""``llamaduel telemetry``: print GPU and host telemetry once per tick, like ``nvidia-smi dmon``.
+
+One fixed-width line per device and one for the host each tick, or JSON lines with
+``--json`` (each line is ``snapshot_to_json`` of one tick). Sources that cannot work
+here are named once on stderr, with the reason. Ctrl-C stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+GIB = 1024 ** 3
+COLUMNS = (
+    ("time", 8), ("device", 14), ("vram GiB", 11), ("edge", 4), ("junc", 4), ("mem", 4),
+    ("power/cap W", 11), ("busy", 4), ("mbusy", 5), ("sclk/mclk", 9), ("throttle", 0),
+)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "telemetry",
+        help="print GPU and host telemetry once per tick",
+        description="Print VRAM, temperatures (°C edge/junction/memory), power, busy, clocks "
+                    "and throttling per GPU, and host CPU/RAM, once per tick.",
+    )
+    parser.add_argument("--interval", type=float, default=1.0, metavar="S",
+                        help="seconds between ticks, 0.05 to 10 (default 1)")
+    parser.add_argument("--count", type=int, default=None, metavar="N",
+                        help="stop after N ticks (default: until Ctrl-C)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per tick")
+    parser.add_argument("--sysfs-root", default="/", metavar="PATH",
+                        help="read amdgpu sysfs under this root instead of / (for a copied tree)")
+    parser.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
+                        help="also report CPU, RSS and VRAM of this process and its children "
+                             "(repeatable)")
+    parser.set_defaults(func=run_telemetry)
+
+
+def _fmt(value: float | int | None, spec: str = ".0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _pair(a: float | int | None, b: float | int | None, spec: str = ".0f") -> str:
+    if a is None and b is None:
+        return "-"
+    return f"{_fmt(a, spec)}/{_fmt(b, spec)}"
+
+
+def _row(cells: list[str]) -> str:
+    """Text columns left-aligned, number columns right-aligned, the last one free."""
+    out = []
+    for (name, width), cell in zip(COLUMNS, cells):
+        if not width:
+            out.append(cell)
+        elif name in ("time", "device"):
+            out.append(cell.ljust(width))
+        else:
+            out.append(cell.rjust(width))
+    return " ".join(out).rstrip()
+
+
+def header_line() -> str:
+    return "# " + _row([name for name, _ in COLUMNS])
+
+
+def _cells(cells: list[str]) -> str:
+    return "  " + _row(cells)
+
+
+def device_line(clock: str, device: Any) -> str:
+    if device.throttle_reasons is None:
+        throttle = "?"
+    else:
+        throttle = ",".join(device.throttle_reasons) or "none"
+    label = device.label if len(device.label) <= 14 else device.label[-14:]
+    vram = _pair(None if device.vram_used_bytes is None else device.vram_used_bytes / GIB,
+                 None if device.vram_total_bytes is None else device.vram_total_bytes / GIB, ".1f")
+    return _cells([
+        clock, label, vram, _fmt(device.edge_c), _fmt(device.junction_c), _fmt(device.mem_c),
+        _pair(device.power_w, device.power_cap_w), _fmt(device.gpu_busy_percent),
+        _fmt(device.mem_busy_percent), _pair(device.sclk_mhz, device.mclk_mhz), throttle,
+    ])
+
+
+def host_line(clock: str, host: Any) -> str:
+    parts = [f"cpu {_fmt(host.cpu_percent)}% of {host.cpu_count}",
+             f"ram {_pair(None if host.ram_used_bytes is None else host.ram_used_bytes / GIB, None if host.ram_total_bytes is None else host.ram_total_bytes / GIB, '.1f')} GiB"]
+    if host.watched_pids or host.process_cpu_percent is not None:
+        rss = None if host.process_rss_bytes is None else host.process_rss_bytes / GIB
+        parts.append(f"procs {len(host.watched_pids)} cpu {_fmt(host.process_cpu_percent)}% "
+                     f"rss {_fmt(rss, '.2f')} GiB")
+    return "  " + f"{clock:<8} {'host':<14} " + "  ".join(parts)
+
+
+def run_telemetry(options: argparse.Namespace) -> int:
+    from tui.cli import CommandError
+
+    from backends.telemetry import Telemetry, TelemetryError, validate_interval
+
+    try:
+        interval = validate_interval(options.interval)
+    except TelemetryError as error:
+        raise CommandError(str(error)) from None
+    if options.count is not None and options.count < 1:
+        raise CommandError(f"--count must be at least 1, not {options.count}")
+    telemetry = Telemetry(sysfs_root=options.sysfs_root)
+    try:
+        for source, reason in telemetry.unavailable:
+            print(f"llamaduel telemetry: {source} unavailable: {reason}", file=sys.stderr)
+        if options.pid:
+            telemetry.watch_pids(options.pid)
+        return _print_ticks(telemetry, interval, options.count, options.json, sys.stdout)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, without a second error at exit.
+        sys.stdout = None  # type: ignore[assignment]
+        return 0
+    finally:
+        telemetry.close()
+
+
+def _print_ticks(telemetry: Any, interval: float, count: int | None, as_json: bool,
+                 out: TextIO) -> int:
+    import asyncio
+
+    from backends.telemetry import snapshot_to_json
+
+    async def consume() -> None:
+        ticks = 0
+        if not as_json:
+            print(header_line(), file=out, flush=True)
+        stream = telemetry.stream(interval)
+        try:
+            async for snapshot in stream:
+                if as_json:
+                    print(json.dumps(snapshot_to_json(snapshot)), file=out, flush=True)
+                else:
+                    clock = time.strftime("%H:%M:%S", time.localtime(snapshot.at))
+                    for device in snapshot.devices:
+                        print(device_line(clock, device), file=out)
+                    if snapshot.host is not None:
+                        print(host_line(clock, snapshot.host), file=out)
+                    out.flush()
+                ticks += 1
+                if count is not None and ticks >= count:
+                    break
+        finally:
+            await stream.aclose()
+
+    asyncio.run(consume())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run only this command (``python -m tui.commands.telemetry``)."""
+    from tui.cli import CommandError
+
+    parser = argparse.ArgumentParser(prog="llamaduel")
+    register(parser.add_subparsers(dest="command", required=True))
+    options = parser.parse_args(["telemetry", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return options.func(options)
+    except CommandError as error:
+        print(f"llamaduel: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
