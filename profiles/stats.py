@@ -1,0 +1,128 @@
+"""Small statistics with the standard library alone: Welch's t-test and Stouffer's method.
+
+Kept free of scipy so profiles stay a light, pure-Python package. The Student-t tail comes
+from the regularized incomplete beta function (continued fraction, as in Numerical Recipes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Sequence
+
+_NORMAL = NormalDist()
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-14:
+            break
+    return h
+
+
+def regularized_incomplete_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    front = math.exp(log_front)
+    # The continued fraction converges fast only on one side of the mean; use symmetry.
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - front * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def student_t_two_sided_p(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with ``df`` degrees of freedom."""
+    if math.isinf(t):
+        return 0.0
+    if df <= 0 or math.isnan(t) or math.isnan(df):
+        return math.nan
+    return regularized_incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
+
+
+@dataclass(frozen=True)
+class WelchTest:
+    t: float
+    df: float
+    p_value: float
+
+
+def welch_from_summary(mean_a: float, sd_a: float, n_a: int,
+                       mean_b: float, sd_b: float, n_b: int) -> WelchTest | None:
+    """Welch's unequal-variance t-test from means, standard deviations and counts.
+
+    Returns None when the data cannot carry a test (fewer than two repetitions a side, or
+    missing spread).
+    """
+    if n_a < 2 or n_b < 2 or any(math.isnan(v) for v in (mean_a, sd_a, mean_b, sd_b)):
+        return None
+    var_a, var_b = sd_a * sd_a / n_a, sd_b * sd_b / n_b
+    pooled = var_a + var_b
+    diff = mean_b - mean_a
+    if pooled == 0.0:
+        # Identical repetitions on both sides: any difference is exact, none is none.
+        return WelchTest(t=math.copysign(math.inf, diff) if diff else 0.0, df=float(n_a + n_b - 2),
+                         p_value=0.0 if diff else 1.0)
+    t = diff / math.sqrt(pooled)
+    denominator = 0.0
+    if var_a:
+        denominator += var_a * var_a / (n_a - 1)
+    if var_b:
+        denominator += var_b * var_b / (n_b - 1)
+    df = pooled * pooled / denominator
+    return WelchTest(t=t, df=df, p_value=student_t_two_sided_p(t, df))
+
+
+def welch_from_samples(a: Sequence[float], b: Sequence[float]) -> WelchTest | None:
+    if len(a) < 2 or len(b) < 2:
+        return None
+    mean_a, mean_b = math.fsum(a) / len(a), math.fsum(b) / len(b)
+    sd_a = math.sqrt(math.fsum((x - mean_a) ** 2 for x in a) / (len(a) - 1))
+    sd_b = math.sqrt(math.fsum((x - mean_b) ** 2 for x in b) / (len(b) - 1))
+    return welch_from_summary(mean_a, sd_a, len(a), mean_b, sd_b, len(b))
+
+
+def stouffer(signed_p_values: Sequence[tuple[float, float]]) -> float | None:
+    """Combine two-sided p-values that each carry a direction (+1 or -1) into one p-value.
+
+    Each pair is (direction, p). Points that disagree in direction cancel out, so a lead
+    that changes with depth does not add up to confidence.
+    """
+    if not signed_p_values:
+        return None
+    total = 0.0
+    for direction, p in signed_p_values:
+        p = min(max(p, 1e-15), 1.0)
+        total += math.copysign(_NORMAL.inv_cdf(1.0 - p / 2.0), direction)
+    z = total / math.sqrt(len(signed_p_values))
+    return max(0.0, min(1.0, 2.0 * (1.0 - _NORMAL.cdf(abs(z)))))
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    if not values:
+        return math.nan
+    return math.exp(math.fsum(math.log(v) for v in values) / len(values))
