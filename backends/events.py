@@ -111,6 +111,7 @@ class PointStarted:
     point: TestPoint
     argv: tuple[str, ...]
     at: float = 0.0
+    pid: int | None = None  # the llama-bench process running this point
 
 
 @dataclass(frozen=True)

@@ -296,7 +296,6 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
     pending = {p.key: p for p in chunk}
     point_started = {chunk[0].key: time.time()}
     stderr_tail: deque[str] = deque(maxlen=40)
-    emit(PointStarted(build=build.name, point=chunk[0], argv=tuple(argv), at=time.time()))
     started = time.monotonic()
     try:
         process = await procs.spawn(argv, env=getattr(build, "env", None))
@@ -305,6 +304,8 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
             emit(PointFailed(build=build.name, point=point, at=time.time(),
                              reason=f"cannot start llama-bench: {error.strerror or error}"))
         return
+    emit(PointStarted(build=build.name, point=chunk[0], argv=tuple(argv), at=time.time(),
+                      pid=process.pid))
     if recorder is not None:
         with contextlib.suppress(Exception):
             recorder.source.watch_pids([process.pid])
@@ -343,21 +344,29 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
             point = chunk[index] if index < len(chunk) else current_point()
             if message == "starting" and point.key not in point_started:
                 point_started[point.key] = time.time()
-                emit(PointStarted(build=build.name, point=point, argv=tuple(argv), at=time.time()))
+                emit(PointStarted(build=build.name, point=point, argv=tuple(argv), at=time.time(),
+                                  pid=process.pid))
             emit(PointProgress(build=build.name, point=point, message=message, at=time.time()))
 
+    readers = [asyncio.create_task(read_results()), asyncio.create_task(read_progress())]
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.gather(read_results(), read_progress(), process.wait()), limit)
-    except TimeoutError:
-        timed_out = True
+        try:
+            await asyncio.wait_for(process.wait(), limit)
+        except TimeoutError:
+            timed_out = True
+        else:
+            # The pipes close when the process exits; a child it left behind could hold them.
+            await asyncio.wait(readers, timeout=10)
     finally:
+        # Also on cancel: the group dies, whatever it started dies with it, nothing is left.
+        procs.kill_group(process)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         if process.returncode is None:
-            procs.kill_group(process)
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(process.wait()), 10)
-        else:
-            procs.kill_group(process)  # anything it started that is still alive
     elapsed = time.monotonic() - started
     if not pending and not timed_out and process.returncode == 0:
         timeouts.observe(build.name, chunk, spec.repetitions, elapsed)

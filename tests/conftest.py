@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Import before any test runs: CPython 3.11.7's parser can fail ("AST constructor recursion
+# depth mismatch") when pytest rewrites hypothesis lazily at the end of a session.
+import hypothesis  # noqa: F401,E402
+
 from backends import toolchain
 
 REPO = Path(__file__).resolve().parent.parent

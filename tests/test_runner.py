@@ -1,0 +1,273 @@
+"""Real sweeps with the real llama-bench (CPU and Vulkan-on-lavapipe) on generated models."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from backends.builds import probe_build
+from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished,
+                             SweepStarted, TestPoint)
+from backends.runner import (Journal, chunk_points, finished_points, list_runs, read_journal,
+                             resume, run_sweep, schedule)
+from backends.sweep import SweepError, SweepSpec
+
+pytestmark = pytest.mark.toolchain
+
+# One thread: on a busy two-core machine more threads than free cores slows llama.cpp a lot.
+SMALL = SweepSpec(name="small", prompts=(32,), gens=(8,), depths=(0, 128), repetitions=2,
+                  flash_attn=True, threads=1)
+
+
+@pytest.fixture(scope="module")
+def cpu(cpu_bin):
+    build = probe_build(cpu_bin, "cpu")
+    assert build.problem is None, build.problem
+    return build
+
+
+@pytest.fixture(scope="module")
+def vulkan(vulkan_bin):
+    build = probe_build(vulkan_bin, "vulkan")
+    assert build.problem is None, build.problem
+    return build
+
+
+async def collect(events):
+    return [event async for event in events]
+
+
+def bench_children() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if proc.info["name"] == "llama-bench" and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def assert_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"llama-bench {pid} is still running")
+
+
+async def test_two_builds_side_by_side_interleaved(cpu, vulkan, tiny_llama, tmp_path):
+    events = await collect(run_sweep([cpu, vulkan], tiny_llama, SMALL, run_dir=tmp_path))
+    results = [e for e in events if isinstance(e, ResultReceived)]
+    assert {(e.build, e.result.point) for e in results} == {
+        (b, p) for b in ("cpu", "vulkan") for p in SMALL.points()}
+    for event in results:
+        assert event.result.avg_ts > 0
+        assert len(event.result.samples_ts) == SMALL.repetitions
+        assert "samples_ns" in event.result.raw  # every llama-bench field is kept
+    by_build = {e.build: e.result.backends for e in results}
+    assert by_build["cpu"] == "CPU" and "Vulkan" in by_build["vulkan"]
+    assert isinstance(events[-1], SweepFinished) and events[-1].failures == 0
+
+    # The journal holds the same events, and builds took turns A B A B per point.
+    journal = read_journal(tmp_path)
+    assert [type(e) for e in journal] == [type(e) for e in events]
+    starts = [(e.build, e.point.key) for e in journal if isinstance(e, PointStarted)]
+    assert starts == [(b, p.key) for p in SMALL.points() for b in ("cpu", "vulkan")]
+
+
+async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tmp_path):
+    other = probe_build(cpu.folder, "cpu-again")
+    spec = SMALL.with_changes(depths=(0,))
+    events = await collect(run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path,
+                                     interleave=False))
+    starts = [e.build for e in events if isinstance(e, PointStarted)]
+    assert starts == ["cpu", "cpu", "cpu-again", "cpu-again"]
+
+
+async def test_one_process_per_build_gives_the_same_grid(cpu, tiny_llama, tmp_path):
+    events = await collect(run_sweep([cpu], tiny_llama, SMALL, run_dir=tmp_path,
+                                     granularity="build"))
+    results = [e.result.point for e in events if isinstance(e, ResultReceived)]
+    assert sorted(results, key=lambda p: p.key) == sorted(SMALL.points(), key=lambda p: p.key)
+    starts = [e for e in events if isinstance(e, PointStarted)]
+    assert len({e.pid for e in starts}) == 1  # one llama-bench for the whole grid
+    assert [e.point for e in starts] == list(SMALL.points())  # mapped from --progress
+
+
+async def test_a_crashing_model_fails_each_point_and_the_sweep_goes_on(cpu, tiny_llama, tmp_path):
+    broken = tmp_path / "truncated.gguf"
+    data = tiny_llama.read_bytes()
+    broken.write_bytes(data[: len(data) // 3])  # header intact, tensor data cut off
+    events = await collect(run_sweep([cpu], broken, SMALL, run_dir=tmp_path / "run"))
+    failures = [e for e in events if isinstance(e, PointFailed)]
+    assert [f.point for f in failures] == list(SMALL.points())
+    for failure in failures:
+        assert failure.exit_code not in (None, 0) or failure.signal
+        assert "load" in failure.reason.lower() or "model" in failure.reason.lower(), failure.reason
+        assert failure.stderr_tail
+    assert events[-1].failures == len(SMALL.points()) and events[-1].results == 0
+
+
+async def test_a_killed_point_is_isolated(cpu, tiny_llama, tmp_path):
+    spec = SMALL.with_changes(depths=(0, 2048), gens=(32,), repetitions=3)
+    victim = TestPoint(n_prompt=0, n_gen=32, depth=2048)
+    events = []
+    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+        events.append(event)
+        if isinstance(event, PointStarted) and event.point == victim:
+            os.kill(event.pid, signal.SIGSEGV)  # a real crash, delivered by the kernel
+    failures = [e for e in events if isinstance(e, PointFailed)]
+    assert len(failures) == 1 and failures[0].point == victim
+    assert failures[0].signal == "SIGSEGV" and "SIGSEGV" in failures[0].reason
+    done = {e.result.point for e in events if isinstance(e, ResultReceived)}
+    assert done == set(spec.points()) - {victim}
+
+
+async def test_a_hung_point_times_out_and_the_next_runs(cpu, tiny_llama, tmp_path):
+    spec = SMALL.with_changes(depths=(0, 2048), timeout=20.0)
+    victim = TestPoint(n_prompt=32, n_gen=0, depth=2048)
+    events, stopped = [], None
+    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+        events.append(event)
+        if isinstance(event, PointStarted) and event.point == victim:
+            stopped = event.pid
+            os.kill(stopped, signal.SIGSTOP)  # alive but making no progress: a real hang
+    failures = [e for e in events if isinstance(e, PointFailed)]
+    assert len(failures) == 1 and failures[0].timed_out and failures[0].point == victim
+    assert "hung" in failures[0].reason
+    assert_gone(stopped)
+    assert {e.result.point for e in events if isinstance(e, ResultReceived)} == (
+        set(spec.points()) - {victim})
+
+
+async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
+    spec = SMALL.with_changes(depths=(8192,), gens=(64,), repetitions=5)
+    pids, started = [], asyncio.Event()
+
+    async def consume():
+        async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+            if isinstance(event, PointStarted):
+                pids.append(event.pid)
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 60)
+    await asyncio.sleep(0.2)
+    assert psutil.Process(pids[0]).status() != psutil.STATUS_ZOMBIE  # still working
+    task.cancel()  # what Ctrl-C, a lost SSH connection or quitting the app do
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for pid in pids:
+        assert_gone(pid)
+    assert not [p for p in bench_children() if p.pid in pids]
+    journal = read_journal(tmp_path)
+    assert isinstance(journal[-1], SweepFinished) and journal[-1].cancelled
+
+
+async def test_resume_skips_finished_points(cpu, tiny_llama, tmp_path):
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    seen = 0
+    async with contextlib.aclosing(run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path)) as events:
+        async for event in events:
+            if isinstance(event, ResultReceived):
+                seen += 1
+                if seen == 2:
+                    break  # the consumer walks away: the run is interrupted
+    first_part = read_journal(tmp_path)
+    done_before = finished_points(first_part)
+    assert len(done_before) == 2 and first_part[-1].cancelled
+
+    resumed = await collect(resume(tmp_path, builds=[cpu]))
+    assert isinstance(resumed[0], SweepStarted) and resumed[0].resumed
+    rerun = {(e.build, e.point.key) for e in resumed if isinstance(e, PointStarted)}
+    assert not rerun & done_before
+    journal = read_journal(tmp_path)
+    results = [(e.build, e.result.point.key) for e in journal if isinstance(e, ResultReceived)]
+    assert len(results) == len(set(results)) == len(spec.points())
+    runs = list_runs(tmp_path.parent)
+    assert any(r.run_dir == tmp_path and r.finished for r in runs)
+
+
+def test_sighup_to_the_command_line_kills_llama_bench(cpu, tiny_llama, tmp_path):
+    env = dict(os.environ, LLAMADUEL_DATA_DIR=str(tmp_path / "data"))
+    command = [sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={cpu.folder}",
+               "--model", str(tiny_llama), "-p", "32", "-n", "64", "-d", "8192", "-r", "5",
+               "--telemetry", "off", "--json"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            cwd=Path(__file__).resolve().parent.parent, text=True)
+    bench_pid = None
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event["type"] == "PointStarted":
+            bench_pid = event["pid"]
+            break
+    assert bench_pid and psutil.pid_exists(bench_pid)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=30) == 130
+    assert_gone(bench_pid)
+    assert "cancelled" in proc.stderr.read()
+
+
+async def test_bad_input_is_one_clear_error(cpu, tiny_llama, tmp_path):
+    with pytest.raises(SweepError, match="not found"):
+        await collect(run_sweep([cpu], tmp_path / "missing.gguf", SMALL, run_dir=tmp_path))
+    with pytest.raises(SweepError, match="names must differ"):
+        await collect(run_sweep([cpu, cpu], tiny_llama, SMALL, run_dir=tmp_path))
+    with pytest.raises(SweepError, match="positive"):
+        await collect(run_sweep([cpu], tiny_llama, SMALL.with_changes(prompts=(-1,)),
+                                run_dir=tmp_path))
+
+
+def test_chunks_and_schedule():
+    points = SMALL.points()
+    assert chunk_points(points, "point") == [(p,) for p in points]
+    assert chunk_points(points, "build") == [points]
+    assert chunk_points(points, "depth") == [points[:2], points[2:]]
+
+    class B:
+        def __init__(self, name):
+            self.name = name
+
+    a, b = B("a"), B("b")
+    chunks = chunk_points(points, "point")
+    turns = schedule([a, b], chunks, interleave=True, skip={("a", points[0].key)})
+    assert [(t[0].name, t[1][0]) for t in turns][:3] == [("b", points[0]), ("a", points[1]),
+                                                           ("b", points[1])]
+
+
+def test_journal_survives_a_torn_last_line(tmp_path):
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append(SweepFinished(run_id="x", results=1, failures=0))
+    journal.close()
+    with open(tmp_path / "journal.jsonl", "a") as handle:
+        handle.write('{"type": "ResultRec')  # power cut mid-write
+    assert read_journal(tmp_path) == [SweepFinished(run_id="x", results=1, failures=0)]
+
+
+def test_engine_packages_never_import_textual():
+    code = ("import sys, backends.runner, backends.sweep, backends.events, backends.builds, "
+            "backends.models, backends.synth, backends.demo, tui.cli, tui.commands.engine; "
+            "import pkgutil, importlib, backends, profiles\n"
+            "for pkg in (backends, profiles):\n"
+            "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+            "        importlib.import_module(m.name)\n"
+            "bad = [m for m in sys.modules if m == 'textual' or m.startswith('textual.')]\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True,
+                   cwd=Path(__file__).resolve().parent.parent)
