@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "tui.commands.race",
     "tui.commands.check",
     "tui.commands.telemetry",
+    "tui.commands.models_builds",
 )
 
 
