@@ -1,0 +1,86 @@
+"""Options of the app itself (``llamaduel`` with no command) and its start.
+
+Kept free of Textual at import time: the app is imported only once the options are good.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+SCREENS = ("setup", "run", "results", "profiles")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llamaduel",
+        description="Race llama.cpp builds side by side and keep the verdict. "
+        "Run `llamaduel COMMAND --help` for the headless commands.",
+    )
+    parser.add_argument("--build", action="append", default=[], metavar="NAME=PATH",
+                        help="a llama.cpp build folder to race (repeatable)")
+    parser.add_argument("--models", action="append", default=[], metavar="DIR", type=Path,
+                        help="a folder with .gguf models (repeatable)")
+    parser.add_argument("--store", type=Path, metavar="PATH",
+                        help="where profiles are kept (default: the user data folder)")
+    parser.add_argument("--demo", action="store_true",
+                        help="race the CPU and Vulkan (lavapipe) builds on a small generated "
+                        "model, building them first if needed")
+    parser.add_argument("--replay", type=Path, metavar="JOURNAL",
+                        help="show a recorded run journal (journal.jsonl) without running anything")
+    parser.add_argument("--screen", choices=SCREENS, help="the screen to open first")
+    parser.add_argument("--no-telemetry", action="store_true",
+                        help="do not sample GPU and host telemetry during sweeps")
+    return parser
+
+
+def run_app(argv: list[str]) -> int:
+    options = build_parser().parse_args(argv)
+    from backends.builds import parse_build_arg
+
+    build_paths: dict[str, Path] = {}
+    for text in options.build:
+        try:
+            name, path = parse_build_arg(text)
+        except ValueError as error:
+            return _fail(str(error))
+        if not path.exists():
+            return _fail(f"build {name!r}: no such folder: {path}")
+        build_paths[name] = path
+    for folder in options.models:
+        if not folder.expanduser().exists():
+            return _fail(f"models: no such folder: {folder}")
+    if options.replay is not None and not options.replay.is_file():
+        return _fail(f"replay: no such journal: {options.replay}")
+    store = None
+    if options.store is not None:
+        from profiles import ProfileStore
+
+        store = ProfileStore(options.store.expanduser())
+
+    from tui.app import LlamaduelApp
+
+    app = LlamaduelApp(
+        build_paths=build_paths, model_dirs=[m.expanduser() for m in options.models],
+        store=store, journal=options.replay, start_screen=options.screen, demo=options.demo,
+        telemetry=None if options.no_telemetry else _make_telemetry,
+    )
+    # A closed terminal (SIGHUP) quits like q: the sweep stops, the journal keeps its results.
+    previous = signal.signal(signal.SIGHUP, lambda *_: app.call_later(app.request_quit))
+    try:
+        return int(app.run() or 0)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _make_telemetry():
+    from backends.telemetry import Telemetry
+
+    return Telemetry()
+
+
+def _fail(message: str) -> int:
+    print(f"llamaduel: {message}", file=sys.stderr)
+    return 2

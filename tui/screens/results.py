@@ -1,0 +1,133 @@
+"""The verdict of a sweep: a card per workload class, the plot with crossovers, the table."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from tui.screens import commands as cmd
+from tui.screens.run_state import RunState, format_rate
+from tui.widgets.throughput_plot import ThroughputPlot
+from tui.widgets.verdict_card import VerdictCard
+
+
+def recommendation_for(state: RunState, model_info: Any = None) -> Any:
+    from profiles.verdict import recommend
+
+    return recommend(state.results_by_build(), state.failures_by_build(), model_info=model_info)
+
+
+def table_rows(state: RunState) -> tuple[list[str], list[tuple[str, ...]]]:
+    """One row per test point: each build's tok/s (± stddev), then the lead in words."""
+    names = [b.name for b in state.builds]
+    columns = ["test", *names, "lead"]
+    rows = []
+    points = list(state.points) or list(dict.fromkeys(
+        r.point for b in state.builds for r in b.results))
+    for point in points:
+        rates: dict[str, float] = {}
+        cells = []
+        for build in state.builds:
+            result = next((r for r in build.results if r.point == point), None)
+            failure = next((f for f in build.failures if f.point == point), None)
+            if result is not None and not math.isnan(result.avg_ts):
+                rates[build.name] = result.avg_ts
+                cells.append(f"{format_rate(result.avg_ts)} ± {format_rate(result.stddev_ts)}")
+            elif failure is not None:
+                cells.append("FAILED")
+            else:
+                cells.append("-")
+        rows.append((point.name, *cells, _lead(rates)))
+    return columns, rows
+
+
+def _lead(rates: dict[str, float]) -> str:
+    if len(rates) < 2:
+        return ""
+    ranked = sorted(rates.items(), key=lambda item: item[1], reverse=True)
+    (best, top), (_, second) = ranked[0], ranked[1]
+    if second <= 0:
+        return best
+    return f"{best} ×{top / second:.2f}"
+
+
+def _cards(rec: Any) -> list[VerdictCard]:
+    from profiles.verdict import CLASS_LABELS
+
+    classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
+    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w],
+                        rec.stability) for w in classes]
+
+
+class ResultsScreen(cmd.CommandsMixin, Screen):
+    CSS_PATH = "results.tcss"
+    COMMAND_MESSAGES = (cmd.SaveProfile, cmd.ExportResults, cmd.CopyLaunchCommand)
+    BINDINGS = cmd.bindings(COMMAND_MESSAGES)
+
+    run_state: reactive[RunState] = reactive(RunState, always_update=True)
+
+    def __init__(self, state: RunState | None = None, *, title: str = "", profile: Any = None,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._given_state = state
+        self.profile = profile  # set when showing a saved profile
+        self.title_text = title
+        self.recommendation = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="results-body"):
+            yield Static("No results yet: run a sweep (1 Setup, r Start) or open a profile (4).",
+                         id="results-title")
+            yield Horizontal(id="verdicts")
+            yield Static("", id="results-summary")
+            with Horizontal(id="results-plots"):
+                yield ThroughputPlot("pp", mark_crossovers=True, id="results-pp").data_bind(
+                    ResultsScreen.run_state)
+                yield ThroughputPlot("tg", mark_crossovers=True, id="results-tg").data_bind(
+                    ResultsScreen.run_state)
+            yield DataTable(cursor_type="row", id="results-table")
+            yield Static("", id="launch-command")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(setattr, self, "run_state", self._given_state or self.app.last_run)
+
+    def on_screen_resume(self) -> None:
+        if self._given_state is None and self.app.last_run is not self.run_state:
+            self.run_state = self.app.last_run
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 100, "-narrow")
+
+    def watch_run_state(self, state: RunState) -> None:
+        if not state.builds or not self.query("#results-title"):
+            return
+        self.recommendation = recommendation_for(state)
+        rec = self.recommendation
+        with self.app.batch_update():
+            title = self.title_text or (
+                f"{Path(state.model).name}: {' vs '.join(b.name for b in state.builds)} "
+                f"({state.done}/{state.total} test points, {state.status})")
+            self.query_one("#results-title", Static).update(title)
+            verdicts = self.query_one("#verdicts", Horizontal)
+            verdicts.remove_children()
+            verdicts.mount_all(_cards(rec))
+            summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
+                                      if not s.stable)]
+            self.query_one("#results-summary", Static).update("\n".join(summary))
+            for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
+                self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
+                    x.at for x in rec.crossovers if x.phase == kind and x.axis == "depth"))
+            table = self.query_one("#results-table", DataTable)
+            table.clear(columns=True)
+            columns, rows = table_rows(state)
+            table.add_columns(*columns)
+            table.add_rows(rows)
