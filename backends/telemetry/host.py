@@ -123,6 +123,9 @@ class HostSampler:
             for pid, process in self._tree.items():
                 try:
                     with process.oneshot():
+                        if process.status() == psutil.STATUS_ZOMBIE:
+                            gone.append(pid)  # exited, waiting to be reaped
+                            continue
                         process_cpu += process.cpu_percent(None)
                         rss += process.memory_info().rss
                 except psutil.Error:

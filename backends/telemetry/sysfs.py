@@ -560,7 +560,7 @@ class AmdSysfsSource:
             drm = os.path.join(root, "sys/class/drm")
             self.unavailable_reason = (
                 f"no AMD GPU with the amdgpu driver under {drm}" if os.path.isdir(drm)
-                else f"no {drm}: not a Linux system with DRM"
+                else f"no {drm}: no GPU driver loaded"
             )
 
     @property

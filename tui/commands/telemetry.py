@@ -155,20 +155,3 @@ def _print_ticks(telemetry: Any, interval: float, count: int | None, as_json: bo
     asyncio.run(consume())
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Run only this command (``python -m tui.commands.telemetry``)."""
-    from tui.cli import CommandError
-
-    parser = argparse.ArgumentParser(prog="llamaduel")
-    register(parser.add_subparsers(dest="command", required=True))
-    options = parser.parse_args(["telemetry", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return options.func(options)
-    except CommandError as error:
-        print(f"llamaduel: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
