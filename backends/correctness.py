@@ -30,9 +30,11 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator, Literal, Mapping, Protocol, Sequence
+from typing import (Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Protocol,
+                    Sequence)
 
 from backends import procs
 
@@ -360,10 +362,15 @@ def _percent_to_fraction(run: DivergenceRun) -> DivergenceRun:
                          run.ppl_base, run.chunks)
 
 
+NO_REASON = "its log gave no reason"
+
+
 def error_line(output: str) -> str | None:
     """The last line llama.cpp logged as an error, else the last one that reads like one."""
     lines = output.splitlines()
     logged = [m.group(1) for m in map(_ERROR_LINE.match, lines) if m]
+    telling = [line for line in logged if "error loading model" in line]
+    logged = telling or logged
     found = logged[-1] if logged else next(
         (line.strip() for line in reversed(lines[-40:]) if _ERROR_WORDS.search(line)), None)
     if found and len(found) > 200:
@@ -386,7 +393,7 @@ class ToolRun:
         if self.returncode != 0:
             exit_text, _ = procs.describe_exit(self.returncode)
             detail = error_line(self.output)
-            return f"{what} {exit_text}" + (f": {detail}" if detail else "")
+            return f"{what} {exit_text}: " + (detail or NO_REASON)
         return None
 
 
@@ -405,6 +412,32 @@ async def _run_tool(argv: Sequence[str], env: Mapping[str, str], timeout: float)
         raise
     output = stdout.decode("utf-8", "replace") + "\n" + stderr.decode("utf-8", "replace")
     return ToolRun(process.returncode, output, timed_out=False)
+
+
+# llama.cpp's logger is a thread that the tools do not flush at exit, so a run may lose its
+# last lines: about one run in forty that succeeds, most runs that fail at once (a model
+# that will not load). A run that ended without saying how is repeated: quick ones a few
+# times, long ones once. A crash by signal is not repeated; its signal says enough.
+QUICK_RUN_S = 10.0
+QUICK_ATTEMPTS = 5
+SLOW_ATTEMPTS = 2
+
+
+async def _run_until_told(argv: Sequence[str], env: Mapping[str, str], timeout: float,
+                          told: Callable[[ToolRun], bool]) -> ToolRun:
+    """Run the tool until its output tells what happened (``told``), a few times at most."""
+    attempt = 0
+    while True:
+        attempt += 1
+        started = time.monotonic()
+        run = await _run_tool(argv, env, timeout)
+        quick = time.monotonic() - started < QUICK_RUN_S
+        if run.timed_out or (run.returncode or 0) < 0 or told(run):
+            return run
+        if error_line(run.output) is not None:
+            return run  # it said what went wrong
+        if attempt >= (QUICK_ATTEMPTS if quick else SLOW_ATTEMPTS):
+            return run
 
 
 # --- choosing and preparing ----------------------------------------------------------------
@@ -466,6 +499,26 @@ def model_context_length(path: Path) -> int | None:
     return None
 
 
+def model_problem(path: Path) -> str | None:
+    """What is wrong with a model file that llama.cpp would not load, if gguf can tell."""
+    try:
+        import gguf
+
+        gguf.GGUFReader(path, "r")
+    except Exception as error:  # any reader error means a damaged file
+        return f"the model file looks damaged or incomplete ({type(error).__name__}: {error})"
+    return None
+
+
+def _explain(failure: str, model: Path) -> str:
+    """Fill in a reason llama.cpp's log lost, from the model file when it is to blame."""
+    if failure.endswith(NO_REASON):
+        problem = model_problem(model)
+        if problem:
+            return failure[: -len(NO_REASON)] + problem
+    return failure
+
+
 def default_context(model_path: Path) -> int:
     trained = model_context_length(model_path)
     if trained and trained >= MIN_CONTEXT:
@@ -492,6 +545,7 @@ async def run_check(
     context: int | None = None,
     chunks: int | None = None,
     extra_args: Mapping[str, Sequence[str]] | None = None,
+    models: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[CheckEvent]:
     """Check every build against the reference build; yields CheckStarted, one BuildChecked
@@ -501,7 +555,9 @@ async def run_check(
     per-chunk context (``-c``; default 512 or the model's trained context if smaller, and
     smaller still when the text is short); ``chunks`` caps how many chunks of the text the
     reference reads (default: all). ``extra_args`` adds arguments per build name, e.g.
-    ``{"rocm": ["-ngl", "99"]}``; ``timeout`` bounds each tool run in seconds. The
+    ``{"rocm": ["-ngl", "99"]}``. ``models`` gives a build its own model file, by build
+    name: the same model in another file or quantisation (the vocabulary must match), to
+    see what a quantisation costs. ``timeout`` bounds each tool run in seconds. The
     reference's probabilities go to a temporary file under ``work_dir`` (default: the
     system's temporary folder), removed at the end; it takes about
     chunks x context/2 x vocabulary x 2 bytes.
@@ -518,9 +574,11 @@ async def run_check(
     model_path = _model_path(model)
     ref_build = choose_reference(builds, reference)
     extra = {name: list(args) for name, args in (extra_args or {}).items()}
-    unknown = sorted(set(extra) - set(names))
-    if unknown:
-        raise CheckInputError("extra arguments for unknown builds: " + ", ".join(unknown))
+    own_models = {name: _model_path(path) for name, path in (models or {}).items()}
+    for what, mapping in (("extra arguments", extra), ("models", own_models)):
+        unknown = sorted(set(mapping) - set(names))
+        if unknown:
+            raise CheckInputError(f"{what} for unknown builds: " + ", ".join(unknown))
     wanted_context = context or default_context(model_path)
 
     with reference_text(text) as text_path:
@@ -531,7 +589,7 @@ async def run_check(
         try:
             base_file = scratch / "reference.kld"
             ref_result, used_context = await _run_reference(
-                ref_build, model_path, text_path, base_file, wanted_context,
+                ref_build, own_models.get(ref_build.name, model_path), text_path, base_file, wanted_context,
                 shrink_allowed=context is None, chunks=chunks,
                 extra=extra.get(ref_build.name, []), timeout=timeout)
             results.append(ref_result)
@@ -545,13 +603,28 @@ async def run_check(
                 if build is ref_build:
                     continue
                 result = await _run_divergence(
-                    build, ref_result, model_path, base_file, used_context,
+                    build, ref_result, own_models.get(build.name, model_path), base_file,
+                    used_context,
                     extra=extra.get(build.name, []), thresholds=thresholds, timeout=timeout)
                 results.append(result)
                 yield BuildChecked(result)
             yield CheckFinished(tuple(results))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _perplexity_told(run: ToolRun) -> bool:
+    if run.returncode != 0:
+        return False
+    parsed = parse_perplexity_output(run.output)
+    return parsed.ppl is not None or parsed.too_few_tokens is not None
+
+
+def _divergence_told(run: ToolRun) -> bool:
+    if run.returncode != 0:
+        return False
+    parsed = parse_divergence_output(run.output)
+    return parsed.mean_kld is not None and parsed.top1_agreement is not None
 
 
 def _tool_or_problem(build: CheckableBuild) -> tuple[Path | None, str | None]:
@@ -579,7 +652,7 @@ async def _run_reference(build: CheckableBuild, model: Path, text: Path, base_fi
                 "--kl-divergence-base", str(base_file)]
         if chunks is not None:
             argv += ["--chunks", str(chunks)]
-        run = await _run_tool(argv + extra, _env(build), timeout)
+        run = await _run_until_told(argv + extra, _env(build), timeout, _perplexity_told)
         failure = run.failure("llama-perplexity", timeout)
         parsed = parse_perplexity_output(run.output) if failure is None else None
         if parsed is not None and parsed.too_few_tokens is not None and parsed.ppl is None:
@@ -595,7 +668,8 @@ async def _run_reference(build: CheckableBuild, model: Path, text: Path, base_fi
         if failure is None and not base_file.is_file():
             failure = "llama-perplexity wrote no logits file"
         if failure is not None:
-            return CorrectnessResult(build.name, build.name, status="failed", reason=failure,
+            return CorrectnessResult(build.name, build.name, status="failed",
+                                     reason=_explain(failure, model),
                                      context=context), context
         assert parsed is not None
         return CorrectnessResult(
@@ -617,10 +691,10 @@ async def _run_divergence(build: CheckableBuild, ref: CorrectnessResult, model: 
         return failed(problem or "")
     argv = [str(tool), "-m", str(model), "-c", str(context), "--kl-divergence",
             "--kl-divergence-base", str(base_file)]
-    run = await _run_tool(argv + extra, _env(build), timeout)
+    run = await _run_until_told(argv + extra, _env(build), timeout, _divergence_told)
     failure = run.failure("llama-perplexity", timeout)
     if failure is not None:
-        return failed(failure)
+        return failed(_explain(failure, model))
     parsed = _percent_to_fraction(parse_divergence_output(run.output))
     if parsed.mean_kld is None or parsed.top1_agreement is None:
         # llama-perplexity exits 0 even when it gives up (a bad model, a failed decode).

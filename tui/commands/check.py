@@ -108,6 +108,8 @@ def cmd_check(options: argparse.Namespace) -> int:
         raise CommandError(f"model not found: {options.model}")
     if options.text is not None and not options.text.is_file():
         raise CommandError(f"text file not found: {options.text}")
+    if options.min_top1 is not None and not 0 <= options.min_top1 <= 100:
+        raise CommandError(f"--min-top1 is a percentage from 0 to 100, not {options.min_top1:g}")
     try:
         thresholds = _thresholds(options)
     except CheckInputError as error:
