@@ -38,6 +38,7 @@ from backends import procs
 COMPLETION_TOOLS = ("llama-completion", "llama-cli")
 DEFAULT_TIMEOUT_S = 600.0
 HELP_TIMEOUT_S = 20.0
+DEFAULT_ATTEMPTS = 4
 STDERR_TAIL_LINES = 40
 # What the tool prints after the generated text: " [end of text]\n" when the model
 # stopped on its own, then "\n\n" before the timing lines. Not part of the completion.
@@ -250,6 +251,19 @@ class BuildStarted:
     build: str
     argv: tuple[str, ...]
     pid: int  # leader of the tool's own process group (for telemetry and clean-up)
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class BuildRetrying:
+    """The last attempt's output was cut short; the build runs again from the start.
+
+    A reader drops what it showed for this build: the next BuildStarted begins afresh.
+    """
+
+    build: str
+    attempt: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -295,6 +309,8 @@ class BuildFinished:
     load_ms: float | None
     stopped_at_eos: bool
     pieces: tuple[TimedPiece, ...] = ()
+    complete: bool = True  # False: the tool's timing lines never came, the text may be short
+    attempts: int = 1
 
     @property
     def replay_tps(self) -> float | None:
@@ -347,7 +363,7 @@ class RaceFinished:
     reference: str | None
 
 
-RaceEvent = (RaceStarted | BuildStarted | TokenReceived | FirstToken | BuildFinished
+RaceEvent = (RaceStarted | BuildStarted | BuildRetrying | TokenReceived | FirstToken | BuildFinished
              | BuildFailed | Divergence | RaceFinished)
 
 
@@ -360,7 +376,8 @@ _EVAL_RE = re.compile(
     r"(?<!prompt )eval time\s*=\s*" + _NUMBER + r"\s*ms\s*/\s*(\d+)\s*(?:runs|tokens?).*?" + _NUMBER + r"\s*tokens per second")
 _LOAD_RE = re.compile(r"load time\s*=\s*" + _NUMBER + r"\s*ms")
 _TOO_LONG_RE = re.compile(r"prompt is too long \((\d+) tokens, max (\d+)\)")
-_ERROR_RE = re.compile(r"(error|failed|unable|invalid|unknown argument|not found|cannot)", re.IGNORECASE)
+_ERROR_RE = re.compile(r"(^\d+\.\d+\.\d+\.\d+ E |error|failed|unable|invalid|unknown argument|not found"
+                       r"|cannot|too long)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -440,6 +457,9 @@ def compare_outputs(reference: BuildFinished, other: BuildFinished, *, unexpecte
     offset = first_difference(reference.text, other.text)
     if offset is None:
         return None
+    cut_short = not (reference.complete and other.complete)
+    if cut_short and offset == min(len(reference.text), len(other.text)):
+        return None  # one text stops early because its tool's output was cut, not a difference
     return Divergence(
         build=other.build,
         reference_build=reference.build,
@@ -485,8 +505,24 @@ class _TailHolder:
         return rest, False
 
 
+def output_was_cut(result: BuildFinished | BuildFailed, stderr_lines: Sequence[str]) -> bool:
+    """Whether the tool exited before its log writer printed everything.
+
+    llama.cpp's tools print through a background log thread that is not flushed at exit;
+    on a busy machine a quick run can exit with its text, timings or error message unprinted.
+    The timing lines come last, so a clean exit without them lost output (text included,
+    since a single thread prints both in order); a plain non-zero exit without any error
+    line lost its message.
+    """
+    if isinstance(result, BuildFinished):
+        return result.n_gen is None
+    if result.timed_out or result.signal:
+        return False
+    return not any(_ERROR_RE.search(line) for line in stderr_lines)
+
+
 async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: Path,
-                    timeout: float, emit, running: set) -> BuildFinished | BuildFailed:
+                    timeout: float, attempts: int, emit, running: set) -> BuildFinished | BuildFailed:
     tool = build.completion or find_completion_tool(build.folder)
     if tool is None:
         return BuildFailed(build.name, f"no llama-completion or llama-cli in {build.folder}")
@@ -495,13 +531,25 @@ async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: 
     if isinstance(flags, str):
         return BuildFailed(build.name, flags)
     argv = completion_argv(tool, flags, model, spec, prompt_file)
+    for attempt in range(1, attempts + 1):
+        result, stderr_lines = await _attempt(build.name, tool, argv, env, timeout, attempt, emit, running)
+        if attempt == attempts or not output_was_cut(result, stderr_lines):
+            break
+        await emit(BuildRetrying(build.name, attempt, "the tool exited before printing all of its output"))
+    if isinstance(result, BuildFinished):
+        result = dataclasses.replace(result, complete=result.n_gen is not None, attempts=attempt)
+    return result
+
+
+async def _attempt(name: str, tool: Path, argv: list[str], env: Mapping[str, str], timeout: float,
+                   attempt: int, emit, running: set) -> tuple[BuildFinished | BuildFailed, list[str]]:
     started = time.monotonic()
     try:
         process = await procs.spawn(argv, env=env)
     except OSError as error:
-        return BuildFailed(build.name, f"{tool.name} cannot start: {error.strerror or error}")
+        return BuildFailed(name, f"{tool.name} cannot start: {error.strerror or error}"), []
     running.add(process)
-    await emit(BuildStarted(build.name, tuple(argv), process.pid))
+    await emit(BuildStarted(name, tuple(argv), process.pid, attempt))
     stderr_lines: deque[str] = deque(maxlen=400)
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     holder = _TailHolder()
@@ -519,9 +567,9 @@ async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: 
             return
         if first_at is None:
             first_at = at
-            await emit(FirstToken(build.name, at))
+            await emit(FirstToken(name, at))
         pieces.append(TimedPiece(at, text))
-        await emit(TokenReceived(build.name, text, len(pieces) - 1, at))
+        await emit(TokenReceived(name, text, len(pieces) - 1, at))
 
     stderr_task = asyncio.create_task(read_stderr())
     timed_out = False
@@ -552,24 +600,26 @@ async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: 
     rest, stopped_at_eos = holder.finish()
     await take(rest, wall)
     text = "".join(piece.text for piece in pieces)
-    tail = "\n".join(list(stderr_lines)[-STDERR_TAIL_LINES:])
+    lines = list(stderr_lines)
+    tail = "\n".join(lines[-STDERR_TAIL_LINES:])
     returncode = process.returncode
     _, signal_name = procs.describe_exit(returncode)
     if timed_out:
-        return BuildFailed(build.name, f"{tool.name} did not finish within {timeout:g}s and was killed",
-                           exit_code=None, signal="SIGKILL", timed_out=True, stderr_tail=tail, text=text)
+        return BuildFailed(name, f"{tool.name} did not finish within {timeout:g}s and was killed",
+                           exit_code=None, signal="SIGKILL", timed_out=True, stderr_tail=tail,
+                           text=text), lines
     if returncode != 0:
-        return BuildFailed(build.name, failure_reason(list(stderr_lines), returncode, tool.name),
+        return BuildFailed(name, failure_reason(lines, returncode, tool.name),
                            exit_code=returncode if returncode and returncode > 0 else None,
-                           signal=signal_name, stderr_tail=tail, text=text)
-    timings = parse_timings(stderr_lines)
+                           signal=signal_name, stderr_tail=tail, text=text), lines
+    timings = parse_timings(lines)
     return BuildFinished(
-        build=build.name, text=text, ttft=first_at, wall_s=wall,
+        build=name, text=text, ttft=first_at, wall_s=wall,
         prompt_tps=timings.prompt_tps, gen_tps=timings.gen_tps,
         n_prompt=timings.n_prompt, n_gen=timings.n_gen,
         prompt_ms=timings.prompt_ms, gen_ms=timings.gen_ms, load_ms=timings.load_ms,
         stopped_at_eos=stopped_at_eos, pieces=tuple(pieces),
-    )
+    ), lines
 
 
 # ---------------------------------------------------------------------------- race
@@ -616,6 +666,7 @@ class _Referee:
 
 async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
                    sequential: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
+                   attempts: int = DEFAULT_ATTEMPTS,
                    overrides: Mapping[str, Mapping[str, Any]] | None = None,
                    ) -> AsyncIterator[RaceEvent]:
     """Race ``spec`` through every build; yields events as they happen.
@@ -623,7 +674,8 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
     ``builds`` are BuildInfo objects, RaceBuilds or ``(name, folder)`` pairs.
     ``overrides`` changes spec fields for one build (``{"b": {"seed": 7}}``).
     ``timeout`` bounds each build's run; a build that fails or hangs is reported and the
-    others go on. Raises RaceError before starting when the input cannot run.
+    others go on. A run whose output the tool cut short at exit runs again, up to
+    ``attempts`` runs in all. Raises RaceError before starting when the input cannot run.
     """
     race_builds = [as_race_build(build) for build in builds]
     if not race_builds:
@@ -634,6 +686,8 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
         raise RaceError(f"build names must differ: {', '.join(duplicates)} given twice")
     if problem := spec.problem():
         raise RaceError(problem)
+    if attempts < 1 or timeout <= 0:
+        raise RaceError("attempts must be at least 1 and the time-out positive")
     model = Path(model)
     if not model.is_file():
         raise RaceError(f"model file not found: {model}")
@@ -662,7 +716,7 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
         async def one(build: RaceBuild) -> None:
             try:
                 result = await _race_one(build, model, specs[build.name], prompt_file,
-                                         timeout, queue.put, running)
+                                         timeout, attempts, queue.put, running)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a bug or OS trouble in one build must not end the race
@@ -747,6 +801,8 @@ def race_summary(events: Iterable[RaceEvent]) -> dict[str, Any]:
                 "n_prompt": result.n_prompt, "n_gen": result.n_gen,
                 "load_ms": _rounded(result.load_ms, 2), "stopped_at_eos": result.stopped_at_eos,
                 "chars": len(result.text),
+                "attempts": result.attempts if result.attempts > 1 else None,
+                "complete": None if result.complete else False,
             }
         else:
             entry = {"status": "timed-out" if result.timed_out else "failed", "reason": result.reason,
