@@ -720,7 +720,12 @@ def group_rows(rows: Sequence[_Row], *, problems: Sequence[str] = (), files: Seq
         identity = _identity(row)
         keyed[identity + (variant_of.get((identity, row.source)),)].append(row)
 
-    names = _name_builds(list(keyed))
+    gpu_display: dict[str, str] = {}
+    for row in rows:
+        original = str(row.raw.get("gpu_info") or "")
+        if original:
+            gpu_display.setdefault(normalize_gpu(original), re.sub(r"\s*\(.*?\)", "", original).strip())
+    names = _name_builds(list(keyed), gpu_display)
     builds, results, failures = [], {}, {}
     for key, group in keyed.items():
         label, backend, number, commit, gpu_norm, variant = key
@@ -749,7 +754,7 @@ def _point(raw: Mapping[str, Any]) -> TestPoint:
     return TestPoint(n("n_prompt"), n("n_gen"), n("n_depth"))
 
 
-def _name_builds(keys: Sequence[tuple]) -> dict[tuple, str]:
+def _name_builds(keys: Sequence[tuple], gpu_display: Mapping[str, str]) -> dict[tuple, str]:
     """Short, distinct names: the label or backend, then build number, GPU and file variant as needed."""
     def base(key: tuple) -> str:
         label, backend = key[0], key[1]
@@ -765,14 +770,14 @@ def _name_builds(keys: Sequence[tuple]) -> dict[tuple, str]:
 
     for extend in (
         lambda k: f"b{k[2]}" if k[2] else (k[3] or ""),
-        lambda k: f"@ {k[4]}" if k[4] else "",
+        lambda k: f"@ {gpu_display.get(k[4], k[4])}" if k[4] else "",
         lambda k: k[5] or "",
         lambda k: k[3] or "",
     ):
         for ks in clashes().values():
             parts = {k: extend(k) for k in ks}
             if len(set(parts.values())) > 1:
-                for k in ks:
+                for k in ks:  # only the builds whose part differs gain it
                     if parts[k]:
                         names[k] = f"{names[k]} {parts[k]}"
     for v, ks in clashes().items():

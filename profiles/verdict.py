@@ -303,8 +303,10 @@ def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
 def _cell_test(a: BenchResult, b: BenchResult, settings: VerdictSettings) -> float | None:
     test = stats.welch_from_samples(a.samples_ts, b.samples_ts)
     if test is None:
-        n_a = len(a.samples_ts) if len(a.samples_ts) >= 2 else settings.assumed_repetitions
-        n_b = len(b.samples_ts) if len(b.samples_ts) >= 2 else settings.assumed_repetitions
+        # A known single repetition cannot be tested; the assumed count is only for
+        # formats that print a spread but no samples (markdown, CSV).
+        n_a = len(a.samples_ts) or settings.assumed_repetitions
+        n_b = len(b.samples_ts) or settings.assumed_repetitions
         test = stats.welch_from_summary(a.avg_ts, a.stddev_ts, n_a, b.avg_ts, b.stddev_ts, n_b)
     return None if test is None or math.isnan(test.p_value) else test.p_value
 

@@ -12,6 +12,7 @@ import importlib
 import sys
 
 COMMAND_MODULES = (
+    "tui.commands.profiles",
     "tui.commands.engine",
     "tui.commands.race",
     "tui.commands.check",

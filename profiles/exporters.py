@@ -1,0 +1,231 @@
+"""Turn a recommendation or profile into something to paste or run.
+
+Markdown (the study's table: workload | build A | build B | winner), CSV, JSON, a
+llama-server argument list for a workload (a list for running, a shlex-quoted string for
+reading), and a llama-swap config block.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from profiles.model import Profile
+from profiles.store import encode
+from profiles.verdict import CLASS_LABELS, ClassVerdict, Recommendation
+
+WORKLOADS = tuple(CLASS_LABELS)
+
+
+def _ts(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:,.1f} t/s" if value < 100 else f"{value:,.0f} t/s"
+
+
+def winner_cell(v: ClassVerdict) -> str:
+    if v.status == "winner":
+        text = f"{v.winner} (+{v.margin_pct:.1f}%, {v.confidence.split(' (')[0]} confidence)"
+        if v.recommended and v.recommended != v.winner:
+            text += f"; use {v.recommended} (stability)"
+        return text
+    if v.status == "tie":
+        return f"tie (within {v.margin_pct:.1f}%)"
+    if v.status == "single build":
+        return f"{v.winner} (only build measured)"
+    return "no clear winner"
+
+
+def table_rows(rec: Recommendation) -> list[list[str]]:
+    header = ["workload", *rec.builds, "winner"]
+    rows = [header]
+    for v in rec.verdicts:
+        rows.append([v.label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
+    stable = [s for s in rec.stability if s.stable]
+    stability_winner = ("all stable" if len(stable) == len(rec.stability)
+                        else ", ".join(s.build for s in stable) or "none stable")
+    rows.append(["stability", *[next((s.note for s in rec.stability if s.build == b), "—") for b in rec.builds],
+                 stability_winner])
+    return rows
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(rec: Recommendation, *, title: str | None = None) -> str:
+    rows = table_rows(rec)
+    lines = [f"## {title}", ""] if title else []
+    lines.append("| " + " | ".join(_md_escape(c) for c in rows[0]) + " |")
+    lines.append("|" + "|".join("---" for _ in rows[0]) + "|")
+    lines.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows[1:])
+    lines.append("")
+    lines.append(f"Build columns: typical speed (geometric mean over the tests all builds ran). "
+                 f"Long context means {rec.long_context_tokens:,}+ tokens in the cache.")
+    lines.append("")
+    lines.extend(f"- {line}" for line in rec.summary)
+    if rec.choose:
+        lines.append("")
+        lines.extend(f"- {line}" for line in rec.choose)
+    lines.append("")
+    lines.append(f"Rule: {rec.rule} ({rec.pg_policy}.)")
+    return "\n".join(lines) + "\n"
+
+
+def to_text(rec: Recommendation) -> str:
+    """Plain table for a terminal: fixed-width columns, no colour."""
+    rows = table_rows(rec)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out) + "\n"
+
+
+def to_csv(rec: Recommendation) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
+                     "margin_pct", "p_value", "confidence"])
+    for v in rec.verdicts:
+        for b in rec.builds:
+            ts = v.typical_ts.get(b)
+            writer.writerow([v.workload, v.phase, b, "" if ts is None else f"{ts:.6g}", v.status,
+                             v.winner or "", v.recommended or "",
+                             "" if v.margin_pct is None else f"{v.margin_pct:.3f}",
+                             "" if v.p_value is None else f"{v.p_value:.6g}", v.confidence])
+    return buffer.getvalue()
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        if value.keys() == {"$none"}:
+            return None
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def to_json(obj: Profile | Recommendation) -> str:
+    return json.dumps(_json_ready(encode(obj)), indent=2, ensure_ascii=False) + "\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Launch commands
+
+
+@dataclass(frozen=True)
+class LaunchCommand:
+    build: str
+    workload: str
+    argv: tuple[str, ...]
+    caveats: tuple[str, ...] = ()
+
+    @property
+    def display(self) -> str:
+        return shlex.join(self.argv)
+
+
+def _server_path(folder: str | None) -> str:
+    if not folder:
+        return "llama-server"
+    return str(Path(folder) / "llama-server")
+
+
+def launch_command(profile: Profile, workload: str, *, model_path: str | None = None,
+                   build: str | None = None, context: int | None = None,
+                   host: str = "127.0.0.1", port: int = 8080) -> LaunchCommand:
+    """llama-server arguments for a workload, from the recommended build and its settings.
+
+    Raises ValueError (one line) when the profile has no recommendation for the workload
+    and no build is named.
+    """
+    if workload not in WORKLOADS:
+        raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
+    rec = profile.recommendation
+    verdicts = [v for v in (rec.verdicts if rec else ()) if v.workload == workload]
+    chosen = build or (rec.recommended_build(workload) if rec else None)
+    if chosen is None:
+        if not verdicts:
+            raise ValueError(f"the profile has no results for the {CLASS_LABELS[workload]} workload")
+        raise ValueError(f"no clear winner for {CLASS_LABELS[workload]}; name a build with --build")
+    record = profile.build(chosen)
+    if record is None:
+        raise ValueError(f"no build named {chosen!r} in the profile")
+    settings: Mapping[str, Any] = {}
+    for phase in ("tg", "pp", "pg"):
+        v = next((v for v in verdicts if v.phase == phase), None)
+        if v and chosen in v.best_settings:
+            settings = v.best_settings[chosen]
+            break
+    model = model_path or profile.model.file_name or "model.gguf"
+    argv: list[str] = [_server_path(record.path), "-m", model, "--host", host, "--port", str(port)]
+    fa = settings.get("flash_attn")
+    if fa is not None:
+        argv += ["-fa", "on" if fa in (1, True, "1", "true", "on") else "off"]
+    for key, flag in (("type_k", "-ctk"), ("type_v", "-ctv")):
+        if settings.get(key):
+            argv += [flag, str(settings[key])]
+    ngl = settings.get("n_gpu_layers")
+    argv += ["-ngl", str(ngl if isinstance(ngl, int) and ngl >= 0 else 999)]
+    ncmoe = settings.get("n_cpu_moe")
+    if isinstance(ncmoe, int) and ncmoe > 0:
+        argv += ["-ncmoe", str(ncmoe)]
+    if settings.get("use_mmap") in (0, False, "0", "false"):
+        argv += ["--no-mmap"]
+    for key, flag in (("n_batch", "-b"), ("n_ubatch", "-ub")):
+        if isinstance(settings.get(key), int):
+            argv += [flag, str(settings[key])]
+    argv += ["-c", str(context or _context_for(profile, workload))]
+    caveats = tuple(c for v in verdicts for c in v.caveats)
+    return LaunchCommand(build=chosen, workload=workload, argv=tuple(argv), caveats=caveats)
+
+
+def _context_for(profile: Profile, workload: str) -> int:
+    """Enough context for the deepest test measured in this workload (at least 4096)."""
+    deepest = 0
+    rec = profile.recommendation
+    for v in (rec.verdicts if rec else ()):
+        if v.workload != workload:
+            continue
+        for comparison in v.comparisons:
+            for cell in comparison.cells:
+                deepest = max(deepest, cell.context)
+    size = 4096
+    while size < deepest:
+        size *= 2
+    return size
+
+
+def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, *,
+                      model_path: str | None = None) -> str:
+    """A llama-swap ``models:`` block, one entry per workload with a recommended build."""
+    lines = ["models:"]
+    stem = Path(model_path or profile.model.file_name or "model").stem
+    for workload in workloads or WORKLOADS:
+        try:
+            cmd = launch_command(profile, workload, model_path=model_path, port=0)
+        except ValueError:
+            continue
+        argv = list(cmd.argv)
+        port_at = argv.index("--port")
+        argv[port_at + 1] = "${PORT}"
+        key = f"{stem}-{workload.replace('_', '-')}"
+        lines.append(f"  {json.dumps(key)}:")
+        lines.append(f"    # {CLASS_LABELS[workload]}: {cmd.build}")
+        lines.append("    cmd: >")
+        lines.append("      " + " ".join(shlex.quote(a) if a != "${PORT}" else a for a in argv))
+    if len(lines) == 1:
+        raise ValueError("the profile recommends no build for any workload")
+    return "\n".join(lines) + "\n"
