@@ -213,8 +213,8 @@ def handle_race(options: argparse.Namespace) -> int:
 async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Namespace) -> dict[str, Any]:
     import contextlib
 
-    from backends.race import (BuildFailed, BuildFinished, BuildStarted, Divergence,
-                               TokenReceived, race_summary, run_race)
+    from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
+                               Divergence, TokenReceived, race_summary, run_race)
 
     live = None if options.json else _LivePrinter(sys.stdout, options.parallel)
     events = []
@@ -228,9 +228,12 @@ async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Nam
                 live.started(event.build)
             elif isinstance(event, TokenReceived):
                 live.text(event.build, event.text)
+            elif isinstance(event, BuildRetrying):
+                live.ended(event.build, f"[{event.reason}: running it again]")
             elif isinstance(event, BuildFinished):
+                note = "" if event.complete else " | timings missing: output cut short"
                 live.ended(event.build, f"[ttft {event.ttft or 0:.3f}s | prompt {_rate(event.prompt_tps)} t/s"
-                                        f" | gen {_rate(event.gen_tps)} t/s]")
+                                        f" | gen {_rate(event.gen_tps)} t/s{note}]")
             elif isinstance(event, BuildFailed):
                 if not options.parallel and not any(
                         isinstance(e, BuildStarted) and e.build == event.build for e in events):
