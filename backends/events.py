@@ -153,6 +153,14 @@ class PointFailed:
 
 
 @dataclass(frozen=True)
+class SweepNote:
+    """Something the runner decided or noticed during a run, in words for the user."""
+
+    message: str
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
 class SweepFinished:
     run_id: str
     results: int
@@ -171,13 +179,13 @@ class TelemetryRecorded:
 
 BenchEvent = (
     SweepStarted | PointStarted | PointProgress | ResultReceived | PointFailed
-    | SweepFinished | TelemetryRecorded
+    | SweepNote | SweepFinished | TelemetryRecorded
 )
 
 _EVENT_TYPES: dict[str, type] = {
     cls.__name__: cls
     for cls in (SweepStarted, PointStarted, PointProgress, ResultReceived, PointFailed,
-                SweepFinished, TelemetryRecorded)
+                SweepNote, SweepFinished, TelemetryRecorded)
 }
 
 

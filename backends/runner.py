@@ -26,14 +26,19 @@ from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 from backends import procs
 from backends.events import (
     BenchEvent, BenchResult, PointFailed, PointProgress, PointStarted, ResultReceived,
-    SweepFinished, SweepStarted, TelemetryRecorded, TestPoint, event_from_json, event_to_json,
+    SweepFinished, SweepNote, SweepStarted, TelemetryRecorded, TestPoint, event_from_json,
+    event_to_json,
 )
 from backends.paths import runs_root
 from backends.sweep import SweepError, SweepSpec, TimeoutPolicy, bench_argv, resolve_auto_ncmoe
 
-GRANULARITIES = ("point", "depth", "build")
-# Chosen from benchmarks/process_granularity.py: see the README's "How runs are scheduled".
-DEFAULT_GRANULARITY = "point"
+GRANULARITIES = ("auto", "point", "depth", "build")
+# "auto" runs each build's first test point alone, measures how long loading the model
+# takes against running the point, and keeps one process per point while loading costs
+# at most this share of a point; otherwise one process per depth (pp and tg at a depth
+# share the load). benchmarks/fidelity.py measures the trade; see the README.
+DEFAULT_GRANULARITY = "auto"
+AUTO_MAX_LOAD_SHARE = 0.05
 JOURNAL_NAME = "journal.jsonl"
 _PROGRESS = re.compile(r"^llama-bench: benchmark (\d+)/(\d+): (.*)$")
 _DONE = object()
@@ -120,6 +125,29 @@ def new_run_id(model: Path) -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{stem}"
 
 
+@dataclass(frozen=True)
+class ChunkTiming:
+    """Where one llama-bench process spent its time: loading, then running its points."""
+
+    load_s: float
+    work_s: float
+    points: int
+
+
+def choose_granularity(timings: Sequence[ChunkTiming]) -> tuple[str, str]:
+    """The grouping for the rest of a run from its first processes, and why, in words."""
+    shares = [t.load_s / (t.work_s / t.points) for t in timings if t.work_s > 0 and t.points]
+    if not shares:
+        return "point", "one llama-bench per test point (load time not measurable)"
+    share = max(shares)
+    load = max(t.load_s for t in timings)
+    if share <= AUTO_MAX_LOAD_SHARE:
+        return "point", (f"one llama-bench per test point: loading takes {load:.2f} s, "
+                         f"{share:.0%} of a point")
+    return "depth", (f"one llama-bench per depth: loading takes {load:.2f} s, {share:.0%} of a "
+                     f"point, so pp and tg at each depth share one load")
+
+
 def chunk_points(points: Sequence[TestPoint], granularity: str) -> list[tuple[TestPoint, ...]]:
     """Group test points into llama-bench processes."""
     if granularity == "point":
@@ -194,12 +222,14 @@ async def run_sweep(
     if spec.auto_ncmoe and spec.n_cpu_moe is None:
         spec, note = resolve_auto_ncmoe(spec, _model_info(model), _free_vram_bytes(builds))
         notes.append(note)
-    chunks = chunk_points(spec.points(), granularity)
+    if granularity not in GRANULARITIES:
+        raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    points = spec.points()
     # Check every argv before starting: a build that cannot run the spec fails now, not midway.
     for build in builds:
-        for chunk in chunks:
+        for chunk in chunk_points(points, "depth"):
             bench_argv(build, model_path, spec, chunk)
-    turns = schedule(builds, chunks, interleave, skip)
+    done = set(skip)
 
     run_id = run_id or new_run_id(model_path)
     run_dir = Path(run_dir) if run_dir else runs_root() / run_id
@@ -225,8 +255,22 @@ async def run_sweep(
         notes=tuple(n for n in notes if n), resumed=bool(set(skip)), at=time.time(),
     ))
 
-    async def take_turns(turn_list: list[tuple[Any, tuple[TestPoint, ...]]]) -> None:
-        for build, chunk in turn_list:
+    async def take_turns(group: Sequence[Any]) -> None:
+        chosen = granularity
+        if granularity == "auto":
+            timings = []
+            for build in group:  # each build's first point alone, to measure its load time
+                first = next((p for p in points if (build.name, p.key) not in done), None)
+                if first is None:
+                    continue
+                await control.wait_running()
+                timing = await _run_chunk(build, model_path, spec, (first,), emit, recorder, timeouts)
+                done.add((build.name, first.key))
+                if timing is not None:
+                    timings.append(timing)
+            chosen, why = choose_granularity(timings)
+            emit(SweepNote(message=why, at=time.time()))
+        for build, chunk in schedule(group, chunk_points(points, chosen), interleave, done):
             await control.wait_running()
             await _run_chunk(build, model_path, spec, chunk, emit, recorder, timeouts)
 
@@ -237,13 +281,8 @@ async def run_sweep(
             recorder.snapshots.append(snapshot)
             emit(TelemetryRecorded(sample=snapshot_to_json(snapshot), at=snapshot.at))
 
-    if parallel:
-        per_build: dict[str, list] = {}
-        for build, chunk in turns:
-            per_build.setdefault(build.name, []).append((build, chunk))
-        producers = [asyncio.create_task(take_turns(t)) for t in per_build.values()]
-    else:
-        producers = [asyncio.create_task(take_turns(turns))]
+    groups = [[build] for build in builds] if parallel else [list(builds)]
+    producers = [asyncio.create_task(take_turns(group)) for group in groups]
     helpers = [asyncio.create_task(record_telemetry())] if telemetry is not None else []
 
     async def finish() -> None:
@@ -290,7 +329,8 @@ async def run_sweep(
 
 async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple[TestPoint, ...],
                      emit: Callable[[BenchEvent], None], recorder: _Telemetry | None,
-                     timeouts: TimeoutPolicy) -> None:
+                     timeouts: TimeoutPolicy) -> ChunkTiming | None:
+    """Run one llama-bench process for ``chunk``; return its load/work split when it succeeded."""
     argv = bench_argv(build, model_path, spec, chunk)
     limit = timeouts.seconds(build.name, chunk, spec.repetitions, spec.timeout)
     pending = {p.key: p for p in chunk}
@@ -303,7 +343,8 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
         for point in chunk:
             emit(PointFailed(build=build.name, point=point, at=time.time(),
                              reason=f"cannot start llama-bench: {error.strerror or error}"))
-        return
+        return None
+    first_work: list[float] = []  # when the first point began work: the model is loaded
     emit(PointStarted(build=build.name, point=chunk[0], argv=tuple(argv), at=time.time(),
                       pid=process.pid))
     if recorder is not None:
@@ -341,6 +382,8 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
                     stderr_tail.append(text)
                 continue
             index, message = int(match.group(1)) - 1, match.group(3)
+            if message != "starting" and not first_work:
+                first_work.append(time.monotonic())
             point = chunk[index] if index < len(chunk) else current_point()
             if message == "starting" and point.key not in point_started:
                 point_started[point.key] = time.time()
@@ -367,9 +410,13 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
         if process.returncode is None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(process.wait()), 10)
-    elapsed = time.monotonic() - started
+    ended = time.monotonic()
+    timing = None
     if not pending and not timed_out and process.returncode == 0:
-        timeouts.observe(build.name, chunk, spec.repetitions, elapsed)
+        timeouts.observe(build.name, chunk, spec.repetitions, ended - started)
+        if first_work:
+            timing = ChunkTiming(load_s=first_work[0] - started, work_s=ended - first_work[0],
+                                 points=len(chunk))
     reason, signal_name = procs.describe_exit(process.returncode)
     if timed_out:
         reason = f"hung: no result within {limit:.0f} s, killed"
@@ -384,6 +431,7 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
             signal=None if timed_out else signal_name, timed_out=timed_out,
             stderr_tail="\n".join(stderr_tail),
         ))
+    return timing
 
 
 def _last_error(lines: Iterable[str]) -> str:

@@ -29,6 +29,7 @@ def main() -> int:
     step([sys.executable, "-m", "pip", "install", "-q", "-e", ".[test]"])
     if not shutil.which("tmux") and shutil.which("apt-get") and os.geteuid() == 0:
         env_args = ["env", "DEBIAN_FRONTEND=noninteractive"]
+        step(env_args + ["apt-get", "update", "-qq"])
         step(env_args + ["apt-get", "install", "-y", "-qq", "tmux"])
     step([sys.executable, "scripts/build_llamacpp.py"])
     pytest = [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *sys.argv[1:]]

@@ -18,7 +18,7 @@ import pytest
 
 from backends.builds import probe_build
 from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished,
-                             SweepStarted, TestPoint)
+                             SweepNote, SweepStarted, TestPoint)
 from backends.runner import (Journal, chunk_points, finished_points, list_runs, read_journal,
                              resume, run_sweep, schedule)
 from backends.sweep import SweepError, SweepSpec
@@ -72,7 +72,8 @@ def assert_gone(pid: int) -> None:
 
 
 async def test_two_builds_side_by_side_interleaved(cpu, vulkan, tiny_llama, tmp_path):
-    events = await collect(run_sweep([cpu, vulkan], tiny_llama, SMALL, run_dir=tmp_path))
+    events = await collect(run_sweep([cpu, vulkan], tiny_llama, SMALL, run_dir=tmp_path,
+                                     granularity="point"))
     results = [e for e in events if isinstance(e, ResultReceived)]
     assert {(e.build, e.result.point) for e in results} == {
         (b, p) for b in ("cpu", "vulkan") for p in SMALL.points()}
@@ -95,7 +96,7 @@ async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tm
     other = probe_build(cpu.folder, "cpu-again")
     spec = SMALL.with_changes(depths=(0,))
     events = await collect(run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path,
-                                     interleave=False))
+                                     interleave=False, granularity="point"))
     starts = [e.build for e in events if isinstance(e, PointStarted)]
     assert starts == ["cpu", "cpu", "cpu-again", "cpu-again"]
 
@@ -108,6 +109,20 @@ async def test_one_process_per_build_gives_the_same_grid(cpu, tiny_llama, tmp_pa
     starts = [e for e in events if isinstance(e, PointStarted)]
     assert len({e.pid for e in starts}) == 1  # one llama-bench for the whole grid
     assert [e.point for e in starts] == list(SMALL.points())  # mapped from --progress
+
+
+async def test_auto_granularity_measures_the_load_and_explains_its_choice(cpu, tiny_llama,
+                                                                          tmp_path):
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    events = await collect(run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path))
+    notes = [e.message for e in events if isinstance(e, SweepNote)]
+    assert len(notes) == 1 and "loading takes" in notes[0]
+    results = {e.result.point for e in events if isinstance(e, ResultReceived)}
+    assert results == set(spec.points())
+    processes = {e.pid for e in events if isinstance(e, PointStarted)}
+    # A tiny model loads in far longer than its points run: one process per depth after
+    # the first, measured point.
+    assert "per depth" in notes[0] and len(processes) == 1 + len(spec.depths)
 
 
 async def test_a_crashing_model_fails_each_point_and_the_sweep_goes_on(cpu, tiny_llama, tmp_path):
@@ -128,7 +143,8 @@ async def test_a_killed_point_is_isolated(cpu, tiny_llama, tmp_path):
     spec = SMALL.with_changes(depths=(0, 2048), gens=(32,), repetitions=3)
     victim = TestPoint(n_prompt=0, n_gen=32, depth=2048)
     events = []
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path,
+                                   granularity="point"):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             os.kill(event.pid, signal.SIGSEGV)  # a real crash, delivered by the kernel
@@ -143,7 +159,8 @@ async def test_a_hung_point_times_out_and_the_next_runs(cpu, tiny_llama, tmp_pat
     spec = SMALL.with_changes(depths=(0, 2048), timeout=20.0)
     victim = TestPoint(n_prompt=32, n_gen=0, depth=2048)
     events, stopped = [], None
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path,
+                                   granularity="point"):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             stopped = event.pid
