@@ -10,7 +10,7 @@ import os
 import platform
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -49,6 +49,7 @@ class ModelFacts:
     expert_count: int | None = None
     identity: str | None = None
     model_type: str | None = None
+    path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def model_facts_from(info: Any) -> ModelFacts:
         architecture=getattr(info, "architecture", None), parameters=getattr(info, "parameters", None),
         quant=getattr(info, "quant", None), size_bytes=getattr(info, "size_bytes", None),
         is_moe=getattr(info, "is_moe", None), layers=getattr(info, "layers", None),
-        expert_count=getattr(info, "expert_count", None), identity=identity)
+        expert_count=getattr(info, "expert_count", None), identity=identity,
+        path=str(path) if path else None)
 
 
 def model_facts_from_results(results: Iterable[BenchResult]) -> ModelFacts:
@@ -237,8 +239,9 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
         facts = model_facts_from(model_info)
     else:
         facts = model_facts_from_results(r.result for r in results)
-        if started and started.model and not facts.file_name:
-            facts = ModelFacts(file_name=Path(started.model).name)
+    if started and started.model:
+        # The sweep's own model path beats what llama-bench echoed back.
+        facts = replace(facts, file_name=Path(started.model).name, path=str(started.model))
     profile = Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
                       builds=tuple(records), sweep_spec=dict(started.spec) if started else {},
                       results=tuple(results), failures=tuple(failures),

@@ -188,8 +188,13 @@ def _decode_typed(value: Any, hint: Any, path: str, depth: int) -> Any:
 _ = (BenchResult, PointFailed, TestPoint, model_module, verdict_module)
 
 
+# The last line of every saved profile: a file without it was cut short (a copy that
+# stopped, a full disk), even when what is left happens to parse as TOML.
+END_MARKER = "# end of llamaduel profile"
+
+
 def profile_to_toml(profile: Profile) -> str:
-    return tomli_w.dumps(encode(profile))
+    return tomli_w.dumps(encode(profile)) + END_MARKER + "\n"
 
 
 def _check_depth(text: str) -> None:
@@ -215,6 +220,8 @@ def _check_depth(text: str) -> None:
 
 
 def profile_from_toml(text: str) -> Profile:
+    if text.rstrip().rsplit("\n", 1)[-1].strip() != END_MARKER:
+        raise ProfileError("incomplete: the end marker is missing (truncated file?)")
     _check_depth(text)
     try:
         data = tomllib.loads(text)

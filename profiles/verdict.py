@@ -319,7 +319,7 @@ def _compare(leader: str, other: str, cells: Sequence[_Cell],
     for cell in cells:
         a, b = best[other][cell], best[leader][cell]
         ratio = b.avg_ts / a.avg_ts
-        if a.samples_ts and b.samples_ts and min(b.samples_ts) > max(a.samples_ts):
+        if len(a.samples_ts) >= 2 and len(b.samples_ts) >= 2 and min(b.samples_ts) > max(a.samples_ts):
             separated += 1
         p = _cell_test(a, b, settings)
         rows.append(CellComparison(model=cell.model, test=cell.point.name, context=point_context(cell.point),
