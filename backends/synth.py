@@ -144,12 +144,13 @@ def tensor_plan(shape: ModelShape) -> list[PlannedTensor]:
 # --- tokenizer ---------------------------------------------------------------------------
 
 _WORDS = (
+    "hello world llama model token speed test prompt "
     "the of and to in is that it for was on are as with his they at be this from have or "
     "by one had not but what all were when we there can an your which their said if do "
     "will each about how up out them then she many some so these would other into has more "
     "her two like him see time could no make than first been its who now people my made "
     "over did down only way find use may water long little very after words called just "
-    "where most know hello world llama model token speed test prompt"
+    "where most know"
 ).split()
 
 
