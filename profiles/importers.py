@@ -280,11 +280,31 @@ def _unwrap(obj: Mapping[str, Any], source: str) -> _Row:
                 label=label)
 
 
+def _json_items(text: str) -> list[Any]:
+    """Objects of a JSON array, as many as parse: a cut ``-o json`` file keeps its first ones."""
+    decoder = json.JSONDecoder()
+    start = text.index("[") + 1
+    items, i = [], start
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return items
+        try:
+            item, i = decoder.raw_decode(text, i)
+        except ValueError:
+            return items
+        items.append(item)
+
+
 def _read_json_array(text: str, source: str) -> list[_Row]:
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise ImportProblem(f"not valid JSON ({error})") from None
+        if text.lstrip().startswith("["):
+            data = _json_items(text)
+        else:
+            raise ImportProblem(f"not valid JSON ({error})") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
