@@ -330,3 +330,40 @@ def test_parse_build_arg():
 def test_build_info_json_round_trip(cpu_bin):
     info = probe_build(cpu_bin, "cpu")
     assert BuildInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+
+
+# --- the command ---------------------------------------------------------------------------
+
+def test_builds_command_table(cpu_bin, vulkan_bin, tmp_path, capsys):
+    from tui.cli import main
+
+    code = main(["builds", "--no-search", "--build", f"cpu={cpu_bin}",
+                 "--build", f"vk={vulkan_bin}", "--build", f"gone={tmp_path / 'x'}"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "BACKEND", "DEVICES", "VERSION", "STATUS"]
+    text = "\n".join(lines)
+    cpu_row = next(line for line in lines if line.startswith("cpu "))
+    assert cpu_row.split()[:3] == ["cpu", "CPU", "(CPU"]
+    vk_row = next(line for line in lines if line.startswith("vk "))
+    assert "Vulkan0 llvmpipe" in vk_row and vk_row.rstrip().endswith("ok")
+    assert "needs GGML_VK_VISIBLE_DEVICES=0" in text
+    assert f"problem: folder not found: {tmp_path / 'x'}" in text
+
+    assert main(["builds", "--no-search", "--json", "--build", f"vk={vulkan_bin}"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["backend"] == "Vulkan" and record["env"] == {"GGML_VK_VISIBLE_DEVICES": "0"}
+    assert record["devices"][0]["name"] == "Vulkan0"
+
+
+def test_builds_command_without_a_runnable_build(tmp_path, capsys):
+    from tui.cli import main
+
+    (tmp_path / "empty").mkdir()
+    assert main(["builds", "--no-search", "--build", f"e={tmp_path / 'empty'}"]) == 2
+    captured = capsys.readouterr()
+    assert f"problem: no llama-bench in {tmp_path / 'empty'}" in captured.out
+    assert captured.err == ("llamaduel: no runnable llama.cpp build found; "
+                            "name one with --build NAME=PATH\n")
+    assert main(["builds", "--build", "=nowhere"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
