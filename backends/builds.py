@@ -323,9 +323,12 @@ def _last_line(*texts: str) -> str:
 
 
 def find_bench(path: Path) -> Path | None:
-    """``llama-bench`` in a folder (or its ``bin``), or the path itself if it names one."""
-    if path.is_file() or (path.name.startswith(BENCH) and path.is_symlink()):
+    """``llama-bench`` in a folder (or its ``bin``), or the path itself if it names one.
+    Another tool of the build (``llama-completion``) stands for its folder."""
+    if path.name.startswith(BENCH) and (path.is_file() or path.is_symlink()):
         return path
+    if path.is_file():
+        path = path.parent
     for candidate in (path / BENCH, path / "bin" / BENCH, path / f"{BENCH}.exe"):
         if candidate.exists() or candidate.is_symlink():
             return candidate

@@ -367,3 +367,8 @@ def test_builds_command_without_a_runnable_build(tmp_path, capsys):
                             "name one with --build NAME=PATH\n")
     assert main(["builds", "--build", "=nowhere"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_probe_accepts_another_tool_of_the_build(cpu_bin):
+    info = probe_build(cpu_bin / "llama-completion", "by-completion")
+    assert info.runnable and info.bench == cpu_bin / "llama-bench"
