@@ -15,7 +15,6 @@ Failures are real, not simulated inside the reader:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,17 +227,3 @@ def add_fdinfo_process(proc_root: Path, pid: int, clients: list[dict[str, str]],
         _write(folder / str(other_fds + index), "\n".join(lines) + "\n")
     return folder
 
-
-def add_dev_dri(root: Path, render_nodes: int = 1) -> Path:
-    """A /dev/dri folder with render node files (for reason messages, not for libdrm)."""
-    dri = root / "dev/dri"
-    dri.mkdir(parents=True, exist_ok=True)
-    for index in range(render_nodes):
-        (dri / f"renderD{128 + index}").touch()
-    return dri
-
-
-def fifo(path: Path) -> Path:
-    """A named pipe: opened without blocking it reads as empty."""
-    os.mkfifo(path)
-    return path

@@ -58,6 +58,20 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def _wait_until_dead(pid: int) -> None:
+    """SIGKILL takes effect asynchronously: wait until the process is a zombie or gone."""
+    import psutil
+
+    for _ in range(1000):
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} survived SIGKILL")
+
+
 def device(**values) -> DeviceSample:
     base = dict(at=1.0, pci_address=MI50_PCI, name="AMD Instinct MI60 / MI50", source="amdgpu-sysfs")
     base.update(values)
@@ -288,6 +302,7 @@ def test_host_follows_children_and_notices_exit():
         assert sample.process_rss_bytes > 0
     finally:
         _kill_group(parent)
+    _wait_until_dead(grandchild)
     gone = host.sample()
     assert gone.process_cpu_percent is None and gone.process_rss_bytes is None
     assert gone.missing["process_rss_bytes"] == "the watched processes have exited"

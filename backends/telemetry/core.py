@@ -41,7 +41,7 @@ def _make_source(name: str, sysfs_root: str, proc_root: str) -> Any:
     if name == "host":
         from backends.telemetry.host import HostSampler
 
-        return HostSampler()
+        return HostSampler(proc_root)
     raise TelemetryError(f"unknown telemetry source {name!r}; choose from {', '.join(SOURCE_ORDER)}")
 
 

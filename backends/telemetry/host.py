@@ -2,8 +2,9 @@
 
 One ``psutil.Process`` is kept per process for the whole run, because ``cpu_percent`` is
 measured between two calls on the same object (the first call on a new object says 0.0).
-Listing a tree's children walks all of /proc, so the tree is refreshed at most every
-``TREE_REFRESH_S`` seconds rather than every tick.
+Descendants are found through ``/proc/<pid>/task/<tid>/children`` where the kernel has it
+(cheap), every ``TREE_REFRESH_S`` seconds; otherwise psutil walks all of /proc (several
+milliseconds), so that is done only every ``SLOW_TREE_REFRESH_S`` seconds.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from backends.telemetry.model import HostSample
 
 SOURCE_NAME = "host"
 TREE_REFRESH_S = 2.0
+SLOW_TREE_REFRESH_S = 10.0
 MIN_CPU_WINDOW_S = 0.05
 
 
 class HostSampler:
     name = SOURCE_NAME
 
-    def __init__(self) -> None:
+    def __init__(self, proc_root: str = "/proc") -> None:
+        self.proc_root = proc_root
         self.unavailable_reason: str | None = None
         try:
             import psutil
@@ -36,7 +39,8 @@ class HostSampler:
         self._cpu_started_at = time.monotonic()
         self._roots: dict[int, object] = {}
         self._tree: dict[int, object] = {}
-        self._tree_read_at = -TREE_REFRESH_S
+        self._tree_read_at = -SLOW_TREE_REFRESH_S
+        self._children_files: bool | None = None  # does this kernel list children per task?
 
     @property
     def available(self) -> bool:
@@ -56,7 +60,7 @@ class HostSampler:
                 continue  # already gone
             self._roots[pid] = process
             self._tree[pid] = process
-        self._tree_read_at = -TREE_REFRESH_S  # pick up children at the next tick
+        self._tree_read_at = -SLOW_TREE_REFRESH_S  # pick up children at the next tick
 
     def unwatch_all(self) -> None:
         self._roots.clear()
@@ -67,10 +71,40 @@ class HostSampler:
         if self._psutil is None or not self._roots:
             return ()
         now = time.monotonic()
-        if now - self._tree_read_at >= TREE_REFRESH_S:
+        every = TREE_REFRESH_S if self._children_files is not False else SLOW_TREE_REFRESH_S
+        if now - self._tree_read_at >= every:
             self._tree_read_at = now
             self._refresh_tree()
         return tuple(self._tree)
+
+    def _descendants(self, root: object) -> list[int] | None:
+        """Descendant pids from the kernel's per-task children lists; None if it has none."""
+        if self._children_files is False:
+            return None
+        found: list[int] = []
+        pending = [root.pid]
+        while pending:
+            pid = pending.pop()
+            task_dir = os.path.join(self.proc_root, str(pid), "task")
+            try:
+                tasks = os.listdir(task_dir)
+            except OSError:
+                continue  # exited meanwhile
+            for task in tasks:
+                try:
+                    with open(os.path.join(task_dir, task, "children"), "rb") as handle:
+                        children = [int(c) for c in handle.read().split()]
+                except FileNotFoundError:
+                    if self._children_files is None and pid == root.pid:
+                        self._children_files = False
+                        return None
+                    continue
+                except (OSError, ValueError):
+                    continue
+                self._children_files = True
+                found.extend(children)
+                pending.extend(children)
+        return found
 
     def _refresh_tree(self) -> None:
         psutil = self._psutil
@@ -79,20 +113,23 @@ class HostSampler:
             try:
                 if not root.is_running():
                     raise psutil.NoSuchProcess(pid)
-                children = root.children(recursive=True)
+                children = self._descendants(root)
+                if children is None:
+                    children = [c.pid for c in root.children(recursive=True)]
             except psutil.Error:
                 self._roots.pop(pid, None)
                 continue
             alive[pid] = root
-            for child in children:
-                if child.pid in self._tree:
-                    alive[child.pid] = self._tree[child.pid]  # keep its cpu_percent history
-                else:
-                    try:
-                        child.cpu_percent(None)
-                    except psutil.Error:
-                        continue
-                    alive[child.pid] = child
+            for child_pid in children:
+                if child_pid in self._tree:
+                    alive[child_pid] = self._tree[child_pid]  # keep its cpu_percent history
+                    continue
+                try:
+                    child = psutil.Process(child_pid)
+                    child.cpu_percent(None)
+                except psutil.Error:
+                    continue
+                alive[child_pid] = child
         self._tree = alive
 
     def sample(self, at: float | None = None) -> HostSample:
