@@ -28,6 +28,7 @@ import os
 import re
 import tempfile
 import time
+import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -765,6 +766,12 @@ async def collect_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec,
 
 
 # ------------------------------------------------------------------------- summary
+
+
+def printable(text: str) -> str:
+    """Generated text made safe for a terminal: control characters shown as U+FFFD."""
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "\ufffd"
+                   for ch in text)
 
 
 def _rounded(value: float | None, digits: int = 3) -> float | None:

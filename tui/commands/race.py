@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -98,13 +97,6 @@ def _prompt(options: argparse.Namespace) -> str:
         raise CommandError(f"cannot read prompt file {options.prompt_file}: {error.strerror or error}") from None
 
 
-def printable(text: str) -> str:
-    """Generated text made safe for a terminal: control characters shown as U+FFFD."""
-    return "".join(
-        ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "\ufffd" for ch in text
-    )
-
-
 def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
@@ -151,6 +143,8 @@ class _LivePrinter:
             self.out.flush()
 
     def text(self, build: str, text: str) -> None:
+        from backends.race import printable
+
         text = printable(text)
         if not self.parallel:
             self.out.write(text)
