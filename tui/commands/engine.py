@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--telemetry", choices=("auto", "off"), default="auto",
                        help="sample GPU and host telemetry beside the run (default: auto)")
     bench.add_argument("--run-dir", type=Path, help="where to keep the journal (default: data folder)")
+    bench.add_argument("--save", metavar="NAME",
+                       help="save the results and the verdict as a profile with this name")
+    bench.add_argument("--store", type=Path, help="profile folder for --save (default: data folder)")
     bench.add_argument("--json", action="store_true", help="print every event as a JSON line")
     bench.set_defaults(func=cmd_bench)
 
@@ -159,14 +162,35 @@ def cmd_bench(options: argparse.Namespace) -> int:
                                   interleave=not options.no_interleave, parallel=options.parallel)
     if options.granularity:
         kwargs["granularity"] = options.granularity
+    if options.save:
+        from profiles.store import ProfileError, check_name
+
+        try:
+            check_name(options.save)
+        except ProfileError as error:
+            raise CommandError(str(error)) from None
     try:
         events = run_sweep(builds, model, spec, **kwargs)
-        return _consume(events, json_lines=options.json)
+        status, run_dir = _consume(events, json_lines=options.json)
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
         if telemetry is not None:
             telemetry.close()
+    if options.save and run_dir is not None:
+        _save_profile(options.save, run_dir, model, builds, options.store)
+    return status
+
+
+def _save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
+                  store_path: Path | None) -> None:
+    from backends.runner import read_journal
+    from profiles.model import profile_from_journal
+    from profiles.store import ProfileStore
+
+    profile = profile_from_journal(read_journal(run_dir), name=name, model_info=model, builds=builds)
+    path = ProfileStore(store_path).save(profile)
+    print(f"profile: {path}")
 
 
 def cmd_resume(options: argparse.Namespace) -> int:
@@ -180,7 +204,7 @@ def cmd_resume(options: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise CommandError(f"no run {options.run!r}: see `llamaduel runs`")
     try:
-        return _consume(resume(run_dir, retry_failed=options.retry_failed), json_lines=options.json)
+        return _consume(resume(run_dir, retry_failed=options.retry_failed), json_lines=options.json)[0]
     except SweepError as error:
         raise CommandError(str(error)) from None
 
@@ -231,12 +255,14 @@ def _telemetry(choice: str, builds: Sequence[Any]):
     return Telemetry()
 
 
-def _consume(events: AsyncIterator[Any], *, json_lines: bool) -> int:
-    """Drive the sweep; Ctrl-C and SIGHUP cancel it (the runner kills its children)."""
+def _consume(events: AsyncIterator[Any], *, json_lines: bool) -> tuple[int, Path | None]:
+    """Drive the sweep; Ctrl-C and SIGHUP cancel it (the runner kills its children).
+
+    Returns the exit code and the run folder."""
     return asyncio.run(_drive(events, json_lines))
 
 
-async def _drive(events: AsyncIterator[Any], json_lines: bool) -> int:
+async def _drive(events: AsyncIterator[Any], json_lines: bool) -> tuple[int, Path | None]:
     from backends.events import (PointFailed, PointProgress, ResultReceived, SweepFinished,
                                  SweepStarted, TelemetryRecorded, event_to_json)
 
@@ -279,7 +305,7 @@ async def _drive(events: AsyncIterator[Any], json_lines: bool) -> int:
         if started is not None:
             _say(f"journal: {Path(started.run_dir) / 'journal.jsonl'}  "
                  f"(continue with `llamaduel resume {started.run_id}`)")
-        return 130
+        return 130, None
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
@@ -287,9 +313,10 @@ async def _drive(events: AsyncIterator[Any], json_lines: bool) -> int:
         _say("", transient=False)
         print(side_by_side_table(started.builds, results, failures))
         print(f"\njournal: {Path(started.run_dir) / 'journal.jsonl'}")
+    run_dir = Path(started.run_dir) if started is not None else None
     if finished is not None and finished.results == 0:
-        return 1
-    return 0
+        return 1, run_dir
+    return 0, run_dir
 
 
 _transient_open = False
