@@ -77,7 +77,15 @@ class ImportedRun:
         by_gpu: dict[str, list[ImportedBuild]] = defaultdict(list)
         for b in self.builds:
             by_gpu[normalize_gpu(b.gpu)].append(b)
-        if sum(1 for group in by_gpu.values() if len(group) >= 2) < 2:
+        # Backends report one card under different names (HIP "AMD Radeon Graphics", Vulkan
+        # "Radeon 8060S Graphics"), so split only when one backend ran on two named GPUs.
+        gpus_of_backend: dict[str, set[str]] = defaultdict(set)
+        for gpu, group in by_gpu.items():
+            for b in group:
+                if gpu:
+                    gpus_of_backend[b.backend.split(",")[0].split("(")[0].strip().lower()].add(gpu)
+        if (sum(1 for group in by_gpu.values() if len(group) >= 2) < 2
+                or not any(len(g) > 1 for g in gpus_of_backend.values())):
             return [self]
         runs = []
         for group in by_gpu.values():

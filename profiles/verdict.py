@@ -101,6 +101,8 @@ class PairComparison:
     significant_for: int
     significant_against: int
     separated_for: int = 0
+    # True when some cell had no samples and its test used ``assumed_repetitions``.
+    assumed_counts: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class Crossover:
     leader_before: str
     leader_after: str
     significant: bool
+    tested: bool = True
 
 
 @dataclass(frozen=True)
@@ -316,8 +319,10 @@ def _compare(leader: str, other: str, cells: Sequence[_Cell],
     """Leader's speed relative to ``other`` (margin > 0 means the leader is faster)."""
     rows, signed, log_ratios = [], [], []
     sig_for = sig_against = separated = 0
+    assumed = False
     for cell in cells:
         a, b = best[other][cell], best[leader][cell]
+        assumed = assumed or not a.samples_ts or not b.samples_ts
         ratio = b.avg_ts / a.avg_ts
         if len(a.samples_ts) >= 2 and len(b.samples_ts) >= 2 and min(b.samples_ts) > max(a.samples_ts):
             separated += 1
@@ -338,7 +343,7 @@ def _compare(leader: str, other: str, cells: Sequence[_Cell],
     # Stouffer is two-sided: significance only counts for the side the average favours.
     return PairComparison(leader=leader, other=other, margin_pct=margin, p_value=combined,
                           cells=tuple(rows), significant_for=sig_for, significant_against=sig_against,
-                          separated_for=separated)
+                          separated_for=separated, assumed_counts=assumed)
 
 
 def _confidence(p: float | None) -> str:
@@ -401,10 +406,12 @@ def _series_crossovers(builds: Sequence[str], cells: Iterable[_Cell],
                         p1 = _cell_test(best[a_name][left], best[b_name][left], settings)
                         p2 = _cell_test(best[a_name][right], best[b_name][right], settings)
                         significant = all(p is not None and p < settings.alpha for p in (p1, p2))
+                        tested = p1 is not None and p2 is not None
                         found.append(Crossover(
                             model=left.model, phase=phase, axis=axis, low=x1, high=x2, at=at,
                             leader_before=b_name if r1 > 1 else a_name,
-                            leader_after=b_name if r2 > 1 else a_name, significant=significant))
+                            leader_after=b_name if r2 > 1 else a_name, significant=significant,
+                            tested=tested))
     return found
 
 
@@ -507,7 +514,10 @@ def _judge_class(workload: str, phase: str, cells: Sequence[_Cell], builds: Sequ
 
     def tied_with_leader(c: PairComparison) -> bool:
         small = c.margin_pct < settings.negligible_pct
-        inside_noise = c.margin_pct < settings.tie_pct and not (c.p_value is not None and c.p_value < settings.alpha)
+        # Under tie_pct a lead needs real samples: significance resting on an assumed
+        # repetition count (markdown, CSV) is not enough to call a winner.
+        inside_noise = c.margin_pct < settings.tie_pct and (
+            c.assumed_counts or not (c.p_value is not None and c.p_value < settings.alpha))
         return small or inside_noise
 
     conflicting = closest.significant_for > 0 and closest.significant_against > 0
@@ -614,7 +624,7 @@ def _class_summary(label: str, status: str, leader: str, closest: PairComparison
         text = (f"{label}: no clear winner ({leader} ahead by {closest.margin_pct:.1f}% on average, "
                 f"but {why}, {_fmt_p(closest.p_value)}).")
     for x in crossovers:
-        noise = "" if x.significant else ", within the noise"
+        noise = "" if x.significant else (", within the noise" if x.tested else ", untested: no repetition spread")
         text += (f" The lead passes from {x.leader_before} to {x.leader_after} at {x.axis} "
                  f"≈{x.at:,.0f} (between {x.low:,} and {x.high:,}{noise}; {x.model}).")
     return text
