@@ -169,7 +169,12 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
         if v and chosen in v.best_settings:
             settings = v.best_settings[chosen]
             break
-    model = model_path or profile.model.path or profile.model.file_name or "model.gguf"
+    # An imported profile can hold several models: use the one this workload measured.
+    measured = next((cell.model for v in verdicts for c in v.comparisons for cell in c.cells), None)
+    if measured and measured != profile.model.file_name:
+        model = model_path or measured
+    else:
+        model = model_path or profile.model.path or profile.model.file_name or "model.gguf"
     argv: list[str] = [_server_path(record.path), "-m", model, "--host", host, "--port", str(port)]
     fa = settings.get("flash_attn")
     if fa is not None:

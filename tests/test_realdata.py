@@ -104,6 +104,12 @@ def test_h100_cuda_wins_everywhere_and_vulkan_falls_off_with_depth(realdata):
     assert by_depth[-1].ratio > 1.5 * by_depth[0].ratio  # 4.2x at depth 0, 7.0x at 32K
     split = rec.verdict("split", "pp")
     assert "decisive" in split.confidence  # two repetitions each, no overlap
+    from profiles.exporters import launch_command
+    from profiles.model import profile_from_import
+
+    command = launch_command(profile_from_import(run, name="h100"), "split")
+    argv = list(command.argv)
+    assert argv[:3] == ["llama-server", "-m", "moe30b.gguf"] and argv[argv.index("-ncmoe") + 1] == "40"
 
 
 def test_kyuz0_rocm_724_vs_vulkan_radv(realdata):
