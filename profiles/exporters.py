@@ -171,7 +171,7 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
             break
     # An imported profile can hold several models: use the one this workload measured.
     measured = next((cell.model for v in verdicts for c in v.comparisons for cell in c.cells), None)
-    if measured and measured != profile.model.file_name:
+    if measured and not profile.model.path and measured != profile.model.file_name:
         model = model_path or measured
     else:
         model = model_path or profile.model.path or profile.model.file_name or "model.gguf"
