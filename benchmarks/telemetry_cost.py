@@ -55,14 +55,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def stream_for(telemetry: Telemetry, seconds: float, interval: float) -> int:
-    ticks = 0
-    deadline = time.monotonic() + seconds
+async def stream_for(telemetry: Telemetry, seconds: float, interval: float) -> list[float]:
+    """Arrival time of each tick, in seconds after the stream started."""
+    arrivals: list[float] = []
+    start = time.monotonic()
+    deadline = start + seconds
     async for _ in telemetry.stream(interval):
-        ticks += 1
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        arrivals.append(now - start)
+        if now >= deadline:
             break
-    return ticks
+    return arrivals
 
 
 def main() -> int:
@@ -118,10 +121,16 @@ def measure(root: str, child_pid: int, options: argparse.Namespace) -> int:
     with Telemetry(sysfs_root=root) as streaming:
         streaming.watch_pids([child_pid])
         before_cpu, before_wall = cpu_seconds(), time.monotonic()
-        ticks = asyncio.run(stream_for(streaming, options.seconds, 0.5))
+        arrivals = asyncio.run(stream_for(streaming, options.seconds, 0.5))
         used, wall = cpu_seconds() - before_cpu, time.monotonic() - before_wall
+    ticks = len(arrivals)
     print(f"streaming at 2 Hz for {wall:.1f} s: {ticks} ticks, {used * 1000:.1f} ms CPU "
           f"= {100 * used / wall:.3f} % of one core ({used / ticks * 1e6:.0f} µs CPU per tick)")
+    # No drift: tick k arrives k * 0.5 s after the start plus one sample's time, however long
+    # the run; lateness does not grow with k.
+    lateness = [t - k * 0.5 for k, t in enumerate(arrivals)]
+    print(f"tick lateness (sample time + wake-up): first {lateness[0] * 1000:.2f} ms, "
+          f"last {lateness[-1] * 1000:.2f} ms, median {statistics.median(lateness) * 1000:.2f} ms")
     return 0
 
 

@@ -402,3 +402,19 @@ def test_backends_telemetry_does_not_import_textual():
 def test_device_sample_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         device().edge_c = 1.0  # type: ignore[misc]
+
+
+def test_watched_pids_reach_sysfs_without_the_host_source(mi50, tmp_path):
+    from sysfs_fixtures import add_fdinfo_process
+
+    proc = tmp_path / "proc"
+    add_fdinfo_process(proc, 4242, [{"drm-pdev": MI50_PCI, "drm-client-id": "5",
+                                     "drm-memory-vram": "65536 KiB"}])
+    with Telemetry(["amdgpu-sysfs"], sysfs_root=str(mi50.root), proc_root=str(proc)) as telemetry:
+        assert telemetry.sample().devices[0].process_vram_bytes is None
+        telemetry.watch_pids([4242])
+        assert telemetry.sample().devices[0].process_vram_bytes == 65536 * 1024
+        telemetry.unwatch_all()
+        after = telemetry.sample().devices[0]
+    assert after.process_vram_bytes is None
+    assert after.missing["process_vram_bytes"] == "no benchmark process watched"

@@ -135,6 +135,7 @@ class Telemetry:
         self._closed = False
         self._names_cache: tuple[frozenset[str], dict[str, tuple[str, ...]]] | None = None
         self._bare_pids: tuple[int, ...] = ()  # watched pids when the host source is off
+        self._pending: list[tuple[str, tuple[int, ...]]] = []  # list.append is thread-safe
         wanted = list(SOURCE_ORDER) if sources is None else list(sources)
         if sources is None and self.sysfs_root.rstrip("/") != "":
             # libdrm and NVML always see the real machine, not the tree under this root.
@@ -165,25 +166,35 @@ class Telemetry:
         return names + (["host"] if self.host is not None else [])
 
     def watch_pids(self, pids: Iterable[int]) -> None:
-        """Follow these benchmark processes (and their children) from the next tick."""
-        with self._lock:
-            if self.host is not None:
-                self.host.watch(list(pids))
-            else:
-                self._bare_pids = tuple(dict.fromkeys(self._bare_pids + tuple(pids)))
+        """Follow these benchmark processes (and their children) from the next tick.
+
+        Never waits for a sample in progress: the pids are queued and taken up by the next
+        tick, so the runner can call this from the event loop.
+        """
+        self._pending.append(("watch", tuple(int(pid) for pid in pids)))
 
     def unwatch_all(self) -> None:
-        """Stop following processes (the runner calls this between test points if it likes)."""
-        with self._lock:
-            if self.host is not None:
-                self.host.unwatch_all()
-            self._bare_pids = ()
+        """Stop following processes (from the next tick)."""
+        self._pending.append(("unwatch", ()))
+
+    def _apply_pending(self) -> None:
+        while self._pending:
+            action, pids = self._pending.pop(0)
+            if action == "unwatch":
+                self._bare_pids = ()
+                if self.host is not None:
+                    self.host.unwatch_all()
+            elif self.host is not None:
+                self.host.watch(pids)
+            else:
+                self._bare_pids = tuple(dict.fromkeys(self._bare_pids + pids))
 
     def sample(self) -> TelemetrySnapshot:
         """One snapshot now. Blocking but cheap; safe to call from any one thread at a time."""
         with self._lock:
             if self._closed:
                 raise TelemetryError("telemetry is closed")
+            self._apply_pending()
             at = time.time()
             pids = self.host.tree_pids() if self.host is not None else self._bare_pids
             merged: dict[str, DeviceSample] = {}
