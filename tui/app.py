@@ -6,18 +6,20 @@ profile store, a journal to replay), so tests hand it real, small ones.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
 from textual.app import App
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from tui.screens import commands as cmd
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.profiles import ProfilesScreen
+from tui.screens.race import RACE_BINDING, RaceCommands, RaceScreen
 from tui.screens.results import ResultsScreen
 from tui.screens.run import RunScreen, SweepRequest
 from tui.screens.run_state import RunState
@@ -27,11 +29,11 @@ from tui.screens.setup import SetupScreen
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
     TITLE = "llamaduel"
     CSS_PATH = "app.tcss"
-    COMMANDS = {cmd.ActionsProvider}
-    BINDINGS = cmd.bindings(cmd.APP_COMMANDS)
+    COMMANDS = {cmd.ActionsProvider, RaceCommands}
+    BINDINGS = [*cmd.bindings(cmd.APP_COMMANDS), RACE_BINDING]
     # Each screen is made once, on first use, and keeps its state while another shows.
     SCREENS = {"setup": SetupScreen, "run": RunScreen, "results": ResultsScreen,
-               "profiles": ProfilesScreen}
+               "profiles": ProfilesScreen, "race": RaceScreen}
     MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "setup"
 
@@ -135,6 +137,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    @on(cmd.ProfilesChanged)
+    def _profiles_changed(self) -> None:
+        from textual.screen import Screen
+
+        screen = self._installed_screens.get("profiles")
+        if isinstance(screen, Screen) and screen is not self.screen:
+            screen.post_message(cmd.ProfilesChanged())
+
     # Sweeps.
     def start_sweep(self, request: SweepRequest) -> None:
         self.switch_mode("run")
@@ -150,7 +160,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     @on(cmd.CancelSweep)
     def _forward_to_run(self, message: cmd.Command) -> None:
         # Pause and cancel work from any screen: the run screen owns the sweep.
-        if not isinstance(self.screen, RunScreen):
+        if self.screen_stack and not isinstance(self.screen, RunScreen):
             self.run_screen.post_message(type(message)())
 
     @on(cmd.RunDemo)
@@ -213,7 +223,10 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         running = [w for w in screen.workers if w.group == "sweep" and w.is_running]
         if running:
             screen.cancel_sweep()
-            await self.workers.wait_for_complete(running)
+            for worker in running:
+                # The worker's own finally closes the runner, which kills llama-bench.
+                with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                    await worker.wait()
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -131,6 +131,10 @@ class AddBuild(Command): ...
 class AddModelFolder(Command): ...
 
 
+class ProfilesChanged(Message):
+    """A profile was saved, renamed, deleted or imported: lists should reload."""
+
+
 APP_COMMANDS: tuple[type[Command], ...] = (
     ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, StartSweep, TogglePause,
     CancelSweep, RunDemo, Quit,

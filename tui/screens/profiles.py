@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens import commands as cmd
+from tui.screens import profile_actions as actions
+from tui.screens.confirm import AskTextScreen, ConfirmScreen
+from tui.screens.results import ResultsScreen, table_rows
 
 
 class ProfilesScreen(cmd.CommandsMixin, Screen):
@@ -15,7 +24,213 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
                         cmd.DeleteProfile, cmd.ExportProfile, cmd.ImportBenchFile)
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.marked: str | None = None
+
     def compose(self) -> ComposeResult:
-        yield Static("Profiles", classes="section-title")
+        yield Static("Profiles", id="profiles-title", classes="section-title")
         yield DataTable(cursor_type="row", id="profiles-table")
+        yield Static("", id="profiles-hint", classes="hint")
         yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("", "name", "created", "model", "builds")
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    @on(cmd.ProfilesChanged)
+    def reload(self) -> None:
+        table = self.query_one("#profiles-table", DataTable)
+        row = table.cursor_row
+        table.clear()
+        entries = self.app.store.list()
+        for entry in entries:
+            mark = "◆" if entry.name == self.marked else ""
+            detail = entry.problem and f"cannot read: {entry.problem}"
+            table.add_row(mark, entry.name, entry.created[:16].replace("T", " "),
+                          detail or entry.model, ", ".join(entry.builds), key=entry.name)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+        self.query_one("#profiles-title", Static).update(
+            f"Profiles in {self.app.store.root} ({len(entries)})")
+        self.query_one("#profiles-hint", Static).update(
+            "Enter open · m mark, then m on another to compare · n rename · x delete · "
+            "e export · i import llama-bench output" if entries else
+            "No profiles yet: save one from the Results screen (w), or import llama-bench "
+            "output with i.")
+
+    def _selected(self) -> str | None:
+        table = self.query_one("#profiles-table", DataTable)
+        if not table.row_count:
+            self.notify("No profile selected.", severity="warning")
+            return None
+        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _load(self, name: str) -> Any | None:
+        from profiles.store import ProfileError
+
+        try:
+            return self.app.store.load(name)
+        except ProfileError as error:
+            self.notify(str(error), severity="error")
+            return None
+
+    @on(DataTable.RowSelected, "#profiles-table")
+    @on(cmd.OpenProfile)
+    def _open(self, event: Any = None) -> None:
+        if isinstance(event, cmd.OpenProfile):
+            event.stop()
+        name = self._selected()
+        profile = name and self._load(name)
+        if profile:
+            self.app.push_screen(ProfileResultsScreen(
+                actions.state_from_profile(profile), title=f"Profile {profile.name}: "
+                f"{profile.model.file_name} ({profile.created[:10]})", profile=profile))
+
+    @on(cmd.CompareProfiles)
+    def _compare(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+        if self.marked is None or self.marked == name:
+            self.marked = None if self.marked == name else name
+            self.reload()
+            if self.marked:
+                self.notify(f"Marked {name}: select another profile and press m to compare.")
+            return
+        first, second = self._load(self.marked), self._load(name)
+        self.marked = None
+        self.reload()
+        if first and second:
+            self.app.push_screen(CompareScreen(first, second))
+
+    @on(cmd.RenameProfile)
+    def _rename(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+
+        def renamed(new: str | None) -> None:
+            from profiles.store import ProfileError
+
+            if not new or new == name:
+                return
+            try:
+                self.app.store.rename(name, new)
+            except ProfileError as error:
+                self.notify(str(error), severity="error")
+                return
+            self.notify(f"Renamed {name} to {new}.")
+            self.reload()
+
+        self.app.push_screen(AskTextScreen(f"New name for {name}:", name), renamed)
+
+    @on(cmd.DeleteProfile)
+    def _delete(self) -> None:
+        name = self._selected()
+        if name is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.store.delete(name)
+                self.notify(f"Deleted {name}.")
+                self.reload()
+
+        self.app.push_screen(ConfirmScreen(f"Delete the profile {name}? This cannot be undone.",
+                                           yes="Delete", no="Keep"), answered)
+
+    @on(cmd.ExportProfile)
+    def _export(self) -> None:
+        name = self._selected()
+        profile = name and self._load(name)
+        if not profile:
+            return
+
+        def chosen(folder: str | None) -> None:
+            if folder:
+                written = actions.export_profile(profile, Path(folder).expanduser())
+                self.notify("Wrote " + ", ".join(p.name for p in written) + f" in {folder}")
+
+        self.app.push_screen(AskTextScreen(f"Export {name} (Markdown, CSV, JSON) into the folder:",
+                                           str(Path.cwd() / "llamaduel-export")), chosen)
+
+    @on(cmd.ImportBenchFile)
+    def _import(self) -> None:
+        def chosen(text: str | None) -> None:
+            if text:
+                self.import_files([Path(p).expanduser() for p in text.split()])
+
+        self.app.push_screen(AskTextScreen(
+            "Import llama-bench output (jsonl, json, csv or markdown; several files: separate "
+            "with spaces):", placeholder="~/bench/rocm.jsonl ~/bench/vulkan.jsonl"), chosen)
+
+    @work(thread=True, group="profile", exit_on_error=False)
+    def import_files(self, paths: list[Path]) -> None:
+        from profiles.importers import import_files
+        from profiles.model import profile_from_import
+
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"no such file: {missing[0]}")
+        run = import_files(paths)
+        if not run.result_count:
+            raise ValueError(f"no results found in {', '.join(p.name for p in paths)}")
+        name = actions.default_profile_name(actions.RunState(
+            model=paths[0].stem, builds=tuple(actions.BuildProgress(b.name) for b in run.builds)))
+        existing = {e.name for e in self.app.store.list()}
+        base, number = name, 2
+        while name in existing:
+            name, number = f"{base} {number}", number + 1
+        self.app.store.save(profile_from_import(run, name=name))
+        self.app.call_from_thread(self._imported, name, run)
+
+    def _imported(self, name: str, run: Any) -> None:
+        problems = f" ({len(run.problems)} lines skipped)" if run.problems else ""
+        self.notify(f"Imported {run.result_count} results as {name!r}{problems}.")
+        self.reload()
+
+
+class ProfileResultsScreen(ResultsScreen):
+    """A saved profile's results, opened over the Profiles screen; Escape goes back."""
+
+    BINDINGS = [*ResultsScreen.BINDINGS, Binding("escape", "app.pop_screen", "back")]
+
+
+class CompareScreen(Screen):
+    """Two profiles side by side: their verdicts and tables."""
+
+    CSS_PATH = "profiles.tcss"
+    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
+
+    def __init__(self, first: Any, second: Any) -> None:
+        super().__init__()
+        self.profiles = (first, second)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="compare"):
+            for index, profile in enumerate(self.profiles):
+                with VerticalScroll(classes="compare-side", id=f"compare-{index}"):
+                    yield Static(f"{profile.name}\n{profile.model.file_name} · "
+                                 f"{profile.created[:10]} · {profile.host.gpu_name or profile.host.cpu or ''}",
+                                 classes="compare-title")
+                    rec = profile.recommendation
+                    yield Static("\n".join(rec.summary) if rec else "no recommendation",
+                                 classes="compare-summary")
+                    table = DataTable(cursor_type="row", classes="compare-table")
+                    yield table
+        yield Footer()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 100, "-narrow")
+
+    def on_mount(self) -> None:
+        for index, profile in enumerate(self.profiles):
+            columns, rows = table_rows(actions.state_from_profile(profile))
+            table = self.query_one(f"#compare-{index} DataTable", DataTable)
+            table.add_columns(*columns)
+            table.add_rows(rows)

@@ -216,8 +216,8 @@ class RaceScreen(Screen):
 
     # Actions.
     @on(Input.Submitted, "#race-prompt")
-    def _prompt_submitted(self) -> None:
-        self.action_start_race()
+    async def _prompt_submitted(self) -> None:
+        await self.action_start_race()
 
     def _read_spec(self) -> Any:
         from backends.race import RaceSpec
@@ -234,7 +234,7 @@ class RaceScreen(Screen):
             raise ValueError(problem)
         return spec
 
-    def action_start_race(self) -> None:
+    async def action_start_race(self) -> None:
         if any(w.group == "race" and w.is_running for w in self.workers):
             self.notify("A race is running: Ctrl-B stops it.", severity="warning")
             return
@@ -256,16 +256,16 @@ class RaceScreen(Screen):
         self._race_builds = builds
         self._race_model = next((m for m in self.models if str(m.path) == model_path), None)
         self._stop_replay()
-        self._mount_lanes(builds)
+        await self._mount_lanes(builds)
         if self.size.height < 40:
             self.add_class("-hide-settings")
         parallel = self.query_one("#race-parallel", Checkbox).value
         self.run_race(builds, Path(str(model_path)), spec, not parallel)
 
-    def _mount_lanes(self, builds: list[Any]) -> None:
+    async def _mount_lanes(self, builds: list[Any]) -> None:
         holder = self.query_one("#race-lanes", Horizontal)
-        holder.remove_children()
-        holder.mount_all(RaceLane(b.name, describe(b)) for b in builds)
+        await holder.remove_children()
+        await holder.mount_all(RaceLane(b.name, describe(b)) for b in builds)
         self.events = []
         self._pending = RaceBoard()
         self._final = None

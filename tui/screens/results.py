@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
@@ -14,6 +14,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens import commands as cmd
+from tui.screens import profile_actions as actions
+from tui.screens.confirm import AskTextScreen
 from tui.screens.run_state import RunState, format_rate
 from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
@@ -110,7 +112,10 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
     def watch_run_state(self, state: RunState) -> None:
         if not state.builds or not self.query("#results-title"):
             return
-        self.recommendation = recommendation_for(state)
+        if self.profile is not None and self.profile.recommendation is not None:
+            self.recommendation = self.profile.recommendation
+        else:
+            self.recommendation = recommendation_for(state)
         rec = self.recommendation
         with self.app.batch_update():
             title = self.title_text or (
@@ -131,3 +136,76 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
             columns, rows = table_rows(state)
             table.add_columns(*columns)
             table.add_rows(rows)
+
+    # Actions on the shown results.
+    def _has_results(self) -> bool:
+        if not self.run_state.builds:
+            self.notify("No results to work with yet.", severity="warning")
+            return False
+        return True
+
+    def _profile(self, name: str | None = None) -> Any:
+        """The shown profile, or one made from this run (not saved)."""
+        if self.profile is not None and name in (None, self.profile.name):
+            return self.profile
+        name = name or actions.default_profile_name(self.run_state)
+        return actions.profile_from_state(self.run_state, name, journal=self.app.journal,
+                                          builds=self.app.builds)
+
+    @on(cmd.SaveProfile)
+    def _save(self) -> None:
+        if not self._has_results():
+            return
+        default = self.profile.name if self.profile else actions.default_profile_name(self.run_state)
+
+        def named(name: str | None) -> None:
+            if name:
+                self.save_profile(name)
+
+        self.app.push_screen(AskTextScreen("Save these results as the profile named:", default),
+                             named)
+
+    @work(thread=True, group="profile", exit_on_error=False)
+    def save_profile(self, name: str) -> None:
+        profile = self._profile(name)
+        path = self.app.store.save(profile)
+        self.app.call_from_thread(self._saved, profile, path)
+
+    def _saved(self, profile: Any, path: Path) -> None:
+        self.profile = profile
+        self.notify(f"Saved profile {profile.name!r} to {path}")
+        self.app.post_message(cmd.ProfilesChanged())
+
+    @on(cmd.ExportResults)
+    def _export(self) -> None:
+        if not self._has_results():
+            return
+
+        def chosen(folder: str | None) -> None:
+            if folder:
+                self.export(Path(folder).expanduser())
+
+        self.app.push_screen(AskTextScreen("Write Markdown, CSV and JSON files into the folder:",
+                                           str(Path.cwd() / "llamaduel-export")), chosen)
+
+    @work(thread=True, group="profile", exit_on_error=False)
+    def export(self, folder: Path) -> None:
+        written = actions.export_profile(self._profile(), folder)
+        self.app.call_from_thread(self.notify, "Wrote " + ", ".join(p.name for p in written)
+                                  + f" in {folder}")
+
+    @on(cmd.CopyLaunchCommand)
+    def _copy_launch(self) -> None:
+        if not self._has_results():
+            return
+        commands = actions.launch_commands(self._profile(),
+                                           model_path=actions.model_path_of(self.run_state))
+        shown = self.query_one("#launch-command", Static)
+        if not commands:
+            shown.update("No launch command: no workload has a recommended build.")
+            self.notify("No workload has a recommended build to launch.", severity="warning")
+            return
+        shown.update("\n".join(f"{label}: {command.display}" for label, command in commands))
+        label, first = commands[0]
+        self.app.copy_to_clipboard(first.display)
+        self.notify(f"Copied the {label} launch command ({first.build}).")

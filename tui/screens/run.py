@@ -187,7 +187,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
         self.history = self.history.add(reading_from(message.event.sample))
 
     @on(cmd.TogglePause)
-    def _toggle_pause(self) -> None:
+    def _toggle_pause(self, message: cmd.TogglePause) -> None:
+        message.stop()
         if self.control is None or not self.run_state.active:
             self.notify("No sweep is running.", severity="warning")
             return
@@ -201,7 +202,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
             self.notify("Pausing after the current test point.")
 
     @on(cmd.CancelSweep)
-    def _cancel(self) -> None:
+    def _cancel(self, message: cmd.CancelSweep) -> None:
+        message.stop()
         if self.control is None or not self.run_state.active:
             self.notify("No sweep is running.", severity="warning")
             return

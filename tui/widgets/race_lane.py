@@ -75,9 +75,12 @@ class RaceLane(Vertical):
         with VerticalScroll(classes="race-lane-scroll"):
             yield Static("", classes="race-lane-text")
 
+    def on_mount(self) -> None:
+        self.watch_lane(self.lane)
+
     def watch_lane(self, lane: LaneState | None) -> None:
-        if lane is None or not self.is_mounted:
-            return
+        if lane is None or not self.is_mounted or not self.query(".race-lane-stats"):
+            return  # shown from on_mount once the children exist
         self.query_one(".race-lane-stats", Static).update(stats_line(lane))
         self.query_one(".race-lane-text", Static).update(lane_text(lane))
         self.set_class(lane.status in (FAILED, TIMED_OUT), "-failed")

@@ -28,7 +28,8 @@ def describe_phase(verdict) -> str:
     phase = PHASE_WORDS.get(verdict.phase, verdict.phase)
     if verdict.status == "winner":
         margin = f" +{verdict.margin_pct:.0f}%" if verdict.margin_pct is not None else ""
-        text = f"{phase}: {verdict.winner}{margin} ({verdict.confidence} confidence)"
+        confidence = verdict.confidence if " " in verdict.confidence else f"{verdict.confidence} confidence"
+        text = f"{phase}: {verdict.winner}{margin} ({confidence})"
     elif verdict.status == "tie":
         text = f"{phase}: tie ({', '.join(verdict.tied) or 'all builds'})"
     else:

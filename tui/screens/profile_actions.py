@@ -1,0 +1,101 @@
+"""Turning runs into profiles and back, exporting them, and their launch commands.
+
+Display-side glue over ``profiles``: no widgets here, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from backends.events import BenchEvent, PointFailed, ResultReceived, SweepStarted
+from tui.screens.run_state import FINISHED, BuildProgress, RunState
+
+
+def state_from_profile(profile: Any) -> RunState:
+    """A finished RunState showing a saved profile's results."""
+    by_build = profile.results_by_build()
+    failures = profile.failures_by_build()
+    names = list(dict.fromkeys([*(b.name for b in profile.builds), *by_build, *failures]))
+    points = list(dict.fromkeys(
+        [r.point for results in by_build.values() for r in results]
+        + [f.point for fs in failures.values() for f in fs]))
+    points.sort(key=lambda p: (p.depth, p.kind != "pp", p.n_prompt, p.n_gen))
+    return RunState(
+        run_id=profile.name, model=profile.model.file_name or "model",
+        builds=tuple(BuildProgress(name, results=tuple(by_build.get(name, ())),
+                                   failures=tuple(failures.get(name, ()))) for name in names),
+        points=tuple(points), spec=dict(profile.sweep_spec), status=FINISHED,
+    )
+
+
+def events_of(state: RunState, journal: Path | None) -> list[BenchEvent]:
+    """The run's journal when it is on disk; otherwise events rebuilt from the state."""
+    from backends.runner import read_journal
+
+    for path in (Path(state.run_dir) / "journal.jsonl" if state.run_dir else None, journal):
+        if path is not None and path.is_file():
+            return read_journal(path)
+    events: list[BenchEvent] = [SweepStarted(
+        run_id=state.run_id, run_dir=state.run_dir, model=state.model,
+        builds=tuple(b.name for b in state.builds), points=state.points, spec=dict(state.spec))]
+    for build in state.builds:
+        events += [ResultReceived(build=build.name, result=r) for r in build.results]
+        events += list(build.failures)
+    return events
+
+
+def default_profile_name(state: RunState) -> str:
+    stem = Path(state.model).stem or "run"
+    builds = "-vs-".join(b.name for b in state.builds)
+    return re.sub(r"[^A-Za-z0-9._+@ -]", "-", f"{stem} {builds}")[:100].strip()
+
+
+def profile_from_state(state: RunState, name: str, *, journal: Path | None = None,
+                       builds: Any = None, model_info: Any = None) -> Any:
+    from profiles.model import profile_from_journal
+
+    return profile_from_journal(events_of(state, journal), name=name, builds=builds,
+                                model_info=model_info)
+
+
+def export_profile(profile: Any, folder: Path) -> list[Path]:
+    """Markdown, CSV and JSON beside each other; returns the files written."""
+    from profiles.exporters import to_csv, to_json, to_markdown
+    from profiles.store import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9._+@-]", "_", profile.name)
+    written = []
+    if profile.recommendation is not None:
+        for suffix, text in ((".md", to_markdown(profile.recommendation, title=profile.name)),
+                             (".csv", to_csv(profile.recommendation))):
+            atomic_write_text(folder / f"{stem}{suffix}", text)
+            written.append(folder / f"{stem}{suffix}")
+    atomic_write_text(folder / f"{stem}.json", to_json(profile))
+    written.append(folder / f"{stem}.json")
+    return written
+
+
+def launch_commands(profile: Any, model_path: str | None = None) -> list[tuple[str, Any]]:
+    """(workload label, LaunchCommand) for every workload with a recommended build."""
+    from profiles.exporters import WORKLOADS, launch_command
+    from profiles.verdict import CLASS_LABELS
+
+    commands = []
+    for workload in WORKLOADS:
+        try:
+            commands.append((CLASS_LABELS[workload],
+                             launch_command(profile, workload, model_path=model_path)))
+        except ValueError:
+            continue
+    return commands
+
+
+def model_path_of(state: RunState) -> str | None:
+    return state.model if state.model and Path(state.model).is_absolute() else None
+
+
+def failures_of(state: RunState) -> list[PointFailed]:
+    return [f for b in state.builds for f in b.failures]
