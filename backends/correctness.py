@@ -71,37 +71,50 @@ class CheckableBuild(Protocol):
 class CorrectnessThresholds:
     """How far a build may stray from the reference before it is called suspect.
 
-    The defaults sit well above the differences healthy backends show and well below what a
-    broken build gives. Measured with this llama.cpp (build 11434) on generated models
-    (``python3 benchmarks/correctness_noise.py``; random weights, F32 unless noted):
+    The defaults sit well above the differences healthy backends show and below what a
+    broken build gives.
 
-    ===========================================  ===========  =========  ===========
-    pair                                         mean KLD     top-1      PPL delta
-    ===========================================  ===========  =========  ===========
-    CPU 2 threads vs CPU 1 thread (tiny llama)   ~0           100 %      0.00 %
-    CPU vs Vulkan on lavapipe (tiny llama)       see README   see README see README
-    CPU vs Vulkan on lavapipe (tiny MoE)         see README   see README see README
-    CPU vs Vulkan on lavapipe (bigger, Q8_0)     see README   see README see README
-    wrong numerics: --rope-freq-base 1           0.0011       85 %       -0.5 %
-    wrong numerics: rms eps 10                   0.084        7.5 %      -15 %
-    ===========================================  ===========  =========  ===========
+    Measured here with this llama.cpp (source 11434.0.0) on generated models with random
+    weights, context 128, 4 chunks of the shipped text (``python3
+    benchmarks/correctness_noise.py``; two runs, both shown where they differ)::
 
-    Published llama.cpp figures for real models agree: two backends on the same F16 file
-    differ by a mean KLD of about 1e-5 to 1e-4 and agree on 99.5 % or more of top-1 tokens;
-    quantising F16 to Q8_0 costs about 1e-3 and 98 %, to Q4_K_M about 0.01 to 0.03 and
-    92 to 95 %. A backend that is off by more than a quantisation step is broken, hence:
+        pair                                          mean KLD   top-1         PPL delta
+        CPU vs Vulkan/lavapipe, tiny llama F32        0          100 %         +0.004 %
+        CPU vs Vulkan/lavapipe, tiny MoE F32          0-2.2e-5   99.6-100 %    +0.016 %
+        CPU vs Vulkan/lavapipe, small qwen3 Q8_0      1.9e-4     95.6-96.4 %   -0.13..+0.39 %
+        CPU 2 threads vs 1 thread, all three          0          100 %         0 %
+        tiny llama F32 vs Q8_0 weights (CPU)          2.6e-5     97.2 %        +0.01 %
+        small qwen3 F32 vs Q8_0 weights (CPU)         4.4e-4     92.5-93.7 %   -0.5..0 %
+        small qwen3 F32 vs Q4_0 weights (CPU)         0.07       31 %          -8..-10 %
+        wrong: --rope-freq-base 1 (tiny llama)        7.5e-4     86-87 %       -0.3 %
+        wrong: rms epsilon 10 (tiny llama)            0.08       4-5 %         -8 %
+        wrong: weights + 5 % noise (tiny llama)       1.2e-3     78 %          +0.6 %
+        wrong: weights + 30 % noise (tiny llama)      0.041      21 %          +3.9 %
 
-    * ``max_mean_kld`` 0.01: ten times beyond backend noise on any model we measured,
-      and about what a Q4 quantisation costs.
-    * ``min_top1_agreement`` 0.95 (a fraction, not a percentage): backends agree on far
-      more; a wrong kernel drops it first, even on near-uniform random models where the
-      KLD barely moves.
-    * ``max_ppl_delta_pct`` 2.0: perplexity moves by hundredths of a percent between
-      healthy backends.
+    ("small qwen3": 4 layers, 256 wide, vocabulary 2048.) Random weights give nearly flat
+    token distributions (perplexity close to the vocabulary size), so the KL divergence
+    stays small even when the build is wrong, while the top-1 token flips easily; that is
+    why both are checked.
+
+    Real models give peaked distributions. llama.cpp's own figures for LLaMA 3 8B
+    (tools/perplexity/README.md in its source): FP16 on CUDA against FP16 logits, mean KLD
+    5.5e-4; BF16 vs FP16 on CPU 2.5e-5 and 99.74 % top-1; Q8_0 1.4e-3 and 97.7 %; Q6_K
+    5.5e-3 and 96.0 %; Q4_K_M 0.031 and 91.9 %, perplexity +2.8 %. Hence:
+
+    * ``max_mean_kld`` 0.01: twenty times the backend noise of a real 8B model, about a
+      Q5_K_M quantisation; a build that loses more than that computes something else.
+    * ``min_top1_agreement`` 0.90 (a fraction): healthy backends agree on 99.7 % of real
+      tokens, healthy backends on 95.6 % or more even of near-flat random ones; the subtle wrong
+      numerics above fall to 78-87 %.
+    * ``max_ppl_delta_pct`` 2.0: healthy backends move perplexity by hundredths of a
+      percent on real models and by under 0.4 % on random ones.
+
+    Big random-weight models (a vocabulary of 152K) are flatter still; measure them with
+    the benchmark script before trusting the top-1 limit on them.
     """
 
     max_mean_kld: float = 0.01
-    min_top1_agreement: float = 0.95
+    min_top1_agreement: float = 0.90
     max_ppl_delta_pct: float = 2.0
 
     def __post_init__(self) -> None:
@@ -297,14 +310,19 @@ class PerplexityRun:
 
 
 def parse_perplexity_output(text: str) -> PerplexityRun:
+    """The final perplexity; the running estimate only when it covers every chunk (the log
+    may have lost its last lines, and a partial estimate is a different number)."""
+    chunks = _CHUNKS.findall(text)
+    n_chunks = int(chunks[-1][0]) if chunks else None
     final = _last(_FINAL_PPL, text)
     if final is None:
-        final = _last(_RUNNING_PPL, text)  # the running estimate, "[N]value," per chunk
-    chunks = _CHUNKS.findall(text)
+        running = _RUNNING_PPL.findall(text)  # "[N]value," after each chunk
+        if running and n_chunks is not None and int(running[-1][0]) == n_chunks:
+            final = running[-1][1]
     too_few = _last(_TOO_FEW_TOKENS, text)
     return PerplexityRun(
         ppl=_float(final) if final is not None else None,
-        chunks=int(chunks[-1][0]) if chunks else None,
+        chunks=n_chunks,
         context=int(chunks[-1][1]) if chunks else None,
         too_few_tokens=int(too_few) if too_few is not None else None,
     )
@@ -339,21 +357,22 @@ def _last_chunk_row(text: str) -> list[float] | None:
 
 
 def parse_divergence_output(text: str) -> DivergenceRun:
-    mean_kld = _last(_MEAN_KLD, text)
-    same_top = _last(_SAME_TOP, text)
-    ppl = _last(_MEAN_PPL_Q, text)
-    ppl_base = _last(_MEAN_PPL_BASE, text)
-    row = _last_chunk_row(text)
+    """The summary block when it is all there ("Same top p" is its last line), else the
+    last chunk row when it is the last chunk; top-1 agreement in percent, as printed."""
     chunks = _CHUNKS.findall(text)
-    if mean_kld is None and row is None:
-        return DivergenceRun(None, None, None, None, None)
-    return DivergenceRun(
-        mean_kld=_float(mean_kld) if mean_kld else row[5],  # type: ignore[index]
-        top1_agreement=_float(same_top) if same_top else (row[9] if row else None),
-        ppl=_float(ppl) if ppl else (row[1] if row else None),
-        ppl_base=_float(ppl_base) if ppl_base else None,
-        chunks=int(chunks[-1][0]) if chunks else (int(row[0]) if row else None),
-    )
+    n_chunks = int(chunks[-1][0]) if chunks else None
+    mean_kld, same_top = _last(_MEAN_KLD, text), _last(_SAME_TOP, text)
+    if mean_kld is not None and same_top is not None:
+        ppl, ppl_base = _last(_MEAN_PPL_Q, text), _last(_MEAN_PPL_BASE, text)
+        return DivergenceRun(
+            mean_kld=_float(mean_kld), top1_agreement=_float(same_top),
+            ppl=_float(ppl) if ppl else None, ppl_base=_float(ppl_base) if ppl_base else None,
+            chunks=n_chunks)
+    row = _last_chunk_row(text)
+    if row is None or n_chunks is None or int(row[0]) != n_chunks:
+        return DivergenceRun(None, None, None, None, n_chunks)
+    return DivergenceRun(mean_kld=row[5], top1_agreement=row[9], ppl=row[1], ppl_base=None,
+                         chunks=n_chunks)
 
 
 def _percent_to_fraction(run: DivergenceRun) -> DivergenceRun:

@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
     limits = check.add_argument_group("thresholds")
     limits.add_argument("--max-kld", type=float, help="largest mean KL divergence (default: 0.01)")
     limits.add_argument("--min-top1", type=float,
-                        help="smallest top-1 agreement in percent (default: 95)")
+                        help="smallest top-1 agreement in percent (default: 90)")
     limits.add_argument("--max-ppl-delta", type=float,
                         help="largest perplexity change in percent (default: 2)")
     check.add_argument("--json", action="store_true", help="print one JSON object per build")
