@@ -103,9 +103,9 @@ class CorrectnessThresholds:
 
     * ``max_mean_kld`` 0.01: twenty times the backend noise of a real 8B model, about a
       Q5_K_M quantisation; a build that loses more than that computes something else.
-    * ``min_top1_agreement`` 0.90 (a fraction): healthy backends agree on 99.7 % of real
-      tokens, healthy backends on 95.6 % or more even of near-flat random ones; the subtle wrong
-      numerics above fall to 78-87 %.
+    * ``min_top1_agreement`` 0.90 (a fraction): BF16 and FP16 agree on 99.7 % of real
+      tokens, healthy backends on 95.6 % or more even of near-flat random ones; the subtle
+      wrong numerics above fall to 78-87 %.
     * ``max_ppl_delta_pct`` 2.0: healthy backends move perplexity by hundredths of a
       percent on real models and by under 0.4 % on random ones.
 
