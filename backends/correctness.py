@@ -727,6 +727,11 @@ async def _run_divergence(build: CheckableBuild, ref: CorrectnessResult, model: 
         chunks=parsed.chunks or ref.chunks)
 
 
+def results_by_build(results: Sequence[CorrectnessResult]) -> dict[str, dict[str, Any]]:
+    """``{build: result.to_json()}``: what a profile stores and the verdicts read."""
+    return {result.build: result.to_json() for result in results}
+
+
 def check_builds(builds: Sequence[CheckableBuild], model: Any, **options: Any,
                  ) -> list[CorrectnessResult]:
     """`run_check` for scripts: every build's result, the reference first."""

@@ -34,6 +34,7 @@ from backends.correctness import (
     judge,
     parse_divergence_output,
     reference_text,
+    results_by_build,
     run_check,
 )
 from tui.cli import main as cli_main
@@ -225,6 +226,24 @@ def test_options_that_break_the_numerics_are_caught(cpu: BuildInfo, vulkan: Buil
                                    extra_args={"vulkan": ["--rope-freq-base", "1"]}, **FAST))
     assert results["vulkan"].status == "suspect", results["vulkan"]
     assert "top-1 agreement" in results["vulkan"].reason
+
+
+@pytest.mark.toolchain
+def test_verdicts_count_a_suspect_or_failed_check_against_stability(
+        cpu: BuildInfo, tiny_llama: Path, tmp_path: Path, no_leftovers: Path) -> None:
+    from profiles.verdict import build_stability
+
+    broken = truncated_copy(tiny_llama, tmp_path / "truncated.gguf")
+    results = check_builds(
+        [cpu, renamed(cpu, "wrong"), renamed(cpu, "broken")], tiny_llama,
+        extra_args={"wrong": ["--rope-freq-base", "1"]}, models={"broken": broken},
+        work_dir=no_leftovers, **FAST)
+    stored = tomllib.loads(tomli_w.dumps({"correctness": results_by_build(results)}))
+    stability = build_stability({"cpu": [], "wrong": [], "broken": []}, {},
+                                stored["correctness"])
+    assert stability["cpu"].stable
+    assert not stability["wrong"].stable and "output suspect" in stability["wrong"].note
+    assert not stability["broken"].stable and "output failed" in stability["broken"].note
 
 
 @pytest.mark.toolchain
