@@ -608,8 +608,8 @@ async def run_check(
         try:
             base_file = scratch / "reference.kld"
             ref_result, used_context = await _run_reference(
-                ref_build, own_models.get(ref_build.name, model_path), text_path, base_file, wanted_context,
-                shrink_allowed=context is None, chunks=chunks,
+                ref_build, own_models.get(ref_build.name, model_path), text_path, base_file,
+                wanted_context, shrink_allowed=context is None, chunks=chunks,
                 extra=extra.get(ref_build.name, []), timeout=timeout)
             results.append(ref_result)
             yield BuildChecked(ref_result)
@@ -623,8 +623,8 @@ async def run_check(
                     continue
                 result = await _run_divergence(
                     build, ref_result, own_models.get(build.name, model_path), base_file,
-                    used_context,
-                    extra=extra.get(build.name, []), thresholds=thresholds, timeout=timeout)
+                    used_context, extra=extra.get(build.name, []), thresholds=thresholds,
+                    timeout=timeout)
                 results.append(result)
                 yield BuildChecked(result)
             yield CheckFinished(tuple(results))
