@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace as dataclasses_replace
 import json
 import os
 import stat
@@ -173,13 +174,14 @@ def test_a_crashing_and_a_hanging_tool_are_reported_while_the_real_build_finishe
               RaceBuild("empty", tmp_path / "nothing-here")]
     (tmp_path / "nothing-here").mkdir()
 
-    events = race(builds, tiny_llama, RaceSpec(PROMPT, n_predict=8), timeout=3)
+    # Long enough for the real build on a busy machine; the hanging one waits it out.
+    events = race(builds, tiny_llama, RaceSpec(PROMPT, n_predict=8), timeout=15)
 
     (crashed,) = of(events, BuildFailed, "crash")
     assert crashed.exit_code not in (None, 0) or crashed.signal
     assert not crashed.timed_out and "llama-completion" in crashed.reason
     (hung,) = of(events, BuildFailed, "hang")
-    assert hung.timed_out and "did not finish within 3s" in hung.reason
+    assert hung.timed_out and "did not finish within 15s" in hung.reason
     assert hung.text == "partial"  # what it wrote before hanging was streamed
     assert [p.text for p in of(events, TokenReceived, "hang")] == ["partial"]
     (missing,) = of(events, BuildFailed, "empty")
@@ -348,3 +350,134 @@ def test_cli_race_prints_json_summary_and_refuses_bad_input(cpu_bin, tiny_llama,
         assert code == 2, argv
         assert message in err and err.count("\n") == 1, err
     assert not our_children()
+
+
+# ------------------------------------------------------------------ the Race screen
+
+
+async def until(pilot, condition, what: str, steps: int = 1200) -> None:
+    """Wait for the screen to reach a state (a step is 0.1 s; no timing is asserted)."""
+    for _ in range(steps):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"the screen never got to: {what}")
+
+
+async def test_race_screen_streams_both_builds_marks_divergence_replays_and_saves(
+        cpu_bin, vulkan_bin, tiny_llama, tmp_path):
+    from backends.builds import probe_build
+    from backends.models import read_model
+    from profiles.store import ProfileStore
+    from textual.widgets import Input, SelectionList
+    from tui.app import LlamaduelApp
+    from tui.screens.race import RaceScreen
+    from tui.widgets.race_lane import RaceLane, stats_line
+    from tui.widgets.race_state import FINISHED
+
+    builds = [probe_build(cpu_bin, "cpu"), probe_build(vulkan_bin, "vulkan")]
+    store = ProfileStore(tmp_path / "profiles")
+    app = LlamaduelApp(builds, [read_model(tiny_llama)], store=store, runs_root=tmp_path / "runs",
+                       offer_resume=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("5")  # the Race screen's key
+        await until(pilot, lambda: isinstance(app.screen, RaceScreen), "the Race screen")
+        screen = app.screen
+        await until(pilot, lambda: len(screen.query_one("#race-builds", SelectionList).options) == 2,
+                    "the builds listed")
+        screen.query_one("#race-builds", SelectionList).select_all()
+        screen.query_one("#race-temp", Input).value = "1.0"  # sampling: texts may differ
+        screen.query_one("#race-n", Input).value = "24"
+        screen.query_one("#race-prompt", Input).focus()
+        await pilot.press(*PROMPT, "enter")
+        await until(pilot, lambda: screen.board.status == "finished", "the race finished")
+
+        board = screen.board
+        assert [lane.build for lane in board.lanes] == ["cpu", "vulkan"]
+        assert all(lane.status == FINISHED and lane.text and lane.gen_tps for lane in board.lanes)
+        lanes = {lane.build: lane for lane in board.lanes}
+        shown = {widget.build: widget for widget in screen.query(RaceLane)}
+        assert set(shown) == {"cpu", "vulkan"}
+        for name, widget in shown.items():
+            assert widget.lane == lanes[name]
+            assert "tg " in stats_line(widget.lane)
+        # The events the screen folded are the race's own, in order.
+        assert isinstance(screen.events[0], RaceStarted) and isinstance(screen.events[-1], RaceFinished)
+        finished = {e.build: e for e in of(screen.events, BuildFinished)}
+        offset = first_difference(finished["cpu"].text, finished["vulkan"].text)
+        assert lanes["vulkan"].divergence_offset == offset
+        if offset is not None:
+            assert "differs" in stats_line(lanes["vulkan"]) and shown["vulkan"].has_class("-diverged")
+            assert lanes["cpu"].is_reference
+
+        await pilot.press("ctrl+l")  # replay on the common clock
+        await until(pilot, lambda: screen.board.replay_at is not None, "the replay started")
+        await until(pilot, lambda: screen.board.replay_at is None, "the replay ended", steps=200)
+        assert screen.board == board
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is not screen, "the profile question")
+        dialog_input = app.screen.query_one(Input)
+        dialog_input.value = "races"
+        await pilot.press("enter")
+        await until(pilot, lambda: [e.name for e in store.list()] == ["races"], "the profile saved")
+        saved = store.load("races")
+        assert len(saved.races) == 1
+        assert saved.races[0]["builds"]["cpu"]["n_gen"] == finished["cpu"].n_gen
+        assert saved.races[0]["settings"]["temperature"] == 1.0
+
+        # Racing again and adding to the same profile appends.
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.board.status == "finished" and len(screen.events) > 2,
+                    "the second race finished")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: app.screen is not screen, "the profile question again")
+        app.screen.query_one(Input).value = "races"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(store.load("races").races) == 2, "the race appended")
+    assert not our_children()
+
+
+async def test_race_screen_refuses_bad_input_with_one_line_and_stops_a_hanging_build(
+        cpu_bin, tiny_llama, tmp_path):
+    from backends.builds import probe_build
+    from backends.models import read_model
+    from profiles.store import ProfileStore
+    from textual.widgets import Input, SelectionList
+    from tui.app import LlamaduelApp
+    from tui.screens.race import RaceScreen
+
+    real = cpu_bin / "llama-completion"
+    hang = write_script(tmp_path / "hang", (
+        f'if [ "$1" = "--help" ]; then exec "{real}" --help; fi\n'
+        "printf 'stuck here'\n"
+        "exec sleep 6011\n"))
+    hanging = dataclasses_replace(probe_build(cpu_bin, "cpu"), name="hang", folder=hang,
+                                  completion=hang / "llama-completion")
+    app = LlamaduelApp([hanging], [read_model(tiny_llama)], store=ProfileStore(tmp_path / "p"),
+                       runs_root=tmp_path / "runs", offer_resume=False, start_screen="race")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RaceScreen), "the Race screen")
+        screen = app.screen
+        await until(pilot, lambda: len(screen.query_one("#race-builds", SelectionList).options) == 1,
+                    "the build listed")
+        await pilot.press("ctrl+r")  # nothing selected, no prompt
+        await until(pilot, lambda: len(app._notifications) > 0, "a message")
+        messages = [n.message for n in app._notifications]
+        assert any("prompt is empty" in m for m in messages)
+        assert all("\n" not in m for m in messages)
+
+        screen.query_one("#race-prompt", Input).value = PROMPT
+        screen.query_one("#race-builds", SelectionList).deselect_all()  # usable ones start selected
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: any("Select at least one build" in n.message for n in app._notifications),
+                    "the no-build message")
+
+        screen.query_one("#race-builds", SelectionList).select_all()
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.board.lanes and screen.board.lanes[0].text == "stuck here",
+                    "the hanging build's first words")
+        assert any("sleep" in " ".join(p.cmdline()) for p in our_children())
+        await pilot.press("ctrl+b")
+        await until(pilot, lambda: screen.board.status == "cancelled", "the race cancelled")
+        await until(pilot, lambda: not our_children(), "the hanging tool killed")
