@@ -19,7 +19,7 @@ from tui.screens import commands as cmd
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.profiles import ProfilesScreen
-from tui.screens.race import RACE_BINDING, RaceCommands, RaceScreen
+from tui.screens.race import RaceScreen
 from tui.screens.results import ResultsScreen
 from tui.screens.run import RunScreen, SweepRequest
 from tui.screens.run_state import RunState
@@ -29,8 +29,9 @@ from tui.screens.setup import SetupScreen
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
     TITLE = "llamaduel"
     CSS_PATH = "app.tcss"
-    COMMANDS = {cmd.ActionsProvider, RaceCommands}
-    BINDINGS = [*cmd.bindings(cmd.APP_COMMANDS), RACE_BINDING]
+    # The Race screen opens with the ShowRace command (key 5, and the palette).
+    COMMANDS = {cmd.ActionsProvider}
+    BINDINGS = cmd.bindings(cmd.APP_COMMANDS, hide=cmd.SCREEN_FOOTER_COMMANDS)
     # Each screen is made once, on first use, and keeps its state while another shows.
     SCREENS = {"setup": SetupScreen, "run": RunScreen, "results": ResultsScreen,
                "profiles": ProfilesScreen, "race": RaceScreen}
@@ -131,6 +132,10 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     @on(cmd.ShowProfiles)
     def _show_profiles(self) -> None:
         self.switch_mode("profiles")
+
+    @on(cmd.ShowRace)
+    def _show_race(self) -> None:
+        self.switch_mode("race")
 
     @on(cmd.ShowHelp)
     def _show_help(self) -> None:

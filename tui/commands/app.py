@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-SCREENS = ("setup", "run", "results", "profiles")
+SCREENS = ("setup", "run", "results", "profiles", "race")
 
 
 def build_parser() -> argparse.ArgumentParser:

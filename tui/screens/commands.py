@@ -24,9 +24,10 @@ class Command(Message):
     footer: ClassVar[bool] = True
 
     @classmethod
-    def binding(cls) -> Binding:
+    def binding(cls, show: bool | None = None) -> Binding:
         return Binding(cls.key, f"command('{cls.__name__}')", cls.title.lower(),
-                       show=cls.footer, priority=cls.key in ("ctrl+c",))
+                       show=cls.footer if show is None else show,
+                       priority=cls.key in ("ctrl+c",))
 
 
 REGISTRY: dict[str, type[Command]] = {}
@@ -62,6 +63,10 @@ class ShowResults(Command): ...
 
 @command("4", "Profiles", "Saved profiles: open, compare, rename, delete, import", footer=False)
 class ShowProfiles(Command): ...
+
+
+@command("5", "Race", "Stream one prompt through each build, text side by side", footer=False)
+class ShowRace(Command): ...
 
 
 @command("r", "Start sweep", "Start the sweep set up on the Setup screen")
@@ -136,13 +141,18 @@ class ProfilesChanged(Message):
 
 
 APP_COMMANDS: tuple[type[Command], ...] = (
-    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, StartSweep, TogglePause,
+    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, ShowRace, StartSweep, TogglePause,
     CancelSweep, RunDemo, Quit,
 )
 
 
-def bindings(commands: Iterable[type[Command]]) -> list[Binding]:
-    return [cls.binding() for cls in commands]
+# Shown in the footer only by the screen they belong to (the keys work everywhere).
+SCREEN_FOOTER_COMMANDS = (StartSweep, TogglePause, CancelSweep)
+
+
+def bindings(commands: Iterable[type[Command]], hide: Iterable[type[Command]] = ()) -> list[Binding]:
+    hidden = set(hide)
+    return [cls.binding(show=False if cls in hidden else None) for cls in commands]
 
 
 class CommandsMixin:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from time import monotonic
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,11 +134,13 @@ class TelemetryPlot(PlotextPlot):
     TelemetryPlot { height: 1fr; min-height: 8; width: 1fr; }
     """
 
-    def __init__(self, title: str, lines: tuple[tuple[str, str, float], ...], **kwargs) -> None:
+    def __init__(self, title: str, lines: tuple[tuple[str, str, float], ...],
+                 y_range: tuple[float, float] | None = None, **kwargs) -> None:
         # lines: (label, Reading field, scale)
         super().__init__(**kwargs)
         self.title = title
         self.lines = lines
+        self.y_range = y_range
 
     def draw(self, history: TelemetryHistory) -> None:
         plt = self.plt
@@ -155,6 +158,8 @@ class TelemetryPlot(PlotextPlot):
                     plt.plot(list(xs), list(ys), label=label,
                              marker=("braille", "dot", "x")[slot % 3])
             plt.xlabel("minutes")
+            if self.y_range:
+                plt.ylim(*self.y_range)
         self.refresh()
 
 
@@ -169,6 +174,7 @@ class TelemetryPanel(Vertical):
         super().__init__(**kwargs)
         self.border_title = "telemetry"
         self._dirty = True
+        self._drawn_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static("no telemetry yet", id="telemetry-now")
@@ -179,8 +185,10 @@ class TelemetryPanel(Vertical):
             yield TelemetryPlot("temperature °C", (("edge", "edge_c", 1), ("junction", "junction_c", 1),
                                                    ("mem", "mem_c", 1)), id="plot-temps")
             yield TelemetryPlot("power W", (("power", "power_w", 1),), id="plot-power")
-            yield TelemetryPlot("host", (("CPU %", "host_cpu_percent", 1),
-                                         ("RAM GiB", "host_ram_used", GIB)), id="plot-host")
+            yield TelemetryPlot("host CPU %", (("CPU", "host_cpu_percent", 1),), (0, 100),
+                                id="plot-host")
+            yield TelemetryPlot("host RAM GiB", (("used", "host_ram_used", GIB),
+                                                 ("total", "host_ram_total", GIB)), id="plot-ram")
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_SECONDS, self._redraw_if_dirty)
@@ -189,6 +197,8 @@ class TelemetryPanel(Vertical):
         self._dirty = True
         if not self.is_mounted:
             return
+        if monotonic() - self._drawn_at >= REDRAW_SECONDS:
+            self.call_after_refresh(self._redraw_if_dirty)  # after display changes below
         latest = history.readings[-1] if history.readings else None
         self.query_one("#telemetry-now", Static).update(summary_line(latest, history.show_host))
         warning = throttle_line(latest)
@@ -196,7 +206,8 @@ class TelemetryPanel(Vertical):
         throttle.update(warning)
         throttle.display = bool(warning)
         gpu = latest is not None and not math.isnan(latest.vram_total)
-        self.query_one("#plot-host").display = history.show_host or not gpu
+        for plot_id in ("#plot-host", "#plot-ram"):
+            self.query_one(plot_id).display = history.show_host or not gpu
         for plot_id in ("#plot-vram", "#plot-temps", "#plot-power"):
             self.query_one(plot_id).display = gpu or latest is None
 
@@ -204,6 +215,7 @@ class TelemetryPanel(Vertical):
         if not self._dirty:
             return
         self._dirty = False
+        self._drawn_at = monotonic()
         for plot in self.query(TelemetryPlot):
             if plot.display:
                 plot.draw(self.history)

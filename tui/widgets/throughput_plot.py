@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from time import monotonic
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from tui.widgets._css import css_beside
 MARKERS = ("braille", "dot", "x", "+", "o", "*")
 COLOURS = ("cyan", "orange", "green", "magenta", "yellow", "blue")
 REDRAW_SECONDS = 0.5
+# Above this ratio between the fastest and slowest rate the y axis turns logarithmic.
+LOG_SCALE_RATIO = 30
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class ThroughputPlot(PlotextPlot):
         # Crossover depths worked out by the recommendation (profiles.recommend).
         self.crossover_depths: tuple[float, ...] = ()
         self._dirty = True
+        self._drawn_at = 0.0
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -87,7 +91,10 @@ class ThroughputPlot(PlotextPlot):
         self._draw()
 
     def watch_run_state(self, state: RunState) -> None:
+        # Draw now unless the last frame is under half a second old; the timer catches up.
         self._dirty = True
+        if self.is_mounted and monotonic() - self._drawn_at >= REDRAW_SECONDS:
+            self._draw()
 
     def show_crossovers(self, depths: tuple[float, ...]) -> None:
         self.crossover_depths = depths
@@ -99,6 +106,7 @@ class ThroughputPlot(PlotextPlot):
 
     def _draw(self) -> None:
         self._dirty = False
+        self._drawn_at = monotonic()
         plt = self.plt
         plt.clear_figure()
         title = "prompt processing" if self.kind == "pp" else "generation"
@@ -114,8 +122,12 @@ class ThroughputPlot(PlotextPlot):
             plt.xticks(depths, [format_depth(d) for d in depths])
             if len(depths) == 1:
                 plt.xlim(depths[0] - 1, depths[0] + 1)
-            top = max(r for s in lines for r in s.rates)
-            plt.ylim(0, top * 1.1 if top > 0 else 1)
+            rates = [r for s in lines for r in s.rates if r > 0]
+            if rates and max(rates) / min(rates) > LOG_SCALE_RATIO:
+                plt.yscale("log")  # one build many times faster: keep the slow one visible
+                plt.ylabel("tok/s (log)")
+            elif rates:
+                plt.ylim(0, max(rates) * 1.1)
         if self.mark_crossovers:
             for depth in self.crossover_depths or crossovers(lines):
                 plt.vline(depth, "red")

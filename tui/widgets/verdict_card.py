@@ -24,10 +24,19 @@ class VerdictCard(Static):
         self.set_class("no clear winner" in statuses, "-unclear")
 
 
+def _margin(percent: float | None) -> str:
+    """+12% for a lead, ×68 once it is more than double."""
+    if percent is None:
+        return ""
+    if percent >= 100:
+        return f" ×{1 + percent / 100:.1f}"
+    return f" +{percent:.0f}%"
+
+
 def describe_phase(verdict) -> str:
     phase = PHASE_WORDS.get(verdict.phase, verdict.phase)
     if verdict.status == "winner":
-        margin = f" +{verdict.margin_pct:.0f}%" if verdict.margin_pct is not None else ""
+        margin = _margin(verdict.margin_pct)
         confidence = verdict.confidence if " " in verdict.confidence else f"{verdict.confidence} confidence"
         text = f"{phase}: {verdict.winner}{margin} ({confidence})"
     elif verdict.status == "tie":
