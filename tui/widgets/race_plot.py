@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
@@ -12,6 +14,13 @@ from tui.widgets.race_state import RaceBoard, rate_series
 MARKERS = ("braille", "dot", "x", "+", "o", "*")
 COLOURS = ("cyan", "orange", "green", "magenta", "yellow", "blue")
 REDRAW_SECONDS = 0.25
+
+
+def _power_label(power: int) -> str:
+    value = 10.0 ** power
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
 
 
 class RaceRatePlot(PlotextPlot):
@@ -42,18 +51,27 @@ class RaceRatePlot(PlotextPlot):
         plt = self.plt
         plt.clear_figure()
         plt.title("tokens/s over time (s since each build's start)")
-        drawn = 0
-        top = 0.0
-        for slot, lane in enumerate(self.board.lanes):
-            xs, ys = rate_series(lane)
-            if not xs:
-                continue
-            plt.plot(xs, ys, label=lane.build, marker=MARKERS[slot % len(MARKERS)],
-                     color=COLOURS[slot % len(COLOURS)])
-            top = max(top, *ys)
-            drawn += 1
-        if drawn:
-            plt.ylim(0, top * 1.1 if top > 0 else 1)
-        else:
+        lines = [(slot, lane, *rate_series(lane)) for slot, lane in enumerate(self.board.lanes)]
+        lines = [line for line in lines if line[2]]
+        peaks = [max(ys) for *_, ys in lines if max(ys) > 0]
+        # Builds can differ a hundredfold (a GPU against lavapipe): then the rates are drawn
+        # as powers of ten, which keeps the slow build off the floor.
+        logarithmic = len(peaks) > 1 and max(peaks) / min(peaks) > 20
+        for slot, lane, xs, ys in lines:
+            if logarithmic:
+                points = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0]
+                xs, ys = [x for x, _ in points], [y for _, y in points]
+            if xs:
+                plt.plot(xs, ys, label=lane.build, marker=MARKERS[slot % len(MARKERS)],
+                         color=COLOURS[slot % len(COLOURS)])
+        if logarithmic:
+            low = math.floor(math.log10(min(min(y for y in ys if y > 0) for *_, ys in lines)))
+            high = math.ceil(math.log10(max(peaks)))
+            ticks = list(range(low, high + 1))
+            plt.yticks(ticks, [_power_label(t) for t in ticks])
+            plt.ylim(low, high)
+        elif peaks:
+            plt.ylim(0, max(peaks) * 1.1)
+        if not lines:
             plt.xlabel("waiting for tokens")
         self.refresh()
