@@ -17,7 +17,6 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -31,29 +30,6 @@ from tui.widgets.race_state import RaceBoard, apply, replay
 REFRESH_SECONDS = 0.1
 REPLAY_FRAME_SECONDS = 0.05
 REPLAY_MIN_SECONDS = 4.0  # a race over in milliseconds replays in slow motion
-
-# How the app opens this screen: one key and one palette entry.
-RACE_BINDING = Binding("5", "switch_mode('race')", "race", show=False)
-
-
-class RaceCommands(Provider):
-    """The command palette entry that opens the Race screen."""
-
-    TITLE = "Race"
-    HELP = "Stream one prompt through each build's completion tool, text side by side"
-
-    def _open(self) -> None:
-        self.app.switch_mode("race")
-
-    async def discover(self) -> Hits:
-        yield DiscoveryHit(self.TITLE, self._open, help=self.HELP)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        score = matcher.match(f"{self.TITLE} {self.HELP}")
-        if score > 0:
-            yield Hit(score, matcher.highlight(self.TITLE), self._open, help=self.HELP)
-
 
 def describe(build: Any) -> str:
     devices = getattr(build, "devices", ()) or ()
