@@ -30,11 +30,13 @@ from typing import Any
 
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
-CACHE_VERSION = 1
-# The environment a probe depends on besides the binary itself.
+CACHE_VERSION = 2
+# The environment a probe depends on besides the binary itself: which devices are visible
+# and which Vulkan drivers and libraries the loader finds.
 VISIBILITY_VARIABLES = (
     "GGML_VK_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES",
-    "ROCR_VISIBLE_DEVICES", "MUSA_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES", "MUSA_VISIBLE_DEVICES", "VK_DRIVER_FILES", "VK_ICD_FILENAMES",
+    "VK_ADD_DRIVER_FILES", "LD_LIBRARY_PATH",
 )
 # Device name prefixes (``ROCm0``, ``Vulkan1``) as llama-bench's "backends" field names them.
 BACKEND_PREFIXES = {
