@@ -778,8 +778,11 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def race_summary(events: Iterable[RaceEvent]) -> dict[str, Any]:
-    """A race as plain data for a profile (TOML-friendly: no None values, string keys)."""
+def race_summary(events: Iterable[RaceEvent], builds: Iterable[Any] = ()) -> dict[str, Any]:
+    """A race as plain data for a profile (TOML-friendly: no None values, string keys).
+
+    ``builds`` (BuildInfo objects) add each build's backend and version to its entry.
+    """
     started: RaceStarted | None = None
     finished: RaceFinished | None = None
     results: dict[str, BuildFinished | BuildFailed] = {}
@@ -799,7 +802,8 @@ def race_summary(events: Iterable[RaceEvent]) -> dict[str, Any]:
                        settings=started.spec.to_json())
     if finished is not None and finished.reference:
         summary["reference"] = finished.reference
-    builds: dict[str, dict[str, Any]] = {}
+    info_by_name = {getattr(b, "name", None): b for b in builds}
+    by_build: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
         if isinstance(result, BuildFinished):
             entry = {
@@ -814,8 +818,12 @@ def race_summary(events: Iterable[RaceEvent]) -> dict[str, Any]:
         else:
             entry = {"status": "timed-out" if result.timed_out else "failed", "reason": result.reason,
                      "exit_code": result.exit_code, "signal": result.signal}
-        builds[name] = {key: value for key, value in entry.items() if value is not None}
-    summary["builds"] = builds
+        info = info_by_name.get(name)
+        if info is not None:
+            entry.update(backend=getattr(info, "backend", None) or None,
+                         version=getattr(info, "version", None) or None)
+        by_build[name] = {key: value for key, value in entry.items() if value is not None}
+    summary["builds"] = by_build
     summary["divergences"] = [
         {key: value for key, value in {
             "build": d.build, "reference": d.reference_build, "char_offset": d.char_offset,

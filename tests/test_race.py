@@ -425,6 +425,7 @@ async def test_race_screen_streams_both_builds_marks_divergence_replays_and_save
         assert len(saved.races) == 1
         assert saved.races[0]["builds"]["cpu"]["n_gen"] == finished["cpu"].n_gen
         assert saved.races[0]["settings"]["temperature"] == 1.0
+        assert saved.races[0]["builds"]["vulkan"]["backend"] == builds[1].backend
 
         # Racing again and adding to the same profile appends.
         await pilot.press("ctrl+r")
@@ -481,3 +482,35 @@ async def test_race_screen_refuses_bad_input_with_one_line_and_stops_a_hanging_b
         await pilot.press("ctrl+b")
         await until(pilot, lambda: screen.board.status == "cancelled", "the race cancelled")
         await until(pilot, lambda: not our_children(), "the hanging tool killed")
+
+
+async def test_quitting_the_app_mid_race_leaves_no_process(cpu_bin, tiny_llama, tmp_path):
+    from backends.builds import probe_build
+    from backends.models import read_model
+    from profiles.store import ProfileStore
+    from textual.widgets import Input
+    from tui.app import LlamaduelApp
+    from tui.screens.race import RaceScreen
+
+    real = cpu_bin / "llama-completion"
+    hang = write_script(tmp_path / "hang", (
+        f'if [ "$1" = "--help" ]; then exec "{real}" --help; fi\n'
+        "printf 'never ends'\n"
+        "exec sleep 6013\n"))
+    hanging = dataclasses_replace(probe_build(cpu_bin, "cpu"), name="hang", folder=hang,
+                                  completion=hang / "llama-completion")
+    app = LlamaduelApp([hanging], [read_model(tiny_llama)], store=ProfileStore(tmp_path / "p"),
+                       runs_root=tmp_path / "runs", offer_resume=False, start_screen="race")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RaceScreen), "the Race screen")
+        screen = app.screen
+        screen.query_one("#race-prompt", Input).value = PROMPT
+        await until(pilot, lambda: screen.query_one("#race-builds").selected == ["hang"], "the build chosen")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: screen.board.lanes and screen.board.lanes[0].text == "never ends",
+                    "the hanging build's words")
+        screen.query_one("#race-builds").focus()
+        await pilot.press("q")
+        await pilot.pause(0.5)
+    alive = [p for p in our_children() if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive

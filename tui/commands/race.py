@@ -235,4 +235,4 @@ async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Nam
                 live.ended(event.build, f"[failed: {event.reason}]")
             elif isinstance(event, Divergence):
                 print(f"llamaduel: {event.message}", file=sys.stderr)
-    return race_summary(events)
+    return race_summary(events, [b for b in builds if not isinstance(b, tuple)])

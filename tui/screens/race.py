@@ -343,7 +343,7 @@ class RaceScreen(Screen):
         from backends.race import race_summary
 
         try:
-            _, created = add_race_to_profile(self.store, name, race_summary(self.events),
+            _, created = add_race_to_profile(self.store, name, race_summary(self.events, self._race_builds),
                                              builds=self._race_builds, model_info=self._race_model)
         except Exception as error:  # noqa: BLE001 - a bad name or a full disk is one line
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
