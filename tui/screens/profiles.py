@@ -31,6 +31,7 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
     def compose(self) -> ComposeResult:
         yield Static("Profiles", id="profiles-title", classes="section-title")
         yield DataTable(cursor_type="row", id="profiles-table")
+        yield Static("", id="profile-preview")
         yield Static("", id="profiles-hint", classes="hint")
         yield Footer()
 
@@ -62,6 +63,25 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
             "e export · i import llama-bench output" if entries else
             "No profiles yet: save one from the Results screen (w), or import llama-bench "
             "output with i.")
+
+    @on(DataTable.RowHighlighted, "#profiles-table")
+    def _preview(self, event: DataTable.RowHighlighted) -> None:
+        """What the profile under the cursor says, without opening it."""
+        from profiles.store import ProfileError
+
+        preview = self.query_one("#profile-preview", Static)
+        try:
+            profile = self.app.store.load(str(event.row_key.value))
+        except ProfileError as error:
+            preview.update(str(error))
+            return
+        rec = profile.recommendation
+        host = " · ".join(p for p in (profile.host.gpu_name, profile.host.cpu) if p)
+        lines = [f"{profile.name}: {profile.model.file_name}"
+                 + (f" on {host}" if host else ""),
+                 "builds: " + ", ".join(f"{b.name} ({b.backend})" for b in profile.builds)]
+        lines += list(rec.choose or rec.summary) if rec else ["no recommendation"]
+        preview.update("\n".join(lines))
 
     def _selected(self) -> str | None:
         table = self.query_one("#profiles-table", DataTable)

@@ -75,7 +75,14 @@ def fields_from_spec(spec: Any) -> dict[str, str]:
 
 
 def _gib(value: float) -> str:
-    return f"{value / GIB:.1f} GiB" if value >= GIB / 10 else f"{value / 1024**2:.0f} MiB"
+    if value >= GIB / 10:
+        return f"{value / GIB:.1f} GiB"
+    return f"{value / 1024**2:.0f} MiB" if value >= 1024**2 else f"{value / 1024:.0f} KiB"
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class SetupScreen(cmd.CommandsMixin, Screen):
@@ -91,30 +98,32 @@ class SetupScreen(cmd.CommandsMixin, Screen):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="setup-body"):
             with Horizontal(id="sources"):
-                with Vertical(id="builds-section", classes="section"):
-                    yield Label("Builds  (Space: use/skip, Delete: remove)", classes="section-title")
+                with Vertical(id="builds-section", classes="section") as section:
+                    section.border_title = "Builds · Space use/skip · Delete remove"
                     yield DataTable(cursor_type="row", id="builds-table")
+                    yield Static("", id="build-detail", classes="hint")
                     yield Input(placeholder="add a build: NAME=FOLDER or FOLDER, then Enter",
-                                id="build-path")
-                with Vertical(id="models-section", classes="section"):
-                    yield Label("Models  (Enter: use this one)", classes="section-title")
+                                id="build-path", compact=True)
+                with Vertical(id="models-section", classes="section") as section:
+                    section.border_title = "Models · Enter chooses"
                     yield DataTable(cursor_type="row", id="models-table")
                     yield Input(placeholder="look for .gguf models in a folder, then Enter",
-                                id="model-folder")
-            with Vertical(id="workload-section", classes="section"):
-                yield Label("Workload", classes="section-title")
+                                id="model-folder", compact=True)
+            with Vertical(id="workload-section", classes="section") as section:
+                section.border_title = "Workload"
                 with Horizontal(id="preset-row"):
                     yield Select(self._preset_options(), value="seed-sweep", allow_blank=False,
-                                 id="preset")
+                                 id="preset", compact=True)
                     yield Static("", id="preset-description")
                 with Grid(id="grid-fields"):
                     for key, (label, placeholder) in GRID_FIELDS.items():
                         yield Label(label, classes="field-label")
-                        yield Input(placeholder=placeholder, id=f"field-{key}")
+                        yield Input(placeholder=placeholder, id=f"field-{key}", compact=True)
                     yield Label("flash attn", classes="field-label")
-                    yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa")
+                    yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa",
+                                 compact=True)
             with Horizontal(id="start-row"):
-                yield Button("Start (r)", variant="success", id="start")
+                yield Button("Start (r)", variant="success", id="start", compact=True)
                 yield Static("", id="setup-status")
         yield Footer()
 
@@ -185,7 +194,7 @@ class SetupScreen(cmd.CommandsMixin, Screen):
         for build in self.app.builds or ():
             devices = ", ".join(d.name for d in build.devices) or "CPU"
             vram = sum(d.total_mib for d in build.devices if not d.is_software)
-            status = build.problem or build.note or "ok"
+            status = _short(build.problem or build.note or "ok", 24)
             table.add_row("●" if build.name in self.chosen_builds else "·", build.name,
                           build.backend, devices, f"{vram / 1024:.0f} GiB" if vram else "-",
                           build.version, status, key=build.name)
@@ -311,6 +320,18 @@ class SetupScreen(cmd.CommandsMixin, Screen):
             self.notify(f"{model.name} cannot run: {model.problem}", severity="warning")
             return
         self.chosen_model = path
+
+    @on(DataTable.RowHighlighted, "#builds-table")
+    def _build_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """The whole story of the build under the cursor: folder, problem or note."""
+        build = next((b for b in self.app.builds or () if b.name == event.row_key.value), None)
+        detail = self.query_one("#build-detail", Static)
+        if build is None:
+            detail.update("")
+            return
+        what = build.problem or build.note or (build.version_text.splitlines() or [""])[0]
+        detail.update(f"{build.name}: {build.folder}" + (f" — {what}" if what else ""))
+        detail.set_class(bool(build.problem), "problem")
 
     @on(DataTable.RowSelected, "#builds-table")
     def _build_selected(self) -> None:
