@@ -115,6 +115,8 @@ class ThroughputPlot(PlotextPlot):
         builds = list(dict.fromkeys(s.build for s in lines))
         depths = sorted({d for s in lines for d in s.depths})
         for index, line in enumerate(lines):
+            if not line.depths:
+                continue  # plotext's legend breaks on a labelled series without points
             slot = builds.index(line.build) % len(MARKERS)
             plt.plot(list(line.depths), list(line.rates), label=line.label,
                      marker=MARKERS[slot], color=COLOURS[slot])
