@@ -204,11 +204,14 @@ class Pipeline:
         self.sweep("qwen3-30b-a3b-moe-split", self.moe, "moe-split", fidelity=True)
 
     def stage_app(self) -> None:
-        shots = self.out / "screenshots"
-        self.run(["python3", "scripts/screenshots.py", "--build", f"cuda={self.cuda_bin}",
-                  "--build", f"vulkan={self.vulkan_bin}", "--model", str(self.dense),
-                  "--out", str(shots), "--prefix", "h100-", "--size", "160x48"],
-                 log_name="app.txt")
+        """The real app, driven by Pilot: Setup -> Run -> Results, screenshots on the way."""
+        import asyncio
+
+        done = asyncio.run(drive_app(
+            [("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)], self.dense,
+            self.out / "screenshots", {"prompts": "512", "gens": "128",
+                                       "depths": "0,4096,16384", "reps": "2"}))
+        self.record("app", done)
 
     def stage_check(self) -> None:
         done = self.run(["python3", "-m", "tui.cli", "check", "--build", f"cuda={self.cuda_bin}",
@@ -222,6 +225,50 @@ class Pipeline:
         done = self.run(["python3", "-m", "tui.cli", "telemetry", "--count", "3", "--interval", "0.5"],
                         check=False)
         self.record("telemetry_lines", done.stdout[-2000:])
+
+
+async def drive_app(builds: list[tuple[str, Path]], model: Path, shots: Path,
+                    grid: dict[str, str], size: tuple[int, int] = (160, 48)) -> dict:
+    """Run a sweep in the real app headless; save the Run screen mid-run and Results at the end."""
+    import tempfile
+
+    from backends.builds import probe_build
+    from backends.models import read_model
+    from backends.telemetry import Telemetry
+    from profiles.store import ProfileStore
+    from tui.app import LlamaduelApp
+
+    shots.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="llamaduel-app-"))
+    probed = [probe_build(path, name) for name, path in builds]
+    app = LlamaduelApp(probed, [read_model(model)], telemetry=Telemetry(),
+                       store=ProfileStore(shots.parent / "profiles"), runs_root=folder / "runs",
+                       offer_resume=False)
+    saved, started = [], time.perf_counter()
+    async with app.run_test(size=size) as pilot:
+        setup = app.screen
+        for key, value in grid.items():
+            setup.query_one(f"#field-{key}").value = value
+        await pilot.pause(0.5)
+        saved.append(app.save_screenshot("h100-setup.svg", str(shots)))
+        await pilot.press("r")
+        run = app.get_screen("run")
+        while not run.run_state.total or run.run_state.done < run.run_state.total // 2:
+            await pilot.pause(0.25)
+        await pilot.pause(1.0)
+        saved.append(app.save_screenshot("h100-run.svg", str(shots)))
+        while app.current_mode != "results":
+            await pilot.pause(0.25)
+        await pilot.pause(1.5)
+        saved.append(app.save_screenshot("h100-results.svg", str(shots)))
+        await pilot.press("w")
+        await pilot.pause(0.3)
+        app.screen.query_one("#dialog-input").value = "h100-app-qwen3-8b"
+        await pilot.press("enter")
+        while not app.store.list():
+            await pilot.pause(0.2)
+        await pilot.press("q")
+    return {"seconds": round(time.perf_counter() - started, 1), "screenshots": saved}
 
 
 def pack(work: Path, destination: Path) -> None:

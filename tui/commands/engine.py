@@ -111,8 +111,7 @@ def make_spec(options: argparse.Namespace):
         if options.extra:
             changes["extra_args"] = tuple(options.extra)
         if changes:
-            spec = spec.with_changes(name="custom" if spec.name == options.preset else spec.name,
-                                     **changes)
+            spec = spec.with_changes(**changes)  # keeps the preset's name; the fields say what changed
         spec.validate()
         return spec
     except SweepError as error:
