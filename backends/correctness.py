@@ -284,6 +284,7 @@ _TOO_FEW_TOKENS = re.compile(r"tokenizes to only (\d+) tokens")
 _CHUNKS = re.compile(r"over (\d+) chunks, n_ctx=(\d+)")
 # llama.cpp's log prefix: "0.00.018.724 E " (time, level), or none when timestamps are off.
 _ERROR_LINE = re.compile(r"^(?:\d+\.\d+\.\d+\.\d+\s+)?E\s+(.*\S)")
+_OTHER_LEVEL_LINE = re.compile(r"^\d+\.\d+\.\d+\.\d+\s+[IWD]\s")
 _ERROR_WORDS = re.compile(r"error|failed|unable|cannot|abort|exception|what\(\)", re.IGNORECASE)
 
 
@@ -390,8 +391,11 @@ def error_line(output: str) -> str | None:
     logged = [m.group(1) for m in map(_ERROR_LINE.match, lines) if m]
     telling = [line for line in logged if "error loading model" in line]
     logged = telling or logged
+    # Else an untagged line such as a C++ exception or GGML_ASSERT; info and warning lines
+    # may hold those words innocently (a path with "failed" in it).
     found = logged[-1] if logged else next(
-        (line.strip() for line in reversed(lines[-40:]) if _ERROR_WORDS.search(line)), None)
+        (line.strip() for line in reversed(lines[-40:])
+         if _ERROR_WORDS.search(line) and not _OTHER_LEVEL_LINE.match(line)), None)
     if found and len(found) > 200:
         found = found[:197] + "..."
     return found

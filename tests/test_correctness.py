@@ -179,7 +179,7 @@ def test_cpu_and_vulkan_agree(request, cpu: BuildInfo, vulkan: BuildInfo, model_
     results = check_builds([vulkan, cpu], model, work_dir=no_leftovers, **FAST)
     assert [r.build for r in results] == ["cpu", "vulkan"]
     reference, other = results
-    assert reference.status == "reference" and reference.ppl and reference.ppl > 1
+    assert reference.status == "reference" and reference.ppl and reference.ppl > 1, reference
     assert other.status == "pass", other.reason
     assert other.reference == "cpu"
     assert other.mean_kld is not None and other.mean_kld < 0.01
@@ -241,7 +241,7 @@ def test_verdicts_count_a_suspect_or_failed_check_against_stability(
     stored = tomllib.loads(tomli_w.dumps({"correctness": results_by_build(results)}))
     stability = build_stability({"cpu": [], "wrong": [], "broken": []}, {},
                                 stored["correctness"])
-    assert stability["cpu"].stable
+    assert stability["cpu"].stable, results
     assert not stability["wrong"].stable and "output suspect" in stability["wrong"].note
     assert not stability["broken"].stable and "output failed" in stability["broken"].note
 
@@ -253,7 +253,7 @@ def test_a_crash_is_failed_with_its_reason(cpu: BuildInfo, tiny_llama: Path, tmp
     results = by_name(check_builds([cpu, renamed(cpu, "cpu-broken")], tiny_llama,
                                    work_dir=no_leftovers, models={"cpu-broken": broken},
                                    **FAST))
-    assert results["cpu"].status == "reference"
+    assert results["cpu"].status == "reference", results["cpu"]
     failed = results["cpu-broken"]
     assert failed.status == "failed"
     assert "exited with code 1" in failed.reason
@@ -314,7 +314,7 @@ def test_a_short_text_gets_a_smaller_context(cpu: BuildInfo, tiny_llama: Path, t
     short.write_text(" ".join(words), encoding="utf-8")
     results = check_builds([cpu, renamed(cpu, "again")], tiny_llama, text=short,
                            work_dir=no_leftovers)
-    assert [r.status for r in results] == ["reference", "pass"]
+    assert [r.status for r in results] == ["reference", "pass"], results
     assert results[0].context is not None and results[0].context < 512
     assert results[0].chunks is not None and results[0].chunks >= 2
 
