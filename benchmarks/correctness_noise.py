@@ -76,8 +76,8 @@ def main() -> int:
             "small qwen3 Q8_0 (4x256, vocab 2048)":
                 synth.write_model(out / "small-qwen3.gguf", SMALL_QWEN3)[0],
         }
-        print(f"context {options.context}, {options.chunks} chunks, llama.cpp "
-              f"{cpu.build_number} ({cpu.commit})")
+        version = cpu.build_number or f"source {toolchain.SOURCE_VERSION}"
+        print(f"context {options.context}, {options.chunks} chunks, llama.cpp {version}")
         print(f"{'pair':<44} {'mean KLD':>11} {'top-1':>9} {'PPL delta':>10}  verdict")
         for name, model in models.items():
             results = check_builds([cpu, vulkan], model, **size)
