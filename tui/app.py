@@ -6,7 +6,9 @@ profile store, a journal to replay), so tests hand it real, small ones.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         runs_root: Path | None = None,
         demo: bool = False,
         offer_resume: bool = True,
+        handle_hangup: bool = False,
     ) -> None:
         """``builds``/``models`` None: discover them in the background after the first frame.
 
@@ -71,6 +74,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.demo = demo
         self.offer_resume = offer_resume and journal is None and not demo
         self.last_run = RunState()
+        self.handle_hangup = handle_hangup
 
     @property
     def telemetry(self) -> Any:
@@ -93,6 +97,10 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         return self._store
 
     def on_mount(self) -> None:
+        if self.handle_hangup:
+            # A closed terminal (SIGHUP) quits like q: the sweep stops, its journal stays.
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGHUP, lambda: self.post_message(cmd.Quit()))
         if self.journal is not None:
             self._replay(self.journal)
         elif self.demo:

@@ -6,7 +6,6 @@ Kept free of Textual at import time: the app is imported only once the options a
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
@@ -65,14 +64,9 @@ def run_app(argv: list[str]) -> int:
     app = LlamaduelApp(
         build_paths=build_paths, model_dirs=[m.expanduser() for m in options.models],
         store=store, journal=options.replay, start_screen=options.screen, demo=options.demo,
-        telemetry=None if options.no_telemetry else _make_telemetry,
+        telemetry=None if options.no_telemetry else _make_telemetry, handle_hangup=True,
     )
-    # A closed terminal (SIGHUP) quits like q: the sweep stops, the journal keeps its results.
-    previous = signal.signal(signal.SIGHUP, lambda *_: app.call_later(app.request_quit))
-    try:
-        return int(app.run() or 0)
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+    return int(app.run() or 0)
 
 
 def _make_telemetry():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
@@ -24,9 +24,9 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "close")]
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-body"):
-            yield Static("llamaduel keys (Ctrl-P opens the command palette: every action "
-                         "is there too). Escape closes this.", id="help-title")
+        with Vertical(id="help-body"):
+            yield Static("llamaduel keys. Ctrl-P opens the command palette: every action "
+                         "is there too. Escape closes this.", id="help-title")
             table = DataTable(cursor_type="row", id="help-table")
             table.add_columns("where", "key", "command", "what it does")
             for section, commands in SECTIONS:

@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
-from textual_plotext import PlotextPlot
+from tui.widgets.safe_plot import SafePlot
 
 from tui.widgets._css import css_beside
 
@@ -127,7 +127,7 @@ def throttle_line(reading: Reading | None) -> str:
     return "THROTTLING: " + ", ".join(reading.throttle_reasons) + " (results may be slower)"
 
 
-class TelemetryPlot(PlotextPlot):
+class TelemetryPlot(SafePlot):
     """One quantity over time; several lines share the axes (e.g. three temperatures)."""
 
     DEFAULT_CSS = """

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from textual.reactive import reactive
-from textual_plotext import PlotextPlot
+from tui.widgets.safe_plot import SafePlot
 
 from backends.events import BenchResult
 from tui.screens.run_state import RunState, format_depth
@@ -69,7 +69,7 @@ def crossovers(lines: list[Series]) -> list[int]:
     return marks
 
 
-class ThroughputPlot(PlotextPlot):
+class ThroughputPlot(SafePlot):
     """Redraws at most twice a second however fast results arrive."""
 
     DEFAULT_CSS = css_beside(__file__)
