@@ -11,7 +11,7 @@ import contextlib
 import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App
@@ -20,12 +20,22 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 from tui.screens import commands as cmd
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
-from tui.screens.profiles import ProfilesScreen
-from tui.screens.race import RaceScreen
-from tui.screens.results import ResultsScreen
-from tui.screens.run import RunScreen, SweepRequest
 from tui.screens.run_state import RunState
 from tui.screens.setup import SetupScreen
+
+if TYPE_CHECKING:
+    from tui.screens.run import RunScreen, SweepRequest
+
+
+def _lazy(module: str, name: str):
+    """A screen factory that imports its module on first use: the first frame stays quick."""
+
+    def make():
+        import importlib
+
+        return getattr(importlib.import_module(module), name)()
+
+    return make
 
 
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
@@ -35,10 +45,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     COMMANDS = {cmd.ActionsProvider}
     BINDINGS = cmd.bindings(cmd.APP_COMMANDS, hide=cmd.SCREEN_FOOTER_COMMANDS)
     # Each screen is made once, on first use, and keeps its state while another shows.
-    SCREENS = {"setup": SetupScreen, "run": RunScreen, "results": ResultsScreen,
-               "profiles": ProfilesScreen, "race": RaceScreen}
+    SCREENS = {"setup": SetupScreen, "run": _lazy("tui.screens.run", "RunScreen"),
+               "results": _lazy("tui.screens.results", "ResultsScreen"),
+               "profiles": _lazy("tui.screens.profiles", "ProfilesScreen"),
+               "race": _lazy("tui.screens.race", "RaceScreen")}
     MODES = {name: name for name in SCREENS}
     DEFAULT_MODE = "setup"
+    # Screens get one of these classes from the terminal width (panels stack when narrow).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (140, "-wide")]
 
     def __init__(
         self,
@@ -106,7 +120,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         elif self.demo:
             self.post_message(cmd.RunDemo())
         elif self.offer_resume:
-            self.find_unfinished_run()
+            self.call_after_refresh(self.find_unfinished_run)
         if self.start_screen:
             self.switch_mode(self.start_screen)
 
@@ -121,7 +135,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.start_screen = self.start_screen or "results"
 
     @property
-    def run_screen(self) -> RunScreen:
+    def run_screen(self) -> "RunScreen":
         return self.get_screen("run")  # type: ignore[return-value]
 
     # Navigation.
@@ -159,7 +173,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             screen.post_message(cmd.ProfilesChanged())
 
     # Sweeps.
-    def start_sweep(self, request: SweepRequest) -> None:
+    def start_sweep(self, request: "SweepRequest") -> None:
         self.switch_mode("run")
         self.run_screen.start(request)
 
@@ -173,6 +187,8 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     @on(cmd.CancelSweep)
     def _forward_to_run(self, message: cmd.Command) -> None:
         # Pause and cancel work from any screen: the run screen owns the sweep.
+        from tui.screens.run import RunScreen
+
         if self.screen_stack and not isinstance(self.screen, RunScreen):
             self.run_screen.post_message(type(message)())
 
@@ -198,6 +214,8 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.builds = [*(self.builds or ()), *(b for b in builds if b.name not in known)]
         if self.models is None or all(m.path != model.path for m in self.models):
             self.models = [*(self.models or ()), model]
+        from tui.screens.run import SweepRequest
+
         self.start_sweep(SweepRequest(builds=tuple(builds), model=model, spec=spec))
 
     # Resuming an interrupted run.
@@ -211,6 +229,8 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
 
     def _offer_resume(self, run: Any) -> None:
         def answered(yes: bool | None) -> None:
+            from tui.screens.run import SweepRequest
+
             if yes:
                 self.start_sweep(SweepRequest(builds=(), model=None, spec=None,
                                               resume_dir=Path(run.run_dir)))

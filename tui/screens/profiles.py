@@ -245,9 +245,6 @@ class CompareScreen(Screen):
                     yield table
         yield Footer()
 
-    def on_resize(self) -> None:
-        self.set_class(self.size.width < 100, "-narrow")
-
     def on_mount(self) -> None:
         for index, profile in enumerate(self.profiles):
             columns, rows = table_rows(actions.state_from_profile(profile))

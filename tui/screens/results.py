@@ -106,9 +106,6 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         if self._given_state is None and self.app.last_run is not self.run_state:
             self.run_state = self.app.last_run
 
-    def on_resize(self) -> None:
-        self.set_class(self.size.width < 100, "-narrow")
-
     def watch_run_state(self, state: RunState) -> None:
         if not state.builds or not self.query("#results-title"):
             return

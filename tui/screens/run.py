@@ -25,10 +25,6 @@ from tui.widgets.build_panel import BuildPanel
 from tui.widgets.telemetry_panel import TelemetryHistory, TelemetryPanel, reading_from
 from tui.widgets.throughput_plot import ThroughputPlot
 
-# Below this width the build panels stack instead of standing side by side.
-NARROW_COLUMNS = 100
-
-
 @dataclass(frozen=True)
 class SweepRequest:
     """What to run: builds (BuildInfo), a model (ModelInfo or path) and a SweepSpec."""
@@ -83,9 +79,6 @@ class RunScreen(cmd.CommandsMixin, Screen):
                 yield ThroughputPlot("tg", id="plot-tg").data_bind(RunScreen.run_state)
             yield TelemetryPanel(id="telemetry").data_bind(RunScreen.history)
         yield Footer()
-
-    def on_resize(self) -> None:
-        self.set_class(self.size.width < NARROW_COLUMNS, "-narrow")
 
     def on_mount(self) -> None:
         # State set before the screen was mounted shows now.

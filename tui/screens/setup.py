@@ -133,10 +133,6 @@ class SetupScreen(cmd.CommandsMixin, Screen):
 
         return [*((name, name) for name in PRESETS), ("custom", "custom")]
 
-    def on_resize(self) -> None:
-        self.set_class(self.size.width >= 140, "-wide")
-        self.set_class(self.size.width < 100, "-narrow")
-
     def on_mount(self) -> None:
         builds = self.query_one("#builds-table", DataTable)
         builds.add_columns("use", "name", "backend", "devices", "VRAM", "version", "status")
@@ -145,7 +141,7 @@ class SetupScreen(cmd.CommandsMixin, Screen):
         self._apply_preset("seed-sweep")
         if self.app.builds is None or self.app.models is None:
             self._status("Looking for llama.cpp builds and models…")
-            self.discover()
+            self.call_after_refresh(self.discover)  # after the first frame is on screen
         else:
             self._sources_ready()
 
