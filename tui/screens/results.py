@@ -74,7 +74,7 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
     COMMAND_MESSAGES = (cmd.SaveProfile, cmd.ExportResults, cmd.CopyLaunchCommand)
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
 
-    run_state: reactive[RunState] = reactive(RunState, always_update=True)
+    run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
     def __init__(self, state: RunState | None = None, *, title: str = "", profile: Any = None,
                  **kwargs) -> None:

@@ -41,8 +41,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
     COMMAND_MESSAGES = (cmd.TogglePause, cmd.CancelSweep, cmd.ShowResults)
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
 
-    run_state: reactive[RunState] = reactive(RunState, always_update=True)
-    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True)
+    run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
+    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True, repaint=False)
 
     class SweepEventReceived(Message):
         """The runner yielded an event (a result, a failure, progress, the end)."""
@@ -65,6 +65,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
         super().__init__(**kwargs)
         self.control = None
         self._shown_builds: tuple[str, ...] = ()
+        self._shown_notes: tuple[str, ...] = ()
+        self._shown_summary = ""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="run-body"):
@@ -94,17 +96,23 @@ class RunScreen(cmd.CommandsMixin, Screen):
         bar = self.query_one("#run-progress", ProgressBar)
         if not state.builds:
             return
-        bar.update(total=max(state.total, 1), progress=state.done)
+        if (bar.total, bar.progress) != (max(state.total, 1), state.done):
+            bar.update(total=max(state.total, 1), progress=state.done)
         model = Path(state.model).name
         status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
                   CANCELLED: "cancelled"}.get(state.status, state.status)
         failures = sum(len(b.failures) for b in state.builds)
         failed = f", {failures} failed" if failures else ""
-        summary.update(f"{model}  ·  {' vs '.join(b.name for b in state.builds)}  ·  "
-                       f"{state.done}/{state.total} done{failed}  ·  {status}")
-        notes = self.query_one("#run-notes", Static)
-        notes.update("\n".join(state.notes))
-        notes.display = bool(state.notes)
+        text = (f"{model}  ·  {' vs '.join(b.name for b in state.builds)}  ·  "
+                f"{state.done}/{state.total} done{failed}  ·  {status}")
+        if text != self._shown_summary:  # progress lines alone leave it as it is
+            self._shown_summary = text
+            summary.update(text, layout=False)
+        if state.notes != self._shown_notes:
+            self._shown_notes = state.notes
+            notes = self.query_one("#run-notes", Static)
+            notes.update("\n".join(state.notes))
+            notes.display = bool(state.notes)
 
     def _show_panels(self, state: RunState) -> None:
         self._shown_builds = tuple(b.name for b in state.builds)

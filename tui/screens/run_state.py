@@ -101,9 +101,10 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
     elif isinstance(event, PointProgress):
         updated = dataclasses.replace(progress, current=event.point, activity=event.message)
     elif isinstance(event, ResultReceived):
+        # One result per test point: a repeated point replaces the earlier one.
+        kept = tuple(r for r in progress.results if r.point != event.result.point)
         updated = dataclasses.replace(
-            progress, current=None, activity="",
-            results=(*progress.results, event.result),
+            progress, current=None, activity="", results=(*kept, event.result),
         )
     elif isinstance(event, PointFailed):
         updated = dataclasses.replace(

@@ -92,8 +92,8 @@ class SetupScreen(cmd.CommandsMixin, Screen):
                 ("space", "toggle_build", "use build"), ("delete", "remove_build", "remove")]
 
     # Names of the builds that will race, and the chosen model's path.
-    chosen_builds: reactive[frozenset[str]] = reactive(frozenset)
-    chosen_model: reactive[str] = reactive("")
+    chosen_builds: reactive[frozenset[str]] = reactive(frozenset, repaint=False)
+    chosen_model: reactive[str] = reactive("", repaint=False)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="setup-body"):

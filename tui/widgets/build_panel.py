@@ -16,41 +16,73 @@ class BuildPanel(Vertical):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    run_state: reactive[RunState] = reactive(RunState, always_update=True)
+    run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
     def __init__(self, build_name: str, description: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.build_name = build_name
         self.description = description
         self.border_title = build_name
-        self._rows_shown = 0
+        self._shown: tuple = ()
+        self._points: tuple = ()
+        self._cells: dict[str, tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(self.description, classes="build-description")
         yield Static("waiting", classes="build-activity")
-        table = DataTable(cursor_type="row", zebra_stripes=False, show_cursor=False)
-        table.add_columns("test", "tok/s", "±")
-        yield table
+        yield DataTable(cursor_type="row", zebra_stripes=False, show_cursor=False)
+
+    def on_mount(self) -> None:
+        # Fixed column widths and a row per test point from the start: a result then
+        # changes cells, never the table's size, so the screen needs no new layout.
+        table = self.query_one(DataTable)
+        table.add_column("test", width=14, key="test")
+        table.add_column("tok/s", width=7, key="rate")
+        table.add_column("±", width=8, key="spread")
 
     def watch_run_state(self, state: RunState) -> None:
         progress = state.build(self.build_name)
         if progress is None or not self.is_mounted:
             return
-        self.query_one(".build-activity", Static).update(_activity_line(progress, state))
-        self._show_rows(progress)
+        # Another build's event leaves this build's frozen progress as it was: skip it.
+        key = (progress, state.points, state.status)
+        if key == self._shown:
+            return
+        self._shown = key
+        activity = self.query_one(".build-activity", Static)
+        activity.update(_activity_line(progress, state), layout=False)
+        self._show_cells(progress, state)
         self.set_class(bool(progress.failures), "-has-failures")
 
-    def _show_rows(self, progress: BuildProgress) -> None:
+    def _show_cells(self, progress: BuildProgress, state: RunState) -> None:
         table = self.query_one(DataTable)
-        rows = _rows(progress)
-        if len(rows) < self._rows_shown:
+        if self._points != state.points:
             table.clear()
-            self._rows_shown = 0
-        for row in rows[self._rows_shown:]:
-            table.add_row(*row)
-        self._rows_shown = len(rows)
-        if rows:
-            table.move_cursor(row=len(rows) - 1, animate=False)
+            self._points = state.points
+            self._cells = {}
+            for point in state.points:
+                table.add_row(point.name, "·", "", key=point.key)
+        cells = _cells(progress)
+        for point_key, (rate, spread) in cells.items():
+            if self._cells.get(point_key) != (rate, spread) and point_key in table.rows:
+                table.update_cell(point_key, "rate", rate)
+                table.update_cell(point_key, "spread", spread)
+        self._cells = cells
+        focus = progress.current or (progress.results[-1].point if progress.results else None)
+        if focus is not None and focus.key in table.rows:
+            table.move_cursor(row=table.get_row_index(focus.key), animate=False)
+
+
+def _cells(progress: BuildProgress) -> dict[str, tuple[str, str]]:
+    """tok/s and spread (or the failure) for each finished or running test point."""
+    cells = {}
+    if progress.current is not None:
+        cells[progress.current.key] = ("▶", "running")
+    for result in progress.results:
+        cells[result.point.key] = (format_rate(result.avg_ts), format_rate(result.stddev_ts))
+    for failure in progress.failures:
+        cells[failure.point.key] = ("FAILED", _short(failure.reason, 8))
+    return cells
 
 
 def _activity_line(progress: BuildProgress, state: RunState) -> str:
@@ -62,18 +94,9 @@ def _activity_line(progress: BuildProgress, state: RunState) -> str:
     if state.status == "paused":
         return f"paused  ·  {count}"
     if progress.failures:
-        return f"{count}, {len(progress.failures)} failed"
+        last = progress.failures[-1]
+        return f"{count}, {len(progress.failures)} failed ({last.point.name}: {_short(last.reason, 40)})"
     return count if finished else "waiting"
-
-
-def _rows(progress: BuildProgress) -> list[tuple[str, ...]]:
-    """Results and failures in the order they happened (results first within a point)."""
-    rows = []
-    for result in progress.results:
-        rows.append((result.point.name, format_rate(result.avg_ts), format_rate(result.stddev_ts)))
-    for failure in progress.failures:
-        rows.append((failure.point.name, "FAILED", _short(failure.reason, 40)))
-    return rows
 
 
 def _short(text: str, width: int) -> str:

@@ -18,7 +18,10 @@ from tui.widgets.safe_plot import SafePlot
 from tui.widgets._css import css_beside
 
 GIB = 1024**3
-REDRAW_SECONDS = 0.5
+# Telemetry plots move slowly (minutes on the x axis): redrawing them every few seconds,
+# and the values line once a second, keeps the app's own CPU use small during a sweep.
+REDRAW_SECONDS = 5.0
+VALUES_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -160,21 +163,23 @@ class TelemetryPlot(SafePlot):
             plt.xlabel("minutes")
             if self.y_range:
                 plt.ylim(*self.y_range)
-        self.refresh()
+        self.redraw()
 
 
 class TelemetryPanel(Vertical):
-    """Watches a telemetry history; redraws its plots at most twice a second."""
+    """Watches a telemetry history; values each tick, plots every REDRAW_SECONDS."""
 
     DEFAULT_CSS = css_beside(__file__)
 
-    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True)
+    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True, repaint=False)
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.border_title = "telemetry"
         self._dirty = True
         self._drawn_at = 0.0
+        self._layout: tuple = ()
+        self._values_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static("no telemetry yet", id="telemetry-now")
@@ -200,12 +205,20 @@ class TelemetryPanel(Vertical):
         if monotonic() - self._drawn_at >= REDRAW_SECONDS:
             self.call_after_refresh(self._redraw_if_dirty)  # after display changes below
         latest = history.readings[-1] if history.readings else None
-        self.query_one("#telemetry-now", Static).update(summary_line(latest, history.show_host))
+        now = monotonic()
+        if now - self._values_at >= VALUES_SECONDS or latest is None:
+            self._values_at = now
+            self.query_one("#telemetry-now", Static).update(
+                summary_line(latest, history.show_host), layout=False)
         warning = throttle_line(latest)
+        gpu = latest is not None and not math.isnan(latest.vram_total)
+        layout = (warning, gpu, history.show_host, latest is None)
+        if layout == self._layout:
+            return  # same plots shown, same warning: no layout work this tick
+        self._layout = layout
         throttle = self.query_one("#telemetry-throttle", Static)
         throttle.update(warning)
         throttle.display = bool(warning)
-        gpu = latest is not None and not math.isnan(latest.vram_total)
         for plot_id in ("#plot-host", "#plot-ram"):
             self.query_one(plot_id).display = history.show_host or not gpu
         for plot_id in ("#plot-vram", "#plot-temps", "#plot-power"):

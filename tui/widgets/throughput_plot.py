@@ -74,7 +74,7 @@ class ThroughputPlot(SafePlot):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    run_state: reactive[RunState] = reactive(RunState, always_update=True)
+    run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
     def __init__(self, kind: str, *, mark_crossovers: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -84,6 +84,7 @@ class ThroughputPlot(SafePlot):
         self.crossover_depths: tuple[float, ...] = ()
         self._dirty = True
         self._drawn_at = 0.0
+        self._lines: list[Series] = []
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -91,7 +92,12 @@ class ThroughputPlot(SafePlot):
         self._draw()
 
     def watch_run_state(self, state: RunState) -> None:
-        # Draw now unless the last frame is under half a second old; the timer catches up.
+        # Only new results change the plot (progress lines do not). Draw now unless the
+        # last frame is under half a second old; the timer catches up.
+        lines = series_for(state, self.kind)
+        if lines == self._lines and self._drawn_at:
+            return
+        self._lines = lines
         self._dirty = True
         if self.is_mounted and monotonic() - self._drawn_at >= REDRAW_SECONDS:
             self._draw()
@@ -111,7 +117,7 @@ class ThroughputPlot(SafePlot):
         plt.clear_figure()
         title = "prompt processing" if self.kind == "pp" else "generation"
         plt.title(f"{title} tok/s vs depth")
-        lines = series_for(self.run_state, self.kind)
+        lines = self._lines = series_for(self.run_state, self.kind)
         builds = list(dict.fromkeys(s.build for s in lines))
         depths = sorted({d for s in lines for d in s.depths})
         for index, line in enumerate(lines):
@@ -137,4 +143,4 @@ class ThroughputPlot(SafePlot):
         else:
             if not lines:
                 plt.xlabel("waiting for results")
-        self.refresh()
+        self.redraw()
