@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,17 +31,22 @@ from backends.events import (
     event_to_json,
 )
 from backends.paths import runs_root
-from backends.sweep import SweepError, SweepSpec, TimeoutPolicy, bench_argv, resolve_auto_ncmoe
+from backends.sweep import (SweepError, SweepSpec, TimeoutPolicy, bench_argv, grid_prefix,
+                            resolve_auto_ncmoe)
 
-GRANULARITIES = ("auto", "point", "depth", "build")
-# "auto" runs each build's first test point alone, measures how long loading the model
-# takes against running the point, and keeps one process per point while loading costs
-# at most this share of a point; otherwise one process per depth (pp and tg at a depth
-# share the load). benchmarks/fidelity.py measures the trade; see the README.
+GRANULARITIES = ("auto", "point", "resident", "depth", "build")
+# "auto" runs each build's first test point alone and measures how long loading the model
+# takes against running the point. While loading costs at most AUTO_MAX_LOAD_SHARE of a
+# point, every point gets a process of its own. Otherwise each build keeps one loaded
+# llama-bench for the rest of the grid, paused (SIGSTOP) between its points while the
+# other builds take their turn ("resident"), when the builds' models fit in memory
+# together; if they do not, one process per depth. On an H100 a process per depth cost
+# 23-67 % more wall time than bare llama-bench (scripts/gpu_proof.py; README "Measured").
 DEFAULT_GRANULARITY = "auto"
 AUTO_MAX_LOAD_SHARE = 0.05
 JOURNAL_NAME = "journal.jsonl"
 _PROGRESS = re.compile(r"^llama-bench: benchmark (\d+)/(\d+): (.*)$")
+_TIMED_RUN = re.compile(r"^(prompt|generation) run ")
 _DONE = object()
 
 
@@ -134,7 +140,8 @@ class ChunkTiming:
     points: int
 
 
-def choose_granularity(timings: Sequence[ChunkTiming]) -> tuple[str, str]:
+def choose_granularity(timings: Sequence[ChunkTiming], resident_fits: bool = True,
+                       why_not_resident: str = "") -> tuple[str, str]:
     """The grouping for the rest of a run from its first processes, and why, in words."""
     shares = [t.load_s / (t.work_s / t.points) for t in timings if t.work_s > 0 and t.points]
     if not shares:
@@ -144,8 +151,36 @@ def choose_granularity(timings: Sequence[ChunkTiming]) -> tuple[str, str]:
     if share <= AUTO_MAX_LOAD_SHARE:
         return "point", (f"one llama-bench per test point: loading takes {load:.2f} s, "
                          f"{share:.0%} of a point")
+    if resident_fits:
+        return "resident", (f"one loaded llama-bench per build, paused between its points: "
+                            f"loading takes {load:.2f} s, {share:.0%} of a point")
     return "depth", (f"one llama-bench per depth: loading takes {load:.2f} s, {share:.0%} of a "
-                     f"point, so pp and tg at each depth share one load")
+                     f"point, and {why_not_resident}")
+
+
+def resident_fits(builds: Sequence[Any], model: Any, spec: SweepSpec) -> tuple[bool, str]:
+    """Whether every build can keep the model loaded at once on the GPU they share.
+
+    Paused builds hold their weights but no KV cache (llama-bench frees each test's context
+    before starting the next), so the need is one model per build plus one test's cache.
+    """
+    gpu_builds = [b for b in builds if any(d.free_mib for d in getattr(b, "devices", ()))]
+    if len(gpu_builds) < 2:
+        return True, ""
+    free = _free_vram_bytes(gpu_builds)
+    try:
+        from backends.models import estimate_fit
+
+        info = _model_info(model)
+        context = max(spec.depths) + max(spec.prompts + spec.gens)
+        one = estimate_fit(info, free, context, type_k=spec.type_k, type_v=spec.type_v)
+        need = one.needed_bytes + info.tensor_bytes * (len(gpu_builds) - 1)
+    except Exception:  # an unreadable model: stay on the safe side
+        return False, "the model's size is unknown"
+    if need <= free:
+        return True, ""
+    return False, (f"{len(gpu_builds)} loaded copies need {need / 2**30:.1f} GiB of "
+                   f"{free / 2**30:.1f} GiB free")
 
 
 def chunk_points(points: Sequence[TestPoint], granularity: str) -> list[tuple[TestPoint, ...]]:
@@ -173,9 +208,11 @@ def schedule(builds: Sequence[Any], chunks: Sequence[tuple[TestPoint, ...]], int
              else [(b, c) for b in builds for c in chunks])
     kept = []
     for build, chunk in order:
-        todo = tuple(p for p in chunk if (build.name, p.key) not in done)
-        if todo:
-            kept.append((build, todo))
+        todo = [p for p in chunk if (build.name, p.key) not in done]
+        while todo:  # what is left may not be one grid any more: split it into grids
+            piece = grid_prefix(todo)
+            kept.append((build, tuple(piece)))
+            todo = todo[len(piece):]
     return kept
 
 
@@ -255,21 +292,41 @@ async def run_sweep(
         notes=tuple(n for n in notes if n), resumed=bool(set(skip)), at=time.time(),
     ))
 
+    def resident_benches(group: Sequence[Any]) -> dict[str, _ResidentBench]:
+        return {b.name: _ResidentBench(b, model_path, spec, emit, recorder, timeouts) for b in group}
+
     async def take_turns(group: Sequence[Any]) -> None:
-        chosen = granularity
+        chosen, benches = granularity, None
+        fits, why_not = (resident_fits(group, model, spec) if len(group) > 1 else (True, ""))
+        if granularity == "resident" and not fits:
+            raise SweepError(f"the builds cannot stay loaded together: {why_not}")
         if granularity == "auto":
+            # Each build's first point measures loading against running; with room for all
+            # builds at once it runs in the process that may stay for the rest.
             timings = []
-            for build in group:  # each build's first point alone, to measure its load time
-                first = next((p for p in points if (build.name, p.key) not in done), None)
-                if first is None:
+            benches = resident_benches(group) if fits else None
+            for build in group:
+                todo = [p for p in points if (build.name, p.key) not in done]
+                if not todo:
                     continue
                 await control.wait_running()
-                timing = await _run_chunk(build, model_path, spec, (first,), emit, recorder, timeouts)
-                done.add((build.name, first.key))
+                if benches is not None:
+                    timing = await benches[build.name].run_point(todo[0], todo)
+                else:
+                    timing = await _run_chunk(build, model_path, spec, (todo[0],), emit, recorder,
+                                              timeouts)
+                done.add((build.name, todo[0].key))
                 if timing is not None:
                     timings.append(timing)
-            chosen, why = choose_granularity(timings)
+            chosen, why = choose_granularity(timings, fits, why_not)
             emit(SweepNote(message=why, at=time.time()))
+            if chosen != "resident" and benches is not None:
+                for bench in benches.values():
+                    await bench.stop()
+        if chosen == "resident":
+            await _take_turns_resident(group, points, done, interleave, control,
+                                       benches or resident_benches(group))
+            return
         for build, chunk in schedule(group, chunk_points(points, chosen), interleave, done):
             await control.wait_running()
             await _run_chunk(build, model_path, spec, chunk, emit, recorder, timeouts)
@@ -432,6 +489,211 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
             stderr_tail="\n".join(stderr_tail),
         ))
     return timing
+
+
+class _ResidentBench:
+    """One llama-bench over all of a build's remaining points, paused between them.
+
+    When a test's result line arrives (or, failing that, ``benchmark k/N: starting`` for the
+    next test) the process is stopped with SIGSTOP at once: what follows before the next
+    timed repetition (freeing and creating a context, the warm-up run) is untimed, so the
+    pause lands outside the measurement. The process waits there, model loaded, until its
+    next turn (SIGCONT). Should a timed repetition's progress line show up while it is
+    paused, the pause may have landed inside the measurement: that point runs again in a
+    fresh process. A crash or hang fails the point that was running; the next turn starts
+    a fresh process for the points still to do.
+    """
+
+    def __init__(self, build: Any, model_path: Path, spec: SweepSpec,
+                 emit: Callable[[BenchEvent], None], recorder: _Telemetry | None,
+                 timeouts: TimeoutPolicy):
+        self.build, self.model_path, self.spec = build, model_path, spec
+        self.emit, self.recorder, self.timeouts = emit, recorder, timeouts
+        self.process: asyncio.subprocess.Process | None = None
+        self.queue: list[TestPoint] = []  # the points this process runs, in its order
+        self.index = -1  # which of them is running or next to run
+        self.readers: list[asyncio.Task] = []
+        self.results: dict[str, BenchResult] = {}
+        self.boundary = asyncio.Event()
+        self.stderr_tail: deque[str] = deque(maxlen=40)
+        self.started_at: dict[str, float] = {}
+        self.argv: list[str] = []
+        self.spawned_at = 0.0
+        self.first_work_at: float | None = None  # the model is loaded: the first test begins
+        self.paused = False
+        self.pause_leaked = False  # a timed repetition started before the pause took hold
+
+    async def _spawn(self, todo: list[TestPoint]) -> bool:
+        todo = grid_prefix(todo)  # a later turn starts another process for the rest
+        self.argv = bench_argv(self.build, self.model_path, self.spec, tuple(todo))
+        self.queue, self.index = todo, 0
+        self.boundary = asyncio.Event()
+        self.stderr_tail.clear()
+        self.spawned_at, self.first_work_at = time.monotonic(), None
+        self.paused = self.pause_leaked = False
+        try:
+            self.process = await procs.spawn(self.argv, env=getattr(self.build, "env", None))
+        except OSError as error:
+            self.process = None
+            self.emit(PointFailed(build=self.build.name, point=todo[0], at=time.time(),
+                                  reason=f"cannot start llama-bench: {error.strerror or error}"))
+            return False
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                self.recorder.source.watch_pids([self.process.pid])
+        self.readers = [asyncio.create_task(self._read_results(self.process)),
+                        asyncio.create_task(self._read_progress(self.process))]
+        return True
+
+    async def _read_results(self, process: asyncio.subprocess.Process) -> None:
+        async for line in process.stdout:
+            text = line.decode("utf-8", "replace").strip()
+            try:
+                record = json.loads(text)
+            except ValueError:
+                if text:
+                    self.stderr_tail.append(text)
+                continue
+            if isinstance(record, dict):
+                result = BenchResult.from_llama_bench(record)
+                self.results[result.point.key] = result
+                if (0 <= self.index < len(self.queue) - 1
+                        and result.point.key == self.queue[self.index].key):
+                    self._pause(process)
+                now = time.time()
+                summary = None
+                if self.recorder is not None:
+                    summary = self.recorder.summary(self.started_at.get(result.point.key, now), now)
+                self.emit(ResultReceived(build=self.build.name, result=result, at=now,
+                                         telemetry=summary))
+
+    async def _read_progress(self, process: asyncio.subprocess.Process) -> None:
+        async for line in process.stderr:
+            text = line.decode("utf-8", "replace").rstrip()
+            match = _PROGRESS.match(text)
+            if not match:
+                if text:
+                    self.stderr_tail.append(text)
+                continue
+            index, message = int(match.group(1)) - 1, match.group(3)
+            if message != "starting" and self.first_work_at is None:
+                self.first_work_at = time.monotonic()
+            if index > self.index:
+                if message == "starting":
+                    self._pause(process)
+                elif _TIMED_RUN.match(message):
+                    self.pause_leaked = True
+                continue
+            if 0 <= self.index < len(self.queue):
+                self.emit(PointProgress(build=self.build.name, point=self.queue[self.index],
+                                        message=message, at=time.time()))
+
+    def _pause(self, process: asyncio.subprocess.Process) -> None:
+        if not self.paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGSTOP)
+            self.paused = True
+        self.boundary.set()
+
+    async def run_point(self, point: TestPoint, todo: list[TestPoint]) -> ChunkTiming | None:
+        """Run ``point`` (the first of ``todo``, the build's remaining points) to its end.
+
+        For the first point of a fresh process, returns where its time went (load, work)."""
+        fresh = self.process is None or self.process.returncode is not None \
+            or self.index + 1 >= len(self.queue) or self.queue[self.index + 1] != point \
+            or self.pause_leaked
+        if fresh:
+            if self.pause_leaked and self.process is not None:
+                self.emit(SweepNote(at=time.time(), message=(
+                    f"{self.build.name}: the pause before {point.name} took hold only after a "
+                    "timed repetition began; measuring it again in a fresh process")))
+            await self.stop()
+            if not await self._spawn(todo):
+                return None
+        else:
+            self.index += 1
+            self.boundary.clear()
+            self.paused = False
+            os.kill(self.process.pid, signal.SIGCONT)
+        process = self.process
+        self.started_at[point.key] = time.time()
+        self.emit(PointStarted(build=self.build.name, point=point, argv=tuple(self.argv),
+                               at=self.started_at[point.key], pid=process.pid))
+        limit = self.timeouts.seconds(self.build.name, (point,), self.spec.repetitions,
+                                      self.spec.timeout)
+        began = time.monotonic()
+        ended = asyncio.ensure_future(process.wait())
+        boundary = asyncio.ensure_future(self.boundary.wait())
+        try:
+            await asyncio.wait({ended, boundary}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            boundary.cancel()
+            if not ended.done():
+                ended.cancel()
+        timed_out = not self.boundary.is_set() and process.returncode is None
+        if process.returncode is not None or timed_out:
+            await self.stop()  # the group dies with it; readers drain what was written
+        elif point.key not in self.results:
+            # Paused at the next test: its result line is already in the pipe.
+            for _ in range(100):
+                if point.key in self.results:
+                    break
+                await asyncio.sleep(0.05)
+        if point.key in self.results:
+            finished = time.monotonic()
+            self.timeouts.observe(self.build.name, (point,), self.spec.repetitions, finished - began)
+            if fresh and self.first_work_at is not None:
+                return ChunkTiming(load_s=self.first_work_at - self.spawned_at,
+                                   work_s=finished - self.first_work_at, points=1)
+            return None
+        reason, signal_name = procs.describe_exit(process.returncode)
+        if timed_out:
+            reason = f"hung: no result within {limit:.0f} s, killed"
+        elif process.returncode == 0:
+            reason = "llama-bench finished without a result for this point"
+        detail = _last_error(self.stderr_tail)
+        self.emit(PointFailed(
+            build=self.build.name, point=point, at=time.time(),
+            reason=f"{reason}: {detail}" if detail and not timed_out else reason,
+            exit_code=None if timed_out else process.returncode,
+            signal=None if timed_out else signal_name, timed_out=timed_out,
+            stderr_tail="\n".join(self.stderr_tail)))
+        await self.stop()
+        return None
+
+    async def stop(self) -> None:
+        """Kill the process group (a stopped process dies of SIGKILL too) and reap it."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        procs.kill_group(process)
+        if self.readers:
+            await asyncio.wait(self.readers, timeout=5)
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*self.readers, return_exceptions=True)
+        self.readers = []
+        if process.returncode is None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(process.wait()), 10)
+
+
+async def _take_turns_resident(group: Sequence[Any], points: Sequence[TestPoint], done: set,
+                               interleave: bool, control: SweepControl,
+                               benches: dict[str, _ResidentBench]) -> None:
+    order = ([(b, p) for p in points for b in group] if interleave
+             else [(b, p) for b in group for p in points])
+    try:
+        for build, point in order:
+            if (build.name, point.key) in done:
+                continue
+            await control.wait_running()
+            todo = [p for p in points if (build.name, p.key) not in done]
+            await benches[build.name].run_point(point, todo)
+            done.add((build.name, point.key))
+    finally:
+        for bench in benches.values():
+            await bench.stop()
 
 
 def _last_error(lines: Iterable[str]) -> str:

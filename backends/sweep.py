@@ -178,15 +178,17 @@ def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
     """The llama-bench argument list that runs ``points`` (all of one grid) on ``build``.
 
     Several points go into one process only when they form a grid (prompts x gens x depths),
-    which is how ``run_sweep`` groups them.
+    which is how ``run_sweep`` groups them (see ``grid_prefix``).
     """
     if isinstance(points, TestPoint):
         points = (points,)
     if build.bench is None:
         raise SweepError(f"build {build.name!r} has no llama-bench")
-    prompts = sorted({p.n_prompt for p in points if p.kind == "pp"})
-    gens = sorted({p.n_gen for p in points if p.kind == "tg"})
-    depths = sorted({p.depth for p in points})
+    # In the points' own order: llama-bench runs depth by depth, prompts then generations,
+    # each in the order given, which is the order of SweepSpec.points().
+    prompts = list(dict.fromkeys(p.n_prompt for p in points if p.kind == "pp"))
+    gens = list(dict.fromkeys(p.n_gen for p in points if p.kind == "tg"))
+    depths = list(dict.fromkeys(p.depth for p in points))
     argv = [str(build.bench), "-m", str(model),
             "-p", _join(prompts or [0]), "-n", _join(gens or [0])]
     if any(depths):
@@ -215,6 +217,26 @@ def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
         argv += ["-ub", str(spec.ubatch)]
     argv += list(spec.extra_args)
     return argv
+
+
+def grid_prefix(points: Sequence[TestPoint]) -> list[TestPoint]:
+    """The longest run of ``points`` from the first that one llama-bench can run as a grid.
+
+    The first depth's points, then each following depth while it holds exactly the same
+    tests: after a failed or resumed point, the rest may not be a full grid any more.
+    """
+    if not points:
+        return []
+    first = points[0].depth
+    head = [p for p in points if p.depth == first]
+    tests = [(p.n_prompt, p.n_gen) for p in head]
+    chosen = list(head)
+    for depth in dict.fromkeys(p.depth for p in points if p.depth != first):
+        group = [(p.n_prompt, p.n_gen) for p in points if p.depth == depth]
+        if group != tests:
+            break
+        chosen += [p for p in points if p.depth == depth]
+    return chosen
 
 
 def _load_mode_args(build: BenchBuild, mmap: bool) -> list[str]:
