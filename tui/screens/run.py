@@ -218,8 +218,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
             yes="Cancel sweep", no="Keep running"), answered)
 
     def cancel_sweep(self) -> None:
-        if self.control is not None:
-            self.control.resume()  # a paused runner must wake up to be cancelled
+        # Cancelling the worker closes the runner, which kills every llama-bench group; a
+        # paused runner is not resumed first, so no new test point starts meanwhile.
         self.workers.cancel_group(self, "sweep")
         self.run_state = with_status(self.run_state, CANCELLED)
 
