@@ -284,8 +284,8 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         """One line about a build: backend, device and version."""
         info = next((b for b in self.builds or () if b.name == name), None)
         if info is not None:
-            device = info.devices[0].description if info.devices else "CPU"
-            return f"{info.backend} · {device} · {info.version}"
+            parts = [info.backend, info.devices[0].description if info.devices else "", info.version]
+            return " · ".join(p for p in parts if p)
         progress = state.build(name)
         if progress and progress.results:
             raw = progress.results[0].raw
