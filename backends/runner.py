@@ -48,12 +48,14 @@ JOURNAL_NAME = "journal.jsonl"
 _PROGRESS = re.compile(r"^llama-bench: benchmark (\d+)/(\d+): (.*)$")
 _TIMED_RUN = re.compile(r"^(prompt|generation) run ")
 _DONE = object()
+_DURABLE = (SweepStarted, ResultReceived, PointFailed, SweepFinished)
 
 
 class Journal:
     """Append-only JSONL: each event is written and flushed before anyone else sees it.
 
-    Results and failures are also fsynced, so a power cut keeps every finished test point.
+    Starts, results, failures and the finish are also fsynced, so a power cut keeps every
+    finished test point; progress, notes and telemetry only reach the page cache.
     """
 
     def __init__(self, path: Path):
@@ -64,7 +66,7 @@ class Journal:
     def append(self, event: BenchEvent) -> None:
         self._file.write(json.dumps(event_to_json(event), separators=(",", ":")) + "\n")
         self._file.flush()
-        if not isinstance(event, (PointProgress, TelemetryRecorded)):
+        if isinstance(event, _DURABLE):
             os.fsync(self._file.fileno())
 
     def close(self) -> None:
@@ -277,7 +279,14 @@ async def run_sweep(
     control = control or SweepControl()
     timeouts = timeouts or TimeoutPolicy()
 
+    measured: set[tuple[str, str]] = set()
+
     def emit(event: BenchEvent) -> None:
+        if isinstance(event, ResultReceived):
+            key = (event.build, event.result.point.key)
+            if key in measured:
+                return  # one result per build and point: the first measurement stands
+            measured.add(key)
         journal.append(event)
         if isinstance(event, ResultReceived):
             counts["results"] += 1
@@ -296,7 +305,16 @@ async def run_sweep(
         return {b.name: _ResidentBench(b, model_path, spec, emit, recorder, timeouts) for b in group}
 
     async def take_turns(group: Sequence[Any]) -> None:
-        chosen, benches = granularity, None
+        benches: dict[str, _ResidentBench] = {}
+        try:
+            await _take_turns(group, benches)
+        finally:
+            # Also when cancelled while measuring: no loaded llama-bench is left behind.
+            for bench in benches.values():
+                await bench.stop()
+
+    async def _take_turns(group: Sequence[Any], benches: dict[str, _ResidentBench]) -> None:
+        chosen = granularity
         fits, why_not = (resident_fits(group, model, spec) if len(group) > 1 else (True, ""))
         if granularity == "resident" and not fits:
             raise SweepError(f"the builds cannot stay loaded together: {why_not}")
@@ -304,13 +322,14 @@ async def run_sweep(
             # Each build's first point measures loading against running; with room for all
             # builds at once it runs in the process that may stay for the rest.
             timings = []
-            benches = resident_benches(group) if fits else None
+            if fits:
+                benches.update(resident_benches(group))
             for build in group:
                 todo = [p for p in points if (build.name, p.key) not in done]
                 if not todo:
                     continue
                 await control.wait_running()
-                if benches is not None:
+                if benches:
                     timing = await benches[build.name].run_point(todo[0], todo)
                 else:
                     timing = await _run_chunk(build, model_path, spec, (todo[0],), emit, recorder,
@@ -320,12 +339,13 @@ async def run_sweep(
                     timings.append(timing)
             chosen, why = choose_granularity(timings, fits, why_not)
             emit(SweepNote(message=why, at=time.time()))
-            if chosen != "resident" and benches is not None:
+            if chosen != "resident":
                 for bench in benches.values():
                     await bench.stop()
         if chosen == "resident":
-            await _take_turns_resident(group, points, done, interleave, control,
-                                       benches or resident_benches(group))
+            if not benches:
+                benches.update(resident_benches(group))
+            await _take_turns_resident(group, points, done, interleave, control, benches)
             return
         for build, chunk in schedule(group, chunk_points(points, chosen), interleave, done):
             await control.wait_running()
@@ -683,17 +703,13 @@ async def _take_turns_resident(group: Sequence[Any], points: Sequence[TestPoint]
                                benches: dict[str, _ResidentBench]) -> None:
     order = ([(b, p) for p in points for b in group] if interleave
              else [(b, p) for b in group for p in points])
-    try:
-        for build, point in order:
-            if (build.name, point.key) in done:
-                continue
-            await control.wait_running()
-            todo = [p for p in points if (build.name, p.key) not in done]
-            await benches[build.name].run_point(point, todo)
-            done.add((build.name, point.key))
-    finally:
-        for bench in benches.values():
-            await bench.stop()
+    for build, point in order:
+        if (build.name, point.key) in done:
+            continue
+        await control.wait_running()
+        todo = [p for p in points if (build.name, p.key) not in done]
+        await benches[build.name].run_point(point, todo)
+        done.add((build.name, point.key))
 
 
 def _last_error(lines: Iterable[str]) -> str:

@@ -59,8 +59,8 @@ def bench_children() -> list[psutil.Process]:
     return found
 
 
-def assert_gone(pid: int) -> None:
-    deadline = time.monotonic() + 10
+def assert_gone(pid: int, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
@@ -220,7 +220,7 @@ async def test_a_hung_point_times_out_and_the_next_runs(cpu, tiny_llama, tmp_pat
 
 
 async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
-    spec = SMALL.with_changes(depths=(8192,), gens=(64,), repetitions=5)
+    spec = SMALL.with_changes(depths=(16384,), gens=(256,), repetitions=5)
     pids, started = [], asyncio.Event()
 
     async def consume():
@@ -237,7 +237,8 @@ async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
     with pytest.raises(asyncio.CancelledError):
         await task
     for pid in pids:
-        assert_gone(pid)
+        # Killed, not finished: the point has seconds of work left.
+        assert_gone(pid, within=1.0)
     assert not [p for p in bench_children() if p.pid in pids]
     journal = read_journal(tmp_path)
     assert isinstance(journal[-1], SweepFinished) and journal[-1].cancelled
