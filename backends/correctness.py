@@ -250,22 +250,15 @@ CheckEvent = CheckStarted | BuildChecked | CheckFinished
 # --- judging -------------------------------------------------------------------------------
 
 def judge(mean_kld: float, top1_agreement: float, ppl: float | None, ppl_ref: float | None,
-          thresholds: CorrectnessThresholds, vocab_size: int | None = None) -> tuple[Status, str]:
-    """``pass`` or ``suspect`` with the numbers that crossed a threshold.
-
-    A reference that predicts no better than chance (perplexity at or above the vocabulary
-    size: an untrained or random-weight model) has near-flat distributions whose top token
-    flips on rounding noise, so top-1 agreement says nothing there; such a build is judged
-    on KL divergence and perplexity alone, and the reason says so.
-    """
+          thresholds: CorrectnessThresholds) -> tuple[Status, str]:
+    """``pass`` or ``suspect`` with the numbers that crossed a threshold."""
     numbers = [mean_kld, top1_agreement] + [v for v in (ppl, ppl_ref) if v is not None]
     if not all(math.isfinite(v) for v in numbers):
         return "suspect", "non-finite numbers (NaN or inf): the build gives broken logits"
     problems = []
     if mean_kld > thresholds.max_mean_kld:
         problems.append(f"mean KLD {mean_kld:.3g} > {thresholds.max_mean_kld:g}")
-    chance = bool(vocab_size and ppl_ref and ppl_ref >= vocab_size)
-    if top1_agreement < thresholds.min_top1_agreement and not chance:
+    if top1_agreement < thresholds.min_top1_agreement:
         problems.append(f"top-1 agreement {top1_agreement * 100:.1f}% < "
                         f"{thresholds.min_top1_agreement * 100:g}%")
     if ppl is not None and ppl_ref:
@@ -275,9 +268,6 @@ def judge(mean_kld: float, top1_agreement: float, ppl: float | None, ppl_ref: fl
                             f"limit ±{thresholds.max_ppl_delta_pct:g}%)")
     if problems:
         return "suspect", "; ".join(problems)
-    if chance:
-        return "pass", ("within thresholds; the model predicts no better than chance, so top-1 "
-                        "agreement was not judged")
     return "pass", "within thresholds"
 
 
@@ -734,20 +724,11 @@ async def _run_divergence(build: CheckableBuild, ref: CorrectnessResult, model: 
         detail = error_line(run.output)
         return failed("llama-perplexity gave no KL divergence" + (f": {detail}" if detail else ""))
     status, reason = judge(parsed.mean_kld, parsed.top1_agreement, parsed.ppl, ref.ppl,
-                           thresholds, _vocab_size(model))
+                           thresholds)
     return CorrectnessResult(
         build.name, ref.build, mean_kld=parsed.mean_kld, top1_agreement=parsed.top1_agreement,
         ppl=parsed.ppl, ppl_ref=ref.ppl, status=status, reason=reason, context=context,
         chunks=parsed.chunks or ref.chunks)
-
-
-def _vocab_size(model: Path) -> int | None:
-    try:
-        from backends.models import read_model
-
-        return read_model(model).vocab_size
-    except Exception:  # the tool already judged the file; this only refines the verdict
-        return None
 
 
 def results_by_build(results: Sequence[CorrectnessResult]) -> dict[str, dict[str, Any]]:
