@@ -433,16 +433,9 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
 
     async def read_results() -> None:
         async for line in process.stdout:
-            text = line.decode("utf-8", "replace").strip()
-            try:
-                record = json.loads(text)
-            except ValueError:
-                if text:
-                    stderr_tail.append(text)  # stray stdout noise: keep it for the failure tail
+            result = _parse_result_line(line, stderr_tail)
+            if result is None:
                 continue
-            if not isinstance(record, dict):
-                continue
-            result = BenchResult.from_llama_bench(record)
             point = pending.pop(result.point.key, None) or result.point
             now = time.time()
             summary = None
@@ -494,20 +487,8 @@ async def _run_chunk(build: Any, model_path: Path, spec: SweepSpec, chunk: tuple
         if first_work:
             timing = ChunkTiming(load_s=first_work[0] - started, work_s=ended - first_work[0],
                                  points=len(chunk))
-    reason, signal_name = procs.describe_exit(process.returncode)
-    if timed_out:
-        reason = f"hung: no result within {limit:.0f} s, killed"
-    elif process.returncode == 0:
-        reason = "llama-bench finished without a result for this point"
-    detail = _last_error(stderr_tail)
     for point in pending.values():
-        emit(PointFailed(
-            build=build.name, point=point, at=time.time(),
-            reason=f"{reason}: {detail}" if detail and not timed_out else reason,
-            exit_code=None if timed_out else process.returncode,
-            signal=None if timed_out else signal_name, timed_out=timed_out,
-            stderr_tail="\n".join(stderr_tail),
-        ))
+        emit(_point_failed(build.name, point, process.returncode, timed_out, limit, stderr_tail))
     return timing
 
 
@@ -567,15 +548,8 @@ class _ResidentBench:
 
     async def _read_results(self, process: asyncio.subprocess.Process) -> None:
         async for line in process.stdout:
-            text = line.decode("utf-8", "replace").strip()
-            try:
-                record = json.loads(text)
-            except ValueError:
-                if text:
-                    self.stderr_tail.append(text)
-                continue
-            if isinstance(record, dict):
-                result = BenchResult.from_llama_bench(record)
+            result = _parse_result_line(line, self.stderr_tail)
+            if result is not None:
                 self.results[result.point.key] = result
                 if (0 <= self.index < len(self.queue) - 1
                         and result.point.key == self.queue[self.index].key):
@@ -666,18 +640,8 @@ class _ResidentBench:
                 return ChunkTiming(load_s=self.first_work_at - self.spawned_at,
                                    work_s=finished - self.first_work_at, points=1)
             return None
-        reason, signal_name = procs.describe_exit(process.returncode)
-        if timed_out:
-            reason = f"hung: no result within {limit:.0f} s, killed"
-        elif process.returncode == 0:
-            reason = "llama-bench finished without a result for this point"
-        detail = _last_error(self.stderr_tail)
-        self.emit(PointFailed(
-            build=self.build.name, point=point, at=time.time(),
-            reason=f"{reason}: {detail}" if detail and not timed_out else reason,
-            exit_code=None if timed_out else process.returncode,
-            signal=None if timed_out else signal_name, timed_out=timed_out,
-            stderr_tail="\n".join(self.stderr_tail)))
+        self.emit(_point_failed(self.build.name, point, process.returncode, timed_out, limit,
+                                self.stderr_tail))
         await self.stop()
         return None
 
@@ -710,6 +674,36 @@ async def _take_turns_resident(group: Sequence[Any], points: Sequence[TestPoint]
         todo = [p for p in points if (build.name, p.key) not in done]
         await benches[build.name].run_point(point, todo)
         done.add((build.name, point.key))
+
+
+def _parse_result_line(line: bytes, tail: deque[str]) -> BenchResult | None:
+    """A ``-o jsonl`` result line; anything else on stdout is kept in ``tail`` for failures."""
+    text = line.decode("utf-8", "replace").strip()
+    try:
+        record = json.loads(text)
+    except ValueError:
+        if text:
+            tail.append(text)
+        return None
+    return BenchResult.from_llama_bench(record) if isinstance(record, dict) else None
+
+
+def _point_failed(build: str, point: TestPoint, returncode: int | None, timed_out: bool,
+                  limit: float, tail: Iterable[str]) -> PointFailed:
+    """The failure of a point that ended without a result, in one line plus the stderr tail."""
+    reason, signal_name = procs.describe_exit(returncode)
+    if timed_out:
+        reason = f"hung: no result within {limit:.0f} s, killed"
+    elif returncode == 0:
+        reason = "llama-bench finished without a result for this point"
+    tail = list(tail)
+    detail = _last_error(tail)
+    return PointFailed(
+        build=build, point=point, at=time.time(),
+        reason=f"{reason}: {detail}" if detail and not timed_out else reason,
+        exit_code=None if timed_out else returncode,
+        signal=None if timed_out else signal_name, timed_out=timed_out,
+        stderr_tail="\n".join(tail))
 
 
 def _last_error(lines: Iterable[str]) -> str:
