@@ -539,7 +539,20 @@ async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: 
         await emit(BuildRetrying(build.name, attempt, "the tool exited before printing all of its output"))
     if isinstance(result, BuildFinished):
         result = dataclasses.replace(result, complete=result.n_gen is not None, attempts=attempt)
+    elif result.reason.endswith("without an error message"):
+        result = dataclasses.replace(result, reason=_likely_cause(result.reason, spec))
     return result
+
+
+def _likely_cause(reason: str, spec: RaceSpec) -> str:
+    """A guess at a silent failure's cause, marked as one: llama.cpp can lose its last log
+    lines at exit, the "prompt is too long" error among them."""
+    approx_tokens = len(spec.prompt) // 4  # English text runs about four characters a token
+    if spec.ctx_size and approx_tokens > spec.ctx_size:
+        return (f"{reason}; the prompt, about {approx_tokens} tokens, is probably longer than "
+                f"the context allows ({spec.ctx_size}): raise the context size (-c) or shorten "
+                "the prompt")
+    return reason
 
 
 async def _attempt(name: str, tool: Path, argv: list[str], env: Mapping[str, str], timeout: float,

@@ -41,7 +41,7 @@ def _complete(folder, model, env=None):
             start_new_session=True, timeout=300,
         )
         assert run.returncode == 0, run.stderr[-2000:]
-        if "eval time" in run.stderr:  # the timing lines come last: nothing was lost
+        if PROMPT in run.stdout:  # the echoed prompt came through: the log was not cut short
             break
     return run.stdout
 
