@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llamaduel",
         description="Race llama.cpp builds side by side and keep the verdict. "
         "With no command, opens the app.",
+        epilog="The app's own options: llamaduel [--build NAME=PATH ...] [--models DIR ...] "
+        "[--store PATH] [--demo] [--replay JOURNAL] [--screen NAME] [--no-telemetry]; "
+        "`llamaduel --demo` builds llama.cpp's CPU and Vulkan tools if needed and races them "
+        "on a small generated model. `llamaduel COMMAND --help` explains each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
