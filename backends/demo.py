@@ -27,7 +27,7 @@ class DemoSetup:
 
 
 def demo_model_path() -> Path:
-    return data_dir() / "models" / "demo-llama-2l.gguf"
+    return data_dir() / "models" / "demo-llama.gguf"
 
 
 def prepare_demo(*, jobs: int | None = None) -> DemoSetup:

@@ -153,13 +153,26 @@ class SetupScreen(cmd.CommandsMixin, Screen):
             from backends.builds import discover_builds
 
             builds = discover_builds(extra=app.build_paths)
-            self.app.call_from_thread(setattr, app, "builds", builds)
+            self.app.call_from_thread(self._found, "builds", builds)
         if app.models is None:
             from backends.models import find_models
 
             models = find_models(app.model_dirs)
-            self.app.call_from_thread(setattr, app, "models", models)
+            self.app.call_from_thread(self._found, "models", models)
         self.app.call_from_thread(self._sources_ready)
+
+    def _found(self, kind: str, found: list) -> None:
+        # The working default may have filled them in meanwhile: keep both.
+        known = getattr(self.app, kind) or []
+        paths = {getattr(item, "name", None) if kind == "builds" else item.path for item in known}
+        fresh = [item for item in found
+                 if (item.name if kind == "builds" else item.path) not in paths]
+        setattr(self.app, kind, [*known, *fresh])
+
+    def on_screen_resume(self) -> None:
+        # Builds and models can change while another screen is shown (the working default).
+        if self.app.builds is not None and self.app.models is not None:
+            self._sources_ready()
 
     def _sources_ready(self) -> None:
         app = self.app
