@@ -391,7 +391,7 @@ def test_cli_exits_1_when_the_reference_fails(cpu_bin: Path, tiny_llama: Path, t
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (["--model", "{model}", "--build", "cpu=/no/such/folder"], "does not exist"),
+    (["--model", "{model}", "--build", "cpu=/no/such/folder"], "no such folder"),
     (["--model", "/no/such.gguf", "--build", "cpu={cpu}"], "model not found"),
     (["--model", "{model}", "--build", "cpu={cpu}", "--reference", "rocm"],
      "not among the builds"),

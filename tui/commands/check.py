@@ -55,25 +55,6 @@ def register(subparsers: Any) -> None:
     check.set_defaults(func=cmd_check)
 
 
-def _builds(arguments: Sequence[str]) -> list[Any]:
-    from backends.builds import parse_build_arg, probe_build
-
-    builds = []
-    for argument in arguments:
-        try:
-            name, path = parse_build_arg(argument)
-        except ValueError as error:
-            raise CommandError(str(error)) from None
-        if not path.exists():
-            raise CommandError(f"build {name!r}: {path} does not exist")
-        build = probe_build(path, name)
-        if build.perplexity is None:
-            why = f" ({build.problem})" if build.problem else ""
-            raise CommandError(f"build {name!r}: no llama-perplexity in {build.folder}{why}")
-        builds.append(build)
-    return builds
-
-
 def _extra_args(arguments: Sequence[str]) -> dict[str, list[str]]:
     extra: dict[str, list[str]] = {}
     for argument in arguments:
@@ -114,7 +95,9 @@ def cmd_check(options: argparse.Namespace) -> int:
         thresholds = _thresholds(options)
     except CheckInputError as error:
         raise CommandError(str(error)) from None
-    builds = _builds(options.build)
+    from tui.commands.engine import load_builds
+
+    builds = load_builds(options.build, needs="perplexity")
     extra = _extra_args(options.args)
 
     async def drive() -> int:

@@ -118,18 +118,32 @@ def make_spec(options: argparse.Namespace):
         raise CommandError(str(error)) from None
 
 
-def load_builds(arguments: Sequence[str]):
+def load_builds(arguments: Sequence[str], needs: str | None = "bench") -> list[Any]:
+    """Probe each ``--build NAME=PATH``; one-line CommandError for the first that cannot serve.
+
+    ``needs`` names the tool the command runs: ``bench`` (llama-bench), ``completion`` or
+    ``perplexity``; None takes every build that exists, for commands that report a build's
+    missing tool themselves. A build whose llama-bench is broken can still serve the others.
+    """
     from backends.builds import parse_build_arg, probe_build
 
+    if not arguments:
+        raise CommandError("give at least one --build NAME=PATH")
     builds = []
     for argument in arguments:
         try:
             name, path = parse_build_arg(argument)
         except ValueError as error:
             raise CommandError(str(error)) from None
+        folder = path.parent if path.is_file() else path
+        if not folder.is_dir():
+            raise CommandError(f"build {name!r}: no such folder {folder}")
         build = probe_build(path, name)
-        if build.problem:
+        if needs == "bench" and build.problem:
             raise CommandError(f"build {name!r} ({path}): {build.problem}")
+        if needs not in (None, "bench") and getattr(build, needs) is None:
+            why = f" ({build.problem})" if build.problem else ""
+            raise CommandError(f"build {name!r}: no llama-{needs} in {build.folder}{why}")
         builds.append(build)
     if len({b.name for b in builds}) != len(builds):
         raise CommandError("each --build needs its own NAME")
@@ -152,8 +166,6 @@ def cmd_bench(options: argparse.Namespace) -> int:
     from backends.sweep import SweepError
 
     builds = load_builds(options.build)
-    if len(builds) < 1:
-        raise CommandError("give at least one --build NAME=PATH")
     model = load_model(options.model)
     spec = make_spec(options)
     telemetry = _telemetry(options.telemetry, builds)

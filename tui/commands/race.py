@@ -52,35 +52,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=handle_race)
 
 
-def _resolve_builds(values: list[str]) -> list[Any]:
-    from tui.cli import CommandError
-
-    if not values:
-        raise CommandError("give at least one --build NAME=PATH")
-    try:
-        from backends.builds import parse_build_arg, probe_build
-    except ImportError:  # builds probing not available: take the folder as given
-        parse_build_arg = probe_build = None
-    builds = []
-    for value in values:
-        if parse_build_arg is not None:
-            try:
-                name, path = parse_build_arg(value)
-            except ValueError as error:
-                raise CommandError(str(error)) from None
-        else:
-            name, sep, raw = value.partition("=")
-            if not sep or not name or not raw:
-                raise CommandError(f"--build wants NAME=PATH, not {value!r}")
-            path = Path(raw)
-        path = Path(path).expanduser()
-        folder = path.parent if path.is_file() else path
-        if not folder.is_dir():
-            raise CommandError(f"build {name}: no such folder {folder}")
-        builds.append(probe_build(folder, name=name) if probe_build is not None else (name, folder))
-    return builds
-
-
 def _prompt(options: argparse.Namespace) -> str:
     from backends.race import long_document
     from tui.cli import CommandError
@@ -174,7 +145,9 @@ def handle_race(options: argparse.Namespace) -> int:
 
     from tui.cli import CommandError
 
-    builds = _resolve_builds(options.build)
+    from tui.commands.engine import load_builds
+
+    builds = load_builds(options.build, needs=None)  # the race reports a missing tool itself
     spec = RaceSpec(
         prompt=_prompt(options),
         n_predict=options.n_predict,
