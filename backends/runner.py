@@ -263,6 +263,11 @@ async def run_sweep(
         notes.append(note)
     if granularity not in GRANULARITIES:
         raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    # Builds running at once never wait paused for each other.
+    fits, why_not = (resident_fits(builds, model, spec) if not parallel and len(builds) > 1
+                     else (True, ""))
+    if granularity == "resident" and not fits:
+        raise SweepError(f"the builds cannot stay loaded together: {why_not}")
     points = spec.points()
     # Check every argv before starting: a build that cannot run the spec fails now, not midway.
     for build in builds:
@@ -315,9 +320,6 @@ async def run_sweep(
 
     async def _take_turns(group: Sequence[Any], benches: dict[str, _ResidentBench]) -> None:
         chosen = granularity
-        fits, why_not = (resident_fits(group, model, spec) if len(group) > 1 else (True, ""))
-        if granularity == "resident" and not fits:
-            raise SweepError(f"the builds cannot stay loaded together: {why_not}")
         if granularity == "auto":
             # Each build's first point measures loading against running; with room for all
             # builds at once it runs in the process that may stay for the rest.
