@@ -4,10 +4,13 @@
 a GPU take turns, interleaved per test point (A B A B) by default so drift and heat hit
 them alike; ``parallel=True`` runs builds at once when they use different devices.
 
-Each group of test points runs in a llama-bench process of its own (``granularity``:
-``point``, ``depth`` or ``build``). A crash, OOM kill or hang ends only its own group:
-its points are recorded as failures and the sweep goes on. Cancelling the iterator (or
-the task consuming it) kills every child process group; none is ever left running.
+How test points map onto llama-bench processes is the ``granularity``: a process per
+point, per depth or per build, or ``resident``: one loaded process per build, paused
+(SIGSTOP) between its points while the others take their turn. ``auto`` measures the
+model's load time and picks (see DEFAULT_GRANULARITY). A crash, OOM kill or hang ends
+only the point that was running: it is recorded as a failure and the sweep goes on.
+Cancelling the iterator (or the task consuming it) kills every child process group;
+none is ever left running.
 """
 
 from __future__ import annotations
