@@ -11,7 +11,7 @@ same grid, and prints:
   set against one process per depth or per build (the model load it repeats).
 
     python3 benchmarks/fidelity.py --build BIN_DIR [--model FILE] [-p 512] [-n 128]
-        [-d 0,4096] [-r 3] [--pairs 3] [--granularity auto,point,depth,build] [--json OUT]
+        [-d 0,4096] [-r 3] [--pairs 3] [--granularity auto,point,resident,depth,build] [--json OUT]
 
 With no --model, a small generated llama is used. Processes start from argument lists.
 """
@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("-r", "--repetitions", type=int, default=3)
     parser.add_argument("-t", "--threads", type=int)
     parser.add_argument("--pairs", type=int, default=3)
-    parser.add_argument("--granularity", default="auto,point,depth,build")
+    parser.add_argument("--granularity", default="auto,point,resident,depth,build")
     parser.add_argument("--extra", action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
