@@ -30,12 +30,23 @@ def demo_model_path() -> Path:
     return data_dir() / "models" / "demo-llama.gguf"
 
 
-def prepare_demo(*, jobs: int | None = None) -> DemoSetup:
-    """Build (or reuse) the CPU and Vulkan toolchains and the demo model."""
+def build_log_path() -> Path:
+    return data_dir() / "toolchain-build.log"
+
+
+def is_ready() -> bool:
+    return all(toolchain.is_built(b) for b in ("cpu", "vulkan")) and demo_model_path().is_file()
+
+
+def prepare_demo(*, jobs: int | None = None, output=None) -> DemoSetup:
+    """Build (or reuse) the CPU and Vulkan toolchains and the demo model.
+
+    ``output``, an open file, takes the build's output (the app passes its build log)."""
     folders = {}
     for backend in ("cpu", "vulkan"):
         if not toolchain.is_built(backend):
-            toolchain.main(["--backend", backend] + (["--jobs", str(jobs)] if jobs else []))
+            toolchain.main(["--backend", backend] + (["--jobs", str(jobs)] if jobs else []),
+                           output=output)
         folders[backend] = toolchain.bin_dirs()[backend]
     model = demo_model_path()
     if not model.is_file():

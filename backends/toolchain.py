@@ -53,12 +53,21 @@ def build_dir(backend: str) -> Path:
     return toolchain_root() / f"llama.cpp-{SOURCE_VERSION}" / backend
 
 
+# Where the build's own output goes: the terminal by default, a log file when the build
+# runs under the app (anything written to the terminal would tear its screen).
+_output = None
+
+
 def log(message: str) -> None:
-    print(f"[build_llamacpp] {message}", flush=True)
+    print(f"[build_llamacpp] {message}", flush=True, file=_output or sys.stdout)
 
 
 def run(argv: list[str], **kwargs) -> None:
     log("$ " + " ".join(argv))
+    if _output is not None:
+        kwargs.setdefault("stdout", _output)
+        kwargs.setdefault("stderr", subprocess.STDOUT)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
     subprocess.run(argv, check=True, **kwargs)
 
 
@@ -204,7 +213,17 @@ def is_built(backend: str) -> bool:
     return (out / "stamp.json").is_file() and all((out / "cmake" / "bin" / t).is_file() for t in TOOLS)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, *, output=None) -> None:
+    """Build what ``argv`` asks for; ``output`` (an open file) takes all of the build's output."""
+    global _output
+    previous, _output = _output, output
+    try:
+        _main(argv)
+    finally:
+        _output = previous
+
+
+def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("cpu", "vulkan", "all"), default="all")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)

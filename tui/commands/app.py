@@ -59,6 +59,18 @@ def run_app(argv: list[str]) -> int:
 
         store = ProfileStore(options.store.expanduser())
 
+    if options.demo:
+        from backends import demo
+
+        if not demo.is_ready():
+            # A first build takes minutes: do it here, where its progress can be read.
+            print("llamaduel: building llama.cpp's CPU and Vulkan tools once (a few minutes on "
+                  "two cores), then the app opens", file=sys.stderr)
+            try:
+                demo.prepare_demo()
+            except (SystemExit, Exception) as error:  # noqa: BLE001 - one line, then out
+                return _fail(f"the working default could not be built: {error}")
+
     from tui.app import LlamaduelApp
 
     app = LlamaduelApp(
