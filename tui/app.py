@@ -194,8 +194,12 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
 
     @on(cmd.RunDemo)
     def _run_demo(self) -> None:
-        self.notify("Preparing the working default: CPU and Vulkan (lavapipe) builds and a "
-                    "small generated model. A first build takes several minutes.", timeout=8)
+        from backends.demo import build_log_path, is_ready
+
+        if not is_ready():
+            self.notify("Building llama.cpp's CPU and Vulkan (lavapipe) tools and a small model "
+                        f"for the working default: several minutes; log: {build_log_path()}",
+                        timeout=12)
         self.prepare_demo()
 
     @work(thread=True, group="demo", exclusive=True, exit_on_error=False)
@@ -204,7 +208,12 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         from backends.demo import prepare_demo
         from backends.models import read_model
 
-        setup = prepare_demo()
+        from backends.demo import build_log_path
+
+        log = build_log_path()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as output:  # never onto the app's screen
+            setup = prepare_demo(output=output)
         builds = [probe_build(folder, name) for name, folder in setup.builds.items()]
         model = read_model(setup.model)
         self.call_from_thread(self._demo_ready, builds, model, setup.spec)
