@@ -29,7 +29,7 @@ from backends.telemetry import (
     tokens_per_joule,
 )
 from backends.telemetry.amdgpuinfo import PyAmdgpuinfoSource
-from backends.telemetry.host import HostSampler
+from backends.telemetry.host import HostSampler, cpu_busy_percent, parse_cpu_ticks, parse_meminfo
 from backends.telemetry.nvml import NvmlSource, decode_clock_event_reasons
 from sysfs_fixtures import MI50_PCI, MI50_VRAM_USED, build_mi50_tree
 
@@ -313,6 +313,65 @@ def test_host_without_watched_processes_says_so():
     assert sample.process_rss_bytes is None
     assert sample.missing["process_rss_bytes"] == "no benchmark process watched"
     assert sample.missing["cpu_percent"] == "CPU use needs a second tick"
+
+
+def test_host_system_cpu_matches_psutils_definition():
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    before = (100, 0, 50, 800, 40, 0, 10, 0, 30, 0)
+    after = (160, 0, 70, 860, 60, 0, 10, 0, 50, 0)
+    # deltas sum to 180; guest (20) is already inside user, so the total is 160;
+    # busy = 160 - idle 60 - iowait 20 = 80 -> 50.0 %
+    assert cpu_busy_percent(before, after) == 50.0
+    assert cpu_busy_percent(after, after) == 0.0
+    backwards = (90, 0, 50, 900, 40, 0, 10, 0, 30, 0)  # user went backwards: counts as 0
+    assert cpu_busy_percent(before, backwards) == 0.0
+    assert parse_cpu_ticks(b"cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 1 1 1 1 1 1 1 1 1 1\n") == tuple(range(1, 11))
+    with pytest.raises(ValueError):
+        parse_cpu_ticks(b"intr 1 2 3\n")
+
+
+def test_host_ram_matches_psutil_on_this_machine():
+    import psutil
+
+    with open("/proc/meminfo", "rb") as handle:
+        used, total = parse_meminfo(handle.read())
+    memory = psutil.virtual_memory()
+    assert total == memory.total
+    assert abs(used - (memory.total - memory.available)) < 64 * 1024 * 1024  # read moments apart
+    meminfo = b"MemTotal:  1000 kB\nMemFree:  300 kB\nMemAvailable:  400 kB\nBuffers: 1 kB\n"
+    assert parse_meminfo(meminfo) == (600 * 1024, 1000 * 1024)
+    # A container showing the host's MemAvailable: psutil takes MemFree instead.
+    assert parse_meminfo(meminfo.replace(b"400 kB", b"5000 kB")) == (700 * 1024, 1000 * 1024)
+    # No MemAvailable (old kernels) or 0: psutil's own estimate is used.
+    assert parse_meminfo(meminfo.replace(b"MemAvailable:  400 kB\n", b"")) is None
+    assert parse_meminfo(meminfo.replace(b"400 kB", b"0 kB")) is None
+
+
+def test_host_without_proc_files_falls_back_to_psutil(tmp_path):
+    host = HostSampler(proc_root=str(tmp_path))  # no stat, no meminfo there
+    time.sleep(0.1)
+    first = host.sample()
+    second = host.sample()
+    assert first.ram_total_bytes > first.ram_used_bytes > 0
+    assert 0.0 <= second.cpu_percent <= 100.0
+    assert "cpu_percent" not in second.missing
+    host.close()
+
+
+def test_host_reads_stat_and_meminfo_under_its_proc_root(tmp_path):
+    (tmp_path / "stat").write_bytes(b"cpu  100 0 50 800 40 0 10 0 30 0\ncpu0 1 1 1 1 1 1 1 1 1 1\n")
+    (tmp_path / "meminfo").write_bytes(b"MemTotal:  1000 kB\nMemFree:  300 kB\nMemAvailable:  400 kB\n")
+    host = HostSampler(proc_root=str(tmp_path))
+    first = host.sample()
+    assert first.cpu_percent is None and first.missing["cpu_percent"] == "CPU use needs a second tick"
+    assert (first.ram_used_bytes, first.ram_total_bytes) == (600 * 1024, 1000 * 1024)
+    (tmp_path / "stat").write_bytes(b"cpu  160 0 70 860 60 0 10 0 50 0\n")  # same file, rewritten
+    (tmp_path / "meminfo").write_bytes(b"MemTotal:  1000 kB\nMemFree:  100 kB\nMemAvailable:  200 kB\n")
+    second = host.sample()
+    assert second.cpu_percent == 50.0
+    assert second.ram_used_bytes == 800 * 1024
+    host.close()
+    host.close()  # twice is fine
 
 
 # ------------------------------------------------------------ the stream

@@ -5,6 +5,10 @@ measured between two calls on the same object (the first call on a new object sa
 Descendants are found through ``/proc/<pid>/task/<tid>/children`` where the kernel has it
 (cheap), every ``TREE_REFRESH_S`` seconds; otherwise psutil walks all of /proc (several
 milliseconds), so that is done only every ``SLOW_TREE_REFRESH_S`` seconds.
+
+System-wide CPU and RAM come straight from ``<proc>/stat`` and ``<proc>/meminfo``, kept open
+and re-read with ``pread`` (psutil's calls cost several times more on sandboxed kernels);
+where those files are absent (not Linux) psutil answers instead, with the same definitions.
 """
 
 from __future__ import annotations
@@ -19,6 +23,62 @@ SOURCE_NAME = "host"
 TREE_REFRESH_S = 2.0
 SLOW_TREE_REFRESH_S = 10.0
 MIN_CPU_WINDOW_S = 0.05
+PROC_READ_BYTES = 8192  # /proc/stat's first line and meminfo's first lines fit easily
+# /proc/stat "cpu" columns: user nice system idle iowait irq softirq steal guest guest_nice
+_IDLE, _IOWAIT, _GUEST, _GUEST_NICE = 3, 4, 8, 9
+
+
+def _open_proc_file(path: str) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        os.pread(fd, 1, 0)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def parse_cpu_ticks(stat: bytes) -> tuple[int, ...]:
+    """The aggregate ``cpu`` line of /proc/stat as ticks (at most the ten columns psutil uses)."""
+    line = stat.split(b"\n", 1)[0].split()
+    if not line or line[0] != b"cpu":
+        raise ValueError("no aggregate cpu line")
+    return tuple(int(value) for value in line[1:11])
+
+
+def cpu_busy_percent(before: tuple[int, ...], after: tuple[int, ...]) -> float:
+    """Busy share of all CPU time between two readings, exactly as psutil.cpu_percent computes
+    it on Linux: guest time is already inside user/nice, iowait counts as idle, a counter that
+    went backwards counts as zero, rounded to 0.1."""
+    deltas = [max(0, b - a) for a, b in zip(before, after)]
+    total = sum(deltas) - sum(deltas[i] for i in (_GUEST, _GUEST_NICE) if i < len(deltas))
+    busy = total - sum(deltas[i] for i in (_IDLE, _IOWAIT) if i < len(deltas))
+    if total <= 0:
+        return 0.0
+    return round(busy / total * 100, 1)
+
+
+def parse_meminfo(meminfo: bytes) -> tuple[int, int] | None:
+    """(used, total) bytes with used = MemTotal - MemAvailable, as psutil's ``total -
+    available``; None when MemAvailable is missing or 0 (psutil then estimates it)."""
+    wanted = {b"MemTotal:": 0, b"MemFree:": 0, b"MemAvailable:": 0}
+    found = 0
+    for line in meminfo.splitlines():
+        key, _, rest = line.partition(b" ")
+        if key in wanted:
+            wanted[key] = int(rest.split()[0]) * 1024
+            found += 1
+            if found == len(wanted):
+                break
+    total, free, available = wanted[b"MemTotal:"], wanted[b"MemFree:"], wanted[b"MemAvailable:"]
+    if not total or not available:
+        return None
+    if available > total:
+        available = free  # a container showing the host's numbers; psutil does the same
+    return total - available, total
 
 
 class HostSampler:
@@ -35,12 +95,44 @@ class HostSampler:
             return
         self._psutil = psutil
         self.cpu_count = psutil.cpu_count() or os.cpu_count() or 1
-        psutil.cpu_percent(None)  # start the system-wide interval
+        self._stat_fd = _open_proc_file(os.path.join(proc_root, "stat"))
+        self._meminfo_fd = _open_proc_file(os.path.join(proc_root, "meminfo"))
+        self._cpu_ticks = self._read_cpu_ticks()
+        if self._cpu_ticks is None:
+            psutil.cpu_percent(None)  # start the system-wide interval
         self._cpu_started_at = time.monotonic()
         self._roots: dict[int, object] = {}
         self._tree: dict[int, object] = {}
         self._tree_read_at = -SLOW_TREE_REFRESH_S
         self._children_files: bool | None = None  # does this kernel list children per task?
+
+    def _read_cpu_ticks(self) -> tuple[int, ...] | None:
+        if self._stat_fd is None:
+            return None
+        try:
+            return parse_cpu_ticks(os.pread(self._stat_fd, PROC_READ_BYTES, 0))
+        except (OSError, ValueError):
+            return None
+
+    def _system_cpu_percent(self) -> float:
+        ticks = self._read_cpu_ticks()
+        if ticks is None or self._cpu_ticks is None or len(ticks) != len(self._cpu_ticks):
+            self._cpu_ticks = ticks
+            return self._psutil.cpu_percent(None)
+        before, self._cpu_ticks = self._cpu_ticks, ticks
+        return cpu_busy_percent(before, ticks)
+
+    def _system_memory(self) -> tuple[int, int]:
+        """(used, total) bytes of RAM."""
+        if self._meminfo_fd is not None:
+            try:
+                memory = parse_meminfo(os.pread(self._meminfo_fd, PROC_READ_BYTES, 0))
+            except (OSError, ValueError, IndexError):
+                memory = None
+            if memory is not None:
+                return memory
+        memory = self._psutil.virtual_memory()
+        return int(memory.total - memory.available), int(memory.total)
 
     @property
     def available(self) -> bool:
@@ -111,8 +203,9 @@ class HostSampler:
         alive: dict[int, object] = {}
         for pid, root in list(self._roots.items()):
             try:
-                if not root.is_running():
-                    raise psutil.NoSuchProcess(pid)
+                # No is_running() here (it builds a second Process, ~50 µs): a root that has
+                # exited lists no children, and the next sample drops it; psutil's children()
+                # checks for a reused pid itself.
                 children = self._descendants(root)
                 if children is None:
                     children = [c.pid for c in root.children(recursive=True)]
@@ -142,8 +235,8 @@ class HostSampler:
                                   "cpu_percent", "process_cpu_percent", "process_rss_bytes",
                                   "ram_used_bytes", "ram_total_bytes")})
         missing: dict[str, str] = {}
-        memory = psutil.virtual_memory()
-        cpu = psutil.cpu_percent(None)
+        ram_used, ram_total = self._system_memory()
+        cpu = self._system_cpu_percent()
         if self._cpu_started_at is not None:
             if time.monotonic() - self._cpu_started_at < MIN_CPU_WINDOW_S:
                 cpu = None  # a percentage over a few microseconds says nothing
@@ -181,8 +274,8 @@ class HostSampler:
             cpu_percent=cpu,
             process_cpu_percent=process_cpu,
             process_rss_bytes=rss,
-            ram_used_bytes=int(memory.total - memory.available),
-            ram_total_bytes=int(memory.total),
+            ram_used_bytes=ram_used,
+            ram_total_bytes=ram_total,
             watched_pids=pids,
             missing=missing,
         )
@@ -190,3 +283,12 @@ class HostSampler:
     def close(self) -> None:
         if self._psutil is not None:
             self.unwatch_all()
+        for fd in (getattr(self, "_stat_fd", None), getattr(self, "_meminfo_fd", None)):
+            if fd is not None:
+                os.close(fd)
+        self._stat_fd = self._meminfo_fd = None
+
+    def __del__(self) -> None:
+        for fd in (getattr(self, "_stat_fd", None), getattr(self, "_meminfo_fd", None)):
+            if fd is not None:
+                os.close(fd)
