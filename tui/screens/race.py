@@ -4,7 +4,8 @@ Pick builds, a model and the prompt; Ctrl-R races them (one after the other on a
 GPU, at once with "parallel"). Each lane shows its text as it streams, time to first token
 and tokens/second; where a build's text parts from the reference build's it is shown
 reversed. Ctrl-L replays a finished race with every build on one clock; Ctrl-S adds the
-race to a profile.
+race to a profile. While a race runs the telemetry strip at the bottom follows the machine
+(VRAM, temperatures, power, throttling, host CPU and RAM) and the tools the race started.
 """
 
 from __future__ import annotations
@@ -18,18 +19,27 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Checkbox, Footer, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker, WorkerState
 
 from tui.widgets.race_lane import RaceLane
+from tui.widgets.telemetry_panel import TelemetryHistory, TelemetryPanel, reading_from, summary_line
 from tui.widgets.race_plot import RaceRatePlot
 from tui.widgets.race_state import RaceBoard, apply, replay
 
 REFRESH_SECONDS = 0.1
 REPLAY_FRAME_SECONDS = 0.05
 REPLAY_MIN_SECONDS = 4.0  # a race over in milliseconds replays in slow motion
+TELEMETRY_SECONDS = 0.5
+NO_TELEMETRY = "Telemetry is off: no telemetry source on this machine."
+
+def _uses_host(build: Any) -> bool:
+    """Host CPU and RAM are the race's own figures when a build runs on the CPU."""
+    return str(getattr(build, "backend", "")).lower() in ("", "cpu") or not getattr(build, "devices", ())
+
 
 def describe(build: Any) -> str:
     devices = getattr(build, "devices", ()) or ()
@@ -66,7 +76,21 @@ class RaceScreen(Screen):
         Binding("f2", "toggle_settings", "settings"),
     ]
 
+    # Short terminals keep the lanes: the telemetry strip drops its plots (race.tcss).
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+
     board: reactive[RaceBoard] = reactive(RaceBoard, always_update=True)
+    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True, repaint=False)
+
+    class TelemetrySampled(Message):
+        """A telemetry tick; a newer one replaces it if the screen has not drawn it yet."""
+
+        def __init__(self, sample: dict[str, Any]) -> None:
+            super().__init__()
+            self.sample = sample
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, RaceScreen.TelemetrySampled)
 
     def __init__(self, *, builds: Any = None, models: Any = None, store: Any = None,
                  **kwargs) -> None:
@@ -85,6 +109,8 @@ class RaceScreen(Screen):
         self._race_builds: list[Any] = []
         self._race_model: Any = None
         self._shown_sources: tuple = ()
+        self._race_over = True
+        self._telemetry_samples = 0
 
     # Sources.
     @property
@@ -124,6 +150,8 @@ class RaceScreen(Screen):
         yield Static("", id="race-status")
         yield Horizontal(id="race-lanes")
         yield RaceRatePlot(id="race-plot")
+        yield TelemetryPanel(id="race-telemetry").data_bind(RaceScreen.history)
+        yield Static(NO_TELEMETRY, id="race-telemetry-off")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -131,9 +159,20 @@ class RaceScreen(Screen):
         self.set_interval(REFRESH_SECONDS, self._push_pending)
         self.set_interval(1.0, self._fill_sources)  # builds and models may still be found
         self._show_status()
+        self._show_telemetry_source()
 
     def on_screen_resume(self) -> None:
         self._fill_sources()
+        self._show_telemetry_source()
+        if self._race_running():
+            self._start_telemetry()
+
+    def on_screen_suspend(self) -> None:
+        # Nobody sees the strip while another screen is up; the race itself goes on.
+        self._stop_telemetry(now=True)
+
+    def on_unmount(self) -> None:
+        self._stop_telemetry(now=True)
 
     def _fill_sources(self) -> None:
         builds, models = self.builds, self.models
@@ -210,8 +249,11 @@ class RaceScreen(Screen):
             raise ValueError(problem)
         return spec
 
+    def _race_running(self) -> bool:
+        return any(w.group == "race" and w.is_running for w in self.workers)
+
     async def action_start_race(self) -> None:
-        if any(w.group == "race" and w.is_running for w in self.workers):
+        if self._race_running():
             self.notify("A race is running: Ctrl-B stops it.", severity="warning")
             return
         try:
@@ -236,6 +278,9 @@ class RaceScreen(Screen):
         if self.size.height < 40:
             self.add_class("-hide-settings")
         parallel = self.query_one("#race-parallel", Checkbox).value
+        self.history = TelemetryHistory(show_host=any(_uses_host(b) for b in builds))
+        self._race_over = False
+        self._start_telemetry()
         self.run_race(builds, Path(str(model_path)), spec, not parallel)
 
     async def _mount_lanes(self, builds: list[Any]) -> None:
@@ -251,15 +296,21 @@ class RaceScreen(Screen):
     async def run_race(self, builds: list[Any], model: Path, spec: Any, sequential: bool) -> None:
         from backends.race import RaceError, run_race
 
+        from backends.race import BuildStarted
+
         try:
             async with contextlib.aclosing(run_race(builds, model, spec, sequential=sequential)) as stream:
                 async for event in stream:
                     self.events.append(event)
                     self._pending = apply(self._pending, event)
                     self._dirty = True
+                    if isinstance(event, BuildStarted) and self.app.telemetry is not None:
+                        self.app.telemetry.watch_pids([event.pid])
         except RaceError as error:
             self.notify(f"Race not started: {error}", severity="error")
             return
+        finally:
+            self._race_ended()
         self._final = self._pending
         self.board = self._pending
         failed = [lane.build for lane in self._final.lanes if lane.status in ("failed", "timed out")]
@@ -267,6 +318,60 @@ class RaceScreen(Screen):
             self.notify(f"Race done; {', '.join(failed)} failed.", severity="warning")
         else:
             self.notify("Race done. Ctrl-L replays it side by side; Ctrl-S adds it to a profile.")
+
+    # Telemetry while a race runs.
+    def _show_telemetry_source(self) -> None:
+        off = self.app.telemetry is None
+        self.query_one("#race-telemetry-off", Static).display = off
+        self.query_one("#race-telemetry", TelemetryPanel).display = not off
+
+    def _start_telemetry(self) -> None:
+        if self.app.telemetry is None:
+            return
+        self._telemetry_samples = 0
+        self.follow_telemetry(self.app.telemetry)
+
+    def _telemetry_workers(self) -> list[Worker]:
+        return [w for w in self.workers if w.group == "race-telemetry" and w.is_running]
+
+    def _stop_telemetry(self, *, now: bool = False) -> None:
+        # At the race's end a worker that has not shown its first tick yet shows it first,
+        # so even a race over in milliseconds leaves the machine's state on the strip.
+        if now or self._telemetry_samples:
+            for worker in self._telemetry_workers():
+                worker.cancel()
+
+    def _race_ended(self) -> None:
+        self._race_over = True
+        if self.app.telemetry is not None:
+            self.app.telemetry.unwatch_all()
+        self._stop_telemetry()
+
+    @work(exclusive=True, group="race-telemetry", exit_on_error=False)
+    async def follow_telemetry(self, telemetry: Any) -> None:
+        from backends.telemetry import snapshot_to_json
+
+        async with contextlib.aclosing(telemetry.stream(TELEMETRY_SECONDS)) as stream:
+            async for snapshot in stream:
+                self.post_message(self.TelemetrySampled(snapshot_to_json(snapshot)))
+                self._telemetry_samples += 1
+                if self._race_over:
+                    return
+
+    @on(TelemetrySampled)
+    def _telemetry_sampled(self, message: TelemetrySampled) -> None:
+        self.history = self.history.add(reading_from(message.sample))
+
+    @on(Worker.StateChanged)
+    def _telemetry_worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "race-telemetry" or event.worker.is_running:
+            return
+        # The panel writes its values line at most once a second; the last tick of a short
+        # race would be left unwritten, so the final figures are written here.
+        readings = self.history.readings
+        if readings and self.is_mounted:
+            self.query_one("#race-telemetry #telemetry-now", Static).update(
+                summary_line(readings[-1], self.history.show_host))
 
     @on(Worker.StateChanged)
     def _race_worker_changed(self, event: Worker.StateChanged) -> None:
