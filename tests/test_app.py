@@ -33,6 +33,8 @@ def builds(cpu_bin, vulkan_bin):
 
 
 def make_app(tmp_path: Path, builds, tiny_llama, **options) -> LlamaduelApp:
+    # The correctness check is on by default; a short one keeps these runs quick.
+    options.setdefault("check_options", {"context": 64, "chunks": 4})
     return LlamaduelApp(builds, [read_model(tiny_llama)], store=ProfileStore(tmp_path / "profiles"),
                         runs_root=tmp_path / "runs", **options)
 

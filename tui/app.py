@@ -69,11 +69,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         demo: bool = False,
         offer_resume: bool = True,
         handle_hangup: bool = False,
+        check_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``builds``/``models`` None: discover them in the background after the first frame.
 
         ``journal`` replays a recorded run (no processes start); ``runs_root`` is where new
-        runs keep their journals (default: the user data folder).
+        runs keep their journals (default: the user data folder). ``check_options`` go to
+        the correctness check before a sweep (`backends.correctness.run_check`'s keywords:
+        context, chunks, text, reference, timeout).
         """
         super().__init__()
         self.builds: list[Any] | None = list(builds) if builds is not None else None
@@ -89,6 +92,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.offer_resume = offer_resume and journal is None and not demo
         self.last_run = RunState()
         self.handle_hangup = handle_hangup
+        self.check_options = dict(check_options or {})
 
     @property
     def telemetry(self) -> Any:

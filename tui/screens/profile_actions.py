@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from backends.events import BenchEvent, PointFailed, ResultReceived, SweepStarted
-from tui.screens.run_state import FINISHED, BuildProgress, RunState
+from tui.screens.run_state import FINISHED, BuildProgress, RunState, check_line
 
 
 def state_from_profile(profile: Any) -> RunState:
-    """A finished RunState showing a saved profile's results."""
+    """A finished RunState showing a saved profile's results (and its check's, if any)."""
+    from backends.correctness import CorrectnessResult
+
+    checks = {name: CorrectnessResult.from_json(data)
+              for name, data in (profile.correctness or {}).items()}
     by_build = profile.results_by_build()
     failures = profile.failures_by_build()
     names = list(dict.fromkeys([*(b.name for b in profile.builds), *by_build, *failures]))
@@ -25,8 +29,11 @@ def state_from_profile(profile: Any) -> RunState:
     return RunState(
         run_id=profile.name, model=profile.model.file_name or "model",
         builds=tuple(BuildProgress(name, results=tuple(by_build.get(name, ())),
-                                   failures=tuple(failures.get(name, ()))) for name in names),
+                                   failures=tuple(failures.get(name, ())),
+                                   check=check_line(checks[name]) if name in checks else "")
+                     for name in names),
         points=tuple(points), spec=dict(profile.sweep_spec), status=FINISHED,
+        correctness=tuple(checks.values()),
     )
 
 
@@ -57,7 +64,7 @@ def profile_from_state(state: RunState, name: str, *, journal: Path | None = Non
     from profiles.model import profile_from_journal
 
     return profile_from_journal(events_of(state, journal), name=name, builds=builds,
-                                model_info=model_info)
+                                model_info=model_info, correctness=state.correctness_by_build())
 
 
 def export_profile(profile: Any, folder: Path) -> list[Path]:

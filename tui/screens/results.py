@@ -24,7 +24,9 @@ from tui.widgets.verdict_card import VerdictCard
 def recommendation_for(state: RunState, model_info: Any = None) -> Any:
     from profiles.verdict import recommend
 
-    return recommend(state.results_by_build(), state.failures_by_build(), model_info=model_info)
+    # A build the correctness check found suspect or failed counts as unstable.
+    return recommend(state.results_by_build(), state.failures_by_build(), model_info=model_info,
+                     correctness=state.correctness_by_build())
 
 
 def table_rows(state: RunState) -> tuple[list[str], list[tuple[str, ...]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from backends.events import BenchEvent, SweepFinished, TelemetryRecorded
 from tui.screens import commands as cmd
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.run_state import (
-    CANCELLED, FINISHED, PAUSED, RUNNING, RunState, fold, fold_all, with_status,
+    CANCELLED, FINISHED, PAUSED, RUNNING, CheckPlanned, RunState, fold, fold_all, fold_check,
+    with_status,
 )
 from tui.widgets.build_panel import BuildPanel
 from tui.widgets.telemetry_panel import TelemetryHistory, TelemetryPanel, reading_from
@@ -27,13 +29,21 @@ from tui.widgets.throughput_plot import ThroughputPlot
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """What to run: builds (BuildInfo), a model (ModelInfo or path) and a SweepSpec."""
+    """What to run: builds (BuildInfo), a model (ModelInfo or path) and a SweepSpec.
+
+    ``check``: options for the correctness check that runs before the sweep
+    (`backends.correctness.run_check`'s keywords, e.g. context); None runs no check.
+    """
 
     builds: tuple[Any, ...]
     model: Any
     spec: Any
     resume_dir: Path | None = None
     options: dict = field(default_factory=dict, hash=False, compare=False)
+    check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+
+
+NOT_CHECKED = "check: no llama-perplexity: not checked"
 
 
 class RunScreen(cmd.CommandsMixin, Screen):
@@ -48,6 +58,13 @@ class RunScreen(cmd.CommandsMixin, Screen):
         """The runner yielded an event (a result, a failure, progress, the end)."""
 
         def __init__(self, event: BenchEvent) -> None:
+            super().__init__()
+            self.event = event
+
+    class CheckEventReceived(Message):
+        """The correctness check before the sweep moved on (started, a build checked, done)."""
+
+        def __init__(self, event: Any) -> None:
             super().__init__()
             self.event = event
 
@@ -101,6 +118,8 @@ class RunScreen(cmd.CommandsMixin, Screen):
         model = Path(state.model).name
         status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
                   CANCELLED: "cancelled"}.get(state.status, state.status)
+        if state.active and not state.run_id:
+            status = "checking correctness first"
         failures = sum(len(b.failures) for b in state.builds)
         failed = f", {failures} failed" if failures else ""
         text = (f"{model}  ·  {' vs '.join(b.name for b in state.builds)}  ·  "
@@ -151,6 +170,37 @@ class RunScreen(cmd.CommandsMixin, Screen):
         from backends import runner
 
         self.control = runner.SweepControl()
+        try:
+            if request.check is not None and request.resume_dir is None:
+                # In this worker, so that cancel and quit stop the check's processes too.
+                await self._check_first(request)
+            await self._sweep(request, runner)
+        finally:
+            self.control = None
+
+    async def _check_first(self, request: SweepRequest) -> None:
+        from backends.correctness import CheckFinished, CheckInputError, run_check
+
+        builds = list(request.builds)
+        checkable = [b for b in builds if getattr(b, "perplexity", None)]
+        skipped = {b.name for b in builds} - {b.name for b in checkable}
+        self.post_message(self.CheckEventReceived(CheckPlanned(
+            model=str(getattr(request.model, "path", request.model)),
+            builds=tuple(b.name for b in builds),
+            not_checked={name: NOT_CHECKED for name in skipped})))
+        if not checkable:
+            return
+        events = run_check(checkable, request.model, **dict(request.check or {}))
+        try:
+            async for event in events:
+                self.post_message(self.CheckEventReceived(event))
+        except CheckInputError as error:  # bad check options: say so and race anyway
+            self.post_message(self.CheckEventReceived(CheckFinished((), problem=str(error))))
+        finally:
+            # Closing it kills a running llama-perplexity and removes the reference's file.
+            await events.aclose()
+
+    async def _sweep(self, request: SweepRequest, runner: Any) -> None:
         options = {"telemetry": self.app.telemetry, "control": self.control, **request.options}
         if request.resume_dir is not None:
             events = runner.resume(request.resume_dir, builds=list(request.builds) or None,
@@ -171,7 +221,6 @@ class RunScreen(cmd.CommandsMixin, Screen):
             # Closing the iterator kills llama-bench's process group; the journal keeps
             # every result so far and the next start offers to resume.
             await events.aclose()
-            self.control = None
 
     @on(SweepEventReceived)
     def _event_received(self, message: SweepEventReceived) -> None:
@@ -182,6 +231,10 @@ class RunScreen(cmd.CommandsMixin, Screen):
             self.run_state = state
         if isinstance(message.event, SweepFinished):
             self.app.sweep_finished(self.run_state)
+
+    @on(CheckEventReceived)
+    def _check_event_received(self, message: CheckEventReceived) -> None:
+        self.run_state = fold_check(self.run_state, message.event)
 
     @on(TelemetrySampled)
     def _telemetry_sampled(self, message: TelemetrySampled) -> None:

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, DataTable, Footer, Input, Label, Select, Static
 
 from tui.screens import commands as cmd
 
@@ -122,6 +122,11 @@ class SetupScreen(cmd.CommandsMixin, Screen):
                     yield Label("flash attn", classes="field-label")
                     yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa",
                                  compact=True)
+                    # Each build reads a text with llama-perplexity before the sweep; its output
+                    # is compared with a reference build's, so a fast but wrong build shows up.
+                    yield Label("correctness", classes="field-label")
+                    yield Checkbox("check first", value=True, compact=True,
+                                   id="check-correctness")
             with Horizontal(id="start-row"):
                 yield Button("Start (r)", variant="success", id="start", compact=True)
                 yield Static("", id="setup-status")
@@ -476,4 +481,7 @@ class SetupScreen(cmd.CommandsMixin, Screen):
 
         builds = tuple(b for b in self.app.builds if b.name in self.chosen_builds)
         model = next(m for m in self.app.models if str(m.path) == self.chosen_model)
-        self.app.start_sweep(SweepRequest(builds=builds, model=model, spec=self._spec_or_raise()))
+        check = (dict(self.app.check_options)
+                 if self.query_one("#check-correctness", Checkbox).value else None)
+        self.app.start_sweep(SweepRequest(builds=builds, model=model, spec=self._spec_or_raise(),
+                                          check=check))

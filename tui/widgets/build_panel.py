@@ -30,6 +30,7 @@ class BuildPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(self.description, classes="build-description")
         yield Static("waiting", classes="build-activity")
+        yield Static("", classes="build-check")
         yield DataTable(cursor_type="row", zebra_stripes=False, show_cursor=False)
 
     def on_mount(self) -> None:
@@ -51,8 +52,16 @@ class BuildPanel(Vertical):
         self._shown = key
         activity = self.query_one(".build-activity", Static)
         activity.update(_activity_line(progress, state), layout=False)
+        self._show_check(progress.check)
         self._show_cells(progress, state)
         self.set_class(bool(progress.failures), "-has-failures")
+
+    def _show_check(self, line: str) -> None:
+        check = self.query_one(".build-check", Static)
+        if str(check.content) != line:
+            check.update(line)
+            check.display = bool(line)  # no line, no room taken: runs without a check
+            check.set_class(line.startswith(("check: SUSPECT", "check: failed")), "-problem")
 
     def _show_cells(self, progress: BuildProgress, state: RunState) -> None:
         table = self.query_one(DataTable)
