@@ -129,8 +129,11 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
     starts = [e for e in events if isinstance(e, PointStarted)]
     assert [(e.build, e.point) for e in starts] == [
         (b, p) for p in spec.points() for b in ("cpu", "cpu-again")]
-    assert len({e.pid for e in starts if e.build == "cpu"}) == 1 + again["cpu"]
-    assert len({e.pid for e in starts if e.build == "cpu-again"}) == 1 + again["cpu-again"]
+    for build in ("cpu", "cpu-again"):
+        pids = {e.pid for e in starts if e.build == build}
+        # One process for the whole grid; a re-measured point costs a fresh process, plus
+        # one more for the rest of the grid when that point split it.
+        assert len(pids) == 1 if not again[build] else len(pids) <= 1 + 2 * again[build]
     for pid in {e.pid for e in starts}:
         assert_gone(pid)
 

@@ -31,7 +31,7 @@ def _bench(folder, model, env=None):
 def _complete(folder, model, env=None):
     # llama.cpp prints through a log thread that is not flushed at exit: on a busy machine a
     # run can end with its text unprinted (backends/race.py repeats such runs the same way).
-    for _ in range(5):
+    for _ in range(10):
         # -no-cnv: plain completion (no chat loop); stdin closed so nothing can wait for input.
         run = subprocess.run(
             [str(folder / "llama-completion"), "-m", str(model), "-p", PROMPT, "-n", "8",
