@@ -28,22 +28,46 @@ def _bench(folder, model, env=None):
     return [json.loads(line) for line in run.stdout.splitlines()]
 
 
-def _complete(folder, model, env=None):
-    # llama.cpp prints through a log thread that is not flushed at exit: on a busy machine a
-    # run can end with its text unprinted (backends/race.py repeats such runs the same way).
-    for _ in range(10):
-        # -no-cnv: plain completion (no chat loop); stdin closed so nothing can wait for input.
-        run = subprocess.run(
-            [str(folder / "llama-completion"), "-m", str(model), "-p", PROMPT, "-n", "8",
-             "-no-cnv", "--temp", "0", "--seed", "1"],
-            # Random weights pick byte tokens freely: the new text need not be valid UTF-8.
-            capture_output=True, text=True, errors="replace", env=env, stdin=subprocess.DEVNULL,
-            start_new_session=True, timeout=300,
-        )
-        assert run.returncode == 0, run.stderr[-2000:]
-        if PROMPT in run.stdout:  # the echoed prompt came through: the log was not cut short
-            break
-    return run.stdout
+def _complete(folder, model, env=None, extra=48):
+    """The prompt echo and the next ``extra`` bytes of greedy text from llama-completion.
+
+    llama.cpp prints through a log thread it never flushes at exit, so a run that ends by
+    itself can lose its text. Generation here never ends by itself (-n -1); once the text
+    is in, SIGINT makes the tool flush its log and exit, which is deterministic.
+    """
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [str(folder / "llama-completion"), "-m", str(model), "-p", PROMPT, "-n", "-1",
+         "-no-cnv", "--temp", "0", "--seed", "1"],  # -no-cnv: plain completion, no chat loop
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+        start_new_session=True,
+    )
+    os.set_blocking(process.stdout.fileno(), False)
+    wanted = PROMPT.encode()
+    output = b""
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            chunk = process.stdout.read() or b""
+            output += chunk
+            at = output.find(wanted)
+            if at >= 0 and len(output) >= at + len(wanted) + extra:
+                break
+            if process.poll() is not None and not chunk:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    at = output.find(wanted)
+    assert at >= 0, f"no prompt echo in {output[-300:]!r}"
+    # Random weights pick byte tokens freely: the new text need not be valid UTF-8.
+    return output[at:at + len(wanted) + extra].decode("utf-8", "replace")
 
 
 @pytest.mark.parametrize("weight_type", ["F32", "F16", "Q8_0"])
