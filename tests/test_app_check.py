@@ -17,7 +17,7 @@ from backends.models import read_model
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
 from tui.screens.results import ResultsScreen
-from tui.screens.run_state import CheckPlanned, RunState, fold_check
+from tui.state.run import CheckPlanned, RunState, fold_check
 
 SIZE = (160, 48)
 # Four chunks of 64 tokens: a check of seconds on the tiny model (see test_correctness.py).

@@ -373,7 +373,7 @@ async def test_race_screen_streams_both_builds_marks_divergence_replays_and_save
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
     from tui.widgets.race_lane import RaceLane, stats_line
-    from tui.widgets.race_state import FINISHED
+    from tui.state.race import FINISHED
 
     builds = [probe_build(cpu_bin, "cpu"), probe_build(vulkan_bin, "vulkan")]
     store = ProfileStore(tmp_path / "profiles")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.events import BenchEvent, PointFailed, ResultReceived, SweepStarted
-from tui.screens.run_state import FINISHED, BuildProgress, RunState, check_line
+from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
 
 def state_from_profile(profile: Any) -> RunState:
@@ -39,7 +39,7 @@ def state_from_profile(profile: Any) -> RunState:
 
 def events_of(state: RunState, journal: Path | None) -> list[BenchEvent]:
     """The run's journal when it is on disk; otherwise events rebuilt from the state."""
-    from backends.runner import read_journal
+    from tui.engine import read_journal
 
     for path in (Path(state.run_dir) / "journal.jsonl" if state.run_dir else None, journal):
         if path is not None and path.is_file():
@@ -54,9 +54,19 @@ def events_of(state: RunState, journal: Path | None) -> list[BenchEvent]:
 
 
 def default_profile_name(state: RunState) -> str:
+    """``gemma-3-270m-q4_k_m-cpu-vs-vulkan``: no spaces, nothing a shell must quote."""
     stem = Path(state.model).stem or "run"
     builds = "-vs-".join(b.name for b in state.builds)
-    return re.sub(r"[^A-Za-z0-9._+@ -]", "-", f"{stem} {builds}")[:100].strip()
+    name = re.sub(r"[^A-Za-z0-9._+@-]+", "-", f"{stem}-{builds}")
+    return re.sub(r"-{2,}", "-", name)[:100].strip("-") or "run"
+
+
+def has_server(command: Any) -> bool:
+    """True when the launch command's llama-server is there to run."""
+    import shutil
+
+    server = Path(command.argv[0])
+    return server.is_file() if server.parent != Path(".") else shutil.which(str(server)) is not None
 
 
 def profile_from_state(state: RunState, name: str, *, journal: Path | None = None,

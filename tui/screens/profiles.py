@@ -3,41 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.screens import commands as cmd
+from tui.screens.compare import CompareScreen
+
+from tui import actions as cmd
 from tui.screens import profile_actions as actions
+from tui.screens.base import FIELDS, AppScreen
 from tui.screens.confirm import AskTextScreen, ConfirmScreen
 from tui.screens.results import ResultsScreen, table_rows
+from tui.widgets.marks import MarkedTable
+
+if TYPE_CHECKING:
+    from profiles.importers import ImportedRun
+    from profiles.model import Profile
 
 
-class ProfilesScreen(cmd.CommandsMixin, Screen):
+class ProfilesScreen(AppScreen):
     CSS_PATH = "profiles.tcss"
-    COMMAND_MESSAGES = (cmd.OpenProfile, cmd.CompareProfiles, cmd.RenameProfile,
-                        cmd.DeleteProfile, cmd.ExportProfile, cmd.ImportBenchFile)
+    COMMAND_MESSAGES = cmd.PROFILES_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
+    AUTO_FOCUS = "#profiles-table"
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self) -> None:
+        super().__init__()
         self.marked: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("Profiles", id="profiles-title", classes="section-title")
-        yield DataTable(cursor_type="row", id="profiles-table")
+        yield MarkedTable(id="profiles-table")
         yield Static("", id="profile-preview")
         yield Static("", id="profiles-hint", classes="hint")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("", "name", "created", "model", "builds")
+        table = self.query_one(MarkedTable)
+        table.add_marked_columns("", "name", "created", "model", "builds")
         self.reload()
 
     def on_screen_resume(self) -> None:
@@ -45,19 +52,21 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
 
     @on(cmd.ProfilesChanged)
     def reload(self) -> None:
-        table = self.query_one("#profiles-table", DataTable)
+        table = self.query_one("#profiles-table", MarkedTable)
         row = table.cursor_row
         table.clear()
-        entries = self.app.store.list()
+        store = self.sources.store
+        entries = store.list()
         for entry in entries:
             mark = "◆" if entry.name == self.marked else ""
             detail = entry.problem and f"cannot read: {entry.problem}"
-            table.add_row(mark, entry.name, entry.created[:16].replace("T", " "),
-                          detail or entry.model, ", ".join(entry.builds), key=entry.name)
+            table.add_marked_row(mark, entry.name, entry.created[:16].replace("T", " "),
+                                 detail or entry.model, ", ".join(entry.builds), key=entry.name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
+        table.refresh_marker()
         self.query_one("#profiles-title", Static).update(
-            f"Profiles in {self.app.store.root} ({len(entries)})")
+            f"Profiles in {store.root} ({len(entries)})")
         self.query_one("#profiles-hint", Static).update(
             "Enter open · m mark, then m on another to compare · n rename · x delete · "
             "e export · i import llama-bench output" if entries else
@@ -71,7 +80,7 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
 
         preview = self.query_one("#profile-preview", Static)
         try:
-            profile = self.app.store.load(str(event.row_key.value))
+            profile = self.sources.store.load(str(event.row_key.value))
         except ProfileError as error:
             preview.update(str(error))
             return
@@ -84,17 +93,21 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
         preview.update("\n".join(lines))
 
     def _selected(self) -> str | None:
-        table = self.query_one("#profiles-table", DataTable)
-        if not table.row_count:
+        name = self.query_one("#profiles-table", MarkedTable).selected_key()
+        if name is None:
             self.notify("No profile selected.", severity="warning")
-            return None
-        return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        return name
 
-    def _load(self, name: str) -> Any | None:
+    def command_available(self, command: type[cmd.Command]) -> bool | None:
+        if command in cmd.PROFILES_COMMANDS and command is not cmd.ImportBenchFile:
+            return self.query_one("#profiles-table", MarkedTable).row_count > 0
+        return True
+
+    def _load(self, name: str) -> "Profile | None":
         from profiles.store import ProfileError
 
         try:
-            return self.app.store.load(name)
+            return self.sources.store.load(name)
         except ProfileError as error:
             self.notify(str(error), severity="error")
             return None
@@ -140,7 +153,7 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
             if not new or new == name:
                 return
             try:
-                self.app.store.rename(name, new)
+                self.sources.store.rename(name, new)
             except ProfileError as error:
                 self.notify(str(error), severity="error")
                 return
@@ -157,7 +170,7 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.app.store.delete(name)
+                self.sources.store.delete(name)
                 self.notify(f"Deleted {name}.")
                 self.reload()
 
@@ -202,52 +215,29 @@ class ProfilesScreen(cmd.CommandsMixin, Screen):
             raise ValueError(f"no results found in {', '.join(p.name for p in paths)}")
         name = actions.default_profile_name(actions.RunState(
             model=paths[0].stem, builds=tuple(actions.BuildProgress(b.name) for b in run.builds)))
-        existing = {e.name for e in self.app.store.list()}
+        existing = {e.name for e in self.sources.store.list()}
         base, number = name, 2
         while name in existing:
-            name, number = f"{base} {number}", number + 1
-        self.app.store.save(profile_from_import(run, name=name))
+            name, number = f"{base}-{number}", number + 1
+        self.sources.store.save(profile_from_import(run, name=name))
         self.app.call_from_thread(self._imported, name, run)
 
-    def _imported(self, name: str, run: Any) -> None:
+    def _imported(self, name: str, run: "ImportedRun") -> None:
         problems = f" ({len(run.problems)} lines skipped)" if run.problems else ""
-        self.notify(f"Imported {run.result_count} results as {name!r}{problems}.")
+        self.notify(f"Imported {run.result_count} results as {name}{problems}.")
         self.reload()
 
 
 class ProfileResultsScreen(ResultsScreen):
     """A saved profile's results, opened over the Profiles screen; Escape goes back."""
 
-    BINDINGS = [*ResultsScreen.BINDINGS, Binding("escape", "app.pop_screen", "back")]
+    BINDINGS = [Binding("escape", "leave_field", "back")]
 
+    def action_leave_field(self) -> None:
+        if isinstance(self.focused, FIELDS):
+            super().action_leave_field()
+        else:
+            self.app.pop_screen()
 
-class CompareScreen(Screen):
-    """Two profiles side by side: their verdicts and tables."""
-
-    CSS_PATH = "profiles.tcss"
-    BINDINGS = [Binding("escape", "app.pop_screen", "back")]
-
-    def __init__(self, first: Any, second: Any) -> None:
-        super().__init__()
-        self.profiles = (first, second)
-
-    def compose(self) -> ComposeResult:
-        with Horizontal(id="compare"):
-            for index, profile in enumerate(self.profiles):
-                with VerticalScroll(classes="compare-side", id=f"compare-{index}"):
-                    yield Static(f"{profile.name}\n{profile.model.file_name} · "
-                                 f"{profile.created[:10]} · {profile.host.gpu_name or profile.host.cpu or ''}",
-                                 classes="compare-title")
-                    rec = profile.recommendation
-                    yield Static("\n".join(rec.summary) if rec else "no recommendation",
-                                 classes="compare-summary")
-                    table = DataTable(cursor_type="row", classes="compare-table")
-                    yield table
-        yield Footer()
-
-    def on_mount(self) -> None:
-        for index, profile in enumerate(self.profiles):
-            columns, rows = table_rows(actions.state_from_profile(profile))
-            table = self.query_one(f"#compare-{index} DataTable", DataTable)
-            table.add_columns(*columns)
-            table.add_rows(rows)
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return True if action == "leave_field" else super().check_action(action, parameters)

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from tui.screens import commands as cmd
+from tui import actions as cmd
 from tui.screens import profile_actions as actions
+from tui.screens.base import AppScreen
 from tui.screens.confirm import AskTextScreen
-from tui.screens.run_state import RunState, format_rate
+from tui.state.format import format_rate
+from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
+
+if TYPE_CHECKING:
+    from profiles.exporters import LaunchCommand
+    from profiles.model import Profile
+    from profiles.verdict import Recommendation
 
 
 def recommendation_for(state: RunState, model_info: Any = None) -> Any:
@@ -71,20 +77,22 @@ def _cards(rec: Any) -> list[VerdictCard]:
                         rec.stability) for w in classes]
 
 
-class ResultsScreen(cmd.CommandsMixin, Screen):
+class ResultsScreen(AppScreen):
     CSS_PATH = "results.tcss"
-    COMMAND_MESSAGES = (cmd.SaveProfile, cmd.ExportResults, cmd.CopyLaunchCommand)
+    COMMAND_MESSAGES = cmd.RESULTS_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
+    AUTO_FOCUS = "#results-table"
 
     run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
-    def __init__(self, state: RunState | None = None, *, title: str = "", profile: Any = None,
-                 **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, state: RunState | None = None, *, title: str = "",
+                 profile: "Profile | None" = None) -> None:
+        super().__init__()
         self._given_state = state
         self.profile = profile  # set when showing a saved profile
         self.title_text = title
-        self.recommendation = None
+        self.recommendation: Recommendation | None = None
+        self._launchable: list[tuple[str, LaunchCommand]] | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="results-body"):
@@ -102,11 +110,13 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.call_after_refresh(setattr, self, "run_state", self._given_state or self.app.last_run)
+        self.call_after_refresh(setattr, self, "run_state",
+                                self._given_state or self.app.last_run)  # type: ignore[attr-defined]
 
     def on_screen_resume(self) -> None:
-        if self._given_state is None and self.app.last_run is not self.run_state:
-            self.run_state = self.app.last_run
+        last = self.app.last_run  # type: ignore[attr-defined]
+        if self._given_state is None and last is not self.run_state:
+            self.run_state = last
 
     def watch_run_state(self, state: RunState) -> None:
         if not state.builds or not self.query("#results-title"):
@@ -116,6 +126,7 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         else:
             self.recommendation = recommendation_for(state)
         rec = self.recommendation
+        self._launchable = None
         with self.app.batch_update():
             title = self.title_text or (
                 f"{Path(state.model).name}: {' vs '.join(b.name for b in state.builds)} "
@@ -148,8 +159,9 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         if self.profile is not None and name in (None, self.profile.name):
             return self.profile
         name = name or actions.default_profile_name(self.run_state)
-        return actions.profile_from_state(self.run_state, name, journal=self.app.journal,
-                                          builds=self.app.builds)
+        return actions.profile_from_state(self.run_state, name,
+                                          journal=self.app.journal,  # type: ignore[attr-defined]
+                                          builds=self.sources.builds)
 
     @on(cmd.SaveProfile)
     def _save(self) -> None:
@@ -167,12 +179,12 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
     @work(thread=True, group="profile", exit_on_error=False)
     def save_profile(self, name: str) -> None:
         profile = self._profile(name)
-        path = self.app.store.save(profile)
+        path = self.sources.store.save(profile)
         self.app.call_from_thread(self._saved, profile, path)
 
-    def _saved(self, profile: Any, path: Path) -> None:
+    def _saved(self, profile: "Profile", path: Path) -> None:
         self.profile = profile
-        self.notify(f"Saved profile {profile.name!r} to {path}")
+        self.notify(f"Saved profile {profile.name} to {path}")
         self.app.post_message(cmd.ProfilesChanged())
 
     @on(cmd.ExportResults)
@@ -193,16 +205,32 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         self.app.call_from_thread(self.notify, "Wrote " + ", ".join(p.name for p in written)
                                   + f" in {folder}")
 
+    def launchable(self) -> list[tuple[str, "LaunchCommand"]]:
+        """Launch commands of recommended builds whose folder has llama-server."""
+        if self._launchable is None:
+            if not self.run_state.builds:
+                return []
+            commands = actions.launch_commands(self._profile(),
+                                               model_path=actions.model_path_of(self.run_state))
+            self._launchable = [(label, c) for label, c in commands if actions.has_server(c)]
+        return self._launchable
+
+    def command_available(self, command: type[cmd.Command]) -> bool | None:
+        if command is cmd.CopyLaunchCommand:
+            return bool(self.launchable())
+        if command in (cmd.SaveProfile, cmd.ExportResults):
+            return bool(self.run_state.builds)
+        return True
+
     @on(cmd.CopyLaunchCommand)
     def _copy_launch(self) -> None:
         if not self._has_results():
             return
-        commands = actions.launch_commands(self._profile(),
-                                           model_path=actions.model_path_of(self.run_state))
+        commands = self.launchable()
         shown = self.query_one("#launch-command", Static)
         if not commands:
-            shown.update("No launch command: no workload has a recommended build.")
-            self.notify("No workload has a recommended build to launch.", severity="warning")
+            shown.update("No launch command: no recommended build has llama-server.")
+            self.notify("No recommended build has llama-server to launch.", severity="warning")
             return
         shown.update("\n".join(f"{label}: {command.display}" for label, command in commands))
         label, first = commands[0]

@@ -1,58 +1,107 @@
-"""The race as it happens: a panel per build, throughput against depth, and telemetry."""
+"""The run as it happens: the check, a panel per build, throughput against depth, telemetry.
+
+The sweep's events arrive as messages and fold into one frozen RunState (``run_state``);
+panels and plots watch it. The header says what the run waits for and about how long.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 
+from backends.correctness import CheckEvent
 from backends.events import BenchEvent, SweepFinished, TelemetryRecorded
-from tui.screens import commands as cmd
+from tui import actions as cmd
+from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.screens.run_state import (
-    CANCELLED, FINISHED, PAUSED, RUNNING, CheckPlanned, RunState, fold, fold_all, fold_check,
-    with_status,
-)
+from tui.state.format import format_eta
+from tui.state.run import (CANCELLED, FINISHED, PAUSED, RUNNING, CheckPlanned, RunState,
+                           eta_seconds, fold, fold_all, fold_check, with_status)
+from tui.state.telemetry import TelemetryHistory, reading_from
 from tui.widgets.build_panel import BuildPanel
-from tui.widgets.telemetry_panel import TelemetryHistory, TelemetryPanel, reading_from
+from tui.widgets.telemetry_panel import TelemetryPanel
 from tui.widgets.throughput_plot import ThroughputPlot
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
+    from backends.runner import SweepControl
+    from backends.sweep import SweepSpec
+    from tui.state.plan import Plan
+
+NOT_CHECKED = "check: no llama-perplexity: not checked"
+HEADER_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class SweepRequest:
-    """What to run: builds (BuildInfo), a model (ModelInfo or path) and a SweepSpec.
+    """What to run: builds, a model (ModelInfo or path) and a SweepSpec.
 
     ``check``: options for the correctness check that runs before the sweep
     (`backends.correctness.run_check`'s keywords, e.g. context); None runs no check.
+    ``plan``: Setup's estimate of it all, for the ETA.
     """
 
-    builds: tuple[Any, ...]
-    model: Any
-    spec: Any
+    builds: tuple["BuildInfo", ...]
+    model: "ModelInfo | Path | None"
+    spec: "SweepSpec | None"
     resume_dir: Path | None = None
-    options: dict = field(default_factory=dict, hash=False, compare=False)
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    plan: "Plan | None" = field(default=None, hash=False, compare=False)
 
 
-NOT_CHECKED = "check: no llama-perplexity: not checked"
+def describe(sources_line: str, name: str, state: RunState) -> str:
+    """One line about a build: what the sources know, else what its first result says."""
+    if sources_line:
+        return sources_line
+    progress = state.build(name)
+    if progress and progress.results:
+        raw = progress.results[0].raw
+        device = raw.get("gpu_info") or raw.get("cpu_info") or ""
+        return " · ".join(str(p) for p in (raw.get("backends"), device,
+                                            progress.results[0].build_label) if p)
+    return ""
 
 
-class RunScreen(cmd.CommandsMixin, Screen):
+def header_text(state: RunState, now: float) -> str:
+    """``model · cpu vs vulkan · 3/8 done · running · ETA ~2 min``."""
+    status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
+              CANCELLED: "cancelled"}.get(state.status, state.status)
+    if state.active and not state.run_id:
+        status = "checking correctness first"
+    failures = sum(len(b.failures) for b in state.builds)
+    failed = f", {failures} failed" if failures else ""
+    eta = eta_seconds(state, now) if state.status == RUNNING else None
+    parts = [Path(state.model).name, " vs ".join(b.name for b in state.builds),
+             f"{state.done}/{state.total} done{failed}", status]
+    if eta is not None:
+        parts.append(f"ETA {format_eta(eta)}")
+    return "  ·  ".join(parts)
+
+
+class RunScreen(AppScreen):
     CSS_PATH = "run.tcss"
-    COMMAND_MESSAGES = (cmd.TogglePause, cmd.CancelSweep, cmd.ShowResults)
+    COMMAND_MESSAGES = cmd.RUN_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
+    AUTO_FOCUS = None
+    # Short terminals: smaller panels, the plots side by side, telemetry in one line.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
 
     run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
-    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True, repaint=False)
+    history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True,
+                                                   repaint=False)
 
     class SweepEventReceived(Message):
         """The runner yielded an event (a result, a failure, progress, the end)."""
@@ -64,7 +113,7 @@ class RunScreen(cmd.CommandsMixin, Screen):
     class CheckEventReceived(Message):
         """The correctness check before the sweep moved on (started, a build checked, done)."""
 
-        def __init__(self, event: Any) -> None:
+        def __init__(self, event: CheckEvent | CheckPlanned) -> None:
             super().__init__()
             self.event = event
 
@@ -78,19 +127,20 @@ class RunScreen(cmd.CommandsMixin, Screen):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, RunScreen.TelemetrySampled)
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.control = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.control: SweepControl | None = None
+        self.request: SweepRequest | None = None
         self._shown_builds: tuple[str, ...] = ()
-        self._shown_notes: tuple[str, ...] = ()
-        self._shown_summary = ""
+        self._shown: dict[str, object] = {}
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="run-body"):
+        with VerticalScroll(id="run-body", can_focus=False):
             with Horizontal(id="run-header"):
                 yield Static("No sweep yet: set one up on the Setup screen (1) and press r.",
                              id="run-summary")
                 yield ProgressBar(total=1, show_eta=False, id="run-progress")
+            yield Static("", id="run-activity")
             yield Static("", id="run-notes")
             yield Horizontal(id="build-panels")
             with Horizontal(id="throughput"):
@@ -100,8 +150,9 @@ class RunScreen(cmd.CommandsMixin, Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        # State set before the screen was mounted shows now.
+        # State set before the screen was mounted shows now; the header ticks for the ETA.
         self.call_after_refresh(self.mutate_reactive, RunScreen.run_state)
+        self.set_interval(HEADER_SECONDS, self._show_header)
 
     # The one place display state changes: every event folds into a new frozen state.
     def watch_run_state(self, state: RunState) -> None:
@@ -109,29 +160,38 @@ class RunScreen(cmd.CommandsMixin, Screen):
             return
         if state.builds and tuple(b.name for b in state.builds) != self._shown_builds:
             self._show_panels(state)
-        summary = self.query_one("#run-summary", Static)
-        bar = self.query_one("#run-progress", ProgressBar)
         if not state.builds:
             return
+        bar = self.query_one("#run-progress", ProgressBar)
         if (bar.total, bar.progress) != (max(state.total, 1), state.done):
             bar.update(total=max(state.total, 1), progress=state.done)
-        model = Path(state.model).name
-        status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
-                  CANCELLED: "cancelled"}.get(state.status, state.status)
-        if state.active and not state.run_id:
-            status = "checking correctness first"
-        failures = sum(len(b.failures) for b in state.builds)
-        failed = f", {failures} failed" if failures else ""
-        text = (f"{model}  ·  {' vs '.join(b.name for b in state.builds)}  ·  "
-                f"{state.done}/{state.total} done{failed}  ·  {status}")
-        if text != self._shown_summary:  # progress lines alone leave it as it is
-            self._shown_summary = text
-            summary.update(text, layout=False)
-        if state.notes != self._shown_notes:
-            self._shown_notes = state.notes
-            notes = self.query_one("#run-notes", Static)
-            notes.update("\n".join(state.notes))
-            notes.display = bool(state.notes)
+        self._show_header()
+        notes = "\n".join(state.notes)
+        if self._changed("notes", notes):
+            widget = self.query_one("#run-notes", Static)
+            widget.update(notes)
+            widget.display = bool(notes)
+
+    def _changed(self, what: str, value: object) -> bool:
+        """True (and remembered) when ``value`` differs from what was shown last."""
+        if self._shown.get(what) == value:
+            return False
+        self._shown[what] = value
+        return True
+
+    def _show_header(self) -> None:
+        state = self.run_state
+        if not state.builds or not self.is_mounted:
+            return
+        now = time.time()
+        summary = header_text(state, now)
+        if self._changed("summary", summary):  # a line redrawn only when its text changed
+            self.query_one("#run-summary", Static).update(summary, layout=False)
+        activity = state.check.line(now) if state.check is not None and state.active else ""
+        if self._changed("activity", activity):
+            widget = self.query_one("#run-activity", Static)
+            widget.update(activity)
+            widget.display = bool(activity)
 
     def _show_panels(self, state: RunState) -> None:
         self._shown_builds = tuple(b.name for b in state.builds)
@@ -139,10 +199,9 @@ class RunScreen(cmd.CommandsMixin, Screen):
         container.remove_children()
         container.set_class(len(state.builds) > 2, "-many")
         container.mount_all(
-            BuildPanel(b.name, self.app.describe_build(b.name, state), id=f"panel-{i}")
-            .data_bind(RunScreen.run_state)
-            for i, b in enumerate(state.builds)
-        )
+            BuildPanel(b.name, describe(self.sources.describe_build(b.name), b.name, state),
+                       id=f"panel-{i}").data_bind(RunScreen.run_state)
+            for i, b in enumerate(state.builds))
 
     def show_events(self, events: list[BenchEvent]) -> None:
         """Show a recorded run (a journal) as it ended."""
@@ -156,10 +215,11 @@ class RunScreen(cmd.CommandsMixin, Screen):
 
     # Live runs.
     def start(self, request: SweepRequest) -> None:
+        from tui.engine import read_journal
+
+        self.request = request
         self.history = TelemetryHistory(show_host=_spec_splits(request.spec))
         if request.resume_dir is not None:
-            from backends.runner import read_journal
-
             self.show_events(read_journal(request.resume_dir / "journal.jsonl"))
         else:
             self.run_state = RunState()
@@ -167,14 +227,14 @@ class RunScreen(cmd.CommandsMixin, Screen):
 
     @work(group="sweep", exclusive=True, exit_on_error=False)
     async def run_sweep(self, request: SweepRequest) -> None:
-        from backends import runner
+        from tui.engine import new_control
 
-        self.control = runner.SweepControl()
+        self.control = new_control()
         try:
             if request.check is not None and request.resume_dir is None:
                 # In this worker, so that cancel and quit stop the check's processes too.
                 await self._check_first(request)
-            await self._sweep(request, runner)
+            await self._sweep(request)
         finally:
             self.control = None
 
@@ -184,10 +244,14 @@ class RunScreen(cmd.CommandsMixin, Screen):
         builds = list(request.builds)
         checkable = [b for b in builds if getattr(b, "perplexity", None)]
         skipped = {b.name for b in builds} - {b.name for b in checkable}
+        plan = request.plan
         self.post_message(self.CheckEventReceived(CheckPlanned(
             model=str(getattr(request.model, "path", request.model)),
             builds=tuple(b.name for b in builds),
-            not_checked={name: NOT_CHECKED for name in skipped})))
+            not_checked={name: NOT_CHECKED for name in skipped},
+            chunks=(request.check or {}).get("chunks"),
+            estimates=dict(plan.check_estimates) if plan else {},
+            sweep_estimate=plan.estimate.seconds if plan else None, at=time.time())))
         if not checkable:
             return
         events = run_check(checkable, request.model, **dict(request.check or {}))
@@ -200,17 +264,15 @@ class RunScreen(cmd.CommandsMixin, Screen):
             # Closing it kills a running llama-perplexity and removes the reference's file.
             await events.aclose()
 
-    async def _sweep(self, request: SweepRequest, runner: Any) -> None:
-        options = {"telemetry": self.app.telemetry, "control": self.control, **request.options}
-        if request.resume_dir is not None:
-            events = runner.resume(request.resume_dir, builds=list(request.builds) or None,
-                                   **options)
-        else:
-            if self.app.runs_root is not None:
-                options.setdefault("run_dir", self.app.runs_root / runner.new_run_id(
-                    Path(getattr(request.model, "path", request.model))))
-            events = runner.run_sweep(list(request.builds), request.model, request.spec,
-                                      **options)
+    async def _sweep(self, request: SweepRequest) -> None:
+        from tui.engine import sweep
+
+        assert request.spec is not None or request.resume_dir is not None
+        options = {"telemetry": self.sources.telemetry, "control": self.control,
+                   **request.options}
+        events = sweep(request.builds, request.model, request.spec,  # type: ignore[arg-type]
+                       runs_root=self.sources.runs_root, resume_dir=request.resume_dir,
+                       **options)
         try:
             async for event in events:
                 if isinstance(event, TelemetryRecorded):
@@ -228,17 +290,31 @@ class RunScreen(cmd.CommandsMixin, Screen):
             state = fold(self.run_state, message.event)
             if self.control is not None and self.control.paused and state.status == RUNNING:
                 state = with_status(state, PAUSED)
+            if self.request is not None and self.request.plan is not None and not state.estimate:
+                state = dataclasses.replace(state, estimate=self.request.plan.estimate.seconds)
             self.run_state = state
         if isinstance(message.event, SweepFinished):
-            self.app.sweep_finished(self.run_state)
+            self._learn_rates()
+            self.app.sweep_finished(self.run_state)  # type: ignore[attr-defined]
+
+    def _learn_rates(self) -> None:
+        request = self.request
+        model = getattr(request, "model", None) if request else None
+        if request is not None and model is not None and hasattr(model, "size_bytes"):
+            self.sources.rates.learn(self.run_state, request.builds, model)  # type: ignore[arg-type]
 
     @on(CheckEventReceived)
     def _check_event_received(self, message: CheckEventReceived) -> None:
-        self.run_state = fold_check(self.run_state, message.event)
+        self.run_state = fold_check(self.run_state, message.event, now=time.time())
 
     @on(TelemetrySampled)
     def _telemetry_sampled(self, message: TelemetrySampled) -> None:
         self.history = self.history.add(reading_from(message.event.sample))
+
+    def command_available(self, command: type[cmd.Command]) -> bool | None:
+        if command in (cmd.TogglePause, cmd.CancelSweep):
+            return self.control is not None and self.run_state.active
+        return True
 
     @on(cmd.TogglePause)
     def _toggle_pause(self, message: cmd.TogglePause) -> None:
@@ -276,16 +352,23 @@ class RunScreen(cmd.CommandsMixin, Screen):
         self.workers.cancel_group(self, "sweep")
         self.run_state = with_status(self.run_state, CANCELLED)
 
+    def sweep_failed(self) -> None:
+        """The sweep's worker raised: no control any more, and the run is over."""
+        self.control = None
+        if self.run_state.active:
+            self.run_state = with_status(self.run_state, CANCELLED)
+
     @property
     def sweep_running(self) -> bool:
         return self.control is not None
 
 
-def _spec_splits(spec: Any) -> bool:
+def _spec_splits(spec: "SweepSpec | None") -> bool:
     """Host CPU and RAM matter when part of the model runs on the CPU."""
-    return bool(getattr(spec, "n_cpu_moe", None) or getattr(spec, "auto_ncmoe", False)
-                or (getattr(spec, "n_gpu_layers", None) not in (None, -1)
-                    and getattr(spec, "n_gpu_layers", 99) < 99))
+    if spec is None:
+        return False
+    ngl = spec.n_gpu_layers
+    return bool(spec.n_cpu_moe or spec.auto_ncmoe or (ngl is not None and 0 <= ngl < 99))
 
 
 def _splits(events: list[BenchEvent]) -> bool:

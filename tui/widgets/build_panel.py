@@ -7,7 +7,8 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
-from tui.screens.run_state import BuildProgress, RunState, format_rate
+from tui.state.format import format_rate, short
+from tui.state.run import BuildProgress, RunState
 from tui.widgets._css import css_beside
 
 
@@ -18,17 +19,17 @@ class BuildPanel(Vertical):
 
     run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
-    def __init__(self, build_name: str, description: str = "", **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, build_name: str, description: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self.build_name = build_name
         self.description = description
         self.border_title = build_name
+        self.border_subtitle = description  # backend, device, version: on the bottom edge
         self._shown: tuple = ()
         self._points: tuple = ()
         self._cells: dict[str, tuple[str, str]] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static(self.description, classes="build-description")
         yield Static("waiting", classes="build-activity")
         yield Static("", classes="build-check")
         yield DataTable(cursor_type="row", zebra_stripes=False, show_cursor=False)
@@ -90,7 +91,7 @@ def _cells(progress: BuildProgress) -> dict[str, tuple[str, str]]:
     for result in progress.results:
         cells[result.point.key] = (format_rate(result.avg_ts), format_rate(result.stddev_ts))
     for failure in progress.failures:
-        cells[failure.point.key] = ("FAILED", _short(failure.reason, 8))
+        cells[failure.point.key] = ("FAILED", short(failure.reason, 8))
     return cells
 
 
@@ -104,10 +105,5 @@ def _activity_line(progress: BuildProgress, state: RunState) -> str:
         return f"paused  ·  {count}"
     if progress.failures:
         last = progress.failures[-1]
-        return f"{count}, {len(progress.failures)} failed ({last.point.name}: {_short(last.reason, 40)})"
+        return f"{count}, {len(progress.failures)} failed ({last.point.name}: {short(last.reason, 40)})"
     return count if finished else "waiting"
-
-
-def _short(text: str, width: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -14,13 +14,8 @@ from textual.widgets import Static
 
 from backends.race import printable
 from tui.widgets._css import css_beside
-from tui.widgets.race_state import FAILED, FINISHED, TIMED_OUT, LaneState
-
-
-def _rate(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+from tui.state.format import format_rate
+from tui.state.race import FAILED, FINISHED, TIMED_OUT, LaneState
 
 
 def stats_line(lane: LaneState) -> str:
@@ -30,15 +25,17 @@ def stats_line(lane: LaneState) -> str:
     parts = [lane.status if lane.attempt == 1 else f"{lane.status} (run {lane.attempt})"]
     parts.append("ttft -" if lane.ttft is None else f"ttft {lane.ttft:.3f}s")
     if lane.status == FINISHED and lane.gen_tps is not None:
-        parts.append(f"pp {_rate(lane.prompt_tps)} t/s")
-        parts.append(f"tg {_rate(lane.gen_tps)} t/s")
+        parts.append(f"pp {format_rate(lane.prompt_tps)} t/s")
+        parts.append(f"tg {format_rate(lane.gen_tps)} t/s")
     else:
-        parts.append(f"{_rate(lane.live_tps)} t/s")
+        parts.append(f"{format_rate(lane.live_tps)} t/s")
     if lane.status == FINISHED and not lane.complete:
         parts.append("timings missing")
     if lane.divergence is not None:
         word = "DIFFERS" if lane.divergence.unexpected else "differs (sampling)"
         parts.append(f"{word} from char {lane.divergence.char_offset}")
+    elif lane.matches:
+        parts.append(f"same text as {lane.matches}")
     elif lane.is_reference:
         parts.append("reference")
     return " · ".join(parts)
@@ -63,8 +60,8 @@ class RaceLane(Vertical):
 
     lane: reactive[LaneState | None] = reactive(None, always_update=True)
 
-    def __init__(self, build: str, description: str = "", **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, build: str, description: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self.build = build
         self.description = description
         self.border_title = build

@@ -1,4 +1,8 @@
-"""Tokens per second over time, one line per build, on the common race clock."""
+"""Tokens per second over time, one line per build, on the common race clock.
+
+The scale is set once per race by the screen (``logarithmic``, from what the builds are
+expected to do), so it never flips while tokens arrive; the legend is in the title line.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,12 @@ import math
 from textual.reactive import reactive
 from textual_plotext import PlotextPlot
 
+from tui.state.race import RaceBoard, rate_series
 from tui.widgets._css import css_beside
-from tui.widgets.race_state import RaceBoard, rate_series
+from tui.widgets.axes import (COLOURS, MARKERS, legend, log_ticks, nice_ticks, tick_label,
+                              time_label, time_ticks)
 
-# Markers tell builds apart when NO_COLOR leaves every line the same colour.
-MARKERS = ("braille", "dot", "x", "+", "o", "*")
-COLOURS = ("cyan", "orange", "green", "magenta", "yellow", "blue")
 REDRAW_SECONDS = 0.25
-
-
-def _power_label(power: int) -> str:
-    value = 10.0 ** power
-    if value >= 1000:
-        return f"{value / 1000:g}k"
-    return f"{value:g}"
 
 
 class RaceRatePlot(PlotextPlot):
@@ -30,14 +26,20 @@ class RaceRatePlot(PlotextPlot):
 
     board: reactive[RaceBoard] = reactive(RaceBoard, always_update=True)
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self._dirty = True
+        self.logarithmic = False
 
     def on_mount(self) -> None:
         super().on_mount()
         self.set_interval(REDRAW_SECONDS, self._redraw_if_dirty)
         self._draw()
+
+    def set_scale(self, logarithmic: bool) -> None:
+        """Chosen once when a race starts."""
+        self.logarithmic = logarithmic
+        self._dirty = True
 
     def watch_board(self, board: RaceBoard) -> None:
         self._dirty = True
@@ -50,28 +52,36 @@ class RaceRatePlot(PlotextPlot):
         self._dirty = False
         plt = self.plt
         plt.clear_figure()
-        plt.title("tokens/s over time (s since each build's start)")
         lines = [(slot, lane, *rate_series(lane)) for slot, lane in enumerate(self.board.lanes)]
         lines = [line for line in lines if line[2]]
-        peaks = [max(ys) for *_, ys in lines if max(ys) > 0]
-        # Builds can differ a hundredfold (a GPU against lavapipe): then the rates are drawn
-        # as powers of ten, which keeps the slow build off the floor.
-        logarithmic = len(peaks) > 1 and max(peaks) / min(peaks) > 20
+        log = self.logarithmic
+        entries, rates, span = [], [], 0.0
         for slot, lane, xs, ys in lines:
-            if logarithmic:
-                points = [(x, math.log10(y)) for x, y in zip(xs, ys) if y > 0]
-                xs, ys = [x for x, _ in points], [y for _, y in points]
-            if xs:
-                plt.plot(xs, ys, label=lane.build, marker=MARKERS[slot % len(MARKERS)],
-                         color=COLOURS[slot % len(COLOURS)])
-        if logarithmic:
-            low = math.floor(math.log10(min(min(y for y in ys if y > 0) for *_, ys in lines)))
-            high = math.ceil(math.log10(max(peaks)))
-            ticks = list(range(low, high + 1))
-            plt.yticks(ticks, [_power_label(t) for t in ticks])
-            plt.ylim(low, high)
-        elif peaks:
-            plt.ylim(0, max(peaks) * 1.1)
-        if not lines:
+            points = [(x, y) for x, y in zip(xs, ys) if y > 0 or not log]
+            if not points:
+                continue
+            marker = MARKERS[slot % len(MARKERS)]
+            plt.plot([x for x, _ in points], [math.log10(y) if log else y for _, y in points],
+                     marker=marker, color=COLOURS[slot % len(COLOURS)])
+            entries.append((marker, lane.build))
+            rates += [y for _, y in points]
+            span = max(span, points[-1][0])
+        title = "tokens/s over time since each build's start"
+        plt.title(f"{title}   {legend(entries)}" if entries else title)
+        if rates and max(rates) > 0:
+            ticks = time_ticks(span, 4)
+            plt.xticks(ticks, [time_label(t) for t in ticks])
+            plt.xlim(0, ticks[-1])
+            if log:
+                positive = [r for r in rates if r > 0]
+                low, high = min(positive) * 0.8, max(positive) * 1.2
+                yticks = log_ticks(low, high)
+                plt.yticks([math.log10(t) for t in yticks], [tick_label(t) for t in yticks])
+                plt.ylim(math.log10(low), math.log10(high))
+            else:
+                yticks = nice_ticks(0, max(rates) * 1.05, 3)
+                plt.yticks(yticks, [tick_label(t) for t in yticks])
+                plt.ylim(0, yticks[-1])
+        else:
             plt.xlabel("waiting for tokens")
         self.refresh()

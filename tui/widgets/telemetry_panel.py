@@ -2,132 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from time import monotonic
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
-from tui.widgets.safe_plot import SafePlot
-
+from tui.state.telemetry import GIB, TelemetryHistory, summary_line, throttle_line
 from tui.widgets._css import css_beside
-
-GIB = 1024**3
+from tui.widgets.axes import (COLOURS, MARKERS, legend, nice_ticks, tick_label, time_label,
+                              time_ticks)
+from tui.widgets.safe_plot import SafePlot
 # Telemetry plots move slowly (minutes on the x axis): redrawing them every few seconds,
 # and the values line once a second, keeps the app's own CPU use small during a sweep.
 REDRAW_SECONDS = 5.0
 VALUES_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Reading:
-    """One telemetry tick flattened for display (first GPU; host figures alongside)."""
-
-    at: float = 0.0
-    device: str = ""
-    vram_used: float = math.nan
-    vram_total: float = math.nan
-    edge_c: float = math.nan
-    junction_c: float = math.nan
-    mem_c: float = math.nan
-    power_w: float = math.nan
-    power_cap_w: float = math.nan
-    busy_percent: float = math.nan
-    throttle_reasons: tuple[str, ...] = ()
-    host_cpu_percent: float = math.nan
-    host_ram_used: float = math.nan
-    host_ram_total: float = math.nan
-
-
-@dataclass(frozen=True)
-class TelemetryHistory:
-    readings: tuple[Reading, ...] = ()
-    show_host: bool = False
-
-    def add(self, reading: Reading, keep: int = 1200) -> "TelemetryHistory":
-        return dataclasses.replace(self, readings=(*self.readings, reading)[-keep:])
-
-
-def _get(source: Any, *names: str) -> Any:
-    for name in names:
-        value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
-        if value is not None:
-            return value
-    return None
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def reading_from(sample: Any) -> Reading:
-    """Flatten a telemetry snapshot (object or its JSON dict); missing sensors stay NaN."""
-    devices = _get(sample, "devices", "gpus") or ()
-    device = devices[0] if devices else {}
-    host = _get(sample, "host") or {}
-    reasons = _get(device, "throttle_reasons") or ()
-    if isinstance(reasons, str):
-        reasons = (reasons,)
-    return Reading(
-        at=_num(_get(sample, "at", "time", "timestamp")),
-        device=str(_get(device, "name", "description") or ""),
-        vram_used=_num(_get(device, "vram_used_bytes", "vram_used")),
-        vram_total=_num(_get(device, "vram_total_bytes", "vram_total")),
-        edge_c=_num(_get(device, "edge_c", "temp_edge_c", "temperature_c")),
-        junction_c=_num(_get(device, "junction_c", "temp_junction_c", "hotspot_c")),
-        mem_c=_num(_get(device, "mem_c", "temp_mem_c", "memory_c")),
-        power_w=_num(_get(device, "power_w")),
-        power_cap_w=_num(_get(device, "power_cap_w", "power_limit_w")),
-        busy_percent=_num(_get(device, "gpu_busy_percent", "busy_percent", "load_percent")),
-        throttle_reasons=tuple(str(r) for r in reasons),
-        host_cpu_percent=_num(_get(host, "cpu_percent")),
-        host_ram_used=_num(_get(host, "ram_used_bytes", "memory_used_bytes", "ram_used")),
-        host_ram_total=_num(_get(host, "ram_total_bytes", "memory_total_bytes", "ram_total")),
-    )
-
-
-def _fmt(value: float, unit: str, digits: int = 0) -> str:
-    return "-" if math.isnan(value) else f"{value:.{digits}f}{unit}"
-
-
-def summary_line(reading: Reading | None, show_host: bool) -> str:
-    """Current values in one line, throttling spelled out in words."""
-    if reading is None:
-        return "no telemetry yet"
-    parts = []
-    if reading.device:
-        parts.append(reading.device)
-    if not math.isnan(reading.vram_total):
-        parts.append(f"VRAM {_fmt(reading.vram_used / GIB, '', 1)}/{_fmt(reading.vram_total / GIB, ' GiB', 1)}")
-    temps = [f"{label} {_fmt(v, '°C')}" for label, v in
-             (("edge", reading.edge_c), ("junction", reading.junction_c), ("mem", reading.mem_c))
-             if not math.isnan(v)]
-    parts += temps
-    if not math.isnan(reading.power_w):
-        cap = "" if math.isnan(reading.power_cap_w) else f"/{reading.power_cap_w:.0f}"
-        parts.append(f"power {reading.power_w:.0f}{cap} W")
-    if not math.isnan(reading.busy_percent):
-        parts.append(f"busy {reading.busy_percent:.0f}%")
-    if show_host or math.isnan(reading.vram_total):
-        if not math.isnan(reading.host_cpu_percent):
-            parts.append(f"host CPU {reading.host_cpu_percent:.0f}%")
-        if not math.isnan(reading.host_ram_total):
-            parts.append(f"RAM {_fmt(reading.host_ram_used / GIB, '', 1)}/{_fmt(reading.host_ram_total / GIB, ' GiB', 1)}")
-    return "  ·  ".join(parts) if parts else "no sensors report on this machine"
-
-
-def throttle_line(reading: Reading | None) -> str:
-    if reading is None or not reading.throttle_reasons:
-        return ""
-    return "THROTTLING: " + ", ".join(reading.throttle_reasons) + " (results may be slower)"
 
 
 class TelemetryPlot(SafePlot):
@@ -138,9 +28,9 @@ class TelemetryPlot(SafePlot):
     """
 
     def __init__(self, title: str, lines: tuple[tuple[str, str, float], ...],
-                 y_range: tuple[float, float] | None = None, **kwargs) -> None:
+                 y_range: tuple[float, float] | None = None, **kwargs: object) -> None:
         # lines: (label, Reading field, scale)
-        super().__init__(**kwargs)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self.title = title
         self.lines = lines
         self.y_range = y_range
@@ -148,38 +38,49 @@ class TelemetryPlot(SafePlot):
     def draw(self, history: TelemetryHistory) -> None:
         plt = self.plt
         plt.clear_figure()
-        plt.title(self.title)
         readings = history.readings
-        if readings:
-            start = readings[0].at if not math.isnan(readings[0].at) else 0.0
-            for slot, (label, name, scale) in enumerate(self.lines):
-                points = [((r.at - start) / 60 if not math.isnan(r.at) else i / 120,
-                           getattr(r, name) / scale) for i, r in enumerate(readings)
-                          if not math.isnan(getattr(r, name))]
-                if points:
-                    xs, ys = zip(*points)
-                    plt.plot(list(xs), list(ys), label=label,
-                             marker=("braille", "dot", "x")[slot % 3])
-            plt.xlabel("minutes")
-            if self.y_range:
-                plt.ylim(*self.y_range)
+        entries = []
+        start = readings[0].at if readings and not math.isnan(readings[0].at) else 0.0
+        highest = 0.0
+        span = 0.0
+        for slot, (label, name, scale) in enumerate(self.lines):
+            points = [((r.at - start) if not math.isnan(r.at) else i / 2,
+                       getattr(r, name) / scale) for i, r in enumerate(readings)
+                      if not math.isnan(getattr(r, name))]
+            if points:
+                xs, ys = zip(*points)
+                marker = MARKERS[slot % len(MARKERS)]
+                plt.plot(list(xs), list(ys), marker=marker, color=COLOURS[slot % len(COLOURS)])
+                entries.append((marker, label))
+                highest, span = max(highest, max(ys)), max(span, xs[-1])
+        key = legend(entries) if len(entries) > 1 else ""
+        plt.title(f"{self.title}  {key}" if key else self.title)
+        if entries:
+            ticks = time_ticks(span, 3 if self.size.width < 40 else 5)
+            plt.xticks(ticks, [time_label(t) for t in ticks])
+            plt.xlim(0, ticks[-1])
+            low, high = self.y_range or (0.0, highest * 1.1 or 1.0)
+            yticks = nice_ticks(low, high, 3)
+            plt.yticks(yticks, [tick_label(t) for t in yticks])
+            plt.ylim(yticks[0], yticks[-1])
         self.redraw()
 
 
 class TelemetryPanel(Vertical):
-    """Watches a telemetry history; values each tick, plots every REDRAW_SECONDS."""
+    """Watches a telemetry history; values once a second, plots every REDRAW_SECONDS."""
 
     DEFAULT_CSS = css_beside(__file__)
 
     history: reactive[TelemetryHistory] = reactive(TelemetryHistory, always_update=True, repaint=False)
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self.border_title = "telemetry"
         self._dirty = True
         self._drawn_at = 0.0
         self._layout: tuple = ()
         self._values_at = 0.0
+        self._values = ""
 
     def compose(self) -> ComposeResult:
         yield Static("no telemetry yet", id="telemetry-now")
@@ -208,8 +109,7 @@ class TelemetryPanel(Vertical):
         now = monotonic()
         if now - self._values_at >= VALUES_SECONDS or latest is None:
             self._values_at = now
-            self.query_one("#telemetry-now", Static).update(
-                summary_line(latest, history.show_host), layout=False)
+            self.show_values(summary_line(latest, history.show_host))
         warning = throttle_line(latest)
         gpu = latest is not None and not math.isnan(latest.vram_total)
         layout = (warning, gpu, history.show_host, latest is None)
@@ -224,11 +124,22 @@ class TelemetryPanel(Vertical):
         for plot_id in ("#plot-vram", "#plot-temps", "#plot-power"):
             self.query_one(plot_id).display = gpu or latest is None
 
+    def show_values(self, line: str) -> None:
+        """The current values line; left alone when its text has not changed."""
+        if line != self._values:
+            self._values = line
+            self.query_one("#telemetry-now", Static).update(line, layout=False)
+
     def _redraw_if_dirty(self) -> None:
-        if not self._dirty:
+        # Hidden plots (another screen, or a short terminal) are drawn when shown again.
+        plots = self.query_one("#telemetry-plots")
+        if not self._dirty or not plots.display or not self.screen.is_current:
             return
         self._dirty = False
         self._drawn_at = monotonic()
         for plot in self.query(TelemetryPlot):
             if plot.display:
                 plot.draw(self.history)
+
+    def on_show(self) -> None:
+        self.call_after_refresh(self._redraw_if_dirty)

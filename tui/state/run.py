@@ -2,21 +2,22 @@
 
 The run screen keeps one ``RunState`` in a reactive; every event makes a new frozen value
 (``fold``), so a live run and a replayed journal show exactly the same thing. The
-correctness check that may come before the sweep folds in the same way (``fold_check``).
+correctness check that may come before the sweep folds in the same way (``fold_check``),
+and says which build it reads now and how long that should take (``CheckProgress``).
+``eta_seconds`` gives the time still to wait from the plan's estimate and what the run
+has taken so far.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from backends.correctness import (
     BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
 )
-
 from backends.events import (
     BenchEvent,
     BenchResult,
@@ -28,6 +29,7 @@ from backends.events import (
     SweepStarted,
     TestPoint,
 )
+from tui.state.format import format_duration, format_eta
 
 IDLE, RUNNING, PAUSED, FINISHED, CANCELLED = "idle", "running", "paused", "finished", "cancelled"
 
@@ -52,6 +54,49 @@ class CheckPlanned:
     model: str
     builds: tuple[str, ...]
     not_checked: Mapping[str, str] = field(default_factory=dict)
+    chunks: int | None = None  # how many chunks the reference reads; None: the whole text
+    estimates: Mapping[str, float] = field(default_factory=dict)  # seconds per build
+    sweep_estimate: float | None = None  # seconds the sweep after the check should take
+    at: float = 0.0  # wall clock when the check was planned
+
+
+@dataclass(frozen=True)
+class CheckProgress:
+    """What the check is doing now: the build it reads, since when, and the plan."""
+
+    reference: str = ""
+    order: tuple[str, ...] = ()  # the reference first, then the others
+    current: str = ""
+    context: int = 0
+    chunks: int | None = None
+    since: float = 0.0  # wall clock when ``current`` started
+    estimates: Mapping[str, float] = field(default_factory=dict)
+    done: tuple[str, ...] = ()
+
+    def line(self, now: float) -> str:
+        """``checking vulkan against cpu (2/2) · 2 chunks of 64 tokens · 0:12 of ~40 s``."""
+        if not self.current:
+            return "checking correctness first"
+        step = f"{self.order.index(self.current) + 1}/{len(self.order)}"
+        what = (f"reading the text with {self.current} (reference)"
+                if self.current == self.reference
+                else f"comparing {self.current} with {self.reference}")
+        size = (f"{self.chunks} chunks of {self.context} tokens" if self.chunks
+                else f"chunks of {self.context} tokens")
+        elapsed = format_duration(max(0.0, now - self.since)) if self.since else ""
+        estimate = self.estimates.get(self.current)
+        timing = f"{elapsed} of {format_eta(estimate)}" if elapsed and estimate else elapsed
+        return " · ".join(p for p in (f"check {step}: {what}", size, timing) if p)
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds the check still needs, from the estimates; None when unknown."""
+        left = [b for b in self.order if b not in self.done]
+        if any(b not in self.estimates for b in left):
+            return None
+        total = sum(self.estimates[b] for b in left)
+        if self.current in left and self.since:
+            total -= min(now - self.since, self.estimates[self.current] * 0.9)
+        return max(0.0, total)
 
 
 CHECK_WAITING = "check: waiting"
@@ -70,6 +115,9 @@ class RunState:
     started_at: float = 0.0
     notes: tuple[str, ...] = ()
     correctness: tuple[CorrectnessResult, ...] = ()
+    check: CheckProgress | None = None  # set while the correctness check runs
+    estimate: float | None = None  # the plan's estimate of the sweep, in seconds
+    done_at_start: int = 0  # points a resumed run had already finished when it went on
 
     @property
     def total(self) -> int:
@@ -119,22 +167,41 @@ def check_line(result: CorrectnessResult) -> str:
     return f"check: SUSPECT{shown}: {result.reason}"
 
 
-def fold_check(state: RunState, event: Any) -> RunState:
-    """The state after one of the check's events (CheckPlanned, then run_check's own)."""
+CheckEvent = Union[CheckPlanned, CheckStarted, BuildChecked, CheckFinished]
+
+
+def fold_check(state: RunState, event: CheckEvent, now: float = 0.0) -> RunState:
+    """The state after one of the check's events (CheckPlanned, then run_check's own).
+
+    ``now`` (wall clock) stamps when the build under check started, for the elapsed time."""
     if isinstance(event, CheckPlanned):
         return RunState(model=event.model, status=RUNNING, builds=tuple(
             BuildProgress(name, check=event.not_checked.get(name, CHECK_WAITING))
-            for name in event.builds))
+            for name in event.builds), estimate=event.sweep_estimate,
+            check=CheckProgress(chunks=event.chunks, estimates=dict(event.estimates),
+                                since=event.at or now))
     if isinstance(event, CheckStarted):
+        progress = state.check or CheckProgress()
+        order = (event.reference, *(b for b in event.builds if b != event.reference))
+        state = dataclasses.replace(state, check=dataclasses.replace(
+            progress, reference=event.reference, order=order, current=event.reference,
+            context=event.context, since=now or progress.since))
         return _with_checks(state, {name: CHECK_RUNNING for name in event.builds})
     if isinstance(event, BuildChecked):
         result = event.result
         kept = tuple(r for r in state.correctness if r.build != result.build)
         state = dataclasses.replace(state, correctness=(*kept, result))
+        if state.check is not None:
+            done = (*state.check.done, result.build)
+            following = [b for b in state.check.order if b not in done]
+            state = dataclasses.replace(state, check=dataclasses.replace(
+                state.check, done=done, current=following[0] if following else "",
+                since=now or state.check.since))
         return _with_checks(state, {result.build: check_line(result)})
     if isinstance(event, CheckFinished):
         # Builds the check never reached: the reference failed, or the check could not start.
         reason = event.problem or "not checked"
+        state = dataclasses.replace(state, check=None)
         return _with_checks(state, {b.name: f"check: not run ({reason})" for b in state.builds
                                     if b.check in (CHECK_WAITING, CHECK_RUNNING)})
     return state
@@ -151,7 +218,8 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
     if isinstance(event, SweepStarted):
         if getattr(event, "resumed", False) and event.run_id == state.run_id:
             # A resumed run goes on in the same journal: keep what it already has.
-            return dataclasses.replace(state, status=RUNNING, notes=tuple(event.notes))
+            return dataclasses.replace(state, status=RUNNING, notes=tuple(event.notes),
+                                       started_at=event.at, done_at_start=state.done)
         # A check that ran just before this sweep (no run yet) keeps its lines and results.
         checked = {} if state.run_id else {b.name: b.check for b in state.builds}
         return RunState(
@@ -161,6 +229,7 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
             points=tuple(event.points), spec=dict(event.spec), status=RUNNING,
             started_at=event.at, notes=tuple(getattr(event, "notes", ())),
             correctness=() if state.run_id else state.correctness,
+            estimate=state.estimate,
         )
     if isinstance(event, SweepFinished):
         return dataclasses.replace(
@@ -202,20 +271,31 @@ def with_status(state: RunState, status: str) -> RunState:
     return dataclasses.replace(state, status=status)
 
 
-def format_rate(value: float) -> str:
-    """Tokens per second the way people read them: 10314, 801, 95.2, 3.41."""
-    if value is None or math.isnan(value):
-        return "-"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+def eta_seconds(state: RunState, now: float) -> float | None:
+    """Seconds still to wait for the run (the check, then the sweep); None when unknown.
 
-
-def format_depth(depth: int) -> str:
-    if depth and depth % 1024 == 0:
-        return f"{depth // 1024}K"
-    return str(depth)
+    Before the first result it is the plan's estimate; after it, the time the finished
+    points took, scaled to the points left (the plan's own figures weigh them when known).
+    """
+    if not state.active:
+        return None
+    if state.check is not None and not state.run_id:
+        check_left = state.check.remaining(now)
+        if check_left is None or state.estimate is None:
+            return None
+        return check_left + state.estimate
+    if not state.total:
+        return state.estimate
+    done, left = state.done - state.done_at_start, state.total - state.done
+    elapsed = now - state.started_at if state.started_at else 0.0
+    if done <= 0 or elapsed <= 0:
+        if state.estimate is None:
+            return None
+        return max(0.0, state.estimate - max(0.0, elapsed))
+    measured = elapsed / done * left
+    if state.estimate is None:
+        return measured
+    planned = state.estimate * left / state.total
+    # The further the run, the more its own pace counts.
+    weight = done / (state.total - state.done_at_start)
+    return max(0.0, weight * measured + (1 - weight) * planned)

@@ -9,6 +9,7 @@ line of one lane.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted, Divergence,
@@ -33,6 +34,7 @@ class LaneState:
     complete: bool = True
     is_reference: bool = False
     divergence: Divergence | None = None
+    matches: str = ""  # the reference build whose text this one's equals, once compared
 
     @property
     def text(self) -> str:
@@ -72,8 +74,14 @@ class RaceBoard:
     def divergences(self) -> tuple[Divergence, ...]:
         return tuple(lane.divergence for lane in self.lanes if lane.divergence)
 
+    @property
+    def same_text(self) -> bool:
+        """Every other finished build wrote the reference build's text."""
+        others = [lane for lane in self.lanes if not lane.is_reference]
+        return bool(others) and all(lane.matches for lane in others)
 
-def _with_lane(board: RaceBoard, build: str, **changes) -> RaceBoard:
+
+def _with_lane(board: RaceBoard, build: str, **changes: object) -> RaceBoard:
     lanes = tuple(dataclasses.replace(lane, **changes) if lane.build == build else lane
                   for lane in board.lanes)
     return dataclasses.replace(board, lanes=lanes)
@@ -110,11 +118,16 @@ def apply(board: RaceBoard, event: RaceEvent) -> RaceBoard:
     if isinstance(event, RaceFinished):
         if event.reference:
             board = _with_lane(board, event.reference, is_reference=True)
+            differing = {d.build for d in event.divergences}
+            for lane in board.lanes:
+                if (lane.status == FINISHED and lane.build != event.reference
+                        and lane.build not in differing):
+                    board = _with_lane(board, lane.build, matches=event.reference)
         return dataclasses.replace(board, status="finished")
     return board
 
 
-def fold(events, board: RaceBoard | None = None) -> RaceBoard:
+def fold(events: Iterable[RaceEvent], board: RaceBoard | None = None) -> RaceBoard:
     board = board or RaceBoard()
     for event in events:
         board = apply(board, event)
@@ -131,7 +144,8 @@ def replay(board: RaceBoard, at: float) -> RaceBoard:
             lane, pieces=pieces,
             status=lane.status if done or lane.status in (FAILED, TIMED_OUT) else RUNNING,
             ttft=lane.ttft if lane.ttft is not None and lane.ttft <= at else None,
-            divergence=lane.divergence if done else None))
+            divergence=lane.divergence if done else None,
+            matches=lane.matches if done else ""))
     return dataclasses.replace(board, lanes=tuple(lanes), replay_at=at)
 
 

@@ -1,14 +1,17 @@
-"""One command message per action, shared by key bindings and the command palette.
+"""One command message per action, shared by key bindings, the palette and the help.
 
-A key press runs the ``command`` action, which posts the command's message to the active
-screen; the palette's provider posts the very same message. Screens and the app handle
-each command in one ``@on(...)`` handler, so there is one code path per action.
+Each command class carries its key, its title and its help line. A key press runs the
+``command`` action, which posts the command's message to the active screen; the palette's
+provider posts the very same message. Screens and the app handle each command in one
+``@on(...)`` handler, so there is one code path per action. A screen that cannot do a
+command right now says so in ``command_available``: the footer then leaves its key out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import ClassVar, Iterable
+from typing import ClassVar, TypeVar
 
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -33,10 +36,13 @@ class Command(Message):
 REGISTRY: dict[str, type[Command]] = {}
 
 
-def command(key: str, title: str, help: str, footer: bool = True):
+C = TypeVar("C", bound=type[Command])
+
+
+def command(key: str, title: str, help: str, footer: bool = True) -> Callable[[C], C]:
     """Class decorator: registers a command with its key, palette title and help."""
 
-    def register(cls: type[Command]) -> type[Command]:
+    def register(cls: C) -> C:
         cls.key, cls.title, cls.help, cls.footer = key, title, help, footer
         REGISTRY[cls.__name__] = cls
         return cls
@@ -81,7 +87,8 @@ class TogglePause(Command): ...
 class CancelSweep(Command): ...
 
 
-@command("d", "Demo", "Race the CPU and Vulkan builds on a small generated model", footer=False)
+@command("d", "Demo", "The working default: llama.cpp's CPU and Vulkan builds, a correctness "
+         "check, then a short sweep on Gemma 3 270M (or a small generated model)", footer=False)
 class RunDemo(Command): ...
 
 
@@ -136,8 +143,41 @@ class AddBuild(Command): ...
 class AddModelFolder(Command): ...
 
 
+@command("t", "Time it", "Measure each chosen build on the model briefly, for the estimate")
+class ProbeRates(Command): ...
+
+
+# Race screen.
+@command("ctrl+r", "Race", "Stream the prompt through each chosen build")
+class StartRace(Command): ...
+
+
+@command("ctrl+b", "Stop race", "Stop the race; its processes are killed")
+class StopRace(Command): ...
+
+
+@command("ctrl+l", "Replay race", "Replay the last race with every build on one clock")
+class ReplayRace(Command): ...
+
+
+@command("ctrl+s", "Add race to profile", "Keep the last race in a profile (new or existing)")
+class AddRaceToProfile(Command): ...
+
+
+@command("f2", "Race settings", "Show or hide the prompt and settings above the lanes")
+class ToggleRaceSettings(Command): ...
+
+
+@command("e", "Edit prompt", "Type the prompt (Enter races, Escape leaves the field)")
+class EditPrompt(Command): ...
+
+
 class ProfilesChanged(Message):
     """A profile was saved, renamed, deleted or imported: lists should reload."""
+
+
+class SourcesChanged(Message):
+    """Builds or models were added (the working default, discovery): lists should reload."""
 
 
 APP_COMMANDS: tuple[type[Command], ...] = (
@@ -146,8 +186,26 @@ APP_COMMANDS: tuple[type[Command], ...] = (
 )
 
 
+SETUP_COMMANDS: tuple[type[Command], ...] = (StartSweep, AddBuild, AddModelFolder, ProbeRates)
+RUN_COMMANDS: tuple[type[Command], ...] = (TogglePause, CancelSweep, ShowResults)
+RESULTS_COMMANDS: tuple[type[Command], ...] = (SaveProfile, ExportResults, CopyLaunchCommand)
+PROFILES_COMMANDS: tuple[type[Command], ...] = (
+    OpenProfile, CompareProfiles, RenameProfile, DeleteProfile, ExportProfile, ImportBenchFile)
+RACE_COMMANDS: tuple[type[Command], ...] = (
+    StartRace, StopRace, ReplayRace, AddRaceToProfile, ToggleRaceSettings, EditPrompt)
+
 # Shown in the footer only by the screen they belong to (the keys work everywhere).
 SCREEN_FOOTER_COMMANDS = (StartSweep, TogglePause, CancelSweep)
+
+# Every screen and its own commands, in the order the help lists them.
+SECTIONS: tuple[tuple[str, tuple[type[Command], ...]], ...] = (
+    ("Everywhere", APP_COMMANDS),
+    ("Setup", SETUP_COMMANDS),
+    ("Run", RUN_COMMANDS),
+    ("Results", RESULTS_COMMANDS),
+    ("Profiles", PROFILES_COMMANDS),
+    ("Race", RACE_COMMANDS),
+)
 
 
 def bindings(commands: Iterable[type[Command]], hide: Iterable[type[Command]] = ()) -> list[Binding]:
@@ -156,11 +214,23 @@ def bindings(commands: Iterable[type[Command]], hide: Iterable[type[Command]] = 
 
 
 class CommandsMixin:
-    """Gives a screen or the app the ``command`` action that key bindings call."""
+    """Gives a screen or the app the ``command`` action that key bindings call.
+
+    ``command_available`` (on screens) answers True (offered), None (shown dimmed) or
+    False (left out of the footer; the key does nothing)."""
 
     def action_command(self, name: str) -> None:
-        cls = REGISTRY[name]
-        self.app.screen.post_message(cls())
+        self.app.screen.post_message(REGISTRY[name]())  # type: ignore[attr-defined]
+
+    def command_available(self, command: type[Command]) -> bool | None:
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "command" and parameters and str(parameters[0]) in REGISTRY:
+            screen = self.app.screen  # type: ignore[attr-defined]
+            if isinstance(screen, CommandsMixin):
+                return screen.command_available(REGISTRY[str(parameters[0])])
+        return True
 
 
 class ActionsProvider(Provider):
@@ -170,7 +240,7 @@ class ActionsProvider(Provider):
         own = getattr(self.screen, "COMMAND_MESSAGES", ())
         return list(dict.fromkeys((*own, *APP_COMMANDS)))
 
-    def _run(self, cls: type[Command]):
+    def _run(self, cls: type[Command]) -> Callable[[], object]:
         return partial(self.screen.post_message, cls())
 
     async def discover(self) -> Hits:
@@ -186,5 +256,15 @@ class ActionsProvider(Provider):
 
 
 def key_label(key: str) -> str:
-    names = {"question_mark": "?", "enter": "Enter", "ctrl+c": "Ctrl-C", "f1": "F1"}
-    return " / ".join(names.get(k, k) for k in key.split(","))
+    """``ctrl+r`` as Ctrl-R, ``question_mark,f1`` as ``? / F1``."""
+    names = {"question_mark": "?", "enter": "Enter", "escape": "Escape", "space": "Space",
+             "delete": "Delete"}
+
+    def one(key: str) -> str:
+        if key in names:
+            return names[key]
+        if key.startswith("ctrl+"):
+            return "Ctrl-" + key[5:].upper()
+        return key.upper() if len(key) == 2 and key[0] == "f" else key
+
+    return " / ".join(one(k) for k in key.split(","))

@@ -1,0 +1,90 @@
+"""The app's one door to the sweep runner: runs, journals, resumes and quick probes.
+
+Screens import the runner only through here, so a change in how ``backends`` lays out
+its sweep code is one edit in this file.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.estimate import Rates
+from backends.events import BenchEvent, PointStarted, ResultReceived
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
+    from backends.runner import RunSummary, SweepControl
+    from backends.sweep import SweepSpec
+
+# A quick probe: one short prompt and generation test, once, on each build.
+PROBE_PROMPT, PROBE_GEN = 32, 8
+
+
+def read_journal(path: Path) -> list[BenchEvent]:
+    from backends.runner import read_journal as read
+
+    return read(path)
+
+
+def list_runs(root: Path | None) -> list["RunSummary"]:
+    from backends.runner import list_runs as runs
+
+    return runs(root)
+
+
+def new_control() -> "SweepControl":
+    from backends.runner import SweepControl
+
+    return SweepControl()
+
+
+def sweep(builds: Sequence["BuildInfo"], model: "ModelInfo | Path", spec: "SweepSpec", *,
+          runs_root: Path | None, resume_dir: Path | None = None,
+          **options: Any) -> AsyncIterator[BenchEvent]:
+    """A new run (its journal under ``runs_root``) or the rest of an interrupted one."""
+    from backends import runner
+
+    if resume_dir is not None:
+        return runner.resume(resume_dir, builds=list(builds) or None, **options)
+    if runs_root is not None:
+        path = Path(getattr(model, "path", model))
+        options.setdefault("run_dir", runs_root / runner.new_run_id(path))
+    return runner.run_sweep(list(builds), model, spec, **options)
+
+
+async def probe_rates(builds: Sequence["BuildInfo"],
+                      model: "ModelInfo") -> AsyncIterator[tuple[str, Rates]]:
+    """Measure each build briefly on ``model`` (pp32 and tg8, once): its rates and load time.
+
+    Runs through the sweep runner (own process groups, killed when this is closed); the
+    journal goes to a temporary folder that is removed afterwards."""
+    from backends import runner
+    from backends.sweep import SweepSpec
+
+    spec = SweepSpec(name="probe", prompts=(PROBE_PROMPT,), gens=(PROBE_GEN,), depths=(0,),
+                     repetitions=1, flash_attn=None)
+    with tempfile.TemporaryDirectory(prefix="llamaduel-probe-") as folder:
+        started: dict[str, float] = {}
+        rates: dict[str, dict[str, float]] = {}
+        events = runner.run_sweep(list(builds), model, spec, run_dir=Path(folder) / "run",
+                                  interleave=False, granularity="build")
+        try:
+            async for event in events:
+                if isinstance(event, PointStarted):
+                    started.setdefault(event.build, time.monotonic())
+                elif isinstance(event, ResultReceived):
+                    found = rates.setdefault(event.build, {})
+                    found[event.result.point.kind] = event.result.avg_ts
+                    if {"pp", "tg"} <= set(found):
+                        wall = time.monotonic() - started.get(event.build, time.monotonic())
+                        work = 2 * (PROBE_PROMPT / found["pp"] + PROBE_GEN / found["tg"])
+                        yield event.build, Rates(found["pp"], found["tg"],
+                                                 load_s=max(0.0, wall - work),
+                                                 basis="a quick probe")
+        finally:
+            await events.aclose()

@@ -1,0 +1,41 @@
+"""What every screen of the app shares: the app's sources, the command action, and
+Escape, which leaves a text field for the screen's first action."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Input, Select
+
+from tui.actions import CommandsMixin
+
+if TYPE_CHECKING:
+    from tui.sources import Sources
+
+FIELDS = (Input, Select)
+
+
+class AppScreen(CommandsMixin, Screen[None]):
+    """A screen of the app. ``AUTO_FOCUS`` names the widget of its first action: the
+    screen opens there, and Escape in a field goes back there."""
+
+    # Screens' own BINDINGS add to these (Textual merges them along the class tree).
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "leave_field", "leave field")]
+
+    @property
+    def sources(self) -> "Sources":
+        return self.app.sources  # type: ignore[attr-defined,no-any-return]
+
+    def action_leave_field(self) -> None:
+        home = self.query(self.AUTO_FOCUS).first() if self.AUTO_FOCUS else None
+        if home is not None and home.focusable:
+            home.focus()
+        else:
+            self.set_focus(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":
+            return isinstance(self.focused, FIELDS)
+        return super().check_action(action, parameters)

@@ -1,0 +1,122 @@
+"""What the app does on its own: the working default (``--demo``), the offer to resume an
+interrupted run, and stopping a sweep on the way out."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
+
+from tui import actions as cmd
+from tui.engine import list_runs, read_journal
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.demo import DemoSetup
+    from backends.models import ModelInfo
+    from backends.runner import RunSummary
+    from tui.app import LlamaduelApp
+
+__all__ = ["find_unfinished_run", "read_journal", "run_demo", "stop_sweep", "sweep_workers"]
+
+
+# The working default.
+def run_demo(app: "LlamaduelApp") -> None:
+    from backends.demo import build_log_path, is_ready
+
+    if not is_ready():
+        app.notify("Building llama.cpp's CPU and Vulkan (lavapipe) tools and fetching a small "
+                   f"model for the working default: several minutes; log: {build_log_path()}",
+                   timeout=12)
+    app.run_worker(lambda: _prepare_demo(app), thread=True, group="demo", exclusive=True,
+                   exit_on_error=False)
+
+
+def _prepare_demo(app: "LlamaduelApp") -> None:
+    from backends.builds import probe_build
+    from backends.demo import build_log_path, prepare_demo
+    from backends.models import read_model
+
+    log = build_log_path()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as output:  # never onto the app's screen
+        setup = prepare_demo(output=output)
+    builds = [probe_build(folder, name) for name, folder in setup.builds.items()]
+    model = read_model(setup.model)
+    app.call_from_thread(_demo_ready, app, builds, model, setup)
+
+
+def _demo_ready(app: "LlamaduelApp", builds: list["BuildInfo"], model: "ModelInfo",
+                setup: "DemoSetup") -> None:
+    sources = app.sources
+    sources.add_builds(builds)
+    sources.add_models([model])
+    sources.chosen_model = str(model.path)
+    for note in setup.notes:
+        app.notify(note, severity="warning", timeout=10)
+    if app.is_screen_installed("setup"):
+        app.get_screen("setup").post_message(cmd.SourcesChanged())
+    app.run_worker(_demo_sweep(app, builds, model, setup), group="demo", exit_on_error=False)
+
+
+async def _demo_sweep(app: "LlamaduelApp", builds: list["BuildInfo"], model: "ModelInfo",
+                      setup: "DemoSetup") -> None:
+    """Time the builds briefly when nothing is known yet (for the ETA), then run."""
+    from tui.engine import probe_rates
+    from tui.screens.run import SweepRequest
+    from tui.state.plan import make_plan
+
+    rates = app.sources.rates
+    if any(rates.get(b, model) is None for b in builds):
+        app.notify("Timing both builds briefly for the estimate…", timeout=6)
+        async for name, measured in probe_rates(builds, model):
+            build = next(b for b in builds if b.name == name)
+            rates.put(build, model, measured)
+    plan = make_plan(builds, model, setup.spec, {b.name: rates.get(b, model) for b in builds},
+                     check=True, check_options=app.sources.check_options)
+    app.start_sweep(SweepRequest(builds=tuple(builds), model=model, spec=setup.spec,
+                                 check=dict(plan.check or {}), plan=plan))
+
+
+# Resuming an interrupted run.
+def find_unfinished_run(app: "LlamaduelApp") -> None:
+    app.run_worker(lambda: _find(app), thread=True, group="resume", exit_on_error=False)
+
+
+def _find(app: "LlamaduelApp") -> None:
+    unfinished = [run for run in list_runs(app.sources.runs_root) if run.resumable]
+    if unfinished:
+        app.call_from_thread(_offer_resume, app, unfinished[0])
+
+
+def _offer_resume(app: "LlamaduelApp", run: "RunSummary") -> None:
+    from tui.screens.confirm import ConfirmScreen
+    from tui.screens.run import SweepRequest
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            app.start_sweep(SweepRequest(builds=(), model=None, spec=None,
+                                         resume_dir=Path(run.run_dir)))
+
+    question = (f"An unfinished run of {Path(run.model).name} "
+                f"({' vs '.join(run.builds)}, {run.done}/{run.total} done) was stopped. "
+                "Resume it?")
+    app.push_screen(ConfirmScreen(question, yes="Resume", no="Not now"), answered)
+
+
+# Leaving.
+def sweep_workers(app: "LlamaduelApp") -> list[Worker[None]]:
+    return [w for w in app.workers if w.group == "sweep" and w.is_running]
+
+
+async def stop_sweep(app: "LlamaduelApp") -> None:
+    """Stop a running sweep and wait until its llama-bench processes are gone."""
+    running = sweep_workers(app)
+    if running:
+        app.run_screen.cancel_sweep()
+        for worker in running:
+            # The worker's own finally closes the runner, which kills llama-bench.
+            with contextlib.suppress(WorkerCancelled, WorkerFailed):
+                await worker.wait()

@@ -1,0 +1,57 @@
+"""How the app writes numbers: tokens/s, depths, durations, cut text."""
+
+from __future__ import annotations
+
+import math
+
+
+def format_rate(value: float | None) -> str:
+    """Tokens per second the way people read them: 10,314, 801, 95.2, 3.41."""
+    if value is None or math.isnan(value):
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def format_depth(depth: int) -> str:
+    """A context depth: 4096 as 4K, 512 as 512."""
+    if depth and depth % 1024 == 0:
+        return f"{depth // 1024}K"
+    return str(depth)
+
+
+def format_duration(seconds: float) -> str:
+    """A duration in s under a minute, else m:ss, else h:mm:ss."""
+    if seconds is None or math.isnan(seconds) or seconds < 0:
+        return "?"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}:{secs:02d}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def format_eta(seconds: float) -> str:
+    """A time still to wait, rounded so it does not tick every second: ~45 s, ~3 min."""
+    if seconds is None or math.isnan(seconds):
+        return "?"
+    if seconds < 60:
+        return f"~{max(5, int(math.ceil(seconds / 5.0)) * 5)} s"
+    if seconds < 3600:
+        return f"~{int(math.ceil(seconds / 60.0))} min"
+    hours, minutes = divmod(int(math.ceil(seconds / 60.0)), 60)
+    return f"~{hours} h {minutes:02d} min"
+
+
+def short(text: str, width: int) -> str:
+    """One line of at most ``width`` characters; an ellipsis marks a cut."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"

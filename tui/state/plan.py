@@ -1,0 +1,103 @@
+"""What a run set up on the Setup screen will do and how long it should take.
+
+A pure function of the chosen builds, model and sweep, and of the rates the builds have
+shown: the check's size (small on a software renderer), estimates for the check and the
+sweep, and warnings (depths past the model's context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from backends.estimate import (Estimate, Rates, check_seconds, check_size, context_problem,
+                               logits_factor, sweep_seconds)
+from tui.state.format import format_eta
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
+    from backends.sweep import SweepSpec
+
+# The check's own default when nothing sizes it: 512-token chunks over the whole text.
+DEFAULT_CHECK_CONTEXT = 512
+
+
+@dataclass(frozen=True)
+class Plan:
+    builds: tuple[str, ...]
+    points: int
+    repetitions: int
+    estimate: Estimate
+    check: Mapping[str, Any] | None = None  # run_check's options; None: no check
+    check_estimates: Mapping[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def check_seconds(self) -> float | None:
+        if self.check is None:
+            return 0.0
+        if len(self.check_estimates) < len(self.builds):
+            return None
+        return sum(self.check_estimates.values())
+
+    @property
+    def seconds(self) -> float | None:
+        """The whole run, the check included; None when a build has no rates yet."""
+        check = self.check_seconds
+        if self.estimate.seconds is None or check is None:
+            return None
+        return self.estimate.seconds + check
+
+    def line(self) -> str:
+        """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
+        size = (f"{len(self.builds)} build{'s' if len(self.builds) != 1 else ''} × "
+                f"{self.points} test points × {self.repetitions} repetitions")
+        if self.seconds is not None:
+            basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
+            timing = f"about {format_eta(self.seconds)[1:]}{basis}"
+        elif self.estimate.unknown:
+            timing = f"duration unknown until {', '.join(self.estimate.unknown)} ran: t times it"
+        else:
+            timing = ""
+        check = ""
+        if self.check is not None:
+            chunks = self.check.get("chunks")
+            context = self.check.get("context") or DEFAULT_CHECK_CONTEXT
+            check = (f"check first: {chunks} chunks of {context} tokens" if chunks
+                     else f"check first: the text in {context}-token chunks")
+        return " · ".join(p for p in (size, timing, check) if p)
+
+
+def is_software(build: "BuildInfo") -> bool:
+    return bool(build.devices) and all(d.is_software for d in build.devices)
+
+
+def make_plan(builds: Sequence["BuildInfo"], model: "ModelInfo", spec: "SweepSpec",
+              rates: Mapping[str, Rates | None], *, check: bool,
+              check_options: Mapping[str, Any] | None = None) -> Plan:
+    points = spec.points()
+    names = tuple(b.name for b in builds)
+    estimate = sweep_seconds(points, spec.repetitions, rates, names)
+    warnings = tuple(w for w in (context_problem(points, model.context_length),) if w)
+    if not check:
+        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
+    factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
+    options = dict(check_options or {})
+    software = any(is_software(b) for b in builds)
+    if "context" not in options and "chunks" not in options:
+        context, chunks = check_size([rates.get(n) for n in names], factor, software=software)
+        if context is not None:
+            options.update(context=context, chunks=chunks)
+    if software and options.get("chunks"):
+        # The check's warm-up decode alone takes tens of seconds on a software renderer.
+        extra = {n: list(a) for n, a in dict(options.get("extra_args") or {}).items()}
+        for name in names:
+            extra.setdefault(name, []).append("--no-warmup")
+        options["extra_args"] = extra
+    context = int(options.get("context") or DEFAULT_CHECK_CONTEXT)
+    chunks = options.get("chunks")
+    estimates = {n: check_seconds(context, chunks, r, factor)
+                 for n in names if (r := rates.get(n)) is not None and r.usable}
+    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)
