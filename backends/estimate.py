@@ -134,8 +134,8 @@ def context_problem(points: Sequence[TestPoint], trained: int | None) -> str | N
         return None
     beyond = sorted({p.depth for p in points if p.depth + p.n_prompt + p.n_gen > trained})
     shown = ", ".join(_tokens(d) for d in beyond)
-    return (f"depths {shown} go past this model's trained context of {trained:,} tokens "
-            f"(the deepest test needs {needed:,}): results there say little")
+    return (f"depth {shown} is past the model's {trained:,}-token context ({needed:,} "
+            "needed): results there say little")
 
 
 def _tokens(value: int) -> str:

@@ -87,7 +87,7 @@ async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
             await pilot.pause(0.3)
             app.screen.query_one("#dialog-input").value = "tiny cpu vs vulkan"
             await pilot.press("enter")
-            while not app.store.list():
+            while not app.sources.store.list():
                 await pilot.pause(0.2)
             await pilot.press("4")
             await pilot.pause(0.8)

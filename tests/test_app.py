@@ -101,7 +101,7 @@ async def test_race_both_builds_save_and_reopen_profile(tmp_path, builds, tiny_l
         await pilot.pause()
         app.screen.query_one("#dialog-input").value = "tiny duel"
         await pilot.press("enter")
-        store = app.store
+        store = app.sources.store
         await until(pilot, lambda: [e.name for e in store.list()] == ["tiny duel"], "profile saved")
         saved = store.load("tiny duel")
         assert {b.name for b in saved.builds} == {"cpu", "vulkan"}
@@ -200,8 +200,8 @@ async def test_bad_build_path_gets_one_line_and_nothing_crashes(tmp_path, builds
         assert "no such folder" in status and "\n" not in status.strip()
         field.value = f"empty={tmp_path}"
         await pilot.press("enter")
-        await until(pilot, lambda: "empty" in {b.name for b in app.builds}, "probed")
-        empty = next(b for b in app.builds if b.name == "empty")
+        await until(pilot, lambda: "empty" in {b.name for b in app.sources.builds}, "probed")
+        empty = next(b for b in app.sources.builds if b.name == "empty")
         assert not empty.runnable
         assert "cannot run" in str(app.screen.query_one("#setup-status").render())
         app.screen.query_one("#field-depths").value = "0,-5"

@@ -94,8 +94,8 @@ async def save_profile(pilot, watch: Watch, name: str):
     await pilot.pause()
     app.screen.query_one("#dialog-input").value = name
     await pilot.press("enter")
-    await watch.until(lambda: [e.name for e in app.store.list()] == [name], "profile saved")
-    return app.store.load(name)
+    await watch.until(lambda: [e.name for e in app.sources.store.list()] == [name], "profile saved")
+    return app.sources.store.load(name)
 
 
 @pytest.mark.toolchain

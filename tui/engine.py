@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.estimate import Rates
-from backends.events import BenchEvent, PointStarted, ResultReceived
+from backends.events import BenchEvent, PointFailed, PointStarted, ResultReceived
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -58,8 +58,9 @@ def sweep(builds: Sequence["BuildInfo"], model: "ModelInfo | Path", spec: "Sweep
 
 
 async def probe_rates(builds: Sequence["BuildInfo"],
-                      model: "ModelInfo") -> AsyncIterator[tuple[str, Rates]]:
-    """Measure each build briefly on ``model`` (pp32 and tg8, once): its rates and load time.
+                      model: "ModelInfo") -> AsyncIterator[tuple[str, Rates | str]]:
+    """Measure each build briefly on ``model`` (pp32 and tg8, once): its rates and load
+    time, or why it could not be measured (a str).
 
     Runs through the sweep runner (own process groups, killed when this is closed); the
     journal goes to a temporary folder that is removed afterwards."""
@@ -71,12 +72,16 @@ async def probe_rates(builds: Sequence["BuildInfo"],
     with tempfile.TemporaryDirectory(prefix="llamaduel-probe-") as folder:
         started: dict[str, float] = {}
         rates: dict[str, dict[str, float]] = {}
+        failed: set[str] = set()
         events = runner.run_sweep(list(builds), model, spec, run_dir=Path(folder) / "run",
                                   interleave=False, granularity="build")
         try:
             async for event in events:
                 if isinstance(event, PointStarted):
                     started.setdefault(event.build, time.monotonic())
+                elif isinstance(event, PointFailed) and event.build not in failed:
+                    failed.add(event.build)
+                    yield event.build, event.reason
                 elif isinstance(event, ResultReceived):
                     found = rates.setdefault(event.build, {})
                     found[event.result.point.kind] = event.result.avg_ts

@@ -129,9 +129,6 @@ class RaceScreen(AppScreen):
         # Nobody sees the strip while another screen is up; the race itself goes on.
         self.strip.stop(now=True)
 
-    def on_unmount(self) -> None:
-        self.strip.stop(now=True)
-
     def _fill_sources(self) -> None:
         if not self.is_mounted:
             return

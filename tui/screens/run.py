@@ -76,19 +76,19 @@ def describe(sources_line: str, name: str, state: RunState) -> str:
 
 
 def header_text(state: RunState, now: float) -> str:
-    """``model · cpu vs vulkan · 3/8 done · running · ETA ~2 min``."""
+    """``model · cpu vs vulkan · 3/8 done · ETA ~2 min`` (or paused, finished...)."""
     status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
               CANCELLED: "cancelled"}.get(state.status, state.status)
-    if state.active and not state.run_id:
-        status = "checking correctness first"
     failures = sum(len(b.failures) for b in state.builds)
-    failed = f", {failures} failed" if failures else ""
+    progress = f"{state.done}/{state.total} done" + (f", {failures} failed" if failures else "")
+    if state.active and not state.run_id:
+        progress, status = "checking correctness first", ""
     eta = eta_seconds(state, now) if state.status == RUNNING else None
-    parts = [Path(state.model).name, " vs ".join(b.name for b in state.builds),
-             f"{state.done}/{state.total} done{failed}", status]
     if eta is not None:
-        parts.append(f"ETA {format_eta(eta)}")
-    return "  ·  ".join(parts)
+        status = f"ETA {format_eta(eta)}"
+    parts = [Path(state.model).name, " vs ".join(b.name for b in state.builds), progress,
+             status]
+    return " · ".join(p for p in parts if p)
 
 
 class RunScreen(AppScreen):
@@ -153,6 +153,13 @@ class RunScreen(AppScreen):
         # State set before the screen was mounted shows now; the header ticks for the ETA.
         self.call_after_refresh(self.mutate_reactive, RunScreen.run_state)
         self.set_interval(HEADER_SECONDS, self._show_header)
+        if self.request is not None:
+            self._show_telemetry_off()
+
+    def _show_telemetry_off(self) -> None:
+        if self.is_mounted and self.sources.telemetry is None:
+            self.query_one(TelemetryPanel).waiting_text = (
+                self.sources.telemetry_problem or "telemetry is off (no source on this machine)")
 
     # The one place display state changes: every event folds into a new frozen state.
     def watch_run_state(self, state: RunState) -> None:
@@ -219,6 +226,7 @@ class RunScreen(AppScreen):
 
         self.request = request
         self.history = TelemetryHistory(show_host=_spec_splits(request.spec))
+        self._show_telemetry_off()
         if request.resume_dir is not None:
             self.show_events(read_journal(request.resume_dir / "journal.jsonl"))
         else:

@@ -39,6 +39,7 @@ class SetupScreen(AppScreen):
         self._shown_version = -1
         self._probed: set[tuple[str, str]] = set()
         self.plan: Plan | None = None
+        self._timing: set[str] = set()  # builds a quick probe is timing now
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="setup-body", can_focus=False):
@@ -46,9 +47,10 @@ class SetupScreen(AppScreen):
                 yield BuildsSection(id="builds-section")
                 yield ModelsSection(id="models-section")
             yield GridForm(id="workload-section")
-            with Horizontal(id="start-row"):
-                yield Button("Start (r)", variant="success", id="start", compact=True)
-                yield Static("", id="setup-status")
+        # Under the scrolling part: the plan, its estimate and warnings are always in view.
+        with Horizontal(id="start-row"):
+            yield Button("Start (r)", variant="success", id="start", compact=True)
+            yield Static("", id="setup-status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -267,7 +269,9 @@ class SetupScreen(AppScreen):
             self._status(problem, problem=True)
         elif self.plan is not None:
             warning = "".join(f"\nWARNING: {w}" for w in self.plan.warnings)
-            self._status(f"Ready: {self.plan.line()}. Press r to start.{warning}",
+            timing = (f" Timing {', '.join(sorted(self._timing))} briefly (pp32, tg8) for "
+                      "the estimate…" if self._timing else "")
+            self._status(f"Ready: {self.plan.line()}. Press r to start.{timing}{warning}",
                          problem=bool(self.plan.warnings))
         self.query_one("#start", Button).disabled = bool(problem)
         return not problem
@@ -298,19 +302,26 @@ class SetupScreen(AppScreen):
         if not unknown or any(w.group == "rate-probe" and w.is_running for w in self.workers):
             return
         self._probed |= {(b.name, str(model.path)) for b in unknown}
-        self._status(f"Timing {', '.join(b.name for b in unknown)} on {model.name} briefly "
-                     "(pp32, tg8) for the estimate…")
+        self._timing = {b.name for b in unknown}
+        self._validate()
         self.probe_rates(unknown, model)
 
     @work(group="rate-probe", exclusive=True, exit_on_error=False)
     async def probe_rates(self, builds: list["BuildInfo"], model: "ModelInfo") -> None:
         from tui.engine import probe_rates
 
-        async for name, rates in probe_rates(builds, model):
-            build = self.sources.build(name)
-            if build is not None:
-                self.sources.rates.put(build, model, rates)
-        self._validate()
+        try:
+            async for name, rates in probe_rates(builds, model):
+                build = self.sources.build(name)
+                if isinstance(rates, str):
+                    self.notify(f"Could not time {name}: {rates}", severity="warning")
+                elif build is not None:
+                    self.sources.rates.put(build, model, rates)
+                    self._timing.discard(name)
+                    self._validate()
+        finally:
+            self._timing = set()
+            self._validate()
 
     def command_available(self, command: type[cmd.Command]) -> bool | None:
         if command is cmd.StartSweep:

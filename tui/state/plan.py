@@ -53,20 +53,20 @@ class Plan:
     def line(self) -> str:
         """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
         size = (f"{len(self.builds)} build{'s' if len(self.builds) != 1 else ''} × "
-                f"{self.points} test points × {self.repetitions} repetitions")
+                f"{self.points} points × {self.repetitions} reps")
         if self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
             timing = f"about {format_eta(self.seconds)[1:]}{basis}"
         elif self.estimate.unknown:
-            timing = f"duration unknown until {', '.join(self.estimate.unknown)} ran: t times it"
+            timing = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
             timing = ""
         check = ""
         if self.check is not None:
             chunks = self.check.get("chunks")
             context = self.check.get("context") or DEFAULT_CHECK_CONTEXT
-            check = (f"check first: {chunks} chunks of {context} tokens" if chunks
-                     else f"check first: the text in {context}-token chunks")
+            check = (f"check: {chunks}×{context} tokens" if chunks
+                     else f"check: the text in {context}-token chunks")
         return " · ".join(p for p in (size, timing, check) if p)
 
 
@@ -93,8 +93,9 @@ def make_plan(builds: Sequence["BuildInfo"], model: "ModelInfo", spec: "SweepSpe
     if software and options.get("chunks"):
         # The check's warm-up decode alone takes tens of seconds on a software renderer.
         extra = {n: list(a) for n, a in dict(options.get("extra_args") or {}).items()}
-        for name in names:
-            extra.setdefault(name, []).append("--no-warmup")
+        for build in builds:
+            if build.perplexity is not None:
+                extra.setdefault(build.name, []).append("--no-warmup")
         options["extra_args"] = extra
     context = int(options.get("context") or DEFAULT_CHECK_CONTEXT)
     chunks = options.get("chunks")

@@ -89,7 +89,9 @@ class BuildsSection(Vertical):
                  ", ".join(d.name for d in b.devices) or "CPU", _vram(b), b.version)
                 for b in builds]
         # The status takes the room the other columns leave (the detail line has it all).
-        used = sum(max((len(r[i]) for r in rows), default=0) + 2 for i in range(6)) + 5
+        headers = ("use", "name", "backend", "devices", "VRAM", "version")
+        used = sum(max([len(h), *(len(r[i]) for r in rows)]) + 2
+                   for i, h in enumerate(headers)) + 3 + 4
         room = max(16, (self.size.width or 120) - used)
         for build, cells in zip(builds, rows):
             status = short(build.problem or build.note or "ok", room)

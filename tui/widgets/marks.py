@@ -5,6 +5,7 @@ a ``>`` in front of the cursor row."""
 from __future__ import annotations
 
 from rich.segment import Segment
+from rich.text import Text
 from textual.content import Content
 from textual.coordinate import Coordinate
 from textual.strip import Strip
@@ -38,7 +39,7 @@ class TickList(SelectionList[str]):
         return Strip([Segment(mark + " ", style), *line])
 
 
-class MarkedTable(DataTable[str]):
+class MarkedTable(DataTable[str | Text]):
     """A row-cursor table whose first column shows ``>`` on the cursor row."""
 
     MARK_COLUMN = "cursor"
@@ -52,7 +53,8 @@ class MarkedTable(DataTable[str]):
         self.add_columns(*labels)
 
     def add_marked_row(self, *cells: str, key: str) -> None:
-        self.add_row(" ", *cells, key=key)
+        """Cells are plain text (never markup: names and paths come from files)."""
+        self.add_row(" ", *(Text(cell) for cell in cells), key=key)
 
     def watch_cursor_coordinate(self, old: Coordinate, new: Coordinate) -> None:
         super().watch_cursor_coordinate(old, new)

@@ -81,6 +81,7 @@ class TelemetryPanel(Vertical):
         self._layout: tuple = ()
         self._values_at = 0.0
         self._values = ""
+        self.waiting_text = "no telemetry yet"  # shown until the first tick
 
     def compose(self) -> ComposeResult:
         yield Static("no telemetry yet", id="telemetry-now")
@@ -109,7 +110,8 @@ class TelemetryPanel(Vertical):
         now = monotonic()
         if now - self._values_at >= VALUES_SECONDS or latest is None:
             self._values_at = now
-            self.show_values(summary_line(latest, history.show_host))
+            self.show_values(summary_line(latest, history.show_host) if latest is not None
+                             else self.waiting_text)
         warning = throttle_line(latest)
         gpu = latest is not None and not math.isnan(latest.vram_total)
         layout = (warning, gpu, history.show_host, latest is None)

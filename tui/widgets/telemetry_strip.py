@@ -53,6 +53,9 @@ class TelemetryStrip(Vertical):
         yield TelemetryPanel(id="race-telemetry")
         yield Static(NO_TELEMETRY, id="race-telemetry-off")
 
+    def on_unmount(self) -> None:
+        self.stop(now=True)
+
     @property
     def panel(self) -> TelemetryPanel:
         return self.query_one(TelemetryPanel)
