@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import psutil
@@ -16,7 +15,6 @@ from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
 from tui.screens.profiles import ProfileResultsScreen, ProfilesScreen
 from tui.screens.results import ResultsScreen
-from tui.screens.run import RunScreen
 from tui.screens.setup import SetupScreen
 
 pytestmark = pytest.mark.toolchain

@@ -205,8 +205,9 @@ async def test_quit_during_the_check_leaves_no_llama_perplexity(tmp_path, builds
 
 
 def test_fold_check_lines_from_plan_to_verdicts():
+    skipped = {"old": "check: no llama-perplexity: not checked"}
     state = fold_check(RunState(), CheckPlanned(model="m.gguf", builds=("cpu", "rocm", "old"),
-                                                not_checked={"old": "check: no llama-perplexity: not checked"}))
+                                                not_checked=skipped))
     assert [b.check for b in state.builds] == ["check: waiting", "check: waiting",
                                                "check: no llama-perplexity: not checked"]
     state = fold_check(state, CheckStarted(("cpu", "rocm"), "cpu", "m.gguf", "t.txt", 64))

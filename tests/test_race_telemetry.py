@@ -90,7 +90,8 @@ async def test_race_strip_follows_the_running_tool_and_stops_when_left_or_stoppe
             await until(pilot, lambda: isinstance(app.screen, RaceScreen), "the Race screen")
             screen = app.screen
             screen.query_one("#race-prompt", Input).value = PROMPT
-            await until(pilot, lambda: screen.query_one("#race-builds").selected == ["hang"], "the build chosen")
+            await until(pilot, lambda: screen.query_one("#race-builds").selected == ["hang"],
+                        "the build chosen")
             await pilot.press("ctrl+r")
             await until(pilot, lambda: screen.board.lanes and screen.board.lanes[0].text == "still going",
                         "the hanging build's words")

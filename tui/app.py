@@ -1,14 +1,13 @@
 """The llamaduel app: a thin shell that holds the sources and switches between screens.
 
-Everything the app reads comes in through its ``Sources`` (builds, models, telemetry,
-profile store, where runs go), so tests hand it real, small ones. Key actions are the
-command classes of ``tui.actions``; the working default and resuming live in
-``tui.startup``.
+Everything the app reads comes in through its ``Sources``, so tests hand it real, small
+ones. Key actions are ``tui.actions``' commands; the demo and resuming are ``tui.startup``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,13 +37,8 @@ FAILED = {"sweep": "Sweep stopped", "demo": "Demo set-up failed",
 
 def _lazy(name: str) -> Any:
     """A screen factory that imports its module on first use: the first frame stays quick."""
-    def make() -> Any:
-        import importlib
-
-        module, _, cls = SCREENS[name].partition(":")
-        return getattr(importlib.import_module(module), cls)()
-
-    return make
+    module, _, cls = SCREENS[name].partition(":")
+    return lambda: getattr(importlib.import_module(module), cls)()
 
 
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
@@ -59,15 +53,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     # Screens get one of these classes from the terminal width (panels stack when narrow).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (140, "-wide")]
 
-    def __init__(self, builds: "Sequence[BuildInfo] | None" = None,
-                 models: "Sequence[ModelInfo] | None" = None, *, sources: Sources | None = None,
+    def __init__(self, builds: Sequence[BuildInfo] | None = None,
+                 models: Sequence[ModelInfo] | None = None, *, sources: Sources | None = None,
                  journal: Path | None = None, start_screen: str | None = None,
                  demo: bool = False, offer_resume: bool = True, handle_hangup: bool = False,
                  auto_probe: bool = False, **source_options: Any) -> None:
-        """``sources`` or, to make one, ``builds``/``models`` (None: discovered after the
-        first frame) and Sources' keywords (store, telemetry, runs_root, build_paths,
-        model_dirs, rates, check_options). ``journal`` replays a recorded run; ``demo``
-        starts the working default; ``auto_probe`` times chosen builds for the estimate."""
+        """``sources``, or ``builds``/``models`` (None: found after the first frame) and
+        Sources' keywords. ``journal`` replays a run; ``demo`` starts the working default;
+        ``auto_probe`` times the chosen builds for Setup's estimate."""
         super().__init__()
         self.sources = sources or Sources(builds, models, **source_options)
         self.journal = journal
@@ -84,10 +77,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             asyncio.get_running_loop().add_signal_handler(
                 signal.SIGHUP, lambda: self.post_message(cmd.Quit()))
         if self.journal is not None:
-            self.switch_mode("run")
-            self.run_screen.show_events(startup.read_journal(self.journal))
-            self.last_run = self.run_screen.run_state
-            self.start_screen = self.start_screen or "results"
+            startup.replay(self, self.journal)
         elif self.demo:
             self.post_message(cmd.RunDemo())
         elif self.offer_resume:
@@ -96,7 +86,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             self.switch_mode(self.start_screen)
 
     @property
-    def run_screen(self) -> "RunScreen":
+    def run_screen(self) -> RunScreen:
         return self.get_screen("run")  # type: ignore[return-value]
 
     # Navigation: one handler for the five screens' commands.
@@ -111,12 +101,11 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     @on(cmd.ShowHelp)
     def _show_help(self) -> None:
         from tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     # Sweeps.
-    def start_sweep(self, request: "SweepRequest") -> None:
+    def start_sweep(self, request: SweepRequest) -> None:
         self.switch_mode("run")
         self.run_screen.start(request)
 
@@ -140,7 +129,6 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     @on(cmd.RunDemo)
     def _run_demo(self) -> None:
         startup.run_demo(self)
-
     # Leaving.
     @on(cmd.Quit)
     async def _quit(self) -> None:

@@ -31,19 +31,19 @@ def read_journal(path: Path) -> list[BenchEvent]:
     return read(path)
 
 
-def list_runs(root: Path | None) -> list["RunSummary"]:
+def list_runs(root: Path | None) -> list[RunSummary]:
     from backends.runner import list_runs as runs
 
     return runs(root)
 
 
-def new_control() -> "SweepControl":
+def new_control() -> SweepControl:
     from backends.runner import SweepControl
 
     return SweepControl()
 
 
-def sweep(builds: Sequence["BuildInfo"], model: "ModelInfo | Path", spec: "SweepSpec", *,
+def sweep(builds: Sequence[BuildInfo], model: ModelInfo | Path, spec: SweepSpec, *,
           runs_root: Path | None, resume_dir: Path | None = None,
           **options: Any) -> AsyncIterator[BenchEvent]:
     """A new run (its journal under ``runs_root``) or the rest of an interrupted one."""
@@ -57,8 +57,8 @@ def sweep(builds: Sequence["BuildInfo"], model: "ModelInfo | Path", spec: "Sweep
     return runner.run_sweep(list(builds), model, spec, **options)
 
 
-async def probe_rates(builds: Sequence["BuildInfo"],
-                      model: "ModelInfo") -> AsyncIterator[tuple[str, Rates | str]]:
+async def probe_rates(builds: Sequence[BuildInfo],
+                      model: ModelInfo) -> AsyncIterator[tuple[str, Rates | str]]:
     """Measure each build briefly on ``model`` (pp32 and tg8, once): its rates and load
     time, or why it could not be measured (a str).
 

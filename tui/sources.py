@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 from backends.estimate import Rates
 
@@ -34,7 +34,7 @@ class TelemetrySource(Protocol):
     def unwatch_all(self) -> None: ...
 
 
-TelemetryOption = Union[TelemetrySource, Callable[[], TelemetrySource], None]
+TelemetryOption = TelemetrySource | Callable[[], TelemetrySource] | None
 
 
 class RateBook:
@@ -46,7 +46,7 @@ class RateBook:
         self._loaded = path is None
 
     @staticmethod
-    def key(build: "BuildInfo", model: "ModelInfo") -> str:
+    def key(build: BuildInfo, model: ModelInfo) -> str:
         return "|".join((build.name, str(build.folder), build.version, str(model.path),
                          str(model.size_bytes)))
 
@@ -60,7 +60,7 @@ class RateBook:
             data = {}  # a missing or damaged file: estimates start afresh
         self._rates = {k: v for k, v in data.items() if isinstance(v, dict)}
 
-    def get(self, build: "BuildInfo", model: "ModelInfo") -> Rates | None:
+    def get(self, build: BuildInfo, model: ModelInfo) -> Rates | None:
         self._load()
         entry = self._rates.get(self.key(build, model))
         try:
@@ -69,7 +69,7 @@ class RateBook:
         except (KeyError, TypeError, ValueError):
             return None
 
-    def put(self, build: "BuildInfo", model: "ModelInfo", rates: Rates) -> None:
+    def put(self, build: BuildInfo, model: ModelInfo, rates: Rates) -> None:
         self._load()
         self._rates[self.key(build, model)] = {
             "pp": rates.pp, "tg": rates.tg, "load_s": rates.load_s, "basis": rates.basis,
@@ -84,8 +84,8 @@ class RateBook:
         except OSError:
             pass  # estimates are a convenience: a read-only folder costs only them
 
-    def learn(self, state: "RunState", builds: Sequence["BuildInfo"],
-              model: "ModelInfo") -> None:
+    def learn(self, state: RunState, builds: Sequence[BuildInfo],
+              model: ModelInfo) -> None:
         """Keep the depth-0 rates a finished run measured, for the next estimate."""
         when = time.strftime("%Y-%m-%d %H:%M")
         for progress in state.builds:
@@ -104,9 +104,9 @@ class RateBook:
 class Sources:
     """What the app reads. ``builds``/``models`` None: not found yet (discovery fills them)."""
 
-    def __init__(self, builds: Sequence["BuildInfo"] | None = None,
-                 models: Sequence["ModelInfo"] | None = None, *,
-                 store: "ProfileStore | None" = None, telemetry: TelemetryOption = None,
+    def __init__(self, builds: Sequence[BuildInfo] | None = None,
+                 models: Sequence[ModelInfo] | None = None, *,
+                 store: ProfileStore | None = None, telemetry: TelemetryOption = None,
                  runs_root: Path | None = None, build_paths: Mapping[str, Path] | None = None,
                  model_dirs: Sequence[Path] = (), rates: RateBook | None = None,
                  check_options: Mapping[str, Any] | None = None) -> None:
@@ -125,7 +125,7 @@ class Sources:
 
     # Lazily opened parts: the first frame does not wait for them.
     @property
-    def store(self) -> "ProfileStore":
+    def store(self) -> ProfileStore:
         if self._store is None:
             from profiles import ProfileStore
 
@@ -160,7 +160,7 @@ class Sources:
 
             self.add_models(find_models(self.model_dirs))
 
-    def add_builds(self, found: Iterable["BuildInfo"]) -> list["BuildInfo"]:
+    def add_builds(self, found: Iterable[BuildInfo]) -> list[BuildInfo]:
         """Add builds whose names are new; returns those added."""
         known = {b.name for b in self.builds or ()}
         fresh = [b for b in found if b.name not in known]
@@ -168,8 +168,8 @@ class Sources:
         self.version += 1
         return fresh
 
-    def add_models(self, found: Iterable["ModelInfo"], folder: Path | None = None,
-                   ) -> list["ModelInfo"]:
+    def add_models(self, found: Iterable[ModelInfo], folder: Path | None = None,
+                   ) -> list[ModelInfo]:
         """Add models whose paths are new; returns those added."""
         known = {str(m.path) for m in self.models or ()}
         fresh = [m for m in found if str(m.path) not in known]
@@ -183,10 +183,10 @@ class Sources:
         self.builds = [b for b in self.builds or () if b.name != name]
         self.version += 1
 
-    def build(self, name: str) -> "BuildInfo | None":
+    def build(self, name: str) -> BuildInfo | None:
         return next((b for b in self.builds or () if b.name == name), None)
 
-    def model(self, path: str) -> "ModelInfo | None":
+    def model(self, path: str) -> ModelInfo | None:
         return next((m for m in self.models or () if str(m.path) == path), None)
 
     def describe_build(self, name: str) -> str:

@@ -19,11 +19,19 @@ if TYPE_CHECKING:
     from backends.runner import RunSummary
     from tui.app import LlamaduelApp
 
-__all__ = ["find_unfinished_run", "read_journal", "run_demo", "stop_sweep", "sweep_workers"]
+__all__ = ["find_unfinished_run", "replay", "run_demo", "stop_sweep", "sweep_workers"]
+
+
+def replay(app: LlamaduelApp, journal: Path) -> None:
+    """Show a recorded run as it ended; Results opens unless another screen was asked."""
+    app.switch_mode("run")
+    app.run_screen.show_events(read_journal(journal))
+    app.last_run = app.run_screen.run_state
+    app.start_screen = app.start_screen or "results"
 
 
 # The working default.
-def run_demo(app: "LlamaduelApp") -> None:
+def run_demo(app: LlamaduelApp) -> None:
     from backends.demo import build_log_path, is_ready
 
     if not is_ready():
@@ -34,7 +42,7 @@ def run_demo(app: "LlamaduelApp") -> None:
                    exit_on_error=False)
 
 
-def _prepare_demo(app: "LlamaduelApp") -> None:
+def _prepare_demo(app: LlamaduelApp) -> None:
     from backends.builds import probe_build
     from backends.demo import build_log_path, prepare_demo
     from backends.models import read_model
@@ -48,8 +56,8 @@ def _prepare_demo(app: "LlamaduelApp") -> None:
     app.call_from_thread(_demo_ready, app, builds, model, setup)
 
 
-def _demo_ready(app: "LlamaduelApp", builds: list["BuildInfo"], model: "ModelInfo",
-                setup: "DemoSetup") -> None:
+def _demo_ready(app: LlamaduelApp, builds: list[BuildInfo], model: ModelInfo,
+                setup: DemoSetup) -> None:
     sources = app.sources
     sources.add_builds(builds)
     sources.add_models([model])
@@ -61,8 +69,8 @@ def _demo_ready(app: "LlamaduelApp", builds: list["BuildInfo"], model: "ModelInf
     app.run_worker(_demo_sweep(app, builds, model, setup), group="demo", exit_on_error=False)
 
 
-async def _demo_sweep(app: "LlamaduelApp", builds: list["BuildInfo"], model: "ModelInfo",
-                      setup: "DemoSetup") -> None:
+async def _demo_sweep(app: LlamaduelApp, builds: list[BuildInfo], model: ModelInfo,
+                      setup: DemoSetup) -> None:
     """Time the builds briefly when nothing is known yet (for the ETA), then run."""
     from tui.engine import probe_rates
     from tui.screens.run import SweepRequest
@@ -81,17 +89,17 @@ async def _demo_sweep(app: "LlamaduelApp", builds: list["BuildInfo"], model: "Mo
 
 
 # Resuming an interrupted run.
-def find_unfinished_run(app: "LlamaduelApp") -> None:
+def find_unfinished_run(app: LlamaduelApp) -> None:
     app.run_worker(lambda: _find(app), thread=True, group="resume", exit_on_error=False)
 
 
-def _find(app: "LlamaduelApp") -> None:
+def _find(app: LlamaduelApp) -> None:
     unfinished = [run for run in list_runs(app.sources.runs_root) if run.resumable]
     if unfinished:
         app.call_from_thread(_offer_resume, app, unfinished[0])
 
 
-def _offer_resume(app: "LlamaduelApp", run: "RunSummary") -> None:
+def _offer_resume(app: LlamaduelApp, run: RunSummary) -> None:
     from tui.screens.confirm import ConfirmScreen
     from tui.screens.run import SweepRequest
 
@@ -107,11 +115,11 @@ def _offer_resume(app: "LlamaduelApp", run: "RunSummary") -> None:
 
 
 # Leaving.
-def sweep_workers(app: "LlamaduelApp") -> list[Worker[None]]:
+def sweep_workers(app: LlamaduelApp) -> list[Worker[None]]:
     return [w for w in app.workers if w.group == "sweep" and w.is_running]
 
 
-async def stop_sweep(app: "LlamaduelApp") -> None:
+async def stop_sweep(app: LlamaduelApp) -> None:
     """Stop a running sweep and wait until its llama-bench processes are gone."""
     running = sweep_workers(app)
     if running:

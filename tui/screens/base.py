@@ -25,7 +25,7 @@ class AppScreen(CommandsMixin, Screen[None]):
     BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "leave_field", "leave field")]
 
     @property
-    def sources(self) -> "Sources":
+    def sources(self) -> Sources:
         return self.app.sources  # type: ignore[attr-defined,no-any-return]
 
     def action_leave_field(self) -> None:

@@ -21,7 +21,7 @@ class CompareScreen(Screen[None]):
     CSS_PATH = "profiles.tcss"
     BINDINGS = [Binding("escape", "app.pop_screen", "back")]
 
-    def __init__(self, first: "Profile", second: "Profile") -> None:
+    def __init__(self, first: Profile, second: Profile) -> None:
         super().__init__()
         self.profiles = (first, second)
 

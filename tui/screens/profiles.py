@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens.compare import CompareScreen
@@ -17,7 +16,7 @@ from tui import actions as cmd
 from tui.screens import profile_actions as actions
 from tui.screens.base import FIELDS, AppScreen
 from tui.screens.confirm import AskTextScreen, ConfirmScreen
-from tui.screens.results import ResultsScreen, table_rows
+from tui.screens.results import ResultsScreen
 from tui.widgets.marks import MarkedTable
 
 if TYPE_CHECKING:
@@ -103,7 +102,7 @@ class ProfilesScreen(AppScreen):
             return self.query_one("#profiles-table", MarkedTable).row_count > 0
         return True
 
-    def _load(self, name: str) -> "Profile | None":
+    def _load(self, name: str) -> Profile | None:
         from profiles.store import ProfileError
 
         try:
@@ -222,7 +221,7 @@ class ProfilesScreen(AppScreen):
         self.sources.store.save(profile_from_import(run, name=name))
         self.app.call_from_thread(self._imported, name, run)
 
-    def _imported(self, name: str, run: "ImportedRun") -> None:
+    def _imported(self, name: str, run: ImportedRun) -> None:
         problems = f" ({len(run.problems)} lines skipped)" if run.problems else ""
         self.notify(f"Imported {run.result_count} results as {name}{problems}.")
         self.reload()

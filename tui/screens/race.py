@@ -42,12 +42,12 @@ if TYPE_CHECKING:
 REFRESH_SECONDS = 0.1
 REPLAY_FRAME_SECONDS = 0.05
 REPLAY_MIN_SECONDS = 4.0  # a race over in milliseconds replays in slow motion
-LOG_SCALE_RATIO = 20
+LOG_SCALE_RATIO = 8
 
 
-def add_race_to_profile(store: "ProfileStore", name: str, summary: dict[str, Any], *,
-                        builds: Any = (), model_info: "ModelInfo | None" = None,
-                        ) -> tuple["Profile", bool]:
+def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, Any], *,
+                        builds: Any = (), model_info: ModelInfo | None = None,
+                        ) -> tuple[Profile, bool]:
     """Append ``summary`` to profile ``name``'s races, making the profile if it is new."""
     from profiles.model import profile_from_journal
 
@@ -64,7 +64,7 @@ def add_race_to_profile(store: "ProfileStore", name: str, summary: dict[str, Any
     return profile, created
 
 
-def expects_log(builds: list["BuildInfo"], rates: list[float | None]) -> bool:
+def expects_log(builds: list[BuildInfo], rates: list[float | None]) -> bool:
     """The race plot's scale, chosen when the race starts: log when the builds' known
     generation rates differ a lot, or when a CPU or software build races a GPU one."""
     known = [r for r in rates if r]
@@ -115,7 +115,7 @@ class RaceScreen(AppScreen):
         return self.query_one(TelemetryStrip)
 
     @property
-    def history(self) -> "TelemetryHistory":
+    def history(self) -> TelemetryHistory:
         """What the telemetry strip shows."""
         return self.strip.panel.history
 
@@ -233,7 +233,7 @@ class RaceScreen(AppScreen):
         self.strip.begin(builds)
         self.run_race(builds, Path(model_path), spec, not controls.parallel)
 
-    async def _mount_lanes(self, builds: list["BuildInfo"]) -> None:
+    async def _mount_lanes(self, builds: list[BuildInfo]) -> None:
         holder = self.query_one("#race-lanes", Horizontal)
         await holder.remove_children()
         await holder.mount_all(RaceLane(b.name, describe(b)) for b in builds)
@@ -243,7 +243,7 @@ class RaceScreen(AppScreen):
         self.show_board(RaceBoard())
 
     @work(exclusive=True, group="race", exit_on_error=False)
-    async def run_race(self, builds: list["BuildInfo"], model: Path, spec: "RaceSpec",
+    async def run_race(self, builds: list[BuildInfo], model: Path, spec: RaceSpec,
                        sequential: bool) -> None:
         from backends.race import BuildStarted, RaceError, run_race
 

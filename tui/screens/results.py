@@ -86,7 +86,7 @@ class ResultsScreen(AppScreen):
     run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
     def __init__(self, state: RunState | None = None, *, title: str = "",
-                 profile: "Profile | None" = None) -> None:
+                 profile: Profile | None = None) -> None:
         super().__init__()
         self._given_state = state
         self.profile = profile  # set when showing a saved profile
@@ -182,7 +182,7 @@ class ResultsScreen(AppScreen):
         path = self.sources.store.save(profile)
         self.app.call_from_thread(self._saved, profile, path)
 
-    def _saved(self, profile: "Profile", path: Path) -> None:
+    def _saved(self, profile: Profile, path: Path) -> None:
         self.profile = profile
         self.notify(f"Saved profile {profile.name} to {path}")
         self.app.post_message(cmd.ProfilesChanged())
@@ -205,7 +205,7 @@ class ResultsScreen(AppScreen):
         self.app.call_from_thread(self.notify, "Wrote " + ", ".join(p.name for p in written)
                                   + f" in {folder}")
 
-    def launchable(self) -> list[tuple[str, "LaunchCommand"]]:
+    def launchable(self) -> list[tuple[str, LaunchCommand]]:
         """Launch commands of recommended builds whose folder has llama-server."""
         if self._launchable is None:
             if not self.run_state.builds:

@@ -53,13 +53,13 @@ class SweepRequest:
     ``plan``: Setup's estimate of it all, for the ETA.
     """
 
-    builds: tuple["BuildInfo", ...]
-    model: "ModelInfo | Path | None"
-    spec: "SweepSpec | None"
+    builds: tuple[BuildInfo, ...]
+    model: ModelInfo | Path | None
+    spec: SweepSpec | None
     resume_dir: Path | None = None
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
-    plan: "Plan | None" = field(default=None, hash=False, compare=False)
+    plan: Plan | None = field(default=None, hash=False, compare=False)
 
 
 def describe(sources_line: str, name: str, state: RunState) -> str:
@@ -371,7 +371,7 @@ class RunScreen(AppScreen):
         return self.control is not None
 
 
-def _spec_splits(spec: "SweepSpec | None") -> bool:
+def _spec_splits(spec: SweepSpec | None) -> bool:
     """Host CPU and RAM matter when part of the model runs on the CPU."""
     if spec is None:
         return False

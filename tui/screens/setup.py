@@ -165,7 +165,7 @@ class SetupScreen(AppScreen):
         build = probe_build(path, name)
         self.app.call_from_thread(self._build_probed, build)
 
-    def _build_probed(self, build: "BuildInfo") -> None:
+    def _build_probed(self, build: BuildInfo) -> None:
         self.sources.add_builds([build])
         self.query_one(BuildsSection).clear_field()
         if build.runnable:
@@ -176,7 +176,7 @@ class SetupScreen(AppScreen):
             self._status(f"{build.name} cannot run: {build.problem}", problem=True)
 
     # Models.
-    def _fit_text(self, model: "ModelInfo", spec: "SweepSpec | None") -> str:
+    def _fit_text(self, model: ModelInfo, spec: SweepSpec | None) -> str:
         from backends.models import estimate_fit
 
         if model.problem:
@@ -227,7 +227,7 @@ class SetupScreen(AppScreen):
         found = [read_model(folder)] if folder.is_file() else find_models([folder])
         self.app.call_from_thread(self._models_found, folder, found)
 
-    def _models_found(self, folder: Path, found: list["ModelInfo"]) -> None:
+    def _models_found(self, folder: Path, found: list[ModelInfo]) -> None:
         new = self.sources.add_models(found, folder)
         self.query_one(ModelsSection).clear_field()
         if not self.chosen_model:
@@ -244,7 +244,7 @@ class SetupScreen(AppScreen):
         if self.sources.ready:
             self._validate()
 
-    def _rates(self) -> dict[str, "Rates | None"]:
+    def _rates(self) -> dict[str, Rates | None]:
         model = self.sources.model(self.chosen_model)
         rates: dict[str, Rates | None] = {}
         for name in self.chosen_builds:
@@ -307,7 +307,7 @@ class SetupScreen(AppScreen):
         self.probe_rates(unknown, model)
 
     @work(group="rate-probe", exclusive=True, exit_on_error=False)
-    async def probe_rates(self, builds: list["BuildInfo"], model: "ModelInfo") -> None:
+    async def probe_rates(self, builds: list[BuildInfo], model: ModelInfo) -> None:
         from tui.engine import probe_rates
 
         try:
@@ -341,7 +341,7 @@ class SetupScreen(AppScreen):
             self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
         self.app.start_sweep(self.request())
 
-    def request(self) -> "SweepRequest":
+    def request(self) -> SweepRequest:
         from tui.screens.run import SweepRequest
 
         plan = self.plan or self._make_plan()

@@ -70,11 +70,11 @@ class Plan:
         return " · ".join(p for p in (size, timing, check) if p)
 
 
-def is_software(build: "BuildInfo") -> bool:
+def is_software(build: BuildInfo) -> bool:
     return bool(build.devices) and all(d.is_software for d in build.devices)
 
 
-def make_plan(builds: Sequence["BuildInfo"], model: "ModelInfo", spec: "SweepSpec",
+def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
               check_options: Mapping[str, Any] | None = None) -> Plan:
     points = spec.points()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from backends.correctness import (
     BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
@@ -167,7 +167,7 @@ def check_line(result: CorrectnessResult) -> str:
     return f"check: SUSPECT{shown}: {result.reason}"
 
 
-CheckEvent = Union[CheckPlanned, CheckStarted, BuildChecked, CheckFinished]
+CheckEvent = CheckPlanned | CheckStarted | BuildChecked | CheckFinished
 
 
 def fold_check(state: RunState, event: CheckEvent, now: float = 0.0) -> RunState:

@@ -37,7 +37,7 @@ class TelemetryHistory:
     readings: tuple[Reading, ...] = ()
     show_host: bool = False
 
-    def add(self, reading: Reading, keep: int = 1200) -> "TelemetryHistory":
+    def add(self, reading: Reading, keep: int = 1200) -> TelemetryHistory:
         return dataclasses.replace(self, readings=(*self.readings, reading)[-keep:])
 
 
@@ -94,7 +94,8 @@ def summary_line(reading: Reading | None, show_host: bool) -> str:
     if reading.device:
         parts.append(reading.device)
     if not math.isnan(reading.vram_total):
-        parts.append(f"VRAM {_fmt(reading.vram_used / GIB, '', 1)}/{_fmt(reading.vram_total / GIB, ' GiB', 1)}")
+        used, total = _fmt(reading.vram_used / GIB, '', 1), _fmt(reading.vram_total / GIB, ' GiB', 1)
+        parts.append(f"VRAM {used}/{total}")
     temps = [f"{label} {_fmt(v, '°C')}" for label, v in
              (("edge", reading.edge_c), ("junction", reading.junction_c), ("mem", reading.mem_c))
              if not math.isnan(v)]
@@ -108,7 +109,8 @@ def summary_line(reading: Reading | None, show_host: bool) -> str:
         if not math.isnan(reading.host_cpu_percent):
             parts.append(f"host CPU {reading.host_cpu_percent:.0f}%")
         if not math.isnan(reading.host_ram_total):
-            parts.append(f"RAM {_fmt(reading.host_ram_used / GIB, '', 1)}/{_fmt(reading.host_ram_total / GIB, ' GiB', 1)}")
+            used = _fmt(reading.host_ram_used / GIB, '', 1)
+            parts.append(f"RAM {used}/{_fmt(reading.host_ram_total / GIB, ' GiB', 1)}")
     return "  ·  ".join(parts) if parts else "no sensors report on this machine"
 
 

@@ -77,7 +77,7 @@ class BuildsSection(Vertical):
         self.query_one(BuildsTable).add_marked_columns(
             "use", "name", "backend", "devices", "VRAM", "version", "status")
 
-    def show(self, builds: Sequence["BuildInfo"], chosen: Collection[str]) -> None:
+    def show(self, builds: Sequence[BuildInfo], chosen: Collection[str]) -> None:
         """List ``builds``, ticking those in ``chosen``; the cursor stays where it was."""
         table = self.query_one(BuildsTable)
         self._builds = {b.name: b for b in builds}
@@ -93,7 +93,7 @@ class BuildsSection(Vertical):
         used = sum(max([len(h), *(len(r[i]) for r in rows)]) + 2
                    for i, h in enumerate(headers)) + 3 + 4
         room = max(16, (self.size.width or 120) - used)
-        for build, cells in zip(builds, rows):
+        for build, cells in zip(builds, rows, strict=False):
             status = short(build.problem or build.note or "ok", room)
             table.add_marked_row(*cells, status, key=build.name)
         if table.row_count:
@@ -135,6 +135,6 @@ class BuildsSection(Vertical):
         self.query_one("#build-path", Input).value = ""
 
 
-def _vram(build: "BuildInfo") -> str:
+def _vram(build: BuildInfo) -> str:
     vram = sum(d.total_mib for d in build.devices if not d.is_software)
     return f"{vram / 1024:.0f} GiB" if vram else "-"

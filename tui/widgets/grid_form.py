@@ -91,7 +91,7 @@ class GridForm(Vertical):
         self._applying = False
         self.post_message(self.Changed())
 
-    def spec(self) -> "SweepSpec":
+    def spec(self) -> SweepSpec:
         """The sweep the form describes; raises SweepError (one line) when it is not one."""
         from backends.sweep import PRESETS, preset
 
@@ -103,7 +103,7 @@ class GridForm(Vertical):
             spec = preset(name).with_changes(flash_attn=spec.flash_attn)
         return spec
 
-    def current_spec(self) -> "SweepSpec | None":
+    def current_spec(self) -> SweepSpec | None:
         try:
             return self.spec()
         except ValueError:

@@ -74,7 +74,7 @@ class MarkedTable(DataTable[str | Text]):
         self.update_cell(key, self.MARK_COLUMN, CURSOR)
         self._marked = key
 
-    def clear(self, columns: bool = False) -> "MarkedTable":
+    def clear(self, columns: bool = False) -> MarkedTable:
         self._marked = None
         super().clear(columns)
         return self

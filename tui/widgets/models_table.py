@@ -61,7 +61,7 @@ class ModelsSection(Vertical):
         self.query_one(ModelsTable).add_marked_columns(
             "use", "model", "arch", "size", "quant", "kind", "context", "fit")
 
-    def show(self, models: Sequence["ModelInfo"], chosen: str,
+    def show(self, models: Sequence[ModelInfo], chosen: str,
              fits: Mapping[str, str]) -> None:
         table = self.query_one(ModelsTable)
         row = table.cursor_row

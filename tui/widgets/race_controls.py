@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PROMPT_HINT = "text to complete: e types here, Enter or Ctrl-R races, Escape leaves"
 
 
-def describe(build: "BuildInfo") -> str:
+def describe(build: BuildInfo) -> str:
     device = build.devices[0].description if build.devices else ""
     return " · ".join(str(p) for p in (build.backend, device, build.version) if p)
 
@@ -47,7 +47,7 @@ class RaceControls(Vertical):
             yield Input("42", id="race-seed", type="integer", classes="race-number")
             yield TickBox("parallel", id="race-parallel", compact=True)
 
-    def fill(self, builds: Sequence["BuildInfo"], models: Sequence["ModelInfo"],
+    def fill(self, builds: Sequence[BuildInfo], models: Sequence[ModelInfo],
              preferred: str = "") -> bool:
         """List the builds and the runnable models; True when the lists changed.
 
@@ -83,7 +83,7 @@ class RaceControls(Vertical):
             return True
         return False
 
-    def read_spec(self) -> "RaceSpec":
+    def read_spec(self) -> RaceSpec:
         """The race's settings; ValueError (one line) when they are not good."""
         from backends.race import RaceSpec
 

@@ -57,7 +57,7 @@ class RaceRatePlot(PlotextPlot):
         log = self.logarithmic
         entries, rates, span = [], [], 0.0
         for slot, lane, xs, ys in lines:
-            points = [(x, y) for x, y in zip(xs, ys) if y > 0 or not log]
+            points = [(x, y) for x, y in zip(xs, ys, strict=False) if y > 0 or not log]
             if not points:
                 continue
             marker = MARKERS[slot % len(MARKERS)]

@@ -48,7 +48,7 @@ class TelemetryPlot(SafePlot):
                        getattr(r, name) / scale) for i, r in enumerate(readings)
                       if not math.isnan(getattr(r, name))]
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=False)
                 marker = MARKERS[slot % len(MARKERS)]
                 plt.plot(list(xs), list(ys), marker=marker, color=COLOURS[slot % len(COLOURS)])
                 entries.append((marker, label))

@@ -25,7 +25,7 @@ TELEMETRY_SECONDS = 0.5
 NO_TELEMETRY = "Telemetry is off: no telemetry source on this machine."
 
 
-def uses_host(build: "BuildInfo") -> bool:
+def uses_host(build: BuildInfo) -> bool:
     """Host CPU and RAM are the race's own figures when a build runs on the CPU."""
     return str(build.backend).lower() in ("", "cpu") or not build.devices
 
@@ -60,12 +60,12 @@ class TelemetryStrip(Vertical):
     def panel(self) -> TelemetryPanel:
         return self.query_one(TelemetryPanel)
 
-    def show_source(self, source: "TelemetrySource | None") -> None:
+    def show_source(self, source: TelemetrySource | None) -> None:
         self.source = source
         self.query_one("#race-telemetry-off", Static).display = source is None
         self.panel.display = source is not None
 
-    def begin(self, builds: Sequence["BuildInfo"]) -> None:
+    def begin(self, builds: Sequence[BuildInfo]) -> None:
         """A race starts: a fresh history, then sampling."""
         self.panel.history = TelemetryHistory(show_host=any(uses_host(b) for b in builds))
         self.race_over = False
@@ -99,7 +99,7 @@ class TelemetryStrip(Vertical):
         self.stop()
 
     @work(exclusive=True, group="race-telemetry", exit_on_error=False)
-    async def follow(self, source: "TelemetrySource") -> None:
+    async def follow(self, source: TelemetrySource) -> None:
         from backends.telemetry import snapshot_to_json
 
         async with contextlib.aclosing(source.stream(TELEMETRY_SECONDS)) as stream:

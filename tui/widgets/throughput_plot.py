@@ -22,7 +22,7 @@ from tui.widgets.safe_plot import SafePlot
 
 REDRAW_SECONDS = 0.5
 # Above this ratio between the fastest and slowest build the y axis is logarithmic.
-LOG_SCALE_RATIO = 30
+LOG_SCALE_RATIO = 8
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,8 @@ def crossovers(lines: list[Series]) -> list[int]:
     if second is None:
         return []
     shared = sorted(set(first.depths) & set(second.depths))
-    a = dict(zip(first.depths, first.rates))
-    b = dict(zip(second.depths, second.rates))
+    a = dict(zip(first.depths, first.rates, strict=False))
+    b = dict(zip(second.depths, second.rates, strict=False))
     marks, previous = [], None
     for depth in shared:
         leader = a[depth] >= b[depth]
