@@ -43,7 +43,9 @@ def _lazy(name: str) -> Any:
 
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
     TITLE = "llamaduel"
-    CSS_PATH = "app.tcss"
+    # Every screen's styles, read once at start: a screen shown later adds no CSS to parse.
+    CSS_PATH = ["app.tcss", *(f"screens/{name}.tcss" for name in (
+        "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
     COMMANDS = {cmd.ActionsProvider}
     BINDINGS = cmd.bindings(cmd.APP_COMMANDS, hide=cmd.SCREEN_FOOTER_COMMANDS)
     # Each screen is made once, on first use, and keeps its state while another shows.
@@ -70,6 +72,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.handle_hangup = handle_hangup
         self.auto_probe = auto_probe
         self.last_run = RunState()
+        self._css_signature: tuple[object, ...] = ()
 
     def on_mount(self) -> None:
         if self.handle_hangup:
@@ -84,6 +87,17 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             self.call_after_refresh(startup.find_unfinished_run, self)
         if self.start_screen:
             self.switch_mode(self.start_screen)
+        self.call_after_refresh(startup.warm_up, self)
+
+    def refresh_css(self, animate: bool = True) -> None:
+        """Re-parse styles only when they changed: Textual asks for a full re-parse on each
+        screen's first visit, which costs hundreds of milliseconds and changes nothing
+        here (every screen's styles are read at start, see CSS_PATH)."""
+        signature = (self.theme, tuple(self.stylesheet.source),
+                     tuple(self.get_css_variables().items()))
+        if signature != self._css_signature:
+            self._css_signature = signature
+            super().refresh_css(animate)
 
     @property
     def run_screen(self) -> RunScreen:

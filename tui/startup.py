@@ -30,6 +30,46 @@ def replay(app: LlamaduelApp, journal: Path) -> None:
     app.start_screen = app.start_screen or "results"
 
 
+# Warming up the later screens.
+def warm_up(app: LlamaduelApp) -> None:
+    """Shortly after the first frame, mount one hidden instance of each widget the other
+    screens use, then remove them: their modules are imported and their styles parsed
+    while the user reads Setup, so a first visit to another screen only lays it out."""
+    app.set_timer(WARM_UP_DELAY_S, lambda: _warm_up(app))
+
+
+WARM_UP_DELAY_S = 0.3
+
+
+def _warm_up(app: LlamaduelApp) -> None:
+    from textual.containers import Vertical
+    from textual.widgets import ProgressBar
+
+    from tui.screens import help, profiles, race, results, run  # noqa: F401 - imported now
+    from tui.widgets.build_panel import BuildPanel
+    from tui.widgets.race_controls import RaceControls
+    from tui.widgets.race_lane import RaceLane
+    from tui.widgets.race_plot import RaceRatePlot
+    from tui.widgets.telemetry_strip import TelemetryStrip
+    from tui.widgets.throughput_plot import ThroughputPlot
+    from tui.widgets.verdict_card import VerdictCard
+
+    if not app.is_running or app.screen is None:
+        return
+    holder = Vertical(classes="-warm-up")
+    holder.display = False
+    widgets = [ProgressBar(), BuildPanel("warm-up"), ThroughputPlot("pp"), RaceControls(),
+               RaceLane("warm-up"), RaceRatePlot(), TelemetryStrip(), VerdictCard("", [])]
+
+    async def mount_then_remove() -> None:
+        await app.screen.mount(holder)
+        await holder.mount_all(widgets)
+        await holder.remove()
+        app.refresh_css()  # the new styles parsed now, not on the next screen change
+
+    app.call_later(mount_then_remove)
+
+
 # The working default.
 def run_demo(app: LlamaduelApp) -> None:
     from backends.demo import build_log_path, is_ready

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 
 class CompareScreen(Screen[None]):
-    CSS_PATH = "profiles.tcss"
     BINDINGS = [Binding("escape", "app.pop_screen", "back")]
 
     def __init__(self, first: Profile, second: Profile) -> None:

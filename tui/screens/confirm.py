@@ -11,7 +11,6 @@ from textual.widgets import Button, Input, Label
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("y", "answer(True)", "yes"), Binding("n,escape", "answer(False)", "no")]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "No") -> None:
@@ -39,7 +38,6 @@ class ConfirmScreen(ModalScreen[bool]):
 class AskTextScreen(ModalScreen[str | None]):
     """One line of text (a new name, a file path); Escape gives None."""
 
-    CSS_PATH = "dialogs.tcss"
     BINDINGS = [Binding("escape", "cancel", "cancel")]
 
     def __init__(self, question: str, value: str = "", placeholder: str = "") -> None:

@@ -27,7 +27,6 @@ DEMO = ("d (or llamaduel --demo): builds llama.cpp's CPU and Vulkan tools once, 
 
 
 class HelpScreen(ModalScreen[None]):
-    CSS_PATH = "help.tcss"
     BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "close")]
 
     def compose(self) -> ComposeResult:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from rich.text import Text
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens.compare import CompareScreen
@@ -22,10 +23,10 @@ from tui.widgets.marks import MarkedTable
 if TYPE_CHECKING:
     from profiles.importers import ImportedRun
     from profiles.model import Profile
+    from profiles.store import ProfileEntry
 
 
 class ProfilesScreen(AppScreen):
-    CSS_PATH = "profiles.tcss"
     COMMAND_MESSAGES = cmd.PROFILES_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = "#profiles-table"
@@ -51,11 +52,19 @@ class ProfilesScreen(AppScreen):
 
     @on(cmd.ProfilesChanged)
     def reload(self) -> None:
+        """Read the store in a thread (every profile is parsed): the screen shows at once."""
+        self.list_profiles()
+
+    @work(thread=True, group="profiles-list", exclusive=True, exit_on_error=False)
+    def list_profiles(self) -> None:
+        entries = self.sources.store.list()
+        self.app.call_from_thread(self._show_entries, entries)
+
+    def _show_entries(self, entries: list[ProfileEntry]) -> None:
         table = self.query_one("#profiles-table", MarkedTable)
         row = table.cursor_row
         table.clear()
         store = self.sources.store
-        entries = store.list()
         for entry in entries:
             mark = "◆" if entry.name == self.marked else ""
             detail = entry.problem and f"cannot read: {entry.problem}"
@@ -73,23 +82,33 @@ class ProfilesScreen(AppScreen):
             "output with i.")
 
     @on(DataTable.RowHighlighted, "#profiles-table")
-    def _preview(self, event: DataTable.RowHighlighted) -> None:
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.preview(str(event.row_key.value))
+
+    @work(thread=True, group="profile-preview", exclusive=True, exit_on_error=False)
+    def preview(self, name: str) -> None:
         """What the profile under the cursor says, without opening it."""
         from profiles.store import ProfileError
 
-        preview = self.query_one("#profile-preview", Static)
         try:
-            profile = self.sources.store.load(str(event.row_key.value))
+            profile = self.sources.store.load(name)
         except ProfileError as error:
-            preview.update(str(error))
+            self.app.call_from_thread(self._show_preview, [str(error)])
             return
+        self.app.call_from_thread(self._show_preview, self._preview_lines(profile))
+
+    def _show_preview(self, lines: list[str]) -> None:
+        self.query_one("#profile-preview", Static).update(Text("\n".join(lines)))
+
+    @staticmethod
+    def _preview_lines(profile: Profile) -> list[str]:
         rec = profile.recommendation
         host = " · ".join(p for p in (profile.host.gpu_name, profile.host.cpu) if p)
         lines = [f"{profile.name}: {profile.model.file_name}"
                  + (f" on {host}" if host else ""),
                  "builds: " + ", ".join(f"{b.name} ({b.backend})" for b in profile.builds)]
         lines += list(rec.choose or rec.summary) if rec else ["no recommendation"]
-        preview.update("\n".join(lines))
+        return lines
 
     def _selected(self) -> str | None:
         name = self.query_one("#profiles-table", MarkedTable).selected_key()

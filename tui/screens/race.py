@@ -75,7 +75,6 @@ def expects_log(builds: list[BuildInfo], rates: list[float | None]) -> bool:
 
 
 class RaceScreen(AppScreen):
-    CSS_PATH = "race.tcss"
     COMMAND_MESSAGES = cmd.RACE_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES, hide=(cmd.EditPrompt,))
     AUTO_FOCUS = "#race-builds"

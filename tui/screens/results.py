@@ -78,7 +78,6 @@ def _cards(rec: Any) -> list[VerdictCard]:
 
 
 class ResultsScreen(AppScreen):
-    CSS_PATH = "results.tcss"
     COMMAND_MESSAGES = cmd.RESULTS_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = "#results-table"

@@ -92,7 +92,6 @@ def header_text(state: RunState, now: float) -> str:
 
 
 class RunScreen(AppScreen):
-    CSS_PATH = "run.tcss"
     COMMAND_MESSAGES = cmd.RUN_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = None

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 
 class SetupScreen(AppScreen):
-    CSS_PATH = "setup.tcss"
     COMMAND_MESSAGES = cmd.SETUP_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = "#builds-table"
