@@ -82,7 +82,8 @@ class TelemetryStrip(Vertical):
             self.source.watch_pids([pid])
 
     def workers_running(self) -> list[Worker[None]]:
-        return [w for w in self.workers if w.group == "race-telemetry" and w.is_running]
+        return [w for w in self.workers
+                if w.node is self and w.group == "race-telemetry" and w.is_running]
 
     def stop(self, *, now: bool = False) -> None:
         # At the race's end a worker that has not shown its first tick yet shows it first,
