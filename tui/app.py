@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen, SweepRequest
 
+HERE = Path(__file__).parent
 SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
            "results": "tui.screens.results:ResultsScreen",
            "profiles": "tui.screens.profiles:ProfilesScreen",
@@ -44,7 +45,7 @@ def _lazy(name: str) -> Any:
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
     TITLE = "llamaduel"
     # Every screen's styles, read once at start: a screen shown later adds no CSS to parse.
-    CSS_PATH = ["app.tcss", *(f"screens/{name}.tcss" for name in (
+    CSS_PATH = [HERE / "app.tcss", *(HERE / "screens" / f"{name}.tcss" for name in (
         "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
     COMMANDS = {cmd.ActionsProvider}
     BINDINGS = cmd.bindings(cmd.APP_COMMANDS, hide=cmd.SCREEN_FOOTER_COMMANDS)

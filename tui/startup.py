@@ -43,7 +43,6 @@ WARM_UP_DELAY_S = 0.3
 
 def _warm_up(app: LlamaduelApp) -> None:
     from textual.containers import Vertical
-    from textual.widgets import ProgressBar
 
     from tui.screens import help, profiles, race, results, run  # noqa: F401 - imported now
     from tui.widgets.build_panel import BuildPanel
@@ -58,7 +57,7 @@ def _warm_up(app: LlamaduelApp) -> None:
         return
     holder = Vertical(classes="-warm-up")
     holder.display = False
-    widgets = [ProgressBar(), BuildPanel("warm-up"), ThroughputPlot("pp"), RaceControls(),
+    widgets = [BuildPanel("warm-up"), ThroughputPlot("pp"), RaceControls(),
                RaceLane("warm-up"), RaceRatePlot(), TelemetryStrip(), VerdictCard("", [])]
 
     async def mount_then_remove() -> None:

@@ -18,10 +18,11 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
-from textual.widgets import Footer, ProgressBar, Static
+from textual.timer import Timer
+from textual.widgets import Footer, Static
 
 from backends.correctness import CheckEvent
-from backends.events import BenchEvent, SweepFinished, TelemetryRecorded
+from backends.events import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 
 NOT_CHECKED = "check: no llama-perplexity: not checked"
 HEADER_SECONDS = 1.0
+PROGRESS_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,13 @@ def describe(sources_line: str, name: str, state: RunState) -> str:
         return " · ".join(str(p) for p in (raw.get("backends"), device,
                                             progress.results[0].build_label) if p)
     return ""
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#######-------------]  35%``: plain characters, readable without colour."""
+    fraction = done / total if total else 0.0
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
 
 
 def header_text(state: RunState, now: float) -> str:
@@ -132,13 +141,15 @@ class RunScreen(AppScreen):
         self.request: SweepRequest | None = None
         self._shown_builds: tuple[str, ...] = ()
         self._shown: dict[str, object] = {}
+        self._progress: list[BenchEvent] = []
+        self._progress_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="run-body", can_focus=False):
             with Horizontal(id="run-header"):
                 yield Static("No sweep yet: set one up on the Setup screen (1) and press r.",
                              id="run-summary")
-                yield ProgressBar(total=1, show_eta=False, id="run-progress")
+                yield Static("", id="run-progress")
             yield Static("", id="run-activity")
             yield Static("", id="run-notes")
             yield Horizontal(id="build-panels")
@@ -168,9 +179,9 @@ class RunScreen(AppScreen):
             self._show_panels(state)
         if not state.builds:
             return
-        bar = self.query_one("#run-progress", ProgressBar)
-        if (bar.total, bar.progress) != (max(state.total, 1), state.done):
-            bar.update(total=max(state.total, 1), progress=state.done)
+        bar = progress_bar(state.done, state.total)
+        if self._changed("bar", bar):
+            self.query_one("#run-progress", Static).update(bar, layout=False)
         self._show_header()
         notes = "\n".join(state.notes)
         if self._changed("notes", notes):
@@ -293,6 +304,14 @@ class RunScreen(AppScreen):
 
     @on(SweepEventReceived)
     def _event_received(self, message: SweepEventReceived) -> None:
+        if isinstance(message.event, PointProgress):
+            # llama-bench's progress lines come several a second: shown a few times a
+            # second, in order, and always before the next result.
+            self._progress.append(message.event)
+            if self._progress_timer is None:
+                self._progress_timer = self.set_timer(PROGRESS_SECONDS, self._flush_progress)
+            return
+        self._flush_progress()
         with self.app.batch_update():
             state = fold(self.run_state, message.event)
             if self.control is not None and self.control.paused and state.status == RUNNING:
@@ -303,6 +322,14 @@ class RunScreen(AppScreen):
         if isinstance(message.event, SweepFinished):
             self._learn_rates()
             self.app.sweep_finished(self.run_state)  # type: ignore[attr-defined]
+
+    def _flush_progress(self) -> None:
+        if self._progress_timer is not None:
+            self._progress_timer.stop()
+            self._progress_timer = None
+        if self._progress:
+            events, self._progress = self._progress, []
+            self.run_state = fold_all(events, self.run_state)
 
     def _learn_rates(self) -> None:
         request = self.request

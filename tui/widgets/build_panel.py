@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import DataTable, Static
+from rich.text import Text
+from textual.widgets import Static
 
 from tui.state.format import format_rate, short
 from tui.state.run import BuildProgress, RunState
@@ -25,22 +26,14 @@ class BuildPanel(Vertical):
         self.description = description
         self.border_title = build_name
         self.border_subtitle = description  # backend, device, version: on the bottom edge
-        self._shown: tuple = ()
-        self._points: tuple = ()
-        self._cells: dict[str, tuple[str, str]] = {}
+        self._shown: tuple[object, ...] = ()
+        self._activity = ""
+        self._table_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static("waiting", classes="build-activity")
         yield Static("", classes="build-check")
-        yield DataTable(cursor_type="row", zebra_stripes=False, show_cursor=False)
-
-    def on_mount(self) -> None:
-        # Fixed column widths and a row per test point from the start: a result then
-        # changes cells, never the table's size, so the screen needs no new layout.
-        table = self.query_one(DataTable)
-        table.add_column("test", width=14, key="test")
-        table.add_column("tok/s", width=7, key="rate")
-        table.add_column("±", width=8, key="spread")
+        yield Static("", classes="build-table")
 
     def watch_run_state(self, state: RunState) -> None:
         progress = state.build(self.build_name)
@@ -51,10 +44,12 @@ class BuildPanel(Vertical):
         if key == self._shown:
             return
         self._shown = key
-        activity = self.query_one(".build-activity", Static)
-        activity.update(_activity_line(progress, state), layout=False)
+        activity = _activity_line(progress, state)
+        if activity != self._activity:
+            self._activity = activity
+            self.query_one(".build-activity", Static).update(activity, layout=False)
         self._show_check(progress.check)
-        self._show_cells(progress, state)
+        self._show_rows(progress, state)
         self.set_class(bool(progress.failures), "-has-failures")
 
     def _show_check(self, line: str) -> None:
@@ -64,30 +59,36 @@ class BuildPanel(Vertical):
             check.display = bool(line)  # no line, no room taken: runs without a check
             check.set_class(line.startswith(("check: SUSPECT", "check: failed")), "-problem")
 
-    def _show_cells(self, progress: BuildProgress, state: RunState) -> None:
-        table = self.query_one(DataTable)
-        if self._points != state.points:
-            table.clear()
-            self._points = state.points
-            self._cells = {}
-            for point in state.points:
-                table.add_row(point.name, "·", "", key=point.key)
+    def _show_rows(self, progress: BuildProgress, state: RunState) -> None:
+        """A row per test point, the one under way marked ``>``; plain text, redrawn only
+        when a cell changed (a table widget costs far more per update)."""
+        table = self.query_one(".build-table", Static)
         cells = _cells(progress)
-        for point_key, (rate, spread) in cells.items():
-            if self._cells.get(point_key) != (rate, spread) and point_key in table.rows:
-                table.update_cell(point_key, "rate", rate)
-                table.update_cell(point_key, "spread", spread)
-        self._cells = cells
         focus = progress.current or (progress.results[-1].point if progress.results else None)
-        if focus is not None and focus.key in table.rows:
-            table.move_cursor(row=table.get_row_index(focus.key), animate=False)
+        room = max(1, table.size.height - 1) if table.size.height else len(state.points)
+        rows = list(state.points)
+        at = next((i for i, p in enumerate(rows) if focus and p.key == focus.key), 0)
+        first = max(0, min(at - room // 2, len(rows) - room))
+        lines = [f"  {'test':14} {'tok/s':>8} {'±':>8}"]
+        for point in rows[first:first + room]:
+            rate, spread = cells.get(point.key, ("·", ""))
+            mark = ">" if focus is not None and point.key == focus.key else " "
+            lines.append(f"{mark} {point.name:14} {rate:>8} {spread:>8}")
+        text = "\n".join(lines)
+        if text != self._table_text:
+            self._table_text = text
+            table.update(Text(text), layout=False)
+
+    def on_resize(self) -> None:
+        self._shown = ()  # a new height shows another window of rows
+        self.watch_run_state(self.run_state)
 
 
 def _cells(progress: BuildProgress) -> dict[str, tuple[str, str]]:
     """tok/s and spread (or the failure) for each finished or running test point."""
     cells = {}
     if progress.current is not None:
-        cells[progress.current.key] = ("▶", "running")
+        cells[progress.current.key] = ("…", "running")
     for result in progress.results:
         cells[result.point.key] = (format_rate(result.avg_ts), format_rate(result.stddev_ts))
     for failure in progress.failures:
@@ -100,7 +101,7 @@ def _activity_line(progress: BuildProgress, state: RunState) -> str:
     count = f"{finished}/{len(state.points)} points"
     if progress.current is not None:
         detail = f" ({progress.activity})" if progress.activity else ""
-        return f"▶ {progress.current.name}{detail}  ·  {count}"
+        return f"> {progress.current.name}{detail}  ·  {count}"
     if state.status == "paused":
         return f"paused  ·  {count}"
     if progress.failures:

@@ -16,7 +16,7 @@ from tui.widgets.axes import (COLOURS, MARKERS, legend, nice_ticks, tick_label, 
 from tui.widgets.safe_plot import SafePlot
 # Telemetry plots move slowly (minutes on the x axis): redrawing them every few seconds,
 # and the values line once a second, keeps the app's own CPU use small during a sweep.
-REDRAW_SECONDS = 5.0
+REDRAW_SECONDS = 10.0
 VALUES_SECONDS = 1.0
 
 
