@@ -190,6 +190,7 @@ async def test_quit_mid_run_stops_children_and_next_start_offers_resume(
 async def test_bad_build_path_gets_one_line_and_nothing_crashes(tmp_path, builds, tiny_llama):
     app = make_app(tmp_path, builds, tiny_llama, telemetry=None)
     async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.screen.query("#build-path"), "the Setup form")
         field = app.screen.query_one("#build-path")
         field.focus()
         field.value = f"broken={tmp_path / 'nowhere'}"

@@ -43,6 +43,7 @@ WARM_UP_DELAY_S = 0.3
 
 def _warm_up(app: LlamaduelApp) -> None:
     from textual.containers import Vertical
+    from textual.widget import MountError
 
     from tui.screens import help, profiles, race, results, run  # noqa: F401 - imported now
     from tui.widgets.build_panel import BuildPanel
@@ -61,9 +62,15 @@ def _warm_up(app: LlamaduelApp) -> None:
                RaceLane("warm-up"), RaceRatePlot(), TelemetryStrip(), VerdictCard("", [])]
 
     async def mount_then_remove() -> None:
-        await app.screen.mount(holder)
-        await holder.mount_all(widgets)
-        await holder.remove()
+        screen = app.screen
+        if not screen.is_attached or not app.is_running:
+            return  # quitting already
+        try:
+            await screen.mount(holder)
+            await holder.mount_all(widgets)
+            await holder.remove()
+        except MountError:
+            return  # the screen closed meanwhile: nothing to warm up for
         app.refresh_css()  # the new styles parsed now, not on the next screen change
 
     app.call_later(mount_then_remove)

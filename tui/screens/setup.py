@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from tui.screens.run import SweepRequest
 
 
+BODY_DELAY_S = 0.02
+
+
 class SetupScreen(AppScreen):
     COMMAND_MESSAGES = cmd.SETUP_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
@@ -41,32 +44,45 @@ class SetupScreen(AppScreen):
         self._timing: set[str] = set()  # builds a quick probe is timing now
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="setup-body", can_focus=False):
-            with Horizontal(id="sources"):
-                yield BuildsSection(id="builds-section")
-                yield ModelsSection(id="models-section")
-            yield GridForm(id="workload-section")
+        # The tables and the form are mounted right after the first frame (on_mount): the
+        # app shows at once, saying what it is doing.
+        yield VerticalScroll(id="setup-body", can_focus=False)
         # Under the scrolling part: the plan, its estimate and warnings are always in view.
         with Horizontal(id="start-row"):
-            yield Button("Start (r)", variant="success", id="start", compact=True)
+            yield Button("Start (r)", variant="success", id="start", compact=True, disabled=True)
             yield Static("", id="setup-status")
         yield Footer()
 
     def on_mount(self) -> None:
+        self._status("Looking for llama.cpp builds and models…" if not self.sources.ready
+                     else "Reading the builds and models…")
+        # After the first frame is written (a refresh, then a moment): the app shows at once.
+        self.call_after_refresh(self.set_timer, BODY_DELAY_S, self._mount_body)
+
+    async def _mount_body(self) -> None:
+        body = self.query_one("#setup-body", VerticalScroll)
+        await body.mount(Horizontal(BuildsSection(id="builds-section"),
+                                    ModelsSection(id="models-section"), id="sources"),
+                         GridForm(id="workload-section"))
+        if self.focused is None and self.is_current:
+            self.query_one("#builds-table").focus()
         if not self.sources.ready:
-            self._status("Looking for llama.cpp builds and models…")
-            self.call_after_refresh(self.discover)  # after the first frame is on screen
+            self.discover()
         else:
             self._sources_ready()
 
+    @property
+    def body_ready(self) -> bool:
+        return bool(self.query("#workload-section"))
+
     def on_screen_resume(self) -> None:
         # Builds and models can change while another screen is shown (the working default).
-        if self.sources.ready and self.sources.version != self._shown_version:
+        if self.body_ready and self.sources.ready and self.sources.version != self._shown_version:
             self._sources_ready()
 
     @on(cmd.SourcesChanged)
     def _sources_changed(self) -> None:
-        if self.sources.ready and self.is_current:
+        if self.body_ready and self.sources.ready and self.is_current:
             self._sources_ready()
 
     # Discovery runs in a thread: probing builds starts processes.
@@ -100,14 +116,14 @@ class SetupScreen(AppScreen):
         self.query_one(ModelsSection).show(sources.models or (), self.chosen_model, fits)
 
     def watch_chosen_builds(self) -> None:
-        if self.is_mounted and self.sources.ready:
+        if self.body_ready and self.sources.ready:
             self._show()
             self._validate()
             self._maybe_probe()
 
     def watch_chosen_model(self, path: str) -> None:
         self.sources.chosen_model = path
-        if self.is_mounted and self.sources.ready:
+        if self.body_ready and self.sources.ready:
             self._show()
             self._validate()
             self._maybe_probe()
@@ -240,7 +256,7 @@ class SetupScreen(AppScreen):
     # Workload, estimate and start.
     @on(GridForm.Changed)
     def _grid_changed(self) -> None:
-        if self.sources.ready:
+        if self.sources.ready and self.body_ready:
             self._validate()
 
     def _rates(self) -> dict[str, Rates | None]:
@@ -324,7 +340,7 @@ class SetupScreen(AppScreen):
 
     def command_available(self, command: type[cmd.Command]) -> bool | None:
         if command is cmd.StartSweep:
-            return not self.query_one("#start", Button).disabled
+            return self.body_ready and not self.query_one("#start", Button).disabled
         return True
 
     @on(Button.Pressed, "#start")
@@ -333,6 +349,8 @@ class SetupScreen(AppScreen):
     def _start(self, event: object = None) -> None:
         if isinstance(event, (cmd.StartSweep, GridForm.Submitted)):
             event.stop()
+        if not self.body_ready or not self.sources.ready:
+            return
         if not self._validate() or self.plan is None:
             self.notify(str(self.query_one("#setup-status", Static).content), severity="warning")
             return
