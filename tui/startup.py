@@ -41,7 +41,7 @@ def warm_up(app: LlamaduelApp) -> None:
 WARM_UP_DELAY_S = 0.3
 
 
-def _warm_up(app: LlamaduelApp) -> None:
+def _warm_up(app: LlamaduelApp, tries: int = 10) -> None:
     from textual.containers import Vertical
     from textual.widget import MountError
 
@@ -54,7 +54,13 @@ def _warm_up(app: LlamaduelApp) -> None:
     from tui.widgets.throughput_plot import ThroughputPlot
     from tui.widgets.verdict_card import VerdictCard
 
-    if not app.is_running or app.screen is None:
+    from tui.screens.base import AppScreen
+
+    if not app.is_running:
+        return
+    if not isinstance(app.screen, AppScreen) or not app.screen.is_mounted:
+        if tries > 1:  # a dialog is up (the resume offer): after it
+            app.set_timer(WARM_UP_DELAY_S, lambda: _warm_up(app, tries - 1))
         return
     holder = Vertical(classes="-warm-up")
     holder.display = False
