@@ -133,8 +133,8 @@ def context_problem(points: Sequence[TestPoint], trained: int | None) -> str | N
     if needed <= trained:
         return None
     beyond = sorted({p.depth for p in points if p.depth + p.n_prompt + p.n_gen > trained})
-    shown = ", ".join(_tokens(d) for d in beyond)
-    return (f"depth {shown} is past the model's {trained:,}-token context ({needed:,} "
+    shown = _tokens(beyond[0]) if len(beyond) == 1 else f"{_tokens(beyond[0])}-{_tokens(beyond[-1])}"
+    return (f"depth {shown} goes past the model's {trained:,}-token context ({needed:,} "
             "needed): results there say little")
 
 

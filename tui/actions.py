@@ -25,10 +25,11 @@ class Command(Message):
     title: ClassVar[str] = ""
     help: ClassVar[str] = ""
     footer: ClassVar[bool] = True
+    label: ClassVar[str] = ""  # the footer's word, when shorter than the title
 
     @classmethod
     def binding(cls, show: bool | None = None) -> Binding:
-        return Binding(cls.key, f"command('{cls.__name__}')", cls.title.lower(),
+        return Binding(cls.key, f"command('{cls.__name__}')", cls.label or cls.title.lower(),
                        show=cls.footer if show is None else show,
                        priority=cls.key in ("ctrl+c",))
 
@@ -39,11 +40,12 @@ REGISTRY: dict[str, type[Command]] = {}
 C = TypeVar("C", bound=type[Command])
 
 
-def command(key: str, title: str, help: str, footer: bool = True) -> Callable[[C], C]:
+def command(key: str, title: str, help: str, footer: bool = True,
+            label: str = "") -> Callable[[C], C]:
     """Class decorator: registers a command with its key, palette title and help."""
 
     def register(cls: C) -> C:
-        cls.key, cls.title, cls.help, cls.footer = key, title, help, footer
+        cls.key, cls.title, cls.help, cls.footer, cls.label = key, title, help, footer, label
         REGISTRY[cls.__name__] = cls
         return cls
 
@@ -75,20 +77,21 @@ class ShowProfiles(Command): ...
 class ShowRace(Command): ...
 
 
-@command("r", "Start sweep", "Start the sweep set up on the Setup screen")
+@command("r", "Start sweep", "Start the sweep set up on the Setup screen", label="start")
 class StartSweep(Command): ...
 
 
-@command("p", "Pause/resume", "Pause between test points, or resume")
+@command("p", "Pause/resume", "Pause between test points, or resume", label="pause")
 class TogglePause(Command): ...
 
 
-@command("c", "Cancel sweep", "Stop the running sweep (asks first); results so far are kept")
+@command("c", "Cancel sweep", "Stop the running sweep (asks first); results so far are kept",
+         label="cancel")
 class CancelSweep(Command): ...
 
 
-@command("d", "Demo", "The working default: llama.cpp's CPU and Vulkan builds, a correctness "
-         "check, then a short sweep on Gemma 3 270M (or a small generated model)", footer=False)
+@command("d", "Demo", "CPU and Vulkan builds: a correctness check, then a short sweep",
+         footer=False)
 class RunDemo(Command): ...
 
 
@@ -105,7 +108,8 @@ class SaveProfile(Command): ...
 class ExportResults(Command): ...
 
 
-@command("y", "Copy launch command", "Copy the recommended launch command to the clipboard")
+@command("y", "Copy launch command", "Copy the recommended launch command to the clipboard",
+         label="launch cmd")
 class CopyLaunchCommand(Command): ...
 
 
@@ -160,11 +164,13 @@ class StopRace(Command): ...
 class ReplayRace(Command): ...
 
 
-@command("ctrl+s", "Add race to profile", "Keep the last race in a profile (new or existing)")
+@command("ctrl+s", "Add race to profile", "Keep the last race in a profile (new or existing)",
+         label="keep")
 class AddRaceToProfile(Command): ...
 
 
-@command("f2", "Race settings", "Show or hide the prompt and settings above the lanes")
+@command("f2", "Race settings", "Show or hide the prompt and settings above the lanes",
+         label="settings")
 class ToggleRaceSettings(Command): ...
 
 
@@ -199,7 +205,7 @@ SCREEN_FOOTER_COMMANDS = (StartSweep, TogglePause, CancelSweep)
 
 # Every screen and its own commands, in the order the help lists them.
 SECTIONS: tuple[tuple[str, tuple[type[Command], ...]], ...] = (
-    ("Everywhere", APP_COMMANDS),
+    ("Everywhere", tuple(c for c in APP_COMMANDS if c is not StartSweep)),
     ("Setup", SETUP_COMMANDS),
     ("Run", RUN_COMMANDS),
     ("Results", RESULTS_COMMANDS),

@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 
 class BuildsTable(MarkedTable):
-    BINDINGS = [Binding("space", "toggle", "use/skip build"),
-                Binding("delete", "remove", "remove build")]
+    BINDINGS = [Binding("space", "toggle", "use/skip"), Binding("delete", "remove", "remove")]
 
     class Toggled(Message):
         """Space (or Enter) on a build: choose it for the run, or leave it out."""

@@ -21,7 +21,7 @@ class TickBox(Checkbox):
 
     @property
     def _button(self) -> Content:
-        return Content(CHECKED if self.value else UNCHECKED)
+        return Content((CHECKED if self.value else UNCHECKED) + " ")
 
 
 class TickList(SelectionList[str]):
