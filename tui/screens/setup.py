@@ -31,6 +31,8 @@ class SetupScreen(AppScreen):
     COMMAND_MESSAGES = cmd.SETUP_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = "#builds-table"
+    # Builds beside models only where both tables fit whole (their status text is long).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (240, "-wide")]
 
     # Names of the builds that will race, and the chosen model's path.
     chosen_builds: reactive[frozenset[str]] = reactive(frozenset, repaint=False)

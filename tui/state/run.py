@@ -90,7 +90,7 @@ class CheckProgress:
 
     def remaining(self, now: float) -> float | None:
         """Seconds the check still needs, from the estimates; None when unknown."""
-        left = [b for b in self.order if b not in self.done]
+        left = [b for b in (self.order or tuple(self.estimates)) if b not in self.done]
         if any(b not in self.estimates for b in left):
             return None
         total = sum(self.estimates[b] for b in left)

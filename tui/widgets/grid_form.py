@@ -77,8 +77,8 @@ class GridForm(Vertical):
         spec = preset(name)
         self._applying = True
         self._defaults = placeholders(spec)
-        self._preset_values = fields_from_spec(spec)
-        for key, value in self._preset_values.items():
+        self._preset_values = effective(fields_from_spec(spec), self._defaults)
+        for key, value in fields_from_spec(spec).items():
             field = self.query_one(f"#field-{key}", Input)
             field.value = value
             field.placeholder = self._defaults[key]
