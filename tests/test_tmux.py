@@ -1,11 +1,13 @@
-"""The installed ``llamaduel`` in a real terminal (tmux): keys in, screen text out."""
+"""``llamaduel`` in a real terminal (tmux): keys in, screen text out, no colour (NO_COLOR)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -52,23 +54,28 @@ class Terminal:
         subprocess.run([self.tmux, "kill-session", "-t", self.name], capture_output=True)
 
 
+REPO = Path(__file__).resolve().parent.parent
+# This checkout's llamaduel (the same as the installed command after `pip install -e .`).
+LLAMADUEL = [sys.executable, "-m", "tui.cli"]
+
+
 @pytest.fixture
 def environment(tmp_path, cpu_bin, vulkan_bin):
     env = {"LLAMADUEL_DATA_DIR": str(tmp_path / "data"),
            "LLAMADUEL_TOOLCHAIN": str(toolchain.toolchain_root()),
-           "TERM": "xterm-256color", "NO_COLOR": "1"}
+           "TERM": "xterm-256color", "NO_COLOR": "1", "PYTHONPATH": str(REPO)}
     return env
 
 
 def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
-    llamaduel = shutil.which("llamaduel")
-    assert llamaduel, "the llamaduel command is not installed (pip install -e .)"
-    term = Terminal([llamaduel, "--demo", "--no-telemetry"], environment, (80, 24),
+    term = Terminal([*LLAMADUEL, "--demo", "--no-telemetry"], environment, (80, 24),
                     f"llamaduel-test-{os.getpid()}")
     try:
-        # The demo prepares the cached builds and a generated model, races them, and the
-        # verdict appears on the Results screen.
-        results = term.wait_for("if you run:")
+        # The demo times both builds, checks them against each other on Gemma 3 270M,
+        # runs a short sweep with an ETA, and the verdict appears on the Results screen.
+        term.wait_for("check 1/2: reading the text with cpu", steps=3000)
+        term.wait_for("ETA", steps=3000)
+        results = term.wait_for("if you run:", steps=6000)
         assert "cpu vs vulkan" in results
         assert "dense, short context" in results
         for line in results.splitlines():
@@ -76,6 +83,7 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         term.press("2")
         run = term.wait_for("done")
         assert "cpu" in run and "vulkan" in run and "finished" in run
+        assert "check: reference" in run and ("check: pass" in run or "check: SUSPECT" in run)
         term.press("?")
         help_text = term.wait_for("Ctrl-P")
         assert "Start sweep" in help_text and "Cancel sweep" in help_text
@@ -101,3 +109,55 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         term.close()
     saved = list((tmp_path / "data" / "profiles").glob("*.toml"))
     assert [p.name for p in saved] == ["tmux demo.toml"]
+
+
+def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, tmp_path,
+                                                                   cpu_bin, vulkan_bin,
+                                                                   tiny_llama):
+    argv = [*LLAMADUEL, "--no-telemetry", "--build", f"cpu={cpu_bin}",
+            "--build", f"vulkan={vulkan_bin}", "--models", str(tiny_llama.parent)]
+    term = Terminal(argv, environment, (80, 24), f"llamaduel-keys-{os.getpid()}")
+    try:
+        setup = term.wait_for("Ready:")
+        # The state is in the text: ticked boxes and the cursor row's marker.
+        assert ">  [x]  cpu" in setup and "   [x]  vulkan" in setup
+        term.press("Down", "Space")  # the first visit: no Tab needed
+        setup = term.wait_for("[ ]  vulkan")
+        assert ">  [ ]  vulkan" in setup
+        term.press("5")
+        race = term.wait_for("Ctrl-R races")
+        assert "[x] cpu" in race
+        term.press("?")
+        term.wait_for("Everywhere")
+        term.press("PageDown", "PageDown", "PageDown")  # the last rows: the Race keys
+        assert "Ctrl-R" in term.wait_for("Race settings")
+        term.press("Escape")
+        time.sleep(0.5)  # a lone Escape, not the start of an Alt- sequence
+        term.press("e")  # only now do letters go into the prompt
+        term.press("-l", "q1?")
+        assert "q1?" in term.wait_for("q1?")
+        term.press("Escape")
+        time.sleep(0.5)
+        term.press("1")
+        term.wait_for("Builds")
+        term.press("q")
+        for _ in range(100):
+            if not term.alive():
+                break
+            time.sleep(0.2)
+        assert not term.alive(), "llamaduel did not quit on q"
+    finally:
+        term.close()
+
+
+def test_setup_at_200x50_shows_the_whole_status_of_each_build(environment, cpu_bin,
+                                                              vulkan_bin, tiny_llama):
+    argv = [*LLAMADUEL, "--no-telemetry", "--build", f"cpu={cpu_bin}",
+            "--build", f"vulkan={vulkan_bin}", "--models", str(tiny_llama.parent)]
+    term = Terminal(argv, environment, (200, 50), f"llamaduel-wide-{os.getpid()}")
+    try:
+        setup = term.wait_for("Ready:")
+        assert "software renderer (Vulkan0 llvmpipe" in setup and "runs on the CPU, slow" in setup
+        assert "…" not in setup.split("Ready:")[0]
+    finally:
+        term.close()
