@@ -7,7 +7,6 @@ ones. Key actions are ``tui.actions``' commands; the demo and resuming are ``tui
 from __future__ import annotations
 
 import asyncio
-import importlib
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
-from tui import startup
+from tui import screens, startup
 from tui.sources import Sources
 from tui.state.run import RunState
 
@@ -27,31 +26,18 @@ if TYPE_CHECKING:
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen, SweepRequest
 
-HERE = Path(__file__).parent
-SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
-           "results": "tui.screens.results:ResultsScreen",
-           "profiles": "tui.screens.profiles:ProfilesScreen",
-           "race": "tui.screens.race:RaceScreen"}
 FAILED = {"sweep": "Sweep stopped", "demo": "Demo set-up failed",
           "resume": "Could not read earlier runs", "discover": "Discovery failed"}
 
 
-def _lazy(name: str) -> Any:
-    """A screen factory that imports its module on first use: the first frame stays quick."""
-    module, _, cls = SCREENS[name].partition(":")
-    return lambda: getattr(importlib.import_module(module), cls)()
-
-
 class LlamaduelApp(cmd.CommandsMixin, App[int]):
     TITLE = "llamaduel"
-    # Every screen's styles, read once at start: a screen shown later adds no CSS to parse.
-    CSS_PATH = [HERE / "app.tcss", *(HERE / "screens" / f"{name}.tcss" for name in (
-        "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
+    CSS_PATH = screens.CSS_FILES  # every screen's, read once at start
     COMMANDS = {cmd.ActionsProvider}
     BINDINGS = cmd.bindings(cmd.APP_COMMANDS, hide=cmd.SCREEN_FOOTER_COMMANDS)
     # Each screen is made once, on first use, and keeps its state while another shows.
-    SCREENS = {name: _lazy(name) for name in SCREENS}
-    MODES = {name: name for name in SCREENS}
+    SCREENS = {name: screens.factory(name) for name in screens.SCREENS}
+    MODES = {name: name for name in screens.SCREENS}
     DEFAULT_MODE = "setup"
     # Screens get one of these classes from the terminal width (panels stack when narrow).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (140, "-wide")]
@@ -91,9 +77,8 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.call_after_refresh(startup.warm_up, self)
 
     def refresh_css(self, animate: bool = True) -> None:
-        """Re-parse styles only when they changed: Textual asks for a full re-parse on each
-        screen's first visit, which costs hundreds of milliseconds and changes nothing
-        here (every screen's styles are read at start, see CSS_PATH)."""
+        """Re-parse styles only when they changed (Textual asks on each screen's first
+        visit: hundreds of milliseconds for nothing, every style being read at start)."""
         signature = (self.theme, tuple(self.stylesheet.source),
                      tuple(self.get_css_variables().items()))
         if signature != self._css_signature:

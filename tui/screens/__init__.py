@@ -1,0 +1,23 @@
+"""The app's screens: each is made on first use (its module imported then, so the first
+frame stays quick), and every screen's styles are read once at start, so a screen shown
+later adds no CSS to parse. A new screen goes here, in ``SCREENS``, with its ``.tcss``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).parent
+SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
+           "results": "tui.screens.results:ResultsScreen",
+           "profiles": "tui.screens.profiles:ProfilesScreen",
+           "race": "tui.screens.race:RaceScreen"}
+CSS_FILES = [HERE.parent / "app.tcss", *(HERE / f"{name}.tcss" for name in (
+    "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
+
+
+def factory(name: str) -> Callable[[], Any]:
+    module, _, cls = SCREENS[name].partition(":")
+    return lambda: getattr(importlib.import_module(module), cls)()

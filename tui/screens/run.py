@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,78 +23,21 @@ from backends.events import BenchEvent, PointProgress, SweepFinished, TelemetryR
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.state.format import format_eta
-from tui.state.run import (CANCELLED, FINISHED, PAUSED, RUNNING, CheckPlanned, RunState,
-                           eta_seconds, fold, fold_all, fold_check, with_status)
+from tui.state.run import (CANCELLED, PAUSED, RUNNING, CheckPlanned, RunState, fold,
+                           fold_all, fold_check, with_status)
+from tui.state.run_text import (SweepRequest, describe, header_text, journal_splits,
+                                progress_bar, spec_splits)
 from tui.state.telemetry import TelemetryHistory, reading_from
 from tui.widgets.build_panel import BuildPanel
 from tui.widgets.telemetry_panel import TelemetryPanel
 from tui.widgets.throughput_plot import ThroughputPlot
 
 if TYPE_CHECKING:
-    from backends.builds import BuildInfo
-    from backends.models import ModelInfo
     from backends.runner import SweepControl
-    from backends.sweep import SweepSpec
-    from tui.state.plan import Plan
 
 NOT_CHECKED = "check: no llama-perplexity: not checked"
 HEADER_SECONDS = 1.0
 PROGRESS_SECONDS = 0.25
-
-
-@dataclass(frozen=True)
-class SweepRequest:
-    """What to run: builds, a model (ModelInfo or path) and a SweepSpec.
-
-    ``check``: options for the correctness check that runs before the sweep
-    (`backends.correctness.run_check`'s keywords, e.g. context); None runs no check.
-    ``plan``: Setup's estimate of it all, for the ETA.
-    """
-
-    builds: tuple[BuildInfo, ...]
-    model: ModelInfo | Path | None
-    spec: SweepSpec | None
-    resume_dir: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
-    plan: Plan | None = field(default=None, hash=False, compare=False)
-
-
-def describe(sources_line: str, name: str, state: RunState) -> str:
-    """One line about a build: what the sources know, else what its first result says."""
-    if sources_line:
-        return sources_line
-    progress = state.build(name)
-    if progress and progress.results:
-        raw = progress.results[0].raw
-        device = raw.get("gpu_info") or raw.get("cpu_info") or ""
-        return " · ".join(str(p) for p in (raw.get("backends"), device,
-                                            progress.results[0].build_label) if p)
-    return ""
-
-
-def progress_bar(done: int, total: int, width: int = 20) -> str:
-    """``[#######-------------]  35%``: plain characters, readable without colour."""
-    fraction = done / total if total else 0.0
-    filled = int(round(fraction * width))
-    return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
-
-
-def header_text(state: RunState, now: float) -> str:
-    """``model · cpu vs vulkan · 3/8 done · ETA ~2 min`` (or paused, finished...)."""
-    status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
-              CANCELLED: "cancelled"}.get(state.status, state.status)
-    failures = sum(len(b.failures) for b in state.builds)
-    progress = f"{state.done}/{state.total} done" + (f", {failures} failed" if failures else "")
-    if state.active and not state.run_id:
-        progress, status = "checking correctness first", ""
-    eta = eta_seconds(state, now) if state.status == RUNNING else None
-    if eta is not None:
-        status = f"ETA {format_eta(eta)}"
-    parts = [Path(state.model).name, " vs ".join(b.name for b in state.builds), progress,
-             status]
-    return " · ".join(p for p in parts if p)
 
 
 class RunScreen(AppScreen):
@@ -222,7 +162,7 @@ class RunScreen(AppScreen):
 
     def show_events(self, events: list[BenchEvent]) -> None:
         """Show a recorded run (a journal) as it ended."""
-        history = TelemetryHistory(show_host=_splits(events))
+        history = TelemetryHistory(show_host=journal_splits(events))
         for event in events:
             if isinstance(event, TelemetryRecorded):
                 history = history.add(reading_from(event.sample))
@@ -235,7 +175,7 @@ class RunScreen(AppScreen):
         from tui.engine import read_journal
 
         self.request = request
-        self.history = TelemetryHistory(show_host=_spec_splits(request.spec))
+        self.history = TelemetryHistory(show_host=spec_splits(request.spec))
         self._show_telemetry_off()
         if request.resume_dir is not None:
             self.show_events(read_journal(request.resume_dir / "journal.jsonl"))
@@ -395,23 +335,3 @@ class RunScreen(AppScreen):
     @property
     def sweep_running(self) -> bool:
         return self.control is not None
-
-
-def _spec_splits(spec: SweepSpec | None) -> bool:
-    """Host CPU and RAM matter when part of the model runs on the CPU."""
-    if spec is None:
-        return False
-    ngl = spec.n_gpu_layers
-    return bool(spec.n_cpu_moe or spec.auto_ncmoe or (ngl is not None and 0 <= ngl < 99))
-
-
-def _splits(events: list[BenchEvent]) -> bool:
-    from backends.events import SweepStarted
-
-    for event in events:
-        if isinstance(event, SweepStarted):
-            spec = event.spec or {}
-            ngl = spec.get("n_gpu_layers")
-            return bool(spec.get("n_cpu_moe") or spec.get("auto_ncmoe")
-                        or (ngl is not None and 0 <= ngl < 99))
-    return False

@@ -46,6 +46,18 @@ def nice_ticks(low: float, high: float, target: int = 5) -> list[float]:
     return ticks
 
 
+def fit_ticks(ticks: list[float], rows: int) -> list[float]:
+    """At most one tick every other row: the plot then never has to drop labels itself
+    (which it does differently from one drawing to the next)."""
+    room = max(2, rows // 2)
+    if len(ticks) > room:
+        powers = [t for t in ticks if t > 0 and math.isclose(math.log10(t) % 1, 0, abs_tol=1e-9)]
+        ticks = powers if 2 <= len(powers) <= room else ticks
+    while len(ticks) > room:
+        ticks = ticks[::2]
+    return ticks
+
+
 def log_ticks(low: float, high: float) -> list[float]:
     """Ticks at 1, 2, 5 times powers of ten inside [low, high] (positive values)."""
     low, high = max(low, 1e-12), max(high, 1e-12)

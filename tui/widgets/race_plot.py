@@ -13,7 +13,7 @@ from textual_plotext import PlotextPlot
 
 from tui.state.race import RaceBoard, rate_series
 from tui.widgets._css import css_beside
-from tui.widgets.axes import (COLOURS, MARKERS, legend, log_ticks, nice_ticks, tick_label,
+from tui.widgets.axes import (COLOURS, MARKERS, fit_ticks, legend, log_ticks, nice_ticks, tick_label,
                               time_label, time_ticks)
 
 REDRAW_SECONDS = 0.25
@@ -75,7 +75,7 @@ class RaceRatePlot(PlotextPlot):
             if log:
                 positive = [r for r in rates if r > 0]
                 low, high = min(positive) * 0.8, max(positive) * 1.2
-                yticks = log_ticks(low, high)
+                yticks = fit_ticks(log_ticks(low, high), max(4, self.size.height - 4))
                 plt.yticks([math.log10(t) for t in yticks], [tick_label(t) for t in yticks])
                 plt.ylim(math.log10(low), math.log10(high))
             else:

@@ -16,7 +16,7 @@ from textual.reactive import reactive
 from tui.state.format import format_depth
 from tui.state.run import RunState
 from tui.widgets._css import css_beside
-from tui.widgets.axes import (COLOURS, MARKERS, choose_log, legend, log_ticks, nice_ticks,
+from tui.widgets.axes import (COLOURS, MARKERS, choose_log, fit_ticks, legend, log_ticks, nice_ticks,
                               tick_label)
 from tui.widgets.safe_plot import SafePlot
 
@@ -120,6 +120,10 @@ class ThroughputPlot(SafePlot):
         if self.is_mounted and monotonic() - self._drawn_at >= REDRAW_SECONDS:
             self._draw()
 
+    def on_resize(self) -> None:
+        self._dirty = True  # the legend's place depends on the width
+        self._draw()
+
     def show_crossovers(self, depths: tuple[float, ...]) -> None:
         self.crossover_depths = depths
         self._dirty = True
@@ -176,11 +180,12 @@ class ThroughputPlot(SafePlot):
         plt.xticks(depths, [format_depth(d) for d in depths])
         if len(depths) == 1:
             plt.xlim(depths[0] - 1, depths[0] + 1)
+        rows = max(4, self.size.height - 5)  # less the title, the x axis and the legend
         if log:
-            ticks = log_ticks(min(rates) * 0.9, max(rates) * 1.1)
+            ticks = fit_ticks(log_ticks(min(rates) * 0.9, max(rates) * 1.1), rows)
             plt.yticks([math.log10(t) for t in ticks], [tick_label(t) for t in ticks])
             plt.ylim(math.log10(min(rates) * 0.9), math.log10(max(rates) * 1.1))
         else:
-            ticks = nice_ticks(0, max(rates) * 1.05, 4)
+            ticks = nice_ticks(0, max(rates) * 1.05, min(4, rows // 2))
             plt.yticks(ticks, [tick_label(t) for t in ticks])
             plt.ylim(0, ticks[-1])

@@ -1,0 +1,93 @@
+"""What the Run screen writes: the request it runs, its header line, its progress bar,
+and whether host figures matter (part of the model on the CPU). Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backends.events import BenchEvent
+from tui.state.format import format_eta
+from tui.state.run import CANCELLED, FINISHED, PAUSED, RUNNING, RunState, eta_seconds
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
+    from backends.sweep import SweepSpec
+    from tui.state.plan import Plan
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What to run: builds, a model (ModelInfo or path) and a SweepSpec.
+
+    ``check``: options for the correctness check that runs before the sweep
+    (`backends.correctness.run_check`'s keywords, e.g. context); None runs no check.
+    ``plan``: Setup's estimate of it all, for the ETA.
+    """
+
+    builds: tuple[BuildInfo, ...]
+    model: ModelInfo | Path | None
+    spec: SweepSpec | None
+    resume_dir: Path | None = None
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
+    plan: Plan | None = field(default=None, hash=False, compare=False)
+
+
+def describe(sources_line: str, name: str, state: RunState) -> str:
+    """One line about a build: what the sources know, else what its first result says."""
+    if sources_line:
+        return sources_line
+    progress = state.build(name)
+    if progress and progress.results:
+        raw = progress.results[0].raw
+        device = raw.get("gpu_info") or raw.get("cpu_info") or ""
+        return " · ".join(str(p) for p in (raw.get("backends"), device,
+                                            progress.results[0].build_label) if p)
+    return ""
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#######-------------]  35%``: plain characters, readable without colour."""
+    fraction = done / total if total else 0.0
+    filled = int(round(fraction * width))
+    return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
+
+
+def header_text(state: RunState, now: float) -> str:
+    """``model · cpu vs vulkan · 3/8 done · ETA ~2 min`` (or paused, finished...)."""
+    status = {RUNNING: "running", PAUSED: "paused (p resumes)", FINISHED: "finished",
+              CANCELLED: "cancelled"}.get(state.status, state.status)
+    failures = sum(len(b.failures) for b in state.builds)
+    progress = f"{state.done}/{state.total} done" + (f", {failures} failed" if failures else "")
+    if state.active and not state.run_id:
+        progress, status = "checking correctness first", ""
+    eta = eta_seconds(state, now) if state.status == RUNNING else None
+    if eta is not None:
+        status = f"ETA {format_eta(eta)}"
+    parts = [Path(state.model).name, " vs ".join(b.name for b in state.builds), progress,
+             status]
+    return " · ".join(p for p in parts if p)
+
+
+def spec_splits(spec: SweepSpec | None) -> bool:
+    """Host CPU and RAM matter when part of the model runs on the CPU."""
+    if spec is None:
+        return False
+    ngl = spec.n_gpu_layers
+    return bool(spec.n_cpu_moe or spec.auto_ncmoe or (ngl is not None and 0 <= ngl < 99))
+
+
+def journal_splits(events: list[BenchEvent]) -> bool:
+    from backends.events import SweepStarted
+
+    for event in events:
+        if isinstance(event, SweepStarted):
+            spec = event.spec or {}
+            ngl = spec.get("n_gpu_layers")
+            return bool(spec.get("n_cpu_moe") or spec.get("auto_ncmoe")
+                        or (ngl is not None and 0 <= ngl < 99))
+    return False
