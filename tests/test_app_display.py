@@ -298,3 +298,16 @@ async def test_text_is_not_cut_when_there_is_room(tmp_path, tiny_llama):
         await pilot.pause(0.3)
         table = app.screen.query_one("#builds-table")
         assert str(table.get_row_at(1)[-1]) == note
+
+
+def test_the_check_fits_the_slowest_build():
+    from backends.estimate import SOFTWARE_CHECK, check_seconds, check_size, logits_factor
+
+    factor = logits_factor(268_000_000, 262_144, 640)  # Gemma 3 270M: the output layer weighs
+    assert 2.0 < factor < 3.5
+    fast, lavapipe = Rates(5000.0, 100.0, 0.5), Rates(6.7, 2.9, 2.0)
+    assert check_size([fast, fast], factor, software=False) == (None, None)  # the default
+    context, chunks = check_size([fast, lavapipe], factor, software=True)
+    assert check_seconds(context, chunks, lavapipe, factor) <= 90
+    assert check_size([fast, None], factor, software=True) == SOFTWARE_CHECK
+    assert check_size([fast, None], factor, software=False) == (None, None)

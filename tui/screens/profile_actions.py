@@ -7,13 +7,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from backends.events import BenchEvent, PointFailed, ResultReceived, SweepStarted
 from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
+    from profiles.exporters import LaunchCommand
+    from profiles.model import Profile
 
-def state_from_profile(profile: Any) -> RunState:
+
+def state_from_profile(profile: Profile) -> RunState:
     """A finished RunState showing a saved profile's results (and its check's, if any)."""
     from backends.correctness import CorrectnessResult
 
@@ -61,7 +68,7 @@ def default_profile_name(state: RunState) -> str:
     return re.sub(r"-{2,}", "-", name)[:100].strip("-") or "run"
 
 
-def has_server(command: Any) -> bool:
+def has_server(command: LaunchCommand) -> bool:
     """True when the launch command's llama-server is there to run."""
     import shutil
 
@@ -70,14 +77,15 @@ def has_server(command: Any) -> bool:
 
 
 def profile_from_state(state: RunState, name: str, *, journal: Path | None = None,
-                       builds: Any = None, model_info: Any = None) -> Any:
+                       builds: Sequence[BuildInfo] | None = None,
+                       model_info: ModelInfo | None = None) -> Profile:
     from profiles.model import profile_from_journal
 
     return profile_from_journal(events_of(state, journal), name=name, builds=builds,
                                 model_info=model_info, correctness=state.correctness_by_build())
 
 
-def export_profile(profile: Any, folder: Path) -> list[Path]:
+def export_profile(profile: Profile, folder: Path) -> list[Path]:
     """Markdown, CSV and JSON beside each other; returns the files written."""
     from profiles.exporters import to_csv, to_json, to_markdown
     from profiles.store import atomic_write_text
@@ -95,7 +103,8 @@ def export_profile(profile: Any, folder: Path) -> list[Path]:
     return written
 
 
-def launch_commands(profile: Any, model_path: str | None = None) -> list[tuple[str, Any]]:
+def launch_commands(profile: Profile, model_path: str | None = None,
+                    ) -> list[tuple[str, LaunchCommand]]:
     """(workload label, LaunchCommand) for every workload with a recommended build."""
     from profiles.exporters import WORKLOADS, launch_command
     from profiles.verdict import CLASS_LABELS

@@ -12,6 +12,7 @@ the bottom follows the machine and the tools the race started.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +47,7 @@ LOG_SCALE_RATIO = 8
 
 
 def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, Any], *,
-                        builds: Any = (), model_info: ModelInfo | None = None,
+                        builds: Sequence[BuildInfo] = (), model_info: ModelInfo | None = None,
                         ) -> tuple[Profile, bool]:
     """Append ``summary`` to profile ``name``'s races, making the profile if it is new."""
     from profiles.model import profile_from_journal
@@ -178,6 +179,7 @@ class RaceScreen(AppScreen):
     @on(Input.Submitted, "#race-prompt")
     async def _prompt_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        self.action_leave_field()  # the race's keys (Ctrl-B, q, 1-5) work while it runs
         await self._start_race()
 
     @on(cmd.EditPrompt)

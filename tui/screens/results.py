@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -22,12 +22,13 @@ from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
 
 if TYPE_CHECKING:
+    from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
     from profiles.model import Profile
     from profiles.verdict import Recommendation
 
 
-def recommendation_for(state: RunState, model_info: Any = None) -> Any:
+def recommendation_for(state: RunState, model_info: ModelInfo | None = None) -> Recommendation:
     from profiles.verdict import recommend
 
     # A build the correctness check found suspect or failed counts as unstable.
@@ -69,7 +70,7 @@ def _lead(rates: dict[str, float]) -> str:
     return f"{best} ×{top / second:.2f}"
 
 
-def _cards(rec: Any) -> list[VerdictCard]:
+def _cards(rec: Recommendation) -> list[VerdictCard]:
     from profiles.verdict import CLASS_LABELS
 
     classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
@@ -153,7 +154,7 @@ class ResultsScreen(AppScreen):
             return False
         return True
 
-    def _profile(self, name: str | None = None) -> Any:
+    def _profile(self, name: str | None = None) -> Profile:
         """The shown profile, or one made from this run (not saved)."""
         if self.profile is not None and name in (None, self.profile.name):
             return self.profile
