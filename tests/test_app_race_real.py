@@ -16,7 +16,7 @@ from backends.builds import probe_build
 from backends.models import read_model
 from backends.race import first_difference
 from profiles.store import ProfileStore
-from tests.test_app_keys import until
+from tests.test_app_keys import shown_keys, until
 from tui.app import LlamaduelApp
 from tui.widgets.race_lane import stats_line
 
@@ -54,6 +54,9 @@ async def test_race_on_gemma_shows_readable_text_from_both_builds_and_says_if_it
         await until(pilot, lambda: race.board.status == "finished", "the race finished",
                     steps=3000)
         texts = {lane.build: lane.text for lane in race.board.lanes}
+        # The footer follows: no stop key once it is over, replay and keep now offered.
+        await until(pilot, lambda: "ctrl+l" in shown_keys(app), "replay offered")
+        assert "ctrl+b" not in shown_keys(app) and "ctrl+s" in shown_keys(app)
         assert all(lane.status == "finished" for lane in race.board.lanes)
         for text in texts.values():
             assert re.search(r"[A-Za-z]{3,}", text), text  # words, not noise

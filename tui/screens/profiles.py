@@ -73,6 +73,7 @@ class ProfilesScreen(AppScreen):
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
         table.refresh_marker()
+        self.refresh_bindings()
         self.query_one("#profiles-title", Static).update(
             f"Profiles in {store.root} ({len(entries)})")
         self.query_one("#profiles-hint", Static).update(

@@ -232,6 +232,7 @@ class RaceScreen(AppScreen):
         self.query_one(RaceRatePlot).set_scale(
             expects_log(builds, [r.tg if r else None for r in rates]))
         self.strip.begin(builds)
+        self.call_later(self.refresh_bindings)
         self.run_race(builds, Path(model_path), spec, not controls.parallel)
 
     async def _mount_lanes(self, builds: list[BuildInfo]) -> None:
@@ -262,6 +263,7 @@ class RaceScreen(AppScreen):
             return
         finally:
             self.strip.ended()
+            self.call_later(self.refresh_bindings)  # Ctrl-B off, Ctrl-L and Ctrl-S on
         self._final = self._pending
         self.show_board(self._pending)
         failed = [lane.build for lane in self._final.lanes if lane.status in ("failed", "timed out")]

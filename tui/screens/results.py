@@ -146,6 +146,7 @@ class ResultsScreen(AppScreen):
             columns, rows = table_rows(state)
             table.add_columns(*columns)
             table.add_rows(rows)
+        self.refresh_bindings()  # w, e, and y where llama-server is
 
     # Actions on the shown results.
     def _has_results(self) -> bool:

@@ -188,6 +188,7 @@ class RunScreen(AppScreen):
         from tui.engine import new_control
 
         self.control = new_control()
+        self.refresh_bindings()  # p and c now work
         try:
             if request.check is not None and request.resume_dir is None:
                 # In this worker, so that cancel and quit stop the check's processes too.
@@ -195,6 +196,7 @@ class RunScreen(AppScreen):
             await self._sweep(request)
         finally:
             self.control = None
+            self.refresh_bindings()
 
     async def _check_first(self, request: SweepRequest) -> None:
         from backends.correctness import CheckFinished, CheckInputError, run_check

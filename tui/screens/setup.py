@@ -290,7 +290,10 @@ class SetupScreen(AppScreen):
                       "the estimate…" if self._timing else "")
             self._status(f"Ready: {self.plan.line()}. Press r to start.{timing}{warning}",
                          problem=bool(self.plan.warnings))
-        self.query_one("#start", Button).disabled = bool(problem)
+        start = self.query_one("#start", Button)
+        if start.disabled != bool(problem):
+            start.disabled = bool(problem)
+            self.refresh_bindings()  # r offered only when the run can start
         return not problem
 
     def _problem(self) -> str | None:
