@@ -22,6 +22,7 @@ from tui.state.run import CheckPlanned, RunState, fold_check
 SIZE = (160, 48)
 # Four chunks of 64 tokens: a check of seconds on the tiny model (see test_correctness.py).
 FAST_CHECK = {"context": 64, "chunks": 4}
+WHOLE_TEXT = {"context": 512}
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +174,9 @@ async def test_a_build_without_llama_perplexity_is_not_checked_and_not_held_agai
 
 @pytest.mark.toolchain
 async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama):
-    # The default context reads the whole shipped text: long enough to cancel midway.
-    app = make_app(tmp_path, builds, tiny_llama, check_options={})
+    # 512-token chunks over the whole shipped text (the check's own default; the app's
+    # default on a software renderer is two short chunks): long enough to cancel midway.
+    app = make_app(tmp_path, builds, tiny_llama, check_options=WHOLE_TEXT)
     async with app.run_test(size=SIZE) as pilot:
         watch = Watch(pilot)
         await start_small_sweep(pilot, watch, check=True)
@@ -194,7 +196,7 @@ async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, buil
 
 @pytest.mark.toolchain
 async def test_quit_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama):
-    app = make_app(tmp_path, builds, tiny_llama, check_options={})
+    app = make_app(tmp_path, builds, tiny_llama, check_options=WHOLE_TEXT)
     async with app.run_test(size=SIZE) as pilot:
         watch = Watch(pilot)
         await start_small_sweep(pilot, watch, check=True)
