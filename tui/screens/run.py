@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 NOT_CHECKED = "check: no llama-perplexity: not checked"
 HEADER_SECONDS = 1.0
-PROGRESS_SECONDS = 0.25
+PROGRESS_SECONDS = 0.5
 
 
 class RunScreen(AppScreen):

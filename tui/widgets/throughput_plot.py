@@ -20,7 +20,7 @@ from tui.widgets.axes import (COLOURS, MARKERS, choose_log, fit_ticks, legend, l
                               tick_label)
 from tui.widgets.safe_plot import SafePlot
 
-REDRAW_SECONDS = 0.5
+REDRAW_SECONDS = 1.0
 # Above this ratio between the fastest and slowest build the y axis is logarithmic.
 LOG_SCALE_RATIO = 8
 
