@@ -85,15 +85,16 @@ def test_fixture_root_uses_sysfs_and_host_only(mi50):
     with Telemetry(sysfs_root=str(mi50.root)) as telemetry:
         assert telemetry.sources == ["amdgpu-sysfs", "host"]
         assert telemetry.unavailable == [
-            ("pyamdgpuinfo", f"not used with sysfs root {mi50.root}: it reads the real hardware"),
-            ("nvml", f"not used with sysfs root {mi50.root}: it reads the real hardware"),
+            (name, f"not used with sysfs root {mi50.root}: it reads the real hardware")
+            for name in ("pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml")
         ]
 
 
 def test_unknown_source_name_is_one_line():
-    with pytest.raises(TelemetryError, match="^unknown telemetry source 'rocm-smi'; choose from "
-                                             "amdgpu-sysfs, pyamdgpuinfo, nvml, host$"):
-        Telemetry(["rocm-smi"])
+    with pytest.raises(TelemetryError, match="^unknown telemetry source 'nvidia-smi'; choose from "
+                                             "amdgpu-sysfs, pyamdgpuinfo, amd-smi, rocm-smi, nvml, "
+                                             "host$"):
+        Telemetry(["nvidia-smi"])
 
 
 def test_pyamdgpuinfo_absent_is_reported(monkeypatch):
@@ -153,7 +154,7 @@ def test_nvml_for_real_on_this_machine():
 def test_default_telemetry_names_each_unavailable_source():
     with Telemetry() as telemetry:
         reasons = dict(telemetry.unavailable)
-        for name in ("amdgpu-sysfs", "pyamdgpuinfo", "nvml"):
+        for name in ("amdgpu-sysfs", "pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml"):
             assert (name in telemetry.sources) != (name in reasons)
         assert "host" in telemetry.sources
         snapshot = telemetry.sample()

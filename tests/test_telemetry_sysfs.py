@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from backends.telemetry.sysfs import (
-    AmdSysfsSource,
-    GpuMetrics,
+from backends.telemetry.amd_cards import amdgpu_ids_name, discover_cards
+from backends.telemetry.gpu_metrics import (
     UnsupportedMetrics,
-    amdgpu_ids_name,
     decode_gpu_metrics,
     decode_vega20_throttle,
-    discover_cards,
-    normalize_pci,
 )
+from backends.telemetry.sysfs import AmdSysfsSource
+from backends.telemetry.sysfs_read import normalize_pci
 from sysfs_fixtures import (
     MI50_GTT_USED,
     MI50_KFD_GPU_ID,

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
 DEVICE_MEASUREMENTS = (
-    "vram_used_bytes", "vram_total_bytes", "gtt_used_bytes",
+    "vram_used_bytes", "vram_total_bytes", "gtt_used_bytes", "gtt_total_bytes",
     "edge_c", "junction_c", "mem_c",
+    "edge_crit_c", "junction_crit_c", "mem_crit_c",
+    "edge_emergency_c", "junction_emergency_c", "mem_emergency_c",
     "power_w", "power_cap_w",
     "gpu_busy_percent", "mem_busy_percent",
-    "sclk_mhz", "mclk_mhz",
+    "sclk_mhz", "mclk_mhz", "fan_rpm",
     "throttle_reasons",
     "process_vram_bytes",
 )
@@ -41,15 +44,27 @@ class DeviceSample:
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
     gtt_used_bytes: int | None = None
+    gtt_total_bytes: int | None = None
+    # Temperatures in degrees Celsius: edge, junction (hotspot) and memory (HBM on an MI50).
     edge_c: float | None = None
     junction_c: float | None = None
     mem_c: float | None = None
+    # Their limits: critical (the firmware throttles hard here; hwmon temp*_crit, amd-smi
+    # "slowdown") and emergency (the ASIC shuts down; temp*_emergency, amd-smi "shutdown").
+    edge_crit_c: float | None = None
+    junction_crit_c: float | None = None
+    mem_crit_c: float | None = None
+    edge_emergency_c: float | None = None
+    junction_emergency_c: float | None = None
+    mem_emergency_c: float | None = None
     power_w: float | None = None
     power_cap_w: float | None = None
     gpu_busy_percent: float | None = None
     mem_busy_percent: float | None = None
     sclk_mhz: float | None = None
     mclk_mhz: float | None = None
+    # None (with a reason) for a board without a fan of its own, such as a passive MI50.
+    fan_rpm: float | None = None
     # Words such as "HBM temperature"; () = not throttling; None = unknown (see missing).
     throttle_reasons: tuple[str, ...] | None = None
     # VRAM held by the watched benchmark processes on this device.
@@ -64,6 +79,18 @@ class DeviceSample:
     def label(self) -> str:
         """Short name for one column: the first backend name, else the PCI address."""
         return self.backend_names[0] if self.backend_names else self.pci_address
+
+
+def device_sample(*, at: float, pci_address: str, name: str, source: str,
+                  values: Mapping[str, float | int | tuple[str, ...] | None],
+                  missing: Mapping[str, str]) -> DeviceSample:
+    """A DeviceSample from measurement name -> value (names from DEVICE_MEASUREMENTS)."""
+    unknown = sorted(set(values) - set(DEVICE_MEASUREMENTS))
+    if unknown:
+        raise ValueError(f"not device measurements: {', '.join(unknown)}")
+    measured: dict[str, Any] = dict(values)
+    return DeviceSample(at=at, pci_address=pci_address, name=name, source=source,
+                        missing=dict(missing), **measured)
 
 
 @dataclass(frozen=True)
@@ -167,7 +194,7 @@ class TelemetrySummary:
         return _dataclass_to_json(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "TelemetrySummary":
+    def from_json(cls, data: Mapping[str, Any]) -> TelemetrySummary:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["throttle_reasons"] = tuple(values.get("throttle_reasons") or ())
