@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sysfs_fixtures import MI50_PCI, MI50_VRAM_USED, build_mi50_tree
 
 from backends.telemetry import (
     DeviceSample,
@@ -29,9 +30,13 @@ from backends.telemetry import (
     tokens_per_joule,
 )
 from backends.telemetry.amdgpuinfo import PyAmdgpuinfoSource
-from backends.telemetry.host import HostSampler, cpu_busy_percent, parse_cpu_ticks, parse_meminfo
+from backends.telemetry.host import (
+    HostSampler,
+    cpu_busy_percent,
+    parse_cpu_ticks,
+    parse_meminfo,
+)
 from backends.telemetry.nvml import NvmlSource, decode_clock_event_reasons
-from sysfs_fixtures import MI50_PCI, MI50_VRAM_USED, build_mi50_tree
 
 MI50_ROCM = "AMD Instinct MI60 / MI50, gfx906:sramecc+:xnack-"
 MI50_VULKAN = "AMD Instinct MI60 / MI50 (RADV VEGA20)"
@@ -73,7 +78,7 @@ def _wait_until_dead(pid: int) -> None:
 
 
 def device(**values) -> DeviceSample:
-    base = dict(at=1.0, pci_address=MI50_PCI, name="AMD Instinct MI60 / MI50", source="amdgpu-sysfs")
+    base = {"at": 1.0, "pci_address": MI50_PCI, "name": "AMD Instinct MI60 / MI50", "source": "amdgpu-sysfs"}
     base.update(values)
     return DeviceSample(**base)
 

@@ -9,11 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from backends.telemetry import Telemetry
-from backends.telemetry.devices import aggregate_devices, closest_to_limit, temperature_headroom
-from backends.telemetry.model import DeviceSample
-from backends.telemetry.sysfs import AmdSysfsSource
 from sysfs_fixtures import (
     CardSpec,
     build_card,
@@ -23,6 +18,15 @@ from sysfs_fixtures import (
     published,
     sensors_spec,
 )
+
+from backends.telemetry import Telemetry
+from backends.telemetry.devices import (
+    aggregate_devices,
+    closest_to_limit,
+    temperature_headroom,
+)
+from backends.telemetry.model import DeviceSample
+from backends.telemetry.sysfs import AmdSysfsSource
 
 # The 32 GB MI50's VRAM as the driver reports it (TELEMETRY.md's figure; the nixos report
 # gives only "VRAM% 0%").
@@ -178,3 +182,22 @@ def test_telemetry_joins_the_published_mi50s_under_their_names(tmp_path):
     assert [d.label for d in snapshot.devices] == ["ROCm0", "ROCm1"]
     totals = aggregate_devices(snapshot.devices, in_use={"ROCm1"})
     assert totals.labels == ("ROCm1",) and totals.power_cap_w == 225.0
+
+
+def test_totals_say_when_only_some_gpus_report_and_limits_are_crossed():
+    hot = DeviceSample(at=1.0, pci_address="0000:03:00.0", name="a", source="amdgpu-sysfs",
+                       junction_c=112.0, junction_crit_c=110.0, power_w=250.0,
+                       throttle_reasons=("hotspot temperature",), backend_names=("ROCm0",))
+    cold = DeviceSample(at=1.0, pci_address="0000:43:00.0", name="b", source="amdgpu-sysfs",
+                        edge_c=40.0, edge_crit_c=100.0, backend_names=("ROCm1",))
+    totals = aggregate_devices([hot, cold])
+    assert totals.power_w == 250.0
+    assert totals.missing["power_w"] == (
+        "1 of 2 GPUs do not report it: the total covers the others")
+    assert (totals.least_headroom_c, totals.hottest) == (-2.0, "ROCm0 junction")
+    assert totals.closest == "ROCm0 junction 112 °C, AT OR ABOVE critical 110 °C"
+    assert totals.throttled and totals.throttle_reasons == ("hotspot temperature",)
+    (over,) = temperature_headroom(hot)
+    assert over.over_crit and over.crit_fraction == pytest.approx(112 / 110)
+    empty = aggregate_devices([])
+    assert (empty.device_count, empty.power_w, empty.missing) == (0, None, {})

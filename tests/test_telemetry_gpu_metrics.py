@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from sysfs_fixtures import build_mi50_tree, gpu_metrics_blob, hexdump_bytes, published
 
 from backends.telemetry.gpu_metrics import (
     UnsupportedMetrics,
@@ -15,7 +16,6 @@ from backends.telemetry.gpu_metrics import (
 )
 from backends.telemetry.gpu_metrics_layouts import LAYOUTS
 from backends.telemetry.sysfs import AmdSysfsSource
-from sysfs_fixtures import build_mi50_tree, gpu_metrics_blob, hexdump_bytes, published
 
 _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 

@@ -6,10 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-from backends.telemetry.amd_cards import amdgpu_ids_name, discover_cards
-from backends.telemetry.sysfs import AmdSysfsSource
-from backends.telemetry.sysfs_read import normalize_pci
 from sysfs_fixtures import (
     MI50_GTT_USED,
     MI50_KFD_GPU_ID,
@@ -19,8 +15,11 @@ from sysfs_fixtures import (
     add_fdinfo_process,
     add_kfd,
     build_mi50_tree,
-    gpu_metrics_blob,
 )
+
+from backends.telemetry.amd_cards import amdgpu_ids_name, discover_cards
+from backends.telemetry.sysfs import AmdSysfsSource
+from backends.telemetry.sysfs_read import normalize_pci
 
 FAKE_PID = 4242  # exists only in the fixture trees
 

@@ -62,11 +62,16 @@ def run_tool(argv: Sequence[str], timeout_s: float) -> str:
 
 def load_json(text: str, tool: str) -> JsonValue:
     """The JSON document in a tool's output, skipping banner lines before it."""
-    starts = [i for i in (text.find("{"), text.find("[")) if i >= 0]
-    if not starts:
+    offset, start = 0, None
+    for line in text.splitlines(keepends=True):
+        if line.lstrip()[:1] in ("{", "["):
+            start = offset
+            break
+        offset += len(line)
+    if start is None:
         raise ToolFailure(f"{tool} printed no JSON")
     try:
-        value: JsonValue = json.loads(text[min(starts):])
+        value: JsonValue = json.loads(text[start:])
     except json.JSONDecodeError as error:
         raise ToolFailure(f"{tool} printed JSON that does not parse: {error.msg}") from None
     return value
