@@ -256,6 +256,7 @@ def test_summary_over_ticks(mi50):
         throttle_reasons=("HBM temperature", "power limit (PPT)"),
         peak_process_rss_bytes=None,
         mean_process_cpu_percent=None,
+        least_headroom_c=110.0 - 91.0,  # the junction at 91 °C of its 110 °C limit
     )
     assert TelemetrySummary.from_json(json.loads(json.dumps(summary.to_json()))) == summary
 

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from backends.telemetry.gpu_metrics_layouts import LAYOUTS, Field, Layout
+from backends.telemetry.gpu_metrics_layouts import LAYOUTS, Layout
 
 RawValue = int | tuple[int | None, ...] | None
 _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -92,12 +92,29 @@ class GpuMetrics:
         return value if isinstance(value, int) else None
 
 
-def _read_field(blob: bytes, spec: Field) -> RawValue:
-    fmt = "<" + _FORMATS[spec.size] * spec.count
-    values = struct.unpack_from(fmt, blob, spec.offset)
-    unfilled = (1 << (8 * spec.size)) - 1
-    cleaned = tuple(None if v == unfilled else v for v in values)
-    return cleaned[0] if spec.count == 1 else cleaned
+_Compiled = tuple[tuple[str, struct.Struct, int, int], ...]
+_COMPILED: dict[int, _Compiled] = {}
+
+
+def _compiled(layout: Layout) -> _Compiled:
+    """(name, unpacker, count, unfilled value) per field, built once per layout."""
+    key = id(layout)
+    if key not in _COMPILED:
+        _COMPILED[key] = tuple(
+            (spec.name, struct.Struct("<" + _FORMATS[spec.size] * spec.count), spec.count,
+             (1 << (8 * spec.size)) - 1) for spec in layout.fields)
+    return _COMPILED[key]
+
+
+def _read_fields(blob: bytes, layout: Layout) -> dict[str, RawValue]:
+    raw: dict[str, RawValue] = {}
+    for (name, unpacker, count, unfilled), spec in zip(_compiled(layout), layout.fields):
+        values = unpacker.unpack_from(blob, spec.offset)
+        if count == 1:
+            raw[name] = None if values[0] == unfilled else values[0]
+        else:
+            raw[name] = tuple(None if v == unfilled else v for v in values)
+    return raw
 
 
 def _pick_layout(size: int, major: int, minor: int, length: int) -> Layout:
@@ -136,7 +153,7 @@ def decode_gpu_metrics(blob: bytes) -> GpuMetrics:
         raise UnsupportedMetrics(f"gpu_metrics is {len(blob)} bytes, too short for a header")
     size, major, minor = struct.unpack_from("<HBB", blob)
     layout = _pick_layout(size, major, minor, len(blob))
-    raw = {spec.name: _read_field(blob, spec) for spec in layout.fields}
+    raw = _read_fields(blob, layout)
     return GpuMetrics(structure_size=size, format_revision=major, content_revision=minor,
                       raw=raw, **_normalised(major, raw))
 

@@ -189,6 +189,8 @@ class TelemetrySummary:
     throttle_reasons: tuple[str, ...]
     peak_process_rss_bytes: int | None
     mean_process_cpu_percent: float | None
+    # Fewest degrees any sensor of any device was below its critical limit (negative: above).
+    least_headroom_c: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return _dataclass_to_json(self)
@@ -240,7 +242,15 @@ def summarize(snapshots: Iterable[TelemetrySnapshot]) -> TelemetrySummary:
         throttle_reasons=tuple(reasons),
         peak_process_rss_bytes=_max(h.process_rss_bytes for h in hosts),
         mean_process_cpu_percent=_mean(h.process_cpu_percent for h in hosts),
+        least_headroom_c=_min_headroom(devices),
     )
+
+
+def _min_headroom(devices: Iterable[DeviceSample]) -> float | None:
+    margins = [crit - value for d in devices for value, crit in (
+        (d.edge_c, d.edge_crit_c), (d.junction_c, d.junction_crit_c), (d.mem_c, d.mem_crit_c))
+        if value is not None and crit is not None]
+    return min(margins) if margins else None
 
 
 def tokens_per_joule(avg_ts: float, mean_power_w: float | None) -> float | None:
