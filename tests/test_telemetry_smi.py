@@ -243,3 +243,26 @@ def test_amd_smi_absent_says_why(monkeypatch, tmp_path):
     assert source.unavailable_reason == (
         "the amdsmi Python library is not installed, and amd-smi is not on PATH")
     assert source.sample() == []
+
+
+def test_rocm_smi_runs_again_only_for_gaps_it_filled_before(tmp_path, tool_path):
+    runs = tmp_path / "runs"
+    script = fake_tool(tool_path, "rocm-smi",
+                       {"*": DATA / "radeon-780m-rocm-smi-json/rocm-smi.json"})
+    script.write_text(script.read_text().replace(
+        "import sys\n", f"import sys\nopen({str(runs)!r}, 'a').write('run\\n')\n", 1))
+    root = tmp_path / "root"
+    spec = CardSpec(pci="0000:c4:00.0", device_id=0x1900, temps={"edge": (31000, None, None)},
+                    power_uw=7_000_000, power_file="power1_input", busy_percent=19,
+                    sclk_hz=800_000_000, mclk_hz=400_000_000)
+    build_card(root, "card0", spec)
+    with Telemetry(["amdgpu-sysfs", RocmSmiSource(refresh_s=0.0)], sysfs_root=str(root)) as t:
+        t.sample()  # the first time it is asked, to learn what it can tell
+        assert runs.read_text() == "run\n"
+        # Still missing now: a junction and memory sensor this APU does not have, its fan...
+        # nothing rocm-smi gave a value for, so it is not run again.
+        (device,) = t.sample().devices
+        assert device.junction_c is None and runs.read_text() == "run\n"
+        (root / "sys/class/drm/card0/device/hwmon/hwmon0/power1_input").unlink()
+        (device,) = t.sample().devices  # power is missing now, and rocm-smi had it
+        assert device.power_w == 7.222 and runs.read_text() == "run\nrun\n"

@@ -24,6 +24,7 @@ from backends.telemetry.model import DeviceSample, device_sample
 from backends.telemetry.smi_common import (
     JsonValue,
     ToolFailure,
+    can_help,
     find_tool,
     first_present,
     load_json,
@@ -240,6 +241,7 @@ class AmdSmiSource:
         if self.backend is None:
             self.unavailable_reason = f"{library_reason}, and amd-smi is not on PATH"
         self._last: list[DeviceSample] = []
+        self._answered = False
         self._read_at = float("-inf")
 
     @property
@@ -255,10 +257,12 @@ class AmdSmiSource:
         if self.backend is None:
             return []
         now = time.monotonic()
-        if isinstance(self.backend, _Library) or now - self._read_at >= self.refresh_s:
+        due = isinstance(self.backend, _Library) or now - self._read_at >= self.refresh_s
+        if due and can_help(self._last if self._answered else None, wanted):
             self._read_at = now
             try:
                 self._last = self.backend.sample(at)
+                self._answered = True
             except ToolFailure:
                 self._last = []
                 raise

@@ -18,6 +18,7 @@ from backends.telemetry.model import DeviceSample, device_sample
 from backends.telemetry.smi_common import (
     JsonValue,
     ToolFailure,
+    can_help,
     find_tool,
     load_json,
     number,
@@ -112,6 +113,7 @@ class RocmSmiSource:
         self.unavailable_reason: str | None = (
             None if self.executable else "rocm-smi is not installed (not on PATH)")
         self._last: list[DeviceSample] = []
+        self._answered = False
         self._read_at = float("-inf")
         self.last_error: str | None = None
 
@@ -128,11 +130,13 @@ class RocmSmiSource:
         if self.executable is None:
             return []
         now = time.monotonic()
-        if now - self._read_at >= self.refresh_s:
+        due = now - self._read_at >= self.refresh_s
+        if due and can_help(self._last if self._answered else None, wanted):
             self._read_at = now
             try:
                 self._last = parse_rocm_smi_json(
                     run_tool([self.executable, *ARGS], self.timeout_s), at)
+                self._answered = True
                 self.last_error = None
             except ToolFailure as failure:
                 self.last_error = str(failure)

@@ -13,7 +13,9 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+
+from backends.telemetry.model import DeviceSample
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
@@ -109,6 +111,19 @@ def path(data: JsonValue | Mapping[str, JsonValue], *keys: str) -> JsonValue:
             return None
         value = value.get(key)
     return None if isinstance(value, Mapping) and not isinstance(value, dict) else value
+
+
+def can_help(last: Sequence[DeviceSample] | None,
+             wanted: Mapping[str, Collection[str]] | None) -> bool:
+    """Whether running the tool again could fill a gap: always before its first answer;
+    afterwards only if it gave a value last time for a field that is still missing."""
+    if last is None or wanted is None:
+        return True
+    for device in last:
+        fields = wanted.get(device.pci_address, ())
+        if any(getattr(device, name, None) is not None for name in fields):
+            return True
+    return False
 
 
 def first_present(data: Mapping[str, JsonValue], *keys: str) -> JsonValue:
