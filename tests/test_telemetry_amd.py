@@ -201,3 +201,16 @@ def test_totals_say_when_only_some_gpus_report_and_limits_are_crossed():
     assert over.over_crit and over.crit_fraction == pytest.approx(112 / 110)
     empty = aggregate_devices([])
     assert (empty.device_count, empty.power_w, empty.missing) == (0, None, {})
+
+
+def test_the_panel_line_shows_no_fan_as_a_dash_and_the_closest_limit(tmp_path, workstation):
+    from tui.widgets.telemetry_panel import reading_from, summary_line
+
+    _, mi50 = workstation
+    line = summary_line(reading_from({"at": 1.0, "devices": [mi50]}), show_host=False)
+    assert line.endswith("power 19/225 W  ·  fan -")
+    build_card(tmp_path / "rdna3", "card0",
+               sensors_spec("rx7900xt-sensors", "0000:03:00.0", 0x744C, block=1))
+    (card,) = sample_tree(tmp_path / "rdna3", tmp_path)
+    line = summary_line(reading_from({"at": 1.0, "devices": [card]}), show_host=False)
+    assert "power 19/250 W  ·  mem 48° below crit  ·  fan 396 rpm" in line
