@@ -33,8 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import (Any, AsyncIterator, Callable, Iterator, Literal, Mapping, Protocol,
-                    Sequence)
+from typing import (Any, Literal, Protocol)
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from backends import procs
 
@@ -178,7 +178,7 @@ class CorrectnessResult:
         return {key: value for key, value in data.items() if value is not None}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "CorrectnessResult":
+    def from_json(cls, data: Mapping[str, Any]) -> CorrectnessResult:
         def number(key: str) -> float | None:
             value = data.get(key)
             return None if value is None else float(value)
@@ -245,6 +245,7 @@ class CheckFinished:
 
 
 CheckEvent = CheckStarted | BuildChecked | CheckFinished
+CHECK_EVENT_TYPES: tuple[type, ...] = (CheckStarted, BuildChecked, CheckFinished)
 
 
 # --- judging -------------------------------------------------------------------------------
@@ -425,7 +426,7 @@ async def _run_tool(argv: Sequence[str], env: Mapping[str, str], timeout: float)
     process = await procs.spawn(argv, env=env)
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         await procs.stop(process)
         return ToolRun(process.returncode, "", timed_out=True)
     except BaseException:

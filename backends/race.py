@@ -28,13 +28,14 @@ import os
 import re
 import tempfile
 import time
-import unicodedata
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 from backends import procs
+from backends.text import printable as text_printable
 
 COMPLETION_TOOLS = ("llama-completion", "llama-cli")
 DEFAULT_TIMEOUT_S = 600.0
@@ -359,13 +360,24 @@ class Divergence:
 
 @dataclass(frozen=True)
 class RaceFinished:
-    results: Mapping[str, BuildFinished | BuildFailed]
+    finished: tuple[BuildFinished, ...]
+    failed: tuple[BuildFailed, ...]
     divergences: tuple[Divergence, ...]
     reference: str | None
+    order: tuple[str, ...] = ()  # the builds in race order
+
+    @property
+    def results(self) -> dict[str, BuildFinished | BuildFailed]:
+        """Each build's outcome, in race order."""
+        found: dict[str, BuildFinished | BuildFailed] = {r.build: r for r in self.finished}
+        found.update({r.build: r for r in self.failed})
+        return {name: found[name] for name in (*self.order, *found) if name in found}
 
 
 RaceEvent = (RaceStarted | BuildStarted | BuildRetrying | TokenReceived | FirstToken | BuildFinished
              | BuildFailed | Divergence | RaceFinished)
+RACE_EVENT_TYPES: tuple[type, ...] = (RaceStarted, BuildStarted, BuildRetrying, TokenReceived,
+                                      FirstToken, BuildFinished, BuildFailed, Divergence, RaceFinished)
 
 
 # -------------------------------------------------------------------------- parsing
@@ -766,7 +778,10 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
             for process in list(running):
                 with contextlib.suppress(Exception):
                     await procs.stop(process)
-        yield RaceFinished(dict(referee.results), tuple(referee.divergences), referee.reference)
+        outcomes = list(referee.results.values())
+        yield RaceFinished(tuple(r for r in outcomes if isinstance(r, BuildFinished)),
+                           tuple(r for r in outcomes if isinstance(r, BuildFailed)),
+                           tuple(referee.divergences), referee.reference, tuple(referee.results))
 
 
 async def collect_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, **options: Any) -> list[RaceEvent]:
@@ -782,9 +797,8 @@ async def collect_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec,
 
 
 def printable(text: str) -> str:
-    """Generated text made safe for a terminal: control characters shown as U+FFFD."""
-    return "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "\ufffd"
-                   for ch in text)
+    """Generated text made safe for a terminal: control characters escaped, lines kept."""
+    return text_printable(text, multiline=True)
 
 
 def _rounded(value: float | None, digits: int = 3) -> float | None:

@@ -149,6 +149,7 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
 # --- handlers ------------------------------------------------------------------------------
 
 def handle_builds(options: Any, out: TextIO | None = None) -> int:
+    from backends import codec
     from backends.builds import discover_builds, parse_build_arg
     from tui.cli import CommandError
 
@@ -165,7 +166,7 @@ def handle_builds(options: Any, out: TextIO | None = None) -> int:
     found = discover_builds(extra, search_defaults=not options.no_search,
                             timeout=options.timeout, use_cache=not options.refresh)
     if options.json:
-        json.dump([b.to_json() for b in found], out, indent=2)
+        json.dump([codec.to_builtins(b) for b in found], out, indent=2)
         out.write("\n")
     elif found:
         out.write(format_builds(found) + "\n")

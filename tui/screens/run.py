@@ -207,8 +207,7 @@ class RunScreen(cmd.CommandsMixin, Screen):
                                    **options)
         else:
             if self.app.runs_root is not None:
-                options.setdefault("run_dir", self.app.runs_root / runner.new_run_id(
-                    Path(getattr(request.model, "path", request.model))))
+                options.setdefault("runs_root", self.app.runs_root)
             events = runner.run_sweep(list(request.builds), request.model, request.spec,
                                       **options)
         try:
