@@ -200,11 +200,17 @@ class CoolingWaited:
 
     @property
     def message(self) -> str:
-        parts = [f"{name} {start:.0f} °C -> {end:.0f} °C" if name != "power"
-                 else f"power {start:.0f} W -> {end:.0f} W"
-                 for name, (start, end) in self.readings.items()]
+        parts = [_reading_words(name, start, end) for name, (start, end) in self.readings.items()]
         ending = "" if self.reached else " (gave up waiting)"
         return f"cooling: {', '.join(parts) or 'waiting'}, {self.seconds:.0f} s{ending}"
+
+
+def _reading_words(name: str, start: float, end: float) -> str:
+    if name.endswith("throttling"):
+        return f"{name} {'ended' if not end else 'went on'}"
+    if name.endswith("power"):
+        return f"{name} {start:.0f} W -> {end:.0f} W"
+    return f"{name} {start:.0f} °C -> {end:.0f} °C"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ slows down, and whichever contender runs second looks slower. Before the sweep t
 takes a baseline (temperatures and power at idle); before each block it waits until every
 temperature the card reports (edge, junction, memory) is within TEMP_MARGIN_C of its
 baseline (or under ``--max-temp`` when given; never closer than CRIT_MARGIN_C to the
-card's critical limit) and
+card's critical limit), the card no longer throttles, and
 power is near idle, at most ``max_wait_s``. It waits on telemetry samples as they
 arrive, never on a fixed delay.
 """
@@ -60,6 +60,7 @@ class ThermalGuard:
         self.latest: TelemetrySnapshot | None = None
         self.arrived = asyncio.Event()
         self._seen: list[TelemetrySnapshot] = []
+        self.idle_throttling: set[str] = set()
 
     def offer(self, snapshot: TelemetrySnapshot) -> None:
         """A new telemetry snapshot (called for every tick of the run's telemetry)."""
@@ -97,6 +98,12 @@ class ThermalGuard:
         if not any(sensor in SENSORS for _, sensor in self.baseline):
             self.enabled = False
             return "thermal guard off: no GPU temperature telemetry on this machine"
+        idle = {d.label: d.throttle_reasons for s in self._seen for d in self._in_use(s)
+                if d.throttle_reasons}
+        self.idle_throttling = set(idle)
+        if idle:
+            words = "; ".join(f"{name}: {', '.join(reasons or ())}" for name, reasons in idle.items())
+            return f"the card throttles at idle ({words}): the guard does not wait for that"
         return None
 
     def readings(self) -> list[Reading]:
@@ -111,6 +118,10 @@ class ThermalGuard:
                     continue
                 found.append(Reading(device.label, SENSOR_NAMES[sensor], float(value),
                                      self._target(device, sensor, base)))
+            # A card that still throttles is not cool, whatever its sensors read (unless it
+            # throttled at idle already: then waiting would not help).
+            if device.label not in self.idle_throttling:
+                found.append(Reading(device.label, "throttling", float(bool(device.throttle_reasons)), 0.0))
             power, idle = device.power_w, self.baseline.get((device.label, "power_w"))
             if power is not None and idle is not None:
                 found.append(Reading(device.label, "power", float(power), idle * POWER_MARGIN + POWER_SLACK_W))

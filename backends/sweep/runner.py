@@ -146,7 +146,13 @@ class Sweep:
         self.queue.put_nowait(event)
 
     def summary(self, start: float, end: float, result: Any) -> dict[str, Any] | None:
+        """Telemetry of a block: the ticks during it, or for a block shorter than a tick,
+        the tick just before it ended."""
         window = [s for s in self.snapshots if start <= s.at <= end]
+        if not window:
+            recent = [s for s in self.snapshots
+                      if s.at <= end and end - s.at <= 2 * self.options.telemetry_interval]
+            window = recent[-1:]
         if not window:
             return None
         data: dict[str, Any] = summarize(window).to_json()
