@@ -32,7 +32,7 @@ from backends import codec
 
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 # The environment a probe depends on besides the binary itself: which devices are visible
 # and which Vulkan drivers and libraries the loader finds.
 VISIBILITY_VARIABLES = (
@@ -100,6 +100,7 @@ class BuildInfo:
     selected_devices: tuple[str, ...] | None = None
     rpc: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
+    split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
 
     @property
     def runnable(self) -> bool:
@@ -125,10 +126,10 @@ class BuildInfo:
         """llama-bench arguments that make this build the contender it is: its devices
         (``-dev``), RPC servers (``--rpc``) and its own settings (``-sm row -ts 1,1``)."""
         argv: list[str] = []
+        if self.rpc:  # before -dev: the RPC devices exist only once registered
+            argv += ["--rpc", ",".join(self.rpc)]
         if self.selected_devices is not None:
             argv += ["-dev", "/".join(self.selected_devices) or "none"]
-        if self.rpc:
-            argv += ["--rpc", ",".join(self.rpc)]
         return argv + list(self.settings)
 
     def contender_json(self) -> dict[str, Any]:
@@ -205,6 +206,17 @@ def parse_flags(help_text: str) -> frozenset[str]:
         for token in _FLAG.findall(column):
             flags.add(token.rstrip(","))
     return frozenset(flags)
+
+
+def parse_choices(help_text: str, flag: str) -> tuple[str, ...]:
+    """The values ``--help`` lists for ``flag``: ``-sm, --split-mode <none|layer|row>``."""
+    for line in help_text.splitlines():
+        column = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+        if flag in _FLAG.findall(column):
+            match = re.search(r"<([\w|-]+)>", column)
+            if match and "|" in match[1]:
+                return tuple(match[1].split("|"))
+    return ()
 
 
 def backend_from_devices(devices: Iterable[Device]) -> str:
@@ -477,6 +489,7 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
     if help_run.problem:
         return replace(base, problem=help_run.problem)
     flags = parse_flags(help_run.stdout + "\n" + help_run.stderr)
+    split_modes = parse_choices(help_run.stdout + "\n" + help_run.stderr, "--split-mode")
 
     devices: tuple[Device, ...] | None = None
     note = None
@@ -513,7 +526,7 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
         server=_tool(folder, "llama-server"),
         rpc_server=_tool(folder, "rpc-server") or _tool(folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
-        version_text=version_text, flags=flags, env=env, note=note,
+        version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
     )
 
 

@@ -23,6 +23,7 @@ PROGRESS = re.compile(r"^llama-bench: benchmark (\d+)/(\d+): (.*)$")
 TIMED_RUN = re.compile(r"^(prompt|generation) run ")
 # No llama.cpp build on any hardware comes near this: a bigger number is garbage.
 ABSURD_TS = 1e8
+_ERROR_LINE = re.compile(r"(^|: )error: ", re.IGNORECASE)
 _ERROR_WORDS = re.compile(r"error|failed|unable|cannot|invalid|abort", re.IGNORECASE)
 
 
@@ -113,8 +114,12 @@ def point_failed(contender: str, point: TestPoint, returncode: int | None, timed
 
 
 def last_error(lines: Iterable[str]) -> str:
-    """The most telling stderr line: the last one that says error/failed, else the last."""
+    """The most telling stderr line: the first ``error:`` line (the cause; what follows it is
+    often usage text), else the last that says error/failed, else the last line."""
     kept = [line for line in lines if line.strip()]
+    for line in kept:
+        if _ERROR_LINE.search(line):
+            return line.strip()[:200]
     for line in reversed(kept):
         if _ERROR_WORDS.search(line):
             return line.strip()[:200]

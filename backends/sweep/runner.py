@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultRec
                              SweepFinished, SweepNote, SweepStarted, TelemetryRecorded, TestPoint)
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
+from backends.rpc import LocalRpcServer, RpcError, describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import bench_argv
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
@@ -98,6 +100,7 @@ class Sweep:
                  options: SweepOptions, control: SweepControl, timeouts: TimeoutPolicy,
                  history: Sequence[Any] = (), notes: Sequence[str] = ()) -> None:
         self.contenders, self.model, self.spec = list(contenders), model, spec
+        self.by_name = {c.name: c for c in self.contenders}
         self.run_dir, self.run_id, self.journal = run_dir, run_id, journal
         self.telemetry, self.options, self.control = telemetry, options, control
         self.points = spec.points()
@@ -141,9 +144,19 @@ class Sweep:
 
     def emit(self, event: Any) -> None:
         """Journal first, then count and hand on; JournalError stops the sweep."""
+        if isinstance(event, PointFailed):
+            event = self._explain(event)
         self.journal.append(event)
         self._record(event)
         self.queue.put_nowait(event)
+
+    def _explain(self, failure: PointFailed) -> PointFailed:
+        """Name the RPC server that went away when a contender's point failed with it."""
+        contender = self.by_name.get(failure.build)
+        if contender is None or not contender.rpc:
+            return failure
+        reason = describe_rpc_failure(contender.rpc, failure.reason)
+        return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
     def summary(self, start: float, end: float, result: Any) -> dict[str, Any] | None:
         """Telemetry of a block: the ticks during it, or for a block shorter than a tick,
@@ -448,6 +461,7 @@ async def run_sweep(
     timeouts: TimeoutPolicy | None = None,
     check: dict[str, Any] | None = None,
     history: Sequence[Any] = (),
+    local_rpc: Sequence[LocalRpcServer] = (),
 ) -> AsyncIterator[Any]:
     """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
 
@@ -455,7 +469,8 @@ async def run_sweep(
     folder's runs). Raises SweepError (one line) before anything starts for bad input,
     JournalError when the run folder cannot be written or another process holds its
     journal. ``history``:
-    the events of an interrupted run of this journal (see ``resume``).
+    the events of an interrupted run of this journal (see ``resume``). ``local_rpc``:
+    rpc-server processes this sweep starts before it measures and stops when it ends.
     """
     if isinstance(model, ModelInfo):
         info = model
@@ -469,13 +484,38 @@ async def run_sweep(
         spec, note = resolve_auto_ncmoe(spec, info, free_vram_bytes(
             d.free_mib for b in builds for d in b.devices))
         notes.append(note)
+    options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check)
+    async with _serving(local_rpc), contextlib.aclosing(_run(
+            builds, info, spec, notes, run_dir, runs_root, run_id, telemetry, options, control,
+            timeouts, history)) as events:
+        async for event in events:
+            yield event
+
+
+@contextlib.asynccontextmanager
+async def _serving(servers: Sequence[LocalRpcServer]) -> AsyncIterator[None]:
+    try:
+        for server in servers:
+            try:
+                await server.start()
+            except RpcError as error:
+                raise SweepError(str(error)) from None
+        yield
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def _run(builds: Sequence[BuildInfo], info: ModelInfo, spec: SweepSpec, notes: list[str],
+               run_dir: Path | None, runs_root: Path | None, run_id: str | None,
+               telemetry: Telemetry | None, options: SweepOptions, control: SweepControl | None,
+               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncIterator[Any]:
     if run_dir is None:
         run_id, run_dir = new_run_dir(runs_root or default_runs_root(), info.path)
     run_dir = Path(run_dir)
     journal = Journal(run_dir / JOURNAL_NAME)
     sweep = Sweep(builds, info, spec, run_dir=run_dir, run_id=run_id or run_dir.name,
-                  journal=journal, telemetry=telemetry,
-                  options=SweepOptions(interleave, parallel, granularity, telemetry_interval, check),
+                  journal=journal, telemetry=telemetry, options=options,
                   control=control or SweepControl(), timeouts=timeouts or TimeoutPolicy(),
                   history=history, notes=[n for n in notes if n])
     # Closing this iterator closes the sweep's at once, which kills its processes.
