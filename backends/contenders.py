@@ -16,10 +16,11 @@ before anything runs: a flag the build lacks is one clear line.
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 
-from backends.builds import BuildInfo
+from backends.builds import BACKEND_PREFIXES, BuildInfo
 
 SPLIT_FLAGS = {"-sm": "--split-mode", "-ts": "--tensor-split", "-mg": "--main-gpu"}
 # Settings that belong to the grid or to llamaduel itself, never to one contender.
@@ -146,15 +147,20 @@ def devices_used(contender: BuildInfo) -> tuple[str, ...]:
     return tuple(d.name for d in contender.devices)
 
 
-def by_backend(build: BuildInfo) -> dict[str, list[str]]:
-    """A build's devices grouped by backend: ``{"Vulkan": ["Vulkan0"], "ROCm": [...]}``."""
-    from backends.builds import BACKEND_PREFIXES
-    import re
+def loads_backends(build: BuildInfo) -> bool:
+    """Whether the build loads its backends as modules (``GGML_BACKEND_DL``): then the CPU
+    is a backend of its own beside the GPUs, chosen with ``-dev none``."""
+    return any(build.folder.glob("libggml-cpu*.so"))
 
+
+def by_backend(build: BuildInfo) -> dict[str, list[str]]:
+    """A build's devices grouped by backend: ``{"Vulkan": ["Vulkan0"], "CPU": ["none"]}``."""
     groups: dict[str, list[str]] = {}
     for device in build.devices:
         prefix = re.sub(r"\d+$", "", device.name)
         groups.setdefault(BACKEND_PREFIXES.get(prefix.lower(), prefix), []).append(device.name)
+    if groups and loads_backends(build):
+        groups["CPU"] = ["none"]
     return groups
 
 

@@ -193,8 +193,14 @@ class ResidentBench:
                 tool.remember(line.decode("utf-8", "replace").strip())
                 continue
             point = parsed.point or self._current()
+            if point.key != self._current().key:
+                # The process ran ahead before its pause took hold (a busy machine): that
+                # point was measured out of turn, so it is measured again in its turn.
+                self.pause_leaked = True
+                self._pause(tool)
+                continue
             self.results[point.key] = parsed
-            if 0 <= self.position < len(self.queue) - 1 and point.key == self.queue[self.position].key:
+            if 0 <= self.position < len(self.queue) - 1:
                 self._pause(tool)
             if isinstance(parsed, InvalidResult):
                 self.ctx.emit(invalid_result_failure(self.contender.name, point, parsed))

@@ -145,7 +145,7 @@ def handle_race(options: argparse.Namespace) -> int:
 
     from tui.cli import CommandError
 
-    from tui.commands.engine import load_builds
+    from tui.cli.common import load_builds
 
     builds = load_builds(options.build, needs=None)  # the race reports a missing tool itself
     spec = RaceSpec(

@@ -95,7 +95,7 @@ def cmd_check(options: argparse.Namespace) -> int:
         thresholds = _thresholds(options)
     except CheckInputError as error:
         raise CommandError(str(error)) from None
-    from tui.commands.engine import load_builds
+    from tui.cli.common import load_builds
 
     builds = load_builds(options.build, needs="perplexity")
     extra = _extra_args(options.args)

@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from profiles.format import format_bytes, render_table
+
 
 def register(subparsers: Any) -> None:
     builds = subparsers.add_parser(
@@ -53,23 +55,6 @@ def register(subparsers: Any) -> None:
 
 # --- formatting ----------------------------------------------------------------------------
 
-def render_table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table; a cell may hold several lines."""
-    split_rows = [[cell.split("\n") for cell in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in split_rows:
-        for i, lines in enumerate(row):
-            widths[i] = max(widths[i], *(len(line) for line in lines))
-    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    for row in split_rows:
-        height = max(len(lines) for lines in row)
-        for k in range(height):
-            cells = [(lines[k] if k < len(lines) else "").ljust(w)
-                     for lines, w in zip(row, widths)]
-            out.append("  ".join(cells).rstrip())
-    return "\n".join(out)
-
-
 def human_count(n: int | None) -> str:
     if n is None:
         return "-"
@@ -79,23 +64,15 @@ def human_count(n: int | None) -> str:
     return str(n)
 
 
-def human_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _device_cell(build: Any) -> str:
-    if not build.devices:
+def _device_cell(build: Any, names: list[str] | None = None) -> str:
+    if names == ["none"]:
+        return "the CPU (-dev none)"
+    devices = [d for d in build.devices if names is None or d.name in names]
+    if not devices:
         return "-" if build.problem else "(CPU only)"
     return "\n".join(
         f"{d.name} {d.description}, {d.total_mib / 1024:.1f} GiB ({d.free_mib / 1024:.1f} free)"
-        for d in build.devices)
+        for d in devices)
 
 
 def _build_status(build: Any) -> str:
@@ -110,8 +87,20 @@ def _build_status(build: Any) -> str:
 
 
 def format_builds(builds: list[Any]) -> str:
-    rows = [[b.name, b.backend if not b.problem else "-", _device_cell(b),
-             b.version if not b.problem else "-", _build_status(b)] for b in builds]
+    """One row per build, or per backend for a build with several (``GGML_BACKEND_DL``):
+    ``-dev`` picks among them, e.g. ``--device vk=Vulkan0``."""
+    from backends.contenders import by_backend
+
+    rows = []
+    for b in builds:
+        groups = by_backend(b) if not b.problem else {}
+        if len(groups) > 1:
+            for index, (backend, names) in enumerate(groups.items()):
+                rows.append([b.name if index == 0 else "", backend, _device_cell(b, names),
+                             b.version if index == 0 else "", _build_status(b) if index == 0 else ""])
+            continue
+        rows.append([b.name, b.backend if not b.problem else "-", _device_cell(b),
+                     b.version if not b.problem else "-", _build_status(b)])
     return render_table(["NAME", "BACKEND", "DEVICES", "VERSION", "STATUS"], rows)
 
 
@@ -129,7 +118,7 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
     rows = []
     for i, m in enumerate(models):
         row = [_file_cell(m), m.architecture or "-", human_count(m.parameters), m.quant or "-",
-               human_bytes(m.size_bytes), str(m.layers or "-"),
+               format_bytes(m.size_bytes), str(m.layers or "-"),
                str(m.context_length or "-"), m.kind if m.architecture else "-"]
         if fits is not None:
             fit = fits[i]
