@@ -489,6 +489,9 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
     if help_run.problem:
         return replace(base, problem=help_run.problem)
     flags = parse_flags(help_run.stdout + "\n" + help_run.stderr)
+    if not version_text and not flags:
+        return replace(base, problem=f"{bench.name} printed nothing for --version and --help "
+                       "and exited with 0: it is not a working llama-bench")
     split_modes = parse_choices(help_run.stdout + "\n" + help_run.stderr, "--split-mode")
 
     devices: tuple[Device, ...] | None = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import re
 import struct
 from collections import Counter
@@ -314,6 +315,49 @@ def _quant_name(metadata: Mapping[str, Any], tensors: Iterable[TensorEntry]) -> 
     return by_bytes.most_common(1)[0][0] if by_bytes else None
 
 
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a model without blocking (a FIFO, a device), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # read_header says what is wrong
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"is {kind}, not a model file"
+
+
+def _gguf_files(root: Path) -> list[Path]:
+    """``.gguf`` files under ``root``, following folder links but never around a loop."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable or a loop: skipped, the rest is searched
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(path)
+            elif path.suffix.lower() == ".gguf":
+                # Broken and looping links are kept: models the user expects to see, unreadable.
+                found.append(path)
+    return sorted(found)
+
+
 def read_model(path: str | Path) -> ModelInfo:
     """What a GGUF model is. Never raises: bad files come back with ``problem`` set."""
     path = Path(path)
@@ -327,6 +371,10 @@ def read_model(path: str | Path) -> ModelInfo:
         except OSError:
             pass
     base = ModelInfo(path=first, files=tuple(parts), name=name, size_bytes=size)
+    for part in parts:
+        special = _not_a_regular_file(part)
+        if special:
+            return _with_problem(base, special)
     try:
         headers = [(part, read_header(part)) for part in parts]
     except HeaderError as error:
@@ -433,9 +481,7 @@ def find_models(dirs: Iterable[str | Path]) -> list[ModelInfo]:
         if root.is_file():
             candidates = [root]
         elif root.is_dir():
-            # Broken links are kept: they are models the user expects to see, unreadable.
-            candidates = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".gguf"
-                                and (p.is_file() or p.is_symlink()))
+            candidates = _gguf_files(root)
         elif root.exists():
             raise ModelSearchError(f"not a folder or file: {root}")
         else:

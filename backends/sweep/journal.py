@@ -15,7 +15,6 @@ back, and the verdict is computed from it.
 
 from __future__ import annotations
 
-import errno
 import json
 import fcntl
 import os
@@ -31,6 +30,7 @@ from backends.correctness import CHECK_EVENT_TYPES
 from backends.events import (SWEEP_EVENT_TYPES, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepStarted)
 from backends.race import RACE_EVENT_TYPES
+from backends.paths import describe_write_error
 from backends.text import printable
 
 JOURNAL_NAME = "journal.jsonl"
@@ -48,15 +48,7 @@ class JournalBusy(JournalError):
 
 
 def _describe(error: OSError, path: Path) -> str:
-    if error.errno == errno.ENOSPC:
-        why = "no space left on the device"
-    elif error.errno == errno.EROFS:
-        why = "the file system is read-only"
-    elif error.errno in (errno.EACCES, errno.EPERM):
-        why = "no permission to write there"
-    else:
-        why = error.strerror or str(error)
-    return f"cannot write the run journal {path}: {why}"
+    return describe_write_error(error, path, "the run journal")
 
 
 class Journal:
