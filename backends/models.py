@@ -488,10 +488,11 @@ def find_models(dirs: Iterable[str | Path]) -> list[ModelInfo]:
             raise ModelSearchError(f"no such folder: {root}")
         for candidate in candidates:
             parts, _ = split_parts(candidate)
-            key = (parts[0] if parts else candidate).resolve()
+            # realpath, not resolve(): a link that loops must not raise.
+            key = Path(os.path.realpath(parts[0] if parts else candidate))
             group = SPLIT_NAME.match(candidate.name)
             if group:
-                key = candidate.with_name(f"{group['base']}-of-{group['count']}").resolve()
+                key = Path(os.path.realpath(candidate.with_name(f"{group['base']}-of-{group['count']}")))
             if key in seen:
                 continue
             seen.add(key)

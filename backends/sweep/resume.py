@@ -33,11 +33,13 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
     if builds is None:
         builds = [probe_build(Path(first.build_paths[name]), name).as_contender(
             first.contenders.get(name, {})) for name in first.builds]
-    history = [e for e in journal if not (retry_failed and _failure(e))]
+    history = list(journal)
+    if retry_failed:
+        # A point with a failure is open again: its failures and its decision are dropped,
+        # the blocks that did measure are kept.
+        failed = {e.point.key for e in history if isinstance(e, PointFailed)}
+        history = [e for e in history if not isinstance(e, PointFailed)
+                   and not (isinstance(e, PointDecided) and e.point.key in failed)]
     return run_sweep(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
                      history=history, **options)
 
-
-def _failure(event: Any) -> bool:
-    return isinstance(event, PointFailed) or (isinstance(event, PointDecided)
-                                              and event.outcome == "failed")

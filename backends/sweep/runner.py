@@ -394,11 +394,12 @@ class Sweep:
                    if (c.name, point.key) in self.blocks and (c.name, point.key) not in self.failed}
         failed = [c.name for c in group if (c.name, point.key) in self.failed]
         counts = {name: len(values) for name, values in samples.items()}
-        if not self.spec.adaptive:
+        if failed and (not self.spec.adaptive or len(samples) < 2):
+            outcome = adaptive.PointOutcome("failed", None, "; ".join(f"{n} failed" for n in failed))
+        elif not self.spec.adaptive:
             outcome = adaptive.PointOutcome("fixed", None, f"{self.spec.repetitions} repetitions (fixed)")
-        elif len(samples) < 2 or failed:
-            why = "; ".join(f"{n} failed" for n in failed) or "fewer than two contenders measured"
-            outcome = adaptive.PointOutcome("failed" if failed else "decided", None, why)
+        elif len(samples) < 2:
+            outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
             outcome = adaptive.decide(samples, self.spec.max_repetitions)
             if outcome.outcome == "open" and not outcome.reason.startswith("cap"):
