@@ -37,6 +37,7 @@ from typing import (Any, Literal, Protocol)
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from backends import procs
+from backends.tool import run_tool
 
 Status = Literal["reference", "pass", "suspect", "failed"]
 STATUSES: tuple[str, ...] = ("reference", "pass", "suspect", "failed")
@@ -423,19 +424,10 @@ class ToolRun:
 
 async def _run_tool(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> ToolRun:
     """Run one tool to the end in its own process group; kill the group on time-out or cancel."""
-    process = await procs.spawn(argv, env=env)
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        await procs.stop(process)
-        return ToolRun(process.returncode, "", timed_out=True)
-    except BaseException:
-        procs.kill_group(process)
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(process.wait(), 5)
-        raise
-    output = stdout.decode("utf-8", "replace") + "\n" + stderr.decode("utf-8", "replace")
-    return ToolRun(process.returncode, output, timed_out=False)
+    out, err, finished = await run_tool(argv, env=env, timeout=timeout)
+    if finished.timed_out:
+        return ToolRun(finished.returncode, "", timed_out=True)
+    return ToolRun(finished.returncode, out + "\n" + err, timed_out=False)
 
 
 # llama.cpp's logger is a thread that the tools do not flush at exit, so a run may lose its
