@@ -31,10 +31,14 @@ class CheckInputError(ValueError):
 class CheckableBuild(Protocol):
     """What the check needs from a build; `backends.builds.BuildInfo` has all of it."""
 
-    name: str
-    perplexity: Path | None
-    env: Mapping[str, str]
-    backend: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def perplexity(self) -> Path | None: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    @property
+    def backend(self) -> str: ...
 
 
 @dataclass(frozen=True)

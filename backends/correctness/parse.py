@@ -31,7 +31,7 @@ def _last(pattern: re.Pattern[str], text: str) -> str | None:
     if not matches:
         return None
     last = matches[-1]
-    return last[-1] if isinstance(last, tuple) else last
+    return str(last[-1] if isinstance(last, tuple) else last)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from backends import procs
 from backends.race.events import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
@@ -42,7 +42,8 @@ from backends.race.spec import (DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S, HELP_TIMEOU
 from backends.tool import ToolProcess
 
 async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: Path,
-                    timeout: float, attempts: int, emit, running: set) -> BuildFinished | BuildFailed:
+                    timeout: float, attempts: int, emit: Emit, running: set[ToolProcess]
+                    ) -> BuildFinished | BuildFailed:
     tool = build.completion or find_completion_tool(build.folder)
     if tool is None:
         return BuildFailed(build.name, f"no llama-completion or llama-cli in {build.folder}")
@@ -219,7 +220,7 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
                    sequential: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
                    attempts: int = DEFAULT_ATTEMPTS,
                    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-                   ) -> AsyncIterator[RaceEvent]:
+                   ) -> AsyncGenerator[RaceEvent, None]:
     """Race ``spec`` through every build; yields events as they happen.
 
     ``builds`` are BuildInfo objects, RaceBuilds or ``(name, folder)`` pairs.
@@ -255,10 +256,12 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
     if unknown:
         raise RaceError(f"settings given for builds not in the race: {', '.join(unknown)}")
 
-    queue: asyncio.Queue = asyncio.Queue()
-    running: set = set()
+    queue: asyncio.Queue[RaceEvent | None] = asyncio.Queue()  # None: the races are over
+    running: set[ToolProcess] = set()
+
+    async def put(event: RaceEvent) -> None:
+        await queue.put(event)
     referee = _Referee(names, specs)
-    done_marker = object()
 
     with tempfile.TemporaryDirectory(prefix="llamaduel-race-") as scratch:
         prompt_file = Path(scratch) / "prompt.txt"
@@ -267,7 +270,7 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
         async def one(build: RaceBuild) -> None:
             try:
                 result = await _race_one(build, model, specs[build.name], prompt_file,
-                                         timeout, attempts, queue.put, running)
+                                         timeout, attempts, put, running)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # a bug or OS trouble in one build must not end the race
@@ -282,12 +285,12 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
                 else:
                     await asyncio.gather(*(one(build) for build in race_builds))
             finally:
-                await queue.put(done_marker)
+                await queue.put(None)
 
         yield RaceStarted(tuple(names), str(model), spec, sequential)
         producer = asyncio.create_task(produce())
         try:
-            while (event := await queue.get()) is not done_marker:
+            while (event := await queue.get()) is not None:
                 yield event
                 if isinstance(event, (BuildFinished, BuildFailed)):
                     for divergence in referee.record(event):

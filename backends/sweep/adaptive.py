@@ -66,7 +66,8 @@ def set_aside_outliers(values: Sequence[float]) -> Samples:
     center = statistics.median(logs)
     mad = statistics.median(abs(x - center) for x in logs) or 1e-9
     far = math.log(OUTLIER_FACTOR)
-    kept, outliers = [], []
+    kept: list[float] = []
+    outliers: list[float] = []
     for value, x in zip(good, logs):
         distance = abs(x - center)
         (outliers if distance > far and distance > OUTLIER_MADS * mad else kept).append(value)

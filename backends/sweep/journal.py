@@ -26,15 +26,17 @@ from typing import Any
 from collections.abc import Iterator, Sequence
 
 from backends.codec import CodecError, Registry
-from backends.correctness import CHECK_EVENT_TYPES
-from backends.events import (SWEEP_EVENT_TYPES, PointDecided, PointFailed, ResultReceived,
-                             SweepFinished, SweepStarted)
-from backends.race import RACE_EVENT_TYPES
+from backends.correctness import CHECK_EVENT_TYPES, CheckEvent
+from backends.events import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed,
+                             ResultReceived, SweepFinished, SweepStarted)
+from backends.race import RACE_EVENT_TYPES, RaceEvent
 from backends.paths import describe_write_error
 from backends.text import printable
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
+# Everything a run's journal can hold.
+RunEvent = BenchEvent | CheckEvent | RaceEvent
 RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES))
 _DURABLE = (SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished)
 

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 
 from backends.builds import BuildInfo
 from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
@@ -36,7 +36,7 @@ from backends.sweep import adaptive
 from backends.sweep.argv import bench_argv
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
-from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
+from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, RunEvent, new_run_dir
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
                                  resident_fits, resolve_auto_ncmoe, schedule, split_into_grids,
@@ -179,7 +179,7 @@ class Sweep:
 
     # --- the run ----------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Any]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
         helpers = [asyncio.create_task(self._record_telemetry())] if self.telemetry else []
         producer = asyncio.create_task(self._produce(groups))
@@ -463,7 +463,7 @@ async def run_sweep(
     check: dict[str, Any] | None = None,
     history: Sequence[Any] = (),
     local_rpc: Sequence[LocalRpcServer] = (),
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[RunEvent, None]:
     """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
 
     The run goes into ``run_dir``, or a new folder under ``runs_root`` (default: the data
@@ -510,7 +510,7 @@ async def _serving(servers: Sequence[LocalRpcServer]) -> AsyncIterator[None]:
 async def _run(builds: Sequence[BuildInfo], info: ModelInfo, spec: SweepSpec, notes: list[str],
                run_dir: Path | None, runs_root: Path | None, run_id: str | None,
                telemetry: Telemetry | None, options: SweepOptions, control: SweepControl | None,
-               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncIterator[Any]:
+               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncGenerator[RunEvent, None]:
     if run_dir is None:
         run_id, run_dir = new_run_dir(runs_root or default_runs_root(), info.path)
     run_dir = Path(run_dir)
