@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from backends import codec
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from collections.abc import Mapping
@@ -136,43 +138,12 @@ class CorrectnessResult:
         return self.status in ("reference", "pass")
 
     def to_json(self) -> dict[str, Any]:
-        """Plain keys and values for TOML and JSON; None values are dropped."""
-        data = {
-            "build": self.build,
-            "reference": self.reference,
-            "mean_kld": self.mean_kld,
-            "top1_agreement": self.top1_agreement,
-            "ppl": self.ppl,
-            "ppl_ref": self.ppl_ref,
-            "status": self.status,
-            "reason": self.reason,
-            "context": self.context,
-            "chunks": self.chunks,
-        }
-        return {key: value for key, value in data.items() if value is not None}
+        """Plain keys and values for TOML and JSON; None values are dropped (TOML has no null)."""
+        return {key: value for key, value in codec.to_builtins(self).items() if value is not None}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CorrectnessResult:
-        def number(key: str) -> float | None:
-            value = data.get(key)
-            return None if value is None else float(value)
-
-        def integer(key: str) -> int | None:
-            value = data.get(key)
-            return None if value is None else int(value)
-
-        return cls(
-            build=str(data["build"]),
-            reference=str(data.get("reference", "")),
-            mean_kld=number("mean_kld"),
-            top1_agreement=number("top1_agreement"),
-            ppl=number("ppl"),
-            ppl_ref=number("ppl_ref"),
-            status=str(data.get("status", "pass")),  # type: ignore[arg-type]
-            reason=str(data.get("reason", "")),
-            context=integer("context"),
-            chunks=integer("chunks"),
-        )
+        return codec.from_builtins(data, cls)
 
     def summary(self) -> str:
         """One short line: KLD, top-1 %, PPL delta, verdict."""
