@@ -11,7 +11,7 @@ side widen the interval.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from profiles.compare import PointTest
 from profiles.outcome import PHASE_LABELS, Crossover

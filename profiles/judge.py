@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 from backends.events import TestPoint
-
 from profiles import stats
 from profiles.compare import PointTest, compare
 from profiles.contenders import Contender, Measure

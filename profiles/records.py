@@ -11,11 +11,18 @@ Build one from a journal with ``records_from_events(read_journal(path))``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from backends.events import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
+from backends.events import (
+    BenchResult,
+    PointFailed,
+    ResultReceived,
+    SweepStarted,
+    TestPoint,
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +93,9 @@ class RunRecords:
 
     def build_names(self) -> tuple[str, ...]:
         names = list(self.builds)
-        for item in (*self.results, *self.failures):
-            if item.build not in names:
-                names.append(item.build)
+        for build in (*(r.build for r in self.results), *(f.build for f in self.failures)):
+            if build not in names:
+                names.append(build)
         return tuple(names)
 
 

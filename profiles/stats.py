@@ -7,9 +7,9 @@ from the regularized incomplete beta function (continued fraction, as in Numeric
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 _NORMAL = NormalDist()
 

@@ -15,24 +15,53 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from backends.events import BenchResult, PointFailed
-
 from profiles import stats
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type
 from profiles.crossover import find, in_range
-from profiles.judge import PairResult, TestBook, backend_map, group_measures, opponents, pair, rank
-from profiles.outcome import (CLASS_LABELS, PG_POLICY, PHASE_LABELS, PHASE_ORDER, STABILITY_RULE,
-                              BuildStability, ClassVerdict, ContenderInfo, Crossover, Outlier,
-                              PairComparison, Recommendation, class_label)
+from profiles.judge import (
+    PairResult,
+    TestBook,
+    backend_map,
+    group_measures,
+    opponents,
+    pair,
+    rank,
+)
+from profiles.outcome import (
+    CLASS_LABELS,
+    PG_POLICY,
+    PHASE_LABELS,
+    PHASE_ORDER,
+    STABILITY_RULE,
+    BuildStability,
+    ClassVerdict,
+    ContenderInfo,
+    Crossover,
+    Outlier,
+    PairComparison,
+    Recommendation,
+)
 from profiles.records import FailureRecord, ModelFacts, RunRecords, records_from_builds
 from profiles.stability import PlacedFailure, build_stability, place
-from profiles.verdict_text import class_verdict, choose_lines, summary_lines
+from profiles.verdict_text import choose_lines, class_verdict, summary_lines
 
-__all__ = ["CLASS_LABELS", "ClassVerdict", "PG_POLICY", "PHASE_LABELS", "Recommendation",
-           "STABILITY_RULE", "VerdictSettings", "is_moe_model_type", "recommend", "recommend_run"]
+__all__ = [
+    "CLASS_LABELS",
+    "PG_POLICY",
+    "PHASE_LABELS",
+    "STABILITY_RULE",
+    "ClassVerdict",
+    "Recommendation",
+    "VerdictSettings",
+    "is_moe_model_type",
+    "recommend",
+    "recommend_run",
+]
 
 WORKLOAD_ORDER = (("short_dense", "short"), ("long_dense", "long"), ("moe", "short"), ("moe", "long"),
                   ("split", "short"), ("split", "long"))
@@ -126,10 +155,10 @@ def recommend_run(records: RunRecords, settings: VerdictSettings = VerdictSettin
                                 {c.label: c.build for c in field.contenders})
     verdicts = []
     for key, ms in _ordered(by_class):
-        case = next((c for c in cases if c.key == key), None)
+        found = next((c for c in cases if c.key == key), None)
         in_class = [p for p in placed if key[2] in p.phases and class_of_failure(p, key[2], settings.long_context_tokens) == key]
-        verdicts.append(class_verdict(key, case.grouped if case else {}, case.ranked if case else [],
-                                      case.pairs if case else [], class_q, in_class,
+        verdicts.append(class_verdict(key, found.grouped if found else {}, found.ranked if found else [],
+                                      found.pairs if found else [], class_q, in_class,
                                       _class_crossovers(crossovers, key, ms, settings), stability,
                                       field, settings.tie_pct, settings.alpha))
     all_outliers = tuple(dict.fromkeys(o for v in verdicts for o in v.outliers))

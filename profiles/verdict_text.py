@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from profiles.contenders import Field, Measure
 from profiles.judge import Call, PairResult, call, headline, repetitions_text
-from profiles.outcome import (BuildStability, ClassVerdict, Crossover, Energy, Outlier,
-                              class_label, PHASE_LABELS)
+from profiles.outcome import (
+    PHASE_LABELS,
+    BuildStability,
+    ClassVerdict,
+    Crossover,
+    Energy,
+    Outlier,
+    class_label,
+)
 from profiles.stability import PlacedFailure, energy, failure_lines
 from profiles.wording import margin_text, plural
 
@@ -85,8 +93,9 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
     fail_lines = tuple(failure_lines(placed))
     settings = {c.label: dict(c.known_settings) for c in field.contenders if c.label in grouped}
     energies = tuple(energy(n, list(grouped[n].values())) for n in ranked)
-    base = dict(workload=workload, phase=phase, context=context, best_settings=settings,
-                energy=energies, failures=fail_lines, points=len(set().union(*grouped.values())) if grouped else 0)
+    base: dict[str, Any] = {"workload": workload, "phase": phase, "context": context, "best_settings": settings,
+                            "energy": energies, "failures": fail_lines,
+                            "points": len(set().union(*grouped.values())) if grouped else 0}
     if not pairs:
         return _alone(label, ranked, grouped, {p.contender for p in placed}, fail_lines, crossovers, base)
     closest = min(pairs, key=lambda r: r.comparison.ratio)
@@ -157,7 +166,7 @@ def _summary(label: str, verdict_call: Call, c: Any, tied: Sequence[str], pairs:
     status, conf = verdict_call.status, verdict_call.confidence
     points = plural(len(c.cells), "point")
     if status == "winner" and conf == "decisive":
-        text = f"{label}: {c.leader} {margin_text(c.ratio)} over {c.other}, {repetitions_text(c)} (decisive)."
+        text = f"{label}: {c.leader} is {margin_text(c.ratio)} faster than {c.other} {repetitions_text(c)} (decisive)."
     elif status == "winner":
         text = f"{label}: {c.leader} is {margin_text(c.ratio)} faster than {c.other} ({conf} confidence, {points})."
     elif status == "lead":

@@ -28,7 +28,7 @@ def margin_text(ratio: float | None) -> str:
 
 def tokens_text(tokens: float) -> str:
     """4096 -> "4K"; 34816 -> "34,816"; 512 -> "512"."""
-    n = int(round(tokens))
+    n = round(tokens)
     if n >= 1024 and n % 1024 == 0:
         return f"{n // 1024}K"
     return f"{n:,}"
@@ -48,7 +48,9 @@ def bytes_text(value: int | None) -> str:
     if value is None:
         return "-"
     gib = value / 2**30
-    return f"{gib:.1f} GiB" if gib >= 1 else f"{value / 2**20:.0f} MiB"
+    if gib >= 1:
+        return f"{gib:.1f} GiB"
+    return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value:,} B"
 
 
 def joules_text(value: float | None) -> str:

@@ -10,25 +10,42 @@ a header-only CSV beside the ``.stderr`` that says why. Importing never runs any
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from backends.events import BenchResult
-
 from profiles.importers.csvfmt import csv_lines, read_csv
 from profiles.importers.failures import backend_hint, build_hint, failure_in, test_hints
-from profiles.importers.grouping import (failure_models, file_variants, identity, machine_of, merge_failures,
-                                         model_key, name_builds, section_machines)
+from profiles.importers.grouping import (
+    failure_models,
+    file_variants,
+    identity,
+    machine_of,
+    merge_failures,
+    model_key,
+    name_builds,
+    section_machines,
+)
 from profiles.importers.jsonfmt import read_json_array, read_jsonl
 from profiles.importers.machines import split_machines
 from profiles.importers.markdown import finish_tables, log_failure_rows, read_markdown
-from profiles.importers.rows import (REPS_KEY, SETTING_KEYS, ImportProblem, Row, normalize_gpu,
-                                     parse_speed, parse_test_name, point_of)
+from profiles.importers.rows import (
+    REPS_KEY,
+    SETTING_KEYS,
+    ImportProblem,
+    Row,
+    normalize_gpu,
+    parse_speed,
+    parse_test_name,
+    point_of,
+)
 from profiles.importers.sqlfmt import read_sql, read_sqlite
 from profiles.records import FailureRecord, ProfileResult, RunRecords
 
@@ -76,7 +93,7 @@ class ImportedRun:
                 return b
         raise KeyError(name)
 
-    def machines(self) -> list["ImportedRun"]:
+    def machines(self) -> list[ImportedRun]:
         """One run per machine (and per GPU where one backend ran on two named GPUs)."""
         return split_machines(self)
 
@@ -155,8 +172,8 @@ def _read_text(text: str, source: str) -> FileRead:
     if "," in first:
         try:
             return FileRead(source, "csv", tuple(read_csv(csv_lines(text), source)), ())
-        except (ImportProblem, Exception):  # csv.Error and shapes no CSV reader knows
-            pass
+        except (ImportProblem, csv.Error, ValueError, KeyError):
+            return _read_markdown_or_log(text, source)  # not a CSV after all
     return _read_markdown_or_log(text, source)
 
 

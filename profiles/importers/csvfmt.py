@@ -7,11 +7,20 @@ import io
 import math
 import operator
 import re
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from profiles.importers.pooling import MEASUREMENT_FIELDS, RowPool
-from profiles.importers.rows import (ImportProblem, Row, canonical_backend, coerce_record, number,
-                                     parse_test_name, row_from_record, samples)
+from profiles.importers.rows import (
+    ImportProblem,
+    Row,
+    canonical_backend,
+    coerce_record,
+    number,
+    parse_test_name,
+    row_from_record,
+    samples,
+)
 
 # Columns of CSV files: llama-bench's own names first, then names people use in their own CSVs.
 _CSV_ALIASES = {

@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any
 
 from profiles.importers.failures import DESCRIPTOR, tokens
-from profiles.importers.rows import (SECTION_KEY, SETTING_KEYS, Row, canonical_backend, int_or_none,
-                                     normalize_gpu)
+from profiles.importers.rows import (
+    SECTION_KEY,
+    SETTING_KEYS,
+    Row,
+    canonical_backend,
+    int_or_none,
+    normalize_gpu,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ def _variants_of(names: dict[str, str], backend: str) -> dict[str, str]:
     fields = {s: [f for f in _fields(n) if not DESCRIPTOR.match(f)] for s, n in names.items()}
     common_fields = set.intersection(*(set(fs) for fs in fields.values()))
     rest = {s: [f for f in fs if f not in common_fields] for s, fs in fields.items()}
-    word_sets = [set(w for f in fs for w in _field_words(f)) for fs in rest.values()]
+    word_sets = [{w for f in fs for w in _field_words(f)} for fs in rest.values()]
     common_words = set.intersection(*word_sets) if word_sets else set()
     lowered = backend.lower()
     out = {}
@@ -209,9 +216,16 @@ def name_builds(keys: Sequence[Ident], gpu_display: dict[str, str]) -> dict[Iden
             groups[v].append(k)
         return [ks for ks in groups.values() if len(ks) > 1]
 
-    for extend in (lambda k: f"b{k.number}" if k.number else (k.commit or ""),
-                   lambda k: f"@ {gpu_display.get(k.gpu, k.gpu)}" if k.gpu else "",
-                   lambda k: k.commit or ""):
+    def number(k: Ident) -> str:
+        return f"b{k.number}" if k.number else (k.commit or "")
+
+    def gpu(k: Ident) -> str:
+        return f"@ {gpu_display.get(k.gpu, k.gpu)}" if k.gpu else ""
+
+    def commit(k: Ident) -> str:
+        return k.commit or ""
+
+    for extend in (number, gpu, commit):
         for ks in clashes():
             parts = {k: extend(k) for k in ks}
             if len(set(parts.values())) > 1:

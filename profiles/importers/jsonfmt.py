@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from backends.events import event_from_json
-
-from profiles.importers.rows import (ImportProblem, Row, looks_like_record, number, row_from_record)
+from profiles.importers.rows import (
+    ImportProblem,
+    Row,
+    looks_like_record,
+    number,
+    row_from_record,
+)
 
 # A wrapper's per-run telemetry (lhl's llama-cpp-bencher) as telemetry-summary keys.
 _MIB = 1024 * 1024

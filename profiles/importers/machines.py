@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from profiles.importers.rows import normalize_gpu
 
@@ -22,14 +23,14 @@ if TYPE_CHECKING:
     from profiles.importers import ImportedBuild, ImportedRun
 
 
-def split_machines(run: "ImportedRun") -> list["ImportedRun"]:
-    by_machine: dict[str, list["ImportedBuild"]] = defaultdict(list)
+def split_machines(run: ImportedRun) -> list[ImportedRun]:
+    by_machine: dict[str, list[ImportedBuild]] = defaultdict(list)
     for b in run.builds:
         by_machine[b.machine].append(b)
     known = [m for m in by_machine if m]
     if "" in by_machine and len(known) == 1:
         by_machine[known[0]].extend(by_machine.pop(""))
-    out: list["ImportedRun"] = []
+    out: list[ImportedRun] = []
     for machine, builds in by_machine.items():
         for group in _split_gpus(builds):
             gpus = sorted({normalize_gpu(b.gpu): b.gpu for b in group if b.gpu}.values(), key=str)
@@ -40,8 +41,8 @@ def split_machines(run: "ImportedRun") -> list["ImportedRun"]:
     return out
 
 
-def _split_gpus(builds: Sequence["ImportedBuild"]) -> list[list["ImportedBuild"]]:
-    by_gpu: dict[str, list["ImportedBuild"]] = defaultdict(list)
+def _split_gpus(builds: Sequence[ImportedBuild]) -> list[list[ImportedBuild]]:
+    by_gpu: dict[str, list[ImportedBuild]] = defaultdict(list)
     for b in builds:
         by_gpu[normalize_gpu(b.gpu)].append(b)
     gpus_of_backend: dict[str, set[str]] = defaultdict(set)
@@ -55,7 +56,7 @@ def _split_gpus(builds: Sequence["ImportedBuild"]) -> list[list["ImportedBuild"]
     return [group for group in by_gpu.values()]
 
 
-def _subset(run: "ImportedRun", builds: Sequence["ImportedBuild"], machine: str) -> "ImportedRun":
+def _subset(run: ImportedRun, builds: Sequence[ImportedBuild], machine: str) -> ImportedRun:
     from profiles.importers import ImportedRun
 
     rename = _plain_names(builds)
@@ -68,7 +69,7 @@ def _subset(run: "ImportedRun", builds: Sequence["ImportedBuild"], machine: str)
                        machine=machine)
 
 
-def _plain_names(builds: Sequence["ImportedBuild"]) -> dict[str, str]:
+def _plain_names(builds: Sequence[ImportedBuild]) -> dict[str, str]:
     """Drop an "@ GPU" part that only told machines apart: one machine needs no GPU in names."""
     out = {}
     for b in builds:

@@ -12,6 +12,7 @@ unknown, never defaults.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shlex
@@ -20,10 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from backends.events import TestPoint
-
 from profiles.importers.failures import failure_in
-from profiles.importers.rows import (EXTRA_KEY, MIN_REPS_KEY, REPS_KEY, RESOLUTION_KEY, SECTION_KEY,
-                                     Row, number, params, parse_speed, parse_test_name, size_bytes)
+from profiles.importers.rows import (
+    EXTRA_KEY,
+    MIN_REPS_KEY,
+    REPS_KEY,
+    RESOLUTION_KEY,
+    SECTION_KEY,
+    Row,
+    number,
+    params,
+    parse_speed,
+    parse_test_name,
+    size_bytes,
+)
 
 _VULKAN_GPU = re.compile(r"ggml_vulkan:\s*0\s*=\s*(.+?)\s*(?:\(|\|)")
 _DEVICE0 = re.compile(r"^\s*Device 0:\s*([^,]+),")
@@ -129,11 +140,11 @@ def _command_line(state: _State, line: str) -> None:
     except ValueError:
         words = line.split()
     values: dict[str, list[int]] = {}
-    for flag, value in zip(words, words[1:]):
+    for flag, value in itertools.pairwise(words):
         if flag in ("-r", "--repetitions", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-pg"):
             values.setdefault(flag.lstrip("-")[0] if flag != "-pg" else "pg", []).extend(
                 int(v) for v in re.findall(r"\d+", value))
-    if "r" in values and values["r"]:
+    if values.get("r"):
         state.reps = values["r"][0]
     depths = values.get("d") or [0]
     points = [TestPoint(p, 0, d) for p in values.get("p", [512]) if p for d in depths]
@@ -167,10 +178,8 @@ def _close(state: _State) -> None:
 
 def _split_cells(line: str) -> list[str]:
     body = line.strip()
-    if body.startswith("|"):
-        body = body[1:]
-    if body.endswith("|"):
-        body = body[:-1]
+    body = body.removeprefix("|")
+    body = body.removesuffix("|")
     return [c.strip() for c in body.split("|")]
 
 
@@ -248,12 +257,13 @@ def log_failure_rows(state: _State, results: list[Row]) -> list[Row]:
     missing = [p for p in state.command_points if (p.n_prompt, p.n_gen, p.depth) not in measured]
     if state.command_points and not missing:
         return []
-    base = {"backends": state.banner_backend or "",
+    base: dict[str, Any] = {"backends": state.banner_backend or "",
             "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
     if state.tables and state.tables[-1].build is not None:
         base["build_commit"], base["build_number"] = state.tables[-1].build
     out = []
-    for p in missing or [None]:
+    wanted: list[TestPoint | None] = list(missing) or [None]
+    for p in wanted:
         raw = dict(base, n_prompt=p.n_prompt if p else 0, n_gen=p.n_gen if p else 0,
                    n_depth=p.depth if p else 0)
         out.append(Row(raw=raw, source=state.source, failed=True, reason=failure.reason,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Hashable
+from collections.abc import Hashable
+from typing import Any
 
 from profiles.importers.rows import REPS_KEY, Row
 
@@ -22,7 +23,7 @@ MEASUREMENT_FIELDS = frozenset({"avg_ts", "stddev_ts", "avg_ns", "stddev_ns", "s
 
 
 class _Pooled:
-    __slots__ = ("row", "means", "samples", "has_samples", "count")
+    __slots__ = ("count", "has_samples", "means", "row", "samples")
 
     def __init__(self, row: Row) -> None:
         self.row = row
