@@ -113,19 +113,20 @@ def to_text(rec: Recommendation) -> str:
 def to_csv(rec: Recommendation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["workload", "context", "phase", "contender", "typical_ts", "status", "winner",
-                     "recommended", "ratio", "margin_pct", "q_value", "confidence", "tokens_per_joule",
+    # "build" holds the contender (build and settings); p_value is the class's corrected q-value.
+    writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
+                     "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
                      "peak_vram_bytes", "throttled"])
     for v in rec.verdicts:
         energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
             ts = v.typical_ts.get(b)
             e = energy.get(b)
-            writer.writerow([v.workload, v.context, v.phase, b, "" if ts is None else f"{ts:.6g}", v.status,
+            writer.writerow([v.workload, v.phase, b, "" if ts is None else f"{ts:.6g}", v.status,
                              v.winner or "", v.recommended or "",
-                             "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if v.margin_pct is None else f"{v.margin_pct:.3f}",
-                             "" if v.p_value is None else f"{v.p_value:.6g}", v.confidence,
+                             "" if v.p_value is None else f"{v.p_value:.6g}", v.confidence, v.context,
+                             "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
                              "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
                              "" if e is None or e.throttled is None else str(e.throttled).lower()])
