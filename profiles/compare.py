@@ -3,7 +3,10 @@
 With repetitions on both sides: a starved repetition (far below its siblings) is set aside
 and named, the ratio is the ratio of geometric means, and Welch's t-test on the logs gives a
 p-value. Where every kept repetition of one side beats every kept repetition of the other by
-more than the tie band, the gap is *separated*: decisive however few repetitions there are.
+more than the tie band and by more than either side's own spread (the two groups lie further
+apart than either is wide), the gap is *separated*: decisive however few repetitions there
+are. A busy machine can push one side's five repetitions above the other's by chance; it
+rarely pushes them further apart than they are wide.
 With a printed mean and spread but no repetitions, the spread is used with the repetition
 count the data states, or the fewest it allows (two, where a spread is printed); a spread
 printed as 0.00 is taken at half its last digit. One repetition is a point estimate: no
@@ -75,6 +78,10 @@ def _side(m: Measure) -> _Side:
     return _Side(math.log(m.mean), sd / m.mean if m.mean > 0 else 0.0, n if sd > 0 else min(n, 1) or 1, (), (), ())
 
 
+def _width(values: tuple[float, ...]) -> float:
+    return math.log(max(values)) - math.log(min(values))
+
+
 def compare(a: Measure, b: Measure, tie_fraction: float) -> PointTest:
     sa, sb = _side(a), _side(b)
     log_ratio = sa.log_mean - sb.log_mean
@@ -87,7 +94,7 @@ def compare(a: Measure, b: Measure, tie_fraction: float) -> PointTest:
     if len(sa.kept) >= 2 and len(sb.kept) >= 2:
         fast, slow = (sa, sb) if log_ratio > 0 else (sb, sa)
         gap = math.log(min(fast.kept)) - math.log(max(slow.kept))
-        separated = gap > math.log1p(tie_fraction)
-        every = separated and min(fast.all_values) > max(slow.all_values) * (1 + tie_fraction)
+        separated = gap > max(math.log1p(tie_fraction), _width(fast.kept), _width(slow.kept))
+        every = separated and not fast.outliers and not slow.outliers
     return PointTest(a=a, b=b, log_ratio=log_ratio, p_value=p, separated=separated,
                      every_repetition=every, reps=(sa.n, sb.n), outliers=sa.outliers + sb.outliers)

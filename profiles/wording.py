@@ -27,9 +27,9 @@ def margin_text(ratio: float | None) -> str:
 
 
 def tokens_text(tokens: float) -> str:
-    """4096 -> "4K"; 34816 -> "34,816"; 512 -> "512"."""
+    """Whole multiples of 4K as "4K", "32K"; anything else exactly: 34816 -> "34,816"."""
     n = round(tokens)
-    if n >= 1024 and n % 1024 == 0:
+    if n >= 4096 and n % 4096 == 0:
         return f"{n // 1024}K"
     return f"{n:,}"
 
