@@ -141,7 +141,7 @@ def median(values: Sequence[float]) -> float:
     return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
 
 
-def starved(values: Sequence[float], *, min_drop: float = math.log(2.0), spread_factor: float = 5.0) -> list[int]:
+def starved(values: Sequence[float], *, min_drop: float = math.log(1.25), spread_factor: float = 5.0) -> list[int]:
     """Indices of repetitions far below their siblings (a stalled run on a busy machine).
 
     Only low values count (a starved run is slow, never fast), only with three or more
