@@ -7,11 +7,22 @@ import random
 
 import pytest
 
-from backends.events import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
+from backends.events import (
+    BenchResult,
+    PointFailed,
+    ResultReceived,
+    SweepStarted,
+    TestPoint,
+)
 from profiles import stats
 from profiles.contenders import is_moe_model_type
 from profiles.model import profile_from_journal
-from profiles.records import FailureRecord, ProfileResult, RunRecords, records_from_events
+from profiles.records import (
+    FailureRecord,
+    ProfileResult,
+    RunRecords,
+    records_from_events,
+)
 from profiles.verdict import VerdictSettings, recommend, recommend_run
 from profiles.wording import margin_text, tokens_text
 
@@ -102,8 +113,8 @@ def test_clear_win_everywhere_with_high_confidence():
     for v in rec.verdicts:
         assert (v.status, v.winner, v.recommended) == ("winner", "ROCm", "ROCm"), v.summary
         assert v.confidence in ("decisive", "high") and not v.crossovers
-    assert rec.choose == ("Choose ROCm if you run: dense, short context (pp); dense, short context (tg); "
-                          "dense, long context (pp); dense, long context (tg).",)
+    assert rec.choose == (("Choose ROCm if you run: dense, short context (pp); dense, short context (tg); "
+                           "dense, long context (pp); dense, long context (tg)."),)
 
 
 def test_crossover_on_the_context_axis_between_two_significant_points():
@@ -225,7 +236,7 @@ def test_a_simulated_aa_run_gives_no_winner_and_no_crossover():
     for seed in range(40):
         rng = random.Random(seed)
 
-        def noisy(mean: float) -> list[float]:
+        def noisy(mean: float, rng: random.Random = rng) -> list[float]:
             return [mean * math.exp(rng.gauss(0, 0.08)) for _ in range(5)]
 
         results = {name: [bench(512, 0, d, noisy(1000 - d / 64)) for d in DEPTHS]
