@@ -76,7 +76,7 @@ def score(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]], name:
 
 
 def opponents(leader: str, ranked: Sequence[str], backend: Mapping[str, str]) -> list[str]:
-    """The best contender of every other backend; the runner-up when there is one backend."""
+    """The best contender of every other backend; with one backend, the others (up to four)."""
     seen = {backend.get(leader, leader)}
     out = []
     for name in ranked:
@@ -84,8 +84,8 @@ def opponents(leader: str, ranked: Sequence[str], backend: Mapping[str, str]) ->
         if name != leader and family not in seen:
             seen.add(family)
             out.append(name)
-    if not out:
-        out = [n for n in ranked if n != leader][:1]
+    if not out:  # one backend: every other contender, the closest first in the verdict
+        out = [n for n in ranked if n != leader][:4]
     return out
 
 

@@ -174,6 +174,9 @@ def _summary(label: str, verdict_call: Call, c: Any, tied: Sequence[str], pairs:
     elif status == "tie":
         text = (f"{label}: tie between {', '.join(tied)} (within {abs(c.margin_pct):.1f}%, inside the "
                 f"{tie_pct:g}% tie band" + (", one run)." if conf == "one run" else ")."))
+    elif conf == "none" and not c.significant_for:
+        text = (f"{label}: no clear winner: {c.other} significantly ahead at {c.significant_against} of {points}, "
+                f"{c.leader} ahead on average ({margin_text(c.ratio)}) but nowhere significantly.")
     elif conf == "none":
         text = (f"{label}: no clear winner: {c.leader} ahead at {c.significant_for} of {points}, "
                 f"{c.other} at {c.significant_against} (the lead changes).")

@@ -15,15 +15,22 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from backends.events import BenchResult
 from profiles.importers.csvfmt import csv_lines, read_csv
-from profiles.importers.failures import backend_hint, build_hint, failure_in, test_hints
+from profiles.importers.failures import (
+    backend_hint,
+    build_hint,
+    failure_in,
+    is_backtrace,
+    test_hints,
+)
 from profiles.importers.grouping import (
+    adopt_backends,
     failure_models,
     file_variants,
     identity,
@@ -196,7 +203,8 @@ def _read_markdown_or_log(text: str, source: str) -> FileRead:
     is_log = _looks_like_log(text, state) and not _is_companion(Path(source))
     failures = log_failure_rows(state, rows) if is_log else []
     if not rows and not failures and state.banner_backend and is_log:
-        last = state.noise[-1] if state.noise else "the device banner"
+        lines = [n for n in state.noise if not is_backtrace(n)]
+        last = lines[-1] if lines else "the device banner"
         failures = log_failure_rows_from(state, f"no result and no error: the log stops at {last[:120]!r}")
     for row in failures:
         _hint_failure(row, Path(source))
@@ -290,8 +298,9 @@ def import_files(paths: Iterable[str | Path], *, strict: bool = False, one_machi
     """Read llama-bench outputs and group their rows into builds.
 
     Files that hold nothing to import are reported in ``problems`` (one line each); with
-    ``strict`` the first such file raises ImportProblem instead. ``one_machine`` drops the
-    machine hints (host names beside the files), for runs the user knows share a machine.
+    ``strict`` the first such file raises ImportProblem instead. ``one_machine`` drops what
+    tells machines apart (host names beside the files, cpu_info), for files the user knows
+    come from one machine.
     """
     rows: list[Row] = []
     problems: list[str] = []
@@ -314,10 +323,10 @@ def import_files(paths: Iterable[str | Path], *, strict: bool = False, one_machi
             if strict:
                 raise ImportProblem(message)
             problems.append(message)
+    run = group_rows(rows, problems=problems, files=files, events=events)
     if one_machine:
-        for row in rows:
-            row.machine = ""
-    return group_rows(rows, problems=problems, files=files, events=events)
+        run = replace(run, builds=tuple(replace(b, machine="") for b in run.builds))
+    return run
 
 
 def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequence[str] = (),
@@ -328,7 +337,7 @@ def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequ
     keyed: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:
         keyed[identity(row, variants.get(row.source, ""))].append(row)
-    keyed = merge_failures(keyed)
+    keyed = merge_failures(adopt_backends(keyed))
     gpu_display: dict[str, str] = {}
     for row in rows:
         original = str(row.raw.get("gpu_info") or "")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # (pattern, what it means), most specific first. The matching line itself is kept as the reason.
 _ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNORECASE), w) for p, w in (
-    (r"HW Exception|GPU Hang", "GPU hang"),
+    (r"HW Exception|GPU Hang|HSA_STATUS_ERROR|hardware exception", "GPU hang"),
     (r"ErrorDeviceLost|device lost", "device lost"),
     (r"Remote RPC server crashed", "RPC server crashed"),
     (r"Failed to connect to \S+:\d+", "RPC server unreachable"),
@@ -30,7 +30,7 @@ _ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNOR
 ))
 _WRAPPER = re.compile(r"failed \(exit (\d+)\)|exit(?:ed with)?(?: code| status)? (\d+)", re.IGNORECASE)
 _SIGNALS = {134: "abort", 137: "killed (out of memory or stopped)", 139: "segfault", 143: "terminated"}
-_BACKTRACE = re.compile(r"^\s*(?:/\S+\(\S*\)\s*\[0x[0-9a-f]+\]|\S+\(\+0x[0-9a-f]+\)|#\d+\s+0x)")
+_BACKTRACE = re.compile(r"^\s*(?:\S+\(\S*\)\s*\[0x[0-9a-f]+\]|\S+\(\+0x[0-9a-f]+\)|#\d+\s+0x)")
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,22 @@ def failure_in(lines: list[str]) -> LogFailure | None:
     if code is not None:
         parts.append(_exit_words(code))
     if best is not None:
+        meaning = _ERRORS[best[0]][1]
+        if meaning in ("GPU hang", "device lost", "segfault") and meaning.split()[-1] not in best[1].lower():
+            parts.append(meaning)
         parts.append(best[1])
     return LogFailure(reason=": ".join(parts), exit_code=code)
+
+
+def is_backtrace(line: str) -> bool:
+    return bool(_BACKTRACE.match(line.strip()))
 
 
 def _clean(text: str) -> str:
     text = re.sub(r"^(?:\S+\.(?:cpp|cu|c|h):\d+:\s*)", "", text)  # source location prefix
     text = re.sub(r"^\s*(?:what\(\):|✖\s*!?)\s*", "", text)
+    text = re.sub(r"^:\d+:\S+\s*:\d+:\s*\d+ us:\s*", "", text)  # ROCr's ":0:rocdevice.cpp :3580: 1432 us:"
+    text = re.sub(r"\s{2,}", " ", text)
     return text[:240]
 
 

@@ -195,6 +195,18 @@ def merge_failures(keys: dict[Ident, list[Row]]) -> dict[Ident, list[Row]]:
     return out
 
 
+def adopt_backends(keys: dict[Ident, list[Row]]) -> dict[Ident, list[Row]]:
+    """A failed run's banner says "ROCm" where its build ran as "ROCm,RPC": use the build's."""
+    ran = {k.backend for k, rows in keys.items() if any(not r.failed for r in rows)}
+    out: dict[Ident, list[Row]] = defaultdict(list)
+    for key, rows in keys.items():
+        fuller = {b for b in ran if key.backend and b != key.backend and b.split(",")[0] == key.backend}
+        if len(fuller) == 1 and not any(not r.failed for r in rows):
+            key = Ident(key.label, fuller.pop(), key.variant, key.number, key.commit, key.gpu)
+        out[key].extend(rows)
+    return out
+
+
 def _match(key: Ident, candidates: Sequence[Ident]) -> Ident | None:
     def fits(k: Ident) -> bool:
         return (k.label == key.label and k.variant == key.variant

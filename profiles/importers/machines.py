@@ -33,18 +33,28 @@ def split_machines(run: ImportedRun) -> list[ImportedRun]:
     out: list[ImportedRun] = []
     for machine, builds in by_machine.items():
         for group in _split_gpus(builds):
-            gpus = sorted({normalize_gpu(b.gpu): b.gpu for b in group if b.gpu}.values(), key=str)
-            label = machine if machine and (len(by_machine) > 1 or len(gpus) != 1) else ""
+            names = sorted({normalize_gpu(b.gpu) for b in group if b.gpu})
+            gpus = sorted({_card(b.gpu, names): str(b.gpu) for b in group if b.gpu}.values())
+            label = machine
             if not label and len(by_machine) > 1:
                 label = "unknown machine"
             out.append(_subset(run, group, label or ", ".join(gpus)))
     return out
 
 
+def _card(name: str | None, names: Sequence[str]) -> str:
+    """One card under the names its backends give it: "radeon" is "radeon 8060s"."""
+    mine = normalize_gpu(name)
+    words = set(mine.split())
+    fuller = [n for n in names if words and words < set(n.split())]
+    return max(fuller, key=len) if len(set(fuller)) == 1 else mine
+
+
 def _split_gpus(builds: Sequence[ImportedBuild]) -> list[list[ImportedBuild]]:
     by_gpu: dict[str, list[ImportedBuild]] = defaultdict(list)
+    names = sorted({normalize_gpu(b.gpu) for b in builds if b.gpu})
     for b in builds:
-        by_gpu[normalize_gpu(b.gpu)].append(b)
+        by_gpu[_card(b.gpu, names)].append(b)
     gpus_of_backend: dict[str, set[str]] = defaultdict(set)
     for gpu, group in by_gpu.items():
         for b in group:
