@@ -97,7 +97,7 @@ def _run(*patterns: str, root: Path = WORLD, one_machine: bool = False):
 
 
 def test_kyuz0_ministral_rocm_beats_radv_and_amdvlk_crashes():
-    run, (machine,), (rec,) = _run("kyuz0-ministral-bf16-logs/*.log")
+    run, (_machine,), (rec,) = _run("kyuz0-ministral-bf16-logs/*.log")
     assert sorted(run.results) == ["ROCm 6.4.4", "ROCm 7-nightlies", "ROCm 7.2.3", "Vulkan amdvlk", "Vulkan radv"]
     assert run.results["Vulkan amdvlk"] == ()
     for workload in ("short_dense", "long_dense"):
@@ -133,7 +133,7 @@ def test_kyuz0_minimax_rocm_fails_at_64k_where_vulkan_ran():
 
 
 def test_kyuz0_rpc_rocm_ran_and_vulkan_failed_because():
-    run, (machine,), (rec,) = _run("kyuz0-rpc-two-node-2026-01/*.log")
+    run, (_machine,), (rec,) = _run("kyuz0-rpc-two-node-2026-01/*.log")
     assert run.results["Vulkan amdvlk"] == run.results["Vulkan radv"] == ()
     assert {b.backend for b in run.builds if b.name.startswith("ROCm")} == {"ROCm,RPC"}
     v = rec.verdict("moe", "pp", "short")
@@ -182,7 +182,7 @@ def test_kyuz0_pr_build_against_vulkan_fork_on_one_host_and_not_the_other(realda
 
 
 def test_lhl_qwen3_32b_rerun_failed_everywhere_and_pp_lead_changes():
-    run, (machine,), (rec,) = _run("lhl-qwen3-32b-q8-rerun-failed/results.jsonl")
+    run, (_machine,), (rec,) = _run("lhl-qwen3-32b-q8-rerun-failed/results.jsonl")
     assert run.failure_count == 260 and run.result_count == 260
     assert all(s.failures == 26 and s.results == 26 for s in rec.stability)
     pp = rec.verdict("short_dense", "pp")
@@ -199,7 +199,7 @@ def test_lhl_qwen3_32b_rerun_failed_everywhere_and_pp_lead_changes():
 
 
 def test_mixa3607_mi50_rocm_version_column_makes_the_contenders():
-    run, (machine,), (rec,) = _run("mixa3607-mi50-rocm-versions/readme.md")
+    run, (_machine,), (rec,) = _run("mixa3607-mi50-rocm-versions/readme.md")
     assert sorted(run.results) == ["ROCm"]
     assert sorted(c.label for c in rec.contenders) == ["ROCm rocm 6.3.4", "ROCm rocm 6.4.1"]
     pp = rec.verdict("short_dense", "pp")
