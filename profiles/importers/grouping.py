@@ -36,6 +36,7 @@ class Ident:
     number: int | None
     commit: str | None
     gpu: str
+    machine: str = ""
 
 
 def model_key(raw: dict[str, Any]) -> str:
@@ -180,7 +181,7 @@ def identity(row: Row, variant: str) -> Ident:
     return Ident(label=row.label, backend=canonical_backend(str(raw.get("backends") or "")),
                  variant=variant, number=number or None,
                  commit=None if commit in (None, "unknown") else commit,
-                 gpu=normalize_gpu(raw.get("gpu_info")))
+                 gpu=normalize_gpu(raw.get("gpu_info")), machine=row.machine if raw.get(SECTION_KEY) else "")
 
 
 def merge_failures(keys: dict[Ident, list[Row]]) -> dict[Ident, list[Row]]:
@@ -202,7 +203,7 @@ def adopt_backends(keys: dict[Ident, list[Row]]) -> dict[Ident, list[Row]]:
     for key, rows in keys.items():
         fuller = {b for b in ran if key.backend and b != key.backend and b.split(",")[0] == key.backend}
         if len(fuller) == 1 and not any(not r.failed for r in rows):
-            key = Ident(key.label, fuller.pop(), key.variant, key.number, key.commit, key.gpu)
+            key = Ident(key.label, fuller.pop(), key.variant, key.number, key.commit, key.gpu, key.machine)
         out[key].extend(rows)
     return out
 
@@ -237,7 +238,10 @@ def name_builds(keys: Sequence[Ident], gpu_display: dict[str, str]) -> dict[Iden
     def commit(k: Ident) -> str:
         return k.commit or ""
 
-    for extend in (number, gpu, commit):
+    def machine(k: Ident) -> str:
+        return f"@ {k.machine}" if k.machine else ""
+
+    for extend in (number, gpu, commit, machine):
         for ks in clashes():
             parts = {k: extend(k) for k in ks}
             if len(set(parts.values())) > 1:
@@ -257,7 +261,7 @@ def section_machines(rows: Sequence[Row]) -> None:
         section = row.raw.get(SECTION_KEY)
         if section and not row.machine:
             by_build[identity(row, "")][str(section)].append(row)
-    for sections in by_build.values():
+    for sections in list(by_build.values()):
         if len(sections) < 2:
             continue
         cells = {s: _cells(rs) for s, rs in sections.items()}

@@ -38,7 +38,8 @@ def split_machines(run: ImportedRun) -> list[ImportedRun]:
             label = machine
             if not label and len(by_machine) > 1:
                 label = "unknown machine"
-            out.append(_subset(run, group, label or ", ".join(gpus)))
+            shown = dict.fromkeys(re.sub(r"\s*\(.*?\)", "", g).strip() for g in gpus)
+            out.append(_subset(run, group, label or ", ".join(shown)))
     return out
 
 
