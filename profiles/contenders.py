@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from functools import lru_cache
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,7 @@ def context_of(point: TestPoint) -> int:
     return point.depth + point.n_prompt + point.n_gen
 
 
+@lru_cache(maxsize=4096)
 def is_moe_model_type(model_type: str) -> bool:
     text = model_type.lower()
     return any(word in text for word in _MOE_WORDS) or bool(_MOE_SIZE.search(model_type))
@@ -160,7 +162,7 @@ def _workload(raw: Mapping[str, Any], model: str, facts: ModelFacts | None) -> s
         return "split"
     moe = facts.is_moe if facts is not None and facts.is_moe is not None else None
     if moe is None:
-        moe = is_moe_model_type(str(raw.get("model_type") or "")) or is_moe_model_type(model)
+        moe = is_moe_model_type(str(raw.get("model_type") or "")) or is_moe_model_type(str(model))
     return "moe" if moe else "dense"
 
 
@@ -234,12 +236,11 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
         pool.results.append(entry.result)
         if entry.telemetry:
             pool.telemetry.append(entry.telemetry)
-        slot = info.setdefault(label, {"build": entry.build, "settings": {k: settings.get(k, "?") for k in build_keys},
-                                       "backend": backend_family(entry.result.raw, entry.build),
-                                       "known": Counter()})
-        for key, value in entry.result.raw.items():
-            if key in SETTING_KEYS and isinstance(value, (int, float, str, bool)):
-                slot["known"][(key, value)] += 1
+        slot = info.get(label)
+        if slot is None:
+            slot = info[label] = {"build": entry.build, "settings": {k: settings.get(k, "?") for k in build_keys},
+                                  "backend": backend_family(entry.result.raw, entry.build), "known": Counter()}
+        slot["known"][_known(entry.result.raw)] += 1
     measures = tuple(_measure(label, model, point, workload, pool)
                      for (label, model, point, workload), pool in pools.items())
     contenders = tuple(Contender(label=label, build=d["build"], backend=d["backend"], settings=d["settings"],
@@ -251,9 +252,18 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
                  contender_of_build={b: tuple(ls) for b, ls in by_build.items()})
 
 
-def _most_common(counts: Counter[tuple[str, Any]]) -> dict[str, Any]:
+def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple((k, raw[k]) for k in SETTING_KEYS if k in raw and isinstance(raw[k], (int, float, str, bool)))
+
+
+def _most_common(counts: Counter[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:
+    """Each setting's most common value over the contender's results."""
+    tally: Counter[tuple[str, Any]] = Counter()
+    for settings, n in counts.items():
+        for item in settings:
+            tally[item] += n
     best: dict[str, tuple[int, Any]] = {}
-    for (key, value), n in counts.items():
+    for (key, value), n in tally.items():
         if key not in best or n > best[key][0]:
             best[key] = (n, value)
     return {k: v for k, (_, v) in best.items()}

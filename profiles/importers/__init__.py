@@ -59,7 +59,8 @@ from profiles.records import FailureRecord, ProfileResult, RunRecords
 __all__ = ["FileRead", "ImportProblem", "ImportedBuild", "ImportedRun", "import_files", "normalize_gpu",
            "parse_speed", "parse_test_name", "read_file"]
 
-MAX_IMPORT_BYTES = 64 * 1024 * 1024
+MAX_IMPORT_BYTES = 64 * 1024 * 1024  # formats read whole (markdown, JSON, SQL)
+MAX_STREAM_BYTES = 16 * 1024 ** 3  # llama-bench CSV and JSONL, read a row at a time
 _COMPANION = (".stderr.log", ".stderr", ".log", ".err")
 _RESULT_SUFFIXES = (".jsonl", ".json", ".csv", ".md", ".sql")
 
@@ -137,13 +138,18 @@ def read_file(path: str | Path) -> FileRead:
         raise ImportProblem(f"{path}: {error.strerror or error}") from None
     if not path.is_file():
         raise ImportProblem(f"{path}: not a file")
-    if size > MAX_IMPORT_BYTES:
-        raise ImportProblem(f"{path}: {size / 2**20:.0f} MiB is too large for benchmark output")
     with open(path, "rb") as handle:
         head = handle.read(16)
         if head.startswith(b"SQLite format 3\x00"):
             return _with_host(FileRead(str(path), "sqlite", tuple(read_sqlite(path)), ()), path)
-        data = head + handle.read()
+        head += handle.read(4096)
+    streamed = _streamed(path, head, size)
+    if streamed is not None:
+        return _with_host(streamed, path)
+    if size > MAX_IMPORT_BYTES:
+        raise ImportProblem(f"{path}: {size / 2**20:.0f} MiB is too large for benchmark output")
+    with open(path, "rb") as handle:
+        data = handle.read()
     text = data.decode("utf-8", errors="replace")
     if "\x00" in text:
         raise ImportProblem(f"{path}: binary data, not llama-bench output")
@@ -151,6 +157,20 @@ def read_file(path: str | Path) -> FileRead:
     if not read.rows and not read.events:
         read = _failed_run(read, text, path)
     return _with_host(read, path)
+
+
+def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
+    """llama-bench's own CSV, read a row at a time (a database of a million rows fits)."""
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    columns = {c.strip() for c in first.split(",")}
+    if not {"build_commit", "avg_ts", "n_prompt", "n_gen"} <= columns or b"\x00" in head:
+        return None
+    if size > MAX_STREAM_BYTES:
+        raise ImportProblem(f"{path}: {size / 2**30:.0f} GiB is too large for benchmark output")
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        rows = read_csv(handle, str(path))
+    read = FileRead(str(path), "csv", tuple(rows), ())
+    return read if rows else _failed_run(read, first, path)
 
 
 def _read_text(text: str, source: str) -> FileRead:
