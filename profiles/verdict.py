@@ -47,7 +47,8 @@ from profiles.outcome import (
     Recommendation,
 )
 from profiles.records import FailureRecord, ModelFacts, RunRecords, records_from_builds
-from profiles.stability import PlacedFailure, build_stability, place
+from profiles.stability import PlacedFailure, place
+from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
 
 __all__ = [
@@ -151,7 +152,7 @@ def recommend_run(records: RunRecords, settings: VerdictSettings = VerdictSettin
     several = {c.label: bool(c.settings) for c in field.contenders}
     crossovers = _crossovers(series, book, several)
     names = _names(field, placed)
-    stability = build_stability(names, _result_counts(field), placed, records.correctness,
+    stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
     verdicts = []
     for key, ms in _ordered(by_class):
@@ -231,4 +232,22 @@ def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
                                              model=facts), settings)
 
 
-_ = (BuildStability, Outlier, PairComparison, math)
+def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
+                    failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]],
+                    correctness: Mapping[str, Mapping[str, Any]] | None) -> dict[str, BuildStability]:
+    """Stability per build as the recommendation states it (by build name)."""
+    rec = recommend(results_by_build, failures_by_build, correctness=correctness)
+    by_name = {s.build: s for s in rec.stability}
+    names = list(dict.fromkeys([*results_by_build, *failures_by_build, *(correctness or {})]))
+    out = {}
+    for name in names:
+        out[name] = by_name.get(name) or build_stability_of(name, correctness)
+    return out
+
+
+def build_stability_of(name: str, correctness: Mapping[str, Mapping[str, Any]] | None) -> BuildStability:
+    """A build with no results and no failures: only its correctness check speaks."""
+    return stability_of([name], {}, [], dict(correctness or {}), {})[name]
+
+
+_ = (Outlier, PairComparison, math)
