@@ -20,6 +20,7 @@ from typing import Any
 from profiles.model import Profile
 from profiles.outcome import (
     CLASS_LABELS,
+    BuildStability,
     ClassVerdict,
     Energy,
     Recommendation,
@@ -69,9 +70,21 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
     stable = [s for s in rec.stability if s.stable]
     stability_winner = ("all stable" if len(stable) == len(rec.stability)
                         else ", ".join(s.build for s in stable) or "none stable")
-    rows.append(["stability", *[next((s.note for s in rec.stability if s.build == b), "—") for b in rec.builds],
-                 stability_winner])
+    rows.append(["stability", *[_stability_cell(next((s for s in rec.stability if s.build == b), None))
+                                for b in rec.builds], stability_winner])
     return rows
+
+
+def _stability_cell(s: BuildStability | None) -> str:
+    """A short cell: the reasons are in the summary lines."""
+    if s is None:
+        return "-"
+    if s.stable:
+        return str(s.note)
+    parts = [f"ran {s.results}, failed {s.failures}"] if s.failures else []
+    if s.correctness in ("suspect", "failed"):
+        parts.append(f"output {s.correctness}")
+    return "; ".join(parts)
 
 
 def _md_escape(text: str) -> str:

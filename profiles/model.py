@@ -260,7 +260,10 @@ def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = N
     builds = tuple(BuildRecord(name=b.name, backend=b.backend, build_number=b.build_number,
                                commit=b.commit, path=None, gpu=b.gpu) for b in run.builds)
     facts = model_facts_from_results(r.result for r in records.results)
-    profile = Profile(name=name, created=now_iso(), host=host or HostFingerprint(hostname=run.machine),
+    named = any(b.machine for b in run.builds)
+    gpu = next((b.gpu for b in run.builds if b.gpu), None)
+    fallback = HostFingerprint(hostname=run.machine if named else "", gpu_name=gpu)
+    profile = Profile(name=name, created=now_iso(), host=host or fallback,
                       model=facts, builds=builds,
                       sweep_spec={"imported_from": list(run.files), "machine": run.machine},
                       results=records.results, failure_records=records.failures)

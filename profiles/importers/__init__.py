@@ -204,6 +204,7 @@ def _read_text(text: str, source: str) -> FileRead:
     return _read_markdown_or_log(text, source)
 
 
+_BANNER = re.compile(r"ggml_vulkan:|ggml_cuda_init:|Device \d+:|load_backend:|found \d+ \w+ devices")
 _LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)")
 
 
@@ -224,8 +225,9 @@ def _read_markdown_or_log(text: str, source: str) -> FileRead:
     failures = log_failure_rows(state, rows) if is_log else []
     if not rows and not failures and state.banner_backend and is_log:
         lines = [n for n in state.noise if not is_backtrace(n)]
-        last = lines[-1] if lines else "the device banner"
-        failures = log_failure_rows_from(state, f"no result and no error: the log stops at {last[:120]!r}")
+        last = lines[-1] if lines else ""
+        where = ("after the device banner" if not last or _BANNER.search(last) else f"at {last[:60]!r}")
+        failures = log_failure_rows_from(state, f"no result and no error: the log stops {where}")
     for row in failures:
         _hint_failure(row, Path(source))
     fmt = "markdown" if rows or problems else "log"

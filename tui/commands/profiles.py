@@ -127,7 +127,7 @@ def cmd_show(options: argparse.Namespace) -> int:
     for build in profile.builds:
         number = f" b{build.build_number}" if build.build_number else ""
         print(f"build {build.name}: {build.backend}{number} {build.path or ''}".rstrip())
-    print(f"{len(profile.results)} results, {len(profile.failures)} failures")
+    print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.recommendation is None:
         print("no recommendation (no results)")
         return 0
@@ -240,7 +240,8 @@ def cmd_import(options: argparse.Namespace) -> int:
         path = _store(options).save(profile, overwrite=options.force)
     except ProfileError as error:
         raise _error(str(error) + ("; use --force to replace it" if "exists" in str(error) else "")) from None
-    print(f"saved {profile.name}: {len(profile.results)} results, {len(profile.failures)} failures, "
+    print(f"saved {profile.name}: {len(profile.results)} results, "
+          f"{len(profile.failures) + len(profile.failure_records)} failures, "
           f"{len(profile.builds)} builds -> {path}")
     return 0
 
