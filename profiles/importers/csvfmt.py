@@ -50,7 +50,7 @@ def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str)
     avg_at = header.index("avg_ts")
     samples_at = header.index("samples_ts") if "samples_ts" in header else -1
     pool = RowPool()
-    first: dict[Any, Row] = {}
+    seen: set[Any] = set()
     width = len(header)
     for values in reader:
         if len(values) < width:
@@ -58,18 +58,21 @@ def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str)
                 continue
             values = values + [""] * (width - len(values))
         key = key_of(values)
-        row = first.get(key)
-        mean = number(values[avg_at])
-        if row is None or not math.isfinite(mean) or mean <= 0:
-            row = row_from_record(coerce_record(dict(zip(header, values))), source)
-            if row.failed:
-                row.reason = "no speed in this row"
-                pool.add(row)
+        if key in seen:
+            try:
+                mean = float(values[avg_at])
+            except ValueError:
+                mean = math.nan
+            if mean > 0 and math.isfinite(mean):
+                pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
                 continue
-            first[key] = row
-            pool.add(row, key=key)
-        else:
-            pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
+        row = row_from_record(coerce_record(dict(zip(header, values))), source)
+        if row.failed:
+            row.reason = "no speed in this row"
+            pool.add(row)
+            continue
+        seen.add(key)
+        pool.add(row, key=key)
     return pool.rows()
 
 

@@ -76,7 +76,13 @@ class RowPool:
 
     def add_measure(self, key: Hashable, mean: float, samples: list[float]) -> None:
         """One more measurement of a configuration already added with ``add``."""
-        self._pooled[key].add(mean, samples)
+        entry = self._pooled[key]
+        entry.count += 1
+        entry.means.append(mean)
+        if samples and entry.has_samples:
+            entry.samples.extend(samples)
+        else:
+            entry.has_samples = False
 
     def rows(self) -> list[Row]:
         out = [_finish(entry) for entry in self._pooled.values()]
