@@ -375,7 +375,7 @@ def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequ
                                     sources=tuple(dict.fromkeys(r.source for r in group)),
                                     machine=machine_of(group)))
         good = [r for r in group if not r.failed]
-        results[name] = tuple(BenchResult.from_llama_bench(r.raw) for r in good)
+        results[name] = tuple(_result(r.raw) for r in good)
         telemetry[name] = tuple(r.hints.get("telemetry") for r in good)
         bad = tuple(_failure(name, r) for r in group if r.failed)
         if bad:
@@ -383,6 +383,14 @@ def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequ
     return ImportedRun(builds=tuple(builds), results=results, failures=failures,
                        problems=tuple(problems), files=tuple(files), journal=tuple(events),
                        telemetry=telemetry)
+
+
+def _result(raw: dict[str, Any]) -> BenchResult:
+    """BenchResult.from_llama_bench without copying the record (big imports hold many)."""
+    made = BenchResult.from_llama_bench({k: raw.get(k) for k in ("n_prompt", "n_gen", "n_depth", "avg_ts",
+                                                                  "stddev_ts", "samples_ts")})
+    return BenchResult(point=made.point, avg_ts=made.avg_ts, stddev_ts=made.stddev_ts,
+                       samples_ts=made.samples_ts, raw=raw)
 
 
 def _failure(build: str, row: Row) -> FailureRecord:
