@@ -21,15 +21,15 @@ import tempfile
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 import tomli_w
 
 from backends.events import BenchResult, PointFailed, TestPoint
 from backends.paths import profiles_root
+
 from profiles import model as model_module
 from profiles import verdict as verdict_module
 from profiles.model import SCHEMA_VERSION, Profile
@@ -216,7 +216,7 @@ def _check_depth(text: str) -> None:
         elif ch in "]}":
             depth = max(0, depth - 1)
         elif ch == "\n":
-            depth = max(0, depth)
+            depth = depth if depth > 0 else 0
 
 
 def profile_from_toml(text: str) -> Profile:
