@@ -7,9 +7,9 @@ from the regularized incomplete beta function (continued fraction, as in Numeric
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 _NORMAL = NormalDist()
 
@@ -126,3 +126,55 @@ def geometric_mean(values: Sequence[float]) -> float:
     if not values:
         return math.nan
     return math.exp(math.fsum(math.log(v) for v in values) / len(values))
+
+
+# ---------------------------------------------------------------------------------------
+# On the log scale: speeds are judged as ratios
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return math.nan
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def starved(values: Sequence[float], *, min_drop: float = math.log(1.25), spread_factor: float = 5.0) -> list[int]:
+    """Indices of repetitions far below their siblings (a stalled run on a busy machine).
+
+    Only low values count (a starved run is slow, never fast), only with three or more
+    repetitions, and at most a minority of them: a value whose log is more than
+    ``max(min_drop, spread_factor x robust spread)`` below the median of the logs.
+    """
+    if len(values) < 3 or any(v <= 0 for v in values):
+        return []
+    logs = [math.log(v) for v in values]
+    mid = median(logs)
+    spread = 1.4826 * median([abs(x - mid) for x in logs])
+    limit = max(min_drop, spread_factor * spread)
+    low = sorted((i for i, x in enumerate(logs) if mid - x > limit), key=lambda i: logs[i])
+    return low[: (len(values) - 1) // 2]
+
+
+def log_moments(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the logs (sd 0 for one value)."""
+    logs = [math.log(v) for v in values]
+    mean = math.fsum(logs) / len(logs)
+    if len(logs) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the order given."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    q = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        q[i] = min(1.0, running)
+    return q
