@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from profiles import stats
+from backends import stats
 from profiles.contenders import Measure
 
 
@@ -79,35 +79,16 @@ def _side(m: Measure) -> _Side:
 
 
 def run_test(sa: _Side, sb: _Side, log_ratio: float) -> float | None:
-    """Is the gap larger than one run's wobble? t = gap / sqrt(sd_a² + sd_b²).
-
-    Repetitions of one point run back to back and share the machine's state (a busy
-    machine shifts all of them at once), so their spread is taken as the uncertainty of
-    one run rather than shrunk by sqrt(n) as if they were independent: a conservative test
-    that needs no repetition count beyond the degrees of freedom, and that keeps one build
-    under two names from "winning" on a loaded machine. Degrees of freedom as Welch's.
-    """
-    spread = math.hypot(sa.log_sd, sb.log_sd)
-    if spread == 0.0:
-        return 0.0 if log_ratio else 1.0
-    welch = stats.welch_from_summary(sb.log_mean, sb.log_sd, sb.n, sa.log_mean, sa.log_sd, sa.n)
-    df = welch.df if welch is not None and math.isfinite(welch.df) else float(sa.n + sb.n - 2)
-    return stats.student_t_two_sided_p(log_ratio / spread, df)
-
-
-def _width(values: tuple[float, ...]) -> float:
-    return math.log(max(values)) - math.log(min(values))
+    """The point's p-value: ``backends.stats.run_p_value`` (one run's wobble, not sqrt(n))."""
+    return stats.run_p_value(log_ratio, sa.log_sd, sa.n, sb.log_sd, sb.n)
 
 
 def compare(a: Measure, b: Measure, tie_fraction: float) -> PointTest:
     sa, sb = _side(a), _side(b)
     log_ratio = sa.log_mean - sb.log_mean
     p = run_test(sa, sb, log_ratio) if sa.n >= 2 and sb.n >= 2 else None
-    separated = every = False
-    if len(sa.kept) >= 2 and len(sb.kept) >= 2:
-        fast, slow = (sa, sb) if log_ratio > 0 else (sb, sa)
-        gap = math.log(min(fast.kept)) - math.log(max(slow.kept))
-        separated = gap > max(math.log1p(tie_fraction), _width(fast.kept), _width(slow.kept))
-        every = separated and not fast.outliers and not slow.outliers
+    fast, slow = (sa, sb) if log_ratio > 0 else (sb, sa)
+    separated = stats.separated(fast.kept, slow.kept, tie_fraction)
+    every = separated and not fast.outliers and not slow.outliers
     return PointTest(a=a, b=b, log_ratio=log_ratio, p_value=p, separated=separated,
                      every_repetition=every, reps=(sa.n, sb.n), outliers=sa.outliers + sb.outliers)

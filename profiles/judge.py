@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backends.events import TestPoint
-from profiles import stats
+from backends import stats
 from profiles.compare import PointTest, compare
 from profiles.contenders import Contender, Measure
 from profiles.outcome import CellComparison, PairComparison

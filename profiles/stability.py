@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from profiles import stats
+from backends import stats
 from profiles.contenders import Contender, Measure, is_moe_model_type, setting_label
 from profiles.outcome import BuildStability, Energy
 from profiles.records import FailureRecord, ModelFacts

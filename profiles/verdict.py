@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.events import BenchResult, PointFailed
-from profiles import stats
+from backends import stats
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type
 from profiles.crossover import find, in_range
 from profiles.judge import (
@@ -71,8 +71,8 @@ WORKLOAD_ORDER = (("short_dense", "short"), ("long_dense", "long"), ("moe", "sho
 @dataclass(frozen=True)
 class VerdictSettings:
     long_context_tokens: int = 16384
-    tie_pct: float = 3.0
-    alpha: float = 0.05
+    tie_pct: float = stats.TIE_FRACTION * 100
+    alpha: float = stats.ALPHA
 
 
 ClassKey = tuple[str, str, str]  # (workload, context, phase)

@@ -22,7 +22,7 @@ from profiles.model import (BuildRecord, HostFingerprint, ModelFacts, Profile, P
                             host_fingerprint, model_identity, profile_from_journal)
 from profiles.store import (MAX_PROFILE_BYTES, ProfileError, ProfileStore, encode,
                             profile_from_toml, profile_to_toml)
-from profiles.verdict import recommend
+from profiles.verdict import recommend_run, recommend
 from tui.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -330,6 +330,7 @@ def test_recommend_command_on_a_journal_and_garbage(tmp_path, capsys):
 
 
 def test_recommend_directly_matches_profile():
+    # One verdict path: the profile's records judged again give the profile's verdict.
     profile = _sample_profile()
-    direct = recommend(profile.results_by_build(), profile.failures_by_build())
+    direct = recommend_run(profile.records())
     assert _same(direct, profile.recommendation)

@@ -14,7 +14,7 @@ from backends.events import (
     SweepStarted,
     TestPoint,
 )
-from profiles import stats
+from backends import stats
 from profiles.contenders import is_moe_model_type
 from profiles.model import profile_from_journal
 from profiles.records import (

@@ -14,6 +14,12 @@ from statistics import NormalDist
 _NORMAL = NormalDist()
 
 
+# Gaps within ±3 % are ties: wider than the run-to-run wobble of a quiet machine, narrower
+# than any difference worth switching builds for.
+TIE_FRACTION = 0.03
+ALPHA = 0.05
+
+
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:
     tiny = 1e-300
     qab, qap, qam = a + b, a + 1.0, a - 1.0
@@ -178,3 +184,47 @@ def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
         running = min(running, p_values[i] * m / rank)
         q[i] = min(1.0, running)
     return q
+
+
+def t_quantile(df: float, alpha: float = 0.05) -> float:
+    """The two-sided ``1 - alpha`` quantile of Student's t (bisection on the p-value)."""
+    low, high = 0.0, 1000.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if student_t_two_sided_p(mid, df) > alpha:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def run_p_value(log_gap: float, sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    """Is a gap between two contenders' mean log speeds larger than one run's wobble?
+    t = gap / sqrt(sd_a² + sd_b²), degrees of freedom as Welch's.
+
+    Repetitions of one point run back to back and share the machine's state (a busy
+    machine shifts all of them at once), so their spread is taken as the uncertainty of
+    one run rather than shrunk by sqrt(n) as if they were independent: a conservative test
+    that keeps one build under two names from "winning" on a loaded machine. The same test
+    stops the measuring of a point (``backends.sweep.adaptive``) and judges it afterwards
+    (``profiles.compare``).
+    """
+    spread = math.hypot(sd_a, sd_b)
+    if spread == 0.0:
+        return 0.0 if log_gap else 1.0
+    return student_t_two_sided_p(log_gap / spread, run_df(sd_a, n_a, sd_b, n_b))
+
+
+def run_df(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    welch = welch_from_summary(0.0, sd_b, n_b, 0.0, sd_a, n_a)
+    return welch.df if welch is not None and math.isfinite(welch.df) else float(n_a + n_b - 2)
+
+
+def separated(fast: Sequence[float], slow: Sequence[float], tie_fraction: float) -> bool:
+    """Every repetition of ``fast`` beats every one of ``slow`` by more than the tie band and
+    by more than either group is wide: the two groups lie further apart than either is wide."""
+    if len(fast) < 2 or len(slow) < 2:
+        return False
+    gap = math.log(min(fast)) - math.log(max(slow))
+    width = max(math.log(max(v)) - math.log(min(v)) for v in (fast, slow))
+    return gap > max(math.log1p(tie_fraction), width)
