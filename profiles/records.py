@@ -16,13 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.events import (
-    BenchResult,
-    PointFailed,
-    ResultReceived,
-    SweepStarted,
-    TestPoint,
-)
+from backends.correctness import BuildChecked, results_by_build
+from backends.events import BenchResult, PointFailed, SweepStarted, TestPoint
+from backends.sweep.outcomes import PointResult, point_failures, point_results
 
 
 @dataclass(frozen=True)
@@ -113,28 +109,32 @@ def failure_record(failure: PointFailed, model: str | None = None) -> FailureRec
 def records_from_events(events: Iterable[Any], *,
                         correctness: Mapping[str, Mapping[str, Any]] | None = None,
                         model: ModelFacts | None = None, machine: str = "") -> RunRecords:
-    """A run's records from its journal events (SweepStarted, ResultReceived, PointFailed).
+    """A run's records from its journal events.
 
-    Later results for the same build and point are kept beside the earlier ones (a point
-    measured again after a resume is more repetitions of the same configuration).
+    A point measured in several blocks (adaptive repetitions, a throttled block measured
+    again) is one result: its blocks' counted samples together (``backends.sweep.outcomes``).
+    A failure followed by a result for the same point (``resume --retry-failed``) is not a
+    failure any more. The correctness check's results come from the journal unless given.
     """
-    started: SweepStarted | None = None
-    results: list[ProfileResult] = []
-    failed: list[PointFailed] = []
-    for event in events:
-        if isinstance(event, SweepStarted) and started is None:
-            started = event
-        elif isinstance(event, ResultReceived):
-            results.append(ProfileResult(build=event.build, result=event.result,
-                                         telemetry=dict(event.telemetry) if event.telemetry else None))
-        elif isinstance(event, PointFailed):
-            failed.append(event)
+    events = list(events)
+    started = next((e for e in events if isinstance(e, SweepStarted)), None)
+    results = tuple(ProfileResult(build=r.build, result=r.result, telemetry=_telemetry_of(r))
+                    for r in point_results(events))
     model_name = Path(started.model).name if started and started.model else None
-    return RunRecords(results=tuple(results),
-                      failures=tuple(failure_record(f, model_name) for f in failed),
-                      correctness={k: dict(v) for k, v in (correctness or {}).items()},
+    if correctness is None:
+        checked = [e for e in events if isinstance(e, BuildChecked)]
+        correctness = results_by_build([e.result for e in checked]) if checked else {}
+    return RunRecords(results=results,
+                      failures=tuple(failure_record(f, model_name) for f in point_failures(events)),
+                      correctness={k: dict(v) for k, v in correctness.items()},
                       model=model, machine=machine,
                       builds=tuple(started.builds) if started else ())
+
+
+def _telemetry_of(result: PointResult) -> dict[str, Any] | None:
+    if result.telemetry is None:
+        return None
+    return {**result.telemetry, "throttled": result.throttled or bool(result.telemetry.get("throttled"))}
 
 
 def records_from_builds(results_by_build: Mapping[str, Iterable[BenchResult]],
