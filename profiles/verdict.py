@@ -13,6 +13,8 @@ a class is called and ``profiles.wording`` for the confidence vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -46,7 +48,7 @@ from profiles.outcome import (
     PairComparison,
     Recommendation,
 )
-from profiles.records import FailureRecord, ModelFacts, RunRecords, records_from_builds
+from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
 from profiles.stability import PlacedFailure, place
 from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
@@ -129,7 +131,46 @@ def _crossovers(series: Sequence[_Case], book: TestBook, several: Mapping[str, b
 
 
 def recommend_run(records: RunRecords, settings: VerdictSettings = VerdictSettings()) -> Recommendation:
-    """The recommendation for one run on one machine: pure, deterministic, from records alone."""
+    """The recommendation for one run on one machine: pure, deterministic, from records alone.
+
+    Results measured while the GPU throttled stay in (they are what the card did), and each
+    class that has some says which, and whether the winner is the same without them.
+    """
+    recommendation = _recommend(records, settings)
+    throttled = [r for r in records.results if r.telemetry and r.telemetry.get("throttled")]
+    if not throttled:
+        return recommendation
+    cool = dataclasses.replace(records, results=tuple(r for r in records.results if r not in throttled))
+    return with_throttle_caveats(recommendation, _recommend(cool, settings), throttled)
+
+
+def with_throttle_caveats(rec: Recommendation, cool: Recommendation,
+                          throttled: Sequence[ProfileResult]) -> Recommendation:
+    """Each class's caveat about its throttled results: which, and whether they change the winner."""
+    verdicts = []
+    for verdict in rec.verdicts:
+        mine = [r for r in throttled if r.result.point.kind == verdict.phase
+                and _in_context(r.result.point.context, verdict.context, rec.long_context_tokens)]
+        if not mine:
+            verdicts.append(verdict)
+            continue
+        names = ", ".join(f"{r.build} {r.result.point.name}" for r in mine[:4])
+        more = f" and {len(mine) - 4} more" if len(mine) > 4 else ""
+        other = cool.verdict(verdict.workload, verdict.phase, verdict.context)
+        same = other is not None and other.recommended == verdict.recommended
+        effect = ("without them the winner is the same" if same else
+                  f"without them: {other.recommended or other.status}" if other is not None else
+                  "without them nothing is left to judge")
+        caveat = f"measured while the GPU throttled: {names}{more}; {effect}"
+        verdicts.append(dataclasses.replace(verdict, caveats=(*verdict.caveats, caveat)))
+    return dataclasses.replace(rec, verdicts=tuple(verdicts))
+
+
+def _in_context(tokens: int, context: str, long_tokens: int) -> bool:
+    return (tokens >= long_tokens) == (context == "long")
+
+
+def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation:
     tie = settings.tie_pct / 100.0
     field = build_field(records.results, records.model)
     backends = backend_map(field.contenders)

@@ -293,3 +293,18 @@ def test_moe_detection_from_model_type():
     assert is_moe_model_type("gpt-oss 20B MXFP4 MoE") and is_moe_model_type("llama 8x7B Q4_0")
     assert is_moe_model_type("minimax-m2 230B.A10B Q3_K - Small")
     assert not is_moe_model_type("llama 8B Q5_K - Medium") and not is_moe_model_type("qwen35 27B Q8_0")
+
+
+def test_throttled_results_are_named_and_whether_they_change_the_winner():
+    rocm = sweep(lambda d: 1000.0, lambda d: 50.0, reps=5, seed="r", depths=(0, 4096))
+    vulkan = sweep(lambda d: 800.0, lambda d: 40.0, reps=5, seed="v", depths=(0, 4096))
+    hot = {"throttled": True, "throttle_reasons": ["HBM temperature"]}
+    results = [ProfileResult("rocm", r, hot if r.point.name == "pp512" else None) for r in rocm]
+    results += [ProfileResult("vulkan", r) for r in vulkan]
+    rec = recommend_run(RunRecords(results=tuple(results), builds=("rocm", "vulkan")))
+    pp = rec.verdict("short_dense", "pp")
+    tg = rec.verdict("short_dense", "tg")
+    assert pp.recommended == "rocm"
+    assert any("measured while the GPU throttled: rocm pp512; without them the winner is the same" in c
+               for c in pp.caveats)
+    assert not any("throttled" in c for c in tg.caveats)  # generation had none
