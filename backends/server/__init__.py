@@ -8,7 +8,7 @@ contender at one load level; ``validate_launch`` checks a launch command for rea
 """
 
 from backends.server.duel import run_serve_duel
-from backends.server.events import (BenchGap, Level, LevelSummary, ServeEvent)
+from backends.server.events import BenchGap, Level, LevelSummary, ServeEvent
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
 from backends.server.journal import EventSink, JsonlJournal, MemoryJournal, read_journal
 from backends.server.launch import Contender, ServerSettings

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -150,10 +151,11 @@ async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_
                     data = json.loads(line[5:])
                 except ValueError:
                     continue
-                if isinstance(data, dict) and reader.take(data, now) and progress is not None:
-                    if now - last_tick >= TICK_S or len(reader.times) == 1:
-                        last_tick = now
-                        await progress(reader.counted, now - sent, _decode_rate(reader))
+                due = now - last_tick >= TICK_S
+                if isinstance(data, dict) and reader.take(data, now) and progress is not None and (
+                        due or len(reader.times) == 1):
+                    last_tick = now
+                    await progress(reader.counted, now - sent, _decode_rate(reader))
     except httpx.TimeoutException:
         return Failure(f"no answer for {stall_s:g}s: the server stalled",
                        time.monotonic() - sent, stalled=True)

@@ -17,17 +17,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, Sequence
 
 from backends import paths, procs
-from backends.server.events import (BenchGap, ContenderFailed, DuelFinished, DuelStarted, Level,
-                                    LevelFinished, LevelSummary, ServeEvent, ServerFailed,
-                                    ServerReady, ServerStarting, ServerStopped)
+from backends.server.events import (
+    BenchGap,
+    ContenderFailed,
+    DuelFinished,
+    DuelStarted,
+    Level,
+    LevelFinished,
+    LevelSummary,
+    ServeEvent,
+    ServerFailed,
+    ServerReady,
+    ServerStarting,
+    ServerStopped,
+)
 from backends.server.gap import measure_gap
 from backends.server.journal import EventSink, JsonlJournal
-from backends.server.launch import Contender, ServerProcess, StartFailure, port_free, start_server
+from backends.server.launch import (
+    Contender,
+    ServerProcess,
+    StartFailure,
+    port_free,
+    start_server,
+)
 from backends.server.load import DIED, Put, failed_summary, run_level
 from backends.server.spec import DuelError, DuelSpec
 

@@ -210,6 +210,7 @@ class MetricsRecorded:
     level: str
     deltas: dict[str, float]
     gauges: dict[str, float]
+    problem: str | None = None  # why the server's metrics could not be read
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,25 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from backends.server.events import (BenchGap, ContenderFailed, DuelFinished, DuelStarted,
-                                    FirstToken, Level, LevelFinished, LevelStarted, LevelSummary,
-                                    RequestFailed, RequestFinished, ServeEvent, ServerFailed,
-                                    ServerReady, ServerStarting, ServerStopped, StreamTick)
+from backends.server.events import (
+    BenchGap,
+    ContenderFailed,
+    DuelFinished,
+    DuelStarted,
+    FirstToken,
+    Level,
+    LevelFinished,
+    LevelStarted,
+    LevelSummary,
+    RequestFailed,
+    RequestFinished,
+    ServeEvent,
+    ServerFailed,
+    ServerReady,
+    ServerStarting,
+    ServerStopped,
+    StreamTick,
+)
 from backends.server.metrics import percentile
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from backends import procs
 from backends.server.events import BenchGap, Level, LevelSummary

@@ -39,7 +39,7 @@ class JsonlJournal:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open for the duel)
 
     def append(self, event: ServeEvent) -> None:
         self._file.write(json.dumps(event_to_dict(event), separators=(",", ":")) + "\n")

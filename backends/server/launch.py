@@ -16,9 +16,9 @@ import re
 import socket
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import httpx
 
@@ -157,7 +157,7 @@ class ServerProcess:
         self.started = time.monotonic()
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.changed = asyncio.Event()
-        self._log = open(log_path, "a", encoding="utf-8") if log_path else None
+        self._log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
         self._readers = [asyncio.create_task(self._read(stream))
                          for stream in (process.stdout, process.stderr) if stream is not None]
 

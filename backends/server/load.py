@@ -8,16 +8,25 @@ import contextlib
 import dataclasses
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 import httpx
 
 from backends import procs
 from backends.server.client import Answer, Failure, stream_request
-from backends.server.events import (FirstToken, Level, LevelFinished, LevelStarted, LevelSummary,
-                                    MetricsRecorded, RequestFailed, RequestFinished, ServeEvent,
-                                    StreamTick)
+from backends.server.events import (
+    FirstToken,
+    Level,
+    LevelFinished,
+    LevelStarted,
+    LevelSummary,
+    MetricsRecorded,
+    RequestFailed,
+    RequestFinished,
+    ServeEvent,
+    StreamTick,
+)
 from backends.server.launch import ServerProcess
 from backends.server.metrics import metric_deltas, scrape, summarize
 from backends.server.prompts import Prompt, PromptBuilder, PromptError
@@ -178,12 +187,15 @@ async def _failed(run: _Run, stream: int, index: int, failure: Failure) -> None:
         run.trouble = run.trouble or DIED
 
 
-async def _finish(client: httpx.AsyncClient, run: _Run, before: dict[str, float] | None,
+async def _finish(client: httpx.AsyncClient, run: _Run, before: dict[str, float] | str | None,
                   reason: str | None) -> str | None:
     wall = time.monotonic() - run.started if run.started else 0.0
-    if before is not None and run.server.alive:
-        after = await scrape(client)
-        if after is not None:
+    if before is not None:
+        after = await scrape(client) if run.server.alive else "the server was gone"
+        if isinstance(before, str) or isinstance(after, str):
+            problem = before if isinstance(before, str) else str(after)
+            await run.put(MetricsRecorded(run.contender, run.level.key, {}, {}, problem))
+        else:
             deltas, gauges = metric_deltas(before, after)
             await run.put(MetricsRecorded(run.contender, run.level.key, deltas, gauges))
     summary = summarize(run.contender, run.level, run.finished, run.failed, wall)

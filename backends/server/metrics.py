@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import httpx
 
-from backends.server.events import Dist, Level, LevelSummary, RequestFailed, RequestFinished
+from backends.server.events import (
+    Dist,
+    Level,
+    LevelSummary,
+    RequestFailed,
+    RequestFinished,
+)
 
 PREFIX = "llamacpp:"
 COUNTERS = ("prompt_tokens_total", "prompt_tokens_cached_total", "prompt_seconds_total",
@@ -30,14 +36,14 @@ def parse_metrics(text: str) -> dict[str, float]:
     return values
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[str, float] | None:
-    """The server's metrics now, or None when it does not answer them."""
+async def scrape(client: httpx.AsyncClient) -> dict[str, float] | str:
+    """The server's metrics now, or one line saying why it did not give them."""
     try:
-        response = await client.get("/metrics", timeout=5.0)
-    except httpx.HTTPError:
-        return None
+        response = await client.get("/metrics", timeout=30.0)
+    except httpx.HTTPError as error:
+        return f"/metrics did not answer: {type(error).__name__} {error}".strip()
     if response.status_code != 200:
-        return None
+        return f"/metrics answered HTTP {response.status_code}"
     return parse_metrics(response.text)
 
 

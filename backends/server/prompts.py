@@ -11,27 +11,18 @@ template the server applies (``/apply-template``), so the rendered prompt is exa
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-WORDS = (
-    "time person year way day thing man world life hand part child eye woman place work "
-    "week case point number group problem fact river stone light window garden table "
-    "letter music story morning evening mountain valley harbor engine signal bridge "
-    "market winter summer autumn spring forest meadow lantern castle village teacher "
-    "doctor farmer sailor painter writer singer runner keeper builder reader silver "
-    "golden quiet bright heavy gentle rapid narrow distant hidden ancient modern simple "
-    "careful curious patient honest clever proud brave calm warm cold early late slowly "
-    "often always never before after above below across behind beyond during inside "
-    "walks talks reads writes builds carries follows watches opens closes finds keeps "
-    "brings holds turns leaves moves plays sings draws paints counts measures"
-).split()
+WORDS = ["time", "person", "year", "way", "day", "thing", "man", "world", "life", "hand", "part", "child", "eye", "woman", "place", "work", "week", "case", "point", "number", "group", "problem", "fact", "river", "stone", "light", "window", "garden", "table", "letter", "music", "story", "morning", "evening", "mountain", "valley", "harbor", "engine", "signal", "bridge", "market", "winter", "summer", "autumn", "spring", "forest", "meadow", "lantern", "castle", "village", "teacher", "doctor", "farmer", "sailor", "painter", "writer", "singer", "runner", "keeper", "builder", "reader", "silver", "golden", "quiet", "bright", "heavy", "gentle", "rapid", "narrow", "distant", "hidden", "ancient", "modern", "simple", "careful", "curious", "patient", "honest", "clever", "proud", "brave", "calm", "warm", "cold", "early", "late", "slowly", "often", "always", "never", "before", "after", "above", "below", "across", "behind", "beyond", "during", "inside", "walks", "talks", "reads", "writes", "builds", "carries", "follows", "watches", "opens", "closes", "finds", "keeps", "brings", "holds", "turns", "leaves", "moves", "plays", "sings", "draws", "paints", "counts", "measures"]
 PADS = (".", " a", "\n", " 1", ",", " the", "!", " x")
 CHAT = "chat"
 COMPLETION = "completion"
 ENDPOINTS = (CHAT, COMPLETION)
+Measure = Callable[[str], Awaitable[int]]
 _MARK = "\u2063MARK\u2063"
 
 
@@ -118,7 +109,7 @@ class PromptBuilder:
                                ("body", target))
         return Prompt(text=text, tokens=target, prefix_tokens=depth)
 
-    async def _fit(self, measure: Any, stem: str, words: list[str], target: int,
+    async def _fit(self, measure: Measure, stem: str, words: list[str], target: int,
                    hint_key: tuple[str, int]) -> str:
         def make(k: int) -> str:
             return stem + " ".join(words[:k])
@@ -130,7 +121,7 @@ class PromptBuilder:
         return await self._pad(measure, text, target)
 
     @staticmethod
-    async def _largest_within(measure: Any, make: Any, most: int, target: int,
+    async def _largest_within(measure: Measure, make: Callable[[int], str], most: int, target: int,
                               hint: int | None) -> int:
         """The largest word count whose prompt is at most ``target`` tokens."""
         low, high = 0, most  # measure(make(low)) <= target is assumed for low = 0
@@ -153,7 +144,7 @@ class PromptBuilder:
         return low
 
     @staticmethod
-    async def _pad(measure: Any, text: str, target: int) -> str:
+    async def _pad(measure: Measure, text: str, target: int) -> str:
         current = await measure(text)
         for piece in PADS:  # most tokenizers give one token for each of these
             if current == target:

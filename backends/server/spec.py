@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from backends.server.events import Level
 from backends.server.launch import ServerSettings
-from backends.server.prompts import ENDPOINTS, CHAT
+from backends.server.prompts import CHAT, ENDPOINTS
 
 CONTEXT_MARGIN = 64  # tokens each slot gets beyond its largest prompt and answer
 CONTEXT_STEP = 256
