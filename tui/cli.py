@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "tui.commands.check",
     "tui.commands.telemetry",
     "tui.commands.models_builds",
+    "tui.commands.serve",
 )
 
 

@@ -225,6 +225,8 @@ class BenchGap:
     """llama-bench against llama-server for one build, model and shape (concurrency 1).
 
     Ratios are server over bench: 0.8 means the server gave 80 % of llama-bench's rate.
+    ``server_*`` rates are the client's view (prompt tokens processed over the time to the
+    first token; tokens after the first over the first-to-last-token time).
     """
 
     contender: str
@@ -240,6 +242,9 @@ class BenchGap:
     tg_ratio: float | None
     problem: str | None = None
     bench_argv: tuple[str, ...] = ()
+    # The server's own per-request timings (no HTTP, template or streaming): the engine gap.
+    timings_pp_tps: float | None = None
+    timings_tg_tps: float | None = None
 
 
 @dataclass(frozen=True)
