@@ -177,27 +177,12 @@ async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spe
         own = JsonlJournal(journal_path or default_journal_path())
         journal = own
         log_dir = log_dir or own.path.parent / "logs"
-    sink: EventSink = journal
-    queue: asyncio.Queue[ServeEvent | None] = asyncio.Queue()
-    summaries: list[LevelSummary] = []
-    failures: list[str] = []
-    gaps: list[BenchGap] = []
-
-    async def put(event: ServeEvent) -> None:
-        sink.append(event)
-        if isinstance(event, LevelFinished):
-            summaries.append(event.summary)
-        elif isinstance(event, (ServerFailed, ContenderFailed)):
-            failures.append(f"{event.contender}: {event.reason}")
-        elif isinstance(event, BenchGap):
-            gaps.append(event)
-        queue.put_nowait(event)
-
-    duel = _Duel(contenders, model, spec, put, Path(log_dir) if log_dir else None)
-    producer = asyncio.create_task(_produce(duel, summaries, queue, own))
+    recorder = _Recorder(journal)
+    duel = _Duel(contenders, model, spec, recorder.put, Path(log_dir) if log_dir else None)
+    producer = asyncio.create_task(_produce(duel, recorder.summaries, recorder.queue, own))
     cancelled = True
     try:
-        while (event := await queue.get()) is not None:
+        while (event := await recorder.queue.get()) is not None:
             yield event
         await producer
         cancelled = False
@@ -209,11 +194,51 @@ async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spe
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await producer
         await duel.stop_all()
-        finished = DuelFinished(tuple(summaries), tuple(failures), tuple(gaps), cancelled)
-        sink.append(finished)
+        finished = recorder.finished(cancelled)
+        journal.append(finished)
         if own is not None:
             own.close()
     yield finished
+
+
+class _Recorder:
+    """Journals each event, queues it for the reader, and keeps what the finish reports."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.queue: asyncio.Queue[ServeEvent | None] = asyncio.Queue()
+        self.summaries: list[LevelSummary] = []
+        self.failures: list[str] = []
+        self.gaps: list[BenchGap] = []
+        self.failed_levels: list[LevelFinished] = []
+        self.server_failures: dict[tuple[str, str | None], str] = {}
+
+    async def put(self, event: ServeEvent) -> None:
+        self.sink.append(event)
+        if isinstance(event, LevelFinished):
+            self.summaries.append(event.summary)
+            if event.failed:
+                self.failed_levels.append(event)
+        elif isinstance(event, ServerFailed):
+            self.server_failures.setdefault((event.contender, event.level), event.reason)
+        elif isinstance(event, ContenderFailed):
+            self.failures.append(f"{event.contender}: {event.reason}")
+        elif isinstance(event, BenchGap):
+            self.gaps.append(event)
+        self.queue.put_nowait(event)
+
+    def finished(self, cancelled: bool) -> DuelFinished:
+        failures = self.failures + [self.level_failure(e) for e in self.failed_levels]
+        return DuelFinished(tuple(self.summaries), tuple(failures), tuple(self.gaps), cancelled)
+
+    def level_failure(self, event: LevelFinished) -> str:
+        """A failed level in one line: the server's own reason where it failed, else the requests'."""
+        level = event.summary.level.key
+        reason = self.server_failures.get((event.contender, level))
+        if reason is None:
+            reasons = event.summary.error_reasons
+            reason = reasons[0] if reasons else "no request finished"
+        return f"{event.contender} at {level}: {reason}"
 
 
 async def _produce(duel: _Duel, summaries: list[LevelSummary],
