@@ -50,13 +50,14 @@ def of(events: Sequence[Any], kind: type, contender: str | None = None) -> list[
 
 
 def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """True while a process of group ``pgid`` runs (a zombie waiting for its reaper does not)."""
+    for process in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(process.pid) == pgid and process.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return False
 
 
 def assert_nothing_left(events: Sequence[Any]) -> None:

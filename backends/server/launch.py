@@ -127,7 +127,7 @@ def server_argv(server: Path | str, model: str, port: int, slots: int, ctx_size:
     return argv + list(settings.extra_args)
 
 
-def failure_line(lines: Sequence[str], fallback: str) -> str:
+def failure_line(lines: Sequence[str], fallback: str, *, errors_only: bool = False) -> str:
     """The one log line that says why the server failed, without llama.cpp's log prefix."""
     errors = [line for line in lines if (m := _LEVEL.match(line)) and m.group(1) == "E"]
     for line in errors:
@@ -135,6 +135,8 @@ def failure_line(lines: Sequence[str], fallback: str) -> str:
             return _clean(line)
     if errors:
         return _clean(max(errors, key=len))
+    if errors_only:
+        return fallback
     for line in reversed(lines):
         if line.strip():
             return _clean(line)
@@ -196,9 +198,13 @@ class ServerProcess:
     def failure(self, fallback: str) -> StartFailure:
         code = self.process.returncode
         description, signal_name = procs.describe_exit(code)
-        reason = failure_line(list(self.lines), fallback)
-        if code is not None and fallback not in reason:
-            reason = f"{reason} (llama-server {description})"
+        if code is None:  # still running: the deadline passed; say where its log stopped
+            last = failure_line(list(self.lines), "")
+            reason = f"{fallback}; its last log line: {last}" if last else fallback
+        elif code < 0 and not failure_line(list(self.lines), "", errors_only=True):
+            reason = f"{fallback}: llama-server {description}"  # killed: its log says nothing
+        else:
+            reason = f"{failure_line(list(self.lines), fallback)} (llama-server {description})"
         return StartFailure(reason=reason, exit_code=code if code and code > 0 else None,
                             signal=signal_name, log_tail=tuple(list(self.lines)[-20:]),
                             argv=self.argv)
