@@ -6,12 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
+from server_helpers import assert_nothing_left, cpu, of, run_duel, vulkan
 
 from backends.server import DuelSpec, DuelState, fold, read_journal
-from backends.server.events import (BenchGap, DuelFinished, DuelStarted, FirstToken,
-                                    LevelFinished, LevelStarted, MetricsRecorded, RequestFinished,
-                                    ServerReady, ServerStarting, ServerStopped, StreamTick)
-from server_helpers import assert_nothing_left, cpu, of, run_duel, vulkan
+from backends.server.events import (
+    BenchGap,
+    DuelFinished,
+    DuelStarted,
+    FirstToken,
+    LevelFinished,
+    LevelStarted,
+    MetricsRecorded,
+    RequestFinished,
+    ServerReady,
+    ServerStarting,
+    ServerStopped,
+    StreamTick,
+)
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backends.server import DuelSpec
-from backends.server.events import (ContenderFailed, FirstToken, LevelFinished, RequestFailed,
-                                    RequestFinished, ServerFailed, ServerStarting, ServerStopped)
-from backends.server.launch import HOST, ServerProcess, ServerSettings, port_free, server_argv
-from backends.server.validate import validate_launch
-from backends import procs
 from server_helpers import assert_nothing_left, cpu, group_alive, of, run_duel
+
+from backends import procs
+from backends.server import DuelSpec
+from backends.server.events import (
+    ContenderFailed,
+    FirstToken,
+    LevelFinished,
+    RequestFailed,
+    RequestFinished,
+    ServerFailed,
+    ServerStarting,
+    ServerStopped,
+)
+from backends.server.launch import (
+    HOST,
+    ServerProcess,
+    ServerSettings,
+    port_free,
+    server_argv,
+)
+from backends.server.validate import validate_launch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -176,13 +191,13 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
         [sys.executable, "-m", "tui.cli", "serve-bench", "--build", f"cpu={cpu_bin}", "--model",
          str(tiny_llama), "--concurrency", "1,2", "-p", "96", "-n", "8", "--requests", "2",
          "--journal", str(tmp_path / "journal.jsonl")],
-        capture_output=True, text=True, env=env, timeout=300)
+        check=False, capture_output=True, text=True, env=env, timeout=300)
     assert bench.returncode == 0, bench.stderr
     assert bench.stdout.splitlines()[0].split()[:3] == ["build", "c", "shape"]
     assert "llama-bench vs llama-server" in bench.stdout and "Traceback" not in bench.stderr
     check = subprocess.run(
         [sys.executable, "-m", "tui.cli", "serve-bench", "--launch-command",
          f"{cpu_bin / 'llama-server'} -m {truncated(tiny_llama, tmp_path)} --port 8080"],
-        capture_output=True, text=True, env=env, timeout=300)
+        check=False, capture_output=True, text=True, env=env, timeout=300)
     assert check.returncode == 1 and check.stdout.startswith("launch command FAILED: ")
     assert "error loading model" in check.stdout.splitlines()[0]
