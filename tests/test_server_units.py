@@ -57,8 +57,8 @@ llamacpp:requests_processing 0
 """
 TRUNCATED_LOG = [
     "0.00.010.309 E llama_model_load_from_file_impl: failed to load model",
-    "0.00.010.539 E llama_model_load: error loading model: tensor 'token_embd.weight' data is "
-    "not within the file bounds, model is corrupted or incomplete",
+    ("0.00.010.539 E llama_model_load: error loading model: tensor 'token_embd.weight' data is "
+    "not within the file bounds, model is corrupted or incomplete"),
     "0.00.010.564 E srv    load_model: failed to load model, 'trunc.gguf'",
     "0.00.011.167 E srv  llama_server: exiting due to model loading error",
 ]
