@@ -189,3 +189,22 @@ def test_spec_context_and_problems():
     assert DuelSpec(concurrency=(0,)).problem() == "concurrency levels must be 1 or more"
     assert DuelSpec(endpoint="x").problem().startswith("unknown endpoint")
     assert dataclasses.replace(spec, duration_s=5.0).requests_for(spec.levels()[0]) is None
+
+
+def test_duel_summary_is_toml_ready():
+    import tomllib
+
+    import tomli_w
+
+    from backends.server.summary import duel_summary
+
+    summary = summarize("a", LEVEL, [request(0, 0, (0.1, 0.2, 0.4))], [], 1.0)
+    gap = BenchGap("a", "pp64+tg4", 64, 4, 0, 100.0, 20.0, 80.0, 18.0, 0.8, 0.9)
+    events = [DuelStarted(("a", "b"), "m.gguf", (LEVEL,), {"n_gen": 4, "requests": None}),
+              DuelFinished((summary,), ("b: no llama-server in /x",), (gap,), False)]
+    data = duel_summary(events)
+    assert tomllib.loads(tomli_w.dumps(data)) == data
+    (level,) = data["contenders"]["a"]["levels"]
+    assert level["key"] == LEVEL.key and level["gen_tps_samples"] == [10.0]
+    assert data["contenders"]["a"]["gaps"][0]["tg_ratio"] == 0.9
+    assert data["contenders"]["b"] == {"levels": [], "gaps": []} and "requests" not in data["settings"]

@@ -11,11 +11,12 @@ from backends.server.duel import run_serve_duel
 from backends.server.events import BenchGap, Level, LevelSummary, ServeEvent
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
 from backends.server.journal import EventSink, JsonlJournal, MemoryJournal, read_journal
+from backends.server.summary import duel_summary
 from backends.server.launch import Contender, ServerSettings
 from backends.server.spec import DuelError, DuelSpec
 
 __all__ = [
     "BenchGap", "Contender", "ContenderState", "DuelError", "DuelSpec", "DuelState", "EventSink",
     "JsonlJournal", "Level", "LevelSummary", "MemoryJournal", "ServeEvent", "ServerSettings",
-    "StreamState", "fold", "read_journal", "run_serve_duel",
+    "StreamState", "duel_summary", "fold", "read_journal", "run_serve_duel",
 ]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -172,6 +174,8 @@ async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spe
     """
     model = str(model)
     _check(contenders, model, spec)
+    if spec.seed == 0:
+        spec = dataclasses.replace(spec, seed=random.randrange(1, 2**31))
     own: JsonlJournal | None = None
     if journal is None:
         own = JsonlJournal(journal_path or default_journal_path())

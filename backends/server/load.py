@@ -45,8 +45,13 @@ def failed_summary(contender: str, level: Level, reason: str) -> LevelSummary:
 def prompt_seed(spec: DuelSpec, level_index: int, request: int) -> int:
     """The same seed on every contender; one per request unless the cache study is on."""
     if spec.cache_study:
-        return 17
-    return 1_000_003 * (level_index + 1) + request
+        return spec.seed
+    return spec.seed + 1_000_003 * (level_index + 1) + request
+
+
+def _cache_prompt(run: _Run) -> bool:
+    """Only the depth prefix (or, in the cache study, the whole prompt) may come from cache."""
+    return run.level.depth > 0 or run.spec.cache_study
 
 
 @dataclass
@@ -138,7 +143,7 @@ async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
         sent_at = time.monotonic() - run.started
         result = await stream_request(client, run.spec.endpoint, prompt.text, run.level.n_gen,
                                       stall_s=run.spec.stall_s, progress=_progress(run, stream, index),
-                                      cache_prompt=True)
+                                      cache_prompt=_cache_prompt(run))
         if isinstance(result, Answer):
             event = _finished(run, stream, index, sent_at, result)
             run.finished.append(event)

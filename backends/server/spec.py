@@ -42,6 +42,7 @@ class DuelSpec:
     resident: bool = False  # keep every contender's server up for the whole duel
     gap: bool = True  # run llama-bench for each shape at concurrency 1
     gap_repetitions: int = 3
+    seed: int = 0  # prompts' words; 0: a new seed per duel, the same for every contender
 
     @property
     def cache_study(self) -> bool:
@@ -95,7 +96,7 @@ class DuelSpec:
             "depths": ",".join(map(str, self.depths)), "requests": self.requests,
             "duration_s": self.duration_s, "endpoint": self.endpoint, "slots": self.slots,
             "ctx_size": self.ctx_size, "resident": self.resident, "warmup": self.warmup,
-            "stall_s": self.stall_s,
+            "stall_s": self.stall_s, "seed": self.seed,
         }
         for key, value in dataclasses.asdict(self.settings).items():
             flat[key] = " ".join(value) if isinstance(value, (list, tuple)) else value
