@@ -55,6 +55,32 @@ tokenizer.save(sys.argv[2])
 """
 
 
+# llama-benchy's own arithmetic (its RequestResult and BenchmarkResults) applied to the
+# requests llamaduel recorded: the same samples through both tools' formulas.
+SCORE_WITH_BENCHY = r"""
+import json, sys
+from llama_benchy.client import LLMClient, RequestResult
+from llama_benchy.results import BenchmarkResults
+levels = json.load(open(sys.argv[1]))
+out = {}
+for c, requests in levels.items():
+    results = BenchmarkResults()
+    batches = []
+    for r in requests:
+        times = [r["sent_at"] + t for t in r["chunk_times"]]
+        res = RequestResult(start_ts=r["sent_at"], end_ts=r["sent_at"] + r["e2e_s"],
+                            first_token_ts=times[0], first_response_ts=times[0],
+                            prompt_tokens=r["n_prompt"], total_tokens=r["n_gen"])
+        res.token_timestamps = LLMClient._interpolate_token_timestamps(times, r["n_gen"])
+        batches.append([res])
+    results.add("m", 0, 0, 0, 1, batches, 0.0, requests[0]["n_prompt"])
+    run = results.runs[-1]
+    out[c] = {"tg_per_stream": run.tg_throughput.mean, "pp": run.pp_throughput.mean,
+              "ttft_ms": run.e2e_ttft.mean}
+print(json.dumps(out))
+"""
+
+
 def benchy_python(benchy: Path) -> str:
     """The interpreter of llama-benchy's own environment, from its launcher's first line."""
     first = benchy.read_text(encoding="utf-8", errors="replace").splitlines()[0]
@@ -63,7 +89,7 @@ def benchy_python(benchy: Path) -> str:
 
 def serve_book(folder: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
     """A deterministic text served on 127.0.0.1 (llama-benchy draws its prompts from it)."""
-    (folder / "book.txt").write_text(" ".join(words_for(7, 60_000)) + "\n", encoding="utf-8")
+    (folder / "book.txt").write_text(" ".join(words_for(7, 20_000)) + "\n", encoding="utf-8")
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -90,7 +116,9 @@ async def llamaduel_level(server: Any, spec: DuelSpec, level: Level) -> dict[str
             "ttft_ms": summary.ttft_s.mean * 1000 if summary.ttft_s.mean else None,
             "total": summary.total_tps, "requests": summary.requests, "errors": summary.errors,
             "prompt_tokens": sorted({e.n_prompt for e in done}),
-            "server_tg": summary.server_gen_tps, "server_pp": summary.server_prompt_tps}
+            "server_tg": summary.server_gen_tps, "server_pp": summary.server_prompt_tps,
+            "raw": [{"sent_at": e.sent_at, "chunk_times": list(e.chunk_times), "e2e_s": e.e2e_s,
+                     "n_prompt": e.n_prompt, "n_gen": e.n_gen} for e in done]}
 
 
 async def run_tool(argv: list[str], env: dict[str, str] | None = None) -> tuple[int | None, str]:
@@ -152,6 +180,31 @@ def report(args: argparse.Namespace, ours: list[dict[int, dict[str, Any]]],
             print(f"{c:>2}  {label:<23} {cells[0]} {cells[1]} {pct(a, b):>7}   [{spread}]")
 
 
+async def cross_check(benchy: Path, ours: list[dict[int, dict[str, Any]]],
+                      args: argparse.Namespace, work: Path) -> None:
+    """llama-benchy's formulas on llamaduel's own requests, beside llamaduel's figures."""
+    raw = {str(c): [r for rows in ours for r in rows[c]["raw"]] for c in args.concurrency}
+    samples = work / "requests.json"
+    samples.write_text(json.dumps(raw))
+    code, text = await run_tool([benchy_python(benchy), "-c", SCORE_WITH_BENCHY, str(samples)])
+    if code != 0:
+        print("cross-check failed: " + " | ".join(text.strip().splitlines()[-3:]))
+        return
+    scored = json.loads(text.strip().splitlines()[-1])
+    print("\nThe same requests through llama-benchy's own formulas (means over all rounds):")
+    for c in args.concurrency:
+        mine = {key: statistics.mean(v for rows in ours if (v := rows[c].get(key)))
+                for key in ("tg_per_stream", "pp", "ttft_ms")}
+        theirs = scored[str(c)]
+        print(f"{c:>2}  " + "  ".join(f"{key} {mine[key]:.2f} vs {theirs[key]:.2f} "
+                                      f"({pct(mine[key], theirs[key])})" for key in mine))
+
+
+def _brief(rows: dict[int, dict[str, Any]]) -> str:
+    return ", ".join(f"c{c} tg {r.get('tg_per_stream') or 0:.1f} pp {r.get('pp') or 0:.1f}"
+                     for c, r in sorted(rows.items()))
+
+
 def _model(args: argparse.Namespace) -> Path:
     if args.model:
         return Path(args.model).expanduser()
@@ -174,7 +227,7 @@ async def measure(args: argparse.Namespace, benchy: Path, work: Path) -> None:
                     requests=None, gap=False)
     contender = Contender("anchor", str(Path(args.build).expanduser()),
                           env={"GGML_VK_VISIBLE_DEVICES": "0"})
-    started = await launch(contender, str(model), ServerSettings(), slots=spec.slots,
+    started = await launch(contender, str(model), ServerSettings(threads=args.threads), slots=spec.slots,
                            ctx_size=spec.ctx_size)
     if not isinstance(started, tuple):
         raise SystemExit(f"llama-server did not start: {started.reason}")
@@ -197,10 +250,13 @@ async def measure(args: argparse.Namespace, benchy: Path, work: Path) -> None:
                     rows[c] = await llamaduel_level(server, level_spec,
                                                     Level(c, args.n_prompt, args.n_gen))
                 ours.append(rows)
+            print(f"round {round_index + 1}: llamaduel {_brief(ours[-1])} | llama-benchy "
+                  f"{_brief(theirs[-1])}", file=sys.stderr, flush=True)
     finally:
         await server.stop()
         httpd.shutdown()
     report(args, ours, theirs)
+    await cross_check(benchy, ours, args, work)
     if args.json:
         Path(args.json).write_text(json.dumps({"llamaduel": ours, "llama_benchy": theirs,
                                                "model": args.model}, indent=2))
@@ -216,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2])
     parser.add_argument("--runs", type=int, default=3, help="requests per stream per level (3)")
     parser.add_argument("--rounds", type=int, default=3, help="llamaduel/llama-benchy pairs (3)")
+    parser.add_argument("-t", "--threads", type=int, help="llama-server threads (default: its own)")
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args(argv)
     found = args.benchy or shutil.which("llama-benchy")

@@ -201,3 +201,28 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
         check=False, capture_output=True, text=True, env=env, timeout=300)
     assert check.returncode == 1 and check.stdout.startswith("launch command FAILED: ")
     assert "error loading model" in check.stdout.splitlines()[0]
+
+
+def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bin, tiny_llama,
+                                                                          tmp_path):
+    from backends.server import read_journal, run_serve_duel
+    from backends.server.events import DuelFinished
+
+    spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=2000, requests=4, gap=False)
+    journal = tmp_path / "journal.jsonl"
+
+    async def read_until_first_token() -> list[object]:
+        seen: list[object] = []
+        duel = run_serve_duel([cpu(cpu_bin)], tiny_llama, spec, journal_path=journal)
+        async for event in duel:
+            seen.append(event)
+            if isinstance(event, FirstToken):
+                break
+        await duel.aclose()
+        return seen
+
+    seen = asyncio.run(read_until_first_token())
+    assert_nothing_left(seen)
+    written = read_journal(journal)
+    assert isinstance(written[-1], DuelFinished) and written[-1].cancelled
+    assert any(isinstance(e, ServerStopped) and e.port_free for e in written)
