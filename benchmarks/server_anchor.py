@@ -118,7 +118,9 @@ async def llamaduel_level(server: Any, spec: DuelSpec, level: Level) -> dict[str
             "prompt_tokens": sorted({e.n_prompt for e in done}),
             "server_tg": summary.server_gen_tps, "server_pp": summary.server_prompt_tps,
             "raw": [{"sent_at": e.sent_at, "chunk_times": list(e.chunk_times), "e2e_s": e.e2e_s,
-                     "n_prompt": e.n_prompt, "n_gen": e.n_gen} for e in done]}
+                     "n_prompt": e.n_prompt, "n_gen": e.n_gen, "tg_per_stream": e.gen_tps,
+                     "pp": e.prompt_tps, "ttft_ms": e.ttft_s * 1000} for e in done],
+            "error_reasons": list(summary.error_reasons)}
 
 
 async def run_tool(argv: list[str], env: dict[str, str] | None = None) -> tuple[int | None, str]:
@@ -191,9 +193,9 @@ async def cross_check(benchy: Path, ours: list[dict[int, dict[str, Any]]],
         print("cross-check failed: " + " | ".join(text.strip().splitlines()[-3:]))
         return
     scored = json.loads(text.strip().splitlines()[-1])
-    print("\nThe same requests through llama-benchy's own formulas (means over all rounds):")
+    print("\nThe same requests through llama-benchy's own formulas (means over every request):")
     for c in args.concurrency:
-        mine = {key: statistics.mean(v for rows in ours if (v := rows[c].get(key)))
+        mine = {key: statistics.mean(r[key] for r in raw[str(c)] if r[key] is not None)
                 for key in ("tg_per_stream", "pp", "ttft_ms")}
         theirs = scored[str(c)]
         print(f"{c:>2}  " + "  ".join(f"{key} {mine[key]:.2f} vs {theirs[key]:.2f} "
@@ -256,6 +258,10 @@ async def measure(args: argparse.Namespace, benchy: Path, work: Path) -> None:
         await server.stop()
         httpd.shutdown()
     report(args, ours, theirs)
+    for rows in ours:
+        for c, row in rows.items():
+            for reason in row["error_reasons"]:
+                print(f"llamaduel c{c}: {row['errors']} failed request(s): {reason}")
     await cross_check(benchy, ours, args, work)
     if args.json:
         Path(args.json).write_text(json.dumps({"llamaduel": ours, "llama_benchy": theirs,

@@ -79,7 +79,7 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
             assert s.gen_tps.mean and s.total_tps and s.itl_s.count == 4 * 11
             assert len(s.gen_tps_samples) == 4 and s.server_gen_tps
         for metrics in of(events, MetricsRecorded, name):
-            assert metrics.problem is None
+            assert metrics.problem is None, metrics.problem
             assert metrics.deltas["tokens_predicted_total"] == 48  # the warm-up is not in it
         assert of(events, FirstToken, name) and of(events, StreamTick, name)
 

@@ -11,9 +11,9 @@ from backends.server.duel import run_serve_duel
 from backends.server.events import BenchGap, Level, LevelSummary, ServeEvent
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
 from backends.server.journal import EventSink, JsonlJournal, MemoryJournal, read_journal
-from backends.server.summary import duel_summary
 from backends.server.launch import Contender, ServerSettings
 from backends.server.spec import DuelError, DuelSpec
+from backends.server.summary import duel_summary
 
 __all__ = [
     "BenchGap", "Contender", "ContenderState", "DuelError", "DuelSpec", "DuelState", "EventSink",

@@ -131,14 +131,38 @@ class _Reader:
 async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int, *,
                          stall_s: float, progress: Progress | None = None,
                          cache_prompt: bool = True) -> Answer | Failure:
-    """Send one request and read its stream; a silence of ``stall_s`` ends it as stalled."""
+    """Send one request and read its stream; a silence of ``stall_s`` ends it as stalled.
+
+    A kept-alive connection the server closed just before the request went out (it never
+    answered, nothing was counted) is tried once more on a fresh connection.
+    """
+    lost = _Unanswered("the server closed the connection", 0.0)
+    for _ in range(2):
+        result = await _stream_once(client, endpoint, text, n_gen, stall_s, progress, cache_prompt)
+        if not isinstance(result, _Unanswered):
+            return result
+        lost = result
+    return Failure(f"connection lost: {lost.reason}", lost.elapsed_s)
+
+
+@dataclass(frozen=True)
+class _Unanswered:
+    reason: str
+    elapsed_s: float
+
+
+async def _stream_once(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int,
+                       stall_s: float, progress: Progress | None,
+                       cache_prompt: bool) -> Answer | Failure | _Unanswered:
     path, body = payload(endpoint, text, n_gen, cache_prompt=cache_prompt)
     sent = time.monotonic()
     reader = _Reader(endpoint, sent)
     timeout = httpx.Timeout(stall_s, connect=min(stall_s, 10.0))
     last_tick = 0.0
+    answered = False
     try:
         async with client.stream("POST", path, json=body, timeout=timeout) as response:
+            answered = True
             if response.status_code != 200:
                 detail = (await response.aread()).decode("utf-8", "replace")[:200]
                 return Failure(f"HTTP {response.status_code}: {_one_line(detail)}",
@@ -160,8 +184,10 @@ async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_
         return Failure(f"no answer for {stall_s:g}s: the server stalled",
                        time.monotonic() - sent, stalled=True)
     except httpx.HTTPError as error:
-        return Failure(f"connection lost: {_one_line(str(error)) or type(error).__name__}",
-                       time.monotonic() - sent)
+        reason = _one_line(str(error)) or type(error).__name__
+        if isinstance(error, httpx.RemoteProtocolError) and not answered:
+            return _Unanswered(reason, time.monotonic() - sent)
+        return Failure(f"connection lost: {reason}", time.monotonic() - sent)
     ended = time.monotonic()
     if not reader.done:
         return Failure("the stream ended before the answer was complete", ended - sent)

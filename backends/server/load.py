@@ -76,8 +76,9 @@ async def run_level(contender: str, server: ServerProcess, level: Level, level_i
     Returns None, or ``died``/``stalled`` when the server failed under load (a stalled
     server is killed at once so the other streams end too).
     """
+    # Idle connections are dropped after a second, well before llama-server's own 5 s.
     limits = httpx.Limits(max_connections=level.concurrency + 4,
-                          max_keepalive_connections=level.concurrency + 4)
+                          max_keepalive_connections=level.concurrency + 4, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30.0) as client:
         try:
             prompts = await _prepare(client, spec, level, level_index)

@@ -38,10 +38,13 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 async def scrape(client: httpx.AsyncClient) -> dict[str, float] | str:
     """The server's metrics now, or one line saying why it did not give them."""
-    try:
-        response = await client.get("/metrics", timeout=30.0)
-    except httpx.HTTPError as error:
-        return f"/metrics did not answer: {type(error).__name__} {error}".strip()
+    for attempt in range(2):  # once more on a fresh connection: a kept-alive one may be stale
+        try:
+            response = await client.get("/metrics", timeout=30.0)
+            break
+        except httpx.HTTPError as error:
+            if attempt:
+                return f"/metrics did not answer: {type(error).__name__} {error}".strip()
     if response.status_code != 200:
         return f"/metrics answered HTTP {response.status_code}"
     return parse_metrics(response.text)
