@@ -226,3 +226,17 @@ def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bi
     written = read_journal(journal)
     assert isinstance(written[-1], DuelFinished) and written[-1].cancelled
     assert any(isinstance(e, ServerStopped) and e.port_free for e in written)
+
+
+def test_bad_input_to_the_cli_is_one_line(cpu_bin, tiny_llama, tmp_path):
+    runner = "import sys; from tui.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LLAMADUEL_DATA_DIR": str(tmp_path / "data")}
+    for args, line in (
+            (["--model", str(tiny_llama)], "llamaduel: give at least one --build NAME=PATH"),
+            (["--build", f"cpu={cpu_bin}", "--model", str(tmp_path / "none.gguf")],
+             f"llamaduel: model file not found: {tmp_path / 'none.gguf'}"),
+            (["--build", f"cpu={cpu_bin}", "--model", str(tiny_llama), "--concurrency", "0"],
+             "llamaduel: concurrency levels must be 1 or more")):
+        done = subprocess.run([sys.executable, "-c", runner, "serve-bench", *args], check=False,
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip() == line
