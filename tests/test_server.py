@@ -148,3 +148,18 @@ def test_a_trained_model_with_its_chat_template_gets_exact_prompts(cpu_bin, gemm
         assert request.n_prompt == 64 and request.n_gen == 16
         assert request.ttft_s > 0 and request.gen_tps
     assert_nothing_left(events)
+
+
+def test_a_timed_level_and_resident_servers(cpu_bin, tiny_llama, tmp_path):
+    spec = DuelSpec(concurrency=(1, 2), prompts=(96,), n_gen=8, duration_s=1.0, gap=False,
+                    resident=True)
+    events = run_duel([cpu(cpu_bin, "a"), cpu(cpu_bin, "b")], tiny_llama, spec,
+                      tmp_path / "journal.jsonl")
+    # Resident: one server per contender for the whole duel, stopped at the end.
+    assert [e.contender for e in of(events, ServerStarting)] == ["a", "b"]
+    assert len(of(events, ServerStopped)) == 2
+    assert events.index(of(events, ServerStopped)[0]) > events.index(of(events, LevelFinished)[-1])
+    for finished in of(events, LevelFinished):
+        assert not finished.failed and finished.summary.requests >= 1
+        assert finished.summary.wall_s >= 1.0  # requests kept starting for the whole second
+    assert_nothing_left(events)

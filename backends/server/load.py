@@ -140,7 +140,11 @@ async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
         index = next(run.counter)
         if (total is not None and index >= total) or (deadline and time.monotonic() >= deadline):
             return
-        prompt = await run.prompts(index)
+        try:
+            prompt = await run.prompts(index)
+        except (PromptError, httpx.HTTPError) as error:
+            await _failed(run, stream, index, Failure(f"cannot build the prompt: {error}", 0.0))
+            return
         sent_at = time.monotonic() - run.started
         result = await stream_request(client, run.spec.endpoint, prompt.text, run.level.n_gen,
                                       stall_s=run.spec.stall_s, progress=_progress(run, stream, index),

@@ -54,7 +54,10 @@ class PromptBuilder:
         self._hints: dict[tuple[str, int], int] = {}
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = await self.client.post(path, json=body)
+        try:
+            response = await self.client.post(path, json=body)
+        except httpx.RemoteProtocolError:  # a kept-alive connection the server had closed
+            response = await self.client.post(path, json=body)
         if response.status_code != 200:
             raise PromptError(f"{path} answered HTTP {response.status_code}: {response.text[:200]}")
         return response.json()
