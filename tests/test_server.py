@@ -13,7 +13,7 @@ from backends.server.events import (
     BenchGap,
     DuelFinished,
     DuelStarted,
-    FirstToken,
+    FirstContentToken,
     LevelFinished,
     LevelStarted,
     MetricsRecorded,
@@ -81,7 +81,7 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
         for metrics in of(events, MetricsRecorded, name):
             assert metrics.problem is None, metrics.problem
             assert metrics.deltas["tokens_predicted_total"] == 48  # the warm-up is not in it
-        assert of(events, FirstToken, name) and of(events, StreamTick, name)
+        assert of(events, FirstContentToken, name) and of(events, StreamTick, name)
 
     gaps = {g.contender: g for g in of(events, BenchGap)}
     assert set(gaps) == {"cpu", "vulkan"}

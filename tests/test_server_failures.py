@@ -16,7 +16,7 @@ from backends import procs
 from backends.server import DuelSpec
 from backends.server.events import (
     ContenderFailed,
-    FirstToken,
+    FirstContentToken,
     LevelFinished,
     RequestFailed,
     RequestFinished,
@@ -49,7 +49,7 @@ def test_a_server_killed_mid_load_fails_its_level_and_the_next_level_starts_afre
     killed: list[int] = []
 
     def kill_on_first_token(event: object) -> None:
-        if isinstance(event, FirstToken) and not killed:
+        if isinstance(event, FirstContentToken) and not killed:
             server = next(e for e in events_so_far if isinstance(e, ServerStarting))
             os.killpg(server.pid, signal.SIGKILL)
             killed.append(server.pid)
@@ -81,7 +81,7 @@ def test_a_stalled_server_is_killed_at_the_deadline(cpu_bin, tiny_llama, tmp_pat
 
     def freeze_on_first_token(event: object) -> None:
         seen.append(event)
-        if isinstance(event, FirstToken) and not stopped:
+        if isinstance(event, FirstContentToken) and not stopped:
             server = next(e for e in seen if isinstance(e, ServerStarting))
             os.killpg(server.pid, signal.SIGSTOP)  # alive, listening, silent
             stopped.append(server.pid)
@@ -216,7 +216,7 @@ def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bi
         duel = run_serve_duel([cpu(cpu_bin)], tiny_llama, spec, journal_path=journal)
         async for event in duel:
             seen.append(event)
-            if isinstance(event, FirstToken):
+            if isinstance(event, FirstContentToken):
                 break
         await duel.aclose()
         return seen

@@ -8,10 +8,10 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backends.sweep.journal import Journal
 from backends.server import (
     DuelSpec,
     DuelState,
-    JsonlJournal,
     ServerSettings,
     fold,
     read_journal,
@@ -21,7 +21,7 @@ from backends.server.events import (
     ContenderFailed,
     DuelFinished,
     DuelStarted,
-    FirstToken,
+    FirstContentToken,
     Level,
     LevelFinished,
     LevelStarted,
@@ -112,7 +112,7 @@ def test_fold_builds_a_new_snapshot_per_event():
         ServerStarting("a", ("llama-server",), 1234, 99, LEVEL.key),
         ServerReady("a", 1234, 99, 0.5),
         LevelStarted("a", LEVEL, 64, 0),
-        FirstToken("a", LEVEL.key, 0, 0, 0.1, 0.1),
+        FirstContentToken("a", LEVEL.key, 0, 0, 0.1, 0.1),
         StreamTick("a", LEVEL.key, 0, 0, 3, 0.3, 10.0, 0.3),
         StreamTick("a", LEVEL.key, 1, 1, 2, 0.2, 10.0, 0.3),
     ]
@@ -139,14 +139,14 @@ def test_every_event_type_survives_the_journal(tmp_path):
         ContenderFailed("b", "no llama-server"), ServerStarting("a", ("x", "-m"), 1, 2, "k"),
         ServerReady("a", 1, 2, 0.1), ServerFailed("a", "start", "why", "k", 1, None, ("l1",)),
         ServerStopped("a", 1, 2, "stopped", True), LevelStarted("a", LEVEL, 64, 0),
-        FirstToken("a", "k", 0, 0, 0.1), StreamTick("a", "k", 0, 0, 2, 0.2, None),
+        FirstContentToken("a", "k", 0, 0, 0.1), StreamTick("a", "k", 0, 0, 2, 0.2, None),
         request(0, 0, (0.1, 0.2)), RequestFailed("a", "k", 0, 1, "stalled", 3.0, True),
         MetricsRecorded("a", "k", {"n_decode_total": 3.0}, {}, None),
         LevelFinished("a", summary, failed=False),
         BenchGap("a", "pp64+tg4", 64, 4, 0, 1.0, 2.0, 0.5, 1.0, 0.5, 0.5),
         DuelFinished((summary,), ("a: why",), (), False),
     ]
-    journal = JsonlJournal(tmp_path / "j.jsonl")
+    journal = Journal(tmp_path / "j.jsonl")  # the run journal every llamaduel run writes
     for event in events:
         journal.append(event)
     journal.close()

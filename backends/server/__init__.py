@@ -10,13 +10,13 @@ contender at one load level; ``validate_launch`` checks a launch command for rea
 from backends.server.duel import run_serve_duel
 from backends.server.events import BenchGap, Level, LevelSummary, ServeEvent
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
-from backends.server.journal import EventSink, JsonlJournal, MemoryJournal, read_journal
+from backends.server.journal import EventSink, MemoryJournal, read_journal
 from backends.server.launch import Contender, ServerSettings
 from backends.server.spec import DuelError, DuelSpec
 from backends.server.summary import duel_summary
 
 __all__ = [
     "BenchGap", "Contender", "ContenderState", "DuelError", "DuelSpec", "DuelState", "EventSink",
-    "JsonlJournal", "Level", "LevelSummary", "MemoryJournal", "ServeEvent", "ServerSettings",
+    "Level", "LevelSummary", "MemoryJournal", "ServeEvent", "ServerSettings",
     "StreamState", "duel_summary", "fold", "read_journal", "run_serve_duel",
 ]

@@ -18,8 +18,8 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-import time
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +39,10 @@ from backends.server.events import (
     ServerStopped,
 )
 from backends.server.gap import measure_gap
-from backends.server.journal import EventSink, JsonlJournal
+from backends.server.journal import EventSink
+
+if TYPE_CHECKING:
+    from backends.sweep.journal import Journal as RunJournal
 from backends.server.launch import (
     Contender,
     ServerProcess,
@@ -157,9 +160,17 @@ def _check(contenders: Sequence[Contender], model: str, spec: DuelSpec) -> None:
         raise DuelError(f"model file not found: {model}")
 
 
-def default_journal_path() -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return paths.runs_root() / f"serve-{stamp}" / "journal.jsonl"
+def _open_journal(model: str, journal_path: str | Path | None) -> RunJournal:
+    """The run journal at ``journal_path``, or in a new run folder of its own."""
+    from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
+
+    if journal_path is None:
+        _, folder = new_run_dir(paths.runs_root(), Path(f"serve-{Path(model).stem}"))
+        journal_path = folder / JOURNAL_NAME
+    try:
+        return Journal(Path(journal_path))
+    except JournalError as error:
+        raise DuelError(str(error)) from None
 
 
 async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spec: DuelSpec, *,
@@ -176,9 +187,9 @@ async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spe
     _check(contenders, model, spec)
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=random.randrange(1, 2**31))
-    own: JsonlJournal | None = None
+    own: RunJournal | None = None
     if journal is None:
-        own = JsonlJournal(journal_path or default_journal_path())
+        own = _open_journal(model, journal_path)
         journal = own
         log_dir = log_dir or own.path.parent / "logs"
     recorder = _Recorder(journal)
@@ -246,7 +257,7 @@ class _Recorder:
 
 
 async def _produce(duel: _Duel, summaries: list[LevelSummary],
-                   queue: asyncio.Queue[ServeEvent | None], own: JsonlJournal | None) -> None:
+                   queue: asyncio.Queue[ServeEvent | None], own: RunJournal | None) -> None:
     spec = duel.spec
     try:
         await duel.put(DuelStarted(tuple(c.name for c in duel.contenders), duel.model,

@@ -141,7 +141,7 @@ class LevelStarted:
 
 
 @dataclass(frozen=True)
-class FirstToken:
+class FirstContentToken:
     """The first content token of one request arrived (live TTFT)."""
 
     contender: str
@@ -256,10 +256,10 @@ class DuelFinished:
 
 
 ServeEvent = (DuelStarted | ContenderFailed | ServerStarting | ServerReady | ServerFailed
-              | ServerStopped | LevelStarted | FirstToken | StreamTick | RequestFinished
+              | ServerStopped | LevelStarted | FirstContentToken | StreamTick | RequestFinished
               | RequestFailed | MetricsRecorded | LevelFinished | BenchGap | DuelFinished)
 
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     DuelStarted, ContenderFailed, ServerStarting, ServerReady, ServerFailed, ServerStopped,
-    LevelStarted, FirstToken, StreamTick, RequestFinished, RequestFailed, MetricsRecorded,
+    LevelStarted, FirstContentToken, StreamTick, RequestFinished, RequestFailed, MetricsRecorded,
     LevelFinished, BenchGap, DuelFinished)}

@@ -19,7 +19,7 @@ from backends.server.events import (
     ContenderFailed,
     DuelFinished,
     DuelStarted,
-    FirstToken,
+    FirstContentToken,
     Level,
     LevelFinished,
     LevelStarted,
@@ -116,7 +116,7 @@ def _stream(current: ContenderState, new: StreamState) -> tuple[StreamState, ...
 
 
 def _live(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState:
-    if isinstance(event, FirstToken):
+    if isinstance(event, FirstContentToken):
         new = StreamState(event.stream, event.request, 0, event.ttft_s, event.ttft_s, None)
         return _with(state, c.name, streams=_stream(c, new), ttfts=(*c.ttfts, event.ttft_s),
                      last_ttft_s=event.ttft_s, clock_s=max(c.clock_s, event.at_s))

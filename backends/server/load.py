@@ -16,7 +16,7 @@ import httpx
 from backends import procs
 from backends.server.client import Answer, Failure, stream_request
 from backends.server.events import (
-    FirstToken,
+    FirstContentToken,
     Level,
     LevelFinished,
     LevelStarted,
@@ -166,7 +166,7 @@ def _progress(run: _Run, stream: int, index: int) -> Callable[[int, float, float
         at = time.monotonic() - run.started
         if first[0]:
             first[0] = False
-            await run.put(FirstToken(run.contender, key, stream, index, elapsed, at))
+            await run.put(FirstContentToken(run.contender, key, stream, index, elapsed, at))
         await run.put(StreamTick(run.contender, key, stream, index, tokens, elapsed, rate, at))
 
     return report
