@@ -71,7 +71,9 @@ def score(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]], name:
             continue
         shared = [k for k in mine if k in theirs]
         if shared:
-            logs.append(math.fsum(math.log(mine[k].mean / theirs[k].mean) for k in shared) / len(shared))
+            # The same log-ratio the point tests use (starved repetitions set aside), so the
+            # leader is never the side its own comparison puts behind.
+            logs.append(math.fsum(compare(mine[k], theirs[k], 0.0).log_ratio for k in shared) / len(shared))
     return math.fsum(logs) / len(logs) if logs else -math.inf
 
 

@@ -140,10 +140,13 @@ class ClassVerdict:
     failures: tuple[str, ...] = ()
     energy: tuple[Energy, ...] = ()
     points: int = 0
+    gpus: int = 1  # the most devices one contender in this class split the model across
+    split_kind: str = "GPUs"  # "devices" when some are not GPUs (an RPC server)
 
     @property
     def label(self) -> str:
-        return f"{class_label(self.workload, self.context)} — {PHASE_LABELS[self.phase]}"
+        split = f", split across {self.gpus} {self.split_kind}" if self.gpus > 1 else ""
+        return f"{class_label(self.workload, self.context)}{split} — {PHASE_LABELS[self.phase]}"
 
 
 @dataclass(frozen=True)

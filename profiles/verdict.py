@@ -203,6 +203,8 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
                                       found.pairs if found else [], class_q, in_class,
                                       _class_crossovers(crossovers, key, ms, settings), stability,
                                       field, settings.tie_pct, settings.alpha))
+    devices = {c.label: _devices(c.known_settings.get("devices")) for c in field.contenders}
+    verdicts = [_with_devices(v, devices) for v in verdicts]
     all_outliers = tuple(dict.fromkeys(o for v in verdicts for o in v.outliers))
     return Recommendation(
         builds=tuple(names), verdicts=tuple(verdicts), stability=tuple(stability.values()),
@@ -212,6 +214,25 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         contenders=tuple(ContenderInfo(c.label, c.build, c.backend, dict(c.settings), dict(c.known_settings))
                          for c in field.contenders),
         outliers=all_outliers, machine=records.machine, tie_pct=settings.tie_pct)
+
+
+_GPU_DEVICES = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "MUSA", "CANN", "OpenCL")
+
+
+def _devices(devices: Any) -> list[str]:
+    """The devices a contender split the model across (``CUDA0/CUDA1``)."""
+    return [d for d in str(devices or "").replace(",", "/").split("/")
+            if d and d.lower() not in ("none", "auto", "-", "?")]
+
+
+def _with_devices(verdict: ClassVerdict, devices: Mapping[str, list[str]]) -> ClassVerdict:
+    """A class where some contender split the model over several devices says so."""
+    names = [n for n in {verdict.winner, verdict.runner_up, *verdict.typical_ts} if n]
+    widest = max((devices.get(n, []) for n in names), key=len, default=[])
+    if len(widest) < 2:
+        return verdict
+    kind = "GPUs" if all(d.startswith(_GPU_DEVICES) for d in widest) else "devices"
+    return dataclasses.replace(verdict, gpus=len(widest), split_kind=kind)
 
 
 def class_of_failure(p: PlacedFailure, phase: str, long_tokens: int) -> ClassKey:
