@@ -12,6 +12,9 @@ import io
 import json
 import math
 import shlex
+
+from backends.text import printable, shell_join
+from profiles.format import render_table
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,34 +96,26 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(rec: Recommendation, *, title: str | None = None) -> str:
     rows = table_rows(rec)
-    lines = [f"## {title}", ""] if title else []
-    lines.append("| " + " | ".join(_md_escape(c) for c in rows[0]) + " |")
-    lines.append("|" + "|".join("---" for _ in rows[0]) + "|")
-    lines.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows[1:])
+    lines = [f"## {printable(title)}", ""] if title else []
+    lines.append(render_table(rows[0], [[_md_escape(c) for c in row] for row in rows[1:]], markdown=True))
     lines.append("")
     lines.append(f"Contender columns: typical speed (geometric mean over the tests shared with the leader). "
                  f"Long context means {rec.long_context_tokens:,}+ tokens in the cache; a lead inside "
-                 f"{rec.tie_pct:g}% is a tie." + (f" Machine: {rec.machine}." if rec.machine else ""))
+                 f"{rec.tie_pct:g}% is a tie." + (f" Machine: {printable(rec.machine)}." if rec.machine else ""))
     lines.append("")
-    lines.extend(f"- {line}" for line in rec.summary)
+    lines.extend(f"- {printable(line)}" for line in rec.summary)
     if rec.choose:
         lines.append("")
-        lines.extend(f"- {line}" for line in rec.choose)
+        lines.extend(f"- {printable(line)}" for line in rec.choose)
     lines.append("")
     lines.append(f"Rule: {rec.rule} ({rec.pg_policy}.)")
     return "\n".join(lines) + "\n"
 
 
 def to_text(rec: Recommendation) -> str:
-    """Plain table for a terminal: fixed-width columns, no colour."""
+    """Plain table for a terminal: columns, no colour, cells escaped."""
     rows = table_rows(rec)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for n, row in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out) + "\n"
+    return render_table(rows[0], rows[1:]) + "\n"
 
 
 def to_csv(rec: Recommendation) -> str:
@@ -175,7 +170,8 @@ class LaunchCommand:
 
     @property
     def display(self) -> str:
-        return shlex.join(self.argv)
+        """The command to show and to paste: exactly ``argv`` when pasted into a shell."""
+        return shell_join(self.argv)
 
 
 def _server_path(folder: str | None) -> str:
@@ -236,9 +232,36 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     for key, flag in (("n_batch", "-b"), ("n_ubatch", "-ub")):
         if isinstance(settings.get(key), int):
             argv += [flag, str(settings[key])]
+    argv += _device_args(settings, record.rpc)
     argv += ["-c", str(context or _context_for(profile, workload))]
     caveats = tuple(c for v in verdicts for c in v.caveats)
     return LaunchCommand(build=info.label if info else chosen, workload=workload, argv=tuple(argv), caveats=caveats)
+
+
+def _device_args(settings: Mapping[str, Any], rpc: Sequence[str]) -> list[str]:
+    """llama-server's spelling of the devices and split a contender ran with (llama-bench
+    separates devices and the tensor split with '/', llama-server with ',')."""
+    argv: list[str] = ["--rpc", ",".join(rpc)] if rpc else []
+    devices = str(settings.get("devices") or "")
+    if devices and devices.lower() not in ("auto", "-", "?"):
+        argv += ["-dev", devices.replace("/", ",")]
+    mode = settings.get("split_mode")
+    if mode and mode != "layer":
+        argv += ["-sm", str(mode)]
+    split = str(settings.get("tensor_split") or "")
+    if split and any(float(x or 0) for x in split.split("/") if _is_number(x)):
+        argv += ["-ts", ",".join(x.rstrip("0").rstrip(".") or "0" for x in split.split("/"))]
+    if isinstance(settings.get("main_gpu"), int) and settings["main_gpu"] > 0:
+        argv += ["-mg", str(settings["main_gpu"])]
+    return argv
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _context_for(profile: Profile, workload: str) -> int:
@@ -271,10 +294,12 @@ def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, 
         port_at = argv.index("--port")
         argv[port_at + 1] = "${PORT}"
         key = f"{stem}-{workload.replace('_', '-')}"
+        # Every value is a JSON string, which is also a YAML double-quoted scalar: a path
+        # holding newlines, quotes, '#' or YAML syntax stays data.
+        command = " ".join(shlex.quote(a) if a != "${PORT}" else a for a in argv)
         lines.append(f"  {json.dumps(key)}:")
-        lines.append(f"    # {class_label(workload, 'short')}: {cmd.build}")
-        lines.append("    cmd: >")
-        lines.append("      " + " ".join(shlex.quote(a) if a != "${PORT}" else a for a in argv))
+        lines.append(f"    # {printable(class_label(workload, 'short'))}: {printable(cmd.build)}")
+        lines.append(f"    cmd: {json.dumps(command)}")
     if len(lines) == 1:
         raise ValueError("the profile recommends no build for any workload")
     return "\n".join(lines) + "\n"

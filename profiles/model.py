@@ -17,6 +17,7 @@ from typing import Any
 
 from backends.events import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
+from backends.sweep.outcomes import point_failures
 from profiles.records import (
     FailureRecord,
     ModelFacts,
@@ -53,6 +54,7 @@ class BuildRecord:
     commit: str | None = None
     path: str | None = None
     gpu: str | None = None
+    rpc: tuple[str, ...] = ()  # RPC servers this contender used as devices
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,12 @@ def _build_records(names: Sequence[str], results: Sequence[ProfileResult], build
         backend = (getattr(info, "backend", None) if info is not None else None) or raw.get("backends") or ""
         commit = (getattr(info, "commit", None) if info is not None else None) or (
             str(raw["build_commit"]) if raw.get("build_commit") else None)
+        contender = started.contenders.get(build_name, {}) if started else {}
         out.append(BuildRecord(name=build_name, backend=str(backend),
                                build_number=number if isinstance(number, int) else None,
                                commit=commit, path=folder or None,
-                               gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None))
+                               gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None,
+                               rpc=tuple(str(e) for e in contender.get("rpc") or ())))
     return tuple(out)
 
 
@@ -230,7 +234,8 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
     events = list(events)
     started = next((e for e in events if isinstance(e, SweepStarted)), None)
     base = records_from_events(events, correctness=correctness)
-    failures = tuple(e for e in events if isinstance(e, PointFailed))
+    failures = tuple(point_failures(events))  # a point measured again after a failure has no failure
+    correctness = correctness if correctness is not None else (base.correctness or None)
     facts = model_facts_from(model_info) if model_info is not None else model_facts_from_results(
         r.result for r in base.results)
     if started and started.model:

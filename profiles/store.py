@@ -16,7 +16,6 @@ import collections.abc
 import dataclasses
 import math
 import os
-import re
 import tempfile
 from urllib.parse import quote, unquote
 import tomllib
