@@ -28,9 +28,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from backends import codec
+
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
-CACHE_VERSION = 2
+CACHE_VERSION = 4
 # The environment a probe depends on besides the binary itself: which devices are visible
 # and which Vulkan drivers and libraries the loader finds.
 VISIBILITY_VARIABLES = (
@@ -91,6 +93,14 @@ class BuildInfo:
     env: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
     note: str | None = None  # worth telling, not wrong (a software renderer)
+    server: Path | None = None  # llama-server
+    rpc_server: Path | None = None  # rpc-server (ggml-rpc-server in newer trees)
+    # What makes this build a contender (the same binary may be several): the devices it
+    # uses (None: llama.cpp's default; () : the CPU only), RPC servers, llama-bench settings.
+    selected_devices: tuple[str, ...] | None = None
+    rpc: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
+    split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
 
     @property
     def runnable(self) -> bool:
@@ -112,54 +122,33 @@ class BuildInfo:
         """The environment to start this build's tools with."""
         return {**os.environ, **self.env}
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "folder": str(self.folder),
-            "bench": _path_str(self.bench),
-            "completion": _path_str(self.completion),
-            "perplexity": _path_str(self.perplexity),
-            "backend": self.backend,
-            "devices": [
-                {"name": d.name, "description": d.description, "total_mib": d.total_mib,
-                 "free_mib": d.free_mib}
-                for d in self.devices
-            ],
-            "build_number": self.build_number,
-            "commit": self.commit,
-            "version_text": self.version_text,
-            "flags": sorted(self.flags),
-            "env": dict(self.env),
-            "problem": self.problem,
-            "note": self.note,
-        }
+    def contender_args(self) -> list[str]:
+        """llama-bench arguments that make this build the contender it is: its devices
+        (``-dev``), RPC servers (``--rpc``) and its own settings (``-sm row -ts 1,1``)."""
+        argv: list[str] = []
+        if self.rpc:  # before -dev: the RPC devices exist only once registered
+            argv += ["--rpc", ",".join(self.rpc)]
+        if self.selected_devices is not None:
+            argv += ["-dev", "/".join(self.selected_devices) or "none"]
+        return argv + list(self.settings)
 
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BuildInfo:
-        return cls(
-            name=data["name"],
-            folder=Path(data["folder"]),
-            bench=_path_or_none(data.get("bench")),
-            completion=_path_or_none(data.get("completion")),
-            perplexity=_path_or_none(data.get("perplexity")),
-            backend=data.get("backend", "unknown"),
-            devices=tuple(Device(**d) for d in data.get("devices", ())),
-            build_number=data.get("build_number"),
-            commit=data.get("commit"),
-            version_text=data.get("version_text", ""),
-            flags=frozenset(data.get("flags", ())),
-            env=dict(data.get("env", {})),
-            problem=data.get("problem"),
-            note=data.get("note"),
-        )
+    def contender_json(self) -> dict[str, Any]:
+        """What this contender is beyond its build, for the journal (``as_contender``)."""
+        data: dict[str, Any] = {"backend": self.backend, "version": self.version}
+        if self.selected_devices is not None:
+            data["devices"] = list(self.selected_devices)
+        if self.rpc:
+            data["rpc"] = list(self.rpc)
+        if self.settings:
+            data["settings"] = list(self.settings)
+        return data
 
-
-def _path_str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def _path_or_none(text: str | None) -> Path | None:
-    return None if text is None else Path(text)
+    def as_contender(self, data: Mapping[str, Any]) -> BuildInfo:
+        """This build with the devices, RPC servers and settings a journal recorded."""
+        devices = data.get("devices")
+        return replace(self, selected_devices=None if devices is None else tuple(map(str, devices)),
+                       rpc=tuple(map(str, data.get("rpc") or ())),
+                       settings=tuple(map(str, data.get("settings") or ())))
 
 
 # --- parsing -----------------------------------------------------------------------------
@@ -217,6 +206,17 @@ def parse_flags(help_text: str) -> frozenset[str]:
         for token in _FLAG.findall(column):
             flags.add(token.rstrip(","))
     return frozenset(flags)
+
+
+def parse_choices(help_text: str, flag: str) -> tuple[str, ...]:
+    """The values ``--help`` lists for ``flag``: ``-sm, --split-mode <none|layer|row>``."""
+    for line in help_text.splitlines():
+        column = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+        if flag in _FLAG.findall(column):
+            match = re.search(r"<([\w|-]+)>", column)
+            if match and "|" in match[1]:
+                return tuple(match[1].split("|"))
+    return ()
 
 
 def backend_from_devices(devices: Iterable[Device]) -> str:
@@ -462,11 +462,13 @@ def _probe(path: Path, name: str | None, timeout: float, use_cache: bool,
         if record is None:
             record = _load_disk_cache(cache_file).get(key)
         if record is not None:
-            return replace(BuildInfo.from_json(record), name=name)
+            cached = _from_record(record)
+            if cached is not None:
+                return replace(cached, name=name)
 
     info = _probe_uncached(name, folder, bench, timeout)
     if key is not None and info.problem is None:
-        record = info.to_json()
+        record = codec.to_builtins(info)
         with _cache_lock:
             _memory_cache[key] = record
         _save_disk_cache(cache_file, key, record)
@@ -487,6 +489,10 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
     if help_run.problem:
         return replace(base, problem=help_run.problem)
     flags = parse_flags(help_run.stdout + "\n" + help_run.stderr)
+    if not version_text and not flags:
+        return replace(base, problem=f"{bench.name} printed nothing for --version and --help "
+                       "and exited with 0: it is not a working llama-bench")
+    split_modes = parse_choices(help_run.stdout + "\n" + help_run.stderr, "--split-mode")
 
     devices: tuple[Device, ...] | None = None
     note = None
@@ -520,9 +526,18 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
         name=name, folder=folder, bench=bench,
         completion=_find_completion(folder, {**os.environ, **env}, timeout),
         perplexity=_tool(folder, "llama-perplexity"),
+        server=_tool(folder, "llama-server"),
+        rpc_server=_tool(folder, "rpc-server") or _tool(folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
-        version_text=version_text, flags=flags, env=env, note=note,
+        version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
     )
+
+
+def _from_record(record: Mapping[str, Any]) -> BuildInfo | None:
+    try:
+        return codec.from_builtins(record, BuildInfo)
+    except codec.CodecError:
+        return None  # written by another version: probe again
 
 
 # --- discovery -----------------------------------------------------------------------------

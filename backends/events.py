@@ -1,15 +1,15 @@
 """What a sweep yields: frozen dataclasses that travel one way, from the runner to its readers.
 
-Every event can be written to a JSONL journal and read back (`event_to_json`,
-`event_from_json`), so a journal replays exactly what a live run showed.
+Every event is written to the run's journal (``backends.sweep.journal``) before anyone sees
+it, through ``backends.codec``, so a journal replays exactly what a live run showed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 # llama-bench result fields that identify a build and a test point.
 IDENTITY_FIELDS = ("build_commit", "build_number", "backends")
@@ -51,33 +51,39 @@ class TestPoint:
     def tokens(self) -> int:
         return self.n_prompt + self.n_gen
 
+    @property
+    def context(self) -> int:
+        """Tokens in the context when the test ends: depth plus the test's own tokens."""
+        return self.depth + self.tokens
+
 
 @dataclass(frozen=True)
 class BenchResult:
-    """One finished llama-bench test: every field llama-bench wrote is kept in ``raw``."""
+    """One finished llama-bench test: every field llama-bench wrote is kept in ``raw``.
+
+    ``samples_ts`` are the counted repetitions; ``warmup_ts`` the ones measured but set
+    aside as warm-up (the first timed repetition of a block, see ``backends.sweep.plan``).
+    """
 
     point: TestPoint
     avg_ts: float
     stddev_ts: float
     samples_ts: tuple[float, ...]
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    warmup_ts: tuple[float, ...] = ()
 
     @classmethod
-    def from_llama_bench(cls, record: Mapping[str, Any]) -> "BenchResult":
-        """Build from one llama-bench JSON record (``-o jsonl`` line or ``-o json`` item)."""
-        point = TestPoint(
-            n_prompt=int(record.get("n_prompt") or 0),
-            n_gen=int(record.get("n_gen") or 0),
-            depth=int(record.get("n_depth") or 0),
-        )
-        samples = tuple(_finite(s) for s in record.get("samples_ts") or ())
-        return cls(
-            point=point,
-            avg_ts=_finite(record.get("avg_ts")),
-            stddev_ts=_finite(record.get("stddev_ts")),
-            samples_ts=tuple(s for s in samples if not math.isnan(s)),
-            raw=dict(record),
-        )
+    def from_llama_bench(cls, record: Mapping[str, Any]) -> BenchResult:
+        """From one llama-bench JSON record (``-o jsonl`` line or ``-o json`` item), as
+        written: a number llama-bench could not give is NaN (``backends.sweep.records``
+        checks a live result before the runner accepts it)."""
+        point = TestPoint(n_prompt=_whole(record.get("n_prompt")), n_gen=_whole(record.get("n_gen")),
+                          depth=_whole(record.get("n_depth")))
+        samples = tuple(s for s in (_finite(v) for v in record.get("samples_ts") or ())
+                        if not math.isnan(s))
+        return cls(point=point, avg_ts=_finite(record.get("avg_ts")),
+                   stddev_ts=_finite(record.get("stddev_ts")), samples_ts=samples,
+                   raw=dict(record))
 
     @property
     def backends(self) -> str:
@@ -98,11 +104,13 @@ class SweepStarted:
     model: str
     builds: tuple[str, ...]
     points: tuple[TestPoint, ...]
-    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    build_paths: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    build_paths: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     notes: tuple[str, ...] = ()  # what the runner decided for the user, e.g. the -ncmoe chosen
     resumed: bool = False  # a continuation of an interrupted run in the same journal
     at: float = 0.0
+    # What each contender is beyond its build: devices, settings, host ({name: {...}}).
+    contenders: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ class PointStarted:
     argv: tuple[str, ...]
     at: float = 0.0
     pid: int | None = None  # the llama-bench process running this point
+    block: int = 0  # 0: the point's first block of repetitions, 1, 2...: repetitions added
+    repetitions: int = 0  # timed repetitions asked of llama-bench in this block
 
 
 @dataclass(frozen=True)
@@ -126,12 +136,17 @@ class PointProgress:
 
 @dataclass(frozen=True)
 class ResultReceived:
+    """One block's result. A point measured in several blocks has several; the samples of
+    all of them together are the point's result (``backends.sweep.outcomes``)."""
+
     build: str
     result: BenchResult
     at: float = 0.0
-    # Summary of the telemetry during this test point (peak VRAM, temperatures, power,
-    # throttling), when a telemetry source was attached to the run.
-    telemetry: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
+    # Summary of the telemetry during this block (peak VRAM, temperatures, power,
+    # throttling, tokens per joule), when a telemetry source was attached to the run.
+    telemetry: dict[str, Any] | None = field(default=None, compare=False, hash=False)
+    block: int = 0
+    throttled: bool = False  # the telemetry saw throttling during the block
 
     @property
     def point(self) -> TestPoint:
@@ -153,6 +168,52 @@ class PointFailed:
 
 
 @dataclass(frozen=True)
+class PointDecided:
+    """Why the measuring of one test point stopped, for every contender at once.
+
+    ``outcome`` is ``decided`` (one contender leads beyond the tie band), ``tie`` (the
+    gap's interval lies inside the band), ``open`` (the cap was reached first) or
+    ``fixed`` (a fixed repetition count, nothing judged while measuring).
+    """
+
+    point: TestPoint
+    outcome: str
+    reason: str  # "decided after 3", "tie after 6", "cap 10: still open"
+    repetitions: dict[str, int] = field(default_factory=dict)
+    leader: str | None = None
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class CoolingWaited:
+    """The thermal guard waited before a block until the GPU was back near idle.
+
+    ``readings`` holds the sensors it watched: ``{"junction": [78.0, 62.0]}`` (start, end).
+    """
+
+    build: str
+    point: TestPoint
+    seconds: float
+    reached: bool  # False: the maximum wait ran out first
+    readings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    at: float = 0.0
+
+    @property
+    def message(self) -> str:
+        parts = [_reading_words(name, start, end) for name, (start, end) in self.readings.items()]
+        ending = "" if self.reached else " (gave up waiting)"
+        return f"cooling: {', '.join(parts) or 'waiting'}, {self.seconds:.0f} s{ending}"
+
+
+def _reading_words(name: str, start: float, end: float) -> str:
+    if name.endswith("throttling"):
+        return f"{name} {'ended' if not end else 'went on'}"
+    if name.endswith("power"):
+        return f"{name} {start:.0f} W -> {end:.0f} W"
+    return f"{name} {start:.0f} °C -> {end:.0f} °C"
+
+
+@dataclass(frozen=True)
 class SweepNote:
     """Something the runner decided or noticed during a run, in words for the user."""
 
@@ -167,86 +228,52 @@ class SweepFinished:
     failures: int
     cancelled: bool = False
     at: float = 0.0
+    problem: str | None = None  # why the run stopped early (the journal cannot be written)
 
 
 @dataclass(frozen=True)
 class TelemetryRecorded:
     """A telemetry tick journalled beside the results (payload is the sample as a dict)."""
 
-    sample: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    sample: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     at: float = 0.0
-
-
-BenchEvent = (
-    SweepStarted | PointStarted | PointProgress | ResultReceived | PointFailed
-    | SweepNote | SweepFinished | TelemetryRecorded
-)
-
-_EVENT_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (SweepStarted, PointStarted, PointProgress, ResultReceived, PointFailed,
-                SweepNote, SweepFinished, TelemetryRecorded)
-}
 
 
 def _finite(value: Any) -> float:
     """llama-bench writes failed numbers as null or NaN; keep them as NaN, never crash."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         return math.nan
+    return number if math.isfinite(number) else math.nan
 
 
-def event_to_json(event: BenchEvent) -> dict[str, Any]:
-    """A JSON-ready dict with a ``type`` tag; ``event_from_json`` inverts it."""
-    payload: dict[str, Any] = {"type": type(event).__name__}
-    for f in dataclasses.fields(event):
-        payload[f.name] = _encode(getattr(event, f.name))
-    return payload
+def _whole(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, TestPoint):
-        return {"n_prompt": value.n_prompt, "n_gen": value.n_gen, "depth": value.depth}
-    if isinstance(value, BenchResult):
-        return {"point": _encode(value.point), "avg_ts": _json_float(value.avg_ts),
-                "stddev_ts": _json_float(value.stddev_ts), "samples_ts": list(value.samples_ts),
-                "raw": dict(value.raw)}
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _encode(v) for k, v in value.items()}
-    if isinstance(value, float):
-        return _json_float(value)
-    return value
+BenchEvent = (
+    SweepStarted | PointStarted | PointProgress | ResultReceived | PointFailed | PointDecided
+    | CoolingWaited | SweepNote | SweepFinished | TelemetryRecorded
+)
+
+SWEEP_EVENT_TYPES: tuple[type, ...] = (
+    SweepStarted, PointStarted, PointProgress, ResultReceived, PointFailed, PointDecided,
+    CoolingWaited, SweepNote, SweepFinished, TelemetryRecorded,
+)
 
 
-def _json_float(value: float) -> float | None:
-    return None if math.isnan(value) else value
+def event_to_json(event: Any) -> dict[str, Any]:
+    """Kept for callers of the former hand-written codec: see ``backends.sweep.journal``."""
+    from backends.sweep.journal import event_to_json as encode
+
+    return encode(event)
 
 
-def event_from_json(payload: Mapping[str, Any]) -> BenchEvent:
-    """Rebuild an event from ``event_to_json`` output; raises ValueError on unknown types."""
-    kind = payload.get("type")
-    cls = _EVENT_TYPES.get(str(kind))
-    if cls is None:
-        raise ValueError(f"unknown journal event type {kind!r}")
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in payload:
-            continue
-        raw = payload[f.name]
-        if f.name == "point":
-            raw = TestPoint(**raw)
-        elif f.name == "points":
-            raw = tuple(TestPoint(**p) for p in raw)
-        elif f.name == "result":
-            raw = BenchResult(
-                point=TestPoint(**raw["point"]), avg_ts=_finite(raw["avg_ts"]),
-                stddev_ts=_finite(raw["stddev_ts"]),
-                samples_ts=tuple(float(s) for s in raw["samples_ts"]), raw=raw.get("raw", {}),
-            )
-        elif f.name in ("builds", "argv", "notes"):
-            raw = tuple(raw)
-        values[f.name] = raw
-    return cls(**values)
+def event_from_json(payload: dict[str, Any]) -> Any:
+    from backends.sweep.journal import event_from_json as decode
+
+    return decode(payload)

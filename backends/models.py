@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import re
 import struct
 from collections import Counter
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
+from backends import codec
 from gguf import GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 KNOWN_ARCHITECTURES = frozenset(gguf.MODEL_ARCH_NAMES.values())
@@ -83,18 +86,8 @@ class ModelInfo:
         return f"MoE {self.expert_count}x{self.experts_used}" if self.is_moe else "dense"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path), "files": [str(f) for f in self.files], "name": self.name,
-            "architecture": self.architecture, "parameters": self.parameters,
-            "size_bytes": self.size_bytes, "quant": self.quant, "layers": self.layers,
-            "context_length": self.context_length, "expert_count": self.expert_count,
-            "experts_used": self.experts_used, "embedding_length": self.embedding_length,
-            "head_count": self.head_count, "head_count_kv": self.head_count_kv,
-            "key_length": self.key_length, "value_length": self.value_length,
-            "vocab_size": self.vocab_size, "tensor_bytes": self.tensor_bytes,
-            "expert_bytes_by_layer": list(self.expert_bytes_by_layer),
-            "is_moe": self.is_moe, "runnable": self.runnable, "problem": self.problem,
-        }
+        """Every field as plain data, plus what is derived from them (for ``models --json``)."""
+        return {**codec.to_builtins(self), "is_moe": self.is_moe, "runnable": self.runnable}
 
 
 # --- header parsing ------------------------------------------------------------------------
@@ -314,6 +307,49 @@ def _quant_name(metadata: Mapping[str, Any], tensors: Iterable[TensorEntry]) -> 
     return by_bytes.most_common(1)[0][0] if by_bytes else None
 
 
+def _not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a model without blocking (a FIFO, a device), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # read_header says what is wrong
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"is {kind}, not a model file"
+
+
+def _gguf_files(root: Path) -> list[Path]:
+    """``.gguf`` files under ``root``, following folder links but never around a loop."""
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable or a loop: skipped, the rest is searched
+        if (info.st_dev, info.st_ino) in seen:
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                pending.append(path)
+            elif path.suffix.lower() == ".gguf":
+                # Broken and looping links are kept: models the user expects to see, unreadable.
+                found.append(path)
+    return sorted(found)
+
+
 def read_model(path: str | Path) -> ModelInfo:
     """What a GGUF model is. Never raises: bad files come back with ``problem`` set."""
     path = Path(path)
@@ -327,6 +363,10 @@ def read_model(path: str | Path) -> ModelInfo:
         except OSError:
             pass
     base = ModelInfo(path=first, files=tuple(parts), name=name, size_bytes=size)
+    for part in parts:
+        special = _not_a_regular_file(part)
+        if special:
+            return _with_problem(base, special)
     try:
         headers = [(part, read_header(part)) for part in parts]
     except HeaderError as error:
@@ -433,19 +473,18 @@ def find_models(dirs: Iterable[str | Path]) -> list[ModelInfo]:
         if root.is_file():
             candidates = [root]
         elif root.is_dir():
-            # Broken links are kept: they are models the user expects to see, unreadable.
-            candidates = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".gguf"
-                                and (p.is_file() or p.is_symlink()))
+            candidates = _gguf_files(root)
         elif root.exists():
             raise ModelSearchError(f"not a folder or file: {root}")
         else:
             raise ModelSearchError(f"no such folder: {root}")
         for candidate in candidates:
             parts, _ = split_parts(candidate)
-            key = (parts[0] if parts else candidate).resolve()
+            # realpath, not resolve(): a link that loops must not raise.
+            key = Path(os.path.realpath(parts[0] if parts else candidate))
             group = SPLIT_NAME.match(candidate.name)
             if group:
-                key = candidate.with_name(f"{group['base']}-of-{group['count']}").resolve()
+                key = Path(os.path.realpath(candidate.with_name(f"{group['base']}-of-{group['count']}")))
             if key in seen:
                 continue
             seen.add(key)

@@ -7,6 +7,7 @@ import time.
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -36,3 +37,16 @@ def cache_dir() -> Path:
     if explicit:
         return Path(explicit).expanduser()
     return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def describe_write_error(error: OSError, path: Path, what: str = "", verb: str = "write") -> str:
+    """One line for a write that failed: what could not be written, where and why."""
+    if error.errno == errno.ENOSPC:
+        why = "no space left on the device"
+    elif error.errno == errno.EROFS:
+        why = "the file system is read-only"
+    elif error.errno in (errno.EACCES, errno.EPERM):
+        why = "no permission to write there"
+    else:
+        why = error.strerror or str(error)
+    return f"cannot {verb} {what or 'the file'} at {path}: {why}"

@@ -1,7 +1,10 @@
 """What telemetry costs: time per full sample, and the sampler's own CPU at 2 Hz.
 
 Goals: one full sample (amdgpu sysfs + psutil host with a watched child) in at most
-0.3 ms (median), and at most 0.2 % of one core while streaming at 2 Hz.
+0.3 ms (median), and at most 0.2 % of one core while streaming at 2 Hz. Also timed: a tree
+with the two published MI50s (tests/data/amd), decoding gpu_metrics blobs of the smallest
+and largest layouts, and one run of a stand-in rocm-smi (a Python script printing the
+published 780M answer: the floor of what calling the real tool costs).
 
 By default the sysfs side reads an MI50-shaped tree built in a temporary folder (the
 same builder the tests use); ``--sysfs-root /`` measures the real driver files instead.
@@ -28,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from backends.telemetry import Telemetry  # noqa: E402
+from backends.telemetry import Telemetry
 
 
 def time_calls(fn, count: int) -> list[float]:
@@ -105,6 +108,7 @@ def measure(root: str, child_pid: int, options: argparse.Namespace) -> int:
         sysfs_only.watch_pids([child_pid])
         report("sysfs only, per-process VRAM of the child",
                time_calls(sysfs_only.sample, options.samples))
+    measure_published(options)
     with Telemetry(["host"]) as host_only:
         host_only.watch_pids([child_pid])
         report("host only (psutil, watched child)", time_calls(host_only.sample, options.samples))
@@ -132,6 +136,31 @@ def measure(root: str, child_pid: int, options: argparse.Namespace) -> int:
     print(f"tick lateness (sample time + wake-up): first {lateness[0] * 1000:.2f} ms, "
           f"last {lateness[-1] * 1000:.2f} ms, median {statistics.median(lateness) * 1000:.2f} ms")
     return 0
+
+
+def measure_published(options: argparse.Namespace) -> None:
+    """Two published MI50s as one tree; gpu_metrics decoding; a stand-in rocm-smi."""
+    from backends.telemetry.gpu_metrics import decode_gpu_metrics
+    from backends.telemetry.rocm_smi import RocmSmiSource
+    from sysfs_fixtures import DATA, build_card, mi50_16gb_spec, nixos_workstation_specs
+    from test_telemetry_gpu_metrics import blob_for
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "mi50s"
+        build_card(root, "card0", mi50_16gb_spec())
+        build_card(root, "card1", nixos_workstation_specs()[0])
+        with Telemetry(["amdgpu-sysfs"], sysfs_root=str(root)) as two:
+            report("sysfs only, two published MI50s", time_calls(two.sample, options.samples))
+        for revision in ((1, 0), (1, 8)):
+            blob = blob_for(revision, {})
+            report(f"decode gpu_metrics v{revision[0]}.{revision[1]} ({len(blob)} bytes)",
+                   time_calls(lambda b=blob: decode_gpu_metrics(b), options.samples))
+        script = Path(folder) / "rocm-smi"
+        answer = DATA / "radeon-780m-rocm-smi-json" / "rocm-smi.json"
+        script.write_text(f"#!{sys.executable}\nprint(open({str(answer)!r}).read())\n")
+        script.chmod(0o755)
+        tool = RocmSmiSource(str(script), refresh_s=0.0)
+        report("rocm-smi stand-in: run and parse", time_calls(tool.sample, 20))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import collections.abc
 import dataclasses
 import math
 import os
-import re
 import tempfile
+from urllib.parse import quote, unquote
 import tomllib
 import types
 import typing
@@ -28,7 +28,8 @@ from typing import Any, Mapping, Union
 import tomli_w
 
 from backends.events import BenchResult, PointFailed, TestPoint
-from backends.paths import profiles_root
+from backends.paths import describe_write_error, profiles_root
+from backends.text import printable
 
 from profiles import model as model_module
 from profiles import verdict as verdict_module
@@ -38,9 +39,10 @@ MAX_PROFILE_BYTES = 16 * 1024 * 1024
 MAX_DEPTH = 32
 NONE_TAG = "$none"
 SUFFIX = ".toml"
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +@-]{0,99}$")
-# A test hook: pause after the temporary file is fsynced, before it replaces the profile.
-PAUSE_ENV = "LLAMADUEL_TEST_PAUSE_BEFORE_RENAME"
+MAX_NAME = 100
+# File names keep these as they are; anything else (spaces, quotes, '#', '/', non-ASCII) is
+# percent-encoded, so every name has its own file and the file name gives the name back.
+_SAFE_IN_FILE_NAMES = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-+@"
 
 
 class ProfileError(Exception):
@@ -121,11 +123,11 @@ def decode(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ProfileError(f"{where or cls.__name__}: expected a table, found {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         path = f"{where}.{f.name}" if where else f.name
         if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 if _optional(hints[f.name]):
                     values[f.name] = None
                     continue
@@ -151,7 +153,7 @@ def _decode_typed(value: Any, hint: Any, path: str, depth: int) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         raise ProfileError(f"{path}: unsupported type")
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return decode(hint, value, path)
     if origin is tuple:
         if not isinstance(value, list):
@@ -235,7 +237,8 @@ def profile_from_toml(text: str) -> Profile:
     if schema > SCHEMA_VERSION:
         raise ProfileError(f"schema {schema} is newer than this llamaduel reads ({SCHEMA_VERSION}); upgrade llamaduel")
     try:
-        return decode(Profile, data)
+        profile: Profile = decode(Profile, data)
+        return profile
     except RecursionError:
         raise ProfileError("nested too deeply") from None
     except (TypeError, ValueError) as error:
@@ -281,13 +284,6 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        pause = os.environ.get(PAUSE_ENV)
-        if pause:
-            # Tests kill the writer here to prove a half-done save never shows.
-            Path(pause).write_text(temp_name)
-            import time
-
-            time.sleep(3600)
         os.replace(temp_name, path)
         _fsync_dir(path.parent)
     except BaseException:
@@ -299,23 +295,28 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class ProfileStore:
-    """Profiles as ``<root>/<name>.toml``; root defaults to the data dir's profiles folder."""
+    """Profiles as ``<root>/<file name>.toml``; root defaults to the data dir's profiles folder.
+
+    A profile is found by the name it was saved under (shown as typed, spaces and all);
+    its file name is that name made safe (``file_name_for``).
+    """
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else profiles_root()
 
     def path_for(self, name: str) -> Path:
-        check_name(name)
-        return self.root / f"{name}{SUFFIX}"
+        return self.root / file_name_for(check_name(name))
 
     def list(self) -> list[ProfileEntry]:
-        if not self.root.is_dir():
-            return []
+        try:
+            paths = sorted(self.root.glob(f"*{SUFFIX}")) if self.root.is_dir() else []
+        except OSError as error:
+            raise ProfileError(f"cannot list the profiles in {self.root}: {error.strerror}") from None
         entries = []
-        for path in sorted(self.root.glob(f"*{SUFFIX}")):
+        for path in paths:
             if path.name.startswith("."):
                 continue  # temporary files from a save in progress
-            name = path.name[: -len(SUFFIX)]
+            name = name_from_file(path.name)
             try:
                 profile = self._read(path)
             except ProfileError as error:
@@ -328,6 +329,8 @@ class ProfileStore:
 
     def _read(self, path: Path) -> Profile:
         try:
+            if not path.is_file():
+                raise ProfileError("not a regular file")
             size = path.stat().st_size
         except OSError as error:
             raise ProfileError(f"cannot read ({error.strerror})") from None
@@ -350,15 +353,19 @@ class ProfileStore:
         if not path.exists():
             raise ProfileError(f"no profile named {name!r} in {self.root}")
         try:
-            return self._read(path)
+            profile = self._read(path)
         except ProfileError as error:
             raise ProfileError(f"profile {name!r}: {error}") from None
+        return profile if profile.name == name else dataclasses.replace(profile, name=name)
 
     def save(self, profile: Profile, *, overwrite: bool = True) -> Path:
         path = self.path_for(profile.name)
         if not overwrite and path.exists():
             raise ProfileError(f"a profile named {profile.name!r} already exists")
-        atomic_write_text(path, profile_to_toml(profile))
+        try:
+            atomic_write_text(path, profile_to_toml(profile))
+        except OSError as error:
+            raise ProfileError(describe_write_error(error, path, f"profile {profile.name!r}")) from None
         return path
 
     def rename(self, old: str, new: str) -> Path:
@@ -367,22 +374,39 @@ class ProfileStore:
         if target.exists():
             raise ProfileError(f"a profile named {new!r} already exists")
         path = self.save(dataclasses.replace(profile, name=new), overwrite=False)
-        self.path_for(old).unlink()
-        _fsync_dir(self.root)
+        self._remove(self.path_for(old), old)
         return path
 
     def delete(self, name: str) -> None:
         path = self.path_for(name)
         if not path.exists():
             raise ProfileError(f"no profile named {name!r} in {self.root}")
-        path.unlink()
+        self._remove(path, name)
+
+    def _remove(self, path: Path, name: str) -> None:
+        try:
+            path.unlink()
+        except OSError as error:
+            raise ProfileError(describe_write_error(error, path, f"profile {name!r}", "remove")) from None
         _fsync_dir(self.root)
 
 
+def file_name_for(name: str) -> str:
+    """The file a profile named ``name`` lives in: ``tiny duel`` -> ``tiny%20duel.toml``."""
+    return quote(name, safe=_SAFE_IN_FILE_NAMES) + SUFFIX
+
+
+def name_from_file(file_name: str) -> str:
+    return unquote(file_name[: -len(SUFFIX)] if file_name.endswith(SUFFIX) else file_name)
+
+
 def check_name(name: str) -> str:
-    if not _NAME_OK.match(name or "") or name.endswith(".") or ".." in name:
-        raise ProfileError(f"{name!r} is not a usable profile name (letters, digits, . _ - + @ and spaces; "
-                           "up to 100 characters)")
+    """Any name a person can read: not empty, no control characters, up to 100 characters."""
+    if not name or not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+        raise ProfileError(f"{printable(name)!r} is not a usable profile name (1 to {MAX_NAME} "
+                           "printable characters)")
+    if name.startswith(".") or name in (".", ".."):
+        raise ProfileError(f"{name!r} is not a usable profile name (it may not start with '.')")
     return name
 
 

@@ -44,6 +44,12 @@ def vulkan_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
+def combined_bin() -> Path:
+    """One build with GGML_BACKEND_DL: CPU and Vulkan as loadable backends, and RPC."""
+    return _toolchain_dir("combined")
+
+
+@pytest.fixture(scope="session")
 def realdata() -> Path:
     """Published llama-bench outputs, read in place; required under CI."""
     if not REALDATA.is_dir():

@@ -227,3 +227,239 @@ def add_fdinfo_process(proc_root: Path, pid: int, clients: list[dict[str, str]],
         _write(folder / str(other_fds + index), "\n".join(lines) + "\n")
     return folder
 
+
+
+# ---------------------------------------------------------------- trees from published outputs
+#
+# The builders below write a sysfs tree from what a real card printed (tests/data/amd/*,
+# each folder's SOURCE.txt says where it was published). Where the published output gives a
+# value, the tree holds exactly that value in the file the driver keeps it in; files the
+# output says nothing about are left out, so the reader must cope with their absence.
+
+DATA = Path(__file__).resolve().parent / "data" / "amd"
+
+
+@dataclass
+class CardSpec:
+    """One card's files: values in the driver's units (milli-degrees, microwatts, Hz, bytes)."""
+
+    pci: str
+    device_id: int
+    revision: int | None = None
+    product_name: str | None = None
+    vbios: str | None = None
+    # sensor label (edge/junction/mem) -> (input, crit, emergency) in milli-degrees
+    temps: dict[str, tuple[int, int | None, int | None]] | None = None
+    temp_channels: dict[str, int] | None = None  # label -> hwmon channel (default 1/2/3)
+    fan_rpm: int | None = None
+    pwm: int | None = None
+    power_uw: int | None = None
+    power_file: str = "power1_average"
+    cap_uw: int | None = None
+    sclk_hz: int | None = None
+    mclk_hz: int | None = None
+    pp_dpm_sclk: str | None = None
+    pp_dpm_mclk: str | None = None
+    busy_percent: int | None = None
+    vram_total: int | None = None
+    vram_used: int | None = None
+    gpu_metrics: bytes | None = None
+
+
+def _hwmon_files(hwmon: Path, spec: CardSpec) -> None:
+    _write(hwmon / "name", "amdgpu\n")
+    channels = spec.temp_channels or {"edge": 1, "junction": 2, "mem": 3}
+    for label, (value, crit, emergency) in (spec.temps or {}).items():
+        index = channels[label]
+        _write(hwmon / f"temp{index}_input", f"{value}\n")
+        _write(hwmon / f"temp{index}_label", f"{label}\n")
+        if crit is not None:
+            _write(hwmon / f"temp{index}_crit", f"{crit}\n")
+        if emergency is not None:
+            _write(hwmon / f"temp{index}_emergency", f"{emergency}\n")
+    optional = {"fan1_input": spec.fan_rpm, "pwm1": spec.pwm, spec.power_file: spec.power_uw,
+                "power1_cap": spec.cap_uw, "freq1_input": spec.sclk_hz,
+                "freq2_input": spec.mclk_hz}
+    for name, value in optional.items():
+        if value is not None:
+            _write(hwmon / name, f"{value}\n")
+
+
+def build_card(root: Path, card: str, spec: CardSpec, hwmon: str = "hwmon0") -> Path:
+    """Write one amdgpu card under ``root`` as ``card``; returns its device folder."""
+    device = root / "sys/class/drm" / card / "device"
+    _write(device / "vendor", "0x1002\n")
+    _write(device / "device", f"0x{spec.device_id:04x}\n")
+    if spec.revision is not None:
+        _write(device / "revision", f"0x{spec.revision:02x}\n")
+    _write(device / "uevent", f"DRIVER=amdgpu\nPCI_ID=1002:{spec.device_id:04X}\n"
+                              f"PCI_SLOT_NAME={spec.pci}\n")
+    files = {"product_name": spec.product_name, "vbios_version": spec.vbios,
+             "pp_dpm_sclk": spec.pp_dpm_sclk, "pp_dpm_mclk": spec.pp_dpm_mclk,
+             "gpu_busy_percent": spec.busy_percent, "mem_info_vram_total": spec.vram_total,
+             "mem_info_vram_used": spec.vram_used}
+    for name, value in files.items():
+        if value is not None:
+            _write(device / name, value if isinstance(value, str) else f"{value}\n")
+    if spec.gpu_metrics is not None:
+        _write(device / "gpu_metrics", spec.gpu_metrics)
+    _hwmon_files(device / "hwmon" / hwmon, spec)
+    return device
+
+
+def published(folder: str, name: str) -> str:
+    return (DATA / folder / name).read_text(encoding="utf-8")
+
+
+def hexdump_bytes(text: str) -> bytes:
+    """The bytes of a ``hexdump -C`` listing, ``*`` (the line before, repeated) included."""
+    out = bytearray()
+    previous = b""
+    repeat = False
+    for line in text.splitlines():
+        if line.strip() == "*":
+            repeat = True
+            continue
+        parts = line.split("|")[0].split()
+        if not parts:
+            continue
+        offset = int(parts[0], 16)
+        while repeat and len(out) < offset:
+            out += previous
+        repeat = False
+        if len(parts) == 1:  # the last line gives the length
+            del out[offset:]
+            break
+        previous = bytes(int(value, 16) for value in parts[1:])
+        out += previous
+    return bytes(out)
+
+
+def parse_fan2go(text: str) -> dict[str, dict[str, int]]:
+    """``fan2go detect``: platform -> {"rpm", "pwm", "edge", "junction", "mem"} (milli-degC)."""
+    found: dict[str, dict[str, int]] = {}
+    current: dict[str, int] = {}
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("> Platform:"):
+            current = found.setdefault(words[-1], {})
+        elif len(words) >= 6 and words[3].endswith("/fan1"):
+            current["rpm"], current["pwm"] = int(words[4]), int(words[5])
+        elif len(words) == 4 and words[2].endswith("_input)"):
+            current[words[1]] = int(words[3])
+    return found
+
+
+def parse_sensors(text: str) -> list[dict[str, float]]:
+    """lm-sensors amdgpu blocks: {"edge", "edge_crit", "edge_emerg", ..., "fan", "power", "cap"}."""
+    import re
+
+    blocks: list[dict[str, float]] = []
+    label = ""
+    for line in text.splitlines():
+        if line.startswith("amdgpu-pci-"):
+            blocks.append({})
+            continue
+        head = re.match(r"^(\w+):\s+([-+\d.]+)", line)
+        if head:
+            label = head.group(1)
+            blocks[-1][{"fan1": "fan", "PPT": "power"}.get(label, label)] = float(head.group(2))
+        for key, value in re.findall(r"(crit|emerg|cap) = \+?([\d.]+)", line):
+            blocks[-1][f"{label}_{key}" if key != "cap" else "cap"] = float(value)
+    return blocks
+
+
+def parse_rocm_smi_a(text: str, gpu: int) -> dict[str, str]:
+    """``rocm-smi -a`` text: "key: value" lines of one GPU, and its supported-clock lists."""
+    import re
+
+    found: dict[str, str] = {}
+    levels: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        match = re.match(rf"^GPU\[{gpu}\]\s*: ?(.*)$", line)
+        if not match:
+            continue
+        body = match.group(1).strip()
+        supported = re.match(r"Supported (\w+) frequencies", body)
+        if supported:
+            current = supported.group(1)
+            levels[current] = []
+        elif current and re.match(r"^\d+: ", body):
+            levels[current].append(body)
+        elif ":" in body:
+            current = None
+            key, _, value = body.rpartition(":")
+            found[key.strip()] = value.strip()
+    for clock, lines in levels.items():
+        found[f"pp_dpm_{clock}"] = "".join(f"{level}{'' if level.endswith('*') else ' '}\n"
+                                           for level in lines)
+    return found
+
+
+def _line_value(text: str, key: str) -> str:
+    for line in text.splitlines():
+        if line.strip().startswith(key):
+            return line.split(":", 1)[1].split("(")[0].strip()
+    raise KeyError(key)
+
+
+def mi50_16gb_spec() -> CardSpec:
+    """The MI50 16GB of ROCm issue 1886 (rocm-smi -a, GPU[1]; rocminfo for bus and VRAM)."""
+    smi = parse_rocm_smi_a(published("mi50-16gb-rocm-issue-1886", "rocm-smi-a.txt"), 1)
+    info = published("mi50-16gb-rocm-issue-1886", "rocminfo-mi50.txt")
+    bdfid = int(_line_value(info, "BDFID"))
+    pool_kb = int(_line_value(info, "Size"))
+
+    def celsius(sensor: str) -> int:
+        return round(float(smi[f"Temperature (Sensor {sensor}) (C)"]) * 1000)
+
+    return CardSpec(
+        pci=f"0000:{bdfid >> 8:02x}:{(bdfid >> 3) & 0x1f:02x}.{bdfid & 7}",
+        device_id=int(smi["GPU ID"], 16), vbios=smi["VBIOS version"],
+        temps={"edge": (celsius("edge"), None, None), "junction": (celsius("junction"), None, None),
+               "mem": (celsius("memory"), None, None)},
+        fan_rpm=int(smi["Fan RPM"]), pwm=int(smi["Fan Level"].split()[0]),
+        # Linux 5.15 (this report's kernel) has power1_average, not power1_input.
+        power_uw=round(float(smi["Average Graphics Package Power (W)"]) * 1e6),
+        cap_uw=round(float(smi["Max Graphics Package Power (W)"]) * 1e6),
+        pp_dpm_sclk=smi["pp_dpm_sclk"], pp_dpm_mclk=smi["pp_dpm_mclk"],
+        busy_percent=int(smi["GPU use (%)"]), vram_total=pool_kb * 1024)
+
+
+def nixos_workstation_specs() -> tuple[CardSpec, CardSpec]:
+    """The MI50 32GB and the Radeon Pro W5700 of the nixos workstation (fan2go's hwmon
+    readings; rocm-smi's concise table for power, cap and clocks)."""
+    hwmon = parse_fan2go(published("mi50-32gb-nixos", "fan2go-detect.txt"))
+    rows = {line.split()[2].rstrip(","): line.split()
+            for line in published("mi50-32gb-nixos", "rocm-smi.txt").splitlines()
+            if line[:1].isdigit() and len(line.split()) > 13}
+
+    def spec(pci: str, platform: str, did: str) -> CardSpec:
+        row, values = rows[did], hwmon[platform]
+        watts, mhz = (lambda text: round(float(text.rstrip("W")) * 1e6)), (
+            lambda text: int(text.removesuffix("Mhz")) * 1_000_000)
+        return CardSpec(pci=pci, device_id=int(did, 16), power_file="power1_input",
+                        temps={s: (values[s], None, None) for s in ("edge", "junction", "mem")},
+                        fan_rpm=values["rpm"], pwm=values["pwm"], power_uw=watts(row[5]),
+                        cap_uw=watts(row[13]), sclk_hz=mhz(row[9]), mclk_hz=mhz(row[10]))
+
+    # 44:00.0 and 63:00.0: lspci in the same file, and fan2go's amdgpu-pci-04400/06300.
+    return (spec("0000:44:00.0", "amdgpu-pci-04400", "0x66a1"),
+            spec("0000:63:00.0", "amdgpu-pci-06300", "0x7312"))
+
+
+def sensors_spec(folder: str, pci: str, device_id: int, block: int = 0,
+                 power_file: str = "power1_input") -> CardSpec:
+    """A card from its published lm-sensors block (temperatures with limits, fan, PPT, cap)."""
+    values = parse_sensors(published(folder, "sensors.txt"))[block]
+
+    def milli(key: str) -> int:
+        return round(values[key] * 1000)
+
+    return CardSpec(
+        pci=pci, device_id=device_id,
+        temps={s: (milli(s), milli(f"{s}_crit"), milli(f"{s}_emerg"))
+               for s in ("edge", "junction", "mem")},
+        fan_rpm=round(values["fan"]), power_uw=round(values["power"] * 1e6),
+        power_file=power_file, cap_uw=round(values["cap"] * 1e6))

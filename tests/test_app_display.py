@@ -231,7 +231,8 @@ def test_the_lanes_say_same_text_when_the_texts_match():
                                     10.0, True) for name in ("cpu", "vulkan")}
     spec = RaceSpec(prompt="The capital of France is")
     board = race_fold([RaceStarted(("cpu", "vulkan"), "m.gguf", spec, True),
-                       *finished.values(), RaceFinished(finished, (), "cpu")])
+                       *finished.values(),
+                       RaceFinished(tuple(finished.values()), (), (), "cpu", ("cpu", "vulkan"))])
     vulkan = board.lane("vulkan")
     assert vulkan.matches == "cpu" and board.same_text
     assert "same text as cpu" in stats_line(vulkan)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from backends import builds
+from backends import codec
 from backends.builds import (
     BuildInfo,
     Device,
@@ -329,7 +330,7 @@ def test_parse_build_arg():
 
 def test_build_info_json_round_trip(cpu_bin):
     info = probe_build(cpu_bin, "cpu")
-    assert BuildInfo.from_json(json.loads(json.dumps(info.to_json()))) == info
+    assert codec.from_builtins(json.loads(json.dumps(codec.to_builtins(info))), BuildInfo) == info
 
 
 # --- the command ---------------------------------------------------------------------------

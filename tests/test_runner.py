@@ -19,9 +19,9 @@ import pytest
 from backends.builds import probe_build
 from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished,
                              SweepNote, SweepStarted, TestPoint)
-from backends.runner import (Journal, chunk_points, finished_points, list_runs, read_journal,
-                             resume, run_sweep, schedule)
-from backends.sweep import SweepError, SweepSpec
+from backends.sweep import (Journal, SweepError, SweepSpec, chunk_points, finished_points,
+                            list_runs, read_journal, resume, run_sweep, schedule)
+from backends.sweep.plan import turn_order
 
 pytestmark = pytest.mark.toolchain
 
@@ -85,11 +85,12 @@ async def test_two_builds_side_by_side_interleaved(cpu, vulkan, tiny_llama, tmp_
     assert by_build["cpu"] == "CPU" and "Vulkan" in by_build["vulkan"]
     assert isinstance(events[-1], SweepFinished) and events[-1].failures == 0
 
-    # The journal holds the same events, and builds took turns A B A B per point.
+    # The journal holds the same events, and builds took turns A B, B A per point (ABBA).
     journal = read_journal(tmp_path)
     assert [type(e) for e in journal] == [type(e) for e in events]
     starts = [(e.build, e.point.key) for e in journal if isinstance(e, PointStarted)]
-    assert starts == [(b, p.key) for p in SMALL.points() for b in ("cpu", "vulkan")]
+    assert starts == [(b, p.key) for i, p in enumerate(SMALL.points())
+                      for b in turn_order(["cpu", "vulkan"], i)]
 
 
 async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tmp_path):
@@ -118,7 +119,7 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
     events = await collect(run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path))
     notes = [e.message for e in events if isinstance(e, SweepNote)]
     # A tiny model loads in far longer than its points run: each build keeps one
-    # llama-bench, paused between its points, and the builds still take turns A B A B.
+    # llama-bench, paused between its points, and the builds still take turns ABBA.
     assert "paused between its points" in notes[0] and "loading takes" in notes[0]
     # On a busy machine a pause can land after a timed repetition began; that point is
     # measured again in a fresh process, and the run says so.
@@ -128,7 +129,7 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
     assert results == {(b, p) for b in ("cpu", "cpu-again") for p in spec.points()}
     starts = [e for e in events if isinstance(e, PointStarted)]
     assert [(e.build, e.point) for e in starts] == [
-        (b, p) for p in spec.points() for b in ("cpu", "cpu-again")]
+        (b, p) for i, p in enumerate(spec.points()) for b in turn_order(["cpu", "cpu-again"], i)]
     for build in ("cpu", "cpu-again"):
         pids = {e.pid for e in starts if e.build == build}
         # One process for the whole grid; a re-measured point costs a fresh process, plus
@@ -313,9 +314,13 @@ def test_chunks_and_schedule():
 
     a, b = B("a"), B("b")
     chunks = chunk_points(points, "point")
-    turns = schedule([a, b], chunks, interleave=True, skip={("a", points[0].key)})
-    assert [(t[0].name, t[1][0]) for t in turns][:3] == [("b", points[0]), ("a", points[1]),
-                                                           ("b", points[1])]
+    # ABBA: the order reverses at every point, and again in the next round.
+    turns = schedule([a, b], chunks, interleave=True)
+    assert [(t[0].name, t[1][0]) for t in turns][:4] == [("a", points[0]), ("b", points[0]),
+                                                           ("b", points[1]), ("a", points[1])]
+    again = schedule([a, b], chunks, interleave=True, round_number=1)
+    assert [t[0].name for t in again][:4] == ["b", "a", "a", "b"]
+    assert [t[0].name for t in schedule([a, b], chunks, interleave=False)] == ["a"] * 4 + ["b"] * 4
 
 
 def test_journal_survives_a_torn_last_line(tmp_path):
@@ -324,12 +329,21 @@ def test_journal_survives_a_torn_last_line(tmp_path):
     journal.close()
     with open(tmp_path / "journal.jsonl", "a") as handle:
         handle.write('{"type": "ResultRec')  # power cut mid-write
-    assert read_journal(tmp_path) == [SweepFinished(run_id="x", results=1, failures=0)]
+    read = read_journal(tmp_path)
+    assert list(read) == [SweepFinished(run_id="x", results=1, failures=0)]
+    assert read.torn_tail and [p.line for p in read.problems] == [2]
+    # The next writer sets the torn tail aside before it appends.
+    journal = Journal(tmp_path / "journal.jsonl")
+    journal.append(SweepNote("resumed"))
+    journal.close()
+    assert (tmp_path / "journal.jsonl.torn-1").read_text() == '{"type": "ResultRec'
+    read = read_journal(tmp_path)
+    assert [type(e) for e in read] == [SweepFinished, SweepNote] and not read.problems
 
 
 def test_engine_packages_never_import_textual():
     code = ("import sys, backends.runner, backends.sweep, backends.events, backends.builds, "
-            "backends.models, backends.synth, backends.demo, tui.cli, tui.commands.engine; "
+            "backends.models, backends.synth, backends.demo, tui.cli, tui.cli.bench; "
             "import pkgutil, importlib, backends, profiles\n"
             "for pkg in (backends, profiles):\n"
             "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"

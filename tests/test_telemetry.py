@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sysfs_fixtures import MI50_PCI, MI50_VRAM_USED, build_mi50_tree
 
 from backends.telemetry import (
     DeviceSample,
@@ -29,9 +30,13 @@ from backends.telemetry import (
     tokens_per_joule,
 )
 from backends.telemetry.amdgpuinfo import PyAmdgpuinfoSource
-from backends.telemetry.host import HostSampler, cpu_busy_percent, parse_cpu_ticks, parse_meminfo
+from backends.telemetry.host import (
+    HostSampler,
+    cpu_busy_percent,
+    parse_cpu_ticks,
+    parse_meminfo,
+)
 from backends.telemetry.nvml import NvmlSource, decode_clock_event_reasons
-from sysfs_fixtures import MI50_PCI, MI50_VRAM_USED, build_mi50_tree
 
 MI50_ROCM = "AMD Instinct MI60 / MI50, gfx906:sramecc+:xnack-"
 MI50_VULKAN = "AMD Instinct MI60 / MI50 (RADV VEGA20)"
@@ -73,7 +78,7 @@ def _wait_until_dead(pid: int) -> None:
 
 
 def device(**values) -> DeviceSample:
-    base = dict(at=1.0, pci_address=MI50_PCI, name="AMD Instinct MI60 / MI50", source="amdgpu-sysfs")
+    base = {"at": 1.0, "pci_address": MI50_PCI, "name": "AMD Instinct MI60 / MI50", "source": "amdgpu-sysfs"}
     base.update(values)
     return DeviceSample(**base)
 
@@ -85,15 +90,16 @@ def test_fixture_root_uses_sysfs_and_host_only(mi50):
     with Telemetry(sysfs_root=str(mi50.root)) as telemetry:
         assert telemetry.sources == ["amdgpu-sysfs", "host"]
         assert telemetry.unavailable == [
-            ("pyamdgpuinfo", f"not used with sysfs root {mi50.root}: it reads the real hardware"),
-            ("nvml", f"not used with sysfs root {mi50.root}: it reads the real hardware"),
+            (name, f"not used with sysfs root {mi50.root}: it reads the real hardware")
+            for name in ("pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml")
         ]
 
 
 def test_unknown_source_name_is_one_line():
-    with pytest.raises(TelemetryError, match="^unknown telemetry source 'rocm-smi'; choose from "
-                                             "amdgpu-sysfs, pyamdgpuinfo, nvml, host$"):
-        Telemetry(["rocm-smi"])
+    with pytest.raises(TelemetryError, match="^unknown telemetry source 'nvidia-smi'; choose from "
+                                             "amdgpu-sysfs, pyamdgpuinfo, amd-smi, rocm-smi, nvml, "
+                                             "host$"):
+        Telemetry(["nvidia-smi"])
 
 
 def test_pyamdgpuinfo_absent_is_reported(monkeypatch):
@@ -153,7 +159,7 @@ def test_nvml_for_real_on_this_machine():
 def test_default_telemetry_names_each_unavailable_source():
     with Telemetry() as telemetry:
         reasons = dict(telemetry.unavailable)
-        for name in ("amdgpu-sysfs", "pyamdgpuinfo", "nvml"):
+        for name in ("amdgpu-sysfs", "pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml"):
             assert (name in telemetry.sources) != (name in reasons)
         assert "host" in telemetry.sources
         snapshot = telemetry.sample()
@@ -250,6 +256,7 @@ def test_summary_over_ticks(mi50):
         throttle_reasons=("HBM temperature", "power limit (PPT)"),
         peak_process_rss_bytes=None,
         mean_process_cpu_percent=None,
+        least_headroom_c=110.0 - 91.0,  # the junction at 91 °C of its 110 °C limit
     )
     assert TelemetrySummary.from_json(json.loads(json.dumps(summary.to_json()))) == summary
 

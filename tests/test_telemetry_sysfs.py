@@ -6,17 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
-from backends.telemetry.sysfs import (
-    AmdSysfsSource,
-    GpuMetrics,
-    UnsupportedMetrics,
-    amdgpu_ids_name,
-    decode_gpu_metrics,
-    decode_vega20_throttle,
-    discover_cards,
-    normalize_pci,
-)
 from sysfs_fixtures import (
     MI50_GTT_USED,
     MI50_KFD_GPU_ID,
@@ -26,8 +15,11 @@ from sysfs_fixtures import (
     add_fdinfo_process,
     add_kfd,
     build_mi50_tree,
-    gpu_metrics_blob,
 )
+
+from backends.telemetry.amd_cards import amdgpu_ids_name, discover_cards
+from backends.telemetry.sysfs import AmdSysfsSource
+from backends.telemetry.sysfs_read import normalize_pci
 
 FAKE_PID = 4242  # exists only in the fixture trees
 
@@ -47,43 +39,6 @@ def empty_proc(tmp_path: Path) -> Path:
 def only(samples):
     assert len(samples) == 1
     return samples[0]
-
-
-def test_gpu_metrics_example_blob_decodes_exactly():
-    assert decode_gpu_metrics(gpu_metrics_blob()) == GpuMetrics(
-        structure_size=80, format_revision=1, content_revision=0,
-        system_clock_counter=123456789000,
-        temperature_edge_c=62, temperature_hotspot_c=78, temperature_mem_c=70,
-        temperature_vrgfx_c=55, temperature_vrsoc_c=50, temperature_vrmem_c=48,
-        average_gfx_activity=97, average_umc_activity=35, average_mm_activity=None,
-        average_socket_power_w=187, energy_accumulator=None,
-        average_gfxclk_mhz=1700, average_socclk_mhz=971, average_uclk_mhz=1000,
-        average_vclk0_mhz=None, average_dclk0_mhz=None, average_vclk1_mhz=None,
-        average_dclk1_mhz=None,
-        current_gfxclk_mhz=1725, current_socclk_mhz=971, current_uclk_mhz=1000,
-        current_vclk0_mhz=0, current_dclk0_mhz=0, current_vclk1_mhz=None,
-        current_dclk1_mhz=None,
-        throttle_status=0, current_fan_speed=0, pcie_link_width=16, pcie_link_speed=80,
-    )
-    assert decode_gpu_metrics(gpu_metrics_blob()).throttle_reasons == ()
-
-
-def test_throttle_status_bits_follow_the_vega20_smu_interface():
-    # Bit 2 (bytes 04000000) is the hotspot; HBM is bit 3 (bytes 08000000).
-    assert decode_gpu_metrics(gpu_metrics_blob(0x04)).throttle_reasons == ("hotspot temperature",)
-    assert decode_gpu_metrics(gpu_metrics_blob(0x08)).throttle_reasons == ("HBM temperature",)
-    assert decode_vega20_throttle(0x2008) == ("HBM temperature", "power limit (PPT)")
-    assert decode_vega20_throttle(0x1_0002) == ("edge temperature", "throttle bit 16")
-    assert decode_gpu_metrics(gpu_metrics_blob(0xFFFFFFFF)).throttle_reasons is None
-
-
-def test_gpu_metrics_in_another_format_is_refused_by_name():
-    blob = bytearray(gpu_metrics_blob())
-    blob[3] = 1  # content revision 1: v1.1 has another layout
-    with pytest.raises(UnsupportedMetrics, match=r"^gpu_metrics format v1\.1 is not decoded$"):
-        decode_gpu_metrics(bytes(blob))
-    with pytest.raises(UnsupportedMetrics, match="too short"):
-        decode_gpu_metrics(b"\x50")
 
 
 def test_discovery_keeps_the_amd_card_only(mi50):
@@ -129,7 +84,15 @@ def test_normal_mi50_sample_is_exact(tmp_path, kernel, empty_proc):
     assert (sample.sclk_mhz, sample.mclk_mhz) == (1725.0, 1000.0)
     assert sample.throttle_reasons == ()
     assert sample.process_vram_bytes is None
-    assert dict(sample.missing) == {"process_vram_bytes": "no benchmark process watched"}
+    # TELEMETRY.md's example limits (the published MI50 outputs carry none).
+    assert (sample.edge_crit_c, sample.junction_crit_c, sample.mem_crit_c) == (100.0, 110.0, 95.0)
+    assert (sample.edge_emergency_c, sample.junction_emergency_c, sample.mem_emergency_c) == (
+        105.0, 115.0, 100.0)
+    assert (sample.gtt_used_bytes, sample.gtt_total_bytes) == (MI50_GTT_USED, 65857228800)
+    assert sample.fan_rpm is None
+    assert dict(sample.missing) == {
+        "process_vram_bytes": "no benchmark process watched",
+        "fan_rpm": "no fan: the driver reports none (fan1_input absent)"}
 
 
 def test_throttling_mi50_reports_words(tmp_path, empty_proc):
@@ -149,8 +112,10 @@ def test_missing_optional_files_give_none_with_reasons(tmp_path, empty_proc):
     # freq1/freq2 are absent: the clocks come from the current pp_dpm levels.
     assert (sample.sclk_mhz, sample.mclk_mhz) == (1725.0, 1000.0)
     assert (sample.edge_c, sample.junction_c, sample.power_w) == (62.0, 78.0, 187.0)
+    no_mem = "this card reports no memory temperature (no hwmon temp*_input labelled mem)"
     assert dict(sample.missing) == {
-        "mem_c": "driver does not provide temp3_input",
+        "mem_c": no_mem, "mem_crit_c": no_mem, "mem_emergency_c": no_mem,
+        "fan_rpm": "no fan: the driver reports none (fan1_input absent)",
         "power_cap_w": "driver does not provide power1_cap",
         "mem_busy_percent": "driver does not provide mem_busy_percent",
         "throttle_reasons": "driver does not provide gpu_metrics",

@@ -52,8 +52,7 @@ def sweep(builds: Sequence[BuildInfo], model: ModelInfo | Path, spec: SweepSpec,
     if resume_dir is not None:
         return runner.resume(resume_dir, builds=list(builds) or None, **options)
     if runs_root is not None:
-        path = Path(getattr(model, "path", model))
-        options.setdefault("run_dir", runs_root / runner.new_run_id(path))
+        options.setdefault("runs_root", runs_root)
     return runner.run_sweep(list(builds), model, spec, **options)
 
 

@@ -1,13 +1,21 @@
 """GPU and host telemetry: VRAM, temperatures, power, busy, clocks, throttling, CPU and RAM.
 
-Sources, each optional and chosen automatically, merged by PCI address:
+Sources, each optional and chosen automatically, merged by PCI address in this order (a
+later source only fills what earlier ones could not give):
 
-* ``amdgpu-sysfs``: the amdgpu driver's files (hwmon temperatures edge/junction/memory,
-  power, clocks, VRAM/GTT, busy, ``gpu_metrics`` throttling; per-process VRAM from ROCm's
-  KFD files and DRM fdinfo). Needs no library; the root is configurable for tests.
-* ``pyamdgpuinfo``: libdrm queries; fills what sysfs could not give.
+* ``amdgpu-sysfs``: the amdgpu driver's files (hwmon temperatures edge/junction/memory found
+  by label, with their critical and emergency limits; power and cap, clocks, fan, VRAM/GTT,
+  busy; ``gpu_metrics`` of every fixed revision for throttle reasons and gaps; per-process
+  VRAM from ROCm's KFD files and DRM fdinfo). Needs no library; the root is configurable.
+* ``pyamdgpuinfo``: libdrm queries.
+* ``amd-smi``: the amdsmi library, else the ``amd-smi`` command (limits, readings).
+* ``rocm-smi``: ``rocm-smi --json``.
 * ``nvml``: NVIDIA GPUs through nvidia-ml-py.
 * ``host``: psutil; system CPU and RAM, and the CPU and RSS of the watched process tree.
+
+For the panels and the thermal guard: ``temperature_headroom(device)`` /
+``closest_to_limit(device)`` say how far each temperature is below its critical limit, and
+``aggregate_devices(devices, in_use)`` gives the totals across the GPUs a run uses.
 
 A value a source cannot give is None and ``sample.missing[field]`` says why; never 0.
 
@@ -46,6 +54,13 @@ from backends.telemetry.core import (
     merge_device_samples,
     validate_interval,
 )
+from backends.telemetry.devices import (
+    DeviceTotals,
+    TemperatureHeadroom,
+    aggregate_devices,
+    closest_to_limit,
+    temperature_headroom,
+)
 from backends.telemetry.model import (
     DeviceSample,
     HostSample,
@@ -63,17 +78,22 @@ __all__ = [
     "MIN_INTERVAL_S",
     "SOURCE_ORDER",
     "DeviceSample",
+    "DeviceTotals",
     "HostSample",
     "Telemetry",
     "TelemetryError",
     "TelemetrySnapshot",
     "TelemetrySummary",
+    "TemperatureHeadroom",
+    "aggregate_devices",
+    "closest_to_limit",
     "device_names_from_builds",
     "match_backend_names",
     "merge_device_samples",
     "snapshot_from_json",
     "snapshot_to_json",
     "summarize",
+    "temperature_headroom",
     "tokens_per_joule",
     "validate_interval",
 ]

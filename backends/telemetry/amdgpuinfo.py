@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from backends.telemetry.model import DeviceSample
-from backends.telemetry.sysfs import normalize_pci
+from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "pyamdgpuinfo"
 
@@ -70,6 +71,7 @@ class PyAmdgpuinfoSource:
     """One GPUInfo per AMD GPU libdrm can open, created once and kept for the whole run."""
 
     name = SOURCE_NAME
+    fills_gaps = True
 
     def __init__(self) -> None:
         dev_root = "/"  # libdrm always opens the real /dev/dri
@@ -84,7 +86,7 @@ class PyAmdgpuinfoSource:
             return
         try:
             count = module.detect_gpus()
-        except Exception as error:  # FileNotFoundError, OSError, RuntimeError from libdrm
+        except Exception as error:  # noqa: BLE001 - FileNotFoundError, OSError, RuntimeError from libdrm
             self.unavailable_reason = _unavailable_reason_for_detect_error(error, dev_root)
             return
         if not count:
@@ -93,7 +95,7 @@ class PyAmdgpuinfoSource:
         for index in range(count):
             try:
                 gpu = module.get_gpu(index)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the library raises its own error types
                 self.unavailable_reason = f"pyamdgpuinfo could not open GPU {index}: {error}"
                 continue
             self.gpus.append(gpu)
@@ -125,7 +127,7 @@ class PyAmdgpuinfoSource:
                 method, convert = _QUERIES[field_name]
                 try:
                     values[field_name] = convert(getattr(gpu, method)())
-                except Exception as error:  # unsupported sensor, kernel bug: wrap every query
+                except Exception as error:  # noqa: BLE001 - unsupported sensor, kernel bug: wrap every query
                     missing[field_name] = f"pyamdgpuinfo {method}() failed: {error}"
             memory = getattr(gpu, "memory_info", None) or {}
             if memory.get("vram_size"):

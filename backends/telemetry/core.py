@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import re
 import threading
 import time
-from typing import Any, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Self
 
-from backends.telemetry.model import DEVICE_MEASUREMENTS, DeviceSample, TelemetrySnapshot
-from backends.telemetry.sysfs import PCI_ADDRESS, normalize_pci
+from backends.telemetry.model import (
+    DEVICE_MEASUREMENTS,
+    DeviceSample,
+    TelemetrySnapshot,
+)
+from backends.telemetry.sysfs_read import PCI_ADDRESS, normalize_pci
 
-SOURCE_ORDER = ("amdgpu-sysfs", "pyamdgpuinfo", "nvml", "host")
-HARDWARE_LIBRARY_SOURCES = ("pyamdgpuinfo", "nvml")
+# On an AMD machine: the driver's sysfs files first (cheap, complete on an MI50), then
+# libdrm, then AMD SMI and rocm-smi, which are asked only for what is still missing.
+SOURCE_ORDER = ("amdgpu-sysfs", "pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml", "host")
+HARDWARE_LIBRARY_SOURCES = ("pyamdgpuinfo", "amd-smi", "rocm-smi", "nvml")
 MIN_INTERVAL_S = 0.05
 MAX_INTERVAL_S = 10.0
 DEFAULT_INTERVAL_S = 0.5
@@ -34,6 +42,14 @@ def _make_source(name: str, sysfs_root: str, proc_root: str) -> Any:
         from backends.telemetry.amdgpuinfo import PyAmdgpuinfoSource
 
         return PyAmdgpuinfoSource()
+    if name == "amd-smi":
+        from backends.telemetry.amd_smi import AmdSmiSource
+
+        return AmdSmiSource()
+    if name == "rocm-smi":
+        from backends.telemetry.rocm_smi import RocmSmiSource
+
+        return RocmSmiSource()
     if name == "nvml":
         from backends.telemetry.nvml import NvmlSource
 
@@ -142,7 +158,8 @@ class Telemetry:
             for name in HARDWARE_LIBRARY_SOURCES:
                 wanted.remove(name)
                 self._unavailable.append(
-                    (name, f"not used with sysfs root {self.sysfs_root}: it reads the real hardware"))
+                    (name, (f"not used with sysfs root {self.sysfs_root}: it reads the real "
+                           "hardware")))
         for item in wanted:
             source = _make_source(item, self.sysfs_root, self.proc_root) if isinstance(item, str) else item
             if getattr(source, "unavailable_reason", None) and not getattr(source, "available", False):
@@ -199,29 +216,32 @@ class Telemetry:
             pids = self.host.tree_pids() if self.host is not None else self._bare_pids
             merged: dict[str, DeviceSample] = {}
             for source in self._device_sources:
-                wanted = None
-                if source.name == "pyamdgpuinfo" and merged:
-                    # Ask libdrm only for what sysfs could not give.
-                    wanted = {pci: [f for f in DEVICE_MEASUREMENTS if getattr(d, f) is None]
-                              for pci, d in merged.items()}
-                    if all(not fields for fields in wanted.values()) and set(wanted) >= set(
-                            getattr(source, "pci_addresses", ())):
-                        continue
-                try:
-                    if wanted is None:
-                        samples = source.sample(pids, at)
-                    else:
-                        samples = source.sample(pids, at, wanted=wanted)
-                except Exception as error:  # a source must never end the stream
-                    self._note_failure(source.name, error)
-                    continue
-                for device in samples:
-                    known = merged.get(device.pci_address)
-                    merged[device.pci_address] = device if known is None else merge_device_samples(known, device)
+                self._sample_source(source, pids, at, merged)
             devices = tuple(sorted(merged.values(), key=lambda d: d.pci_address))
             devices = self._with_backend_names(devices)
             host = self.host.sample(at) if self.host is not None else None
             return TelemetrySnapshot(at=at, devices=devices, host=host)
+
+    def _sample_source(self, source: Any, pids: Sequence[int], at: float,
+                       merged: dict[str, DeviceSample]) -> None:
+        """Merge one source's devices in; a gap-filler is asked only for what is missing."""
+        wanted = None
+        if getattr(source, "fills_gaps", False) and merged:
+            wanted = {pci: [f for f in DEVICE_MEASUREMENTS if getattr(d, f) is None]
+                      for pci, d in merged.items()}
+            known = set(getattr(source, "pci_addresses", ()))
+            if all(not fields for fields in wanted.values()) and known and set(wanted) >= known:
+                return
+        try:
+            samples = source.sample(pids, at) if wanted is None else source.sample(
+                pids, at, wanted=wanted)
+        except Exception as error:  # noqa: BLE001 - a source must never end the stream
+            self._note_failure(source.name, error)
+            return
+        for device in samples:
+            known_device = merged.get(device.pci_address)
+            merged[device.pci_address] = device if known_device is None else (
+                merge_device_samples(known_device, device))
 
     def _note_failure(self, name: str, error: Exception) -> None:
         entry = (name, f"sampling failed: {type(error).__name__}: {error}")
@@ -274,14 +294,12 @@ class Telemetry:
                 return
             self._closed = True
             for source in self._device_sources:
-                try:
+                with contextlib.suppress(Exception):  # closing must never fail the caller
                     source.close()
-                except Exception:
-                    pass
             if self.host is not None:
                 self.host.close()
 
-    def __enter__(self) -> "Telemetry":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,9 +13,11 @@ where those files are absent (not Linux) psutil answers instead, with the same d
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
-from typing import Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from backends.telemetry.model import HostSample
 
@@ -87,10 +89,10 @@ class HostSampler:
     def __init__(self, proc_root: str = "/proc") -> None:
         self.proc_root = proc_root
         self.unavailable_reason: str | None = None
+        self._psutil: Any = None  # psutil ships no type information
         try:
-            import psutil
+            psutil = importlib.import_module("psutil")
         except ImportError:
-            self._psutil = None
             self.unavailable_reason = "psutil is not installed"
             return
         self._psutil = psutil
@@ -100,9 +102,9 @@ class HostSampler:
         self._cpu_ticks = self._read_cpu_ticks()
         if self._cpu_ticks is None:
             psutil.cpu_percent(None)  # start the system-wide interval
-        self._cpu_started_at = time.monotonic()
-        self._roots: dict[int, object] = {}
-        self._tree: dict[int, object] = {}
+        self._cpu_started_at: float | None = time.monotonic()
+        self._roots: dict[int, Any] = {}  # psutil.Process objects
+        self._tree: dict[int, Any] = {}
         self._tree_read_at = -SLOW_TREE_REFRESH_S
         self._children_files: bool | None = None  # does this kernel list children per task?
 
@@ -118,7 +120,7 @@ class HostSampler:
         ticks = self._read_cpu_ticks()
         if ticks is None or self._cpu_ticks is None or len(ticks) != len(self._cpu_ticks):
             self._cpu_ticks = ticks
-            return self._psutil.cpu_percent(None)
+            return float(self._psutil.cpu_percent(None))
         before, self._cpu_ticks = self._cpu_ticks, ticks
         return cpu_busy_percent(before, ticks)
 
@@ -169,7 +171,7 @@ class HostSampler:
             self._refresh_tree()
         return tuple(self._tree)
 
-    def _descendants(self, root: object) -> list[int] | None:
+    def _descendants(self, root: Any) -> list[int] | None:
         """Descendant pids from the kernel's per-task children lists; None if it has none."""
         if self._children_files is False:
             return None
@@ -200,7 +202,7 @@ class HostSampler:
 
     def _refresh_tree(self) -> None:
         psutil = self._psutil
-        alive: dict[int, object] = {}
+        alive: dict[int, Any] = {}
         for pid, root in list(self._roots.items()):
             try:
                 # No is_running() here (it builds a second Process, ~50 µs): a root that has
@@ -236,19 +238,20 @@ class HostSampler:
                                   "ram_used_bytes", "ram_total_bytes")})
         missing: dict[str, str] = {}
         ram_used, ram_total = self._system_memory()
-        cpu = self._system_cpu_percent()
+        cpu: float | None = self._system_cpu_percent()
         if self._cpu_started_at is not None:
             if time.monotonic() - self._cpu_started_at < MIN_CPU_WINDOW_S:
                 cpu = None  # a percentage over a few microseconds says nothing
                 missing["cpu_percent"] = "CPU use needs a second tick"
             self._cpu_started_at = None
-        process_cpu = rss = None
+        process_cpu: float | None = None
+        rss: int | None = None
         pids = self.tree_pids()
         if not self._roots:
             reason = "no benchmark process watched"
             missing["process_cpu_percent"] = missing["process_rss_bytes"] = reason
         else:
-            process_cpu, rss = 0.0, 0
+            cpu_total, rss_total = 0.0, 0
             gone = []
             for pid, process in self._tree.items():
                 try:
@@ -256,15 +259,16 @@ class HostSampler:
                         if process.status() == psutil.STATUS_ZOMBIE:
                             gone.append(pid)  # exited, waiting to be reaped
                             continue
-                        process_cpu += process.cpu_percent(None)
-                        rss += process.memory_info().rss
+                        cpu_total += process.cpu_percent(None)
+                        rss_total += process.memory_info().rss
                 except psutil.Error:
                     gone.append(pid)
             for pid in gone:
                 self._tree.pop(pid, None)
                 self._roots.pop(pid, None)
-            if not self._tree:
-                process_cpu = rss = None
+            if self._tree:
+                process_cpu, rss = cpu_total, rss_total
+            else:
                 reason = "the watched processes have exited"
                 missing["process_cpu_percent"] = missing["process_rss_bytes"] = reason
             pids = tuple(self._tree)

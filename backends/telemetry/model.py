@@ -6,18 +6,22 @@ reason a person can act on. Zero always means a measured zero.
 
 from __future__ import annotations
 
-import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+
+from backends import codec
+from typing import Any
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
 DEVICE_MEASUREMENTS = (
-    "vram_used_bytes", "vram_total_bytes", "gtt_used_bytes",
+    "vram_used_bytes", "vram_total_bytes", "gtt_used_bytes", "gtt_total_bytes",
     "edge_c", "junction_c", "mem_c",
+    "edge_crit_c", "junction_crit_c", "mem_crit_c",
+    "edge_emergency_c", "junction_emergency_c", "mem_emergency_c",
     "power_w", "power_cap_w",
     "gpu_busy_percent", "mem_busy_percent",
-    "sclk_mhz", "mclk_mhz",
+    "sclk_mhz", "mclk_mhz", "fan_rpm",
     "throttle_reasons",
     "process_vram_bytes",
 )
@@ -41,15 +45,27 @@ class DeviceSample:
     vram_used_bytes: int | None = None
     vram_total_bytes: int | None = None
     gtt_used_bytes: int | None = None
+    gtt_total_bytes: int | None = None
+    # Temperatures in degrees Celsius: edge, junction (hotspot) and memory (HBM on an MI50).
     edge_c: float | None = None
     junction_c: float | None = None
     mem_c: float | None = None
+    # Their limits: critical (the firmware throttles hard here; hwmon temp*_crit, amd-smi
+    # "slowdown") and emergency (the ASIC shuts down; temp*_emergency, amd-smi "shutdown").
+    edge_crit_c: float | None = None
+    junction_crit_c: float | None = None
+    mem_crit_c: float | None = None
+    edge_emergency_c: float | None = None
+    junction_emergency_c: float | None = None
+    mem_emergency_c: float | None = None
     power_w: float | None = None
     power_cap_w: float | None = None
     gpu_busy_percent: float | None = None
     mem_busy_percent: float | None = None
     sclk_mhz: float | None = None
     mclk_mhz: float | None = None
+    # None (with a reason) for a board without a fan of its own, such as a passive MI50.
+    fan_rpm: float | None = None
     # Words such as "HBM temperature"; () = not throttling; None = unknown (see missing).
     throttle_reasons: tuple[str, ...] | None = None
     # VRAM held by the watched benchmark processes on this device.
@@ -64,6 +80,18 @@ class DeviceSample:
     def label(self) -> str:
         """Short name for one column: the first backend name, else the PCI address."""
         return self.backend_names[0] if self.backend_names else self.pci_address
+
+
+def device_sample(*, at: float, pci_address: str, name: str, source: str,
+                  values: Mapping[str, float | int | tuple[str, ...] | None],
+                  missing: Mapping[str, str]) -> DeviceSample:
+    """A DeviceSample from measurement name -> value (names from DEVICE_MEASUREMENTS)."""
+    unknown = sorted(set(values) - set(DEVICE_MEASUREMENTS))
+    if unknown:
+        raise ValueError(f"not device measurements: {', '.join(unknown)}")
+    measured: dict[str, Any] = dict(values)
+    return DeviceSample(at=at, pci_address=pci_address, name=name, source=source,
+                        missing=dict(missing), **measured)
 
 
 @dataclass(frozen=True)
@@ -92,53 +120,14 @@ class TelemetrySnapshot:
     host: HostSample | None = None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _dataclass_to_json(obj: Any) -> dict[str, Any]:
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
 def snapshot_to_json(snapshot: TelemetrySnapshot) -> dict[str, Any]:
     """A JSON-ready dict; ``snapshot_from_json`` gives back an equal snapshot."""
-    return {
-        "at": snapshot.at,
-        "devices": [_dataclass_to_json(d) for d in snapshot.devices],
-        "host": _dataclass_to_json(snapshot.host) if snapshot.host else None,
-    }
-
-
-def _device_from_json(data: Mapping[str, Any]) -> DeviceSample:
-    known = {f.name for f in dataclasses.fields(DeviceSample)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["backend_names"] = tuple(values.get("backend_names") or ())
-    if values.get("throttle_reasons") is not None:
-        values["throttle_reasons"] = tuple(values["throttle_reasons"])
-    values["missing"] = dict(values.get("missing") or {})
-    return DeviceSample(**values)
-
-
-def _host_from_json(data: Mapping[str, Any]) -> HostSample:
-    known = {f.name for f in dataclasses.fields(HostSample)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["watched_pids"] = tuple(values.get("watched_pids") or ())
-    values["missing"] = dict(values.get("missing") or {})
-    return HostSample(**values)
+    return dict(codec.to_builtins(snapshot))
 
 
 def snapshot_from_json(data: Mapping[str, Any]) -> TelemetrySnapshot:
     """Inverse of ``snapshot_to_json`` (unknown keys are ignored, for newer journals)."""
-    host = data.get("host")
-    return TelemetrySnapshot(
-        at=float(data["at"]),
-        devices=tuple(_device_from_json(d) for d in data.get("devices") or ()),
-        host=_host_from_json(host) if host else None,
-    )
+    return codec.from_builtins(data, TelemetrySnapshot)
 
 
 @dataclass(frozen=True)
@@ -162,16 +151,15 @@ class TelemetrySummary:
     throttle_reasons: tuple[str, ...]
     peak_process_rss_bytes: int | None
     mean_process_cpu_percent: float | None
+    # Fewest degrees any sensor of any device was below its critical limit (negative: above).
+    least_headroom_c: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _dataclass_to_json(self)
+        return dict(codec.to_builtins(self))
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "TelemetrySummary":
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["throttle_reasons"] = tuple(values.get("throttle_reasons") or ())
-        return cls(**values)
+    def from_json(cls, data: Mapping[str, Any]) -> TelemetrySummary:
+        return codec.from_builtins(data, cls)
 
 
 def _max(values: Iterable[float | int | None]) -> Any:
@@ -213,7 +201,15 @@ def summarize(snapshots: Iterable[TelemetrySnapshot]) -> TelemetrySummary:
         throttle_reasons=tuple(reasons),
         peak_process_rss_bytes=_max(h.process_rss_bytes for h in hosts),
         mean_process_cpu_percent=_mean(h.process_cpu_percent for h in hosts),
+        least_headroom_c=_min_headroom(devices),
     )
+
+
+def _min_headroom(devices: Iterable[DeviceSample]) -> float | None:
+    margins = [crit - value for d in devices for value, crit in (
+        (d.edge_c, d.edge_crit_c), (d.junction_c, d.junction_crit_c), (d.mem_c, d.mem_crit_c))
+        if value is not None and crit is not None]
+    return min(margins) if margins else None
 
 
 def tokens_per_joule(avg_ts: float, mean_power_w: float | None) -> float | None:

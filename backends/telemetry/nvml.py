@@ -6,12 +6,14 @@ limit, memory temperature support) are read once and cached.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from backends.telemetry.model import DeviceSample
-from backends.telemetry.sysfs import normalize_pci
+from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "nvml"
 POWER_LIMIT_REFRESH_S = 30.0  # the enforced limit changes only when an admin sets it
@@ -83,14 +85,14 @@ class NvmlSource:
             return
         try:
             pynvml.nvmlInit()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the library raises its own error types
             self.unavailable_reason = _init_failure_reason(pynvml, error)
             return
         self._nvml = pynvml
         try:
             count = pynvml.nvmlDeviceGetCount()
             self.devices = [_Device(pynvml, i) for i in range(count)]
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the library raises its own error types
             self.unavailable_reason = f"NVML could not list GPUs: {error}"
             self.close()
             return
@@ -108,7 +110,7 @@ class NvmlSource:
     def _call(self, missing: dict[str, str], fields: tuple[str, ...], fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the library raises its own error types
             for field_name in fields:
                 missing[field_name] = f"NVML {fn.__name__} failed: {error}"
             return None
@@ -149,8 +151,7 @@ class NvmlSource:
                           nv.NVML_CLOCK_MEM)
         if mclk is not None:
             values["mclk_mhz"] = float(mclk)
-        reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or getattr(
-            nv, "nvmlDeviceGetCurrentClocksThrottleReasons")
+        reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
         mask = self._call(missing, ("throttle_reasons",), reasons_fn, handle)
         if mask is not None:
             values["throttle_reasons"] = decode_clock_event_reasons(int(mask))
@@ -179,7 +180,7 @@ class NvmlSource:
             if not 0 < number < 200:  # 0 means "not measured" on GPUs without the sensor
                 raise RuntimeError(f"out of range ({number})")
             return number
-        except Exception:
+        except Exception:  # noqa: BLE001 - the library raises its own error types
             device.mem_temp_supported = False  # do not pay for a failing call every tick
             missing["mem_c"] = "this GPU does not report a memory temperature"
             return None
@@ -191,7 +192,7 @@ class NvmlSource:
             try:
                 device.power_limit_w = self._nvml.nvmlDeviceGetEnforcedPowerLimit(device.handle) / 1000.0
                 device.power_limit_reason = None
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the library raises its own error types
                 device.power_limit_w = None
                 device.power_limit_reason = f"NVML nvmlDeviceGetEnforcedPowerLimit failed: {error}"
         if device.power_limit_w is None:
@@ -209,7 +210,7 @@ class NvmlSource:
                 continue
             try:
                 processes = fn(handle)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - the library raises its own error types
                 missing["process_vram_bytes"] = f"NVML {name} failed: {error}"
                 return None
             listed += len(processes)
@@ -229,9 +230,7 @@ class NvmlSource:
 
     def close(self) -> None:
         if self._nvml is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing must never fail the caller
                 self._nvml.nvmlShutdown()
-            except Exception:
-                pass
             self._nvml = None
         self.devices = []

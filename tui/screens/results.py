@@ -28,12 +28,16 @@ if TYPE_CHECKING:
     from profiles.verdict import Recommendation
 
 
-def recommendation_for(state: RunState, model_info: ModelInfo | None = None) -> Recommendation:
-    from profiles.verdict import recommend
+def recommendation_for(state: RunState, model_info: ModelInfo | None = None,
+                       journal: Path | None = None) -> Recommendation:
+    """The run's verdict from the same records the saved profile is made from (its journal)."""
+    from profiles.records import records_from_events
+    from profiles.verdict import recommend_run
 
     # A build the correctness check found suspect or failed counts as unstable.
-    return recommend(state.results_by_build(), state.failures_by_build(), model_info=model_info,
-                     correctness=state.correctness_by_build())
+    records = records_from_events(actions.events_of(state, journal),
+                                  correctness=state.correctness_by_build())
+    return recommend_run(records)
 
 
 def table_rows(state: RunState) -> tuple[list[str], list[tuple[str, ...]]]:
@@ -124,7 +128,8 @@ class ResultsScreen(AppScreen):
         if self.profile is not None and self.profile.recommendation is not None:
             self.recommendation = self.profile.recommendation
         else:
-            self.recommendation = recommendation_for(state)
+            self.recommendation = recommendation_for(
+                state, journal=self.app.journal)  # type: ignore[attr-defined]
         rec = self.recommendation
         self._launchable = None
         with self.app.batch_update():
@@ -140,7 +145,7 @@ class ResultsScreen(AppScreen):
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
-                    x.at for x in rec.crossovers if x.phase == kind and x.axis == "depth"))
+                    x.at_depth for x in rec.crossovers if x.phase == kind and x.at_depth is not None))
             table = self.query_one("#results-table", DataTable)
             table.clear(columns=True)
             columns, rows = table_rows(state)

@@ -27,6 +27,9 @@ class Reading:
     power_cap_w: float = math.nan
     busy_percent: float = math.nan
     throttle_reasons: tuple[str, ...] = ()
+    fan_rpm: float = math.nan
+    has_fan_reading: bool = False  # the device says something about its fan (a value or why not)
+    limit_note: str = ""  # the temperature closest to its critical limit, in words
     host_cpu_percent: float = math.nan
     host_ram_used: float = math.nan
     host_ram_total: float = math.nan
@@ -56,6 +59,19 @@ def _num(value: Any) -> float:
         return math.nan
 
 
+def _limit_note(device: Any) -> str:
+    """``junction 32° below crit`` for the sensor with the least room, "" without limits."""
+    margins = []
+    for sensor, word in (("edge", "edge"), ("junction", "junction"), ("mem", "mem")):
+        value, crit = _num(_get(device, f"{sensor}_c")), _num(_get(device, f"{sensor}_crit_c"))
+        if not (math.isnan(value) or math.isnan(crit)):
+            margins.append((crit - value, word))
+    if not margins:
+        return ""
+    margin, word = min(margins)
+    return f"{word} {margin:.0f}° below crit" if margin > 0 else f"{word} AT CRIT"
+
+
 def reading_from(sample: Any) -> Reading:
     """Flatten a telemetry snapshot (object or its JSON dict); missing sensors stay NaN."""
     devices = _get(sample, "devices", "gpus") or ()
@@ -76,6 +92,10 @@ def reading_from(sample: Any) -> Reading:
         power_cap_w=_num(_get(device, "power_cap_w", "power_limit_w")),
         busy_percent=_num(_get(device, "gpu_busy_percent", "busy_percent", "load_percent")),
         throttle_reasons=tuple(str(r) for r in reasons),
+        fan_rpm=_num(_get(device, "fan_rpm")),
+        has_fan_reading=_get(device, "fan_rpm") is not None
+        or "fan_rpm" in (_get(device, "missing") or {}),
+        limit_note=_limit_note(device) if devices else "",
         host_cpu_percent=_num(_get(host, "cpu_percent")),
         host_ram_used=_num(_get(host, "ram_used_bytes", "memory_used_bytes", "ram_used")),
         host_ram_total=_num(_get(host, "ram_total_bytes", "memory_total_bytes", "ram_total")),
@@ -103,8 +123,12 @@ def summary_line(reading: Reading | None, show_host: bool) -> str:
     if not math.isnan(reading.power_w):
         cap = "" if math.isnan(reading.power_cap_w) else f"/{reading.power_cap_w:.0f}"
         parts.append(f"power {reading.power_w:.0f}{cap} W")
+    if reading.limit_note:
+        parts.append(reading.limit_note)
     if not math.isnan(reading.busy_percent):
         parts.append(f"busy {reading.busy_percent:.0f}%")
+    if reading.has_fan_reading:  # '-' for a board without a fan of its own (a passive MI50)
+        parts.append(f"fan {_fmt(reading.fan_rpm, ' rpm')}")
     if show_host or math.isnan(reading.vram_total):
         if not math.isnan(reading.host_cpu_percent):
             parts.append(f"host CPU {reading.host_cpu_percent:.0f}%")

@@ -1,0 +1,34 @@
+"""Sweeps: the grid, the plan, the llama-bench processes, the journal and the runner.
+
+    spec.py      SweepSpec, presets, SweepError
+    argv.py      llama-bench argument lists for a contender
+    plan.py      pure scheduling: chunks, ABBA order, granularity, time-outs
+    adaptive.py  when a point's comparison is decided (log-ratio, tie band, outliers)
+    records.py   llama-bench's result and progress lines, read strictly; failures
+    bench.py     llama-bench processes on the process driver (backends.tool)
+    guard.py     the thermal guard
+    journal.py   the run journal (one writer, repair, read with line numbers, run ids)
+    runs.py      listing runs
+    runner.py    the Sweep and run_sweep
+    resume.py    resume
+"""
+
+from backends.sweep.argv import BenchBuild, bench_argv, has_flag
+from backends.sweep.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalError, JournalRead,
+                                    finished_points, new_run_dir, read_journal)
+from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy, chunk_points,
+                                 choose_granularity, grid_prefix, resolve_auto_ncmoe, schedule)
+from backends.sweep.resume import resume
+from backends.sweep.runner import SweepControl, run_sweep
+from backends.sweep.runs import RunSummary, list_runs, summarize_run
+from backends.sweep.spec import (CACHE_TYPES, LONG_CONTEXT_DEPTH, PRESET_DESCRIPTIONS, PRESETS,
+                                 SweepError, SweepSpec, parse_int_list, preset)
+
+__all__ = [
+    "BenchBuild", "CACHE_TYPES", "DEFAULT_GRANULARITY", "GRANULARITIES", "JOURNAL_NAME", "Journal",
+    "JournalBusy", "JournalError", "JournalRead", "LONG_CONTEXT_DEPTH", "PRESETS",
+    "PRESET_DESCRIPTIONS", "RunSummary", "SweepControl", "SweepError", "SweepSpec",
+    "TimeoutPolicy", "bench_argv", "choose_granularity", "chunk_points", "finished_points",
+    "grid_prefix", "has_flag", "list_runs", "new_run_dir", "parse_int_list", "preset",
+    "read_journal", "resolve_auto_ncmoe", "resume", "run_sweep", "schedule", "summarize_run",
+]

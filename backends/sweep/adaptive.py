@@ -1,0 +1,108 @@
+"""When to stop measuring a test point: the gap between contenders on the log scale.
+
+The statistics are the verdict's own (``backends.stats``), applied while measuring:
+speeds are compared as ratios of geometric means of the counted repetitions; a
+repetition far below its siblings (a starved run on a busy machine) is set aside and
+named; the uncertainty of a point is one run's wobble (repetitions run back to back share
+the machine's state, so it is not shrunk by sqrt(n)). A point is
+
+* *decided* when the leader's lead is beyond the tie band and either significant or
+  separated (every repetition beyond every other by more than either group is wide);
+* a *tie* when the whole interval of the log-ratio lies inside the tie band;
+* *open* otherwise: it gets another block of repetitions, until the cap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from backends import stats
+
+
+@dataclass(frozen=True)
+class Gap:
+    """``a`` against ``b`` at one point: log-ratio (> 0: a faster), p-value, interval."""
+
+    log_ratio: float
+    p_value: float | None  # None: one repetition on a side
+    low: float | None
+    high: float | None
+    separated: bool
+    outliers: int  # repetitions set aside on either side
+
+    @property
+    def ratio(self) -> float:
+        return math.exp(self.log_ratio)
+
+
+def kept(values: Sequence[float]) -> tuple[list[float], int]:
+    """The repetitions that count and how many were set aside as starved."""
+    good = [v for v in values if v > 0 and math.isfinite(v)]
+    dropped = set(stats.starved(good))
+    return [v for i, v in enumerate(good) if i not in dropped], len(dropped)
+
+
+def compare(a_values: Sequence[float], b_values: Sequence[float],
+            tie_fraction: float = stats.TIE_FRACTION) -> Gap | None:
+    """The gap between two contenders' repetitions; None when a side has none."""
+    (a, a_out), (b, b_out) = kept(a_values), kept(b_values)
+    if not a or not b:
+        return None
+    (ma, sa), (mb, sb) = stats.log_moments(a), stats.log_moments(b)
+    log_ratio = ma - mb
+    fast, slow = (a, b) if log_ratio > 0 else (b, a)
+    gap_separated = stats.separated(fast, slow, tie_fraction)
+    if len(a) < 2 or len(b) < 2:
+        return Gap(log_ratio, None, None, None, gap_separated, a_out + b_out)
+    p = stats.run_p_value(log_ratio, sa, len(a), sb, len(b))
+    half = stats.t_quantile(stats.run_df(sa, len(a), sb, len(b))) * math.hypot(sa, sb)
+    return Gap(log_ratio, p, log_ratio - half, log_ratio + half, gap_separated, a_out + b_out)
+
+
+def judge(gap: Gap | None, tie_fraction: float = stats.TIE_FRACTION,
+          alpha: float = stats.ALPHA) -> str:
+    """``a``, ``b`` (who leads), ``tie`` or ``open`` for one gap."""
+    if gap is None:
+        return "open"
+    band = math.log1p(tie_fraction)
+    leader = "a" if gap.log_ratio > 0 else "b"
+    if abs(gap.log_ratio) > band and (gap.separated or (gap.p_value is not None and gap.p_value < alpha)):
+        return leader
+    if gap.low is not None and gap.high is not None and -band <= gap.low and gap.high <= band:
+        return "tie"
+    return "open"
+
+
+@dataclass(frozen=True)
+class PointOutcome:
+    outcome: str  # decided | tie | open | fixed | failed
+    leader: str | None
+    reason: str
+
+
+def decide(samples: Mapping[str, Sequence[float]], cap: int,
+           tie_fraction: float = stats.TIE_FRACTION) -> PointOutcome:
+    """Whether the point needs more repetitions: the fastest against every other contender."""
+    least = min((len(v) for v in samples.values()), default=0)
+    ranked = sorted(samples, key=lambda n: _log_mean(samples[n]), reverse=True)
+    if len(ranked) < 2:
+        return PointOutcome("decided", ranked[0] if ranked else None, f"one contender, {least} runs")
+    leader = ranked[0]
+    gaps = [compare(samples[leader], samples[other], tie_fraction) for other in ranked[1:]]
+    verdicts = [judge(g, tie_fraction) for g in gaps]
+    outliers = sum(g.outliers for g in gaps if g is not None)
+    note = f" ({outliers} starved repetition{'s' if outliers != 1 else ''} set aside)" if outliers else ""
+    if all(v == "a" for v in verdicts):
+        return PointOutcome("decided", leader, f"decided after {least}{note}")
+    if all(v in ("a", "tie") for v in verdicts):
+        return PointOutcome("tie", None, f"tie after {least}{note}")
+    if least >= cap:
+        return PointOutcome("open", None, f"cap {cap}: still open{note}")
+    return PointOutcome("open", None, f"open after {least}{note}")
+
+
+def _log_mean(values: Sequence[float]) -> float:
+    good, _ = kept(values)
+    return stats.log_moments(good)[0] if good else -math.inf

@@ -1,0 +1,97 @@
+"""llama-bench argument lists for a contender and a group of test points (never a shell string).
+
+Flags are mapped onto what that build's version of llama-bench supports: newer builds
+replaced ``-mmp 0|1`` with ``-lm/--load-mode``; depths (``-d``) and ``-ncmoe`` exist only
+in newer ones. A flag the build lacks is a SweepError before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+from collections.abc import Iterable, Mapping, Sequence
+
+from backends.events import TestPoint
+from backends.sweep.spec import SweepError, SweepSpec
+
+
+class BenchBuild(Protocol):
+    """What argv building needs from a contender (backends.builds.BuildInfo satisfies it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def bench(self) -> Path | None: ...
+    @property
+    def flags(self) -> frozenset[str]: ...
+    @property
+    def env(self) -> Mapping[str, str]: ...
+    def contender_args(self) -> list[str]: ...
+
+
+def has_flag(build: BenchBuild, *names: str) -> bool:
+    return any(name in build.flags for name in names)
+
+
+def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
+               points: Sequence[TestPoint] | TestPoint, repetitions: int | None = None) -> list[str]:
+    """The llama-bench argument list that runs ``points`` (all of one grid) on ``build``.
+
+    Several points go into one process only when they form a grid (prompts x gens x depths),
+    which is how the runner groups them (``backends.sweep.plan.grid_prefix``).
+    ``repetitions`` is the count asked of llama-bench (default: the spec's).
+    """
+    if isinstance(points, TestPoint):
+        points = (points,)
+    if build.bench is None:
+        raise SweepError(f"build {build.name!r} has no llama-bench")
+    # In the points' own order: llama-bench runs depth by depth, prompts then generations,
+    # each in the order given, which is the order of SweepSpec.points().
+    prompts = list(dict.fromkeys(p.n_prompt for p in points if p.kind == "pp"))
+    gens = list(dict.fromkeys(p.n_gen for p in points if p.kind == "tg"))
+    depths = list(dict.fromkeys(p.depth for p in points))
+    argv = [str(build.bench), "-m", str(model),
+            "-p", _join(prompts or [0]), "-n", _join(gens or [0])]
+    if any(depths):
+        if not has_flag(build, "-d", "--n-depth"):
+            raise SweepError(f"build {build.name!r} is too old for depths (-d): use depth 0 only")
+        argv += ["-d", _join(depths)]
+    argv += ["-r", str(repetitions or spec.repetitions), "-o", "jsonl"]
+    if has_flag(build, "--progress"):
+        argv.append("--progress")
+    argv += _setting_args(build, spec)
+    argv += build.contender_args()
+    argv += list(spec.extra_args)
+    return argv
+
+
+def _setting_args(build: BenchBuild, spec: SweepSpec) -> list[str]:
+    argv: list[str] = []
+    if spec.flash_attn is not None:
+        argv += ["-fa", "1" if spec.flash_attn else "0"]
+    argv += ["-ctk", spec.type_k, "-ctv", spec.type_v]
+    if spec.n_gpu_layers is not None:
+        argv += ["-ngl", str(spec.n_gpu_layers)]
+    if spec.n_cpu_moe:
+        if not has_flag(build, "-ncmoe", "--n-cpu-moe"):
+            raise SweepError(f"build {build.name!r} has no -ncmoe: it cannot split MoE experts")
+        argv += ["-ncmoe", str(spec.n_cpu_moe)]
+    if spec.mmap is not None:
+        argv += _load_mode_args(build, spec.mmap)
+    for flag, value in (("-t", spec.threads), ("-b", spec.batch), ("-ub", spec.ubatch)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _load_mode_args(build: BenchBuild, mmap: bool) -> list[str]:
+    # Newer builds replaced -mmp 0|1 with -lm/--load-mode none|mmap.
+    if has_flag(build, "-lm", "--load-mode"):
+        return ["-lm", "mmap" if mmap else "none"]
+    if has_flag(build, "-mmp", "--mmap"):
+        return ["-mmp", "1" if mmap else "0"]
+    raise SweepError(f"build {build.name!r} has neither -lm nor -mmp: cannot set the load mode")
+
+
+def _join(values: Iterable[int]) -> str:
+    return ",".join(str(v) for v in values)

@@ -1,0 +1,167 @@
+"""The thermal guard: before every block, wait until the GPU is back near its idle state.
+
+A passively cooled card (an MI50 in a home server) heats up during a sweep, throttles and
+slows down, and whichever contender runs second looks slower. Before the sweep the guard
+takes a baseline (temperatures and power at idle); before each block it waits until every
+temperature the card reports (edge, junction, memory) is within TEMP_MARGIN_C of its
+baseline (or under ``--max-temp`` when given; never closer than CRIT_MARGIN_C to the
+card's critical limit), the card no longer throttles, and
+power is near idle, at most ``max_wait_s``. It waits on telemetry samples as they
+arrive, never on a fixed delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+
+from backends.telemetry import DeviceSample, TelemetrySnapshot
+
+TEMP_MARGIN_C = 5.0
+CRIT_MARGIN_C = 15.0
+POWER_MARGIN = 1.3  # idle power x this, plus POWER_SLACK_W
+POWER_SLACK_W = 15.0
+AUTO_MAX_WAIT_S = 120.0
+BASELINE_SAMPLES = 3
+SENSORS = ("edge_c", "junction_c", "mem_c")
+SENSOR_NAMES = {"edge_c": "edge", "junction_c": "junction", "mem_c": "memory"}
+
+
+@dataclass(frozen=True)
+class Reading:
+    device: str
+    sensor: str  # edge | junction | memory | power
+    value: float
+    target: float
+
+    @property
+    def label(self) -> str:
+        return self.sensor if self.device == "" else f"{self.device} {self.sensor}"
+
+
+def _crit(device: DeviceSample, sensor: str) -> float | None:
+    value = getattr(device, sensor.replace("_c", "_crit_c"), None)
+    return value if isinstance(value, (int, float)) else None
+
+
+class ThermalGuard:
+    """Waits for the cards in use to cool down; ``latest`` gives the newest snapshot and
+    ``arrived`` is set by whoever receives one."""
+
+    def __init__(self, cooldown: str, max_temp: float | None, devices: Iterable[str] = ()) -> None:
+        self.enabled = cooldown != "off"
+        self.max_wait_s = AUTO_MAX_WAIT_S if cooldown in ("auto", "off") else float(cooldown)
+        self.max_temp = max_temp
+        self.devices = set(devices)  # llama.cpp names of the devices in use; empty: all
+        self.baseline: dict[tuple[str, str], float] = {}
+        self.latest: TelemetrySnapshot | None = None
+        self.arrived = asyncio.Event()
+        self._seen: list[TelemetrySnapshot] = []
+        self.idle_throttling: set[str] = set()
+
+    def offer(self, snapshot: TelemetrySnapshot) -> None:
+        """A new telemetry snapshot (called for every tick of the run's telemetry)."""
+        self.latest = snapshot
+        if len(self._seen) < BASELINE_SAMPLES:
+            self._seen.append(snapshot)
+        self.arrived.set()
+
+    def _in_use(self, snapshot: TelemetrySnapshot) -> list[DeviceSample]:
+        chosen = [d for d in snapshot.devices
+                  if not self.devices or self.devices & set(d.backend_names)]
+        return chosen or list(snapshot.devices)
+
+    async def take_baseline(self, timeout: float = 10.0) -> str | None:
+        """Idle readings from the first snapshots; a line saying why the guard cannot run."""
+        if not self.enabled:
+            return None
+        deadline = time.monotonic() + timeout
+        while len(self._seen) < BASELINE_SAMPLES and time.monotonic() < deadline:
+            if self._seen and not any(self._in_use(s) for s in self._seen):
+                break  # no GPU in the telemetry: nothing to wait for
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                break
+        values: dict[tuple[str, str], list[float]] = {}
+        for snapshot in self._seen:
+            for device in self._in_use(snapshot):
+                for sensor in (*SENSORS, "power_w"):
+                    value = getattr(device, sensor)
+                    if value is not None:
+                        values.setdefault((device.label, sensor), []).append(float(value))
+        self.baseline = {key: statistics.median(v) for key, v in values.items()}
+        if not any(sensor in SENSORS for _, sensor in self.baseline):
+            self.enabled = False
+            return "thermal guard off: no GPU temperature telemetry on this machine"
+        idle = {d.label: d.throttle_reasons for s in self._seen for d in self._in_use(s)
+                if d.throttle_reasons}
+        self.idle_throttling = set(idle)
+        if idle:
+            words = "; ".join(f"{name}: {', '.join(reasons or ())}" for name, reasons in idle.items())
+            return f"the card throttles at idle ({words}): the guard does not wait for that"
+        return None
+
+    def readings(self) -> list[Reading]:
+        """Each watched sensor's value now and the value it must come down to."""
+        if self.latest is None:
+            return []
+        found = []
+        for device in self._in_use(self.latest):
+            for sensor in SENSORS:
+                value, base = getattr(device, sensor), self.baseline.get((device.label, sensor))
+                if value is None or base is None:
+                    continue
+                found.append(Reading(device.label, SENSOR_NAMES[sensor], float(value),
+                                     self._target(device, sensor, base)))
+            # A card that still throttles is not cool, whatever its sensors read (unless it
+            # throttled at idle already: then waiting would not help).
+            if device.label not in self.idle_throttling:
+                found.append(Reading(device.label, "throttling", float(bool(device.throttle_reasons)), 0.0))
+            power, idle = device.power_w, self.baseline.get((device.label, "power_w"))
+            if power is not None and idle is not None:
+                found.append(Reading(device.label, "power", float(power), idle * POWER_MARGIN + POWER_SLACK_W))
+        return found
+
+    def _target(self, device: DeviceSample, sensor: str, base: float) -> float:
+        """Near the idle baseline, or under ``max_temp`` when the user gave one; never
+        closer than CRIT_MARGIN_C to the card's critical limit."""
+        target = self.max_temp if self.max_temp is not None else base + TEMP_MARGIN_C
+        crit = _crit(device, sensor)
+        return min(target, crit - CRIT_MARGIN_C) if crit is not None else target
+
+    def hot(self) -> list[Reading]:
+        return [r for r in self.readings() if r.value > r.target]
+
+    async def wait_until_cool(self, on_start: Callable[[list[Reading]], None]) -> tuple[float, bool, list[Reading], list[Reading]] | None:
+        """Wait while any sensor is above its target; None when nothing was hot. Returns
+        (seconds waited, whether it cooled, readings at the start, readings at the end)."""
+        if not self.enabled or not self.baseline:
+            return None
+        first = self.hot()
+        if not first:
+            return None
+        on_start(first)
+        began = time.monotonic()
+        while self.hot():
+            left = self.max_wait_s - (time.monotonic() - began)
+            if left <= 0:
+                break
+            self.arrived.clear()
+            try:
+                await asyncio.wait_for(self.arrived.wait(), left)
+            except TimeoutError:
+                break
+        last = {(r.device, r.sensor): r for r in self.readings()}
+        ends = [last.get((r.device, r.sensor), r) for r in first]
+        return time.monotonic() - began, not self.hot(), first, ends
+
+
+def reading_pairs(first: list[Reading], last: list[Reading]) -> dict[str, tuple[float, float]]:
+    """``{"junction": (78.0, 62.0)}`` for the journal (device named when there are several)."""
+    several = len({r.device for r in first}) > 1
+    return {(r.label if several else r.sensor): (r.value, e.value) for r, e in zip(first, last)}

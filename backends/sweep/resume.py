@@ -1,0 +1,45 @@
+"""Continue an interrupted sweep from its journal without redoing finished points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from collections.abc import AsyncGenerator, Sequence
+
+from backends.builds import BuildInfo, probe_build
+from backends.events import PointDecided, PointFailed, SweepStarted
+from backends.sweep.journal import JOURNAL_NAME, RunEvent, read_journal
+from backends.sweep.runner import run_sweep
+from backends.sweep.spec import SweepError, SweepSpec
+
+
+def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
+           retry_failed: bool = False, **options: Any) -> AsyncGenerator[RunEvent, None]:
+    """The rest of the run in ``run_dir``: points already decided are kept, points part-way
+    through carry their blocks over, and (with ``retry_failed``) failed points run again.
+
+    Contenders are probed again from the paths the journal recorded unless given.
+    """
+    run_dir = Path(run_dir)
+    journal_path = run_dir / JOURNAL_NAME
+    if not journal_path.is_file():
+        raise SweepError(f"no journal in {run_dir}")
+    journal = read_journal(journal_path)
+    starts = [e for e in journal if isinstance(e, SweepStarted)]
+    if not starts:
+        raise SweepError(f"{journal_path} has no sweep start: not a llamaduel run journal")
+    first = starts[0]
+    spec = SweepSpec.from_json(starts[-1].spec)
+    if builds is None:
+        builds = [probe_build(Path(first.build_paths[name]), name).as_contender(
+            first.contenders.get(name, {})) for name in first.builds]
+    history = list(journal)
+    if retry_failed:
+        # A point with a failure is open again: its failures and its decision are dropped,
+        # the blocks that did measure are kept.
+        failed = {e.point.key for e in history if isinstance(e, PointFailed)}
+        history = [e for e in history if not isinstance(e, PointFailed)
+                   and not (isinstance(e, PointDecided) and e.point.key in failed)]
+    return run_sweep(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
+                     history=history, **options)
+

@@ -1,0 +1,525 @@
+"""Run a sweep: contenders take turns on llama-bench, every event journalled before it is seen.
+
+``run_sweep`` yields the events of ``backends.events`` as they happen. A ``Sweep`` measures
+in rounds: the first round gives every point its first block of repetitions; with
+adaptive repetitions (``-r auto``) each later round adds a block to the points whose
+comparison is still open, until it is decided or the cap is reached. Within a round the
+granularity (``backends.sweep.plan``) maps points onto processes, contenders alternate
+ABBA, the thermal guard waits before every block, and a block measured while the GPU
+throttled is measured once more after cooling. Contenders that share a GPU take turns;
+``parallel=True`` runs contenders on different devices at once.
+
+Cancelling the iterator (or the task consuming it) kills every child process group; none
+is ever left running. A journal that cannot be written stops the sweep (its children
+killed) with one line saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+
+from backends.builds import BuildInfo
+from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
+                             SweepFinished, SweepNote, SweepStarted, TelemetryRecorded, TestPoint)
+from backends.models import ModelInfo, read_model
+from backends.paths import runs_root as default_runs_root
+from backends.rpc import LocalRpcServer, RpcError, describe_rpc_failure
+from backends.sweep import adaptive
+from backends.sweep.argv import bench_argv
+from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
+from backends.sweep.guard import ThermalGuard, reading_pairs
+from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, RunEvent, new_run_dir
+from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
+                                 choose_granularity, chunk_points, free_vram_bytes,
+                                 resident_fits, resolve_auto_ncmoe, schedule, split_into_grids,
+                                 turn_order)
+from backends.sweep.spec import SweepError, SweepSpec
+from backends.telemetry import Telemetry, TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
+
+EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
+_DONE = object()
+
+
+class SweepControl:
+    """Pause between test points and resume; cancel by cancelling the consuming task."""
+
+    def __init__(self) -> None:
+        self._running = asyncio.Event()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
+
+    async def wait_running(self) -> None:
+        await self._running.wait()
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    interleave: bool = True
+    parallel: bool = False
+    granularity: str = DEFAULT_GRANULARITY
+    telemetry_interval: float = 0.5
+    check: dict[str, Any] | None = None  # run the correctness check first, with these options
+
+
+@dataclass
+class _Blocks:
+    """The blocks measured so far for one contender at one point."""
+
+    samples: list[tuple[float, ...]] = field(default_factory=list)
+    throttled: list[bool] = field(default_factory=list)
+
+    def counted(self) -> list[float]:
+        """Samples of the blocks that did not throttle, or of all when every one did."""
+        clean = [s for s, hot in zip(self.samples, self.throttled) if not hot]
+        chosen = clean if clean else self.samples
+        return [v for block in chosen for v in block]
+
+
+class Sweep:
+    """One sweep's state and its steps; ``events()`` runs it."""
+
+    def __init__(self, contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec, *,
+                 run_dir: Path, run_id: str, journal: Journal, telemetry: Telemetry | None,
+                 options: SweepOptions, control: SweepControl, timeouts: TimeoutPolicy,
+                 history: Sequence[Any] = (), notes: Sequence[str] = ()) -> None:
+        self.contenders, self.model, self.spec = list(contenders), model, spec
+        self.by_name = {c.name: c for c in self.contenders}
+        self.run_dir, self.run_id, self.journal = run_dir, run_id, journal
+        self.telemetry, self.options, self.control = telemetry, options, control
+        self.points = spec.points()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.blocks: dict[tuple[str, str], _Blocks] = {}
+        self.failed: dict[tuple[str, str], str] = {}
+        self.settled: set[str] = set()  # point keys with a PointDecided
+        self.retried: set[tuple[str, str]] = set()
+        self.counts = {"results": 0, "failures": 0}
+        self.snapshots: deque[TelemetrySnapshot] = deque(maxlen=20000)
+        self.guard = ThermalGuard(spec.cooldown, spec.max_temp,
+                                  {d.name for c in contenders for d in c.devices})
+        self.chosen = options.granularity
+        self._handover: dict[str, ResidentBench] = {}  # resident processes auto kept loaded
+        self.this_round: set[tuple[str, str]] = set()  # measured (or failed) in this round
+        self.notes = list(notes)
+        self.started = False
+        self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch)
+        self._replay(history)
+
+    # --- events in, events out ------------------------------------------------------------
+
+    def _replay(self, history: Sequence[Any]) -> None:
+        """Take over what an interrupted run of this journal had measured."""
+        for event in history:
+            self._record(event)
+
+    def _record(self, event: Any) -> None:
+        if isinstance(event, ResultReceived):
+            blocks = self.blocks.setdefault((event.build, event.result.point.key), _Blocks())
+            blocks.samples.append(event.result.samples_ts)
+            blocks.throttled.append(event.throttled)
+            self.this_round.add((event.build, event.result.point.key))
+            self.counts["results"] += 1
+        elif isinstance(event, PointFailed):
+            self.failed[(event.build, event.point.key)] = event.reason
+            self.this_round.add((event.build, event.point.key))
+            self.counts["failures"] += 1
+        elif isinstance(event, PointDecided):
+            self.settled.add(event.point.key)
+
+    def emit(self, event: Any) -> None:
+        """Journal first, then count and hand on; JournalError stops the sweep."""
+        if isinstance(event, PointFailed):
+            event = self._explain(event)
+        self.journal.append(event)
+        self._record(event)
+        self.queue.put_nowait(event)
+
+    def _explain(self, failure: PointFailed) -> PointFailed:
+        """Name the RPC server that went away when a contender's point failed with it."""
+        contender = self.by_name.get(failure.build)
+        if contender is None or not contender.rpc:
+            return failure
+        reason = describe_rpc_failure(contender.rpc, failure.reason)
+        return failure if reason is None else dataclasses.replace(failure, reason=reason)
+
+    def summary(self, start: float, end: float, result: Any) -> dict[str, Any] | None:
+        """Telemetry of a block: the ticks during it, or for a block shorter than a tick,
+        the tick just before it ended."""
+        window = [s for s in self.snapshots if start <= s.at <= end]
+        if not window:
+            recent = [s for s in self.snapshots
+                      if s.at <= end and end - s.at <= 2 * self.options.telemetry_interval]
+            window = recent[-1:]
+        if not window:
+            return None
+        data: dict[str, Any] = summarize(window).to_json()
+        data["tokens_per_joule"] = tokens_per_joule(result.avg_ts, data.get("mean_power_w"))
+        return data
+
+    def watch(self, pid: int) -> None:
+        if self.telemetry is not None:
+            with contextlib.suppress(Exception):
+                self.telemetry.watch_pids([pid])
+
+    # --- the run ----------------------------------------------------------------------------
+
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
+        groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
+        helpers = [asyncio.create_task(self._record_telemetry())] if self.telemetry else []
+        producer = asyncio.create_task(self._produce(groups))
+        finished = False
+        try:
+            while (item := await self.queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+            await _cancel(helpers)
+            while not self.queue.empty():  # telemetry that arrived while stopping
+                yield self.queue.get_nowait()
+            final = SweepFinished(run_id=self.run_id, results=self.counts["results"],
+                                  failures=self.counts["failures"], at=time.time())
+            self.journal.append(final)
+            finished = True
+            yield final
+        except JournalError as error:
+            finished = True
+            yield SweepFinished(run_id=self.run_id, results=self.counts["results"],
+                                failures=self.counts["failures"], cancelled=True, at=time.time(),
+                                problem=f"{error}; the sweep stopped, results so far are in {self.run_dir}")
+        finally:
+            # Each step's own finally kills its llama-bench group; wait until they have.
+            await _cancel([producer, *helpers])
+            if not finished:
+                with contextlib.suppress(JournalError):
+                    self.journal.append(SweepFinished(
+                        run_id=self.run_id, results=self.counts["results"],
+                        failures=self.counts["failures"], cancelled=True, at=time.time()))
+            self.journal.close()
+
+    async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
+        try:
+            await self._start()
+            await asyncio.gather(*(self._measure_group(group) for group in groups))
+        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+            self.queue.put_nowait(error)
+            raise
+        self.queue.put_nowait(_DONE)
+
+    async def _start(self) -> None:
+        if self.telemetry is None:
+            if self.spec.cooldown != "off":
+                self.notes.append("thermal guard off: no telemetry attached")
+            self.guard.enabled = False
+        elif note := await self.guard.take_baseline():
+            self.notes.append(note)
+        self.started = True
+        self.emit(SweepStarted(
+            run_id=self.run_id, run_dir=str(self.run_dir), model=str(self.model.path),
+            builds=tuple(c.name for c in self.contenders), points=self.points,
+            spec=self.spec.to_json(), build_paths={c.name: str(c.folder) for c in self.contenders},
+            notes=tuple(self.notes), resumed=bool(self.blocks or self.failed or self.settled),
+            at=time.time(), contenders={c.name: c.contender_json() for c in self.contenders}))
+        if self.options.check is not None:
+            await self._check_first()
+
+    async def _check_first(self) -> None:
+        from backends.correctness import CheckInputError, run_check
+
+        checkable = [c for c in self.contenders if c.perplexity is not None]
+        if len(checkable) < 1:
+            self.emit(SweepNote("correctness check skipped: no build has llama-perplexity", time.time()))
+            return
+        try:
+            async for event in run_check(checkable, self.model.path, **(self.options.check or {})):
+                self.emit(event)
+        except CheckInputError as error:
+            self.emit(SweepNote(f"correctness check not run: {error}", time.time()))
+
+    async def _record_telemetry(self) -> None:
+        assert self.telemetry is not None
+        async for snapshot in self.telemetry.stream(self.options.telemetry_interval):
+            self.snapshots.append(snapshot)
+            self.guard.offer(snapshot)
+            if self.started:  # the journal begins with the start, the baseline before it
+                self.emit(TelemetryRecorded(sample=snapshot_to_json(snapshot), at=snapshot.at))
+
+    # --- rounds -------------------------------------------------------------------------------
+
+    async def _measure_group(self, group: Sequence[BuildInfo]) -> None:
+        todo = [p for p in self.points if p.key not in self.settled]
+        round_number = 0
+        while todo:
+            first = round_number == 0
+            repetitions = self.spec.repetitions if first else EXTRA_BLOCK
+            self.this_round.clear()
+            await self._round(group, todo, round_number, repetitions)
+            await self._remeasure_throttled(group, todo, repetitions)
+            todo = [p for p in todo if not self._settle(group, p)]
+            round_number += 1
+
+    def _needs(self, contender: BuildInfo, point: TestPoint) -> bool:
+        """Whether ``contender`` measures ``point`` in this round."""
+        return (contender.name, point.key) not in self.this_round and self._can_add(contender, point)
+
+    def _can_add(self, contender: BuildInfo, point: TestPoint) -> bool:
+        """Whether ``point`` may get more repetitions from ``contender`` (not failed, under the cap)."""
+        key = (contender.name, point.key)
+        if key in self.failed:
+            return False
+        have = len(self.blocks[key].counted()) if key in self.blocks else 0
+        limit = self.spec.max_repetitions if self.spec.adaptive else self.spec.repetitions
+        return have < limit
+
+    def _block(self, contender: BuildInfo, points: tuple[TestPoint, ...], repetitions: int) -> Block:
+        blocks = [self.blocks.get((contender.name, p.key)) for p in points]
+        index = max((len(b.samples) for b in blocks if b), default=0)
+        have = max((len(b.counted()) for b in blocks if b), default=0)
+        if self.spec.adaptive and index:
+            repetitions = max(1, min(repetitions, self.spec.max_repetitions - have))
+        return Block(points, repetitions, index)
+
+    async def _round(self, group: Sequence[BuildInfo], todo: list[TestPoint], round_number: int,
+                     repetitions: int) -> None:
+        if self.chosen == "auto":
+            await self._choose_granularity(group, todo, repetitions)
+        if self.chosen == "resident":
+            await self._resident_round(group, todo, round_number, repetitions)
+            return
+        for contender, chunk in schedule(group, chunk_points(todo, self.chosen),
+                                         self.options.interleave, round_number):
+            wanted = tuple(p for p in chunk if self._needs(contender, p))
+            for piece in split_into_grids(wanted):
+                await self._before_block(contender, piece[0])
+                await run_chunk(self.ctx, contender, self._block(contender, piece, repetitions))
+
+    async def _before_block(self, contender: BuildInfo, point: TestPoint) -> None:
+        await self.control.wait_running()
+        waited = await self.guard.wait_until_cool(lambda hot: self.emit(SweepNote(
+            f"{contender.name}: cooling before {point.name}: "
+            + ", ".join(f"{r.label} {r.value:.0f} -> {r.target:.0f}" for r in hot), time.time())))
+        if waited is not None:
+            seconds, reached, first, last = waited
+            self.emit(CoolingWaited(build=contender.name, point=point, seconds=round(seconds, 1),
+                                    reached=reached, readings=reading_pairs(first, last),
+                                    at=time.time()))
+
+    async def _choose_granularity(self, group: Sequence[BuildInfo], todo: list[TestPoint],
+                                  repetitions: int) -> None:
+        """Each contender's first point measures loading against running; with room for all
+        contenders at once it runs in the process that may stay for the rest."""
+        fits, why_not = self._resident_fits(group)
+        timings: list[ChunkTiming] = []
+        benches = {c.name: ResidentBench(self.ctx, c, repetitions) for c in group} if fits else {}
+        try:
+            for contender in group:
+                mine = [p for p in todo if self._needs(contender, p)]
+                if not mine:
+                    continue
+                await self._before_block(contender, mine[0])
+                if benches:
+                    timing = await benches[contender.name].run_point(mine[0], mine, 0)
+                else:
+                    timing = await run_chunk(self.ctx, contender, self._block(contender, (mine[0],), repetitions))
+                if timing is not None:
+                    timings.append(timing)
+            self.chosen, why = choose_granularity(timings, fits, why_not)
+            self.emit(SweepNote(why, time.time()))
+        finally:
+            if self.chosen == "resident":
+                self._handover = benches
+            else:
+                await _stop_all(benches.values())
+
+    def _resident_fits(self, group: Sequence[BuildInfo]) -> tuple[bool, str]:
+        if self.options.parallel or len(group) < 2:
+            return True, ""
+        gpu = [c for c in group if any(d.free_mib for d in c.devices)]
+        free = free_vram_bytes(d.free_mib for c in gpu for d in c.devices)
+        return resident_fits(len(gpu), free, self.model, self.spec)
+
+    async def _resident_round(self, group: Sequence[BuildInfo], todo: list[TestPoint],
+                              round_number: int, repetitions: int) -> None:
+        benches, self._handover = self._handover, {}
+        for contender in group:
+            benches.setdefault(contender.name, ResidentBench(self.ctx, contender, repetitions))
+        try:
+            order = ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
+                     if self.options.interleave else [(c, p) for c in group for p in todo])
+            for contender, point in order:
+                if not self._needs(contender, point):
+                    continue
+                await self._before_block(contender, point)
+                mine = [p for p in todo if self._needs(contender, p)]
+                block = self._block(contender, (point,), repetitions)
+                await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
+        finally:
+            # Also when cancelled while measuring: no loaded llama-bench is left behind.
+            await _stop_all(benches.values())
+
+    async def _remeasure_throttled(self, group: Sequence[BuildInfo], todo: list[TestPoint],
+                                   repetitions: int) -> None:
+        """A block measured while throttling is measured once more after cooling; if that
+        throttles too, both are kept with the flag."""
+        for point in todo:
+            for contender in group:
+                key = (contender.name, point.key)
+                blocks = self.blocks.get(key)
+                if not blocks or not blocks.throttled[-1] or key in self.retried:
+                    continue
+                self.retried.add(key)
+                self.emit(SweepNote(f"{contender.name}: {point.name} was measured while the GPU "
+                                    "throttled; measuring it again after cooling", time.time()))
+                await self._before_block(contender, point)
+                await run_chunk(self.ctx, contender, Block((point,), repetitions, len(blocks.samples)))
+
+    def _settle(self, group: Sequence[BuildInfo], point: TestPoint) -> bool:
+        """Journal why measuring ``point`` stops, when it does; False: it needs more."""
+        samples = {c.name: self.blocks[(c.name, point.key)].counted() for c in group
+                   if (c.name, point.key) in self.blocks and (c.name, point.key) not in self.failed}
+        failed = [c.name for c in group if (c.name, point.key) in self.failed]
+        counts = {name: len(values) for name, values in samples.items()}
+        if failed and (not self.spec.adaptive or len(samples) < 2):
+            outcome = adaptive.PointOutcome("failed", None, "; ".join(f"{n} failed" for n in failed))
+        elif not self.spec.adaptive:
+            outcome = adaptive.PointOutcome("fixed", None, f"{self.spec.repetitions} repetitions (fixed)")
+        elif len(samples) < 2:
+            outcome = adaptive.PointOutcome("decided", None, "one contender measured")
+        else:
+            outcome = adaptive.decide(samples, self.spec.max_repetitions)
+            if outcome.outcome == "open" and not outcome.reason.startswith("cap"):
+                if any(self._can_add(c, point) for c in group if c.name in samples):
+                    return False
+        self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
+                               repetitions=counts, leader=outcome.leader, at=time.time()))
+        return True
+
+
+async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _stop_all(benches: Iterable[ResidentBench]) -> None:
+    for bench in benches:
+        await bench.stop()
+
+
+def _validate(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
+              granularity: str) -> None:
+    spec.validate()
+    if not contenders:
+        raise SweepError("no builds to run: add at least one llama.cpp build")
+    names = [c.name for c in contenders]
+    if len(set(names)) != len(names):
+        raise SweepError(f"build names must differ: {', '.join(names)}")
+    for contender in contenders:
+        if contender.problem:
+            raise SweepError(f"build {contender.name!r} cannot run: {contender.problem}")
+        if contender.bench is None:
+            raise SweepError(f"build {contender.name!r} has no llama-bench")
+    if not model.path.is_file():
+        raise SweepError(f"model file not found: {model.path}")
+    if granularity not in GRANULARITIES:
+        raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    # Check every argv before starting: a build that cannot run the spec fails now, not midway.
+    for contender in contenders:
+        for chunk in chunk_points(spec.points(), "depth"):
+            bench_argv(contender, model.path, spec, chunk)
+
+
+async def run_sweep(
+    builds: Sequence[BuildInfo],
+    model: ModelInfo | Path | str,
+    spec: SweepSpec,
+    *,
+    run_dir: Path | None = None,
+    runs_root: Path | None = None,
+    telemetry: Telemetry | None = None,
+    telemetry_interval: float = 0.5,
+    interleave: bool = True,
+    parallel: bool = False,
+    granularity: str = DEFAULT_GRANULARITY,
+    control: SweepControl | None = None,
+    run_id: str | None = None,
+    timeouts: TimeoutPolicy | None = None,
+    check: dict[str, Any] | None = None,
+    history: Sequence[Any] = (),
+    local_rpc: Sequence[LocalRpcServer] = (),
+) -> AsyncGenerator[RunEvent, None]:
+    """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
+
+    The run goes into ``run_dir``, or a new folder under ``runs_root`` (default: the data
+    folder's runs). Raises SweepError (one line) before anything starts for bad input,
+    JournalError when the run folder cannot be written or another process holds its
+    journal. ``history``:
+    the events of an interrupted run of this journal (see ``resume``). ``local_rpc``:
+    rpc-server processes this sweep starts before it measures and stops when it ends.
+    """
+    if isinstance(model, ModelInfo):
+        info = model
+        if info.problem:  # a model the user picked from a list that said it cannot run
+            raise SweepError(f"model {info.path.name} cannot run: {info.problem}")
+    else:
+        info = read_model(Path(model))  # for its size; llama-bench itself says if it cannot load
+    _validate(builds, info, spec, granularity)
+    notes = []
+    if spec.auto_ncmoe and spec.n_cpu_moe is None:
+        spec, note = resolve_auto_ncmoe(spec, info, free_vram_bytes(
+            d.free_mib for b in builds for d in b.devices))
+        notes.append(note)
+    options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check)
+    async with _serving(local_rpc), contextlib.aclosing(_run(
+            builds, info, spec, notes, run_dir, runs_root, run_id, telemetry, options, control,
+            timeouts, history)) as events:
+        async for event in events:
+            yield event
+
+
+@contextlib.asynccontextmanager
+async def _serving(servers: Sequence[LocalRpcServer]) -> AsyncIterator[None]:
+    try:
+        for server in servers:
+            try:
+                await server.start()
+            except RpcError as error:
+                raise SweepError(str(error)) from None
+        yield
+    finally:
+        for server in servers:
+            await server.stop()
+
+
+async def _run(builds: Sequence[BuildInfo], info: ModelInfo, spec: SweepSpec, notes: list[str],
+               run_dir: Path | None, runs_root: Path | None, run_id: str | None,
+               telemetry: Telemetry | None, options: SweepOptions, control: SweepControl | None,
+               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncGenerator[RunEvent, None]:
+    if run_dir is None:
+        run_id, run_dir = new_run_dir(runs_root or default_runs_root(), info.path)
+    run_dir = Path(run_dir)
+    journal = Journal(run_dir / JOURNAL_NAME)
+    sweep = Sweep(builds, info, spec, run_dir=run_dir, run_id=run_id or run_dir.name,
+                  journal=journal, telemetry=telemetry, options=options,
+                  control=control or SweepControl(), timeouts=timeouts or TimeoutPolicy(),
+                  history=history, notes=[n for n in notes if n])
+    # Closing this iterator closes the sweep's at once, which kills its processes.
+    async with contextlib.aclosing(sweep.events()) as events:
+        async for event in events:
+            yield event

@@ -1,0 +1,179 @@
+"""The process driver: one running llama.cpp tool, spawned, read, paused, continued, killed.
+
+Every llama.cpp process llamaduel starts (llama-bench for every granularity, the
+completion race, the correctness check, llama-server, rpc-server) goes through
+``ToolProcess``: it starts from an argument list (never a shell) in a process group of its
+own that dies with llamaduel (``backends.procs``), hands its output to the caller line by
+line or in chunks, can be paused with SIGSTOP between two pieces of work and continued,
+and is always killed and reaped on the way out, also when the caller is cancelled.
+
+A ``Launcher`` turns the tool's argument list into the one that really runs: locally the
+same list; on another host, an ``ssh`` command (``backends.remote``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Protocol
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from backends import procs
+
+STDERR_TAIL_LINES = 40
+REAP_TIMEOUT_S = 10.0
+
+
+class Launcher(Protocol):
+    """Where a tool runs: the argv and environment to start, and how to stop it for good."""
+
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]: ...
+    async def cleanup(self, process: ToolProcess) -> None: ...
+
+
+class LocalLauncher:
+    """This machine: the argv as it is."""
+
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]:
+        return list(argv), env
+
+    async def cleanup(self, process: ToolProcess) -> None:
+        return None
+
+
+LOCAL = LocalLauncher()
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a tool run ended: exit code (None when it was still running and got killed)."""
+
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+
+
+class ToolProcess:
+    """One tool process. Use ``async with ToolProcess(argv) as tool:``; ``start`` raises
+    OSError when the program cannot start (missing, not executable, wrong machine)."""
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 launcher: Launcher = LOCAL, stdin: int | None = asyncio.subprocess.DEVNULL) -> None:
+        self.argv = list(argv)
+        self.env = env
+        self.launcher = launcher
+        self._stdin = stdin
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self.started_at = 0.0
+        self.paused = False
+
+    async def __aenter__(self) -> ToolProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.kill()
+
+    async def start(self) -> None:
+        argv, env = self.launcher.command(self.argv, self.env)
+        self.started_at = time.monotonic()
+        self.process = await procs.spawn(argv, env=env, stdin=self._stdin)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.returncode
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def stdout_lines(self) -> AsyncIterator[bytes]:
+        assert self.process is not None and self.process.stdout is not None
+        async for line in self.process.stdout:
+            yield line
+
+    async def stdout_chunks(self, size: int = 65536) -> AsyncIterator[bytes]:
+        assert self.process is not None and self.process.stdout is not None
+        while chunk := await self.process.stdout.read(size):
+            yield chunk
+
+    async def stderr_lines(self) -> AsyncIterator[str]:
+        """Decoded stderr lines; each is also kept in ``stderr_tail`` for failure messages."""
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            yield text
+
+    def remember(self, line: str) -> None:
+        if line.strip():
+            self.stderr_tail.append(line)
+
+    def pause(self) -> None:
+        """SIGSTOP: the tool waits where it is (between two tests) until ``resume``."""
+        if self.running and not self.paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.running and self.paused:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGCONT)
+        self.paused = False
+
+    async def wait(self, timeout: float | None = None) -> Finished:
+        """Wait for the tool to exit; on time-out kill it (``timed_out`` is then True)."""
+        assert self.process is not None
+        timed_out = False
+        try:
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), timeout)
+        except TimeoutError:
+            timed_out = True
+            await self.kill()
+        return Finished(self.process.returncode, timed_out, time.monotonic() - self.started_at)
+
+    async def kill(self) -> None:
+        """Kill the whole group (a stopped process dies of SIGKILL too) and reap it."""
+        if self.process is None:
+            return
+        procs.kill_group(self.process)
+        if self.process.returncode is None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(self.process.wait()), REAP_TIMEOUT_S)
+        await self.launcher.cleanup(self)
+
+    async def communicate(self, timeout: float) -> tuple[str, str, Finished]:
+        """Run to the end collecting stdout and stderr as text; kill on time-out or cancel."""
+        assert self.process is not None
+        try:
+            out, err = await asyncio.wait_for(self.process.communicate(), timeout)
+        except TimeoutError:
+            await self.kill()
+            return "", "", Finished(self.process.returncode, True, time.monotonic() - self.started_at)
+        except BaseException:
+            await self.kill()
+            raise
+        finished = Finished(self.process.returncode, False, time.monotonic() - self.started_at)
+        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), finished
+
+
+async def run_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float,
+                   launcher: Launcher = LOCAL) -> tuple[str, str, Finished]:
+    """Start a tool, collect all of its output and reap it (OSError when it cannot start)."""
+    tool = ToolProcess(argv, env=env, launcher=launcher)
+    await tool.start()
+    try:
+        return await tool.communicate(timeout)
+    finally:
+        await tool.kill()

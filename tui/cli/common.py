@@ -1,0 +1,147 @@
+"""What the headless verbs share: loading builds and models, contender options, and
+driving a run while printing its progress."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from backends.builds import BuildInfo
+from backends.models import ModelInfo
+from backends.text import printable
+from tui.cli import CommandError
+
+
+def load_builds(arguments: Sequence[str], needs: str | None = "bench") -> list[BuildInfo]:
+    """Probe each ``--build NAME=PATH``; one-line CommandError for the first that cannot serve.
+
+    ``needs`` names the tool the command runs: ``bench`` (llama-bench), ``completion``,
+    ``perplexity`` or ``server``; None takes every build that exists, for commands that
+    report a build's missing tool themselves.
+    """
+    from backends.builds import parse_build_arg, probe_build
+
+    if not arguments:
+        raise CommandError("give at least one --build NAME=PATH")
+    builds = []
+    for argument in arguments:
+        try:
+            name, path = parse_build_arg(argument)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        folder = path.parent if path.is_file() else path
+        if not folder.is_dir():
+            raise CommandError(f"build {name!r}: no such folder {folder}")
+        build = probe_build(path, name)
+        if needs == "bench" and build.problem:
+            raise CommandError(f"build {name!r} ({path}): {build.problem}")
+        if needs not in (None, "bench") and getattr(build, needs) is None:
+            why = f" ({build.problem})" if build.problem else ""
+            raise CommandError(f"build {name!r}: no llama-{needs} in {build.folder}{why}")
+        builds.append(build)
+    if len({b.name for b in builds}) != len(builds):
+        raise CommandError("each --build needs its own NAME")
+    return builds
+
+
+def load_model(path: Path) -> ModelInfo:
+    from backends.models import read_model
+
+    if not path.exists():
+        raise CommandError(f"model not found: {path}")
+    model = read_model(path)
+    if model.problem:
+        raise CommandError(f"{path.name}: {model.problem}")
+    return model
+
+
+def add_contender_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("contenders (a build with its devices and settings)")
+    group.add_argument("--device", action="append", default=[], metavar="NAME=DEV[/DEV]",
+                       help="llama.cpp devices for a contender (as --list-devices names them), "
+                       "or none for the CPU only; a new NAME makes a contender of the only --build")
+    group.add_argument("--rpc", action="append", default=[], metavar="NAME=HOST:PORT[,HOST:PORT]",
+                       help="rpc-server endpoints a contender uses as devices")
+    group.add_argument("--rpc-local", action="append", default=[], metavar="NAME=DEVICE",
+                       help="start an rpc-server of NAME's build on this machine serving DEVICE "
+                       "(e.g. CPU or Vulkan1), stopped with the sweep")
+    group.add_argument("--set", action="append", default=[], metavar="NAME=ARGS",
+                       help="llama-bench settings of one contender, e.g. 'row=-sm row -ts 1/1'")
+    group.add_argument("--split", metavar="DEV/DEV[/...]",
+                       help="the multi-GPU preset for identical cards: one card against all of "
+                       "them by layer, row and tensor split, evenly and 3:1")
+
+
+def make_contenders(builds: list[BuildInfo], options: argparse.Namespace) -> tuple[list[BuildInfo], list[Any]]:
+    """The contenders and the local RPC servers they need."""
+    from backends.contenders import (ContenderError, make_contenders as combine, parse_device_arg,
+                                     parse_rpc_arg, parse_set_arg, split_variants)
+    from backends.rpc import LocalRpcServer
+
+    try:
+        devices = dict(parse_device_arg(t) for t in options.device)
+        rpc = dict(parse_rpc_arg(t) for t in options.rpc)
+        settings = dict(parse_set_arg(t) for t in options.set)
+        if options.split:
+            if len(builds) != 1:
+                raise ContenderError("--split makes contenders of one --build: give exactly one")
+            for name, (cards, own) in split_variants(builds[0], options.split.split("/")).items():
+                devices.setdefault(name, cards)
+                settings.setdefault(name, own)
+        servers = []
+        by_name = {b.name: b for b in builds}
+        for text in options.rpc_local:
+            name, _, device = text.partition("=")
+            base = by_name.get(name) or (builds[0] if len(builds) == 1 else None)
+            if base is None or not device:
+                raise ContenderError(f"--rpc-local {text!r}: use NAME=DEVICE with NAME a contender")
+            server = LocalRpcServer(base, device)
+            servers.append(server)
+            rpc[name] = (*rpc.get(name, ()), server.endpoint)
+        return combine(builds, devices=devices, rpc=rpc, settings=settings), servers
+    except ContenderError as error:
+        raise CommandError(str(error)) from None
+
+
+_transient_open = False
+
+
+def say(text: str, transient: bool = False) -> None:
+    """Progress on stderr; transient lines overwrite each other on a terminal."""
+    global _transient_open
+    stream = sys.stderr
+    text = printable(text)
+    if stream.isatty():
+        if _transient_open:
+            stream.write("\r\033[K")
+        stream.write(text if transient else text + "\n")
+        _transient_open = transient
+    elif not transient:
+        stream.write(text + "\n")
+    stream.flush()
+
+
+async def cancellable(events: AsyncIterator[Any], handle: Any) -> bool:
+    """Feed every event to ``handle``; Ctrl-C, SIGTERM and SIGHUP cancel the run (its
+    children are killed by the runner). False when it was cancelled."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        async for event in events:
+            handle(event)
+    except asyncio.CancelledError:
+        return False
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        await events.aclose()  # type: ignore[attr-defined]
+    return True

@@ -1,0 +1,127 @@
+"""What ``bench`` and ``resume`` print while a sweep runs, and the table at its end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from backends.events import (CoolingWaited, PointDecided, PointFailed, PointProgress,
+                             ResultReceived, SweepFinished, SweepNote, SweepStarted,
+                             TelemetryRecorded)
+from backends.sweep.journal import event_to_json
+from backends.sweep.outcomes import PointResult, point_failures, point_results
+from profiles.format import format_rate, format_ratio, render_table
+from tui.cli.common import say
+
+
+class SweepPrinter:
+    """Progress lines on stderr (or every event as JSON on stdout), then the table."""
+
+    def __init__(self, json_lines: bool) -> None:
+        self.json_lines = json_lines
+        self.events: list[Any] = []
+        self.started: SweepStarted | None = None
+        self.finished: SweepFinished | None = None
+
+    def show(self, event: Any) -> None:
+        if not isinstance(event, TelemetryRecorded):
+            self.events.append(event)
+        if self.json_lines:
+            print(json.dumps(event_to_json(event)), flush=True)
+        if isinstance(event, SweepStarted):
+            self.started = event
+        elif isinstance(event, SweepFinished):
+            self.finished = event
+        if not self.json_lines:
+            line, transient = describe(event)
+            if line:
+                say(line, transient=transient)
+
+    def finish(self, *, cancelled: bool) -> tuple[int, Path | None]:
+        started = self.started
+        run_dir = Path(started.run_dir) if started is not None else None
+        if cancelled or (self.finished is not None and self.finished.problem):
+            if self.finished is not None and self.finished.problem:
+                say(f"stopped: {self.finished.problem}")
+            else:
+                say("cancelled: every llama.cpp process was stopped; results so far are in the journal")
+            if started is not None:
+                say(f"journal: {run_dir / 'journal.jsonl'}  (continue with `llamaduel resume {started.run_id}`)")
+            return (1 if not cancelled else 130), None
+        if not self.json_lines and started is not None:
+            say("", transient=False)
+            print(side_by_side_table(started.builds, self.events))
+            print(f"\njournal: {run_dir / 'journal.jsonl'}" if run_dir else "")
+        if self.finished is not None and self.finished.results == 0:
+            return 1, run_dir
+        return 0, run_dir
+
+
+def describe(event: Any) -> tuple[str, bool]:
+    """One line for an event (and whether it is a passing one), or ''."""
+    if isinstance(event, SweepStarted):
+        notes = "".join(f"\nnote: {n}" for n in event.notes)
+        spec = event.spec
+        reps = (f"-r auto ({spec.get('repetitions', 3)}-{spec.get('max_repetitions', 10)})"
+                if spec.get("adaptive") else f"-r {spec.get('repetitions')}")
+        return (f"run {event.run_id}: {len(event.points)} test points x {len(event.builds)} builds "
+                f"({', '.join(event.builds)}), {reps}{notes}"), False
+    if isinstance(event, ResultReceived):
+        r = event.result
+        block = f" (block {event.block + 1})" if event.block else ""
+        flag = "  THROTTLED" if event.throttled else ""
+        return (f"{event.build:>12}  {r.point.name:<18} {format_rate(r.avg_ts):>10} t/s "
+                f"± {format_rate(r.stddev_ts)}{block}{flag}"), False
+    if isinstance(event, PointFailed):
+        return f"{event.build:>12}  {event.point.name:<18} FAILED: {event.reason}", False
+    if isinstance(event, PointProgress):
+        return f"{event.build:>12}  {event.point.name:<18} {event.message}", True
+    if isinstance(event, PointDecided) and event.outcome != "fixed":
+        return f"{'':>12}  {event.point.name:<18} {event.reason}", False
+    if isinstance(event, CoolingWaited):
+        return f"{event.build:>12}  {event.point.name:<18} {event.message}", False
+    if isinstance(event, SweepNote):
+        return f"note: {event.message}", False
+    return "", False
+
+
+def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
+    """One row per test point, tok/s ± stddev per contender, the fastest and its lead."""
+    results = point_results(events)
+    cells: dict[str, dict[str, str]] = {}
+    speeds: dict[str, dict[str, float]] = {}
+    order: dict[str, Any] = {}
+    for item in results:
+        point = item.result.point
+        order.setdefault(point.key, point)
+        cells.setdefault(point.key, {})[item.build] = _cell(item)
+        speeds.setdefault(point.key, {})[item.build] = item.result.avg_ts
+    for failure in point_failures(events):
+        order.setdefault(failure.point.key, failure.point)
+        why = " (time-out)" if failure.timed_out else f" ({failure.signal})" if failure.signal else ""
+        cells.setdefault(failure.point.key, {})[failure.build] = "failed" + why
+    rows = []
+    for point in sorted(order.values(), key=lambda p: (p.depth, p.kind != "pp", p.n_prompt, p.n_gen)):
+        rows.append([point.name] + [cells[point.key].get(b, "-") for b in builds]
+                    + [_lead(speeds.get(point.key, {}))])
+    headers = ["test"] + [f"{b} t/s" for b in builds] + ["fastest"]
+    return render_table(headers, rows, markdown=not sys.stdout.isatty(),
+                        right=range(1, len(builds) + 1))
+
+
+def _cell(item: PointResult) -> str:
+    r = item.result
+    text = f"{format_rate(r.avg_ts)} ± {format_rate(r.stddev_ts)}"
+    if len(r.samples_ts) and item.decision is not None and item.decision.outcome != "fixed":
+        text += f" (n={len(r.samples_ts)})"
+    return text + (" throttled" if item.throttled else "")
+
+
+def _lead(speeds: dict[str, float]) -> str:
+    if len(speeds) < 2:
+        return ""
+    ranked = sorted(speeds.items(), key=lambda kv: kv[1], reverse=True)
+    (top, best), (_, second) = ranked[0], ranked[1]
+    return f"{top} {format_ratio(best / second)}" if second > 0 else top

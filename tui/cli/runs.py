@@ -1,0 +1,64 @@
+"""``llamaduel runs`` and ``llamaduel resume``: the journals of earlier runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from profiles.format import render_table
+from tui.cli import CommandError
+from tui.cli.bench import drive
+
+
+def register(subparsers: Any) -> None:
+    resume = subparsers.add_parser("resume", help="continue an interrupted sweep from its journal",
+                                   description="Continue a run without redoing finished points.")
+    resume.add_argument("run", help="a run id (see `llamaduel runs`) or run folder")
+    resume.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    resume.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    resume.set_defaults(func=cmd_resume)
+
+    runs = subparsers.add_parser("runs", help="list run journals, newest first")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+
+
+def cmd_resume(options: argparse.Namespace) -> int:
+    from backends.paths import runs_root
+    from backends.sweep import SweepError, resume
+
+    run_dir = Path(options.run)
+    if not run_dir.is_dir():
+        run_dir = runs_root() / options.run
+    if not run_dir.is_dir():
+        raise CommandError(f"no run {options.run!r}: see `llamaduel runs`")
+    try:
+        return drive(resume(run_dir, retry_failed=options.retry_failed), json_lines=options.json)[0]
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+
+
+def cmd_runs(options: argparse.Namespace) -> int:
+    from backends.sweep import list_runs
+
+    runs = list_runs()
+    if options.json:
+        for run in runs:
+            print(json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "model": run.model,
+                              "builds": list(run.builds), "done": run.done, "total": run.total,
+                              "finished": run.finished, "problem": run.problem or None}))
+        return 0
+    if not runs:
+        print("no runs yet: start one with `llamaduel bench`")
+        return 0
+    rows = []
+    for run in runs:
+        state = "finished" if run.finished else f"interrupted: `llamaduel resume {run.run_id}`"
+        rows.append([run.run_id, ", ".join(run.builds), f"{run.done}/{run.total}", state])
+    print(render_table(["run", "builds", "points", "state"], rows, right=[2]))
+    for run in runs:
+        if run.problem:
+            print(f"note: {run.problem}")
+    return 0
