@@ -204,7 +204,7 @@ def test_totals_say_when_only_some_gpus_report_and_limits_are_crossed():
 
 
 def test_the_panel_line_shows_no_fan_as_a_dash_and_the_closest_limit(tmp_path, workstation):
-    from tui.widgets.telemetry_panel import reading_from, summary_line
+    from tui.state.telemetry import reading_from, summary_line
 
     _, mi50 = workstation
     line = summary_line(reading_from({"at": 1.0, "devices": [mi50]}), show_host=False)

@@ -21,22 +21,31 @@ class Terminal:
 
     def __init__(self, argv: list[str], env: dict[str, str], size: tuple[int, int], name: str):
         self.name = name
-        self.tmux = shutil.which("tmux")
-        if self.tmux is None:
+        found = shutil.which("tmux")
+        if found is None:
             pytest.fail("tmux is not installed (apt-get install tmux)")
+        # A tmux server of its own: sessions of other tests (other sizes) on a shared server
+        # can resize this one's window.
+        self.tmux_argv = [found, "-L", f"llamaduel-test-{name}", "-f", "/dev/null"]
         environment = [item for key, value in env.items() for item in ("-e", f"{key}={value}")]
-        subprocess.run([self.tmux, "new-session", "-d", "-s", name, "-x", str(size[0]),
-                        "-y", str(size[1]), *environment, *argv], check=True)
+        # The window gets its size first, then the command starts in it: a program started
+        # with the session can see tmux's default 80x24 before the window is resized.
+        subprocess.run([*self.tmux_argv, "new-session", "-d", "-s", name, "-x", str(size[0]),
+                        "-y", str(size[1]), "cat"], check=True)
+        # COLUMNS and LINES, which an in-process app test leaves in pytest's environment,
+        # would override the real size of the terminal.
+        subprocess.run([*self.tmux_argv, "respawn-pane", "-k", "-t", name, *environment,
+                        "env", "-u", "COLUMNS", "-u", "LINES", *argv], check=True)
 
     def screen(self) -> str:
-        return subprocess.run([self.tmux, "capture-pane", "-p", "-t", self.name],
+        return subprocess.run([*self.tmux_argv, "capture-pane", "-p", "-t", self.name],
                               capture_output=True, text=True).stdout
 
     def press(self, *keys: str) -> None:
-        subprocess.run([self.tmux, "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux_argv, "send-keys", "-t", self.name, *keys], check=True)
 
     def alive(self) -> bool:
-        return subprocess.run([self.tmux, "has-session", "-t", self.name],
+        return subprocess.run([*self.tmux_argv, "has-session", "-t", self.name],
                               capture_output=True).returncode == 0
 
     def wait_for(self, text: str, steps: int = 600) -> str:
@@ -51,7 +60,7 @@ class Terminal:
         raise AssertionError(f"{text!r} never showed; the screen was:\n{self.screen()}")
 
     def close(self) -> None:
-        subprocess.run([self.tmux, "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux_argv, "kill-server"], capture_output=True)
 
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,8 +167,10 @@ def test_setup_at_200x50_shows_the_whole_status_of_each_build(environment, cpu_b
             "--build", f"vulkan={vulkan_bin}", "--models", str(tiny_llama.parent)]
     term = Terminal(argv, environment, (200, 50), f"llamaduel-wide-{os.getpid()}")
     try:
-        setup = term.wait_for("Ready:")
-        assert "software renderer (Vulkan0 llvmpipe" in setup and "runs on the CPU, slow" in setup
+        # The first frame can be laid out before the terminal's size is known: wait for the
+        # whole status, which only fits at the full width.
+        setup = term.wait_for("runs on the CPU, slow")
+        assert "software renderer (Vulkan0 llvmpipe" in setup and "Ready:" in setup
         assert "…" not in setup.split("Ready:")[0]
     finally:
         term.close()

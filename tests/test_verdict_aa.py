@@ -38,7 +38,7 @@ async def test_one_build_under_two_names_has_no_winner_and_no_crossover(cpu_bin,
 
     # One verdict path: the screen's card and the saved profile say the same thing.
     from tui.screens.results import recommendation_for
-    from tui.screens.run_state import fold_all
+    from tui.state.run import fold_all
     from tui.widgets.verdict_card import describe_class
 
     state = fold_all(read_journal(tmp_path))
