@@ -37,7 +37,7 @@ from pathlib import Path
 
 from backends.paths import cache_dir
 from backends.text import printable
-from backends.tool import ToolProcess, run_tool
+from backends.tool import Command, ToolProcess, run_tool
 
 DEFAULT_CONNECT_TIMEOUT_S = 10
 CONTROL_PERSIST_S = 60
@@ -99,25 +99,6 @@ def check_destination(text: str) -> str:
     if value.startswith("-") or any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError(f"{printable(value)!r} is not an ssh destination")
     return value
-
-
-def split_remote(value: str) -> tuple[str | None, str]:
-    """``gpu2:~/llama.cpp/build`` -> ("gpu2", "~/llama.cpp/build"); a local path -> (None, value).
-
-    The rule is scp's: a ':' before any '/' names a host. A local path that exists wins, so
-    a local folder with a ':' in its name stays local. ``[::1]:path`` names an IPv6 host.
-    """
-    if not value or Path(value).expanduser().exists():
-        return None, value
-    if value.startswith("[") and "]:" in value:
-        host, _, path = value[1:].partition("]:")
-    else:
-        host, sep, path = value.partition(":")
-        if not sep or "/" in host:
-            return None, value
-    if not host or not path or "@" in host and not host.split("@", 1)[1]:
-        return None, value
-    return host, path
 
 
 def remote_path(path: str) -> str:
@@ -191,7 +172,8 @@ class SshHost:
             except subprocess.TimeoutExpired:
                 raise SshError(f"ssh -G {self.destination} did not answer") from None
             if done.returncode != 0:
-                raise SshError(f"ssh {self.destination}: {_last_line(done.stderr.decode('utf-8', 'replace'))}")
+                why = _last_line(done.stderr.decode("utf-8", "replace"))
+                raise SshError(f"ssh {self.destination}: {why}")
             pairs = (line.split(" ", 1) for line in done.stdout.decode("utf-8", "replace").splitlines())
             self._settings = {p[0].lower(): p[1] for p in pairs if len(p) == 2}
         return self._settings
@@ -307,7 +289,7 @@ class SshLauncher:
         self.never_started = False  # ssh ended before the host started the tool
         self.cleaned = False
 
-    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]:
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Command:
         if self.token is not None:
             raise RuntimeError("an SshLauncher starts one process")
         self.token = f"llamaduel-{secrets.token_hex(8)}"

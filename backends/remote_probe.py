@@ -21,7 +21,8 @@ from backends.builds import (BENCH, BuildInfo, ProbeRun, _default_name, probe_ou
                              probe_tools)
 from backends.models import (SPLIT_NAME, GGUFHeader, HeaderError, HeaderTruncated, ModelInfo,
                              model_from_headers, parse_header_bytes)
-from backends.remote import SshError, SshHost, SshResult, remote_path, shell_words, ssh_host
+from backends.remote import (SshError, SshHost, SshResult, check_destination, remote_path,
+                             shell_words, ssh_host)
 
 PROBE_TIMEOUT_S = 30.0
 FIRST_FETCH_BYTES = 1 << 20
@@ -45,6 +46,53 @@ for f in "$d"/*; do
 done
 """
 _RUN = ('if command -v timeout >/dev/null 2>&1; then timeout -k 5 "$0" "$@"; else "$@"; fi')
+
+
+def split_remote(value: str) -> tuple[str | None, str]:
+    """``gpu2:~/llama.cpp/build`` -> ("gpu2", "~/llama.cpp/build"); a local path -> (None, value).
+
+    The rule is scp's: a ':' before any '/' names a host. A local path that exists wins, so
+    a local folder with a ':' in its name stays local. ``[::1]:path`` names an IPv6 host.
+    """
+    if not value or Path(value).expanduser().exists():
+        return None, value
+    if value.startswith("[") and "]:" in value:
+        host, _, path = value[1:].partition("]:")
+    else:
+        host, sep, path = value.partition(":")
+        if not sep or "/" in host:
+            return None, value
+    if not host or not path or "@" in host and not host.split("@", 1)[1]:
+        return None, value
+    return host, path
+
+
+def parse_build_target(text: str, hosts: Mapping[str, str] | None = None) -> tuple[str, str | None, str]:
+    """``--build`` with a host: ``rocm=gpu2:~/llama.cpp/build`` -> ("rocm", "gpu2",
+    "~/llama.cpp/build"); a local build -> (name, None, the path, ``~`` expanded). ``hosts``
+    (from ``--host NAME=DEST``) puts a named build on a host whatever its path looks like.
+    ValueError (one line) for an empty name, path or destination."""
+    name, sep, value = text.partition("=")
+    if not sep:
+        name, value = "", text
+    name, value = name.strip(), value.strip()
+    if sep and not name:
+        raise ValueError(f"build {text!r} has an empty name (use NAME=PATH or NAME=HOST:PATH)")
+    host: str | None
+    if name and hosts and name in hosts:
+        host, path = check_destination(hosts[name]), value
+    else:
+        host, path = split_remote(value)
+    if not path:
+        raise ValueError(f"build {text!r} has no path (use NAME=PATH or NAME=HOST:PATH)")
+    if host is not None:
+        check_destination(host)
+    else:
+        path = str(Path(path).expanduser())
+    if not name:
+        folder = PurePosixPath(path)
+        name = _default_name(Path(folder.parent if folder.name.startswith(BENCH) else folder))
+    return name, host, path
 
 
 class RemoteProbeHost:
@@ -130,7 +178,8 @@ def probe_remote_build(host: SshHost | str, path: str, name: str | None = None, 
 # --- models ----------------------------------------------------------------------------------
 
 _STAT = ('for p in "$@"; do if [ -f "$p" ]; then '
-         's=$(stat -L -c %s "$p" 2>/dev/null || wc -c < "$p"); echo "size $s"; '
+         's=$(stat -L -c %s "$p" 2>/dev/null || wc -c < "$p"); '
+         'a=$(cd "$(dirname "$p")" && pwd -P)/$(basename "$p"); echo "size $s $a"; '
          'elif [ -e "$p" ]; then echo "special"; else echo "missing"; fi; done')
 _FETCH = 'tail -c +"$1" "$0" | head -c "$2"'
 
@@ -188,7 +237,9 @@ def read_remote_model(host: SshHost | str, path: str) -> ModelInfo:
             return dataclasses.replace(base, problem=f"no such file {where}")
         if "special" in states:
             return dataclasses.replace(base, problem=f"is not a regular file {where}")
-        found = [(p, int(s.split()[1])) for p, s in zip(parts, states) if s.startswith("size ")]
+        # The host's absolute paths ("~/models" is the host's home), for llama-bench there.
+        found = [(PurePosixPath(s.split(" ", 2)[2]), int(s.split()[1])) for s in states
+                 if s.startswith("size ") and s.count(" ") >= 2]
         base = ModelInfo(path=Path(found[0][0]) if found else Path(path),
                          files=tuple(Path(p) for p, _ in found), name=name,
                          size_bytes=sum(size for _, size in found))

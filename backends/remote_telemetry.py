@@ -46,7 +46,11 @@ _DEVICE_FILES = ("vendor device revision uevent product_name mem_info_vram_used 
                  "pp_dpm_sclk pp_dpm_mclk")
 # $0: the sysfs root (ends with /), $1: nvidia-smi, $2: its query.
 _TICK = f"""r=$0
-dump() {{ printf '@@f %s\\n' "$1"; {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\\n' "$l"; done < "$1"; }} 2>&1; printf '@@e\\n'; }}
+dump() {{
+  printf '@@f %s\\n' "$1"
+  {{ while IFS= read -r l || [ -n "$l" ]; do printf '%s\\n' "$l"; done < "$1"; }} 2>&1
+  printf '@@e\\n'
+}}
 printf '@@nproc %s\\n' "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 0)"
 read -r l < /proc/stat && printf '@@stat %s\\n' "$l"
 while IFS= read -r l; do case $l in Mem*) printf '@@mem %s\\n' "$l";; esac; done < /proc/meminfo
@@ -54,13 +58,17 @@ for c in "$r"sys/class/drm/card[0-9]*; do
   d=$c/device; [ -f "$d/vendor" ] || continue
   read -r v < "$d/vendor"; [ "$v" = 0x1002 ] || continue
   for f in {_DEVICE_FILES}; do if [ -e "$d/$f" ]; then dump "$d/$f"; fi; done
-  if [ -e "$d/gpu_metrics" ]; then printf '@@x %s\\n' "$d/gpu_metrics"; od -An -v -tx1 "$d/gpu_metrics" 2>&1; printf '@@e\\n'; fi
+  if [ -e "$d/gpu_metrics" ]; then
+    printf '@@x %s\\n' "$d/gpu_metrics"; od -An -v -tx1 "$d/gpu_metrics" 2>&1; printf '@@e\\n'
+  fi
   for f in "$d"/hwmon/hwmon*/name "$d"/hwmon/hwmon*/temp*_* "$d"/hwmon/hwmon*/power1_* \\
            "$d"/hwmon/hwmon*/freq*_input "$d"/hwmon/hwmon*/fan1_input "$d"/hwmon/hwmon*/pwm1; do
     if [ -f "$f" ]; then dump "$f"; fi
   done
 done
-if command -v "$1" >/dev/null 2>&1; then printf '@@smi\\n'; "$1" --query-gpu="$2" --format=csv,noheader,nounits 2>&1; printf '@@e\\n'; fi
+if command -v "$1" >/dev/null 2>&1; then
+  printf '@@smi\\n'; "$1" --query-gpu="$2" --format=csv,noheader,nounits 2>&1; printf '@@e\\n'
+fi
 """
 _FIND_LLAMADUEL = ('if command -v llamaduel >/dev/null 2>&1; then command -v llamaduel; '
                    'elif [ -x "$HOME/.local/bin/llamaduel" ]; then echo "$HOME/.local/bin/llamaduel"; fi')

@@ -29,6 +29,10 @@ STDERR_TAIL_LINES = 40
 REAP_TIMEOUT_S = 10.0
 
 
+# What a launcher starts: the argv here and the environment to give it.
+Command = tuple[list[str], Mapping[str, str] | None]
+
+
 class Launcher(Protocol):
     """Where a tool runs: the argv and environment to start, and how to stop it for good.
 
@@ -40,7 +44,7 @@ class Launcher(Protocol):
 
     host: str | None  # None: this machine
 
-    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]: ...
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Command: ...
     async def started(self, process: ToolProcess) -> int: ...
     def stderr_line(self, process: ToolProcess, line: str) -> str | None: ...
     def exit_code(self, process: ToolProcess, code: int | None) -> int | None: ...
@@ -52,7 +56,7 @@ class LocalLauncher:
 
     host: str | None = None
 
-    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]:
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Command:
         return list(argv), env
 
     async def started(self, process: ToolProcess) -> int:
@@ -206,7 +210,8 @@ class ToolProcess:
         finished = Finished(self.returncode, False, time.monotonic() - self.started_at)
         lines = (self.launcher.stderr_line(self, line)
                  for line in err.decode("utf-8", "replace").splitlines())
-        return out.decode("utf-8", "replace"), "\n".join(l for l in lines if l is not None), finished
+        kept = "\n".join(line for line in lines if line is not None)
+        return out.decode("utf-8", "replace"), kept, finished
 
 
 async def run_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float,

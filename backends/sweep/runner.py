@@ -23,19 +23,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
-from backends.remote import CONNECTION_LOST
 from backends.rpc import LocalRpcServer, RpcError, describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import bench_argv
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
+from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
+                                  remote_names, together)
 from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
 from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
@@ -44,7 +45,6 @@ from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming
                                  turn_order)
 from backends.sweep.spec import SweepError, SweepSpec
 from backends.telemetry import Telemetry
-from backends.tool import LOCAL, Launcher
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
@@ -124,7 +124,7 @@ class Sweep:
         self.notes = list(notes)
         self.started = False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch,
-                                launcher_for=self.launcher_for, model_for=self.model_for)
+                                launcher_for=launcher_for, model_for=self.model_for)
         self._replay(history)
 
     # --- events in, events out ------------------------------------------------------------
@@ -162,10 +162,9 @@ class Sweep:
         contender = self.by_name.get(failure.build)
         if contender is None:
             return failure
-        if contender.host and failure.exit_code == CONNECTION_LOST and not failure.timed_out:
-            return dataclasses.replace(failure, reason=f"ssh: connection to {contender.host} closed")
-        if not contender.rpc:
-            return failure
+        lost = connection_failure(contender, failure)
+        if lost is not None or not contender.rpc:
+            return lost or failure
         reason = describe_rpc_failure(contender.rpc, failure.reason)
         return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
@@ -180,15 +179,6 @@ class Sweep:
         if self.telemetry is not None and not getattr(contender, "host", None):
             with contextlib.suppress(Exception):
                 self.telemetry.watch_pids([pid])
-
-    def launcher_for(self, contender: Any) -> Launcher:
-        """Where a contender's tools run: here, or on its host over ssh (a launcher per process)."""
-        host = getattr(contender, "host", None)
-        if not host:
-            return LOCAL
-        from backends.remote import SshLauncher, ssh_host
-
-        return SshLauncher(ssh_host(host))
 
     def model_for(self, contender: Any) -> str:
         """The model's path where the contender runs."""
@@ -235,7 +225,7 @@ class Sweep:
     async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
         try:
             await self._start()
-            await _together(self._measure_group(group) for group in groups)
+            await together(self._measure_group(group) for group in groups)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             self.queue.put_nowait(error)
             raise
@@ -243,13 +233,16 @@ class Sweep:
 
     async def _start(self) -> None:
         self.notes += await take_baselines(self.monitors.values(), self.contenders, self.spec.cooldown)
+        contenders = {c.name: self._contender_json(c) for c in self.contenders}
+        if note := machines_note(contenders):
+            self.notes.append(note)
         self.started = True
         self.emit(SweepStarted(
             run_id=self.run_id, run_dir=str(self.run_dir), model=str(self.model.path),
             builds=tuple(c.name for c in self.contenders), points=self.points,
             spec=self.spec.to_json(), build_paths={c.name: str(c.folder) for c in self.contenders},
             notes=tuple(self.notes), resumed=bool(self.blocks or self.failed or self.settled),
-            at=time.time(), contenders={c.name: self._contender_json(c) for c in self.contenders}))
+            at=time.time(), contenders=contenders))
         if self.options.check is not None:
             await self._check_first()
 
@@ -262,8 +255,7 @@ class Sweep:
     async def _check_first(self) -> None:
         from backends.correctness import CheckInputError, run_check
 
-        remote = [c.name for c in self.contenders if c.host]
-        if remote:
+        if remote := remote_names(self.contenders):
             self.emit(SweepNote(f"correctness check runs on this machine only: not for {', '.join(remote)}",
                                 time.time()))
         checkable = [c for c in self.contenders if c.perplexity is not None and not c.host]
@@ -318,13 +310,8 @@ class Sweep:
         if self.chosen == "resident":
             await self._resident_round(group, todo, round_number, repetitions)
             return
-        # Each machine takes its share of the round in turns; machines share no GPU, so
-        # they run theirs at the same time.
-        lanes: dict[str | None, list[tuple[BuildInfo, tuple[TestPoint, ...]]]] = {}
-        for contender, chunk in schedule(group, chunk_points(todo, self.chosen),
-                                         self.options.interleave, round_number):
-            lanes.setdefault(contender.host, []).append((contender, chunk))
-        await _together(self._run_lane(lane, repetitions) for lane in lanes.values())
+        turns = schedule(group, chunk_points(todo, self.chosen), self.options.interleave, round_number)
+        await together(self._run_lane(lane, repetitions) for lane in by_machine(turns))
 
     async def _run_lane(self, lane: Sequence[tuple[BuildInfo, tuple[TestPoint, ...]]],
                         repetitions: int) -> None:
@@ -374,8 +361,7 @@ class Sweep:
                 await _stop_all(benches.values())
 
     def _resident_fits(self, group: Sequence[BuildInfo]) -> tuple[bool, str]:
-        remote = [c.name for c in group if c.host]
-        if remote:
+        if remote := remote_names(group):
             return False, (f"{', '.join(remote)} on another host: a llama-bench there cannot be "
                            "paused between points (signals do not travel over ssh)")
         if self.options.parallel or len(group) < 2:
@@ -441,16 +427,6 @@ class Sweep:
         return True
 
 
-async def _together(steps: Iterable[Awaitable[None]]) -> None:
-    """Run ``steps`` at once; when one fails or this is cancelled, the others are cancelled
-    and waited for (their own ``finally`` kills their processes)."""
-    tasks = [asyncio.ensure_future(step) for step in steps]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        await _cancel(t for t in tasks if not t.done())
-
-
 async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
     tasks = list(tasks)
     for task in tasks:
@@ -481,8 +457,7 @@ def _validate(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec
         raise SweepError(f"model file not found: {model.path}")
     if granularity not in GRANULARITIES:
         raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
-    remote = [c.name for c in contenders if c.host]
-    if granularity == "resident" and remote:
+    if granularity == "resident" and (remote := remote_names(contenders)):
         raise SweepError(f"--granularity resident pauses llama-bench with signals, which do not "
                          f"travel over ssh ({', '.join(remote)} on another host): use auto, point or depth")
     # Check every argv before starting: a build that cannot run the spec fails now, not midway.
