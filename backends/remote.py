@@ -48,18 +48,21 @@ CONNECTION_LOST = 255  # what ssh exits with when the connection fails or drops
 # fit in sun_path (108 bytes on Linux, 104 on the BSDs).
 SOCKET_PATH_MAX = 100 - 17
 _MARK = "@@llamaduel"
-_PID_LINE = re.compile(rf"^{_MARK} pid (\d+)$")
+_PID_LINE = re.compile(rf"^{_MARK} pid (\d+) (\d+)$")
 _EXIT_LINE = re.compile(rf"^{_MARK} exit (\d+)$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-# Runs on the host as ``sh -c WRAPPER TOKEN env K=V tool args``: its own process group
-# (pid = pgid), the pid in a file named by TOKEN for the cleanup, which may come first
-# (then a stop file is there and the tool never starts).
+# Runs on the host as ``sh -c WRAPPER TOKEN env K=V tool args``, leading its own process
+# group (setsid): the group's id goes into a file named by TOKEN for the cleanup, which may
+# come first (then a stop file is there and the tool never starts); the tool's pid and the
+# group's go to stderr, then the tool's exit status.
 _WRAPPER = """t="${TMPDIR:-/tmp}/$0"
 echo "$$" > "$t.pid" || exit 125
 if [ -e "$t.stop" ]; then rm -f "$t.pid" "$t.stop"; exit 125; fi
-printf 'MARK pid %s\\n' "$$" >&2
-"$@"
+"$@" &
+c=$!
+printf 'MARK pid %s %s\\n' "$c" "$$" >&2
+wait "$c"
 rc=$?
 rm -f "$t.pid"
 printf 'MARK exit %s\\n' "$rc" >&2
@@ -284,7 +287,8 @@ class SshLauncher:
         self.ssh = host
         self.host: str | None = host.destination
         self.token: str | None = None
-        self.pid: int | None = None  # the tool's process group on the host
+        self.pid: int | None = None  # the tool's pid on the host
+        self.group: int | None = None  # its process group there
         self.exit_status: int | None = None
         self.never_started = False  # ssh ended before the host started the tool
         self.cleaned = False
@@ -312,7 +316,7 @@ class SshLauncher:
                     text = raw.decode("utf-8", "replace").rstrip("\r\n")
                     match = _PID_LINE.match(text)
                     if match:
-                        self.pid = int(match.group(1))
+                        self.pid, self.group = int(match.group(1)), int(match.group(2))
                         return self.pid
                     process.remember(text)
                 code = await process.process.wait()

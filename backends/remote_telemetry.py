@@ -28,14 +28,15 @@ from pathlib import Path
 from backends.remote import SshHost, SshLauncher, shell_words, ssh_host
 from backends.telemetry import DeviceSample, HostSample, TelemetrySnapshot, snapshot_from_json
 from backends.telemetry.host import cpu_busy_percent, parse_cpu_ticks, parse_meminfo
-from backends.telemetry.model import device_sample
+from backends.telemetry.model import DEVICE_MEASUREMENTS, device_sample
 from backends.telemetry.nvml import GPU_IDLE, decode_clock_event_reasons
 from backends.telemetry.sysfs_read import normalize_pci
 from backends.tool import ToolProcess
 
 SMI_FIELDS = ("pci.bus_id", "name", "memory.used", "memory.total", "temperature.gpu",
               "temperature.memory", "power.draw", "power.limit", "utilization.gpu",
-              "utilization.memory", "clocks.sm", "clocks.mem", "clocks_throttle_reasons.active")
+              "utilization.memory", "clocks.sm", "clocks.mem", "fan.speed",
+              "clocks_throttle_reasons.active")
 _SMI_VALUES = {  # CSV column -> (measurement, factor)
     2: ("vram_used_bytes", 1 << 20), 3: ("vram_total_bytes", 1 << 20), 4: ("edge_c", 1),
     5: ("mem_c", 1), 6: ("power_w", 1), 7: ("power_cap_w", 1), 8: ("gpu_busy_percent", 1),
@@ -44,7 +45,7 @@ _SMI_VALUES = {  # CSV column -> (measurement, factor)
 _DEVICE_FILES = ("vendor device revision uevent product_name mem_info_vram_used mem_info_vram_total "
                  "mem_info_gtt_used mem_info_gtt_total gpu_busy_percent mem_busy_percent "
                  "pp_dpm_sclk pp_dpm_mclk")
-# $0: the sysfs root (ends with /), $1: nvidia-smi, $2: its query.
+# $0: the sysfs root (ends with /), $1: nvidia-smi, $2: its query, $3: first (the first tick).
 _TICK = f"""r=$0
 dump() {{
   printf '@@f %s\\n' "$1"
@@ -58,6 +59,10 @@ for c in "$r"sys/class/drm/card[0-9]*; do
   d=$c/device; [ -f "$d/vendor" ] || continue
   read -r v < "$d/vendor"; [ "$v" = 0x1002 ] || continue
   for f in {_DEVICE_FILES}; do if [ -e "$d/$f" ]; then dump "$d/$f"; fi; done
+  i=${{r}}usr/share/libdrm/amdgpu.ids
+  if [ "$3" = first ] && [ ! -e "$d/product_name" ] && [ -f "$i" ] && read -r id < "$d/device"; then
+    printf '@@f %s\\n' "$i"; grep -i "^${{id#0x}}," "$i"; printf '@@e\\n'
+  fi
   if [ -e "$d/gpu_metrics" ]; then
     printf '@@x %s\\n' "$d/gpu_metrics"; od -An -v -tx1 "$d/gpu_metrics" 2>&1; printf '@@e\\n'
   fi
@@ -126,7 +131,7 @@ def parse_nvidia_smi(text: str, at: float, where: str) -> list[DeviceSample]:
         values: dict[str, float | int | tuple[str, ...] | None] = {}
         missing = {"gtt_used_bytes": "GTT is an AMD notion",
                    "junction_c": "nvidia-smi does not report a hotspot temperature",
-                   "fan_rpm": "nvidia-smi gives the fan in percent, not rpm",
+                   "fan_rpm": f"nvidia-smi gives the fan in percent, not rpm ({cells[12]})",
                    "process_vram_bytes": f"processes on {where} are not watched"}
         for index, (measure, factor) in _SMI_VALUES.items():
             number = _number(cells[index])
@@ -135,9 +140,12 @@ def parse_nvidia_smi(text: str, at: float, where: str) -> list[DeviceSample]:
             else:
                 values[measure] = int(number * factor) if factor > 1 else number
         try:
-            values["throttle_reasons"] = decode_clock_event_reasons(int(cells[12], 16) & ~GPU_IDLE)
+            values["throttle_reasons"] = decode_clock_event_reasons(int(cells[13], 16) & ~GPU_IDLE)
         except ValueError:
-            missing["throttle_reasons"] = f"nvidia-smi on {where} gives {cells[12] or 'nothing'}"
+            missing["throttle_reasons"] = f"nvidia-smi on {where} gives {cells[13] or 'nothing'}"
+        for measure in DEVICE_MEASUREMENTS:
+            if values.get(measure) is None:
+                missing.setdefault(measure, "nvidia-smi's query gives no such value")
         devices.append(device_sample(at=at, pci_address=normalize_pci(cells[0]), name=cells[1],
                                      source="nvidia-smi", values=values, missing=missing))
     return devices
@@ -261,10 +269,11 @@ class RemoteTelemetry:
 
     async def _stream_files(self, interval: float) -> AsyncIterator[TelemetrySnapshot]:
         loop = asyncio.get_running_loop()
-        command = (f"exec sh -c {shlex.quote(_TICK)} "
-                   f"{shell_words([self.sysfs_root, self.nvidia_smi, ','.join(SMI_FIELDS)])}")
+        words = [self.sysfs_root, self.nvidia_smi, ",".join(SMI_FIELDS)]
         next_tick = loop.time()
         while True:
+            first = ["first"] if self._mirror is None else []
+            command = f"exec sh -c {shlex.quote(_TICK)} {shell_words([*words, *first])}"
             result = await self.ssh.run(command, timeout=max(10.0, 4 * interval))
             if result.returncode == 0:
                 yield self._snapshot(parse_tick(result.text), time.time())
