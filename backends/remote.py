@@ -70,9 +70,13 @@ exit "$rc"
 """.replace("MARK", _MARK)
 _SESSION = ('if command -v setsid >/dev/null 2>&1; then exec setsid -w sh -c "$0" "$@"; fi; '
             'exec sh -c "$0" "$@"')
+# The cleanup before the wrapper said which group is its: stop it from starting, or kill it.
 _STOP = ('t="${TMPDIR:-/tmp}/$0"; : > "$t.stop"; '
          'if [ -f "$t.pid" ]; then kill -s KILL -- "-$(cat "$t.pid")" 2>/dev/null; '
          'rm -f "$t.pid" "$t.stop"; fi')
+# The cleanup of a known group ($1), if it is still the wrapper's.
+_KILL = ('t="${TMPDIR:-/tmp}/$0"; if [ -f "$t.pid" ] && [ "$(cat "$t.pid")" = "$1" ]; then '
+         'kill -s KILL -- "-$1" 2>/dev/null; fi; rm -f "$t.pid"')
 
 
 class SshError(RuntimeError):
@@ -335,22 +339,29 @@ class SshLauncher:
         return line
 
     def exit_code(self, process: ToolProcess, code: int | None) -> int | None:
-        """The tool's own exit (a signal as its negative number, as locally); CONNECTION_LOST
-        when ssh ended without the tool's exit status: the connection closed."""
-        if self.exit_status is not None:
-            status = self.exit_status
-            if status > 128 and status - 128 in signal.valid_signals():
-                return -(status - 128)
-            return status
-        return None if code is None else CONNECTION_LOST
+        """The tool's own exit (a signal as its negative number, as locally), from the
+        wrapper's last line or else ssh's exit code; CONNECTION_LOST when ssh itself ended
+        (255, or killed here) without the tool's exit status: the connection closed."""
+        if self.exit_status is None and (code is None or code < 0 or code == CONNECTION_LOST):
+            return None if code is None else CONNECTION_LOST
+        status = self.exit_status if self.exit_status is not None else code
+        assert status is not None
+        if status > 128 and status - 128 in signal.valid_signals():
+            return -(status - 128)
+        return status
 
     async def cleanup(self, process: ToolProcess) -> None:
         """Kill the tool's process group on the host from a second connection."""
-        if self.cleaned or self.token is None or self.exit_status is not None or self.never_started:
-            return
+        code = process.process.returncode if process.process is not None else None
+        ended = self.exit_status is not None or (code is not None and 0 <= code < CONNECTION_LOST)
+        if self.cleaned or self.token is None or ended or self.never_started:
+            return  # the tool ended there and said so: its group is gone
         self.cleaned = True
-        task = asyncio.ensure_future(self.ssh.run(f"exec sh -c {shlex.quote(_STOP)} {self.token}",
-                                                  timeout=CLEANUP_TIMEOUT_S))
+        if self.group is not None:
+            command = f"exec sh -c {shlex.quote(_KILL)} {self.token} {self.group}"
+        else:
+            command = f"exec sh -c {shlex.quote(_STOP)} {self.token}"
+        task = asyncio.ensure_future(self.ssh.run(command, timeout=CLEANUP_TIMEOUT_S))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -207,10 +207,10 @@ class ToolProcess:
         except BaseException:
             await self.kill()
             raise
-        finished = Finished(self.returncode, False, time.monotonic() - self.started_at)
-        lines = (self.launcher.stderr_line(self, line)
-                 for line in err.decode("utf-8", "replace").splitlines())
+        lines = [self.launcher.stderr_line(self, line)
+                 for line in err.decode("utf-8", "replace").splitlines()]
         kept = "\n".join(line for line in lines if line is not None)
+        finished = Finished(self.returncode, False, time.monotonic() - self.started_at)
         return out.decode("utf-8", "replace"), kept, finished
 
 

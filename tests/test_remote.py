@@ -19,7 +19,8 @@ import pytest
 
 from backends import remote, remote_probe
 from backends.builds import probe_build
-from backends.events import PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted, TelemetryRecorded
+from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
+                             TelemetryRecorded)
 from backends.models import read_model
 from backends.remote import SshError, SshHost
 from backends.remote_probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
@@ -207,7 +208,8 @@ async def test_a_connection_killed_mid_point_fails_that_point_and_resume_complet
         events.append(event)
         if isinstance(event, PointStarted) and event.build == "vk" and not killed:
             # The host's llama-bench (its wrapper forks, then execs it), running the point.
-            wait_until(lambda: psutil.Process(event.pid).name() == "llama-bench", "not yet llama-bench")
+            pid = event.pid
+            wait_until(lambda pid=pid: psutil.Process(pid).name() == "llama-bench", "not yet llama-bench")
             killed.append(event.pid)
             _kill_connection(how, server)
     failures = [e for e in events if isinstance(e, PointFailed)]
