@@ -89,10 +89,18 @@ def wait_until(condition, what: str, within: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def wrapper_files() -> set[Path]:
+    """The files the remote wrapper keeps while a tool runs (the host's /tmp is this /tmp)."""
+    return {p for p in Path("/tmp").glob("llamaduel-*.*")
+            if p.suffix in (".pid", ".stop") and len(p.stem) == len("llamaduel-") + 16}
+
+
 @pytest.fixture(autouse=True)
 def nothing_left(tiny_llama):
+    before = wrapper_files()
     yield
     remote.close_hosts()
+    assert wrapper_files() <= before
     wait_until(lambda: not ours(str(tiny_llama)), "a llama-bench of this test running")
     wait_until(lambda: not masters(), "an ssh master connection open")
     wait_until(lambda: not ours("telemetry --json"), "a remote llamaduel telemetry running")
