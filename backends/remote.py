@@ -138,13 +138,14 @@ class SshHost:
 
     def __init__(self, destination: str, *, config_file: str | Path | None = None,
                  connect_timeout: float | None = None,
-                 llamaduel: Sequence[str] | None = None) -> None:
+                 llamaduel: Sequence[str] | None = None, share: bool = True) -> None:
         self.destination = check_destination(destination)
         config = config_file or os.environ.get("LLAMADUEL_SSH_CONFIG") or None
         self.config_file = str(Path(config).expanduser()) if config else None
         self.connect_timeout = connect_timeout
         # How to run llamaduel there (None: ``llamaduel`` if the host has it).
         self.llamaduel = tuple(llamaduel) if llamaduel else None
+        self.share = share  # False: a new connection (and handshake) for every command
         key = f"{self.destination}\0{self.config_file or ''}".encode()
         self._name = f"{hashlib.sha256(key).hexdigest()[:14]}-{os.getpid()}"
         self._control_path: Path | None = None
@@ -188,10 +189,10 @@ class SshHost:
     def _config_args(self) -> list[str]:
         return ["-F", self.config_file] if self.config_file else []
 
-    def ssh_argv(self, remote_command: str, *, share: bool = True) -> list[str]:
+    def ssh_argv(self, remote_command: str, *, share: bool | None = None) -> list[str]:
         """ssh that runs ``remote_command`` (one string, for the host's shell) on the host."""
         argv = ["ssh", *self._config_args(), "-T", "-o", "BatchMode=yes"]
-        if share:
+        if self.share if share is None else share:
             argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_path}",
                      "-o", f"ControlPersist={CONTROL_PERSIST_S}"]
         else:
@@ -203,7 +204,7 @@ class SshHost:
             argv += ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
         return [*argv, "--", self.destination, remote_command]
 
-    def run_sync(self, remote_command: str, timeout: float, *, share: bool = True) -> SshResult:
+    def run_sync(self, remote_command: str, timeout: float, *, share: bool | None = None) -> SshResult:
         """Run a command on the host and wait (blocking); killed after ``timeout`` seconds."""
         process = subprocess.Popen(self.ssh_argv(remote_command, share=share), stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
