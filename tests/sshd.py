@@ -4,8 +4,9 @@ needs, /run/sshd, which the package's service would create).
 
 ``SshServer.start()`` returns once sshd answers with its banner (a state, not a delay).
 ``client_config`` writes an ssh client config with aliases: ``box`` (the right key),
-``badkey`` (a key the server does not know) and ``silent`` (a port that accepts the TCP
-connection but never says anything, so only ConnectTimeout ends the wait).
+``badkey`` (a key the server does not know), ``silent`` (a port that accepts the TCP
+connection but never says anything, so only ConnectTimeout ends the wait), ``closed`` (a
+port nothing listens on) and ``blackhole`` (an address that should not answer).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class SshServer:
         return self
 
     def client_config(self, silent_port: int) -> Path:
-        """An ssh client config with the aliases ``box``, ``badkey`` and ``silent``."""
+        """An ssh client config with the aliases ``box``, ``badkey``, ``silent``, ``closed``
+        and ``blackhole``."""
         common = ["  User root", "  IdentitiesOnly yes", "  BatchMode yes",
                   f"  UserKnownHostsFile {self.folder / 'known_hosts'}", "  StrictHostKeyChecking yes",
                   f"  ConnectTimeout {CONNECT_TIMEOUT_S}"]
@@ -94,6 +96,10 @@ class SshServer:
                  "Host badkey", "  HostName 127.0.0.1", f"  Port {self.port}",
                  f"  IdentityFile {self.other_key}", *common,
                  "Host silent", "  HostName 127.0.0.1", f"  Port {silent_port}",
+                 f"  IdentityFile {self.user_key}", *common,
+                 "Host closed", "  HostName 127.0.0.1", f"  Port {free_port()}",
+                 f"  IdentityFile {self.user_key}", *common,
+                 "Host blackhole", "  HostName 10.255.255.1", "  Port 22",
                  f"  IdentityFile {self.user_key}", *common, ""]
         path = self.folder / "ssh_config"
         path.write_text("\n".join(lines))
