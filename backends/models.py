@@ -440,29 +440,7 @@ def model_from_headers(base: ModelInfo, headers: list[tuple[Path, GGUFHeader]],
     if vocab is None and isinstance(tokens, ArrayInfo):
         vocab = tokens.count
 
-    expert_bytes: dict[int, int] = {}
-    for tensor in tensors:
-        match = EXPERT_TENSOR.match(tensor.name)
-        if match:
-            layer = int(match["layer"])
-            expert_bytes[layer] = expert_bytes.get(layer, 0) + tensor.nbytes
-    n_layers_for_experts = max([layers or 0, *(k + 1 for k in expert_bytes)])
-    expert_by_layer = tuple(expert_bytes.get(i, 0) for i in range(n_layers_for_experts)) \
-        if expert_bytes else ()
-
-    problem = missing_problem
-    if problem is None:
-        problem = _split_problem(headers)
-    if problem is None:
-        if arch is None:
-            problem = "no general.architecture in the metadata"
-        elif arch == "clip":
-            problem = "a multimodal projector (mmproj), not a language model"
-        elif arch not in KNOWN_ARCHITECTURES:
-            problem = f"unknown architecture {arch!r}"
-        elif not tensors:
-            problem = "holds no tensors"
-
+    problem = missing_problem or _split_problem(headers) or _content_problem(arch, tensors)
     return ModelInfo(
         path=first, files=tuple(parts),
         name=title if isinstance(title, str) and title.strip() else name,
@@ -482,8 +460,32 @@ def model_from_headers(base: ModelInfo, headers: list[tuple[Path, GGUFHeader]],
         value_length=value_length,
         vocab_size=vocab,
         tensor_bytes=sum(t.nbytes for t in tensors),
-        expert_bytes_by_layer=expert_by_layer,
+        expert_bytes_by_layer=_expert_bytes(tensors, layers),
     )
+
+
+def _expert_bytes(tensors: Iterable[TensorEntry], layers: int | None) -> tuple[int, ...]:
+    """Bytes of each layer's ``*_exps`` tensors (() for a dense model)."""
+    expert_bytes: dict[int, int] = {}
+    for tensor in tensors:
+        match = EXPERT_TENSOR.match(tensor.name)
+        if match:
+            layer = int(match["layer"])
+            expert_bytes[layer] = expert_bytes.get(layer, 0) + tensor.nbytes
+    if not expert_bytes:
+        return ()
+    count = max([layers or 0, *(k + 1 for k in expert_bytes)])
+    return tuple(expert_bytes.get(i, 0) for i in range(count))
+
+
+def _content_problem(arch: str | None, tensors: list[TensorEntry]) -> str | None:
+    if arch is None:
+        return "no general.architecture in the metadata"
+    if arch == "clip":
+        return "a multimodal projector (mmproj), not a language model"
+    if arch not in KNOWN_ARCHITECTURES:
+        return f"unknown architecture {arch!r}"
+    return None if tensors else "holds no tensors"
 
 
 def _split_problem(headers: list[tuple[Path, GGUFHeader]]) -> str | None:

@@ -22,7 +22,7 @@ from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
 from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_result_failure,
                                     parse_result_line, point_failed)
 from backends.sweep.spec import SweepSpec
-from backends.tool import LOCAL, Launcher, ToolProcess
+from backends.tool import LOCAL, Finished, Launcher, ToolProcess
 
 # Every block asks llama-bench for one timed repetition more than it counts: the first is
 # a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
@@ -81,12 +81,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     argv = ctx.argv(contender, chunk, block.asked)
     limit = ctx.timeouts.seconds(contender.name, chunk, block.asked, ctx.spec.timeout)
     tool = ToolProcess(argv, env=contender.env, launcher=ctx.launcher_for(contender))
-    try:
-        await tool.start()
-    except OSError as error:
-        for point in chunk:
-            ctx.emit(PointFailed(build=contender.name, point=point, at=time.time(),
-                                 reason=f"cannot start llama-bench: {error.strerror or error}"))
+    if not await _start(ctx, contender, tool, chunk):
         return None
     pending = {p.key: p for p in chunk}
     pid = tool.tool_pid or tool.pid  # where it runs
@@ -136,13 +131,32 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     for point in pending.values():
         ctx.emit(point_failed(contender.name, point, tool.returncode, finished.timed_out, limit,
                               tool.stderr_tail))
-    if pending or finished.timed_out or tool.returncode != 0:
+    return None if pending else _timing(ctx, contender, block, tool, finished, first_work)
+
+
+def _timing(ctx: BenchContext, contender: BenchBuild, block: Block, tool: ToolProcess,
+            finished: Finished, first_work: list[float]) -> ChunkTiming | None:
+    """Where a process's time went (load, work), when it ran every point of its block."""
+    if finished.timed_out or tool.returncode != 0:
         return None
-    ctx.timeouts.observe(contender.name, chunk, block.asked, finished.seconds)
+    ctx.timeouts.observe(contender.name, block.points, block.asked, finished.seconds)
     if not first_work:
         return None
     load = first_work[0] - tool.started_at
-    return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(chunk))
+    return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(block.points))
+
+
+async def _start(ctx: BenchContext, contender: BenchBuild, tool: ToolProcess,
+                 points: Sequence[TestPoint]) -> bool:
+    """Start a llama-bench; when it cannot start, each of ``points`` fails saying why."""
+    try:
+        await tool.start()
+    except OSError as error:
+        for point in points:
+            ctx.emit(PointFailed(build=contender.name, point=point, at=time.time(),
+                                 reason=f"cannot start llama-bench: {error.strerror or error}"))
+        return False
+    return True
 
 
 class ResidentBench:
@@ -180,11 +194,7 @@ class ResidentBench:
         self.first_work_at, self.pause_leaked = None, False
         tool = ToolProcess(self.argv, env=self.contender.env,
                            launcher=self.ctx.launcher_for(self.contender))
-        try:
-            await tool.start()
-        except OSError as error:
-            self.ctx.emit(PointFailed(build=self.contender.name, point=todo[0], at=time.time(),
-                                      reason=f"cannot start llama-bench: {error.strerror or error}"))
+        if not await _start(self.ctx, self.contender, tool, todo[:1]):
             return False
         self.tool = tool
         self.ctx.watch(self.contender, tool.pid)
