@@ -232,6 +232,27 @@ async def test_a_connection_killed_mid_point_fails_that_point_and_resume_complet
     assert done == {(b, p.key) for b in ("cpu", "vk") for p in SLOW.points()}
 
 
+async def test_a_remote_point_that_hangs_or_a_cancelled_sweep_leaves_nothing_on_the_host(
+        server, remote_vk, tiny_llama, tmp_path):
+    # A time-out shorter than the point: killed, there too.
+    events = [e async for e in run_sweep([remote_vk], tiny_llama, SLOW.with_changes(timeout=1.0),
+                                         run_dir=tmp_path / "hung", granularity="point")]
+    failure = next(e for e in events if isinstance(e, PointFailed))
+    assert failure.timed_out and failure.reason.startswith("hung: no result within 1 s")
+    pids = [e.pid for e in events if isinstance(e, PointStarted)]
+    wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), "a hung llama-bench on the host")
+    # A sweep closed while a remote point runs: its llama-bench is killed there.
+    async with contextlib.aclosing(run_sweep([remote_vk], tiny_llama, SLOW, run_dir=tmp_path / "cut",
+                                             granularity="point")) as sweep:
+        async for event in sweep:
+            if isinstance(event, PointStarted):
+                running = event.pid
+                wait_until(lambda pid=running: psutil.Process(pid).name() == "llama-bench",
+                           "not yet llama-bench")
+                break
+    assert not psutil.pid_exists(running) or psutil.Process(running).status() == psutil.STATUS_ZOMBIE
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "tui.cli", *args], capture_output=True, text=True,
