@@ -71,7 +71,7 @@ class SshServer:
             "StrictModes no",  # the throwaway files live in a temporary folder
             "UsePAM no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password", "MaxSessions 50", "MaxStartups 50",
-            "LogLevel VERBOSE", "",
+            "AcceptEnv TMPDIR", "LogLevel VERBOSE", "",
         ]))
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)],
@@ -88,7 +88,10 @@ class SshServer:
     def client_config(self, silent_port: int) -> Path:
         """An ssh client config with the aliases ``box``, ``badkey``, ``silent``, ``closed``
         and ``blackhole``."""
-        common = ["  User root", "  IdentitiesOnly yes", "  BatchMode yes",
+        # The "host" keeps its temporary files (the wrapper's) in a folder of this server's.
+        self.tmpdir = self.folder / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
+        common = ["  User root", "  IdentitiesOnly yes", "  BatchMode yes", f"  SetEnv TMPDIR={self.tmpdir}",
                   f"  UserKnownHostsFile {self.folder / 'known_hosts'}", "  StrictHostKeyChecking yes",
                   f"  ConnectTimeout {CONNECT_TIMEOUT_S}"]
         lines = ["Host box", "  HostName 127.0.0.1", f"  Port {self.port}",

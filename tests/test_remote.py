@@ -77,8 +77,8 @@ def ours(marker: str) -> list[psutil.Process]:
 
 
 def masters() -> list[psutil.Process]:
-    """ssh master connections under llamaduel's socket folders."""
-    return [p for p in ours("[mux]") if "llamaduel" in " ".join(p.info["cmdline"] or ())]
+    """This process's ssh master connections (their sockets are named with its pid)."""
+    return ours(f"-{os.getpid()} [mux]")
 
 
 def wait_until(condition, what: str, within: float = 15.0) -> None:
@@ -89,21 +89,14 @@ def wait_until(condition, what: str, within: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def wrapper_files() -> set[Path]:
-    """The files the remote wrapper keeps while a tool runs (the host's /tmp is this /tmp)."""
-    return {p for p in Path("/tmp").glob("llamaduel-*.*")
-            if p.suffix in (".pid", ".stop") and len(p.stem) == len("llamaduel-") + 16}
-
-
 @pytest.fixture(autouse=True)
-def nothing_left(tiny_llama):
-    before = wrapper_files()
+def nothing_left(server, tiny_llama):
     yield
     remote.close_hosts()
-    assert wrapper_files() <= before
     wait_until(lambda: not ours(str(tiny_llama)), "a llama-bench of this test running")
     wait_until(lambda: not masters(), "an ssh master connection open")
-    wait_until(lambda: not ours("telemetry --json"), "a remote llamaduel telemetry running")
+    # The wrapper's files on the "host" (its TMPDIR is the server's folder) are gone too.
+    assert not list(server.tmpdir.iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +211,7 @@ async def test_a_connection_killed_mid_point_fails_that_point_and_resume_complet
             # The host's llama-bench (its wrapper forks, then execs it), running the point.
             pid = event.pid
             wait_until(lambda pid=pid: psutil.Process(pid).name() == "llama-bench", "not yet llama-bench")
+            assert [f.suffix for f in server.tmpdir.iterdir()] == [".pid"]  # the wrapper's, there
             killed.append(event.pid)
             _kill_connection(how, server)
     failures = [e for e in events if isinstance(e, PointFailed)]
@@ -307,6 +301,8 @@ async def test_remote_telemetry_from_llamaduel_on_the_host(server):
     assert ticks[-1].host.cpu_percent is not None
     assert [t.at for t in ticks] == sorted(t.at for t in ticks) and ticks[-1].at <= time.time()
     assert any(reason.startswith("on box: ") for _, reason in telemetry.unavailable)
+    wait_until(lambda: not ours(f"PYTHONPATH={REPO} {sys.executable} -m tui.cli telemetry"),
+               "the host's llamaduel telemetry running")
 
 
 async def test_remote_telemetry_without_llamaduel_reads_files_and_marks_unknowns(server, tmp_path):
