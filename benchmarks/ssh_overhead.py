@@ -8,13 +8,15 @@ command (``SshHost(share=False)``):
 * a tool through ``SshLauncher`` (wrapper, pid line, exit line), from start to reaped;
 * the same over a simulated network: a relay here that delays every chunk by ``--delay-ms``
   each way (a LAN or VPN hop), where a new connection pays the key exchange's round trips;
-* the same tool started locally, for the floor.
+* the same tool started locally, for the floor;
+* with ``--bench BIN_DIR``: one real test point (llama-bench pp32, one repetition, on a
+  tiny generated model) here and through ssh.
 
 Every ssh session also pays for the remote user's shell start-up (``bash -c`` sources
 ``~/.bashrc`` under sshd); on the test machine root's ``.bashrc`` runs ``pyenv init``,
 about 0.2 s of the figures here.
 
-    python3 benchmarks/ssh_overhead.py [--runs 20] [--delay-ms 10]
+    python3 benchmarks/ssh_overhead.py [--runs 20] [--delay-ms 10] [--bench BIN_DIR]
 """
 
 from __future__ import annotations
@@ -79,7 +81,21 @@ async def timed(runs: int, step: Callable[[], Awaitable[None]]) -> tuple[float, 
     return statistics.median(times), min(times)
 
 
-async def measure(host: SshHost, runs: int) -> dict[str, tuple[float, float]]:
+def point_argv(bench: Path | None, model: Path) -> list[str] | None:
+    if bench is None:
+        return None
+    return [str(bench / "llama-bench"), "-m", str(model), "-p", "32", "-n", "0", "-r", "1", "-t", "1",
+            "-o", "jsonl"]
+
+
+async def run_point(argv: list[str], host: SshHost | None) -> None:
+    process = ToolProcess(argv, launcher=SshLauncher(host)) if host else ToolProcess(argv)
+    await process.start()
+    out, _, _ = await process.communicate(120)
+    assert process.returncode == 0 and '"avg_ts"' in out
+
+
+async def measure(host: SshHost, runs: int, point: list[str] | None) -> dict[str, tuple[float, float]]:
     async def command() -> None:
         result = await host.run("true", timeout=30)
         assert result.returncode == 0, result.stderr
@@ -90,12 +106,20 @@ async def measure(host: SshHost, runs: int) -> dict[str, tuple[float, float]]:
         await process.communicate(30)
         assert process.returncode == 0
 
-    return {"ssh HOST true": await timed(runs, command),
-            "tool through SshLauncher": await timed(runs, tool)}
+    found = {"ssh HOST true": await timed(runs, command),
+             "tool through SshLauncher": await timed(runs, tool)}
+    if point is not None:
+        found["llama-bench point"] = await timed(max(3, runs // 3), lambda: run_point(point, host))
+    return found
 
 
-async def main(runs: int, delay_ms: float) -> None:
+async def main(runs: int, delay_ms: float, bench: Path | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="llamaduel-ssh-bench-"))
+    if bench is not None:
+        from backends.synth import write_tiny_llama
+
+        write_tiny_llama(folder / "tiny.gguf")
+    point = point_argv(bench, folder / "tiny.gguf")
     server = SshServer(folder).start()
     silent = SilentPort()
     config = server.client_config(silent.port)
@@ -111,11 +135,14 @@ async def main(runs: int, delay_ms: float) -> None:
     try:
         local = await timed(runs, _local_true)
         rows.append(("this machine", "tool started locally", *local))
+        if point is not None:
+            here = await timed(max(3, runs // 3), lambda: run_point(point, None))
+            rows.append(("this machine", "llama-bench point", *here))
         for alias, where in (("box", "127.0.0.1"), ("far", f"127.0.0.1 + {delay_ms:g} ms each way")):
             for share in (True, False):
                 host = SshHost(alias, share=share)
                 label = f"{where}, {'shared master' if share else 'new connection'}"
-                for what, (median, best) in (await measure(host, runs)).items():
+                for what, (median, best) in (await measure(host, runs, point)).items():
                     rows.append((label, what, median, best))
                 host.close()
     finally:
@@ -143,5 +170,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--delay-ms", type=float, default=10.0)
+    parser.add_argument("--bench", type=Path, help="a llama.cpp build folder to time a real point")
     options = parser.parse_args()
-    asyncio.run(main(options.runs, options.delay_ms))
+    asyncio.run(main(options.runs, options.delay_ms, options.bench))
