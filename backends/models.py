@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import gguf
+
+from backends import codec
 from gguf import GGMLQuantizationType, GGUFValueType, LlamaFileType
 
 KNOWN_ARCHITECTURES = frozenset(gguf.MODEL_ARCH_NAMES.values())
@@ -84,18 +86,8 @@ class ModelInfo:
         return f"MoE {self.expert_count}x{self.experts_used}" if self.is_moe else "dense"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path), "files": [str(f) for f in self.files], "name": self.name,
-            "architecture": self.architecture, "parameters": self.parameters,
-            "size_bytes": self.size_bytes, "quant": self.quant, "layers": self.layers,
-            "context_length": self.context_length, "expert_count": self.expert_count,
-            "experts_used": self.experts_used, "embedding_length": self.embedding_length,
-            "head_count": self.head_count, "head_count_kv": self.head_count_kv,
-            "key_length": self.key_length, "value_length": self.value_length,
-            "vocab_size": self.vocab_size, "tensor_bytes": self.tensor_bytes,
-            "expert_bytes_by_layer": list(self.expert_bytes_by_layer),
-            "is_moe": self.is_moe, "runnable": self.runnable, "problem": self.problem,
-        }
+        """Every field as plain data, plus what is derived from them (for ``models --json``)."""
+        return {**codec.to_builtins(self), "is_moe": self.is_moe, "runnable": self.runnable}
 
 
 # --- header parsing ------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import shlex
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -229,16 +229,19 @@ class RemoteTelemetry:
                            "and nvidia-smi over ssh")
         return self.mode
 
-    async def stream(self, interval: float = 0.5) -> AsyncIterator[TelemetrySnapshot]:
+    async def stream(self, interval: float = 0.5) -> AsyncGenerator[TelemetrySnapshot, None]:
         """A snapshot per tick until the consumer stops (or cancels)."""
+        # Each inner stream is closed with this one (its process killed then, not later).
         if await self.detect() == "llamaduel":
-            async for snapshot in self._stream_llamaduel(interval):
-                yield snapshot
+            async with contextlib.aclosing(self._stream_llamaduel(interval)) as ticks:
+                async for snapshot in ticks:
+                    yield snapshot
             self.mode = "files"  # it ended by itself: read the files from now on
-        async for snapshot in self._stream_files(interval):
-            yield snapshot
+        async with contextlib.aclosing(self._stream_files(interval)) as ticks:
+            async for snapshot in ticks:
+                yield snapshot
 
-    async def _stream_llamaduel(self, interval: float) -> AsyncIterator[TelemetrySnapshot]:
+    async def _stream_llamaduel(self, interval: float) -> AsyncGenerator[TelemetrySnapshot, None]:
         assert self.command is not None
         argv = [*self.command, "telemetry", "--json", "--interval", f"{interval:g}"]
         tool = ToolProcess(argv, launcher=SshLauncher(self.ssh))
@@ -267,7 +270,7 @@ class RemoteTelemetry:
                 source, _, reason = line[len(prefix):].partition(" unavailable: ")
                 self._note(source, f"on {self.host}: {reason}")
 
-    async def _stream_files(self, interval: float) -> AsyncIterator[TelemetrySnapshot]:
+    async def _stream_files(self, interval: float) -> AsyncGenerator[TelemetrySnapshot, None]:
         loop = asyncio.get_running_loop()
         words = [self.sysfs_root, self.nvidia_smi, ",".join(SMI_FIELDS)]
         next_tick = loop.time()

@@ -57,7 +57,7 @@ class LocalRpcServer:
         self.port = port or free_port(host)
         self.threads = threads
         self.tool: ToolProcess | None = None
-        self._drain: asyncio.Future[object] | None = None
+        self._drain: asyncio.Future[tuple[None, None]] | None = None
 
     @property
     def endpoint(self) -> str:

@@ -12,34 +12,54 @@ import io
 import json
 import math
 import shlex
+
+from backends.text import printable, shell_join
+from profiles.format import render_table
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from profiles.model import Profile
+from profiles.outcome import (
+    CLASS_LABELS,
+    BuildStability,
+    ClassVerdict,
+    Energy,
+    Recommendation,
+    class_label,
+)
 from profiles.store import encode
-from profiles.verdict import CLASS_LABELS, ClassVerdict, Recommendation
+from profiles.wording import bytes_text, joules_text, margin_text, speed_text
 
 WORKLOADS = tuple(CLASS_LABELS)
 
 
 def _ts(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    return f"{value:,.1f} t/s" if value < 100 else f"{value:,.0f} t/s"
+    return speed_text(value)
 
 
 def winner_cell(v: ClassVerdict) -> str:
-    if v.status == "winner":
-        text = f"{v.winner} (+{v.margin_pct:.1f}%, {v.confidence.split(' (')[0]} confidence)"
+    """The verdict in a table cell, in the one confidence vocabulary."""
+    if v.status in ("winner", "lead"):
+        text = f"{v.winner} ({margin_text(v.ratio)}, {v.confidence})"
         if v.recommended and v.recommended != v.winner:
-            text += f"; use {v.recommended} (stability)"
+            text += f"; use {v.recommended}"
         return text
     if v.status == "tie":
-        return f"tie (within {v.margin_pct:.1f}%)"
-    if v.status == "single build":
-        return f"{v.winner} (only build measured)"
-    return "no clear winner"
+        return f"tie (within {abs(v.margin_pct or 0.0):.1f}%{', one run' if v.confidence == 'one run' else ''})"
+    if v.status == "only one ran":
+        return f"only {v.recommended} ran" if v.recommended else "nothing ran"
+    if v.status == "single contender":
+        return f"{v.recommended} (only one measured)" if v.recommended else "-"
+    return f"no clear winner ({v.confidence})"
+
+
+def _energy_cell(e: Energy | None) -> str:
+    if e is None:
+        return "-"
+    text = f"{joules_text(e.tokens_per_joule)}, {bytes_text(e.peak_vram_bytes)}"
+    return text + (", throttled" if e.throttled else "")
 
 
 def table_rows(rec: Recommendation) -> list[list[str]]:
@@ -47,12 +67,27 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
     rows = [header]
     for v in rec.verdicts:
         rows.append([v.label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
+        energy = {e.contender: e for e in v.energy}
+        if any(e.tokens_per_joule is not None or e.peak_vram_bytes is not None or e.throttled for e in v.energy):
+            rows.append(["  energy, peak VRAM", *[_energy_cell(energy.get(b)) for b in rec.builds], ""])
     stable = [s for s in rec.stability if s.stable]
     stability_winner = ("all stable" if len(stable) == len(rec.stability)
                         else ", ".join(s.build for s in stable) or "none stable")
-    rows.append(["stability", *[next((s.note for s in rec.stability if s.build == b), "—") for b in rec.builds],
-                 stability_winner])
+    rows.append(["stability", *[_stability_cell(next((s for s in rec.stability if s.build == b), None))
+                                for b in rec.builds], stability_winner])
     return rows
+
+
+def _stability_cell(s: BuildStability | None) -> str:
+    """A short cell: the reasons are in the summary lines."""
+    if s is None:
+        return "-"
+    if s.stable:
+        return str(s.note)
+    parts = [f"ran {s.results}, failed {s.failures}"] if s.failures else []
+    if s.correctness in ("suspect", "failed"):
+        parts.append(f"output {s.correctness}")
+    return "; ".join(parts)
 
 
 def _md_escape(text: str) -> str:
@@ -61,47 +96,48 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(rec: Recommendation, *, title: str | None = None) -> str:
     rows = table_rows(rec)
-    lines = [f"## {title}", ""] if title else []
-    lines.append("| " + " | ".join(_md_escape(c) for c in rows[0]) + " |")
-    lines.append("|" + "|".join("---" for _ in rows[0]) + "|")
-    lines.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows[1:])
+    lines = [f"## {printable(title)}", ""] if title else []
+    lines.append(render_table(rows[0], [[_md_escape(c) for c in row] for row in rows[1:]], markdown=True))
     lines.append("")
-    lines.append(f"Build columns: typical speed (geometric mean over the tests all builds ran). "
-                 f"Long context means {rec.long_context_tokens:,}+ tokens in the cache.")
+    lines.append(f"Contender columns: typical speed (geometric mean over the tests shared with the leader). "
+                 f"Long context means {rec.long_context_tokens:,}+ tokens in the cache; a lead inside "
+                 f"{rec.tie_pct:g}% is a tie." + (f" Machine: {printable(rec.machine)}." if rec.machine else ""))
     lines.append("")
-    lines.extend(f"- {line}" for line in rec.summary)
+    lines.extend(f"- {printable(line)}" for line in rec.summary)
     if rec.choose:
         lines.append("")
-        lines.extend(f"- {line}" for line in rec.choose)
+        lines.extend(f"- {printable(line)}" for line in rec.choose)
     lines.append("")
     lines.append(f"Rule: {rec.rule} ({rec.pg_policy}.)")
     return "\n".join(lines) + "\n"
 
 
 def to_text(rec: Recommendation) -> str:
-    """Plain table for a terminal: fixed-width columns, no colour."""
+    """Plain table for a terminal: columns, no colour, cells escaped."""
     rows = table_rows(rec)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = []
-    for n, row in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out) + "\n"
+    return render_table(rows[0], rows[1:]) + "\n"
 
 
 def to_csv(rec: Recommendation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    # "build" holds the contender (build and settings); p_value is the class's corrected q-value.
     writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
-                     "margin_pct", "p_value", "confidence"])
+                     "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
+                     "peak_vram_bytes", "throttled"])
     for v in rec.verdicts:
+        energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
             ts = v.typical_ts.get(b)
+            e = energy.get(b)
             writer.writerow([v.workload, v.phase, b, "" if ts is None else f"{ts:.6g}", v.status,
                              v.winner or "", v.recommended or "",
                              "" if v.margin_pct is None else f"{v.margin_pct:.3f}",
-                             "" if v.p_value is None else f"{v.p_value:.6g}", v.confidence])
+                             "" if v.p_value is None else f"{v.p_value:.6g}", v.confidence, v.context,
+                             "" if v.ratio is None else f"{v.ratio:.4f}",
+                             "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
+                             "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
+                             "" if e is None or e.throttled is None else str(e.throttled).lower()])
     return buffer.getvalue()
 
 
@@ -134,7 +170,8 @@ class LaunchCommand:
 
     @property
     def display(self) -> str:
-        return shlex.join(self.argv)
+        """The command to show and to paste: exactly ``argv`` when pasted into a shell."""
+        return shell_join(self.argv)
 
 
 def _server_path(folder: str | None) -> str:
@@ -155,19 +192,22 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
         raise ValueError(f"unknown workload {workload!r}; choose one of {', '.join(WORKLOADS)}")
     rec = profile.recommendation
     verdicts = [v for v in (rec.verdicts if rec else ()) if v.workload == workload]
-    chosen = build or (rec.recommended_build(workload) if rec else None)
+    want = "long" if workload == "long_dense" or (context or 0) >= (rec.long_context_tokens if rec else 16384) else None
+    chosen = build or (rec.recommended_build(workload, want) or rec.recommended_build(workload) if rec else None)
     if chosen is None:
         if not verdicts:
             raise ValueError(f"the profile has no results for the {CLASS_LABELS[workload]} workload")
         raise ValueError(f"no clear winner for {CLASS_LABELS[workload]}; name a build with --build")
-    record = profile.build(chosen)
+    info = rec.contender(chosen) if rec else None
+    record = profile.build(info.build if info else chosen)
     if record is None:
         raise ValueError(f"no build named {chosen!r} in the profile")
-    settings: Mapping[str, Any] = {}
+    settings: Mapping[str, Any] = dict(info.known_settings) if info else {}
     for phase in ("tg", "pp", "pg"):
         v = next((v for v in verdicts if v.phase == phase), None)
-        if v and chosen in v.best_settings:
-            settings = v.best_settings[chosen]
+        label = info.label if info else chosen
+        if v and label in v.best_settings:
+            settings = v.best_settings[label]
             break
     # An imported profile can hold several models: use the one this workload measured.
     measured = next((cell.model for v in verdicts for c in v.comparisons for cell in c.cells), None)
@@ -192,9 +232,36 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     for key, flag in (("n_batch", "-b"), ("n_ubatch", "-ub")):
         if isinstance(settings.get(key), int):
             argv += [flag, str(settings[key])]
+    argv += _device_args(settings, record.rpc)
     argv += ["-c", str(context or _context_for(profile, workload))]
     caveats = tuple(c for v in verdicts for c in v.caveats)
-    return LaunchCommand(build=chosen, workload=workload, argv=tuple(argv), caveats=caveats)
+    return LaunchCommand(build=info.label if info else chosen, workload=workload, argv=tuple(argv), caveats=caveats)
+
+
+def _device_args(settings: Mapping[str, Any], rpc: Sequence[str]) -> list[str]:
+    """llama-server's spelling of the devices and split a contender ran with (llama-bench
+    separates devices and the tensor split with '/', llama-server with ',')."""
+    argv: list[str] = ["--rpc", ",".join(rpc)] if rpc else []
+    devices = str(settings.get("devices") or "")
+    if devices and devices.lower() not in ("auto", "-", "?"):
+        argv += ["-dev", devices.replace("/", ",")]
+    mode = settings.get("split_mode")
+    if mode and mode != "layer":
+        argv += ["-sm", str(mode)]
+    split = str(settings.get("tensor_split") or "")
+    if split and any(float(x or 0) for x in split.split("/") if _is_number(x)):
+        argv += ["-ts", ",".join(x.rstrip("0").rstrip(".") or "0" for x in split.split("/"))]
+    if isinstance(settings.get("main_gpu"), int) and settings["main_gpu"] > 0:
+        argv += ["-mg", str(settings["main_gpu"])]
+    return argv
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _context_for(profile: Profile, workload: str) -> int:
@@ -227,10 +294,12 @@ def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, 
         port_at = argv.index("--port")
         argv[port_at + 1] = "${PORT}"
         key = f"{stem}-{workload.replace('_', '-')}"
+        # Every value is a JSON string, which is also a YAML double-quoted scalar: a path
+        # holding newlines, quotes, '#' or YAML syntax stays data.
+        command = " ".join(shlex.quote(a) if a != "${PORT}" else a for a in argv)
         lines.append(f"  {json.dumps(key)}:")
-        lines.append(f"    # {CLASS_LABELS[workload]}: {cmd.build}")
-        lines.append("    cmd: >")
-        lines.append("      " + " ".join(shlex.quote(a) if a != "${PORT}" else a for a in argv))
+        lines.append(f"    # {printable(class_label(workload, 'short'))}: {printable(cmd.build)}")
+        lines.append(f"    cmd: {json.dumps(command)}")
     if len(lines) == 1:
         raise ValueError("the profile recommends no build for any workload")
     return "\n".join(lines) + "\n"

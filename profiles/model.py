@@ -10,13 +10,22 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from backends.events import BenchResult, PointFailed, ResultReceived, SweepStarted
-
-from profiles.verdict import Recommendation
+from backends.events import BenchResult, PointFailed, SweepStarted
+from profiles.outcome import Recommendation
+from backends.sweep.outcomes import point_failures
+from profiles.records import (
+    FailureRecord,
+    ModelFacts,
+    ProfileResult,
+    RunRecords,
+    failure_record,
+    records_from_events,
+)
 
 SCHEMA_VERSION = 1
 IDENTITY_BYTES = 1024 * 1024
@@ -38,21 +47,6 @@ class HostFingerprint:
 
 
 @dataclass(frozen=True)
-class ModelFacts:
-    file_name: str = ""
-    architecture: str | None = None
-    parameters: int | None = None
-    quant: str | None = None
-    size_bytes: int | None = None
-    is_moe: bool | None = None
-    layers: int | None = None
-    expert_count: int | None = None
-    identity: str | None = None
-    model_type: str | None = None
-    path: str | None = None
-
-
-@dataclass(frozen=True)
 class BuildRecord:
     name: str
     backend: str = ""
@@ -60,13 +54,7 @@ class BuildRecord:
     commit: str | None = None
     path: str | None = None
     gpu: str | None = None
-
-
-@dataclass(frozen=True)
-class ProfileResult:
-    build: str
-    result: BenchResult
-    telemetry: Mapping[str, Any] | None = field(default=None, compare=True, hash=False)
+    rpc: tuple[str, ...] = ()  # RPC servers this contender used as devices
 
 
 @dataclass(frozen=True)
@@ -83,6 +71,8 @@ class Profile:
     races: tuple[Mapping[str, Any], ...] = ()
     recommendation: Recommendation | None = None
     schema: int = SCHEMA_VERSION
+    # Failures of imported files that name no test point (a crashed log): kept as found.
+    failure_records: tuple[FailureRecord, ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -94,7 +84,21 @@ class Profile:
         out: dict[str, list[PointFailed]] = {}
         for failure in self.failures:
             out.setdefault(failure.build, []).append(failure)
+        for record in self.failure_records:
+            if record.point is not None:
+                out.setdefault(record.build, []).append(PointFailed(
+                    build=record.build, point=record.point, reason=record.reason,
+                    exit_code=record.exit_code, signal=record.signal, timed_out=record.timed_out))
         return out
+
+    def records(self, machine: str = "") -> RunRecords:
+        """The profile's own records: what ``recommend_run`` made its recommendation from."""
+        model = self.model.file_name or None
+        failures = (*(failure_record(f, model) for f in self.failures), *self.failure_records)
+        facts = self.model if self.model.is_moe is not None or self.model.layers else None
+        return RunRecords(results=self.results, failures=tuple(failures),
+                          correctness={k: dict(v) for k, v in (self.correctness or {}).items()},
+                          model=facts, machine=machine, builds=tuple(b.name for b in self.builds))
 
     def build(self, name: str) -> BuildRecord | None:
         return next((b for b in self.builds if b.name == name), None)
@@ -177,7 +181,7 @@ def model_facts_from(info: Any) -> ModelFacts:
 
 
 def model_facts_from_results(results: Iterable[BenchResult]) -> ModelFacts:
-    from profiles.verdict import is_moe_model_type
+    from profiles.contenders import is_moe_model_type
 
     for result in results:
         raw = result.raw
@@ -194,34 +198,10 @@ def model_facts_from_results(results: Iterable[BenchResult]) -> ModelFacts:
     return ModelFacts()
 
 
-def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = None,
-                         builds: Iterable[Any] | None = None, host: HostFingerprint | None = None,
-                         correctness: Mapping[str, Mapping[str, Any]] | None = None,
-                         races: Iterable[Mapping[str, Any]] = (), settings: Any = None) -> Profile:
-    """Build a Profile (with its recommendation) from a run journal's events.
-
-    ``builds`` may be backends.builds.BuildInfo objects for richer build records; otherwise
-    the names and folders come from SweepStarted and the results' own build fields.
-    """
-    from profiles.verdict import VerdictSettings, recommend
-
-    started: SweepStarted | None = None
-    results: list[ProfileResult] = []
-    failures: list[PointFailed] = []
-    for event in events:
-        if isinstance(event, SweepStarted) and started is None:
-            started = event
-        elif isinstance(event, ResultReceived):
-            results.append(ProfileResult(build=event.build, result=event.result,
-                                         telemetry=dict(event.telemetry) if event.telemetry else None))
-        elif isinstance(event, PointFailed):
-            failures.append(event)
-    names: list[str] = list(started.builds) if started else []
-    for item in (*results, *failures):
-        if item.build not in names:
-            names.append(item.build)
+def _build_records(names: Sequence[str], results: Sequence[ProfileResult], builds: Iterable[Any] | None,
+                   started: SweepStarted | None) -> tuple[BuildRecord, ...]:
     info_by_name = {getattr(b, "name", None): b for b in (builds or ())}
-    records = []
+    out = []
     for build_name in names:
         info = info_by_name.get(build_name)
         sample = next((r.result for r in results if r.build == build_name), None)
@@ -229,48 +209,67 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
         folder = (str(getattr(info, "folder", "")) if info is not None else "") or (
             started.build_paths.get(build_name) if started else None)
         number = getattr(info, "build_number", None) if info is not None else raw.get("build_number")
-        records.append(BuildRecord(
-            name=build_name,
-            backend=str((getattr(info, "backend", None) if info is not None else None) or raw.get("backends") or ""),
-            build_number=number if isinstance(number, int) else None,
-            commit=(getattr(info, "commit", None) if info is not None else None) or (str(raw["build_commit"]) if raw.get("build_commit") else None),
-            path=folder or None, gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None))
-    if model_info is not None:
-        facts = model_facts_from(model_info)
-    else:
-        facts = model_facts_from_results(r.result for r in results)
+        backend = (getattr(info, "backend", None) if info is not None else None) or raw.get("backends") or ""
+        commit = (getattr(info, "commit", None) if info is not None else None) or (
+            str(raw["build_commit"]) if raw.get("build_commit") else None)
+        contender = started.contenders.get(build_name, {}) if started else {}
+        out.append(BuildRecord(name=build_name, backend=str(backend),
+                               build_number=number if isinstance(number, int) else None,
+                               commit=commit, path=folder or None,
+                               gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None,
+                               rpc=tuple(str(e) for e in contender.get("rpc") or ())))
+    return tuple(out)
+
+
+def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = None,
+                         builds: Iterable[Any] | None = None, host: HostFingerprint | None = None,
+                         correctness: Mapping[str, Mapping[str, Any]] | None = None,
+                         races: Iterable[Mapping[str, Any]] = (), settings: Any = None) -> Profile:
+    """Build a Profile (with its recommendation) from a run journal's events.
+
+    ``builds`` may be backends.builds.BuildInfo objects for richer build records; otherwise
+    the names and folders come from SweepStarted and the results' own build fields. The
+    recommendation is ``recommend_run`` on the same records the journal gives everyone.
+    """
+    events = list(events)
+    started = next((e for e in events if isinstance(e, SweepStarted)), None)
+    base = records_from_events(events, correctness=correctness)
+    failures = tuple(point_failures(events))  # a point measured again after a failure has no failure
+    correctness = correctness if correctness is not None else (base.correctness or None)
+    facts = model_facts_from(model_info) if model_info is not None else model_facts_from_results(
+        r.result for r in base.results)
     if started and started.model:
         # The sweep's own model path beats what llama-bench echoed back.
         facts = replace(facts, file_name=Path(started.model).name, path=str(started.model))
     profile = Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
-                      builds=tuple(records), sweep_spec=dict(started.spec) if started else {},
-                      results=tuple(results), failures=tuple(failures),
+                      builds=_build_records(base.build_names(), base.results, builds, started),
+                      sweep_spec=dict(started.spec) if started else {},
+                      results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
                       races=tuple(dict(r) for r in races))
-    by_build = profile.results_by_build()
-    recommendation = recommend(by_build, profile.failures_by_build(),
-                               model_info=facts if facts.is_moe is not None or facts.layers else None,
-                               correctness=profile.correctness,
-                               settings=settings or VerdictSettings()) if by_build else None
-    return _with_recommendation(profile, recommendation)
+    return with_recommendation(profile, settings)
 
 
-def _with_recommendation(profile: Profile, recommendation: Recommendation | None) -> Profile:
-    from dataclasses import replace
+def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
+    """The profile with the recommendation ``recommend_run`` makes from its own records."""
+    from profiles.verdict import VerdictSettings, recommend_run
 
-    return replace(profile, recommendation=recommendation)
+    if not profile.results and not profile.failures and not profile.failure_records:
+        return replace(profile, recommendation=None)
+    return replace(profile, recommendation=recommend_run(profile.records(), settings or VerdictSettings()))
 
 
 def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = None, settings: Any = None) -> Profile:
     """A Profile from ``profiles.importers.ImportedRun`` (published or old llama-bench output)."""
-    from profiles.verdict import VerdictSettings, recommend
-
-    results = tuple(ProfileResult(build=b, result=r) for b, rs in run.results.items() for r in rs)
-    failures = tuple(f for fs in run.failures.values() for f in fs)
+    records = run.records()
     builds = tuple(BuildRecord(name=b.name, backend=b.backend, build_number=b.build_number,
                                commit=b.commit, path=None, gpu=b.gpu) for b in run.builds)
-    facts = model_facts_from_results(r.result for r in results)
-    recommendation = recommend(run.results, run.failures, settings=settings or VerdictSettings())
-    return Profile(name=name, created=now_iso(), host=host or HostFingerprint(), model=facts,
-                   builds=builds, sweep_spec={"imported_from": list(run.files)}, results=results,
-                   failures=failures, recommendation=recommendation)
+    facts = model_facts_from_results(r.result for r in records.results)
+    named = any(b.machine for b in run.builds)
+    gpu = next((b.gpu for b in run.builds if b.gpu), None)
+    fallback = HostFingerprint(hostname=run.machine if named else "", gpu_name=gpu)
+    profile = Profile(name=name, created=now_iso(), host=host or fallback,
+                      model=facts, builds=builds,
+                      sweep_spec={"imported_from": list(run.files), "machine": run.machine},
+                      results=records.results, failure_records=records.failures)
+    return with_recommendation(profile, settings)

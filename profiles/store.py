@@ -16,7 +16,6 @@ import collections.abc
 import dataclasses
 import math
 import os
-import re
 import tempfile
 from urllib.parse import quote, unquote
 import tomllib
@@ -124,11 +123,11 @@ def decode(cls: type, data: Any, where: str = "") -> Any:
     if not isinstance(data, dict):
         raise ProfileError(f"{where or cls.__name__}: expected a table, found {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         path = f"{where}.{f.name}" if where else f.name
         if f.name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 if _optional(hints[f.name]):
                     values[f.name] = None
                     continue
@@ -154,7 +153,7 @@ def _decode_typed(value: Any, hint: Any, path: str, depth: int) -> Any:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         raise ProfileError(f"{path}: unsupported type")
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return decode(hint, value, path)
     if origin is tuple:
         if not isinstance(value, list):
@@ -238,7 +237,8 @@ def profile_from_toml(text: str) -> Profile:
     if schema > SCHEMA_VERSION:
         raise ProfileError(f"schema {schema} is newer than this llamaduel reads ({SCHEMA_VERSION}); upgrade llamaduel")
     try:
-        return decode(Profile, data)
+        profile: Profile = decode(Profile, data)
+        return profile
     except RecursionError:
         raise ProfileError("nested too deeply") from None
     except (TypeError, ValueError) as error:

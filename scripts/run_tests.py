@@ -4,9 +4,10 @@
     python3 scripts/run_tests.py [pytest arguments]
 
 Installs llamaduel with its test extras, builds (or reuses from the cache outside the
-repository) the real llama.cpp CPU and Vulkan-on-lavapipe tools, makes sure tmux (for the
-terminal test) and OpenSSH's sshd (for builds on other hosts, started by the tests on
-127.0.0.1 with their own keys and config) are there, then runs pytest on two workers.
+repository) the real llama.cpp CPU, Vulkan-on-lavapipe and combined tools, makes sure tmux
+(for the terminal test) and OpenSSH's sshd (for builds on other hosts, started by the tests
+on 127.0.0.1 with their own keys and config) are there, runs ruff, mypy (strict on
+backends/ and profiles/) and the import-linter contracts, then pytest on two workers.
 Processes start from argument lists; the exit code is pytest's.
 """
 
@@ -36,9 +37,24 @@ def main() -> int:
         step(env_args + ["apt-get", "update", "-qq"])
         step(env_args + ["apt-get", "install", "-y", "-qq", *missing])
     step([sys.executable, "scripts/build_llamacpp.py"])
+    # Linters and type checks first (seconds); the tests run whatever they say.
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    checks = [
+        [sys.executable, "-m", "ruff", "check", "."],
+        [sys.executable, "-m", "mypy", "backends", "profiles", "tui"],
+        [str(lint_imports) if lint_imports.is_file() else "lint-imports"],
+    ]
+    failed = [argv for argv in checks if check(argv) != 0]
     pytest = [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *sys.argv[1:]]
-    print("+ " + " ".join(pytest), flush=True)
-    return subprocess.run(pytest, cwd=REPO).returncode
+    code = check(pytest)
+    for argv in failed:
+        print(f"failed: {' '.join(argv)}", flush=True)
+    return code or (1 if failed else 0)
+
+
+def check(argv: list[str]) -> int:
+    print("+ " + " ".join(argv), flush=True)
+    return subprocess.run(argv, cwd=REPO).returncode
 
 
 if __name__ == "__main__":

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from profiles.importers import ImportProblem, import_files, parse_speed, parse_test_name, read_file
-from profiles.verdict import recommend
+from profiles.importers import (
+    ImportProblem,
+    import_files,
+    parse_speed,
+    parse_test_name,
+    read_file,
+)
+from profiles.verdict import recommend, recommend_run
 from tui.cli import main
 
 FORMATS = ("jsonl", "json", "csv", "md", "sql")
@@ -21,7 +27,7 @@ FORMATS = ("jsonl", "json", "csv", "md", "sql")
 def _bench(bin_dir: Path, model: Path, fmt: str, env: dict | None = None) -> str:
     argv = [str(bin_dir / "llama-bench"), "-m", str(model), "-p", "16", "-n", "4", "-pg", "16,4",
             "-d", "0,32", "-r", "2", "-t", "1", "-o", fmt]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, **(env or {})}, start_new_session=True)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -217,9 +223,10 @@ def test_two_gpus_with_two_builds_each_are_judged_apart(tmp_path):
     path = tmp_path / "merged.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = import_files([path])
-    arenas = run.arenas()
-    assert sorted(sorted(a.results) for a in arenas) == [["CUDA", "Vulkan @ RTX 4070 Ti"],
-                                                         ["ROCm", "Vulkan @ Radeon 8060S"]]
+    arenas = run.machines()
+    # Within each machine the GPU no longer needs to be in the names.
+    assert sorted(sorted(a.results) for a in arenas) == [["CUDA", "Vulkan"], ["ROCm", "Vulkan"]]
+    assert sorted(a.machine for a in arenas) == ["RTX 4070 Ti", "Radeon 8060S"]
 
 
 def test_csv_header_only_and_author_csv(tmp_path):
@@ -244,3 +251,116 @@ def test_garbage_is_one_line_problem(tmp_path, payload):
     run = import_files([path])
     assert run.result_count == 0
     assert run.problems and all("\n" not in p for p in run.problems)
+
+
+def test_progress_lines_banners_and_crashes_in_a_real_log(cpu_bin, tiny_llama, tmp_path):
+    """llama-bench's own --progress output with the table: every row kept, -r from the progress."""
+    argv = [str(cpu_bin / "llama-bench"), "-m", str(tiny_llama), "-p", "16", "-n", "4", "-d", "0,32",
+            "-r", "3", "-t", "1", "--progress"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, start_new_session=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = tmp_path / "cpu-run.log"
+    log.write_text(f"$ {' '.join(argv)}\n" + done.stderr + done.stdout)  # stderr first, as a terminal shows
+    run = import_files([log])
+    assert [b.name for b in run.builds] == ["CPU"] and run.failure_count == 0
+    results = {r.point.name: r for r in run.results["CPU"]}
+    assert set(results) == {"pp16", "tg4", "pp16 @ d32", "tg4 @ d32"}
+    assert all(r.raw["import_repetitions"] == 3 for r in results.values())
+    # Interleaved: progress lines between the rows, as llama-bench writes them with 2>&1.
+    mixed = tmp_path / "mixed.log"
+    lines = done.stdout.splitlines()
+    mixed.write_text("\n".join(lines[:3] + ["llama-bench: benchmark 2/4: starting",
+                                            "llama-bench: benchmark 2/4: generation run 3/3"] + lines[3:]) + "\n")
+    assert import_files([mixed]).result_count == 4
+
+
+LOG_CRASH = """\
+ggml_vulkan: Found 1 Vulkan devices:
+ggml_vulkan: 0 = AMD Radeon 8060S Graphics (AMD open-source driver) | uma: 1 | fp16: 1 | warp size: 64
+| model                          |       size |     params | backend    | ngl | fa |            test |                  t/s |
+| ------------------------------ | ---------: | ---------: | ---------- | --: | -: | --------------: | -------------------: |
+/lib64/libggml-base.so.0(ggml_print_backtrace+0x1eb) [0x7f516926783b]
+terminate called after throwing an instance of 'vk::DeviceLostError'
+  what():  vk::Queue::submit: ErrorDeviceLost
+✖ [vulkan_amdvlk] Model__fa1 __longctx32768 failed (exit 134)
+"""
+
+
+def test_a_crashed_log_is_a_failure_of_its_build_and_test(tmp_path):
+    log = tmp_path / "Model__vulkan_amdvlk__fa1__longctx32768.log"
+    log.write_text(LOG_CRASH)
+    read = read_file(log)
+    assert read.format == "log" or read.format == "markdown"
+    run = import_files([log])
+    (failure,) = run.failures["Vulkan"]
+    assert failure.reason == "exit 134, abort: vk::Queue::submit: ErrorDeviceLost"
+    assert (failure.point, failure.depth, failure.exit_code) == (None, 32768, 134)
+    assert run.build("Vulkan").gpu.startswith("AMD Radeon 8060S")
+    # A shell script that prints "error:" lines is not a crashed run.
+    script = tmp_path / "run.sh"
+    script.write_text('#!/bin/bash\necho "error: model not found" >&2\nexit 1\n')
+    assert import_files([script]).failure_count == 0
+
+
+def test_header_only_csv_beside_the_stderr_that_says_why(tmp_path):
+    csv_file = tmp_path / "qwen-b8460-hip-prefill-r5.csv"
+    csv_file.write_text("build_commit,build_number,backends,model_filename,n_prompt,n_gen,n_depth,avg_ts,stddev_ts\n")
+    (tmp_path / "qwen-b8460-hip-prefill-r5.stderr").write_text(
+        "ggml_cuda_init: found 1 ROCm devices:\n  Device 0: AMD Radeon Graphics, gfx1151\n"
+        "main: error: failed to load model '/models/qwen.gguf'\n")
+    run = import_files(sorted(tmp_path.iterdir()))
+    (failure,) = [f for fs in run.failures.values() for f in fs]
+    assert failure.phase == "pp" and failure.model == "qwen.gguf"
+    assert "failed to load model" in failure.reason
+    (build,) = run.builds
+    assert (build.backend, build.build_number) == ("ROCm", 8460)
+
+
+def test_build_lines_belong_to_their_own_table_and_section(tmp_path):
+    doc = tmp_path / "notes.md"
+    doc.write_text("""\
+## Box one
+
+build: aaaaaaa (100)
+| model | size | params | backend | ngl | test | t/s |
+| --- | --: | --: | --- | --: | --: | --: |
+| llama 8B Q8_0 | 7.95 GiB | 8.03 B | ROCm | 99 | pp512 | 900.00 ± 3.00 |
+
+## Box two
+
+| model | size | params | backend | ngl | test | t/s |
+| --- | --: | --: | --- | --: | --: | --: |
+| llama 8B Q8_0 | 7.95 GiB | 8.03 B | ROCm | 99 | pp512 | 500.00 ± 2.00 |
+""")
+    run = import_files([doc])
+    numbers = sorted((r.avg_ts, r.raw.get("build_number")) for rs in run.results.values() for r in rs)
+    # The build line printed before the first table is that table's; the other table has none.
+    assert numbers == [(500.0, None), (900.0, 100)]
+    # The same build's table repeated under two headings: two machines, never compared.
+    same = tmp_path / "same.md"
+    same.write_text(doc.read_text().replace("build: aaaaaaa (100)\n", ""))
+    assert sorted(m.machine for m in import_files([same]).machines()) == ["Box one", "Box two"]
+
+
+def test_one_binary_two_devices_are_two_contenders(tmp_path):
+    rows = [_record(backends="ROCm,Vulkan", devices=dev, avg_ts=speed, samples_ts=[speed * 0.99, speed * 1.01, speed])
+            for dev, speed in (("ROCm0", 1000.0), ("Vulkan0", 700.0))]
+    path = tmp_path / "both.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = import_files([path])
+    assert [b.name for b in run.builds] == ["ROCm,Vulkan"]
+    rec = recommend_run(run.records())
+    assert {c.label: c.backend for c in rec.contenders} == {"ROCm0 (ROCm,Vulkan)": "ROCm",
+                                                             "Vulkan0 (ROCm,Vulkan)": "Vulkan"}
+    assert rec.verdict("short_dense", "pp").winner == "ROCm0 (ROCm,Vulkan)"
+
+
+def test_repeated_runs_of_one_configuration_are_pooled_not_split(tmp_path):
+    path = tmp_path / "nightly.csv"
+    header = "build_commit,build_number,backends,model_filename,n_ubatch,n_prompt,n_gen,n_depth,avg_ts,stddev_ts"
+    lines = [header] + [f"abc,1,ROCm,m.gguf,512,512,0,0,{1000 + i},1.0" for i in range(150)]
+    path.write_text("\n".join(lines) + "\n")
+    (result,) = import_files([path]).results["ROCm"]
+    # 150 runs of one test: each run's mean is one repetition.
+    assert len(result.samples_ts) == 150 and result.raw["import_repetitions"] == 150
+    assert result.avg_ts == pytest.approx(1074.5)

@@ -94,7 +94,7 @@ def nothing_left(server, tiny_llama):
     yield
     remote.close_hosts()
     wait_until(lambda: not ours(str(tiny_llama)), "a llama-bench of this test running")
-    wait_until(lambda: not masters(), "an ssh master connection open")
+    wait_until(lambda: not masters(), f"an ssh master connection open {[p.info['cmdline'] for p in masters()]}")
     # The wrapper's files on the "host" (its TMPDIR is the server's folder) are gone too.
     assert not list(server.tmpdir.iterdir())
 

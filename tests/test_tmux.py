@@ -100,5 +100,7 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         assert not term.alive(), "llamaduel did not quit on q"
     finally:
         term.close()
-    saved = list((tmp_path / "data" / "profiles").glob("*.toml"))
-    assert [p.name for p in saved] == ["tmux demo.toml"]
+    from profiles.store import ProfileStore
+
+    # Saved under a safe file name, listed under the name as typed.
+    assert [e.name for e in ProfileStore(tmp_path / "data" / "profiles").list()] == ["tmux demo"]

@@ -1,161 +1,108 @@
-"""When to stop measuring a test point: the gap between two contenders on the log scale.
+"""When to stop measuring a test point: the gap between contenders on the log scale.
 
-Speeds are compared as ratios (log tok/s), from the counted repetitions of each. A point
-is *decided* when the interval of the log-ratio lies outside the tie band (one leads), a
-*tie* when it lies inside, and *open* otherwise; an open point gets more repetitions
-until the cap. Two rules keep a busy machine from hiding a clear answer:
+The statistics are the verdict's own (``backends.stats``), applied while measuring:
+speeds are compared as ratios of geometric means of the counted repetitions; a
+repetition far below its siblings (a starved run on a busy machine) is set aside and
+named; the uncertainty of a point is one run's wobble (repetitions run back to back share
+the machine's state, so it is not shrunk by sqrt(n)). A point is
 
-* a repetition far from its siblings (a starved or stalled run: beyond OUTLIER_FACTOR of
-  the median and beyond several median absolute deviations) is set aside and named;
-* when every repetition of one contender beats every repetition of the other by at least
-  SEPARATION_FACTOR, the gap is decided however few the repetitions.
-
-The same statistics judge the whole run afterwards (``profiles``), so what stopped the
-measuring is what the verdict says.
+* *decided* when the leader's lead is beyond the tie band and either significant or
+  separated (every repetition beyond every other by more than either group is wide);
+* a *tie* when the whole interval of the log-ratio lies inside the tie band;
+* *open* otherwise: it gets another block of repetitions, until the cap.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-TIE_BAND = 0.025  # gaps within ±2.5 % are ties
-CONFIDENCE = 0.95
-OUTLIER_FACTOR = 3.0  # a repetition a third (or three times) of its median...
-OUTLIER_MADS = 5.0  # ...and this many median absolute deviations away
-SEPARATION_FACTOR = 1.25  # every repetition beats every other by 25 %: decided
-MIN_SEPARATED = 3  # ...with at least this many repetitions each
-
-# Two-sided 95 % quantiles of Student's t for 1..30 degrees of freedom; beyond, the normal.
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t95(df: float) -> float:
-    """Student's t quantile for a two-sided 95 % interval (linear between table entries)."""
-    if df >= len(_T95):
-        return 1.96 + (_T95[-1] - 1.96) * len(_T95) / df
-    if df <= 1:
-        return _T95[0]
-    low = int(df)
-    frac = df - low
-    return _T95[low - 1] + frac * (_T95[low] - _T95[low - 1])
-
-
-@dataclass(frozen=True)
-class Samples:
-    """One contender's counted repetitions at a point, with the outliers set aside."""
-
-    kept: tuple[float, ...]
-    outliers: tuple[float, ...]
-
-    @property
-    def count(self) -> int:
-        return len(self.kept) + len(self.outliers)
-
-
-def set_aside_outliers(values: Sequence[float]) -> Samples:
-    """Split off repetitions far from the median (starved or stalled runs)."""
-    good = [v for v in values if v > 0 and math.isfinite(v)]
-    if len(good) < 3:
-        return Samples(tuple(good), ())
-    logs = [math.log(v) for v in good]
-    center = statistics.median(logs)
-    mad = statistics.median(abs(x - center) for x in logs) or 1e-9
-    far = math.log(OUTLIER_FACTOR)
-    kept, outliers = [], []
-    for value, x in zip(good, logs):
-        distance = abs(x - center)
-        (outliers if distance > far and distance > OUTLIER_MADS * mad else kept).append(value)
-    return Samples(tuple(kept), tuple(outliers))
+from backends import stats
 
 
 @dataclass(frozen=True)
 class Gap:
-    """``a`` against ``b``: the log-ratio (positive: a faster), its interval and how sure."""
+    """``a`` against ``b`` at one point: log-ratio (> 0: a faster), p-value, interval."""
 
     log_ratio: float
-    low: float | None  # None: no interval (one repetition on a side)
+    p_value: float | None  # None: one repetition on a side
+    low: float | None
     high: float | None
-    separated: bool  # every kept repetition of the leader beats every one of the other widely
-    a: Samples
-    b: Samples
+    separated: bool
+    outliers: int  # repetitions set aside on either side
 
     @property
     def ratio(self) -> float:
         return math.exp(self.log_ratio)
 
 
-def compare(a_values: Sequence[float], b_values: Sequence[float]) -> Gap | None:
+def kept(values: Sequence[float]) -> tuple[list[float], int]:
+    """The repetitions that count and how many were set aside as starved."""
+    good = [v for v in values if v > 0 and math.isfinite(v)]
+    dropped = set(stats.starved(good))
+    return [v for i, v in enumerate(good) if i not in dropped], len(dropped)
+
+
+def compare(a_values: Sequence[float], b_values: Sequence[float],
+            tie_fraction: float = stats.TIE_FRACTION) -> Gap | None:
     """The gap between two contenders' repetitions; None when a side has none."""
-    a, b = set_aside_outliers(a_values), set_aside_outliers(b_values)
-    if not a.kept or not b.kept:
+    (a, a_out), (b, b_out) = kept(a_values), kept(b_values)
+    if not a or not b:
         return None
-    la = [math.log(v) for v in a.kept]
-    lb = [math.log(v) for v in b.kept]
-    center = statistics.median(la) - statistics.median(lb)
-    low = high = None
-    if len(la) >= 2 and len(lb) >= 2:
-        va, vb = statistics.variance(la) / len(la), statistics.variance(lb) / len(lb)
-        spread = math.sqrt(va + vb)
-        df = (va + vb) ** 2 / ((va ** 2 / (len(la) - 1)) + (vb ** 2 / (len(lb) - 1))) if spread else 1e9
-        mean_gap = statistics.fmean(la) - statistics.fmean(lb)
-        low, high = mean_gap - t95(df) * spread, mean_gap + t95(df) * spread
-    enough = len(la) >= MIN_SEPARATED and len(lb) >= MIN_SEPARATED
-    wide = math.log(SEPARATION_FACTOR)
-    separated = enough and (min(la) - max(lb) >= wide or min(lb) - max(la) >= wide)
-    return Gap(center, low, high, separated, a, b)
+    (ma, sa), (mb, sb) = stats.log_moments(a), stats.log_moments(b)
+    log_ratio = ma - mb
+    fast, slow = (a, b) if log_ratio > 0 else (b, a)
+    gap_separated = stats.separated(fast, slow, tie_fraction)
+    if len(a) < 2 or len(b) < 2:
+        return Gap(log_ratio, None, None, None, gap_separated, a_out + b_out)
+    p = stats.run_p_value(log_ratio, sa, len(a), sb, len(b))
+    half = stats.t_quantile(stats.run_df(sa, len(a), sb, len(b))) * math.hypot(sa, sb)
+    return Gap(log_ratio, p, log_ratio - half, log_ratio + half, gap_separated, a_out + b_out)
 
 
-def judge(gap: Gap | None, tie_band: float = TIE_BAND) -> str:
+def judge(gap: Gap | None, tie_fraction: float = stats.TIE_FRACTION,
+          alpha: float = stats.ALPHA) -> str:
     """``a``, ``b`` (who leads), ``tie`` or ``open`` for one gap."""
     if gap is None:
         return "open"
-    band = math.log1p(tie_band)
-    if gap.separated:
-        return "a" if gap.log_ratio > 0 else "b"
-    if gap.low is None or gap.high is None:
-        return "open"
-    if gap.low > band:
-        return "a"
-    if gap.high < -band:
-        return "b"
-    if -band <= gap.low and gap.high <= band:
+    band = math.log1p(tie_fraction)
+    leader = "a" if gap.log_ratio > 0 else "b"
+    if abs(gap.log_ratio) > band and (gap.separated or (gap.p_value is not None and gap.p_value < alpha)):
+        return leader
+    if gap.low is not None and gap.high is not None and -band <= gap.low and gap.high <= band:
         return "tie"
     return "open"
 
 
 @dataclass(frozen=True)
 class PointOutcome:
-    outcome: str  # decided | tie | open
+    outcome: str  # decided | tie | open | fixed | failed
     leader: str | None
     reason: str
 
 
 def decide(samples: Mapping[str, Sequence[float]], cap: int,
-           tie_band: float = TIE_BAND) -> PointOutcome:
+           tie_fraction: float = stats.TIE_FRACTION) -> PointOutcome:
     """Whether the point needs more repetitions: the fastest against every other contender."""
-    counts = {name: len(values) for name, values in samples.items()}
-    least = min(counts.values(), default=0)
-    ranked = sorted(samples, key=lambda n: _median(samples[n]), reverse=True)
+    least = min((len(v) for v in samples.values()), default=0)
+    ranked = sorted(samples, key=lambda n: _log_mean(samples[n]), reverse=True)
     if len(ranked) < 2:
         return PointOutcome("decided", ranked[0] if ranked else None, f"one contender, {least} runs")
     leader = ranked[0]
-    verdicts = [judge(compare(samples[leader], samples[other]), tie_band) for other in ranked[1:]]
-    outliers = sum(len(set_aside_outliers(v).outliers) for v in samples.values())
-    note = f" ({outliers} outlier{'s' if outliers != 1 else ''} set aside)" if outliers else ""
+    gaps = [compare(samples[leader], samples[other], tie_fraction) for other in ranked[1:]]
+    verdicts = [judge(g, tie_fraction) for g in gaps]
+    outliers = sum(g.outliers for g in gaps if g is not None)
+    note = f" ({outliers} starved repetition{'s' if outliers != 1 else ''} set aside)" if outliers else ""
     if all(v == "a" for v in verdicts):
         return PointOutcome("decided", leader, f"decided after {least}{note}")
-    if all(v in ("a", "tie") for v in verdicts) and "tie" in verdicts:
+    if all(v in ("a", "tie") for v in verdicts):
         return PointOutcome("tie", None, f"tie after {least}{note}")
     if least >= cap:
         return PointOutcome("open", None, f"cap {cap}: still open{note}")
     return PointOutcome("open", None, f"open after {least}{note}")
 
 
-def _median(values: Sequence[float]) -> float:
-    kept = set_aside_outliers(values).kept
-    return statistics.median(kept) if kept else 0.0
+def _log_mean(values: Sequence[float]) -> float:
+    good, _ = kept(values)
+    return stats.log_moments(good)[0] if good else -math.inf

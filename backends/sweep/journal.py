@@ -26,17 +26,28 @@ from typing import Any
 from collections.abc import Iterator, Sequence
 
 from backends.codec import CodecError, Registry
-from backends.correctness import CHECK_EVENT_TYPES
-from backends.events import (SWEEP_EVENT_TYPES, PointDecided, PointFailed, ResultReceived,
-                             SweepFinished, SweepStarted)
-from backends.race import RACE_EVENT_TYPES
+from backends.correctness import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
+from backends.events import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed,
+                             ResultReceived, SweepFinished, SweepStarted)
+from backends.race import RACE_EVENT_TYPES, RaceEvent
+from backends.race import BuildFailed as RaceBuildFailed
+from backends.race import BuildFinished as RaceBuildFinished
+from backends.server.events import EVENT_TYPES as SERVE_EVENT_TYPES
+from backends.server.events import DuelFinished, LevelFinished, ServeEvent
 from backends.paths import describe_write_error
 from backends.text import printable
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
-RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES))
-_DURABLE = (SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished)
+# Everything a run's journal can hold.
+RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent
+RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES,
+                    *SERVE_EVENT_TYPES.values()))
+# Results of every kind are fsynced (a power cut keeps them); progress and telemetry are not.
+_DURABLE: tuple[type, ...] = (
+    SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished,
+    BuildChecked, CheckFinished, RaceBuildFinished, RaceBuildFailed, LevelFinished, DuelFinished,
+)
 
 
 class JournalError(OSError):

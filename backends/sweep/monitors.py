@@ -97,7 +97,13 @@ async def record_ticks(monitor: Monitor, interval: float, started: Callable[[], 
                        emit: Callable[[Any], None]) -> None:
     """Keep, guard and (once the sweep has started) journal every tick of one machine."""
     assert monitor.source is not None
-    async for snapshot in monitor.source.stream(interval):
-        monitor.offer(snapshot)
-        if started():  # the journal begins with the start, the baseline before it
-            emit(monitor.record(snapshot))
+    stream = monitor.source.stream(interval)
+    try:
+        async for snapshot in stream:
+            monitor.offer(snapshot)
+            if started():  # the journal begins with the start, the baseline before it
+                emit(monitor.record(snapshot))
+    finally:
+        closing = getattr(stream, "aclose", None)
+        if closing is not None:
+            await closing()  # a remote stream's process is stopped now, not when collected

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from backends.builds import BuildInfo, probe_build
 from backends.events import PointDecided, PointFailed, SweepStarted
-from backends.sweep.journal import JOURNAL_NAME, read_journal
+from backends.sweep.journal import JOURNAL_NAME, RunEvent, read_journal
 from backends.sweep.runner import run_sweep
 from backends.sweep.spec import SweepError, SweepSpec
 
 
 def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
-           retry_failed: bool = False, **options: Any) -> AsyncIterator[Any]:
+           retry_failed: bool = False, **options: Any) -> AsyncGenerator[RunEvent, None]:
     """The rest of the run in ``run_dir``: points already decided are kept, points part-way
     through carry their blocks over, and (with ``retry_failed``) failed points run again.
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
@@ -37,8 +37,8 @@ from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
+from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, RunEvent, new_run_dir
 from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
-from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
                                  resident_fits, resolve_auto_ncmoe, schedule, split_into_grids,
@@ -187,7 +187,7 @@ class Sweep:
 
     # --- the run ----------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[Any]:
+    async def events(self) -> AsyncGenerator[RunEvent, None]:
         groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
         helpers = [asyncio.create_task(record_ticks(m, self.options.telemetry_interval,
                                                     lambda: self.started, self.emit))
@@ -486,7 +486,7 @@ async def run_sweep(
     local_rpc: Sequence[LocalRpcServer] = (),
     host_telemetry: Mapping[str, TelemetrySource] | None = None,
     model_paths: Mapping[str, str] | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[RunEvent, None]:
     """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
 
     The run goes into ``run_dir``, or a new folder under ``runs_root`` (default: the data
@@ -544,7 +544,7 @@ async def _serving(servers: Sequence[LocalRpcServer]) -> AsyncIterator[None]:
 async def _run(builds: Sequence[BuildInfo], info: ModelInfo, spec: SweepSpec, notes: list[str],
                run_dir: Path | None, runs_root: Path | None, run_id: str | None,
                telemetry: Telemetry | None, options: SweepOptions, control: SweepControl | None,
-               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncIterator[Any]:
+               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncGenerator[RunEvent, None]:
     if run_dir is None:
         run_id, run_dir = new_run_dir(runs_root or default_runs_root(), info.path)
     run_dir = Path(run_dir)

@@ -78,14 +78,14 @@ class SweepSpec:
                 raise SweepError(f"depth must be 0 or more, got {depth}")
         if len(set(self.depths)) != len(self.depths):
             raise SweepError("depths repeat: give each depth once")
-        for label, value in (("K cache type", self.type_k), ("V cache type", self.type_v)):
-            if value not in CACHE_TYPES:
-                raise SweepError(f"{label} {value!r} is not one of {', '.join(CACHE_TYPES)}")
+        for label, cache in (("K cache type", self.type_k), ("V cache type", self.type_v)):
+            if cache not in CACHE_TYPES:
+                raise SweepError(f"{label} {cache!r} is not one of {', '.join(CACHE_TYPES)}")
         if self.repetitions < 1:
             raise SweepError(f"repetitions must be at least 1, got {self.repetitions}")
-        for label, value in (("threads", self.threads), ("batch", self.batch), ("ubatch", self.ubatch)):
-            if value is not None and value < 1:
-                raise SweepError(f"{label} must be at least 1, got {value}")
+        for label, count in (("threads", self.threads), ("batch", self.batch), ("ubatch", self.ubatch)):
+            if count is not None and count < 1:
+                raise SweepError(f"{label} must be at least 1, got {count}")
         if self.n_cpu_moe is not None and self.n_cpu_moe < 0:
             raise SweepError(f"-ncmoe must be 0 or more, got {self.n_cpu_moe}")
         if self.timeout is not None and self.timeout <= 0:

@@ -6,10 +6,11 @@ reason a person can act on. Zero always means a measured zero.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+
+from backends import codec
 from typing import Any
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
@@ -119,53 +120,14 @@ class TelemetrySnapshot:
     host: HostSample | None = None
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def _dataclass_to_json(obj: Any) -> dict[str, Any]:
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-
-
 def snapshot_to_json(snapshot: TelemetrySnapshot) -> dict[str, Any]:
     """A JSON-ready dict; ``snapshot_from_json`` gives back an equal snapshot."""
-    return {
-        "at": snapshot.at,
-        "devices": [_dataclass_to_json(d) for d in snapshot.devices],
-        "host": _dataclass_to_json(snapshot.host) if snapshot.host else None,
-    }
-
-
-def _device_from_json(data: Mapping[str, Any]) -> DeviceSample:
-    known = {f.name for f in dataclasses.fields(DeviceSample)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["backend_names"] = tuple(values.get("backend_names") or ())
-    if values.get("throttle_reasons") is not None:
-        values["throttle_reasons"] = tuple(values["throttle_reasons"])
-    values["missing"] = dict(values.get("missing") or {})
-    return DeviceSample(**values)
-
-
-def _host_from_json(data: Mapping[str, Any]) -> HostSample:
-    known = {f.name for f in dataclasses.fields(HostSample)}
-    values = {k: v for k, v in data.items() if k in known}
-    values["watched_pids"] = tuple(values.get("watched_pids") or ())
-    values["missing"] = dict(values.get("missing") or {})
-    return HostSample(**values)
+    return dict(codec.to_builtins(snapshot))
 
 
 def snapshot_from_json(data: Mapping[str, Any]) -> TelemetrySnapshot:
     """Inverse of ``snapshot_to_json`` (unknown keys are ignored, for newer journals)."""
-    host = data.get("host")
-    return TelemetrySnapshot(
-        at=float(data["at"]),
-        devices=tuple(_device_from_json(d) for d in data.get("devices") or ()),
-        host=_host_from_json(host) if host else None,
-    )
+    return codec.from_builtins(data, TelemetrySnapshot)
 
 
 @dataclass(frozen=True)
@@ -193,14 +155,11 @@ class TelemetrySummary:
     least_headroom_c: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return _dataclass_to_json(self)
+        return dict(codec.to_builtins(self))
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TelemetrySummary:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["throttle_reasons"] = tuple(values.get("throttle_reasons") or ())
-        return cls(**values)
+        return codec.from_builtins(data, cls)
 
 
 def _max(values: Iterable[float | int | None]) -> Any:

@@ -22,6 +22,7 @@ VERB_MODULES = (
     "tui.cli.check",
     "tui.cli.telemetry",
     "tui.cli.builds",
+    "tui.cli.serve",
 )
 
 

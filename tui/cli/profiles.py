@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument("files", nargs="+", metavar="FILE")
     importer.add_argument("--name", required=True)
     importer.add_argument("--force", action="store_true", help="replace a profile with the same name")
+    importer.add_argument("--one-machine", action="store_true",
+                          help="import files whose folders name different hosts as one machine")
     importer.set_defaults(func=cmd_import)
 
     rename = actions.add_parser("rename", help="rename a profile")
@@ -57,7 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recommend.add_argument("--format", choices=("text", "md", "csv", "json"), default="text")
     recommend.add_argument("--long-context", type=int, default=16384, metavar="TOKENS",
                            help="tokens in the cache from which a test counts as long context")
-    recommend.add_argument("--tie-pct", type=float, default=2.5, help="gap under which an insignificant lead is a tie")
+    recommend.add_argument("--tie-pct", type=float, default=3.0,
+                           help="a lead smaller than this (percent) is a tie, however significant")
+    recommend.add_argument("--one-machine", action="store_true",
+                           help="compare files whose folders name different hosts as one machine")
     recommend.set_defaults(func=cmd_recommend)
 
 
@@ -122,7 +127,7 @@ def cmd_show(options: argparse.Namespace) -> int:
     for build in profile.builds:
         number = f" b{build.build_number}" if build.build_number else ""
         print(f"build {build.name}: {build.backend}{number} {build.path or ''}".rstrip())
-    print(f"{len(profile.results)} results, {len(profile.failures)} failures")
+    print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.recommendation is None:
         print("no recommendation (no results)")
         return 0
@@ -196,14 +201,14 @@ def cmd_export(options: argparse.Namespace) -> int:
     return 0
 
 
-def _import_run(files: list[str]):
+def _import_run(files: list[str], one_machine: bool = False):
     from profiles.importers import ImportProblem, import_files
 
     for name in files:
         if not Path(name).exists():
             raise _error(f"{name}: no such file")
     try:
-        run = import_files(files)
+        run = import_files(files, one_machine=one_machine)
     except ImportProblem as error:
         raise _error(str(error)) from None
     return run
@@ -217,7 +222,7 @@ def cmd_import(options: argparse.Namespace) -> int:
         check_name(options.name)
     except ProfileError as error:
         raise _error(str(error)) from None
-    run = _import_run(options.files)
+    run = _import_run(options.files, getattr(options, "one_machine", False))
     for problem in run.problems:
         print(f"note: {problem}", file=sys.stderr)
     if run.journal:
@@ -225,12 +230,18 @@ def cmd_import(options: argparse.Namespace) -> int:
     elif run.result_count == 0:
         raise _error("no llama-bench results in " + ", ".join(Path(f).name for f in options.files))
     else:
-        profile = profile_from_import(run, name=options.name)
+        machines = [m for m in run.machines() if m.result_count]
+        if len(machines) > 1:
+            raise _error(f"these files come from {len(machines)} machines ("
+                         + ", ".join(m.machine or "?" for m in machines)
+                         + "); import each machine's files apart, or pass --one-machine")
+        profile = profile_from_import(machines[0], name=options.name)
     try:
         path = _store(options).save(profile, overwrite=options.force)
     except ProfileError as error:
         raise _error(str(error) + ("; use --force to replace it" if "exists" in str(error) else "")) from None
-    print(f"saved {profile.name}: {len(profile.results)} results, {len(profile.failures)} failures, "
+    print(f"saved {profile.name}: {len(profile.results)} results, "
+          f"{len(profile.failures) + len(profile.failure_records)} failures, "
           f"{len(profile.builds)} builds -> {path}")
     return 0
 
@@ -268,18 +279,17 @@ def cmd_delete(options: argparse.Namespace) -> int:
 def cmd_recommend(options: argparse.Namespace) -> int:
     from profiles import exporters
     from profiles.model import profile_from_journal
-    from profiles.verdict import VerdictSettings, recommend
+    from profiles.verdict import VerdictSettings, recommend_run
 
     settings = VerdictSettings(long_context_tokens=options.long_context, tie_pct=options.tie_pct)
-    run = _import_run(options.files)
+    run = _import_run(options.files, options.one_machine)
     for problem in run.problems:
         print(f"note: {problem}", file=sys.stderr)
     if run.journal:
         profile = profile_from_journal(run.journal, name="journal", settings=settings)
         recs = [profile.recommendation] if profile.recommendation else []
     else:
-        recs = [recommend(arena.results, arena.failures, settings=settings)
-                for arena in run.arenas() if arena.result_count]
+        recs = [recommend_run(machine.records(), settings) for machine in run.machines() if machine.result_count]
     recs = [r for r in recs if r.verdicts]
     if not recs:
         raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
@@ -288,7 +298,7 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print()
         title = None
         if len(recs) > 1:
-            title = f"== {', '.join(rec.builds)} =="
+            title = f"== {rec.machine or 'machine'}: {', '.join(rec.builds)} =="
         if options.format == "md":
             print(exporters.to_markdown(rec, title=title), end="")
         elif options.format == "csv":

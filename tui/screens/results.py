@@ -21,12 +21,14 @@ from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
 
 
-def recommendation_for(state: RunState, model_info: Any = None) -> Any:
-    from profiles.verdict import recommend
+def recommendation_for(state: RunState, model_info: Any = None, journal: Path | None = None) -> Any:
+    """The run's verdict from the same records the saved profile is made from (its journal)."""
+    from profiles.records import records_from_events
+    from profiles.verdict import recommend_run
 
     # A build the correctness check found suspect or failed counts as unstable.
-    return recommend(state.results_by_build(), state.failures_by_build(), model_info=model_info,
-                     correctness=state.correctness_by_build())
+    records = records_from_events(actions.events_of(state, journal), correctness=state.correctness_by_build())
+    return recommend_run(records)
 
 
 def table_rows(state: RunState) -> tuple[list[str], list[tuple[str, ...]]]:
@@ -114,7 +116,7 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
         if self.profile is not None and self.profile.recommendation is not None:
             self.recommendation = self.profile.recommendation
         else:
-            self.recommendation = recommendation_for(state)
+            self.recommendation = recommendation_for(state, journal=getattr(self.app, "journal", None))
         rec = self.recommendation
         with self.app.batch_update():
             title = self.title_text or (
@@ -129,7 +131,7 @@ class ResultsScreen(cmd.CommandsMixin, Screen):
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
-                    x.at for x in rec.crossovers if x.phase == kind and x.axis == "depth"))
+                    x.at_depth for x in rec.crossovers if x.phase == kind and x.at_depth is not None))
             table = self.query_one("#results-table", DataTable)
             table.clear(columns=True)
             columns, rows = table_rows(state)

@@ -24,38 +24,29 @@ class VerdictCard(Static):
         self.set_class("no clear winner" in statuses, "-unclear")
 
 
-def _margin(percent: float | None) -> str:
-    """+12% for a lead, ×68 once it is more than double."""
-    if percent is None:
-        return ""
-    if percent >= 100:
-        return f" ×{1 + percent / 100:.1f}"
-    return f" +{percent:.0f}%"
-
-
 def describe_phase(verdict) -> str:
+    """The verdict's own headline (the same words the profile and the CLI print)."""
     phase = PHASE_WORDS.get(verdict.phase, verdict.phase)
-    if verdict.status == "winner":
-        margin = _margin(verdict.margin_pct)
-        confidence = verdict.confidence if " " in verdict.confidence else f"{verdict.confidence} confidence"
-        text = f"{phase}: {verdict.winner}{margin} ({confidence})"
-    elif verdict.status == "tie":
-        text = f"{phase}: tie ({', '.join(verdict.tied) or 'all builds'})"
-    else:
-        text = f"{phase}: {verdict.status}"
+    context = "" if verdict.workload.endswith("dense") else f" ({verdict.context})"
+    text = f"{phase}{context}: {verdict.headline or verdict.status}"
     if verdict.recommended and verdict.recommended != verdict.winner:
         text += f", use {verdict.recommended}"
+    energy = [e for e in verdict.energy if e.tokens_per_joule is not None or e.peak_vram_bytes is not None
+              or e.throttled]
+    if energy:
+        from profiles.wording import bytes_text, joules_text
+
+        text += "\n  " + "; ".join(f"{e.contender} {joules_text(e.tokens_per_joule)}, "
+                                   f"{bytes_text(e.peak_vram_bytes)}" + (", throttled" if e.throttled else "")
+                                   for e in energy)
     return text
 
 
 def describe_class(verdicts: Sequence, stability: Sequence = ()) -> str:
     """Short lines a person reads at a glance."""
     lines = [describe_phase(v) for v in verdicts]
-    for verdict in verdicts:
-        for crossover in verdict.crossovers:
-            lines.append(f"{PHASE_WORDS.get(verdict.phase, verdict.phase)} crossover at "
-                         f"{crossover.axis} ≈{crossover.at:,.0f}: {crossover.leader_before} → "
-                         f"{crossover.leader_after}")
+    lines += list(dict.fromkeys(x.sentence for v in verdicts for x in v.crossovers))
+    lines += list(dict.fromkeys(f for v in verdicts for f in v.failures))
     unstable = [s for s in stability if not s.stable]
     if stability:
         lines.append("stability: " + ("; ".join(f"{s.build} {s.note}" for s in unstable)

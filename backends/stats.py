@@ -7,11 +7,17 @@ from the regularized incomplete beta function (continued fraction, as in Numeric
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 _NORMAL = NormalDist()
+
+
+# Gaps within ±3 % are ties: wider than the run-to-run wobble of a quiet machine, narrower
+# than any difference worth switching builds for.
+TIE_FRACTION = 0.03
+ALPHA = 0.05
 
 
 def _beta_continued_fraction(a: float, b: float, x: float) -> float:
@@ -126,3 +132,99 @@ def geometric_mean(values: Sequence[float]) -> float:
     if not values:
         return math.nan
     return math.exp(math.fsum(math.log(v) for v in values) / len(values))
+
+
+# ---------------------------------------------------------------------------------------
+# On the log scale: speeds are judged as ratios
+
+
+def median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        return math.nan
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2.0
+
+
+def starved(values: Sequence[float], *, min_drop: float = math.log(1.25), spread_factor: float = 5.0) -> list[int]:
+    """Indices of repetitions far below their siblings (a stalled run on a busy machine).
+
+    Only low values count (a starved run is slow, never fast), only with three or more
+    repetitions, and at most a minority of them: a value whose log is more than
+    ``max(min_drop, spread_factor x robust spread)`` below the median of the logs.
+    """
+    if len(values) < 3 or any(v <= 0 for v in values):
+        return []
+    logs = [math.log(v) for v in values]
+    mid = median(logs)
+    spread = 1.4826 * median([abs(x - mid) for x in logs])
+    limit = max(min_drop, spread_factor * spread)
+    low = sorted((i for i, x in enumerate(logs) if mid - x > limit), key=lambda i: logs[i])
+    return low[: (len(values) - 1) // 2]
+
+
+def log_moments(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the logs (sd 0 for one value)."""
+    logs = [math.log(v) for v in values]
+    mean = math.fsum(logs) / len(logs)
+    if len(logs) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the order given."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    q = [1.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p_values[i] * m / rank)
+        q[i] = min(1.0, running)
+    return q
+
+
+def t_quantile(df: float, alpha: float = 0.05) -> float:
+    """The two-sided ``1 - alpha`` quantile of Student's t (bisection on the p-value)."""
+    low, high = 0.0, 1000.0
+    for _ in range(80):
+        mid = (low + high) / 2
+        if student_t_two_sided_p(mid, df) > alpha:
+            low = mid
+        else:
+            high = mid
+    return high
+
+
+def run_p_value(log_gap: float, sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    """Is a gap between two contenders' mean log speeds larger than one run's wobble?
+    t = gap / sqrt(sd_a² + sd_b²), degrees of freedom as Welch's.
+
+    Repetitions of one point run back to back and share the machine's state (a busy
+    machine shifts all of them at once), so their spread is taken as the uncertainty of
+    one run rather than shrunk by sqrt(n) as if they were independent: a conservative test
+    that keeps one build under two names from "winning" on a loaded machine. The same test
+    stops the measuring of a point (``backends.sweep.adaptive``) and judges it afterwards
+    (``profiles.compare``).
+    """
+    spread = math.hypot(sd_a, sd_b)
+    if spread == 0.0:
+        return 0.0 if log_gap else 1.0
+    return student_t_two_sided_p(log_gap / spread, run_df(sd_a, n_a, sd_b, n_b))
+
+
+def run_df(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
+    welch = welch_from_summary(0.0, sd_b, n_b, 0.0, sd_a, n_a)
+    return welch.df if welch is not None and math.isfinite(welch.df) else float(n_a + n_b - 2)
+
+
+def separated(fast: Sequence[float], slow: Sequence[float], tie_fraction: float) -> bool:
+    """Every repetition of ``fast`` beats every one of ``slow`` by more than the tie band and
+    by more than either group is wide: the two groups lie further apart than either is wide."""
+    if len(fast) < 2 or len(slow) < 2:
+        return False
+    gap = math.log(min(fast)) - math.log(max(slow))
+    width = max(math.log(max(v)) - math.log(min(v)) for v in (fast, slow))
+    return gap > max(math.log1p(tie_fraction), width)

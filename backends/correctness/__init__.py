@@ -1,0 +1,27 @@
+"""The correctness gate: catch a build that is fast but wrong (see ``run.py``).
+
+    model.py  thresholds, per-build results, events, the judgement
+    parse.py  reading llama-perplexity's output
+    run.py    running the reference and the others, the check as an async iterator
+"""
+
+from backends.correctness.model import (CHECK_EVENT_TYPES, DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S,
+                                        MIN_CONTEXT, REFERENCE_PREFERENCE, STATUSES, BuildChecked,
+                                        CheckableBuild, CheckEvent, CheckFinished, CheckInputError,
+                                        CheckStarted, CorrectnessResult, CorrectnessThresholds,
+                                        Status, judge)
+from backends.correctness.parse import (DivergenceRun, PerplexityRun, error_line,
+                                        parse_divergence_output, parse_perplexity_output)
+from backends.correctness.run import (ToolRun, check_builds, choose_reference, default_context,
+                                      model_context_length, model_problem, reference_text,
+                                      results_by_build, run_check)
+
+__all__ = [
+    "CHECK_EVENT_TYPES", "DEFAULT_CONTEXT", "DEFAULT_TIMEOUT_S", "MIN_CONTEXT",
+    "REFERENCE_PREFERENCE", "STATUSES", "BuildChecked", "CheckEvent", "CheckFinished",
+    "CheckInputError", "CheckStarted", "CheckableBuild", "CorrectnessResult",
+    "CorrectnessThresholds", "DivergenceRun", "PerplexityRun", "Status", "ToolRun",
+    "check_builds", "choose_reference", "default_context", "error_line", "judge",
+    "model_context_length", "model_problem", "parse_divergence_output",
+    "parse_perplexity_output", "reference_text", "results_by_build", "run_check",
+]

@@ -1,0 +1,205 @@
+"""One streamed request to a llama-server, timed as a client sees it.
+
+Chat requests go to ``/v1/chat/completions`` (OpenAI-compatible), raw ones to
+``/completion``. Every request asks for exactly ``n_gen`` tokens (``ignore_eos``), greedy,
+with the server's per-token ``timings`` in each streamed piece so the client knows how
+many tokens each piece brought (a piece can carry several when bytes of one character
+span tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from backends.server.prompts import CHAT
+
+TICK_S = 0.5  # least time between two progress reports of one stream
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished request: times are seconds since it was sent."""
+
+    ttft_s: float
+    e2e_s: float
+    n_prompt: int
+    n_cached: int | None
+    n_gen: int
+    chunk_times: tuple[float, ...]
+    chunk_tokens: tuple[int, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def gen_tps(self) -> float | None:
+        """Decode rate: tokens after the first piece over the time from first to last piece."""
+        if len(self.chunk_times) < 2:
+            return None
+        span = self.chunk_times[-1] - self.chunk_times[0]
+        tokens = sum(self.chunk_tokens[1:])
+        return tokens / span if span > 0 and tokens > 0 else None
+
+    @property
+    def prompt_tps(self) -> float | None:
+        processed = self.timings.get("prompt_n")
+        if processed is None or self.ttft_s <= 0:
+            return None
+        return processed / self.ttft_s
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str
+    elapsed_s: float
+    stalled: bool = False
+
+
+Progress = Callable[[int, float, float | None], Awaitable[None]]  # tokens, elapsed, decode t/s
+
+
+def payload(endpoint: str, text: str, n_gen: int, *, cache_prompt: bool = True,
+            seed: int = 42) -> tuple[str, dict[str, Any]]:
+    common: dict[str, Any] = {"stream": True, "ignore_eos": True, "temperature": 0.0,
+                              "seed": seed, "timings_per_token": True,
+                              "cache_prompt": cache_prompt}
+    if endpoint == CHAT:
+        return "/v1/chat/completions", {
+            **common, "messages": [{"role": "user", "content": text}], "max_tokens": n_gen,
+            "stream_options": {"include_usage": True}}
+    return "/completion", {**common, "prompt": text, "n_predict": n_gen}
+
+
+class _Reader:
+    """Folds the streamed pieces of one answer."""
+
+    def __init__(self, endpoint: str, sent: float) -> None:
+        self.endpoint = endpoint
+        self.sent = sent
+        self.times: list[float] = []
+        self.tokens: list[int] = []
+        self.counted = 0  # tokens the server had reported when the last text piece came
+        self.timings: dict[str, float] = {}
+        self.usage: dict[str, Any] = {}
+        self.done = False
+
+    def take(self, data: dict[str, Any], at: float) -> bool:
+        """Read one piece; True when it carried text."""
+        timings = data.get("timings")
+        if isinstance(timings, dict):
+            self.timings = {k: float(v) for k, v in timings.items() if isinstance(v, (int, float))}
+        if isinstance(data.get("usage"), dict):
+            self.usage = data["usage"]
+        if self.endpoint == CHAT:
+            choices = data.get("choices") or []
+            delta = choices[0].get("delta", {}) if choices else {}
+            text = delta.get("content") or delta.get("reasoning_content") or ""
+            if choices and choices[0].get("finish_reason"):
+                self.done = True
+            fallback = 1
+        else:
+            text = data.get("content") or ""
+            fallback = len(data.get("tokens") or ()) or 1
+            self.done = self.done or bool(data.get("stop"))
+        if not text:
+            return False
+        reported = int(self.timings.get("predicted_n", 0))
+        brought = reported - self.counted if reported > self.counted else fallback
+        self.counted = max(reported, self.counted + brought)
+        self.times.append(at - self.sent)
+        self.tokens.append(brought)
+        return True
+
+    def answer(self, ended: float) -> Answer | Failure:
+        if not self.times:
+            return Failure("the answer had no content", ended - self.sent)
+        n_gen = int(self.timings.get("predicted_n") or self.usage.get("completion_tokens")
+                    or sum(self.tokens))
+        processed = int(self.timings.get("prompt_n", 0))
+        cached = self.timings.get("cache_n")
+        return Answer(ttft_s=self.times[0], e2e_s=ended - self.sent,
+                      n_prompt=processed + int(cached or 0),
+                      n_cached=None if cached is None else int(cached), n_gen=n_gen,
+                      chunk_times=tuple(self.times), chunk_tokens=tuple(self.tokens),
+                      timings=self.timings)
+
+
+async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int, *,
+                         stall_s: float, progress: Progress | None = None,
+                         cache_prompt: bool = True) -> Answer | Failure:
+    """Send one request and read its stream; a silence of ``stall_s`` ends it as stalled.
+
+    A kept-alive connection the server closed just before the request went out (it never
+    answered, nothing was counted) is tried once more on a fresh connection.
+    """
+    lost = _Unanswered("the server closed the connection", 0.0)
+    for _ in range(2):
+        result = await _stream_once(client, endpoint, text, n_gen, stall_s, progress, cache_prompt)
+        if not isinstance(result, _Unanswered):
+            return result
+        lost = result
+    return Failure(f"connection lost: {lost.reason}", lost.elapsed_s)
+
+
+@dataclass(frozen=True)
+class _Unanswered:
+    reason: str
+    elapsed_s: float
+
+
+async def _stream_once(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int,
+                       stall_s: float, progress: Progress | None,
+                       cache_prompt: bool) -> Answer | Failure | _Unanswered:
+    path, body = payload(endpoint, text, n_gen, cache_prompt=cache_prompt)
+    sent = time.monotonic()
+    reader = _Reader(endpoint, sent)
+    timeout = httpx.Timeout(stall_s, connect=min(stall_s, 10.0))
+    last_tick = 0.0
+    answered = False
+    try:
+        async with client.stream("POST", path, json=body, timeout=timeout) as response:
+            answered = True
+            if response.status_code != 200:
+                detail = (await response.aread()).decode("utf-8", "replace")[:200]
+                return Failure(f"HTTP {response.status_code}: {_one_line(detail)}",
+                               time.monotonic() - sent)
+            async for line in response.aiter_lines():
+                if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                    continue
+                now = time.monotonic()
+                try:
+                    data = json.loads(line[5:])
+                except ValueError:
+                    continue
+                due = now - last_tick >= TICK_S
+                if isinstance(data, dict) and reader.take(data, now) and progress is not None and (
+                        due or len(reader.times) == 1):
+                    last_tick = now
+                    await progress(reader.counted, now - sent, _decode_rate(reader))
+    except httpx.TimeoutException:
+        return Failure(f"no answer for {stall_s:g}s: the server stalled",
+                       time.monotonic() - sent, stalled=True)
+    except httpx.HTTPError as error:
+        reason = _one_line(str(error)) or type(error).__name__
+        if isinstance(error, httpx.RemoteProtocolError) and not answered:
+            return _Unanswered(reason, time.monotonic() - sent)
+        return Failure(f"connection lost: {reason}", time.monotonic() - sent)
+    ended = time.monotonic()
+    if not reader.done:
+        return Failure("the stream ended before the answer was complete", ended - sent)
+    return reader.answer(ended)
+
+
+def _decode_rate(reader: _Reader) -> float | None:
+    if len(reader.times) < 2:
+        return None
+    span = reader.times[-1] - reader.times[0]
+    return sum(reader.tokens[1:]) / span if span > 0 else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

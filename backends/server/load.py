@@ -1,0 +1,218 @@
+"""One load level against one live server: ``concurrency`` streams, each sending its next
+request when the last one is answered, until the level's requests or time are used up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from backends import procs
+from backends.server.client import Answer, Failure, stream_request
+from backends.server.events import (
+    FirstContentToken,
+    Level,
+    LevelFinished,
+    LevelStarted,
+    LevelSummary,
+    MetricsRecorded,
+    RequestFailed,
+    RequestFinished,
+    ServeEvent,
+    StreamTick,
+)
+from backends.server.launch import ServerProcess
+from backends.server.metrics import metric_deltas, scrape, summarize
+from backends.server.prompts import Prompt, PromptBuilder, PromptError
+from backends.server.spec import DuelSpec
+
+Put = Callable[[ServeEvent], Awaitable[None]]
+DIED = "died"
+STALLED = "stalled"
+_EXIT_WAIT_S = 2.0  # how long a lost connection waits for the server's exit to show
+
+
+def failed_summary(contender: str, level: Level, reason: str) -> LevelSummary:
+    return dataclasses.replace(summarize(contender, level, [], [], 0.0), error_reasons=(reason,))
+
+
+def prompt_seed(spec: DuelSpec, level_index: int, request: int) -> int:
+    """The same seed on every contender; one per request unless the cache study is on."""
+    if spec.cache_study:
+        return spec.seed
+    return spec.seed + 1_000_003 * (level_index + 1) + request
+
+
+def _cache_prompt(run: _Run) -> bool:
+    """Only the depth prefix (or, in the cache study, the whole prompt) may come from cache."""
+    return run.level.depth > 0 or run.spec.cache_study
+
+
+@dataclass
+class _Run:
+    contender: str
+    server: ServerProcess
+    level: Level
+    spec: DuelSpec
+    put: Put
+    prompts: Callable[[int], Awaitable[Prompt]]
+    finished: list[RequestFinished]
+    failed: list[RequestFailed]
+    started: float = 0.0
+    trouble: str | None = None
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+
+
+async def run_level(contender: str, server: ServerProcess, level: Level, level_index: int,
+                    spec: DuelSpec, put: Put) -> str | None:
+    """Run ``level``; every request and the summary go through ``put``.
+
+    Returns None, or ``died``/``stalled`` when the server failed under load (a stalled
+    server is killed at once so the other streams end too).
+    """
+    # Idle connections are dropped after a second, well before llama-server's own 5 s.
+    limits = httpx.Limits(max_connections=level.concurrency + 4,
+                          max_keepalive_connections=level.concurrency + 4, keepalive_expiry=1.0)
+    async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30.0) as client:
+        try:
+            prompts = await _prepare(client, spec, level, level_index)
+        except (PromptError, httpx.HTTPError) as error:
+            reason = f"cannot prepare the prompts: {error}" if isinstance(error, httpx.HTTPError) else str(error)
+            await put(LevelFinished(contender, failed_summary(contender, level, reason), failed=True))
+            return None if server.alive else DIED
+        run = _Run(contender, server, level, spec, put, prompts, [], [])
+        if spec.warmup and not await _warm(client, run, level_index):
+            return await _finish(client, run, None, "the warm-up request failed")
+        before = await scrape(client)
+        first = await prompts(0)
+        await put(LevelStarted(contender, level, first.tokens, first.prefix_tokens))
+        run.started = time.monotonic()
+        await asyncio.gather(*(_stream(client, run, s) for s in range(level.concurrency)))
+        return await _finish(client, run, before, None)
+
+
+async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, level_index: int,
+                   ) -> Callable[[int], Awaitable[Prompt]]:
+    """Build the level's prompts before it starts (a first pool when it runs for a time)."""
+    builder = PromptBuilder(client, spec.endpoint)
+    prefix = await builder.prefix(level.depth)
+    total = spec.requests_for(level)
+    ready: dict[int, Prompt] = {}
+    for index in range(total if total is not None else 4 * level.concurrency):
+        ready[index] = await builder.prompt(prefix, level.n_prompt, level.depth,
+                                            prompt_seed(spec, level_index, index))
+
+    async def prompt(index: int) -> Prompt:
+        if index not in ready:  # a timed level outran the pool: built while it runs
+            ready[index] = await builder.prompt(prefix, level.n_prompt, level.depth,
+                                                prompt_seed(spec, level_index, index))
+        return ready[index]
+
+    return prompt
+
+
+async def _warm(client: httpx.AsyncClient, run: _Run, level_index: int) -> bool:
+    """One short request per stream, so every slot holds the depth prefix; not recorded."""
+    builder = PromptBuilder(client, run.spec.endpoint)
+    level = run.level
+    try:
+        prefix = await builder.prefix(level.depth)
+        texts = [(await builder.prompt(prefix, level.n_prompt, level.depth, -1 - s)).text
+                 for s in range(level.concurrency)]
+    except (PromptError, httpx.HTTPError):
+        return False
+    results = await asyncio.gather(*(
+        stream_request(client, run.spec.endpoint, text, min(4, level.n_gen), stall_s=run.spec.stall_s)
+        for text in texts))
+    return all(isinstance(result, Answer) for result in results)
+
+
+async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
+    total = run.spec.requests_for(run.level)
+    deadline = run.started + run.spec.duration_s if run.spec.duration_s is not None else None
+    while run.trouble is None:
+        index = next(run.counter)
+        if (total is not None and index >= total) or (deadline and time.monotonic() >= deadline):
+            return
+        try:
+            prompt = await run.prompts(index)
+        except (PromptError, httpx.HTTPError) as error:
+            await _failed(run, stream, index, Failure(f"cannot build the prompt: {error}", 0.0))
+            return
+        sent_at = time.monotonic() - run.started
+        result = await stream_request(client, run.spec.endpoint, prompt.text, run.level.n_gen,
+                                      stall_s=run.spec.stall_s, progress=_progress(run, stream, index),
+                                      cache_prompt=_cache_prompt(run))
+        if isinstance(result, Answer):
+            event = _finished(run, stream, index, sent_at, result)
+            run.finished.append(event)
+            await run.put(event)
+            continue
+        await _failed(run, stream, index, result)
+
+
+
+def _progress(run: _Run, stream: int, index: int) -> Callable[[int, float, float | None], Awaitable[None]]:
+    key = run.level.key
+    first = [True]
+
+    async def report(tokens: int, elapsed: float, rate: float | None) -> None:
+        at = time.monotonic() - run.started
+        if first[0]:
+            first[0] = False
+            await run.put(FirstContentToken(run.contender, key, stream, index, elapsed, at))
+        await run.put(StreamTick(run.contender, key, stream, index, tokens, elapsed, rate, at))
+
+    return report
+
+
+def _finished(run: _Run, stream: int, index: int, sent_at: float, answer: Answer) -> RequestFinished:
+    return RequestFinished(
+        contender=run.contender, level=run.level.key, stream=stream, request=index,
+        sent_at=sent_at, ttft_s=answer.ttft_s, e2e_s=answer.e2e_s, n_prompt=answer.n_prompt,
+        n_cached=answer.n_cached, n_gen=answer.n_gen, gen_tps=answer.gen_tps,
+        prompt_tps=answer.prompt_tps, chunk_times=answer.chunk_times,
+        chunk_tokens=answer.chunk_tokens, timings=answer.timings)
+
+
+async def _failed(run: _Run, stream: int, index: int, failure: Failure) -> None:
+    event = RequestFailed(run.contender, run.level.key, stream, index, failure.reason,
+                          failure.elapsed_s, failure.stalled)
+    run.failed.append(event)
+    await run.put(event)
+    if failure.stalled:
+        run.trouble = run.trouble or STALLED
+        procs.kill_group(run.server.process)  # wedged: end it, so every other stream ends too
+        return
+    if not failure.reason.startswith("HTTP "):
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(run.server.process.wait()), _EXIT_WAIT_S)
+    if not run.server.alive:
+        run.trouble = run.trouble or DIED
+
+
+async def _finish(client: httpx.AsyncClient, run: _Run, before: dict[str, float] | str | None,
+                  reason: str | None) -> str | None:
+    wall = time.monotonic() - run.started if run.started else 0.0
+    if before is not None:
+        after = await scrape(client) if run.server.alive else "the server was gone"
+        if isinstance(before, str) or isinstance(after, str):
+            problem = before if isinstance(before, str) else str(after)
+            await run.put(MetricsRecorded(run.contender, run.level.key, {}, {}, problem))
+        else:
+            deltas, gauges = metric_deltas(before, after)
+            await run.put(MetricsRecorded(run.contender, run.level.key, deltas, gauges))
+    summary = summarize(run.contender, run.level, run.finished, run.failed, wall)
+    if reason is not None:
+        summary = dataclasses.replace(summary, error_reasons=(reason, *summary.error_reasons))
+    failed = reason is not None or run.trouble is not None or not run.finished
+    await run.put(LevelFinished(run.contender, summary, failed=failed))
+    if run.trouble is None and not run.server.alive:
+        return DIED
+    return run.trouble

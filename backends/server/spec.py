@@ -1,0 +1,103 @@
+"""What a server duel measures: load levels, request counts, the servers' settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from backends.server.events import Level
+from backends.server.launch import ServerSettings
+from backends.server.prompts import CHAT, ENDPOINTS
+
+CONTEXT_MARGIN = 64  # tokens each slot gets beyond its largest prompt and answer
+CONTEXT_STEP = 256
+
+
+class DuelError(ValueError):
+    """A duel that cannot start as asked: the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DuelSpec:
+    """Load levels are every (depth, prompt length, concurrency), in that nesting order.
+
+    Each level runs ``requests`` requests in all (default: three per stream), or as many
+    as start within ``duration_s`` seconds. ``cache_reuse`` turns the cache study on: the
+    servers get ``--cache-reuse N`` and every request repeats the same prompt.
+    """
+
+    concurrency: tuple[int, ...] = (1, 2, 4, 8)
+    prompts: tuple[int, ...] = (512,)
+    n_gen: int = 128
+    depths: tuple[int, ...] = (0,)
+    requests: int | None = None
+    duration_s: float | None = None
+    endpoint: str = CHAT
+    settings: ServerSettings = field(default_factory=ServerSettings)
+    start_timeout_s: float = 300.0
+    stall_s: float = 120.0
+    warmup: bool = True
+    resident: bool = False  # keep every contender's server up for the whole duel
+    gap: bool = True  # run llama-bench for each shape at concurrency 1
+    gap_repetitions: int = 3
+    seed: int = 0  # prompts' words; 0: a new seed per duel, the same for every contender
+
+    @property
+    def cache_study(self) -> bool:
+        return self.settings.cache_reuse is not None
+
+    @property
+    def slots(self) -> int:
+        return max(self.concurrency)
+
+    @property
+    def ctx_size(self) -> int:
+        """Context for every slot's largest prompt and answer, times the slots."""
+        per_slot = max(self.depths) + max(self.prompts) + self.n_gen + CONTEXT_MARGIN
+        per_slot = math.ceil(per_slot / CONTEXT_STEP) * CONTEXT_STEP
+        return per_slot * self.slots
+
+    def requests_for(self, level: Level) -> int | None:
+        if self.duration_s is not None:
+            return self.requests
+        return self.requests if self.requests is not None else 3 * level.concurrency
+
+    def levels(self) -> tuple[Level, ...]:
+        return tuple(Level(concurrency=c, n_prompt=p, n_gen=self.n_gen, depth=d)
+                     for d, p, c in itertools.product(self.depths, self.prompts, self.concurrency))
+
+    def problem(self) -> str | None:
+        """Why this spec cannot run, in one line, or None."""
+        if not self.concurrency or min(self.concurrency) < 1:
+            return "concurrency levels must be 1 or more"
+        if not self.prompts or min(self.prompts) < 1:
+            return "prompt lengths must be 1 token or more"
+        if self.n_gen < 1:
+            return f"tokens to generate must be at least 1, not {self.n_gen}"
+        if not self.depths or min(self.depths) < 0:
+            return "depths must be 0 or more"
+        if self.requests is not None and self.requests < 1:
+            return f"requests per level must be at least 1, not {self.requests}"
+        if self.duration_s is not None and not self.duration_s > 0:
+            return f"the duration must be positive, not {self.duration_s}"
+        if self.endpoint not in ENDPOINTS:
+            return f"unknown endpoint {self.endpoint!r}; choose {' or '.join(ENDPOINTS)}"
+        if self.stall_s <= 0 or self.start_timeout_s <= 0:
+            return "time-outs must be positive"
+        return None
+
+    def to_settings(self) -> dict[str, str | int | float | bool | None]:
+        """Flat, JSON-friendly settings for the journal's first event."""
+        flat: dict[str, str | int | float | bool | None] = {
+            "concurrency": ",".join(map(str, self.concurrency)),
+            "prompts": ",".join(map(str, self.prompts)), "n_gen": self.n_gen,
+            "depths": ",".join(map(str, self.depths)), "requests": self.requests,
+            "duration_s": self.duration_s, "endpoint": self.endpoint, "slots": self.slots,
+            "ctx_size": self.ctx_size, "resident": self.resident, "warmup": self.warmup,
+            "stall_s": self.stall_s, "seed": self.seed,
+        }
+        for key, value in dataclasses.asdict(self.settings).items():
+            flat[key] = " ".join(value) if isinstance(value, (list, tuple)) else value
+        return flat

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Adaptive repetitions against a fixed count: the same sweep with ``-r 5`` and ``-r auto``.
+
+Runs both, in alternating order (fixed first, then auto, then swapped), on the CPU and
+Vulkan-on-lavapipe builds of the toolchain (or the builds given), and prints for each:
+wall time, repetitions used per point, and every class's verdict. The goal: -r auto in
+at most half the time of -r 5, with the same verdicts.
+
+    python3 benchmarks/adaptive_repetitions.py [--build NAME=DIR ...] [--model FILE]
+        [-p 128,512] [-n 64] [-d 0,512,1024] [--pairs 2] [--json OUT]
+
+Processes start from argument lists; nothing is timed inside the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backends import toolchain  # noqa: E402
+from backends.builds import parse_build_arg, probe_build  # noqa: E402
+from backends.events import PointDecided  # noqa: E402
+from backends.sweep import SweepSpec, parse_int_list, read_journal, run_sweep  # noqa: E402
+from profiles.model import profile_from_journal  # noqa: E402
+
+
+async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided]]:
+    started = time.perf_counter()
+    decided = [e async for e in run_sweep(builds, model, spec, run_dir=run_dir)
+               if isinstance(e, PointDecided)]
+    return time.perf_counter() - started, decided
+
+
+def verdicts(run_dir: Path, model: Path) -> dict[str, str]:
+    """``{"short_dense/pp": "cpu (decisive)", ...}`` from the run's journal."""
+    profile = profile_from_journal(read_journal(run_dir), name="bench")
+    found = {}
+    for verdict in (profile.recommendation.verdicts if profile.recommendation else ()):
+        found[f"{verdict.workload}/{verdict.phase}"] = f"{verdict.winner or verdict.status}"
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build", action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--model", type=Path)
+    parser.add_argument("-p", "--prompts", default="128,512")
+    parser.add_argument("-n", "--gens", default="64")
+    parser.add_argument("-d", "--depths", default="0,512,1024")
+    parser.add_argument("-t", "--threads", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    options = parser.parse_args()
+
+    folders = dict(parse_build_arg(b) for b in options.build) or {
+        name: toolchain.bin_dirs()[name] for name in ("cpu", "vulkan")}
+    builds = [probe_build(path, name) for name, path in folders.items()]
+    for build in builds:
+        if build.problem:
+            raise SystemExit(f"{build.name}: {build.problem}")
+    scratch = Path(tempfile.mkdtemp(prefix="llamaduel-adaptive-"))
+    model = options.model
+    if model is None:
+        from backends.synth import write_tiny_llama
+
+        model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
+                                 heads_kv=4, ff=768)
+    grid = SweepSpec(name="adaptive-bench", prompts=parse_int_list(options.prompts, "-p"),
+                     gens=parse_int_list(options.gens, "-n"), depths=parse_int_list(options.depths, "-d"),
+                     threads=options.threads)
+    specs = {"-r 5": grid.with_changes(repetitions=5),
+             "-r auto": grid.with_changes(repetitions=3, adaptive=True, max_repetitions=10)}
+    print(f"builds {', '.join(b.name for b in builds)}, model {model.name}, "
+          f"{len(grid.points())} points, {options.pairs} pairs", flush=True)
+    walls: dict[str, list[float]] = {k: [] for k in specs}
+    reps: dict[str, list[int]] = {k: [] for k in specs}
+    seen: dict[str, list[dict[str, str]]] = {k: [] for k in specs}
+    for pair in range(options.pairs):
+        order = list(specs) if pair % 2 == 0 else list(reversed(specs))
+        for label in order:
+            run_dir = scratch / f"{label.replace(' ', '')}-{pair}"
+            wall, decided = asyncio.run(one_run(builds, model, specs[label], run_dir))
+            walls[label].append(wall)
+            reps[label] += [n for d in decided for n in d.repetitions.values()]
+            seen[label].append(verdicts(run_dir, model))
+    fixed, auto = (statistics.median(walls[k]) for k in specs)
+    same = all(v == seen["-r 5"][0] for runs in seen.values() for v in runs)
+    report = {
+        "wall_fixed_s": round(fixed, 2), "wall_auto_s": round(auto, 2),
+        "wall_ratio_auto_over_fixed": round(auto / fixed, 3),
+        "mean_repetitions_auto": round(statistics.fmean(reps["-r auto"]), 2),
+        "verdicts_fixed": seen["-r 5"][0], "verdicts_auto": seen["-r auto"][0],
+        "same_verdicts_in_every_run": same,
+    }
+    print(f"-r 5:    {fixed:.1f} s (median)   -r auto: {auto:.1f} s   ratio {auto / fixed:.2f}")
+    print(f"repetitions per point with -r auto: mean {report['mean_repetitions_auto']}")
+    for key in sorted(seen["-r 5"][0]):
+        print(f"  {key:<22} -r 5: {seen['-r 5'][0][key]:<20} -r auto: {seen['-r auto'][0].get(key)}")
+    print(f"same verdicts in every run: {same}")
+    if options.json:
+        options.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Two contenders at one test point, on the log scale (speed ratios).
+
+With repetitions on both sides: a starved repetition (far below its siblings) is set aside
+and named, the ratio is the ratio of geometric means, and Welch's t-test on the logs gives a
+p-value. Where every kept repetition of one side beats every kept repetition of the other by
+more than the tie band and by more than either side's own spread (the two groups lie further
+apart than either is wide), the gap is *separated*: decisive however few repetitions there
+are. A busy machine can push one side's five repetitions above the other's by chance; it
+rarely pushes them further apart than they are wide.
+With a printed mean and spread but no repetitions, the spread is used with the repetition
+count the data states, or the fewest it allows (two, where a spread is printed); a spread
+printed as 0.00 is taken at half its last digit. One repetition is a point estimate: no
+p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from backends import stats
+from profiles.contenders import Measure
+
+
+@dataclass(frozen=True)
+class Outlier:
+    """A repetition set aside: its value and the siblings it sat beside."""
+
+    contender: str
+    model: str
+    test: str
+    value: float
+    siblings: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PointTest:
+    a: Measure
+    b: Measure
+    log_ratio: float  # ln(a / b): > 0 when a is faster
+    p_value: float | None
+    separated: bool  # every kept repetition of the faster side above every one of the slower, by the tie band
+    every_repetition: bool  # separated without setting any repetition aside
+    reps: tuple[int, int]
+    outliers: tuple[Outlier, ...]
+
+    @property
+    def ratio(self) -> float:
+        return math.exp(self.log_ratio)
+
+    @property
+    def one_run(self) -> bool:
+        return self.p_value is None and not self.separated
+
+
+@dataclass(frozen=True)
+class _Side:
+    log_mean: float
+    log_sd: float
+    n: int
+    kept: tuple[float, ...]
+    outliers: tuple[Outlier, ...]
+    all_values: tuple[float, ...]
+
+
+def _side(m: Measure) -> _Side:
+    if len(m.values) >= 2:
+        dropped = set(stats.starved(m.values))
+        kept = tuple(v for i, v in enumerate(m.values) if i not in dropped)
+        outliers = tuple(Outlier(m.contender, m.model, m.point.name, m.values[i],
+                                 tuple(v for j, v in enumerate(m.values) if j != i)) for i in sorted(dropped))
+        mean, sd = stats.log_moments(kept)
+        return _Side(mean, sd, len(kept), kept, outliers, m.values)
+    if len(m.values) == 1:
+        return _Side(math.log(m.values[0]), 0.0, 1, m.values, (), m.values)
+    n = m.n if m.n is not None else m.n_min
+    sd = m.sd if m.sd > 0 else (m.resolution / 2.0 if n >= 2 and m.resolution > 0 else 0.0)
+    return _Side(math.log(m.mean), sd / m.mean if m.mean > 0 else 0.0, n if sd > 0 else min(n, 1) or 1, (), (), ())
+
+
+def run_test(sa: _Side, sb: _Side, log_ratio: float) -> float | None:
+    """The point's p-value: ``backends.stats.run_p_value`` (one run's wobble, not sqrt(n))."""
+    return stats.run_p_value(log_ratio, sa.log_sd, sa.n, sb.log_sd, sb.n)
+
+
+def compare(a: Measure, b: Measure, tie_fraction: float) -> PointTest:
+    sa, sb = _side(a), _side(b)
+    log_ratio = sa.log_mean - sb.log_mean
+    p = run_test(sa, sb, log_ratio) if sa.n >= 2 and sb.n >= 2 else None
+    fast, slow = (sa, sb) if log_ratio > 0 else (sb, sa)
+    separated = stats.separated(fast.kept, slow.kept, tie_fraction)
+    every = separated and not fast.outliers and not slow.outliers
+    return PointTest(a=a, b=b, log_ratio=log_ratio, p_value=p, separated=separated,
+                     every_repetition=every, reps=(sa.n, sb.n), outliers=sa.outliers + sb.outliers)

@@ -1,0 +1,405 @@
+"""Read every format llama-bench writes, plus compare-llama-bench databases, raw logs and journals.
+
+Formats are recognised by content, not by file name: ``-o jsonl`` (stderr lines mixed in are
+skipped), ``-o json``, ``-o csv``, ``-o md`` (also pasted, hand-merged, cut, old ``pp 512``
+tables and raw logs with banners and progress lines), ``-o sql`` (parsed, never executed),
+compare-llama-bench's SQLite database (read-only, fixed queries) and llamaduel's own
+``journal.jsonl``. Failed runs are results too: rows with no speed, logs that end in a crash,
+a header-only CSV beside the ``.stderr`` that says why. Importing never runs anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from backends.events import BenchResult
+from profiles.importers.csvfmt import csv_lines, read_csv
+from profiles.importers.failures import (
+    backend_hint,
+    build_hint,
+    failure_in,
+    is_backtrace,
+    test_hints,
+)
+from profiles.importers.grouping import (
+    adopt_backends,
+    failure_models,
+    file_variants,
+    identity,
+    machine_of,
+    merge_failures,
+    model_key,
+    name_builds,
+    section_machines,
+)
+from profiles.importers.jsonfmt import read_json_array, read_jsonl
+from profiles.importers.machines import split_machines
+from profiles.importers.markdown import finish_tables, log_failure_rows, read_markdown
+from profiles.importers.rows import (
+    REPS_KEY,
+    SETTING_KEYS,
+    ImportProblem,
+    Row,
+    normalize_gpu,
+    parse_speed,
+    parse_test_name,
+    point_of,
+)
+from profiles.importers.sqlfmt import read_sql, read_sqlite
+from profiles.records import FailureRecord, ProfileResult, RunRecords
+
+__all__ = ["FileRead", "ImportProblem", "ImportedBuild", "ImportedRun", "import_files", "normalize_gpu",
+           "parse_speed", "parse_test_name", "read_file"]
+
+MAX_IMPORT_BYTES = 64 * 1024 * 1024  # formats read whole (markdown, JSON, SQL)
+MAX_STREAM_BYTES = 16 * 1024 ** 3  # llama-bench CSV and JSONL, read a row at a time
+_COMPANION = (".stderr.log", ".stderr", ".log", ".err")
+_RESULT_SUFFIXES = (".jsonl", ".json", ".csv", ".md", ".sql")
+
+
+@dataclass(frozen=True)
+class ImportedBuild:
+    name: str
+    backend: str
+    build_number: int | None
+    commit: str | None
+    gpu: str | None
+    sources: tuple[str, ...] = ()
+    machine: str = ""
+
+
+@dataclass(frozen=True)
+class ImportedRun:
+    builds: tuple[ImportedBuild, ...]
+    results: Mapping[str, tuple[BenchResult, ...]]
+    failures: Mapping[str, tuple[FailureRecord, ...]]
+    problems: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    journal: tuple[Any, ...] = field(default=(), compare=False)
+    telemetry: Mapping[str, tuple[Mapping[str, Any] | None, ...]] = field(default_factory=dict, compare=False)
+    machine: str = ""
+
+    @property
+    def result_count(self) -> int:
+        return sum(len(v) for v in self.results.values())
+
+    @property
+    def failure_count(self) -> int:
+        return sum(len(v) for v in self.failures.values())
+
+    def build(self, name: str) -> ImportedBuild:
+        for b in self.builds:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def machines(self) -> list[ImportedRun]:
+        """One run per machine (and per GPU where one backend ran on two named GPUs)."""
+        return split_machines(self)
+
+    arenas = machines
+
+    def records(self) -> RunRecords:
+        results = tuple(ProfileResult(build=name, result=r, telemetry=t)
+                        for name, rs in self.results.items()
+                        for r, t in zip(rs, self.telemetry.get(name) or (None,) * len(rs)))
+        failures = tuple(f for fs in self.failures.values() for f in fs)
+        return RunRecords(results=results, failures=failures, machine=self.machine,
+                          builds=tuple(b.name for b in self.builds))
+
+
+@dataclass(frozen=True)
+class FileRead:
+    path: str
+    format: str
+    rows: tuple[Row, ...]
+    problems: tuple[str, ...]
+    events: tuple[Any, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------
+# One file
+
+
+def read_file(path: str | Path) -> FileRead:
+    """Read one file in whatever llama-bench format it holds. Raises ImportProblem."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise ImportProblem(f"{path}: {error.strerror or error}") from None
+    if not path.is_file():
+        raise ImportProblem(f"{path}: not a file")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+        if head.startswith(b"SQLite format 3\x00"):
+            return _with_host(FileRead(str(path), "sqlite", tuple(read_sqlite(path)), ()), path)
+        head += handle.read(4096)
+    streamed = _streamed(path, head, size)
+    if streamed is not None:
+        return _with_host(streamed, path)
+    if size > MAX_IMPORT_BYTES:
+        raise ImportProblem(f"{path}: {size / 2**20:.0f} MiB is too large for benchmark output")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    text = data.decode("utf-8", errors="replace")
+    if "\x00" in text:
+        raise ImportProblem(f"{path}: binary data, not llama-bench output")
+    read = _read_text(text, str(path))
+    if not read.rows and not read.events:
+        read = _failed_run(read, text, path)
+    return _with_host(read, path)
+
+
+def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
+    """llama-bench's own CSV, read a row at a time (a database of a million rows fits)."""
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    columns = {c.strip() for c in first.split(",")}
+    if not {"build_commit", "avg_ts", "n_prompt", "n_gen"} <= columns or b"\x00" in head:
+        return None
+    if size > MAX_STREAM_BYTES:
+        raise ImportProblem(f"{path}: {size / 2**30:.0f} GiB is too large for benchmark output")
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        rows = read_csv(handle, str(path))
+    read = FileRead(str(path), "csv", tuple(rows), ())
+    return read if rows else _failed_run(read, first, path)
+
+
+def _read_text(text: str, source: str) -> FileRead:
+    stripped = text.lstrip()
+    if re.search(r"INSERT\s+INTO\s+\"?\w+\"?\s*\(", text, re.IGNORECASE):
+        rows, problems = read_sql(text, source)
+        return FileRead(source, "sql", tuple(rows), tuple(problems))
+    if stripped.startswith("["):
+        try:
+            return FileRead(source, "json", tuple(read_json_array(text, source)), ())
+        except ImportProblem:
+            pass  # a truncated array: read what lines parse below
+    rows, events = read_jsonl(text, source)
+    if events and not rows:
+        return FileRead(source, "journal", (), (), tuple(events))
+    if rows:
+        return FileRead(source, "jsonl", tuple(rows), ())
+    if stripped.startswith("{"):
+        try:
+            return FileRead(source, "json", tuple(read_json_array(text, source)), ())
+        except ImportProblem:
+            pass
+    first = stripped.splitlines()[0] if stripped else ""
+    if "|" in text:
+        return _read_markdown_or_log(text, source)
+    if "," in first:
+        try:
+            return FileRead(source, "csv", tuple(read_csv(csv_lines(text), source)), ())
+        except (ImportProblem, csv.Error, ValueError, KeyError):
+            return _read_markdown_or_log(text, source)  # not a CSV after all
+    return _read_markdown_or_log(text, source)
+
+
+_BANNER = re.compile(r"ggml_vulkan:|ggml_cuda_init:|Device \d+:|load_backend:|found \d+ \w+ devices")
+_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)")
+
+
+def _looks_like_log(text: str, state: Any) -> bool:
+    """llama.cpp's own output (banners, progress, its errors), not a script or a note."""
+    if text.lstrip().startswith("#!"):
+        return False
+    if state.banner_backend or state.tables:
+        return True
+    lines = [n for n in state.noise if n]
+    return bool(lines) and sum(1 for n in lines if _LOG_LINE.match(n)) * 2 >= len(lines)
+
+
+def _read_markdown_or_log(text: str, source: str) -> FileRead:
+    rows, problems, state = read_markdown(text, source)
+    finish_tables(state)
+    is_log = _looks_like_log(text, state) and not _is_companion(Path(source))
+    failures = log_failure_rows(state, rows) if is_log else []
+    if not rows and not failures and state.banner_backend and is_log:
+        lines = [n for n in state.noise if not is_backtrace(n)]
+        last = lines[-1] if lines else ""
+        where = ("after the device banner" if not last or _BANNER.search(last) else f"at {last[:60]!r}")
+        failures = log_failure_rows_from(state, f"no result and no error: the log stops {where}")
+    for row in failures:
+        _hint_failure(row, Path(source))
+    fmt = "markdown" if rows or problems else "log"
+    return FileRead(source, fmt, tuple(rows + failures), tuple(problems))
+
+
+def log_failure_rows_from(state: Any, reason: str) -> list[Row]:
+    raw = {"backends": state.banner_backend or "", "n_prompt": 0, "n_gen": 0, "n_depth": 0,
+           "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
+    return [Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)]
+
+
+def _hint_failure(row: Row, path: Path) -> None:
+    """Fill what the log did not say about a failed run from its file name."""
+    phase, depth, reps = test_hints(str(path))
+    if not row.raw.get("backends"):
+        row.raw["backends"] = backend_hint(str(path)) or ""
+    if row.raw.get("build_number") is None and (number := build_hint(str(path))) is not None:
+        row.raw["build_number"] = number
+    if not row.point_known:
+        row.phase, row.depth = phase, depth
+        if depth:
+            row.raw["n_depth"] = depth
+    if reps is not None:
+        row.raw.setdefault(REPS_KEY, reps)
+
+
+def _is_companion(path: Path) -> bool:
+    name = path.name
+    for suffix in _COMPANION:
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            return any((path.parent / (base + ext)).is_file() for ext in _RESULT_SUFFIXES)
+    return False
+
+
+def _failed_run(read: FileRead, text: str, path: Path) -> FileRead:
+    """A header-only CSV (or empty JSON) beside the log that says why the run failed."""
+    if read.format not in ("csv", "json", "jsonl") and not text.lstrip().startswith(("build_commit", "[")):
+        return read
+    for suffix in _COMPANION:
+        log = path.with_name(path.stem + suffix)
+        if log.is_file():
+            lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+            failure = failure_in(lines)
+            if failure is None:
+                continue
+            _, _, state = read_markdown("\n".join(lines), str(path))
+            row = log_failure_rows_from(state, f"{failure.reason} (from {log.name})")[0]
+            row.exit_code = failure.exit_code
+            _hint_failure(row, path)
+            if (model := re.search(r"failed to load model '([^']+)'", "\n".join(lines))) is not None:
+                row.raw["model_filename"] = model.group(1)
+            return FileRead(read.path, "csv", (row,), read.problems)
+    return read
+
+
+@lru_cache(maxsize=256)
+def _host_of(folder: str) -> str:
+    """A host name the folder's own metadata states (run_metadata.txt, system_info.json)."""
+    meta = Path(folder) / "run_metadata.txt"
+    try:
+        if meta.is_file():
+            m = re.search(r"^host:\s*(\S+)", meta.read_text(errors="replace")[:4096], re.MULTILINE)
+            if m:
+                return m.group(1)
+        info = Path(folder) / "system_info.json"
+        if info.is_file() and info.stat().st_size < 1_000_000:
+            data = json.loads(info.read_text(errors="replace"))
+            if isinstance(data, dict) and isinstance(data.get("hostname"), str):
+                return str(data["hostname"])
+    except (OSError, ValueError):
+        return ""
+    return ""
+
+
+def _with_host(read: FileRead, path: Path) -> FileRead:
+    host = _host_of(str(path.parent.resolve()))
+    if host:
+        for row in read.rows:
+            row.machine = row.machine or host
+    return read
+
+
+# ---------------------------------------------------------------------------------------
+# Many files -> builds
+
+
+def import_files(paths: Iterable[str | Path], *, strict: bool = False, one_machine: bool = False) -> ImportedRun:
+    """Read llama-bench outputs and group their rows into builds.
+
+    Files that hold nothing to import are reported in ``problems`` (one line each); with
+    ``strict`` the first such file raises ImportProblem instead. ``one_machine`` drops what
+    tells machines apart (host names beside the files, cpu_info), for files the user knows
+    come from one machine.
+    """
+    rows: list[Row] = []
+    problems: list[str] = []
+    files: list[str] = []
+    events: list[Any] = []
+    for path in paths:
+        try:
+            read = read_file(path)
+        except ImportProblem as problem:
+            if strict:
+                raise
+            problems.append(str(problem))
+            continue
+        files.append(str(path))
+        rows.extend(read.rows)
+        problems.extend(read.problems)
+        events.extend(read.events)
+        if not read.rows and not read.events:
+            message = f"{Path(path).name}: no llama-bench results found"
+            if strict:
+                raise ImportProblem(message)
+            problems.append(message)
+    run = group_rows(rows, problems=problems, files=files, events=events)
+    if one_machine:
+        run = replace(run, builds=tuple(replace(b, machine="") for b in run.builds))
+    return run
+
+
+def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequence[str] = (),
+               events: Sequence[Any] = ()) -> ImportedRun:
+    section_machines(rows)
+    failure_models(rows)
+    variants = file_variants(rows)
+    keyed: dict[Any, list[Row]] = defaultdict(list)
+    for row in rows:
+        keyed[identity(row, variants.get(row.source, ""))].append(row)
+    keyed = merge_failures(adopt_backends(keyed))
+    gpu_display: dict[str, str] = {}
+    for row in rows:
+        original = str(row.raw.get("gpu_info") or "")
+        if original:
+            gpu_display.setdefault(normalize_gpu(original), re.sub(r"\s*\(.*?\)", "", original).strip())
+    names = name_builds(list(keyed), gpu_display)
+    builds, results, failures, telemetry = [], {}, {}, {}
+    for key, group in keyed.items():
+        name = names[key]
+        gpu = next((str(r.raw.get("gpu_info")) for r in group if r.raw.get("gpu_info")), None)
+        builds.append(ImportedBuild(name=name, backend=key.backend or (key.label or ""),
+                                    build_number=key.number, commit=key.commit, gpu=gpu,
+                                    sources=tuple(dict.fromkeys(r.source for r in group)),
+                                    machine=machine_of(group)))
+        good = [r for r in group if not r.failed]
+        results[name] = tuple(_result(r.raw) for r in good)
+        telemetry[name] = tuple(r.hints.get("telemetry") for r in good)
+        bad = tuple(_failure(name, r) for r in group if r.failed)
+        if bad:
+            failures[name] = bad
+    return ImportedRun(builds=tuple(builds), results=results, failures=failures,
+                       problems=tuple(problems), files=tuple(files), journal=tuple(events),
+                       telemetry=telemetry)
+
+
+def _result(raw: dict[str, Any]) -> BenchResult:
+    """BenchResult.from_llama_bench without copying the record (big imports hold many)."""
+    made = BenchResult.from_llama_bench({k: raw.get(k) for k in ("n_prompt", "n_gen", "n_depth", "avg_ts",
+                                                                  "stddev_ts", "samples_ts")})
+    return BenchResult(point=made.point, avg_ts=made.avg_ts, stddev_ts=made.stddev_ts,
+                       samples_ts=made.samples_ts, raw=raw)
+
+
+def _failure(build: str, row: Row) -> FailureRecord:
+    raw = row.raw
+    point = point_of(raw)
+    known = row.point_known and bool(point.n_prompt or point.n_gen)
+    model = model_key(raw) or None
+    return FailureRecord(build=build, reason=row.reason or "no result", point=point if known else None,
+                         phase=None if known else row.phase,
+                         depth=None if known else (row.depth if row.depth is not None else (point.depth or None)),
+                         model=model, settings={k: raw[k] for k in SETTING_KEYS if k in raw},
+                         exit_code=row.exit_code, source=row.source)

@@ -1,0 +1,150 @@
+"""``-o csv`` (streamed, pooled by configuration) and people's own CSV digests."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import operator
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from profiles.importers.pooling import MEASUREMENT_FIELDS, RowPool
+from profiles.importers.rows import (
+    ImportProblem,
+    Row,
+    canonical_backend,
+    coerce_record,
+    number,
+    parse_test_name,
+    row_from_record,
+    samples,
+)
+
+# Columns of CSV files: llama-bench's own names first, then names people use in their own CSVs.
+_CSV_ALIASES = {
+    "avg_ts": ("avg_ts", "t/s", "tps", "speed_t_s", "tokens_per_sec", "tok_s"),
+    "stddev_ts": ("stddev_ts", "stddev_tps", "std_ts"),
+    "n_depth": ("n_depth", "depth", "starting_depth"),
+    "backends": ("backends", "backend"),
+    "model_type": ("model_type", "model"),
+    "gpu_info": ("gpu_info", "gpu"),
+    "test": ("test", "workload"),
+}
+
+
+def read_csv(lines: Iterable[str], source: str) -> list[Row]:
+    reader = csv.reader(lines)
+    header = [h.strip() for h in next(reader, [])]
+    lower = {h.lower(): i for i, h in enumerate(header)}
+    if {"avg_ts", "n_prompt", "n_gen"} <= set(lower):
+        return _read_bench_csv(reader, header, source)
+    return _read_author_csv(reader, header, source)
+
+
+def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str) -> list[Row]:
+    """llama-bench's own columns: each distinct configuration is parsed once, rows pooled."""
+    static = [i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS]
+    key_of: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
+    avg_at = header.index("avg_ts")
+    samples_at = header.index("samples_ts") if "samples_ts" in header else -1
+    pool = RowPool()
+    seen: set[Any] = set()
+    width = len(header)
+    for values in reader:
+        if len(values) < width:
+            if not any(v.strip() for v in values):
+                continue
+            values = values + [""] * (width - len(values))
+        key = key_of(values)
+        if key in seen:
+            try:
+                mean = float(values[avg_at])
+            except ValueError:
+                mean = math.nan
+            if mean > 0 and math.isfinite(mean):
+                pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
+                continue
+        row = row_from_record(coerce_record(dict(zip(header, values))), source)
+        if row.failed:
+            row.reason = "no speed in this row"
+            pool.add(row)
+            continue
+        seen.add(key)
+        pool.add(row, key=key)
+    return pool.rows()
+
+
+def _read_author_csv(reader: Iterator[list[str]], header: list[str], source: str) -> list[Row]:
+    lower = {h.lower(): h for h in header}
+
+    def column(name: str) -> str | None:
+        for alias in _CSV_ALIASES.get(name, (name,)):
+            if alias in lower:
+                return lower[alias]
+        return None
+
+    speed_col = column("avg_ts")
+    has_shape = ("n_prompt" in lower or "n_gen" in lower) or column("test") is not None
+    if speed_col is None or not has_shape:
+        raise ImportProblem("CSV without a speed column (avg_ts/t/s) and test sizes")
+    rows = []
+    for values in reader:
+        record = dict(zip(header, values))
+        if not any(v.strip() for v in values):
+            continue
+        row = _author_row(record, lower, column, speed_col, source)
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _author_row(record: Mapping[str, str], lower: Mapping[str, str],
+                column: Callable[[str], str | None], speed_col: str, source: str) -> Row | None:
+    rec = coerce_record(record)
+    raw = dict(rec)
+    raw["avg_ts"] = number(record.get(speed_col))
+    for target in ("stddev_ts", "n_depth", "backends", "gpu_info", "model_type"):
+        col = column(target)
+        if col and target not in rec:
+            value = record.get(col) or ""
+            raw[target] = number(value) if target in ("stddev_ts", "n_depth") else value.strip()
+    if "n_depth" in raw:
+        d = number(raw["n_depth"])
+        raw["n_depth"] = int(d) if not math.isnan(d) else 0
+    if "quant" in lower and raw.get("model_type") and "model_filename" not in raw:
+        raw["model_type"] = f"{raw['model_type']} {(record.get(lower['quant']) or '').strip()}".strip()
+    if "n_prompt" not in lower and "n_gen" not in lower:
+        point = parse_test_name(str(record.get(column("test") or "") or ""))
+        if point is None:
+            return None
+        raw.update(n_prompt=point.n_prompt, n_gen=point.n_gen, n_depth=point.depth or raw.get("n_depth", 0))
+    for key in ("n_prompt", "n_gen"):
+        n = number(raw.get(key))
+        raw[key] = int(n) if not math.isnan(n) else 0
+    label = _author_label(record, lower, raw)
+    if isinstance(raw.get("backends"), str) and raw["backends"].islower():
+        raw["backends"] = canonical_backend(raw["backends"])
+    row = row_from_record(raw, source, label)
+    if row.failed:
+        row.reason = "no speed in this row"
+    return row
+
+
+def _author_label(record: Mapping[str, str], lower: Mapping[str, str], raw: dict[str, Any]) -> str | None:
+    label = None
+    for col in ("toolbox", "build_or_version"):
+        value = (record.get(lower[col]) or "").strip() if col in lower else ""
+        if value:
+            label = f"{raw.get('backends') or 'build'} {value}" if col == "build_or_version" else value
+            break
+    if "build_or_version" in lower and "build_number" not in lower:
+        m = re.match(r"\s*b(\d+)\s+([0-9a-f]{6,})", record.get(lower["build_or_version"]) or "")
+        if m:
+            raw["build_number"], raw["build_commit"] = int(m.group(1)), m.group(2)
+    return label
+
+
+def csv_lines(text: str) -> io.StringIO:
+    return io.StringIO(text)

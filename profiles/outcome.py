@@ -1,0 +1,201 @@
+"""The shape of a recommendation: frozen dataclasses the store saves as TOML."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+CLASS_LABELS = {
+    "short_dense": "dense, short context",
+    "long_dense": "dense, long context",
+    "moe": "MoE",
+    "split": "split GPU/CPU",
+}
+CONTEXT_WORDS = {"short": "short context", "long": "long context"}
+PHASE_LABELS = {"pp": "prompt processing", "tg": "generation", "pg": "prompt+generation"}
+PHASE_ORDER = ("pp", "tg", "pg")
+PG_POLICY = "pg (-pg pp+tg) rows are judged as their own phase, never mixed into pp or tg"
+STABILITY_RULE = (
+    "A contender that failed in a class (crash, hang, out of memory, time-out, no result) is "
+    "not recommended there while one that ran is: the fastest that ran is, with a caveat naming "
+    "the faster one. Suspect or failed output in the correctness check disqualifies everywhere."
+)
+
+
+def class_label(workload: str, context: str) -> str:
+    if workload in ("short_dense", "long_dense"):
+        return CLASS_LABELS[workload]
+    return f"{CLASS_LABELS.get(workload, workload)}, {CONTEXT_WORDS.get(context, context)}"
+
+
+@dataclass(frozen=True)
+class ContenderInfo:
+    label: str
+    build: str
+    backend: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    known_settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """The leader (challenger) against one other contender (baseline) at one test point."""
+
+    model: str
+    test: str
+    context: int
+    baseline_ts: float
+    challenger_ts: float
+    ratio: float
+    p_value: float | None
+    q_value: float | None = None
+    separated: bool = False
+    significant: int = 0  # +1 the leader's lead is significant here, -1 the other's, 0 neither
+    reps: str = ""
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    leader: str
+    other: str
+    ratio: float
+    margin_pct: float
+    p_value: float | None  # class level, after the false-discovery correction
+    cells: tuple[CellComparison, ...]
+    significant_for: int
+    significant_against: int
+    separated_for: int = 0
+    one_run: bool = False
+    reps_above: int = 0  # the leader's repetitions above every repetition of the other
+    reps_total: int = 0
+
+
+@dataclass(frozen=True)
+class Outlier:
+    contender: str
+    model: str
+    test: str
+    value: float
+    siblings: tuple[float, ...]
+
+    @property
+    def sentence(self) -> str:
+        beside = " and ".join(f"{v:,.1f}" if v < 100 else f"{v:,.0f}" for v in self.siblings[:3])
+        return (f"one starved repetition set aside: {self.contender} {self.value:,.1f} t/s at "
+                f"{self.test} beside {beside}")
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """The lead changes sides along the context axis, significantly on both sides."""
+
+    model: str
+    phase: str
+    workload: str
+    low: int
+    high: int
+    at: float
+    leader_before: str
+    leader_after: str
+    sentence: str
+    axis: str = "context"
+    at_depth: float | None = None
+    significant: bool = True
+    tested: bool = True
+
+
+@dataclass(frozen=True)
+class Energy:
+    """Per contender per class: '-' (None) wherever the telemetry did not say."""
+
+    contender: str
+    tokens_per_joule: float | None = None
+    peak_vram_bytes: int | None = None
+    throttled: bool | None = None
+
+
+@dataclass(frozen=True)
+class ClassVerdict:
+    workload: str
+    phase: str
+    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender'
+    winner: str | None
+    recommended: str | None
+    margin_pct: float | None
+    p_value: float | None
+    confidence: str
+    typical_ts: Mapping[str, float]
+    comparisons: tuple[PairComparison, ...]
+    crossovers: tuple[Crossover, ...]
+    caveats: tuple[str, ...]
+    summary: str
+    tied: tuple[str, ...] = ()
+    best_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    context: str = "short"
+    runner_up: str | None = None
+    ratio: float | None = None
+    headline: str = ""
+    outliers: tuple[Outlier, ...] = ()
+    failures: tuple[str, ...] = ()
+    energy: tuple[Energy, ...] = ()
+    points: int = 0
+    gpus: int = 1  # the most devices one contender in this class split the model across
+    split_kind: str = "GPUs"  # "devices" when some are not GPUs (an RPC server)
+
+    @property
+    def label(self) -> str:
+        split = f", split across {self.gpus} {self.split_kind}" if self.gpus > 1 else ""
+        return f"{class_label(self.workload, self.context)}{split} — {PHASE_LABELS[self.phase]}"
+
+
+@dataclass(frozen=True)
+class BuildStability:
+    build: str
+    results: int
+    failures: int
+    timeouts: int
+    crashes: int
+    correctness: str | None
+    stable: bool
+    note: str
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    builds: tuple[str, ...]
+    verdicts: tuple[ClassVerdict, ...]
+    stability: tuple[BuildStability, ...]
+    crossovers: tuple[Crossover, ...]
+    summary: tuple[str, ...]
+    choose: tuple[str, ...]
+    rule: str = STABILITY_RULE
+    pg_policy: str = PG_POLICY
+    long_context_tokens: int = 16384
+    contenders: tuple[ContenderInfo, ...] = ()
+    outliers: tuple[Outlier, ...] = ()
+    machine: str = ""
+    tie_pct: float = 3.0
+
+    def verdict(self, workload: str, phase: str, context: str | None = None) -> ClassVerdict | None:
+        for v in self.verdicts:
+            if v.workload == workload and v.phase == phase and (context is None or v.context == context):
+                return v
+        return None
+
+    def contender(self, name: str) -> ContenderInfo | None:
+        """A contender by label, or the first contender of a build by the build's name."""
+        by_label = next((c for c in self.contenders if c.label == name), None)
+        return by_label or next((c for c in self.contenders if c.build == name), None)
+
+    def recommended_build(self, workload: str, context: str | None = None) -> str | None:
+        """The contender for a workload: generation's pick (what a chat user waits on), else
+        prompt processing's, else pg's; the short-context class first unless asked."""
+        for wanted in ((context,) if context else ("short", "long")):
+            picks = {v.phase: v.recommended for v in self.verdicts
+                     if v.workload == workload and v.context == wanted}
+            pick = picks.get("tg") or picks.get("pp") or picks.get("pg")
+            if pick:
+                return pick
+        return None
