@@ -94,7 +94,7 @@ def nothing_left(server, tiny_llama):
     yield
     remote.close_hosts()
     wait_until(lambda: not ours(str(tiny_llama)), "a llama-bench of this test running")
-    wait_until(lambda: not masters(), f"an ssh master connection open {[p.info['cmdline'] for p in masters()]}")
+    wait_until(lambda: not masters(), "an ssh master connection open")
     # The wrapper's files on the "host" (its TMPDIR is the server's folder) are gone too.
     assert not list(server.tmpdir.iterdir())
 
@@ -244,7 +244,9 @@ async def test_a_remote_point_that_hangs_or_a_cancelled_sweep_leaves_nothing_on_
                 wait_until(lambda pid=running: psutil.Process(pid).name() == "llama-bench",
                            "not yet llama-bench")
                 break
-    assert not psutil.pid_exists(running) or psutil.Process(running).status() == psutil.STATUS_ZOMBIE
+    # Killed on the host by the time the sweep has closed; gone once the kernel is done with it.
+    wait_until(lambda: not psutil.pid_exists(running)
+               or psutil.Process(running).status() == psutil.STATUS_ZOMBIE, "the cut llama-bench running")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
