@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from backends import codec
 
@@ -101,6 +101,10 @@ class BuildInfo:
     rpc: tuple[str, ...] = ()
     settings: tuple[str, ...] = ()
     split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
+    # The ssh destination this build lives on (None: this machine) and that machine's own
+    # name (``uname -n``); paths are paths there (``backends.remote_probe``).
+    host: str | None = None
+    machine: str | None = None
 
     @property
     def runnable(self) -> bool:
@@ -134,7 +138,10 @@ class BuildInfo:
 
     def contender_json(self) -> dict[str, Any]:
         """What this contender is beyond its build, for the journal (``as_contender``)."""
-        data: dict[str, Any] = {"backend": self.backend, "version": self.version}
+        data: dict[str, Any] = {"backend": self.backend, "version": self.version,
+                                "machine": self.machine or platform.node()}
+        if self.host is not None:
+            data["host"] = self.host
         if self.selected_devices is not None:
             data["devices"] = list(self.selected_devices)
         if self.rpc:
@@ -230,11 +237,11 @@ def backend_from_devices(devices: Iterable[Device]) -> str:
     return ",".join(names) if names else "CPU"
 
 
-def _backend_from_libraries(folder: Path) -> str | None:
+def _backend_from_libraries(names: Iterable[str]) -> str | None:
     found = []
-    for path in sorted(folder.glob("libggml-*")):
+    for name in names:
         for stem, backend in BACKEND_LIBRARIES.items():
-            if path.name.startswith(stem) and backend not in found:
+            if name.startswith(stem) and backend not in found:
                 found.append(backend)
     return ",".join(found) if found else None
 
@@ -242,11 +249,54 @@ def _backend_from_libraries(folder: Path) -> str | None:
 # --- running the probe -------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Run:
+class ProbeRun:
     stdout: str
     stderr: str
     returncode: int | None  # None: timed out
     problem: str | None
+
+
+def probe_outcome(what: str, out: str, err: str, code: int) -> ProbeRun:
+    """A finished probe command: a crash (negative code: the signal) or a missing library
+    is its problem."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return ProbeRun(out, err, code, f"{what} crashed ({name})")
+    missing = _MISSING_LIBRARY.search(err) or _MISSING_LIBRARY.search(out)
+    if missing:
+        return ProbeRun(out, err, code, f"missing shared library {missing[1]} "
+                                        f"(error while loading shared libraries)")
+    return ProbeRun(out, err, code, None)
+
+
+class ProbeHost(Protocol):
+    """Where a probe runs its commands and looks for files: this machine, or another one
+    over ssh (``backends.remote_probe``)."""
+
+    environ: Mapping[str, str]  # the environment tools start with there, as far as known
+
+    def run(self, argv: list[str], extra_env: Mapping[str, str], timeout: float) -> ProbeRun: ...
+    def is_tool(self, path: Path) -> bool: ...
+    def library_names(self, folder: Path) -> list[str]: ...
+
+
+class LocalProbeHost:
+    environ: Mapping[str, str] = os.environ
+
+    def run(self, argv: list[str], extra_env: Mapping[str, str], timeout: float) -> ProbeRun:
+        return _run(argv, {**os.environ, **extra_env}, timeout)
+
+    def is_tool(self, path: Path) -> bool:
+        return path.is_file() and os.access(path, os.X_OK)
+
+    def library_names(self, folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.glob("libggml-*"))
+
+
+LOCAL_PROBE = LocalProbeHost()
 
 
 def _elf_machine(path: Path) -> str | None:
@@ -276,7 +326,7 @@ def _exec_problem(path: Path, error: OSError) -> str:
     return f"{path.name} could not start: {error.strerror or error}"
 
 
-def _run(argv: list[str], env: Mapping[str, str], timeout: float) -> _Run:
+def _run(argv: list[str], env: Mapping[str, str], timeout: float) -> ProbeRun:
     """Run a probe command in its own process group; kill the group on time-out."""
     binary = Path(argv[0])
     what = " ".join([binary.name, *argv[1:]])
@@ -286,27 +336,15 @@ def _run(argv: list[str], env: Mapping[str, str], timeout: float) -> _Run:
             env=dict(env), start_new_session=True,
         )
     except OSError as error:
-        return _Run("", "", None, _exec_problem(binary, error))
+        return ProbeRun("", "", None, _exec_problem(binary, error))
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         process.communicate()
-        return _Run("", "", None, f"{what} did not answer within {timeout:g} s (killed)")
-    out = stdout.decode("utf-8", "replace")
-    err = stderr.decode("utf-8", "replace")
-    code = process.returncode
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return _Run(out, err, code, f"{what} crashed ({name})")
-    missing = _MISSING_LIBRARY.search(err) or _MISSING_LIBRARY.search(out)
-    if missing:
-        return _Run(out, err, code, f"missing shared library {missing[1]} "
-                                    f"(error while loading shared libraries)")
-    return _Run(out, err, code, None)
+        return ProbeRun("", "", None, f"{what} did not answer within {timeout:g} s (killed)")
+    return probe_outcome(what, stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace"),
+                         process.returncode)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -337,24 +375,25 @@ def find_bench(path: Path) -> Path | None:
     return None
 
 
-def _find_completion(folder: Path, env: Mapping[str, str], timeout: float) -> Path | None:
+def _find_completion(where: ProbeHost, folder: Path, env: Mapping[str, str],
+                     timeout: float) -> Path | None:
     completion = folder / "llama-completion"
-    if completion.is_file() and os.access(completion, os.X_OK):
+    if where.is_tool(completion):
         return completion
     # Before llama-completion existed, llama-cli was the plain completion tool; the newer
     # llama-cli is chat-only. The completion one lists the conversation switch.
     cli = folder / "llama-cli"
-    if cli.is_file() and os.access(cli, os.X_OK):
-        run = _run([str(cli), "--help"], env, timeout)
+    if where.is_tool(cli):
+        run = where.run([str(cli), "--help"], env, timeout)
         if run.problem is None and {"-no-cnv", "--no-conversation", "--prompt-cache"} & \
                 parse_flags(run.stdout + "\n" + run.stderr):
             return cli
     return None
 
 
-def _tool(folder: Path, name: str) -> Path | None:
+def _tool(where: ProbeHost, folder: Path, name: str) -> Path | None:
     path = folder / name
-    return path if path.is_file() and os.access(path, os.X_OK) else None
+    return path if where.is_tool(path) else None
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -466,7 +505,7 @@ def _probe(path: Path, name: str | None, timeout: float, use_cache: bool,
             if cached is not None:
                 return replace(cached, name=name)
 
-    info = _probe_uncached(name, folder, bench, timeout)
+    info = probe_tools(name, folder, bench, timeout)
     if key is not None and info.problem is None:
         record = codec.to_builtins(info)
         with _cache_lock:
@@ -475,17 +514,17 @@ def _probe(path: Path, name: str | None, timeout: float, use_cache: bool,
     return info
 
 
-def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> BuildInfo:
-    env: dict[str, str] = {}
+def probe_tools(name: str, folder: Path, bench: Path, timeout: float,
+                where: ProbeHost = LOCAL_PROBE) -> BuildInfo:
+    """What the llama-bench at ``bench`` is, from its own answers (run through ``where``)."""
     base = BuildInfo(name=name, folder=folder, bench=bench)
-
-    version_run = _run([str(bench), "--version"], os.environ, timeout)
+    version_run = where.run([str(bench), "--version"], {}, timeout)
     if version_run.problem:
         return replace(base, problem=version_run.problem)
     build_number, commit, version_text = parse_version(version_run.stderr + "\n"
                                                        + version_run.stdout)
 
-    help_run = _run([str(bench), "--help"], os.environ, timeout)
+    help_run = where.run([str(bench), "--help"], {}, timeout)
     if help_run.problem:
         return replace(base, problem=help_run.problem)
     flags = parse_flags(help_run.stdout + "\n" + help_run.stderr)
@@ -494,43 +533,54 @@ def _probe_uncached(name: str, folder: Path, bench: Path, timeout: float) -> Bui
                        "and exited with 0: it is not a working llama-bench")
     split_modes = parse_choices(help_run.stdout + "\n" + help_run.stderr, "--split-mode")
 
-    devices: tuple[Device, ...] | None = None
-    note = None
-    if "--list-devices" in flags:
-        devices_run = _run([str(bench), "--list-devices"], os.environ, timeout)
-        if devices_run.problem:
-            return replace(base, problem=devices_run.problem)
-        devices = parse_devices(devices_run.stdout)
-        if devices is None:
-            return replace(base, problem="--list-devices printed no device list: "
-                           + _last_line(devices_run.stderr, devices_run.stdout))
-        if not devices and "GGML_VK_VISIBLE_DEVICES" not in os.environ:
-            # ggml hides CPU-type Vulkan devices (lavapipe) unless asked for by index.
-            retry_env = {"GGML_VK_VISIBLE_DEVICES": "0"}
-            retry = _run([str(bench), "--list-devices"], {**os.environ, **retry_env}, timeout)
-            if retry.problem is None:
-                found = parse_devices(retry.stdout) or ()
-                if found:
-                    devices, env = found, retry_env
+    found = _probe_devices(where, bench, flags, timeout)
+    if isinstance(found, str):
+        return replace(base, problem=found)
+    devices, env = found
     if devices is None:
-        backend = _backend_from_libraries(folder) or "unknown"
+        backend = _backend_from_libraries(where.library_names(folder)) or "unknown"
         devices = ()
     else:
         backend = backend_from_devices(devices)
     software = [d for d in devices if d.is_software]
+    note = None
     if software:
         names = ", ".join(f"{d.name} {d.description}" for d in software)
         note = f"software renderer ({names}): runs on the CPU, slow"
 
     return BuildInfo(
         name=name, folder=folder, bench=bench,
-        completion=_find_completion(folder, {**os.environ, **env}, timeout),
-        perplexity=_tool(folder, "llama-perplexity"),
-        server=_tool(folder, "llama-server"),
-        rpc_server=_tool(folder, "rpc-server") or _tool(folder, "ggml-rpc-server"),
+        completion=_find_completion(where, folder, env, timeout),
+        perplexity=_tool(where, folder, "llama-perplexity"),
+        server=_tool(where, folder, "llama-server"),
+        rpc_server=_tool(where, folder, "rpc-server") or _tool(where, folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
         version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
     )
+
+
+def _probe_devices(where: ProbeHost, bench: Path, flags: frozenset[str],
+                   timeout: float) -> tuple[tuple[Device, ...] | None, dict[str, str]] | str:
+    """(devices or None for a build too old to list them, the environment that shows them),
+    or the problem."""
+    if "--list-devices" not in flags:
+        return None, {}
+    devices_run = where.run([str(bench), "--list-devices"], {}, timeout)
+    if devices_run.problem:
+        return devices_run.problem
+    devices = parse_devices(devices_run.stdout)
+    if devices is None:
+        return "--list-devices printed no device list: " + _last_line(devices_run.stderr,
+                                                                       devices_run.stdout)
+    if not devices and "GGML_VK_VISIBLE_DEVICES" not in where.environ:
+        # ggml hides CPU-type Vulkan devices (lavapipe) unless asked for by index.
+        retry_env = {"GGML_VK_VISIBLE_DEVICES": "0"}
+        retry = where.run([str(bench), "--list-devices"], retry_env, timeout)
+        if retry.problem is None:
+            shown = parse_devices(retry.stdout) or ()
+            if shown:
+                return shown, retry_env
+    return devices, {}
 
 
 def _from_record(record: Mapping[str, Any]) -> BuildInfo | None:

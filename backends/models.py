@@ -96,6 +96,10 @@ class HeaderError(Exception):
     """The file is not a usable GGUF file; the message is one line."""
 
 
+class HeaderTruncated(HeaderError):
+    """The bytes at hand end inside the header (the file may hold more)."""
+
+
 @dataclass(frozen=True)
 class TensorEntry:
     name: str
@@ -139,8 +143,10 @@ class _Cursor:
         self.pos = 0
 
     def need(self, n: int) -> None:
-        if n < 0 or self.pos + n > self.size:
-            raise HeaderError(f"truncated: the header ends early at byte {self.size}")
+        if n < 0:
+            raise HeaderError("corrupt header (negative length)")
+        if self.pos + n > self.size:
+            raise HeaderTruncated(f"truncated: the header ends early at byte {self.size}")
 
     def u32(self) -> int:
         self.need(4)
@@ -165,10 +171,10 @@ class _Cursor:
         buffer, pos, size, unpack = self.buffer, self.pos, self.size, _U64.unpack_from
         for _ in range(count):
             if pos + 8 > size:
-                raise HeaderError(f"truncated: the header ends early at byte {size}")
+                raise HeaderTruncated(f"truncated: the header ends early at byte {size}")
             pos += 8 + unpack(buffer, pos)[0]
         if pos > size:
-            raise HeaderError(f"truncated: the header ends early at byte {size}")
+            raise HeaderTruncated(f"truncated: the header ends early at byte {size}")
         self.pos = pos
 
     def value(self, value_type: int) -> Any:
@@ -214,8 +220,24 @@ def read_header(path: Path) -> GGUFHeader:
             return _parse(mapped, size)
 
 
-def _parse(buffer: mmap.mmap, size: int) -> GGUFHeader:
+def parse_header_bytes(data: bytes, file_size: int) -> GGUFHeader:
+    """Parse the header from the first bytes of a file of ``file_size`` bytes (a file on
+    another machine, fetched in part). HeaderTruncated when ``data`` ends inside the header
+    and the file is longer: fetch more and try again."""
+    try:
+        return _parse(data, len(data), file_size)
+    except HeaderTruncated:
+        if len(data) >= file_size:
+            raise HeaderError(f"truncated: the header ends early at byte {file_size}") from None
+        raise
+
+
+def _parse(buffer: mmap.mmap | bytes, size: int, file_size: int | None = None) -> GGUFHeader:
+    """``size``: the bytes in ``buffer``; ``file_size``: the whole file's (default: the same)."""
+    file_size = size if file_size is None else file_size
     cursor = _Cursor(buffer, size)
+    if size < 4 and file_size > size:
+        raise HeaderTruncated("need the first bytes")
     if size < 4 or buffer[:4] != b"GGUF":
         raise HeaderError("not a GGUF file (bad magic)")
     cursor.pos = 4
@@ -249,10 +271,10 @@ def _parse(buffer: mmap.mmap, size: int) -> GGUFHeader:
     if not isinstance(alignment, int) or alignment <= 0:
         alignment = gguf.GGUF_DEFAULT_ALIGNMENT
     data_offset = -(-cursor.pos // alignment) * alignment
-    header = GGUFHeader(version, metadata, tuple(tensors), data_offset, size)
+    header = GGUFHeader(version, metadata, tuple(tensors), data_offset, file_size)
     needed = data_offset + max((t.offset + t.nbytes for t in tensors), default=0)
-    if needed > size:
-        raise HeaderError(f"truncated: tensor data needs {needed} bytes, the file has {size}")
+    if needed > file_size:
+        raise HeaderError(f"truncated: tensor data needs {needed} bytes, the file has {file_size}")
     return header
 
 
@@ -377,6 +399,14 @@ def read_model(path: str | Path) -> ModelInfo:
         return _with_problem(base, "is a folder, not a file")
     except OSError as error:
         return _with_problem(base, f"cannot read the file ({error.strerror or error})")
+    return model_from_headers(base, headers, missing_problem)
+
+
+def model_from_headers(base: ModelInfo, headers: list[tuple[Path, GGUFHeader]],
+                       missing_problem: str | None) -> ModelInfo:
+    """What a model is, from the headers of its parts (``base``: its path, files, name and
+    size; ``missing_problem``: parts that are missing)."""
+    first, parts, name, size = base.path, base.files, base.name, base.size_bytes
     if not headers:
         return _with_problem(base, missing_problem or "no such file")
 
@@ -402,29 +432,7 @@ def read_model(path: str | Path) -> ModelInfo:
     if vocab is None and isinstance(tokens, ArrayInfo):
         vocab = tokens.count
 
-    expert_bytes: dict[int, int] = {}
-    for tensor in tensors:
-        match = EXPERT_TENSOR.match(tensor.name)
-        if match:
-            layer = int(match["layer"])
-            expert_bytes[layer] = expert_bytes.get(layer, 0) + tensor.nbytes
-    n_layers_for_experts = max([layers or 0, *(k + 1 for k in expert_bytes)])
-    expert_by_layer = tuple(expert_bytes.get(i, 0) for i in range(n_layers_for_experts)) \
-        if expert_bytes else ()
-
-    problem = missing_problem
-    if problem is None:
-        problem = _split_problem(headers)
-    if problem is None:
-        if arch is None:
-            problem = "no general.architecture in the metadata"
-        elif arch == "clip":
-            problem = "a multimodal projector (mmproj), not a language model"
-        elif arch not in KNOWN_ARCHITECTURES:
-            problem = f"unknown architecture {arch!r}"
-        elif not tensors:
-            problem = "holds no tensors"
-
+    problem = missing_problem or _split_problem(headers) or _content_problem(arch, tensors)
     return ModelInfo(
         path=first, files=tuple(parts),
         name=title if isinstance(title, str) and title.strip() else name,
@@ -444,8 +452,32 @@ def read_model(path: str | Path) -> ModelInfo:
         value_length=value_length,
         vocab_size=vocab,
         tensor_bytes=sum(t.nbytes for t in tensors),
-        expert_bytes_by_layer=expert_by_layer,
+        expert_bytes_by_layer=_expert_bytes(tensors, layers),
     )
+
+
+def _expert_bytes(tensors: Iterable[TensorEntry], layers: int | None) -> tuple[int, ...]:
+    """Bytes of each layer's ``*_exps`` tensors (() for a dense model)."""
+    expert_bytes: dict[int, int] = {}
+    for tensor in tensors:
+        match = EXPERT_TENSOR.match(tensor.name)
+        if match:
+            layer = int(match["layer"])
+            expert_bytes[layer] = expert_bytes.get(layer, 0) + tensor.nbytes
+    if not expert_bytes:
+        return ()
+    count = max([layers or 0, *(k + 1 for k in expert_bytes)])
+    return tuple(expert_bytes.get(i, 0) for i in range(count))
+
+
+def _content_problem(arch: str | None, tensors: list[TensorEntry]) -> str | None:
+    if arch is None:
+        return "no general.architecture in the metadata"
+    if arch == "clip":
+        return "a multimodal projector (mmproj), not a language model"
+    if arch not in KNOWN_ARCHITECTURES:
+        return f"unknown architecture {arch!r}"
+    return None if tensors else "holds no tensors"
 
 
 def _split_problem(headers: list[tuple[Path, GGUFHeader]]) -> str | None:

@@ -29,18 +29,44 @@ STDERR_TAIL_LINES = 40
 REAP_TIMEOUT_S = 10.0
 
 
-class Launcher(Protocol):
-    """Where a tool runs: the argv and environment to start, and how to stop it for good."""
+# What a launcher starts: the argv here and the environment to give it.
+Command = tuple[list[str], Mapping[str, str] | None]
 
-    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]: ...
+
+class Launcher(Protocol):
+    """Where a tool runs: the argv and environment to start, and how to stop it for good.
+
+    ``env`` holds the variables to set for the tool (not the whole environment). After the
+    start, ``started`` gives the tool's pid where it runs; ``stderr_line`` takes out lines
+    the launcher wrote for itself (None) and ``exit_code`` says how the tool itself ended,
+    from the exit code of the process started here.
+    """
+
+    host: str | None  # None: this machine
+
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Command: ...
+    async def started(self, process: ToolProcess) -> int: ...
+    def stderr_line(self, process: ToolProcess, line: str) -> str | None: ...
+    def exit_code(self, process: ToolProcess, code: int | None) -> int | None: ...
     async def cleanup(self, process: ToolProcess) -> None: ...
 
 
 class LocalLauncher:
     """This machine: the argv as it is."""
 
-    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> tuple[list[str], Mapping[str, str] | None]:
+    host: str | None = None
+
+    def command(self, argv: Sequence[str], env: Mapping[str, str] | None) -> Command:
         return list(argv), env
+
+    async def started(self, process: ToolProcess) -> int:
+        return process.pid
+
+    def stderr_line(self, process: ToolProcess, line: str) -> str | None:
+        return line
+
+    def exit_code(self, process: ToolProcess, code: int | None) -> int | None:
+        return code
 
     async def cleanup(self, process: ToolProcess) -> None:
         return None
@@ -72,6 +98,7 @@ class ToolProcess:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self.started_at = 0.0
         self.paused = False
+        self.tool_pid: int | None = None  # the tool's pid where it runs (another host's)
 
     async def __aenter__(self) -> ToolProcess:
         await self.start()
@@ -84,6 +111,15 @@ class ToolProcess:
         argv, env = self.launcher.command(self.argv, self.env)
         self.started_at = time.monotonic()
         self.process = await procs.spawn(argv, env=env, stdin=self._stdin)
+        try:
+            self.tool_pid = await self.launcher.started(self)
+        except BaseException:
+            await self.kill()  # a launcher that gives up leaves nothing running
+            raise
+
+    @property
+    def remote(self) -> bool:
+        return self.launcher.host is not None
 
     @property
     def pid(self) -> int:
@@ -92,7 +128,10 @@ class ToolProcess:
 
     @property
     def returncode(self) -> int | None:
-        return None if self.process is None else self.process.returncode
+        """How the tool ended (for a tool on another host, as the launcher learnt it)."""
+        if self.process is None:
+            return None
+        return self.launcher.exit_code(self, self.process.returncode)
 
     @property
     def running(self) -> bool:
@@ -112,15 +151,18 @@ class ToolProcess:
         """Decoded stderr lines; each is also kept in ``stderr_tail`` for failure messages."""
         assert self.process is not None and self.process.stderr is not None
         async for raw in self.process.stderr:
-            text = raw.decode("utf-8", "replace").rstrip("\r\n")
-            yield text
+            text = self.launcher.stderr_line(self, raw.decode("utf-8", "replace").rstrip("\r\n"))
+            if text is not None:
+                yield text
 
     def remember(self, line: str) -> None:
         if line.strip():
             self.stderr_tail.append(line)
 
     def pause(self) -> None:
-        """SIGSTOP: the tool waits where it is (between two tests) until ``resume``."""
+        """SIGSTOP: the tool waits where it is (between two tests) until ``resume``.
+        Only for tools on this machine: signals do not travel over ssh."""
+        assert not self.remote, "a tool on another host cannot be paused"
         if self.running and not self.paused:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGSTOP)
@@ -141,17 +183,18 @@ class ToolProcess:
         except TimeoutError:
             timed_out = True
             await self.kill()
-        return Finished(self.process.returncode, timed_out, time.monotonic() - self.started_at)
+        return Finished(self.returncode, timed_out, time.monotonic() - self.started_at)
 
     async def kill(self) -> None:
         """Kill the whole group (a stopped process dies of SIGKILL too) and reap it."""
         if self.process is None:
             return
         procs.kill_group(self.process)
+        # Before reaping: an ssh master holds the pipes of a remote tool until it has ended.
+        await self.launcher.cleanup(self)
         if self.process.returncode is None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(self.process.wait()), REAP_TIMEOUT_S)
-        await self.launcher.cleanup(self)
 
     async def communicate(self, timeout: float) -> tuple[str, str, Finished]:
         """Run to the end collecting stdout and stderr as text; kill on time-out or cancel."""
@@ -160,12 +203,15 @@ class ToolProcess:
             out, err = await asyncio.wait_for(self.process.communicate(), timeout)
         except TimeoutError:
             await self.kill()
-            return "", "", Finished(self.process.returncode, True, time.monotonic() - self.started_at)
+            return "", "", Finished(self.returncode, True, time.monotonic() - self.started_at)
         except BaseException:
             await self.kill()
             raise
-        finished = Finished(self.process.returncode, False, time.monotonic() - self.started_at)
-        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), finished
+        lines = [self.launcher.stderr_line(self, line)
+                 for line in err.decode("utf-8", "replace").splitlines()]
+        kept = "\n".join(line for line in lines if line is not None)
+        finished = Finished(self.returncode, False, time.monotonic() - self.started_at)
+        return out.decode("utf-8", "replace"), kept, finished
 
 
 async def run_tool(argv: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float,

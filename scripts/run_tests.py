@@ -5,9 +5,10 @@
 
 Installs llamaduel with its test extras, builds (or reuses from the cache outside the
 repository) the real llama.cpp CPU, Vulkan-on-lavapipe and combined tools, makes sure tmux
-is there for the terminal test, runs ruff, mypy (strict on backends/ and profiles/) and the
-import-linter contracts, then pytest on two workers. Processes start from argument
-lists; the exit code is pytest's.
+(for the terminal test) and OpenSSH's sshd (for builds on other hosts, started by the tests
+on 127.0.0.1 with their own keys and config) are there, runs ruff, mypy (strict on
+backends/ and profiles/) and the import-linter contracts, then pytest on two workers.
+Processes start from argument lists; the exit code is pytest's.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ def step(argv: list[str]) -> None:
 
 def main() -> int:
     step([sys.executable, "-m", "pip", "install", "-q", "-e", ".[test]"])
-    if not shutil.which("tmux") and shutil.which("apt-get") and os.geteuid() == 0:
+    # tmux for the terminal test, OpenSSH's server for the tests of builds on other hosts.
+    missing = [package for package, program in (("tmux", "tmux"), ("openssh-server", "/usr/sbin/sshd"))
+               if not shutil.which(program)]
+    if missing and shutil.which("apt-get") and os.geteuid() == 0:
         env_args = ["env", "DEBIAN_FRONTEND=noninteractive"]
         step(env_args + ["apt-get", "update", "-qq"])
-        step(env_args + ["apt-get", "install", "-y", "-qq", "tmux"])
+        step(env_args + ["apt-get", "install", "-y", "-qq", *missing])
     step([sys.executable, "scripts/build_llamacpp.py"])
     # Linters and type checks first (seconds); the tests run whatever they say.
     lint_imports = Path(sys.executable).with_name("lint-imports")

@@ -7,6 +7,8 @@
     records.py   llama-bench's result and progress lines, read strictly; failures
     bench.py     llama-bench processes on the process driver (backends.tool)
     guard.py     the thermal guard
+    monitors.py  telemetry per machine: ticks, block summaries, a guard each
+    hosts.py     contenders on several machines: launchers, lanes, dropped connections
     journal.py   the run journal (one writer, repair, read with line numbers, run ids)
     runs.py      listing runs
     runner.py    the Sweep and run_sweep

@@ -22,7 +22,7 @@ from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
 from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_result_failure,
                                     parse_result_line, point_failed)
 from backends.sweep.spec import SweepSpec
-from backends.tool import LOCAL, Launcher, ToolProcess
+from backends.tool import LOCAL, Finished, Launcher, ToolProcess
 
 # Every block asks llama-bench for one timed repetition more than it counts: the first is
 # a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
@@ -48,16 +48,22 @@ class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
     def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[Any], None],
-                 summary: Callable[[float, float, BenchResult], dict[str, Any] | None],
-                 timeouts: TimeoutPolicy, watch: Callable[[int], None],
-                 launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL) -> None:
+                 summary: Callable[[float, float, BenchResult, str], dict[str, Any] | None],
+                 timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
+                 launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
+                 model_for: Callable[[BenchBuild], str] | None = None) -> None:
         self.model_path, self.spec, self.emit = model_path, spec, emit
         self.summary, self.timeouts, self.watch = summary, timeouts, watch
+        # Where a contender's tools run (a fresh launcher per process) and its model there.
         self.launcher_for = launcher_for
+        self.model_for = model_for or (lambda _: str(model_path))
+
+    def argv(self, contender: BenchBuild, points: Sequence[TestPoint], repetitions: int) -> list[str]:
+        return bench_argv(contender, self.model_for(contender), self.spec, points, repetitions)
 
     def result(self, contender: BenchBuild, result: BenchResult, started: float, block: Block) -> None:
         now = time.time()
-        summary = self.summary(started, now, result)
+        summary = self.summary(started, now, result, contender.name)
         self.emit(ResultReceived(build=contender.name, result=result, at=now, telemetry=summary,
                                  block=block.index, throttled=bool(summary and summary.get("throttled"))))
 
@@ -72,20 +78,16 @@ class BenchContext:
 async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> ChunkTiming | None:
     """One llama-bench process for ``block``; its load/work split when it succeeded."""
     chunk = block.points
-    argv = bench_argv(contender, ctx.model_path, ctx.spec, chunk, block.asked)
+    argv = ctx.argv(contender, chunk, block.asked)
     limit = ctx.timeouts.seconds(contender.name, chunk, block.asked, ctx.spec.timeout)
     tool = ToolProcess(argv, env=contender.env, launcher=ctx.launcher_for(contender))
-    try:
-        await tool.start()
-    except OSError as error:
-        for point in chunk:
-            ctx.emit(PointFailed(build=contender.name, point=point, at=time.time(),
-                                 reason=f"cannot start llama-bench: {error.strerror or error}"))
+    if not await _start(ctx, contender, tool, chunk):
         return None
     pending = {p.key: p for p in chunk}
-    started = {chunk[0].key: ctx.started(contender, chunk[0], argv, tool.pid, block)}
+    pid = tool.tool_pid or tool.pid  # where it runs
+    started = {chunk[0].key: ctx.started(contender, chunk[0], argv, pid, block)}
     first_work: list[float] = []  # when the first point began work: the model is loaded
-    ctx.watch(tool.pid)
+    ctx.watch(contender, tool.pid)
 
     async def read_results() -> None:
         async for line in tool.stdout_lines():
@@ -112,7 +114,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
                 first_work.append(time.monotonic())
             point = chunk[index] if index < len(chunk) else chunk[-1]
             if message == "starting" and point.key not in started:
-                started[point.key] = ctx.started(contender, point, argv, tool.pid, block)
+                started[point.key] = ctx.started(contender, point, argv, pid, block)
             ctx.emit(PointProgress(build=contender.name, point=point, message=message, at=time.time()))
 
     readers = [asyncio.create_task(read_results()), asyncio.create_task(read_progress())]
@@ -129,13 +131,32 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     for point in pending.values():
         ctx.emit(point_failed(contender.name, point, tool.returncode, finished.timed_out, limit,
                               tool.stderr_tail))
-    if pending or finished.timed_out or tool.returncode != 0:
+    return None if pending else _timing(ctx, contender, block, tool, finished, first_work)
+
+
+def _timing(ctx: BenchContext, contender: BenchBuild, block: Block, tool: ToolProcess,
+            finished: Finished, first_work: list[float]) -> ChunkTiming | None:
+    """Where a process's time went (load, work), when it ran every point of its block."""
+    if finished.timed_out or tool.returncode != 0:
         return None
-    ctx.timeouts.observe(contender.name, chunk, block.asked, finished.seconds)
+    ctx.timeouts.observe(contender.name, block.points, block.asked, finished.seconds)
     if not first_work:
         return None
     load = first_work[0] - tool.started_at
-    return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(chunk))
+    return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(block.points))
+
+
+async def _start(ctx: BenchContext, contender: BenchBuild, tool: ToolProcess,
+                 points: Sequence[TestPoint]) -> bool:
+    """Start a llama-bench; when it cannot start, each of ``points`` fails saying why."""
+    try:
+        await tool.start()
+    except OSError as error:
+        for point in points:
+            ctx.emit(PointFailed(build=contender.name, point=point, at=time.time(),
+                                 reason=f"cannot start llama-bench: {error.strerror or error}"))
+        return False
+    return True
 
 
 class ResidentBench:
@@ -167,21 +188,16 @@ class ResidentBench:
 
     async def _spawn(self, todo: list[TestPoint]) -> bool:
         todo = grid_prefix(todo)  # a later turn starts another process for the rest
-        self.argv = bench_argv(self.contender, self.ctx.model_path, self.ctx.spec, tuple(todo),
-                               self.block.asked)
+        self.argv = self.ctx.argv(self.contender, tuple(todo), self.block.asked)
         self.queue, self.position = todo, 0
         self.boundary = asyncio.Event()
         self.first_work_at, self.pause_leaked = None, False
         tool = ToolProcess(self.argv, env=self.contender.env,
                            launcher=self.ctx.launcher_for(self.contender))
-        try:
-            await tool.start()
-        except OSError as error:
-            self.ctx.emit(PointFailed(build=self.contender.name, point=todo[0], at=time.time(),
-                                      reason=f"cannot start llama-bench: {error.strerror or error}"))
+        if not await _start(self.ctx, self.contender, tool, todo[:1]):
             return False
         self.tool = tool
-        self.ctx.watch(tool.pid)
+        self.ctx.watch(self.contender, tool.pid)
         self.readers = [asyncio.create_task(self._read_results(tool)),
                         asyncio.create_task(self._read_progress(tool))]
         return True

@@ -18,7 +18,8 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
     """The rest of the run in ``run_dir``: points already decided are kept, points part-way
     through carry their blocks over, and (with ``retry_failed``) failed points run again.
 
-    Contenders are probed again from the paths the journal recorded unless given.
+    Contenders are probed again from the paths the journal recorded unless given (on
+    their hosts, over ssh, for contenders on other machines).
     """
     run_dir = Path(run_dir)
     journal_path = run_dir / JOURNAL_NAME
@@ -31,8 +32,11 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
     first = starts[0]
     spec = SweepSpec.from_json(starts[-1].spec)
     if builds is None:
-        builds = [probe_build(Path(first.build_paths[name]), name).as_contender(
-            first.contenders.get(name, {})) for name in first.builds]
+        builds = [_probe(first, name) for name in first.builds]
+    model_paths = {str(data["host"]): str(data["model"]) for data in first.contenders.values()
+                   if data.get("host") and data.get("model")}
+    if model_paths:
+        options.setdefault("model_paths", model_paths)
     history = list(journal)
     if retry_failed:
         # A point with a failure is open again: its failures and its decision are dropped,
@@ -42,4 +46,16 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
                    and not (isinstance(e, PointDecided) and e.point.key in failed)]
     return run_sweep(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
                      history=history, **options)
+
+
+def _probe(start: SweepStarted, name: str) -> BuildInfo:
+    recorded = start.contenders.get(name, {})
+    host = recorded.get("host")
+    if host:
+        from backends.remote_probe import probe_remote_build
+
+        build = probe_remote_build(str(host), start.build_paths[name], name)
+    else:
+        build = probe_build(Path(start.build_paths[name]), name)
+    return build.as_contender(recorded)
 

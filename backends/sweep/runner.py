@@ -20,15 +20,14 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
-                             SweepFinished, SweepNote, SweepStarted, TelemetryRecorded, TestPoint)
+                             SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
 from backends.rpc import LocalRpcServer, RpcError, describe_rpc_failure
@@ -36,13 +35,16 @@ from backends.sweep import adaptive
 from backends.sweep.argv import bench_argv
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
+from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
+                                  remote_names, together)
 from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, RunEvent, new_run_dir
+from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
                                  resident_fits, resolve_auto_ncmoe, schedule, split_into_grids,
                                  turn_order)
 from backends.sweep.spec import SweepError, SweepSpec
-from backends.telemetry import Telemetry, TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
+from backends.telemetry import Telemetry
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
@@ -76,6 +78,8 @@ class SweepOptions:
     granularity: str = DEFAULT_GRANULARITY
     telemetry_interval: float = 0.5
     check: dict[str, Any] | None = None  # run the correctness check first, with these options
+    host_telemetry: Mapping[str, TelemetrySource] = field(default_factory=dict)  # per ssh host
+    model_paths: Mapping[str, str] = field(default_factory=dict)  # host -> model path there
 
 
 @dataclass
@@ -110,15 +114,17 @@ class Sweep:
         self.settled: set[str] = set()  # point keys with a PointDecided
         self.retried: set[tuple[str, str]] = set()
         self.counts = {"results": 0, "failures": 0}
-        self.snapshots: deque[TelemetrySnapshot] = deque(maxlen=20000)
-        self.guard = ThermalGuard(spec.cooldown, spec.max_temp,
-                                  {d.name for c in contenders for d in c.devices})
+        # One monitor per machine: its telemetry ticks and its thermal guard.
+        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry)
+        self.guard: ThermalGuard = self.monitors[None].guard
+        self.model_paths = dict(options.model_paths)  # host -> the model's path there
         self.chosen = options.granularity
         self._handover: dict[str, ResidentBench] = {}  # resident processes auto kept loaded
         self.this_round: set[tuple[str, str]] = set()  # measured (or failed) in this round
         self.notes = list(notes)
         self.started = False
-        self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch)
+        self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch,
+                                launcher_for=launcher_for, model_for=self.model_for)
         self._replay(history)
 
     # --- events in, events out ------------------------------------------------------------
@@ -151,37 +157,41 @@ class Sweep:
         self.queue.put_nowait(event)
 
     def _explain(self, failure: PointFailed) -> PointFailed:
-        """Name the RPC server that went away when a contender's point failed with it."""
+        """Name the ssh connection or the RPC server that went away when a contender's point
+        failed with it."""
         contender = self.by_name.get(failure.build)
-        if contender is None or not contender.rpc:
+        if contender is None:
             return failure
+        lost = connection_failure(contender, failure)
+        if lost is not None or not contender.rpc:
+            return lost or failure
         reason = describe_rpc_failure(contender.rpc, failure.reason)
         return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
-    def summary(self, start: float, end: float, result: Any) -> dict[str, Any] | None:
-        """Telemetry of a block: the ticks during it, or for a block shorter than a tick,
-        the tick just before it ended."""
-        window = [s for s in self.snapshots if start <= s.at <= end]
-        if not window:
-            recent = [s for s in self.snapshots
-                      if s.at <= end and end - s.at <= 2 * self.options.telemetry_interval]
-            window = recent[-1:]
-        if not window:
-            return None
-        data: dict[str, Any] = summarize(window).to_json()
-        data["tokens_per_joule"] = tokens_per_joule(result.avg_ts, data.get("mean_power_w"))
-        return data
+    def summary(self, start: float, end: float, result: Any, build: str) -> dict[str, Any] | None:
+        """Telemetry of a block, from the machine it ran on."""
+        contender = self.by_name.get(build)
+        monitor = self.monitors.get(contender.host if contender else None) or self.monitors[None]
+        return monitor.summary(start, end, result, self.options.telemetry_interval)
 
-    def watch(self, pid: int) -> None:
-        if self.telemetry is not None:
+    def watch(self, contender: Any, pid: int) -> None:
+        """Follow a local llama-bench in the telemetry (a remote one is not followed)."""
+        if self.telemetry is not None and not getattr(contender, "host", None):
             with contextlib.suppress(Exception):
                 self.telemetry.watch_pids([pid])
+
+    def model_for(self, contender: Any) -> str:
+        """The model's path where the contender runs."""
+        host = getattr(contender, "host", None)
+        return self.model_paths.get(host, str(self.model.path)) if host else str(self.model.path)
 
     # --- the run ----------------------------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
         groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
-        helpers = [asyncio.create_task(self._record_telemetry())] if self.telemetry else []
+        helpers = [asyncio.create_task(record_ticks(m, self.options.telemetry_interval,
+                                                    lambda: self.started, self.emit))
+                   for m in self.monitors.values() if m.source is not None]
         producer = asyncio.create_task(self._produce(groups))
         finished = False
         try:
@@ -215,18 +225,16 @@ class Sweep:
     async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
         try:
             await self._start()
-            await asyncio.gather(*(self._measure_group(group) for group in groups))
+            await together(self._measure_group(group) for group in groups)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             self.queue.put_nowait(error)
             raise
         self.queue.put_nowait(_DONE)
 
     async def _start(self) -> None:
-        if self.telemetry is None:
-            if self.spec.cooldown != "off":
-                self.notes.append("thermal guard off: no telemetry attached")
-            self.guard.enabled = False
-        elif note := await self.guard.take_baseline():
+        self.notes += await take_baselines(self.monitors.values(), self.contenders, self.spec.cooldown)
+        contenders = {c.name: self._contender_json(c) for c in self.contenders}
+        if note := machines_note(contenders):
             self.notes.append(note)
         self.started = True
         self.emit(SweepStarted(
@@ -234,14 +242,23 @@ class Sweep:
             builds=tuple(c.name for c in self.contenders), points=self.points,
             spec=self.spec.to_json(), build_paths={c.name: str(c.folder) for c in self.contenders},
             notes=tuple(self.notes), resumed=bool(self.blocks or self.failed or self.settled),
-            at=time.time(), contenders={c.name: c.contender_json() for c in self.contenders}))
+            at=time.time(), contenders=contenders))
         if self.options.check is not None:
             await self._check_first()
+
+    def _contender_json(self, contender: BuildInfo) -> dict[str, Any]:
+        data = contender.contender_json()
+        if contender.host and self.model_for(contender) != str(self.model.path):
+            data["model"] = self.model_for(contender)
+        return data
 
     async def _check_first(self) -> None:
         from backends.correctness import CheckInputError, run_check
 
-        checkable = [c for c in self.contenders if c.perplexity is not None]
+        if remote := remote_names(self.contenders):
+            self.emit(SweepNote(f"correctness check runs on this machine only: not for {', '.join(remote)}",
+                                time.time()))
+        checkable = [c for c in self.contenders if c.perplexity is not None and not c.host]
         if len(checkable) < 1:
             self.emit(SweepNote("correctness check skipped: no build has llama-perplexity", time.time()))
             return
@@ -250,14 +267,6 @@ class Sweep:
                 self.emit(event)
         except CheckInputError as error:
             self.emit(SweepNote(f"correctness check not run: {error}", time.time()))
-
-    async def _record_telemetry(self) -> None:
-        assert self.telemetry is not None
-        async for snapshot in self.telemetry.stream(self.options.telemetry_interval):
-            self.snapshots.append(snapshot)
-            self.guard.offer(snapshot)
-            if self.started:  # the journal begins with the start, the baseline before it
-                self.emit(TelemetryRecorded(sample=snapshot_to_json(snapshot), at=snapshot.at))
 
     # --- rounds -------------------------------------------------------------------------------
 
@@ -301,8 +310,12 @@ class Sweep:
         if self.chosen == "resident":
             await self._resident_round(group, todo, round_number, repetitions)
             return
-        for contender, chunk in schedule(group, chunk_points(todo, self.chosen),
-                                         self.options.interleave, round_number):
+        turns = schedule(group, chunk_points(todo, self.chosen), self.options.interleave, round_number)
+        await together(self._run_lane(lane, repetitions) for lane in by_machine(turns))
+
+    async def _run_lane(self, lane: Sequence[tuple[BuildInfo, tuple[TestPoint, ...]]],
+                        repetitions: int) -> None:
+        for contender, chunk in lane:
             wanted = tuple(p for p in chunk if self._needs(contender, p))
             for piece in split_into_grids(wanted):
                 await self._before_block(contender, piece[0])
@@ -310,7 +323,8 @@ class Sweep:
 
     async def _before_block(self, contender: BuildInfo, point: TestPoint) -> None:
         await self.control.wait_running()
-        waited = await self.guard.wait_until_cool(lambda hot: self.emit(SweepNote(
+        guard = self.monitors.get(contender.host, self.monitors[None]).guard
+        waited = await guard.wait_until_cool(lambda hot: self.emit(SweepNote(
             f"{contender.name}: cooling before {point.name}: "
             + ", ".join(f"{r.label} {r.value:.0f} -> {r.target:.0f}" for r in hot), time.time())))
         if waited is not None:
@@ -347,6 +361,9 @@ class Sweep:
                 await _stop_all(benches.values())
 
     def _resident_fits(self, group: Sequence[BuildInfo]) -> tuple[bool, str]:
+        if remote := remote_names(group):
+            return False, (f"{', '.join(remote)} on another host: a llama-bench there cannot be "
+                           "paused between points (signals do not travel over ssh)")
         if self.options.parallel or len(group) < 2:
             return True, ""
         gpu = [c for c in group if any(d.free_mib for d in c.devices)]
@@ -435,10 +452,14 @@ def _validate(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec
             raise SweepError(f"build {contender.name!r} cannot run: {contender.problem}")
         if contender.bench is None:
             raise SweepError(f"build {contender.name!r} has no llama-bench")
-    if not model.path.is_file():
+    # A remote contender's model is a path on its host: the caller checked it there.
+    if any(not c.host for c in contenders) and not model.path.is_file():
         raise SweepError(f"model file not found: {model.path}")
     if granularity not in GRANULARITIES:
         raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    if granularity == "resident" and (remote := remote_names(contenders)):
+        raise SweepError(f"--granularity resident pauses llama-bench with signals, which do not "
+                         f"travel over ssh ({', '.join(remote)} on another host): use auto, point or depth")
     # Check every argv before starting: a build that cannot run the spec fails now, not midway.
     for contender in contenders:
         for chunk in chunk_points(spec.points(), "depth"):
@@ -463,6 +484,8 @@ async def run_sweep(
     check: dict[str, Any] | None = None,
     history: Sequence[Any] = (),
     local_rpc: Sequence[LocalRpcServer] = (),
+    host_telemetry: Mapping[str, TelemetrySource] | None = None,
+    model_paths: Mapping[str, str] | None = None,
 ) -> AsyncGenerator[RunEvent, None]:
     """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
 
@@ -472,11 +495,21 @@ async def run_sweep(
     journal. ``history``:
     the events of an interrupted run of this journal (see ``resume``). ``local_rpc``:
     rpc-server processes this sweep starts before it measures and stops when it ends.
+
+    Contenders with a ``host`` run there over ssh (``backends.remote``), with the model at
+    ``model_paths[host]`` on it (default: the same path) and that host's telemetry from
+    ``host_telemetry[host]``; machines measure at the same time, contenders on one machine
+    take turns. When every contender is remote, a model given as a path is read there.
     """
     if isinstance(model, ModelInfo):
         info = model
         if info.problem:  # a model the user picked from a list that said it cannot run
             raise SweepError(f"model {info.path.name} cannot run: {info.problem}")
+    elif builds and all(b.host for b in builds):
+        from backends.remote_probe import read_remote_model
+
+        host = builds[0].host or ""
+        info = read_remote_model(host, (model_paths or {}).get(host, str(model)))
     else:
         info = read_model(Path(model))  # for its size; llama-bench itself says if it cannot load
     _validate(builds, info, spec, granularity)
@@ -485,7 +518,8 @@ async def run_sweep(
         spec, note = resolve_auto_ncmoe(spec, info, free_vram_bytes(
             d.free_mib for b in builds for d in b.devices))
         notes.append(note)
-    options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check)
+    options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check,
+                           dict(host_telemetry or {}), dict(model_paths or {}))
     async with _serving(local_rpc), contextlib.aclosing(_run(
             builds, info, spec, notes, run_dir, runs_root, run_id, telemetry, options, control,
             timeouts, history)) as events:

@@ -22,9 +22,15 @@ def register(subparsers: Any) -> None:
         "bench", help="run a sweep of llama-bench on two or more builds, side by side",
         description="Run llama-bench for each contender on one model, taking turns per test point "
         "(ABBA), and print a side-by-side table. Every event is journalled to the run folder.")
-    bench.add_argument("--build", action="append", default=[], metavar="NAME=PATH", required=True,
-                       help="a llama.cpp build folder (or its llama-bench); repeat for each build")
-    bench.add_argument("--model", required=True, type=Path, help="the GGUF model file")
+    bench.add_argument("--build", action="append", default=[], metavar="NAME=[HOST:]PATH", required=True,
+                       help="a llama.cpp build folder (or its llama-bench); HOST: an ssh destination "
+                       "(user@host or a ~/.ssh/config alias) it is on; repeat for each build")
+    bench.add_argument("--host", action="append", default=[], metavar="NAME=HOST",
+                       help="run build NAME's tools on HOST over ssh (its PATH is a path there)")
+    bench.add_argument("--model", required=True, type=Path,
+                       help="the GGUF model file (for builds on other hosts: its path there)")
+    bench.add_argument("--model-on", action="append", default=[], metavar="HOST=PATH",
+                       help="the model's path on HOST when it is not --model's")
     bench.add_argument("--preset", default="chat",
                        help="seed-sweep, chat, long-doc or moe-split (default: chat)")
     add_grid_options(bench)
@@ -130,14 +136,28 @@ def _repetitions(text: str | None) -> dict[str, Any]:
 
 
 def cmd_bench(options: argparse.Namespace) -> int:
-    from backends.sweep import SweepError, run_sweep
+    from backends.remote import close_hosts
 
-    builds, servers = make_contenders(load_builds(options.build), options)
-    model = load_model(options.model)
+    try:
+        return _bench(options)
+    finally:
+        close_hosts()  # the ssh master connections of this run
+
+
+def _bench(options: argparse.Namespace) -> int:
+    from backends.sweep import SweepError, run_sweep
+    from tui.cli.remote import host_models, host_telemetry
+
+    builds, servers = make_contenders(load_builds(options.build, hosts=options.host), options)
+    local = any(not b.host for b in builds)
+    model, model_paths = host_models(builds, options.model, options.model_on,
+                                     load_model(options.model) if local else None)
     spec = make_spec(options)
-    telemetry = _telemetry(options.telemetry)
+    telemetry = _telemetry(options.telemetry) if local else None
+    remote = host_telemetry(builds) if options.telemetry != "off" else {}
     kwargs: dict[str, Any] = dict(run_dir=options.run_dir, telemetry=telemetry, local_rpc=servers,
-                                  interleave=not options.no_interleave, parallel=options.parallel)
+                                  interleave=not options.no_interleave, parallel=options.parallel,
+                                  host_telemetry=remote, model_paths=model_paths)
     if options.granularity:
         kwargs["granularity"] = options.granularity
     if options.save:
@@ -154,6 +174,8 @@ def cmd_bench(options: argparse.Namespace) -> int:
     finally:
         if telemetry is not None:
             telemetry.close()
+        for source in remote.values():
+            source.close()
     if options.save and run_dir is not None:
         save_profile(options.save, run_dir, model, builds, options.store)
     return status

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,8 +24,9 @@ def register(subparsers: Any) -> None:
         "/opt/llama.cpp*, plus the ones named with --build, and probe each "
         "(llama-bench --version, --list-devices, --help) without running a model.",
     )
-    builds.add_argument("--build", action="append", default=[], metavar="NAME=PATH",
-                        help="a build folder (or its llama-bench) to include; repeatable")
+    builds.add_argument("--build", action="append", default=[], metavar="NAME=[HOST:]PATH",
+                        help="a build folder (or its llama-bench) to include, on an ssh HOST "
+                        "when given; repeatable")
     builds.add_argument("--no-search", action="store_true",
                         help="only the builds named with --build")
     builds.add_argument("--refresh", action="store_true",
@@ -93,7 +95,9 @@ def format_builds(builds: list[Any]) -> str:
 
     rows = []
     for b in builds:
-        groups = by_backend(b) if not b.problem else {}
+        if b.host:
+            b = replace(b, name=f"{b.name} ({b.host})")
+        groups = by_backend(b) if not b.problem and not b.host else {}
         if len(groups) > 1:
             for index, (backend, names) in enumerate(groups.items()):
                 rows.append([b.name if index == 0 else "", backend, _device_cell(b, names),
@@ -139,21 +143,32 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
 
 def handle_builds(options: Any, out: TextIO | None = None) -> int:
     from backends import codec
-    from backends.builds import discover_builds, parse_build_arg
+    from backends.builds import discover_builds
+    from backends.remote import close_hosts
+    from backends.remote_probe import parse_build_target, probe_remote_build
     from tui.cli import CommandError
 
     out = out or sys.stdout
     extra: dict[str, Path] = {}
+    remote: dict[str, tuple[str, str]] = {}
     for text in options.build:
         try:
-            name, path = parse_build_arg(text)
+            name, host, path = parse_build_target(text)
         except ValueError as error:
             raise CommandError(str(error)) from None
-        if name in extra:
+        if name in extra or name in remote:
             raise CommandError(f"build name {name!r} is given twice")
-        extra[name] = path
+        if host is None:
+            extra[name] = Path(path)
+        else:
+            remote[name] = (host, path)
     found = discover_builds(extra, search_defaults=not options.no_search,
                             timeout=options.timeout, use_cache=not options.refresh)
+    try:
+        found += [probe_remote_build(host, path, name, timeout=options.timeout)
+                  for name, (host, path) in remote.items()]
+    finally:
+        close_hosts()
     if options.json:
         json.dump([codec.to_builtins(b) for b in found], out, indent=2)
         out.write("\n")

@@ -17,36 +17,79 @@ from backends.text import printable
 from tui.cli import CommandError
 
 
-def load_builds(arguments: Sequence[str], needs: str | None = "bench") -> list[BuildInfo]:
-    """Probe each ``--build NAME=PATH``; one-line CommandError for the first that cannot serve.
+def load_builds(arguments: Sequence[str], needs: str | None = "bench",
+                hosts: Sequence[str] = ()) -> list[BuildInfo]:
+    """Probe each ``--build NAME=PATH`` (or ``NAME=HOST:PATH``, or a NAME on a ``--host
+    NAME=HOST``: a build on another machine, probed there over ssh); one-line CommandError
+    for the first that cannot serve.
 
     ``needs`` names the tool the command runs: ``bench`` (llama-bench), ``completion``,
     ``perplexity`` or ``server``; None takes every build that exists, for commands that
     report a build's missing tool themselves.
     """
-    from backends.builds import parse_build_arg, probe_build
+    from backends.builds import probe_build
+    from backends.remote_probe import parse_build_target
 
     if not arguments:
         raise CommandError("give at least one --build NAME=PATH")
+    on_host = parse_hosts(hosts)
     builds = []
     for argument in arguments:
         try:
-            name, path = parse_build_arg(argument)
+            name, host, raw = parse_build_target(argument, on_host)
         except ValueError as error:
             raise CommandError(str(error)) from None
-        folder = path.parent if path.is_file() else path
-        if not folder.is_dir():
-            raise CommandError(f"build {name!r}: no such folder {folder}")
-        build = probe_build(path, name)
+        if host is not None:
+            build = _probe_remote(name, host, raw, needs)
+        else:
+            path = Path(raw)
+            folder = path.parent if path.is_file() else path
+            if not folder.is_dir():
+                raise CommandError(f"build {name!r}: no such folder {folder}")
+            build = probe_build(path, name)
+        where = f"{host}:{raw}" if host else raw
         if needs == "bench" and build.problem:
-            raise CommandError(f"build {name!r} ({path}): {build.problem}")
+            raise CommandError(f"build {name!r} ({where}): {build.problem}")
         if needs not in (None, "bench") and getattr(build, needs) is None:
             why = f" ({build.problem})" if build.problem else ""
             raise CommandError(f"build {name!r}: no llama-{needs} in {build.folder}{why}")
         builds.append(build)
     if len({b.name for b in builds}) != len(builds):
         raise CommandError("each --build needs its own NAME")
+    unknown = set(on_host) - {b.name for b in builds}
+    if unknown:
+        raise CommandError(f"--host {sorted(unknown)[0]}=...: no --build with that NAME")
     return builds
+
+
+def parse_hosts(texts: Sequence[str]) -> dict[str, str]:
+    """``--host NAME=user@host`` -> {NAME: destination}."""
+    from backends.remote import check_destination
+
+    hosts = {}
+    for text in texts:
+        name, sep, destination = text.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError(f"--host {text!r}: use --host NAME=HOST")
+            hosts[name.strip()] = check_destination(destination)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    return hosts
+
+
+def _probe_remote(name: str, host: str, path: str, needs: str | None) -> BuildInfo:
+    from backends.remote import SshError, ssh_host
+    from backends.remote_probe import probe_remote_build
+
+    if needs != "bench":
+        tool = f"llama-{needs}" if needs else "this command"
+        raise CommandError(f"build {name!r} is on {host}: {tool} runs on this machine only")
+    try:
+        ssh_host(host).settings()
+    except SshError as error:
+        raise CommandError(str(error)) from None
+    return probe_remote_build(host, path, name)
 
 
 def load_model(path: Path) -> ModelInfo:
@@ -115,7 +158,7 @@ def say(text: str, transient: bool = False) -> None:
     """Progress on stderr; transient lines overwrite each other on a terminal."""
     global _transient_open
     stream = sys.stderr
-    text = printable(text)
+    text = "\n".join(printable(line) for line in text.split("\n"))
     if stream.isatty():
         if _transient_open:
             stream.write("\r\033[K")

@@ -66,8 +66,10 @@ def describe(event: Any) -> tuple[str, bool]:
         spec = event.spec
         reps = (f"-r auto ({spec.get('repetitions', 3)}-{spec.get('max_repetitions', 10)})"
                 if spec.get("adaptive") else f"-r {spec.get('repetitions')}")
+        names = [b + (f" on {event.contenders[b]['host']}" if event.contenders.get(b, {}).get("host")
+                      else "") for b in event.builds]
         return (f"run {event.run_id}: {len(event.points)} test points x {len(event.builds)} builds "
-                f"({', '.join(event.builds)}), {reps}{notes}"), False
+                f"({', '.join(names)}), {reps}{notes}"), False
     if isinstance(event, ResultReceived):
         r = event.result
         block = f" (block {event.block + 1})" if event.block else ""

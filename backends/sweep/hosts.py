@@ -1,0 +1,67 @@
+"""Contenders on several machines: where each one's tools run, which machine measures
+what at the same time, and failures that come from a dropped ssh connection."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from backends.events import PointFailed
+from backends.remote import CONNECTION_LOST
+from backends.sweep.argv import BenchBuild
+from backends.tool import LOCAL, Launcher
+
+T = TypeVar("T")
+
+
+def launcher_for(contender: BenchBuild) -> Launcher:
+    """Where a contender's tools run: here, or on its host over ssh (one launcher per process)."""
+    if not contender.host:
+        return LOCAL
+    from backends.remote import SshLauncher, ssh_host
+
+    return SshLauncher(ssh_host(contender.host))
+
+
+def by_machine(turns: Iterable[tuple[Any, T]]) -> list[list[tuple[Any, T]]]:
+    """The turns of a round split per host, each host's in their order: hosts share no GPU,
+    so each takes its own turns while the others take theirs."""
+    lanes: dict[str | None, list[tuple[Any, T]]] = {}
+    for contender, work in turns:
+        lanes.setdefault(contender.host, []).append((contender, work))
+    return list(lanes.values())
+
+
+async def together(steps: Iterable[Awaitable[None]]) -> None:
+    """Run ``steps`` at once; when one fails or this is cancelled, the others are cancelled
+    and waited for (their own ``finally`` kills their processes)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def machines_note(contenders: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """A note when the contenders (as journalled) run on more than one machine."""
+    machines = {data.get("machine") for data in contenders.values()}
+    if len(machines) < 2:
+        return None
+    where = ", ".join(f"{name} on {data.get('machine')}" for name, data in contenders.items())
+    return (f"the builds run on {len(machines)} machines ({where}): "
+            "results compare machines as well as builds")
+
+
+def connection_failure(contender: BenchBuild, failure: PointFailed) -> PointFailed | None:
+    """The failure as "ssh: connection to HOST closed" when ssh lost the connection."""
+    if contender.host and failure.exit_code == CONNECTION_LOST and not failure.timed_out:
+        return dataclasses.replace(failure, reason=f"ssh: connection to {contender.host} closed")
+    return None
+
+
+def remote_names(contenders: Sequence[BenchBuild]) -> list[str]:
+    return [c.name for c in contenders if c.host]

@@ -1,0 +1,109 @@
+"""Telemetry for a sweep, one monitor per machine: its stream, its recent ticks and its
+thermal guard.
+
+Contenders on this machine are watched by the local ``Telemetry``; contenders on another
+host by that host's ``RemoteTelemetry`` (``backends.remote_telemetry``). A block's
+telemetry summary and the wait for cooling before it both use the machine the block ran
+on; every tick is journalled with the host it came from (``from_host``; none for this
+machine).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from backends.builds import BuildInfo
+from backends.events import BenchResult, TelemetryRecorded
+from backends.sweep.guard import ThermalGuard
+from backends.sweep.spec import SweepSpec
+from backends.telemetry import TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
+
+HOST_KEY = "from_host"
+
+
+class TelemetrySource(Protocol):
+    """What a sweep needs of a telemetry source (``Telemetry``, ``RemoteTelemetry``)."""
+
+    def stream(self, interval: float) -> AsyncIterator[TelemetrySnapshot]: ...
+    def watch_pids(self, pids: Iterable[int]) -> None: ...
+
+
+@dataclass
+class Monitor:
+    host: str | None  # None: this machine
+    source: TelemetrySource | None
+    guard: ThermalGuard
+    snapshots: deque[TelemetrySnapshot] = field(default_factory=lambda: deque(maxlen=20000))
+
+    def summary(self, start: float, end: float, result: BenchResult,
+                interval: float) -> dict[str, Any] | None:
+        """Telemetry of a block: the ticks during it, or for a block shorter than a tick,
+        the tick just before it ended."""
+        window = [s for s in self.snapshots if start <= s.at <= end]
+        if not window:
+            recent = [s for s in self.snapshots if s.at <= end and end - s.at <= 2 * interval]
+            window = recent[-1:]
+        if not window:
+            return None
+        data: dict[str, Any] = summarize(window).to_json()
+        data["tokens_per_joule"] = tokens_per_joule(result.avg_ts, data.get("mean_power_w"))
+        if self.host is not None:
+            data[HOST_KEY] = self.host
+        return data
+
+    def offer(self, snapshot: TelemetrySnapshot) -> None:
+        self.snapshots.append(snapshot)
+        self.guard.offer(snapshot)
+
+    def record(self, snapshot: TelemetrySnapshot) -> TelemetryRecorded:
+        sample = snapshot_to_json(snapshot)
+        if self.host is not None:
+            sample[HOST_KEY] = self.host
+        return TelemetryRecorded(sample=sample, at=snapshot.at)
+
+
+def make_monitors(contenders: Sequence[BuildInfo], spec: SweepSpec, local: TelemetrySource | None,
+                  remote: Mapping[str, TelemetrySource]) -> dict[str | None, Monitor]:
+    """A monitor for every machine the contenders run on (this one always has one)."""
+    hosts: list[str | None] = [None, *dict.fromkeys(c.host for c in contenders if c.host)]
+    monitors = {}
+    for host in hosts:
+        devices = {d.name for c in contenders if c.host == host for d in c.devices}
+        source = local if host is None else remote.get(host)
+        monitors[host] = Monitor(host, source, ThermalGuard(spec.cooldown, spec.max_temp, devices))
+    return monitors
+
+
+async def take_baselines(monitors: Iterable[Monitor], contenders: Sequence[BuildInfo],
+                         cooldown: str) -> list[str]:
+    """Each machine's idle baseline for its guard; the notes to tell the user."""
+    notes = []
+    used = {c.host for c in contenders}
+    for monitor in monitors:
+        where = "" if monitor.host is None else f" on {monitor.host}"
+        if monitor.source is None:
+            if cooldown != "off" and monitor.host in used:
+                notes.append(f"thermal guard off{where}: no telemetry attached")
+            monitor.guard.enabled = False
+        elif note := await monitor.guard.take_baseline():
+            notes.append(note if monitor.host is None else f"{monitor.host}: {note}")
+    return notes
+
+
+async def record_ticks(monitor: Monitor, interval: float, started: Callable[[], bool],
+                       emit: Callable[[Any], None]) -> None:
+    """Keep, guard and (once the sweep has started) journal every tick of one machine."""
+    assert monitor.source is not None
+    stream = monitor.source.stream(interval)
+    try:
+        async for snapshot in stream:
+            monitor.offer(snapshot)
+            if started():  # the journal begins with the start, the baseline before it
+                emit(monitor.record(snapshot))
+    finally:
+        closing = getattr(stream, "aclose", None)
+        if closing is not None:
+            await closing()  # a remote stream's process is stopped now, not when collected
