@@ -32,6 +32,8 @@ class Terminal:
         # with the session can see tmux's default 80x24 before the window is resized.
         subprocess.run([*self.tmux_argv, "new-session", "-d", "-s", name, "-x", str(size[0]),
                         "-y", str(size[1]), "cat"], check=True)
+        # Keys go through as pressed: no wait to tell a lone Escape from an Alt- sequence.
+        subprocess.run([*self.tmux_argv, "set-option", "-s", "escape-time", "0"], check=True)
         # COLUMNS and LINES, which an in-process app test leaves in pytest's environment,
         # would override the real size of the terminal.
         subprocess.run([*self.tmux_argv, "respawn-pane", "-k", "-t", name, *environment,
@@ -58,6 +60,15 @@ class Terminal:
                 break
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never showed; the screen was:\n{self.screen()}")
+
+    def wait_gone(self, text: str, steps: int = 600) -> str:
+        """Poll the screen until ``text`` no longer shows."""
+        for _ in range(steps):
+            shown = self.screen()
+            if text not in shown:
+                return shown
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never went away; the screen was:\n{self.screen()}")
 
     def close(self) -> None:
         subprocess.run([*self.tmux_argv, "kill-server"], capture_output=True)
@@ -97,7 +108,7 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         help_text = term.wait_for("Ctrl-P")
         assert "Start sweep" in help_text and "Cancel sweep" in help_text
         term.press("Escape")
-        time.sleep(0.5)  # a lone Escape, not the start of an Alt- sequence
+        term.wait_gone("Cancel sweep")  # the help is closed
         term.press("3")
         term.wait_for("if you run:")
         term.press("w")
@@ -143,12 +154,13 @@ def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, 
         term.press("PageDown", "PageDown", "PageDown")  # the last rows: the Race keys
         assert "Ctrl-R" in term.wait_for("Race settings")
         term.press("Escape")
-        time.sleep(0.5)  # a lone Escape, not the start of an Alt- sequence
+        term.wait_gone("Race settings")  # the help (scrolled to its Race rows) is closed
         term.press("e")  # only now do letters go into the prompt
         term.press("-l", "q1?")
         assert "q1?" in term.wait_for("q1?")
         term.press("Escape")
-        time.sleep(0.5)
+        # Leaving the field shows the race keys again in the footer.
+        term.wait_for("q quit")
         term.press("1")
         term.wait_for("Builds")
         term.press("q")
