@@ -18,6 +18,9 @@ from typing import Mapping, Sequence
 
 _PR_SET_PDEATHSIG = 1
 _libc = None
+# Process groups started and not yet reaped: what ``kill_all`` stops when llamaduel must
+# leave at once (its terminal went away).
+_live_groups: set[int] = set()
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -35,7 +38,7 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
                 cwd: str | None = None, stdin: int | None = asyncio.subprocess.DEVNULL,
                 ) -> asyncio.subprocess.Process:
     """Start ``argv`` (no shell) in its own session with stdout and stderr piped."""
-    return await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         *argv,
         stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
@@ -45,6 +48,8 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
     )
+    _live_groups.add(process.pid)
+    return process
 
 
 def kill_group(process: asyncio.subprocess.Process | int) -> None:
@@ -54,6 +59,14 @@ def kill_group(process: asyncio.subprocess.Process | int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    _live_groups.discard(pid)
+
+
+def kill_all() -> None:
+    """SIGKILL every process group llamaduel started and has not reaped (safe from any
+    thread: used when it must leave at once)."""
+    for pid in list(_live_groups):
+        kill_group(pid)
 
 
 async def stop(process: asyncio.subprocess.Process) -> int:

@@ -191,7 +191,15 @@ async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, buil
         await watch.until(lambda: not run.sweep_running, "the worker to end")
         assert not children_named("llama-perplexity")
         assert not children_named("llama-bench")
-        assert run.run_state.done == 0 and not run.run_state.run_id  # no sweep started
+        assert run.run_state.done == 0  # nothing measured
+        # The check runs inside the run: its journal has the check's start and the cancel.
+        from backends.correctness import CheckStarted
+        from backends.events import SweepFinished
+        from backends.sweep import read_journal
+
+        journal = read_journal(Path(run.run_state.run_dir))
+        assert any(isinstance(e, CheckStarted) for e in journal)
+        assert isinstance(journal[-1], SweepFinished) and journal[-1].cancelled
 
 
 @pytest.mark.toolchain

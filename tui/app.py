@@ -6,8 +6,6 @@ ones. Key actions are ``tui.actions``' commands; the demo and resuming are ``tui
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +15,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
+from tui import hangup
 from tui import screens, startup
 from tui.sources import Sources
 from tui.state.run import RunState
@@ -63,9 +62,9 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
 
     def on_mount(self) -> None:
         if self.handle_hangup:
-            # A closed terminal (SIGHUP) quits like q: the sweep stops, its journal stays.
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGHUP, lambda: self.post_message(cmd.Quit()))
+            # A closed terminal quits like q (the sweep stops, its journal stays), and the
+            # process is gone within seconds whatever it was doing.
+            hangup.install(lambda: self.post_message(cmd.Quit()))
         if self.journal is not None:
             startup.replay(self, self.journal)
         elif self.demo:

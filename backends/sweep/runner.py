@@ -253,7 +253,7 @@ class Sweep:
         return data
 
     async def _check_first(self) -> None:
-        from backends.correctness import CheckInputError, run_check
+        from backends.correctness import CheckFinished, CheckInputError, run_check
 
         if remote := remote_names(self.contenders):
             self.emit(SweepNote(f"correctness check runs on this machine only: not for {', '.join(remote)}",
@@ -265,8 +265,8 @@ class Sweep:
         try:
             async for event in run_check(checkable, self.model.path, **(self.options.check or {})):
                 self.emit(event)
-        except CheckInputError as error:
-            self.emit(SweepNote(f"correctness check not run: {error}", time.time()))
+        except CheckInputError as error:  # bad check options: say so and measure anyway
+            self.emit(CheckFinished((), problem=f"correctness check not run: {error}"))
 
     # --- rounds -------------------------------------------------------------------------------
 

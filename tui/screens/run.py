@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from backends.correctness import CheckEvent
+from backends.correctness import CHECK_EVENT_TYPES, CheckEvent
 from backends.events import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
 from tui import actions as cmd
 from tui.screens.base import AppScreen
@@ -191,16 +191,14 @@ class RunScreen(AppScreen):
         self.refresh_bindings()  # p and c now work
         try:
             if request.check is not None and request.resume_dir is None:
-                # In this worker, so that cancel and quit stop the check's processes too.
-                await self._check_first(request)
+                self._plan_check(request)
             await self._sweep(request)
         finally:
             self.control = None
             self.refresh_bindings()
 
-    async def _check_first(self, request: SweepRequest) -> None:
-        from backends.correctness import CheckFinished, CheckInputError, run_check
-
+    def _plan_check(self, request: SweepRequest) -> None:
+        """Say what the check will read, and with which builds, before the sweep runs it."""
         builds = list(request.builds)
         checkable = [b for b in builds if getattr(b, "perplexity", None)]
         skipped = {b.name for b in builds} - {b.name for b in checkable}
@@ -212,17 +210,6 @@ class RunScreen(AppScreen):
             chunks=(request.check or {}).get("chunks"),
             estimates=dict(plan.check_estimates) if plan else {},
             sweep_estimate=plan.estimate.seconds if plan else None, at=time.time())))
-        if not checkable:
-            return
-        events = run_check(checkable, request.model, **dict(request.check or {}))
-        try:
-            async for event in events:
-                self.post_message(self.CheckEventReceived(event))
-        except CheckInputError as error:  # bad check options: say so and race anyway
-            self.post_message(self.CheckEventReceived(CheckFinished((), problem=str(error))))
-        finally:
-            # Closing it kills a running llama-perplexity and removes the reference's file.
-            await events.aclose()
 
     async def _sweep(self, request: SweepRequest) -> None:
         from tui.engine import sweep
@@ -230,6 +217,9 @@ class RunScreen(AppScreen):
         assert request.spec is not None or request.resume_dir is not None
         options = {"telemetry": self.sources.telemetry, "control": self.control,
                    **request.options}
+        if request.check is not None and request.resume_dir is None:
+            # The check runs inside the sweep: its results are in the run's journal.
+            options["check"] = dict(request.check)
         events = sweep(request.builds, request.model, request.spec,  # type: ignore[arg-type]
                        runs_root=self.sources.runs_root, resume_dir=request.resume_dir,
                        **options)
@@ -237,6 +227,8 @@ class RunScreen(AppScreen):
             async for event in events:
                 if isinstance(event, TelemetryRecorded):
                     self.post_message(self.TelemetrySampled(event))
+                elif isinstance(event, CHECK_EVENT_TYPES):
+                    self.post_message(self.CheckEventReceived(event))
                 else:
                     self.post_message(self.SweepEventReceived(event))
         finally:

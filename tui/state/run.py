@@ -230,6 +230,8 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
             started_at=event.at, notes=tuple(getattr(event, "notes", ())),
             correctness=() if state.run_id else state.correctness,
             estimate=state.estimate,
+            # The check runs inside the sweep (its events follow this one) or just before it.
+            check=None if state.run_id else state.check,
         )
     if isinstance(event, SweepFinished):
         return dataclasses.replace(

@@ -63,7 +63,7 @@ def header_text(state: RunState, now: float) -> str:
               CANCELLED: "cancelled"}.get(state.status, state.status)
     failures = sum(len(b.failures) for b in state.builds)
     progress = f"{state.done}/{state.total} done" + (f", {failures} failed" if failures else "")
-    if state.active and not state.run_id:
+    if state.active and (state.check is not None or not state.run_id):
         progress, status = "checking correctness first", ""
     eta = eta_seconds(state, now) if state.status == RUNNING else None
     if eta is not None:
