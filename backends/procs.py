@@ -14,7 +14,7 @@ import ctypes.util
 import os
 import signal
 import sys
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 _PR_SET_PDEATHSIG = 1
 _libc = None

@@ -23,7 +23,8 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Union
+from collections.abc import Mapping
 
 import tomli_w
 

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import shutil
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ def _isolated(monkeypatch, tmp_path):
     # Probes must not see a visibility choice from the developer's shell, nor share the
     # user's probe cache.
     monkeypatch.delenv("GGML_VK_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(builds, "default_cache_path", lambda: tmp_path / "probes.json")
+    monkeypatch.setattr(builds.probe, "default_cache_path", lambda: tmp_path / "probes.json")
     builds.clear_memory_cache()
     yield
     builds.clear_memory_cache()
@@ -139,7 +138,7 @@ def test_discover_named_and_default_locations(cpu_bin, tmp_path, monkeypatch):
     linked = home / "llama.cpp" / "build-linked" / "bin"
     linked.mkdir(parents=True)
     (linked / "llama-bench").symlink_to(cpu_bin / "llama-bench")
-    monkeypatch.setattr(builds.Path, "home", classmethod(lambda cls: home))
+    monkeypatch.setattr(builds.discover.Path, "home", classmethod(lambda cls: home))
     monkeypatch.setenv("PATH", f"{cpu_bin}{os.pathsep}{os.environ['PATH']}")
 
     found = discover_builds({"mine": cpu_bin, "gone": tmp_path / "nowhere"})

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import replace
-from pathlib import Path
 
 import gguf
 import numpy as np

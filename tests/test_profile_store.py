@@ -22,7 +22,7 @@ from profiles.model import (BuildRecord, HostFingerprint, ModelFacts, Profile, P
                             host_fingerprint, model_identity, profile_from_journal)
 from profiles.store import (MAX_PROFILE_BYTES, ProfileError, ProfileStore, encode,
                             profile_from_toml, profile_to_toml)
-from profiles.verdict import recommend_run, recommend
+from profiles.verdict import recommend_run
 from tui.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from dataclasses import replace as dataclasses_replace
 import json
-import os
 import stat
 import tomllib
 from pathlib import Path

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from backends.events import BenchResult, PointDecided, PointFailed, ResultReceived
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.cli import CommandError
-from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders, say
+from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders
 
 
 def register(subparsers: Any) -> None:
