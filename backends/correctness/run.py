@@ -189,6 +189,31 @@ def _context_for(tokens: int) -> int | None:
 
 # --- the check -----------------------------------------------------------------------------
 
+def _check_inputs(builds: Sequence[CheckableBuild], timeout: float, context: int | None,
+                  chunks: int | None) -> None:
+    if timeout <= 0:
+        raise CheckInputError(f"timeout must be positive, not {timeout}")
+    if context is not None and context < MIN_CONTEXT:
+        raise CheckInputError(f"context must be at least {MIN_CONTEXT}, not {context}")
+    if chunks is not None and chunks < 1:
+        raise CheckInputError(f"chunks must be at least 1, not {chunks}")
+    names = [b.name for b in builds]
+    if len(set(names)) != len(names):
+        raise CheckInputError("build names must be unique: " + ", ".join(names))
+
+
+def _per_build(names: Sequence[str], extra_args: Mapping[str, Sequence[str]] | None,
+               models: Mapping[str, Any] | None) -> tuple[dict[str, list[str]], dict[str, Path]]:
+    """Each build's own extra arguments and model file, checked against the build names."""
+    extra = {name: list(args) for name, args in (extra_args or {}).items()}
+    own_models = {name: _model_path(path) for name, path in (models or {}).items()}
+    for what, mapping in (("extra arguments", extra), ("models", own_models)):
+        unknown = sorted(set(mapping) - set(names))
+        if unknown:
+            raise CheckInputError(f"{what} for unknown builds: " + ", ".join(unknown))
+    return extra, own_models
+
+
 async def run_check(
     builds: Sequence[CheckableBuild],
     model: Any,
@@ -203,37 +228,16 @@ async def run_check(
     models: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[CheckEvent]:
-    """Check every build against the reference build; yields CheckStarted, one BuildChecked
-    per build (the reference first) and CheckFinished.
-
-    ``model`` is a path or anything with ``.path`` (a ModelInfo). ``context`` is the
-    per-chunk context (``-c``; default 512 or the model's trained context if smaller, and
-    smaller still when the text is short); ``chunks`` caps how many chunks of the text the
-    reference reads (default: all). ``extra_args`` adds arguments per build name, e.g.
-    ``{"rocm": ["-ngl", "99"]}``. ``models`` gives a build its own model file, by build
-    name: the same model in another file or quantisation (the vocabulary must match), to
-    see what a quantisation costs. ``timeout`` bounds each tool run in seconds. The
-    reference's probabilities go to a temporary file under ``work_dir`` (default: the
-    system's temporary folder), removed at the end; it takes about
-    chunks x context/2 x vocabulary x 2 bytes.
-    """
-    if timeout <= 0:
-        raise CheckInputError(f"timeout must be positive, not {timeout}")
-    if context is not None and context < MIN_CONTEXT:
-        raise CheckInputError(f"context must be at least {MIN_CONTEXT}, not {context}")
-    if chunks is not None and chunks < 1:
-        raise CheckInputError(f"chunks must be at least 1, not {chunks}")
+    """Check every build against the reference; yields CheckStarted, BuildChecked per build
+    (the reference first) and CheckFinished. ``model``: a path or a ModelInfo; ``context``:
+    ``-c`` per chunk (default 512, less for a short model or text); ``chunks``: how many the
+    reference reads (default all); ``extra_args`` / ``models``: per build name; ``timeout``:
+    seconds per tool run; the reference's probabilities go under ``work_dir``."""
+    _check_inputs(builds, timeout, context, chunks)
     names = [b.name for b in builds]
-    if len(set(names)) != len(names):
-        raise CheckInputError("build names must be unique: " + ", ".join(names))
     model_path = _model_path(model)
     ref_build = choose_reference(builds, reference)
-    extra = {name: list(args) for name, args in (extra_args or {}).items()}
-    own_models = {name: _model_path(path) for name, path in (models or {}).items()}
-    for what, mapping in (("extra arguments", extra), ("models", own_models)):
-        unknown = sorted(set(mapping) - set(names))
-        if unknown:
-            raise CheckInputError(f"{what} for unknown builds: " + ", ".join(unknown))
+    extra, own_models = _per_build(names, extra_args, models)
     wanted_context = context or default_context(model_path)
 
     with reference_text(text) as text_path:

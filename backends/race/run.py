@@ -76,7 +76,7 @@ def _likely_cause(reason: str, spec: RaceSpec) -> str:
 
 
 class Emit(Protocol):
-    async def __call__(self, event: RaceEvent) -> None: ...
+    async def __call__(self, event: RaceEvent, /) -> None: ...
 
 
 async def _attempt(name: str, tool: Path, argv: list[str], env: Mapping[str, str], timeout: float,
@@ -215,6 +215,42 @@ class _Referee:
         self.divergences += found
         return found
 
+    def finished(self) -> RaceFinished:
+        outcomes = list(self.results.values())
+        return RaceFinished(tuple(r for r in outcomes if isinstance(r, BuildFinished)),
+                            tuple(r for r in outcomes if isinstance(r, BuildFailed)),
+                            tuple(self.divergences), self.reference, tuple(self.results))
+
+
+def _race_specs(names: Sequence[str], model: Path, spec: RaceSpec, timeout: float, attempts: int,
+                overrides: Mapping[str, Mapping[str, Any]] | None) -> dict[str, RaceSpec]:
+    """Each build's settings (the shared spec with its own overrides); RaceError when the
+    race cannot run as asked."""
+    if not names:
+        raise RaceError("no builds to race: give at least one")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise RaceError(f"build names must differ: {', '.join(duplicates)} given twice")
+    if problem := spec.problem():
+        raise RaceError(problem)
+    if attempts < 1 or timeout <= 0:
+        raise RaceError("attempts must be at least 1 and the time-out positive")
+    if not model.is_file():
+        raise RaceError(f"model file not found: {model}")
+    specs: dict[str, RaceSpec] = {}
+    for name in names:
+        changes = dict((overrides or {}).get(name, {}))
+        if "prompt" in changes:
+            raise RaceError("every build races the same prompt: it cannot be overridden")
+        try:
+            specs[name] = dataclasses.replace(spec, **changes)
+        except TypeError as error:
+            raise RaceError(f"bad setting for {name}: {error}") from None
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise RaceError(f"settings given for builds not in the race: {', '.join(unknown)}")
+    return specs
+
 
 async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
                    sequential: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
@@ -230,37 +266,14 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
     ``attempts`` runs in all. Raises RaceError before starting when the input cannot run.
     """
     race_builds = [as_race_build(build) for build in builds]
-    if not race_builds:
-        raise RaceError("no builds to race: give at least one")
     names = [build.name for build in race_builds]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise RaceError(f"build names must differ: {', '.join(duplicates)} given twice")
-    if problem := spec.problem():
-        raise RaceError(problem)
-    if attempts < 1 or timeout <= 0:
-        raise RaceError("attempts must be at least 1 and the time-out positive")
     model = Path(model)
-    if not model.is_file():
-        raise RaceError(f"model file not found: {model}")
-    specs: dict[str, RaceSpec] = {}
-    for name in names:
-        changes = dict((overrides or {}).get(name, {}))
-        if "prompt" in changes:
-            raise RaceError("every build races the same prompt: it cannot be overridden")
-        try:
-            specs[name] = dataclasses.replace(spec, **changes)
-        except TypeError as error:
-            raise RaceError(f"bad setting for {name}: {error}") from None
-    unknown = sorted(set(overrides or {}) - set(names))
-    if unknown:
-        raise RaceError(f"settings given for builds not in the race: {', '.join(unknown)}")
+    specs = _race_specs(names, model, spec, timeout, attempts, overrides)
 
     queue: asyncio.Queue[RaceEvent | None] = asyncio.Queue()  # None: the races are over
     running: set[ToolProcess] = set()
 
-    async def put(event: RaceEvent) -> None:
-        await queue.put(event)
+    put = queue.put
     referee = _Referee(names, specs)
 
     with tempfile.TemporaryDirectory(prefix="llamaduel-race-") as scratch:
@@ -297,19 +310,21 @@ async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
                         yield divergence
             await producer
         finally:
-            if not producer.done():
-                producer.cancel()
-            for process in list(running):
-                procs.kill_group(process.pid)
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await producer
-            for process in list(running):
-                with contextlib.suppress(Exception):
-                    await process.kill()
-        outcomes = list(referee.results.values())
-        yield RaceFinished(tuple(r for r in outcomes if isinstance(r, BuildFinished)),
-                           tuple(r for r in outcomes if isinstance(r, BuildFailed)),
-                           tuple(referee.divergences), referee.reference, tuple(referee.results))
+            await _stop(producer, running)
+        yield referee.finished()
+
+
+async def _stop(producer: asyncio.Task[None], running: set[ToolProcess]) -> None:
+    """Also when the reader walks away: every tool's group is killed and reaped."""
+    if not producer.done():
+        producer.cancel()
+    for process in list(running):
+        procs.kill_group(process.pid)
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await producer
+    for process in list(running):
+        with contextlib.suppress(Exception):
+            await process.kill()
 
 
 async def collect_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, **options: Any) -> list[RaceEvent]:

@@ -21,7 +21,8 @@ from backends.sweep.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalE
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy, chunk_points,
                                  choose_granularity, grid_prefix, resolve_auto_ncmoe, schedule)
 from backends.sweep.resume import resume
-from backends.sweep.runner import SweepControl, run_sweep
+from backends.sweep.control import SweepControl
+from backends.sweep.start import run_sweep
 from backends.sweep.runs import RunSummary, list_runs, summarize_run
 from backends.sweep.spec import (CACHE_TYPES, LONG_CONTEXT_DEPTH, PRESET_DESCRIPTIONS, PRESETS,
                                  SweepError, SweepSpec, parse_int_list, preset)

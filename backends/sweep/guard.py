@@ -137,7 +137,8 @@ class ThermalGuard:
     def hot(self) -> list[Reading]:
         return [r for r in self.readings() if r.value > r.target]
 
-    async def wait_until_cool(self, on_start: Callable[[list[Reading]], None]) -> tuple[float, bool, list[Reading], list[Reading]] | None:
+    async def wait_until_cool(self, on_start: Callable[[list[Reading]], None]
+                              ) -> tuple[float, bool, list[Reading], list[Reading]] | None:
         """Wait while any sensor is above its target; None when nothing was hot. Returns
         (seconds waited, whether it cooled, readings at the start, readings at the end)."""
         if not self.enabled or not self.baseline:

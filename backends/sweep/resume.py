@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator, Sequence
 from backends.builds import BuildInfo, probe_build
 from backends.events import PointDecided, PointFailed, SweepStarted
 from backends.sweep.journal import JOURNAL_NAME, RunEvent, read_journal
-from backends.sweep.runner import run_sweep
+from backends.sweep.start import run_sweep
 from backends.sweep.spec import SweepError, SweepSpec
 
 

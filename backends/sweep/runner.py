@@ -20,80 +20,33 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 
 from backends.builds import BuildInfo
 from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
-from backends.models import ModelInfo, read_model
-from backends.paths import runs_root as default_runs_root
-from backends.rpc import LocalRpcServer, RpcError, describe_rpc_failure
+from backends.models import ModelInfo
+from backends.rpc import describe_rpc_failure
 from backends.sweep import adaptive
-from backends.sweep.argv import bench_argv
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
-from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, RunEvent, new_run_dir
-from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
-from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, ChunkTiming, TimeoutPolicy,
+from backends.sweep.journal import Journal, JournalError, RunEvent
+from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
+from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
-                                 resident_fits, resolve_auto_ncmoe, schedule, split_into_grids,
+                                 resident_fits, schedule, split_into_grids,
                                  turn_order)
-from backends.sweep.spec import SweepError, SweepSpec
+from backends.sweep.spec import SweepSpec
 from backends.telemetry import Telemetry
+from backends.sweep.control import Blocks, SweepControl, SweepOptions
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
 
-
-class SweepControl:
-    """Pause between test points and resume; cancel by cancelling the consuming task."""
-
-    def __init__(self) -> None:
-        self._running = asyncio.Event()
-        self._running.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._running.is_set()
-
-    def pause(self) -> None:
-        self._running.clear()
-
-    def resume(self) -> None:
-        self._running.set()
-
-    async def wait_running(self) -> None:
-        await self._running.wait()
-
-
-@dataclass(frozen=True)
-class SweepOptions:
-    interleave: bool = True
-    parallel: bool = False
-    granularity: str = DEFAULT_GRANULARITY
-    telemetry_interval: float = 0.5
-    check: dict[str, Any] | None = None  # run the correctness check first, with these options
-    host_telemetry: Mapping[str, TelemetrySource] = field(default_factory=dict)  # per ssh host
-    model_paths: Mapping[str, str] = field(default_factory=dict)  # host -> model path there
-
-
-@dataclass
-class _Blocks:
-    """The blocks measured so far for one contender at one point."""
-
-    samples: list[tuple[float, ...]] = field(default_factory=list)
-    throttled: list[bool] = field(default_factory=list)
-
-    def counted(self) -> list[float]:
-        """Samples of the blocks that did not throttle, or of all when every one did."""
-        clean = [s for s, hot in zip(self.samples, self.throttled) if not hot]
-        chosen = clean if clean else self.samples
-        return [v for block in chosen for v in block]
 
 
 class Sweep:
@@ -109,7 +62,7 @@ class Sweep:
         self.telemetry, self.options, self.control = telemetry, options, control
         self.points = spec.points()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.blocks: dict[tuple[str, str], _Blocks] = {}
+        self.blocks: dict[tuple[str, str], Blocks] = {}
         self.failed: dict[tuple[str, str], str] = {}
         self.settled: set[str] = set()  # point keys with a PointDecided
         self.retried: set[tuple[str, str]] = set()
@@ -136,7 +89,7 @@ class Sweep:
 
     def _record(self, event: Any) -> None:
         if isinstance(event, ResultReceived):
-            blocks = self.blocks.setdefault((event.build, event.result.point.key), _Blocks())
+            blocks = self.blocks.setdefault((event.build, event.result.point.key), Blocks())
             blocks.samples.append(event.result.samples_ts)
             blocks.throttled.append(event.throttled)
             self.this_round.add((event.build, event.result.point.key))
@@ -439,121 +392,3 @@ async def _stop_all(benches: Iterable[ResidentBench]) -> None:
         await bench.stop()
 
 
-def _validate(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
-              granularity: str) -> None:
-    spec.validate()
-    if not contenders:
-        raise SweepError("no builds to run: add at least one llama.cpp build")
-    names = [c.name for c in contenders]
-    if len(set(names)) != len(names):
-        raise SweepError(f"build names must differ: {', '.join(names)}")
-    for contender in contenders:
-        if contender.problem:
-            raise SweepError(f"build {contender.name!r} cannot run: {contender.problem}")
-        if contender.bench is None:
-            raise SweepError(f"build {contender.name!r} has no llama-bench")
-    # A remote contender's model is a path on its host: the caller checked it there.
-    if any(not c.host for c in contenders) and not model.path.is_file():
-        raise SweepError(f"model file not found: {model.path}")
-    if granularity not in GRANULARITIES:
-        raise SweepError(f"granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
-    if granularity == "resident" and (remote := remote_names(contenders)):
-        raise SweepError(f"--granularity resident pauses llama-bench with signals, which do not "
-                         f"travel over ssh ({', '.join(remote)} on another host): use auto, point or depth")
-    # Check every argv before starting: a build that cannot run the spec fails now, not midway.
-    for contender in contenders:
-        for chunk in chunk_points(spec.points(), "depth"):
-            bench_argv(contender, model.path, spec, chunk)
-
-
-async def run_sweep(
-    builds: Sequence[BuildInfo],
-    model: ModelInfo | Path | str,
-    spec: SweepSpec,
-    *,
-    run_dir: Path | None = None,
-    runs_root: Path | None = None,
-    telemetry: Telemetry | None = None,
-    telemetry_interval: float = 0.5,
-    interleave: bool = True,
-    parallel: bool = False,
-    granularity: str = DEFAULT_GRANULARITY,
-    control: SweepControl | None = None,
-    run_id: str | None = None,
-    timeouts: TimeoutPolicy | None = None,
-    check: dict[str, Any] | None = None,
-    history: Sequence[Any] = (),
-    local_rpc: Sequence[LocalRpcServer] = (),
-    host_telemetry: Mapping[str, TelemetrySource] | None = None,
-    model_paths: Mapping[str, str] | None = None,
-) -> AsyncGenerator[RunEvent, None]:
-    """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
-
-    The run goes into ``run_dir``, or a new folder under ``runs_root`` (default: the data
-    folder's runs). Raises SweepError (one line) before anything starts for bad input,
-    JournalError when the run folder cannot be written or another process holds its
-    journal. ``history``:
-    the events of an interrupted run of this journal (see ``resume``). ``local_rpc``:
-    rpc-server processes this sweep starts before it measures and stops when it ends.
-
-    Contenders with a ``host`` run there over ssh (``backends.remote``), with the model at
-    ``model_paths[host]`` on it (default: the same path) and that host's telemetry from
-    ``host_telemetry[host]``; machines measure at the same time, contenders on one machine
-    take turns. When every contender is remote, a model given as a path is read there.
-    """
-    if isinstance(model, ModelInfo):
-        info = model
-        if info.problem:  # a model the user picked from a list that said it cannot run
-            raise SweepError(f"model {info.path.name} cannot run: {info.problem}")
-    elif builds and all(b.host for b in builds):
-        from backends.remote_probe import read_remote_model
-
-        host = builds[0].host or ""
-        info = read_remote_model(host, (model_paths or {}).get(host, str(model)))
-    else:
-        info = read_model(Path(model))  # for its size; llama-bench itself says if it cannot load
-    _validate(builds, info, spec, granularity)
-    notes = []
-    if spec.auto_ncmoe and spec.n_cpu_moe is None:
-        spec, note = resolve_auto_ncmoe(spec, info, free_vram_bytes(
-            d.free_mib for b in builds for d in b.devices))
-        notes.append(note)
-    options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check,
-                           dict(host_telemetry or {}), dict(model_paths or {}))
-    async with _serving(local_rpc), contextlib.aclosing(_run(
-            builds, info, spec, notes, run_dir, runs_root, run_id, telemetry, options, control,
-            timeouts, history)) as events:
-        async for event in events:
-            yield event
-
-
-@contextlib.asynccontextmanager
-async def _serving(servers: Sequence[LocalRpcServer]) -> AsyncIterator[None]:
-    try:
-        for server in servers:
-            try:
-                await server.start()
-            except RpcError as error:
-                raise SweepError(str(error)) from None
-        yield
-    finally:
-        for server in servers:
-            await server.stop()
-
-
-async def _run(builds: Sequence[BuildInfo], info: ModelInfo, spec: SweepSpec, notes: list[str],
-               run_dir: Path | None, runs_root: Path | None, run_id: str | None,
-               telemetry: Telemetry | None, options: SweepOptions, control: SweepControl | None,
-               timeouts: TimeoutPolicy | None, history: Sequence[Any]) -> AsyncGenerator[RunEvent, None]:
-    if run_dir is None:
-        run_id, run_dir = new_run_dir(runs_root or default_runs_root(), info.path)
-    run_dir = Path(run_dir)
-    journal = Journal(run_dir / JOURNAL_NAME)
-    sweep = Sweep(builds, info, spec, run_dir=run_dir, run_id=run_id or run_dir.name,
-                  journal=journal, telemetry=telemetry, options=options,
-                  control=control or SweepControl(), timeouts=timeouts or TimeoutPolicy(),
-                  history=history, notes=[n for n in notes if n])
-    # Closing this iterator closes the sweep's at once, which kills its processes.
-    async with contextlib.aclosing(sweep.events()) as events:
-        async for event in events:
-            yield event

@@ -11,12 +11,10 @@ a header-only CSV beside the ``.stderr`` that says why. Importing never runs any
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +39,7 @@ from profiles.importers.grouping import (
     section_machines,
 )
 from profiles.importers.jsonfmt import read_json_array, read_jsonl
-from profiles.importers.machines import split_machines
+from profiles.importers.machines import host_of, split_machines
 from profiles.importers.markdown import finish_tables, log_failure_rows, read_markdown
 from profiles.importers.rows import (
     REPS_KEY,
@@ -285,27 +283,8 @@ def _failed_run(read: FileRead, text: str, path: Path) -> FileRead:
     return read
 
 
-@lru_cache(maxsize=256)
-def _host_of(folder: str) -> str:
-    """A host name the folder's own metadata states (run_metadata.txt, system_info.json)."""
-    meta = Path(folder) / "run_metadata.txt"
-    try:
-        if meta.is_file():
-            m = re.search(r"^host:\s*(\S+)", meta.read_text(errors="replace")[:4096], re.MULTILINE)
-            if m:
-                return m.group(1)
-        info = Path(folder) / "system_info.json"
-        if info.is_file() and info.stat().st_size < 1_000_000:
-            data = json.loads(info.read_text(errors="replace"))
-            if isinstance(data, dict) and isinstance(data.get("hostname"), str):
-                return str(data["hostname"])
-    except (OSError, ValueError):
-        return ""
-    return ""
-
-
 def _with_host(read: FileRead, path: Path) -> FileRead:
-    host = _host_of(str(path.parent.resolve()))
+    host = host_of(str(path.parent.resolve()))
     if host:
         for row in read.rows:
             row.machine = row.machine or host

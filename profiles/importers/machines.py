@@ -11,6 +11,12 @@ backend ran on two named GPUs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from functools import lru_cache
+
+import json
+
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -89,3 +95,22 @@ def _plain_names(builds: Sequence[ImportedBuild]) -> dict[str, str]:
                     for o in builds)
         out[b.name] = b.name if clash else plain
     return out
+
+
+@lru_cache(maxsize=256)
+def host_of(folder: str) -> str:
+    """A host name the folder's own metadata states (run_metadata.txt, system_info.json)."""
+    meta = Path(folder) / "run_metadata.txt"
+    try:
+        if meta.is_file():
+            m = re.search(r"^host:\s*(\S+)", meta.read_text(errors="replace")[:4096], re.MULTILINE)
+            if m:
+                return m.group(1)
+        info = Path(folder) / "system_info.json"
+        if info.is_file() and info.stat().st_size < 1_000_000:
+            data = json.loads(info.read_text(errors="replace"))
+            if isinstance(data, dict) and isinstance(data.get("hostname"), str):
+                return str(data["hostname"])
+    except (OSError, ValueError):
+        return ""
+    return ""
