@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from backends.telemetry import Telemetry
+from backends.telemetry import Telemetry  # noqa: E402 (after the path set-up)
 
 
 def time_calls(fn, count: int) -> list[float]:

@@ -198,7 +198,8 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
     verdicts = []
     for key, ms in _ordered(by_class):
         found = next((c for c in cases if c.key == key), None)
-        in_class = [p for p in placed if key[2] in p.phases and class_of_failure(p, key[2], settings.long_context_tokens) == key]
+        in_class = [p for p in placed if key[2] in p.phases
+                    and class_of_failure(p, key[2], settings.long_context_tokens) == key]
         verdicts.append(class_verdict(key, found.grouped if found else {}, found.ranked if found else [],
                                       found.pairs if found else [], class_q, in_class,
                                       _class_crossovers(crossovers, key, ms, settings), stability,

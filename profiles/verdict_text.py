@@ -112,7 +112,8 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
         summary = summary.rstrip(".") + "; " + "; ".join(fail_lines) + "."
     outliers = _outliers(pairs)
     if verdict_call.status == "winner" and c.significant_against:
-        caveats.append(f"{c.other} is significantly ahead at {c.significant_against} of {plural(len(c.cells), 'point')}")
+        points = plural(len(c.cells), "point")
+        caveats.append(f"{c.other} is significantly ahead at {c.significant_against} of {points}")
     if outliers and verdict_call.status in ("winner", "lead"):
         summary = summary.rstrip(".") + "; " + "; ".join(o.sentence for o in outliers[:3]) + "."
     winner = leader if verdict_call.status in ("winner", "lead") else None
@@ -181,8 +182,10 @@ def _summary(label: str, verdict_call: Call, c: Any, tied: Sequence[str], pairs:
         text = (f"{label}: no clear winner: {c.leader} ahead at {c.significant_for} of {points}, "
                 f"{c.other} at {c.significant_against} (the lead changes).")
     else:
-        text = f"{label}: no clear winner ({c.leader} ahead by {margin_text(c.ratio)}, not significant: low confidence)."
-    others = [r.comparison for r in pairs if r.comparison.other != c.other and calls[r.comparison.other].status == "winner"]
+        text = (f"{label}: no clear winner ({c.leader} ahead by {margin_text(c.ratio)}, "
+                "not significant: low confidence).")
+    others = [r.comparison for r in pairs
+              if r.comparison.other != c.other and calls[r.comparison.other].status == "winner"]
     if others and status == "winner":
         text = text.rstrip(".") + "; " + ", ".join(f"{margin_text(o.ratio)} over {o.other}" for o in others) + "."
     return text

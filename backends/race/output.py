@@ -18,7 +18,7 @@ _NUMBER = r"([0-9.]+|inf|nan)"
 _PROMPT_RE = re.compile(
     r"prompt eval time\s*=\s*" + _NUMBER + r"\s*ms\s*/\s*(\d+)\s*tokens?.*?" + _NUMBER + r"\s*tokens per second")
 _EVAL_RE = re.compile(
-    r"(?<!prompt )eval time\s*=\s*" + _NUMBER + r"\s*ms\s*/\s*(\d+)\s*(?:runs|tokens?).*?" + _NUMBER + r"\s*tokens per second")
+    r"(?<!prompt )eval time\s*=\s*" + _NUMBER + r"\s*ms\s*/\s*(\d+)\s*(?:runs|tokens?).*?" + _NUMBER + r"\s*tokens per second")  # noqa: E501 (one pattern)
 _LOAD_RE = re.compile(r"load time\s*=\s*" + _NUMBER + r"\s*ms")
 _TOO_LONG_RE = re.compile(r"prompt is too long \((\d+) tokens, max (\d+)\)")
 _ERROR_RE = re.compile(r"(^\d+\.\d+\.\d+\.\d+ E |error|failed|unable|invalid|unknown argument|not found"

@@ -87,7 +87,7 @@ class _Duel:
     async def start(self, contender: Contender, level: Level) -> ServerProcess | None:
         """The contender's server, healthy; None (and the level failed) when it is not."""
         failure = StartFailure("llama-server did not start")
-        for attempt in range(BIND_ATTEMPTS):
+        for _attempt in range(BIND_ATTEMPTS):
             server = await start_server(contender, self.model, self.spec.settings,
                                         slots=self.spec.slots, ctx_size=self.spec.ctx_size,
                                         port=contender.port, log_path=self.log_path(contender.name))

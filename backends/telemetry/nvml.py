@@ -151,7 +151,8 @@ class NvmlSource:
                           nv.NVML_CLOCK_MEM)
         if mclk is not None:
             values["mclk_mhz"] = float(mclk)
-        reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        reasons_fn = (getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                      or nv.nvmlDeviceGetCurrentClocksThrottleReasons)
         mask = self._call(missing, ("throttle_reasons",), reasons_fn, handle)
         if mask is not None:
             values["throttle_reasons"] = decode_clock_event_reasons(int(mask))

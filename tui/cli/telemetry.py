@@ -88,7 +88,7 @@ def device_line(clock: str, device: Any) -> str:
 
 def host_line(clock: str, host: Any) -> str:
     parts = [f"cpu {_fmt(host.cpu_percent)}% of {host.cpu_count}",
-             f"ram {_pair(None if host.ram_used_bytes is None else host.ram_used_bytes / GIB, None if host.ram_total_bytes is None else host.ram_total_bytes / GIB, '.1f')} GiB"]
+             f"ram {_pair(_gib(host.ram_used_bytes), _gib(host.ram_total_bytes), '.1f')} GiB"]
     if host.watched_pids or host.process_cpu_percent is not None:
         rss = None if host.process_rss_bytes is None else host.process_rss_bytes / GIB
         parts.append(f"procs {len(host.watched_pids)} cpu {_fmt(host.process_cpu_percent)}% "
@@ -155,3 +155,6 @@ def _print_ticks(telemetry: Any, interval: float, count: int | None, as_json: bo
     asyncio.run(consume())
     return 0
 
+
+def _gib(value: int | None) -> float | None:
+    return None if value is None else value / GIB
