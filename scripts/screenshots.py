@@ -137,7 +137,7 @@ NEUTRAL = {"model_dir": "/models", "run_dir": "/runs/tiny-cpu-vs-vulkan",
 
 
 async def record_journal(target: Path) -> None:
-    from backends.runner import run_sweep
+    from backends.sweep import run_sweep
     from backends.telemetry import Telemetry
 
     with tempfile.TemporaryDirectory(prefix="llamaduel-journal-") as temp:

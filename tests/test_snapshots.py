@@ -15,7 +15,7 @@ import pytest
 
 from backends.builds import probe_build
 from backends.models import read_model
-from backends.runner import read_journal
+from backends.sweep import read_journal
 from profiles.model import HostFingerprint, profile_from_journal
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp

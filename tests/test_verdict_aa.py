@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
-from backends.runner import read_journal, run_sweep
+from backends.sweep import read_journal, run_sweep
 from backends.sweep import SweepSpec
 from profiles.model import profile_from_journal
 from profiles.records import records_from_events

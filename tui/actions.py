@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import ClassVar, TypeVar
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
 
@@ -214,7 +214,7 @@ SECTIONS: tuple[tuple[str, tuple[type[Command], ...]], ...] = (
 )
 
 
-def bindings(commands: Iterable[type[Command]], hide: Iterable[type[Command]] = ()) -> list[Binding]:
+def bindings(commands: Iterable[type[Command]], hide: Iterable[type[Command]] = ()) -> list[BindingType]:
     hidden = set(hide)
     return [cls.binding(show=False if cls in hidden else None) for cls in commands]
 

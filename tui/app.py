@@ -23,7 +23,8 @@ from tui.state.run import RunState
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from tui.screens.run import RunScreen, SweepRequest
+    from tui.screens.run import RunScreen
+    from tui.state.run_text import SweepRequest
 
 FAILED = {"sweep": "Sweep stopped", "demo": "Demo set-up failed",
           "resume": "Could not read earlier runs", "discover": "Discovery failed"}
@@ -60,11 +61,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.last_run = RunState()
         self._css_signature: tuple[object, ...] = ()
 
+    def _quit_on_hangup(self) -> None:
+        self.post_message(cmd.Quit())
+
     def on_mount(self) -> None:
         if self.handle_hangup:
             # A closed terminal quits like q (the sweep stops, its journal stays), and the
             # process is gone within seconds whatever it was doing.
-            hangup.install(lambda: self.post_message(cmd.Quit()))
+            hangup.install(self._quit_on_hangup)
         if self.journal is not None:
             startup.replay(self, self.journal)
         elif self.demo:

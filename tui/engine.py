@@ -8,46 +8,47 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.estimate import Rates
-from backends.events import BenchEvent, PointFailed, PointStarted, ResultReceived
+from backends.events import PointFailed, PointStarted, ResultReceived
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.runner import RunSummary, SweepControl
+    from backends.sweep import JournalRead, RunSummary, SweepControl
+    from backends.sweep.journal import RunEvent
     from backends.sweep import SweepSpec
 
 # A quick probe: one short prompt and generation test, once, on each build.
 PROBE_PROMPT, PROBE_GEN = 32, 8
 
 
-def read_journal(path: Path) -> list[BenchEvent]:
-    from backends.runner import read_journal as read
+def read_journal(path: Path) -> JournalRead:
+    from backends.sweep import read_journal as read
 
     return read(path)
 
 
 def list_runs(root: Path | None) -> list[RunSummary]:
-    from backends.runner import list_runs as runs
+    from backends.sweep import list_runs as runs
 
     return runs(root)
 
 
 def new_control() -> SweepControl:
-    from backends.runner import SweepControl
+    from backends.sweep import SweepControl
 
     return SweepControl()
 
 
 def sweep(builds: Sequence[BuildInfo], model: ModelInfo | Path, spec: SweepSpec, *,
           runs_root: Path | None, resume_dir: Path | None = None,
-          **options: Any) -> AsyncIterator[BenchEvent]:
+          **options: Any) -> AsyncGenerator[RunEvent, None]:
     """A new run (its journal under ``runs_root``) or the rest of an interrupted one."""
-    from backends import runner
+    from backends import sweep as runner
 
     if resume_dir is not None:
         return runner.resume(resume_dir, builds=list(builds) or None, **options)
@@ -63,7 +64,7 @@ async def probe_rates(builds: Sequence[BuildInfo],
 
     Runs through the sweep runner (own process groups, killed when this is closed); the
     journal goes to a temporary folder that is removed afterwards."""
-    from backends import runner
+    from backends import sweep as runner
     from backends.sweep import SweepSpec
 
     spec = SweepSpec(name="probe", prompts=(PROBE_PROMPT,), gens=(PROBE_GEN,), depths=(0,),

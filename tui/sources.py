@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class TelemetrySource(Protocol):
     """What the app needs from telemetry (``backends.telemetry.Telemetry`` is one)."""
 
-    def stream(self, interval: float) -> AsyncIterator[Any]: ...
+    def stream(self, interval: float) -> AsyncGenerator[Any, None]: ...
 
     def watch_pids(self, pids: Iterable[int]) -> None: ...
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.demo import DemoSetup
     from backends.models import ModelInfo
-    from backends.runner import RunSummary
+    from backends.sweep import RunSummary
     from tui.app import LlamaduelApp
 
 __all__ = ["find_unfinished_run", "replay", "run_demo", "stop_sweep", "sweep_workers"]
@@ -125,7 +125,7 @@ async def _demo_sweep(app: LlamaduelApp, builds: list[BuildInfo], model: ModelIn
                       setup: DemoSetup) -> None:
     """Time the builds briefly when nothing is known yet (for the ETA), then run."""
     from tui.engine import probe_rates
-    from tui.screens.run import SweepRequest
+    from tui.state.run_text import SweepRequest
     from tui.state.plan import make_plan
 
     rates = app.sources.rates
@@ -133,6 +133,8 @@ async def _demo_sweep(app: LlamaduelApp, builds: list[BuildInfo], model: ModelIn
         app.notify("Timing both builds briefly for the estimate…", timeout=6)
         async for name, measured in probe_rates(builds, model):
             build = next(b for b in builds if b.name == name)
+            if isinstance(measured, str):  # the probe failed: the run says why, on its own
+                continue
             rates.put(build, model, measured)
     plan = make_plan(builds, model, setup.spec, {b.name: rates.get(b, model) for b in builds},
                      check=True, check_options=app.sources.check_options)
@@ -153,7 +155,7 @@ def _find(app: LlamaduelApp) -> None:
 
 def _offer_resume(app: LlamaduelApp, run: RunSummary) -> None:
     from tui.screens.confirm import ConfirmScreen
-    from tui.screens.run import SweepRequest
+    from tui.state.run_text import SweepRequest
 
     def answered(yes: bool | None) -> None:
         if yes:

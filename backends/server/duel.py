@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +175,7 @@ def _open_journal(model: str, journal_path: str | Path | None) -> RunJournal:
 
 async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spec: DuelSpec, *,
                          journal: EventSink | None = None, journal_path: str | Path | None = None,
-                         log_dir: str | Path | None = None) -> AsyncIterator[ServeEvent]:
+                         log_dir: str | Path | None = None) -> AsyncGenerator[ServeEvent, None]:
     """The duel's events as they happen; each is appended to ``journal`` before it is yielded.
 
     Without ``journal``, a JSONL journal is written at ``journal_path`` (default: a new run

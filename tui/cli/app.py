@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 SCREENS = ("setup", "run", "results", "profiles", "race")
 
@@ -83,7 +84,7 @@ def run_app(argv: list[str]) -> int:
     return int(app.run() or 0)
 
 
-def _make_telemetry():
+def _make_telemetry() -> Any:
     from backends.telemetry import Telemetry
 
     return Telemetry()

@@ -88,7 +88,7 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
                          help="start a block only below this temperature (default: near idle)")
 
 
-def make_spec(options: argparse.Namespace):
+def make_spec(options: argparse.Namespace) -> Any:
     from backends.sweep import SweepError, parse_int_list, preset
 
     try:
@@ -195,7 +195,7 @@ def save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
     print(f"profile: {path}")
 
 
-def _telemetry(choice: str):
+def _telemetry(choice: str) -> Any:
     if choice == "off":
         return None
     from backends.telemetry import Telemetry

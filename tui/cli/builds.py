@@ -111,7 +111,7 @@ def format_builds(builds: list[Any]) -> str:
 def _file_cell(model: Any) -> str:
     if len(model.files) > 1:
         return f"{model.path.name} (+{len(model.files) - 1} parts)"
-    return model.path.name
+    return str(model.path.name)
 
 
 def format_models(models: list[Any], fits: list[Any] | None = None) -> str:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from profiles.model import Profile
+    from profiles.store import ProfileStore
+    from tui.cli import CommandError
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     profiles = subparsers.add_parser("profiles", help="list, show, compare, export and import saved profiles")
     profiles.add_argument("--store", metavar="PATH", help="profile folder (default: the data dir's profiles)")
     actions = profiles.add_subparsers(dest="profiles_action", metavar="ACTION")
@@ -66,13 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recommend.set_defaults(func=cmd_recommend)
 
 
-def _error(message: str):
+def _error(message: str) -> CommandError:
     from tui.cli import CommandError
 
     return CommandError(message)
 
 
-def _store(options: argparse.Namespace):
+def _store(options: argparse.Namespace) -> ProfileStore:
     from profiles.store import ProfileStore
 
     return ProfileStore(options.store) if getattr(options, "store", None) else ProfileStore()
@@ -82,7 +88,7 @@ def _missing_action(options: argparse.Namespace) -> int:
     raise _error("profiles needs an action: list, show, compare, export, import, rename or delete")
 
 
-def _load(options: argparse.Namespace, name: str):
+def _load(options: argparse.Namespace, name: str) -> Profile:
     from profiles.store import ProfileError
 
     try:
@@ -105,7 +111,7 @@ def cmd_list(options: argparse.Namespace) -> int:
     return 0
 
 
-def _print_recommendation(rec, title: str | None = None) -> None:
+def _print_recommendation(rec: Any, title: str | None = None) -> None:
     from profiles.exporters import to_text
 
     if title:
@@ -154,10 +160,10 @@ def cmd_compare(options: argparse.Namespace) -> int:
         cells = []
         label = None
         for profile in (first, second):
-            v = profile.recommendation.verdict(workload, phase) if profile.recommendation else None
-            cells.append(winner_cell(v) if v else "-")
-            label = label or (v.label if v else None)
-        rows.append((label or f"{workload} {phase}", *cells))
+            found = profile.recommendation.verdict(workload, phase) if profile.recommendation else None
+            cells.append(winner_cell(found) if found else "-")
+            label = label or (found.label if found else None)
+        rows.append((label or f"{workload} {phase}", cells[0], cells[1]))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
@@ -201,7 +207,7 @@ def cmd_export(options: argparse.Namespace) -> int:
     return 0
 
 
-def _import_run(files: list[str], one_machine: bool = False):
+def _import_run(files: list[str], one_machine: bool = False) -> Any:
     from profiles.importers import ImportProblem, import_files
 
     for name in files:

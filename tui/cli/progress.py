@@ -47,7 +47,7 @@ class SweepPrinter:
                 say(f"stopped: {self.finished.problem}")
             else:
                 say("cancelled: every llama.cpp process was stopped; results so far are in the journal")
-            if started is not None:
+            if started is not None and run_dir is not None:
                 say(f"journal: {run_dir / 'journal.jsonl'}  (continue with `llamaduel resume {started.run_id}`)")
             return (1 if not cancelled else 130), None
         if not self.json_lines and started is not None:

@@ -57,7 +57,7 @@ def _prompt(options: argparse.Namespace) -> str:
     from tui.cli import CommandError
 
     if options.prompt is not None:
-        return options.prompt
+        return str(options.prompt)
     if options.long_document is not None:
         if options.long_document < 1:
             raise CommandError("--long-document wants a positive number of words")

@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -168,7 +169,7 @@ def progress_line(event: Any) -> str:
             f"{_rate(s.total_tps)} tok/s in total")
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in
                                                            zip(row[1:], widths[1:])]).rstrip()

@@ -118,7 +118,7 @@ def run_telemetry(options: argparse.Namespace) -> int:
         return 0
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, without a second error at exit.
-        sys.stdout = None  # type: ignore[assignment]
+        sys.stdout = None
         return 0
     finally:
         telemetry.close()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 HERE = Path(__file__).parent
@@ -14,7 +14,7 @@ SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:Run
            "results": "tui.screens.results:ResultsScreen",
            "profiles": "tui.screens.profiles:ProfilesScreen",
            "race": "tui.screens.race:RaceScreen"}
-CSS_FILES = [HERE.parent / "app.tcss", *(HERE / f"{name}.tcss" for name in (
+CSS_FILES: list[str | PurePath] = [HERE.parent / "app.tcss", *(HERE / f"{name}.tcss" for name in (
     "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
 
 

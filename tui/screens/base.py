@@ -3,15 +3,16 @@ Escape, which leaves a text field for the screen's first action."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Input, Select
 
 from tui.actions import CommandsMixin
 
 if TYPE_CHECKING:
+    from tui.app import LlamaduelApp
     from tui.sources import Sources
 
 FIELDS = (Input, Select)
@@ -22,11 +23,16 @@ class AppScreen(CommandsMixin, Screen[None]):
     screen opens there, and Escape in a field goes back there."""
 
     # Screens' own BINDINGS add to these (Textual merges them along the class tree).
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "leave_field", "leave field")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "leave_field", "leave field")]
 
     @property
     def sources(self) -> Sources:
-        return self.app.sources  # type: ignore[attr-defined,no-any-return]
+        return self.duel_app.sources
+
+    @property
+    def duel_app(self) -> LlamaduelApp:
+        """The app, typed: screens only ever run inside llamaduel's."""
+        return cast("LlamaduelApp", self.app)
 
     def action_leave_field(self) -> None:
         home = self.query(self.AUTO_FOCUS).first() if self.AUTO_FOCUS else None

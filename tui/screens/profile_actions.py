@@ -50,7 +50,7 @@ def events_of(state: RunState, journal: Path | None) -> list[BenchEvent]:
 
     for path in (Path(state.run_dir) / "journal.jsonl" if state.run_dir else None, journal):
         if path is not None and path.is_file():
-            return read_journal(path)
+            return list(read_journal(path))
     events: list[BenchEvent] = [SweepStarted(
         run_id=state.run_id, run_dir=state.run_dir, model=state.model,
         builds=tuple(b.name for b in state.builds), points=state.points, spec=dict(state.spec))]

@@ -232,8 +232,10 @@ class ProfilesScreen(AppScreen):
         run = import_files(paths)
         if not run.result_count:
             raise ValueError(f"no results found in {', '.join(p.name for p in paths)}")
-        name = actions.default_profile_name(actions.RunState(
-            model=paths[0].stem, builds=tuple(actions.BuildProgress(b.name) for b in run.builds)))
+        from tui.state.run import BuildProgress, RunState
+
+        name = actions.default_profile_name(RunState(
+            model=paths[0].stem, builds=tuple(BuildProgress(b.name) for b in run.builds)))
         existing = {e.name for e in self.sources.store.list()}
         base, number = name, 2
         while name in existing:

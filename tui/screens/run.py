@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
-from backends.correctness import CHECK_EVENT_TYPES, CheckEvent
+from backends.correctness import CheckEvent
 from backends.events import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
 from tui import actions as cmd
 from tui.screens.base import AppScreen
@@ -33,7 +33,9 @@ from tui.widgets.telemetry_panel import TelemetryPanel
 from tui.widgets.throughput_plot import ThroughputPlot
 
 if TYPE_CHECKING:
-    from backends.runner import SweepControl
+    from collections.abc import Iterable
+
+    from backends.sweep import SweepControl
 
 NOT_CHECKED = "check: no llama-perplexity: not checked"
 HEADER_SECONDS = 1.0
@@ -160,8 +162,9 @@ class RunScreen(AppScreen):
                        id=f"panel-{i}").data_bind(RunScreen.run_state)
             for i, b in enumerate(state.builds))
 
-    def show_events(self, events: list[BenchEvent]) -> None:
+    def show_events(self, events: Iterable[object]) -> None:
         """Show a recorded run (a journal) as it ended."""
+        events = list(events)
         history = TelemetryHistory(show_host=journal_splits(events))
         for event in events:
             if isinstance(event, TelemetryRecorded):
@@ -227,9 +230,9 @@ class RunScreen(AppScreen):
             async for event in events:
                 if isinstance(event, TelemetryRecorded):
                     self.post_message(self.TelemetrySampled(event))
-                elif isinstance(event, CHECK_EVENT_TYPES):
+                elif isinstance(event, CheckEvent):
                     self.post_message(self.CheckEventReceived(event))
-                else:
+                elif isinstance(event, BenchEvent):
                     self.post_message(self.SweepEventReceived(event))
         finally:
             # Closing the iterator kills llama-bench's process group; the journal keeps
@@ -269,7 +272,7 @@ class RunScreen(AppScreen):
         request = self.request
         model = getattr(request, "model", None) if request else None
         if request is not None and model is not None and hasattr(model, "size_bytes"):
-            self.sources.rates.learn(self.run_state, request.builds, model)  # type: ignore[arg-type]
+            self.sources.rates.learn(self.run_state, request.builds, model)
 
     @on(CheckEventReceived)
     def _check_event_received(self, message: CheckEventReceived) -> None:

@@ -21,7 +21,7 @@ from tui.widgets.models_table import ModelsSection, size_text
 if TYPE_CHECKING:
     from backends.estimate import Rates
     from backends.models import ModelInfo
-    from tui.screens.run import SweepRequest
+    from tui.state.run_text import SweepRequest
 
 
 BODY_DELAY_S = 0.02
@@ -314,7 +314,7 @@ class SetupScreen(AppScreen):
 
     def _maybe_probe(self, asked: bool = False) -> None:
         model = self.sources.model(self.chosen_model)
-        if model is None or (not asked and not self.app.auto_probe):
+        if model is None or (not asked and not self.duel_app.auto_probe):
             return
         unknown = [b for b in self.sources.builds or () if b.name in self.chosen_builds
                    and (asked or (self.sources.rates.get(b, model) is None
@@ -361,10 +361,10 @@ class SetupScreen(AppScreen):
             return
         if any(w.group == "rate-probe" and w.is_running for w in self.workers):
             self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
-        self.app.start_sweep(self.request())
+        self.duel_app.start_sweep(self.request())
 
     def request(self) -> SweepRequest:
-        from tui.screens.run import SweepRequest
+        from tui.state.run_text import SweepRequest
 
         plan = self.plan or self._make_plan()
         assert plan is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted, Divergence,
                            FirstToken, RaceEvent, RaceFinished, RaceStarted, TimedPiece,
@@ -81,7 +82,7 @@ class RaceBoard:
         return bool(others) and all(lane.matches for lane in others)
 
 
-def _with_lane(board: RaceBoard, build: str, **changes: object) -> RaceBoard:
+def _with_lane(board: RaceBoard, build: str, **changes: Any) -> RaceBoard:
     lanes = tuple(dataclasses.replace(lane, **changes) if lane.build == build else lane
                   for lane in board.lanes)
     return dataclasses.replace(board, lanes=lanes)

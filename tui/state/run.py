@@ -110,7 +110,7 @@ class RunState:
     model: str = ""
     builds: tuple[BuildProgress, ...] = ()
     points: tuple[TestPoint, ...] = ()
-    spec: Mapping = field(default_factory=dict, compare=False, hash=False)
+    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     status: str = IDLE
     started_at: float = 0.0
     notes: tuple[str, ...] = ()
@@ -262,10 +262,14 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
     return dataclasses.replace(state, builds=builds)
 
 
-def fold_all(events: Iterable[BenchEvent], state: RunState | None = None) -> RunState:
+def fold_all(events: Iterable[object], state: RunState | None = None) -> RunState:
+    """A journal's events folded as the live run folded them (its check's too); others are skipped."""
     state = state or RunState()
     for event in events:
-        state = fold(state, event)
+        if isinstance(event, CheckEvent):
+            state = fold_check(state, event, now=getattr(event, "at", 0.0) or 0.0)
+        elif isinstance(event, BenchEvent):
+            state = fold(state, event)
     return state
 
 

@@ -3,12 +3,11 @@ and whether host figures matter (part of the model on the CPU). Pure functions."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backends.events import BenchEvent
 from tui.state.format import format_eta
 from tui.state.run import CANCELLED, FINISHED, PAUSED, RUNNING, RunState, eta_seconds
 
@@ -81,7 +80,7 @@ def spec_splits(spec: SweepSpec | None) -> bool:
     return bool(spec.n_cpu_moe or spec.auto_ncmoe or (ngl is not None and 0 <= ngl < 99))
 
 
-def journal_splits(events: list[BenchEvent]) -> bool:
+def journal_splits(events: Sequence[object]) -> bool:
     from backends.events import SweepStarted
 
     for event in events:

@@ -37,7 +37,8 @@ def nice_ticks(low: float, high: float, target: int = 5) -> list[float]:
         high = low + (abs(low) or 1.0)
     step = nice_step(high - low, target)
     first = math.floor(low / step + 1e-9) * step
-    ticks, value = [], first
+    ticks: list[float] = []
+    value = first
     while value <= high + step * 1e-6 and len(ticks) < 50:
         ticks.append(round(value, 12))
         value += step

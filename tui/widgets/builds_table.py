@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 class BuildsTable(MarkedTable):
-    BINDINGS = [Binding("space", "toggle", "use/skip"), Binding("delete", "remove", "remove")]
+    BINDINGS = [Binding("space", "toggle_build", "use/skip"), Binding("delete", "remove", "remove")]
 
     class Toggled(Message):
         """Space (or Enter) on a build: choose it for the run, or leave it out."""
@@ -35,7 +35,7 @@ class BuildsTable(MarkedTable):
             super().__init__()
             self.name = name
 
-    def action_toggle(self) -> None:
+    def action_toggle_build(self) -> None:
         if (name := self.selected_key()) is not None:
             self.post_message(self.Toggled(name))
 
@@ -44,7 +44,7 @@ class BuildsTable(MarkedTable):
             self.post_message(self.Removed(name))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("toggle", "remove"):
+        if action in ("toggle_build", "remove"):
             return self.row_count > 0
         return True
 

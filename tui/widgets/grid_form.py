@@ -82,7 +82,7 @@ class GridForm(Vertical):
             field = self.query_one(f"#field-{key}", Input)
             field.value = value
             field.placeholder = self._defaults[key]
-        fa = {True: "1", False: "0"}.get(spec.flash_attn, "default")
+        fa = {True: "1", False: "0", None: "default"}[spec.flash_attn]
         self.query_one("#field-fa", Select).value = fa
         self.query_one("#preset-description", Static).update(PRESET_DESCRIPTIONS.get(name, ""))
         self.call_after_refresh(self._applied)

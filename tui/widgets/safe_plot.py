@@ -7,15 +7,17 @@ size changes. plotext can also fail on very small sizes: then a short note shows
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 
 class SafePlot(PlotextPlot):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._generation = 0
-        self._cached: tuple[tuple, RenderResult] | None = None
+        self._cached: tuple[tuple[Any, ...], RenderResult] | None = None
 
     def redraw(self) -> None:
         """Call after changing the figure through ``plt``."""

@@ -30,7 +30,7 @@ class TelemetryPlot(SafePlot):
     def __init__(self, title: str, lines: tuple[tuple[str, str, float], ...],
                  y_range: tuple[float, float] | None = None, **kwargs: object) -> None:
         # lines: (label, Reading field, scale)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.title = title
         self.lines = lines
         self.y_range = y_range
@@ -78,7 +78,7 @@ class TelemetryPanel(Vertical):
         self.border_title = "telemetry"
         self._dirty = True
         self._drawn_at = 0.0
-        self._layout: tuple = ()
+        self._layout: tuple[object, ...] = ()
         self._values_at = 0.0
         self._values = ""
         self.waiting_text = "no telemetry yet"  # shown until the first tick

@@ -94,7 +94,7 @@ class ThroughputPlot(SafePlot):
     run_state: reactive[RunState] = reactive(RunState, always_update=True, repaint=False)
 
     def __init__(self, kind: str, *, mark_crossovers: bool = False, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.kind = kind
         self.mark_crossovers = mark_crossovers
         # Crossover depths worked out by the recommendation (profiles.recommend).
@@ -177,7 +177,7 @@ class ThroughputPlot(SafePlot):
         rates = [r for s in lines for r in s.rates if r > 0]
         if not depths or not rates:
             return
-        plt.xticks(depths, [format_depth(d) for d in depths])
+        plt.xticks([float(d) for d in depths], [format_depth(d) for d in depths])
         if len(depths) == 1:
             plt.xlim(depths[0] - 1, depths[0] + 1)
         rows = max(4, self.size.height - 5)  # less the title, the x axis and the legend

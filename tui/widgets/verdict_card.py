@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from textual.widgets import Static
 
@@ -16,7 +17,7 @@ class VerdictCard(Static):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    def __init__(self, title: str, verdicts: Sequence, stability: Sequence = (), **kwargs) -> None:
+    def __init__(self, title: str, verdicts: Sequence[Any], stability: Sequence[Any] = (), **kwargs: Any) -> None:
         super().__init__(describe_class(verdicts, stability), **kwargs)
         self.border_title = title
         statuses = {v.status for v in verdicts}
@@ -24,7 +25,7 @@ class VerdictCard(Static):
         self.set_class("no clear winner" in statuses, "-unclear")
 
 
-def describe_phase(verdict) -> str:
+def describe_phase(verdict: Any) -> str:
     """The verdict's own headline (the same words the profile and the CLI print)."""
     phase = PHASE_WORDS.get(verdict.phase, verdict.phase)
     context = "" if verdict.workload.endswith("dense") else f" ({verdict.context})"
@@ -42,7 +43,7 @@ def describe_phase(verdict) -> str:
     return text
 
 
-def describe_class(verdicts: Sequence, stability: Sequence = ()) -> str:
+def describe_class(verdicts: Sequence[Any], stability: Sequence[Any] = ()) -> str:
     """Short lines a person reads at a glance."""
     lines = [describe_phase(v) for v in verdicts]
     lines += list(dict.fromkeys(x.sentence for v in verdicts for x in v.crossovers))
