@@ -61,14 +61,14 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.last_run = RunState()
         self._css_signature: tuple[object, ...] = ()
 
-    def _quit_on_hangup(self) -> None:
-        self.post_message(cmd.Quit())
+    async def _stop_on_hangup(self) -> None:
+        await startup.stop_sweep(self)
 
     def on_mount(self) -> None:
         if self.handle_hangup:
-            # A closed terminal quits like q (the sweep stops, its journal stays), and the
+            # A closed terminal stops the sweep like q (its journal stays), and the
             # process is gone within seconds whatever it was doing.
-            hangup.install(self._quit_on_hangup)
+            hangup.install(self._stop_on_hangup)
         if self.journal is not None:
             startup.replay(self, self.journal)
         elif self.demo:
