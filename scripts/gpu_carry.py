@@ -10,7 +10,7 @@ Writes, in the repository's ignored folders:
   ``$ORIGIN``), since the GPU machine has no shader compiler;
 - ``.whl/``: the wheels llamaduel and llama-benchy need beyond that machine's own packages;
 - ``.gl/``: Debian's Vulkan loader, unpacked there with ``dpkg -x``;
-- ``.gpu/gemma/p1..p5/part``: Gemma 3 270M in five parts, one per call (a call carries
+- ``.gpu/gemma/p1..p7/part``: Gemma 3 270M in seven parts, one per call (a call carries
   at most 64 MiB).
 
 Needs the toolchain's builds (``scripts/build_llamacpp.py``) and the ``demo`` extra.
@@ -39,7 +39,7 @@ WHEELS = ("textual", "textual-plotext", "plotext", "msgspec", "tomli-w", "platfo
           "llama-benchy", "openai", "pydantic", "pydantic-core", "annotated-types", "distro", "jiter",
           "sniffio", "typing-inspection", "mdit-py-plugins", "linkify-it-py", "uc-micro-py",
           "typing-extensions", "httpx2", "httpcore2", "truststore", "anyio", "rich", "idna", "h11")
-GEMMA_PARTS = 5
+GEMMA_PARTS = 7  # one per call beside the rest: a call carries at most 64 MiB
 
 
 def _filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:

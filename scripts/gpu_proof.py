@@ -44,10 +44,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-STAGES = ("cuda", "vulkan", "models", "auto", "fixed", "aa", "fidelity", "serve", "app", "gemma",
-          "race_check", "telemetry")
+# Shortest and most needed first: device time is short, and a later stage may not get its turn.
+STAGES = ("cuda", "vulkan", "models", "aa", "auto", "fixed", "serve", "app", "gemma", "race_check",
+          "fidelity", "telemetry")
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-GEMMA_PARTS = 5
+GEMMA_PARTS = 7
 NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 
 
@@ -326,6 +327,8 @@ def pack(work: Path, destination: Path) -> None:
     destination.mkdir(parents=True, exist_ok=True)
     with tarfile.open(destination / "proof.tgz", "w:gz") as tar:
         tar.add(work / "out", arcname="out")
+        if (work / "runs").is_dir():  # the sweeps' journals, every sample and telemetry reading
+            tar.add(work / "runs", arcname="runs")
     for name in ("figures.json", "log.txt"):
         source = work / "out" / name
         if source.is_file():
