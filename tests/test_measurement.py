@@ -85,6 +85,32 @@ async def test_guard_waits_while_the_card_is_hot_and_goes_on_when_it_cools(cpu, 
     assert any(isinstance(e, CoolingWaited) for e in read_journal(tmp_path / "run"))
 
 
+async def test_power_above_the_baseline_with_the_card_cool_is_no_reason_to_wait(cpu, tiny_llama, tmp_path):
+    # A card with a model loaded draws more at idle than before one was: the H200 drew
+    # 79 W at the baseline and 120 W with an 8B model resident. The temperatures decide.
+    tree, telemetry = mi50_telemetry(tmp_path)
+    other = probe_build(cpu.folder, "cpu-again")
+    control = SweepControl()
+    events, phase = [], "baseline"
+    sweep = run_sweep([cpu, other], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry=telemetry,
+                      telemetry_interval=0.1, granularity="point", control=control)
+    async with contextlib.aclosing(sweep) as stream:
+        async for event in stream:
+            events.append(event)
+            if phase == "baseline" and isinstance(event, ResultReceived):
+                control.pause()
+                tree.file("hwmon/power1_average").write_text("400000000\n")  # 187 W at idle before
+                phase = "drawing"
+            elif phase == "drawing" and isinstance(event, TelemetryRecorded) and \
+                    (event.sample.get("devices") or [{}])[0].get("power_w") == 400:
+                control.resume()  # the guard has seen the high draw before the next block
+                phase = "measuring"
+    assert phase == "measuring"
+    assert not any(isinstance(e, CoolingWaited) for e in events)
+    assert not any(isinstance(e, SweepNote) and "cooling" in e.message for e in events)
+    assert sum(isinstance(e, ResultReceived) for e in events) == 4  # pp and tg, both builds
+
+
 async def test_a_throttled_block_is_flagged_and_measured_again(cpu, tiny_llama, tmp_path):
     tree, telemetry = mi50_telemetry(tmp_path)
     events = []

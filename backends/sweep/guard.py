@@ -5,9 +5,13 @@ slows down, and whichever contender runs second looks slower. Before the sweep t
 takes a baseline (temperatures and power at idle); before each block it waits until every
 temperature the card reports (edge, junction, memory) is within TEMP_MARGIN_C of its
 baseline (or under ``--max-temp`` when given; never closer than CRIT_MARGIN_C to the
-card's critical limit), the card no longer throttles, and
-power is near idle, at most ``max_wait_s``. It waits on telemetry samples as they
-arrive, never on a fixed delay.
+card's critical limit) and the card no longer throttles, at most ``max_wait_s``. It waits
+on telemetry samples as they arrive, never on a fixed delay.
+
+Power is not waited on: heat shows in the temperatures, and a card with a model loaded
+draws more at idle than the baseline taken before one was (seen on an H200: 79 W before,
+120 W with an 8B model resident in a paused llama-bench, against a target of 117 W, so
+the guard waited its full 120 s before every point while the card sat at 37 C).
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from backends.telemetry import DeviceSample, TelemetrySnapshot
 
 TEMP_MARGIN_C = 5.0
 CRIT_MARGIN_C = 15.0
-POWER_MARGIN = 1.3  # idle power x this, plus POWER_SLACK_W
-POWER_SLACK_W = 15.0
 AUTO_MAX_WAIT_S = 120.0
 BASELINE_SAMPLES = 3
 SENSORS = ("edge_c", "junction_c", "mem_c")
@@ -33,7 +35,7 @@ SENSOR_NAMES = {"edge_c": "edge", "junction_c": "junction", "mem_c": "memory"}
 @dataclass(frozen=True)
 class Reading:
     device: str
-    sensor: str  # edge | junction | memory | power
+    sensor: str  # edge | junction | memory | throttling
     value: float
     target: float
 
@@ -90,7 +92,7 @@ class ThermalGuard:
         values: dict[tuple[str, str], list[float]] = {}
         for snapshot in self._seen:
             for device in self._in_use(snapshot):
-                for sensor in (*SENSORS, "power_w"):
+                for sensor in SENSORS:
                     value = getattr(device, sensor)
                     if value is not None:
                         values.setdefault((device.label, sensor), []).append(float(value))
@@ -122,9 +124,6 @@ class ThermalGuard:
             # throttled at idle already: then waiting would not help).
             if device.label not in self.idle_throttling:
                 found.append(Reading(device.label, "throttling", float(bool(device.throttle_reasons)), 0.0))
-            power, idle = device.power_w, self.baseline.get((device.label, "power_w"))
-            if power is not None and idle is not None:
-                found.append(Reading(device.label, "power", float(power), idle * POWER_MARGIN + POWER_SLACK_W))
         return found
 
     def _target(self, device: DeviceSample, sensor: str, base: float) -> float:
