@@ -173,7 +173,8 @@ def _call(pair: _Pair, q: float | None, tie: float, alpha: float) -> tuple[str, 
 def _ms(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+    value = seconds * 1000
+    return f"{value:.{0 if value >= 100 else 1 if value >= 1 else 3}f} ms"
 
 
 def figures_text(f: ServingFigures) -> str:

@@ -96,10 +96,13 @@ def plan_line(spec: DuelSpec, builds: int) -> str:
             f"(c {concurrency} · {shapes}) · {amount}{gap}")
 
 
-def ms(seconds: float | None) -> str:
+def ms(seconds: float | None, space: str = " ") -> str:
+    """``183 ms``, ``23.8 ms``, ``0.012 ms``: a small model's gaps stay readable."""
     if seconds is None:
         return "-"
-    return f"{seconds * 1000:.0f} ms" if seconds >= 0.1 else f"{seconds * 1000:.1f} ms"
+    value = seconds * 1000
+    digits = 0 if value >= 100 else 1 if value >= 1 else 3
+    return f"{value:.{digits}f}{space}ms"
 
 
 def header_text(state: DuelState) -> str:
@@ -117,14 +120,15 @@ def _stream_line(s: StreamState) -> str:
 
 
 def level_line(s: LevelSummary) -> str:
-    """``c2 pp64+tg16: 180 t/s total · TTFT 12.0 ms · ITL 1.1 ms`` (or why it failed)."""
-    head = f"c{s.level.concurrency} {s.level.shape}"
+    """``c2: 180 t/s, TTFT 12.0ms, ITL 1.1ms (pp64+tg16)`` (or why it failed): the
+    level's total rate and medians, narrow enough for a panel at 80 columns."""
+    head = f"c{s.level.concurrency}"
     if not s.requests:
         reason = s.error_reasons[0] if s.error_reasons else "no request finished"
-        return f"{head}: FAILED {short(reason, 40)}"
-    errors = f" · {s.errors} errors" if s.errors else ""
-    return (f"{head}: {format_rate(s.total_tps)} t/s total · TTFT {ms(s.ttft_s.p50)} · "
-            f"ITL {ms(s.itl_s.p50)}{errors}")
+        return f"{head}: FAILED {short(reason, 60)}"
+    errors = f", {s.errors} errors" if s.errors else ""
+    return (f"{head}: {format_rate(s.total_tps)} t/s, TTFT {ms(s.ttft_s.p50, '')}, "
+            f"ITL {ms(s.itl_s.p50, '')}{errors} ({s.level.shape})")
 
 
 def panel_lines(c: ContenderState, streams: int = 4) -> list[str]:
@@ -134,9 +138,9 @@ def panel_lines(c: ContenderState, streams: int = 4) -> list[str]:
     lines = [status]
     if c.message and c.status in ("failed", "out"):
         lines.append(f"! {short(c.message, 70)}")
-    lines += [f"TTFT {ms(c.last_ttft_s)} last · {ms(c.ttft_p50_s)} p50 · ITL {ms(c.itl_s)}",
-              f"tok/s {format_rate(c.stream_tps)} per stream · {format_rate(c.total_tps)} total",
-              f"requests {c.requests} · errors {c.errors}"]
+    lines += [f"TTFT {ms(c.last_ttft_s)} now · {ms(c.ttft_p50_s)} p50",
+              f"ITL {ms(c.itl_s)} · {format_rate(c.stream_tps)} t/s per stream",
+              f"{format_rate(c.total_tps)} t/s total · {c.requests} req · {c.errors} err"]
     lines += [_stream_line(s) for s in c.streams[:streams]]
     if len(c.streams) > streams:
         lines.append(f"  … {len(c.streams) - streams} more streams")

@@ -30,8 +30,9 @@ class ServePanel(Static):
         mine = state.contender(self.contender)
         if mine is None or not self.is_mounted:
             return
-        room = max(1, self.size.height - 5) if self.size.height else 4
-        text = "\n".join(panel_lines(mine, streams=max(1, room - len(mine.summaries))))
+        # Inside the border: four lines of figures, the levels done, the streams in between.
+        room = self.size.height - 2 - 4 - len(mine.summaries) if self.size.height else 4
+        text = "\n".join(panel_lines(mine, streams=max(1, room)))
         if text != self._text:  # another contender's event leaves this one as it was
             self._text = text
             self.update(Text(text))
