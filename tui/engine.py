@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from backends.estimate import Rates
 from backends.events import PointFailed, PointStarted, ResultReceived
@@ -108,6 +108,5 @@ def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[Se
     if runs_root is not None:
         _, folder = new_run_dir(runs_root, Path(f"serve-{request.model_path.stem}"))
         journal_path = folder / JOURNAL_NAME
-    events = run_serve_duel(request.contenders(), request.model_path, request.spec,
-                            journal_path=journal_path)
-    return cast("AsyncGenerator[ServeEvent, None]", events)
+    return run_serve_duel(request.contenders(), request.model_path, request.spec,
+                          journal_path=journal_path)
