@@ -11,7 +11,8 @@ what a shared server gives its clients); its median time to first token and inte
 latency are given beside it. The confidence comes from the per-request samples: each
 request's delivered rate (its tokens over its end-to-end time) on the log scale, tested
 with ``backends.stats.run_p_value`` (requests of one level share the machine's state, so
-their spread is the uncertainty of the run, not shrunk by sqrt(n)); shapes combine with
+their spread is the uncertainty of the run, not shrunk by sqrt(n), and a turn-to-turn
+drift of ``TURN_DRIFT`` is added to it); shapes combine with
 Stouffer's method and the classes are corrected together (Benjamini-Hochberg), as for
 llama-bench classes. Words are ``profiles.wording``'s: ``decisive``, ``high``,
 ``moderate``, ``low`` (ahead, not significant: no clear winner), ``none`` and ``one run``.
@@ -29,6 +30,11 @@ from backends import stats
 from profiles.wording import margin_text, plural, speed_text
 
 PREFIX = "serving"
+# Each contender serves a level in one turn, so every request of it shares that turn's
+# machine state: a shift of the whole turn (another process woke up) looks like a faster
+# build. A lead must beat this much turn-to-turn drift, in the test (added to the spread)
+# and for "decisive" (the groups apart by more than it).
+TURN_DRIFT = 0.10
 
 
 @dataclass(frozen=True)
@@ -148,12 +154,14 @@ def _pair(levels: Sequence[_Level], leader: str, other: str, tie: float) -> _Pai
     separated = bool(shared)
     for shape in shared:
         a, b = mine[shape].rates, theirs[shape].rates
-        separated = separated and stats.separated(a, b, tie)
+        separated = separated and stats.separated(a, b, max(tie, TURN_DRIFT))
         if len(a) < 2 or len(b) < 2:
             continue
         (mean_a, sd_a), (mean_b, sd_b) = stats.log_moments(a), stats.log_moments(b)
         gap = mean_a - mean_b
-        signed.append((1.0 if gap >= 0 else -1.0, stats.run_p_value(gap, sd_a, len(a), sd_b, len(b))))
+        drift = math.log1p(TURN_DRIFT) / math.sqrt(2)  # shared out between the two turns
+        p = stats.run_p_value(gap, math.hypot(sd_a, drift), len(a), math.hypot(sd_b, drift), len(b))
+        signed.append((1.0 if gap >= 0 else -1.0, p))
     return _Pair(leader, other, ratio, stats.stouffer(signed), any(d < 0 for d, _ in signed), separated)
 
 

@@ -12,7 +12,7 @@ import random
 import pytest
 from server_helpers import cpu, run_duel, vulkan
 
-from backends.server import DuelSpec, duel_summary, read_journal
+from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
 from backends.server.events import DuelFinished, DuelStarted, Level, LevelSummary
 from backends.server.metrics import dist
 from profiles.model import profile_from_serve_duel
@@ -127,7 +127,10 @@ def test_profile_keeps_the_duel_and_verdicts_through_toml(tmp_path, capsys):
 @pytest.mark.toolchain
 def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tiny_llama, tmp_path,
                                                                      capsys):
-    spec = DuelSpec(concurrency=(1, 2), prompts=(64,), n_gen=16, requests=8, gap=False)
+    # One thread per server: with tests in parallel on two cores, ggml's spinning threads
+    # can slow one whole turn a hundredfold, which no test on one turn tells from a slow build.
+    spec = DuelSpec(concurrency=(1, 2), prompts=(64,), n_gen=16, requests=8, gap=False,
+                    settings=ServerSettings(threads=1))
     journal = tmp_path / "run" / "journal.jsonl"
     events = run_duel([cpu(cpu_bin, "cpu"), cpu(cpu_bin, "cpu-again")], tiny_llama, spec, journal)
     verdicts = serving_verdicts(duel_summary(read_journal(journal)))
@@ -142,7 +145,7 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
     store = tmp_path / "profiles"
     argv = ["serve-bench", "--build", f"cpu={cpu_bin}", "--build", f"cpu-again={cpu_bin}",
             "--model", str(tiny_llama), "--concurrency", "1", "-p", "64", "-n", "16",
-            "--requests", "6", "--no-gap", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
+            "--requests", "6", "--no-gap", "-t", "1", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
             "--save", "aa", "--store", str(store)]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -155,7 +158,9 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
 @pytest.mark.toolchain
 def test_real_cpu_against_vulkan_on_lavapipe_the_cpu_build_wins(cpu_bin, vulkan_bin, tiny_llama,
                                                                  tmp_path):
-    spec = DuelSpec(concurrency=(1,), prompts=(64,), n_gen=12, requests=4, gap=False)
+    # One thread each: ggml's spinning CPU threads share two cores with parallel tests badly.
+    spec = DuelSpec(concurrency=(1,), prompts=(64,), n_gen=12, requests=6, gap=False,
+                    settings=ServerSettings(threads=1))
     events = run_duel([cpu(cpu_bin), vulkan(vulkan_bin)], tiny_llama, spec,
                       tmp_path / "run" / "journal.jsonl")
     (v,) = serving_verdicts(duel_summary(events))
