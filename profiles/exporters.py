@@ -29,6 +29,7 @@ from profiles.outcome import (
     Recommendation,
     class_label,
 )
+from profiles.serving import ServingVerdict, serving_rows
 from profiles.store import encode
 from profiles.wording import bytes_text, joules_text, margin_text, speed_text
 
@@ -110,6 +111,27 @@ def to_markdown(rec: Recommendation, *, title: str | None = None) -> str:
     lines.append("")
     lines.append(f"Rule: {rec.rule} ({rec.pg_policy}.)")
     return "\n".join(lines) + "\n"
+
+
+def serving_markdown(verdicts: Sequence[ServingVerdict], *, title: str | None = None) -> str:
+    """The serving classes of a server duel: a row per concurrency level, then the sentences."""
+    rows = serving_rows(verdicts)
+    lines = [f"## {printable(title)}", ""] if title else []
+    lines += ["### Serving (llama-server under concurrent load)", ""]
+    lines.append(render_table(rows[0], [[_md_escape(c) for c in row] for row in rows[1:]], markdown=True))
+    lines.append("")
+    lines.append("Winner by total tokens/s (every generated token over the level's wall time); confidence "
+                 "from the per-request rates. TTFT and ITL are medians, one per contender in the order shown.")
+    lines.append("")
+    for verdict in verdicts:
+        lines.append(f"- {printable(verdict.sentence.splitlines()[0])}")
+        lines.extend(f"- FAILED {printable(f)}" for f in verdict.failures)
+    return "\n".join(lines) + "\n"
+
+
+def serving_text(verdicts: Sequence[ServingVerdict]) -> str:
+    rows = serving_rows(verdicts)
+    return render_table(rows[0], rows[1:]) + "\n"
 
 
 def to_text(rec: Recommendation) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from backends.events import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
+from profiles.serving import ServingVerdict, serving_verdicts
 from backends.sweep.outcomes import point_failures
 from profiles.records import (
     FailureRecord,
@@ -73,6 +74,10 @@ class Profile:
     schema: int = SCHEMA_VERSION
     # Failures of imported files that name no test point (a crashed log): kept as found.
     failure_records: tuple[FailureRecord, ...] = ()
+    # A server duel (``backends.server.duel_summary``: levels with their per-request samples)
+    # and the serving verdict per concurrency level made from it.
+    serving: Mapping[str, Any] | None = field(default=None, hash=False)
+    serving_verdicts: tuple[ServingVerdict, ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -257,6 +262,24 @@ def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
     if not profile.results and not profile.failures and not profile.failure_records:
         return replace(profile, recommendation=None)
     return replace(profile, recommendation=recommend_run(profile.records(), settings or VerdictSettings()))
+
+
+def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterable[Any] = (),
+                            model_info: Any = None, host: HostFingerprint | None = None) -> Profile:
+    """A Profile from a server duel's events (a journal's too): the duel summary and its
+    serving verdicts. ``builds`` (BuildInfo or server Contender objects) name the folders."""
+    from backends.server.summary import duel_summary
+
+    duel = duel_summary(events)
+    model_path = str(duel.get("model") or "")
+    facts = model_facts_from(model_info) if model_info is not None else ModelFacts(
+        file_name=Path(model_path).name, path=model_path or None)
+    info = {str(getattr(b, "name", "")): b for b in builds}
+    records = tuple(BuildRecord(name=n, backend=str(getattr(info.get(n), "backend", "") or ""),
+                                path=str(getattr(info.get(n), "folder", "") or "") or None)
+                    for n in duel.get("contenders", {}))
+    return Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
+                   builds=records, serving=duel, serving_verdicts=serving_verdicts(duel))
 
 
 def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = None, settings: Any = None) -> Profile:

@@ -77,7 +77,12 @@ class ShowProfiles(Command): ...
 class ShowRace(Command): ...
 
 
-@command("r", "Start sweep", "Start the sweep set up on the Setup screen", label="start")
+@command("6", "Serve", "Watch the running server duel and its serving verdict", footer=False)
+class ShowServe(Command): ...
+
+
+@command("r", "Start sweep", "Start the sweep (or the server duel) set up on the Setup screen",
+         label="start")
 class StartSweep(Command): ...
 
 
@@ -151,6 +156,11 @@ class AddModelFolder(Command): ...
 class ProbeRates(Command): ...
 
 
+@command("m", "Sweep or server", "Switch between a llama-bench sweep and a llama-server duel",
+         label="mode")
+class ToggleServeMode(Command): ...
+
+
 # Race screen.
 @command("ctrl+r", "Race", "Stream the prompt through each chosen build")
 class StartRace(Command): ...
@@ -187,16 +197,19 @@ class SourcesChanged(Message):
 
 
 APP_COMMANDS: tuple[type[Command], ...] = (
-    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, ShowRace, StartSweep, TogglePause,
+    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, ShowRace, ShowServe, StartSweep,
+    TogglePause,
     CancelSweep, RunDemo, Quit,
 )
 
 
-SETUP_COMMANDS: tuple[type[Command], ...] = (StartSweep, AddBuild, AddModelFolder, ProbeRates)
+SETUP_COMMANDS: tuple[type[Command], ...] = (StartSweep, ToggleServeMode, AddBuild, AddModelFolder,
+                                              ProbeRates)
 RUN_COMMANDS: tuple[type[Command], ...] = (TogglePause, CancelSweep, ShowResults)
 RESULTS_COMMANDS: tuple[type[Command], ...] = (SaveProfile, ExportResults, CopyLaunchCommand)
 PROFILES_COMMANDS: tuple[type[Command], ...] = (
     OpenProfile, CompareProfiles, RenameProfile, DeleteProfile, ExportProfile, ImportBenchFile)
+SERVE_COMMANDS: tuple[type[Command], ...] = (CancelSweep,)
 RACE_COMMANDS: tuple[type[Command], ...] = (
     StartRace, StopRace, ReplayRace, AddRaceToProfile, ToggleRaceSettings, EditPrompt)
 
@@ -211,6 +224,7 @@ SECTIONS: tuple[tuple[str, tuple[type[Command], ...]], ...] = (
     ("Results", RESULTS_COMMANDS),
     ("Profiles", PROFILES_COMMANDS),
     ("Race", RACE_COMMANDS),
+    ("Serve", SERVE_COMMANDS),
 )
 
 

@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen
+    from tui.screens.serve import ServeScreen
     from tui.state.run_text import SweepRequest
+    from tui.state.serve import ServeRequest
 
-FAILED = {"sweep": "Sweep stopped", "demo": "Demo set-up failed",
+FAILED = {"sweep": "Sweep stopped", "serve": "Server duel stopped", "demo": "Demo set-up failed",
           "resume": "Could not read earlier runs", "discover": "Discovery failed"}
 
 
@@ -92,12 +94,17 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     def run_screen(self) -> RunScreen:
         return self.get_screen("run")  # type: ignore[return-value]
 
-    # Navigation: one handler for the five screens' commands.
+    @property
+    def serve_screen(self) -> ServeScreen:
+        return self.get_screen("serve")  # type: ignore[return-value]
+
+    # Navigation: one handler for the six screens' commands.
     @on(cmd.ShowSetup)
     @on(cmd.ShowRun)
     @on(cmd.ShowResults)
     @on(cmd.ShowProfiles)
     @on(cmd.ShowRace)
+    @on(cmd.ShowServe)
     def _show(self, message: cmd.Command) -> None:
         self.switch_mode(type(message).__name__.removeprefix("Show").lower())
 
@@ -111,6 +118,10 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     def start_sweep(self, request: SweepRequest) -> None:
         self.switch_mode("run")
         self.run_screen.start(request)
+
+    def start_serve(self, request: ServeRequest) -> None:
+        self.switch_mode("serve")
+        self.serve_screen.start(request)
 
     def sweep_finished(self, state: RunState) -> None:
         self.last_run = state
@@ -150,3 +161,5 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.notify(f"{what}: {message}", severity="error", timeout=10)
         if event.worker.group == "sweep":
             self.run_screen.sweep_failed()
+        elif event.worker.group == "serve":
+            self.serve_screen.duel_failed()

@@ -1,4 +1,5 @@
-"""The app's one door to the sweep runner: runs, journals, resumes and quick probes.
+"""The app's one door to the sweep runner and the server duel: runs, journals, resumes
+and quick probes.
 
 Screens import the runner only through here, so a change in how ``backends`` lays out
 its sweep code is one edit in this file.
@@ -18,9 +19,11 @@ from backends.events import PointFailed, PointStarted, ResultReceived
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
+    from backends.server import ServeEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
     from backends.sweep.journal import RunEvent
     from backends.sweep import SweepSpec
+    from tui.state.serve import ServeRequest
 
 # A quick probe: one short prompt and generation test, once, on each build.
 PROBE_PROMPT, PROBE_GEN = 32, 8
@@ -93,3 +96,17 @@ async def probe_rates(builds: Sequence[BuildInfo],
                                                  basis="a quick probe")
         finally:
             await events.aclose()
+
+
+def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[ServeEvent, None]:
+    """A server duel; its journal in a new run folder under ``runs_root`` (None: the
+    user's runs folder), the servers' logs beside it."""
+    from backends.server import run_serve_duel
+    from backends.sweep.journal import JOURNAL_NAME, new_run_dir
+
+    journal_path = None
+    if runs_root is not None:
+        _, folder = new_run_dir(runs_root, Path(f"serve-{request.model_path.stem}"))
+        journal_path = folder / JOURNAL_NAME
+    return run_serve_duel(request.contenders(), request.model_path, request.spec,
+                          journal_path=journal_path)

@@ -174,7 +174,12 @@ def sweep_workers(app: LlamaduelApp) -> list[Worker[None]]:
 
 
 async def stop_sweep(app: LlamaduelApp) -> None:
-    """Stop a running sweep and wait until its llama-bench processes are gone."""
+    """Stop a running sweep or server duel and wait until its processes are gone."""
+    duels = [w for w in app.workers if w.group == "serve" and w.is_running]
+    for worker in duels:
+        worker.cancel()  # the worker's own finally closes the duel, which stops its servers
+        with contextlib.suppress(WorkerCancelled, WorkerFailed):
+            await worker.wait()
     running = sweep_workers(app)
     if running:
         app.run_screen.cancel_sweep()

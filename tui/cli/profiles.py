@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from profiles.model import Profile
+    from profiles.serving import ServingVerdict
     from profiles.store import ProfileStore
     from tui.cli import CommandError
 
@@ -133,13 +135,31 @@ def cmd_show(options: argparse.Namespace) -> int:
     for build in profile.builds:
         number = f" b{build.build_number}" if build.build_number else ""
         print(f"build {build.name}: {build.backend}{number} {build.path or ''}".rstrip())
-    print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
+    if profile.results or not profile.serving_verdicts:
+        print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
+    if profile.serving_verdicts:
+        _print_serving(profile.serving_verdicts)
     if profile.recommendation is None:
-        print("no recommendation (no results)")
+        if not profile.serving_verdicts:
+            print("no recommendation (no results)")
         return 0
     print()
     _print_recommendation(profile.recommendation)
     return 0
+
+
+def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:
+    from profiles.exporters import serving_text
+
+    print()
+    print("Serving (llama-server under concurrent load):")
+    for verdict in verdicts:
+        for line in verdict.sentence.splitlines():
+            print(f"- {line.strip()}" if not line.startswith(" ") else f"  {line.strip()}")
+        for failure in verdict.failures:
+            print(f"  FAILED {failure}")
+    print()
+    print(serving_text(verdicts), end="")
 
 
 def cmd_compare(options: argparse.Namespace) -> int:
@@ -177,6 +197,14 @@ def cmd_export(options: argparse.Namespace) -> int:
     rec = profile.recommendation
     if options.format == "json":
         print(exporters.to_json(profile), end="")
+        return 0
+    if options.format == "md" and (rec is not None or profile.serving_verdicts):
+        if rec is not None:
+            print(exporters.to_markdown(rec, title=profile.name), end="")
+        if profile.serving_verdicts:
+            title = None if rec is not None else profile.name
+            print(("\n" if rec is not None else "") + exporters.serving_markdown(
+                profile.serving_verdicts, title=title), end="")
         return 0
     if rec is None:
         raise _error(f"profile {profile.name!r} has no recommendation to export")

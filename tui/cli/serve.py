@@ -74,12 +74,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--no-gap", action="store_true", help="skip llama-bench for the gap")
     parser.add_argument("--journal", metavar="FILE", help="JSONL journal (default: a new run folder)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--save", metavar="NAME",
+                        help="save the duel and its serving verdicts as a profile with this name")
     check = parser.add_argument_group("launch check")
     check.add_argument("--validate-launch", metavar="PROFILE",
                        help="start this profile's launch command (name or .toml) and send one request")
     check.add_argument("--launch-command", metavar="CMD", help="check this llama-server command line instead")
     check.add_argument("--workload", help="the profile's workload to launch (default: the first recommended)")
-    check.add_argument("--store", metavar="PATH", help="profile folder")
+    check.add_argument("--store", metavar="PATH", help="profile folder (for --save too)")
     check.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                        help="environment for the checked command (GGML_VK_VISIBLE_DEVICES=0)")
     parser.set_defaults(func=handle_serve)
@@ -120,17 +122,47 @@ def handle_serve(options: argparse.Namespace) -> int:
     spec = _spec(options)
     if problem := spec.problem():
         raise CommandError(problem)
+    if options.save:
+        from profiles.store import ProfileError, check_name
+
+        try:
+            check_name(options.save)
+        except ProfileError as error:
+            raise CommandError(str(error)) from None
     contenders = _contenders(options.build)
     try:
         events = asyncio.run(_run(contenders, options, spec))
     except DuelError as error:
         raise CommandError(str(error)) from None
     finished = events[-1]
+    from profiles.serving import serving_verdicts
+    from backends.server import duel_summary
+
+    verdicts = serving_verdicts(duel_summary(events))
     if options.json:
-        print(json.dumps(dataclasses.asdict(finished), indent=2))
+        out = dataclasses.asdict(finished)
+        out["serving_verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+        print(json.dumps(out, indent=2))
     else:
         print(results_table(finished))
+        print()
+        print("\n".join(v.sentence for v in verdicts))
+    if options.save:
+        _save(options, events, contenders)
     return 0 if finished.summaries and not finished.failures else 1
+
+
+def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any]) -> None:
+    from profiles.model import profile_from_serve_duel
+    from profiles.store import ProfileError, ProfileStore
+    from tui.cli import CommandError
+
+    profile = profile_from_serve_duel(events, name=options.save, builds=contenders)
+    try:
+        path = (ProfileStore(Path(options.store).expanduser()) if options.store else ProfileStore()).save(profile)
+    except (ProfileError, OSError) as error:
+        raise CommandError(f"the profile could not be saved ({error})") from None
+    print(f"profile: {path}", file=sys.stderr if options.json else sys.stdout)
 
 
 async def _run(contenders: list[Any], options: argparse.Namespace, spec: Any) -> list[Any]:

@@ -13,9 +13,9 @@ HERE = Path(__file__).parent
 SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
            "results": "tui.screens.results:ResultsScreen",
            "profiles": "tui.screens.profiles:ProfilesScreen",
-           "race": "tui.screens.race:RaceScreen"}
+           "race": "tui.screens.race:RaceScreen", "serve": "tui.screens.serve:ServeScreen"}
 CSS_FILES: list[str | PurePath] = [HERE.parent / "app.tcss", *(HERE / f"{name}.tcss" for name in (
-    "setup", "run", "results", "profiles", "race", "help", "dialogs"))]
+    "setup", "run", "results", "profiles", "race", "serve", "help", "dialogs"))]
 
 
 def factory(name: str) -> Callable[[], Any]:

@@ -9,22 +9,25 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
-from textual.widgets import Button, Footer, Static
+from textual.widgets import Button, Footer, Select, Static
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
-from tui.state.plan import Plan, make_plan
+from tui.state.plan import Plan, fit_text, make_plan
 from tui.widgets.builds_table import BuildsSection, BuildsTable
 from tui.widgets.grid_form import GridForm
-from tui.widgets.models_table import ModelsSection, size_text
+from tui.widgets.models_table import ModelsSection
+from tui.widgets.serve_form import ServeForm
 
 if TYPE_CHECKING:
     from backends.estimate import Rates
     from backends.models import ModelInfo
     from tui.state.run_text import SweepRequest
+    from tui.state.serve import ServeRequest
 
 
 BODY_DELAY_S = 0.02
+MODES = [("sweep (llama-bench)", "sweep"), ("server (llama-server)", "server")]
 
 
 class SetupScreen(AppScreen):
@@ -51,6 +54,7 @@ class SetupScreen(AppScreen):
         yield VerticalScroll(id="setup-body", can_focus=False)
         # Under the scrolling part: the plan, its estimate and warnings are always in view.
         with Horizontal(id="start-row"):
+            yield Select(MODES, value="sweep", allow_blank=False, id="mode", compact=True)
             yield Button("Start (r)", variant="success", id="start", compact=True, disabled=True)
             yield Static("", id="setup-status")
         yield Footer()
@@ -65,7 +69,7 @@ class SetupScreen(AppScreen):
         body = self.query_one("#setup-body", VerticalScroll)
         await body.mount(Horizontal(BuildsSection(id="builds-section"),
                                     ModelsSection(id="models-section"), id="sources"),
-                         GridForm(id="workload-section"))
+                         GridForm(id="workload-section"), ServeForm(id="serve-section"))
         if self.focused is None and self.is_current:
             self.query_one("#builds-table").focus()
         if not self.sources.ready:
@@ -114,7 +118,8 @@ class SetupScreen(AppScreen):
         sources = self.sources
         self.query_one(BuildsSection).show(sources.builds or (), self.chosen_builds)
         spec = self.query_one(GridForm).current_spec()
-        fits = {str(m.path): self._fit_text(m, spec) for m in sources.models or ()}
+        chosen = [b for b in sources.builds or () if b.name in self.chosen_builds]
+        fits = {str(m.path): fit_text(m, chosen, spec) for m in sources.models or ()}
         self.query_one(ModelsSection).show(sources.models or (), self.chosen_model, fits)
 
     def watch_chosen_builds(self) -> None:
@@ -193,27 +198,6 @@ class SetupScreen(AppScreen):
             self._status(f"{build.name} cannot run: {build.problem}", problem=True)
 
     # Models.
-    def _fit_text(self, model: ModelInfo, spec: SweepSpec | None) -> str:
-        from backends.models import estimate_fit
-
-        if model.problem:
-            return model.problem
-        free = [d.free_mib for b in self.sources.builds or () if b.name in self.chosen_builds
-                for d in b.devices if not d.is_software]
-        if not free:
-            return "CPU only"
-        context = max((p.depth + p.n_prompt + p.n_gen for p in spec.points()),
-                      default=4096) if spec else 4096
-        try:
-            fit = estimate_fit(model, min(free) * 1024**2, context)
-        except Exception as error:  # noqa: BLE001 - a model we cannot size still lists
-            return f"unknown ({error})"
-        if fit.fits:
-            return f"fits ({size_text(fit.needed_bytes)})"
-        if fit.suggested_ncmoe:
-            return f"too big: try -ncmoe {fit.suggested_ncmoe}"
-        return f"too big ({size_text(fit.needed_bytes)})"
-
     @on(ModelsSection.Chosen)
     def _model_chosen(self, event: ModelsSection.Chosen) -> None:
         model = self.sources.model(event.path)
@@ -256,7 +240,26 @@ class SetupScreen(AppScreen):
                      else f"no new .gguf models in {folder}", problem=not new)
 
     # Workload, estimate and start.
+    @property
+    def serve_mode(self) -> bool:
+        return str(self.query_one("#mode", Select).value) == "server"
+
+    @on(cmd.ToggleServeMode)
+    def _toggle_mode(self, event: cmd.ToggleServeMode) -> None:
+        event.stop()
+        self.query_one("#mode", Select).value = "sweep" if self.serve_mode else "server"
+
+    @on(Select.Changed, "#mode")
+    def _mode_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if self.body_ready:
+            self.query_one(GridForm).display = not self.serve_mode
+            self.query_one(ServeForm).set_class(self.serve_mode, "-shown")
+            self.query_one("#start", Button).label = "Serve (r)" if self.serve_mode else "Start (r)"
+            self._grid_changed()
+
     @on(GridForm.Changed)
+    @on(ServeForm.Changed)
     def _grid_changed(self) -> None:
         if self.sources.ready and self.body_ready:
             self._validate()
@@ -281,9 +284,14 @@ class SetupScreen(AppScreen):
 
     def _validate(self) -> bool:
         problem = self._problem()
-        self.plan = None if problem else self._make_plan()
+        self.plan = None if problem or self.serve_mode else self._make_plan()
         if problem:
             self._status(problem, problem=True)
+        elif self.serve_mode:
+            from tui.state.serve import plan_line
+
+            line = plan_line(self.query_one(ServeForm).spec(), len(self.chosen_builds))
+            self._status(f"Ready: {line}. Press r to start.")
         elif self.plan is not None:
             warning = "".join(f"\nWARNING: {w}" for w in self.plan.warnings)
             timing = (f" Timing {', '.join(sorted(self._timing))} briefly (pp32, tg8) for "
@@ -298,7 +306,7 @@ class SetupScreen(AppScreen):
 
     def _problem(self) -> str | None:
         try:
-            self.query_one(GridForm).spec()
+            self.query_one(ServeForm).spec() if self.serve_mode else self.query_one(GridForm).spec()
         except ValueError as error:
             return str(error)
         if not self.chosen_builds:
@@ -351,10 +359,14 @@ class SetupScreen(AppScreen):
     @on(Button.Pressed, "#start")
     @on(cmd.StartSweep)
     @on(GridForm.Submitted)
+    @on(ServeForm.Submitted)
     def _start(self, event: object = None) -> None:
-        if isinstance(event, (cmd.StartSweep, GridForm.Submitted)):
+        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, ServeForm.Submitted)):
             event.stop()
         if not self.body_ready or not self.sources.ready:
+            return
+        if self.serve_mode and self._validate():
+            self.duel_app.start_serve(self.serve_request())
             return
         if not self._validate() or self.plan is None:
             self.notify(str(self.query_one("#setup-status", Static).content), severity="warning")
@@ -362,6 +374,14 @@ class SetupScreen(AppScreen):
         if any(w.group == "rate-probe" and w.is_running for w in self.workers):
             self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
         self.duel_app.start_sweep(self.request())
+
+    def serve_request(self) -> ServeRequest:
+        from tui.state.serve import ServeRequest
+
+        model = self.sources.model(self.chosen_model)
+        assert model is not None
+        builds = tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
+        return ServeRequest(builds=builds, model=model, spec=self.query_one(ServeForm).spec())
 
     def request(self) -> SweepRequest:
         from tui.state.run_text import SweepRequest
@@ -377,4 +397,3 @@ class SetupScreen(AppScreen):
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
-    from backends.sweep import SweepSpec

@@ -55,3 +55,13 @@ def short(text: str, width: int) -> str:
     """One line of at most ``width`` characters; an ellipsis marks a cut."""
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+GIB = 1024**3
+
+
+def size_text(value: float) -> str:
+    """A model's size: ``4.7 GiB``, ``312 MiB``, ``96 KiB``."""
+    if value >= GIB / 10:
+        return f"{value / GIB:.1f} GiB"
+    return f"{value / 1024**2:.0f} MiB" if value >= 1024**2 else f"{value / 1024:.0f} KiB"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends.estimate import (Estimate, Rates, check_seconds, check_size, context_problem,
                                logits_factor, sweep_seconds)
-from tui.state.format import format_eta
+from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -102,3 +102,25 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
     return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)
+
+
+def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | None) -> str:
+    """Whether ``model`` fits the chosen builds' smallest GPU at the sweep's largest context."""
+    from backends.models import estimate_fit
+
+    if model.problem:
+        return model.problem
+    free = [d.free_mib for b in builds for d in b.devices if not d.is_software]
+    if not free:
+        return "CPU only"
+    context = max((p.depth + p.n_prompt + p.n_gen for p in spec.points()),
+                  default=4096) if spec else 4096
+    try:
+        fit = estimate_fit(model, min(free) * 1024**2, context)
+    except Exception as error:  # noqa: BLE001 - a model we cannot size still lists
+        return f"unknown ({error})"
+    if fit.fits:
+        return f"fits ({size_text(fit.needed_bytes)})"
+    if fit.suggested_ncmoe:
+        return f"too big: try -ncmoe {fit.suggested_ncmoe}"
+    return f"too big ({size_text(fit.needed_bytes)})"

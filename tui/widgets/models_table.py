@@ -13,19 +13,11 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
 
+from tui.state.format import size_text
 from tui.widgets.marks import CHECKED, UNCHECKED, MarkedTable
 
 if TYPE_CHECKING:
     from backends.models import ModelInfo
-
-GIB = 1024**3
-
-
-def size_text(value: float) -> str:
-    if value >= GIB / 10:
-        return f"{value / GIB:.1f} GiB"
-    return f"{value / 1024**2:.0f} MiB" if value >= 1024**2 else f"{value / 1024:.0f} KiB"
-
 
 class ModelsTable(MarkedTable):
     pass
