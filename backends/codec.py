@@ -4,9 +4,10 @@ Records are frozen dataclasses; msgspec encodes and decodes them from their type
 adding a field means adding it to the dataclass and nothing else. A journal line carries
 its record's type name in a ``type`` field, which selects the class to decode it into.
 
-msgspec was chosen by measurement: a 10,000-event journal encodes in 8 ms and decodes in
-15 ms, against 127 ms and 70 ms for cattrs with the standard json module
-(``python3 benchmarks/codec_choice.py``).
+msgspec was chosen by measurement (``python3 benchmarks/codec_choice.py``): a 10,000-event
+journal encodes 30 times and decodes 1.8 times faster than with the standard json module,
+``dataclasses.asdict`` and a constructor per class (43 ms against 1,313 ms, 77 ms against
+137 ms on a busy two-core machine), and no codec code is written per class.
 """
 
 from __future__ import annotations

@@ -63,10 +63,13 @@ Progress = Callable[[int, float, float | None], Awaitable[None]]  # tokens, elap
 
 
 def payload(endpoint: str, text: str, n_gen: int, *, cache_prompt: bool = True,
-            seed: int = 42) -> tuple[str, dict[str, Any]]:
+            seed: int = 42, slot: int | None = None) -> tuple[str, dict[str, Any]]:
+    """The request's path and body; ``slot``: llama-server's slot to use (``id_slot``)."""
     common: dict[str, Any] = {"stream": True, "ignore_eos": True, "temperature": 0.0,
                               "seed": seed, "timings_per_token": True,
                               "cache_prompt": cache_prompt}
+    if slot is not None:
+        common["id_slot"] = slot
     if endpoint == CHAT:
         return "/v1/chat/completions", {
             **common, "messages": [{"role": "user", "content": text}], "max_tokens": n_gen,
@@ -130,7 +133,7 @@ class _Reader:
 
 async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int, *,
                          stall_s: float, progress: Progress | None = None,
-                         cache_prompt: bool = True) -> Answer | Failure:
+                         cache_prompt: bool = True, slot: int | None = None) -> Answer | Failure:
     """Send one request and read its stream; a silence of ``stall_s`` ends it as stalled.
 
     A kept-alive connection the server closed just before the request went out (it never
@@ -138,7 +141,7 @@ async def stream_request(client: httpx.AsyncClient, endpoint: str, text: str, n_
     """
     lost = _Unanswered("the server closed the connection", 0.0)
     for _ in range(2):
-        result = await _stream_once(client, endpoint, text, n_gen, stall_s, progress, cache_prompt)
+        result = await _stream_once(client, endpoint, text, n_gen, stall_s, progress, cache_prompt, slot)
         if not isinstance(result, _Unanswered):
             return result
         lost = result
@@ -153,8 +156,8 @@ class _Unanswered:
 
 async def _stream_once(client: httpx.AsyncClient, endpoint: str, text: str, n_gen: int,
                        stall_s: float, progress: Progress | None,
-                       cache_prompt: bool) -> Answer | Failure | _Unanswered:
-    path, body = payload(endpoint, text, n_gen, cache_prompt=cache_prompt)
+                       cache_prompt: bool, slot: int | None) -> Answer | Failure | _Unanswered:
+    path, body = payload(endpoint, text, n_gen, cache_prompt=cache_prompt, slot=slot)
     sent = time.monotonic()
     reader = _Reader(endpoint, sent)
     timeout = httpx.Timeout(stall_s, connect=min(stall_s, 10.0))

@@ -118,7 +118,10 @@ async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, leve
 
 
 async def _warm(client: httpx.AsyncClient, run: _Run, level_index: int) -> bool:
-    """One short request per stream, so every slot holds the depth prefix; not recorded."""
+    """One short request per slot, so every slot holds the depth prefix; not recorded.
+
+    Each names its slot: sent together but served one after another (a loaded machine,
+    a tiny model), they would otherwise all land in the first slot."""
     builder = PromptBuilder(client, run.spec.endpoint)
     level = run.level
     try:
@@ -128,8 +131,8 @@ async def _warm(client: httpx.AsyncClient, run: _Run, level_index: int) -> bool:
     except (PromptError, httpx.HTTPError):
         return False
     results = await asyncio.gather(*(
-        stream_request(client, run.spec.endpoint, text, min(4, level.n_gen), stall_s=run.spec.stall_s)
-        for text in texts))
+        stream_request(client, run.spec.endpoint, text, min(4, level.n_gen), stall_s=run.spec.stall_s, slot=slot)
+        for slot, text in enumerate(texts)))
     return all(isinstance(result, Answer) for result in results)
 
 

@@ -37,8 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "With no command, opens the app.",
         epilog="The app's own options: llamaduel [--build NAME=PATH ...] [--models DIR ...] "
         "[--store PATH] [--demo] [--replay JOURNAL] [--screen NAME] [--no-telemetry]; "
-        "`llamaduel --demo` builds llama.cpp's CPU and Vulkan tools if needed and races them "
-        "on a small model. `llamaduel COMMAND --help` explains each command.",
+        "`llamaduel --demo` builds llama.cpp's CPU and Vulkan tools if needed, gets Gemma 3 270M "
+        "(a generated model stands in when it cannot) and runs a real comparison. `llamaduel COMMAND --help` explains each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in VERB_MODULES:
