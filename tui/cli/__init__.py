@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="The app's own options: llamaduel [--build NAME=PATH ...] [--models DIR ...] "
         "[--store PATH] [--demo] [--replay JOURNAL] [--screen NAME] [--no-telemetry]; "
         "`llamaduel --demo` builds llama.cpp's CPU and Vulkan tools if needed, gets Gemma 3 270M "
-        "(a generated model stands in when it cannot) and runs a real comparison. `llamaduel COMMAND --help` explains each command.",
+        "(a generated model stands in when it cannot) and runs a real comparison. "
+        "`llamaduel COMMAND --help` explains each command.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in VERB_MODULES:
