@@ -13,7 +13,14 @@ import pytest
 from server_helpers import cpu, run_duel, vulkan
 
 from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
-from backends.server.events import DuelFinished, DuelStarted, Level, LevelSummary
+from backends.server.events import (
+    DuelFinished,
+    DuelStarted,
+    Level,
+    LevelSummary,
+    ServerStarting,
+    TurnFigures,
+)
 from backends.server.metrics import dist
 from profiles.model import profile_from_serve_duel
 from profiles.serving import serving_verdicts
@@ -34,6 +41,24 @@ def summary(name: str, concurrency: int, rate: float, *, n: int = 8, spread: flo
                         dist([rate] * n), dist([900.0] * n), N_GEN * n / wall, N_GEN * n, wall,
                         gen_tps_samples=(rate,) * n, ttft_samples=(0.02,) * n, e2e_samples=e2e,
                         error_reasons=("HTTP 503",) if errors else ())
+
+
+def turned(name: str, concurrency: int, rates: tuple[float, ...], *, n: int = 4, spread: float = 0.03,
+           seed: int = 1) -> LevelSummary:
+    """A level served in ``len(rates)`` turns of ``n`` requests, each turn at its own rate."""
+    rnd = random.Random(seed)
+    level = Level(concurrency, 96, N_GEN)
+    turns, e2e, of_turn = [], [], []
+    for turn, rate in enumerate(rates, 1):
+        times = [N_GEN / (rate * rnd.lognormvariate(0, spread)) for _ in range(n)]
+        wall = sum(times) / concurrency
+        turns.append(TurnFigures(turn, n, 0, N_GEN * n, wall, N_GEN * n / wall))
+        e2e += times
+        of_turn += [turn] * n
+    total, wall = N_GEN * n * len(rates), sum(t.wall_s for t in turns)
+    return LevelSummary(name, level, len(e2e), 0, dist([0.02] * len(e2e)), dist([0.004] * len(e2e)),
+                        dist(e2e), dist(e2e), dist([900.0] * len(e2e)), total / wall, total, wall,
+                        e2e_samples=tuple(e2e), turns=tuple(turns), e2e_turns=tuple(of_turn))
 
 
 def failed(name: str, concurrency: int) -> LevelSummary:
@@ -72,6 +97,33 @@ def test_one_build_under_two_names_is_no_winner():
                                          summary("b", 2, 180, spread=0.1, seed=seed + 300)))
         assert all(v.status in ("tie", "no clear winner") for v in verdicts), verdicts
         assert all(v.recommended is None for v in verdicts)
+
+
+def test_with_two_turns_one_slow_turn_is_a_machine_hiccup_not_a_winner():
+    # A's first turn at half speed (another process woke up), every other turn alike.
+    for seed in range(10):
+        verdicts = serving_verdicts(duel(turned("a", 1, (50, 100), seed=seed),
+                                         turned("b", 1, (100, 100), seed=seed + 100),
+                                         turned("a", 2, (180, 90), seed=seed + 200),
+                                         turned("b", 2, (180, 180), seed=seed + 300)))
+        assert all(v.status in ("tie", "no clear winner") for v in verdicts), [v.sentence for v in verdicts]
+        assert all(v.recommended is None for v in verdicts)
+
+
+def test_with_two_turns_one_build_under_two_names_is_no_winner_and_a_real_lead_wins():
+    for seed in range(20):
+        verdicts = serving_verdicts(duel(turned("a", 1, (100, 100), spread=0.1, seed=seed),
+                                         turned("b", 1, (100, 100), spread=0.1, seed=seed + 100),
+                                         turned("a", 2, (180, 170), spread=0.1, seed=seed + 200),
+                                         turned("b", 2, (170, 180), spread=0.1, seed=seed + 300)))
+        assert all(v.status in ("tie", "no clear winner") for v in verdicts), [v.sentence for v in verdicts]
+    # A 20 % lead in both turns, no drift allowance needed: a winner.
+    (v,) = serving_verdicts(duel(turned("a", 1, (120, 118)), turned("b", 1, (100, 99), seed=2)))
+    assert v.status == "winner" and v.winner == "a" and v.confidence in ("decisive", "high"), v.sentence
+    assert v.ratio == pytest.approx(1.2, rel=0.05)
+    # The same lead reversed in the second turn is no winner.
+    (flip,) = serving_verdicts(duel(turned("a", 1, (120, 100)), turned("b", 1, (100, 120), seed=2)))
+    assert flip.status in ("tie", "no clear winner"), flip.sentence
 
 
 def test_a_lead_inside_the_noise_is_no_clear_winner():
