@@ -17,7 +17,9 @@ from backends.server.events import (
     DuelFinished,
     DuelStarted,
     Level,
+    LevelFinished,
     LevelSummary,
+    RequestFinished,
     ServerStarting,
     TurnFigures,
 )
@@ -182,10 +184,21 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
     # One thread per server: with tests in parallel on two cores, ggml's spinning threads
     # can slow one whole turn a hundredfold, which no test on one turn tells from a slow build.
     spec = DuelSpec(concurrency=(1, 2), prompts=(64,), n_gen=16, requests=8, gap=False,
-                    settings=ServerSettings(threads=1))
+                    settings=ServerSettings(threads=1), turns=2)
     journal = tmp_path / "run" / "journal.jsonl"
     events = run_duel([cpu(cpu_bin, "cpu"), cpu(cpu_bin, "cpu-again")], tiny_llama, spec, journal)
-    verdicts = serving_verdicts(duel_summary(read_journal(journal)))
+    recorded = read_journal(journal)
+    # Both turns of each level, A B then B A, each on a server of its own.
+    starts = [(e.contender, e.level[:2], e.turn) for e in recorded if isinstance(e, ServerStarting)]
+    assert starts == [("cpu", "c1", 1), ("cpu-again", "c1", 1), ("cpu-again", "c1", 2), ("cpu", "c1", 2),
+                      ("cpu", "c2", 1), ("cpu-again", "c2", 1), ("cpu-again", "c2", 2), ("cpu", "c2", 2)]
+    for s in (e.summary for e in recorded if isinstance(e, LevelFinished)):
+        assert [(t.turn, t.requests) for t in s.turns] == [(1, 4), (2, 4)] and not s.errors
+        assert s.e2e_turns == (1,) * 4 + (2,) * 4
+    # Every request says its turn: A's and B's requests of a level alternate A B B A.
+    runs = [(e.contender, e.level[:2], e.turn) for e in recorded if isinstance(e, RequestFinished)]
+    assert list(dict.fromkeys(runs)) == starts
+    verdicts = serving_verdicts(duel_summary(recorded))
     assert [v.workload for v in verdicts] == ["serving c=1", "serving c=2"]
     for v in verdicts:
         assert v.status in ("tie", "no clear winner"), v.sentence
@@ -197,7 +210,7 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
     store = tmp_path / "profiles"
     argv = ["serve-bench", "--build", f"cpu={cpu_bin}", "--build", f"cpu-again={cpu_bin}",
             "--model", str(tiny_llama), "--concurrency", "1", "-p", "64", "-n", "16",
-            "--requests", "6", "--no-gap", "-t", "1", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
+            "--requests", "6", "--turns", "2", "--no-gap", "-t", "1", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
             "--save", "aa", "--store", str(store)]
     assert main(argv) == 0
     out = capsys.readouterr().out
