@@ -9,10 +9,14 @@ A class is one concurrency level (``serving c=4``) over every shape run at it. T
 delivers the most tokens/s in total (every generated token over the level's wall time,
 what a shared server gives its clients); its median time to first token and inter-token
 latency are given beside it. The confidence comes from the per-request samples: each
-request's delivered rate (its tokens over its end-to-end time) on the log scale, tested
-with ``backends.stats.run_p_value`` (requests of one level share the machine's state, so
-their spread is the uncertainty of the run, not shrunk by sqrt(n), and a turn-to-turn
-drift of ``TURN_DRIFT`` is added to it); shapes combine with
+request's delivered rate (its tokens over its end-to-end time) on the log scale. With two
+or more turns per level (A B, B A, ...) the turns are the replicates: the log ratio of the
+two contenders' total tok/s in each turn, paired by turn, its mean tested against the
+spread between the turns plus the spread of requests within a turn (not shrunk by
+sqrt(n): requests of a turn share the machine's state), so one slow turn is a wide
+spread, not a lead. With one turn, ``backends.stats.run_p_value`` tests the requests
+(their spread as the uncertainty of the run, and a turn-to-turn drift of ``TURN_DRIFT``
+added to it). Shapes combine with
 Stouffer's method and the classes are corrected together (Benjamini-Hochberg), as for
 llama-bench classes. Words are ``profiles.wording``'s: ``decisive``, ``high``,
 ``moderate``, ``low`` (ahead, not significant: no clear winner), ``none`` and ``one run``.
@@ -30,10 +34,11 @@ from backends import stats
 from profiles.wording import margin_text, plural, speed_text
 
 PREFIX = "serving"
-# Each contender serves a level in one turn, so every request of it shares that turn's
+# When each contender serves a level in one turn, every request of it shares that turn's
 # machine state: a shift of the whole turn (another process woke up) looks like a faster
-# build. A lead must beat this much turn-to-turn drift, in the test (added to the spread)
-# and for "decisive" (the groups apart by more than it).
+# build. A lead must then beat this much turn-to-turn drift, in the test (added to the
+# spread) and for "decisive" (the groups apart by more than it). With two turns or more
+# the turns themselves measure the drift, and this allowance is not used.
 TURN_DRIFT = 0.10
 
 
@@ -82,6 +87,8 @@ class _Level:
     rates: tuple[float, ...]  # per-request delivered tokens/s
     figures: ServingFigures
     reason: str | None
+    rate_turns: tuple[int, ...] = ()  # the turn of each of ``rates`` (empty: not known)
+    turns: tuple[tuple[int, float], ...] = ()  # (turn, total tok/s) of each turn that served
 
 
 def _number(value: Any) -> float | None:
@@ -105,8 +112,13 @@ def _level(name: str, entry: Mapping[str, Any]) -> _Level:
     errors = int(_number(entry.get("errors")) or 0)
     tokens = _number(entry.get("total_tokens")) or 0.0
     per_request = tokens / requests if requests else 0.0
-    e2e = [v for v in (_number(x) for x in entry.get("e2e_samples") or ()) if v and v > 0]
-    rates = tuple(per_request / e for e in e2e) if per_request > 0 else ()
+    samples = [_number(x) for x in entry.get("e2e_samples") or ()]
+    of_turn = list(entry.get("e2e_turns") or ())
+    if len(of_turn) != len(samples):
+        of_turn = []
+    e2e = [(v, of_turn[i] if of_turn else 0) for i, v in enumerate(samples) if v and v > 0]
+    rates = tuple(per_request / e for e, _ in e2e) if per_request > 0 else ()
+    rate_turns = tuple(int(t) for _, t in e2e) if of_turn and rates else ()
     total = _number(entry.get("total_tps"))
     figures = ServingFigures(name, total, _p50(entry, "ttft_s"), _p50(entry, "itl_s"), requests, errors)
     reasons = [str(r) for r in entry.get("error_reasons") or ()]
@@ -116,7 +128,17 @@ def _level(name: str, entry: Mapping[str, Any]) -> _Level:
     elif errors:
         why = f" ({reasons[0]})" if reasons else ""
         reason = f"{name} at {_shape(entry)}: {errors} of {requests + errors} requests failed{why}"
-    return _Level(name, _shape(entry), total if requests else None, rates, figures, reason)
+    return _Level(name, _shape(entry), total if requests else None, rates, figures, reason,
+                  rate_turns, _turns(entry))
+
+
+def _turns(entry: Mapping[str, Any]) -> tuple[tuple[int, float], ...]:
+    out = []
+    for turn in entry.get("turns") or ():
+        rate = _number(turn.get("total_tps")) if isinstance(turn, Mapping) else None
+        if rate and rate > 0 and isinstance(turn.get("turn"), int):
+            out.append((int(turn["turn"]), rate))
+    return tuple(out)
 
 
 def _levels(duel: Mapping[str, Any]) -> dict[int, list[_Level]]:
@@ -145,6 +167,52 @@ def _score(levels: Sequence[_Level], name: str, shapes: Sequence[str]) -> float:
     return stats.geometric_mean(good) if len(good) == len(shapes) and good else 0.0
 
 
+def _one_turn_test(a: _Level, b: _Level) -> float | None:
+    """Requests of one turn a side: their spread, plus the ``TURN_DRIFT`` allowance."""
+    if len(a.rates) < 2 or len(b.rates) < 2:
+        return None
+    (mean_a, sd_a), (mean_b, sd_b) = stats.log_moments(a.rates), stats.log_moments(b.rates)
+    drift = math.log1p(TURN_DRIFT) / math.sqrt(2)  # shared out between the two turns
+    return stats.run_p_value(mean_a - mean_b, math.hypot(sd_a, drift), len(a.rates),
+                             math.hypot(sd_b, drift), len(b.rates))
+
+
+def _within(level: _Level) -> tuple[float, int]:
+    """The spread of log request rates within a turn (pooled over turns), and its df."""
+    by_turn: dict[int, list[float]] = {}
+    for rate, turn in zip(level.rates, level.rate_turns):
+        by_turn.setdefault(turn, []).append(math.log(rate))
+    squares = math.fsum((x - math.fsum(xs) / len(xs)) ** 2 for xs in by_turn.values() for x in xs)
+    df = len(level.rates) - len(by_turn)
+    return (squares / df, df) if df > 0 else (0.0, 0)
+
+
+def _turn_gaps(a: _Level, b: _Level) -> list[float]:
+    """log(a / b) of total tok/s in each turn both served, paired by turn."""
+    mine, theirs = dict(a.turns), dict(b.turns)
+    return [math.log(mine[t] / theirs[t]) for t in sorted(mine) if t in theirs]
+
+
+def _turns_test(a: _Level, b: _Level) -> float | None:
+    """Two turns or more a side: the mean of the per-turn log ratios against the spread
+    between turns plus the spread within one (Satterthwaite's degrees of freedom)."""
+    gaps = _turn_gaps(a, b)
+    n = len(gaps)
+    if n < 2:
+        return None
+    mean = math.fsum(gaps) / n
+    between = math.fsum((g - mean) ** 2 for g in gaps) / (n - 1) / n
+    (var_a, df_a), (var_b, df_b) = _within(a), _within(b)
+    within = (var_a + var_b) / n
+    spread = math.sqrt(between + within)
+    if spread == 0.0:
+        return 0.0 if mean else 1.0
+    parts = (between * between / (n - 1) if between else 0.0) + (
+        within * within / (df_a + df_b) if within and df_a + df_b else 0.0)
+    df = (between + within) ** 2 / parts if parts else float(n - 1)
+    return stats.student_t_two_sided_p(mean / spread, max(df, 1.0))
+
+
 def _pair(levels: Sequence[_Level], leader: str, other: str, tie: float) -> _Pair:
     mine = {lv.shape: lv for lv in levels if lv.contender == leader and lv.total_tps}
     theirs = {lv.shape: lv for lv in levels if lv.contender == other and lv.total_tps}
@@ -153,15 +221,19 @@ def _pair(levels: Sequence[_Level], leader: str, other: str, tie: float) -> _Pai
     signed: list[tuple[float, float]] = []
     separated = bool(shared)
     for shape in shared:
-        a, b = mine[shape].rates, theirs[shape].rates
-        separated = separated and stats.separated(a, b, max(tie, TURN_DRIFT))
-        if len(a) < 2 or len(b) < 2:
-            continue
-        (mean_a, sd_a), (mean_b, sd_b) = stats.log_moments(a), stats.log_moments(b)
-        gap = mean_a - mean_b
-        drift = math.log1p(TURN_DRIFT) / math.sqrt(2)  # shared out between the two turns
-        p = stats.run_p_value(gap, math.hypot(sd_a, drift), len(a), math.hypot(sd_b, drift), len(b))
-        signed.append((1.0 if gap >= 0 else -1.0, p))
+        a, b = mine[shape], theirs[shape]
+        gaps = _turn_gaps(a, b)
+        if len(gaps) >= 2:
+            p = _turns_test(a, b)
+            gap = math.fsum(gaps)
+            apart = stats.separated(a.rates, b.rates, tie) and all(g > math.log1p(tie) for g in gaps)
+        else:
+            p = _one_turn_test(a, b)
+            gap = stats.log_moments(a.rates)[0] - stats.log_moments(b.rates)[0] if a.rates and b.rates else 0.0
+            apart = stats.separated(a.rates, b.rates, max(tie, TURN_DRIFT))
+        separated = separated and apart
+        if p is not None:
+            signed.append((1.0 if gap >= 0 else -1.0, p))
     return _Pair(leader, other, ratio, stats.stouffer(signed), any(d < 0 for d, _ in signed), separated)
 
 

@@ -40,10 +40,11 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
     events = run_duel([cpu(cpu_bin), vulkan(vulkan_bin)], tiny_llama, spec, journal)
 
     assert isinstance(events[0], DuelStarted) and isinstance(events[-1], DuelFinished)
-    # A B A B: each level runs on one server at a time, started and stopped around it.
-    turns = [(e.contender, e.level) for e in of(events, ServerStarting)]
-    assert turns == [("cpu", "c1:p96:n12:d0"), ("vulkan", "c1:p96:n12:d0"),
-                     ("cpu", "c2:p96:n12:d0"), ("vulkan", "c2:p96:n12:d0")]
+    # Two turns per level, A B then B A: each turn on one server at a time, started and
+    # stopped around it.
+    turns = [(e.contender, e.level, e.turn) for e in of(events, ServerStarting)]
+    assert turns == [(name, f"c{c}:p96:n12:d0", turn) for c in (1, 2)
+                     for turn, names in ((1, ("cpu", "vulkan")), (2, ("vulkan", "cpu"))) for name in names]
     for started in of(events, ServerStarting):
         argv = list(started.argv)
         assert argv[argv.index("--parallel") + 1] == "2"  # the highest concurrency
@@ -53,7 +54,7 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
     stops = [i for i, e in enumerate(events) if isinstance(e, ServerStopped)]
     assert all(start < stop < next_start for start, stop, next_start in zip(starts, stops, starts[1:]))
     assert all(e.port_free and e.exit == "stopped" for e in of(events, ServerStopped))
-    assert len(of(events, ServerReady)) == 4
+    assert len(of(events, ServerReady)) == 8
 
     for name in ("cpu", "vulkan"):
         levels = of(events, LevelFinished, name)
@@ -77,10 +78,12 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
             assert s.ttft_s.count == 4 and s.ttft_s.p50 is not None
             assert s.ttft_s.p50 <= s.ttft_s.p90 <= s.ttft_s.p99
             assert s.gen_tps.mean and s.total_tps and s.itl_s.count == 4 * 11
+            assert [(t.turn, t.requests, t.total_tokens) for t in s.turns] == [(1, 2, 24), (2, 2, 24)]
+            assert all(t.total_tps for t in s.turns) and s.e2e_turns == (1, 1, 2, 2)
             assert len(s.gen_tps_samples) == 4 and s.server_gen_tps
         for metrics in of(events, MetricsRecorded, name):
             assert metrics.problem is None, metrics.problem
-            assert metrics.deltas["tokens_predicted_total"] == 48  # the warm-up is not in it
+            assert metrics.deltas["tokens_predicted_total"] == 24  # a turn's; the warm-up is not in it
         assert of(events, FirstContentToken, name) and of(events, StreamTick, name)
 
     gaps = {g.contender: g for g in of(events, BenchGap)}
@@ -104,7 +107,7 @@ def test_cpu_and_vulkan_servers_take_turns_at_concurrency_1_and_2(cpu_bin, vulka
     for name in ("cpu", "vulkan"):
         contender = state.contender(name)
         assert contender is not None and contender.status == "stopped"
-        assert len(contender.summaries) == 2 and contender.requests == 4
+        assert len(contender.summaries) == 2 and contender.requests == 2  # the last turn's
         assert contender.ttft_p50_s and contender.itl_s and contender.stream_tps and contender.total_tps
     assert_nothing_left(events)
 
@@ -114,8 +117,8 @@ def test_depth_is_a_shared_prefix_the_server_keeps(cpu_bin, tiny_llama, tmp_path
                     endpoint="completion", gap=False)
     events = run_duel([cpu(cpu_bin)], tiny_llama, spec, tmp_path / "journal.jsonl")
 
-    (started,) = of(events, LevelStarted)
-    assert started.prompt_tokens == 340 and started.shared_prefix_tokens == 300
+    for started in of(events, LevelStarted):  # each turn warms its own fresh server up
+        assert started.prompt_tokens == 340 and started.shared_prefix_tokens == 300
     requests = of(events, RequestFinished)
     assert len(requests) == 4
     for request in requests:
@@ -129,12 +132,13 @@ def test_depth_is_a_shared_prefix_the_server_keeps(cpu_bin, tiny_llama, tmp_path
 def test_the_cache_study_repeats_one_prompt_and_the_server_reuses_it(cpu_bin, tiny_llama, tmp_path):
     from backends.server import ServerSettings
 
-    spec = DuelSpec(concurrency=(1,), prompts=(64,), n_gen=4, requests=3, gap=False,
+    spec = DuelSpec(concurrency=(1,), prompts=(64,), n_gen=4, requests=6, gap=False,
                     settings=ServerSettings(cache_reuse=16))
     events = run_duel([cpu(cpu_bin)], tiny_llama, spec, tmp_path / "journal.jsonl")
-    (started,) = of(events, ServerStarting)
-    assert "--cache-reuse" in started.argv
-    later = of(events, RequestFinished)[1:]
+    assert all("--cache-reuse" in started.argv for started in of(events, ServerStarting))
+    # Each turn's server is fresh: its first request fills the cache, the later ones reuse it.
+    later = [r for r in of(events, RequestFinished) if r.request > 0]
+    assert {r.turn for r in later} == {1, 2}
     assert later and all(r.n_cached is not None and r.n_cached >= 60 for r in later)
     assert_nothing_left(events)
 

@@ -191,6 +191,33 @@ def test_spec_context_and_problems():
     assert dataclasses.replace(spec, duration_s=5.0).requests_for(spec.levels()[0]) is None
 
 
+def test_turns_share_out_a_level_in_a_b_then_b_a_order():
+    level = Level(1, 64, 8)
+    spec = DuelSpec(concurrency=(1,), requests=5, turns=2)
+    assert [spec.turn_share(level, t) for t in (1, 2)] == [(3, None), (2, None)]
+    assert [spec.turn_order(t, ["a", "b"]) for t in (1, 2, 3)] == [["a", "b"], ["b", "a"], ["a", "b"]]
+    assert DuelSpec(requests=1, turns=3).turns_for(level) == 1  # never a turn without a request
+    assert DuelSpec(duration_s=6.0, turns=3).turn_share(level, 1) == (None, 2.0)
+    assert DuelSpec(turns=0).problem() == "turns per level must be at least 1, not 0"
+    assert spec.to_settings()["turns"] == 2
+
+
+def test_a_journal_from_before_turns_still_reads(tmp_path):
+    from tui.state.serve import panel_lines
+
+    path = tmp_path / "old.jsonl"
+    path.write_text('{"type":"ServerStarting","contender":"a","argv":["x"],"port":1,"pid":2,'
+                    '"level":"c1:p64:n8:d0"}\n'
+                    '{"type":"LevelStarted","contender":"a","level":{"concurrency":1,"n_prompt":64,'
+                    '"n_gen":8,"depth":0},"prompt_tokens":64,"shared_prefix_tokens":0}\n')
+    starting, started = read_journal(path)
+    assert starting.turn == 0 and started.turn == 0
+    state = fold(fold(DuelState(), DuelStarted(("a",), "m.gguf", (LEVEL,), {"turns": 2})), started)
+    assert panel_lines(state.contender("a"), turns=state.turns)[0] == "running c1:p64:n8:d0"
+    now = fold(state, dataclasses.replace(started, turn=2))
+    assert panel_lines(now.contender("a"), turns=now.turns)[0] == "running c1:p64:n8:d0 turn 2/2"
+
+
 def test_duel_summary_is_toml_ready():
     import tomllib
 

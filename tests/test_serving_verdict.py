@@ -13,7 +13,16 @@ import pytest
 from server_helpers import cpu, run_duel, vulkan
 
 from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
-from backends.server.events import DuelFinished, DuelStarted, Level, LevelSummary
+from backends.server.events import (
+    DuelFinished,
+    DuelStarted,
+    Level,
+    LevelFinished,
+    LevelSummary,
+    RequestFinished,
+    ServerStarting,
+    TurnFigures,
+)
 from backends.server.metrics import dist
 from profiles.model import profile_from_serve_duel
 from profiles.serving import serving_verdicts
@@ -34,6 +43,24 @@ def summary(name: str, concurrency: int, rate: float, *, n: int = 8, spread: flo
                         dist([rate] * n), dist([900.0] * n), N_GEN * n / wall, N_GEN * n, wall,
                         gen_tps_samples=(rate,) * n, ttft_samples=(0.02,) * n, e2e_samples=e2e,
                         error_reasons=("HTTP 503",) if errors else ())
+
+
+def turned(name: str, concurrency: int, rates: tuple[float, ...], *, n: int = 4, spread: float = 0.03,
+           seed: int = 1) -> LevelSummary:
+    """A level served in ``len(rates)`` turns of ``n`` requests, each turn at its own rate."""
+    rnd = random.Random(seed)
+    level = Level(concurrency, 96, N_GEN)
+    turns, e2e, of_turn = [], [], []
+    for turn, rate in enumerate(rates, 1):
+        times = [N_GEN / (rate * rnd.lognormvariate(0, spread)) for _ in range(n)]
+        wall = sum(times) / concurrency
+        turns.append(TurnFigures(turn, n, 0, N_GEN * n, wall, N_GEN * n / wall))
+        e2e += times
+        of_turn += [turn] * n
+    total, wall = N_GEN * n * len(rates), sum(t.wall_s for t in turns)
+    return LevelSummary(name, level, len(e2e), 0, dist([0.02] * len(e2e)), dist([0.004] * len(e2e)),
+                        dist(e2e), dist(e2e), dist([900.0] * len(e2e)), total / wall, total, wall,
+                        e2e_samples=tuple(e2e), turns=tuple(turns), e2e_turns=tuple(of_turn))
 
 
 def failed(name: str, concurrency: int) -> LevelSummary:
@@ -72,6 +99,33 @@ def test_one_build_under_two_names_is_no_winner():
                                          summary("b", 2, 180, spread=0.1, seed=seed + 300)))
         assert all(v.status in ("tie", "no clear winner") for v in verdicts), verdicts
         assert all(v.recommended is None for v in verdicts)
+
+
+def test_with_two_turns_one_slow_turn_is_a_machine_hiccup_not_a_winner():
+    # A's first turn at half speed (another process woke up), every other turn alike.
+    for seed in range(10):
+        verdicts = serving_verdicts(duel(turned("a", 1, (50, 100), seed=seed),
+                                         turned("b", 1, (100, 100), seed=seed + 100),
+                                         turned("a", 2, (180, 90), seed=seed + 200),
+                                         turned("b", 2, (180, 180), seed=seed + 300)))
+        assert all(v.status in ("tie", "no clear winner") for v in verdicts), [v.sentence for v in verdicts]
+        assert all(v.recommended is None for v in verdicts)
+
+
+def test_with_two_turns_one_build_under_two_names_is_no_winner_and_a_real_lead_wins():
+    for seed in range(20):
+        verdicts = serving_verdicts(duel(turned("a", 1, (100, 100), spread=0.1, seed=seed),
+                                         turned("b", 1, (100, 100), spread=0.1, seed=seed + 100),
+                                         turned("a", 2, (180, 170), spread=0.1, seed=seed + 200),
+                                         turned("b", 2, (170, 180), spread=0.1, seed=seed + 300)))
+        assert all(v.status in ("tie", "no clear winner") for v in verdicts), [v.sentence for v in verdicts]
+    # A 20 % lead in both turns, no drift allowance needed: a winner.
+    (v,) = serving_verdicts(duel(turned("a", 1, (120, 118)), turned("b", 1, (100, 99), seed=2)))
+    assert v.status == "winner" and v.winner == "a" and v.confidence in ("decisive", "high"), v.sentence
+    assert v.ratio == pytest.approx(1.2, rel=0.05)
+    # The same lead reversed in the second turn is no winner.
+    (flip,) = serving_verdicts(duel(turned("a", 1, (120, 100)), turned("b", 1, (100, 120), seed=2)))
+    assert flip.status in ("tie", "no clear winner"), flip.sentence
 
 
 def test_a_lead_inside_the_noise_is_no_clear_winner():
@@ -130,10 +184,21 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
     # One thread per server: with tests in parallel on two cores, ggml's spinning threads
     # can slow one whole turn a hundredfold, which no test on one turn tells from a slow build.
     spec = DuelSpec(concurrency=(1, 2), prompts=(64,), n_gen=16, requests=8, gap=False,
-                    settings=ServerSettings(threads=1))
+                    settings=ServerSettings(threads=1), turns=2)
     journal = tmp_path / "run" / "journal.jsonl"
     events = run_duel([cpu(cpu_bin, "cpu"), cpu(cpu_bin, "cpu-again")], tiny_llama, spec, journal)
-    verdicts = serving_verdicts(duel_summary(read_journal(journal)))
+    recorded = read_journal(journal)
+    # Both turns of each level, A B then B A, each on a server of its own.
+    starts = [(e.contender, e.level[:2], e.turn) for e in recorded if isinstance(e, ServerStarting)]
+    assert starts == [("cpu", "c1", 1), ("cpu-again", "c1", 1), ("cpu-again", "c1", 2), ("cpu", "c1", 2),
+                      ("cpu", "c2", 1), ("cpu-again", "c2", 1), ("cpu-again", "c2", 2), ("cpu", "c2", 2)]
+    for s in (e.summary for e in recorded if isinstance(e, LevelFinished)):
+        assert [(t.turn, t.requests) for t in s.turns] == [(1, 4), (2, 4)] and not s.errors
+        assert s.e2e_turns == (1,) * 4 + (2,) * 4
+    # Every request says its turn: A's and B's requests of a level alternate A B B A.
+    runs = [(e.contender, e.level[:2], e.turn) for e in recorded if isinstance(e, RequestFinished)]
+    assert list(dict.fromkeys(runs)) == starts
+    verdicts = serving_verdicts(duel_summary(recorded))
     assert [v.workload for v in verdicts] == ["serving c=1", "serving c=2"]
     for v in verdicts:
         assert v.status in ("tie", "no clear winner"), v.sentence
@@ -145,7 +210,7 @@ def test_real_a_a_duel_has_no_winner_and_the_saved_profile_shows_it(cpu_bin, tin
     store = tmp_path / "profiles"
     argv = ["serve-bench", "--build", f"cpu={cpu_bin}", "--build", f"cpu-again={cpu_bin}",
             "--model", str(tiny_llama), "--concurrency", "1", "-p", "64", "-n", "16",
-            "--requests", "6", "--no-gap", "-t", "1", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
+            "--requests", "6", "--turns", "2", "--no-gap", "-t", "1", "--journal", str(tmp_path / "cli" / "journal.jsonl"),
             "--save", "aa", "--store", str(store)]
     assert main(argv) == 0
     out = capsys.readouterr().out

@@ -1,11 +1,14 @@
 """The server duel: each contender's own llama-server under the same load, taking turns.
 
-For every load level (depth, prompt length, concurrency) each contender in turn starts its
-server (``--parallel`` = the highest concurrency, context for the largest shape in every
-slot), runs the level, and stops it, so contenders sharing one GPU never run at once and
-drift or heat hit all alike (A B A B). ``resident=True`` keeps every server up instead,
-for contenders on different devices. Then, per shape, llama-bench runs the same shape
-for the bench-vs-server gap. Every event is appended to the journal before it is yielded.
+For every load level (depth, prompt length, concurrency) the contenders take ``turns``
+turns in A B, B A, A B ... order, each turn a share of the level's requests. At each turn
+a contender starts its server (``--parallel`` = the highest concurrency, context for the
+largest shape in every slot), warms it up, runs its share, and stops it, so contenders
+sharing one GPU never run at once, nothing is left listening between turns, and drift or
+heat hit all alike. A level's summary, with each turn's figures, follows its last turn.
+``resident=True`` keeps every server up instead, for contenders on different devices.
+Then, per shape, llama-bench runs the same shape for the bench-vs-server gap. Every
+event is appended to the journal before it is yielded.
 
     async with contextlib.aclosing(run_serve_duel(contenders, model, spec)) as events:
         async for event in events:
@@ -50,7 +53,7 @@ from backends.server.launch import (
     port_free,
     start_server,
 )
-from backends.server.load import DIED, Put, failed_summary, run_level
+from backends.server.load import DIED, Put, TurnResult, run_turn, summarize_turns
 from backends.server.spec import DuelError, DuelSpec
 
 BIND_ATTEMPTS = 3
@@ -64,6 +67,7 @@ class _Duel:
     put: Put
     log_dir: Path | None
     servers: dict[str, ServerProcess] = field(default_factory=dict)
+    turns: dict[tuple[str, str], list[TurnResult]] = field(default_factory=dict)
     starts: int = 0
 
     async def stop(self, name: str) -> None:
@@ -84,8 +88,8 @@ class _Duel:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{self.starts:03d}-{name}.log"
 
-    async def start(self, contender: Contender, level: Level) -> ServerProcess | None:
-        """The contender's server, healthy; None (and the level failed) when it is not."""
+    async def start(self, contender: Contender, level: Level, turn: int) -> ServerProcess | str:
+        """The contender's server, healthy; else why it did not start (a ServerFailed said it)."""
         failure = StartFailure("llama-server did not start")
         for _attempt in range(BIND_ATTEMPTS):
             server = await start_server(contender, self.model, self.spec.settings,
@@ -95,7 +99,8 @@ class _Duel:
                 failure = server
                 break
             self.servers[contender.name] = server
-            await self.put(ServerStarting(contender.name, server.argv, server.port, server.pid, level.key))
+            await self.put(ServerStarting(contender.name, server.argv, server.port, server.pid,
+                                          level.key, turn))
             ready = await server.wait_healthy(self.spec.start_timeout_s)
             if not isinstance(ready, StartFailure):
                 await self.put(ServerReady(contender.name, server.port, server.pid, ready))
@@ -106,25 +111,31 @@ class _Duel:
                 break  # a free port taken by someone else in between is tried again
         await self.put(ServerFailed(contender.name, "start", failure.reason, level.key,
                                     failure.exit_code, failure.signal, failure.log_tail))
-        await self.put(LevelFinished(contender.name,
-                                     failed_summary(contender.name, level, failure.reason), failed=True))
-        return None
+        return failure.reason
 
-    async def turn(self, contender: Contender, level: Level, index: int) -> None:
+    async def turn(self, contender: Contender, level: Level, index: int, turn: int) -> None:
+        """One turn of ``level``; after the level's last turn (or a failed one) its summary."""
+        done = self.turns.setdefault((contender.name, level.key), [])
+        if done and not done[-1].ok:
+            return  # the level failed at an earlier turn
         server = self.servers.get(contender.name)
         if server is not None and not server.alive:
             await self.stop(contender.name)
             server = None
-        if server is None:
-            server = await self.start(contender, level)
-            if server is None:
-                return
-        trouble = await run_level(contender.name, server, level, index, self.spec, self.put)
-        if trouble is not None:
-            await self.put(self.load_failure(contender.name, server, level, trouble))
-            await self.stop(contender.name)
-        elif not self.spec.resident:
-            await self.stop(contender.name)
+        started = server if server is not None else await self.start(contender, level, turn)
+        if isinstance(started, str):
+            result = TurnResult(turn, reason=started)
+        else:
+            result = await run_turn(contender.name, started, level, index, turn, self.spec, self.put)
+            if result.trouble is not None:
+                await self.put(self.load_failure(contender.name, started, level, result.trouble))
+                await self.stop(contender.name)
+            elif not self.spec.resident:
+                await self.stop(contender.name)
+        done.append(result)
+        if not result.ok or turn == self.spec.turns_for(level):
+            summary = summarize_turns(contender.name, level, done)
+            await self.put(LevelFinished(contender.name, summary, failed=not result.ok))
 
     def load_failure(self, name: str, server: ServerProcess, level: Level, trouble: str) -> ServerFailed:
         if trouble == DIED:
@@ -271,8 +282,9 @@ async def _produce(duel: _Duel, summaries: list[LevelSummary],
                 ready.append(contender)
         try:
             for index, level in enumerate(spec.levels()):
-                for contender in ready:
-                    await duel.turn(contender, level, index)
+                for turn in range(1, spec.turns_for(level) + 1):
+                    for contender in spec.turn_order(turn, ready):
+                        await duel.turn(contender, level, index, turn)
         finally:
             await duel.stop_all()
         if spec.gap:

@@ -44,12 +44,26 @@ class Dist:
 
 
 @dataclass(frozen=True)
+class TurnFigures:
+    """One turn of a level (a contender serves each level in several turns, A B then B A)."""
+
+    turn: int  # 1, 2, ...
+    requests: int
+    errors: int
+    total_tokens: int
+    wall_s: float
+    total_tps: float | None
+
+
+@dataclass(frozen=True)
 class LevelSummary:
     """A contender at one load level, ready for a verdict: distributions and raw samples.
 
     ``gen_tps_samples`` are per-request decode rates (tokens after the first, over the time
     from first to last token); ``total_tps`` counts every generated token over the level's
-    wall time (first request sent to last answer), so it is what a shared server delivers.
+    wall time (first request sent to last answer, summed over its turns), so it is what a
+    shared server delivers. ``turns`` has each turn's own figures and ``e2e_turns`` the turn
+    of each of ``e2e_samples`` (both empty in journals from before turns).
     """
 
     contender: str
@@ -70,6 +84,8 @@ class LevelSummary:
     server_prompt_tps: float | None = None  # the server's own timings, mean over requests
     server_gen_tps: float | None = None
     error_reasons: tuple[str, ...] = ()
+    turns: tuple[TurnFigures, ...] = ()
+    e2e_turns: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ class ServerStarting:
     port: int
     pid: int  # leader of the server's own process group
     level: str | None = None
+    turn: int = 0  # 1, 2, ... (0: a journal from before turns)
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,7 @@ class LevelStarted:
     level: Level
     prompt_tokens: int  # the exact length of every prompt, from the server's /tokenize
     shared_prefix_tokens: int
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,7 +167,8 @@ class FirstContentToken:
     stream: int
     request: int
     ttft_s: float
-    at_s: float = 0.0  # seconds since the level started
+    at_s: float = 0.0  # seconds since the turn started
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,7 +182,8 @@ class StreamTick:
     tokens: int
     elapsed_s: float  # since the request was sent
     decode_tps: float | None  # tokens after the first over the time since the first
-    at_s: float = 0.0  # seconds since the level started
+    at_s: float = 0.0  # seconds since the turn started
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +209,7 @@ class RequestFinished:
     chunk_times: tuple[float, ...] = ()
     chunk_tokens: tuple[int, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -200,6 +221,7 @@ class RequestFailed:
     reason: str
     elapsed_s: float
     stalled: bool = False
+    turn: int = 0
 
 
 @dataclass(frozen=True)
@@ -211,6 +233,7 @@ class MetricsRecorded:
     deltas: dict[str, float]
     gauges: dict[str, float]
     problem: str | None = None  # why the server's metrics could not be read
+    turn: int = 0
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@
     async for event in run_serve_duel(...):
         state = fold(state, event)   # a new snapshot; the old one is untouched
 
-Per contender the snapshot holds its server's status and, for the level it is running,
-the live figures: the latest and median time to first token, the mean inter-token
+Per contender the snapshot holds its server's status and, for the level and turn it is
+running, the live figures: the latest and median time to first token, the mean inter-token
 latency, each stream's tokens and decode rate, and the total tokens/s so far.
 """
 
@@ -54,6 +54,7 @@ class ContenderState:
     port: int | None = None
     pid: int | None = None
     level: str | None = None
+    turn: int = 0  # the turn of the level it is serving (0: not known)
     message: str | None = None  # the last failure, one line
     streams: tuple[StreamState, ...] = ()
     ttfts: tuple[float, ...] = ()  # this level's requests so far
@@ -96,6 +97,7 @@ class ContenderState:
 class DuelState:
     contenders: tuple[ContenderState, ...] = ()
     levels: tuple[Level, ...] = ()
+    turns: int = 1  # turns per level
     model: str = ""
     finished: bool = False
     failures: tuple[str, ...] = ()
@@ -143,7 +145,7 @@ def _live(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState:
 def _server(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState:
     if isinstance(event, ServerStarting):
         return _with(state, c.name, status="starting", port=event.port, pid=event.pid,
-                     level=event.level)
+                     level=event.level, turn=event.turn)
     if isinstance(event, ServerReady):
         return _with(state, c.name, status="ready")
     if isinstance(event, ServerFailed):
@@ -154,7 +156,7 @@ def _server(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState
     if isinstance(event, ContenderFailed):
         return _with(state, c.name, status="out", message=event.reason)
     if isinstance(event, LevelStarted):
-        return _with(state, c.name, status="running", level=event.level.key, streams=(),
+        return _with(state, c.name, status="running", level=event.level.key, turn=event.turn, streams=(),
                      ttfts=(), last_ttft_s=None, decode_span_s=0.0, decode_tokens=0,
                      done_tokens=0, clock_s=0.0, requests=0, errors=0)
     if isinstance(event, LevelFinished):
@@ -169,8 +171,10 @@ def _server(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState
 def fold(state: DuelState, event: ServeEvent) -> DuelState:
     """The snapshot after ``event``; ``state`` is not changed."""
     if isinstance(event, DuelStarted):
+        turns = event.settings.get("turns")
         return DuelState(contenders=tuple(ContenderState(name) for name in event.contenders),
-                         levels=event.levels, model=event.model)
+                         levels=event.levels, model=event.model,
+                         turns=turns if isinstance(turns, int) and not isinstance(turns, bool) else 1)
     if isinstance(event, DuelFinished):
         return dataclasses.replace(state, finished=True, failures=event.failures)
     name = getattr(event, "contender", None)

@@ -1,5 +1,6 @@
-"""One load level against one live server: ``concurrency`` streams, each sending its next
-request when the last one is answered, until the level's requests or time are used up."""
+"""One turn of a load level against one live server: ``concurrency`` streams, each sending
+its next request when the last one is answered, until the turn's share of the level's
+requests or time is used up. The duel puts a level's turns together (``summarize_turns``)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from backends.server.client import Answer, Failure, stream_request
 from backends.server.events import (
     FirstContentToken,
     Level,
-    LevelFinished,
     LevelStarted,
     LevelSummary,
     MetricsRecorded,
@@ -26,6 +26,7 @@ from backends.server.events import (
     RequestFinished,
     ServeEvent,
     StreamTick,
+    TurnFigures,
 )
 from backends.server.launch import ServerProcess
 from backends.server.metrics import metric_deltas, scrape, summarize
@@ -38,15 +39,44 @@ STALLED = "stalled"
 _EXIT_WAIT_S = 2.0  # how long a lost connection waits for the server's exit to show
 
 
-def failed_summary(contender: str, level: Level, reason: str) -> LevelSummary:
-    return dataclasses.replace(summarize(contender, level, [], [], 0.0), error_reasons=(reason,))
-
-
-def prompt_seed(spec: DuelSpec, level_index: int, request: int) -> int:
-    """The same seed on every contender; one per request unless the cache study is on."""
+def prompt_seed(spec: DuelSpec, level_index: int, request: int, turn: int = 1) -> int:
+    """The same seed on every contender; one per request of a turn unless the cache study is on."""
     if spec.cache_study:
         return spec.seed
-    return spec.seed + 1_000_003 * (level_index + 1) + request
+    return spec.seed + 1_000_003 * (level_index + 1) + 10_007 * (turn - 1) + request
+
+
+@dataclass
+class TurnResult:
+    """What one turn of a level gave: its requests, its wall time, and why it failed if it did.
+
+    ``trouble`` is ``died`` or ``stalled`` when the server failed under load."""
+
+    turn: int
+    finished: list[RequestFinished] = field(default_factory=list)
+    failed: list[RequestFailed] = field(default_factory=list)
+    wall_s: float = 0.0
+    reason: str | None = None
+    trouble: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None and self.trouble is None and bool(self.finished)
+
+
+def summarize_turns(contender: str, level: Level, results: list[TurnResult]) -> LevelSummary:
+    """The level over all its turns so far, with each turn's own figures beside it."""
+    finished = [f for r in results for f in r.finished]
+    failed = [f for r in results for f in r.failed]
+    summary = summarize(contender, level, finished, failed, sum(r.wall_s for r in results))
+    turns = []
+    for r in results:
+        tokens = sum(f.n_gen for f in r.finished)
+        turns.append(TurnFigures(r.turn, len(r.finished), len(r.failed), tokens, r.wall_s,
+                                 tokens / r.wall_s if r.wall_s > 0 and r.finished else None))
+    reasons = tuple(r.reason for r in results if r.reason)
+    return dataclasses.replace(summary, turns=tuple(turns), e2e_turns=tuple(f.turn for f in finished),
+                               error_reasons=tuple(dict.fromkeys((*reasons, *summary.error_reasons)))[:5])
 
 
 def _cache_prompt(run: _Run) -> bool:
@@ -62,62 +92,77 @@ class _Run:
     spec: DuelSpec
     put: Put
     prompts: Callable[[int], Awaitable[Prompt]]
-    finished: list[RequestFinished]
-    failed: list[RequestFailed]
+    result: TurnResult
+    total: int | None = None  # this turn's requests (None: as many as start in ``duration``)
+    duration: float | None = None
     started: float = 0.0
-    trouble: str | None = None
     counter: itertools.count[int] = field(default_factory=itertools.count)
 
+    @property
+    def trouble(self) -> str | None:
+        return self.result.trouble
 
-async def run_level(contender: str, server: ServerProcess, level: Level, level_index: int,
-                    spec: DuelSpec, put: Put) -> str | None:
-    """Run ``level``; every request and the summary go through ``put``.
+    @property
+    def turn(self) -> int:
+        return self.result.turn
 
-    Returns None, or ``died``/``stalled`` when the server failed under load (a stalled
-    server is killed at once so the other streams end too).
+
+async def run_turn(contender: str, server: ServerProcess, level: Level, level_index: int,
+                   turn: int, spec: DuelSpec, put: Put) -> TurnResult:
+    """Run turn ``turn`` (1, 2, ...) of ``level``; every request goes through ``put``.
+
+    Each turn warms the server up again. ``trouble`` in the result is ``died`` or
+    ``stalled`` when the server failed under load (a stalled server is killed at once so
+    the other streams end too).
     """
+    result = TurnResult(turn)
+    total, duration = spec.turn_share(level, turn)
     # Idle connections are dropped after a second, well before llama-server's own 5 s.
     limits = httpx.Limits(max_connections=level.concurrency + 4,
                           max_keepalive_connections=level.concurrency + 4, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=server.base_url, limits=limits, timeout=30.0) as client:
         try:
-            prompts = await _prepare(client, spec, level, level_index)
+            prompts = await _prepare(client, spec, level, (level_index, turn), total)
         except (PromptError, httpx.HTTPError) as error:
-            reason = f"cannot prepare the prompts: {error}" if isinstance(error, httpx.HTTPError) else str(error)
-            await put(LevelFinished(contender, failed_summary(contender, level, reason), failed=True))
-            return None if server.alive else DIED
-        run = _Run(contender, server, level, spec, put, prompts, [], [])
-        if spec.warmup and not await _warm(client, run, level_index):
+            result.reason = (f"cannot prepare the prompts: {error}" if isinstance(error, httpx.HTTPError)
+                             else str(error))
+            result.trouble = None if server.alive else DIED
+            return result
+        run = _Run(contender, server, level, spec, put, prompts, result, total, duration)
+        if spec.warmup and not await _warm(client, run):
             return await _finish(client, run, None, "the warm-up request failed")
         before = await scrape(client)
         first = await prompts(0)
-        await put(LevelStarted(contender, level, first.tokens, first.prefix_tokens))
+        await put(LevelStarted(contender, level, first.tokens, first.prefix_tokens, turn))
         run.started = time.monotonic()
         await asyncio.gather(*(_stream(client, run, s) for s in range(level.concurrency)))
         return await _finish(client, run, before, None)
 
 
-async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, level_index: int,
-                   ) -> Callable[[int], Awaitable[Prompt]]:
-    """Build the level's prompts before it starts (a first pool when it runs for a time)."""
+async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, where: tuple[int, int],
+                   total: int | None) -> Callable[[int], Awaitable[Prompt]]:
+    """Build the turn's prompts before it starts (a first pool when it runs for a time)."""
     builder = PromptBuilder(client, spec.endpoint)
     prefix = await builder.prefix(level.depth)
-    total = spec.requests_for(level)
+    level_index, turn = where
     ready: dict[int, Prompt] = {}
+
+    async def build(index: int) -> Prompt:
+        return await builder.prompt(prefix, level.n_prompt, level.depth,
+                                    prompt_seed(spec, level_index, index, turn))
+
     for index in range(total if total is not None else 4 * level.concurrency):
-        ready[index] = await builder.prompt(prefix, level.n_prompt, level.depth,
-                                            prompt_seed(spec, level_index, index))
+        ready[index] = await build(index)
 
     async def prompt(index: int) -> Prompt:
-        if index not in ready:  # a timed level outran the pool: built while it runs
-            ready[index] = await builder.prompt(prefix, level.n_prompt, level.depth,
-                                                prompt_seed(spec, level_index, index))
+        if index not in ready:  # a timed turn outran the pool: built while it runs
+            ready[index] = await build(index)
         return ready[index]
 
     return prompt
 
 
-async def _warm(client: httpx.AsyncClient, run: _Run, level_index: int) -> bool:
+async def _warm(client: httpx.AsyncClient, run: _Run) -> bool:
     """One short request per slot, so every slot holds the depth prefix; not recorded.
 
     Each names its slot: sent together but served one after another (a loaded machine,
@@ -137,8 +182,8 @@ async def _warm(client: httpx.AsyncClient, run: _Run, level_index: int) -> bool:
 
 
 async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
-    total = run.spec.requests_for(run.level)
-    deadline = run.started + run.spec.duration_s if run.spec.duration_s is not None else None
+    total = run.total
+    deadline = run.started + run.duration if run.duration is not None else None
     while run.trouble is None:
         index = next(run.counter)
         if (total is not None and index >= total) or (deadline and time.monotonic() >= deadline):
@@ -154,7 +199,7 @@ async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
                                       cache_prompt=_cache_prompt(run))
         if isinstance(result, Answer):
             event = _finished(run, stream, index, sent_at, result)
-            run.finished.append(event)
+            run.result.finished.append(event)
             await run.put(event)
             continue
         await _failed(run, stream, index, result)
@@ -169,8 +214,8 @@ def _progress(run: _Run, stream: int, index: int) -> Callable[[int, float, float
         at = time.monotonic() - run.started
         if first[0]:
             first[0] = False
-            await run.put(FirstContentToken(run.contender, key, stream, index, elapsed, at))
-        await run.put(StreamTick(run.contender, key, stream, index, tokens, elapsed, rate, at))
+            await run.put(FirstContentToken(run.contender, key, stream, index, elapsed, at, run.turn))
+        await run.put(StreamTick(run.contender, key, stream, index, tokens, elapsed, rate, at, run.turn))
 
     return report
 
@@ -181,41 +226,39 @@ def _finished(run: _Run, stream: int, index: int, sent_at: float, answer: Answer
         sent_at=sent_at, ttft_s=answer.ttft_s, e2e_s=answer.e2e_s, n_prompt=answer.n_prompt,
         n_cached=answer.n_cached, n_gen=answer.n_gen, gen_tps=answer.gen_tps,
         prompt_tps=answer.prompt_tps, chunk_times=answer.chunk_times,
-        chunk_tokens=answer.chunk_tokens, timings=answer.timings)
+        chunk_tokens=answer.chunk_tokens, timings=answer.timings, turn=run.turn)
 
 
 async def _failed(run: _Run, stream: int, index: int, failure: Failure) -> None:
     event = RequestFailed(run.contender, run.level.key, stream, index, failure.reason,
-                          failure.elapsed_s, failure.stalled)
-    run.failed.append(event)
+                          failure.elapsed_s, failure.stalled, run.turn)
+    run.result.failed.append(event)
     await run.put(event)
     if failure.stalled:
-        run.trouble = run.trouble or STALLED
+        run.result.trouble = run.trouble or STALLED
         procs.kill_group(run.server.process)  # wedged: end it, so every other stream ends too
         return
     if not failure.reason.startswith("HTTP "):
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(run.server.process.wait()), _EXIT_WAIT_S)
     if not run.server.alive:
-        run.trouble = run.trouble or DIED
+        run.result.trouble = run.trouble or DIED
 
 
 async def _finish(client: httpx.AsyncClient, run: _Run, before: dict[str, float] | str | None,
-                  reason: str | None) -> str | None:
-    wall = time.monotonic() - run.started if run.started else 0.0
+                  reason: str | None) -> TurnResult:
+    result = run.result
+    result.wall_s = time.monotonic() - run.started if run.started else 0.0
     if before is not None:
+        key, turn = run.level.key, run.turn
         after = await scrape(client) if run.server.alive else "the server was gone"
         if isinstance(before, str) or isinstance(after, str):
             problem = before if isinstance(before, str) else str(after)
-            await run.put(MetricsRecorded(run.contender, run.level.key, {}, {}, problem))
+            await run.put(MetricsRecorded(run.contender, key, {}, {}, problem, turn))
         else:
             deltas, gauges = metric_deltas(before, after)
-            await run.put(MetricsRecorded(run.contender, run.level.key, deltas, gauges))
-    summary = summarize(run.contender, run.level, run.finished, run.failed, wall)
-    if reason is not None:
-        summary = dataclasses.replace(summary, error_reasons=(reason, *summary.error_reasons))
-    failed = reason is not None or run.trouble is not None or not run.finished
-    await run.put(LevelFinished(run.contender, summary, failed=failed))
-    if run.trouble is None and not run.server.alive:
-        return DIED
-    return run.trouble
+            await run.put(MetricsRecorded(run.contender, key, deltas, gauges, None, turn))
+    result.reason = reason
+    if result.trouble is None and not run.server.alive:
+        result.trouble = DIED
+    return result

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from backends.server.events import Level
 from backends.server.launch import ServerSettings
@@ -13,6 +15,7 @@ from backends.server.prompts import CHAT, ENDPOINTS
 
 CONTEXT_MARGIN = 64  # tokens each slot gets beyond its largest prompt and answer
 CONTEXT_STEP = 256
+T = TypeVar("T")
 
 
 class DuelError(ValueError):
@@ -24,8 +27,11 @@ class DuelSpec:
     """Load levels are every (depth, prompt length, concurrency), in that nesting order.
 
     Each level runs ``requests`` requests in all (default: three per stream), or as many
-    as start within ``duration_s`` seconds. ``cache_reuse`` turns the cache study on: the
-    servers get ``--cache-reuse N`` and every request repeats the same prompt.
+    as start within ``duration_s`` seconds. Contenders serve each level in ``turns`` turns
+    in A B, B A, A B ... order, the requests (or the time) shared out between them, so a
+    slow spell of the machine falls on one turn and the verdict can tell it from a slow
+    build. ``cache_reuse`` turns the cache study on: the servers get ``--cache-reuse N``
+    and every request repeats the same prompt.
     """
 
     concurrency: tuple[int, ...] = (1, 2, 4, 8)
@@ -43,6 +49,7 @@ class DuelSpec:
     gap: bool = True  # run llama-bench for each shape at concurrency 1
     gap_repetitions: int = 3
     seed: int = 0  # prompts' words; 0: a new seed per duel, the same for every contender
+    turns: int = 2
 
     @property
     def cache_study(self) -> bool:
@@ -64,6 +71,24 @@ class DuelSpec:
             return self.requests
         return self.requests if self.requests is not None else 3 * level.concurrency
 
+    def turns_for(self, level: Level) -> int:
+        """The level's turns: never more than it has requests."""
+        total = self.requests_for(level)
+        return self.turns if total is None else max(1, min(self.turns, total))
+
+    def turn_share(self, level: Level, turn: int) -> tuple[int | None, float | None]:
+        """Requests and seconds of turn ``turn`` (1, 2, ...): the first turns take the remainder."""
+        turns = self.turns_for(level)
+        duration = self.duration_s / turns if self.duration_s is not None else None
+        total = self.requests_for(level)
+        if total is None:
+            return None, duration
+        return total // turns + (1 if turn <= total % turns else 0), duration
+
+    def turn_order(self, turn: int, names: Sequence[T]) -> list[T]:
+        """A B at odd turns, B A at even ones."""
+        return list(names) if turn % 2 else list(reversed(names))
+
     def levels(self) -> tuple[Level, ...]:
         return tuple(Level(concurrency=c, n_prompt=p, n_gen=self.n_gen, depth=d)
                      for d, p, c in itertools.product(self.depths, self.prompts, self.concurrency))
@@ -84,6 +109,8 @@ class DuelSpec:
             return f"the duration must be positive, not {self.duration_s}"
         if self.endpoint not in ENDPOINTS:
             return f"unknown endpoint {self.endpoint!r}; choose {' or '.join(ENDPOINTS)}"
+        if self.turns < 1:
+            return f"turns per level must be at least 1, not {self.turns}"
         if self.stall_s <= 0 or self.start_timeout_s <= 0:
             return "time-outs must be positive"
         return None
@@ -96,7 +123,7 @@ class DuelSpec:
             "depths": ",".join(map(str, self.depths)), "requests": self.requests,
             "duration_s": self.duration_s, "endpoint": self.endpoint, "slots": self.slots,
             "ctx_size": self.ctx_size, "resident": self.resident, "warmup": self.warmup,
-            "stall_s": self.stall_s, "seed": self.seed,
+            "stall_s": self.stall_s, "seed": self.seed, "turns": self.turns,
         }
         for key, value in dataclasses.asdict(self.settings).items():
             flat[key] = " ".join(value) if isinstance(value, (list, tuple)) else value

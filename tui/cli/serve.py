@@ -3,7 +3,7 @@
     llamaduel serve-bench --build vk=~/llama.cpp/build-vk/bin --build rocm=~/llama.cpp/build/bin \\
         --model model.gguf --concurrency 1,2,4,8 -p 512,4096 -n 128 -d 0,16384 --requests 16
 
-Each build's own llama-server serves each load level in turn (A B A B); a table per level
+Each build's own llama-server serves each load level in turns (A B, then B A); a table per level
 follows, then llama-bench against llama-server for each shape. ``--json`` prints every
 level summary, failure and gap as JSON instead. ``--validate-launch PROFILE`` (or
 ``--launch-command``) starts a profile's launch command for real and sends one request.
@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--requests", type=int, metavar="N", help="requests per level (3 per stream)")
     amount.add_argument("--duration", type=float, metavar="S", help="send requests for S seconds per level")
+    parser.add_argument("--turns", type=int, default=2, metavar="N",
+                        help="turns per level, A B then B A ..., the requests shared out (2)")
     parser.add_argument("--endpoint", choices=("chat", "completion"), default="chat",
                         help="chat (/v1/chat/completions, default) or completion (/completion)")
     parser.add_argument("--cache-reuse", type=int, metavar="N",
@@ -100,7 +102,7 @@ def _spec(options: argparse.Namespace) -> Any:
                     depths=options.depth, requests=options.requests, duration_s=options.duration,
                     endpoint=options.endpoint, settings=settings, stall_s=options.stall,
                     start_timeout_s=options.start_timeout, resident=options.resident,
-                    gap=not options.no_gap)
+                    gap=not options.no_gap, turns=options.turns)
 
 
 def _contenders(arguments: list[str]) -> list[Any]:

@@ -131,9 +131,11 @@ def level_line(s: LevelSummary) -> str:
             f"ITL {ms(s.itl_s.p50, '')}{errors} ({s.level.shape})")
 
 
-def panel_lines(c: ContenderState, streams: int = 4) -> list[str]:
+def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str]:
     """A contender's panel as plain lines: status, live figures, its streams, its levels."""
     where = f" {c.level}" if c.level and c.status in ("starting", "ready", "running") else ""
+    if where and c.turn and turns > 1:
+        where += f" turn {c.turn}/{turns}"
     status = f"{c.status}{where}" + (f" · port {c.port}" if c.port and c.pid else "")
     lines = [status]
     if c.message and c.status in ("failed", "out"):

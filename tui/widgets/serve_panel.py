@@ -32,7 +32,7 @@ class ServePanel(Static):
             return
         # Inside the border: four lines of figures, the levels done, the streams in between.
         room = self.size.height - 2 - 4 - len(mine.summaries) if self.size.height else 4
-        text = "\n".join(panel_lines(mine, streams=max(1, room)))
+        text = "\n".join(panel_lines(mine, streams=max(1, room), turns=state.turns))
         if text != self._text:  # another contender's event leaves this one as it was
             self._text = text
             self.update(Text(text))
