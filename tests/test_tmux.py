@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from profiles.store import ProfileStore
+
 from backends import toolchain
 
 pytestmark = pytest.mark.toolchain
@@ -116,7 +118,13 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         term.press("C-u")
         term.press("-l", "tmux demo")
         term.press("Enter")
-        term.wait_for("Saved profile")
+        # The toast is brief; what must hold is the profile in the store (a state, waited for).
+        store = ProfileStore(tmp_path / "data" / "profiles")
+        for _ in range(600):
+            if [e.name for e in store.list()] == ["tmux demo"] or not term.alive():
+                break
+            time.sleep(0.2)
+        assert [e.name for e in store.list()] == ["tmux demo"], term.screen()
         term.press("4")
         term.wait_for("tmux demo")
         term.press("q")
@@ -127,8 +135,6 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         assert not term.alive(), "llamaduel did not quit on q"
     finally:
         term.close()
-    from profiles.store import ProfileStore
-
     # Saved under a safe file name, listed under the name as typed.
     assert [e.name for e in ProfileStore(tmp_path / "data" / "profiles").list()] == ["tmux demo"]
 
