@@ -117,6 +117,7 @@ def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
         term.wait_for("Save these results")
         term.press("C-u")
         term.press("-l", "tmux demo")
+        term.wait_for("tmux demo")  # the name is in the field before Enter goes
         term.press("Enter")
         # The toast is brief; what must hold is the profile in the store (a state, waited for).
         store = ProfileStore(tmp_path / "data" / "profiles")
