@@ -110,10 +110,32 @@ async def take_screenshots(out: Path, width: int, height: int) -> list[Path]:
             await pilot.pause(0.5)
             save("help")
             await pilot.press("escape")
+            await serve_on(app, pilot)
+            save("serve")
             if gemma is not None:
                 await race_on(app, pilot, gemma)
                 save("race")
     return shots
+
+
+async def serve_on(app, pilot) -> None:
+    """A short server duel of both builds on the tiny model, from Setup's server mode."""
+    await pilot.press("1")
+    while app.current_mode != "setup":
+        await pilot.pause(0.2)
+    await pilot.press("m")
+    while not app.screen.query("#serve-concurrency"):
+        await pilot.pause(0.2)
+    for key, value in {"concurrency": "1,2", "prompt": "64", "gen": "16", "requests": "2"}.items():
+        app.screen.query_one(f"#serve-{key}").value = value
+    app.screen.query_one("#serve-gap").value = False
+    await pilot.pause(0.3)
+    await pilot.press("r")
+    serve = app.get_screen("serve")
+    while getattr(serve, "status", "idle") in ("idle", "running"):
+        await pilot.pause(0.5)
+    app.clear_notifications()
+    await pilot.pause(1.0)
 
 
 async def race_on(app, pilot, model) -> None:

@@ -65,6 +65,7 @@ async def test_server_mode_runs_a_real_duel_and_shows_panels_and_the_serving_ver
         assert "c1: " in text and "c2: " in text and "(pp96+tg16)" in text
         assert "t/s total" in text and "per stream" in text and "ITL" in text
         assert "Serving verdict" in text
+        assert "2/2 levels · finished" in text  # levels, not levels times contenders
         # The verdict per level, as the profile would keep it (that one build under two names
         # is no winner is tests/test_serving_verdict.py's, with one thread per server).
         assert [v.workload for v in serve.verdicts] == ["serving c=1", "serving c=2"]

@@ -108,8 +108,9 @@ def ms(seconds: float | None, space: str = " ") -> str:
 def header_text(state: DuelState) -> str:
     if not state.contenders:
         return "No server duel yet: choose Server on the Setup screen (1) and press r."
-    done = sum(len(c.summaries) for c in state.contenders)
-    total = len(state.levels) * len(state.contenders)
+    # Levels every contender has finished: each serves every level.
+    done = min(len(c.summaries) for c in state.contenders)
+    total = len(state.levels)
     status = "finished" if state.finished else "running"
     return f"Server duel · {Path(state.model).name} · {done}/{total} levels · {status}"
 
