@@ -143,9 +143,13 @@ def call(result: PairResult, class_q: float | None, tie_fraction: float, alpha: 
     beyond_tie = c.ratio >= 1.0 + tie_fraction
     if not tested:
         return Call("lead" if beyond_tie else "tie", "one run")
+    # Starved repetitions show other work on the machine. Its load stays with one process
+    # or one block for a while, so repetitions stop being independent; moderate evidence
+    # from such a run is not a winner (an A/A run on a busy machine reached "moderate").
+    busy = any(t.outliers for t in result.tests)
     if c.significant_for and c.significant_against:
         mostly = c.significant_for >= 2 * c.significant_against and beyond_tie
-        if mostly and class_q is not None and class_q < alpha:
+        if mostly and class_q is not None and class_q < alpha and not busy:
             return Call("winner", "moderate")  # with a caveat naming where the other side leads
         return Call("no clear winner", "none")
     if beyond_tie and all(t.separated and t.log_ratio > 0 for t in tested):
@@ -153,6 +157,8 @@ def call(result: PairResult, class_q: float | None, tie_fraction: float, alpha: 
     if not beyond_tie and not c.significant_for:
         return Call("tie", "none") if not c.significant_against else Call("no clear winner", "none")
     if class_q is not None and class_q < alpha and not c.significant_against:
+        if class_q >= alpha / 5 and busy:
+            return Call("no clear winner", "low")
         return Call("winner", "high" if class_q < alpha / 5 else "moderate")
     return Call("no clear winner", "low" if beyond_tie else "none")
 

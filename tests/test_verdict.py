@@ -308,3 +308,25 @@ def test_throttled_results_are_named_and_whether_they_change_the_winner():
     assert any("measured while the GPU throttled: rocm pp512; without them the winner is the same" in c
                for c in pp.caveats)
     assert not any("throttled" in c for c in tg.caveats)  # generation had none
+
+
+def _busy_aa(starved: bool):
+    # The shape of an A/A run under two test workers on two cores (tg8 on the tiny model):
+    # cpu-b's repetitions as measured, each later point with one starved repetition beside
+    # them; cpu-a about 7 % lower with a wider spread. Foreign load that stays with one
+    # process makes such a gap: moderate evidence from a busy machine is not a winner.
+    extra = (lambda value: [value]) if starved else (lambda value: [])
+    b = [bench(0, 8, 0, [23100, 22600, 23500, 22900, 23300]),
+         bench(0, 8, 64, [15514, 14880, 15544, 15200, *extra(1688.9)]),
+         bench(0, 8, 128, [9901, 9732, 9898, 9650, *extra(1573.0)]),
+         bench(0, 8, 256, [5517, 5738, 5676, 5590, *extra(1431.8)])]
+    a = [bench(0, 8, d, [round(m * (1 + 0.05 * z)) for z in (0.8, -0.9, 1.0, -0.7, 0.1)])
+         for d, m in ((0, 22300), (64, 14000), (128, 9100), (256, 5250))]
+    return recommend({"cpu-a": a, "cpu-b": b}).verdict("short_dense", "tg")
+
+
+def test_moderate_evidence_with_starved_repetitions_is_no_winner():
+    busy = _busy_aa(starved=True)
+    assert (busy.status, busy.winner) == ("no clear winner", None)
+    quiet = _busy_aa(starved=False)  # the same gap on a machine that starved nothing
+    assert (quiet.status, quiet.winner, quiet.confidence) == ("winner", "cpu-b", "moderate")
