@@ -48,13 +48,18 @@ def junction_of(event: TelemetryRecorded) -> float | None:
     return devices[0].get("junction_c") if devices else None
 
 
-async def test_guard_waits_while_the_card_is_hot_and_goes_on_when_it_cools(cpu, tiny_llama, tmp_path):
+def guarded_pair(cpu, tiny_llama, tmp_path: Path):
+    """The CPU build under two names on an MI50 sysfs tree the test changes live, point by point."""
     tree, telemetry = mi50_telemetry(tmp_path)
-    other = probe_build(cpu.folder, "cpu-again")
     control = SweepControl()
+    sweep = run_sweep([cpu, probe_build(cpu.folder, "cpu-again")], tiny_llama, TINY, run_dir=tmp_path / "run",
+                      telemetry=telemetry, telemetry_interval=0.1, granularity="point", control=control)
+    return tree, control, sweep
+
+
+async def test_guard_waits_while_the_card_is_hot_and_goes_on_when_it_cools(cpu, tiny_llama, tmp_path):
+    tree, control, sweep = guarded_pair(cpu, tiny_llama, tmp_path)
     events, phase = [], "baseline"
-    sweep = run_sweep([cpu, other], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry=telemetry,
-                      telemetry_interval=0.1, granularity="point", control=control)
     async with contextlib.aclosing(sweep) as stream:
         async for event in stream:
             events.append(event)
@@ -88,12 +93,8 @@ async def test_guard_waits_while_the_card_is_hot_and_goes_on_when_it_cools(cpu, 
 async def test_power_above_the_baseline_with_the_card_cool_is_no_reason_to_wait(cpu, tiny_llama, tmp_path):
     # A card with a model loaded draws more at idle than before one was: the H200 drew
     # 79 W at the baseline and 120 W with an 8B model resident. The temperatures decide.
-    tree, telemetry = mi50_telemetry(tmp_path)
-    other = probe_build(cpu.folder, "cpu-again")
-    control = SweepControl()
+    tree, control, sweep = guarded_pair(cpu, tiny_llama, tmp_path)
     events, phase = [], "baseline"
-    sweep = run_sweep([cpu, other], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry=telemetry,
-                      telemetry_interval=0.1, granularity="point", control=control)
     async with contextlib.aclosing(sweep) as stream:
         async for event in stream:
             events.append(event)

@@ -6,6 +6,7 @@ ones. Key actions are ``tui.actions``' commands; the demo and resuming are ``tui
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,14 +64,11 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.last_run = RunState()
         self._css_signature: tuple[object, ...] = ()
 
-    async def _stop_on_hangup(self) -> None:
-        await startup.stop_sweep(self)
-
     def on_mount(self) -> None:
         if self.handle_hangup:
             # A closed terminal stops the sweep like q (its journal stays), and the
             # process is gone within seconds whatever it was doing.
-            hangup.install(self._stop_on_hangup)
+            hangup.install(functools.partial(startup.stop_sweep, self))
         if self.journal is not None:
             startup.replay(self, self.journal)
         elif self.demo:
