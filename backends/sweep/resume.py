@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Sequence
 
 from backends.builds import BuildInfo, probe_build
 from backends.events import PointDecided, PointFailed, SweepStarted
-from backends.sweep.journal import JOURNAL_NAME, RunEvent, read_journal
+from backends.sweep.journal import JOURNAL_NAME, JournalRead, RunEvent, read_journal
 from backends.sweep.start import run_sweep
 from backends.sweep.spec import SweepError, SweepSpec
 
@@ -22,13 +22,7 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
     their hosts, over ssh, for contenders on other machines).
     """
     run_dir = Path(run_dir)
-    journal_path = run_dir / JOURNAL_NAME
-    if not journal_path.is_file():
-        raise SweepError(f"no journal in {run_dir}")
-    journal = read_journal(journal_path)
-    starts = [e for e in journal if isinstance(e, SweepStarted)]
-    if not starts:
-        raise SweepError(f"{journal_path} has no sweep start: not a llamaduel run journal")
+    journal, starts = _read(run_dir)
     first = starts[0]
     spec = SweepSpec.from_json(starts[-1].spec)
     if builds is None:
@@ -46,6 +40,24 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
                    and not (isinstance(e, PointDecided) and e.point.key in failed)]
     return run_sweep(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
                      history=history, **options)
+
+
+def _read(run_dir: Path) -> tuple[JournalRead, list[SweepStarted]]:
+    journal_path = run_dir / JOURNAL_NAME
+    if not journal_path.is_file():
+        raise SweepError(f"no journal in {run_dir}")
+    journal = read_journal(journal_path)
+    starts = [e for e in journal if isinstance(e, SweepStarted)]
+    if not starts:
+        raise SweepError(f"{journal_path} has no sweep start: not a llamaduel run journal")
+    return journal, starts
+
+
+def probe_recorded(run_dir: Path | str) -> list[BuildInfo]:
+    """The run's contenders, probed again from the paths its journal recorded (what
+    ``resume`` runs unless given builds)."""
+    first = _read(Path(run_dir))[1][0]
+    return [_probe(first, name) for name in first.builds]
 
 
 def _probe(start: SweepStarted, name: str) -> BuildInfo:

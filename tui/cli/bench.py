@@ -1,20 +1,22 @@
 """``llamaduel bench``: a sweep of llama-bench over two or more contenders, side by side.
 
 Progress goes to stderr as one line per event, the side-by-side table to stdout, so
-scripts can keep the table and still watch the run. ``--json`` prints every event as a
-JSON line instead.
+scripts can keep the table and still watch the run. ``--json`` prints the run as one JSON
+document at its end instead, ``--jsonl`` every event as a JSON line as it comes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tui.cli import CommandError
-from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders
+from tui.cli.common import (add_contender_options, add_fallback_option, cancellable, load_builds,
+                            load_model, make_contenders)
 
 
 def register(subparsers: Any) -> None:
@@ -35,6 +37,7 @@ def register(subparsers: Any) -> None:
                        help="seed-sweep, chat, long-doc or moe-split (default: chat)")
     add_grid_options(bench)
     add_contender_options(bench)
+    add_fallback_option(bench)
     add_measurement_options(bench)
     order = bench.add_argument_group("scheduling")
     order.add_argument("--granularity", choices=("auto", "point", "resident", "depth", "build"),
@@ -51,8 +54,20 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--save", metavar="NAME",
                        help="save the results and the verdict as a profile with this name")
     bench.add_argument("--store", type=Path, help="profile folder for --save (default: data folder)")
-    bench.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    add_json_options(bench)
     bench.set_defaults(func=cmd_bench)
+
+
+def add_json_options(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="print the run as one JSON document at its end (every event)")
+    output.add_argument("--jsonl", action="store_true",
+                        help="print every event as a JSON line as it comes")
+
+
+def output_mode(options: argparse.Namespace) -> str:
+    return "json" if options.json else "jsonl" if options.jsonl else "text"
 
 
 def add_grid_options(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +163,8 @@ def _bench(options: argparse.Namespace) -> int:
     from backends.sweep import SweepError, run_sweep
     from tui.cli.remote import host_models, host_telemetry
 
-    builds, servers = make_contenders(load_builds(options.build, hosts=options.host), options)
+    builds, servers = make_contenders(load_builds(options.build, hosts=options.host,
+                                                   allow_cpu_fallback=options.allow_cpu_fallback), options)
     local = any(not b.host for b in builds)
     model, model_paths = host_models(builds, options.model, options.model_on,
                                      load_model(options.model) if local else None)
@@ -168,7 +184,7 @@ def _bench(options: argparse.Namespace) -> int:
         except ProfileError as error:
             raise CommandError(str(error)) from None
     try:
-        status, run_dir = drive(run_sweep(builds, model, spec, **kwargs), json_lines=options.json)
+        status, run_dir = drive(run_sweep(builds, model, spec, **kwargs), output_mode(options))
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
@@ -177,12 +193,14 @@ def _bench(options: argparse.Namespace) -> int:
         for source in remote.values():
             source.close()
     if options.save and run_dir is not None:
-        save_profile(options.save, run_dir, model, builds, options.store)
+        save_profile(options.save, run_dir, model, builds, options.store,
+                     quiet=output_mode(options) != "text")
     return status
 
 
 def save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
-                 store_path: Path | None) -> None:
+                 store_path: Path | None, *, quiet: bool = False) -> None:
+    """Save the run as a profile; its path goes to stderr when stdout carries JSON."""
     from backends.sweep import read_journal
     from profiles.model import profile_from_journal
     from profiles.store import ProfileError, ProfileStore
@@ -192,7 +210,7 @@ def save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
         path = ProfileStore(store_path).save(profile)
     except (ProfileError, OSError) as error:
         raise CommandError(f"the profile could not be saved ({error}); the run is in {run_dir}") from None
-    print(f"profile: {path}")
+    print(f"profile: {path}", file=sys.stderr if quiet else sys.stdout)
 
 
 def _telemetry(choice: str) -> Any:
@@ -203,12 +221,12 @@ def _telemetry(choice: str) -> Any:
     return Telemetry()
 
 
-def drive(events: AsyncIterator[Any], *, json_lines: bool) -> tuple[int, Path | None]:
+def drive(events: AsyncIterator[Any], output: str = "text") -> tuple[int, Path | None]:
     """Run the sweep to its end, printing as it goes; the exit code and the run folder."""
     from backends.sweep import JournalError
     from tui.cli.progress import SweepPrinter
 
-    printer = SweepPrinter(json_lines)
+    printer = SweepPrinter(output)
     try:
         finished = asyncio.run(cancellable(events, printer.show))
     except JournalError as error:

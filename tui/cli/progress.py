@@ -17,24 +17,28 @@ from tui.cli.common import say
 
 
 class SweepPrinter:
-    """Progress lines on stderr (or every event as JSON on stdout), then the table."""
+    """Progress lines on stderr, then on stdout the table (``text``), one JSON document
+    with every event (``json``), or every event as a JSON line as it comes (``jsonl``)."""
 
-    def __init__(self, json_lines: bool) -> None:
-        self.json_lines = json_lines
+    def __init__(self, output: str = "text") -> None:
+        self.output = output
         self.events: list[Any] = []
+        self.documents: list[dict[str, Any]] = []  # every event as JSON, for ``json``
         self.started: SweepStarted | None = None
         self.finished: SweepFinished | None = None
 
     def show(self, event: Any) -> None:
         if not isinstance(event, TelemetryRecorded):
             self.events.append(event)
-        if self.json_lines:
+        if self.output == "jsonl":
             print(json.dumps(event_to_json(event)), flush=True)
+        elif self.output == "json":
+            self.documents.append(event_to_json(event))
         if isinstance(event, SweepStarted):
             self.started = event
         elif isinstance(event, SweepFinished):
             self.finished = event
-        if not self.json_lines:
+        if self.output != "jsonl":
             line, transient = describe(event)
             if line:
                 say(line, transient=transient)
@@ -42,6 +46,8 @@ class SweepPrinter:
     def finish(self, *, cancelled: bool) -> tuple[int, Path | None]:
         started = self.started
         run_dir = Path(started.run_dir) if started is not None else None
+        if self.output == "json":
+            self.print_document(cancelled, run_dir)
         if cancelled or (self.finished is not None and self.finished.problem):
             if self.finished is not None and self.finished.problem:
                 say(f"stopped: {self.finished.problem}")
@@ -50,13 +56,24 @@ class SweepPrinter:
             if started is not None and run_dir is not None:
                 say(f"journal: {run_dir / 'journal.jsonl'}  (continue with `llamaduel resume {started.run_id}`)")
             return (1 if not cancelled else 130), None
-        if not self.json_lines and started is not None:
+        if self.output == "text" and started is not None:
             say("", transient=False)
             print(side_by_side_table(started.builds, self.events))
             print(f"\njournal: {run_dir / 'journal.jsonl'}" if run_dir else "")
         if self.finished is not None and self.finished.results == 0:
             return 1, run_dir
         return 0, run_dir
+
+
+    def print_document(self, cancelled: bool, run_dir: Path | None) -> None:
+        """The run as one JSON document: where it is, how it ended, every event."""
+        problem = self.finished.problem if self.finished is not None else None
+        print(json.dumps({
+            "run_id": self.started.run_id if self.started is not None else None,
+            "run_dir": str(run_dir) if run_dir else None,
+            "journal": str(run_dir / "journal.jsonl") if run_dir else None,
+            "state": "cancelled" if cancelled else "stopped" if problem else "finished",
+            "problem": problem or None, "events": self.documents}, indent=1), flush=True)
 
 
 def describe(event: Any) -> tuple[str, bool]:

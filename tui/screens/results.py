@@ -140,7 +140,7 @@ class ResultsScreen(AppScreen):
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
             verdicts.mount_all(_cards(rec))
-            summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
+            summary = [*rec.fallbacks, *rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
