@@ -139,6 +139,8 @@ def cmd_show(options: argparse.Namespace) -> int:
         print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.serving_verdicts:
         _print_serving(profile.serving_verdicts)
+    if profile.serving_disagreement:
+        print(f"\nServer against llama-bench: {profile.serving_disagreement}")
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
