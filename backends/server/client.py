@@ -10,6 +10,7 @@ span tokens).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ async def _stream_once(client: httpx.AsyncClient, endpoint: str, text: str, n_ge
         return Failure(f"no answer for {stall_s:g}s: the server stalled",
                        time.monotonic() - sent, stalled=True)
     except httpx.ConnectError as error:
-        return Failure(f"cannot connect to {client.base_url}: {_one_line(str(error)) or 'refused'}",
+        return Failure(f"cannot connect to {client.base_url}: {_os_reason(error)}",
                        time.monotonic() - sent)
     except httpx.HTTPError as error:
         reason = _one_line(str(error)) or type(error).__name__
@@ -236,6 +237,17 @@ def _decode_rate(reader: _Reader) -> float | None:
         return None
     span = reader.times[-1] - reader.times[0]
     return sum(reader.tokens[1:]) / span if span > 0 else None
+
+
+def _os_reason(error: BaseException) -> str:
+    """The operating system's words (``Connection refused``) under httpx's summary."""
+    seen: BaseException | None = error
+    while seen is not None:
+        for candidate in (seen, *getattr(seen, "exceptions", ())):  # a group: one per address
+            if isinstance(candidate, OSError) and candidate.errno:
+                return os.strerror(candidate.errno)
+        seen = seen.__cause__ or seen.__context__
+    return _one_line(str(error)) or type(error).__name__
 
 
 def _error_body(text: str) -> str:
