@@ -300,8 +300,10 @@ def cmd_delete(options: argparse.Namespace) -> int:
             raise _error("refusing to delete without --yes when not at a terminal")
         answer = input(f"delete profile {options.name!r}? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
+            from tui.cli import exits
+
             print("kept")
-            return 1
+            return exits.CANCELLED
     try:
         store.delete(options.name)
     except ProfileError as error:

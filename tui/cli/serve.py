@@ -151,7 +151,20 @@ def handle_serve(options: argparse.Namespace) -> int:
         print("\n".join(v.sentence for v in verdicts))
     if options.save:
         _save(options, events, contenders)
-    return 0 if finished.summaries and not finished.failures else 1
+    return _status(finished, [c.name for c in contenders])
+
+
+def _status(finished: Any, names: list[str]) -> int:
+    """The shared exit code (``tui.cli.exits``): levels measured and failed per contender."""
+    from tui.cli import exits
+
+    if finished.cancelled:
+        return exits.CANCELLED
+    failed = exits.counts(next((n for n in names if f.startswith((f"{n}:", f"{n} at "))), "")
+                          for f in finished.failures)
+    failed.pop("", None)
+    status = exits.comparison_status(exits.counts(s.contender for s in finished.summaries), failed)
+    return exits.PARTIAL if status == exits.COMPARED and finished.failures else status
 
 
 def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any]) -> None:
@@ -290,4 +303,6 @@ def _handle_validate(options: argparse.Namespace) -> int:
     else:
         print(f"launch command FAILED: {check.reason}")
         print(f"  {shlex.join(check.argv)}")
-    return 0 if check.ok else 1
+    from tui.cli import exits
+
+    return exits.COMPARED if check.ok else exits.NO_COMPARISON
