@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
-from backends.events import PointFailed
+from backends.journal.sweep import PointFailed
 from backends.sweep import read_journal
 from tui.cli import build_parser, exits
 
