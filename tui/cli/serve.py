@@ -175,7 +175,20 @@ def handle_serve(options: argparse.Namespace) -> int:
         print("\n".join(v.sentence for v in verdicts))
     if options.save:
         _save(options, events, contenders)
-    return 0 if finished.summaries and not finished.failures else 1
+    return _status(finished, [c.name for c in contenders])
+
+
+def _status(finished: Any, names: list[str]) -> int:
+    """The shared exit code (``tui.cli.exits``): levels measured and failed per contender."""
+    from tui.cli import exits
+
+    if finished.cancelled:
+        return exits.CANCELLED
+    failed = exits.counts(next((n for n in names if f.startswith((f"{n}:", f"{n} at "))), "")
+                          for f in finished.failures)
+    failed.pop("", None)
+    status = exits.comparison_status(exits.counts(s.contender for s in finished.summaries), failed)
+    return exits.PARTIAL if status == exits.COMPARED and finished.failures else status
 
 
 def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any]) -> None:
@@ -193,7 +206,7 @@ def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any])
 
 async def _run(contenders: list[Any], options: argparse.Namespace, spec: Any) -> list[Any]:
     from backends.server import run_serve_duel
-    from backends.server.events import DuelStarted, LevelFinished, ServerFailed
+    from backends.journal.serve import DuelStarted, LevelFinished, ServerFailed
 
     events: list[Any] = []
     stream = run_serve_duel(contenders, Path(options.model).expanduser(), spec,
@@ -334,4 +347,6 @@ def _handle_validate(options: argparse.Namespace) -> int:
     else:
         print(f"launch command FAILED: {check.reason}")
         print(f"  {shlex.join(check.argv)}")
-    return 0 if check.ok else 1
+    from tui.cli import exits
+
+    return exits.COMPARED if check.ok else exits.NO_COMPARISON
