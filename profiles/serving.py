@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backends import stats
-from backends.server.events import setting_text
+from backends.journal.serve import setting_text
 from profiles.wording import margin_text, plural, speed_text
 
 PREFIX = "serving"

@@ -19,7 +19,7 @@ from server_helpers import assert_nothing_left, cpu, of, run_duel
 
 from backends.server import DuelSpec, DuelState, duel_summary, fold, read_journal
 from backends.server.client import Failure, stream_request
-from backends.server.events import (
+from backends.journal.serve import (
     DuelFinished,
     FirstContentToken,
     LevelFinished,
