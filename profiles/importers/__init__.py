@@ -236,6 +236,8 @@ def _read_markdown_or_log(text: str, source: str) -> FileRead:
 def log_failure_rows_from(state: Any, reason: str) -> list[Row]:
     raw = {"backends": state.banner_backend or "", "n_prompt": 0, "n_gen": 0, "n_depth": 0,
            "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
+    if state.model:
+        raw["model_filename"] = state.model
     row = Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)
     row.hints[UNFINISHED] = True  # the tests its siblings ran
     return [row]

@@ -44,6 +44,8 @@ def log_failure_rows(state: Any, results: list[Row]) -> list[Row]:
                             "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
     if state.tables and state.tables[-1].build is not None:
         base["build_commit"], base["build_number"] = state.tables[-1].build
+    if state.model:
+        base["model_filename"] = state.model
     return _unfinished(state, base, {_key_of(r) for r in results}, failure)
 
 

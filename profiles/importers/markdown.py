@@ -73,6 +73,7 @@ class _State:
     gpus: dict[str, str] = field(default_factory=dict)
     reps: int | None = None
     command_points: list[TestPoint] = field(default_factory=list)
+    model: str = ""  # the model file the command line names (-m)
     header: list[str] | None = None
     header_closed: bool = True  # the header row ends with "|": so must every whole row
     last_header: list[str] | None = None
@@ -218,6 +219,8 @@ def _command_line(state: _State, line: str) -> None:
         words = line.split()
     values: dict[str, list[int]] = {}
     for flag, value in itertools.pairwise(words):
+        if flag in ("-m", "--model"):
+            state.model = value.replace("\\", "/").rsplit("/", 1)[-1]
         if flag in ("-r", "--repetitions", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-pg"):
             values.setdefault(flag.lstrip("-")[0] if flag != "-pg" else "pg", []).extend(
                 int(v) for v in re.findall(r"\d+", value))
