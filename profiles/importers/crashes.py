@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 from profiles.importers.failures import LogFailure, failure_in, test_hints
 from profiles.importers.grouping import model_key
 from profiles.importers.rows import Row, point_of
