@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from backends.events import BenchResult, PointFailed, SweepStarted
+from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
 from backends.sweep.outcomes import point_failures

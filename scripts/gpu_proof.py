@@ -265,7 +265,7 @@ class Pipeline:
 
 def sweep_figures(run_dir: Path, wall: float, store: Path, profile_name: str) -> dict[str, object]:
     """What a sweep journal and its profile say: repetitions, decisions, cooling, verdicts."""
-    from backends.events import CoolingWaited, PointDecided, ResultReceived, SweepNote, SweepStarted
+    from backends.journal.sweep import CoolingWaited, PointDecided, ResultReceived, SweepNote, SweepStarted
     from backends.sweep import read_journal
     from profiles.store import ProfileStore
 

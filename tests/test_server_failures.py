@@ -14,7 +14,7 @@ from server_helpers import assert_nothing_left, cpu, group_alive, of, run_duel
 
 from backends import procs
 from backends.server import DuelSpec
-from backends.server.events import (
+from backends.journal.serve import (
     ContenderFailed,
     FirstContentToken,
     LevelFinished,
@@ -207,7 +207,7 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
 def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bin, tiny_llama,
                                                                           tmp_path):
     from backends.server import read_journal, run_serve_duel
-    from backends.server.events import DuelFinished
+    from backends.journal.serve import DuelFinished
 
     spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=2000, requests=4, gap=False)
     journal = tmp_path / "journal.jsonl"

@@ -22,12 +22,11 @@ import contextlib
 import dataclasses
 import random
 from collections.abc import AsyncGenerator, Sequence
-from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import paths, procs
-from backends.server.events import (
+from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
     DuelFinished,
@@ -42,10 +41,8 @@ from backends.server.events import (
     ServerStopped,
 )
 from backends.server.gap import measure_gap
+from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.server.journal import EventSink
-
-if TYPE_CHECKING:
-    from backends.sweep.journal import Journal as RunJournal
 from backends.server.launch import (
     Contender,
     ServerProcess,
@@ -171,10 +168,8 @@ def _check(contenders: Sequence[Contender], model: str, spec: DuelSpec) -> None:
         raise DuelError(f"model file not found: {model}")
 
 
-def _open_journal(model: str, journal_path: str | Path | None) -> RunJournal:
+def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
     """The run journal at ``journal_path``, or in a new run folder of its own."""
-    from backends.sweep.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
-
     if journal_path is None:
         _, folder = new_run_dir(paths.runs_root(), Path(f"serve-{Path(model).stem}"))
         journal_path = folder / JOURNAL_NAME
@@ -198,7 +193,7 @@ async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spe
     _check(contenders, model, spec)
     if spec.seed == 0:
         spec = dataclasses.replace(spec, seed=random.randrange(1, 2**31))
-    own: RunJournal | None = None
+    own: Journal | None = None
     if journal is None:
         own = _open_journal(model, journal_path)
         journal = own
@@ -268,7 +263,7 @@ class _Recorder:
 
 
 async def _produce(duel: _Duel, summaries: list[LevelSummary],
-                   queue: asyncio.Queue[ServeEvent | None], own: RunJournal | None) -> None:
+                   queue: asyncio.Queue[ServeEvent | None], own: Journal | None) -> None:
     spec = duel.spec
     try:
         await duel.put(DuelStarted(tuple(c.name for c in duel.contenders), duel.model,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from backends.server.events import (
+from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
     DuelFinished,

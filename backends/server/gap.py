@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backends import procs
-from backends.server.events import BenchGap, Level, LevelSummary
+from backends.journal.serve import BenchGap, Level, LevelSummary
 from backends.server.launch import Contender, ServerSettings
 
 BENCH_TOOL = "llama-bench"

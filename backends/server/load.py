@@ -16,7 +16,7 @@ import httpx
 
 from backends import procs
 from backends.server.client import Answer, Failure, stream_request
-from backends.server.events import (
+from backends.journal.serve import (
     FirstContentToken,
     Level,
     LevelStarted,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import httpx
 
-from backends.server.events import (
+from backends.journal.serve import (
     Dist,
     Level,
     LevelSummary,

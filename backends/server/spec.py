@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from backends.server.events import Level
+from backends.journal.serve import Level
 from backends.server.launch import ServerSettings
 from backends.server.prompts import CHAT, ENDPOINTS
 

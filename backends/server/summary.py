@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from backends.server.events import (
+from backends.journal.serve import (
     BenchGap,
     DuelFinished,
     DuelStarted,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from backends.events import (BenchResult, PointFailed, PointProgress, PointStarted,
+from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
                              ResultReceived, SweepNote, TestPoint)
 from backends.sweep.argv import BenchBuild, bench_argv
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix

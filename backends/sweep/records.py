@@ -16,7 +16,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from backends import procs
-from backends.events import BenchResult, PointFailed, TestPoint
+from backends.journal.sweep import BenchResult, PointFailed, TestPoint
 from backends.text import printable
 
 PROGRESS = re.compile(r"^llama-bench: benchmark (\d+)/(\d+): (.*)$")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from backends.events import BenchResult
+from backends.journal.sweep import BenchResult
 from profiles.importers.csvfmt import csv_lines, read_csv
 from profiles.importers.failures import (
     backend_hint,

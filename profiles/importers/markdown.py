@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 from profiles.importers.failures import failure_in
 from profiles.importers.rows import (
     EXTRA_KEY,

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 
 
 class ImportProblem(Exception):

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backends.events import (CoolingWaited, PointDecided, PointFailed, PointProgress,
+from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
                              TelemetryRecorded)
-from backends.sweep.journal import event_to_json
+from backends.journal.journal import event_to_json
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli.common import say

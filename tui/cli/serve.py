@@ -169,7 +169,7 @@ def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any])
 
 async def _run(contenders: list[Any], options: argparse.Namespace, spec: Any) -> list[Any]:
     from backends.server import run_serve_duel
-    from backends.server.events import DuelStarted, LevelFinished, ServerFailed
+    from backends.journal.serve import DuelStarted, LevelFinished, ServerFailed
 
     events: list[Any] = []
     stream = run_serve_duel(contenders, Path(options.model).expanduser(), spec,

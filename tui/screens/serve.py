@@ -18,7 +18,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
 from backends.server import DuelState, ServeEvent, duel_summary, fold
-from backends.server.events import DuelFinished, DuelStarted, StreamTick
+from backends.journal.serve import DuelFinished, DuelStarted, StreamTick
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
