@@ -17,7 +17,8 @@ from typing import Any
 
 from backends.models import ModelInfo, estimate_fit, kv_cache_bytes
 from backends.sweep.spec import SweepSpec
-from backends.tune.grid import (FIT_MARGIN_MIB, KV_CHOICES, Candidate, Grid, Skipped, TuneSpec,
+from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
+from backends.tune.grid import (FIT_MARGIN_MIB, KV_CHOICES, Grid,
                                 batch_for, free_vram, is_cpu_contender, ubatch_values)
 
 GIB = 1 << 30
@@ -121,7 +122,7 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
                               n_gpu_layers=layers, threads=t)
         problem = _problem(candidate, spec, model, vram)
         if problem:
-            skipped.append(Skipped(candidate, problem))
+            skipped.append(SkippedCandidate(candidate, problem))
         else:
             candidates.append(candidate)
     default = Candidate(ubatch=ubatches[0], batch=None if ubatches[0] is None else batch_for(spec, ubatches[0]),

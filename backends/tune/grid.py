@@ -10,14 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
+from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
 from backends.sweep.spec import SweepError, SweepSpec
 
-FREE_SETTINGS = {"ub": "ubatch (-ub, with -b = max(-b, -ub))", "fa": "flash attention (-fa)",
-                 "kv": "KV cache types (-ctk/-ctv)", "ncmoe": "MoE experts on the CPU (-ncmoe)",
-                 "ngl": "layers on the GPU (-ngl)", "threads": "threads on CPU builds (-t)"}
-DEFAULT_FREE = ("ub",)
-DEFAULT_BUDGET_S = 300.0
 UBATCH_SIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 BENCH_BATCH, BENCH_UBATCH = 2048, 512  # llama-bench's own defaults
 KV_CHOICES = (("f16", "f16"), ("q8_0", "q8_0"), ("q4_0", "q4_0"))
@@ -27,83 +23,14 @@ _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$", re.IGNORECAS
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """llama-bench settings the tune may choose; None leaves the sweep's own setting."""
-
-    ubatch: int | None = None
-    batch: int | None = None
-    flash_attn: bool | None = None
-    type_k: str | None = None
-    type_v: str | None = None
-    n_cpu_moe: int | None = None
-    n_gpu_layers: int | None = None
-    threads: int | None = None
-    fit_target: int | None = None  # MiB per device: llama.cpp's own fit (-fitt) chooses
-
-    def args(self) -> tuple[str, ...]:
-        """The llama-bench arguments, in a fixed order."""
-        argv: list[str] = []
-        pairs = (("-ub", self.ubatch), ("-b", self.batch), ("-ctk", self.type_k),
-                 ("-ctv", self.type_v), ("-ncmoe", self.n_cpu_moe), ("-ngl", self.n_gpu_layers),
-                 ("-t", self.threads), ("-fitt", self.fit_target))
-        if self.flash_attn is not None:
-            argv += ["-fa", "1" if self.flash_attn else "0"]
-        for flag, value in pairs:
-            if value is not None:
-                argv += [flag, str(value)]
-        return tuple(argv)
-
-    @property
-    def label(self) -> str:
-        """``ub=2048 b=2048 fa=1``: short enough for a panel, stable as a journal key."""
-        parts = [f"ub={self.ubatch}" if self.ubatch is not None else "",
-                 f"b={self.batch}" if self.batch is not None else "",
-                 "" if self.flash_attn is None else f"fa={int(self.flash_attn)}",
-                 _kv_label(self.type_k, self.type_v),
-                 f"ncmoe={self.n_cpu_moe}" if self.n_cpu_moe is not None else "",
-                 f"ngl={self.n_gpu_layers}" if self.n_gpu_layers is not None else "",
-                 f"t={self.threads}" if self.threads is not None else "",
-                 f"fitt={self.fit_target}" if self.fit_target is not None else ""]
-        return " ".join(p for p in parts if p) or "defaults"
-
-
-def _kv_label(type_k: str | None, type_v: str | None) -> str:
-    if type_k is None and type_v is None:
-        return ""
-    return f"kv={type_k}" if type_k == type_v else f"kv={type_k}/{type_v}"
-
-
-@dataclass(frozen=True)
-class Skipped:
-    candidate: Candidate
-    reason: str
-
-
-@dataclass(frozen=True)
 class Grid:
     """One contender's candidates: the defaults first, what cannot fit set aside."""
 
     default: Candidate
     candidates: tuple[Candidate, ...]
-    skipped: tuple[Skipped, ...] = ()
+    skipped: tuple[SkippedCandidate, ...] = ()
     fit: Candidate | None = None  # llama.cpp's own fit, when the build has -fitt
     notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-@dataclass(frozen=True)
-class TuneSpec:
-    """What the tune phase may spend and change."""
-
-    budget_s: float = DEFAULT_BUDGET_S  # shared by all contenders, in equal parts
-    free: tuple[str, ...] = DEFAULT_FREE
-
-    def validate(self) -> None:
-        if not self.budget_s > 0:
-            raise SweepError(f"the tune budget must be positive, got {self.budget_s:g} s")
-        unknown = [f for f in self.free if f not in FREE_SETTINGS]
-        if unknown or not self.free:
-            raise SweepError(f"--tune-free: {', '.join(unknown) or 'nothing'} is not one of "
-                             f"{', '.join(FREE_SETTINGS)}")
 
 
 def parse_budget(text: str) -> float:
@@ -122,7 +49,10 @@ def parse_budget(text: str) -> float:
 def parse_free(text: str) -> tuple[str, ...]:
     """``ub,fa`` -> ("ub", "fa"), checked."""
     free = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    TuneSpec(free=free).validate()
+    try:
+        TuneSpec(free=free).validate()
+    except ValueError as error:
+        raise SweepError(str(error)) from None
     return free
 
 

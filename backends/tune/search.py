@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backends import stats
-from backends.events import TestPoint
-from backends.tune.grid import Candidate
+from backends.journal.sweep import TestPoint
+from backends.journal.tune import Candidate
 
 MAX_REPETITIONS = 8  # per probe process
 TIE_FRACTION = 0.01  # a best this close to the defaults keeps the defaults
@@ -60,6 +60,7 @@ class Search:
     points: tuple[TestPoint, ...]
     budget_s: float
     default: Candidate | None = None
+    fit: Candidate | None = None  # llama.cpp's own fit, the baseline to beat
     spent_s: float = 0.0
     round: int = 0
     survivors: list[Candidate] = field(default_factory=list)
@@ -121,6 +122,9 @@ class Search:
         """The next candidate to measure in this round, or None when the round is over."""
         if self.stopped:
             return None
+        if self.left_s <= 0:
+            self.stopped = f"stopped in round {self.round}: the budget was spent"
+            return None
         for candidate in self.survivors:
             if candidate not in self.done_this_round and candidate not in self.failed:
                 if self.round > 0 and self.cost.predict(self.repetitions) > self.left_s:
@@ -136,7 +140,9 @@ class Search:
         if self.stopped or len(ranked) <= 1:
             return None
         keep = ranked[:math.ceil(len(ranked) / 2)]
-        rounds_left = max(1, math.ceil(math.log2(len(keep)))) if len(keep) > 1 else 1
+        if len(keep) == 1:
+            return None  # the better of the last two
+        rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
         per = self.cost.per_repetition_s or 1.0
         repetitions = int((share - self.cost.load_s) / per) - 1
@@ -161,7 +167,6 @@ class Search:
         assert best_score is not None
         default_score = self.score(self.default) if self.default is not None else None
         if (self.default is not None and best != self.default and default_score is not None
-                and self.default in self.survivors
                 and best_score - default_score < math.log1p(TIE_FRACTION)):
             return self.default, (f"the defaults: {best.label} was within "
                                   f"{TIE_FRACTION:.0%} of them on the probe")
