@@ -50,7 +50,9 @@ def test_budget_and_free_settings_parse_or_say_why() -> None:
 def test_probe_is_the_largest_prompt_and_a_short_generation_at_the_middle_depth() -> None:
     spec = SweepSpec(prompts=(128, 512), gens=(256,), depths=(0, 4096, 8192, 16384, 32768))
     assert middle_depth(spec) == 8192
-    assert probe_points(spec) == (TestPoint(512, 0, 8192), TestPoint(0, 32, 8192))
+    assert probe_points(spec, ("ub", "fa")) == (TestPoint(512, 0, 8192), TestPoint(0, 32, 8192))
+    # -ub alone cannot change generation (one token per step): only the prompt is probed.
+    assert probe_points(spec, ("ub",)) == (TestPoint(512, 0, 8192),)
     assert defaults_points(spec) == (TestPoint(128, 0, 8192), TestPoint(512, 0, 8192),
                                      TestPoint(0, 256, 8192))
 

@@ -18,7 +18,7 @@ from typing import Any
 from backends.models import ModelInfo, estimate_fit, kv_cache_bytes
 from backends.sweep.spec import SweepSpec
 from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
-from backends.tune.grid import (FIT_MARGIN_MIB, KV_CHOICES, Grid,
+from backends.tune.grid import (CHANGES_GENERATION, FIT_MARGIN_MIB, PP_ONLY_NOTE, KV_CHOICES, Grid,
                                 batch_for, free_vram, is_cpu_contender, ubatch_values)
 
 GIB = 1 << 30
@@ -96,6 +96,8 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
     """Every combination of the free settings' values for ``contender``; the first is the
     defaults (what the sweep would run untuned)."""
     free, notes = tune.free, []
+    if not CHANGES_GENERATION & set(free) and spec.prompts:
+        notes.append(PP_ONLY_NOTE)
     vram = None if is_cpu_contender(contender) else free_vram(contender)
     ubatches: list[int | None] = [None]
     if "ub" in free:

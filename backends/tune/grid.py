@@ -61,13 +61,19 @@ def middle_depth(spec: SweepSpec) -> int:
     return depths[(len(depths) - 1) // 2]
 
 
-def probe_points(spec: SweepSpec) -> tuple[TestPoint, ...]:
-    """The probe: the sweep's largest prompt and a short generation at its middle depth."""
+# Settings that change generation speed; ``-ub`` does not (one token per step).
+CHANGES_GENERATION = frozenset({"fa", "kv", "ncmoe", "ngl", "threads"})
+PP_ONLY_NOTE = "generation not probed: -ub cannot change it (one token per step)"
+
+
+def probe_points(spec: SweepSpec, free: tuple[str, ...] = ("fa",)) -> tuple[TestPoint, ...]:
+    """The probe: the sweep's largest prompt and a short generation at its middle depth
+    (the generation only when a free setting can change it)."""
     depth = middle_depth(spec)
     points = []
     if spec.prompts:
         points.append(TestPoint(n_prompt=max(spec.prompts), n_gen=0, depth=depth))
-    if spec.gens:
+    if spec.gens and (CHANGES_GENERATION & set(free) or not points):
         points.append(TestPoint(n_prompt=0, n_gen=min(min(spec.gens), PROBE_GEN), depth=depth))
     return tuple(points)
 

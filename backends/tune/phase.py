@@ -66,7 +66,7 @@ class _Budgeted:
 class TunePhase:
     def __init__(self, host: TuneHost, tune: TuneSpec) -> None:
         self.host, self.tune = host, tune
-        self.points = probe_points(host.spec)
+        self.points = probe_points(host.spec, tune.free)
         self.share = tune.budget_s / max(len(host.contenders), 1)
         self.history = list(host.history)
         self.chosen: dict[str, TuneChosen] = {e.build: e for e in self.history if isinstance(e, TuneChosen)}

@@ -36,16 +36,22 @@ class Probe:
 
 @dataclass
 class Cost:
-    """What a probe process costs this contender: a fixed part and a part per repetition."""
+    """What a probe process costs this contender: a fixed part (starting and loading) and
+    a part per repetition, from every probe it ran so far."""
 
     load_s: float = DEFAULT_LOAD_S
-    per_repetition_s: float | None = None
+    work_s: float = 0.0
+    repetitions: int = 0
 
     def observe(self, seconds: float, load_s: float | None, asked: int) -> None:
         if load_s is not None and 0 <= load_s <= seconds:
             self.load_s = load_s
-        work = max(seconds - self.load_s, 0.0)
-        self.per_repetition_s = work / max(asked, 1)
+        self.work_s += max(seconds - self.load_s, 0.0)
+        self.repetitions += max(asked, 1)
+
+    @property
+    def per_repetition_s(self) -> float | None:
+        return self.work_s / self.repetitions if self.repetitions else None
 
     def predict(self, repetitions: int, warmup: int = 1) -> float:
         per = self.per_repetition_s if self.per_repetition_s is not None else 1.0
