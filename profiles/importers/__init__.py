@@ -171,6 +171,18 @@ def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
     return read if rows else _failed_run(read, first, path)
 
 
+def _journal(text: str, source: str) -> FileRead:
+    """A run journal: its events; each line that cannot be read and each result its
+    decisions counted that is gone, one line each."""
+    from backends.journal.damage import missing_results
+    from backends.journal.journal import read_journal_data
+
+    read = read_journal_data(text.encode("utf-8", "surrogateescape"), Path(source))
+    lost = [f"{source}: {m}" for m in missing_results(read.events)]
+    return FileRead(source, "journal", (), (*(f"{source}: {line}" for line in read.report()), *lost),
+                    read.events)
+
+
 def _read_text(text: str, source: str) -> FileRead:
     stripped = text.lstrip()
     if re.search(r"INSERT\s+INTO\s+\"?\w+\"?\s*\(", text, re.IGNORECASE):
@@ -183,7 +195,7 @@ def _read_text(text: str, source: str) -> FileRead:
             pass  # a truncated array: read what lines parse below
     rows, events = read_jsonl(text, source)
     if events and not rows:
-        return FileRead(source, "journal", (), (), tuple(events))
+        return _journal(text, source)
     if rows:
         return FileRead(source, "jsonl", tuple(rows), ())
     if stripped.startswith("{"):

@@ -327,4 +327,17 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print(exporters.to_json(rec), end="")
         else:
             _print_recommendation(rec, title)
-    return 0
+    return _journal_status(run.journal)
+
+
+def _journal_status(journal: Sequence[Any]) -> int:
+    """A journal's verdict exits as its run did (``tui.cli.exits``): a point whose counted
+    result is gone is not measured; other input, 0."""
+    from backends.journal.damage import missing_results, without_points
+    from tui.cli.exits import COMPARED
+    from tui.cli.progress import sweep_status
+
+    if not journal:
+        return COMPARED
+    lost = {m.point.key for m in missing_results(journal)}
+    return sweep_status(without_points(journal, lost))[0]
