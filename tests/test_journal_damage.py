@@ -23,7 +23,7 @@ from tui.cli import exits
 pytestmark = pytest.mark.toolchain
 
 REPO = Path(__file__).resolve().parent.parent
-GRID = ("-p", "32", "-n", "8", "-r", "2", "-t", "1", "--telemetry", "off", "--granularity", "point")
+GRID = ("-p", "32", "-n", "8", "-d", "0", "-r", "2", "-t", "1", "--telemetry", "off", "--granularity", "point")
 
 
 def llamaduel(*args: str, tmp: Path) -> subprocess.CompletedProcess:
