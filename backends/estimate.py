@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 
 # Attention makes each token dearer as the context fills; with nothing measured, a
 # token at this depth is taken to cost twice one at depth 0.

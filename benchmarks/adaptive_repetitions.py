@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends import toolchain  # noqa: E402
 from backends.builds import parse_build_arg, probe_build  # noqa: E402
-from backends.events import PointDecided  # noqa: E402
+from backends.journal.sweep import PointDecided  # noqa: E402
 from backends.sweep import SweepSpec, parse_int_list, read_journal, run_sweep  # noqa: E402
 from profiles.model import profile_from_journal  # noqa: E402
 

@@ -4,7 +4,7 @@
     python3 benchmarks/codec_choice.py [--events 10000] [--rounds 5]
 
 The journal's mix: results with llama-bench's raw record, progress lines and telemetry
-ticks. ``backends.codec`` (msgspec, from the dataclasses' type hints) against the standard
+ticks. ``backends.journal.codec`` (msgspec, from the dataclasses' type hints) against the standard
 json module with ``dataclasses.asdict`` to encode and one hand-written constructor per
 class to decode (what the journal did before, field by field). Prints medians in ms.
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.events import BenchResult, PointProgress, ResultReceived, TelemetryRecorded, TestPoint  # noqa: E402
-from backends.sweep.journal import RECORDS  # noqa: E402
+from backends.journal.sweep import BenchResult, PointProgress, ResultReceived, TelemetryRecorded, TestPoint  # noqa: E402
+from backends.journal.journal import RECORDS  # noqa: E402
 
 RAW = {"build_commit": "abc1234", "build_number": 11434, "cpu_info": "AMD EPYC", "gpu_info": "AMD Instinct MI50",
        "backends": "ROCm", "model_filename": "qwen3-8b-q8_0.gguf", "model_type": "qwen3 8B Q8_0",
@@ -92,7 +92,7 @@ def main() -> int:
     ours = [RECORDS.encode(e) for e in events]
     theirs = [stdlib_encode(e) for e in events]
     assert [RECORDS.decode(line) for line in ours] == [stdlib_decode(line) for line in theirs] == events
-    rows = [("msgspec (backends.codec)", timed(RECORDS.encode, events, options.rounds),
+    rows = [("msgspec (backends.journal.codec)", timed(RECORDS.encode, events, options.rounds),
              timed(RECORDS.decode, ours, options.rounds)),
             ("json + dataclasses.asdict", timed(stdlib_encode, events, options.rounds),
              timed(stdlib_decode, theirs, options.rounds))]

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.builds import probe_build  # noqa: E402
-from backends.events import ResultReceived, SweepNote  # noqa: E402
+from backends.journal.sweep import ResultReceived, SweepNote  # noqa: E402
 from backends.procs import child_env  # noqa: E402
 from backends.sweep import run_sweep  # noqa: E402
 from backends.sweep import SweepSpec, bench_argv, parse_int_list  # noqa: E402

@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends import procs
-from backends.server.events import Level, LevelFinished, RequestFinished
+from backends.journal.serve import Level, LevelFinished, RequestFinished
 from backends.server.launch import Contender, ServerSettings, launch
 from backends.server.load import run_level
 from backends.server.prompts import words_for

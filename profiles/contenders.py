@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from backends.events import BenchResult, TestPoint
+from backends.journal.sweep import BenchResult, TestPoint
 from profiles.records import ModelFacts, ProfileResult
 
 SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll", "type_k",

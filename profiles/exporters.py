@@ -310,14 +310,20 @@ def _context_for(profile: Profile, workload: str) -> int:
 
 
 def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, *,
-                      model_path: str | None = None) -> str:
-    """A llama-swap ``models:`` block, one entry per workload with a recommended build."""
+                      model_path: str | None = None, build: str | None = None,
+                      context: int | None = None) -> str:
+    """A llama-swap ``models:`` block, one entry per workload with a recommended build (or
+    with ``build``): each entry is ``launch_command``'s. Workloads named in ``workloads``
+    must each give one (ValueError saying why not); of all of them, those that can."""
     lines = ["models:"]
     stem = Path(model_path or profile.model.file_name or "model").stem
     for workload in workloads or WORKLOADS:
         try:
-            cmd = launch_command(profile, workload, model_path=model_path, port=0)
+            cmd = launch_command(profile, workload, model_path=model_path, build=build,
+                                 context=context, port=0)
         except ValueError:
+            if workloads:
+                raise
             continue
         argv = list(cmd.argv)
         port_at = argv.index("--port")

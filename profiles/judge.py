@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 from backends import stats
 from profiles.compare import PointTest, compare
 from profiles.contenders import Contender, Measure

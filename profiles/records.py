@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.correctness import BuildChecked, results_by_build
-from backends.events import BenchResult, PointFailed, SweepStarted, TestPoint
+from backends.journal.sweep import BenchResult, PointFailed, SweepStarted, TestPoint
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 
 

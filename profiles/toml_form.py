@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import tomli_w
 
-from backends.events import BenchResult, PointFailed, TestPoint
+from backends.journal.sweep import BenchResult, PointFailed, TestPoint
 
 from profiles import model as model_module
 from profiles import verdict as verdict_module

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backends.events import BenchResult, PointFailed
+from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
 from profiles.by_model import across_models
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type

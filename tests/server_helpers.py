@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 
 from backends.server import Contender, DuelSpec, run_serve_duel
-from backends.server.events import ServerStarting
+from backends.journal.serve import ServerStarting
 from backends.server.launch import port_free
 
 VULKAN_ENV = {"GGML_VK_VISIBLE_DEVICES": "0"}

@@ -10,7 +10,7 @@ import pytest
 from backends.builds import probe_build
 from backends.models import read_model
 from backends.sweep import read_journal
-from backends.events import ResultReceived
+from backends.journal.sweep import ResultReceived
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
 from tui.screens.profiles import ProfileResultsScreen, ProfilesScreen

@@ -194,7 +194,7 @@ async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, buil
         assert run.run_state.done == 0  # nothing measured
         # The check runs inside the run: its journal has the check's start and the cancel.
         from backends.correctness import CheckStarted
-        from backends.events import SweepFinished
+        from backends.journal.sweep import SweepFinished
         from backends.sweep import read_journal
 
         journal = read_journal(Path(run.run_state.run_dir))
@@ -244,7 +244,7 @@ def test_fold_check_lines_from_plan_to_verdicts():
 
 
 def test_suspect_check_makes_the_build_unstable_in_the_verdict():
-    from backends.events import BenchResult, TestPoint
+    from backends.journal.sweep import BenchResult, TestPoint
     from tui.screens.results import recommendation_for
 
     point = TestPoint(16, 0, 0)

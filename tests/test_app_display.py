@@ -13,7 +13,7 @@ import pytest
 
 from backends.builds import BuildInfo, Device
 from backends.estimate import Rates, context_problem, sweep_seconds
-from backends.events import BenchResult, ResultReceived, SweepStarted, TestPoint
+from backends.journal.sweep import BenchResult, ResultReceived, SweepStarted, TestPoint
 from backends.models import read_model
 from backends.race import BuildFinished, RaceFinished, RaceStarted
 from profiles.store import ProfileStore

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backends import builds
-from backends import codec
+from backends.journal import codec
 from backends.builds import (
     BuildInfo,
     Device,

@@ -12,7 +12,7 @@ import pytest
 from backends.builds import probe_build
 from backends.contenders import (ContenderError, make_contenders, parse_device_arg, parse_rpc_arg,
                                  parse_set_arg, split_variants)
-from backends.events import PointDecided, PointFailed, ResultReceived, SweepStarted
+from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepStarted
 from backends.rpc import LocalRpcServer, endpoint_alive
 from backends.sweep import SweepSpec, run_sweep
 

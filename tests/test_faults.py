@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
-from backends.events import PointDecided, PointFailed, ResultReceived, SweepFinished
+from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepFinished
 from backends.models import find_models, read_model
 from backends.sweep import (Journal, JournalBusy, SweepSpec, list_runs, new_run_dir, read_journal,
                             resume, run_sweep)

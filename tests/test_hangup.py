@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backends.events import SweepFinished
+from backends.journal.sweep import SweepFinished
 from backends.sweep import list_runs, read_journal
 
 pytestmark = pytest.mark.toolchain

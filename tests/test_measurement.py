@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
-from backends.events import (CoolingWaited, PointDecided, PointStarted, ResultReceived,
+from backends.journal.sweep import (CoolingWaited, PointDecided, PointStarted, ResultReceived,
                              SweepNote, SweepStarted, TelemetryRecorded)
 from backends.sweep import SweepControl, SweepSpec, read_journal, run_sweep
 from backends.sweep.plan import turn_order

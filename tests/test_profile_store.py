@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.events import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
-from backends.sweep.journal import event_to_json
+from backends.journal.sweep import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
+from backends.journal.journal import event_to_json
 from profiles.exporters import launch_command, llama_swap_config, to_csv, to_json, to_markdown
 from profiles.model import (BuildRecord, HostFingerprint, ModelFacts, Profile, ProfileResult,
                             host_fingerprint, model_identity, profile_from_journal)

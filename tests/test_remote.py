@@ -19,7 +19,7 @@ import pytest
 
 from backends import remote, remote_probe
 from backends.builds import probe_build
-from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
+from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
                              TelemetryRecorded)
 from backends.models import read_model
 from backends.remote import SshError, SshHost

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
-from backends.events import (PointFailed, PointStarted, ResultReceived, SweepFinished,
+from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished,
                              SweepNote, SweepStarted, TestPoint)
 from backends.sweep import (Journal, SweepError, SweepSpec, chunk_points, finished_points,
                             list_runs, read_journal, resume, run_sweep, schedule)
@@ -341,7 +341,7 @@ def test_journal_survives_a_torn_last_line(tmp_path):
 
 
 def test_engine_packages_never_import_textual():
-    code = ("import sys, backends.sweep, backends.events, backends.builds, "
+    code = ("import sys, backends.sweep, backends.journal.sweep, backends.builds, "
             "backends.models, backends.synth, backends.demo, tui.cli, tui.cli.bench; "
             "import pkgutil, importlib, backends, profiles\n"
             "for pkg in (backends, profiles):\n"

@@ -9,7 +9,7 @@ import pytest
 from server_helpers import assert_nothing_left, cpu, of, run_duel, vulkan
 
 from backends.server import DuelSpec, DuelState, fold, read_journal
-from backends.server.events import (
+from backends.journal.serve import (
     BenchGap,
     DuelFinished,
     DuelStarted,

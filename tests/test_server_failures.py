@@ -14,7 +14,7 @@ from server_helpers import assert_nothing_left, cpu, group_alive, of, run_duel
 
 from backends import procs
 from backends.server import DuelSpec
-from backends.server.events import (
+from backends.journal.serve import (
     ContenderFailed,
     FirstContentToken,
     LevelFinished,
@@ -200,14 +200,14 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
         [sys.executable, "-m", "tui.cli", "serve-bench", "--launch-command",
          f"{cpu_bin / 'llama-server'} -m {truncated(tiny_llama, tmp_path)} --port 8080"],
         check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert check.returncode == 1 and check.stdout.startswith("launch command FAILED: ")
+    assert check.returncode == 4 and check.stdout.startswith("launch command FAILED: ")
     assert "error loading model" in check.stdout.splitlines()[0]
 
 
 def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bin, tiny_llama,
                                                                           tmp_path):
     from backends.server import read_journal, run_serve_duel
-    from backends.server.events import DuelFinished
+    from backends.journal.serve import DuelFinished
 
     spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=2000, requests=4, gap=False)
     journal = tmp_path / "journal.jsonl"

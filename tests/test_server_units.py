@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends.sweep.journal import Journal
+from backends.journal.journal import Journal
 from backends.server import (
     DuelSpec,
     DuelState,
@@ -16,7 +16,7 @@ from backends.server import (
     fold,
     read_journal,
 )
-from backends.server.events import (
+from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
     DuelFinished,

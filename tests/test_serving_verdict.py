@@ -13,7 +13,7 @@ import pytest
 from server_helpers import cpu, run_duel, vulkan
 
 from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
-from backends.server.events import (
+from backends.journal.serve import (
     DuelFinished,
     DuelStarted,
     Level,

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from backends.events import (
+from backends.journal.sweep import (
     BenchResult,
     PointFailed,
     ResultReceived,

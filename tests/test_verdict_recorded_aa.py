@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from backends.events import BenchResult
+from backends.journal.sweep import BenchResult
 from profiles.records import ProfileResult, RunRecords
 from profiles.verdict import recommend_run
 

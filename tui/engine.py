@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.estimate import Rates
-from backends.events import PointFailed, PointStarted, ResultReceived
+from backends.journal.sweep import PointFailed, PointStarted, ResultReceived
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
     from backends.server import ServeEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
-    from backends.sweep.journal import RunEvent
+    from backends.journal.journal import RunEvent
     from backends.sweep import SweepSpec
     from tui.state.serve import ServeRequest
 
@@ -102,7 +102,7 @@ def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[Se
     """A server duel; its journal in a new run folder under ``runs_root`` (None: the
     user's runs folder), the servers' logs beside it."""
     from backends.server import run_serve_duel
-    from backends.sweep.journal import JOURNAL_NAME, new_run_dir
+    from backends.journal.journal import JOURNAL_NAME, new_run_dir
 
     journal_path = None
     if runs_root is not None:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from backends import codec
+from backends.journal import codec
 from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROBE_TIMEOUT_S,
                                    VISIBILITY_VARIABLES)
 from backends.builds.parse import (_backend_from_libraries, backend_from_devices, parse_choices,

@@ -1,17 +1,17 @@
 """The correctness gate: catch a build that is fast but wrong (see ``run.py``).
 
-    model.py  thresholds, per-build results, events, the judgement
+    model.py  thresholds and the judgement (results and events: backends/journal/check.py)
     parse.py  reading llama-perplexity's output
     run.py    running the reference and the others, the check as an async iterator
 """
 
-from backends.correctness.model import (CHECK_EVENT_TYPES, DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S,
-                                        MIN_CONTEXT, REFERENCE_PREFERENCE, STATUSES, BuildChecked,
-                                        CheckableBuild, CheckEvent, CheckFinished, CheckInputError,
-                                        CheckStarted, CorrectnessResult, CorrectnessThresholds,
-                                        Status, judge)
+from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
+                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError,
+                                        CorrectnessThresholds, judge)
 from backends.correctness.parse import (DivergenceRun, PerplexityRun, error_line,
                                         parse_divergence_output, parse_perplexity_output)
+from backends.journal.check import (CHECK_EVENT_TYPES, STATUSES, BuildChecked, CheckEvent, CheckFinished,
+                                    CheckStarted, CorrectnessResult, Status)
 from backends.correctness.run import (ToolRun, check_builds, choose_reference, default_context,
                                       model_context_length, model_problem, reference_text,
                                       results_by_build, run_check)

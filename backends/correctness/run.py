@@ -35,9 +35,9 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from backends import procs
 from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
-                                        REFERENCE_PREFERENCE, BuildChecked, CheckableBuild,
-                                        CheckEvent, CheckFinished, CheckInputError, CheckStarted,
-                                        CorrectnessResult, CorrectnessThresholds, judge)
+                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError,
+                                        CorrectnessThresholds, judge)
+from backends.journal.check import BuildChecked, CheckEvent, CheckFinished, CheckStarted, CorrectnessResult
 from backends.correctness.parse import (NO_REASON, _percent_to_fraction, error_line, parse_divergence_output,
                                         parse_perplexity_output)
 from backends.tool import run_tool

@@ -10,7 +10,7 @@ from typing import Any
 
 import gguf
 
-from backends import codec
+from backends.journal import codec
 from gguf import GGUFValueType
 
 KNOWN_ARCHITECTURES = frozenset(gguf.MODEL_ARCH_NAMES.values())

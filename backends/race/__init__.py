@@ -1,20 +1,20 @@
 """The completion race: one prompt streamed through each build's completion tool.
 
-    spec.py     the prompt and settings, the builds, each tool's argument list
-    events.py   what a race yields
+    spec.py     the builds, each tool's flags and argument list
+    (its spec and events are records of the run: backends/journal/race.py)
     output.py   reading a tool's output: timings, errors, the generated text
     run.py      running it: one build after the other (one GPU) or all at once
     summary.py  a race as plain data for a profile
 """
 
-from backends.race.events import (RACE_EVENT_TYPES, BuildFailed, BuildFinished, BuildRetrying,
+from backends.journal.race import (RACE_EVENT_TYPES, BuildFailed, BuildFinished, BuildRetrying,
                                   BuildStarted, Divergence, FirstToken, RaceEvent, RaceFinished,
-                                  RaceStarted, TimedPiece, TokenReceived)
+                                  RaceSpec, RaceStarted, TimedPiece, TokenReceived)
 from backends.race.output import (ToolTimings, compare_outputs, failure_reason, first_difference,
                                   output_was_cut, parse_timings)
 from backends.race.run import collect_race, run_race
 from backends.race.spec import (COMPLETION_TOOLS, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S,
-                                HELP_TIMEOUT_S, RaceBuild, RaceError, RaceSpec, ToolFlags,
+                                HELP_TIMEOUT_S, RaceBuild, RaceError, ToolFlags,
                                 as_race_build, completion_argv, find_completion_tool,
                                 long_document, tool_flags)
 from backends.race.summary import printable, race_summary

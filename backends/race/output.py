@@ -9,7 +9,7 @@ from typing import Any
 from collections.abc import Iterable, Sequence
 
 from backends import procs
-from backends.race.events import BuildFailed, BuildFinished, Divergence, TimedPiece
+from backends.journal.race import BuildFailed, BuildFinished, Divergence, TimedPiece
 from backends.race.spec import _END_OF_TEXT, _TRAILER
 
 # -------------------------------------------------------------------------- parsing

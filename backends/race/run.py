@@ -31,13 +31,13 @@ from typing import Any, Protocol
 from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from backends import procs
-from backends.race.events import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
-                                  Divergence, FirstToken, RaceEvent, RaceFinished, RaceStarted,
+from backends.journal.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
+                                  Divergence, FirstToken, RaceEvent, RaceFinished, RaceSpec, RaceStarted,
                                   TimedPiece, TokenReceived)
 from backends.race.output import (_TailHolder, compare_outputs, failure_reason, output_was_cut,
                                   parse_timings)
 from backends.race.spec import (DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S, HELP_TIMEOUT_S,
-                                STDERR_TAIL_LINES, RaceBuild, RaceError, RaceSpec, as_race_build,
+                                STDERR_TAIL_LINES, RaceBuild, RaceError, as_race_build,
                                 completion_argv, find_completion_tool, tool_flags)
 from backends.tool import ToolProcess
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -11,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
 
+from backends.journal.race import RaceSpec
 from backends.tool import run_tool
 
 COMPLETION_TOOLS = ("llama-completion", "llama-cli")
@@ -28,48 +27,6 @@ class RaceError(ValueError):
 
 
 # ---------------------------------------------------------------------------- spec
-
-
-@dataclass(frozen=True)
-class RaceSpec:
-    """The prompt and settings every build in a race gets."""
-
-    prompt: str
-    n_predict: int = 64
-    temperature: float = 0.0
-    seed: int = 42
-    flash_attn: bool | None = None  # None: the tool's own default
-    type_k: str | None = None
-    type_v: str | None = None
-    n_gpu_layers: int | None = None
-    n_cpu_moe: int | None = None
-    ctx_size: int | None = None
-    threads: int | None = None
-    extra_args: tuple[str, ...] = ()
-
-    def problem(self) -> str | None:
-        """Why this spec cannot run, in one line, or None."""
-        if not self.prompt.strip():
-            return "the prompt is empty: give some text to complete"
-        if self.n_predict < 1:
-            return f"tokens to generate must be at least 1, not {self.n_predict}"
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            return f"temperature must be 0 or more, not {self.temperature}"
-        if self.ctx_size is not None and self.ctx_size < 0:
-            return f"context size must be 0 (the model's) or more, not {self.ctx_size}"
-        return None
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
-
-    def to_json(self) -> dict[str, Any]:
-        """Settings without the prompt text (which can be a whole document)."""
-        data = dataclasses.asdict(self)
-        data.pop("prompt")
-        data["extra_args"] = list(self.extra_args)
-        data["prompt_chars"] = len(self.prompt)
-        return {key: value for key, value in data.items() if value is not None}
 
 
 def long_document(approx_words: int, *, question: str = "Summarise the log above in one sentence.") -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from collections.abc import Iterable
 
-from backends.race.events import BuildFailed, BuildFinished, Divergence, RaceEvent, RaceFinished, RaceStarted
+from backends.journal.race import BuildFailed, BuildFinished, Divergence, RaceEvent, RaceFinished, RaceStarted
 from backends.text import printable as text_printable
 
 # ------------------------------------------------------------------------- summary

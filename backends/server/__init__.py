@@ -2,13 +2,13 @@
 
     from backends.server import Contender, DuelSpec, DuelState, fold, run_serve_duel
 
-``run_serve_duel`` yields frozen events (``backends.server.events``); ``fold`` turns them
+``run_serve_duel`` yields frozen events (``backends.journal.serve``); ``fold`` turns them
 into a frozen ``DuelState`` snapshot; ``LevelSummary`` is the verdict-ready result of one
 contender at one load level; ``validate_launch`` checks a launch command for real.
 """
 
 from backends.server.duel import run_serve_duel
-from backends.server.events import BenchGap, Level, LevelSummary, ServeEvent
+from backends.journal.serve import BenchGap, Level, LevelSummary, ServeEvent
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
 from backends.server.journal import EventSink, MemoryJournal, read_journal
 from backends.server.launch import Contender, ServerSettings

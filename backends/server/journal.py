@@ -1,8 +1,8 @@
 """Where a duel's events go before anyone sees them: any object with ``append(event)``.
 
-The default is the run journal every llamaduel run writes (``backends.sweep.journal``):
+The default is the run journal every llamaduel run writes (``backends.journal.journal``):
 one JSONL line per event, flushed before the event is yielded, read back by
-``backends.sweep.read_journal`` like a sweep's.
+``backends.journal.journal.read_journal`` like a sweep's.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from backends.server.events import ServeEvent
+from backends.journal.journal import read_journal as read_run_journal
+from backends.journal.serve import ServeEvent
 
 
 class EventSink(Protocol):
@@ -28,7 +29,5 @@ class MemoryJournal:
 
 
 def read_journal(path: str | Path) -> list[ServeEvent]:
-    """A duel journal's events (see ``backends.sweep.read_journal`` for the lines it could not read)."""
-    from backends.sweep.journal import read_journal as read_run_journal
-
+    """A duel journal's events (see ``backends.journal.journal.read_journal`` for the lines it could not read)."""
     return list(read_run_journal(path))

@@ -16,7 +16,7 @@
 """
 
 from backends.sweep.argv import BenchBuild, bench_argv, has_flag
-from backends.sweep.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalError, JournalRead,
+from backends.journal.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalError, JournalRead,
                                     finished_points, new_run_dir, read_journal)
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy, chunk_points,
                                  choose_granularity, grid_prefix, resolve_auto_ncmoe, schedule)

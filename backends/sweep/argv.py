@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 from collections.abc import Iterable, Mapping, Sequence
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 from backends.sweep.spec import SweepError, SweepSpec
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Sequence
 
-from backends.events import (BenchResult, PointFailed, PointProgress, PointStarted,
+from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
                              ResultReceived, SweepNote, TestPoint)
 from backends.sweep.argv import BenchBuild, bench_argv
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
@@ -93,7 +93,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             key = parsed.point.key if parsed.point else ""
             point = pending.pop(key, None) or parsed.point or next(iter(pending.values()), chunk[-1])
@@ -130,7 +130,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         await asyncio.gather(*readers, return_exceptions=True)
     for point in pending.values():
         ctx.emit(point_failed(contender.name, point, tool.returncode, finished.timed_out, limit,
-                              tool.stderr_tail))
+                              tool.stderr_tail, tool.stdout_head))
     return None if pending else _timing(ctx, contender, block, tool, finished, first_work)
 
 
@@ -206,7 +206,7 @@ class ResidentBench:
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             point = parsed.point or self._current()
             if point.key != self._current().key:
@@ -308,7 +308,7 @@ class ResidentBench:
             return None
         if point.key not in self.results:
             self.ctx.emit(point_failed(self.contender.name, point, tool.returncode, timed_out, limit,
-                                       tool.stderr_tail))
+                                       tool.stderr_tail, tool.stdout_head))
         await self.stop()
         return None
 

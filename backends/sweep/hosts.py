@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from backends.events import PointFailed
+from backends.journal.sweep import PointFailed
 from backends.remote import CONNECTION_LOST
 from backends.sweep.argv import BenchBuild
 from backends.tool import LOCAL, Launcher

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from backends.builds import BuildInfo
-from backends.events import BenchResult, TelemetryRecorded
+from backends.journal.sweep import BenchResult, TelemetryRecorded
 from backends.sweep.guard import ThermalGuard
 from backends.sweep.spec import SweepSpec
 from backends.telemetry import TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule

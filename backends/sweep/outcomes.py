@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from collections.abc import Iterable
 
-from backends.events import BenchResult, PointDecided, PointFailed, ResultReceived
+from backends.journal.sweep import BenchResult, PointDecided, PointFailed, ResultReceived
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from collections.abc import Iterable, Sequence
 
-from backends.events import TestPoint
+from backends.journal.sweep import TestPoint
 from backends.models import ModelInfo, estimate_fit
 from backends.sweep.spec import SweepError, SweepSpec
 

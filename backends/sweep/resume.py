@@ -7,8 +7,8 @@ from typing import Any
 from collections.abc import AsyncGenerator, Sequence
 
 from backends.builds import BuildInfo, probe_build
-from backends.events import PointDecided, PointFailed, SweepStarted
-from backends.sweep.journal import JOURNAL_NAME, RunEvent, read_journal
+from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
+from backends.journal.journal import JOURNAL_NAME, RunEvent, read_journal
 from backends.sweep.start import run_sweep
 from backends.sweep.spec import SweepError, SweepSpec
 

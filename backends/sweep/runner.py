@@ -1,6 +1,6 @@
 """Run a sweep: contenders take turns on llama-bench, every event journalled before it is seen.
 
-``run_sweep`` yields the events of ``backends.events`` as they happen. A ``Sweep`` measures
+``run_sweep`` yields the events of ``backends.journal.sweep`` as they happen. A ``Sweep`` measures
 in rounds: the first round gives every point its first block of repetitions; with
 adaptive repetitions (``-r auto``) each later round adds a block to the points whose
 comparison is still open, until it is decided or the cap is reached. Within a round the
@@ -25,7 +25,7 @@ from typing import Any
 from collections.abc import AsyncGenerator, Iterable, Sequence
 
 from backends.builds import BuildInfo
-from backends.events import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
+from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo
 from backends.rpc import describe_rpc_failure
@@ -34,7 +34,7 @@ from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
-from backends.sweep.journal import Journal, JournalError, RunEvent
+from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Mapping
 
-from backends import codec
-from backends.events import TestPoint
+from backends.journal import codec
+from backends.journal.sweep import TestPoint
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 # The study's split point between short and long context.

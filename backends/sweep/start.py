@@ -13,7 +13,7 @@ from backends.paths import runs_root as default_runs_root
 from backends.rpc import LocalRpcServer, RpcError
 from backends.sweep.argv import bench_argv
 from backends.sweep.hosts import (remote_names)
-from backends.sweep.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
+from backends.journal.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
 from backends.sweep.monitors import TelemetrySource
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy,
                                  chunk_points, free_vram_bytes,

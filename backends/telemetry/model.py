@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from backends import codec
+from backends.journal import codec
 from typing import Any
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).

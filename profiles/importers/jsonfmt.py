@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from backends.sweep.journal import event_from_json
+from backends.journal.journal import event_from_json
 from profiles.importers.rows import (
     ImportProblem,
     Row,

@@ -142,7 +142,7 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
 # --- handlers ------------------------------------------------------------------------------
 
 def handle_builds(options: Any, out: TextIO | None = None) -> int:
-    from backends import codec
+    from backends.journal import codec
     from backends.builds import discover_builds
     from backends.remote import close_hosts
     from backends.remote_probe import parse_build_target, probe_remote_build

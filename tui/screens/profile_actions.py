@@ -10,7 +10,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from backends.events import BenchEvent, PointFailed, ResultReceived, SweepStarted
+from backends.journal.sweep import BenchEvent, PointFailed, ResultReceived, SweepStarted
 from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
 if TYPE_CHECKING:

@@ -144,6 +144,8 @@ class ResultsScreen(AppScreen):
             verdicts.mount_all(_cards(rec))
             summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
+            if self.profile is not None and self.profile.serving_disagreement:
+                summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(

@@ -19,7 +19,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from backends.correctness import CheckEvent
-from backends.events import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
+from backends.journal.sweep import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen

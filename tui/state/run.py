@@ -18,7 +18,7 @@ from typing import Any
 from backends.correctness import (
     BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
 )
-from backends.events import (
+from backends.journal.sweep import (
     BenchEvent,
     BenchResult,
     PointFailed,

@@ -81,7 +81,7 @@ def spec_splits(spec: SweepSpec | None) -> bool:
 
 
 def journal_splits(events: Sequence[object]) -> bool:
-    from backends.events import SweepStarted
+    from backends.journal.sweep import SweepStarted
 
     for event in events:
         if isinstance(event, SweepStarted):

@@ -25,15 +25,15 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Sequence
 
-from backends.codec import CodecError, Registry
-from backends.correctness import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
-from backends.events import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed,
-                             ResultReceived, SweepFinished, SweepStarted)
-from backends.race import RACE_EVENT_TYPES, RaceEvent
-from backends.race import BuildFailed as RaceBuildFailed
-from backends.race import BuildFinished as RaceBuildFinished
-from backends.server.events import EVENT_TYPES as SERVE_EVENT_TYPES
-from backends.server.events import DuelFinished, LevelFinished, ServeEvent
+from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
+from backends.journal.codec import CodecError, Registry
+from backends.journal.race import RACE_EVENT_TYPES, RaceEvent
+from backends.journal.race import BuildFailed as RaceBuildFailed
+from backends.journal.race import BuildFinished as RaceBuildFinished
+from backends.journal.serve import EVENT_TYPES as SERVE_EVENT_TYPES
+from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
+from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
+                                    SweepFinished, SweepStarted)
 from backends.paths import describe_write_error
 from backends.text import printable
 

@@ -1,7 +1,7 @@
 """What a sweep yields: frozen dataclasses that travel one way, from the runner to its readers.
 
-Every event is written to the run's journal (``backends.sweep.journal``) before anyone sees
-it, through ``backends.codec``, so a journal replays exactly what a live run showed.
+Every event is written to the run's journal (``backends.journal.journal``) before anyone sees
+it, through ``backends.journal.codec``, so a journal replays exactly what a live run showed.
 """
 
 from __future__ import annotations
