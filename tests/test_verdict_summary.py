@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from backends import stats
-from backends.events import BenchResult
+from backends.journal.sweep import BenchResult
 from profiles.importers import import_files
 from profiles.records import ProfileResult, RunRecords
 from profiles.verdict import recommend_run
