@@ -78,6 +78,8 @@ class Profile:
     # and the serving verdict per concurrency level made from it.
     serving: Mapping[str, Any] | None = field(default=None, hash=False)
     serving_verdicts: tuple[ServingVerdict, ...] = ()
+    # Where the server disagrees with llama-bench, in one sentence ("" when they agree).
+    serving_disagreement: str = ""
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -269,17 +271,20 @@ def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterabl
     """A Profile from a server duel's events (a journal's too): the duel summary and its
     serving verdicts. ``builds`` (BuildInfo or server Contender objects) name the folders."""
     from backends.server.summary import duel_summary
+    from profiles.disagreement import disagreement
 
     duel = duel_summary(events)
     model_path = str(duel.get("model") or "")
     facts = model_facts_from(model_info) if model_info is not None else ModelFacts(
         file_name=Path(model_path).name, path=model_path or None)
     info = {str(getattr(b, "name", "")): b for b in builds}
+    verdicts = serving_verdicts(duel)
     records = tuple(BuildRecord(name=n, backend=str(getattr(info.get(n), "backend", "") or ""),
                                 path=str(getattr(info.get(n), "folder", "") or "") or None)
                     for n in duel.get("contenders", {}))
     return Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
-                   builds=records, serving=duel, serving_verdicts=serving_verdicts(duel))
+                   builds=records, serving=duel, serving_verdicts=verdicts,
+                   serving_disagreement=disagreement(duel, verdicts))
 
 
 def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = None, settings: Any = None) -> Profile:

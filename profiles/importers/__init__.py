@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.journal.sweep import BenchResult
+from profiles.importers.crashes import UNFINISHED, expand_unfinished, log_failure_rows
 from profiles.importers.csvfmt import csv_lines, read_csv
 from profiles.importers.failures import (
     backend_hint,
@@ -40,7 +41,7 @@ from profiles.importers.grouping import (
 )
 from profiles.importers.jsonfmt import read_json_array, read_jsonl
 from profiles.importers.machines import host_of, split_machines
-from profiles.importers.markdown import finish_tables, log_failure_rows, read_markdown
+from profiles.importers.markdown import finish_tables, read_markdown
 from profiles.importers.rows import (
     REPS_KEY,
     SETTING_KEYS,
@@ -251,7 +252,11 @@ def _read_markdown_or_log(text: str, source: str) -> FileRead:
 def log_failure_rows_from(state: Any, reason: str) -> list[Row]:
     raw = {"backends": state.banner_backend or "", "n_prompt": 0, "n_gen": 0, "n_depth": 0,
            "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
-    return [Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)]
+    if state.model:
+        raw["model_filename"] = state.model
+    row = Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)
+    row.hints[UNFINISHED] = True  # the tests its siblings ran
+    return [row]
 
 
 def _hint_failure(row: Row, path: Path) -> None:
@@ -350,6 +355,7 @@ def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequ
                events: Sequence[Any] = ()) -> ImportedRun:
     section_machines(rows)
     failure_models(rows)
+    rows = expand_unfinished(rows)
     variants = file_variants(rows)
     keyed: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:

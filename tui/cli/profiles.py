@@ -141,6 +141,8 @@ def cmd_show(options: argparse.Namespace) -> int:
         print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.serving_verdicts:
         _print_serving(profile.serving_verdicts)
+    if profile.serving_disagreement:
+        print(f"\nServer against llama-bench: {profile.serving_disagreement}")
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
@@ -313,6 +315,14 @@ def cmd_recommend(options: argparse.Namespace) -> int:
     recs = [r for r in recs if r.verdicts]
     if not recs:
         raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+    if options.format == "json":
+        # One JSON document however many machines: one machine's recommendation, or several
+        # under "machines".
+        if len(recs) == 1:
+            print(exporters.to_json(recs[0]), end="")
+        else:
+            print(exporters.machines_json(recs), end="")
+        return 0
     for n, rec in enumerate(recs):
         if n:
             print()
@@ -323,8 +333,6 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print(exporters.to_markdown(rec, title=title), end="")
         elif options.format == "csv":
             print(exporters.to_csv(rec), end="")
-        elif options.format == "json":
-            print(exporters.to_json(rec), end="")
         else:
             _print_recommendation(rec, title)
     return _journal_status(run.journal)

@@ -77,8 +77,10 @@ def _lead(rates: dict[str, float]) -> str:
 def _cards(rec: Recommendation) -> list[VerdictCard]:
     from profiles.verdict import CLASS_LABELS
 
+    # A class over several models shows its own line (which model goes which way); the
+    # per-model verdicts are in the summary and the table.
     classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
-    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w],
+    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w and not v.model],
                         rec.stability) for w in classes]
 
 
@@ -142,6 +144,8 @@ class ResultsScreen(AppScreen):
             verdicts.mount_all(_cards(rec))
             summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
+            if self.profile is not None and self.profile.serving_disagreement:
+                summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
