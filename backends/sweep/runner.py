@@ -34,6 +34,7 @@ from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
+from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
@@ -46,7 +47,6 @@ from backends.sweep.control import Blocks, SweepControl, SweepOptions
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
-
 
 
 class Sweep:
@@ -84,9 +84,14 @@ class Sweep:
     # --- events in, events out ------------------------------------------------------------
 
     def _replay(self, history: Sequence[Any]) -> None:
-        """Take over what an interrupted run of this journal had measured."""
+        """Take over what an interrupted run of this journal had measured. A point whose
+        decision counted a result the journal lost is open again: it is measured again."""
         for event in history:
             self._record(event)
+        for missing in missing_results(history):
+            self.settled.discard(missing.point.key)
+            self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
+                              "the journal: measuring it again")
 
     def _record(self, event: Any) -> None:
         if isinstance(event, ResultReceived):

@@ -337,6 +337,14 @@ def cmd_recommend(options: argparse.Namespace) -> int:
     recs = [r for r in recs if r.verdicts]
     if not recs:
         raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+    if options.format == "json":
+        # One JSON document however many machines: one machine's recommendation, or several
+        # under "machines".
+        if len(recs) == 1:
+            print(exporters.to_json(recs[0]), end="")
+        else:
+            print(exporters.machines_json(recs), end="")
+        return 0
     for n, rec in enumerate(recs):
         if n:
             print()
@@ -347,8 +355,19 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print(exporters.to_markdown(rec, title=title), end="")
         elif options.format == "csv":
             print(exporters.to_csv(rec), end="")
-        elif options.format == "json":
-            print(exporters.to_json(rec), end="")
         else:
             _print_recommendation(rec, title)
-    return 0
+    return _journal_status(run.journal)
+
+
+def _journal_status(journal: Sequence[Any]) -> int:
+    """A journal's verdict exits as its run did (``tui.cli.exits``): a point whose counted
+    result is gone is not measured; other input, 0."""
+    from backends.journal.damage import missing_results, without_points
+    from tui.cli.exits import COMPARED
+    from tui.cli.progress import sweep_status
+
+    if not journal:
+        return COMPARED
+    lost = {m.point.key for m in missing_results(journal)}
+    return sweep_status(without_points(journal, lost))[0]

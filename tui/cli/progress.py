@@ -82,13 +82,15 @@ def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
     """The exit code of a sweep from its journal's events, and a line per contender that
     failed or lacks points: how many, and the first reason."""
     starts = [e for e in events if isinstance(e, SweepStarted)]
-    if not starts:
-        return exits.NO_COMPARISON, []
-    planned = {p.key for p in starts[-1].points}
     measured = {(r.build, r.result.point.key) for r in point_results(events)}
     reasons = {(f.build, f.point.key): f.reason for f in point_failures(events)}
+    if starts:
+        planned, builds = {p.key for p in starts[-1].points}, tuple(starts[-1].builds)
+    else:  # results written without a start (an older tool's journal): what they hold
+        seen = [*measured, *reasons]
+        planned, builds = {key for _, key in seen}, tuple(dict.fromkeys(name for name, _ in seen))
     done, failed, lines = {}, {}, []
-    for build in starts[-1].builds:
+    for build in builds:
         missing = sorted(k for k in planned if (build, k) not in measured)
         done[build], failed[build] = len(planned) - len(missing), len(missing)
         if missing:

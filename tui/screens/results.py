@@ -77,8 +77,10 @@ def _lead(rates: dict[str, float]) -> str:
 def _cards(rec: Recommendation) -> list[VerdictCard]:
     from profiles.verdict import CLASS_LABELS
 
+    # A class over several models shows its own line (which model goes which way); the
+    # per-model verdicts are in the summary and the table.
     classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
-    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w],
+    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w and not v.model],
                         rec.stability) for w in classes]
 
 
