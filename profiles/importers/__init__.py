@@ -59,6 +59,7 @@ __all__ = ["FileRead", "ImportProblem", "ImportedBuild", "ImportedRun", "import_
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024  # formats read whole (markdown, JSON, SQL)
 MAX_STREAM_BYTES = 16 * 1024 ** 3  # llama-bench CSV and JSONL, read a row at a time
+JOURNAL_HEAD = b"{\"type\":\""  # every line of a run journal, its first too
 _COMPANION = (".stderr.log", ".stderr", ".log", ".err")
 _RESULT_SUFFIXES = (".jsonl", ".json", ".csv", ".md", ".sql")
 
@@ -149,6 +150,8 @@ def read_file(path: str | Path) -> FileRead:
     with open(path, "rb") as handle:
         data = handle.read()
     text = data.decode("utf-8", errors="replace")
+    if data.startswith(JOURNAL_HEAD):
+        return _with_host(_journal(data, str(path)), path)  # a damaged line is reported there
     if "\x00" in text:
         raise ImportProblem(f"{path}: binary data, not llama-bench output")
     read = _read_text(text, str(path))
@@ -171,6 +174,19 @@ def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
     return read if rows else _failed_run(read, first, path)
 
 
+def _journal(data: str | bytes, source: str) -> FileRead:
+    """A run journal: its events; each line that cannot be read and each result its
+    decisions counted that is gone, one line each."""
+    from backends.journal.damage import missing_results
+    from backends.journal.journal import read_journal_data
+
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+    read = read_journal_data(raw, Path(source))
+    lost = [f"{source}: {m}" for m in missing_results(read.events)]
+    return FileRead(source, "journal", (), (*(f"{source}: {line}" for line in read.report()), *lost),
+                    read.events)
+
+
 def _read_text(text: str, source: str) -> FileRead:
     stripped = text.lstrip()
     if re.search(r"INSERT\s+INTO\s+\"?\w+\"?\s*\(", text, re.IGNORECASE):
@@ -183,7 +199,7 @@ def _read_text(text: str, source: str) -> FileRead:
             pass  # a truncated array: read what lines parse below
     rows, events = read_jsonl(text, source)
     if events and not rows:
-        return FileRead(source, "journal", (), (), tuple(events))
+        return _journal(text, source)
     if rows:
         return FileRead(source, "jsonl", tuple(rows), ())
     if stripped.startswith("{"):
