@@ -53,6 +53,8 @@ def winner_cell(v: ClassVerdict) -> str:
         return f"only {v.recommended} ran" if v.recommended else "nothing ran"
     if v.status == "single contender":
         return f"{v.recommended} (only one measured)" if v.recommended else "-"
+    if v.status == "by model":
+        return v.headline or "by model"
     return f"no clear winner ({v.confidence})"
 
 
@@ -177,6 +179,11 @@ def _json_ready(value: Any) -> Any:
 
 def to_json(obj: Profile | Recommendation) -> str:
     return json.dumps(_json_ready(encode(obj)), indent=2, ensure_ascii=False) + "\n"
+
+
+def machines_json(recs: Sequence[Recommendation]) -> str:
+    """Several machines' recommendations as one JSON document: ``{"machines": [...]}``."""
+    return json.dumps({"machines": [_json_ready(encode(r)) for r in recs]}, indent=2, ensure_ascii=False) + "\n"
 
 
 # ---------------------------------------------------------------------------------------

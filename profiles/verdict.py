@@ -23,8 +23,9 @@ from typing import Any
 
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
+from profiles.by_model import across_models
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type
-from profiles.crossover import find, in_range
+from profiles.crossover import find, in_range, point_sides
 from profiles.fallback import with_fallback_lines
 from profiles.judge import (
     PairResult,
@@ -50,7 +51,7 @@ from profiles.outcome import (
     Recommendation,
 )
 from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
-from profiles.stability import PlacedFailure, place
+from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
 
@@ -94,9 +95,24 @@ class _Case:
     ranked: list[str]
     opponents: list[str]
     pairs: list[PairResult]
+    model: str = ""  # "" where the class measured one model
 
 
-def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: Mapping[str, str]) -> _Case:
+def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, str, list[Measure]]]:
+    """Each class, or each class's model where it measured several: speeds of different
+    models are never pooled."""
+    out: list[tuple[ClassKey, str, list[Measure]]] = []
+    for key, ms in _ordered(by_class):
+        models = sorted({m.model for m in ms})
+        if len(models) <= 1:
+            out.append((key, "", ms))
+        else:
+            out.extend((key, model, [m for m in ms if m.model == model]) for model in models)
+    return out
+
+
+def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: Mapping[str, str],
+          model: str = "") -> _Case:
     grouped = group_measures(measures)
     ranked = rank(grouped)
     opp = opponents(ranked[0], ranked, backends) if len(ranked) > 1 else []
@@ -105,7 +121,7 @@ def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: 
         for k, m in grouped[ranked[0]].items():
             if k in grouped[o]:
                 book.get(m, grouped[o][k])
-    return _Case(key, grouped, ranked, opp, [])
+    return _Case(key, grouped, ranked, opp, [], model)
 
 
 def _series(field: Field, book: TestBook, backends: Mapping[str, str]) -> list[_Case]:
@@ -125,9 +141,9 @@ def _crossovers(series: Sequence[_Case], book: TestBook, several: Mapping[str, b
             result = pair(book, case.grouped[case.ranked[0]], case.grouped[o])
             order = sorted(range(len(result.tests)), key=lambda i: result.tests[i].a.context)
             tests = [result.tests[i] for i in order]
-            sides = [result.sides[i] for i in order]
+            sides, tested = point_sides(tests, [result.sides[i] for i in order], book.tie_fraction)
             out.extend(find(tests, sides, phase, workload,
-                            several.get(case.ranked[0], False) or several.get(o, False)))
+                            several.get(case.ranked[0], False) or several.get(o, False), tested))
     return out
 
 
@@ -157,7 +173,7 @@ def with_throttle_caveats(rec: Recommendation, cool: Recommendation,
             continue
         names = ", ".join(f"{r.build} {r.result.point.name}" for r in mine[:4])
         more = f" and {len(mine) - 4} more" if len(mine) > 4 else ""
-        other = cool.verdict(verdict.workload, verdict.phase, verdict.context)
+        other = cool.verdict(verdict.workload, verdict.phase, verdict.context, verdict.model or None)
         same = other is not None and other.recommended == verdict.recommended
         effect = ("without them the winner is the same" if same else
                   f"without them: {other.recommended or other.status}" if other is not None else
@@ -185,7 +201,8 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         for phase in p.phases:
             key = class_of_failure(p, phase, settings.long_context_tokens)
             by_class.setdefault(key, [])
-    cases = [_plan(k, ms, book, backends) for k, ms in _ordered(by_class) if ms]
+    units = _units(by_class)
+    cases = [_plan(k, ms, book, backends, model) for k, model, ms in units if ms]
     series = _series(field, book, backends)
     book.correct()
     for case in cases:
@@ -196,15 +213,25 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
     names = _names(field, placed)
     stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
-    verdicts = []
+    verdicts: list[ClassVerdict] = []
     for key, ms in _ordered(by_class):
-        found = next((c for c in cases if c.key == key), None)
         in_class = [p for p in placed if key[2] in p.phases
                     and class_of_failure(p, key[2], settings.long_context_tokens) == key]
-        verdicts.append(class_verdict(key, found.grouped if found else {}, found.ranked if found else [],
-                                      found.pairs if found else [], class_q, in_class,
-                                      _class_crossovers(crossovers, key, ms, settings), stability,
-                                      field, settings.tie_pct, settings.alpha))
+        models = [model for k, model, _ in units if k == key]
+        per_model = []
+        for model in models:
+            found = next((c for c in cases if c.key == key and c.model == model), None)
+            mine = [m for m in ms if not model or m.model == model]
+            failed = [p for p in in_class if _for_model(p, model, models)]
+            qs = {other: q for (k, m, other), q in class_q.items() if k == key and m == model}
+            per_model.append(class_verdict(
+                key, found.grouped if found else {}, found.ranked if found else [], found.pairs if found else [],
+                qs, failed, _class_crossovers(crossovers, key, mine, settings), stability, field,
+                settings.tie_pct, settings.alpha, model))
+        if len(per_model) > 1:
+            verdicts.extend([across_models(per_model, failure_lines(in_class)), *per_model])
+        else:
+            verdicts.extend(per_model)
     devices = {c.label: _devices(c.known_settings.get("devices")) for c in field.contenders}
     verdicts = [_with_devices(v, devices) for v in verdicts]
     all_outliers = tuple(dict.fromkeys(o for v in verdicts for o in v.outliers))
@@ -249,8 +276,13 @@ def _ordered(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey,
     return sorted(by_class.items(), key=lambda kv: order.get(kv[0], 99))
 
 
-def _class_q(cases: Sequence[_Case]) -> dict[tuple[ClassKey, str], float]:
-    keys = [(c.key, r.comparison.other) for c in cases for r in c.pairs if r.class_p is not None]
+def _for_model(p: PlacedFailure, model: str, models: Sequence[str]) -> bool:
+    """A failure belongs to its model's verdict; one whose model is not known, to each."""
+    return not model or not p.record.model or p.record.model == model
+
+
+def _class_q(cases: Sequence[_Case]) -> dict[tuple[ClassKey, str, str], float]:
+    keys = [(c.key, c.model, r.comparison.other) for c in cases for r in c.pairs if r.class_p is not None]
     ps = [r.class_p for c in cases for r in c.pairs if r.class_p is not None]
     return dict(zip(keys, stats.benjamini_hochberg(ps)))
 
