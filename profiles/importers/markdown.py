@@ -74,6 +74,7 @@ class _State:
     reps: int | None = None
     command_points: list[TestPoint] = field(default_factory=list)
     model: str = ""  # the model file the command line names (-m)
+    headers: int = 0  # llama-bench table headers printed (a run that started)
     header: list[str] | None = None
     header_closed: bool = True  # the header row ends with "|": so must every whole row
     last_header: list[str] | None = None
@@ -112,6 +113,7 @@ def _line(state: _State, line: str, at: int) -> None:
         _close(state)
         state.watched = None
         state.header = state.last_header = lowered
+        state.headers += 1
         state.header_closed = stripped.endswith("|")
         state.table = _Table(section=state.section, reps=state.reps)
         return
@@ -213,8 +215,8 @@ def _noise(state: _State, stripped: str) -> None:
 
 
 def _command_line(state: _State, line: str) -> None:
-    try:
-        words = shlex.split(line.lstrip("$> "))
+    try:  # a Windows prompt's backslashes are path separators, not escapes
+        words = line.split() if "\\" in line else shlex.split(line.lstrip("$> "))
     except ValueError:
         words = line.split()
     values: dict[str, list[int]] = {}
