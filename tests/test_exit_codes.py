@@ -23,7 +23,7 @@ from tui.cli import build_parser, exits
 pytestmark = pytest.mark.toolchain
 
 REPO = Path(__file__).resolve().parent.parent
-GRID = ("-p", "32", "-n", "8", "-r", "2", "-t", "1", "--telemetry", "off")
+GRID = ("-p", "32", "-n", "8", "-d", "0", "-r", "2", "-t", "1", "--telemetry", "off")
 
 
 def llamaduel(*args: str, tmp: Path, **kwargs) -> subprocess.CompletedProcess:
@@ -68,11 +68,15 @@ sys.exit(child.wait())
 
 
 @pytest.fixture(scope="module")
-def builds(cpu_bin, vulkan_bin):
-    for folder, name in ((cpu_bin, "cpu"), (vulkan_bin, "vulkan")):
-        build = probe_build(folder, name)
-        assert build.problem is None, build.problem
-    return {"cpu": cpu_bin, "vulkan": vulkan_bin}
+def cpu(cpu_bin):
+    assert probe_build(cpu_bin, "cpu").problem is None
+    return cpu_bin
+
+
+@pytest.fixture(scope="module")
+def builds(cpu, vulkan_bin):
+    assert probe_build(vulkan_bin, "vulkan").problem is None
+    return {"cpu": cpu, "vulkan": vulkan_bin}
 
 
 def journal_of(stdout: str) -> Path:
@@ -88,7 +92,8 @@ def test_cpu_against_vulkan_compares_with_0(builds, tiny_llama, tmp_path):
 
 
 def test_a_garbage_printing_contender_fails_every_point_with_4_and_says_what_happened(
-        builds, tiny_llama, tmp_path):
+        cpu, tiny_llama, tmp_path):
+    builds = {"cpu": cpu}
     garbage = stand_in(tmp_path / "garbage", builds["cpu"], GARBAGE)
     done = llamaduel("bench", "--build", f"cpu={builds['cpu']}", "--build", f"garbage={garbage}",
                      "--model", str(tiny_llama), *GRID, tmp=tmp_path)
@@ -112,7 +117,8 @@ def test_a_contender_failing_some_points_is_3(builds, tiny_llama, tmp_path):
     assert "no-tg: 1 of 2 points failed (exited 0 without a result line" in done.stderr
 
 
-def test_a_cancelled_run_is_130_and_a_bad_model_path_is_2(builds, tiny_llama, tmp_path):
+def test_a_cancelled_run_is_130_and_a_bad_model_path_is_2(cpu, tiny_llama, tmp_path):
+    builds = {"cpu": cpu}
     env = {**os.environ, "LLAMADUEL_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
     run = subprocess.Popen([sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={builds['cpu']}",
                             "--model", str(tiny_llama), "-p", "32", "-n", "64", "-d", "8192", "-r", "5",

@@ -25,7 +25,10 @@ __all__ = ["find_unfinished_run", "replay", "run_demo", "stop_sweep", "sweep_wor
 def replay(app: LlamaduelApp, journal: Path) -> None:
     """Show a recorded run as it ended; Results opens unless another screen was asked."""
     app.switch_mode("run")
-    app.run_screen.show_events(read_journal(journal))
+    read = read_journal(journal)
+    app.run_screen.show_events(read)
+    for line in read.report():  # each skipped line once, where the user looks
+        app.notify(line, severity="warning", timeout=30)
     app.last_run = app.run_screen.run_state
     app.start_screen = app.start_screen or "results"
 

@@ -143,6 +143,8 @@ def cmd_show(options: argparse.Namespace) -> int:
         _print_serving(profile.serving_verdicts)
     if profile.serving_disagreement:
         print(f"\nServer against llama-bench: {profile.serving_disagreement}")
+    for line in tuning_lines(profile):
+        print(line)
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
@@ -150,6 +152,26 @@ def cmd_show(options: argparse.Namespace) -> int:
     print()
     _print_recommendation(profile.recommendation)
     return 0
+
+
+def tuning_lines(profile: Any) -> list[str]:
+    """The tuned settings per contender, what they were worth, the duel both ways, and every
+    other difference between the contenders."""
+    from profiles.confounds import confound_line
+    from profiles.tuning import worth_text
+
+    lines: list[str] = []
+    tuning = profile.tuning
+    if tuning is not None:
+        lines += ["", f"Tuned ({', '.join(tuning.free)} free, {tuning.seconds:.0f} s of a "
+                      f"{tuning.budget_s:.0f} s budget):"]
+        for contender in tuning.contenders:
+            lines.append(f"- {worth_text(contender)}; runs with {' '.join(contender.settings) or 'its defaults'}")
+            lines.append(f"  why: {contender.reason}")
+        lines += [f"- {line}" for line in tuning.lines]
+    if profile.confounds:
+        lines += ["", confound_line(profile.confounds)]
+    return lines
 
 
 def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:
@@ -315,6 +337,14 @@ def cmd_recommend(options: argparse.Namespace) -> int:
     recs = [r for r in recs if r.verdicts]
     if not recs:
         raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+    if options.format == "json":
+        # One JSON document however many machines: one machine's recommendation, or several
+        # under "machines".
+        if len(recs) == 1:
+            print(exporters.to_json(recs[0]), end="")
+        else:
+            print(exporters.machines_json(recs), end="")
+        return 0
     for n, rec in enumerate(recs):
         if n:
             print()
@@ -325,8 +355,19 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print(exporters.to_markdown(rec, title=title), end="")
         elif options.format == "csv":
             print(exporters.to_csv(rec), end="")
-        elif options.format == "json":
-            print(exporters.to_json(rec), end="")
         else:
             _print_recommendation(rec, title)
-    return 0
+    return _journal_status(run.journal)
+
+
+def _journal_status(journal: Sequence[Any]) -> int:
+    """A journal's verdict exits as its run did (``tui.cli.exits``): a point whose counted
+    result is gone is not measured; other input, 0."""
+    from backends.journal.damage import missing_results, without_points
+    from tui.cli.exits import COMPARED
+    from tui.cli.progress import sweep_status
+
+    if not journal:
+        return COMPARED
+    lost = {m.point.key for m in missing_results(journal)}
+    return sweep_status(without_points(journal, lost))[0]

@@ -11,6 +11,8 @@ from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, Po
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
                              TelemetryRecorded)
 from backends.journal.journal import event_to_json
+from backends.journal.tune import TUNE_EVENT_TYPES
+from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
@@ -80,13 +82,15 @@ def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
     """The exit code of a sweep from its journal's events, and a line per contender that
     failed or lacks points: how many, and the first reason."""
     starts = [e for e in events if isinstance(e, SweepStarted)]
-    if not starts:
-        return exits.NO_COMPARISON, []
-    planned = {p.key for p in starts[-1].points}
     measured = {(r.build, r.result.point.key) for r in point_results(events)}
     reasons = {(f.build, f.point.key): f.reason for f in point_failures(events)}
+    if starts:
+        planned, builds = {p.key for p in starts[-1].points}, tuple(starts[-1].builds)
+    else:  # results written without a start (an older tool's journal): what they hold
+        seen = [*measured, *reasons]
+        planned, builds = {key for _, key in seen}, tuple(dict.fromkeys(name for name, _ in seen))
     done, failed, lines = {}, {}, []
-    for build in starts[-1].builds:
+    for build in builds:
         missing = sorted(k for k in planned if (build, k) not in measured)
         done[build], failed[build] = len(planned) - len(missing), len(missing)
         if missing:
@@ -122,6 +126,8 @@ def describe(event: Any) -> tuple[str, bool]:
         return f"{event.build:>12}  {event.point.name:<18} {event.message}", False
     if isinstance(event, SweepNote):
         return f"note: {event.message}", False
+    if isinstance(event, TUNE_EVENT_TYPES):
+        return describe_tune(event), False
     return "", False
 
 
