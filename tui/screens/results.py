@@ -167,7 +167,7 @@ class ResultsScreen(AppScreen):
         else:
             events = actions.events_of(state, self.app.journal)  # type: ignore[attr-defined]
             tuning, differences = tuning_from_events(events), confounds(events)
-        return [TuningCard(tuning, differences, id="tuning-card")] if tuning or differences else []
+        return [TuningCard(tuning, differences)] if tuning or differences else []
 
     # Actions on the shown results.
     def _has_results(self) -> bool:
