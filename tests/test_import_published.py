@@ -141,6 +141,19 @@ def test_rocm_error_before_any_row_fails_the_tests_the_command_asked_for():
     assert all(f.reason == "ROCm error" and f.model == "llama-2-7b.Q4_0.gguf" for f in failures)
 
 
+def test_a_ggml_assert_with_its_command_line_fails_that_contender():
+    """llama-bench b9204 with an MTP model: the command line and the assert, nothing else published."""
+    run = import_files([WORLD / "llama.cpp-issue23285-ggml-assert-mtp" / "llama-bench-vulkan-b9204.log"])
+    (build,) = run.builds
+    assert (build.backend, build.build_number, run.result_count) == ("Vulkan", 9204, 0)
+    failures = run.failures[build.name]
+    assert sorted(f.test for f in failures) == ["pp512", "tg128"]
+    assert all(f.reason == "GGML_ASSERT(buffer) failed" for f in failures)
+    # The contender is the build with the command's settings: -ngl 0 makes it a CPU/GPU split.
+    assert all(dict(f.settings) == {"n_gpu_layers": 0, "flash_attn": 1, "use_mmap": 1} for f in failures)
+    assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
+
+
 def test_a_header_then_a_silent_exit_fails_the_default_tests():
     """llama.cpp b5215 on Windows printed its header and returned to the prompt: no row, no error."""
     run = import_files([WORLD / "llama.cpp-issue13169-header-then-silent-exit" / "llama-bench-cpu-avx512-b5215.log"])

@@ -218,7 +218,8 @@ def _read_text(text: str, source: str) -> FileRead:
     return _read_markdown_or_log(text, source)
 
 
-_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)")
+_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)"
+                       r"|GGML_ASSERT|\b(?:ROCm|CUDA|HIP|Vulkan) error\b|^\S*llama-bench(?:\.exe)?\s+-")
 
 
 def _looks_like_log(text: str, state: Any) -> bool:
@@ -228,7 +229,7 @@ def _looks_like_log(text: str, state: Any) -> bool:
     if state.banner_backend or state.tables or state.headers:
         return True
     lines = [n for n in state.noise if n]
-    return bool(lines) and sum(1 for n in lines if _LOG_LINE.match(n)) * 2 >= len(lines)
+    return bool(lines) and sum(1 for n in lines if _LOG_LINE.search(n)) * 2 >= len(lines)
 
 
 def _read_markdown_or_log(text: str, source: str) -> FileRead:
