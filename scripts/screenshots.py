@@ -159,14 +159,14 @@ NEUTRAL = {"model_dir": "/models", "run_dir": "/runs/tiny-cpu-vs-vulkan",
 
 
 async def record_journal(target: Path) -> None:
-    from backends.sweep import run_sweep
+    from backends.sweep import RunRequest, run_sweep
     from backends.telemetry import Telemetry
 
     with tempfile.TemporaryDirectory(prefix="llamaduel-journal-") as temp:
         folder = Path(temp)
         builds, model = real_sources(folder)
         run_dir = folder / "run"
-        async for event in run_sweep(builds, model, SPEC, run_dir=run_dir, telemetry=Telemetry()):
+        async for event in run_sweep(RunRequest(builds, model, SPEC, run_dir=run_dir), telemetry=Telemetry()):
             print(type(event).__name__, getattr(getattr(event, "point", None), "name", ""))
         text = (run_dir / "journal.jsonl").read_text()
         replacements = {str(run_dir): NEUTRAL["run_dir"], str(folder): NEUTRAL["model_dir"],

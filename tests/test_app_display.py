@@ -260,7 +260,7 @@ def test_plan_estimates_from_rates_and_warns_past_the_context(tmp_path, tiny_lla
     spec = preset("chat")
     unknown = make_plan(builds, model, spec, {}, check=True)
     assert unknown.seconds is None and "t times cpu, vulkan" in unknown.line()
-    assert unknown.check["chunks"] == 2 and unknown.check["context"] == 64  # software
+    assert unknown.check.chunks == 2 and unknown.check.context == 64  # software
     rates = {"cpu": Rates(1000.0, 100.0, 0.2, "a quick probe"),
              "vulkan": Rates(100.0, 10.0, 1.0, "a quick probe")}
     plan = make_plan(builds, model, spec, rates, check=True)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen
     from tui.screens.serve import ServeScreen
-    from tui.state.run_text import SweepRequest
+    from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
 
 FAILED = {"sweep": "Sweep stopped", "serve": "Server duel stopped", "demo": "Demo set-up failed",
@@ -113,7 +113,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             self.push_screen(HelpScreen())
 
     # Sweeps.
-    def start_sweep(self, request: SweepRequest) -> None:
+    def start_sweep(self, request: SweepStart) -> None:
         self.switch_mode("run")
         self.run_screen.start(request)
 

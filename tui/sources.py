@@ -19,6 +19,7 @@ from backends.estimate import Rates
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.correctness import CheckOptions
     from backends.models import ModelInfo
     from profiles.store import ProfileStore
     from tui.state.run import RunState
@@ -109,7 +110,7 @@ class Sources:
                  store: ProfileStore | None = None, telemetry: TelemetryOption = None,
                  runs_root: Path | None = None, build_paths: Mapping[str, Path] | None = None,
                  model_dirs: Sequence[Path] = (), rates: RateBook | None = None,
-                 check_options: Mapping[str, Any] | None = None) -> None:
+                 check_options: CheckOptions | Mapping[str, Any] | None = None) -> None:
         self.builds: list[BuildInfo] | None = list(builds) if builds is not None else None
         self.models: list[ModelInfo] | None = list(models) if models is not None else None
         self._store = store
@@ -119,7 +120,11 @@ class Sources:
         self.build_paths = dict(build_paths or {})
         self.model_dirs = list(model_dirs)
         self.rates = rates or RateBook(_rates_path(runs_root))
-        self.check_options = dict(check_options or {})
+        from backends.correctness import CheckOptions
+
+        # The correctness check's settings (tests give a few as a mapping).
+        self.check_options = (check_options if isinstance(check_options, CheckOptions)
+                              else CheckOptions(**dict(check_options or {})))
         self.chosen_model = ""  # the model chosen on the Setup screen (the race's default)
         self.version = 0
 

@@ -125,8 +125,9 @@ async def _demo_sweep(app: LlamaduelApp, builds: list[BuildInfo], model: ModelIn
                       setup: DemoSetup) -> None:
     """Time the builds briefly when nothing is known yet (for the ETA), then run."""
     from tui.engine import probe_rates
-    from tui.state.run_text import SweepRequest
+    from backends.sweep import RunRequest
     from tui.state.plan import make_plan
+    from tui.state.run_text import SweepStart
 
     rates = app.sources.rates
     if any(rates.get(b, model) is None for b in builds):
@@ -138,8 +139,8 @@ async def _demo_sweep(app: LlamaduelApp, builds: list[BuildInfo], model: ModelIn
             rates.put(build, model, measured)
     plan = make_plan(builds, model, setup.spec, {b.name: rates.get(b, model) for b in builds},
                      check=True, check_options=app.sources.check_options)
-    app.start_sweep(SweepRequest(builds=tuple(builds), model=model, spec=setup.spec,
-                                 check=dict(plan.check or {}), plan=plan))
+    run = RunRequest(builds, model, setup.spec, runs_root=app.sources.runs_root, check=plan.check)
+    app.start_sweep(SweepStart(run, plan=plan))
 
 
 # Resuming an interrupted run.
@@ -155,12 +156,11 @@ def _find(app: LlamaduelApp) -> None:
 
 def _offer_resume(app: LlamaduelApp, run: RunSummary) -> None:
     from tui.screens.confirm import ConfirmScreen
-    from tui.state.run_text import SweepRequest
+    from tui.state.run_text import SweepStart
 
     def answered(yes: bool | None) -> None:
         if yes:
-            app.start_sweep(SweepRequest(builds=(), model=None, spec=None,
-                                         resume_dir=Path(run.run_dir)))
+            app.start_sweep(SweepStart(resume_dir=Path(run.run_dir)))
 
     question = (f"An unfinished run of {Path(run.model).name} "
                 f"({' vs '.join(run.builds)}, {run.done}/{run.total} done) was stopped. "

@@ -11,8 +11,8 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fields_from_spec, placeholders,
-                            spec_from_fields)
+from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fa_choice, fields_from_spec,
+                            placeholders, spec_from_fields)
 from tui.widgets.marks import TickBox
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class GridForm(Vertical):
                 yield Label(label, classes="field-label")
                 yield Input(id=f"field-{key}", compact=True)
             yield Label("flash attn", classes="field-label")
-            yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa", compact=True)
+            yield Select(FA_CHOICES, value="on", allow_blank=False, id="field-fa", compact=True)
             # Each build reads a text with llama-perplexity before the sweep; its output is
             # compared with a reference build's, so a fast but wrong build shows up.
             yield Label("correctness", classes="field-label")
@@ -82,8 +82,7 @@ class GridForm(Vertical):
             field = self.query_one(f"#field-{key}", Input)
             field.value = value
             field.placeholder = self._defaults[key]
-        fa = {True: "1", False: "0", None: "default"}[spec.flash_attn]
-        self.query_one("#field-fa", Select).value = fa
+        self.query_one("#field-fa", Select).value = fa_choice(spec)
         self.query_one("#preset-description", Static).update(PRESET_DESCRIPTIONS.get(name, ""))
         self.call_after_refresh(self._applied)
 
