@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tui.cli import CommandError
+from tui.cli.progress import SweepPrinter
 from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders
 
 if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
+    from backends.models import ModelInfo
     from backends.sweep import SweepSpec
 
 
@@ -146,9 +150,10 @@ def _bench(options: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     telemetry = _telemetry(options.telemetry) if local else None
     remote = host_telemetry(builds) if options.telemetry != "off" else {}
+    printer = SweepPrinter(options.json)
     try:
         status, run_dir = drive(run_sweep(request, telemetry=telemetry, host_telemetry=remote),
-                                json_lines=options.json)
+                                json_lines=options.json, printer=printer)
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
@@ -157,17 +162,17 @@ def _bench(options: argparse.Namespace) -> int:
         for source in remote.values():
             source.close()
     if options.save and run_dir is not None:
-        save_profile(options.save, run_dir, model, builds, options.store)
+        save_profile(options.save, printer.events, run_dir, model, builds, options.store)
     return status
 
 
-def save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
-                 store_path: Path | None) -> None:
-    from backends.sweep import read_journal
+def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: ModelInfo | None,
+                 builds: Sequence[BuildInfo], store_path: Path | None) -> None:
+    """Save the run's profile from its events as they passed (the journal is not read back)."""
     from profiles.model import profile_from_journal
     from profiles.store import ProfileError, ProfileStore
 
-    profile = profile_from_journal(read_journal(run_dir), name=name, model_info=model, builds=builds)
+    profile = profile_from_journal(events, name=name, model_info=model, builds=builds)
     try:
         path = ProfileStore(store_path).save(profile)
     except (ProfileError, OSError) as error:
@@ -183,12 +188,13 @@ def _telemetry(choice: str) -> Any:
     return Telemetry()
 
 
-def drive(events: AsyncIterator[Any], *, json_lines: bool) -> tuple[int, Path | None]:
-    """Run the sweep to its end, printing as it goes; the exit code and the run folder."""
+def drive(events: AsyncIterator[RunEvent], *, json_lines: bool,
+          printer: SweepPrinter | None = None) -> tuple[int, Path | None]:
+    """Run the sweep to its end, printing as it goes (``printer`` keeps its events); the
+    exit code and the run folder."""
     from backends.sweep import JournalError
-    from tui.cli.progress import SweepPrinter
 
-    printer = SweepPrinter(json_lines)
+    printer = printer or SweepPrinter(json_lines)
     try:
         finished = asyncio.run(cancellable(events, printer.show))
     except JournalError as error:

@@ -22,21 +22,19 @@ from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
 
 if TYPE_CHECKING:
-    from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
     from profiles.model import Profile
     from profiles.verdict import Recommendation
 
 
-def recommendation_for(state: RunState, model_info: ModelInfo | None = None,
-                       journal: Path | None = None) -> Recommendation:
-    """The run's verdict from the same records the saved profile is made from (its journal)."""
+def recommendation_for(state: RunState) -> Recommendation:
+    """The run's verdict from the same records the saved profile is made from (kept in
+    memory as the run passed, never read back from its journal)."""
     from profiles.records import records_from_events
     from profiles.verdict import recommend_run
 
     # A build the correctness check found suspect or failed counts as unstable.
-    records = records_from_events(actions.events_of(state, journal),
-                                  correctness=state.correctness_by_build())
+    records = records_from_events(actions.records_of(state), correctness=state.correctness_by_build())
     return recommend_run(records)
 
 
@@ -128,8 +126,7 @@ class ResultsScreen(AppScreen):
         if self.profile is not None and self.profile.recommendation is not None:
             self.recommendation = self.profile.recommendation
         else:
-            self.recommendation = recommendation_for(
-                state, journal=self.app.journal)  # type: ignore[attr-defined]
+            self.recommendation = recommendation_for(state)
         rec = self.recommendation
         self._launchable = None
         with self.app.batch_update():
@@ -165,9 +162,7 @@ class ResultsScreen(AppScreen):
         if self.profile is not None and name in (None, self.profile.name):
             return self.profile
         name = name or actions.default_profile_name(self.run_state)
-        return actions.profile_from_state(self.run_state, name,
-                                          journal=self.app.journal,  # type: ignore[attr-defined]
-                                          builds=self.sources.builds)
+        return actions.profile_from_state(self.run_state, name, builds=self.sources.builds)
 
     @on(cmd.SaveProfile)
     def _save(self) -> None:

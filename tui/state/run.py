@@ -21,6 +21,7 @@ from backends.correctness import (
 from backends.journal.sweep import (
     BenchEvent,
     BenchResult,
+    PointDecided,
     PointFailed,
     PointProgress,
     PointStarted,
@@ -32,6 +33,10 @@ from backends.journal.sweep import (
 from tui.state.format import format_duration, format_eta
 
 IDLE, RUNNING, PAUSED, FINISHED, CANCELLED = "idle", "running", "paused", "finished", "cancelled"
+# The events a verdict is computed from, kept as they pass (``RunState.records``), so the
+# Results screen and a saved profile never read the journal back.
+VerdictRecord = SweepStarted | ResultReceived | PointFailed | PointDecided
+VERDICT_RECORDS = (SweepStarted, ResultReceived, PointFailed, PointDecided)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class RunState:
     check: CheckProgress | None = None  # set while the correctness check runs
     estimate: float | None = None  # the plan's estimate of the sweep, in seconds
     done_at_start: int = 0  # points a resumed run had already finished when it went on
+    # The run's verdict records in journal order: what profiles.records reads.
+    records: tuple[VerdictRecord, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def total(self) -> int:
@@ -214,9 +221,17 @@ def _with_checks(state: RunState, lines: Mapping[str, str]) -> RunState:
 
 
 def fold(state: RunState, event: BenchEvent) -> RunState:
-    """The state after ``event``; unknown or out-of-order events leave it unchanged."""
+    """The state after ``event``; unknown or out-of-order events leave it unchanged but for
+    the records, which keep every verdict record as the journal does."""
+    state = _shown(state, event)
+    if isinstance(event, VERDICT_RECORDS):
+        state = dataclasses.replace(state, records=(*state.records, event))
+    return state
+
+
+def _shown(state: RunState, event: BenchEvent) -> RunState:
     if isinstance(event, SweepStarted):
-        if getattr(event, "resumed", False) and event.run_id == state.run_id:
+        if event.resumed and event.run_id == state.run_id:
             # A resumed run goes on in the same journal: keep what it already has.
             return dataclasses.replace(state, status=RUNNING, notes=tuple(event.notes),
                                        started_at=event.at, done_at_start=state.done)
@@ -227,7 +242,7 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
             builds=tuple(BuildProgress(name, check=checked.get(name, ""))
                          for name in event.builds),
             points=tuple(event.points), spec=dict(event.spec), status=RUNNING,
-            started_at=event.at, notes=tuple(getattr(event, "notes", ())),
+            started_at=event.at, notes=tuple(event.notes),
             correctness=() if state.run_id else state.correctness,
             estimate=state.estimate,
             # The check runs inside the sweep (its events follow this one) or just before it.
