@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from backends.remote import SshHost, SshLauncher  # noqa: E402
+from backends.remote.ssh import SshHost, SshLauncher  # noqa: E402
 from backends.tool import ToolProcess  # noqa: E402
 from sshd import SilentPort, SshServer  # noqa: E402
 

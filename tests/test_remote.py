@@ -17,14 +17,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backends import remote, remote_probe
+from backends.remote import probe as remote_probe
+from backends.remote import ssh as remote
 from backends.builds import probe_build
 from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
                              TelemetryRecorded)
 from backends.models import read_model
-from backends.remote import SshError, SshHost
-from backends.remote_probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
-from backends.remote_telemetry import SMI_FIELDS, RemoteTelemetry
+from backends.remote.ssh import SshError, SshHost
+from backends.remote.probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
+from backends.remote.telemetry import SMI_FIELDS, RemoteTelemetry
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.telemetry.model import DEVICE_MEASUREMENTS
 from sshd import SilentPort, SshServer

@@ -2,7 +2,7 @@
 thermal guard.
 
 Contenders on this machine are watched by the local ``Telemetry``; contenders on another
-host by that host's ``RemoteTelemetry`` (``backends.remote_telemetry``). A block's
+host by that host's ``RemoteTelemetry`` (``backends.remote.telemetry``). A block's
 telemetry summary and the wait for cooling before it both use the machine the block ran
 on; every tick is journalled with the host it came from (``from_host``; none for this
 machine).

@@ -12,7 +12,7 @@ from backends.builds import BuildInfo
 from backends.correctness import CheckOptions
 from backends.journal.journal import RunEvent
 from backends.models import ModelInfo
-from backends.rpc import LocalRpcServer
+from backends.remote.rpc import LocalRpcServer
 from backends.sweep.hosts import remote_names
 from backends.sweep.plan import DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy
 from backends.sweep.spec import SweepError, SweepSpec

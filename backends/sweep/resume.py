@@ -61,7 +61,7 @@ def _probe(start: SweepStarted, name: str) -> BuildInfo:
     recorded = start.contenders.get(name, {})
     host = recorded.get("host")
     if host:
-        from backends.remote_probe import probe_remote_build
+        from backends.remote.probe import probe_remote_build
 
         build = probe_remote_build(str(host), start.build_paths[name], name)
     else:

@@ -29,7 +29,7 @@ from backends.correctness import CheckOptions
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo
-from backends.rpc import describe_rpc_failure
+from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs

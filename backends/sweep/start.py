@@ -9,7 +9,7 @@ from pathlib import Path
 from backends.journal.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
-from backends.rpc import LocalRpcServer, RpcError
+from backends.remote.rpc import LocalRpcServer, RpcError
 from backends.sweep.argv import bench_argv
 from backends.sweep.control import SweepControl
 from backends.sweep.monitors import TelemetrySource
@@ -39,7 +39,7 @@ def _read_model(request: RunRequest) -> ModelInfo:
             raise SweepError(f"model {model.path.name} cannot run: {model.problem}")
         return model
     if builds and all(b.host for b in builds):
-        from backends.remote_probe import read_remote_model
+        from backends.remote.probe import read_remote_model
 
         host = builds[0].host or ""
         return read_remote_model(host, request.model_paths.get(host, str(model)))
@@ -54,7 +54,7 @@ async def run_sweep(request: RunRequest, *, telemetry: TelemetrySource | None = 
     Raises SweepError (one line) before anything starts for bad input, JournalError when
     the run folder cannot be written or another process holds its journal. ``telemetry``
     samples this machine; contenders with a ``host`` run there over ssh
-    (``backends.remote``) with that host's telemetry from ``host_telemetry[host]``;
+    (``backends.remote.ssh``) with that host's telemetry from ``host_telemetry[host]``;
     machines measure at the same time, contenders on one machine take turns. ``control``
     pauses and resumes between test points.
     """

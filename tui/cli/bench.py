@@ -121,7 +121,7 @@ def _repetitions(text: str | None) -> dict[str, object]:
 
 
 def cmd_bench(options: argparse.Namespace) -> int:
-    from backends.remote import close_hosts
+    from backends.remote.ssh import close_hosts
 
     try:
         return _bench(options)

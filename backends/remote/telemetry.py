@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from backends.remote import SshHost, SshLauncher, shell_words, ssh_host
+from backends.remote.ssh import SshHost, SshLauncher, shell_words, ssh_host
 from backends.telemetry import DeviceSample, HostSample, TelemetrySnapshot, snapshot_from_json
 from backends.telemetry.host import cpu_busy_percent, parse_cpu_ticks, parse_meminfo
 from backends.telemetry.model import DEVICE_MEASUREMENTS, device_sample
