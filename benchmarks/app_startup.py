@@ -123,8 +123,8 @@ def first_frames(starts: int) -> tuple[list[float], list[float], list[float]]:
     alternately in the same run."""
     import os
 
-    from backends import toolchain
-    from backends.synth import write_tiny_llama
+    from backends.tooling import toolchain
+    from backends.tooling.synth import write_tiny_llama
 
     app, bare, ready = [], [], []
     with tempfile.TemporaryDirectory() as folder:

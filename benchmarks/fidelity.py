@@ -94,7 +94,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="llamaduel-fidelity-"))
     model = options.model
     if model is None:
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
                                  heads_kv=4, ff=768)

@@ -116,7 +116,7 @@ async def measure(host: SshHost, runs: int, point: list[str] | None) -> dict[str
 async def main(runs: int, delay_ms: float, bench: Path | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="llamaduel-ssh-bench-"))
     if bench is not None:
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         write_tiny_llama(folder / "tiny.gguf")
     point = point_argv(bench, folder / "tiny.gguf")

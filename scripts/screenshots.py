@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends import toolchain  # noqa: E402
+from backends.tooling import toolchain  # noqa: E402
 from backends.sweep import SweepSpec  # noqa: E402
 
 # Deep enough for a tok/s-vs-depth curve, quick on two CPU cores.
@@ -34,7 +34,7 @@ SPEC = SweepSpec(name="screenshots", prompts=(64,), gens=(16,), depths=(0, 256, 
 def real_sources(folder: Path):
     from backends.builds import probe_build
     from backends.models import read_model
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     for backend in ("cpu", "vulkan"):
         if not toolchain.is_built(backend):

@@ -203,7 +203,7 @@ def test_suggested_profile_names_have_no_spaces():
 
 
 async def test_race_defaults_to_setup_model_and_never_to_a_broken_one(tmp_path):
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     broken = tmp_path / "a-broken.gguf"
     broken.write_bytes(b"GGUF but not really")

@@ -336,7 +336,7 @@ def test_journal_survives_a_torn_last_line(tmp_path):
 
 def test_engine_packages_never_import_textual():
     code = ("import sys, backends.sweep, backends.journal.sweep, backends.builds, "
-            "backends.models, backends.synth, backends.demo, tui.cli, tui.cli.bench; "
+            "backends.models, backends.tooling.synth, backends.demo, tui.cli, tui.cli.bench; "
             "import pkgutil, importlib, backends, profiles\n"
             "for pkg in (backends, profiles):\n"
             "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"

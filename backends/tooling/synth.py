@@ -5,7 +5,7 @@ Speed does not depend on weight values, so a Qwen3-8B-shaped file of random Q8_0
 races like the real thing. Big files are streamed: a small pool of valid quantized blocks
 is tiled over each tensor, so writing 17 GB needs a few MiB of memory.
 
-    python -m backends.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
+    python -m backends.tooling.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def planned_size(shape: ModelShape) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backends.synth",
+    parser = argparse.ArgumentParser(prog="python -m backends.tooling.synth",
                                      description="Write a GGUF model with random weights.")
     parser.add_argument("out", type=Path, help="file to write (.gguf)")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny-llama")
