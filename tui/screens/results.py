@@ -113,10 +113,10 @@ class ResultsScreen(AppScreen):
 
     def on_mount(self) -> None:
         self.call_after_refresh(setattr, self, "run_state",
-                                self._given_state or self.app.last_run)  # type: ignore[attr-defined]
+                                self._given_state or self.duel_app.last_run)
 
     def on_screen_resume(self) -> None:
-        last = self.app.last_run  # type: ignore[attr-defined]
+        last = self.duel_app.last_run
         if self._given_state is None and last is not self.run_state:
             self.run_state = last
 

@@ -247,7 +247,7 @@ class RunScreen(AppScreen):
             self.run_state = state
         if isinstance(message.event, SweepFinished):
             self._learn_rates()
-            self.app.sweep_finished(self.run_state)  # type: ignore[attr-defined]
+            self.duel_app.sweep_finished(self.run_state)
 
     def _flush_progress(self) -> None:
         if self._progress_timer is not None:
