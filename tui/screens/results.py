@@ -16,7 +16,7 @@ from tui import actions as cmd
 from tui.screens import profile_actions as actions
 from tui.screens.base import AppScreen
 from tui.screens.confirm import AskTextScreen
-from tui.state.format import format_rate
+from profiles.format import format_rate
 from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import VerdictCard
