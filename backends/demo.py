@@ -35,7 +35,6 @@ GEMMA_SPEC = SweepSpec(name="demo", prompts=(32,), gens=(8,), depths=(0, 128), r
 # The generated model runs in milliseconds: a deeper grid costs seconds.
 GENERATED_SPEC = SweepSpec(name="demo", prompts=(64,), gens=(16,), depths=(0, 512),
                            repetitions=3)
-DEMO_SPEC = GENERATED_SPEC  # kept for callers that size runs like the generated demo
 
 
 @dataclass(frozen=True)

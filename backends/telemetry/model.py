@@ -26,11 +26,6 @@ DEVICE_MEASUREMENTS = (
     "process_vram_bytes",
 )
 
-HOST_MEASUREMENTS = (
-    "cpu_percent", "process_cpu_percent", "process_rss_bytes",
-    "ram_used_bytes", "ram_total_bytes",
-)
-
 
 @dataclass(frozen=True)
 class DeviceSample:

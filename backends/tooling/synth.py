@@ -331,16 +331,6 @@ def write_tiny_moe(path: str | Path, *, experts: int = 8, experts_used: int = 2,
     return write_model(path, shape, seed=seed)[0]
 
 
-def write_qwen3_8b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-8B's shapes in Q8_0 with random weights (~8.7 GB), written by tiling."""
-    return write_model(path, SHAPES["qwen3-8b"], seed=seed, data="tiled")[0]
-
-
-def write_qwen3_30b_a3b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-30B-A3B's shapes (128 experts, 8 used) in Q4_0 with random weights (~17 GB)."""
-    return write_model(path, SHAPES["qwen3-30b-a3b"], seed=seed, data="tiled")[0]
-
-
 def planned_size(shape: ModelShape) -> int:
     """Bytes of tensor data (without the header) a shape writes."""
     return sum(t.nbytes for t in tensor_plan(shape))

@@ -10,7 +10,7 @@ from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
+from backends.journal.sweep import ResultReceived, SweepStarted
 from tui.state.run import FINISHED, BuildProgress, RunState, VerdictRecord, check_line
 
 if TYPE_CHECKING:
@@ -118,7 +118,3 @@ def launch_commands(profile: Profile, model_path: str | None = None,
 
 def model_path_of(state: RunState) -> str | None:
     return state.model if state.model and Path(state.model).is_absolute() else None
-
-
-def failures_of(state: RunState) -> list[PointFailed]:
-    return [f for b in state.builds for f in b.failures]
