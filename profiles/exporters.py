@@ -53,6 +53,8 @@ def winner_cell(v: ClassVerdict) -> str:
         return f"only {v.recommended} ran" if v.recommended else "nothing ran"
     if v.status == "single contender":
         return f"{v.recommended} (only one measured)" if v.recommended else "-"
+    if v.status == "by model":
+        return v.headline or "by model"
     return f"no clear winner ({v.confidence})"
 
 
@@ -179,6 +181,11 @@ def to_json(obj: Profile | Recommendation) -> str:
     return json.dumps(_json_ready(encode(obj)), indent=2, ensure_ascii=False) + "\n"
 
 
+def machines_json(recs: Sequence[Recommendation]) -> str:
+    """Several machines' recommendations as one JSON document: ``{"machines": [...]}``."""
+    return json.dumps({"machines": [_json_ready(encode(r)) for r in recs]}, indent=2, ensure_ascii=False) + "\n"
+
+
 # ---------------------------------------------------------------------------------------
 # Launch commands
 
@@ -303,14 +310,20 @@ def _context_for(profile: Profile, workload: str) -> int:
 
 
 def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, *,
-                      model_path: str | None = None) -> str:
-    """A llama-swap ``models:`` block, one entry per workload with a recommended build."""
+                      model_path: str | None = None, build: str | None = None,
+                      context: int | None = None) -> str:
+    """A llama-swap ``models:`` block, one entry per workload with a recommended build (or
+    with ``build``): each entry is ``launch_command``'s. Workloads named in ``workloads``
+    must each give one (ValueError saying why not); of all of them, those that can."""
     lines = ["models:"]
     stem = Path(model_path or profile.model.file_name or "model").stem
     for workload in workloads or WORKLOADS:
         try:
-            cmd = launch_command(profile, workload, model_path=model_path, port=0)
+            cmd = launch_command(profile, workload, model_path=model_path, build=build,
+                                 context=context, port=0)
         except ValueError:
+            if workloads:
+                raise
             continue
         argv = list(cmd.argv)
         port_at = argv.index("--port")

@@ -119,7 +119,8 @@ def pair(book: TestBook, leader: Mapping[tuple[str, TestPoint], Measure],
         ratio=math.exp(mean_log), margin_pct=(math.exp(mean_log) - 1.0) * 100.0, p_value=class_p,
         cells=cells, significant_for=sides.count(1), significant_against=sides.count(-1),
         separated_for=sum(1 for t in tests if t.separated and t.log_ratio > 0),
-        one_run=all(t.one_run for t in tests), reps_above=above, reps_total=total)
+        one_run=all(t.one_run for t in tests), reps_above=above, reps_total=total,
+        bounded_for=sum(1 for t in tests if t.bounded and t.log_ratio > 0))
     return PairResult(comparison, tests, class_p, sides)
 
 
@@ -164,6 +165,8 @@ def call(result: PairResult, class_q: float | None, tie_fraction: float, alpha: 
 
 
 def repetitions_text(c: PairComparison) -> str:
+    if c.bounded_for and not c.reps_total:
+        return "on every repetition the printed means ± sd allow"
     if not c.reps_total:
         return ""
     if c.reps_above == c.reps_total:

@@ -200,7 +200,7 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
         [sys.executable, "-m", "tui.cli", "serve-bench", "--launch-command",
          f"{cpu_bin / 'llama-server'} -m {truncated(tiny_llama, tmp_path)} --port 8080"],
         check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert check.returncode == 1 and check.stdout.startswith("launch command FAILED: ")
+    assert check.returncode == 4 and check.stdout.startswith("launch command FAILED: ")
     assert "error loading model" in check.stdout.splitlines()[0]
 
 

@@ -34,7 +34,10 @@ class Startup:
     def replay(self, journal: Path) -> None:
         """Show a recorded run as it ended; Results opens unless another screen was asked."""
         self.app.switch_mode("run")
-        self.app.run_screen.show_events(read_journal(journal))
+        read = read_journal(journal)
+        self.app.run_screen.show_events(read)
+        for line in read.report():  # each skipped line once, where the user looks
+            self.app.notify(line, severity="warning", timeout=30)
         self.app.last_run = self.app.run_screen.run_state
         self.app.start_screen = self.app.start_screen or "results"
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 
 from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
 from backends.journal.codec import CodecError, Registry
+from backends.journal.damage import missing_results, unreadable_line
 from backends.journal.race import RACE_EVENT_TYPES, RaceEvent
 from backends.journal.race import BuildFailed as RaceBuildFailed
 from backends.journal.race import BuildFinished as RaceBuildFinished
@@ -34,19 +35,21 @@ from backends.journal.serve import EVENT_TYPES as SERVE_EVENT_TYPES
 from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
 from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
                                     SweepFinished, SweepStarted)
+from backends.journal.tune import DURABLE_TUNE_TYPES, TUNE_EVENT_TYPES, TuneEvent
 from backends.paths import describe_write_error
 from backends.text import printable
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
 # Everything a run's journal can hold.
-RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent
+RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent
 RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES,
-                    *SERVE_EVENT_TYPES.values()))
+                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES))
 # Results of every kind are fsynced (a power cut keeps them); progress and telemetry are not.
 _DURABLE: tuple[type, ...] = (
     SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished,
     BuildChecked, CheckFinished, RaceBuildFinished, RaceBuildFailed, LevelFinished, DuelFinished,
+    *DURABLE_TUNE_TYPES,
 )
 
 
@@ -159,6 +162,10 @@ class JournalRead:
     def __getitem__(self, index: int) -> Any:
         return self.events[index]
 
+    def report(self) -> list[str]:
+        """A line per line that could not be read, as every reader says it."""
+        return [unreadable_line(p.line) for p in self.problems]
+
     def describe_problems(self, limit: int = 3) -> str:
         """One line about the lines that could not be read, or ''."""
         if not self.problems:
@@ -175,6 +182,11 @@ def read_journal(path: Path | str) -> JournalRead:
         path = path / JOURNAL_NAME
     with open(path, "rb") as handle:
         data = handle.read()
+    return read_journal_data(data, path)
+
+
+def read_journal_data(data: bytes, path: Path) -> JournalRead:
+    """The events of a journal's bytes (read from ``path``), with the lines that are not."""
     events, problems = [], []
     lines = data.split(b"\n")
     torn = bool(lines and lines[-1])
@@ -227,7 +239,9 @@ def finished_points(events: Sequence[Any] | JournalRead, *, retry_failed: bool =
                                          if isinstance(e, PointFailed)}
     if any(isinstance(e, PointDecided) for e in events):
         names = [n for e in events if isinstance(e, SweepStarted) for n in e.builds]
-        return {(name, d.point.key) for d in decided for name in names} | failed
+        lost = {m.point.key for m in missing_results(events)}  # decided, but a result is gone
+        return {(name, d.point.key) for d in decided for name in names
+                if d.point.key not in lost} | failed
     results = {(e.build, e.result.point.key) for e in events if isinstance(e, ResultReceived)}
     return results | failed
 

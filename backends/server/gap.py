@@ -91,7 +91,7 @@ async def measure_gap(contender: Contender, model: str, level: Level, settings: 
                         n_gen=level.n_gen, depth=level.depth, bench_pp_tps=bench_pp,
                         bench_tg_tps=bench_tg, server_pp_tps=server_pp, server_tg_tps=server_tg,
                         pp_ratio=_ratio(server_pp, bench_pp), tg_ratio=_ratio(server_tg, bench_tg),
-                        problem=problem, bench_argv=tuple(argv),
+                        problem=problem, bench_argv=tuple(argv), cache_type=level.cache_type,
                         timings_pp_tps=summary.server_prompt_tps if summary else None,
                         timings_tg_tps=summary.server_gen_tps if summary else None)
 

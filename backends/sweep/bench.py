@@ -93,7 +93,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             key = parsed.point.key if parsed.point else ""
             point = pending.pop(key, None) or parsed.point or next(iter(pending.values()), chunk[-1])
@@ -125,7 +125,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         await asyncio.gather(*readers, return_exceptions=True)
     for point in pending.values():
         ctx.emit(point_failed(contender.name, point, tool.returncode, finished.timed_out, limit,
-                              tool.stderr_tail))
+                              tool.stderr_tail, tool.stdout_head))
     return None if pending else _timing(ctx, contender, block, tool, finished, first_work)
 
 
@@ -201,7 +201,7 @@ class ResidentBench:
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             point = parsed.point or self._current()
             if point.key != self._current().key:
@@ -298,7 +298,7 @@ class ResidentBench:
             return None
         if point.key not in self.results:
             self.ctx.emit(point_failed(self.contender.name, point, tool.returncode, timed_out, limit,
-                                       tool.stderr_tail))
+                                       tool.stderr_tail, tool.stdout_head))
         await self.stop()
         return None
 

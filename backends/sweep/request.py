@@ -11,6 +11,7 @@ from pathlib import Path
 from backends.builds import BuildInfo
 from backends.correctness import CheckOptions
 from backends.journal.journal import RunEvent
+from backends.journal.tune import TuneSpec
 from backends.models import ModelInfo
 from backends.remote.rpc import LocalRpcServer
 from backends.sweep.hosts import remote_names
@@ -45,6 +46,7 @@ class RunRequest:
     model_paths: Mapping[str, str] = field(default_factory=dict)
     local_rpc: Sequence[LocalRpcServer] = ()
     history: Sequence[RunEvent] = ()
+    tune: TuneSpec | None = None  # calibrate each contender before the first point
 
     def __post_init__(self) -> None:
         # Frozen means frozen: lists handed in are kept as tuples.

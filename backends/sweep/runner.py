@@ -35,6 +35,7 @@ from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
+from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
@@ -47,7 +48,6 @@ from backends.sweep.request import RunRequest
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
-
 
 
 class Sweep:
@@ -80,14 +80,20 @@ class Sweep:
         self.started = False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
                                 self.watch, launcher_for=launcher_for, model_for=self.model_for)
+        self.history = tuple(request.history)
         self._replay(request.history)
 
     # --- events in, events out ------------------------------------------------------------
 
     def _replay(self, history: Sequence[Any]) -> None:
-        """Take over what an interrupted run of this journal had measured."""
+        """Take over what an interrupted run of this journal had measured. A point whose
+        decision counted a result the journal lost is open again: it is measured again."""
         for event in history:
             self._record(event)
+        for missing in missing_results(history):
+            self.settled.discard(missing.point.key)
+            self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
+                              "the journal: measuring it again")
 
     def _record(self, event: Any) -> None:
         if isinstance(event, ResultReceived):
@@ -143,11 +149,10 @@ class Sweep:
     # --- the run ----------------------------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
-        groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
         helpers = [asyncio.create_task(record_ticks(m, self.request.telemetry_interval,
                                                     lambda: self.started, self.emit))
                    for m in self.monitors.values() if m.source is not None]
-        producer = asyncio.create_task(self._produce(groups))
+        producer = asyncio.create_task(self._produce())
         finished = False
         try:
             while (item := await self.queue.get()) is not _DONE:
@@ -177,9 +182,15 @@ class Sweep:
                         failures=self.counts["failures"], cancelled=True, at=time.time()))
             self.journal.close()
 
-    async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
+    async def _produce(self) -> None:
         try:
             await self._start()
+            if self.request.tune is not None:  # each contender at its own best settings
+                from backends.tune.phase import run_tune_phase
+
+                self.contenders = await run_tune_phase(self, self.request.tune)
+                self.by_name = {c.name: c for c in self.contenders}
+            groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             self.queue.put_nowait(error)
@@ -273,10 +284,10 @@ class Sweep:
         for contender, chunk in lane:
             wanted = tuple(p for p in chunk if self._needs(contender, p))
             for piece in split_into_grids(wanted):
-                await self._before_block(contender, piece[0])
+                await self.before_block(contender, piece[0])
                 await run_chunk(self.ctx, contender, self._block(contender, piece, repetitions))
 
-    async def _before_block(self, contender: BuildInfo, point: TestPoint) -> None:
+    async def before_block(self, contender: BuildInfo, point: TestPoint) -> None:
         await self.control.wait_running()
         guard = self.monitors.get(contender.host, self.monitors[None]).guard
         waited = await guard.wait_until_cool(lambda hot: self.emit(SweepNote(
@@ -300,7 +311,7 @@ class Sweep:
                 mine = [p for p in todo if self._needs(contender, p)]
                 if not mine:
                     continue
-                await self._before_block(contender, mine[0])
+                await self.before_block(contender, mine[0])
                 if benches:
                     timing = await benches[contender.name].run_point(mine[0], mine, 0)
                 else:
@@ -336,7 +347,7 @@ class Sweep:
             for contender, point in order:
                 if not self._needs(contender, point):
                     continue
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 mine = [p for p in todo if self._needs(contender, p)]
                 block = self._block(contender, (point,), repetitions)
                 await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
@@ -357,7 +368,7 @@ class Sweep:
                 self.retried.add(key)
                 self.emit(SweepNote(f"{contender.name}: {point.name} was measured while the GPU "
                                     "throttled; measuring it again after cooling", time.time()))
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 await run_chunk(self.ctx, contender, Block((point,), repetitions, len(blocks.samples)))
 
     def _settle(self, group: Sequence[BuildInfo], point: TestPoint) -> bool:

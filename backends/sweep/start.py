@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from backends.journal.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
+from backends.journal.tune import tune_from_history
 from backends.remote.rpc import LocalRpcServer, RpcError
 from backends.sweep.argv import bench_argv
 from backends.sweep.control import SweepControl
@@ -56,9 +58,17 @@ async def run_sweep(request: RunRequest, *, telemetry: TelemetrySource | None = 
     samples this machine; contenders with a ``host`` run there over ssh
     (``backends.remote.ssh``) with that host's telemetry from ``host_telemetry[host]``;
     machines measure at the same time, contenders on one machine take turns. ``control``
-    pauses and resumes between test points.
+    pauses and resumes between test points. A resumed run that was tuned continues its
+    tune from the journal (``backends.tune``).
     """
     request.validate()
+    tune = request.tune or tune_from_history(request.history)  # a tuned run resumes its tune
+    if tune is not None:
+        try:
+            tune.validate()
+        except ValueError as error:
+            raise SweepError(str(error)) from None
+        request = dataclasses.replace(request, tune=tune)
     info = _read_model(request)
     _check_model(request, info)
     spec, notes = request.spec, []

@@ -43,30 +43,50 @@ def read_csv(lines: Iterable[str], source: str) -> list[Row]:
     return _read_author_csv(reader, header, source)
 
 
+class _Columns:
+    """One header of a llama-bench CSV; files appended to by several runs repeat it, and a
+    newer llama-bench may append rows under a header with other columns."""
+
+    def __init__(self, header: list[str]) -> None:
+        self.header = header
+        # The configuration's columns in name order, so two headers that list them in another
+        # order (or repeat) give the same key.
+        static = sorted((i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS), key=lambda i: header[i])
+        self.names = tuple(header[i] for i in static)
+        self.key_of: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
+        self.avg_at = header.index("avg_ts")
+        self.samples_at = header.index("samples_ts") if "samples_ts" in header else -1
+        self.width = len(header)
+
+
+def _is_header(values: list[str]) -> bool:
+    cells = {v.strip() for v in values}
+    return {"avg_ts", "n_prompt", "n_gen"} <= cells
+
+
 def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str) -> list[Row]:
     """llama-bench's own columns: each distinct configuration is parsed once, rows pooled."""
-    static = [i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS]
-    key_of: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
-    avg_at = header.index("avg_ts")
-    samples_at = header.index("samples_ts") if "samples_ts" in header else -1
+    columns = _Columns(header)
     pool = RowPool()
     seen: set[Any] = set()
-    width = len(header)
     for values in reader:
-        if len(values) < width:
+        if len(values) < columns.width:
             if not any(v.strip() for v in values):
                 continue
-            values = values + [""] * (width - len(values))
-        key = key_of(values)
+            values = values + [""] * (columns.width - len(values))
+        key = (columns.names, columns.key_of(values))
         if key in seen:
             try:
-                mean = float(values[avg_at])
+                mean = float(values[columns.avg_at])
             except ValueError:
                 mean = math.nan
             if mean > 0 and math.isfinite(mean):
-                pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
+                pool.add_measure(key, mean, samples(values[columns.samples_at]) if columns.samples_at >= 0 else [])
                 continue
-        row = row_from_record(coerce_record(dict(zip(header, values))), source)
+        if _is_header(values):
+            columns = _Columns([v.strip() for v in values])  # a repeated (or newer) header: no row
+            continue
+        row = row_from_record(coerce_record(dict(zip(columns.header, values))), source)
         if row.failed:
             row.reason = "no speed in this row"
             pool.add(row)
@@ -92,8 +112,8 @@ def _read_author_csv(reader: Iterator[list[str]], header: list[str], source: str
     rows = []
     for values in reader:
         record = dict(zip(header, values))
-        if not any(v.strip() for v in values):
-            continue
+        if not any(v.strip() for v in values) or [v.strip() for v in values] == header:
+            continue  # blank, or the header again (files appended to by several runs)
         row = _author_row(record, lower, column, speed_col, source)
         if row is not None:
             rows.append(row)

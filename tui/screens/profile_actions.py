@@ -6,14 +6,16 @@ Display-side glue over ``profiles``: no widgets here, so tests call it directly.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from backends.journal.sweep import ResultReceived, SweepStarted
-from tui.state.run import FINISHED, BuildProgress, RunState, VerdictRecord, check_line
+from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
 if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
@@ -44,12 +46,12 @@ def state_from_profile(profile: Profile) -> RunState:
     )
 
 
-def records_of(state: RunState) -> tuple[VerdictRecord, ...]:
+def records_of(state: RunState) -> tuple[RunEvent, ...]:
     """The run's verdict records, kept as they passed (a live run, a replayed journal); for a
     state shown from a saved profile, rebuilt from what it shows."""
     if state.records:
         return state.records
-    records: list[VerdictRecord] = [SweepStarted(
+    records: list[RunEvent] = [SweepStarted(
         run_id=state.run_id, run_dir=state.run_dir, model=state.model,
         builds=tuple(b.name for b in state.builds), points=state.points, spec=dict(state.spec))]
     for build in state.builds:
@@ -118,3 +120,16 @@ def launch_commands(profile: Profile, model_path: str | None = None,
 
 def model_path_of(state: RunState) -> str | None:
     return state.model if state.model and Path(state.model).is_absolute() else None
+
+
+def typed_paths(text: str) -> list[Path]:
+    """Files typed into a field: one path as typed when it names a file (spaces, '#', '?' and
+    '%' included), else shell words, so quoted names with spaces work too."""
+    whole = Path(text.strip()).expanduser()
+    if text.strip() and whole.exists():
+        return [whole]
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote: take the words as they are
+        words = text.split()
+    return [Path(word).expanduser() for word in words]

@@ -19,7 +19,7 @@ from tui.screens.confirm import AskTextScreen
 from profiles.format import format_rate
 from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
-from tui.widgets.verdict_card import VerdictCard
+from tui.widgets.verdict_card import TuningCard, VerdictCard
 
 if TYPE_CHECKING:
     from profiles.exporters import LaunchCommand
@@ -75,8 +75,10 @@ def _lead(rates: dict[str, float]) -> str:
 def _cards(rec: Recommendation) -> list[VerdictCard]:
     from profiles.verdict import CLASS_LABELS
 
+    # A class over several models shows its own line (which model goes which way); the
+    # per-model verdicts are in the summary and the table.
     classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
-    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w],
+    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w and not v.model],
                         rec.stability) for w in classes]
 
 
@@ -136,9 +138,11 @@ class ResultsScreen(AppScreen):
             self.query_one("#results-title", Static).update(title)
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
-            verdicts.mount_all(_cards(rec))
+            verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
             summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
+            if self.profile is not None and self.profile.serving_disagreement:
+                summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
@@ -149,6 +153,18 @@ class ResultsScreen(AppScreen):
             table.add_columns(*columns)
             table.add_rows(rows)
         self.refresh_bindings()  # w, e, and y where llama-server is
+
+    def _tuning_cards(self, state: RunState) -> list[TuningCard]:
+        """A card with what tuning was worth and what else differs, when there is either."""
+        from profiles.confounds import confounds
+        from profiles.tuning import tuning_from_events
+
+        if self.profile is not None:
+            tuning, differences = self.profile.tuning, self.profile.confounds
+        else:
+            events = actions.records_of(state)
+            tuning, differences = tuning_from_events(events), confounds(events)
+        return [TuningCard(tuning, differences)] if tuning or differences else []
 
     # Actions on the shown results.
     def _has_results(self) -> bool:

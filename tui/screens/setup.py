@@ -393,7 +393,7 @@ class SetupScreen(AppScreen):
         model = self.sources.model(self.chosen_model)
         assert model is not None
         run = RunRequest(builds, model, self.query_one(GridForm).spec(), runs_root=self.sources.runs_root,
-                         check=plan.check)
+                         check=plan.check, tune=self.query_one(GridForm).tune_spec())
         return SweepStart(run, plan=plan)
 
 

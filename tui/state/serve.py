@@ -124,13 +124,21 @@ def _stream_line(s: StreamState) -> str:
 def level_line(s: LevelSummary) -> str:
     """``c2: 180 t/s, TTFT 12.0ms, ITL 1.1ms (pp64+tg16)`` (or why it failed): the
     level's total rate and medians, narrow enough for a panel at 80 columns."""
-    head = f"c{s.level.concurrency}"
+    head = f"c{s.level.concurrency}" + (f" {s.level.setting}" if s.level.setting else "")
     if not s.requests:
-        reason = s.error_reasons[0] if s.error_reasons else "no request finished"
-        return f"{head}: FAILED {short(reason, 60)}"
+        return f"{head}: FAILED {short(s.reason or 'no request finished', 60)}"
     errors = f", {s.errors} errors" if s.errors else ""
+    errors += f", {s.short} short" if s.short else ""
     return (f"{head}: {format_rate(s.total_tps)} t/s, TTFT {ms(s.ttft_s.p50, '')}, "
             f"ITL {ms(s.itl_s.p50, '')}{errors} ({s.level.shape})")
+
+
+def level_lines(s: LevelSummary) -> list[str]:
+    """The level's line, and its first reason beneath when it lost requests but served."""
+    lines = [level_line(s)]
+    if s.requests and s.reason:
+        lines.append(f"  ! {short(s.reason, 68)}")
+    return lines
 
 
 def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str]:
@@ -140,7 +148,7 @@ def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str
         where += f" turn {c.turn}/{turns}"
     status = f"{c.status}{where}" + (f" · port {c.port}" if c.port and c.pid else "")
     lines = [status]
-    if c.message and c.status in ("failed", "out"):
+    if c.message and c.status in ("failed", "out", "retrying"):
         lines.append(f"! {short(c.message, 70)}")
     lines += [f"TTFT {ms(c.last_ttft_s)} now · {ms(c.ttft_p50_s)} p50",
               f"ITL {ms(c.itl_s)} · {format_rate(c.stream_tps)} t/s per stream",
@@ -148,15 +156,20 @@ def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str
     lines += [_stream_line(s) for s in c.streams[:streams]]
     if len(c.streams) > streams:
         lines.append(f"  … {len(c.streams) - streams} more streams")
-    lines += [level_line(s) for s in c.summaries]
+    lines += [line for s in c.summaries for line in level_lines(s)]
     return lines
 
 
-def verdict_lines(verdicts: Sequence[ServingVerdict], failures: Sequence[str] = ()) -> str:
-    """The serving verdict per level, its figures, and the duel's failures."""
+def verdict_lines(verdicts: Sequence[ServingVerdict], failures: Sequence[str] = (),
+                  disagreement: str = "") -> str:
+    """The serving verdict per level with its figures and the first reason of each build
+    that lost requests there, the duel's failures, and where llama-bench disagrees."""
     lines: list[str] = []
     for verdict in verdicts:
         lines += [line.strip() if i else line for i, line in enumerate(verdict.sentence.splitlines())]
+        lines += [f"! {reason}" for reason in verdict.failures]
     lines += [f"FAILED {f}" for f in failures]
+    if disagreement:
+        lines.append(f"Server against llama-bench: {disagreement}")
     return "\n".join(lines)
 
