@@ -42,7 +42,7 @@ async def tune(build: BuildInfo, model: Path, budget: float, run_dir: Path) -> t
     """The tune phase alone (the run is stopped when it ends): choice, grid, wall s, its own s."""
     began = time.monotonic()
     chosen = grid = finished = None
-    events = run_sweep(RunRequest([build], model, SPEC, run_dir=run_dir, tune=TuneSpec(budget_s=budget))
+    events = run_sweep(RunRequest([build], model, SPEC, run_dir=run_dir, tune=TuneSpec(budget_s=budget)))
     async with contextlib.aclosing(events) as stream:
         async for event in stream:
             if isinstance(event, TuneGrid):
