@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from backends.server import ServeEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
     from backends.journal.journal import RunEvent
-    from backends.sweep.monitors import TelemetrySource
+    from backends.telemetry.model import TelemetrySource
     from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
 

@@ -11,28 +11,19 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from backends.estimate import Rates
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.telemetry.model import TelemetrySource
     from backends.correctness import CheckOptions
     from backends.models import ModelInfo
     from profiles.store import ProfileStore
     from tui.state.run import RunState
-
-
-class TelemetrySource(Protocol):
-    """What the app needs from telemetry (``backends.telemetry.Telemetry`` is one)."""
-
-    def stream(self, interval: float) -> AsyncGenerator[Any, None]: ...
-
-    def watch_pids(self, pids: Iterable[int]) -> None: ...
-
-    def unwatch_all(self) -> None: ...
 
 
 TelemetryOption = TelemetrySource | Callable[[], TelemetrySource] | None

@@ -214,6 +214,9 @@ class RemoteTelemetry:
     def watch_pids(self, pids: Iterable[int]) -> None:
         """Processes on another host are not followed (their pids are not this machine's)."""
 
+    def unwatch_all(self) -> None:
+        """Nothing is followed there (see ``watch_pids``)."""
+
     async def detect(self) -> str:
         """How this host is read: ``llamaduel`` (it has llamaduel) or ``files``."""
         if self.mode is None:

@@ -9,7 +9,7 @@ from backends.builds import BuildInfo, probe_build
 from backends.journal.journal import JOURNAL_NAME, RunEvent, read_journal
 from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
 from backends.sweep.control import SweepControl
-from backends.sweep.monitors import TelemetrySource
+from backends.telemetry.model import TelemetrySource
 from backends.sweep.request import RunRequest
 from backends.sweep.spec import SweepError, SweepSpec
 from backends.sweep.start import run_sweep

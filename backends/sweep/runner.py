@@ -37,7 +37,8 @@ from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, 
                                   remote_names, together)
 from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
-from backends.sweep.monitors import TelemetrySource, make_monitors, record_ticks, take_baselines
+from backends.telemetry.model import TelemetrySource
+from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
                                  resident_fits, schedule, split_into_grids,

@@ -14,7 +14,7 @@ from backends.journal.tune import tune_from_history
 from backends.remote.rpc import LocalRpcServer, RpcError
 from backends.sweep.argv import bench_argv
 from backends.sweep.control import SweepControl
-from backends.sweep.monitors import TelemetrySource
+from backends.telemetry.model import TelemetrySource
 from backends.sweep.plan import chunk_points, free_vram_bytes, resolve_auto_ncmoe
 from backends.sweep.request import RunRequest
 from backends.sweep.runner import Sweep
