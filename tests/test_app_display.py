@@ -23,7 +23,7 @@ from tui.sources import RateBook
 from tui.state.format import format_eta
 from tui.state.grid import fields_from_spec
 from tui.state.plan import make_plan
-from tui.state.race import apply, fold as race_fold
+from tui.state.race import fold as race_fold_one, fold_all as race_fold
 from tui.state.run import CheckPlanned, RunState, eta_seconds, fold_all, fold_check
 from tui.widgets.axes import nice_ticks, tick_label, time_label, time_ticks
 from tui.widgets.race_lane import stats_line
@@ -237,7 +237,7 @@ def test_the_lanes_say_same_text_when_the_texts_match():
     assert vulkan.matches == "cpu" and board.same_text
     assert "same text as cpu" in stats_line(vulkan)
     assert "reference" in stats_line(board.lane("cpu"))
-    assert apply(board, RaceStarted(("cpu",), "m.gguf", spec, True)).lane("cpu").matches == ""
+    assert race_fold_one(board, RaceStarted(("cpu",), "m.gguf", spec, True)).lane("cpu").matches == ""
 
 
 async def test_launch_command_offered_only_where_llama_server_is(tmp_path, monkeypatch):
