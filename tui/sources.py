@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from backends.estimate import Rates
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from tui.state.run import RunState
 
 
-TelemetryOption = TelemetrySource | Callable[[], TelemetrySource] | None
+TelemetryOption: TypeAlias = "TelemetrySource | Callable[[], TelemetrySource] | None"
 
 
 class RateBook:
