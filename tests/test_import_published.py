@@ -9,6 +9,7 @@ gives.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -60,6 +61,24 @@ def test_header_glued_to_a_warning_reads_like_the_clean_log(tmp_path):
     assert _results(glued) == _results(ROCM_LOG) and len(_results(ROCM_LOG)) == 2
     row = next(iter(import_files([glued]).results.values()))[0]
     assert row.raw["use_mmap"] == 0 and row.raw["flash_attn"] == 1  # its settings, not text
+
+
+def test_the_warning_glued_to_jsonl_json_and_csv_output(tmp_path, realdata):
+    """The same unterminated warning with ``-o jsonl``, ``-o json`` and ``-o csv`` and 2>&1: it
+    joins the first record, the opening "[" or the CSV header. Built from published files
+    (the H100 jsonl, a hogeheer CSV), since published copies with the glue were not found."""
+    jsonl = next((realdata / "h100-cuda-vs-vulkan").glob("*.jsonl"))
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.startswith("{")]
+    glued_jsonl = _write(tmp_path / "glued.jsonl", DEPRECATED + jsonl.read_text())
+    as_array = _write(tmp_path / "glued.json", "ggml_cuda_init: found 1 CUDA devices:\n" + DEPRECATED
+                      + json.dumps(records, indent=2) + "\n")
+    assert _results(glued_jsonl) == _results(jsonl) == _results(as_array) and len(_results(jsonl)) == len(records)
+    csv_path = (realdata / "hogeheer-strixhalo-hip-vs-vulkan-csv" / "hip-vs-vulkan-crossover-b9010-vs-b8460"
+                / "qwen36-b8460-hip-prefill-r5.csv")
+    glued_csv = _write(tmp_path / "glued.csv", DEPRECATED + csv_path.read_text())
+    assert _results(glued_csv) == _results(csv_path)
+    (build,) = import_files([glued_csv]).builds
+    assert build.build_number == 8460 and build.commit  # the first column kept its name
 
 
 def test_rows_between_warnings_without_separator_and_a_second_table_without_header(tmp_path):
@@ -139,6 +158,19 @@ def test_rocm_error_before_any_row_fails_the_tests_the_command_asked_for():
     failures = run.failures["ROCm"]
     assert sorted(f.test for f in failures) == ["pp512", "tg128"]  # llama-bench's defaults: no -p/-n
     assert all(f.reason == "ROCm error" and f.model == "llama-2-7b.Q4_0.gguf" for f in failures)
+
+
+def test_a_ggml_assert_with_its_command_line_fails_that_contender():
+    """llama-bench b9204 with an MTP model: the command line and the assert, nothing else published."""
+    run = import_files([WORLD / "llama.cpp-issue23285-ggml-assert-mtp" / "llama-bench-vulkan-b9204.log"])
+    (build,) = run.builds
+    assert (build.backend, build.build_number, run.result_count) == ("Vulkan", 9204, 0)
+    failures = run.failures[build.name]
+    assert sorted(f.test for f in failures) == ["pp512", "tg128"]
+    assert all(f.reason == "GGML_ASSERT(buffer) failed" for f in failures)
+    # The contender is the build with the command's settings: -ngl 0 makes it a CPU/GPU split.
+    assert all(dict(f.settings) == {"n_gpu_layers": 0, "flash_attn": 1, "use_mmap": 1} for f in failures)
+    assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
 
 
 def test_a_header_then_a_silent_exit_fails_the_default_tests():

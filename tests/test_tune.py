@@ -32,6 +32,9 @@ SPEC = SweepSpec(name="tune", prompts=(128,), gens=(8,), depths=(0, 64), repetit
 def cpu(cpu_bin: Path) -> BuildInfo:
     build = probe_build(cpu_bin, "cpu")
     assert build.problem is None, build.problem
+    # The banner's compiler goes into the journal with the contender: a confound to say aloud.
+    assert build.compiler and build.compiler.startswith("GNU ")
+    assert build.contender_json()["compiler"] == build.compiler
     return build
 
 

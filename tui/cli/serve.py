@@ -161,18 +161,25 @@ def handle_serve(options: argparse.Namespace) -> int:
     except DuelError as error:
         raise CommandError(str(error)) from None
     finished = events[-1]
-    from profiles.serving import serving_verdicts
     from backends.server import duel_summary
+    from profiles.disagreement import disagreement
+    from profiles.serving import serving_verdicts
 
-    verdicts = serving_verdicts(duel_summary(events))
+    summary = duel_summary(events)
+    verdicts = serving_verdicts(summary)
+    against_bench = disagreement(summary, verdicts)
     if options.json:
         out = dataclasses.asdict(finished)
         out["serving_verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+        out["disagreement"] = against_bench
         print(json.dumps(out, indent=2))
     else:
         print(results_table(finished))
         print()
-        print("\n".join(v.sentence for v in verdicts))
+        for verdict in verdicts:
+            print("\n".join([verdict.sentence, *(f"  ! {why}" for why in verdict.failures)]))
+        if against_bench:
+            print(f"\nServer against llama-bench: {against_bench}")
     if options.save:
         _save(options, events, contenders)
     return _status(finished, [c.name for c in contenders])
@@ -289,7 +296,8 @@ def results_table(finished: Any) -> str:
                              _ratio(g.tg_ratio)))
         parts += ["", "llama-bench vs llama-server (concurrency 1; ratio = server / bench):",
                   _table(gap_rows)]
-    parts += [f"FAILED {line}" for line in finished.failures]
+    shown = tuple(f"{s.contender} at {s.level.key}:" for s in finished.summaries if s.reason)
+    parts += [f"FAILED {line}" for line in finished.failures if not line.startswith(shown)]
     return "\n".join(parts)
 
 
