@@ -17,7 +17,7 @@ from backends.builds import BuildInfo, probe_build
 from backends.journal.sweep import ResultReceived, SweepFinished
 from backends.journal.tune import (Candidate, ProbeFailed, ProbeFinished, TuneChosen,
                                    TuneFinished, TuneGrid, TuneSpec, TuneStarted)
-from backends.sweep import SweepSpec, read_journal, resume, run_sweep
+from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from tests.test_runner import bench_children
 
 pytestmark = pytest.mark.toolchain
@@ -63,8 +63,7 @@ def confirmed(measured: dict[int, list[float]]) -> set[int]:
 
 
 async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(cpu, tiny_llama, tmp_path):
-    events = await collect(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path,
-                                     tune=TuneSpec(budget_s=30.0)))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=TuneSpec(budget_s=30.0))))
     chosen = next(e for e in events if isinstance(e, TuneChosen))
     grid = next(e for e in events if isinstance(e, TuneGrid))
     assert chosen.best is not None and chosen.best in grid.candidates
@@ -82,8 +81,7 @@ async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(cpu, tiny_llam
 async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_llama, tmp_path):
     tune = TuneSpec(budget_s=60.0)
     seen = 0
-    async with contextlib.aclosing(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path,
-                                             tune=tune)) as events:
+    async with contextlib.aclosing(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune))) as events:
         async for event in events:
             if isinstance(event, ProbeFinished):
                 seen += 1
@@ -110,8 +108,7 @@ async def test_a_probe_that_crashes_fails_its_candidate_alone(cpu, tiny_llama, t
     grid = TuneGrid(build=cpu.name, default=good, candidates=(good, bad))
     tune = TuneSpec(budget_s=20.0)
     history = [TuneStarted(builds=(cpu.name,), budget_s=20.0, free=("ub",), points=()), grid]
-    events = await collect(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune,
-                                     history=history))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune, history=history)))
     failed = [e for e in events if isinstance(e, ProbeFailed)]
     assert failed and {e.candidate for e in failed} == {bad} and not any(e.budget for e in failed)
     chosen = next(e for e in events if isinstance(e, TuneChosen))

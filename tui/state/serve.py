@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.server import ContenderState, DuelSpec, DuelState, LevelSummary, StreamState
-from tui.state.format import format_rate, short
+from profiles.format import format_rate
+from tui.state.format import short
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
