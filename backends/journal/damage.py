@@ -70,7 +70,7 @@ def _counted(blocks: list[ResultReceived]) -> int:
     return sum(len(b.result.samples_ts) for b in (clean or blocks))
 
 
-def without_points(events: Iterable[Any], keys: Mapping[str, Any] | set[str]) -> list[Any]:
+def without_points(events: Iterable[Any], keys: Mapping[str, object] | set[str]) -> list[Any]:
     """The events less every result, failure and decision at the points ``keys``."""
     def point_key(event: Any) -> str | None:
         if isinstance(event, ResultReceived):

@@ -48,7 +48,7 @@ class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
     def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[Any], None],
-                 summary: Callable[[float, float, BenchResult, str], dict[str, Any] | None],
+                 summary: Callable[[float, float, BenchResult, str], dict[str, object] | None],
                  timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
                  launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
                  model_for: Callable[[BenchBuild], str] | None = None) -> None:

@@ -26,11 +26,11 @@ class PointResult:
     result: BenchResult
     blocks: int
     throttled: bool  # every counted block throttled (then the result is flagged)
-    telemetry: dict[str, Any] | None  # the last counted block's summary
+    telemetry: dict[str, object] | None  # the last counted block's summary
     decision: PointDecided | None = None
 
 
-def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[str, Any] | None]:
+def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[str, object] | None]:
     clean = [b for b in blocks if not b.throttled]
     counted = clean or blocks
     samples = tuple(s for b in counted for s in b.result.samples_ts)

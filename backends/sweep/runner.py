@@ -130,7 +130,7 @@ class Sweep:
         reason = describe_rpc_failure(contender.rpc, failure.reason)
         return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
-    def summary(self, start: float, end: float, result: Any, build: str) -> dict[str, Any] | None:
+    def summary(self, start: float, end: float, result: Any, build: str) -> dict[str, object] | None:
         """Telemetry of a block, from the machine it ran on."""
         contender = self.by_name.get(build)
         monitor = self.monitors.get(contender.host if contender else None) or self.monitors[None]
@@ -213,7 +213,7 @@ class Sweep:
         if self.request.check is not None:
             await self._check_first()
 
-    def _contender_json(self, contender: BuildInfo) -> dict[str, Any]:
+    def _contender_json(self, contender: BuildInfo) -> dict[str, object]:
         data = contender.contender_json()
         if contender.host and self.model_for(contender) != str(self.model.path):
             data["model"] = self.model_for(contender)
