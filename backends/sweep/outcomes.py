@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 from collections.abc import Iterable
 
 from backends.journal.sweep import BenchResult, PointDecided, PointFailed, ResultReceived
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[
     return merged, not clean, counted[-1].telemetry
 
 
-def point_results(events: Iterable[Any]) -> list[PointResult]:
+def point_results(events: Iterable[RunEvent]) -> list[PointResult]:
     """Merged results in the order their points were first measured."""
     blocks: dict[tuple[str, str], list[ResultReceived]] = {}
     decisions: dict[str, PointDecided] = {}
@@ -60,7 +63,7 @@ def point_results(events: Iterable[Any]) -> list[PointResult]:
     return found
 
 
-def point_failures(events: Iterable[Any]) -> list[PointFailed]:
+def point_failures(events: Iterable[RunEvent]) -> list[PointFailed]:
     """The failures of points that have no result (a point measured again after a failure
     by ``resume --retry-failed`` counts as measured)."""
     events = list(events)
