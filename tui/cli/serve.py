@@ -130,10 +130,10 @@ def _spec(options: argparse.Namespace) -> Any:
 
 
 def _contenders(arguments: list[str]) -> list[Any]:
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
-    return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+    return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
             for b in load_builds(arguments, needs=None)]
 
 
