@@ -183,8 +183,8 @@ class Search:
 
 
 def pct(log_gap: float) -> str:
-    """A log ratio as a signed percentage: ``+38 %``."""
-    return f"{(math.exp(log_gap) - 1) * 100:+.0f} %"
+    """A log ratio as a signed percentage: ``+38%``."""
+    return f"{(math.exp(log_gap) - 1) * 100:+.0f}%"
 
 
 def scores_by_label(search: Search) -> Mapping[str, float]:
