@@ -62,8 +62,17 @@ def confirmed(measured: dict[int, list[float]]) -> set[int]:
     return {u for u, samples in measured.items() if statistics.median(samples) >= floor}
 
 
-async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(cpu, tiny_llama, tmp_path):
-    events = await collect(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path,
+@pytest.fixture(scope="module")
+def vulkan(vulkan_bin: Path) -> BuildInfo:
+    build = probe_build(vulkan_bin, "vulkan")
+    assert build.problem is None, build.problem
+    return build
+
+
+@pytest.mark.parametrize("which", ["cpu", "vulkan"])
+async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request, tiny_llama, tmp_path):
+    build = request.getfixturevalue(which)
+    events = await collect(run_sweep([build], tiny_llama, SPEC, run_dir=tmp_path,
                                      tune=TuneSpec(budget_s=30.0)))
     chosen = next(e for e in events if isinstance(e, TuneChosen))
     grid = next(e for e in events if isinstance(e, TuneGrid))
@@ -73,7 +82,7 @@ async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(cpu, tiny_llam
     # The sweep ran at the choice: llama-bench echoes the ubatch it used.
     results = [e for e in events if isinstance(e, ResultReceived)]
     assert results and {r.result.raw["n_ubatch"] for r in results} == {chosen.chosen.ubatch}
-    measured = exhaustive(cpu, tiny_llama, ubatches, 128, 0)
+    measured = exhaustive(build, tiny_llama, ubatches, 128, 0)
     assert chosen.chosen.ubatch in confirmed(measured), (chosen.reason, measured)
     finished = next(e for e in events if isinstance(e, TuneFinished))
     assert finished.seconds <= 30.0 * 1.1
@@ -103,9 +112,10 @@ async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_lla
     assert any(isinstance(e, ResultReceived) for e in resumed)
 
 
-async def test_a_probe_that_crashes_fails_its_candidate_alone(cpu, tiny_llama, tmp_path):
-    """A candidate whose llama-bench dies (here: an absurd thread count the grid would never
-    offer, fed in as an interrupted tune's grid) fails; the others are measured and chosen."""
+async def test_a_candidate_llama_bench_refuses_fails_alone(cpu, tiny_llama, tmp_path):
+    """A candidate whose llama-bench exits with an error (here: a thread count it refuses,
+    which the grid would never offer, fed in as an interrupted tune's grid) fails; the
+    others are measured and chosen."""
     good, bad = Candidate(ubatch=512, batch=2048), Candidate(ubatch=128, batch=2048, threads=-5)
     grid = TuneGrid(build=cpu.name, default=good, candidates=(good, bad))
     tune = TuneSpec(budget_s=20.0)
