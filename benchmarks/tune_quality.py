@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Does tuning pay for itself? The tune phase against an exhaustive sweep of the same grid.
 
-    python3 benchmarks/tune_quality.py [--budget 60] [--repetitions 5] [--builds cpu,vulkan]
-                                       [--free ub|ub,threads]
+    python3 benchmarks/tune_quality.py [--budget 60] [--repetitions 5] [--passes 3]
+                                       [--builds cpu,vulkan] [--free ub|ub,threads]
 
 On the real CPU and Vulkan-on-lavapipe builds with a generated llama model (F32, 4 layers,
 256 wide), each contender alone: the tune phase (``-ub`` free, its share of ``--budget``)
 chooses a ubatch (and, with ``--free ub,threads`` on the CPU build, a thread count); then
 llama-bench measures every candidate of the same grid on the same probe point
-(``--repetitions`` each, one process running the grid). Prints, per contender: the tune's time
+(``--repetitions`` each per pass, ``--passes`` passes in alternating order, pooled: on a
+busy machine one pass's best is noise). Prints, per contender: the tune's time
 against its budget, the exhaustive run's time, the choice and the exhaustive best, and the
 ratio of the choice's exhaustive median to the best's (1.00: the tune found the best).
 """
@@ -67,20 +68,30 @@ def key(candidate: Candidate) -> Key:
     return candidate.ubatch or 512, candidate.threads or SPEC.threads or 1
 
 
-def exhaustive(build: BuildInfo, model: Path, keys: list[Key], repetitions: int) -> tuple[dict[Key, float], float]:
-    """Every candidate on the probe point, ``repetitions`` each, by llama-bench in one process."""
+def exhaustive(build: BuildInfo, model: Path, keys: list[Key], repetitions: int,
+               passes: int) -> tuple[dict[Key, list[float]], float]:
+    """Every candidate on the probe point, ``repetitions`` each per pass, by llama-bench (one
+    process per pass running the grid, the order reversed every other pass); the samples of
+    all passes together."""
     point = probe_points(SPEC)[0]
-    ubatches = sorted({u for u, _ in keys})
-    threads = sorted({t for _, t in keys})
-    argv = [str(build.bench), "-m", str(model), "-p", str(point.n_prompt), "-n", "0",
-            "-d", str(point.depth), "-ub", ",".join(map(str, ubatches)), "-r", str(repetitions),
-            "-t", ",".join(map(str, threads)), "-fa", "1", "-o", "jsonl"]
+    samples: dict[Key, list[float]] = {}
     began = time.monotonic()
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=1800, env=build.launch_env(),
-                          check=True)
-    seconds = time.monotonic() - began
-    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return {(int(r["n_ubatch"]), int(r["n_threads"])): statistics.median(r["samples_ts"]) for r in rows}, seconds
+    for number in range(passes):
+        ubatches = sorted({u for u, _ in keys}, reverse=bool(number % 2))
+        threads = sorted({t for _, t in keys}, reverse=bool(number % 2))
+        argv = [str(build.bench), "-m", str(model), "-p", str(point.n_prompt), "-n", "0",
+                "-d", str(point.depth), "-ub", ",".join(map(str, ubatches)), "-r", str(repetitions),
+                "-t", ",".join(map(str, threads)), "-fa", "1", "-o", "jsonl"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
+                              env=build.launch_env(), check=True)
+        for row in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")):
+            samples.setdefault((int(row["n_ubatch"]), int(row["n_threads"])), []).extend(row["samples_ts"])
+    return samples, time.monotonic() - began
+
+
+def _quartiles(values: list[float]) -> str:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:,.0f}-{q3:,.0f}"
 
 
 def label(k: Key) -> str:
@@ -90,7 +101,9 @@ def label(k: Key) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=60.0, help="tune budget per contender, s")
-    parser.add_argument("--repetitions", type=int, default=5, help="exhaustive repetitions per candidate")
+    parser.add_argument("--repetitions", type=int, default=5,
+                        help="exhaustive repetitions per candidate and pass")
+    parser.add_argument("--passes", type=int, default=3, help="exhaustive passes (order reversed each)")
     parser.add_argument("--builds", default="cpu,vulkan")
     parser.add_argument("--free", default="ub", help="ub, or ub,threads (the CPU build)")
     options = parser.parse_args()
@@ -109,17 +122,18 @@ def main() -> int:
             free = tuple(options.free.split(","))
             chosen, grid, wall, own = asyncio.run(tune(build, model, options.budget, free, Path(folder) / name))
             keys = sorted({key(c) for c in grid.candidates})
-            medians, full = exhaustive(build, model, keys, options.repetitions)
+            samples, full = exhaustive(build, model, keys, options.repetitions, options.passes)
+            medians = {k: statistics.median(v) for k, v in samples.items()}
             best = max(medians, key=lambda k: medians[k])
             pick = key(chosen.chosen)
             ratio = medians[pick] / medians[best]
             print(f"{name}: tune {own:.1f} s of {options.budget:.0f} s ({own / options.budget:.0%}; "
                   f"{wall:.1f} s with start-up), {chosen.probes} probes; exhaustive {full:.1f} s "
-                  f"({len(keys)} candidates x {options.repetitions})")
+                  f"({len(keys)} candidates x {options.repetitions} x {options.passes} passes)")
             print(f"{name}: tune chose {label(pick)}, exhaustive best {label(best)}; ratio {ratio:.3f} "
                   f"({'within' if ratio >= 0.95 else 'NOT within'} 5 %)")
-            print(f"{name}: exhaustive medians t/s: "
-                  + ", ".join(f"{label(k)} {medians[k]:,.0f}" for k in keys))
+            print(f"{name}: exhaustive medians t/s (quartiles): " + ", ".join(
+                f"{label(k)} {medians[k]:,.0f} ({_quartiles(samples[k])})" for k in keys))
     return 0
 
 
