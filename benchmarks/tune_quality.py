@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import toolchain  # noqa: E402
+from backends.tooling import toolchain  # noqa: E402
 from backends.builds import BuildInfo, probe_build  # noqa: E402
 from backends.journal.tune import Candidate, TuneChosen, TuneFinished, TuneGrid, TuneSpec  # noqa: E402
-from backends.sweep import SweepSpec, run_sweep  # noqa: E402
-from backends.synth import write_tiny_llama  # noqa: E402
+from backends.sweep import RunRequest, SweepSpec, run_sweep  # noqa: E402
+from backends.tooling.synth import write_tiny_llama  # noqa: E402
 from backends.tune.grid import probe_points  # noqa: E402
 
 SPEC = SweepSpec(name="tune-quality", prompts=(512,), gens=(16,), depths=(0, 256, 512),
@@ -49,8 +49,8 @@ async def tune(build: BuildInfo, model: Path, budget: float, free: tuple[str, ..
     """The tune phase alone (the run is stopped when it ends): choice, grid, wall s, its own s."""
     began = time.monotonic()
     chosen = grid = finished = None
-    events = run_sweep([build], model, SPEC, run_dir=run_dir, tune=TuneSpec(budget_s=budget, free=free),
-                       telemetry=None)
+    events = run_sweep(RunRequest([build], model, SPEC, run_dir=run_dir,
+                                  tune=TuneSpec(budget_s=budget, free=free)))
     async with contextlib.aclosing(events) as stream:
         async for event in stream:
             if isinstance(event, TuneGrid):

@@ -18,7 +18,7 @@ from backends.builds import BuildInfo, probe_build
 from backends.journal.sweep import ResultReceived, SweepFinished
 from backends.journal.tune import (Candidate, ProbeFailed, ProbeFinished, TuneChosen,
                                    TuneFinished, TuneGrid, TuneSpec, TuneStarted)
-from backends.sweep import SweepSpec, read_journal, resume, run_sweep
+from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from tests.test_runner import bench_children
 
 pytestmark = pytest.mark.toolchain
@@ -73,8 +73,8 @@ def vulkan(vulkan_bin: Path) -> BuildInfo:
 @pytest.mark.parametrize("which", ["cpu", "vulkan"])
 async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request, tiny_llama, tmp_path):
     build = request.getfixturevalue(which)
-    events = await collect(run_sweep([build], tiny_llama, SPEC, run_dir=tmp_path,
-                                     tune=TuneSpec(budget_s=30.0)))
+    events = await collect(run_sweep(RunRequest([build], tiny_llama, SPEC, run_dir=tmp_path,
+                                                tune=TuneSpec(budget_s=30.0))))
     chosen = next(e for e in events if isinstance(e, TuneChosen))
     grid = next(e for e in events if isinstance(e, TuneGrid))
     assert chosen.best is not None and chosen.best in grid.candidates
@@ -92,8 +92,8 @@ async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request
 async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_llama, tmp_path):
     tune = TuneSpec(budget_s=60.0)
     seen = 0
-    async with contextlib.aclosing(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path,
-                                             tune=tune)) as events:
+    run = run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune))
+    async with contextlib.aclosing(run) as events:
         async for event in events:
             if isinstance(event, ProbeFinished):
                 seen += 1
@@ -125,8 +125,8 @@ async def test_a_candidate_llama_bench_refuses_fails_alone(cpu, tiny_llama, tmp_
     grid = TuneGrid(build=cpu.name, default=good, candidates=(good, bad))
     tune = TuneSpec(budget_s=20.0)
     history = [TuneStarted(builds=(cpu.name,), budget_s=20.0, free=("ub",), points=()), grid]
-    events = await collect(run_sweep([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune,
-                                     history=history))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune,
+                                                history=history)))
     failed = [e for e in events if isinstance(e, ProbeFailed)]
     assert failed and {e.candidate for e in failed} == {bad} and not any(e.budget for e in failed)
     chosen = next(e for e in events if isinstance(e, TuneChosen))

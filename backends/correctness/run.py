@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from backends import procs
 from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
-                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError,
+                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError, CheckOptions,
                                         CorrectnessThresholds, judge)
 from backends.journal.check import BuildChecked, CheckEvent, CheckFinished, CheckStarted, CorrectnessResult
 from backends.correctness.parse import (NO_REASON, _percent_to_fraction, error_line, parse_divergence_output,
@@ -384,3 +384,11 @@ def check_builds(builds: Sequence[CheckableBuild], model: Any, **options: Any,
         return results
 
     return asyncio.run(collect())
+
+
+def run_check_with(builds: Sequence[CheckableBuild], model: Any, options: CheckOptions) -> AsyncIterator[CheckEvent]:
+    """``run_check`` with its settings carried in one ``CheckOptions``."""
+    return run_check(builds, model, reference=options.reference, text=options.text,
+                     thresholds=options.thresholds, timeout=options.timeout, context=options.context,
+                     chunks=options.chunks, extra_args=options.extra_args, models=options.models,
+                     work_dir=options.work_dir)

@@ -127,14 +127,6 @@ class BuildFinished:
     complete: bool = True  # False: the tool's timing lines never came, the text may be short
     attempts: int = 1
 
-    @property
-    def replay_tps(self) -> float | None:
-        """Tokens per second seen by the reader from the first token to the last."""
-        if not self.pieces or not self.n_gen or len(self.pieces) < 2:
-            return None
-        span = self.pieces[-1].at - self.pieces[0].at
-        return self.n_gen / span if span > 0 else None
-
 
 @dataclass(frozen=True)
 class BuildFailed:

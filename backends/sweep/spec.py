@@ -106,10 +106,6 @@ class SweepSpec:
         if self.max_temp is not None and not 20 <= self.max_temp <= 120:
             raise SweepError(f"--max-temp must be between 20 and 120 °C, got {self.max_temp:g}")
 
-    @property
-    def repetitions_label(self) -> str:
-        return f"auto (3-{self.max_repetitions})" if self.adaptive else str(self.repetitions)
-
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in codec.to_builtins(self).items() if v is not None}
 

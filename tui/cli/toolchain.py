@@ -9,7 +9,7 @@ from tui.cli import CommandError
 
 
 def register(subparsers: Any) -> None:
-    from backends.toolchain import BACKENDS
+    from backends.tooling.toolchain import BACKENDS
 
     tools = subparsers.add_parser(
         "toolchain", help="build llama.cpp's CPU, Vulkan and combined tools from the pinned source",
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_toolchain(options: argparse.Namespace) -> int:
-    from backends import toolchain
+    from backends.tooling import toolchain
 
     argv = ["--backend", options.backend]
     if options.jobs:

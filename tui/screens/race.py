@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
-from tui.state.race import RaceBoard, apply, replay
+from tui.state.race import RaceBoard, fold, replay
 from tui.widgets.race_controls import RaceControls, describe
 from tui.widgets.race_lane import RaceLane
 from tui.widgets.race_plot import RaceRatePlot
@@ -254,7 +254,7 @@ class RaceScreen(AppScreen):
                                                     sequential=sequential)) as stream:
                 async for event in stream:
                     self.events.append(event)
-                    self._pending = apply(self._pending, event)
+                    self._pending = fold(self._pending, event)
                     self._dirty = True
                     if isinstance(event, BuildStarted):
                         self.strip.follow_pid(event.pid)

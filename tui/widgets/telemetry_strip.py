@@ -19,7 +19,7 @@ from tui.widgets.telemetry_panel import TelemetryPanel
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
-    from tui.sources import TelemetrySource
+    from backends.telemetry.model import TelemetrySource
 
 TELEMETRY_SECONDS = 0.5
 NO_TELEMETRY = "Telemetry is off: no telemetry source on this machine."
