@@ -148,6 +148,25 @@ def test_repeated_csv_headers_read_like_the_files_apart(tmp_path, realdata):
     assert sorted((r.point.name, r.avg_ts) for rs in together.results.values() for r in rs) == key
 
 
+def test_a_report_with_several_tables_and_a_csv_block_is_one_build():
+    """Five tables with differing columns under two model headings, no build line, and the
+    same run's CSV pasted below: one build, four settings, the CSV's build and model file."""
+    path = WORLD / "m4pro-metal-qwen35-report-tables-and-csv" / "llama-bench-report.md"
+    run = import_files([path])
+    (build,) = run.builds
+    assert (build.build_number, build.commit, build.gpu) == (9010, "d05fe1d7d", "Apple M4 Pro")
+    results = run.results[build.name]
+    dense = sorted((r.point.name, round(r.avg_ts, 2)) for r in results if r.raw["model_type"].startswith("qwen35 27B"))
+    # pp4096 once (the table's row and the CSV's two runs are one test), the CSV's depth curve, tg1024.
+    assert [name for name, _ in dense] == ["pp16384", "pp32768", "pp4096", "pp65536", "pp8192", "tg1024"]
+    assert dict(dense)["pp4096"] == round((97.302719 + 97.053144) / 2, 2)
+    assert {r.raw.get("model_filename") for r in results if r.raw["model_type"].startswith("qwen35 27B")} == {
+        "/Users/darvin/models/Qwen3.6-27B-Q4_K_S.gguf"}
+    rec = recommend_run(run.machines()[0].records())
+    assert len(rec.contenders) == 4 and {c.build for c in rec.contenders} == {build.name}  # four settings
+    assert rec.verdict("moe", "tg", "short").status == "tie"  # 41.64 vs 41.63
+
+
 # ---------------------------------------------------------------------------------------
 # Runs that died
 
