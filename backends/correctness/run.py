@@ -203,7 +203,7 @@ def _check_inputs(builds: Sequence[CheckableBuild], timeout: float, context: int
 
 
 def _per_build(names: Sequence[str], extra_args: Mapping[str, Sequence[str]] | None,
-               models: Mapping[str, Any] | None) -> tuple[dict[str, list[str]], dict[str, Path]]:
+               models: Mapping[str, object] | None) -> tuple[dict[str, list[str]], dict[str, Path]]:
     """Each build's own extra arguments and model file, checked against the build names."""
     extra = {name: list(args) for name, args in (extra_args or {}).items()}
     own_models = {name: _model_path(path) for name, path in (models or {}).items()}
@@ -225,7 +225,7 @@ async def run_check(
     context: int | None = None,
     chunks: int | None = None,
     extra_args: Mapping[str, Sequence[str]] | None = None,
-    models: Mapping[str, Any] | None = None,
+    models: Mapping[str, object] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[CheckEvent]:
     """Check every build against the reference; yields CheckStarted, BuildChecked per build
@@ -367,7 +367,7 @@ async def _run_divergence(build: CheckableBuild, ref: CorrectnessResult, model: 
         chunks=parsed.chunks or ref.chunks)
 
 
-def results_by_build(results: Sequence[CorrectnessResult]) -> dict[str, dict[str, Any]]:
+def results_by_build(results: Sequence[CorrectnessResult]) -> dict[str, dict[str, object]]:
     """``{build: result.to_json()}``: what a profile stores and the verdicts read."""
     return {result.build: result.to_json() for result in results}
 

@@ -22,7 +22,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from collections.abc import Iterator, Mapping, Sequence
 
 from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
@@ -247,7 +247,7 @@ def finished_points(events: Sequence[RunEvent] | JournalRead, *, retry_failed: b
     return results | failed
 
 
-def event_to_json(event: RunEvent) -> dict[str, Any]:
+def event_to_json(event: RunEvent) -> dict[str, object]:
     """An event as a plain dict with its ``type`` tag (what one journal line holds)."""
     return dict(json.loads(RECORDS.encode(event)))
 
