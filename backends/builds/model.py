@@ -96,12 +96,13 @@ class BuildInfo:
     settings: tuple[str, ...] = ()
     split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
     # The ssh destination this build lives on (None: this machine) and that machine's own
-    # name (``uname -n``); paths are paths there (``backends.remote_probe``).
+    # name (``uname -n``); paths are paths there (``backends.remote.probe``).
     host: str | None = None
     machine: str | None = None
     # The GPU backends this build was compiled with when none of them found a device
     # (``"Vulkan"``): it runs on the CPU whatever its name says.
     cpu_fallback: str | None = None
+    compiler: str | None = None  # from the banner's ``built with GNU 12.2.0 for ...``
 
     @property
     def runnable(self) -> bool:
@@ -142,6 +143,8 @@ class BuildInfo:
         """What this contender is beyond its build, for the journal (``as_contender``)."""
         data: dict[str, Any] = {"backend": self.backend, "version": self.version,
                                 "machine": self.machine or platform.node()}
+        if self.compiler:
+            data["compiler"] = self.compiler  # a confound said aloud (profiles.confounds)
         if self.host is not None:
             data["host"] = self.host
         if self.selected_devices is not None:

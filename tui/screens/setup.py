@@ -374,7 +374,8 @@ class SetupScreen(AppScreen):
 
     def _go(self) -> None:
         """Start the server duel or the sweep the screen shows."""
-        from tui.state.run_text import SweepRequest
+        from backends.sweep import RunRequest
+        from tui.state.run_text import SweepStart
         from tui.state.serve import ServeRequest
 
         model = self.sources.model(self.chosen_model)
@@ -387,9 +388,9 @@ class SetupScreen(AppScreen):
             self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
         plan = self.plan or self._make_plan()
         assert plan is not None
-        self.duel_app.start_sweep(SweepRequest(
-            builds=self._chosen(), model=model, spec=self.query_one(GridForm).spec(), plan=plan,
-            check=dict(plan.check) if plan.check is not None else None))
+        run = RunRequest(self._chosen(), model, self.query_one(GridForm).spec(), runs_root=self.sources.runs_root,
+                         check=plan.check, tune=self.query_one(GridForm).tune_spec())
+        self.duel_app.start_sweep(SweepStart(run, plan=plan))
 
     def _chosen(self) -> tuple[BuildInfo, ...]:
         return tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
