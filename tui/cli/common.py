@@ -73,8 +73,8 @@ def refuse_cpu_fallback(build: BuildInfo, where: str | None = None) -> None:
     """One line for a build that would run on the CPU while its name says GPU."""
     if build.fallback:
         place = f" ({where})" if where else ""
-        raise CommandError(f"build {build.name!r}{place} was {build.fallback}: refused; "
-                           "--allow-cpu-fallback runs it anyway")
+        raise CommandError(f"build {build.name!r}{place} was {build.fallback}; refused "
+                           "(--allow-cpu-fallback runs it anyway)")
 
 
 def add_fallback_option(parser: argparse.ArgumentParser) -> None:
