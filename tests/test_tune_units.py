@@ -160,7 +160,7 @@ def test_a_round_runs_its_candidates_in_order_and_back() -> None:
 
 
 def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:
-    best, reason = _halving({512: 100.0, 1024: 100.5}).choice()
+    best, reason = _halving({512: 100.0, 1024: 102.5}).choice()
     assert best == Candidate(ubatch=512) and reason.startswith("the defaults")
 
 
