@@ -7,7 +7,6 @@ import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 
 from gguf import GGMLQuantizationType, LlamaFileType
@@ -38,7 +37,7 @@ def _model_name(path: Path) -> str:
     return match["base"] if match else path.stem
 
 
-def _first_int(value: Any) -> int | None:
+def _first_int(value: object) -> int | None:
     """An integer hyperparameter; per-layer arrays give their largest value."""
     if isinstance(value, bool):
         return int(value)

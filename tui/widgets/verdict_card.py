@@ -21,7 +21,8 @@ class VerdictCard(Static):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    def __init__(self, title: str, verdicts: Sequence[ClassVerdict], stability: Sequence[BuildStability] = (), **kwargs: Any) -> None:
+    def __init__(self, title: str, verdicts: Sequence[ClassVerdict], stability: Sequence[BuildStability] = (),
+                 **kwargs: Any) -> None:
         super().__init__(describe_class(verdicts, stability), **kwargs)
         self.border_title = title
         statuses = {v.status for v in verdicts}
