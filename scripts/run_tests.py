@@ -34,8 +34,8 @@ def main() -> int:
                if not shutil.which(program)]
     if missing and shutil.which("apt-get") and os.geteuid() == 0:
         env_args = ["env", "DEBIAN_FRONTEND=noninteractive"]
-        step(env_args + ["apt-get", "update", "-qq"])
-        step(env_args + ["apt-get", "install", "-y", "-qq", *missing])
+        step([*env_args, "apt-get", "update", "-qq"])
+        step([*env_args, "apt-get", "install", "-y", "-qq", *missing])
     step([sys.executable, "scripts/build_llamacpp.py"])
     # Linters and type checks first (seconds); the tests run whatever they say.
     lint_imports = Path(sys.executable).with_name("lint-imports")

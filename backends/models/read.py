@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import Counter
@@ -115,10 +116,8 @@ def read_model(path: str | Path) -> ModelInfo:
     name = _model_name(path)
     size = 0
     for part in parts:
-        try:
+        with contextlib.suppress(OSError):
             size += part.stat().st_size
-        except OSError:
-            pass
     base = ModelInfo(path=first, files=tuple(parts), name=name, size_bytes=size)
     for part in parts:
         special = _not_a_regular_file(part)
