@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 
 from backends.builds import BACKEND_PREFIXES, BuildInfo
 
-SPLIT_FLAGS = {"-sm": "--split-mode", "-ts": "--tensor-split", "-mg": "--main-gpu"}
 # Settings that belong to the grid or to llamaduel itself, never to one contender.
 GRID_FLAGS = {"-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-r",
               "--repetitions", "-o", "--output", "-oe", "--output-err", "--progress"}
@@ -138,13 +137,6 @@ def make_contenders(builds: Sequence[BuildInfo], *, devices: Mapping[str, tuple[
         _check_settings(build, own)
         chosen.append(dataclasses.replace(build, selected_devices=wanted, rpc=endpoints, settings=own))
     return chosen
-
-
-def devices_used(contender: BuildInfo) -> tuple[str, ...]:
-    """The llama.cpp devices a contender runs on (its own choice, else all it sees)."""
-    if contender.selected_devices is not None:
-        return contender.selected_devices
-    return tuple(d.name for d in contender.devices)
 
 
 def loads_backends(build: BuildInfo) -> bool:

@@ -1,8 +1,8 @@
 """What tuning was worth, from a run's events: each contender's choice, best against the
 defaults at the sweep's middle depth, and the duel called both ways.
 
-    pp512 @ d8192: rocm +4 % at each build's best (rocm ub=2048, vulkan ub=512);
-    vulkan x1.7 at the defaults (ub=512)
+    pp512 @ d8192: rocm +4.1% at each build's best (rocm ub=2048, vulkan ub=512);
+    vulkan +70% at the defaults (ub=512)
 
 The best side is the sweep's own results at the middle depth (every contender ran at its
 chosen settings); the defaults side is the tune's defaults block for contenders whose
@@ -18,10 +18,10 @@ from typing import Any
 from backends import stats
 from backends.journal.sweep import ResultReceived, TestPoint
 from backends.journal.tune import Candidate, ProbeMeasured, TuneChosen, TuneFinished, TuneStarted
+from profiles.wording import margin_text
 
 BENCH_BATCH = 2048
 TIE_FRACTION = stats.TIE_FRACTION
-RATIO_FROM = 1.5  # leads from here on read as x1.7, below as +38 %
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def brief(candidate: Candidate) -> str:
 
 
 def _lead(medians: Mapping[str, float]) -> str:
-    """``rocm +4 %``, ``vulkan x1.7`` or ``level`` (within the tie band) by the medians."""
+    """``rocm +4.1%``, ``vulkan x2.3`` or ``level`` (within the tie band) by the medians, in
+    the verdict's own words for a margin."""
     ranked = sorted(medians.items(), key=lambda kv: kv[1], reverse=True)
     (top, fast), (_, slow) = ranked[0], ranked[1]
     if slow <= 0:
@@ -67,7 +68,7 @@ def _lead(medians: Mapping[str, float]) -> str:
     ratio = fast / slow
     if ratio < 1 + TIE_FRACTION:
         return f"level (within {TIE_FRACTION:.0%})"
-    return f"{top} x{ratio:.1f}" if ratio >= RATIO_FROM else f"{top} +{(ratio - 1) * 100:.0f} %"
+    return f"{top} {margin_text(ratio)}"
 
 
 def _samples(events: Sequence[Any], depth: int) -> tuple[dict[tuple[str, str], list[float]],
@@ -141,6 +142,6 @@ def _duel_lines(contenders: Sequence[TunedContender], best: Mapping[tuple[str, s
 def worth_text(contender: TunedContender) -> str:
     """``rocm ub=2048 (defaults ub=512): pp512 @ d8192 x1.38, tg256 @ d8192 x1.00``."""
     if contender.chosen == contender.defaults:
-        return f"{contender.build}: the defaults ({contender.defaults}) were its best"
+        return f"{contender.build}: kept its defaults ({contender.defaults})"
     worth = ", ".join(f"{name} x{ratio:.2f}" for name, ratio in contender.worth.items())
     return f"{contender.build} {contender.chosen} (defaults {contender.defaults})" + (f": {worth}" if worth else "")

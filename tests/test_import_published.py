@@ -9,6 +9,7 @@ gives.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -62,6 +63,24 @@ def test_header_glued_to_a_warning_reads_like_the_clean_log(tmp_path):
     assert row.raw["use_mmap"] == 0 and row.raw["flash_attn"] == 1  # its settings, not text
 
 
+def test_the_warning_glued_to_jsonl_json_and_csv_output(tmp_path, realdata):
+    """The same unterminated warning with ``-o jsonl``, ``-o json`` and ``-o csv`` and 2>&1: it
+    joins the first record, the opening "[" or the CSV header. Built from published files
+    (the H100 jsonl, a hogeheer CSV), since published copies with the glue were not found."""
+    jsonl = next((realdata / "h100-cuda-vs-vulkan").glob("*.jsonl"))
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.startswith("{")]
+    glued_jsonl = _write(tmp_path / "glued.jsonl", DEPRECATED + jsonl.read_text())
+    as_array = _write(tmp_path / "glued.json", "ggml_cuda_init: found 1 CUDA devices:\n" + DEPRECATED
+                      + json.dumps(records, indent=2) + "\n")
+    assert _results(glued_jsonl) == _results(jsonl) == _results(as_array) and len(_results(jsonl)) == len(records)
+    csv_path = (realdata / "hogeheer-strixhalo-hip-vs-vulkan-csv" / "hip-vs-vulkan-crossover-b9010-vs-b8460"
+                / "qwen36-b8460-hip-prefill-r5.csv")
+    glued_csv = _write(tmp_path / "glued.csv", DEPRECATED + csv_path.read_text())
+    assert _results(glued_csv) == _results(csv_path)
+    (build,) = import_files([glued_csv]).builds
+    assert build.build_number == 8460 and build.commit  # the first column kept its name
+
+
 def test_rows_between_warnings_without_separator_and_a_second_table_without_header(tmp_path):
     """Progress lines and warnings between rows, no separator row, and the rest of a table
     pasted after a remark without its header: the rows of the published log, no more, no less."""
@@ -71,6 +90,16 @@ def test_rows_between_warnings_without_separator_and_a_second_table_without_head
                       "ggml_vulkan: warning: something printed mid-table", "",
                       "(the second test, pasted from another terminal:)", tg, *lines[6:]])
     assert _results(_write(tmp_path / "pasted.md", text)) == _results(ROCM_LOG)
+
+
+def test_rows_that_drop_their_closing_bar_are_rows_while_the_table_goes_on(tmp_path):
+    """Hand-edited tables often drop the closing "|" of each row; only the last row of a table
+    that stops there (a crash, a cut paste) is a cut row."""
+    lines = ROCM_LOG.read_text().splitlines()
+    sloppy = [line.rstrip().removesuffix("|").rstrip() if i in (4, 5) else line for i, line in enumerate(lines)]
+    run = import_files([_write(tmp_path / "sloppy.md", "\n".join(sloppy))])
+    assert sorted(r.point.name for rs in run.results.values() for r in rs) == ["pp512", "tg128"]
+    assert run.failure_count == 0 and not run.problems
 
 
 def test_plus_minus_lost_to_encoding_reads_the_same_spreads(tmp_path):
@@ -129,6 +158,25 @@ def test_repeated_csv_headers_read_like_the_files_apart(tmp_path, realdata):
     assert sorted((r.point.name, r.avg_ts) for rs in together.results.values() for r in rs) == key
 
 
+def test_a_report_with_several_tables_and_a_csv_block_is_one_build():
+    """Five tables with differing columns under two model headings, no build line, and the
+    same run's CSV pasted below: one build, four settings, the CSV's build and model file."""
+    path = WORLD / "m4pro-metal-qwen35-report-tables-and-csv" / "llama-bench-report.md"
+    run = import_files([path])
+    (build,) = run.builds
+    assert (build.build_number, build.commit, build.gpu) == (9010, "d05fe1d7d", "Apple M4 Pro")
+    results = run.results[build.name]
+    dense = sorted((r.point.name, round(r.avg_ts, 2)) for r in results if r.raw["model_type"].startswith("qwen35 27B"))
+    # pp4096 once (the table's row and the CSV's two runs are one test), the CSV's depth curve, tg1024.
+    assert [name for name, _ in dense] == ["pp16384", "pp32768", "pp4096", "pp65536", "pp8192", "tg1024"]
+    assert dict(dense)["pp4096"] == round((97.302719 + 97.053144) / 2, 2)
+    assert {r.raw.get("model_filename") for r in results if r.raw["model_type"].startswith("qwen35 27B")} == {
+        "/Users/darvin/models/Qwen3.6-27B-Q4_K_S.gguf"}
+    rec = recommend_run(run.machines()[0].records())
+    assert len(rec.contenders) == 4 and {c.build for c in rec.contenders} == {build.name}  # four settings
+    assert rec.verdict("moe", "tg", "short").status == "tie"  # 41.64 vs 41.63
+
+
 # ---------------------------------------------------------------------------------------
 # Runs that died
 
@@ -139,6 +187,19 @@ def test_rocm_error_before_any_row_fails_the_tests_the_command_asked_for():
     failures = run.failures["ROCm"]
     assert sorted(f.test for f in failures) == ["pp512", "tg128"]  # llama-bench's defaults: no -p/-n
     assert all(f.reason == "ROCm error" and f.model == "llama-2-7b.Q4_0.gguf" for f in failures)
+
+
+def test_a_ggml_assert_with_its_command_line_fails_that_contender():
+    """llama-bench b9204 with an MTP model: the command line and the assert, nothing else published."""
+    run = import_files([WORLD / "llama.cpp-issue23285-ggml-assert-mtp" / "llama-bench-vulkan-b9204.log"])
+    (build,) = run.builds
+    assert (build.backend, build.build_number, run.result_count) == ("Vulkan", 9204, 0)
+    failures = run.failures[build.name]
+    assert sorted(f.test for f in failures) == ["pp512", "tg128"]
+    assert all(f.reason == "GGML_ASSERT(buffer) failed" for f in failures)
+    # The contender is the build with the command's settings: -ngl 0 makes it a CPU/GPU split.
+    assert all(dict(f.settings) == {"n_gpu_layers": 0, "flash_attn": 1, "use_mmap": 1} for f in failures)
+    assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
 
 
 def test_a_header_then_a_silent_exit_fails_the_default_tests():

@@ -44,7 +44,7 @@ def probe_outcome(what: str, out: str, err: str, code: int) -> ProbeRun:
 
 class ProbeHost(Protocol):
     """Where a probe runs its commands and looks for files: this machine, or another one
-    over ssh (``backends.remote_probe``)."""
+    over ssh (``backends.remote.probe``)."""
 
     environ: Mapping[str, str]  # the environment tools start with there, as far as known
 

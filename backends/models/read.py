@@ -49,7 +49,7 @@ def _first_int(value: Any) -> int | None:
     return None
 
 
-def _quant_name(metadata: Mapping[str, Any], tensors: Iterable[TensorEntry]) -> str | None:
+def _quant_name(metadata: Mapping[str, object], tensors: Iterable[TensorEntry]) -> str | None:
     file_type = metadata.get("general.file_type")
     if isinstance(file_type, int):
         try:

@@ -74,6 +74,7 @@ def _base(state: Any) -> dict[str, Any]:
         base["build_commit"], base["build_number"] = state.tables[-1].build
     if state.model:
         base["model_filename"] = state.model
+    base.update(state.command_settings)
     return base
 
 

@@ -63,6 +63,7 @@ class _Table:
     reps: int | None = None
     after: list[str] = field(default_factory=list)  # lines after its last row (a crash, if any)
     cut: Row | None = None  # its last row, cut mid-line
+    open_rows: int = 0  # rows without a closing "|" that other rows followed
 
 
 @dataclass
@@ -74,12 +75,14 @@ class _State:
     reps: int | None = None
     command_points: list[TestPoint] = field(default_factory=list)
     model: str = ""  # the model file the command line names (-m)
+    command_settings: dict[str, Any] = field(default_factory=dict)  # its settings of one value
     headers: int = 0  # llama-bench table headers printed (a run that started)
     header: list[str] | None = None
     header_closed: bool = True  # the header row ends with "|": so must every whole row
     last_header: list[str] | None = None
     table: _Table | None = None
     watched: _Table | None = None  # the table whose run the next lines may show crashing
+    held: tuple[list[str], int] | None = None  # a row without its closing "|", until the next line
     tables: list[_Table] = field(default_factory=list)
     pending_build: tuple[tuple[str, int], str] | None = None
     noise: list[str] = field(default_factory=list)
@@ -89,7 +92,11 @@ class _State:
 def read_markdown(text: str, source: str) -> tuple[list[Row], list[str], _State]:
     state = _State(source)
     for number_, line in enumerate(text.splitlines(), 1):
+        if state.held is not None:
+            _settle(state, line.strip().startswith("|"))
         _line(state, line, number_)
+    if state.held is not None:
+        _settle(state, False)
     _close(state)
     rows = [row for table in state.tables for row in table.rows]
     return rows, state.problems, state
@@ -124,11 +131,35 @@ def _line(state: _State, line: str, at: int) -> None:
     if not _in_table(state, cells):
         return
     assert state.header is not None and state.table is not None
-    if len(cells) < len(state.header) or (state.header_closed and not stripped.endswith("|")):
-        state.problems.append(f"{Path(state.source).name}:{at}: cut table row skipped")
-        state.table.cut = _cut_row(state, cells)
-        state.watched = state.table
-        return
+    if len(cells) < len(state.header):
+        _cut(state, cells, at)
+    elif state.header_closed and not stripped.endswith("|"):
+        state.held = (cells, at)  # cut, unless the table goes on (then only its "|" is missing)
+    else:
+        _add_row(state, cells, at)
+
+
+def _settle(state: _State, table_goes_on: bool) -> None:
+    assert state.held is not None
+    cells, at = state.held
+    state.held = None
+    if table_goes_on or (state.table is not None and state.table.open_rows):
+        if table_goes_on and state.table is not None:
+            state.table.open_rows += 1  # this table's rows do without their closing "|"
+        _add_row(state, cells, at)
+    else:
+        _cut(state, cells, at)
+
+
+def _cut(state: _State, cells: list[str], at: int) -> None:
+    assert state.table is not None
+    state.problems.append(f"{Path(state.source).name}:{at}: cut table row skipped")
+    state.table.cut = _cut_row(state, cells)
+    state.watched = state.table
+
+
+def _add_row(state: _State, cells: list[str], at: int) -> None:
+    assert state.header is not None and state.table is not None
     row = _row(state, dict(zip(state.header, cells)), at)
     if row is not None:
         state.table.rows.append(row)
@@ -214,18 +245,36 @@ def _noise(state: _State, stripped: str) -> None:
             state.watched.after.append(stripped)
 
 
+_TEST_FLAGS = {"-r": "r", "--repetitions": "r", "-p": "p", "--n-prompt": "p", "-n": "n", "--n-gen": "n",
+               "-d": "d", "--n-depth": "d", "-pg": "pg"}
+# Flags of one value that make the contender (several values, "1,2", make several contenders).
+_SETTING_FLAGS = {"-ngl": "n_gpu_layers", "--n-gpu-layers": "n_gpu_layers", "-fa": "flash_attn",
+                  "--flash-attn": "flash_attn", "-b": "n_batch", "--batch-size": "n_batch", "-ub": "n_ubatch",
+                  "--ubatch-size": "n_ubatch", "-ctk": "type_k", "--cache-type-k": "type_k", "-ctv": "type_v",
+                  "--cache-type-v": "type_v", "-ncmoe": "n_cpu_moe", "--n-cpu-moe": "n_cpu_moe",
+                  "-t": "n_threads", "--threads": "n_threads", "-mmp": "use_mmap", "--mmap": "use_mmap",
+                  "-sm": "split_mode", "--split-mode": "split_mode", "-mg": "main_gpu", "--main-gpu": "main_gpu",
+                  "-nkvo": "no_kv_offload", "--no-kv-offload": "no_kv_offload", "-lm": "load_mode",
+                  "--load-mode": "load_mode", "-dev": "devices", "--device": "devices", "-ts": "tensor_split",
+                  "--tensor-split": "tensor_split", "-fitt": "fit_target", "--fit-target": "fit_target"}
+
+
 def _command_line(state: _State, line: str) -> None:
     try:  # a Windows prompt's backslashes are path separators, not escapes
         words = line.split() if "\\" in line else shlex.split(line.lstrip("$> "))
     except ValueError:
         words = line.split()
     values: dict[str, list[int]] = {}
+    settings: dict[str, Any] = {}
     for flag, value in itertools.pairwise(words):
         if flag in ("-m", "--model"):
             state.model = value.replace("\\", "/").rsplit("/", 1)[-1]
-        if flag in ("-r", "--repetitions", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-pg"):
-            values.setdefault(flag.lstrip("-")[0] if flag != "-pg" else "pg", []).extend(
-                int(v) for v in re.findall(r"\d+", value))
+        elif flag in _TEST_FLAGS:
+            values.setdefault(_TEST_FLAGS[flag], []).extend(int(v) for v in re.findall(r"\d+", value))
+        elif flag in _SETTING_FLAGS and "," not in value:
+            key = _SETTING_FLAGS[flag]
+            n = number(value)
+            settings[key] = value if key in _TEXT_SETTINGS or math.isnan(n) else int(n)
     if values.get("r"):
         state.reps = values["r"][0]
     depths = values.get("d") or [0]
@@ -234,6 +283,7 @@ def _command_line(state: _State, line: str) -> None:
     pg = values.get("pg", [])
     points += [TestPoint(pg[i], pg[i + 1], d) for i in range(0, len(pg) - 1, 2) for d in depths]
     state.command_points = points
+    state.command_settings = settings
 
 
 def _build_line(state: _State, build: tuple[str, int]) -> None:

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
+from tui.cli.common import Subparsers
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -33,7 +36,7 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve-bench", help="race builds as llama-server under concurrent streamed load",
         description="Start each build's llama-server, stream the same load through each in "
@@ -127,10 +130,10 @@ def _spec(options: argparse.Namespace) -> Any:
 
 
 def _contenders(arguments: list[str]) -> list[Any]:
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
-    return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+    return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
             for b in load_builds(arguments, needs=None)]
 
 
@@ -161,18 +164,25 @@ def handle_serve(options: argparse.Namespace) -> int:
     except DuelError as error:
         raise CommandError(str(error)) from None
     finished = events[-1]
-    from profiles.serving import serving_verdicts
     from backends.server import duel_summary
+    from profiles.disagreement import disagreement
+    from profiles.serving import serving_verdicts
 
-    verdicts = serving_verdicts(duel_summary(events))
+    summary = duel_summary(events)
+    verdicts = serving_verdicts(summary)
+    against_bench = disagreement(summary, verdicts)
     if options.json:
         out = dataclasses.asdict(finished)
         out["serving_verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+        out["disagreement"] = against_bench
         print(json.dumps(out, indent=2))
     else:
         print(results_table(finished))
         print()
-        print("\n".join(v.sentence for v in verdicts))
+        for verdict in verdicts:
+            print("\n".join([verdict.sentence, *(f"  ! {why}" for why in verdict.failures)]))
+        if against_bench:
+            print(f"\nServer against llama-bench: {against_bench}")
     if options.save:
         _save(options, events, contenders)
     return _status(finished, [c.name for c in contenders])
@@ -289,7 +299,8 @@ def results_table(finished: Any) -> str:
                              _ratio(g.tg_ratio)))
         parts += ["", "llama-bench vs llama-server (concurrency 1; ratio = server / bench):",
                   _table(gap_rows)]
-    parts += [f"FAILED {line}" for line in finished.failures]
+    shown = tuple(f"{s.contender} at {s.level.key}:" for s in finished.summaries if s.reason)
+    parts += [f"FAILED {line}" for line in finished.failures if not line.startswith(shown)]
     return "\n".join(parts)
 
 

@@ -13,6 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tui.cli.common import Subparsers
+
+
 GIB = 1024 ** 3
 COLUMNS = (
     ("time", 8), ("device", 14), ("vram GiB", 11), ("edge", 4), ("junc", 4), ("mem", 4),
@@ -20,7 +23,7 @@ COLUMNS = (
 )
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "telemetry",
         help="print GPU and host telemetry once per tick",

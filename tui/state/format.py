@@ -1,28 +1,9 @@
-"""How the app writes numbers: tokens/s, depths, durations, cut text."""
+"""How the app writes what only it shows: durations, waits, cut text, sizes (tokens/s and
+depths read as everywhere else: ``profiles.format``)."""
 
 from __future__ import annotations
 
 import math
-
-
-def format_rate(value: float | None) -> str:
-    """Tokens per second the way people read them: 10,314, 801, 95.2, 3.41."""
-    if value is None or math.isnan(value):
-        return "-"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_depth(depth: int) -> str:
-    """A context depth: 4096 as 4K, 512 as 512."""
-    if depth and depth % 1024 == 0:
-        return f"{depth // 1024}K"
-    return str(depth)
 
 
 def format_duration(seconds: float) -> str:

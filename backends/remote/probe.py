@@ -21,7 +21,7 @@ from backends.builds import (BENCH, BuildInfo, ProbeRun, _default_name, probe_ou
                              probe_tools)
 from backends.models import (SPLIT_NAME, GGUFHeader, HeaderError, HeaderTruncated, ModelInfo,
                              model_from_headers, parse_header_bytes)
-from backends.remote import (SshError, SshHost, SshResult, check_destination, remote_path,
+from backends.remote.ssh import (SshError, SshHost, SshResult, check_destination, remote_path,
                              shell_words, ssh_host)
 
 PROBE_TIMEOUT_S = 30.0
