@@ -61,7 +61,7 @@ def missing_results(events: Iterable[RunEvent]) -> tuple[MissingResult, ...]:
             if (name, key) in failed:
                 continue
             found = _counted(blocks.get((name, key), []))
-            wanted = decision.repetitions.get(name, 1 if not found else found)
+            wanted = decision.repetitions.get(name, found or 1)
             if found < wanted:
                 missing.append(MissingResult(name, decision.point, wanted, found))
     return tuple(missing)

@@ -387,15 +387,15 @@ class Sweep:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
             outcome = adaptive.decide(samples, self.spec.max_repetitions)
-            if outcome.outcome == "open" and not outcome.reason.startswith("cap"):
-                if any(self._can_add(c, point) for c in group if c.name in samples):
-                    return False
+            if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
+                    and any(self._can_add(c, point) for c in group if c.name in samples)):
+                return False
         self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
                                repetitions=counts, leader=outcome.leader, at=time.time()))
         return True
 
 
-async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:
     tasks = list(tasks)
     for task in tasks:
         task.cancel()
