@@ -92,6 +92,16 @@ def test_rows_between_warnings_without_separator_and_a_second_table_without_head
     assert _results(_write(tmp_path / "pasted.md", text)) == _results(ROCM_LOG)
 
 
+def test_rows_that_drop_their_closing_bar_are_rows_while_the_table_goes_on(tmp_path):
+    """Hand-edited tables often drop the closing "|" of each row; only the last row of a table
+    that stops there (a crash, a cut paste) is a cut row."""
+    lines = ROCM_LOG.read_text().splitlines()
+    sloppy = [line.rstrip().removesuffix("|").rstrip() if i in (4, 5) else line for i, line in enumerate(lines)]
+    run = import_files([_write(tmp_path / "sloppy.md", "\n".join(sloppy))])
+    assert sorted(r.point.name for rs in run.results.values() for r in rs) == ["pp512", "tg128"]
+    assert run.failure_count == 0 and not run.problems
+
+
 def test_plus_minus_lost_to_encoding_reads_the_same_spreads(tmp_path):
     """"±" saved as Latin-1 then read as UTF-8 ("Â±"), turned into "+" or into "�": no published
     copy found, so the published mi50 README is mangled each way."""

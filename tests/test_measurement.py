@@ -147,7 +147,7 @@ async def test_without_gpu_telemetry_the_guard_says_so_once(cpu, tiny_llama, tmp
 
 
 async def test_tokens_per_joule_from_the_power_during_the_block(cpu, tiny_llama, tmp_path):
-    tree, telemetry = mi50_telemetry(tmp_path)
+    _, telemetry = mi50_telemetry(tmp_path)
     events = [e async for e in run_sweep(RunRequest([cpu], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry_interval=0.1, granularity="point"), telemetry=telemetry)]
     for result in (e for e in events if isinstance(e, ResultReceived)):
         summary = result.telemetry

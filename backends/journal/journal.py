@@ -15,6 +15,7 @@ back, and the verdict is computed from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import fcntl
 import os
@@ -22,7 +23,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from collections.abc import Iterator, Mapping, Sequence
 
 from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
@@ -72,7 +73,8 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")
+            # Held open for the journal's life: the lock is on this file.
+            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise JournalError(_describe(error, path)) from None
         try:
@@ -89,7 +91,7 @@ class Journal:
             self._lock.write(f"llamaduel pid {os.getpid()}\n")
             self._lock.flush()
             self.set_aside = repair(path)
-            self._file = open(path, "ab")
+            self._file = open(path, "ab")  # noqa: SIM115 - appended to until close()
         except OSError as error:
             self._lock.close()
             raise JournalError(_describe(error, path)) from None
@@ -107,10 +109,9 @@ class Journal:
 
     def close(self) -> None:
         for handle in (self._file, self._lock):
-            try:
+            # A full disk can refuse the last flush: what was fsynced is kept.
+            with contextlib.suppress(OSError):
                 handle.close()
-            except OSError:
-                pass  # a full disk can refuse the last flush: what was fsynced is kept
 
 
 def repair(path: Path) -> Path | None:
@@ -247,7 +248,7 @@ def finished_points(events: Sequence[RunEvent] | JournalRead, *, retry_failed: b
     return results | failed
 
 
-def event_to_json(event: RunEvent) -> dict[str, Any]:
+def event_to_json(event: RunEvent) -> dict[str, object]:
     """An event as a plain dict with its ``type`` tag (what one journal line holds)."""
     return dict(json.loads(RECORDS.encode(event)))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 # --------------------------------------------------------------------------- events
 
@@ -44,7 +43,7 @@ class RaceSpec:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Settings without the prompt text (which can be a whole document)."""
         data = dataclasses.asdict(self)
         data.pop("prompt")

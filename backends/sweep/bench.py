@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
@@ -23,6 +23,9 @@ from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_
                                     parse_result_line, point_failed)
 from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Finished, Launcher, ToolProcess
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 # Every block asks llama-bench for one timed repetition more than it counts: the first is
 # a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
@@ -47,8 +50,8 @@ class Block:
 class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
-    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[Any], None],
-                 summary: Callable[[float, float, BenchResult, str], dict[str, Any] | None],
+    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[RunEvent], None],
+                 summary: Callable[[float, float, BenchResult, str], dict[str, object] | None],
                  timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
                  launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
                  model_for: Callable[[BenchBuild], str] | None = None) -> None:

@@ -46,7 +46,7 @@ async def together(steps: Iterable[Awaitable[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def machines_note(contenders: Mapping[str, Mapping[str, Any]]) -> str | None:
+def machines_note(contenders: Mapping[str, Mapping[str, object]]) -> str | None:
     """A note when the contenders (as journalled) run on more than one machine."""
     machines = {data.get("machine") for data in contenders.values()}
     if len(machines) < 2:

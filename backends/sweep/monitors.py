@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import BenchResult, TelemetryRecorded
@@ -21,6 +21,9 @@ from backends.sweep.guard import ThermalGuard
 from backends.sweep.spec import SweepSpec
 from backends.telemetry import TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
 from backends.telemetry.model import TelemetrySource
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 HOST_KEY = "from_host"
 
@@ -88,7 +91,7 @@ async def take_baselines(monitors: Iterable[Monitor], contenders: Sequence[Build
 
 
 async def record_ticks(monitor: Monitor, interval: float, started: Callable[[], bool],
-                       emit: Callable[[Any], None]) -> None:
+                       emit: Callable[[RunEvent], None]) -> None:
     """Keep, guard and (once the sweep has started) journal every tick of one machine."""
     assert monitor.source is not None
     stream = monitor.source.stream(interval)

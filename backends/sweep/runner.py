@@ -26,11 +26,12 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.correctness import CheckOptions
-from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
+from backends.journal.sweep import (BenchResult, CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo
 from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
+from backends.sweep.argv import BenchBuild
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
@@ -86,7 +87,7 @@ class Sweep:
 
     # --- events in, events out ------------------------------------------------------------
 
-    def _replay(self, history: Sequence[Any]) -> None:
+    def _replay(self, history: Sequence[RunEvent]) -> None:
         """Take over what an interrupted run of this journal had measured. A point whose
         decision counted a result the journal lost is open again: it is measured again."""
         for event in history:
@@ -96,7 +97,7 @@ class Sweep:
             self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
                               "the journal: measuring it again")
 
-    def _record(self, event: Any) -> None:
+    def _record(self, event: RunEvent) -> None:
         if isinstance(event, ResultReceived):
             blocks = self.blocks.setdefault((event.build, event.result.point.key), Blocks())
             blocks.samples.append(event.result.samples_ts)
@@ -110,7 +111,7 @@ class Sweep:
         elif isinstance(event, PointDecided):
             self.settled.add(event.point.key)
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: RunEvent) -> None:
         """Journal first, then count and hand on; JournalError stops the sweep."""
         if isinstance(event, PointFailed):
             event = self._explain(event)
@@ -130,19 +131,19 @@ class Sweep:
         reason = describe_rpc_failure(contender.rpc, failure.reason)
         return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
-    def summary(self, start: float, end: float, result: Any, build: str) -> dict[str, Any] | None:
+    def summary(self, start: float, end: float, result: BenchResult, build: str) -> dict[str, object] | None:
         """Telemetry of a block, from the machine it ran on."""
         contender = self.by_name.get(build)
         monitor = self.monitors.get(contender.host if contender else None) or self.monitors[None]
         return monitor.summary(start, end, result, self.request.telemetry_interval)
 
-    def watch(self, contender: Any, pid: int) -> None:
+    def watch(self, contender: BenchBuild, pid: int) -> None:
         """Follow a local llama-bench in the telemetry (a remote one is not followed)."""
         if self.telemetry is not None and not getattr(contender, "host", None):
             with contextlib.suppress(Exception):
                 self.telemetry.watch_pids([pid])
 
-    def model_for(self, contender: Any) -> str:
+    def model_for(self, contender: BenchBuild) -> str:
         """The model's path where the contender runs."""
         host = getattr(contender, "host", None)
         return self.model_paths.get(host, str(self.model.path)) if host else str(self.model.path)
@@ -213,7 +214,7 @@ class Sweep:
         if self.request.check is not None:
             await self._check_first()
 
-    def _contender_json(self, contender: BuildInfo) -> dict[str, Any]:
+    def _contender_json(self, contender: BuildInfo) -> dict[str, object]:
         data = contender.contender_json()
         if contender.host and self.model_for(contender) != str(self.model.path):
             data["model"] = self.model_for(contender)
@@ -386,15 +387,15 @@ class Sweep:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
             outcome = adaptive.decide(samples, self.spec.max_repetitions)
-            if outcome.outcome == "open" and not outcome.reason.startswith("cap"):
-                if any(self._can_add(c, point) for c in group if c.name in samples):
-                    return False
+            if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
+                    and any(self._can_add(c, point) for c in group if c.name in samples)):
+                return False
         self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
                                repetitions=counts, leader=outcome.leader, at=time.time()))
         return True
 
 
-async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:
     tasks = list(tasks)
     for task in tasks:
         task.cancel()

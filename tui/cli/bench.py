@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tui.cli import CommandError
 from tui.cli.progress import SweepPrinter
-from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders
+from tui.cli.common import Subparsers, add_contender_options, cancellable, load_builds, load_model, make_contenders
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from backends.sweep import SweepSpec
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     bench = subparsers.add_parser(
         "bench", help="run a sweep of llama-bench on two or more builds, side by side",
         description="Run llama-bench for each contender on one model, taking turns per test point "

@@ -16,7 +16,10 @@ from typing import Any, TextIO
 from profiles.format import format_bytes, render_table
 
 
-def register(subparsers: Any) -> None:
+from tui.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
     builds = subparsers.add_parser(
         "builds",
         help="find and probe llama.cpp builds (backend, devices, version, flags)",

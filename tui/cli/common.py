@@ -9,12 +9,16 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
 from backends.text import printable
 from tui.cli import CommandError
+
+
+# What each verb module registers itself on (``register(subparsers)``).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def load_builds(arguments: Sequence[str], needs: str | None = "bench",

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from profiles.format import render_table
 from tui.cli import CommandError
+from tui.cli.common import Subparsers
 from tui.cli.bench import drive
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     resume = subparsers.add_parser("resume", help="continue an interrupted sweep from its journal",
                                    description="Continue a run without redoing finished points.")
     resume.add_argument("run", help="a run id (see `llamaduel runs`) or run folder")

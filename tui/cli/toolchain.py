@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from tui.cli import CommandError
+from tui.cli.common import Subparsers
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     from backends.tooling.toolchain import BACKENDS
 
     tools = subparsers.add_parser(

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Sequence
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -46,7 +46,7 @@ REPLAY_MIN_SECONDS = 4.0  # a race over in milliseconds replays in slow motion
 LOG_SCALE_RATIO = 8
 
 
-def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, Any], *,
+def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, object], *,
                         builds: Sequence[BuildInfo] = (), model_info: ModelInfo | None = None,
                         ) -> tuple[Profile, bool]:
     """Append ``summary`` to profile ``name``'s races, making the profile if it is new."""

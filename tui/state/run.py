@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backends.correctness import (
     BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
@@ -117,7 +117,7 @@ class RunState:
     model: str = ""
     builds: tuple[BuildProgress, ...] = ()
     points: tuple[TestPoint, ...] = ()
-    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    spec: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False)
     status: str = IDLE
     started_at: float = 0.0
     notes: tuple[str, ...] = ()
@@ -154,7 +154,7 @@ class RunState:
     def failures_by_build(self) -> dict[str, list[PointFailed]]:
         return {b.name: list(b.failures) for b in self.builds}
 
-    def correctness_by_build(self) -> dict[str, dict[str, Any]] | None:
+    def correctness_by_build(self) -> dict[str, dict[str, object]] | None:
         """The check's results the way profiles and verdicts take them; None when none ran."""
         return results_by_build(self.correctness) if self.correctness else None
 

@@ -19,7 +19,7 @@ from tui.state.format import short
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from profiles.serving import ServingVerdict
 
 # Server mode's fields: input id -> (label, placeholder: what an empty field means).
@@ -81,10 +81,10 @@ class ServeRequest:
     model: ModelInfo
     spec: DuelSpec
 
-    def contenders(self) -> list[Contender]:
-        from backends.server import Contender
+    def contenders(self) -> list[ServedBuild]:
+        from backends.server import ServedBuild
 
-        return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+        return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
                 for b in self.builds]
 
     @property

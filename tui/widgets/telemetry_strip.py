@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -36,7 +36,7 @@ class TelemetryStrip(Vertical):
     class Sampled(Message):
         """A telemetry tick; a newer one replaces it if the strip has not drawn it yet."""
 
-        def __init__(self, sample: dict[str, Any]) -> None:
+        def __init__(self, sample: dict[str, object]) -> None:
             super().__init__()
             self.sample = sample
 
