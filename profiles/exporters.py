@@ -31,7 +31,7 @@ from profiles.outcome import (
 )
 from profiles.serving import ServingVerdict, serving_rows
 from profiles.store import encode
-from profiles.wording import bytes_text, joules_text, margin_text, speed_text
+from profiles.wording import bytes_text, margin_text, speed_text
 
 WORKLOADS = tuple(CLASS_LABELS)
 
@@ -61,7 +61,7 @@ def winner_cell(v: ClassVerdict) -> str:
 def _energy_cell(e: Energy | None) -> str:
     if e is None:
         return "-"
-    text = f"{joules_text(e.tokens_per_joule)}, {bytes_text(e.peak_vram_bytes)}"
+    text = f"{e.text}, {bytes_text(e.peak_vram_bytes)}"
     return text + (", throttled" if e.throttled else "")
 
 
@@ -71,7 +71,8 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
     for v in rec.verdicts:
         rows.append([v.label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
         energy = {e.contender: e for e in v.energy}
-        if any(e.tokens_per_joule is not None or e.peak_vram_bytes is not None or e.throttled for e in v.energy):
+        if any(e.tokens_per_joule is not None or e.note or e.peak_vram_bytes is not None or e.throttled
+               for e in v.energy):
             rows.append(["  energy, peak VRAM", *[_energy_cell(energy.get(b)) for b in rec.builds], ""])
     stable = [s for s in rec.stability if s.stable]
     stability_winner = ("all stable" if len(stable) == len(rec.stability)

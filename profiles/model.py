@@ -18,6 +18,7 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
+from backends.sweep.conditions import conditions
 from backends.sweep.outcomes import point_failures
 from profiles.records import (
     FailureRecord,
@@ -80,6 +81,8 @@ class Profile:
     serving_verdicts: tuple[ServingVerdict, ...] = ()
     # Where the server disagrees with llama-bench, in one sentence ("" when they agree).
     serving_disagreement: str = ""
+    # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
+    conditions: tuple[str, ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -253,7 +256,7 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
                       sweep_spec=dict(started.spec) if started else {},
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
-                      races=tuple(dict(r) for r in races))
+                      races=tuple(dict(r) for r in races), conditions=conditions(events))
     return with_recommendation(profile, settings)
 
 

@@ -37,10 +37,8 @@ from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, 
 from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
-from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
-                                 choose_granularity, chunk_points, free_vram_bytes,
-                                 resident_fits, schedule, split_into_grids,
-                                 turn_order)
+from backends.sweep.plan import (ChunkTiming, TimeoutPolicy, choose_granularity, chunk_points,
+                                 free_vram_bytes, resident_fits, schedule, split_into_grids, turn_order)
 from backends.sweep.spec import SweepSpec
 from backends.telemetry import Telemetry
 from backends.sweep.control import Blocks, SweepControl, SweepOptions
@@ -68,7 +66,8 @@ class Sweep:
         self.retried: set[tuple[str, str]] = set()
         self.counts = {"results": 0, "failures": 0}
         # One monitor per machine: its telemetry ticks and its thermal guard.
-        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry)
+        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry,
+                                      energy=not options.parallel)
         self.guard: ThermalGuard = self.monitors[None].guard
         self.model_paths = dict(options.model_paths)  # host -> the model's path there
         self.chosen = options.granularity
@@ -77,7 +76,8 @@ class Sweep:
         self.notes = list(notes)
         self.started = False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch,
-                                launcher_for=launcher_for, model_for=self.model_for)
+                                launcher_for=launcher_for, model_for=self.model_for,
+                                machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
         self._replay(history)
 
     # --- events in, events out ------------------------------------------------------------

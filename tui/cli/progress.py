@@ -56,8 +56,13 @@ class SweepPrinter:
             return exits.NO_COMPARISON, run_dir
         events = whole_run(run_dir, self.events)
         if not self.json_lines:
+            from backends.sweep.conditions import conditions
+
             say("", transient=False)
             print(side_by_side_table(started.builds, events))
+            taken = conditions(events)
+            if taken:
+                print("\nhow these figures were taken:" + "".join(f"\n- {line}" for line in taken))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
@@ -113,7 +118,7 @@ def describe(event: Any) -> tuple[str, bool]:
         block = f" (block {event.block + 1})" if event.block else ""
         flag = "  THROTTLED" if event.throttled else ""
         return (f"{event.build:>12}  {r.point.name:<18} {format_rate(r.avg_ts):>10} t/s "
-                f"± {format_rate(r.stddev_ts)}{block}{flag}"), False
+                f"± {format_rate(r.stddev_ts)}{energy_text(event.telemetry)}{block}{flag}"), False
     if isinstance(event, PointFailed):
         return f"{event.build:>12}  {event.point.name:<18} FAILED: {event.reason}", False
     if isinstance(event, PointProgress):
@@ -125,6 +130,16 @@ def describe(event: Any) -> tuple[str, bool]:
     if isinstance(event, SweepNote):
         return f"note: {event.message}", False
     return "", False
+
+
+def energy_text(telemetry: dict[str, Any] | None) -> str:
+    """``  1.03 ± 0.02 tok/J`` over the counted repetitions, or why there is none."""
+    if not telemetry or not telemetry.get("energy_method"):
+        return ""
+    value, spread = telemetry.get("tokens_per_joule"), telemetry.get("tokens_per_joule_sd")
+    if not isinstance(value, (int, float)):
+        return "  energy: too short to measure"
+    return f"  {value:.2f}" + (f" ± {spread:.2f}" if isinstance(spread, (int, float)) else "") + " tok/J"
 
 
 def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
