@@ -39,6 +39,12 @@ def _way(v: ClassVerdict) -> str:
     return "no clear winner"
 
 
+def _span(wins: Sequence[ClassVerdict]) -> str:
+    ratios = sorted(v.ratio or 1.0 for v in wins)
+    low, high = margin_text(ratios[0]), margin_text(ratios[-1])
+    return low if low == high else f"{low} to {high}"
+
+
 def across_models(per_model: Sequence[ClassVerdict], failures: Sequence[str] = ()) -> ClassVerdict:
     """The class's own verdict from its per-model verdicts (two or more).
 
@@ -80,8 +86,8 @@ def _across(per_model: Sequence[ClassVerdict]) -> ClassVerdict:
             f"{v.recommended or 'none'} on {v.model}" for v in judged),)
         return _aggregate(per_model, status="lead" if any(v.status == "lead" for v in wins) else "winner",
                           winner=winner, recommended=common, confidence=confidence, ratio=closest.ratio,
-                          summary=summary, headline=f"{winner} on {where} (from {margin_text(closest.ratio)}, "
-                          f"{confidence})", caveats=caveats, runner_up=closest.runner_up)
+                          summary=summary, headline=f"{winner} on {where} ({_span(wins)}, {confidence})",
+                          caveats=caveats, runner_up=closest.runner_up)
     if judged and len(ties) == len(judged):
         tied = tuple(dict.fromkeys(n for v in judged for n in v.tied))
         recommended = {v.recommended for v in ties}

@@ -75,6 +75,7 @@ class Measure:
     n_min: int  # the fewest repetitions the data allows (2 where a spread is printed)
     resolution: float  # smallest spread the source can print (0 when exact)
     telemetry: tuple[Mapping[str, Any], ...] = ()
+    known: tuple[tuple[str, Any], ...] = ()  # the llama-bench settings the point ran with
 
     @property
     def context(self) -> int:
@@ -110,7 +111,7 @@ def backend_family(raw: Mapping[str, Any], fallback: str) -> str:
     return useful[0] if useful else fallback
 
 
-def _value_text(key: str, value: Any) -> str:
+def value_text(key: str, value: Any) -> str:
     if key == "flash_attn":
         return {"1": "on", "True": "on", "true": "on", "0": "off", "False": "off", "false": "off",
                 "-1": "auto"}.get(str(value), str(value))
@@ -118,7 +119,7 @@ def _value_text(key: str, value: Any) -> str:
 
 
 def _settings(raw: Mapping[str, Any]) -> dict[str, str]:
-    out = {k: _value_text(k, raw[k]) for k in SETTING_KEYS
+    out = {k: value_text(k, raw[k]) for k in SETTING_KEYS
            if k in raw and isinstance(raw[k], (int, float, str, bool))}
     extra = raw.get(EXTRA_KEY)
     if isinstance(extra, Mapping):
@@ -222,7 +223,7 @@ def _measure(label: str, model: str, point: TestPoint, workload: str, pool: _Poo
     resolution = float(first.raw.get(RESOLUTION_KEY) or 0.0)
     return Measure(contender=label, model=model, point=point, workload=workload, values=tuple(values),
                    mean=mean, sd=sd, n=n, n_min=n_min, resolution=resolution,
-                   telemetry=tuple(pool.telemetry))
+                   telemetry=tuple(pool.telemetry), known=_known(first.raw))
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,12 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
 
 def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, raw[k]) for k in SETTING_KEYS if k in raw and isinstance(raw[k], (int, float, str, bool)))
+
+
+def settings_of(measures: Iterable[Measure]) -> dict[str, Any]:
+    """A contender's settings over some of its points (a class, a model): each one's most
+    common value there."""
+    return _most_common(Counter(m.known for m in measures))
 
 
 def _most_common(counts: Counter[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:

@@ -42,6 +42,8 @@ def _ts(value: float | None) -> str:
 
 def winner_cell(v: ClassVerdict) -> str:
     """The verdict in a table cell, in the one confidence vocabulary."""
+    if v.models:  # a class over several models: its line says where they agree
+        return v.headline + (f"; use {v.recommended}" if v.recommended and v.recommended != v.winner else "")
     if v.status in ("winner", "lead"):
         text = f"{v.winner} ({margin_text(v.ratio)}, {v.confidence})"
         if v.recommended and v.recommended != v.winner:
@@ -69,7 +71,9 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
     header = ["workload", *rec.builds, "winner"]
     rows = [header]
     for v in rec.verdicts:
-        rows.append([v.label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
+        # A class's per-model rows sit under the class's own row.
+        label = f"  on {v.model}" if v.model else v.label
+        rows.append([label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
         energy = {e.contender: e for e in v.energy}
         if any(e.tokens_per_joule is not None or e.note or e.peak_vram_bytes is not None or e.throttled
                for e in v.energy):
@@ -146,10 +150,11 @@ def to_text(rec: Recommendation) -> str:
 def to_csv(rec: Recommendation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    # "build" holds the contender (build and settings); p_value is the class's corrected q-value.
+    # "build" holds the contender (build and settings); p_value is the class's corrected q-value;
+    # "model" is empty on a class's own row and names the model on its per-model rows.
     writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
                      "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
-                     "peak_vram_bytes", "throttled"])
+                     "peak_vram_bytes", "throttled", "model"])
     for v in rec.verdicts:
         energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
@@ -162,7 +167,7 @@ def to_csv(rec: Recommendation) -> str:
                              "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
                              "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
-                             "" if e is None or e.throttled is None else str(e.throttled).lower()])
+                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model])
     return buffer.getvalue()
 
 

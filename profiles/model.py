@@ -19,6 +19,8 @@ from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
 from backends.sweep.conditions import conditions
+from profiles.confounds import confounds
+from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
 from profiles.records import (
     FailureRecord,
@@ -81,6 +83,10 @@ class Profile:
     serving_verdicts: tuple[ServingVerdict, ...] = ()
     # Where the server disagrees with llama-bench, in one sentence ("" when they agree).
     serving_disagreement: str = ""
+    # A tuned run: each contender's chosen settings and what they were worth (profiles.tuning),
+    # and every difference between the contenders besides the backend (profiles.confounds).
+    tuning: Tuning | None = None
+    confounds: tuple[str, ...] = ()
     # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
     conditions: tuple[str, ...] = ()
 
@@ -256,7 +262,9 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
                       sweep_spec=dict(started.spec) if started else {},
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
-                      races=tuple(dict(r) for r in races), conditions=conditions(events))
+                      races=tuple(dict(r) for r in races),
+                      tuning=tuning_from_events(events), confounds=confounds(events),
+                      conditions=conditions(events))
     return with_recommendation(profile, settings)
 
 

@@ -108,6 +108,25 @@ class Crossover:
 
 
 @dataclass(frozen=True)
+class SettingsComparison:
+    """Two backends at one set of settings ("same": like with like), or each at its fastest
+    measured settings ("best"). ``settings`` are the ones that differ between the class's
+    contenders: the shared values for "same", the leader's for "best" (``other_settings``
+    the other's)."""
+
+    kind: str  # 'same' | 'best'
+    settings: Mapping[str, str]
+    leader: str
+    other: str
+    leader_backend: str
+    other_backend: str
+    status: str  # as ClassVerdict.status
+    confidence: str
+    ratio: float
+    other_settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Energy:
     """Per contender per class: '-' (None) wherever the telemetry did not say."""
 
@@ -161,6 +180,8 @@ class ClassVerdict:
     split_kind: str = "GPUs"  # "devices" when some are not GPUs (an RPC server)
     model: str = ""  # set on a class's per-model verdicts when it measured several models
     models: tuple[str, ...] = ()  # on the class's own verdict above them: the models it spans
+    unpaired: tuple[str, ...] = ()  # points one side of the verdict's pair measured alone
+    settings_comparisons: tuple[SettingsComparison, ...] = ()  # best against best, like with like
 
     @property
     def label(self) -> str:

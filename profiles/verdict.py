@@ -24,10 +24,11 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
 from profiles.by_model import across_models
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type
+from profiles.contenders import Contender, Field, Measure, build_field, is_moe_model_type, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.judge import (
     PairResult,
+    call,
     TestBook,
     backend_map,
     group_measures,
@@ -50,6 +51,7 @@ from profiles.outcome import (
     Recommendation,
 )
 from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
+from profiles.settings_pairs import LikePair, like_pairs
 from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
@@ -95,6 +97,8 @@ class _Case:
     opponents: list[str]
     pairs: list[PairResult]
     model: str = ""  # "" where the class measured one model
+    like: list[LikePair] = dataclasses.field(default_factory=list)  # like with like, other backends
+    like_results: list[PairResult] = dataclasses.field(default_factory=list)
 
 
 def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, str, list[Measure]]]:
@@ -111,16 +115,19 @@ def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, s
 
 
 def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: Mapping[str, str],
-          model: str = "") -> _Case:
+          model: str = "", contenders: Mapping[str, Contender] | None = None) -> _Case:
     grouped = group_measures(measures)
     ranked = rank(grouped)
     opp = opponents(ranked[0], ranked, backends) if len(ranked) > 1 else []
     opp = [o for o in opp if any(k in grouped[o] for k in grouped[ranked[0]])]
-    for o in opp:
-        for k, m in grouped[ranked[0]].items():
-            if k in grouped[o]:
-                book.get(m, grouped[o][k])
-    return _Case(key, grouped, ranked, opp, [], model)
+    here = {n: dataclasses.replace(contenders[n], known_settings=settings_of(grouped[n].values()))
+            for n in grouped if contenders and n in contenders}
+    like = like_pairs(ranked[0], opp, ranked, here, grouped) if here and opp else []
+    for a, b in [(ranked[0], o) for o in opp] + [(p.a, p.b) for p in like]:
+        for k, m in grouped[a].items():
+            if k in grouped[b]:
+                book.get(m, grouped[b][k])
+    return _Case(key, grouped, ranked, opp, [], model, like)
 
 
 def _series(field: Field, book: TestBook, backends: Mapping[str, str]) -> list[_Case]:
@@ -201,11 +208,13 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
             key = class_of_failure(p, phase, settings.long_context_tokens)
             by_class.setdefault(key, [])
     units = _units(by_class)
-    cases = [_plan(k, ms, book, backends, model) for k, model, ms in units if ms]
+    by_label = {c.label: c for c in field.contenders}
+    cases = [_plan(k, ms, book, backends, model, by_label) for k, model, ms in units if ms]
     series = _series(field, book, backends)
     book.correct()
     for case in cases:
         case.pairs = [pair(book, case.grouped[case.ranked[0]], case.grouped[o]) for o in case.opponents]
+        case.like_results = [pair(book, case.grouped[p.a], case.grouped[p.b]) for p in case.like]
     class_q = _class_q(cases)
     several = {c.label: bool(c.settings) for c in field.contenders}
     crossovers = _crossovers(series, book, several)
@@ -226,7 +235,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
             per_model.append(class_verdict(
                 key, found.grouped if found else {}, found.ranked if found else [], found.pairs if found else [],
                 qs, failed, _class_crossovers(crossovers, key, mine, settings), stability, field,
-                settings.tie_pct, settings.alpha, model))
+                settings.tie_pct, settings.alpha, model, _like(found, qs, settings) if found else ()))
         if len(per_model) > 1:
             verdicts.extend([across_models(per_model, failure_lines(in_class)), *per_model])
         else:
@@ -280,9 +289,23 @@ def _for_model(p: PlacedFailure, model: str, models: Sequence[str]) -> bool:
     return not model or not p.record.model or p.record.model == model
 
 
+def _like(case: _Case, qs: Mapping[str, float], settings: VerdictSettings) -> list[tuple[LikePair, str, str, float]]:
+    """Each like-with-like pair's call: status, confidence and ratio."""
+    out = []
+    for p, result in zip(case.like, case.like_results):
+        own = p.a == case.ranked[0] and p.b in case.opponents  # the class's own pair: its own test
+        made = call(result, qs.get(p.b if own else f"{p.a}\t{p.b}"), settings.tie_pct / 100, settings.alpha)
+        out.append((p, made.status, made.confidence, result.comparison.ratio))
+    return out
+
+
 def _class_q(cases: Sequence[_Case]) -> dict[tuple[ClassKey, str, str], float]:
-    keys = [(c.key, c.model, r.comparison.other) for c in cases for r in c.pairs if r.class_p is not None]
-    ps = [r.class_p for c in cases for r in c.pairs if r.class_p is not None]
+    """Every class-level test corrected together: each class's pairs and its like-with-like pairs."""
+    found = [((c.key, c.model, r.comparison.other), r.class_p) for c in cases for r in c.pairs]
+    found += [((c.key, c.model, f"{p.a}\t{p.b}"), r.class_p) for c in cases for p, r in zip(c.like, c.like_results)
+              if not (p.a == c.ranked[0] and p.b in c.opponents)]
+    keys = [k for k, p in found if p is not None]
+    ps = [p for _, p in found if p is not None]
     return dict(zip(keys, stats.benjamini_hochberg(ps)))
 
 

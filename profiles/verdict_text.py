@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from profiles.contenders import Field, Measure
+from profiles.contenders import Field, Measure, settings_of
 from profiles.judge import Call, PairResult, call, headline, repetitions_text
 from profiles.outcome import (
     PHASE_LABELS,
@@ -18,20 +19,39 @@ from profiles.outcome import (
     Outlier,
     class_label,
 )
+from profiles.settings_pairs import LikePair, comparisons, settings_lines
 from profiles.stability import PlacedFailure, energy, failure_lines
 from profiles.wording import between_text, margin_text, plural
 
 ClassKey = tuple[str, str, str]
 
 
-def _typical(grouped: Mapping[str, Mapping[Any, Measure]], leader: str | None) -> dict[str, float]:
+def _typical(grouped: Mapping[str, Mapping[Any, Measure]], leader: str | None,
+             runner_up: str | None = None) -> dict[str, float]:
+    """Each contender's geometric-mean speed over the points the verdict pairs it on: the
+    leader and the runner-up over the points both measured (the margin's own), every other
+    contender over the points it shares with the leader."""
     out = {}
     for name, ms in grouped.items():
-        keys = [k for k in ms if leader is None or k in grouped.get(leader, {})] or list(ms)
+        partner = runner_up if name == leader and runner_up else leader
+        keys = [k for k in ms if partner is None or k in grouped.get(partner, {})] or list(ms)
         logs = [math.log(ms[k].mean) for k in keys if ms[k].mean > 0]
         if logs:
             out[name] = math.exp(math.fsum(logs) / len(logs))
     return out
+
+
+def unpaired(grouped: Mapping[str, Mapping[Any, Measure]], a: str, b: str) -> tuple[str, ...]:
+    """Points one side of a pair measured alone, said apart: "only ROCm measured pp2048 @ d65536"."""
+    out = []
+    for mine, theirs in ((a, b), (b, a)):
+        alone = sorted((k for k in grouped.get(mine, {}) if k not in grouped.get(theirs, {})),
+                       key=lambda k: (k[1].depth, k[1].n_prompt, k[1].n_gen))
+        if alone:
+            names = [k[1].name for k in alone]
+            shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+            out.append(f"only {mine} measured {shown}")
+    return tuple(out)
 
 
 def _outliers(pairs: Sequence[PairResult]) -> tuple[Outlier, ...]:
@@ -86,13 +106,17 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
                   pairs: Sequence[PairResult], class_q: Mapping[str, float],
                   placed: Sequence[PlacedFailure], crossovers: tuple[Crossover, ...],
                   stability: Mapping[str, BuildStability], field: Field, tie_pct: float,
-                  alpha: float, model: str = "") -> ClassVerdict:
-    """One class's verdict (one model's, with ``model``); ``class_q`` by opponent."""
+                  alpha: float, model: str = "",
+                  like: Sequence[tuple[LikePair, str, str, float]] = ()) -> ClassVerdict:
+    """One class's verdict (one model's, with ``model``); ``class_q`` by opponent; ``like``:
+    its like-with-like pairs' calls."""
     workload, context, phase = key
     label = f"{class_label(workload, context)} — {PHASE_LABELS[phase]}" + (f" on {model}" if model else "")
     failed = _failed_here(placed, grouped)
     fail_lines = tuple(failure_lines(placed))
-    settings = {c.label: dict(c.known_settings) for c in field.contenders if c.label in grouped}
+    # The settings each contender ran with here (its most common values in this class and model).
+    settings = {c.label: settings_of(grouped[c.label].values()) or dict(c.known_settings)
+                for c in field.contenders if c.label in grouped}
     energies = tuple(energy(n, list(grouped[n].values())) for n in ranked)
     base: dict[str, Any] = {"workload": workload, "phase": phase, "context": context, "best_settings": settings,
                             "model": model,
@@ -110,6 +134,15 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
         if verdict_call.status == "tie" else ()
     recommended = _recommend(verdict_call, leader, tied, ranked, failed, stability, caveats, c)
     summary = _summary(label, verdict_call, c, tied, pairs, calls, tie_pct, crossovers)
+    contenders = {x.label: dataclasses.replace(x, known_settings=settings[x.label])
+                  for x in field.contenders if x.label in settings}
+    compared = comparisons(leader, c.other, verdict_call.status, verdict_call.confidence, c.ratio, like, contenders)
+    lines = settings_lines(compared)
+    if lines:
+        summary = summary.rstrip(".") + "; " + "; ".join(lines) + "."
+    alone = unpaired(grouped, leader, c.other)
+    if alone:
+        summary = summary.rstrip(".") + "; " + "; ".join(alone) + " (not in the margin)."
     if fail_lines:
         summary = summary.rstrip(".") + "; " + "; ".join(fail_lines) + "."
     outliers = _outliers(pairs)
@@ -121,10 +154,11 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
     winner = leader if verdict_call.status in ("winner", "lead") else None
     return ClassVerdict(status=verdict_call.status, winner=winner, recommended=recommended,
                         margin_pct=c.margin_pct, p_value=class_q.get(c.other),
-                        confidence=verdict_call.confidence, typical_ts=_typical(grouped, leader),
+                        confidence=verdict_call.confidence, typical_ts=_typical(grouped, leader, c.other),
                         comparisons=tuple(r.comparison for r in pairs), crossovers=crossovers,
                         caveats=tuple(dict.fromkeys(caveats)), summary=summary, tied=tied,
-                        runner_up=c.other, ratio=c.ratio, outliers=outliers,
+                        runner_up=c.other, ratio=c.ratio, outliers=outliers, unpaired=alone,
+                        settings_comparisons=compared,
                         headline=headline(verdict_call.status, verdict_call.confidence, winner, c, tied),
                         **base)
 

@@ -141,6 +141,30 @@ def test_rocm_error_before_any_row_fails_the_tests_the_command_asked_for():
     assert all(f.reason == "ROCm error" and f.model == "llama-2-7b.Q4_0.gguf" for f in failures)
 
 
+def test_a_ggml_assert_with_its_command_line_fails_that_contender():
+    """llama-bench b9204 with an MTP model: the command line and the assert, nothing else published."""
+    run = import_files([WORLD / "llama.cpp-issue23285-ggml-assert-mtp" / "llama-bench-vulkan-b9204.log"])
+    (build,) = run.builds
+    assert (build.backend, build.build_number, run.result_count) == ("Vulkan", 9204, 0)
+    failures = run.failures[build.name]
+    assert sorted(f.test for f in failures) == ["pp512", "tg128"]
+    assert all(f.reason == "GGML_ASSERT(buffer) failed" for f in failures)
+    # The contender is the build with the command's settings: -ngl 0 makes it a CPU/GPU split.
+    assert all(dict(f.settings) == {"n_gpu_layers": 0, "flash_attn": 1, "use_mmap": 1} for f in failures)
+    assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
+
+
+def test_a_header_then_a_silent_exit_fails_the_default_tests():
+    """llama.cpp b5215 on Windows printed its header and returned to the prompt: no row, no error."""
+    run = import_files([WORLD / "llama.cpp-issue13169-header-then-silent-exit" / "llama-bench-cpu-avx512-b5215.log"])
+    (build,) = run.builds
+    assert (build.backend, build.build_number, run.result_count) == ("CPU", 5215, 0)  # from the file's name
+    failures = run.failures[build.name]
+    assert sorted(f.test for f in failures) == ["pp512", "tg128"]
+    assert {f.reason for f in failures} == {"no result and no error: the log stops after the table header"}
+    assert {f.model for f in failures} == {"gemma-3-12b-it-q4_0_s.gguf"}  # a Windows path, not shell escapes
+
+
 def test_a_table_cut_by_a_crash_fails_that_test_and_the_ones_its_sibling_ran(tmp_path):
     """A report with a Vulkan table and a ROCm table cut in the middle of its first row by an
     abort, then the debugger's lines and no build line. No such published report was found; this
@@ -237,3 +261,16 @@ def _sqlite_from_csv(csv_path: Path, database: Path) -> None:
         connection.executemany(f"INSERT INTO llama_bench VALUES ({', '.join('?' * len(header))})", rows)
     connection.close()
     assert not math.isnan(float(rows[0][header.index("avg_ts")]))
+
+
+def test_a_path_typed_into_the_import_field_may_hold_spaces_hash_and_percent(tmp_path):
+    from tui.screens.profile_actions import typed_paths
+
+    folder = tmp_path / AWKWARD
+    folder.mkdir()
+    log, other = folder / ROCM_LOG.name, folder / "radv #2.log"
+    log.write_bytes(ROCM_LOG.read_bytes())
+    other.write_bytes((MINISTRAL / "Ministral-3-14B-Instruct-2512-BF16__vulkan_radv__fa1.log").read_bytes())
+    assert typed_paths(f"  {log}  ") == [log]
+    assert typed_paths(f'"{log}" "{other}"') == [log, other]
+    assert import_files(typed_paths(f"'{log}' '{other}'")).result_count == 4

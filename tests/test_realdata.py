@@ -131,6 +131,11 @@ def test_kyuz0_minimax_rocm_fails_at_64k_where_vulkan_ran():
     long_pp, long_tg = rec.verdict("moe", "pp", "long"), rec.verdict("moe", "tg", "long")
     assert long_pp.winner == "ROCm 7-nightlies" and long_pp.ratio == pytest.approx(156.27 / 33.86, rel=0.01)
     assert long_pp.recommended == "Vulkan radv"  # ROCm failed at 64K, where Vulkan ran
+    # The numbers shown are the numbers used: both speeds from 32K, the one point both measured.
+    assert long_pp.unpaired == ("only Vulkan radv measured pp2048 @ d65536",)
+    assert "only Vulkan radv measured pp2048 @ d65536 (not in the margin)" in long_pp.summary
+    typical = long_pp.typical_ts
+    assert typical["ROCm 7-nightlies"] / typical["Vulkan radv"] == pytest.approx(long_pp.ratio)
     assert any("ROCm 7-nightlies is faster (x4.6) but failed here" in c for c in long_pp.caveats)
     assert long_tg.winner == "Vulkan radv" and "x2.2" in long_tg.summary
 
@@ -192,6 +197,16 @@ def test_lhl_qwen3_32b_rerun_failed_everywhere_and_pp_lead_changes():
     # hipBLASLt ROCm leads at 8 of 13 prompt lengths, Vulkan at 2 (pp64, pp128): a qualified win.
     assert (pp.winner, pp.confidence) == ("llama.cpp-hip hipblaslt=1", "moderate")
     assert "llama.cpp-vulkan is significantly ahead at 2 of 13 points" in pp.caveats
+    # Like with like: the wrapper ran every build with and without -fa 1. Without it hipBLASLt
+    # ROCm leads (the class's own pair); with it the lead (+10%) is not significant.
+    same = {c.settings["flash_attn"]: c for c in pp.settings_comparisons if c.kind == "same"}
+    assert (same["off"].leader, same["off"].other, same["off"].status) == (
+        "llama.cpp-hip hipblaslt=1", "llama.cpp-vulkan", "winner")
+    assert (same["on"].leader, same["on"].other, same["on"].status) == (
+        "llama.cpp-hip hipblaslt=1 -fa 1", "llama.cpp-vulkan -fa 1", "no clear winner")
+    assert "like with like: at fa off ROCm +26% (moderate); at fa on no clear winner" in pp.summary
+    tg_same = [c for c in rec.verdict("short_dense", "tg").settings_comparisons if c.kind == "same"]
+    assert {(c.settings["flash_attn"], c.leader_backend) for c in tg_same} == {("off", "Vulkan"), ("on", "Vulkan")}
     changes = [(x.leader_before.split()[0], x.leader_after.split()[0]) for x in rec.crossovers if x.phase == "pp"]
     assert changes == [("llama.cpp-hip", "llama.cpp-vulkan"), ("llama.cpp-vulkan", "llama.cpp-hip")]
     tg = rec.verdict("short_dense", "tg")
@@ -269,6 +284,12 @@ def test_kyuz0_rocm_724_vs_vulkan_radv(realdata):
     assert "Vulkan on 1 of 2 models, no model the other way" in moe_tg.summary and "a tie on" in moe_tg.summary
     assert rec.verdict("short_dense", "tg").status == rec.verdict("long_dense", "tg").status == "tie"
     assert not rec.crossovers
+    # The author ran each backend at its own ubatch (file names: ROCm ub512, Vulkan ub256 for
+    # the 27B): the verdict names both and says nothing was measured like with like.
+    assert ("settings differ: ROCm with ub=512 (the default), Vulkan with ub=256; nothing was measured "
+            "at the same settings on both sides") in short.summary
+    q4 = rec.verdict("moe", "pp", "short", model="Qwen3.6-35B-A3B-UD-Q4_K_XL.gguf")
+    assert "settings differ: ROCm with ub=2048, Vulkan with ub=1024" in q4.summary
 
 
 def test_kyuz0_q8_double_crossover_needs_one_machine(realdata):

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from server_helpers import assert_nothing_left, cpu, of, run_duel
 
-from backends.server import DuelSpec, DuelState, duel_summary, fold, read_journal
+from backends.server import DuelSpec, DuelState, ServerSettings, duel_summary, fold, read_journal
 from backends.server.client import Failure, stream_request
 from backends.journal.serve import (
     DuelFinished,
@@ -147,8 +147,8 @@ def test_a_warm_up_that_fails_twice_abandons_the_level_with_its_reason(tmp_path,
 
 
 def test_a_stalled_llama_server_is_the_levels_reason(cpu_bin, tiny_llama, tmp_path):
-    spec = DuelSpec(concurrency=(1,), prompts=(96,), n_gen=2000, requests=2, turns=1, gap=False,
-                    stall_s=3.0, endpoint="completion")
+    spec = DuelSpec(concurrency=(1,), prompts=(96,), n_gen=1900, requests=2, turns=1, gap=False,
+                    stall_s=3.0, endpoint="completion", settings=ServerSettings(threads=1))
     stopped: list[int] = []
     seen: list[object] = []
 

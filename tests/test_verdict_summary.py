@@ -57,8 +57,8 @@ def test_means_further_apart_than_any_count_allows_are_decisive(tmp_path):
 
 def test_a_lead_that_reverses_with_depth_is_a_crossover(tmp_path):
     # 1402 ± 2 against 1271 ± 11 at depth 0, the order reversed at depth 8192.
-    rec = _recommend(tmp_path, [("pp2048", "1402.17 ± 2.03"), ("pp2048 @ d8192", "905.31 ± 9.50")],
-                     [("pp2048", "1271.40 ± 11.02"), ("pp2048 @ d8192", "1010.84 ± 4.41")])
+    rec = _recommend(tmp_path, [("pp2048", "1,402.17 ± 2.03"), ("pp2048 @ d8192", "905.31 ± 9.50")],
+                     [("pp2048", "1,271.40 ± 11.02"), ("pp2048 @ d8192", "1,010.84 ± 4.41")])
     (cross,) = rec.crossovers
     assert (cross.leader_before, cross.leader_after, cross.low, cross.high, cross.tested) == (
         "ROCm", "Vulkan", 2048, 10240, True)

@@ -13,7 +13,7 @@ from typing import Any
 from backends.journal import codec
 from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROBE_TIMEOUT_S,
                                    VISIBILITY_VARIABLES)
-from backends.builds.parse import (_backend_from_libraries, backend_from_devices, parse_choices,
+from backends.builds.parse import (parse_compiler, _backend_from_libraries, backend_from_devices, parse_choices,
                                    parse_devices, parse_flags, parse_version)
 from backends.builds.run import LOCAL_PROBE, ProbeHost, _find_completion, _last_line, _tool, find_bench
 
@@ -178,6 +178,7 @@ def probe_tools(name: str, folder: Path, bench: Path, timeout: float,
         rpc_server=_tool(where, folder, "rpc-server") or _tool(where, folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
         version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
+        compiler=parse_compiler(version_run.stderr + "\n" + version_run.stdout),
     )
 
 

@@ -45,6 +45,7 @@ class Answer:
     chunk_tokens: tuple[int, ...]
     timings: dict[str, float] = field(default_factory=dict)
     asked: int = 0  # the tokens asked for (0: not known)
+    silent: bool = False  # no token printed text: its times come from the server's timings
     stop: str = ""  # the server's stop reason: eos, word, limit (completion); stop, length (chat)
 
     @property
@@ -117,7 +118,7 @@ class _Reader:
         self.done = False
 
     def take(self, data: dict[str, Any], at: float) -> bool:
-        """Read one piece; True when it carried text."""
+        """Read one piece; True when it carried tokens (text, or /completion's token ids)."""
         timings = data.get("timings")
         if isinstance(timings, dict):
             self.timings = {k: float(v) for k, v in timings.items() if isinstance(v, (int, float))}
@@ -132,7 +133,8 @@ class _Reader:
                 self.stop = str(choices[0]["finish_reason"])
             fallback = 1
         else:
-            text = data.get("content") or ""
+            # A token without text still comes as a piece of its own, with its id.
+            text = data.get("content") or ("(no text)" if data.get("tokens") else "")
             fallback = len(data.get("tokens") or ()) or 1
             if data.get("stop"):
                 self.done = True
@@ -152,7 +154,7 @@ class _Reader:
         if not self.times:
             if n_gen < self.asked:
                 return Failure(short_text(n_gen, self.asked, self.stop), ended - self.sent, short=True)
-            return Failure(f"the answer had no text in {n_gen} tokens", ended - self.sent)
+            return _placed(self, n_gen, ended)
         processed = int(self.timings.get("prompt_n", 0))
         cached = self.timings.get("cache_n")
         return Answer(ttft_s=self.times[0], e2e_s=ended - self.sent,
@@ -230,6 +232,22 @@ async def _stream_once(client: httpx.AsyncClient, endpoint: str, text: str, n_ge
         return Failure(f"the stream ended without a stop after {reader.counted} of {n_gen} tokens",
                        ended - sent)
     return reader.answer(ended)
+
+
+def _placed(reader: _Reader, n_gen: int, ended: float) -> Answer | Failure:
+    """An answer whose tokens printed no text (chat streams none of them): its first token
+    placed where the server's generation time says, the rest at the end."""
+    e2e = ended - reader.sent
+    predicted_ms = reader.timings.get("predicted_ms")
+    if not n_gen or predicted_ms is None:
+        return Failure(f"the answer had no text and no timings for its {n_gen} tokens", e2e)
+    first = min(e2e, max(0.0, e2e - predicted_ms / 1000))
+    times, tokens = ((first, e2e), (1, n_gen - 1)) if n_gen > 1 else ((first,), (1,))
+    processed, cached = int(reader.timings.get("prompt_n", 0)), reader.timings.get("cache_n")
+    return Answer(ttft_s=first, e2e_s=e2e, n_prompt=processed + int(cached or 0),
+                  n_cached=None if cached is None else int(cached), n_gen=n_gen, chunk_times=times,
+                  chunk_tokens=tokens, timings=reader.timings, asked=reader.asked, silent=True,
+                  stop=reader.stop)
 
 
 def _decode_rate(reader: _Reader) -> float | None:

@@ -61,8 +61,9 @@ def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
     argv += ["-r", str(repetitions or spec.repetitions), "-o", "jsonl"]
     if has_flag(build, "--progress"):
         argv.append("--progress")
-    argv += _setting_args(build, spec)
-    argv += build.contender_args()
+    own = build.contender_args()
+    argv += _overridden(_setting_args(build, spec), own)
+    argv += own
     argv += list(spec.extra_args)
     return argv
 
@@ -84,6 +85,23 @@ def _setting_args(build: BenchBuild, spec: SweepSpec) -> list[str]:
         if value is not None:
             argv += [flag, str(value)]
     return argv
+
+
+# Settings a contender may give itself (``--set``, a tuned ubatch): llama-bench would run
+# both values of a repeated flag, so the contender's own replaces the sweep's.
+_ALIASES = {"--flash-attn": "-fa", "--cache-type-k": "-ctk", "--cache-type-v": "-ctv",
+            "--n-gpu-layers": "-ngl", "--n-cpu-moe": "-ncmoe", "--threads": "-t",
+            "--batch-size": "-b", "--ubatch-size": "-ub", "--mmap": "-mmp", "--load-mode": "-lm"}
+
+
+def _overridden(settings: list[str], own: Sequence[str]) -> list[str]:
+    """``settings`` (flag value pairs) without the flags ``own`` sets again."""
+    taken = {_ALIASES.get(a, a) for a in own if a.startswith("-")}
+    kept: list[str] = []
+    for flag, value in zip(settings[::2], settings[1::2], strict=True):
+        if _ALIASES.get(flag, flag) not in taken:
+            kept += [flag, value]
+    return kept
 
 
 def _load_mode_args(build: BenchBuild, mmap: bool) -> list[str]:

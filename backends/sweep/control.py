@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Mapping
 
+from backends.journal.tune import TuneSpec
 from backends.sweep.monitors import TelemetrySource
 from backends.sweep.plan import (DEFAULT_GRANULARITY)
 
@@ -41,6 +42,7 @@ class SweepOptions:
     check: dict[str, Any] | None = None  # run the correctness check first, with these options
     host_telemetry: Mapping[str, TelemetrySource] = field(default_factory=dict)  # per ssh host
     model_paths: Mapping[str, str] = field(default_factory=dict)  # host -> model path there
+    tune: TuneSpec | None = None  # calibrate each contender before the first point
 
 
 @dataclass

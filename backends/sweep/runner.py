@@ -32,8 +32,7 @@ from backends.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
-from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
-                                  remote_names, together)
+from backends.sweep.hosts import by_machine, connection_failure, launcher_for, machines_note, remote_names, together
 from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
@@ -66,8 +65,7 @@ class Sweep:
         self.retried: set[tuple[str, str]] = set()
         self.counts = {"results": 0, "failures": 0}
         # One monitor per machine: its telemetry ticks and its thermal guard.
-        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry,
-                                      energy=not options.parallel)
+        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry, not options.parallel)
         self.guard: ThermalGuard = self.monitors[None].guard
         self.model_paths = dict(options.model_paths)  # host -> the model's path there
         self.chosen = options.granularity
@@ -78,19 +76,18 @@ class Sweep:
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch,
                                 launcher_for=launcher_for, model_for=self.model_for,
                                 machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
+        self.history = tuple(history)
         self._replay(history)
 
     # --- events in, events out ------------------------------------------------------------
 
     def _replay(self, history: Sequence[Any]) -> None:
-        """Take over what an interrupted run of this journal had measured. A point whose
-        decision counted a result the journal lost is open again: it is measured again."""
+        """Take over what an earlier run measured; a point that lost a counted result is open again."""
         for event in history:
             self._record(event)
-        for missing in missing_results(history):
-            self.settled.discard(missing.point.key)
-            self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
-                              "the journal: measuring it again")
+        lost = missing_results(history)
+        self.settled -= {m.point.key for m in lost}
+        self.notes += [m.again for m in lost]
 
     def _record(self, event: Any) -> None:
         if isinstance(event, ResultReceived):
@@ -115,8 +112,7 @@ class Sweep:
         self.queue.put_nowait(event)
 
     def _explain(self, failure: PointFailed) -> PointFailed:
-        """Name the ssh connection or the RPC server that went away when a contender's point
-        failed with it."""
+        """Name the ssh connection or RPC server that went away when a contender's point failed."""
         contender = self.by_name.get(failure.build)
         if contender is None:
             return failure
@@ -146,11 +142,10 @@ class Sweep:
     # --- the run ----------------------------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
-        groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
         helpers = [asyncio.create_task(record_ticks(m, self.options.telemetry_interval,
                                                     lambda: self.started, self.emit))
                    for m in self.monitors.values() if m.source is not None]
-        producer = asyncio.create_task(self._produce(groups))
+        producer = asyncio.create_task(self._produce())
         finished = False
         try:
             while (item := await self.queue.get()) is not _DONE:
@@ -180,9 +175,15 @@ class Sweep:
                         failures=self.counts["failures"], cancelled=True, at=time.time()))
             self.journal.close()
 
-    async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
+    async def _produce(self) -> None:
         try:
             await self._start()
+            if self.options.tune is not None:  # each contender at its own best settings
+                from backends.tune.phase import run_tune_phase
+
+                self.contenders = await run_tune_phase(self, self.options.tune)
+                self.by_name = {c.name: c for c in self.contenders}
+            groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             self.queue.put_nowait(error)
@@ -276,10 +277,10 @@ class Sweep:
         for contender, chunk in lane:
             wanted = tuple(p for p in chunk if self._needs(contender, p))
             for piece in split_into_grids(wanted):
-                await self._before_block(contender, piece[0])
+                await self.before_block(contender, piece[0])
                 await run_chunk(self.ctx, contender, self._block(contender, piece, repetitions))
 
-    async def _before_block(self, contender: BuildInfo, point: TestPoint) -> None:
+    async def before_block(self, contender: BuildInfo, point: TestPoint) -> None:
         await self.control.wait_running()
         guard = self.monitors.get(contender.host, self.monitors[None]).guard
         waited = await guard.wait_until_cool(lambda hot: self.emit(SweepNote(
@@ -303,7 +304,7 @@ class Sweep:
                 mine = [p for p in todo if self._needs(contender, p)]
                 if not mine:
                     continue
-                await self._before_block(contender, mine[0])
+                await self.before_block(contender, mine[0])
                 if benches:
                     timing = await benches[contender.name].run_point(mine[0], mine, 0)
                 else:
@@ -339,7 +340,7 @@ class Sweep:
             for contender, point in order:
                 if not self._needs(contender, point):
                     continue
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 mine = [p for p in todo if self._needs(contender, p)]
                 block = self._block(contender, (point,), repetitions)
                 await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
@@ -360,7 +361,7 @@ class Sweep:
                 self.retried.add(key)
                 self.emit(SweepNote(f"{contender.name}: {point.name} was measured while the GPU "
                                     "throttled; measuring it again after cooling", time.time()))
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 await run_chunk(self.ctx, contender, Block((point,), repetitions, len(blocks.samples)))
 
     def _settle(self, group: Sequence[BuildInfo], point: TestPoint) -> bool:

@@ -11,6 +11,7 @@ from backends.builds import BuildInfo
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
 from backends.rpc import LocalRpcServer, RpcError
+from backends.journal.tune import TuneSpec, tune_from_history
 from backends.sweep.argv import bench_argv
 from backends.sweep.hosts import (remote_names)
 from backends.journal.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
@@ -73,6 +74,7 @@ async def run_sweep(
     local_rpc: Sequence[LocalRpcServer] = (),
     host_telemetry: Mapping[str, TelemetrySource] | None = None,
     model_paths: Mapping[str, str] | None = None,
+    tune: TuneSpec | None = None,
 ) -> AsyncGenerator[RunEvent, None]:
     """Run ``spec`` for every contender on ``model``; yield events as they are journalled.
 
@@ -87,6 +89,8 @@ async def run_sweep(
     ``model_paths[host]`` on it (default: the same path) and that host's telemetry from
     ``host_telemetry[host]``; machines measure at the same time, contenders on one machine
     take turns. When every contender is remote, a model given as a path is read there.
+    ``tune``: calibrate each contender first (``backends.tune``); a resumed run that was
+    tuned continues its tune from the journal.
     """
     if isinstance(model, ModelInfo):
         info = model
@@ -105,8 +109,14 @@ async def run_sweep(
         spec, note = resolve_auto_ncmoe(spec, info, free_vram_bytes(
             d.free_mib for b in builds for d in b.devices))
         notes.append(note)
+    tune = tune or tune_from_history(history)
+    if tune is not None:
+        try:
+            tune.validate()
+        except ValueError as error:
+            raise SweepError(str(error)) from None
     options = SweepOptions(interleave, parallel, granularity, telemetry_interval, check,
-                           dict(host_telemetry or {}), dict(model_paths or {}))
+                           dict(host_telemetry or {}), dict(model_paths or {}), tune)
     async with _serving(local_rpc), contextlib.aclosing(_run(
             builds, info, spec, notes, run_dir, runs_root, run_id, telemetry, options, control,
             timeouts, history)) as events:

@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.journal.sweep import BenchResult
-from profiles.importers.crashes import UNFINISHED, expand_unfinished, log_failure_rows
+from profiles.importers.crashes import expand_unfinished, failure_row, log_failure_rows, silent_stop
 from profiles.importers.csvfmt import csv_lines, read_csv
 from profiles.importers.failures import (
     backend_hint,
     build_hint,
     failure_in,
-    is_backtrace,
     test_hints,
 )
 from profiles.importers.grouping import (
@@ -219,18 +218,18 @@ def _read_text(text: str, source: str) -> FileRead:
     return _read_markdown_or_log(text, source)
 
 
-_BANNER = re.compile(r"ggml_vulkan:|ggml_cuda_init:|Device \d+:|load_backend:|found \d+ \w+ devices")
-_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)")
+_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)"
+                       r"|GGML_ASSERT|\b(?:ROCm|CUDA|HIP|Vulkan) error\b|^\S*llama-bench(?:\.exe)?\s+-")
 
 
 def _looks_like_log(text: str, state: Any) -> bool:
     """llama.cpp's own output (banners, progress, its errors), not a script or a note."""
     if text.lstrip().startswith("#!"):
         return False
-    if state.banner_backend or state.tables:
+    if state.banner_backend or state.tables or state.headers:
         return True
     lines = [n for n in state.noise if n]
-    return bool(lines) and sum(1 for n in lines if _LOG_LINE.match(n)) * 2 >= len(lines)
+    return bool(lines) and sum(1 for n in lines if _LOG_LINE.search(n)) * 2 >= len(lines)
 
 
 def _read_markdown_or_log(text: str, source: str) -> FileRead:
@@ -238,25 +237,12 @@ def _read_markdown_or_log(text: str, source: str) -> FileRead:
     finish_tables(state)
     is_log = _looks_like_log(text, state) and not _is_companion(Path(source))
     failures = log_failure_rows(state, rows) if is_log else []
-    if not rows and not failures and state.banner_backend and is_log:
-        lines = [n for n in state.noise if not is_backtrace(n)]
-        last = lines[-1] if lines else ""
-        where = ("after the device banner" if not last or _BANNER.search(last) else f"at {last[:60]!r}")
-        failures = log_failure_rows_from(state, f"no result and no error: the log stops {where}")
+    if not rows and not failures and is_log and (state.banner_backend or state.headers):
+        failures = silent_stop(state)
     for row in failures:
         _hint_failure(row, Path(source))
     fmt = "markdown" if rows or problems else "log"
     return FileRead(source, fmt, tuple(rows + failures), tuple(problems))
-
-
-def log_failure_rows_from(state: Any, reason: str) -> list[Row]:
-    raw = {"backends": state.banner_backend or "", "n_prompt": 0, "n_gen": 0, "n_depth": 0,
-           "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
-    if state.model:
-        raw["model_filename"] = state.model
-    row = Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)
-    row.hints[UNFINISHED] = True  # the tests its siblings ran
-    return [row]
 
 
 def _hint_failure(row: Row, path: Path) -> None:
@@ -295,7 +281,7 @@ def _failed_run(read: FileRead, text: str, path: Path) -> FileRead:
             if failure is None:
                 continue
             _, _, state = read_markdown("\n".join(lines), str(path))
-            row = log_failure_rows_from(state, f"{failure.reason} (from {log.name})")[0]
+            row = failure_row(state, f"{failure.reason} (from {log.name})")
             row.exit_code = failure.exit_code
             _hint_failure(row, path)
             if (model := re.search(r"failed to load model '([^']+)'", "\n".join(lines))) is not None:

@@ -9,19 +9,21 @@ did not. A crash is a failure whatever a wrapper said about the exit status.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from backends.journal.sweep import TestPoint
-from profiles.importers.failures import LogFailure, failure_in, test_hints
+from profiles.importers.failures import LogFailure, failure_in, is_backtrace, test_hints
 from profiles.importers.grouping import model_key
 from profiles.importers.rows import Row, point_of
 
 # What describes a test rather than the contender that ran it.
 _MEASUREMENT = frozenset({"n_prompt", "n_gen", "n_depth", "avg_ts", "stddev_ts", "samples_ts", "avg_ns",
                           "stddev_ns", "samples_ns", "test_time"})
+_BANNER = re.compile(r"ggml_vulkan:|ggml_cuda_init:|Device \d+:|load_backend:|found \d+ \w+ devices")
 UNFINISHED = "unfinished"  # Row.hints: the tests this failed run did not reach are not known yet
 MEASURED = "measured"  # Row.hints: the tests the same run did finish
 
@@ -40,13 +42,40 @@ def log_failure_rows(state: Any, results: list[Row]) -> list[Row]:
         return []
     if results and failure.exit_code is None and not state.command_points:
         return []  # an error line among results that all arrived is not a failed run
+    return _unfinished(state, _base(state), {_key_of(r) for r in results}, failure)
+
+
+def silent_stop(state: Any) -> list[Row]:
+    """A log that printed llama-bench's banner or table header, then neither a row nor an error."""
+    lines = [n for n in state.noise if not is_backtrace(n)]
+    last = lines[-1] if lines else ""
+    if state.headers:
+        where = "after the table header"
+    else:
+        where = "after the device banner" if not last or _BANNER.search(last) else f"at {last[:60]!r}"
+    failure = LogFailure(reason=f"no result and no error: the log stops {where}", hard=False)
+    if state.command_points:
+        return _unfinished(state, _base(state), set(), failure)
+    return [failure_row(state, failure.reason)]
+
+
+def failure_row(state: Any, reason: str) -> Row:
+    """A failed run whose tests the log does not say: its siblings will (expand_unfinished)."""
+    raw = dict(_base(state), n_prompt=0, n_gen=0, n_depth=0)
+    row = Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)
+    row.hints[UNFINISHED] = True
+    return row
+
+
+def _base(state: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"backends": state.banner_backend or "",
                             "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
     if state.tables and state.tables[-1].build is not None:
         base["build_commit"], base["build_number"] = state.tables[-1].build
     if state.model:
         base["model_filename"] = state.model
-    return _unfinished(state, base, {_key_of(r) for r in results}, failure)
+    base.update(state.command_settings)
+    return base
 
 
 def _key_of(row: Row) -> tuple[int, int, int]:

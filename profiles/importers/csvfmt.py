@@ -47,13 +47,15 @@ class _Columns:
     """One header of a llama-bench CSV; files appended to by several runs repeat it, and a
     newer llama-bench may append rows under a header with other columns."""
 
-    def __init__(self, header: list[str]) -> None:
+    def __init__(self, header: list[str], first: _Columns | None = None) -> None:
         self.header = header
         # The configuration's columns in name order, so two headers that list them in another
-        # order (or repeat) give the same key.
+        # order (or repeat) give the same key; a header with other columns keys its rows apart.
         static = sorted((i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS), key=lambda i: header[i])
         self.names = tuple(header[i] for i in static)
-        self.key_of: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
+        get: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
+        names = self.names
+        self.key_of = get if first is None or first.names == names else (lambda v: (names, get(v)))
         self.avg_at = header.index("avg_ts")
         self.samples_at = header.index("samples_ts") if "samples_ts" in header else -1
         self.width = len(header)
@@ -66,25 +68,27 @@ def _is_header(values: list[str]) -> bool:
 
 def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str) -> list[Row]:
     """llama-bench's own columns: each distinct configuration is parsed once, rows pooled."""
-    columns = _Columns(header)
+    first = columns = _Columns(header)
+    key_of, avg_at, samples_at, width = columns.key_of, columns.avg_at, columns.samples_at, columns.width
     pool = RowPool()
     seen: set[Any] = set()
     for values in reader:
-        if len(values) < columns.width:
+        if len(values) < width:
             if not any(v.strip() for v in values):
                 continue
-            values = values + [""] * (columns.width - len(values))
-        key = (columns.names, columns.key_of(values))
+            values = values + [""] * (width - len(values))
+        key = key_of(values)
         if key in seen:
             try:
-                mean = float(values[columns.avg_at])
+                mean = float(values[avg_at])
             except ValueError:
                 mean = math.nan
             if mean > 0 and math.isfinite(mean):
-                pool.add_measure(key, mean, samples(values[columns.samples_at]) if columns.samples_at >= 0 else [])
+                pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
                 continue
-        if _is_header(values):
-            columns = _Columns([v.strip() for v in values])  # a repeated (or newer) header: no row
+        if _is_header(values):  # a repeated (or newer) header: no row
+            columns = _Columns([v.strip() for v in values], first)
+            key_of, avg_at, samples_at, width = columns.key_of, columns.avg_at, columns.samples_at, columns.width
             continue
         row = row_from_record(coerce_record(dict(zip(columns.header, values))), source)
         if row.failed:

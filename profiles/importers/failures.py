@@ -99,7 +99,7 @@ def _clean(text: str) -> str:
     text = re.sub(r"^(?:\S+\.(?:cpp|cu|c|h):\d+:\s*)", "", text)  # source location prefix
     text = re.sub(r"^\s*(?:what\(\):|✖\s*!?)\s*", "", text)
     text = re.sub(r"^:\d+:\S+\s*:\d+:\s*\d+ us:\s*", "", text)  # ROCr's ":0:rocdevice.cpp :3580: 1432 us:"
-    text = re.sub(r"\s{2,}", " ", text)
+    text = re.sub(r"\s{2,}", " ", text).strip("\"'`")
     return text[:240]
 
 

@@ -74,6 +74,8 @@ class _State:
     reps: int | None = None
     command_points: list[TestPoint] = field(default_factory=list)
     model: str = ""  # the model file the command line names (-m)
+    command_settings: dict[str, Any] = field(default_factory=dict)  # its settings of one value
+    headers: int = 0  # llama-bench table headers printed (a run that started)
     header: list[str] | None = None
     header_closed: bool = True  # the header row ends with "|": so must every whole row
     last_header: list[str] | None = None
@@ -112,6 +114,7 @@ def _line(state: _State, line: str, at: int) -> None:
         _close(state)
         state.watched = None
         state.header = state.last_header = lowered
+        state.headers += 1
         state.header_closed = stripped.endswith("|")
         state.table = _Table(section=state.section, reps=state.reps)
         return
@@ -212,18 +215,36 @@ def _noise(state: _State, stripped: str) -> None:
             state.watched.after.append(stripped)
 
 
+_TEST_FLAGS = {"-r": "r", "--repetitions": "r", "-p": "p", "--n-prompt": "p", "-n": "n", "--n-gen": "n",
+               "-d": "d", "--n-depth": "d", "-pg": "pg"}
+# Flags of one value that make the contender (several values, "1,2", make several contenders).
+_SETTING_FLAGS = {"-ngl": "n_gpu_layers", "--n-gpu-layers": "n_gpu_layers", "-fa": "flash_attn",
+                  "--flash-attn": "flash_attn", "-b": "n_batch", "--batch-size": "n_batch", "-ub": "n_ubatch",
+                  "--ubatch-size": "n_ubatch", "-ctk": "type_k", "--cache-type-k": "type_k", "-ctv": "type_v",
+                  "--cache-type-v": "type_v", "-ncmoe": "n_cpu_moe", "--n-cpu-moe": "n_cpu_moe",
+                  "-t": "n_threads", "--threads": "n_threads", "-mmp": "use_mmap", "--mmap": "use_mmap",
+                  "-sm": "split_mode", "--split-mode": "split_mode", "-mg": "main_gpu", "--main-gpu": "main_gpu",
+                  "-nkvo": "no_kv_offload", "--no-kv-offload": "no_kv_offload", "-lm": "load_mode",
+                  "--load-mode": "load_mode", "-dev": "devices", "--device": "devices", "-ts": "tensor_split",
+                  "--tensor-split": "tensor_split", "-fitt": "fit_target", "--fit-target": "fit_target"}
+
+
 def _command_line(state: _State, line: str) -> None:
-    try:
-        words = shlex.split(line.lstrip("$> "))
+    try:  # a Windows prompt's backslashes are path separators, not escapes
+        words = line.split() if "\\" in line else shlex.split(line.lstrip("$> "))
     except ValueError:
         words = line.split()
     values: dict[str, list[int]] = {}
+    settings: dict[str, Any] = {}
     for flag, value in itertools.pairwise(words):
         if flag in ("-m", "--model"):
             state.model = value.replace("\\", "/").rsplit("/", 1)[-1]
-        if flag in ("-r", "--repetitions", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-pg"):
-            values.setdefault(flag.lstrip("-")[0] if flag != "-pg" else "pg", []).extend(
-                int(v) for v in re.findall(r"\d+", value))
+        elif flag in _TEST_FLAGS:
+            values.setdefault(_TEST_FLAGS[flag], []).extend(int(v) for v in re.findall(r"\d+", value))
+        elif flag in _SETTING_FLAGS and "," not in value:
+            key = _SETTING_FLAGS[flag]
+            n = number(value)
+            settings[key] = value if key in _TEXT_SETTINGS or math.isnan(n) else int(n)
     if values.get("r"):
         state.reps = values["r"][0]
     depths = values.get("d") or [0]
@@ -232,6 +253,7 @@ def _command_line(state: _State, line: str) -> None:
     pg = values.get("pg", [])
     points += [TestPoint(pg[i], pg[i + 1], d) for i in range(0, len(pg) - 1, 2) for d in depths]
     state.command_points = points
+    state.command_settings = settings
 
 
 def _build_line(state: _State, build: tuple[str, int]) -> None:

@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
     add_grid_options(bench)
     add_contender_options(bench)
     add_measurement_options(bench)
+    add_tune_options(bench)
     order = bench.add_argument_group("scheduling")
     order.add_argument("--granularity", choices=("auto", "point", "resident", "depth", "build"),
                        help="llama-bench processes: auto (default: measured from the first points), "
@@ -86,6 +87,32 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
                          "idle (auto, at most 120 s), not at all (off), or at most SECONDS")
     measure.add_argument("--max-temp", type=float, metavar="C",
                          help="start a block only below this temperature (default: near idle)")
+
+
+def add_tune_options(parser: argparse.ArgumentParser) -> None:
+    tune = parser.add_argument_group("tuning (a fair fight: each build at its own best settings)")
+    tune.add_argument("--tune", action="store_true",
+                      help="before the duel, search each build's best settings on a short probe "
+                      "(its largest prompt and a short generation at the middle depth)")
+    tune.add_argument("--tune-budget", default="5m", metavar="TIME",
+                      help="time for the whole tune, shared equally by the builds (default 5m)")
+    tune.add_argument("--tune-free", default="ub", metavar="LIST",
+                      help="settings the tune may change: ub (default; -b follows), fa, kv, ncmoe, "
+                      "ngl, threads")
+
+
+def make_tune(options: argparse.Namespace) -> Any:
+    """The tune options, or None without --tune."""
+    if not getattr(options, "tune", False):
+        return None
+    from backends.journal.tune import TuneSpec
+    from backends.sweep import SweepError
+    from backends.tune.grid import parse_budget, parse_free
+
+    try:
+        return TuneSpec(budget_s=parse_budget(options.tune_budget), free=parse_free(options.tune_free))
+    except SweepError as error:
+        raise CommandError(str(error)) from None
 
 
 def make_spec(options: argparse.Namespace) -> Any:
@@ -157,7 +184,8 @@ def _bench(options: argparse.Namespace) -> int:
     remote = host_telemetry(builds) if options.telemetry != "off" else {}
     kwargs: dict[str, Any] = dict(run_dir=options.run_dir, telemetry=telemetry, local_rpc=servers,
                                   interleave=not options.no_interleave, parallel=options.parallel,
-                                  host_telemetry=remote, model_paths=model_paths)
+                                  host_telemetry=remote, model_paths=model_paths,
+                                  tune=make_tune(options))
     if options.granularity:
         kwargs["granularity"] = options.granularity
     if options.save:

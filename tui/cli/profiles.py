@@ -143,6 +143,8 @@ def cmd_show(options: argparse.Namespace) -> int:
         _print_serving(profile.serving_verdicts)
     if profile.serving_disagreement:
         print(f"\nServer against llama-bench: {profile.serving_disagreement}")
+    for line in tuning_lines(profile):
+        print(line)
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
@@ -150,6 +152,26 @@ def cmd_show(options: argparse.Namespace) -> int:
     print()
     _print_recommendation(profile.recommendation)
     return 0
+
+
+def tuning_lines(profile: Any) -> list[str]:
+    """The tuned settings per contender, what they were worth, the duel both ways, and every
+    other difference between the contenders."""
+    from profiles.confounds import confound_line
+    from profiles.tuning import worth_text
+
+    lines: list[str] = []
+    tuning = profile.tuning
+    if tuning is not None:
+        lines += ["", f"Tuned ({', '.join(tuning.free)} free, {tuning.seconds:.0f} s of a "
+                      f"{tuning.budget_s:.0f} s budget):"]
+        for contender in tuning.contenders:
+            lines.append(f"- {worth_text(contender)}; runs with {' '.join(contender.settings) or 'its defaults'}")
+            lines.append(f"  why: {contender.reason}")
+        lines += [f"- {line}" for line in tuning.lines]
+    if profile.confounds:
+        lines += ["", confound_line(profile.confounds)]
+    return lines
 
 
 def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:

@@ -11,6 +11,8 @@ from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, Po
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
                              TelemetryRecorded)
 from backends.journal.journal import event_to_json
+from backends.journal.tune import TUNE_EVENT_TYPES
+from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
@@ -129,6 +131,8 @@ def describe(event: Any) -> tuple[str, bool]:
         return f"{event.build:>12}  {event.point.name:<18} {event.message}", False
     if isinstance(event, SweepNote):
         return f"note: {event.message}", False
+    if isinstance(event, TUNE_EVENT_TYPES):
+        return describe_tune(event), False
     return "", False
 
 

@@ -161,18 +161,24 @@ def handle_serve(options: argparse.Namespace) -> int:
     except DuelError as error:
         raise CommandError(str(error)) from None
     finished = events[-1]
-    from profiles.serving import serving_verdicts
     from backends.server import duel_summary
+    from profiles.disagreement import disagreement
+    from profiles.serving import serving_verdicts
 
-    verdicts = serving_verdicts(duel_summary(events))
+    summary = duel_summary(events)
+    verdicts = serving_verdicts(summary)
+    against_bench = disagreement(summary, verdicts)
     if options.json:
         out = dataclasses.asdict(finished)
         out["serving_verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+        out["disagreement"] = against_bench
         print(json.dumps(out, indent=2))
     else:
         print(results_table(finished))
         print()
         print("\n".join(v.sentence for v in verdicts))
+        if against_bench:
+            print(f"\nServer against llama-bench: {against_bench}")
     if options.save:
         _save(options, events, contenders)
     return _status(finished, [c.name for c in contenders])

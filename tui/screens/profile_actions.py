@@ -6,6 +6,7 @@ Display-side glue over ``profiles``: no widgets here, so tests call it directly.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -125,3 +126,16 @@ def model_path_of(state: RunState) -> str | None:
 
 def failures_of(state: RunState) -> list[PointFailed]:
     return [f for b in state.builds for f in b.failures]
+
+
+def typed_paths(text: str) -> list[Path]:
+    """Files typed into a field: one path as typed when it names a file (spaces, '#', '?' and
+    '%' included), else shell words, so quoted names with spaces work too."""
+    whole = Path(text.strip()).expanduser()
+    if text.strip() and whole.exists():
+        return [whole]
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote: take the words as they are
+        words = text.split()
+    return [Path(word).expanduser() for word in words]

@@ -19,7 +19,7 @@ from tui.screens.confirm import AskTextScreen
 from tui.state.format import format_rate
 from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
-from tui.widgets.verdict_card import VerdictCard
+from tui.widgets.verdict_card import TuningCard, VerdictCard
 
 if TYPE_CHECKING:
     from backends.models import ModelInfo
@@ -141,7 +141,7 @@ class ResultsScreen(AppScreen):
             self.query_one("#results-title", Static).update(title)
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
-            verdicts.mount_all(_cards(rec))
+            verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
             summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
             if self.profile is not None and self.profile.serving_disagreement:
@@ -165,6 +165,18 @@ class ResultsScreen(AppScreen):
         from backends.sweep.conditions import conditions
 
         return conditions(actions.events_of(state, self.app.journal))  # type: ignore[attr-defined]
+
+    def _tuning_cards(self, state: RunState) -> list[TuningCard]:
+        """A card with what tuning was worth and what else differs, when there is either."""
+        from profiles.confounds import confounds
+        from profiles.tuning import tuning_from_events
+
+        if self.profile is not None:
+            tuning, differences = self.profile.tuning, self.profile.confounds
+        else:
+            events = actions.events_of(state, self.app.journal)  # type: ignore[attr-defined]
+            tuning, differences = tuning_from_events(events), confounds(events)
+        return [TuningCard(tuning, differences)] if tuning or differences else []
 
     # Actions on the shown results.
     def _has_results(self) -> bool:

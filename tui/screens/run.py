@@ -20,6 +20,7 @@ from textual.widgets import Footer, Static
 
 from backends.correctness import CheckEvent
 from backends.journal.sweep import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
+from backends.journal.tune import TUNE_EVENT_TYPES
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
@@ -28,9 +29,11 @@ from tui.state.run import (CANCELLED, PAUSED, RUNNING, CheckPlanned, RunState, f
 from tui.state.run_text import (SweepRequest, describe, header_text, journal_splits,
                                 progress_bar, spec_splits)
 from tui.state.telemetry import TelemetryHistory, reading_from
+from tui.state.tune import TuneBoard, fold_tune, fold_tune_all
 from tui.widgets.build_panel import BuildPanel
 from tui.widgets.telemetry_panel import TelemetryPanel
 from tui.widgets.throughput_plot import ThroughputPlot
+from tui.widgets.tune_panel import TunePanel
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -67,6 +70,13 @@ class RunScreen(AppScreen):
             super().__init__()
             self.event = event
 
+    class TuneEventReceived(Message):
+        """The tune before the sweep moved on (a grid, a round, a probe, a choice)."""
+
+        def __init__(self, event: object) -> None:
+            super().__init__()
+            self.event = event
+
     class TelemetrySampled(Message):
         """A telemetry tick; a newer one replaces it if the screen has not drawn it yet."""
 
@@ -85,6 +95,7 @@ class RunScreen(AppScreen):
         self._shown: dict[str, object] = {}
         self._progress: list[BenchEvent] = []
         self._progress_timer: Timer | None = None
+        self.tune_board = TuneBoard()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="run-body", can_focus=False):
@@ -94,6 +105,7 @@ class RunScreen(AppScreen):
                 yield Static("", id="run-progress")
             yield Static("", id="run-activity")
             yield Static("", id="run-notes")
+            yield Horizontal(id="tune-panels")
             yield Horizontal(id="build-panels")
             with Horizontal(id="throughput"):
                 yield ThroughputPlot("pp", id="plot-pp").data_bind(RunScreen.run_state)
@@ -172,6 +184,7 @@ class RunScreen(AppScreen):
         with self.app.batch_update():
             self.run_state = fold_all(events)
             self.history = history
+            self.show_tune(fold_tune_all(events))
 
     # Live runs.
     def start(self, request: SweepRequest) -> None:
@@ -234,10 +247,27 @@ class RunScreen(AppScreen):
                     self.post_message(self.CheckEventReceived(event))
                 elif isinstance(event, BenchEvent):
                     self.post_message(self.SweepEventReceived(event))
+                elif isinstance(event, TUNE_EVENT_TYPES):
+                    self.post_message(self.TuneEventReceived(event))
         finally:
             # Closing the iterator kills llama-bench's process group; the journal keeps
             # every result so far and the next start offers to resume.
             await events.aclose()
+
+    @on(TuneEventReceived)
+    def _tune_event_received(self, message: TuneEventReceived) -> None:
+        self.show_tune(fold_tune(self.tune_board, message.event))
+
+    def show_tune(self, board: TuneBoard) -> None:
+        """A Tune panel per contender: mounted with the first event, updated with each."""
+        self.tune_board = board
+        container = self.query_one("#tune-panels", Horizontal)
+        for name, lane in board.lanes.items():
+            found = [p for p in container.query(TunePanel) if p.build_name == name]
+            panel = found[0] if found else TunePanel(name)
+            if not found:
+                container.mount(panel)
+            panel.show(lane)
 
     @on(SweepEventReceived)
     def _event_received(self, message: SweepEventReceived) -> None:

@@ -392,7 +392,7 @@ class SetupScreen(AppScreen):
         model = self.sources.model(self.chosen_model)
         return SweepRequest(builds=builds, model=model, spec=self.query_one(GridForm).spec(),
                             check=dict(plan.check) if plan.check is not None else None,
-                            plan=plan)
+                            plan=plan, options=self.query_one(GridForm).run_options())
 
 
 if TYPE_CHECKING:

@@ -56,6 +56,9 @@ class GridForm(Vertical):
             # compared with a reference build's, so a fast but wrong build shows up.
             yield Label("correctness", classes="field-label")
             yield TickBox("check first", value=True, compact=True, id="check-correctness")
+            # Each build at its own best settings: -ub searched on a short probe first.
+            yield Label("fair fight", classes="field-label")
+            yield TickBox("tune first (5 min)", value=False, compact=True, id="tune-first")
 
     def on_mount(self) -> None:
         self.apply_preset("seed-sweep")
@@ -67,6 +70,16 @@ class GridForm(Vertical):
     @property
     def check_first(self) -> bool:
         return self.query_one("#check-correctness", TickBox).value
+
+    @property
+    def tune_first(self) -> bool:
+        return self.query_one("#tune-first", TickBox).value
+
+    def run_options(self) -> dict[str, object]:
+        """Options for the runner beside the grid: the tune phase when ticked."""
+        from backends.journal.tune import TuneSpec
+
+        return {"tune": TuneSpec()} if self.tune_first else {}
 
     def values(self) -> dict[str, str]:
         return {key: self.query_one(f"#field-{key}", Input).value for key in GRID_FIELDS}
@@ -118,6 +131,7 @@ class GridForm(Vertical):
     @on(Input.Changed, "#grid-fields Input")
     @on(Select.Changed, "#field-fa")
     @on(TickBox.Changed, "#check-correctness")
+    @on(TickBox.Changed, "#tune-first")
     def _edited(self, event: Message) -> None:
         event.stop()
         if self._applying:

@@ -58,3 +58,32 @@ def describe_class(verdicts: Sequence[Any], stability: Sequence[Any] = ()) -> st
     caveats = dict.fromkeys(c for v in verdicts for c in v.caveats)
     lines += [f"! {caveat}" for caveat in caveats]
     return "\n".join(lines)
+
+
+def describe_tuning(tuning: Any, differences: Sequence[str] = ()) -> str:
+    """What tuning was worth per contender (best / default), the duel at each build's best and
+    at the defaults, and what else differs between the contenders."""
+    from profiles.confounds import confound_line
+    from profiles.tuning import worth_text
+
+    lines: list[str] = []
+    if tuning is not None:
+        lines += [worth_text(c) for c in tuning.contenders]
+        lines += list(tuning.lines)
+        lines.append(f"tune: {tuning.seconds:.0f} s of {tuning.budget_s:.0f} s, "
+                     f"{', '.join(tuning.free)} free")
+    if differences:
+        lines.append(confound_line(differences))
+    return "\n".join(lines)
+
+
+class TuningCard(Static):
+    """The tune's outcome beside the verdict cards (plain text: names are never markup)."""
+
+    DEFAULT_CSS = css_beside(__file__)
+
+    def __init__(self, tuning: Any, differences: Sequence[str] = (), **kwargs: Any) -> None:
+        from rich.text import Text
+
+        super().__init__(Text(describe_tuning(tuning, differences)), **kwargs)
+        self.border_title = "tuning" if tuning is not None else "also differs"
