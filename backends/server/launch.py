@@ -32,7 +32,8 @@ _POLL_S = 0.25  # longest wait between /health checks when the server writes not
 _LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+[A-Z]\s+(?:\w+\s+)?")
 _LEVEL = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+([A-Z])\s")
 _SPECIFIC = re.compile(r"error loading model:|couldn't bind|out of memory|unable to|"
-                       r"invalid argument|unknown argument|error:|failed to open|no such file",
+                       r"invalid argument|unknown argument|error:|failed to open|no such file|"
+                       r"insufficient memory|allocation of size .* failed|failed to allocate",
                        re.IGNORECASE)
 
 

@@ -176,7 +176,8 @@ def handle_serve(options: argparse.Namespace) -> int:
     else:
         print(results_table(finished))
         print()
-        print("\n".join(v.sentence for v in verdicts))
+        for verdict in verdicts:
+            print("\n".join([verdict.sentence, *(f"  ! {why}" for why in verdict.failures)]))
         if against_bench:
             print(f"\nServer against llama-bench: {against_bench}")
     if options.save:
@@ -295,7 +296,8 @@ def results_table(finished: Any) -> str:
                              _ratio(g.tg_ratio)))
         parts += ["", "llama-bench vs llama-server (concurrency 1; ratio = server / bench):",
                   _table(gap_rows)]
-    parts += [f"FAILED {line}" for line in finished.failures]
+    shown = tuple(f"{s.contender} at {s.level.key}:" for s in finished.summaries if s.reason)
+    parts += [f"FAILED {line}" for line in finished.failures if not line.startswith(shown)]
     return "\n".join(parts)
 
 

@@ -92,8 +92,10 @@ def plan_line(spec: DuelSpec, builds: int) -> str:
               f"{spec.requests} requests per level" if spec.requests else "3 requests per stream")
     gap = " · then llama-bench for the gap" if spec.gap else ""
     concurrency = ",".join(map(str, spec.concurrency))
+    server = " · ".join(f"{label} {','.join(map(str, values))}" for label, values in (
+        ("ctx", spec.ctx_sizes), ("cache", spec.cache_types), ("slots", spec.parallel)) if values)
     return (f"server duel: {builds} build{'s' if builds != 1 else ''} × {len(levels)} levels "
-            f"(c {concurrency} · {shapes}) · {amount}{gap}")
+            f"(c {concurrency} · {shapes}{' · ' + server if server else ''}) · {amount}{gap}")
 
 
 def ms(seconds: float | None, space: str = " ") -> str:
