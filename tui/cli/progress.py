@@ -14,6 +14,7 @@ from backends.journal.journal import event_to_json
 from backends.journal.tune import TUNE_EVENT_TYPES
 from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
+from backends.text import printable
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say
@@ -64,7 +65,7 @@ class SweepPrinter:
             print(side_by_side_table(started.builds, events))
             taken = conditions(events)
             if taken:
-                print("\nhow these figures were taken:" + "".join(f"\n- {line}" for line in taken))
+                print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
