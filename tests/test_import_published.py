@@ -9,6 +9,7 @@ gives.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -60,6 +61,24 @@ def test_header_glued_to_a_warning_reads_like_the_clean_log(tmp_path):
     assert _results(glued) == _results(ROCM_LOG) and len(_results(ROCM_LOG)) == 2
     row = next(iter(import_files([glued]).results.values()))[0]
     assert row.raw["use_mmap"] == 0 and row.raw["flash_attn"] == 1  # its settings, not text
+
+
+def test_the_warning_glued_to_jsonl_json_and_csv_output(tmp_path, realdata):
+    """The same unterminated warning with ``-o jsonl``, ``-o json`` and ``-o csv`` and 2>&1: it
+    joins the first record, the opening "[" or the CSV header. Built from published files
+    (the H100 jsonl, a hogeheer CSV), since published copies with the glue were not found."""
+    jsonl = next((realdata / "h100-cuda-vs-vulkan").glob("*.jsonl"))
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.startswith("{")]
+    glued_jsonl = _write(tmp_path / "glued.jsonl", DEPRECATED + jsonl.read_text())
+    as_array = _write(tmp_path / "glued.json", "ggml_cuda_init: found 1 CUDA devices:\n" + DEPRECATED
+                      + json.dumps(records, indent=2) + "\n")
+    assert _results(glued_jsonl) == _results(jsonl) == _results(as_array) and len(_results(jsonl)) == len(records)
+    csv_path = (realdata / "hogeheer-strixhalo-hip-vs-vulkan-csv" / "hip-vs-vulkan-crossover-b9010-vs-b8460"
+                / "qwen36-b8460-hip-prefill-r5.csv")
+    glued_csv = _write(tmp_path / "glued.csv", DEPRECATED + csv_path.read_text())
+    assert _results(glued_csv) == _results(csv_path)
+    (build,) = import_files([glued_csv]).builds
+    assert build.build_number == 8460 and build.commit  # the first column kept its name
 
 
 def test_rows_between_warnings_without_separator_and_a_second_table_without_header(tmp_path):

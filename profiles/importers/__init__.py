@@ -20,7 +20,7 @@ from typing import Any
 
 from backends.journal.sweep import BenchResult
 from profiles.importers.crashes import expand_unfinished, failure_row, log_failure_rows, silent_stop
-from profiles.importers.csvfmt import csv_lines, read_csv
+from profiles.importers.csvfmt import clean_header, csv_lines, read_csv
 from profiles.importers.failures import (
     backend_hint,
     build_hint,
@@ -163,7 +163,7 @@ def read_file(path: str | Path) -> FileRead:
 def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
     """llama-bench's own CSV, read a row at a time (a database of a million rows fits)."""
     first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    columns = {c.strip() for c in first.split(",")}
+    columns = set(clean_header(first.split(",")))
     if not {"build_commit", "avg_ts", "n_prompt", "n_gen"} <= columns or b"\x00" in head:
         return None
     if size > MAX_STREAM_BYTES:
@@ -192,6 +192,10 @@ def _read_text(text: str, source: str) -> FileRead:
     if re.search(r"INSERT\s+INTO\s+\"?\w+\"?\s*\(", text, re.IGNORECASE):
         rows, problems = read_sql(text, source)
         return FileRead(source, "sql", tuple(rows), tuple(problems))
+    # "-o json" after stderr's lines (2>&1), its "[" on the line of an unterminated warning.
+    array = re.search(r"\[[ \t]*\n\s*\{", stripped) if not stripped.startswith(("[", "{")) else None
+    if array is not None:
+        stripped = text = stripped[array.start():]
     if stripped.startswith("["):
         try:
             return FileRead(source, "json", tuple(read_json_array(text, source)), ())

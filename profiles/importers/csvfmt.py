@@ -34,9 +34,23 @@ _CSV_ALIASES = {
 }
 
 
+_FIRST_FIELD = ("build_commit", "build_number", "cpu_info")
+
+
+def clean_header(cells: list[str]) -> list[str]:
+    """A header whose first name follows text on its line (stderr's unterminated warning
+    before ``-o csv``'s header: ``...instead.build_commit``) gets its name back."""
+    cells = [c.strip() for c in cells]
+    if cells and cells[0] not in _FIRST_FIELD:
+        for name in _FIRST_FIELD:
+            if cells[0].endswith(name):
+                return [name, *cells[1:]]
+    return cells
+
+
 def read_csv(lines: Iterable[str], source: str) -> list[Row]:
     reader = csv.reader(lines)
-    header = [h.strip() for h in next(reader, [])]
+    header = clean_header(next(reader, []))
     lower = {h.lower(): i for i, h in enumerate(header)}
     if {"avg_ts", "n_prompt", "n_gen"} <= set(lower):
         return _read_bench_csv(reader, header, source)

@@ -27,7 +27,10 @@ def read_jsonl(text: str, source: str) -> tuple[list[Row], list[Any]]:
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("{"):
-            continue  # stderr banner lines, progress lines and other noise
+            at = line.find('{"')  # a record after stderr's unterminated warning on its line
+            if at <= 0:
+                continue  # stderr banner lines, progress lines and other noise
+            line = line[at:]
         try:
             obj = json.loads(line)
         except ValueError:
