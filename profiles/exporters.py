@@ -154,7 +154,7 @@ def to_csv(rec: Recommendation) -> str:
     # "model" is empty on a class's own row and names the model on its per-model rows.
     writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
                      "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
-                     "peak_vram_bytes", "throttled", "model"])
+                     "peak_vram_bytes", "throttled", "model", "tokens_per_joule_sd"])
     for v in rec.verdicts:
         energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
@@ -167,7 +167,8 @@ def to_csv(rec: Recommendation) -> str:
                              "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
                              "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
-                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model])
+                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model,
+                             "" if e is None or e.tokens_per_joule_sd is None else f"{e.tokens_per_joule_sd:.6g}"])
     return buffer.getvalue()
 
 
