@@ -141,10 +141,18 @@ def energy_text(telemetry: dict[str, Any] | None) -> str:
     """``  1.03 ± 0.02 tok/J`` over the counted repetitions, or why there is none."""
     if not telemetry or not telemetry.get("energy_method"):
         return ""
-    value, spread = telemetry.get("tokens_per_joule"), telemetry.get("tokens_per_joule_sd")
-    if not isinstance(value, (int, float)):
+    if not isinstance(telemetry.get("tokens_per_joule"), (int, float)):
         return "  energy: too short to measure"
-    return f"  {value:.2f}" + (f" ± {spread:.2f}" if isinstance(spread, (int, float)) else "") + " tok/J"
+    return "  " + ", ".join(_with_spread(telemetry, key, unit) for key, unit in (
+        ("tokens_per_joule", "tok/J"), ("joules_per_token", "J/token")))
+
+
+def _with_spread(figures: dict[str, Any], key: str, unit: str) -> str:
+    value, spread = figures.get(key), figures.get(f"{key}_sd")
+    if not isinstance(value, (int, float)):
+        return f"- {unit}"
+    shown = f"{value:.3g}" + (f" ± {spread:.2g}" if isinstance(spread, (int, float)) else "")
+    return f"{shown} {unit}"
 
 
 def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
