@@ -7,6 +7,7 @@ llama-bench sweep whose figures come from its counted repetitions only, with the
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -20,6 +21,7 @@ from backends.telemetry import Telemetry
 from backends.telemetry.energy import MIN_SAMPLES, EnergyMeter, SysfsEnergy
 from backends.journal.sweep import TestPoint
 from tests.sysfs_fixtures import MovingEnergy, build_mi50_tree
+from tui.cli.progress import energy_text
 
 
 def wait_for(condition, within: float = 30.0) -> None:
@@ -98,6 +100,8 @@ def test_the_tracker_counts_timed_repetitions_only(tmp_path):
     assert figures["energy_windows"] == 2  # repetitions 2 and 3; the first is the warm-up
     assert figures["tokens_per_joule"] > 0 and figures["tokens_per_joule_sd"] is not None
     assert figures["tokens_per_joule"] * figures["joules_per_token"] == pytest.approx(1.0, rel=0.2)
+    shown = energy_text(figures)  # the progress line: both figures, each with its spread
+    assert re.fullmatch(r"  \S+ ± \S+ tok/J, \S+ ± \S+ J/token", shown), shown
 
 
 @pytest.mark.toolchain
