@@ -112,8 +112,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     started = {chunk[0].key: ctx.started(contender, chunk[0], argv, pid, block)}
     first_work: list[float] = []  # when the first point began work: the model is loaded
     ctx.watch(contender, tool.pid)
-    tracker = ctx.tracker(contender)
-
+    tracker = ctx.tracker(contender)  # energy over each counted repetition
     async def read_results() -> None:
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
