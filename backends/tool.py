@@ -8,7 +8,7 @@ line or in chunks, can be paused with SIGSTOP between two pieces of work and con
 and is always killed and reaped on the way out, also when the caller is cancelled.
 
 A ``Launcher`` turns the tool's argument list into the one that really runs: locally the
-same list; on another host, an ``ssh`` command (``backends.remote``).
+same list; on another host, an ``ssh`` command (``backends.remote.ssh``).
 """
 
 from __future__ import annotations

@@ -93,6 +93,11 @@ def _summary_bounds(m: Measure) -> tuple[float, float]:
     return m.mean - reach, m.mean + reach
 
 
+def log_mean(m: Measure) -> float:
+    """The log of a measure's speed as every comparison sees it (starved repetitions set aside)."""
+    return _side(m).log_mean
+
+
 def run_test(sa: _Side, sb: _Side, log_ratio: float) -> float | None:
     """The point's p-value: ``backends.stats.run_p_value`` (one run's wobble, not sqrt(n))."""
     return stats.run_p_value(log_ratio, sa.log_sd, sa.n, sb.log_sd, sb.n)

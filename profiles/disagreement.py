@@ -7,8 +7,9 @@ keeps a quantized cache if asked. Two things are worth a user's attention:
 - the llama-bench verdict (the faster build at generation, for a shape) and the serving
   verdict (the build that delivers more at some server setting of that shape) pick
   different builds;
-- a build's serving decode (one stream) falls below half its llama-bench figure at some
-  setting: a cliff llama-bench cannot see.
+- a build's serving decode (one stream; the server's own per-request timings where it gave
+  them) falls below half its llama-bench figure at some setting: a cliff llama-bench
+  cannot see.
 
     sentence = disagreement(duel_summary, serving_verdicts)   # "" when they agree
 
@@ -81,8 +82,11 @@ def decodes(duel: Mapping[str, Any]) -> list[_Decode]:
         for entry in data.get("levels") or ():
             if not isinstance(entry, Mapping) or entry.get("concurrency") != 1:
                 continue
+            # The server's own decode timing first: a client on a loaded machine can read a
+            # stream's pieces in bursts, which makes its first-to-last-token rate meaningless.
             gen = entry.get("gen_tps")
-            serving = _number(gen.get("mean")) if isinstance(gen, Mapping) else None
+            serving = _number(entry.get("server_gen_tps")) or (
+                _number(gen.get("mean")) if isinstance(gen, Mapping) else None)
             shape = _shape(entry)
             figure = bench.get((name, shape, str(entry.get("cache_type") or ""))) or bench.get(
                 (name, shape, ""))

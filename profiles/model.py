@@ -280,7 +280,7 @@ def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
 def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterable[Any] = (),
                             model_info: Any = None, host: HostFingerprint | None = None) -> Profile:
     """A Profile from a server duel's events (a journal's too): the duel summary and its
-    serving verdicts. ``builds`` (BuildInfo or server Contender objects) name the folders."""
+    serving verdicts. ``builds`` (BuildInfo or ServedBuild objects) name the folders."""
     from backends.server.summary import duel_summary
     from profiles.disagreement import disagreement
 

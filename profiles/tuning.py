@@ -142,6 +142,6 @@ def _duel_lines(contenders: Sequence[TunedContender], best: Mapping[tuple[str, s
 def worth_text(contender: TunedContender) -> str:
     """``rocm ub=2048 (defaults ub=512): pp512 @ d8192 x1.38, tg256 @ d8192 x1.00``."""
     if contender.chosen == contender.defaults:
-        return f"{contender.build}: the defaults ({contender.defaults}) were its best"
+        return f"{contender.build}: kept its defaults ({contender.defaults})"
     worth = ", ".join(f"{name} x{ratio:.2f}" for name, ratio in contender.worth.items())
     return f"{contender.build} {contender.chosen} (defaults {contender.defaults})" + (f": {worth}" if worth else "")

@@ -55,7 +55,7 @@ def _filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def source_tarball(out: Path) -> None:
-    from backends.toolchain import fetch_source
+    from backends.tooling.toolchain import fetch_source
 
     tree = fetch_source()
     with tarfile.open(out, "w:gz") as tar:
@@ -65,7 +65,7 @@ def source_tarball(out: Path) -> None:
 
 
 def vulkan_tarball(out: Path) -> None:
-    from backends.toolchain import bin_dirs, is_built
+    from backends.tooling.toolchain import bin_dirs, is_built
 
     if not is_built("vulkan"):
         raise SystemExit("the Vulkan build is missing: run python3 scripts/build_llamacpp.py first")

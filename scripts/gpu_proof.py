@@ -165,7 +165,7 @@ class Pipeline:
         self.dense.parent.mkdir(parents=True, exist_ok=True)
         shape = "tiny-llama" if self.local else "qwen3-8b"
         started = time.perf_counter()
-        self.run(["python3", "-m", "backends.synth", self.dense, "--shape", shape])
+        self.run(["python3", "-m", "backends.tooling.synth", self.dense, "--shape", shape])
         self.record("model_write_s", round(time.perf_counter() - started, 1))
 
     def builds(self, *names: tuple[str, Path]) -> list[str]:

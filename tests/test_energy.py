@@ -14,7 +14,7 @@ import pytest
 
 from backends.builds import probe_build
 from backends.journal.sweep import PointStarted, ResultReceived, SweepStarted
-from backends.sweep import SweepSpec, run_sweep
+from backends.sweep import RunRequest, SweepSpec, run_sweep
 from backends.sweep.conditions import conditions
 from backends.sweep.energy import TOO_SHORT, RepetitionTracker, energy_figures
 from backends.telemetry import Telemetry
@@ -114,8 +114,8 @@ def test_a_real_sweep_takes_energy_over_its_counted_repetitions(cpu_bin, tiny_ll
                      cooldown="off")
 
     async def sweep(telemetry):
-        return [e async for e in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path / "run",
-                                           telemetry=telemetry, granularity="point")]
+        request = RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path / "run", granularity="point")
+        return [e async for e in run_sweep(request, telemetry=telemetry)]
 
     with MovingEnergy(tree, watts=187.0, counter="hwmon", period=0.0005), \
             Telemetry(sysfs_root=str(tree.root)) as telemetry:

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from backends.builds import probe_build
-from backends.sweep import SweepSpec, read_journal, run_sweep
+from backends.sweep import RunRequest, SweepSpec, read_journal, run_sweep
 from profiles.model import profile_from_journal
 from profiles.store import ProfileStore
 from tui.cli import main
@@ -29,7 +29,7 @@ def store(cpu_bin, vulkan_bin, tiny_llama, tmp_path_factory):
     root = tmp_path_factory.mktemp("exports")
 
     async def sweep() -> None:
-        async for _ in run_sweep(builds, tiny_llama, SPEC, run_dir=root / "run"):
+        async for _ in run_sweep(RunRequest(builds, tiny_llama, SPEC, run_dir=root / "run")):
             pass
 
     asyncio.run(sweep())

@@ -92,6 +92,16 @@ def test_rows_between_warnings_without_separator_and_a_second_table_without_head
     assert _results(_write(tmp_path / "pasted.md", text)) == _results(ROCM_LOG)
 
 
+def test_rows_that_drop_their_closing_bar_are_rows_while_the_table_goes_on(tmp_path):
+    """Hand-edited tables often drop the closing "|" of each row; only the last row of a table
+    that stops there (a crash, a cut paste) is a cut row."""
+    lines = ROCM_LOG.read_text().splitlines()
+    sloppy = [line.rstrip().removesuffix("|").rstrip() if i in (4, 5) else line for i, line in enumerate(lines)]
+    run = import_files([_write(tmp_path / "sloppy.md", "\n".join(sloppy))])
+    assert sorted(r.point.name for rs in run.results.values() for r in rs) == ["pp512", "tg128"]
+    assert run.failure_count == 0 and not run.problems
+
+
 def test_plus_minus_lost_to_encoding_reads_the_same_spreads(tmp_path):
     """"±" saved as Latin-1 then read as UTF-8 ("Â±"), turned into "+" or into "�": no published
     copy found, so the published mi50 README is mangled each way."""
@@ -146,6 +156,25 @@ def test_repeated_csv_headers_read_like_the_files_apart(tmp_path, realdata):
     assert together.failure_count == 0 and together.result_count == apart.result_count > 0
     key = sorted((r.point.name, r.avg_ts) for rs in apart.results.values() for r in rs)
     assert sorted((r.point.name, r.avg_ts) for rs in together.results.values() for r in rs) == key
+
+
+def test_a_report_with_several_tables_and_a_csv_block_is_one_build():
+    """Five tables with differing columns under two model headings, no build line, and the
+    same run's CSV pasted below: one build, four settings, the CSV's build and model file."""
+    path = WORLD / "m4pro-metal-qwen35-report-tables-and-csv" / "llama-bench-report.md"
+    run = import_files([path])
+    (build,) = run.builds
+    assert (build.build_number, build.commit, build.gpu) == (9010, "d05fe1d7d", "Apple M4 Pro")
+    results = run.results[build.name]
+    dense = sorted((r.point.name, round(r.avg_ts, 2)) for r in results if r.raw["model_type"].startswith("qwen35 27B"))
+    # pp4096 once (the table's row and the CSV's two runs are one test), the CSV's depth curve, tg1024.
+    assert [name for name, _ in dense] == ["pp16384", "pp32768", "pp4096", "pp65536", "pp8192", "tg1024"]
+    assert dict(dense)["pp4096"] == round((97.302719 + 97.053144) / 2, 2)
+    assert {r.raw.get("model_filename") for r in results if r.raw["model_type"].startswith("qwen35 27B")} == {
+        "/Users/darvin/models/Qwen3.6-27B-Q4_K_S.gguf"}
+    rec = recommend_run(run.machines()[0].records())
+    assert len(rec.contenders) == 4 and {c.build for c in rec.contenders} == {build.name}  # four settings
+    assert rec.verdict("moe", "tg", "short").status == "tie"  # 41.64 vs 41.63
 
 
 # ---------------------------------------------------------------------------------------

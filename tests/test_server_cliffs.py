@@ -30,7 +30,7 @@ FITS, TOO_BIG = 4096, 4 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def wide_kv(tmp_path_factory) -> Path:
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "wide-kv.gguf", embd=1024, heads=8,
                             heads_kv=8, ff=128, context=32768, weight_type="F16")

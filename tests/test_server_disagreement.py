@@ -26,7 +26,7 @@ def level(name: str, setting: tuple[int, str], rate: float, n: int = 8) -> Level
     return LevelSummary(name, Level(1, 128, N_GEN, 0, setting[0], 1, setting[1]), n, 0,
                         dist([0.02] * n), dist([1 / rate] * n), dist(e2e), dist([rate] * n),
                         dist([900.0] * n), N_GEN * n / wall, N_GEN * n, wall,
-                        gen_tps_samples=(rate,) * n, e2e_samples=e2e)
+                        gen_tps_samples=(rate,) * n, e2e_samples=e2e, server_gen_tps=rate)
 
 
 def gap(name: str, cache: str, bench_tg: float) -> BenchGap:

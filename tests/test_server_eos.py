@@ -1,6 +1,6 @@
 """A model that always predicts end-of-text first still gives every request its -n tokens.
 
-The model is generated (``backends.synth``, ``eos_first``): its output weights make the
+The model is generated (``backends.tooling.synth``, ``eos_first``): its output weights make the
 end-of-text logit win after any prompt. llama-completion shows it stops at once unless
 told to ignore end-of-text; the server duel asks for exactly -n tokens (``ignore_eos``)
 and gets them at concurrency 1, 2 and 4, warm-up included, on the real CPU build.
@@ -16,7 +16,7 @@ from server_helpers import assert_nothing_left, cpu, of, run_duel
 
 from backends.server import DuelSpec, ServerSettings
 from backends.journal.serve import LevelFinished, RequestFailed, RequestFinished, WarmupFailed
-from backends.synth import write_tiny_llama
+from backends.tooling.synth import write_tiny_llama
 
 N_GEN = 24
 PROMPT = "hello world the model"

@@ -235,3 +235,17 @@ def test_duel_summary_is_toml_ready():
     assert level["key"] == LEVEL.key and level["gen_tps_samples"] == [10.0]
     assert data["contenders"]["a"]["gaps"][0]["tg_ratio"] == 0.9
     assert data["contenders"]["b"] == {"levels": [], "gaps": []} and "requests" not in data["settings"]
+
+
+def test_the_setup_form_takes_the_servers_own_conditions():
+    from tui.state.serve import plan_line, spec_from_fields
+
+    spec = spec_from_fields({"concurrency": "1", "ctx": "4096,32768", "cache": "f16, q4_0", "slots": "1,4"})
+    assert (spec.ctx_sizes, spec.cache_types, spec.parallel) == ((4096, 32768), ("f16", "q4_0"), (1, 4))
+    assert [lv.setting for lv in spec.levels()][:2] == ["4K context, f16 cache, 1 slot",
+                                                        "4K context, f16 cache, 4 slots"]
+    assert len(spec.levels()) == 8
+    assert "ctx 4096,32768 · cache f16,q4_0 · slots 1,4" in plan_line(spec, 2)
+    plain = spec_from_fields({})
+    assert (plain.ctx_sizes, plain.cache_types, plain.parallel) == ((), (), ())
+    assert [lv.key for lv in plain.levels()] == ["c1:p512:n128:d0", "c2:p512:n128:d0", "c4:p512:n128:d0"]

@@ -54,7 +54,7 @@ def test_the_duel_is_said_at_each_builds_best_and_at_the_defaults() -> None:
     assert round(rocm.worth["pp512 @ d8192"], 2) == 1.73
     assert worth_text(rocm) == "rocm ub=2048 (defaults ub=512): pp512 @ d8192 x1.73, tg256 @ d8192 x1.00"
     vulkan = tuning.contender("vulkan")
-    assert vulkan is not None and worth_text(vulkan) == "vulkan: the defaults (ub=512) were its best"
+    assert vulkan is not None and worth_text(vulkan) == "vulkan: kept its defaults (ub=512)"
 
 
 def test_an_untuned_run_has_no_tuning_and_brief_labels_drop_a_batch_that_follows() -> None:

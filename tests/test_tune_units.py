@@ -133,7 +133,19 @@ def test_halving_keeps_the_better_half_each_round_and_picks_the_best() -> None:
     search = _halving({512: 100.0, 128: 60.0, 256: 90.0, 1024: 130.0, 2048: 125.0})
     best, reason = search.choice()
     assert best == Candidate(ubatch=1024) and "over the defaults" in reason
-    assert search.round >= 2 and search.probes < 5 * 3  # fewer probes than every candidate each round
+    # Fewer probes than every candidate in both passes of every round.
+    assert search.round >= 2 and search.probes < 2 * 5 * (search.round + 1)
+
+
+def test_a_round_runs_its_candidates_in_order_and_back() -> None:
+    candidates = tuple(Candidate(ubatch=u) for u in (512, 64, 128))
+    search = Search(candidates, (TestPoint(512, 0, 0),), 100.0, default=candidates[0])
+    search.start_round(1, candidates, 5)
+    order = []
+    while (probe := search.next_probe()) is not None:
+        order.append((probe.candidate.ubatch, probe.repetitions))
+        search.finished(probe.candidate, 0.1, 0.01, probe.repetitions + 1)
+    assert order == [(512, 3), (64, 3), (128, 3), (128, 2), (64, 2), (512, 2)]
 
 
 def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:

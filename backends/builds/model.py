@@ -83,7 +83,7 @@ class BuildInfo:
     settings: tuple[str, ...] = ()
     split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
     # The ssh destination this build lives on (None: this machine) and that machine's own
-    # name (``uname -n``); paths are paths there (``backends.remote_probe``).
+    # name (``uname -n``); paths are paths there (``backends.remote.probe``).
     host: str | None = None
     machine: str | None = None
     compiler: str | None = None  # from the banner's ``built with GNU 12.2.0 for ...``

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from backends.journal import codec
 from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROBE_TIMEOUT_S,
@@ -20,7 +19,7 @@ from backends.builds.run import LOCAL_PROBE, ProbeHost, _find_completion, _last_
 
 # --- cache ---------------------------------------------------------------------------------
 
-_memory_cache: dict[str, dict[str, Any]] = {}
+_memory_cache: dict[str, dict[str, object]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -44,7 +43,7 @@ def _cache_key(bench: Path) -> str | None:
             f"{newest_library}|{visibility}")
 
 
-def _load_disk_cache(path: Path) -> dict[str, dict[str, Any]]:
+def _load_disk_cache(path: Path) -> dict[str, dict[str, object]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -52,7 +51,7 @@ def _load_disk_cache(path: Path) -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def _save_disk_cache(path: Path, key: str, record: dict[str, Any]) -> None:
+def _save_disk_cache(path: Path, key: str, record: dict[str, object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _load_disk_cache(path)
@@ -206,7 +205,7 @@ def _probe_devices(where: ProbeHost, bench: Path, flags: frozenset[str],
     return devices, {}
 
 
-def _from_record(record: Mapping[str, Any]) -> BuildInfo | None:
+def _from_record(record: Mapping[str, object]) -> BuildInfo | None:
     try:
         return codec.from_builtins(record, BuildInfo)
     except codec.CodecError:

@@ -12,7 +12,6 @@ journal encodes 30 times and decodes 1.8 times faster than with the standard jso
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, TypeVar
 from collections.abc import Iterable
@@ -72,11 +71,6 @@ def from_builtins(data: Any, kind: type[T]) -> T:
         return msgspec.convert(data, type=kind, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as error:
         raise CodecError(str(error)) from None
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """NaN and infinities have no JSON or TOML form: they travel as None."""
-    return value if value is not None and math.isfinite(value) else None
 
 
 class Registry:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepStarted, TestPoint
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 
 def unreadable_line(number: int) -> str:
@@ -41,7 +44,7 @@ class MissingResult:
                 f"{self.point.name} is not counted until it is measured again (`llamaduel resume`)")
 
 
-def missing_results(events: Iterable[Any]) -> tuple[MissingResult, ...]:
+def missing_results(events: Iterable[RunEvent]) -> tuple[MissingResult, ...]:
     """Results that the last decision of each point counted and the journal no longer has."""
     starts: list[SweepStarted] = []
     decisions: dict[str, PointDecided] = {}
@@ -63,7 +66,7 @@ def missing_results(events: Iterable[Any]) -> tuple[MissingResult, ...]:
             if (name, key) in failed:
                 continue
             found = _counted(blocks.get((name, key), []))
-            wanted = decision.repetitions.get(name, 1 if not found else found)
+            wanted = decision.repetitions.get(name, found or 1)
             if found < wanted:
                 missing.append(MissingResult(name, decision.point, wanted, found))
     return tuple(missing)
@@ -75,9 +78,9 @@ def _counted(blocks: list[ResultReceived]) -> int:
     return sum(len(b.result.samples_ts) for b in (clean or blocks))
 
 
-def without_points(events: Iterable[Any], keys: Mapping[str, Any] | set[str]) -> list[Any]:
+def without_points(events: Iterable[RunEvent], keys: Mapping[str, object] | set[str]) -> list[RunEvent]:
     """The events less every result, failure and decision at the points ``keys``."""
-    def point_key(event: Any) -> str | None:
+    def point_key(event: RunEvent) -> str | None:
         if isinstance(event, ResultReceived):
             return event.result.point.key
         if isinstance(event, (PointFailed, PointDecided)):

@@ -45,7 +45,7 @@ from backends.server.gap import measure_gap
 from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.server.journal import EventSink
 from backends.server.launch import (
-    Contender,
+    ServedBuild,
     ServerProcess,
     StartFailure,
     port_free,
@@ -59,7 +59,7 @@ BIND_ATTEMPTS = 3
 
 @dataclass
 class _Duel:
-    contenders: Sequence[Contender]
+    contenders: Sequence[ServedBuild]
     model: str
     spec: DuelSpec
     put: Put
@@ -86,7 +86,7 @@ class _Duel:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{self.starts:03d}-{name}.log"
 
-    async def start(self, contender: Contender, level: Level, turn: int) -> ServerProcess | str:
+    async def start(self, contender: ServedBuild, level: Level, turn: int) -> ServerProcess | str:
         """The contender's server, healthy; else why it did not start (a ServerFailed said it)."""
         failure = StartFailure("llama-server did not start")
         for _attempt in range(BIND_ATTEMPTS):
@@ -111,7 +111,7 @@ class _Duel:
                                     failure.exit_code, failure.signal, failure.log_tail))
         return failure.reason
 
-    async def turn(self, contender: Contender, level: Level, index: int, turn: int) -> None:
+    async def turn(self, contender: ServedBuild, level: Level, index: int, turn: int) -> None:
         """One turn of ``level``; after the level's last turn (or a failed one) its summary.
 
         A failed warm-up is said (``WarmupFailed``) and the turn tried once more on a fresh
@@ -131,7 +131,7 @@ class _Duel:
             summary = summarize_turns(contender.name, level, done)
             await self.put(LevelFinished(contender.name, summary, failed=not result.ok))
 
-    async def attempt(self, contender: Contender, level: Level, index: int, turn: int) -> TurnResult:
+    async def attempt(self, contender: ServedBuild, level: Level, index: int, turn: int) -> TurnResult:
         server = self.servers.get(contender.name)
         if server is not None and not server.alive:
             await self.stop(contender.name)
@@ -173,7 +173,7 @@ class _Duel:
                                                  repetitions=self.spec.gap_repetitions))
 
 
-def _check(contenders: Sequence[Contender], model: str, spec: DuelSpec) -> None:
+def _check(contenders: Sequence[ServedBuild], model: str, spec: DuelSpec) -> None:
     if not contenders:
         raise DuelError("no contenders: give at least one build")
     names = [c.name for c in contenders]
@@ -197,7 +197,7 @@ def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
         raise DuelError(str(error)) from None
 
 
-async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spec: DuelSpec, *,
+async def run_serve_duel(contenders: Sequence[ServedBuild], model: str | Path, spec: DuelSpec, *,
                          journal: EventSink | None = None, journal_path: str | Path | None = None,
                          log_dir: str | Path | None = None) -> AsyncGenerator[ServeEvent, None]:
     """The duel's events as they happen; each is appended to ``journal`` before it is yielded.

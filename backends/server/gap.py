@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backends import procs
 from backends.journal.serve import BenchGap, Level, LevelSummary
-from backends.server.launch import Contender, ServerSettings
+from backends.server.launch import ServedBuild, ServerSettings
 
 BENCH_TOOL = "llama-bench"
 _FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
@@ -78,7 +78,7 @@ def _ratio(server: float | None, bench: float | None) -> float | None:
     return server / bench if server and bench else None
 
 
-async def measure_gap(contender: Contender, model: str, level: Level, settings: ServerSettings,
+async def measure_gap(contender: ServedBuild, model: str, level: Level, settings: ServerSettings,
                       summary: LevelSummary | None, *, repetitions: int = 3,
                       timeout: float = 600.0) -> BenchGap:
     """Run llama-bench for ``level``'s shape and set it beside the server's concurrency-1 run."""

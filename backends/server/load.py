@@ -165,7 +165,7 @@ async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, wher
 
 
 async def _warm(client: httpx.AsyncClient, run: _Run) -> str | None:
-    """One request of the level's full shape per slot, so every slot holds the depth prefix
+    """One request of the level's full shape per slot it will use, so each holds the depth prefix
     and the whole answer path has run once; not recorded. None, or why it failed.
 
     Each names its slot: sent together but served one after another (a loaded machine,
@@ -176,7 +176,7 @@ async def _warm(client: httpx.AsyncClient, run: _Run) -> str | None:
     try:
         prefix = await builder.prefix(level.depth)
         texts = [(await builder.prompt(prefix, level.n_prompt, level.depth, -1 - s)).text
-                 for s in range(level.concurrency)]
+                 for s in range(min(level.concurrency, run.spec.slots_for(level)))]
     except (PromptError, httpx.HTTPError) as error:
         return f"cannot build its prompts: {error}"
     results = await asyncio.gather(*(

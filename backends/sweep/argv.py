@@ -12,6 +12,7 @@ from typing import Protocol
 from collections.abc import Iterable, Mapping, Sequence
 
 from backends.journal.sweep import TestPoint
+from backends.sweep.grid import has_flag, setting_args
 from backends.sweep.spec import SweepError, SweepSpec
 
 
@@ -29,10 +30,6 @@ class BenchBuild(Protocol):
     @property
     def host(self) -> str | None: ...  # the ssh destination it runs on; None: here
     def contender_args(self) -> list[str]: ...
-
-
-def has_flag(build: BenchBuild, *names: str) -> bool:
-    return any(name in build.flags for name in names)
 
 
 def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
@@ -62,28 +59,9 @@ def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
     if has_flag(build, "--progress"):
         argv.append("--progress")
     own = build.contender_args()
-    argv += _overridden(_setting_args(build, spec), own)
+    argv += _overridden(setting_args(build, spec), own)
     argv += own
     argv += list(spec.extra_args)
-    return argv
-
-
-def _setting_args(build: BenchBuild, spec: SweepSpec) -> list[str]:
-    argv: list[str] = []
-    if spec.flash_attn is not None:
-        argv += ["-fa", "1" if spec.flash_attn else "0"]
-    argv += ["-ctk", spec.type_k, "-ctv", spec.type_v]
-    if spec.n_gpu_layers is not None:
-        argv += ["-ngl", str(spec.n_gpu_layers)]
-    if spec.n_cpu_moe:
-        if not has_flag(build, "-ncmoe", "--n-cpu-moe"):
-            raise SweepError(f"build {build.name!r} has no -ncmoe: it cannot split MoE experts")
-        argv += ["-ncmoe", str(spec.n_cpu_moe)]
-    if spec.mmap is not None:
-        argv += _load_mode_args(build, spec.mmap)
-    for flag, value in (("-t", spec.threads), ("-b", spec.batch), ("-ub", spec.ubatch)):
-        if value is not None:
-            argv += [flag, str(value)]
     return argv
 
 
@@ -102,15 +80,6 @@ def _overridden(settings: list[str], own: Sequence[str]) -> list[str]:
         if _ALIASES.get(flag, flag) not in taken:
             kept += [flag, value]
     return kept
-
-
-def _load_mode_args(build: BenchBuild, mmap: bool) -> list[str]:
-    # Newer builds replaced -mmp 0|1 with -lm/--load-mode none|mmap.
-    if has_flag(build, "-lm", "--load-mode"):
-        return ["-lm", "mmap" if mmap else "none"]
-    if has_flag(build, "-mmp", "--mmap"):
-        return ["-mmp", "1" if mmap else "0"]
-    raise SweepError(f"build {build.name!r} has neither -lm nor -mmp: cannot set the load mode")
 
 
 def _join(values: Iterable[int]) -> str:

@@ -12,8 +12,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
                              ResultReceived, SweepNote, TestPoint)
@@ -24,6 +24,9 @@ from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_
                                     parse_result_line, point_failed)
 from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Finished, Launcher, ToolProcess
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 # Every block asks llama-bench for one timed repetition more than it counts: the first is
 # a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
@@ -55,8 +58,8 @@ class Machine(Protocol):
 class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
-    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[Any], None],
-                 summary: Callable[[float, float, BenchResult, str], dict[str, Any] | None],
+    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[RunEvent], None],
+                 summary: Callable[[float, float, BenchResult, str], dict[str, object] | None],
                  timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
                  launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
                  model_for: Callable[[BenchBuild], str] | None = None,
@@ -129,12 +132,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
                 ctx.result(contender, parsed, started.get(point.key, time.time()), block, energy)
 
     async def read_progress() -> None:
-        async for text in tool.stderr_lines():
-            match = PROGRESS.match(text)
-            if not match:
-                tool.remember(text)
-                continue
-            index, message = int(match.group(1)) - 1, match.group(3)
+        async for index, message in progress_lines(tool):
             tracker.progress(message)
             if message != "starting" and not first_work:
                 first_work.append(time.monotonic())
@@ -254,12 +252,7 @@ class ResidentBench:
                                 self.block, energy)
 
     async def _read_progress(self, tool: ToolProcess) -> None:
-        async for text in tool.stderr_lines():
-            match = PROGRESS.match(text)
-            if not match:
-                tool.remember(text)
-                continue
-            index, message = int(match.group(1)) - 1, match.group(3)
+        async for index, message in progress_lines(tool):
             self.tracker.progress(message)
             if message != "starting" and self.first_work_at is None:
                 self.first_work_at = time.monotonic()
@@ -355,6 +348,17 @@ class ResidentBench:
             reader.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
         self.readers = []
+
+
+async def progress_lines(tool: ToolProcess) -> AsyncIterator[tuple[int, str]]:
+    """llama-bench's ``--progress`` lines on stderr as (test index from 0, message); every
+    other line is kept for the failure report."""
+    async for text in tool.stderr_lines():
+        match = PROGRESS.match(text)
+        if match:
+            yield int(match.group(1)) - 1, match.group(3)
+        else:
+            tool.remember(text)
 
 
 async def _wait_for(condition: Callable[[], bool], seconds: float) -> None:

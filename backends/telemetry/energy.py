@@ -11,6 +11,7 @@ to measure: it gives no joules rather than a guess.
 
 from __future__ import annotations
 
+import itertools
 import glob
 import os
 import threading
@@ -211,7 +212,7 @@ class EnergyMeter:
 def _integrate(samples: Sequence[tuple[float, float]], seconds: float) -> Window:
     if len(samples) < MIN_SAMPLES:
         return Window(None, seconds, len(samples))
-    joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(samples, samples[1:]))
+    joules = sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in itertools.pairwise(samples))
     covered = samples[-1][0] - samples[0][0]
     # The window is a little longer than the samples span: scale to the whole window.
     joules = joules * seconds / covered if covered > 0 else samples[0][1] * seconds

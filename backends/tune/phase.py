@@ -27,7 +27,7 @@ from backends.sweep.plan import TimeoutPolicy
 from backends.sweep.spec import SweepSpec
 from backends.tune.candidates import make_grid
 from backends.tune.grid import defaults_points, probe_points
-from backends.tune.search import Probe, Search, pct, scores_by_label
+from backends.tune.search import FIRST_ROUND_REPETITIONS, Probe, Search, pct, scores_by_label
 from backends.tune.settings import with_candidate
 
 BUDGET_SLACK = 0.05  # a probe may run this share of the budget past it before it is cut
@@ -110,8 +110,8 @@ class TunePhase:
         search = Search(grid.candidates, self.points, self.share, default=grid.default, fit=grid.fit)
         rounds = [e for e in mine if isinstance(e, TuneRound)]
         if not rounds:
-            self._start_round(search, contender.name, 0, grid.candidates, 1,
-                              f"round 0: all {len(grid.candidates)} candidates once"
+            self._start_round(search, contender.name, 0, grid.candidates, FIRST_ROUND_REPETITIONS,
+                              f"round 0: all {len(grid.candidates)} candidates, in order and back"
                               + (f" ({len(grid.skipped)} cannot fit)" if grid.skipped else ""))
         for event in mine:
             _replay(search, event)

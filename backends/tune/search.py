@@ -1,8 +1,9 @@
 """Successive halving for one contender, as a state machine over its journalled probes.
 
-Round 0 measures every candidate once (one counted repetition after a warm-up); each later
-round keeps the better half and measures it again with more repetitions, until one is left
-or the contender's share of the budget would run out. A candidate's score is the sum over
+Round 0 measures every candidate twice; each later round keeps the better half and measures
+it again with more repetitions (as many as the contender's share of the budget allows),
+until one is left or the share would run out. A round runs in two passes, the survivors in
+order and then in reverse (A B C, C B A), so drift and foreign load hit them alike. A candidate's score is the sum over
 the probe points of the log of its median tokens/s (the geometric mean's order), from all
 its samples so far. A candidate that fails (out of memory, crash) is out; one cut by the
 budget is not measured further but keeps what it had.
@@ -20,7 +21,8 @@ from backends import stats
 from backends.journal.sweep import TestPoint
 from backends.journal.tune import Candidate
 
-MAX_REPETITIONS = 8  # per probe process
+MAX_REPETITIONS = 24  # per candidate and round (in two passes)
+FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
 TIE_FRACTION = 0.01  # a best this close to the defaults keeps the defaults
 DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
@@ -70,10 +72,10 @@ class Search:
     spent_s: float = 0.0
     round: int = 0
     survivors: list[Candidate] = field(default_factory=list)
-    repetitions: int = 1
+    repetitions: int = FIRST_ROUND_REPETITIONS
     samples: dict[Candidate, dict[str, list[float]]] = field(default_factory=dict)
     failed: dict[Candidate, str] = field(default_factory=dict)
-    done_this_round: set[Candidate] = field(default_factory=set)
+    done_this_round: dict[Candidate, int] = field(default_factory=dict)  # probes per candidate
     cost: Cost = field(default_factory=Cost)
     stopped: str | None = None  # why the search ended early (the budget)
     probes: int = 0
@@ -96,13 +98,13 @@ class Search:
         """A probe process ended (measured, failed or cut): its time counts."""
         self.spent_s += seconds
         self.probes += 1
-        self.done_this_round.add(candidate)
+        self.done_this_round[candidate] = self.done_this_round.get(candidate, 0) + 1
         if candidate not in self.failed:
             self.cost.observe(seconds, load_s, asked)
 
     def start_round(self, number: int, survivors: Sequence[Candidate], repetitions: int) -> None:
         self.round, self.survivors, self.repetitions = number, list(survivors), repetitions
-        self.done_this_round = set()
+        self.done_this_round = {}
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -131,14 +133,25 @@ class Search:
         if self.left_s <= 0:
             self.stopped = f"stopped in round {self.round}: the budget was spent"
             return None
-        for candidate in self.survivors:
-            if candidate not in self.done_this_round and candidate not in self.failed:
-                if self.round > 0 and self.cost.predict(self.repetitions) > self.left_s:
+        for number, (order, repetitions) in enumerate(self.passes()):
+            for candidate in order:
+                if self.done_this_round.get(candidate, 0) != number or candidate in self.failed:
+                    continue
+                if self.round > 0 and self.cost.predict(repetitions) > self.left_s:
                     self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
                                     "budget left, too little for another probe")
                     return None
-                return Probe(candidate, self.round, self.repetitions)
+                return Probe(candidate, self.round, repetitions)
         return None
+
+    def passes(self) -> list[tuple[list[Candidate], int]]:
+        """The round's passes: the survivors in order, then reversed, the repetitions split."""
+        first = math.ceil(self.repetitions / 2)
+        second = self.repetitions - first
+        out = [(list(self.survivors), first)]
+        if second:
+            out.append((self.survivors[::-1], second))
+        return out
 
     def plan_next_round(self) -> tuple[list[Candidate], int, str] | None:
         """After a round: the better half and its repetitions, or None when the search ends."""
@@ -151,8 +164,8 @@ class Search:
         rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
         per = self.cost.per_repetition_s or 1.0
-        repetitions = int((share - self.cost.load_s) / per) - 1
-        repetitions = min(MAX_REPETITIONS, repetitions, 2 ** (self.round + 1))
+        # Two passes: two starts and two warm-ups per candidate.
+        repetitions = min(MAX_REPETITIONS, int((share - 2 * self.cost.load_s) / per) - 2)
         if repetitions < 1:
             self.stopped = (f"stopped after round {self.round}: {self.left_s:.0f} s of the budget "
                             f"left, too little for {len(keep)} more probes")
@@ -183,8 +196,8 @@ class Search:
 
 
 def pct(log_gap: float) -> str:
-    """A log ratio as a signed percentage: ``+38 %``."""
-    return f"{(math.exp(log_gap) - 1) * 100:+.0f} %"
+    """A log ratio as a signed percentage: ``+38%``."""
+    return f"{(math.exp(log_gap) - 1) * 100:+.0f}%"
 
 
 def scores_by_label(search: Search) -> Mapping[str, float]:

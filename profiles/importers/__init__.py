@@ -20,7 +20,7 @@ from typing import Any
 
 from backends.journal.sweep import BenchResult
 from profiles.importers.crashes import expand_unfinished, failure_row, log_failure_rows, silent_stop
-from profiles.importers.csvfmt import clean_header, csv_lines, read_csv
+from profiles.importers.csvfmt import clean_header, csv_lines, embedded_csv, read_csv
 from profiles.importers.failures import (
     backend_hint,
     build_hint,
@@ -239,6 +239,7 @@ def _looks_like_log(text: str, state: Any) -> bool:
 def _read_markdown_or_log(text: str, source: str) -> FileRead:
     rows, problems, state = read_markdown(text, source)
     finish_tables(state)
+    rows += embedded_csv(text, source, rows)
     is_log = _looks_like_log(text, state) and not _is_companion(Path(source))
     failures = log_failure_rows(state, rows) if is_log else []
     if not rows and not failures and is_log and (state.banner_backend or state.headers):

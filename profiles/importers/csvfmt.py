@@ -12,12 +12,14 @@ from typing import Any
 
 from profiles.importers.pooling import MEASUREMENT_FIELDS, RowPool
 from profiles.importers.rows import (
+    SETTING_KEYS,
     ImportProblem,
     Row,
     canonical_backend,
     coerce_record,
     number,
     parse_test_name,
+    point_of,
     row_from_record,
     samples,
 )
@@ -186,3 +188,73 @@ def _author_label(record: Mapping[str, str], lower: Mapping[str, str], raw: dict
 
 def csv_lines(text: str) -> io.StringIO:
     return io.StringIO(text)
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def csv_blocks(text: str) -> list[list[str]]:
+    """llama-bench CSV pasted into a report (a fenced block, or lines from its header to the
+    first blank one): the lines of each, header first."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if current is not None:
+            if not line.strip() or _FENCE.match(line) or (not line.lstrip().startswith(('"', "'")) and "," not in line):
+                blocks.append(current)
+                current = None
+            else:
+                current.append(line)
+            continue
+        if "avg_ts" in line and "n_prompt" in line and "," in line and not line.lstrip().startswith("|"):
+            current = [",".join(clean_header(line.split(",")))]
+    if current is not None:
+        blocks.append(current)
+    return blocks
+
+
+_RUN_FIELDS = ("build_commit", "build_number", "gpu_info", "cpu_info")
+
+
+def embedded_csv(text: str, source: str, table_rows: list[Row]) -> list[Row]:
+    """The CSV blocks of a report, as rows. Tables of a backend for which the CSV names one run
+    take its build, GPU and CPU; a table of the same model that agrees with the CSV's settings
+    is the same run pasted twice: it takes the model file and settings the CSV names, and a
+    test both hold is kept once, from the CSV."""
+    rows = [row for block in csv_blocks(text) for row in read_csv(block, source)]
+    runs: dict[str, set[tuple[str, ...]]] = {}
+    models: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        backend = str(r.raw.get("backends") or "")
+        runs.setdefault(backend, set()).add(tuple(str(r.raw.get(k) or "") for k in _RUN_FIELDS))
+        models.setdefault((backend, str(r.raw.get("model_type") or "")), []).append(r)
+    tests = {(_ident(r), point_of(r.raw)) for r in rows}
+    for row in list(table_rows):
+        backend = str(row.raw.get("backends") or "")
+        named = runs.get(backend, set())
+        if len(named) == 1 and not (row.raw.get("build_commit") or row.raw.get("build_number")):
+            for key, value in zip(_RUN_FIELDS, next(iter(named))):
+                if value and not row.raw.get(key):
+                    row.raw[key] = int(value) if key == "build_number" and value.isdigit() else value
+        given = _given(models.get((backend, str(row.raw.get("model_type") or "")), []))
+        if given is None or any(str(row.raw[k]) != str(given.get(k)) for k in SETTING_KEYS if k in row.raw):
+            continue
+        for key, value in given.items():
+            if row.raw.get(key) in (None, ""):
+                row.raw[key] = value
+        if (_ident(row), point_of(row.raw)) in tests:
+            table_rows.remove(row)  # the same test in both: the CSV's record has more
+    return rows
+
+
+def _given(rows: list[Row]) -> dict[str, Any] | None:
+    """What every row of one run in the CSV agrees on (its build, machine, model and settings)."""
+    if not rows:
+        return None
+    keys = ("model_filename", *SETTING_KEYS)
+    values = {k: {str(r.raw.get(k)) for r in rows} for k in keys}
+    return {k: rows[0].raw[k] for k in keys if len(values[k]) == 1 and rows[0].raw.get(k) not in (None, "")}
+
+
+def _ident(row: Row) -> tuple[str, ...]:
+    return tuple(str(row.raw.get(k)) for k in ("backends", "model_type", "build_number", *SETTING_KEYS))

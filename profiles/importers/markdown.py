@@ -63,6 +63,7 @@ class _Table:
     reps: int | None = None
     after: list[str] = field(default_factory=list)  # lines after its last row (a crash, if any)
     cut: Row | None = None  # its last row, cut mid-line
+    open_rows: int = 0  # rows without a closing "|" that other rows followed
 
 
 @dataclass
@@ -81,6 +82,7 @@ class _State:
     last_header: list[str] | None = None
     table: _Table | None = None
     watched: _Table | None = None  # the table whose run the next lines may show crashing
+    held: tuple[list[str], int] | None = None  # a row without its closing "|", until the next line
     tables: list[_Table] = field(default_factory=list)
     pending_build: tuple[tuple[str, int], str] | None = None
     noise: list[str] = field(default_factory=list)
@@ -90,7 +92,11 @@ class _State:
 def read_markdown(text: str, source: str) -> tuple[list[Row], list[str], _State]:
     state = _State(source)
     for number_, line in enumerate(text.splitlines(), 1):
+        if state.held is not None:
+            _settle(state, line.strip().startswith("|"))
         _line(state, line, number_)
+    if state.held is not None:
+        _settle(state, False)
     _close(state)
     rows = [row for table in state.tables for row in table.rows]
     return rows, state.problems, state
@@ -125,11 +131,35 @@ def _line(state: _State, line: str, at: int) -> None:
     if not _in_table(state, cells):
         return
     assert state.header is not None and state.table is not None
-    if len(cells) < len(state.header) or (state.header_closed and not stripped.endswith("|")):
-        state.problems.append(f"{Path(state.source).name}:{at}: cut table row skipped")
-        state.table.cut = _cut_row(state, cells)
-        state.watched = state.table
-        return
+    if len(cells) < len(state.header):
+        _cut(state, cells, at)
+    elif state.header_closed and not stripped.endswith("|"):
+        state.held = (cells, at)  # cut, unless the table goes on (then only its "|" is missing)
+    else:
+        _add_row(state, cells, at)
+
+
+def _settle(state: _State, table_goes_on: bool) -> None:
+    assert state.held is not None
+    cells, at = state.held
+    state.held = None
+    if table_goes_on or (state.table is not None and state.table.open_rows):
+        if table_goes_on and state.table is not None:
+            state.table.open_rows += 1  # this table's rows do without their closing "|"
+        _add_row(state, cells, at)
+    else:
+        _cut(state, cells, at)
+
+
+def _cut(state: _State, cells: list[str], at: int) -> None:
+    assert state.table is not None
+    state.problems.append(f"{Path(state.source).name}:{at}: cut table row skipped")
+    state.table.cut = _cut_row(state, cells)
+    state.watched = state.table
+
+
+def _add_row(state: _State, cells: list[str], at: int) -> None:
+    assert state.header is not None and state.table is not None
     row = _row(state, dict(zip(state.header, cells)), at)
     if row is not None:
         state.table.rows.append(row)

@@ -21,9 +21,10 @@ from typing import Any
 from collections.abc import Sequence
 
 from tui.cli import CommandError, exits
+from tui.cli.common import Subparsers
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     check = subparsers.add_parser(
         "check", help="check that each build gives the same answers as a reference build",
         description="Run llama-perplexity on a reference build to save its token "

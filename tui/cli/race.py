@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-def register(subparsers: Any) -> None:
+from tui.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "race",
         help="stream one prompt through each build's completion tool, side by side",

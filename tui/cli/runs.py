@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from profiles.format import render_table
 from tui.cli import CommandError
+from tui.cli.common import Subparsers
 from tui.cli.bench import drive
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     resume = subparsers.add_parser("resume", help="continue an interrupted sweep from its journal",
                                    description="Continue a run without redoing finished points.")
     resume.add_argument("run", help="a run id (see `llamaduel runs`) or run folder")
@@ -52,6 +52,10 @@ def report_damage(run_dir: Path) -> None:
         return  # resume says what is missing
     for line in journal.report():
         say(line)
+    from backends.journal.damage import missing_results
+
+    for missing in missing_results(journal.events):
+        say(missing.again)
 
 
 def cmd_runs(options: argparse.Namespace) -> int:

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
+from tui.cli.common import Subparsers
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -33,7 +36,7 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve-bench", help="race builds as llama-server under concurrent streamed load",
         description="Start each build's llama-server, stream the same load through each in "
@@ -127,10 +130,10 @@ def _spec(options: argparse.Namespace) -> Any:
 
 
 def _contenders(arguments: list[str]) -> list[Any]:
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
-    return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+    return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
             for b in load_builds(arguments, needs=None)]
 
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.server import ContenderState, DuelSpec, DuelState, LevelSummary, StreamState
-from tui.state.format import format_rate, short
+from profiles.format import format_rate
+from tui.state.format import short
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from profiles.serving import ServingVerdict
 
 # Server mode's fields: input id -> (label, placeholder: what an empty field means).
@@ -28,6 +29,9 @@ SERVE_FIELDS = {
     "gen": ("gen tokens", "128"),
     "requests": ("requests", "3 per stream"),
     "duration": ("or seconds", "-"),
+    "ctx": ("context", "sized"),
+    "cache": ("cache types", "-"),
+    "slots": ("slots", "highest c"),
 }
 
 
@@ -57,9 +61,13 @@ def spec_from_fields(values: Mapping[str, str], *, gap: bool = True) -> DuelSpec
             raise ValueError(f"seconds: {text['duration']!r} is not a number") from None
         if duration <= 0:
             raise ValueError("seconds: give a positive number")
+    cache = () if text["cache"] == "-" else tuple(t for t in text["cache"].replace(" ", "").split(",") if t)
     spec = DuelSpec(concurrency=_ints(text["concurrency"], "concurrency"),
                     prompts=_ints(text["prompt"], "prompt tokens"), n_gen=gen[0],
-                    requests=requests, duration_s=duration, gap=gap)
+                    requests=requests, duration_s=duration, gap=gap,
+                    ctx_sizes=() if text["ctx"] == "sized" else _ints(text["ctx"], "context"),
+                    cache_types=cache,
+                    parallel=() if text["slots"] == "highest c" else _ints(text["slots"], "slots"))
     if problem := spec.problem():
         raise ValueError(problem)
     return spec
@@ -73,10 +81,10 @@ class ServeRequest:
     model: ModelInfo
     spec: DuelSpec
 
-    def contenders(self) -> list[Contender]:
-        from backends.server import Contender
+    def contenders(self) -> list[ServedBuild]:
+        from backends.server import ServedBuild
 
-        return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+        return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
                 for b in self.builds]
 
     @property

@@ -11,11 +11,12 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fields_from_spec, placeholders,
-                            spec_from_fields)
+from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fa_choice, fields_from_spec,
+                            placeholders, spec_from_fields)
 from tui.widgets.marks import TickBox
 
 if TYPE_CHECKING:
+    from backends.journal.tune import TuneSpec
     from backends.sweep import SweepSpec
 
 
@@ -51,7 +52,7 @@ class GridForm(Vertical):
                 yield Label(label, classes="field-label")
                 yield Input(id=f"field-{key}", compact=True)
             yield Label("flash attn", classes="field-label")
-            yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa", compact=True)
+            yield Select(FA_CHOICES, value="on", allow_blank=False, id="field-fa", compact=True)
             # Each build reads a text with llama-perplexity before the sweep; its output is
             # compared with a reference build's, so a fast but wrong build shows up.
             yield Label("correctness", classes="field-label")
@@ -75,11 +76,11 @@ class GridForm(Vertical):
     def tune_first(self) -> bool:
         return self.query_one("#tune-first", TickBox).value
 
-    def run_options(self) -> dict[str, object]:
-        """Options for the runner beside the grid: the tune phase when ticked."""
+    def tune_spec(self) -> TuneSpec | None:
+        """The tune phase before the duel when ticked; None runs none."""
         from backends.journal.tune import TuneSpec
 
-        return {"tune": TuneSpec()} if self.tune_first else {}
+        return TuneSpec() if self.tune_first else None
 
     def values(self) -> dict[str, str]:
         return {key: self.query_one(f"#field-{key}", Input).value for key in GRID_FIELDS}
@@ -95,8 +96,7 @@ class GridForm(Vertical):
             field = self.query_one(f"#field-{key}", Input)
             field.value = value
             field.placeholder = self._defaults[key]
-        fa = {True: "1", False: "0", None: "default"}[spec.flash_attn]
-        self.query_one("#field-fa", Select).value = fa
+        self.query_one("#field-fa", Select).value = fa_choice(spec)
         self.query_one("#preset-description", Static).update(PRESET_DESCRIPTIONS.get(name, ""))
         self.call_after_refresh(self._applied)
 

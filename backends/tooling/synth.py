@@ -5,7 +5,7 @@ Speed does not depend on weight values, so a Qwen3-8B-shaped file of random Q8_0
 races like the real thing. Big files are streamed: a small pool of valid quantized blocks
 is tiled over each tensor, so writing 17 GB needs a few MiB of memory.
 
-    python -m backends.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
+    python -m backends.tooling.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def spm_vocab(size: int) -> tuple[list[str], list[float], list[int]]:
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
-    pieces = ["\u2581"] + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    pieces = ["▁", *list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")]
     pieces += [f"\u2581{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     pieces += [f"\u2581{w}" for w in _WORDS]
     seen = set(tokens)
@@ -351,23 +351,13 @@ def write_tiny_moe(path: str | Path, *, experts: int = 8, experts_used: int = 2,
     return write_model(path, shape, seed=seed)[0]
 
 
-def write_qwen3_8b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-8B's shapes in Q8_0 with random weights (~8.7 GB), written by tiling."""
-    return write_model(path, SHAPES["qwen3-8b"], seed=seed, data="tiled")[0]
-
-
-def write_qwen3_30b_a3b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-30B-A3B's shapes (128 experts, 8 used) in Q4_0 with random weights (~17 GB)."""
-    return write_model(path, SHAPES["qwen3-30b-a3b"], seed=seed, data="tiled")[0]
-
-
 def planned_size(shape: ModelShape) -> int:
     """Bytes of tensor data (without the header) a shape writes."""
     return sum(t.nbytes for t in tensor_plan(shape))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backends.synth",
+    parser = argparse.ArgumentParser(prog="python -m backends.tooling.synth",
                                      description="Write a GGUF model with random weights.")
     parser.add_argument("out", type=Path, help="file to write (.gguf)")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny-llama")
