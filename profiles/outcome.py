@@ -31,7 +31,9 @@ def class_label(workload: str, context: str) -> str:
 
 
 @dataclass(frozen=True)
-class ContenderInfo:
+class Contender:
+    """A build and the settings that set it apart from the build's other configurations."""
+
     label: str
     build: str
     backend: str
@@ -214,7 +216,7 @@ class Recommendation:
     rule: str = STABILITY_RULE
     pg_policy: str = PG_POLICY
     long_context_tokens: int = 16384
-    contenders: tuple[ContenderInfo, ...] = ()
+    contenders: tuple[Contender, ...] = ()
     outliers: tuple[Outlier, ...] = ()
     machine: str = ""
     tie_pct: float = 3.0
@@ -230,7 +232,7 @@ class Recommendation:
                 return mine
         return next((v for v in found if not v.model), None)
 
-    def contender(self, name: str) -> ContenderInfo | None:
+    def contender(self, name: str) -> Contender | None:
         """A contender by label, or the first contender of a build by the build's name."""
         by_label = next((c for c in self.contenders if c.label == name), None)
         return by_label or next((c for c in self.contenders if c.build == name), None)

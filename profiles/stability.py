@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends import stats
-from profiles.contenders import Contender, Measure, default_value, is_moe_model_type, setting_label
-from profiles.outcome import BuildStability, Energy
+from profiles.contenders import Measure, default_value, is_moe_model_type, setting_label
+from profiles.outcome import BuildStability, Contender, Energy
 from profiles.records import FailureRecord, ModelFacts
 from profiles.wording import plural
 
