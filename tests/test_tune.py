@@ -169,6 +169,8 @@ def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_ll
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tune: ub free, probe pp128" in done.stderr and "tuned:" in done.stderr
+    # After the table: what tuning was worth per contender.
+    assert "\ntuned:\n- a" in done.stdout and "\n- b" in done.stdout, done.stdout
     journal = read_journal(tmp_path / "run")
     chosen = {e.build: e for e in journal if isinstance(e, TuneChosen)}
     assert set(chosen) == {"a", "b"}
