@@ -78,6 +78,9 @@ class Profile:
     # and the serving verdict per concurrency level made from it.
     serving: Mapping[str, Any] | None = field(default=None, hash=False)
     serving_verdicts: tuple[ServingVerdict, ...] = ()
+    # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
+    soak: Mapping[str, Any] | None = field(default=None, hash=False)
+    gates: tuple[Mapping[str, Any], ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}

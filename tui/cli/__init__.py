@@ -23,6 +23,7 @@ VERB_MODULES = (
     "tui.cli.telemetry",
     "tui.cli.builds",
     "tui.cli.serve",
+    "tui.cli.soak",
 )
 
 
