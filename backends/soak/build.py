@@ -43,6 +43,10 @@ class Clock:
     def now(self) -> float:
         return self.offset_s + time.monotonic() - self.started
 
+    def restart(self) -> None:
+        """Start counting from here (the reference answers are not part of the soak's time)."""
+        self.started = time.monotonic()
+
 
 def contender(build: SoakBuild) -> Contender:
     return Contender(build.name, build.folder, env=dict(build.env), backend=build.backend)
@@ -105,7 +109,7 @@ class BuildSoak:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log = self.log_dir / f"{self.build.name}-{self.starts:03d}.log"
         started = await launch(contender(self.build), self.model, self.spec.settings,
-                               slots=self.spec.slots, ctx_size=self.spec.ctx_size,
+                               slots=self.spec.server_slots, ctx_size=self.spec.server_ctx,
                                deadline_s=self.spec.start_timeout_s, log_path=log)
         if isinstance(started, StartFailure):
             await self.put(SoakStartFailed(self.build.name, started.reason, self.clock.now()))
@@ -168,7 +172,7 @@ class BuildSoak:
             if isinstance(work, float):
                 await asyncio.sleep(work)
                 continue
-            result = await send(client, work, self.spec.n_gen, self.spec.hang_s)
+            result = await send(client, work, self.spec.n_gen, self.spec.hang_s, number)
             if isinstance(result, Failure):
                 if result.stalled:
                     self._hung(hang, result.reason, "request")
@@ -211,14 +215,14 @@ class BuildSoak:
     async def probe(self, client: httpx.AsyncClient, ref: ProbeReference) -> None:
         spec = self.spec
         got = await probes.answer(client, ref.prompt_ids, len(ref.answer_ids), spec.n_probs,
-                                  spec.seed, spec.hang_s)
+                                  spec.seed, spec.hang_s, slot=spec.slots)
         # Up to and at the first difference both answers followed the same tokens; after
         # it, the build is fed the reference's tokens one position at a time.
         start = min(probes.first_difference(ref.answer_ids, got.ids) + 1, len(got.tops))
         tops = list(got.tops[:start])
         for position in range(start, len(ref.answer_ids)):
             forced = await probes.answer(client, (*ref.prompt_ids, *ref.answer_ids[:position]), 1,
-                                         spec.n_probs, spec.seed, spec.hang_s)
+                                         spec.n_probs, spec.seed, spec.hang_s, slot=spec.slots)
             tops.append(forced.tops[0] if forced.tops else probes.Distribution((), ()))
         ref_tops = [probes.Distribution(i, lp) for i, lp in zip(ref.top_ids, ref.top_logprobs)]
         kld, top1 = probes.compare(ref_tops, tops)

@@ -84,5 +84,6 @@ class Slot:
         return "\n".join(self.chat) + "\nUser: and then?\nAssistant:"
 
 
-async def send(client: httpx.AsyncClient, prompt: str, n_gen: int, hang_s: float) -> Answer | Failure:
-    return await stream_request(client, COMPLETION, prompt, n_gen, stall_s=hang_s)
+async def send(client: httpx.AsyncClient, prompt: str, n_gen: int, hang_s: float,
+               slot: int) -> Answer | Failure:
+    return await stream_request(client, COMPLETION, prompt, n_gen, stall_s=hang_s, slot=slot)

@@ -69,8 +69,8 @@ async def _tokenize(client: httpx.AsyncClient, text: str, special: bool) -> list
 async def take_references(build: SoakBuild, model: str, spec: SoakSpec, clock: Clock,
                           put: Put) -> dict[int, ProbeReference] | str:
     """The reference build's answer to every probe (journalled), or why it gave none."""
-    started = await launch(contender(build), model, spec.settings, slots=spec.slots,
-                           ctx_size=spec.ctx_size, deadline_s=spec.start_timeout_s)
+    started = await launch(contender(build), model, spec.settings, slots=spec.server_slots,
+                           ctx_size=spec.server_ctx, deadline_s=spec.start_timeout_s)
     if isinstance(started, StartFailure):
         return f"the reference build {build.name} did not start: {started.reason}"
     server, _ = started
@@ -84,7 +84,7 @@ async def take_references(build: SoakBuild, model: str, spec: SoakSpec, clock: C
                 if len(ids) > limit:  # a deep filler cut to the slot, the question kept whole
                     ids = ids[:limit - len(question)] + question
                 got = await probes.answer(client, ids, spec.probe_tokens, spec.n_probs, spec.seed,
-                                          spec.hang_s)
+                                          spec.hang_s, slot=spec.slots)
                 ref = ProbeReference(
                     prompt.index, len(ids) - len(question), prompt.text, tuple(ids), got.ids,
                     got.text, tuple(t.ids for t in got.tops), tuple(t.logprobs for t in got.tops),
@@ -194,6 +194,7 @@ async def _produce(started: SoakStarted, spec: SoakSpec, refs: dict[int, ProbeRe
                 problem.append(taken)
                 return
             refs.update(taken)
+            clock.restart()
         await asyncio.gather(*(soak.run() for soak in soaks))
     finally:
         queue.put_nowait(None)

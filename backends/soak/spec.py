@@ -45,7 +45,8 @@ class SoakSpec:
     """One soak. Each build serves ``slots`` streams of mixed work for ``duration_s``:
 
     chat turns that grow until the slot's context is full, long documents up to the
-    slot's context, short questions, and idle gaps of up to ``idle_s``. Every
+    slot's context (``ctx_size`` is shared by the load's slots; the probes get a slot of
+    the same size of their own), short questions, and idle gaps of up to ``idle_s``. Every
     ``probe_every_s`` one fixed probe (temperature 0, fixed seed, the top ``n_probs``
     token probabilities) is compared with the reference's answer to it by mean KL
     divergence and top-1 agreement against ``thresholds`` (the correctness check's own).
@@ -73,6 +74,16 @@ class SoakSpec:
     def slot_ctx(self) -> int:
         """Each slot's share of the allocated context (llama-server splits it evenly)."""
         return self.ctx_size // self.slots
+
+    @property
+    def server_slots(self) -> int:
+        """The load's slots and one more of the same size for the probes, so a probe never
+        waits behind a long document (and its prompt stays cached between positions)."""
+        return self.slots + 1
+
+    @property
+    def server_ctx(self) -> int:
+        return self.slot_ctx * self.server_slots
 
     def problem(self) -> str | None:
         """Why this soak cannot run, in one line, or None."""

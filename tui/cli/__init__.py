@@ -24,6 +24,7 @@ VERB_MODULES = (
     "tui.cli.builds",
     "tui.cli.serve",
     "tui.cli.soak",
+    "tui.cli.gate",
 )
 
 

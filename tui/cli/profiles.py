@@ -139,6 +139,7 @@ def cmd_show(options: argparse.Namespace) -> int:
         print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.serving_verdicts:
         _print_serving(profile.serving_verdicts)
+    _print_stability(profile)
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
@@ -146,6 +147,19 @@ def cmd_show(options: argparse.Namespace) -> int:
     print()
     _print_recommendation(profile.recommendation)
     return 0
+
+
+def _print_stability(profile: Profile) -> None:
+    """The soak's figures and the nightly gate's trend across builds, when there are some."""
+    from profiles.gate import trend_lines
+    from profiles.soak import soak_lines
+
+    for line in soak_lines(profile.soak):
+        print(line)
+    if profile.gates:
+        print(f"gate history ({len(profile.gates)} runs; last: {profile.gates[-1].get('line')}):")
+        for line in trend_lines(profile.gates):
+            print(f"  {line}")
 
 
 def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:

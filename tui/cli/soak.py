@@ -130,7 +130,7 @@ def _report(journal: str | None, options: argparse.Namespace) -> int:
         print("\n".join(summary_lines(summary)))
     if options.save:
         _save(options, summary)
-    if summary.problem:
+    if summary.problem or not summary.finished:
         return 1
     return 0 if all(b.stable for b in summary.builds) else 1
 
