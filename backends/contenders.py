@@ -15,6 +15,7 @@ before anything runs: a flag the build lacks is one clear line.
 
 from __future__ import annotations
 
+import itertools
 import dataclasses
 import re
 import shlex
@@ -22,7 +23,6 @@ from collections.abc import Mapping, Sequence
 
 from backends.builds import BACKEND_PREFIXES, BuildInfo
 
-SPLIT_FLAGS = {"-sm": "--split-mode", "-ts": "--tensor-split", "-mg": "--main-gpu"}
 # Settings that belong to the grid or to llamaduel itself, never to one contender.
 GRID_FLAGS = {"-m", "--model", "-p", "--n-prompt", "-n", "--n-gen", "-d", "--n-depth", "-r",
               "--repetitions", "-o", "--output", "-oe", "--output-err", "--progress"}
@@ -78,7 +78,7 @@ def _check_settings(build: BuildInfo, settings: Sequence[str]) -> None:
             raise ContenderError(f"{build.name}: {flag} belongs to the grid, not to one contender")
         if not build.supports(flag):
             raise ContenderError(f"{build.name}: this llama-bench ({build.version}) has no {flag}")
-    for flag, value in zip(settings, settings[1:], strict=False):
+    for flag, value in itertools.pairwise(settings):
         if flag in ("-sm", "--split-mode") and build.split_modes and value not in build.split_modes:
             raise ContenderError(f"{build.name}: -sm {value} is not one of this build's split "
                                  f"modes ({', '.join(build.split_modes)})")
@@ -138,13 +138,6 @@ def make_contenders(builds: Sequence[BuildInfo], *, devices: Mapping[str, tuple[
         _check_settings(build, own)
         chosen.append(dataclasses.replace(build, selected_devices=wanted, rpc=endpoints, settings=own))
     return chosen
-
-
-def devices_used(contender: BuildInfo) -> tuple[str, ...]:
-    """The llama.cpp devices a contender runs on (its own choice, else all it sees)."""
-    if contender.selected_devices is not None:
-        return contender.selected_devices
-    return tuple(d.name for d in contender.devices)
 
 
 def loads_backends(build: BuildInfo) -> bool:

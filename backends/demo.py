@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from backends import toolchain
+from backends.tooling import toolchain
 from backends.paths import data_dir
 from backends.sweep import SweepSpec
 
@@ -35,7 +35,6 @@ GEMMA_SPEC = SweepSpec(name="demo", prompts=(32,), gens=(8,), depths=(0, 128), r
 # The generated model runs in milliseconds: a deeper grid costs seconds.
 GENERATED_SPEC = SweepSpec(name="demo", prompts=(64,), gens=(16,), depths=(0, 512),
                            repetitions=3)
-DEMO_SPEC = GENERATED_SPEC  # kept for callers that size runs like the generated demo
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ def gemma_model(*, install: bool = True, output: IO[str] | None = None) -> Path 
 def generated_model() -> Path:
     model = demo_model_path()
     if not model.is_file():
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         model.parent.mkdir(parents=True, exist_ok=True)
         partial = model.with_suffix(".partial")

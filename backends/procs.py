@@ -8,6 +8,7 @@ SIGKILL cases where no Python code gets to run.
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import ctypes
 import ctypes.util
@@ -55,10 +56,8 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
 def kill_group(process: asyncio.subprocess.Process | int) -> None:
     """SIGKILL the whole process group of ``process``; quiet if it is already gone."""
     pid = process if isinstance(process, int) else process.pid
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     _live_groups.discard(pid)
 
 

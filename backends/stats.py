@@ -220,6 +220,18 @@ def run_df(sd_a: float, n_a: int, sd_b: float, n_b: int) -> float:
     return welch.df if welch is not None and math.isfinite(welch.df) else float(n_a + n_b - 2)
 
 
+# Samuelson: no one of n values lies further than sd*(n-1)/sqrt(n) from their mean (sample sd).
+# Up to ten repetitions (llama-bench's default is five) that is at most 2.85 sd.
+MAX_PLAUSIBLE_REPS = 10
+
+
+def max_deviation(n: int | None) -> float:
+    """How many sample standard deviations any one of ``n`` values can lie from their mean;
+    with ``n`` unknown, the most any count up to ``MAX_PLAUSIBLE_REPS`` allows."""
+    count = n if n is not None and n >= 2 else MAX_PLAUSIBLE_REPS
+    return (count - 1) / math.sqrt(count)
+
+
 def separated(fast: Sequence[float], slow: Sequence[float], tie_fraction: float) -> bool:
     """Every repetition of ``fast`` beats every one of ``slow`` by more than the tie band and
     by more than either group is wide: the two groups lie further apart than either is wide."""

@@ -8,7 +8,7 @@ line or in chunks, can be paused with SIGSTOP between two pieces of work and con
 and is always killed and reaped on the way out, also when the caller is cancelled.
 
 A ``Launcher`` turns the tool's argument list into the one that really runs: locally the
-same list; on another host, an ``ssh`` command (``backends.remote``).
+same list; on another host, an ``ssh`` command (``backends.remote.ssh``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from backends import procs
 
 STDERR_TAIL_LINES = 40
 REAP_TIMEOUT_S = 10.0
+STDOUT_HEAD_BYTES = 120
 
 
 # What a launcher starts: the argv here and the environment to give it.
@@ -99,6 +100,9 @@ class ToolProcess:
         self.started_at = 0.0
         self.paused = False
         self.tool_pid: int | None = None  # the tool's pid where it runs (another host's)
+        # The first stdout bytes that were not what the caller reads: quoted when a tool
+        # ends without its result.
+        self.stdout_head = b""
 
     async def __aenter__(self) -> ToolProcess:
         await self.start()
@@ -158,6 +162,13 @@ class ToolProcess:
     def remember(self, line: str) -> None:
         if line.strip():
             self.stderr_tail.append(line)
+
+    def note_stdout(self, line: bytes) -> None:
+        """Keep a stdout line the caller could not use: in the tail, and its first bytes."""
+        self.remember(line.decode("utf-8", "replace").strip())
+        room = STDOUT_HEAD_BYTES - len(self.stdout_head)
+        if room > 0 and line.strip():
+            self.stdout_head += line[:room]
 
     def pause(self) -> None:
         """SIGSTOP: the tool waits where it is (between two tests) until ``resume``.

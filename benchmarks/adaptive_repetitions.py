@@ -25,16 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import toolchain  # noqa: E402
+from backends.tooling import toolchain  # noqa: E402
 from backends.builds import parse_build_arg, probe_build  # noqa: E402
 from backends.journal.sweep import PointDecided  # noqa: E402
-from backends.sweep import SweepSpec, parse_int_list, read_journal, run_sweep  # noqa: E402
+from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep  # noqa: E402
 from profiles.model import profile_from_journal  # noqa: E402
 
 
 async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided]]:
     started = time.perf_counter()
-    decided = [e async for e in run_sweep(builds, model, spec, run_dir=run_dir)
+    decided = [e async for e in run_sweep(RunRequest(builds, model, spec, run_dir=run_dir))
                if isinstance(e, PointDecided)]
     return time.perf_counter() - started, decided
 
@@ -69,7 +69,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="llamaduel-adaptive-"))
     model = options.model
     if model is None:
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
                                  heads_kv=4, ff=768)

@@ -85,7 +85,8 @@ from scripts.screenshots import real_sources, SPEC
 from backends.telemetry import Telemetry
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
-from tui.screens.run import SweepRequest
+from backends.sweep import RunRequest
+from tui.state.run_text import SweepStart
 
 async def main(folder):
     builds, model = real_sources(folder)
@@ -94,7 +95,7 @@ async def main(folder):
     me = psutil.Process()
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.5)
-        app.start_sweep(SweepRequest(builds=tuple(builds), model=model, spec=SPEC))
+        app.start_sweep(SweepStart(RunRequest(builds, model, SPEC, runs_root=app.sources.runs_root)))
         run = app.get_screen("run")
         # Steady state: from the first result (the run screen is built) to the last one
         # (before the results screen is built). Plain sleeps: polling costs nothing here.
@@ -123,8 +124,8 @@ def first_frames(starts: int) -> tuple[list[float], list[float], list[float]]:
     alternately in the same run."""
     import os
 
-    from backends import toolchain
-    from backends.synth import write_tiny_llama
+    from backends.tooling import toolchain
+    from backends.tooling.synth import write_tiny_llama
 
     app, bare, ready = [], [], []
     with tempfile.TemporaryDirectory() as folder:

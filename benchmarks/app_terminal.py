@@ -44,7 +44,8 @@ from scripts.screenshots import SPEC, real_sources
 from backends.telemetry import Telemetry
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
-from tui.screens.run import SweepRequest
+from backends.sweep import RunRequest
+from tui.state.run_text import SweepStart
 
 builds, model = real_sources(folder)
 
@@ -54,7 +55,7 @@ class Measured(LlamaduelApp):
         self.set_timer(1.0, self._start)
 
     def _start(self):
-        self.start_sweep(SweepRequest(builds=tuple(builds), model=model, spec=SPEC))
+        self.start_sweep(SweepStart(RunRequest(builds, model, SPEC, runs_root=self.sources.runs_root)))
         self.set_interval(0.2, self._watch)
 
     stamps = {}

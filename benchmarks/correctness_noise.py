@@ -2,7 +2,7 @@
 """How far healthy builds drift apart, and how far broken ones do: the figures behind
 `backends.correctness.CorrectnessThresholds`.
 
-Generates models with backends.synth (random weights), then runs the real correctness
+Generates models with backends.tooling.synth (random weights), then runs the real correctness
 check on the toolchain's CPU and Vulkan (lavapipe) builds:
 
 * CPU vs Vulkan, per model: backend noise,
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import synth, toolchain  # noqa: E402
+from backends.tooling import synth, toolchain  # noqa: E402
 from backends.builds import probe_build  # noqa: E402
 from backends.correctness import CorrectnessResult, check_builds  # noqa: E402
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backends.builds import probe_build  # noqa: E402
 from backends.journal.sweep import ResultReceived, SweepNote  # noqa: E402
 from backends.procs import child_env  # noqa: E402
-from backends.sweep import run_sweep  # noqa: E402
+from backends.sweep import RunRequest, run_sweep  # noqa: E402
 from backends.sweep import SweepSpec, bench_argv, parse_int_list  # noqa: E402
 
 
@@ -60,7 +60,7 @@ async def duel_run(build, model: Path, spec: SweepSpec, granularity: str,
                    run_dir: Path) -> tuple[float, dict[str, float], str]:
     started = time.perf_counter()
     speeds, note = {}, ""
-    async for event in run_sweep([build], model, spec, run_dir=run_dir, granularity=granularity):
+    async for event in run_sweep(RunRequest([build], model, spec, run_dir=run_dir, granularity=granularity)):
         if isinstance(event, ResultReceived):
             speeds[event.result.point.key] = event.result.avg_ts
         elif isinstance(event, SweepNote):
@@ -94,7 +94,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="llamaduel-fidelity-"))
     model = options.model
     if model is None:
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
                                  heads_kv=4, ff=768)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends import synth  # noqa: E402
+from backends.tooling import synth  # noqa: E402
 from backends.models import read_model  # noqa: E402
 
 SHAPE = replace(

@@ -64,8 +64,10 @@ def write_csv(path: Path, rows: int, shape: str) -> None:
                     break
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of a child process."""
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of a child process. On a
+    shared, loaded machine the CPU seconds are the figure to compare: wall time there mostly
+    measures the other processes."""
     started = time.perf_counter()
     child = subprocess.Popen(argv, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -73,7 +75,7 @@ def measure(argv: list[str]) -> tuple[float, float]:
     wall = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{argv} failed: {child.stderr.read().decode()[-500:] if child.stderr else ''}")
-    return wall, usage.ru_maxrss / 1024.0
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
 
 
 def sql_dump(path: Path, rows: int) -> None:
@@ -98,8 +100,8 @@ def bench_sql(folder: Path) -> None:
         with sqlite3.connect(db) as connection:
             connection.executescript(dump.read_text())
         size = dump.stat().st_size / 1e6
-        sql_s, _ = measure([sys.executable, "-c", f"from profiles.importers import import_files; import_files([{str(dump)!r}])"])
-        lite_s, _ = measure([sys.executable, "-c", f"from profiles.importers import import_files; import_files([{str(db)!r}])"])
+        sql_s, _, _ = measure([sys.executable, "-c", f"from profiles.importers import import_files; import_files([{str(dump)!r}])"])
+        lite_s, _, _ = measure([sys.executable, "-c", f"from profiles.importers import import_files; import_files([{str(db)!r}])"])
         print(f"{size:8.1f} {rows:8,} {sql_s:7.2f} {size / sql_s:9.1f} {lite_s:9.2f}")
 
 
@@ -114,9 +116,9 @@ def main() -> None:
         for shape in (("nightly", "distinct") if options.shape == "both" else (options.shape,)):
             csv_path = folder / f"{shape}.csv"
             write_csv(csv_path, options.rows, shape)
-            wall, rss = measure([sys.executable, "-m", "tui.cli", "recommend", str(csv_path), "--format", "csv"])
+            wall, rss, cpu = measure([sys.executable, "-m", "tui.cli", "recommend", str(csv_path), "--format", "csv"])
             print(f"recommend on {options.rows:,} rows ({shape}, {csv_path.stat().st_size / 1e6:.0f} MB): "
-                  f"{wall:.2f} s, peak RSS {rss:.0f} MB")
+                  f"{wall:.2f} s, {cpu:.2f} CPU s, peak RSS {rss:.0f} MB, load {os.getloadavg()[0]:.1f}")
         if not options.skip_sql:
             bench_sql(folder)
 

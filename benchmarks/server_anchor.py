@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends import procs
 from backends.journal.serve import Level, LevelFinished, RequestFinished
-from backends.server.launch import Contender, ServerSettings, launch
+from backends.server.launch import ServedBuild, ServerSettings, launch
 from backends.server.load import run_level
 from backends.server.prompts import words_for
 from backends.server.spec import DuelSpec
@@ -227,7 +227,7 @@ async def measure(args: argparse.Namespace, benchy: Path, work: Path) -> None:
     httpd, book_url = serve_book(work)
     spec = DuelSpec(concurrency=tuple(args.concurrency), prompts=(args.n_prompt,), n_gen=args.n_gen,
                     requests=None, gap=False)
-    contender = Contender("anchor", str(Path(args.build).expanduser()),
+    contender = ServedBuild("anchor", str(Path(args.build).expanduser()),
                           env={"GGML_VK_VISIBLE_DEVICES": "0"})
     started = await launch(contender, str(model), ServerSettings(threads=args.threads), slots=spec.slots,
                            ctx_size=spec.ctx_size)

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from backends.remote import SshHost, SshLauncher  # noqa: E402
+from backends.remote.ssh import SshHost, SshLauncher  # noqa: E402
 from backends.tool import ToolProcess  # noqa: E402
 from sshd import SilentPort, SshServer  # noqa: E402
 
@@ -116,7 +116,7 @@ async def measure(host: SshHost, runs: int, point: list[str] | None) -> dict[str
 async def main(runs: int, delay_ms: float, bench: Path | None) -> None:
     folder = Path(tempfile.mkdtemp(prefix="llamaduel-ssh-bench-"))
     if bench is not None:
-        from backends.synth import write_tiny_llama
+        from backends.tooling.synth import write_tiny_llama
 
         write_tiny_llama(folder / "tiny.gguf")
     point = point_argv(bench, folder / "tiny.gguf")

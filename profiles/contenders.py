@@ -4,8 +4,10 @@ Results are grouped by build (backend, build number, commit, device as the run o
 importer named it) and, within a build, by every llama-bench parameter whose value differs
 between rows measuring the same test: ``n_ubatch``, ``type_k``, ``flash_attn``, ``devices``...
 Two configurations are never pooled; their labels carry the differing settings
-(``ROCm b6077 ub=2048``, ``Vulkan fa off``). Settings a file does not state are unknown:
-they never split a build and never appear as "best settings".
+(``ROCm b6077 ub=2048``, ``Vulkan fa off``). A llama-bench column a file leaves out holds
+llama-bench's default (its markdown prints only the columns that differ from it), so a
+label names that default (``ctk=f16``, ``fitt default``), never ``?``. Settings a file does
+not state never appear as "best settings".
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from backends.journal.sweep import BenchResult, TestPoint
+from profiles.outcome import Contender
 from profiles.records import ModelFacts, ProfileResult
 
 SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll", "type_k",
@@ -30,6 +33,12 @@ _SHORT = {"n_batch": "b", "n_ubatch": "ub", "n_threads": "t", "type_k": "ctk", "
           "n_gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "split_mode": "sm", "main_gpu": "mg",
           "no_kv_offload": "nkvo", "devices": "dev", "tensor_split": "ts", "use_mmap": "mmap",
           "load_mode": "lm", "tensor_buft_overrides": "ot", "cpu_mask": "C", "no_op_offload": "nopo"}
+# llama-bench's defaults where every version agrees; other columns' defaults changed over
+# versions (-ngl 99 -> -1, -fa 0 -> auto) and read "default".
+LLAMA_BENCH_DEFAULTS = {"n_batch": "2048", "n_ubatch": "512", "type_k": "f16", "type_v": "f16",
+                        "n_cpu_moe": "0", "main_gpu": "0", "split_mode": "layer", "no_kv_offload": "0",
+                        "embeddings": "0", "cpu_strict": "0", "poll": "50", "cpu_mask": "0x0",
+                        "no_op_offload": "0", "no_host": "0"}
 EXTRA_KEY = "import_settings"
 REPS_KEY = "import_repetitions"
 MIN_REPS_KEY = "import_min_repetitions"
@@ -39,17 +48,6 @@ _MOE_WORDS = ("moe", "gpt-oss", "mixtral", "deepseek2", "deepseek3", "llama4", "
               "arctic", "jamba", "olmoe", "phimoe", "granitemoe", "hunyuan-moe", "bailingmoe",
               "ernie4_5-moe", "glm4moe", "dots1", "minimax", "kimi", "17bx16e")
 _MOE_SIZE = re.compile(r"\d+x\d+(\.\d+)?[BMK]\b|\d+(\.\d+)?B[.-]A\d+(\.\d+)?B", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Contender:
-    """A build and the settings that set it apart from the build's other configurations."""
-
-    label: str
-    build: str
-    backend: str
-    settings: Mapping[str, str] = field(default_factory=dict)
-    known_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,7 @@ class Measure:
     n_min: int  # the fewest repetitions the data allows (2 where a spread is printed)
     resolution: float  # smallest spread the source can print (0 when exact)
     telemetry: tuple[Mapping[str, Any], ...] = ()
+    known: tuple[tuple[str, Any], ...] = ()  # the llama-bench settings the point ran with
 
     @property
     def context(self) -> int:
@@ -102,7 +101,7 @@ def backend_family(raw: Mapping[str, Any], fallback: str) -> str:
     return useful[0] if useful else fallback
 
 
-def _value_text(key: str, value: Any) -> str:
+def value_text(key: str, value: Any) -> str:
     if key == "flash_attn":
         return {"1": "on", "True": "on", "true": "on", "0": "off", "False": "off", "false": "off",
                 "-1": "auto"}.get(str(value), str(value))
@@ -110,12 +109,20 @@ def _value_text(key: str, value: Any) -> str:
 
 
 def _settings(raw: Mapping[str, Any]) -> dict[str, str]:
-    out = {k: _value_text(k, raw[k]) for k in SETTING_KEYS
+    out = {k: value_text(k, raw[k]) for k in SETTING_KEYS
            if k in raw and isinstance(raw[k], (int, float, str, bool))}
     extra = raw.get(EXTRA_KEY)
     if isinstance(extra, Mapping):
         out.update({str(k): str(v) for k, v in extra.items()})
     return out
+
+
+def default_value(key: str) -> str:
+    """What a setting absent from a file was: llama-bench's default for its column, or, for a
+    column an author added, that the file does not state it."""
+    if key in SETTING_KEYS:
+        return LLAMA_BENCH_DEFAULTS.get(key, "default")
+    return "unstated"
 
 
 def setting_label(key: str, value: str) -> str:
@@ -138,7 +145,7 @@ def split_keys(items: Sequence[tuple[str, str, TestPoint, dict[str, str]]]) -> d
             continue
         names = set().union(*(v.keys() for v in variants))
         for name in names:
-            if len({v.get(name, "?") for v in variants}) > 1:
+            if len({v.get(name, default_value(name)) for v in variants}) > 1:
                 keys[build].add(name)
     return {b: tuple(dict.fromkeys(k for k in (*SETTING_KEYS, *sorted(ks)) if k in ks)) for b, ks in keys.items()}
 
@@ -146,8 +153,8 @@ def split_keys(items: Sequence[tuple[str, str, TestPoint, dict[str, str]]]) -> d
 def contender_label(build: str, keys: Sequence[str], settings: Mapping[str, str]) -> str:
     parts = [build]
     for key in keys:
-        value = settings.get(key, "?")
-        if key == "devices" and value != "?":
+        value = settings.get(key, default_value(key))
+        if key == "devices" and key in settings:
             parts = [value, f"({build})"] if value.lower() not in build.lower() else parts
             continue
         parts.append(setting_label(key, value))
@@ -206,7 +213,7 @@ def _measure(label: str, model: str, point: TestPoint, workload: str, pool: _Poo
     resolution = float(first.raw.get(RESOLUTION_KEY) or 0.0)
     return Measure(contender=label, model=model, point=point, workload=workload, values=tuple(values),
                    mean=mean, sd=sd, n=n, n_min=n_min, resolution=resolution,
-                   telemetry=tuple(pool.telemetry))
+                   telemetry=tuple(pool.telemetry), known=_known(first.raw))
 
 
 @dataclass(frozen=True)
@@ -238,7 +245,8 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
             pool.telemetry.append(entry.telemetry)
         slot = info.get(label)
         if slot is None:
-            slot = info[label] = {"build": entry.build, "settings": {k: settings.get(k, "?") for k in build_keys},
+            stated = {k: settings.get(k, default_value(k)) for k in build_keys}
+            slot = info[label] = {"build": entry.build, "settings": stated,
                                   "backend": backend_family(entry.result.raw, entry.build), "known": Counter()}
         slot["known"][_known(entry.result.raw)] += 1
     measures = tuple(_measure(label, model, point, workload, pool)
@@ -254,6 +262,12 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
 
 def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple((k, raw[k]) for k in SETTING_KEYS if k in raw and isinstance(raw[k], (int, float, str, bool)))
+
+
+def settings_of(measures: Iterable[Measure]) -> dict[str, Any]:
+    """A contender's settings over some of its points (a class, a model): each one's most
+    common value there."""
+    return _most_common(Counter(m.known for m in measures))
 
 
 def _most_common(counts: Counter[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:

@@ -5,7 +5,9 @@ and 34,816. A crossover is reported only between a point where one side's lead c
 (significant after the correction, or separated, and beyond the tie band) and the next point
 where the other side's does; it is placed between those two points, never finer than they
 allow ("between 8K and 16K tokens of context"). Points in between that count for neither
-side widen the interval.
+side widen the interval. Where one side of the change rests on single runs (a point
+estimate beyond the tie band, nothing to test), the crossover is still reported, marked
+"one run: not tested".
 """
 
 from __future__ import annotations
@@ -34,11 +36,26 @@ def _interpolate(tests: Sequence[PointTest], i: int, j: int) -> tuple[float, flo
     return (lo + hi) / 2.0, None
 
 
+def point_sides(tests: Sequence[PointTest], sides: Sequence[int], tie_fraction: float) -> tuple[list[int], list[bool]]:
+    """Each point's side with single runs' point estimates beyond the tie band added, and
+    whether the side was tested."""
+    out, tested = [], []
+    for t, side in zip(tests, sides):
+        if side == 0 and t.one_run and abs(t.log_ratio) >= math.log1p(tie_fraction):
+            out.append(1 if t.log_ratio > 0 else -1)
+            tested.append(False)
+        else:
+            out.append(side)
+            tested.append(True)
+    return out, tested
+
+
 def find(tests: Sequence[PointTest], sides: Sequence[int], phase: str, workload: str,
-         several_settings: bool) -> list[Crossover]:
+         several_settings: bool, tested: Sequence[bool] | None = None) -> list[Crossover]:
     """Crossovers along one series (one model, phase and pair), tests sorted by context."""
     out: list[Crossover] = []
     last: int | None = None
+    checked = list(tested) if tested is not None else [True] * len(sides)
     for j, side in enumerate(sides):
         if side == 0:
             continue
@@ -50,11 +67,12 @@ def find(tests: Sequence[PointTest], sides: Sequence[int], phase: str, workload:
             low, high = before_test.a.context, after_test.a.context
             model = before_test.a.model
             who = "" if not several_settings else " (with the settings in their names)"
+            sure = checked[last] and checked[j]
             sentence = (f"{PHASE_LABELS[phase].capitalize()} on {model}: the lead passes from {before} "
-                        f"to {after}{who} {between_text(low, high)}.")
+                        f"to {after}{who} {between_text(low, high)}{'' if sure else ' (one run: not tested)'}.")
             out.append(Crossover(model=model, phase=phase, workload=workload, low=low, high=high,
                                  at=at, at_depth=at_depth, leader_before=before, leader_after=after,
-                                 sentence=sentence))
+                                 sentence=sentence, significant=sure, tested=sure))
         last = j
     return out
 

@@ -42,6 +42,8 @@ def _ts(value: float | None) -> str:
 
 def winner_cell(v: ClassVerdict) -> str:
     """The verdict in a table cell, in the one confidence vocabulary."""
+    if v.models:  # a class over several models: its line says where they agree
+        return v.headline + (f"; use {v.recommended}" if v.recommended and v.recommended != v.winner else "")
     if v.status in ("winner", "lead"):
         text = f"{v.winner} ({margin_text(v.ratio)}, {v.confidence})"
         if v.recommended and v.recommended != v.winner:
@@ -53,6 +55,8 @@ def winner_cell(v: ClassVerdict) -> str:
         return f"only {v.recommended} ran" if v.recommended else "nothing ran"
     if v.status == "single contender":
         return f"{v.recommended} (only one measured)" if v.recommended else "-"
+    if v.status == "by model":
+        return v.headline or "by model"
     return f"no clear winner ({v.confidence})"
 
 
@@ -67,7 +71,9 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
     header = ["workload", *rec.builds, "winner"]
     rows = [header]
     for v in rec.verdicts:
-        rows.append([v.label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
+        # A class's per-model rows sit under the class's own row.
+        label = f"  on {v.model}" if v.model else v.label
+        rows.append([label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
         energy = {e.contender: e for e in v.energy}
         if any(e.tokens_per_joule is not None or e.peak_vram_bytes is not None or e.throttled for e in v.energy):
             rows.append(["  energy, peak VRAM", *[_energy_cell(energy.get(b)) for b in rec.builds], ""])
@@ -143,10 +149,11 @@ def to_text(rec: Recommendation) -> str:
 def to_csv(rec: Recommendation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    # "build" holds the contender (build and settings); p_value is the class's corrected q-value.
+    # "build" holds the contender (build and settings); p_value is the class's corrected q-value;
+    # "model" is empty on a class's own row and names the model on its per-model rows.
     writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
                      "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
-                     "peak_vram_bytes", "throttled"])
+                     "peak_vram_bytes", "throttled", "model"])
     for v in rec.verdicts:
         energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
@@ -159,7 +166,7 @@ def to_csv(rec: Recommendation) -> str:
                              "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
                              "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
-                             "" if e is None or e.throttled is None else str(e.throttled).lower()])
+                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model])
     return buffer.getvalue()
 
 
@@ -177,6 +184,11 @@ def _json_ready(value: Any) -> Any:
 
 def to_json(obj: Profile | Recommendation) -> str:
     return json.dumps(_json_ready(encode(obj)), indent=2, ensure_ascii=False) + "\n"
+
+
+def machines_json(recs: Sequence[Recommendation]) -> str:
+    """Several machines' recommendations as one JSON document: ``{"machines": [...]}``."""
+    return json.dumps({"machines": [_json_ready(encode(r)) for r in recs]}, indent=2, ensure_ascii=False) + "\n"
 
 
 # ---------------------------------------------------------------------------------------
@@ -303,14 +315,20 @@ def _context_for(profile: Profile, workload: str) -> int:
 
 
 def llama_swap_config(profile: Profile, workloads: Sequence[str] | None = None, *,
-                      model_path: str | None = None) -> str:
-    """A llama-swap ``models:`` block, one entry per workload with a recommended build."""
+                      model_path: str | None = None, build: str | None = None,
+                      context: int | None = None) -> str:
+    """A llama-swap ``models:`` block, one entry per workload with a recommended build (or
+    with ``build``): each entry is ``launch_command``'s. Workloads named in ``workloads``
+    must each give one (ValueError saying why not); of all of them, those that can."""
     lines = ["models:"]
     stem = Path(model_path or profile.model.file_name or "model").stem
     for workload in workloads or WORKLOADS:
         try:
-            cmd = launch_command(profile, workload, model_path=model_path, port=0)
+            cmd = launch_command(profile, workload, model_path=model_path, build=build,
+                                 context=context, port=0)
         except ValueError:
+            if workloads:
+                raise
             continue
         argv = list(cmd.argv)
         port_at = argv.index("--port")

@@ -18,6 +18,8 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
+from profiles.confounds import confounds
+from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
 from profiles.records import (
     FailureRecord,
@@ -78,6 +80,12 @@ class Profile:
     # and the serving verdict per concurrency level made from it.
     serving: Mapping[str, Any] | None = field(default=None, hash=False)
     serving_verdicts: tuple[ServingVerdict, ...] = ()
+    # Where the server disagrees with llama-bench, in one sentence ("" when they agree).
+    serving_disagreement: str = ""
+    # A tuned run: each contender's chosen settings and what they were worth (profiles.tuning),
+    # and every difference between the contenders besides the backend (profiles.confounds).
+    tuning: Tuning | None = None
+    confounds: tuple[str, ...] = ()
     # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
     soak: Mapping[str, Any] | None = field(default=None, hash=False)
     gates: tuple[Mapping[str, Any], ...] = ()
@@ -254,7 +262,8 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
                       sweep_spec=dict(started.spec) if started else {},
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
-                      races=tuple(dict(r) for r in races))
+                      races=tuple(dict(r) for r in races),
+                      tuning=tuning_from_events(events), confounds=confounds(events))
     return with_recommendation(profile, settings)
 
 
@@ -270,19 +279,22 @@ def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
 def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterable[Any] = (),
                             model_info: Any = None, host: HostFingerprint | None = None) -> Profile:
     """A Profile from a server duel's events (a journal's too): the duel summary and its
-    serving verdicts. ``builds`` (BuildInfo or server Contender objects) name the folders."""
+    serving verdicts. ``builds`` (BuildInfo or ServedBuild objects) name the folders."""
     from backends.server.summary import duel_summary
+    from profiles.disagreement import disagreement
 
     duel = duel_summary(events)
     model_path = str(duel.get("model") or "")
     facts = model_facts_from(model_info) if model_info is not None else ModelFacts(
         file_name=Path(model_path).name, path=model_path or None)
     info = {str(getattr(b, "name", "")): b for b in builds}
+    verdicts = serving_verdicts(duel)
     records = tuple(BuildRecord(name=n, backend=str(getattr(info.get(n), "backend", "") or ""),
                                 path=str(getattr(info.get(n), "folder", "") or "") or None)
                     for n in duel.get("contenders", {}))
     return Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
-                   builds=records, serving=duel, serving_verdicts=serving_verdicts(duel))
+                   builds=records, serving=duel, serving_verdicts=verdicts,
+                   serving_disagreement=disagreement(duel, verdicts))
 
 
 def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = None, settings: Any = None) -> Profile:

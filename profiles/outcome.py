@@ -30,7 +30,9 @@ def class_label(workload: str, context: str) -> str:
 
 
 @dataclass(frozen=True)
-class ContenderInfo:
+class Contender:
+    """A build and the settings that set it apart from the build's other configurations."""
+
     label: str
     build: str
     backend: str
@@ -69,6 +71,7 @@ class PairComparison:
     one_run: bool = False
     reps_above: int = 0  # the leader's repetitions above every repetition of the other
     reps_total: int = 0
+    bounded_for: int = 0  # points the leader wins on printed means and spreads alone (no samples)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,25 @@ class Crossover:
     at_depth: float | None = None
     significant: bool = True
     tested: bool = True
+
+
+@dataclass(frozen=True)
+class SettingsComparison:
+    """Two backends at one set of settings ("same": like with like), or each at its fastest
+    measured settings ("best"). ``settings`` are the ones that differ between the class's
+    contenders: the shared values for "same", the leader's for "best" (``other_settings``
+    the other's)."""
+
+    kind: str  # 'same' | 'best'
+    settings: Mapping[str, str]
+    leader: str
+    other: str
+    leader_backend: str
+    other_backend: str
+    status: str  # as ClassVerdict.status
+    confidence: str
+    ratio: float
+    other_settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,11 +164,16 @@ class ClassVerdict:
     points: int = 0
     gpus: int = 1  # the most devices one contender in this class split the model across
     split_kind: str = "GPUs"  # "devices" when some are not GPUs (an RPC server)
+    model: str = ""  # set on a class's per-model verdicts when it measured several models
+    models: tuple[str, ...] = ()  # on the class's own verdict above them: the models it spans
+    unpaired: tuple[str, ...] = ()  # points one side of the verdict's pair measured alone
+    settings_comparisons: tuple[SettingsComparison, ...] = ()  # best against best, like with like
 
     @property
     def label(self) -> str:
         split = f", split across {self.gpus} {self.split_kind}" if self.gpus > 1 else ""
-        return f"{class_label(self.workload, self.context)}{split} — {PHASE_LABELS[self.phase]}"
+        on = f" on {self.model}" if self.model else ""
+        return f"{class_label(self.workload, self.context)}{split} — {PHASE_LABELS[self.phase]}{on}"
 
 
 @dataclass(frozen=True)
@@ -173,18 +200,23 @@ class Recommendation:
     rule: str = STABILITY_RULE
     pg_policy: str = PG_POLICY
     long_context_tokens: int = 16384
-    contenders: tuple[ContenderInfo, ...] = ()
+    contenders: tuple[Contender, ...] = ()
     outliers: tuple[Outlier, ...] = ()
     machine: str = ""
     tie_pct: float = 3.0
 
-    def verdict(self, workload: str, phase: str, context: str | None = None) -> ClassVerdict | None:
-        for v in self.verdicts:
-            if v.workload == workload and v.phase == phase and (context is None or v.context == context):
-                return v
-        return None
+    def verdict(self, workload: str, phase: str, context: str | None = None,
+                model: str | None = None) -> ClassVerdict | None:
+        """A class's verdict; with ``model``, that model's (the class's own when it measured one)."""
+        found = [v for v in self.verdicts
+                 if v.workload == workload and v.phase == phase and (context is None or v.context == context)]
+        if model is not None:
+            mine = next((v for v in found if v.model == model), None)
+            if mine is not None:
+                return mine
+        return next((v for v in found if not v.model), None)
 
-    def contender(self, name: str) -> ContenderInfo | None:
+    def contender(self, name: str) -> Contender | None:
         """A contender by label, or the first contender of a build by the build's name."""
         by_label = next((c for c in self.contenders if c.label == name), None)
         return by_label or next((c for c in self.contenders if c.build == name), None)
@@ -194,7 +226,7 @@ class Recommendation:
         prompt processing's, else pg's; the short-context class first unless asked."""
         for wanted in ((context,) if context else ("short", "long")):
             picks = {v.phase: v.recommended for v in self.verdicts
-                     if v.workload == workload and v.context == wanted}
+                     if v.workload == workload and v.context == wanted and not v.model}
             pick = picks.get("tg") or picks.get("pp") or picks.get("pg")
             if pick:
                 return pick

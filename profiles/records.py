@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.correctness import BuildChecked, results_by_build
+from backends.journal.damage import missing_results, without_points
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted, TestPoint
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 
@@ -116,7 +117,8 @@ def records_from_events(events: Iterable[Any], *,
     A failure followed by a result for the same point (``resume --retry-failed``) is not a
     failure any more. The correctness check's results come from the journal unless given.
     """
-    events = list(events)
+    lost = {m.point.key for m in missing_results(events)}
+    events = without_points(events, lost)  # a point missing a counted result is not counted
     started = next((e for e in events if isinstance(e, SweepStarted)), None)
     results = tuple(ProfileResult(build=r.build, result=r.result, telemetry=_telemetry_of(r))
                     for r in point_results(events))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backends import stats
+from backends.journal.serve import setting_text
 from profiles.wording import margin_text, plural, speed_text
 
 PREFIX = "serving"
@@ -59,7 +60,7 @@ class ServingVerdict:
     """``status``: winner, tie, no clear winner, lead (single requests: a point estimate),
     one contender (the others failed or sat out) or no results."""
 
-    workload: str  # "serving c=4"
+    workload: str  # "serving c=4", "serving c=1 · 32K context, q4_0 cache, 4 slots"
     concurrency: int
     shapes: tuple[str, ...]
     status: str
@@ -72,7 +73,8 @@ class ServingVerdict:
     headline: str = ""
     sentence: str = ""
     figures: tuple[ServingFigures, ...] = ()
-    failures: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()  # the first reason of each contender that lost requests
+    setting: str = ""  # the servers' own conditions ("32K context, q4_0 cache, 4 slots")
 
     @property
     def recommended(self) -> str | None:
@@ -107,9 +109,17 @@ def _shape(entry: Mapping[str, Any]) -> str:
     return f"{base} @ d{entry['depth']}" if entry.get("depth") else base
 
 
+def setting_of(entry: Mapping[str, Any]) -> str:
+    """A level entry's server conditions in words ("" when the duel sized them)."""
+    ctx, slots = _number(entry.get("ctx_size")), _number(entry.get("slots"))
+    kind = entry.get("cache_type")
+    return setting_text(int(ctx or 0), kind if isinstance(kind, str) else "", int(slots or 0))
+
+
 def _level(name: str, entry: Mapping[str, Any]) -> _Level:
     requests = int(_number(entry.get("requests")) or 0)
     errors = int(_number(entry.get("errors")) or 0)
+    short = int(_number(entry.get("short")) or 0)
     tokens = _number(entry.get("total_tokens")) or 0.0
     per_request = tokens / requests if requests else 0.0
     samples = [_number(x) for x in entry.get("e2e_samples") or ()]
@@ -123,11 +133,15 @@ def _level(name: str, entry: Mapping[str, Any]) -> _Level:
     figures = ServingFigures(name, total, _p50(entry, "ttft_s"), _p50(entry, "itl_s"), requests, errors)
     reasons = [str(r) for r in entry.get("error_reasons") or ()]
     reason = None
+    where = ", ".join(filter(None, (_shape(entry), setting_of(entry))))
     if not requests or total is None:
-        reason = f"{name} at {_shape(entry)}: failed ({reasons[0] if reasons else 'no request finished'})"
-    elif errors:
+        reason = f"{name} at {where}: failed ({reasons[0] if reasons else 'no request finished'})"
+    elif errors or short:
         why = f" ({reasons[0]})" if reasons else ""
-        reason = f"{name} at {_shape(entry)}: {errors} of {requests + errors} requests failed{why}"
+        total = requests + errors + short
+        lost = (f"{errors} failed and {short} short of {total} requests" if errors and short else
+                f"{errors or short} of {total} requests {'failed' if errors else 'short'}")
+        reason = f"{name} at {where}: {lost}{why}"
     return _Level(name, _shape(entry), total if requests else None, rates, figures, reason,
                   rate_turns, _turns(entry))
 
@@ -141,14 +155,16 @@ def _turns(entry: Mapping[str, Any]) -> tuple[tuple[int, float], ...]:
     return tuple(out)
 
 
-def _levels(duel: Mapping[str, Any]) -> dict[int, list[_Level]]:
-    by_c: dict[int, list[_Level]] = {}
+def _levels(duel: Mapping[str, Any]) -> dict[tuple[int, str], list[_Level]]:
+    """Levels by class: concurrency and the servers' conditions, in the duel's order."""
+    by_c: dict[tuple[int, str], list[_Level]] = {}
     contenders = duel.get("contenders") or {}
     for name, data in contenders.items() if isinstance(contenders, Mapping) else ():
         for entry in (data.get("levels") or ()) if isinstance(data, Mapping) else ():
             if isinstance(entry, Mapping) and isinstance(entry.get("concurrency"), int):
-                by_c.setdefault(int(entry["concurrency"]), []).append(_level(str(name), entry))
-    return dict(sorted(by_c.items()))
+                key = (int(entry["concurrency"]), setting_of(entry))
+                by_c.setdefault(key, []).append(_level(str(name), entry))
+    return dict(sorted(by_c.items(), key=lambda item: item[0][0]))
 
 
 @dataclass(frozen=True)
@@ -291,7 +307,8 @@ def _words(v: ServingVerdict) -> tuple[str, str]:
     return head, text + ("\n  " + "; ".join(lines) if lines else "")
 
 
-def _class(c: int, levels: Sequence[_Level], tie: float) -> tuple[ServingVerdict, _Pair | None]:
+def _class(key: tuple[int, str], levels: Sequence[_Level], tie: float) -> tuple[ServingVerdict, _Pair | None]:
+    c, setting = key
     shapes = tuple(dict.fromkeys(lv.shape for lv in levels))
     names = list(dict.fromkeys(lv.contender for lv in levels))
     figures = tuple(next(lv.figures for lv in levels if lv.contender == n) for n in names)
@@ -299,8 +316,9 @@ def _class(c: int, levels: Sequence[_Level], tie: float) -> tuple[ServingVerdict
     served = [n for n in names if any(lv.contender == n and lv.total_tps for lv in levels)]
     common = [s for s in shapes if all(any(lv.contender == n and lv.shape == s and lv.total_tps
                                            for lv in levels) for n in served)]
-    base = ServingVerdict(f"{PREFIX} c={c}", c, shapes, "no results", "none", figures=figures,
-                          failures=failures)
+    workload = f"{PREFIX} c={c}" + (f" · {setting}" if setting else "")
+    base = ServingVerdict(workload, c, shapes, "no results", "none", figures=figures,
+                          failures=failures, setting=setting)
     if len(served) < 2:
         return replace(base, status="one contender" if served else "no results",
                        winner=served[0] if served else None), None
@@ -314,7 +332,7 @@ def serving_verdicts(duel: Mapping[str, Any], *, tie_pct: float = stats.TIE_FRAC
                      alpha: float = stats.ALPHA) -> tuple[ServingVerdict, ...]:
     """One verdict per concurrency level of a duel summary, lowest concurrency first."""
     tie = tie_pct / 100.0
-    cases = [_class(c, levels, tie) for c, levels in _levels(duel).items()]
+    cases = [_class(key, levels, tie) for key, levels in _levels(duel).items()]
     tested = [i for i, (_, pair) in enumerate(cases) if pair is not None and pair.p_value is not None]
     q_values = dict(zip(tested, stats.benjamini_hochberg([cases[i][1].p_value for i in tested])))  # type: ignore[misc, union-attr]
     out = []

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends import stats
-from profiles.contenders import Contender, Measure, is_moe_model_type, setting_label
-from profiles.outcome import BuildStability, Energy
+from profiles.contenders import Measure, default_value, is_moe_model_type, setting_label
+from profiles.outcome import BuildStability, Contender, Energy
 from profiles.records import FailureRecord, ModelFacts
 from profiles.wording import plural
 
@@ -32,7 +32,7 @@ def contender_for(failure: FailureRecord, contenders: Sequence[Contender]) -> st
     if len(mine) == 1:
         return mine[0].label
     for c in mine:
-        if c.settings and all(str(failure.settings.get(k, "?")) == v or
+        if c.settings and all(str(failure.settings.get(k, default_value(k))) == v or
                               setting_label(k, str(failure.settings.get(k))) in c.label
                               for k, v in c.settings.items()):
             return c.label

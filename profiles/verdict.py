@@ -23,10 +23,12 @@ from typing import Any
 
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type
-from profiles.crossover import find, in_range
+from profiles.by_model import across_models
+from profiles.contenders import Field, Measure, build_field, is_moe_model_type, settings_of
+from profiles.crossover import find, in_range, point_sides
 from profiles.judge import (
     PairResult,
+    call,
     TestBook,
     backend_map,
     group_measures,
@@ -42,14 +44,15 @@ from profiles.outcome import (
     STABILITY_RULE,
     BuildStability,
     ClassVerdict,
-    ContenderInfo,
+    Contender,
     Crossover,
     Outlier,
     PairComparison,
     Recommendation,
 )
 from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
-from profiles.stability import PlacedFailure, place
+from profiles.settings_pairs import LikePair, like_pairs
+from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
 
@@ -93,18 +96,38 @@ class _Case:
     ranked: list[str]
     opponents: list[str]
     pairs: list[PairResult]
+    model: str = ""  # "" where the class measured one model
+    like: list[LikePair] = dataclasses.field(default_factory=list)  # like with like, other backends
+    like_results: list[PairResult] = dataclasses.field(default_factory=list)
 
 
-def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: Mapping[str, str]) -> _Case:
+def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, str, list[Measure]]]:
+    """Each class, or each class's model where it measured several: speeds of different
+    models are never pooled."""
+    out: list[tuple[ClassKey, str, list[Measure]]] = []
+    for key, ms in _ordered(by_class):
+        models = sorted({m.model for m in ms})
+        if len(models) <= 1:
+            out.append((key, "", ms))
+        else:
+            out.extend((key, model, [m for m in ms if m.model == model]) for model in models)
+    return out
+
+
+def _plan(key: ClassKey, measures: Sequence[Measure], book: TestBook, backends: Mapping[str, str],
+          model: str = "", contenders: Mapping[str, Contender] | None = None) -> _Case:
     grouped = group_measures(measures)
     ranked = rank(grouped)
     opp = opponents(ranked[0], ranked, backends) if len(ranked) > 1 else []
     opp = [o for o in opp if any(k in grouped[o] for k in grouped[ranked[0]])]
-    for o in opp:
-        for k, m in grouped[ranked[0]].items():
-            if k in grouped[o]:
-                book.get(m, grouped[o][k])
-    return _Case(key, grouped, ranked, opp, [])
+    here = {n: dataclasses.replace(contenders[n], known_settings=settings_of(grouped[n].values()))
+            for n in grouped if contenders and n in contenders}
+    like = like_pairs(ranked[0], opp, ranked, here, grouped) if here and opp else []
+    for a, b in [(ranked[0], o) for o in opp] + [(p.a, p.b) for p in like]:
+        for k, m in grouped[a].items():
+            if k in grouped[b]:
+                book.get(m, grouped[b][k])
+    return _Case(key, grouped, ranked, opp, [], model, like)
 
 
 def _series(field: Field, book: TestBook, backends: Mapping[str, str]) -> list[_Case]:
@@ -124,9 +147,9 @@ def _crossovers(series: Sequence[_Case], book: TestBook, several: Mapping[str, b
             result = pair(book, case.grouped[case.ranked[0]], case.grouped[o])
             order = sorted(range(len(result.tests)), key=lambda i: result.tests[i].a.context)
             tests = [result.tests[i] for i in order]
-            sides = [result.sides[i] for i in order]
+            sides, tested = point_sides(tests, [result.sides[i] for i in order], book.tie_fraction)
             out.extend(find(tests, sides, phase, workload,
-                            several.get(case.ranked[0], False) or several.get(o, False)))
+                            several.get(case.ranked[0], False) or several.get(o, False), tested))
     return out
 
 
@@ -156,7 +179,7 @@ def with_throttle_caveats(rec: Recommendation, cool: Recommendation,
             continue
         names = ", ".join(f"{r.build} {r.result.point.name}" for r in mine[:4])
         more = f" and {len(mine) - 4} more" if len(mine) > 4 else ""
-        other = cool.verdict(verdict.workload, verdict.phase, verdict.context)
+        other = cool.verdict(verdict.workload, verdict.phase, verdict.context, verdict.model or None)
         same = other is not None and other.recommended == verdict.recommended
         effect = ("without them the winner is the same" if same else
                   f"without them: {other.recommended or other.status}" if other is not None else
@@ -184,26 +207,39 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         for phase in p.phases:
             key = class_of_failure(p, phase, settings.long_context_tokens)
             by_class.setdefault(key, [])
-    cases = [_plan(k, ms, book, backends) for k, ms in _ordered(by_class) if ms]
+    units = _units(by_class)
+    by_label = {c.label: c for c in field.contenders}
+    cases = [_plan(k, ms, book, backends, model, by_label) for k, model, ms in units if ms]
     series = _series(field, book, backends)
     book.correct()
     for case in cases:
         case.pairs = [pair(book, case.grouped[case.ranked[0]], case.grouped[o]) for o in case.opponents]
+        case.like_results = [pair(book, case.grouped[p.a], case.grouped[p.b]) for p in case.like]
     class_q = _class_q(cases)
     several = {c.label: bool(c.settings) for c in field.contenders}
     crossovers = _crossovers(series, book, several)
     names = _names(field, placed)
     stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
-    verdicts = []
+    verdicts: list[ClassVerdict] = []
     for key, ms in _ordered(by_class):
-        found = next((c for c in cases if c.key == key), None)
         in_class = [p for p in placed if key[2] in p.phases
                     and class_of_failure(p, key[2], settings.long_context_tokens) == key]
-        verdicts.append(class_verdict(key, found.grouped if found else {}, found.ranked if found else [],
-                                      found.pairs if found else [], class_q, in_class,
-                                      _class_crossovers(crossovers, key, ms, settings), stability,
-                                      field, settings.tie_pct, settings.alpha))
+        models = [model for k, model, _ in units if k == key]
+        per_model = []
+        for model in models:
+            found = next((c for c in cases if c.key == key and c.model == model), None)
+            mine = [m for m in ms if not model or m.model == model]
+            failed = [p for p in in_class if _for_model(p, model, models)]
+            qs = {other: q for (k, m, other), q in class_q.items() if k == key and m == model}
+            per_model.append(class_verdict(
+                key, found.grouped if found else {}, found.ranked if found else [], found.pairs if found else [],
+                qs, failed, _class_crossovers(crossovers, key, mine, settings), stability, field,
+                settings.tie_pct, settings.alpha, model, _like(found, qs, settings) if found else ()))
+        if len(per_model) > 1:
+            verdicts.extend([across_models(per_model, failure_lines(in_class)), *per_model])
+        else:
+            verdicts.extend(per_model)
     devices = {c.label: _devices(c.known_settings.get("devices")) for c in field.contenders}
     verdicts = [_with_devices(v, devices) for v in verdicts]
     all_outliers = tuple(dict.fromkeys(o for v in verdicts for o in v.outliers))
@@ -212,8 +248,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         crossovers=tuple(crossovers), summary=tuple(summary_lines(verdicts, stability, crossovers)),
         choose=tuple(choose_lines(verdicts)), rule=STABILITY_RULE, pg_policy=PG_POLICY,
         long_context_tokens=settings.long_context_tokens,
-        contenders=tuple(ContenderInfo(c.label, c.build, c.backend, dict(c.settings), dict(c.known_settings))
-                         for c in field.contenders),
+        contenders=tuple(field.contenders),
         outliers=all_outliers, machine=records.machine, tie_pct=settings.tie_pct)
 
 
@@ -248,9 +283,28 @@ def _ordered(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey,
     return sorted(by_class.items(), key=lambda kv: order.get(kv[0], 99))
 
 
-def _class_q(cases: Sequence[_Case]) -> dict[tuple[ClassKey, str], float]:
-    keys = [(c.key, r.comparison.other) for c in cases for r in c.pairs if r.class_p is not None]
-    ps = [r.class_p for c in cases for r in c.pairs if r.class_p is not None]
+def _for_model(p: PlacedFailure, model: str, models: Sequence[str]) -> bool:
+    """A failure belongs to its model's verdict; one whose model is not known, to each."""
+    return not model or not p.record.model or p.record.model == model
+
+
+def _like(case: _Case, qs: Mapping[str, float], settings: VerdictSettings) -> list[tuple[LikePair, str, str, float]]:
+    """Each like-with-like pair's call: status, confidence and ratio."""
+    out = []
+    for p, result in zip(case.like, case.like_results):
+        own = p.a == case.ranked[0] and p.b in case.opponents  # the class's own pair: its own test
+        made = call(result, qs.get(p.b if own else f"{p.a}\t{p.b}"), settings.tie_pct / 100, settings.alpha)
+        out.append((p, made.status, made.confidence, result.comparison.ratio))
+    return out
+
+
+def _class_q(cases: Sequence[_Case]) -> dict[tuple[ClassKey, str, str], float]:
+    """Every class-level test corrected together: each class's pairs and its like-with-like pairs."""
+    found = [((c.key, c.model, r.comparison.other), r.class_p) for c in cases for r in c.pairs]
+    found += [((c.key, c.model, f"{p.a}\t{p.b}"), r.class_p) for c in cases for p, r in zip(c.like, c.like_results)
+              if not (p.a == c.ranked[0] and p.b in c.opponents)]
+    keys = [k for k, p in found if p is not None]
+    ps = [p for _, p in found if p is not None]
     return dict(zip(keys, stats.benjamini_hochberg(ps)))
 
 

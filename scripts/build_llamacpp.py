@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the llama.cpp CPU and Vulkan-on-lavapipe toolchain (see backends/toolchain.py).
+"""Build the llama.cpp CPU and Vulkan-on-lavapipe toolchain (see backends/tooling/toolchain.py).
 
 Runs from a checkout before llamaduel is installed: the builder uses the standard library only.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.toolchain import main  # noqa: E402
+from backends.tooling.toolchain import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

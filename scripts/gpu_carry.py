@@ -9,7 +9,8 @@ Writes, in the repository's ignored folders:
 - ``.gpu/vulkan-bin.txz``: the toolchain's Vulkan build (``bin/``, relocatable through
   ``$ORIGIN``), since the GPU machine has no shader compiler;
 - ``.whl/``: the wheels llamaduel and llama-benchy need beyond that machine's own packages;
-- ``.gl/``: Debian's Vulkan loader, unpacked there with ``dpkg -x``;
+- ``.gl/``: Debian's Vulkan loader and the GL vendor-neutral libraries NVIDIA's Vulkan
+  driver needs, unpacked there with ``dpkg -x``;
 - ``.gpu/gemma/p1..p5/part``: Gemma 3 270M in five parts, one per call (a call carries
   at most 64 MiB).
 
@@ -54,7 +55,7 @@ def _filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
 
 
 def source_tarball(out: Path) -> None:
-    from backends.toolchain import fetch_source
+    from backends.tooling.toolchain import fetch_source
 
     tree = fetch_source()
     with tarfile.open(out, "w:gz") as tar:
@@ -64,7 +65,7 @@ def source_tarball(out: Path) -> None:
 
 
 def vulkan_tarball(out: Path) -> None:
-    from backends.toolchain import bin_dirs, is_built
+    from backends.tooling.toolchain import bin_dirs, is_built
 
     if not is_built("vulkan"):
         raise SystemExit("the Vulkan build is missing: run python3 scripts/build_llamacpp.py first")
@@ -79,10 +80,17 @@ def wheels(folder: Path, python: str) -> None:
                     "--platform", "manylinux_2_17_x86_64", "--dest", str(folder), *WHEELS], check=True)
 
 
+# NVIDIA's Vulkan driver needs the GL vendor-neutral libraries beside the loader: with
+# libvulkan1 alone an H100 listed no Vulkan device, with all seven it listed Vulkan0.
+VULKAN_LOADER_SET = ("libvulkan1", "libglvnd0", "libglx0", "libegl1", "libopengl0", "libgl1", "libgles2")
+
+
 def vulkan_loader(folder: Path) -> None:
     folder.mkdir(exist_ok=True)
-    if not list(folder.glob("libvulkan1_*.deb")):
-        subprocess.run(["apt-get", "download", "libvulkan1"], cwd=folder, check=True)
+    missing = [name for name in VULKAN_LOADER_SET if not list(folder.glob(f"{name}_*.deb"))]
+    if missing:
+        # The GPU machine is x86-64 whatever this one is.
+        subprocess.run(["apt-get", "-oAPT::Architecture=amd64", "download", *missing], cwd=folder, check=True)
 
 
 def gemma_parts(folder: Path) -> None:

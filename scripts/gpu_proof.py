@@ -57,6 +57,10 @@ GEMMA_PARTS = 5
 NVIDIA_ICD = "/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json"
 
 
+class StopPipeline(Exception):
+    """A stage found that the rest of the pipeline would measure the wrong thing."""
+
+
 class Pipeline:
     def __init__(self, work: Path, stages: list[str], local: tuple[Path, Path] | None):
         self.work, self.stages, self.local = work, stages, local
@@ -105,6 +109,10 @@ class Pipeline:
             self.log(f"== {stage}")
             try:
                 getattr(self, f"stage_{stage}")()
+            except StopPipeline as error:  # every later figure would be wrong: say so and stop
+                self.log(f"!! stopped: {error}")
+                self.record("stopped", str(error))
+                break
             except Exception as error:  # keep going: later stages may still work
                 self.log(f"!! {stage} failed: {error}")
                 self.record(f"{stage}_error", str(error)[-1500:])
@@ -134,9 +142,22 @@ class Pipeline:
         if not self.local and not (self.vulkan_bin / "llama-bench").is_file():
             with tarfile.open(REPO / ".gpu" / "vulkan-bin.txz") as tar:
                 tar.extractall(self.work / "vulkan", filter="data")
+        self.require_vulkan_device()
         done = self.llamaduel("builds", "--no-search", "--build", f"cuda={self.cuda_bin}",
                               "--build", f"vulkan={self.vulkan_bin}", "--json", log_name="builds.json")
         self.record("builds", json.loads(done.stdout))
+
+    def require_vulkan_device(self) -> None:
+        """A Vulkan build that lists no Vulkan device runs on the CPU: nothing after it would be Vulkan."""
+        done = self.run([self.vulkan_bin / "llama-bench", "--list-devices"], log_name="vulkan-devices.txt",
+                        check=False)
+        devices = [line.strip() for line in (done.stdout + done.stderr).splitlines()
+                   if line.strip().startswith("Vulkan")]
+        self.record("vulkan_devices", devices)
+        if not devices:
+            raise StopPipeline("the Vulkan build lists no Vulkan device (llama-bench --list-devices); "
+                               "carry the whole loader set (.gl) and set VK_DRIVER_FILES")
+        self.log(f"Vulkan device: {devices[0]}")
 
     def stage_models(self) -> None:
         if self.dense.is_file():
@@ -144,7 +165,7 @@ class Pipeline:
         self.dense.parent.mkdir(parents=True, exist_ok=True)
         shape = "tiny-llama" if self.local else "qwen3-8b"
         started = time.perf_counter()
-        self.run(["python3", "-m", "backends.synth", self.dense, "--shape", shape])
+        self.run(["python3", "-m", "backends.tooling.synth", self.dense, "--shape", shape])
         self.record("model_write_s", round(time.perf_counter() - started, 1))
 
     def builds(self, *names: tuple[str, Path]) -> list[str]:

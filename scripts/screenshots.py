@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends import toolchain  # noqa: E402
+from backends.tooling import toolchain  # noqa: E402
 from backends.sweep import SweepSpec  # noqa: E402
 
 # Deep enough for a tok/s-vs-depth curve, quick on two CPU cores.
@@ -34,7 +34,7 @@ SPEC = SweepSpec(name="screenshots", prompts=(64,), gens=(16,), depths=(0, 256, 
 def real_sources(folder: Path):
     from backends.builds import probe_build
     from backends.models import read_model
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     for backend in ("cpu", "vulkan"):
         if not toolchain.is_built(backend):
@@ -159,14 +159,14 @@ NEUTRAL = {"model_dir": "/models", "run_dir": "/runs/tiny-cpu-vs-vulkan",
 
 
 async def record_journal(target: Path) -> None:
-    from backends.sweep import run_sweep
+    from backends.sweep import RunRequest, run_sweep
     from backends.telemetry import Telemetry
 
     with tempfile.TemporaryDirectory(prefix="llamaduel-journal-") as temp:
         folder = Path(temp)
         builds, model = real_sources(folder)
         run_dir = folder / "run"
-        async for event in run_sweep(builds, model, SPEC, run_dir=run_dir, telemetry=Telemetry()):
+        async for event in run_sweep(RunRequest(builds, model, SPEC, run_dir=run_dir), telemetry=Telemetry()):
             print(type(event).__name__, getattr(getattr(event, "point", None), "name", ""))
         text = (run_dir / "journal.jsonl").read_text()
         replacements = {str(run_dir): NEUTRAL["run_dir"], str(folder): NEUTRAL["model_dir"],

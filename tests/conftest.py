@@ -15,7 +15,7 @@ import pytest
 # depth mismatch") when pytest rewrites hypothesis lazily at the end of a session.
 import hypothesis  # noqa: F401,E402
 
-from backends import toolchain
+from backends.tooling import toolchain
 
 REPO = Path(__file__).resolve().parent.parent
 REALDATA = REPO.parent / "shared" / "realdata"
@@ -62,7 +62,7 @@ def realdata() -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     """A real 2-layer llama GGUF (F32, SentencePiece vocab) that llama.cpp runs in ms."""
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     return write_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama.gguf")
 
@@ -70,6 +70,6 @@ def tiny_llama(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_moe(tmp_path_factory) -> Path:
     """A real 2-layer qwen3moe GGUF with 8 experts, 2 used per token."""
-    from backends.synth import write_tiny_moe
+    from backends.tooling.synth import write_tiny_moe
 
     return write_tiny_moe(tmp_path_factory.mktemp("models") / "tiny-moe.gguf")

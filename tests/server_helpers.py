@@ -11,22 +11,22 @@ from typing import Any
 
 import psutil
 
-from backends.server import Contender, DuelSpec, run_serve_duel
+from backends.server import ServedBuild, DuelSpec, run_serve_duel
 from backends.journal.serve import ServerStarting
 from backends.server.launch import port_free
 
 VULKAN_ENV = {"GGML_VK_VISIBLE_DEVICES": "0"}
 
 
-def cpu(cpu_bin: Path, name: str = "cpu", **kwargs: Any) -> Contender:
-    return Contender(name, str(cpu_bin), **kwargs)
+def cpu(cpu_bin: Path, name: str = "cpu", **kwargs: Any) -> ServedBuild:
+    return ServedBuild(name, str(cpu_bin), **kwargs)
 
 
-def vulkan(vulkan_bin: Path) -> Contender:
-    return Contender("vulkan", str(vulkan_bin), env=dict(VULKAN_ENV), backend="vulkan")
+def vulkan(vulkan_bin: Path) -> ServedBuild:
+    return ServedBuild("vulkan", str(vulkan_bin), env=dict(VULKAN_ENV), backend="vulkan")
 
 
-def run_duel(contenders: Sequence[Contender], model: Path, spec: DuelSpec, journal: Path, *,
+def run_duel(contenders: Sequence[ServedBuild], model: Path, spec: DuelSpec, journal: Path, *,
              on_event: Callable[[Any], None] | None = None) -> list[Any]:
     """Every event of a real duel, in order; ``on_event`` sees each as it arrives."""
 

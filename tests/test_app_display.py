@@ -23,7 +23,7 @@ from tui.sources import RateBook
 from tui.state.format import format_eta
 from tui.state.grid import fields_from_spec
 from tui.state.plan import make_plan
-from tui.state.race import apply, fold as race_fold
+from tui.state.race import fold as race_fold_one, fold_all as race_fold
 from tui.state.run import CheckPlanned, RunState, eta_seconds, fold_all, fold_check
 from tui.widgets.axes import nice_ticks, tick_label, time_label, time_ticks
 from tui.widgets.race_lane import stats_line
@@ -203,7 +203,7 @@ def test_suggested_profile_names_have_no_spaces():
 
 
 async def test_race_defaults_to_setup_model_and_never_to_a_broken_one(tmp_path):
-    from backends.synth import write_tiny_llama
+    from backends.tooling.synth import write_tiny_llama
 
     broken = tmp_path / "a-broken.gguf"
     broken.write_bytes(b"GGUF but not really")
@@ -237,7 +237,7 @@ def test_the_lanes_say_same_text_when_the_texts_match():
     assert vulkan.matches == "cpu" and board.same_text
     assert "same text as cpu" in stats_line(vulkan)
     assert "reference" in stats_line(board.lane("cpu"))
-    assert apply(board, RaceStarted(("cpu",), "m.gguf", spec, True)).lane("cpu").matches == ""
+    assert race_fold_one(board, RaceStarted(("cpu",), "m.gguf", spec, True)).lane("cpu").matches == ""
 
 
 async def test_launch_command_offered_only_where_llama_server_is(tmp_path, monkeypatch):
@@ -260,7 +260,7 @@ def test_plan_estimates_from_rates_and_warns_past_the_context(tmp_path, tiny_lla
     spec = preset("chat")
     unknown = make_plan(builds, model, spec, {}, check=True)
     assert unknown.seconds is None and "t times cpu, vulkan" in unknown.line()
-    assert unknown.check["chunks"] == 2 and unknown.check["context"] == 64  # software
+    assert unknown.check.chunks == 2 and unknown.check.context == 64  # software
     rates = {"cpu": Rates(1000.0, 100.0, 0.2, "a quick probe"),
              "vulkan": Rates(100.0, 10.0, 1.0, "a quick probe")}
     plan = make_plan(builds, model, spec, rates, check=True)

@@ -380,12 +380,12 @@ def test_cli_json_lines_load_back(cpu_bin: Path, tiny_llama: Path, capsys) -> No
 
 
 @pytest.mark.toolchain
-def test_cli_exits_1_when_the_reference_fails(cpu_bin: Path, tiny_llama: Path, tmp_path: Path,
+def test_cli_exits_4_when_the_reference_fails(cpu_bin: Path, tiny_llama: Path, tmp_path: Path,
                                               capsys) -> None:
     broken = truncated_copy(tiny_llama, tmp_path / "truncated.gguf")
     code = cli_main(["check", "--build", f"cpu={cpu_bin}", "--model", str(broken)])
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 4  # no comparison (tui.cli.exits)
     assert captured.out.startswith("cpu: FAILED - llama-perplexity exited with code 1")
     assert "llamaduel: the reference build cpu failed" in captured.err
 

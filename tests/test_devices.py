@@ -13,8 +13,8 @@ from backends.builds import probe_build
 from backends.contenders import (ContenderError, make_contenders, parse_device_arg, parse_rpc_arg,
                                  parse_set_arg, split_variants)
 from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepStarted
-from backends.rpc import LocalRpcServer, endpoint_alive
-from backends.sweep import SweepSpec, run_sweep
+from backends.remote.rpc import LocalRpcServer, endpoint_alive
+from backends.sweep import RunRequest, SweepSpec, run_sweep
 
 pytestmark = pytest.mark.toolchain
 
@@ -36,7 +36,7 @@ def test_the_combined_build_lists_its_backends_and_what_it_supports(combined):
 
 
 def test_contender_arguments_are_checked_before_anything_runs(combined):
-    with pytest.raises(ContenderError, match="no device 'ROCm0'.*Vulkan0"):
+    with pytest.raises(ContenderError, match=r"no device 'ROCm0'.*Vulkan0"):
         make_contenders([combined], devices=dict([parse_device_arg("x=ROCm0")]))
     with pytest.raises(ContenderError, match="write a tensor split as 3/1"):
         make_contenders([combined], settings=dict([parse_set_arg("x=-sm layer -ts 1,1")]))
@@ -57,8 +57,7 @@ async def test_one_binary_on_the_cpu_against_the_same_binary_on_vulkan(combined,
     contenders = make_contenders([combined], devices=dict(
         [parse_device_arg("cpu=none"), parse_device_arg("vk=Vulkan0")]))
     assert [c.name for c in contenders] == ["cpu", "vk"]
-    events = [e async for e in run_sweep(contenders, tiny_llama, SPEC, run_dir=tmp_path,
-                                         granularity="point")]
+    events = [e async for e in run_sweep(RunRequest(contenders, tiny_llama, SPEC, run_dir=tmp_path, granularity="point"))]
     start = events[0]
     assert isinstance(start, SweepStarted)
     assert start.contenders["cpu"]["devices"] == [] and start.contenders["vk"]["devices"] == ["Vulkan0"]
@@ -67,7 +66,7 @@ async def test_one_binary_on_the_cpu_against_the_same_binary_on_vulkan(combined,
     assert {r.raw["devices"] for (b, _), r in results.items() if b == "vk"} == {"Vulkan0"}
     # The same commit on two devices: the CPU is far ahead of the software renderer.
     assert results[("cpu", "tg8")].avg_ts > 3 * results[("vk", "tg8")].avg_ts
-    argv = [e.argv for e in events if hasattr(e, "argv") and e.build == "vk"][0]
+    argv = next(e.argv for e in events if hasattr(e, "argv") and e.build == "vk")
     assert argv[argv.index("-dev") + 1] == "Vulkan0"
 
 
@@ -78,8 +77,7 @@ async def test_a_split_across_vulkan_and_a_local_rpc_server(combined, tiny_llama
         devices={"even": ("Vulkan0", "RPC0"), "uneven": ("Vulkan0", "RPC0")},
         rpc={"even": (server.endpoint,), "uneven": (server.endpoint,)},
         settings={"even": ("-sm", "layer", "-ts", "1/1"), "uneven": ("-sm", "layer", "-ts", "3/1")})
-    events = [e async for e in run_sweep(contenders, tiny_llama, SPEC.with_changes(gens=()),
-                                         run_dir=tmp_path, granularity="point", local_rpc=[server])]
+    events = [e async for e in run_sweep(RunRequest(contenders, tiny_llama, SPEC.with_changes(gens=()), run_dir=tmp_path, granularity="point", local_rpc=[server]))]
     results = {e.build: e.result for e in events if isinstance(e, ResultReceived)}
     assert results["even"].raw["tensor_split"] == "1.00/1.00"
     assert results["uneven"].raw["tensor_split"] == "3.00/1.00"
@@ -96,8 +94,7 @@ async def test_an_rpc_server_killed_mid_sweep_fails_that_point_and_nothing_is_le
                                   rpc={"split": (server.endpoint,)})
     spec = SPEC.with_changes(depths=(0, 64))
     events = []
-    sweep = run_sweep([contender], tiny_llama, spec, run_dir=tmp_path, granularity="point",
-                      local_rpc=[server])
+    sweep = run_sweep(RunRequest([contender], tiny_llama, spec, run_dir=tmp_path, granularity="point", local_rpc=[server]))
     async with contextlib.aclosing(sweep) as stream:
         async for event in stream:
             events.append(event)

@@ -22,7 +22,7 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepFinished
 from backends.models import find_models, read_model
-from backends.sweep import (Journal, JournalBusy, SweepSpec, list_runs, new_run_dir, read_journal,
+from backends.sweep import (Journal, JournalBusy, RunRequest, SweepSpec, list_runs, new_run_dir, read_journal,
                             resume, run_sweep)
 
 pytestmark = pytest.mark.toolchain
@@ -109,7 +109,7 @@ def test_a_full_disk_mid_sweep_stops_the_sweep_says_where_and_resume_repairs(cpu
 def test_a_read_only_data_folder_is_one_line_for_every_write(cpu, model, tmp_path):
     with small_filesystem(tmp_path / "ro") as folder:
         store = folder / "profiles"
-        run = asyncio.run(_collect(run_sweep([cpu], model, TINY, run_dir=tmp_path / "run")))
+        run = asyncio.run(_collect(run_sweep(RunRequest([cpu], model, TINY, run_dir=tmp_path / "run"))))
         assert isinstance(run[-1], SweepFinished)
         assert llamaduel("profiles", "--store", str(store), "import", str(tmp_path / "run" / "journal.jsonl"),
                          "--name", "before").returncode == 0
@@ -157,11 +157,11 @@ async def test_a_journal_refuses_a_second_writer_and_run_ids_are_unique(cpu, tin
         with pytest.raises(JournalBusy, match=f"is being written by llamaduel pid {os.getpid()}"):
             Journal(first[1] / "journal.jsonl")
         with pytest.raises(JournalBusy):
-            await _collect(run_sweep([cpu], tiny_llama, TINY, run_dir=first[1]))
+            await _collect(run_sweep(RunRequest([cpu], tiny_llama, TINY, run_dir=first[1])))
     finally:
         journal.close()
     # Two sweeps started at once into the same runs folder get a run each.
-    runs = await asyncio.gather(*(_collect(run_sweep([cpu], tiny_llama, TINY, runs_root=tmp_path / "r"))
+    runs = await asyncio.gather(*(_collect(run_sweep(RunRequest([cpu], tiny_llama, TINY, runs_root=tmp_path / "r")))
                                   for _ in range(2)))
     assert runs[0][0].run_id != runs[1][0].run_id
     assert [len(list(read_journal(Path(r[0].run_dir)))) > 0 for r in runs] == [True, True]
@@ -203,8 +203,7 @@ async def test_an_invalid_result_line_is_a_failure_and_resume_measures_it_again(
         cpu, tiny_llama, tmp_path, mangle, words):
     broken = probe_build(_mangling_build(tmp_path / "broken", cpu.folder, mangle), "broken")
     assert broken.runnable, broken.problem
-    events = await _collect(run_sweep([broken], tiny_llama, TINY, run_dir=tmp_path / "run",
-                                      granularity="point"))
+    events = await _collect(run_sweep(RunRequest([broken], tiny_llama, TINY, run_dir=tmp_path / "run", granularity="point")))
     failures = [e for e in events if isinstance(e, PointFailed)]
     assert len(failures) == 1 and words in failures[0].reason and "invalid result" in failures[0].reason
     assert [e.result.point.name for e in events if isinstance(e, ResultReceived)] == ["tg8"]
@@ -247,6 +246,6 @@ async def test_a_sweep_on_paths_with_spaces_quotes_and_shell_characters(cpu, tin
     odd.mkdir()
     model = odd / "tiny model.gguf"
     model.write_bytes(tiny_llama.read_bytes())
-    events = await _collect(run_sweep([cpu], model, TINY, run_dir=odd / "run"))
+    events = await _collect(run_sweep(RunRequest([cpu], model, TINY, run_dir=odd / "run")))
     assert sum(isinstance(e, ResultReceived) for e in events) == 2
     assert {e.outcome for e in events if isinstance(e, PointDecided)} == {"fixed"}

@@ -17,7 +17,7 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointStarted, ResultReceived,
                              SweepNote, SweepStarted, TelemetryRecorded)
-from backends.sweep import SweepControl, SweepSpec, read_journal, run_sweep
+from backends.sweep import RunRequest, SweepControl, SweepSpec, read_journal, run_sweep
 from backends.sweep.plan import turn_order
 from backends.telemetry import Telemetry
 from sysfs_fixtures import build_mi50_tree
@@ -52,8 +52,7 @@ def guarded_pair(cpu, tiny_llama, tmp_path: Path):
     """The CPU build under two names on an MI50 sysfs tree the test changes live, point by point."""
     tree, telemetry = mi50_telemetry(tmp_path)
     control = SweepControl()
-    sweep = run_sweep([cpu, probe_build(cpu.folder, "cpu-again")], tiny_llama, TINY, run_dir=tmp_path / "run",
-                      telemetry=telemetry, telemetry_interval=0.1, granularity="point", control=control)
+    sweep = run_sweep(RunRequest([cpu, probe_build(cpu.folder, "cpu-again")], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry_interval=0.1, granularity="point"), telemetry=telemetry, control=control)
     return tree, control, sweep
 
 
@@ -116,9 +115,7 @@ async def test_a_throttled_block_is_flagged_and_measured_again(cpu, tiny_llama, 
     tree, telemetry = mi50_telemetry(tmp_path)
     events = []
     # tg1024: a block of about a second, long enough for telemetry ticks inside it.
-    sweep = run_sweep([cpu], tiny_llama, TINY.with_changes(prompts=(), gens=(1024,)),
-                      run_dir=tmp_path / "run", telemetry=telemetry, telemetry_interval=0.1,
-                      granularity="point")
+    sweep = run_sweep(RunRequest([cpu], tiny_llama, TINY.with_changes(prompts=(), gens=(1024,)), run_dir=tmp_path / "run", telemetry_interval=0.1, granularity="point"), telemetry=telemetry)
     async with contextlib.aclosing(sweep) as stream:
         async for event in stream:
             events.append(event)
@@ -140,9 +137,7 @@ async def test_a_throttled_block_is_flagged_and_measured_again(cpu, tiny_llama, 
 
 
 async def test_without_gpu_telemetry_the_guard_says_so_once(cpu, tiny_llama, tmp_path):
-    events = [e async for e in run_sweep([cpu], tiny_llama, TINY.with_changes(depths=(0, 64)),
-                                         run_dir=tmp_path, telemetry=Telemetry(["host"]),
-                                         telemetry_interval=0.1, granularity="point")]
+    events = [e async for e in run_sweep(RunRequest([cpu], tiny_llama, TINY.with_changes(depths=(0, 64)), run_dir=tmp_path, telemetry_interval=0.1, granularity="point"), telemetry=Telemetry(["host"]))]
     start = events[0]
     assert isinstance(start, SweepStarted)
     lines = [n for n in start.notes if "thermal guard" in n]
@@ -152,10 +147,8 @@ async def test_without_gpu_telemetry_the_guard_says_so_once(cpu, tiny_llama, tmp
 
 
 async def test_tokens_per_joule_from_the_power_during_the_block(cpu, tiny_llama, tmp_path):
-    tree, telemetry = mi50_telemetry(tmp_path)
-    events = [e async for e in run_sweep([cpu], tiny_llama, TINY, run_dir=tmp_path / "run",
-                                         telemetry=telemetry, telemetry_interval=0.1,
-                                         granularity="point")]
+    _, telemetry = mi50_telemetry(tmp_path)
+    events = [e async for e in run_sweep(RunRequest([cpu], tiny_llama, TINY, run_dir=tmp_path / "run", telemetry_interval=0.1, granularity="point"), telemetry=telemetry)]
     for result in (e for e in events if isinstance(e, ResultReceived)):
         summary = result.telemetry
         assert summary["mean_power_w"] == 187.0  # power1_average of the card
@@ -166,8 +159,7 @@ async def test_tokens_per_joule_from_the_power_during_the_block(cpu, tiny_llama,
 async def test_adaptive_repetitions_stop_a_clear_gap_after_the_first_block(cpu, vulkan, tiny_llama,
                                                                            tmp_path):
     spec = TINY.with_changes(repetitions=3, adaptive=True, max_repetitions=7, depths=(0, 64))
-    events = [e async for e in run_sweep([cpu, vulkan], tiny_llama, spec, run_dir=tmp_path,
-                                         granularity="point")]
+    events = [e async for e in run_sweep(RunRequest([cpu, vulkan], tiny_llama, spec, run_dir=tmp_path, granularity="point"))]
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert [d.point for d in decided] == list(spec.points())
     for decision in decided:
@@ -185,8 +177,7 @@ async def test_adaptive_repetitions_add_blocks_in_abba_order_until_decided_or_ca
                                                                                      tmp_path):
     other = probe_build(cpu.folder, "cpu-again")
     spec = TINY.with_changes(repetitions=3, adaptive=True, max_repetitions=7, gens=())
-    events = [e async for e in run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path,
-                                         granularity="point")]
+    events = [e async for e in run_sweep(RunRequest([cpu, other], tiny_llama, spec, run_dir=tmp_path, granularity="point"))]
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert len(decided) == 1
     decision = decided[0]

@@ -10,7 +10,7 @@ import gguf
 import numpy as np
 import pytest
 
-from backends import synth
+from backends.tooling import synth
 from backends.models import (
     ModelSearchError,
     estimate_fit,

@@ -17,15 +17,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from backends import remote, remote_probe
+from backends.remote import probe as remote_probe
+from backends.remote import ssh as remote
 from backends.builds import probe_build
 from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
                              TelemetryRecorded)
 from backends.models import read_model
-from backends.remote import SshError, SshHost
-from backends.remote_probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
-from backends.remote_telemetry import SMI_FIELDS, RemoteTelemetry
-from backends.sweep import SweepSpec, read_journal, resume, run_sweep
+from backends.remote.ssh import SshError, SshHost
+from backends.remote.probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
+from backends.remote.telemetry import SMI_FIELDS, RemoteTelemetry
+from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.telemetry.model import DEVICE_MEASUREMENTS
 from sshd import SilentPort, SshServer
 from sysfs_fixtures import MI50_VRAM_USED, build_mi50_tree
@@ -164,8 +165,7 @@ async def test_a_sweep_across_a_local_and_a_remote_contender(server, cpu_bin, vu
     local = probe_build(vulkan_bin, "vk")
     there = probe_remote_build("box", str(cpu_bin), "cpu")
     telemetry = RemoteTelemetry("box", use_llamaduel=False)
-    events = [e async for e in run_sweep([local, there], tiny_llama, SPEC, run_dir=tmp_path,
-                                         granularity="point", host_telemetry={"box": telemetry})]
+    events = [e async for e in run_sweep(RunRequest([local, there], tiny_llama, SPEC, run_dir=tmp_path, granularity="point"), host_telemetry={"box": telemetry})]
     telemetry.close()
     start = events[0]
     assert isinstance(start, SweepStarted)
@@ -204,8 +204,7 @@ async def test_a_connection_killed_mid_point_fails_that_point_and_resume_complet
         how, server, cpu, remote_vk, tiny_llama, tmp_path):
     killed: list[int] = []
     events = []
-    async for event in run_sweep([cpu, remote_vk], tiny_llama, SLOW, run_dir=tmp_path,
-                                 granularity="point"):
+    async for event in run_sweep(RunRequest([cpu, remote_vk], tiny_llama, SLOW, run_dir=tmp_path, granularity="point")):
         events.append(event)
         if isinstance(event, PointStarted) and event.build == "vk" and not killed:
             # The host's llama-bench (its wrapper forks, then execs it), running the point.
@@ -229,15 +228,13 @@ async def test_a_connection_killed_mid_point_fails_that_point_and_resume_complet
 async def test_a_remote_point_that_hangs_or_a_cancelled_sweep_leaves_nothing_on_the_host(
         server, remote_vk, tiny_llama, tmp_path):
     # A time-out shorter than the point: killed, there too.
-    events = [e async for e in run_sweep([remote_vk], tiny_llama, SLOW.with_changes(timeout=1.0),
-                                         run_dir=tmp_path / "hung", granularity="point")]
+    events = [e async for e in run_sweep(RunRequest([remote_vk], tiny_llama, SLOW.with_changes(timeout=1.0), run_dir=tmp_path / "hung", granularity="point"))]
     failure = next(e for e in events if isinstance(e, PointFailed))
     assert failure.timed_out and failure.reason.startswith("hung: no result within 1 s")
     pids = [e.pid for e in events if isinstance(e, PointStarted)]
     wait_until(lambda: not any(psutil.pid_exists(p) for p in pids), "a hung llama-bench on the host")
     # A sweep closed while a remote point runs: its llama-bench is killed there.
-    async with contextlib.aclosing(run_sweep([remote_vk], tiny_llama, SLOW, run_dir=tmp_path / "cut",
-                                             granularity="point")) as sweep:
+    async with contextlib.aclosing(run_sweep(RunRequest([remote_vk], tiny_llama, SLOW, run_dir=tmp_path / "cut", granularity="point"))) as sweep:
         async for event in sweep:
             if isinstance(event, PointStarted):
                 running = event.pid

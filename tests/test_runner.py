@@ -18,7 +18,7 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished,
                              SweepNote, SweepStarted, TestPoint)
-from backends.sweep import (Journal, SweepError, SweepSpec, chunk_points, finished_points,
+from backends.sweep import (Journal, RunRequest, SweepError, SweepSpec, chunk_points, finished_points,
                             list_runs, read_journal, resume, run_sweep, schedule)
 from backends.sweep.plan import turn_order
 
@@ -71,8 +71,7 @@ def assert_gone(pid: int, within: float = 10.0) -> None:
 
 
 async def test_two_builds_side_by_side_interleaved(cpu, vulkan, tiny_llama, tmp_path):
-    events = await collect(run_sweep([cpu, vulkan], tiny_llama, SMALL, run_dir=tmp_path,
-                                     granularity="point"))
+    events = await collect(run_sweep(RunRequest([cpu, vulkan], tiny_llama, SMALL, run_dir=tmp_path, granularity="point")))
     results = [e for e in events if isinstance(e, ResultReceived)]
     assert {(e.build, e.result.point) for e in results} == {
         (b, p) for b in ("cpu", "vulkan") for p in SMALL.points()}
@@ -95,15 +94,13 @@ async def test_two_builds_side_by_side_interleaved(cpu, vulkan, tiny_llama, tmp_
 async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tmp_path):
     other = probe_build(cpu.folder, "cpu-again")
     spec = SMALL.with_changes(depths=(0,))
-    events = await collect(run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path,
-                                     interleave=False, granularity="point"))
+    events = await collect(run_sweep(RunRequest([cpu, other], tiny_llama, spec, run_dir=tmp_path, interleave=False, granularity="point")))
     starts = [e.build for e in events if isinstance(e, PointStarted)]
     assert starts == ["cpu", "cpu", "cpu-again", "cpu-again"]
 
 
 async def test_one_process_per_build_gives_the_same_grid(cpu, tiny_llama, tmp_path):
-    events = await collect(run_sweep([cpu], tiny_llama, SMALL, run_dir=tmp_path,
-                                     granularity="build"))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SMALL, run_dir=tmp_path, granularity="build")))
     results = [e.result.point for e in events if isinstance(e, ResultReceived)]
     assert sorted(results, key=lambda p: p.key) == sorted(SMALL.points(), key=lambda p: p.key)
     starts = [e for e in events if isinstance(e, PointStarted)]
@@ -115,7 +112,7 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
                                                                                tmp_path):
     other = probe_build(cpu.folder, "cpu-again")
     spec = SMALL.with_changes(depths=(0, 128, 256))
-    events = await collect(run_sweep([cpu, other], tiny_llama, spec, run_dir=tmp_path))
+    events = await collect(run_sweep(RunRequest([cpu, other], tiny_llama, spec, run_dir=tmp_path)))
     notes = [e.message for e in events if isinstance(e, SweepNote)]
     # A tiny model loads in far longer than its points run: each build keeps one
     # llama-bench, paused between its points, and the builds still take turns ABBA.
@@ -143,7 +140,7 @@ async def test_a_crash_in_a_resident_process_fails_one_point_and_the_rest_run(cp
     spec = SMALL.with_changes(depths=(0, 2048), gens=(32,), repetitions=3)
     victim = TestPoint(n_prompt=0, n_gen=32, depth=2048)
     events = []
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident"):
+    async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             os.kill(event.pid, signal.SIGSEGV)
@@ -158,7 +155,7 @@ async def test_a_hung_resident_point_times_out_and_the_next_runs_in_a_new_proces
     spec = SMALL.with_changes(depths=(0, 2048, 4096), timeout=20.0)
     victim = TestPoint(n_prompt=32, n_gen=0, depth=2048)
     events, stopped = [], None
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident"):
+    async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             stopped = event.pid
@@ -178,7 +175,7 @@ async def test_a_crashing_model_fails_each_point_and_the_sweep_goes_on(cpu, tiny
     broken = tmp_path / "truncated.gguf"
     data = tiny_llama.read_bytes()
     broken.write_bytes(data[: len(data) // 3])  # header intact, tensor data cut off
-    events = await collect(run_sweep([cpu], broken, SMALL, run_dir=tmp_path / "run"))
+    events = await collect(run_sweep(RunRequest([cpu], broken, SMALL, run_dir=tmp_path / "run")))
     failures = [e for e in events if isinstance(e, PointFailed)]
     assert [f.point for f in failures] == list(SMALL.points())
     for failure in failures:
@@ -192,8 +189,7 @@ async def test_a_killed_point_is_isolated(cpu, tiny_llama, tmp_path):
     spec = SMALL.with_changes(depths=(0, 2048), gens=(32,), repetitions=3)
     victim = TestPoint(n_prompt=0, n_gen=32, depth=2048)
     events = []
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path,
-                                   granularity="point"):
+    async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="point")):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             os.kill(event.pid, signal.SIGSEGV)  # a real crash, delivered by the kernel
@@ -208,8 +204,7 @@ async def test_a_hung_point_times_out_and_the_next_runs(cpu, tiny_llama, tmp_pat
     spec = SMALL.with_changes(depths=(0, 2048), timeout=20.0)
     victim = TestPoint(n_prompt=32, n_gen=0, depth=2048)
     events, stopped = [], None
-    async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path,
-                                   granularity="point"):
+    async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="point")):
         events.append(event)
         if isinstance(event, PointStarted) and event.point == victim:
             stopped = event.pid
@@ -227,7 +222,7 @@ async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
     pids, started = [], asyncio.Event()
 
     async def consume():
-        async for event in run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path):
+        async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path)):
             if isinstance(event, PointStarted):
                 pids.append(event.pid)
                 started.set()
@@ -250,7 +245,7 @@ async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
 async def test_resume_skips_finished_points(cpu, tiny_llama, tmp_path):
     spec = SMALL.with_changes(depths=(0, 128, 256))
     seen = 0
-    async with contextlib.aclosing(run_sweep([cpu], tiny_llama, spec, run_dir=tmp_path)) as events:
+    async with contextlib.aclosing(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path))) as events:
         async for event in events:
             if isinstance(event, ResultReceived):
                 seen += 1
@@ -293,12 +288,11 @@ def test_sighup_to_the_command_line_kills_llama_bench(cpu, tiny_llama, tmp_path)
 
 async def test_bad_input_is_one_clear_error(cpu, tiny_llama, tmp_path):
     with pytest.raises(SweepError, match="not found"):
-        await collect(run_sweep([cpu], tmp_path / "missing.gguf", SMALL, run_dir=tmp_path))
+        await collect(run_sweep(RunRequest([cpu], tmp_path / "missing.gguf", SMALL, run_dir=tmp_path)))
     with pytest.raises(SweepError, match="names must differ"):
-        await collect(run_sweep([cpu, cpu], tiny_llama, SMALL, run_dir=tmp_path))
+        await collect(run_sweep(RunRequest([cpu, cpu], tiny_llama, SMALL, run_dir=tmp_path)))
     with pytest.raises(SweepError, match="positive"):
-        await collect(run_sweep([cpu], tiny_llama, SMALL.with_changes(prompts=(-1,)),
-                                run_dir=tmp_path))
+        await collect(run_sweep(RunRequest([cpu], tiny_llama, SMALL.with_changes(prompts=(-1,)), run_dir=tmp_path)))
 
 
 def test_chunks_and_schedule():
@@ -342,7 +336,7 @@ def test_journal_survives_a_torn_last_line(tmp_path):
 
 def test_engine_packages_never_import_textual():
     code = ("import sys, backends.sweep, backends.journal.sweep, backends.builds, "
-            "backends.models, backends.synth, backends.demo, tui.cli, tui.cli.bench; "
+            "backends.models, backends.tooling.synth, backends.demo, tui.cli, tui.cli.bench; "
             "import pkgutil, importlib, backends, profiles\n"
             "for pkg in (backends, profiles):\n"
             "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"

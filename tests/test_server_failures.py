@@ -75,8 +75,8 @@ def test_a_server_killed_mid_load_fails_its_level_and_the_next_level_starts_afre
 
 
 def test_a_stalled_server_is_killed_at_the_deadline(cpu_bin, tiny_llama, tmp_path):
-    spec = DuelSpec(concurrency=(1,), prompts=(96,), n_gen=2000, requests=2, gap=False,
-                    stall_s=3.0, endpoint="completion")
+    spec = DuelSpec(concurrency=(1,), prompts=(96,), n_gen=1900, requests=2, gap=False,
+                    stall_s=3.0, endpoint="completion", settings=ServerSettings(threads=1))
     stopped: list[int] = []
     seen: list[object] = []
 
@@ -200,7 +200,7 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
         [sys.executable, "-m", "tui.cli", "serve-bench", "--launch-command",
          f"{cpu_bin / 'llama-server'} -m {truncated(tiny_llama, tmp_path)} --port 8080"],
         check=False, capture_output=True, text=True, env=env, timeout=300)
-    assert check.returncode == 1 and check.stdout.startswith("launch command FAILED: ")
+    assert check.returncode == 4 and check.stdout.startswith("launch command FAILED: ")
     assert "error loading model" in check.stdout.splitlines()[0]
 
 
@@ -209,7 +209,8 @@ def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bi
     from backends.server import read_journal, run_serve_duel
     from backends.journal.serve import DuelFinished
 
-    spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=2000, requests=4, gap=False)
+    spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=1900, requests=4, gap=False,
+                    settings=ServerSettings(threads=1))
     journal = tmp_path / "journal.jsonl"
 
     async def read_until_first_token() -> list[object]:

@@ -235,3 +235,32 @@ def test_duel_summary_is_toml_ready():
     assert level["key"] == LEVEL.key and level["gen_tps_samples"] == [10.0]
     assert data["contenders"]["a"]["gaps"][0]["tg_ratio"] == 0.9
     assert data["contenders"]["b"] == {"levels": [], "gaps": []} and "requests" not in data["settings"]
+
+
+def test_the_setup_form_takes_the_servers_own_conditions():
+    from tui.state.serve import plan_line, spec_from_fields
+
+    spec = spec_from_fields({"concurrency": "1", "ctx": "4096,32768", "cache": "f16, q4_0", "slots": "1,4"})
+    assert (spec.ctx_sizes, spec.cache_types, spec.parallel) == ((4096, 32768), ("f16", "q4_0"), (1, 4))
+    assert [lv.setting for lv in spec.levels()][:2] == ["4K context, f16 cache, 1 slot",
+                                                        "4K context, f16 cache, 4 slots"]
+    assert len(spec.levels()) == 8
+    assert "ctx 4096,32768 · cache f16,q4_0 · slots 1,4" in plan_line(spec, 2)
+    plain = spec_from_fields({})
+    assert (plain.ctx_sizes, plain.cache_types, plain.parallel) == ((), (), ())
+    assert [lv.key for lv in plain.levels()] == ["c1:p512:n128:d0", "c2:p512:n128:d0", "c4:p512:n128:d0"]
+
+
+def test_the_serve_screens_verdict_lines_carry_reasons_and_the_disagreement():
+    from profiles.serving import ServingVerdict
+    from tui.state.serve import verdict_lines
+
+    verdict = ServingVerdict("serving c=1 · 32K context, q4_0 cache, 1 slot", 1, ("pp128+tg64",), "one contender",
+                             "none", winner="rocm", sentence="serving c=1 · 32K ...: only rocm served this level.",
+                             failures=("vulkan at pp128+tg64: failed (the warm-up failed: slot 0: HTTP 500: boom)",))
+    text = verdict_lines([verdict], ("cpu: no llama-server in /x",), "vulkan wins llama-bench generation by 15%, ...")
+    assert text.splitlines() == [
+        "serving c=1 · 32K ...: only rocm served this level.",
+        "! vulkan at pp128+tg64: failed (the warm-up failed: slot 0: HTTP 500: boom)",
+        "FAILED cpu: no llama-server in /x",
+        "Server against llama-bench: vulkan wins llama-bench generation by 15%, ..."]

@@ -12,7 +12,7 @@ import gguf
 import numpy as np
 import pytest
 
-from backends import synth
+from backends.tooling import synth
 from backends.models import read_header, read_model
 
 PROMPT = "hello world, ça va? 123 — ünïcödé"
@@ -164,11 +164,11 @@ def test_real_shape_sizes():
 
 def test_command_line(tmp_path):
     out = tmp_path / "cli.gguf"
-    run = subprocess.run([sys.executable, "-m", "backends.synth", str(out), "--shape",
+    run = subprocess.run([sys.executable, "-m", "backends.tooling.synth", str(out), "--shape",
                           "tiny-moe", "--type", "Q8_0"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     model = read_model(out)
     assert (model.architecture, model.quant, model.expert_count) == ("qwen3moe", "Q8_0", 8)
-    bad = subprocess.run([sys.executable, "-m", "backends.synth", str(out), "--shape", "nope"],
+    bad = subprocess.run([sys.executable, "-m", "backends.tooling.synth", str(out), "--shape", "nope"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr

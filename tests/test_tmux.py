@@ -13,7 +13,7 @@ import pytest
 
 from profiles.store import ProfileStore
 
-from backends import toolchain
+from backends.tooling import toolchain
 
 pytestmark = pytest.mark.toolchain
 

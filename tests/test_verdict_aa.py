@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
-from backends.sweep import read_journal, run_sweep
+from backends.sweep import RunRequest, read_journal, run_sweep
 from backends.sweep import SweepSpec
 from profiles.model import profile_from_journal
 from profiles.records import records_from_events
@@ -26,7 +26,7 @@ AA = SweepSpec(name="aa", prompts=(32,), gens=(8,), depths=(0, 64, 128, 256), re
 
 async def test_one_build_under_two_names_has_no_winner_and_no_crossover(cpu_bin, tiny_llama, tmp_path: Path):
     a, b = probe_build(cpu_bin, "cpu-a"), probe_build(cpu_bin, "cpu-b")
-    events = [e async for e in run_sweep([a, b], tiny_llama, AA, run_dir=tmp_path)]
+    events = [e async for e in run_sweep(RunRequest([a, b], tiny_llama, AA, run_dir=tmp_path))]
     rec = recommend_run(records_from_events(events))
     assert {v.phase for v in rec.verdicts} == {"pp", "tg"}
     for v in rec.verdicts:

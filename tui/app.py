@@ -6,7 +6,6 @@ ones. Key actions are ``tui.actions``' commands; the demo and resuming are ``tui
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,8 +16,9 @@ from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
 from tui import hangup
-from tui import screens, startup
+from tui import screens
 from tui.sources import Sources
+from tui.startup import Startup
 from tui.state.run import RunState
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen
     from tui.screens.serve import ServeScreen
-    from tui.state.run_text import SweepRequest
+    from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
 
 FAILED = {"sweep": "Sweep stopped", "serve": "Server duel stopped", "demo": "Demo set-up failed",
@@ -62,22 +62,23 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         self.handle_hangup = handle_hangup
         self.auto_probe = auto_probe
         self.last_run = RunState()
+        self.startup = Startup(self)
         self._css_signature: tuple[object, ...] = ()
 
     def on_mount(self) -> None:
         if self.handle_hangup:
             # A closed terminal stops the sweep like q (its journal stays), and the
             # process is gone within seconds whatever it was doing.
-            hangup.install(functools.partial(startup.stop_sweep, self))
+            hangup.install(self.startup.stop_sweep)
         if self.journal is not None:
-            startup.replay(self, self.journal)
+            self.startup.replay(self.journal)
         elif self.demo:
             self.post_message(cmd.RunDemo())
         elif self.offer_resume:
-            self.call_after_refresh(startup.find_unfinished_run, self)
+            self.call_after_refresh(self.startup.find_unfinished_run)
         if self.start_screen:
             self.switch_mode(self.start_screen)
-        self.call_after_refresh(startup.warm_up, self)
+        self.call_after_refresh(self.startup.warm_up)
 
     def refresh_css(self, animate: bool = True) -> None:
         """Re-parse styles only when they changed (Textual asks on each screen's first
@@ -113,7 +114,7 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             self.push_screen(HelpScreen())
 
     # Sweeps.
-    def start_sweep(self, request: SweepRequest) -> None:
+    def start_sweep(self, request: SweepStart) -> None:
         self.switch_mode("run")
         self.run_screen.start(request)
 
@@ -133,18 +134,18 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
         # Pause and cancel work from any screen: the run screen owns the sweep.
         if self.current_mode == "run":
             return
-        if startup.sweep_workers(self):
+        if self.startup.sweep_workers():
             self.run_screen.post_message(type(message)())
         else:
             self.notify("No sweep is running.", severity="warning")
 
     @on(cmd.RunDemo)
     def _run_demo(self) -> None:
-        startup.run_demo(self)
+        self.startup.run_demo()
     # Leaving.
     @on(cmd.Quit)
     async def _quit(self) -> None:
-        await startup.stop_sweep(self)
+        await self.startup.stop_sweep()
         self.exit(0)
 
     @on(Worker.StateChanged)

@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backends.estimate import Rates
 from backends.journal.sweep import PointFailed, PointStarted, ResultReceived
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from backends.server import ServeEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
     from backends.journal.journal import RunEvent
-    from backends.sweep import SweepSpec
+    from backends.telemetry.model import TelemetrySource
+    from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
 
 # A quick probe: one short prompt and generation test, once, on each build.
@@ -47,17 +48,15 @@ def new_control() -> SweepControl:
     return SweepControl()
 
 
-def sweep(builds: Sequence[BuildInfo], model: ModelInfo | Path, spec: SweepSpec, *,
-          runs_root: Path | None, resume_dir: Path | None = None,
-          **options: Any) -> AsyncGenerator[RunEvent, None]:
-    """A new run (its journal under ``runs_root``) or the rest of an interrupted one."""
+def sweep(start: SweepStart, *, telemetry: TelemetrySource | None,
+          control: SweepControl | None) -> AsyncGenerator[RunEvent, None]:
+    """A new run (its journal where its request says) or the rest of an interrupted one."""
     from backends import sweep as runner
 
-    if resume_dir is not None:
-        return runner.resume(resume_dir, builds=list(builds) or None, **options)
-    if runs_root is not None:
-        options.setdefault("runs_root", runs_root)
-    return runner.run_sweep(list(builds), model, spec, **options)
+    if start.resume_dir is not None:
+        return runner.resume(start.resume_dir, telemetry=telemetry, control=control)
+    assert start.request is not None
+    return runner.run_sweep(start.request, telemetry=telemetry, control=control)
 
 
 async def probe_rates(builds: Sequence[BuildInfo],
@@ -76,8 +75,8 @@ async def probe_rates(builds: Sequence[BuildInfo],
         started: dict[str, float] = {}
         rates: dict[str, dict[str, float]] = {}
         failed: set[str] = set()
-        events = runner.run_sweep(list(builds), model, spec, run_dir=Path(folder) / "run",
-                                  interleave=False, granularity="build")
+        events = runner.run_sweep(runner.RunRequest(builds, model, spec, run_dir=Path(folder) / "run",
+                                                    interleave=False, granularity="build"))
         try:
             async for event in events:
                 if isinstance(event, PointStarted):

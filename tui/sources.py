@@ -11,30 +11,22 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from backends.estimate import Rates
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.telemetry.model import TelemetrySource
+    from backends.correctness import CheckOptions
     from backends.models import ModelInfo
     from profiles.store import ProfileStore
     from tui.state.run import RunState
 
 
-class TelemetrySource(Protocol):
-    """What the app needs from telemetry (``backends.telemetry.Telemetry`` is one)."""
-
-    def stream(self, interval: float) -> AsyncGenerator[Any, None]: ...
-
-    def watch_pids(self, pids: Iterable[int]) -> None: ...
-
-    def unwatch_all(self) -> None: ...
-
-
-TelemetryOption = TelemetrySource | Callable[[], TelemetrySource] | None
+TelemetryOption: TypeAlias = "TelemetrySource | Callable[[], TelemetrySource] | None"
 
 
 class RateBook:
@@ -109,7 +101,7 @@ class Sources:
                  store: ProfileStore | None = None, telemetry: TelemetryOption = None,
                  runs_root: Path | None = None, build_paths: Mapping[str, Path] | None = None,
                  model_dirs: Sequence[Path] = (), rates: RateBook | None = None,
-                 check_options: Mapping[str, Any] | None = None) -> None:
+                 check_options: CheckOptions | Mapping[str, Any] | None = None) -> None:
         self.builds: list[BuildInfo] | None = list(builds) if builds is not None else None
         self.models: list[ModelInfo] | None = list(models) if models is not None else None
         self._store = store
@@ -119,7 +111,11 @@ class Sources:
         self.build_paths = dict(build_paths or {})
         self.model_dirs = list(model_dirs)
         self.rates = rates or RateBook(_rates_path(runs_root))
-        self.check_options = dict(check_options or {})
+        from backends.correctness import CheckOptions
+
+        # The correctness check's settings (tests give a few as a mapping).
+        self.check_options = (check_options if isinstance(check_options, CheckOptions)
+                              else CheckOptions(**dict(check_options or {})))
         self.chosen_model = ""  # the model chosen on the Setup screen (the race's default)
         self.version = 0
 

@@ -13,7 +13,7 @@ from typing import Any
 
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 # The environment a probe depends on besides the binary itself: which devices are visible
 # and which Vulkan drivers and libraries the loader finds.
 VISIBILITY_VARIABLES = (
@@ -83,9 +83,10 @@ class BuildInfo:
     settings: tuple[str, ...] = ()
     split_modes: tuple[str, ...] = ()  # what -sm takes in this version (none, layer, row, tensor)
     # The ssh destination this build lives on (None: this machine) and that machine's own
-    # name (``uname -n``); paths are paths there (``backends.remote_probe``).
+    # name (``uname -n``); paths are paths there (``backends.remote.probe``).
     host: str | None = None
     machine: str | None = None
+    compiler: str | None = None  # from the banner's ``built with GNU 12.2.0 for ...``
 
     @property
     def runnable(self) -> bool:
@@ -121,6 +122,8 @@ class BuildInfo:
         """What this contender is beyond its build, for the journal (``as_contender``)."""
         data: dict[str, Any] = {"backend": self.backend, "version": self.version,
                                 "machine": self.machine or platform.node()}
+        if self.compiler:
+            data["compiler"] = self.compiler  # a confound said aloud (profiles.confounds)
         if self.host is not None:
             data["host"] = self.host
         if self.selected_devices is not None:

@@ -51,6 +51,12 @@ def parse_version(text: str) -> tuple[int | None, str | None, str]:
     return build, commit, line
 
 
+def parse_compiler(text: str) -> str | None:
+    """``GNU 12.2.0`` from the banner's ``built with GNU 12.2.0 for Linux x86_64``."""
+    match = re.search(r"^built with (.+?)(?: for .*)?$", text, re.MULTILINE)
+    return match.group(1).strip()[:80] if match else None
+
+
 def parse_flags(help_text: str) -> frozenset[str]:
     """Every option ``--help`` lists (``-ncmoe``, ``--n-cpu-moe``, ``-lm``, ...)."""
     flags: set[str] = set()

@@ -8,19 +8,18 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from backends.journal import codec
 from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROBE_TIMEOUT_S,
                                    VISIBILITY_VARIABLES)
-from backends.builds.parse import (_backend_from_libraries, backend_from_devices, parse_choices,
+from backends.builds.parse import (parse_compiler, _backend_from_libraries, backend_from_devices, parse_choices,
                                    parse_devices, parse_flags, parse_version)
 from backends.builds.run import LOCAL_PROBE, ProbeHost, _find_completion, _last_line, _tool, find_bench
 
 
 # --- cache ---------------------------------------------------------------------------------
 
-_memory_cache: dict[str, dict[str, Any]] = {}
+_memory_cache: dict[str, dict[str, object]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -44,7 +43,7 @@ def _cache_key(bench: Path) -> str | None:
             f"{newest_library}|{visibility}")
 
 
-def _load_disk_cache(path: Path) -> dict[str, dict[str, Any]]:
+def _load_disk_cache(path: Path) -> dict[str, dict[str, object]]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -52,7 +51,7 @@ def _load_disk_cache(path: Path) -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def _save_disk_cache(path: Path, key: str, record: dict[str, Any]) -> None:
+def _save_disk_cache(path: Path, key: str, record: dict[str, object]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _load_disk_cache(path)
@@ -178,6 +177,7 @@ def probe_tools(name: str, folder: Path, bench: Path, timeout: float,
         rpc_server=_tool(where, folder, "rpc-server") or _tool(where, folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
         version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
+        compiler=parse_compiler(version_run.stderr + "\n" + version_run.stdout),
     )
 
 
@@ -205,7 +205,7 @@ def _probe_devices(where: ProbeHost, bench: Path, flags: frozenset[str],
     return devices, {}
 
 
-def _from_record(record: Mapping[str, Any]) -> BuildInfo | None:
+def _from_record(record: Mapping[str, object]) -> BuildInfo | None:
     try:
         return codec.from_builtins(record, BuildInfo)
     except codec.CodecError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import platform
@@ -44,7 +45,7 @@ def probe_outcome(what: str, out: str, err: str, code: int) -> ProbeRun:
 
 class ProbeHost(Protocol):
     """Where a probe runs its commands and looks for files: this machine, or another one
-    over ssh (``backends.remote_probe``)."""
+    over ssh (``backends.remote.probe``)."""
 
     environ: Mapping[str, str]  # the environment tools start with there, as far as known
 
@@ -117,10 +118,8 @@ def _run(argv: list[str], env: Mapping[str, str], timeout: float) -> ProbeRun:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _last_line(*texts: str) -> str:

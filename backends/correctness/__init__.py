@@ -6,7 +6,7 @@
 """
 
 from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
-                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError,
+                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError, CheckOptions,
                                         CorrectnessThresholds, judge)
 from backends.correctness.parse import (DivergenceRun, PerplexityRun, error_line,
                                         parse_divergence_output, parse_perplexity_output)
@@ -14,14 +14,14 @@ from backends.journal.check import (CHECK_EVENT_TYPES, STATUSES, BuildChecked, C
                                     CheckStarted, CorrectnessResult, Status)
 from backends.correctness.run import (ToolRun, check_builds, choose_reference, default_context,
                                       model_context_length, model_problem, reference_text,
-                                      results_by_build, run_check)
+                                      results_by_build, run_check, run_check_with)
 
 __all__ = [
     "CHECK_EVENT_TYPES", "DEFAULT_CONTEXT", "DEFAULT_TIMEOUT_S", "MIN_CONTEXT",
     "REFERENCE_PREFERENCE", "STATUSES", "BuildChecked", "CheckEvent", "CheckFinished",
-    "CheckInputError", "CheckStarted", "CheckableBuild", "CorrectnessResult",
+    "CheckInputError", "CheckOptions", "CheckStarted", "CheckableBuild", "CorrectnessResult",
     "CorrectnessThresholds", "DivergenceRun", "PerplexityRun", "Status", "ToolRun",
     "check_builds", "choose_reference", "default_context", "error_line", "judge",
     "model_context_length", "model_problem", "parse_divergence_output",
-    "parse_perplexity_output", "reference_text", "results_by_build", "run_check",
+    "parse_perplexity_output", "reference_text", "results_by_build", "run_check", "run_check_with",
 ]

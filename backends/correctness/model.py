@@ -4,7 +4,7 @@ are records of the run: ``backends.journal.check``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,6 +101,25 @@ class CorrectnessThresholds:
                 f"min_top1_agreement is a fraction from 0 to 1, not {self.min_top1_agreement}")
         if not self.max_ppl_delta_pct >= 0:
             raise CheckInputError(f"max_ppl_delta_pct must be >= 0, not {self.max_ppl_delta_pct}")
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """How a correctness check runs (``run_check``'s settings): the reference build (None:
+    chosen by ``REFERENCE_PREFERENCE``), the text (None: the shipped one), the thresholds,
+    seconds per tool run, ``-c`` per chunk and how many chunks the reference reads (None:
+    sized from the model and the text), per-build extra arguments and models, and the folder
+    for the reference's probabilities."""
+
+    reference: str | None = None
+    text: str | Path | None = None
+    thresholds: CorrectnessThresholds = CorrectnessThresholds()
+    timeout: float = DEFAULT_TIMEOUT_S
+    context: int | None = None
+    chunks: int | None = None
+    extra_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    models: Mapping[str, Path] = field(default_factory=dict)
+    work_dir: Path | None = None
 
 
 # --- judging -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from backends.journal import codec
 
@@ -47,12 +47,12 @@ class CorrectnessResult:
     def ok(self) -> bool:
         return self.status in ("reference", "pass")
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Plain keys and values for TOML and JSON; None values are dropped (TOML has no null)."""
         return {key: value for key, value in codec.to_builtins(self).items() if value is not None}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CorrectnessResult:
+    def from_json(cls, data: Mapping[str, object]) -> CorrectnessResult:
         return codec.from_builtins(data, cls)
 
     def summary(self) -> str:

@@ -15,6 +15,7 @@ back, and the verdict is computed from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import fcntl
 import os
@@ -22,11 +23,12 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from collections.abc import Iterator, Sequence
+from typing import cast
+from collections.abc import Iterator, Mapping, Sequence
 
 from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
 from backends.journal.codec import CodecError, Registry
+from backends.journal.damage import missing_results, unreadable_line
 from backends.journal.race import RACE_EVENT_TYPES, RaceEvent
 from backends.journal.race import BuildFailed as RaceBuildFailed
 from backends.journal.race import BuildFinished as RaceBuildFinished
@@ -35,19 +37,21 @@ from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
 from backends.journal.soak import SOAK_DURABLE, SOAK_EVENT_TYPES, SoakEvent
 from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
                                     SweepFinished, SweepStarted)
+from backends.journal.tune import DURABLE_TUNE_TYPES, TUNE_EVENT_TYPES, TuneEvent
 from backends.paths import describe_write_error
 from backends.text import printable
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
 # Everything a run's journal can hold.
-RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | SoakEvent
+RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent | SoakEvent
 RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES,
-                    *SERVE_EVENT_TYPES.values(), *SOAK_EVENT_TYPES))
+                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES, *SOAK_EVENT_TYPES))
 # Results of every kind are fsynced (a power cut keeps them); progress and telemetry are not.
 _DURABLE: tuple[type, ...] = (
     SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished,
     BuildChecked, CheckFinished, RaceBuildFinished, RaceBuildFailed, LevelFinished, DuelFinished,
+    *DURABLE_TUNE_TYPES,
     *SOAK_DURABLE,
 )
 
@@ -71,7 +75,8 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")
+            # Held open for the journal's life: the lock is on this file.
+            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise JournalError(_describe(error, path)) from None
         try:
@@ -88,12 +93,12 @@ class Journal:
             self._lock.write(f"llamaduel pid {os.getpid()}\n")
             self._lock.flush()
             self.set_aside = repair(path)
-            self._file = open(path, "ab")
+            self._file = open(path, "ab")  # noqa: SIM115 - appended to until close()
         except OSError as error:
             self._lock.close()
             raise JournalError(_describe(error, path)) from None
 
-    def append(self, event: Any) -> None:
+    def append(self, event: RunEvent) -> None:
         """Write one event; JournalError (one line) when the disk refuses it."""
         line = RECORDS.encode(event) + b"\n"
         try:
@@ -106,10 +111,9 @@ class Journal:
 
     def close(self) -> None:
         for handle in (self._file, self._lock):
-            try:
+            # A full disk can refuse the last flush: what was fsynced is kept.
+            with contextlib.suppress(OSError):
                 handle.close()
-            except OSError:
-                pass  # a full disk can refuse the last flush: what was fsynced is kept
 
 
 def repair(path: Path) -> Path | None:
@@ -148,18 +152,22 @@ class JournalRead:
     """The events of a journal and the lines that are not events (iterates the events)."""
 
     path: Path
-    events: tuple[Any, ...]
+    events: tuple[RunEvent, ...]
     problems: tuple[JournalProblem, ...] = ()
     torn_tail: bool = False  # the last line ends without a newline: a crash mid-write
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[RunEvent]:
         return iter(self.events)
 
     def __len__(self) -> int:
         return len(self.events)
 
-    def __getitem__(self, index: int) -> Any:
+    def __getitem__(self, index: int) -> RunEvent:
         return self.events[index]
+
+    def report(self) -> list[str]:
+        """A line per line that could not be read, as every reader says it."""
+        return [unreadable_line(p.line) for p in self.problems]
 
     def describe_problems(self, limit: int = 3) -> str:
         """One line about the lines that could not be read, or ''."""
@@ -177,14 +185,20 @@ def read_journal(path: Path | str) -> JournalRead:
         path = path / JOURNAL_NAME
     with open(path, "rb") as handle:
         data = handle.read()
-    events, problems = [], []
+    return read_journal_data(data, path)
+
+
+def read_journal_data(data: bytes, path: Path) -> JournalRead:
+    """The events of a journal's bytes (read from ``path``), with the lines that are not."""
+    events: list[RunEvent] = []
+    problems: list[JournalProblem] = []
     lines = data.split(b"\n")
     torn = bool(lines and lines[-1])
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            events.append(RECORDS.decode(line))
+            events.append(decode_event(line))
         except CodecError as error:
             if torn and number == len(lines):
                 problems.append(JournalProblem(number, "torn last line (set aside when the run resumes)"))
@@ -217,7 +231,7 @@ def new_run_dir(root: Path, model: Path, when: float | None = None) -> tuple[str
     raise JournalError(f"cannot find a free run folder name under {root}")
 
 
-def finished_points(events: Sequence[Any] | JournalRead, *, retry_failed: bool = False) -> set[tuple[str, str]]:
+def finished_points(events: Sequence[RunEvent] | JournalRead, *, retry_failed: bool = False) -> set[tuple[str, str]]:
     """(contender, point key) pairs a journal already has an outcome for.
 
     A journal with decisions (every run since adaptive repetitions) counts a point as done
@@ -229,16 +243,24 @@ def finished_points(events: Sequence[Any] | JournalRead, *, retry_failed: bool =
                                          if isinstance(e, PointFailed)}
     if any(isinstance(e, PointDecided) for e in events):
         names = [n for e in events if isinstance(e, SweepStarted) for n in e.builds]
-        return {(name, d.point.key) for d in decided for name in names} | failed
+        lost = {m.point.key for m in missing_results(events)}  # decided, but a result is gone
+        return {(name, d.point.key) for d in decided for name in names
+                if d.point.key not in lost} | failed
     results = {(e.build, e.result.point.key) for e in events if isinstance(e, ResultReceived)}
     return results | failed
 
 
-def event_to_json(event: Any) -> dict[str, Any]:
+def event_to_json(event: RunEvent) -> dict[str, object]:
     """An event as a plain dict with its ``type`` tag (what one journal line holds)."""
     return dict(json.loads(RECORDS.encode(event)))
 
 
-def event_from_json(payload: dict[str, Any]) -> Any:
+def event_from_json(payload: Mapping[str, object]) -> RunEvent:
     """Back from ``event_to_json``; CodecError (a ValueError) when it is not an event."""
-    return RECORDS.decode(json.dumps(payload))
+    return decode_event(json.dumps(payload))
+
+
+def decode_event(line: bytes | str) -> RunEvent:
+    """The event on one journal line; CodecError says why it is not one."""
+    # The registry holds the RunEvent types only, so what it decodes is one.
+    return cast("RunEvent", RECORDS.decode(line))

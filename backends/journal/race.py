@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 # --------------------------------------------------------------------------- events
 
@@ -44,7 +43,7 @@ class RaceSpec:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Settings without the prompt text (which can be a whole document)."""
         data = dataclasses.asdict(self)
         data.pop("prompt")
@@ -126,14 +125,6 @@ class BuildFinished:
     pieces: tuple[TimedPiece, ...] = ()
     complete: bool = True  # False: the tool's timing lines never came, the text may be short
     attempts: int = 1
-
-    @property
-    def replay_tps(self) -> float | None:
-        """Tokens per second seen by the reader from the first token to the last."""
-        if not self.pieces or not self.n_gen or len(self.pieces) < 2:
-            return None
-        span = self.pieces[-1].at - self.pieces[0].at
-        return self.n_gen / span if span > 0 else None
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,49 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Level:
-    """One load level of a duel: ``concurrency`` streams of ``n_prompt``+``n_gen`` at ``depth``."""
+    """One load level of a duel: ``concurrency`` streams of ``n_prompt``+``n_gen`` at ``depth``,
+    against a server with ``ctx_size`` tokens of context, ``slots`` slots and a ``cache_type``
+    KV cache (0 and "": what the duel sizes and sets for every level)."""
 
     concurrency: int
     n_prompt: int
     n_gen: int
     depth: int = 0
+    ctx_size: int = 0
+    slots: int = 0
+    cache_type: str = ""
 
     @property
     def key(self) -> str:
-        return f"c{self.concurrency}:p{self.n_prompt}:n{self.n_gen}:d{self.depth}"
+        key = f"c{self.concurrency}:p{self.n_prompt}:n{self.n_gen}:d{self.depth}"
+        if self.ctx_size:
+            key += f":ctx{self.ctx_size}"
+        if self.cache_type:
+            key += f":kv{self.cache_type}"
+        return key + (f":s{self.slots}" if self.slots else "")
 
     @property
     def shape(self) -> str:
         """llama-bench style name of the shape, without the concurrency."""
         base = f"pp{self.n_prompt}+tg{self.n_gen}"
         return f"{base} @ d{self.depth}" if self.depth else base
+
+    @property
+    def setting(self) -> str:
+        """The server's own conditions in words (``32K q4_0 cache, 4 slots``), "" when the duel's."""
+        return setting_text(self.ctx_size, self.cache_type, self.slots)
+
+
+def setting_text(ctx_size: int, cache_type: str, slots: int) -> str:
+    parts = []
+    if ctx_size:
+        size = f"{ctx_size // 1024}K" if ctx_size % 1024 == 0 else str(ctx_size)
+        parts.append(f"{size} context")
+    if cache_type:
+        parts.append(f"{cache_type} cache")
+    if slots:
+        parts.append(f"{slots} slot{'s' if slots != 1 else ''}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -83,9 +110,15 @@ class LevelSummary:
     e2e_samples: tuple[float, ...] = ()
     server_prompt_tps: float | None = None  # the server's own timings, mean over requests
     server_gen_tps: float | None = None
-    error_reasons: tuple[str, ...] = ()
+    error_reasons: tuple[str, ...] = ()  # first first: the server's, the warm-up's, the requests'
     turns: tuple[TurnFigures, ...] = ()
     e2e_turns: tuple[int, ...] = ()
+    short: int = 0  # requests that ended before ``n_gen`` tokens (not in ``requests`` or ``errors``)
+
+    @property
+    def reason(self) -> str | None:
+        """The first reason of this contender at this level, or None when all went well."""
+        return self.error_reasons[0] if self.error_reasons else None
 
 
 @dataclass(frozen=True)
@@ -214,6 +247,10 @@ class RequestFinished:
 
 @dataclass(frozen=True)
 class RequestFailed:
+    """A request without a full answer; ``reason`` is one line (the HTTP status and the
+    server's error body, ``no answer for 60s``, ``ended after 4 of 128 tokens (end of
+    stream)``). ``short``: it ended early with ``n_gen`` tokens, counted apart from errors."""
+
     contender: str
     level: str
     stream: int
@@ -222,6 +259,21 @@ class RequestFailed:
     elapsed_s: float
     stalled: bool = False
     turn: int = 0
+    short: bool = False
+    status: int | None = None  # the HTTP status of an error answer
+    n_gen: int = 0  # tokens a short answer brought
+
+
+@dataclass(frozen=True)
+class WarmupFailed:
+    """The warm-up before a turn did not give every slot its ``-n`` tokens: why, and
+    whether the turn is tried once more on a fresh server (``retry``) or abandoned."""
+
+    contender: str
+    level: str
+    turn: int
+    reason: str
+    retry: bool
 
 
 @dataclass(frozen=True)
@@ -265,6 +317,7 @@ class BenchGap:
     tg_ratio: float | None
     problem: str | None = None
     bench_argv: tuple[str, ...] = ()
+    cache_type: str = ""  # the KV cache type both ran with ("": the duel's own)
     # The server's own per-request timings (no HTTP, template or streaming): the engine gap.
     timings_pp_tps: float | None = None
     timings_tg_tps: float | None = None
@@ -280,9 +333,10 @@ class DuelFinished:
 
 ServeEvent = (DuelStarted | ContenderFailed | ServerStarting | ServerReady | ServerFailed
               | ServerStopped | LevelStarted | FirstContentToken | StreamTick | RequestFinished
-              | RequestFailed | MetricsRecorded | LevelFinished | BenchGap | DuelFinished)
+              | RequestFailed | WarmupFailed | MetricsRecorded | LevelFinished | BenchGap
+              | DuelFinished)
 
 EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     DuelStarted, ContenderFailed, ServerStarting, ServerReady, ServerFailed, ServerStopped,
-    LevelStarted, FirstContentToken, StreamTick, RequestFinished, RequestFailed, MetricsRecorded,
-    LevelFinished, BenchGap, DuelFinished)}
+    LevelStarted, FirstContentToken, StreamTick, RequestFinished, RequestFailed, WarmupFailed,
+    MetricsRecorded, LevelFinished, BenchGap, DuelFinished)}

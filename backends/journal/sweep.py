@@ -11,10 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Mapping
 
-# llama-bench result fields that identify a build and a test point.
-IDENTITY_FIELDS = ("build_commit", "build_number", "backends")
-
-
 @dataclass(frozen=True)
 class TestPoint:
     """One cell of a sweep grid: a prompt (pp), generation (tg) or combined (pg) test at a depth."""

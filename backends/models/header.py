@@ -55,7 +55,7 @@ class ArrayInfo:
 @dataclass(frozen=True)
 class GGUFHeader:
     version: int
-    metadata: Mapping[str, Any]
+    metadata: Mapping[str, object]
     tensors: tuple[TensorEntry, ...]
     data_offset: int
     file_size: int
@@ -175,7 +175,7 @@ def _parse(buffer: mmap.mmap | bytes, size: int, file_size: int | None = None) -
     n_kv = cursor.u64()
     # Every entry consumes header bytes, so corrupt counts end at the file's end as
     # "truncated" rather than looping long.
-    metadata: dict[str, Any] = {}
+    metadata: dict[str, object] = {}
     for _ in range(n_kv):
         key = cursor.string()
         metadata[key] = cursor.value(cursor.u32())

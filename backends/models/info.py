@@ -6,7 +6,6 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
 
@@ -71,7 +70,7 @@ class ModelInfo:
         """``dense`` or ``MoE 128x8`` (experts x used per token)."""
         return f"MoE {self.expert_count}x{self.experts_used}" if self.is_moe else "dense"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         """Every field as plain data, plus what is derived from them (for ``models --json``)."""
         return {**codec.to_builtins(self), "is_moe": self.is_moe, "runnable": self.runnable}
 

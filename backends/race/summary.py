@@ -20,7 +20,7 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def race_summary(events: Iterable[RaceEvent], builds: Iterable[Any] = ()) -> dict[str, Any]:
+def race_summary(events: Iterable[RaceEvent], builds: Iterable[Any] = ()) -> dict[str, object]:
     """A race as plain data for a profile (TOML-friendly: no None values, string keys).
 
     ``builds`` (BuildInfo objects) add each build's backend and version to its entry.
@@ -38,14 +38,14 @@ def race_summary(events: Iterable[RaceEvent], builds: Iterable[Any] = ()) -> dic
             divergences.append(event)
         elif isinstance(event, RaceFinished):
             finished = event
-    summary: dict[str, Any] = {"kind": "completion-race"}
+    summary: dict[str, object] = {"kind": "completion-race"}
     if started is not None:
         summary.update(model=started.model, sequential=started.sequential,
                        settings=started.spec.to_json())
     if finished is not None and finished.reference:
         summary["reference"] = finished.reference
     info_by_name = {getattr(b, "name", None): b for b in builds}
-    by_build: dict[str, dict[str, Any]] = {}
+    by_build: dict[str, dict[str, object]] = {}
     for name, result in results.items():
         if isinstance(result, BuildFinished):
             entry = {

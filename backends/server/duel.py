@@ -39,12 +39,13 @@ from backends.journal.serve import (
     ServerReady,
     ServerStarting,
     ServerStopped,
+    WarmupFailed,
 )
 from backends.server.gap import measure_gap
 from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.server.journal import EventSink
 from backends.server.launch import (
-    Contender,
+    ServedBuild,
     ServerProcess,
     StartFailure,
     port_free,
@@ -58,7 +59,7 @@ BIND_ATTEMPTS = 3
 
 @dataclass
 class _Duel:
-    contenders: Sequence[Contender]
+    contenders: Sequence[ServedBuild]
     model: str
     spec: DuelSpec
     put: Put
@@ -85,12 +86,12 @@ class _Duel:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         return self.log_dir / f"{self.starts:03d}-{name}.log"
 
-    async def start(self, contender: Contender, level: Level, turn: int) -> ServerProcess | str:
+    async def start(self, contender: ServedBuild, level: Level, turn: int) -> ServerProcess | str:
         """The contender's server, healthy; else why it did not start (a ServerFailed said it)."""
         failure = StartFailure("llama-server did not start")
         for _attempt in range(BIND_ATTEMPTS):
-            server = await start_server(contender, self.model, self.spec.settings,
-                                        slots=self.spec.slots, ctx_size=self.spec.ctx_size,
+            server = await start_server(contender, self.model, self.spec.settings_for(level),
+                                        slots=self.spec.slots_for(level), ctx_size=self.spec.ctx_for(level),
                                         port=contender.port, log_path=self.log_path(contender.name))
             if isinstance(server, StartFailure):
                 failure = server
@@ -110,29 +111,41 @@ class _Duel:
                                     failure.exit_code, failure.signal, failure.log_tail))
         return failure.reason
 
-    async def turn(self, contender: Contender, level: Level, index: int, turn: int) -> None:
-        """One turn of ``level``; after the level's last turn (or a failed one) its summary."""
+    async def turn(self, contender: ServedBuild, level: Level, index: int, turn: int) -> None:
+        """One turn of ``level``; after the level's last turn (or a failed one) its summary.
+
+        A failed warm-up is said (``WarmupFailed``) and the turn tried once more on a fresh
+        server before the level is abandoned."""
         done = self.turns.setdefault((contender.name, level.key), [])
         if done and not done[-1].ok:
             return  # the level failed at an earlier turn
+        result = await self.attempt(contender, level, index, turn)
+        if result.warmup and result.reason:
+            await self.put(WarmupFailed(contender.name, level.key, turn, result.reason, retry=True))
+            await self.stop(contender.name)
+            result = await self.attempt(contender, level, index, turn)
+            if result.warmup and result.reason:
+                await self.put(WarmupFailed(contender.name, level.key, turn, result.reason, retry=False))
+        done.append(result)
+        if not result.ok or turn == self.spec.turns_for(level):
+            summary = summarize_turns(contender.name, level, done)
+            await self.put(LevelFinished(contender.name, summary, failed=not result.ok))
+
+    async def attempt(self, contender: ServedBuild, level: Level, index: int, turn: int) -> TurnResult:
         server = self.servers.get(contender.name)
         if server is not None and not server.alive:
             await self.stop(contender.name)
             server = None
         started = server if server is not None else await self.start(contender, level, turn)
         if isinstance(started, str):
-            result = TurnResult(turn, reason=started)
-        else:
-            result = await run_turn(contender.name, started, level, index, turn, self.spec, self.put)
-            if result.trouble is not None:
-                await self.put(self.load_failure(contender.name, started, level, result.trouble))
-                await self.stop(contender.name)
-            elif not self.spec.resident:
-                await self.stop(contender.name)
-        done.append(result)
-        if not result.ok or turn == self.spec.turns_for(level):
-            summary = summarize_turns(contender.name, level, done)
-            await self.put(LevelFinished(contender.name, summary, failed=not result.ok))
+            return TurnResult(turn, reason=started)
+        result = await run_turn(contender.name, started, level, index, turn, self.spec, self.put)
+        if result.trouble is not None:
+            await self.put(self.load_failure(contender.name, started, level, result.trouble))
+            await self.stop(contender.name)
+        elif not self.spec.resident or result.warmup:
+            await self.stop(contender.name)
+        return result
 
     def load_failure(self, name: str, server: ServerProcess, level: Level, trouble: str) -> ServerFailed:
         if trouble == DIED:
@@ -145,17 +158,22 @@ class _Duel:
                             failure.log_tail)
 
     async def gaps(self, summaries: Sequence[LevelSummary]) -> None:
-        for level in self.spec.levels():
-            if level.concurrency != 1:
+        """llama-bench per shape and cache type, beside the server at concurrency 1 with
+        the least context and slots that shape ran with (llama-bench has neither)."""
+        measured: set[tuple[str, str]] = set()
+        for level in sorted(self.spec.levels(), key=lambda lv: (lv.ctx_size, lv.slots)):
+            if level.concurrency != 1 or (level.shape, level.cache_type) in measured:
                 continue
+            measured.add((level.shape, level.cache_type))
             for contender in self.contenders:
                 summary = next((s for s in summaries if s.contender == contender.name
                                 and s.level == level), None)
-                await self.put(await measure_gap(contender, self.model, level, self.spec.settings,
-                                                 summary, repetitions=self.spec.gap_repetitions))
+                await self.put(await measure_gap(contender, self.model, level,
+                                                 self.spec.settings_for(level), summary,
+                                                 repetitions=self.spec.gap_repetitions))
 
 
-def _check(contenders: Sequence[Contender], model: str, spec: DuelSpec) -> None:
+def _check(contenders: Sequence[ServedBuild], model: str, spec: DuelSpec) -> None:
     if not contenders:
         raise DuelError("no contenders: give at least one build")
     names = [c.name for c in contenders]
@@ -179,7 +197,7 @@ def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
         raise DuelError(str(error)) from None
 
 
-async def run_serve_duel(contenders: Sequence[Contender], model: str | Path, spec: DuelSpec, *,
+async def run_serve_duel(contenders: Sequence[ServedBuild], model: str | Path, spec: DuelSpec, *,
                          journal: EventSink | None = None, journal_path: str | Path | None = None,
                          log_dir: str | Path | None = None) -> AsyncGenerator[ServeEvent, None]:
     """The duel's events as they happen; each is appended to ``journal`` before it is yielded.

@@ -32,6 +32,7 @@ from backends.journal.serve import (
     ServerStarting,
     ServerStopped,
     StreamTick,
+    WarmupFailed,
 )
 from backends.server.metrics import percentile
 
@@ -50,7 +51,7 @@ class StreamState:
 @dataclass(frozen=True)
 class ContenderState:
     name: str
-    status: str = "waiting"  # waiting, starting, ready, running, failed, stopped, out
+    status: str = "waiting"  # waiting, starting, ready, running, retrying, failed, stopped, out
     port: int | None = None
     pid: int | None = None
     level: str | None = None
@@ -155,6 +156,8 @@ def _server(state: DuelState, c: ContenderState, event: ServeEvent) -> DuelState
         return _with(state, c.name, status=status, pid=None)
     if isinstance(event, ContenderFailed):
         return _with(state, c.name, status="out", message=event.reason)
+    if isinstance(event, WarmupFailed):
+        return _with(state, c.name, status="retrying" if event.retry else "failed", message=event.reason)
     if isinstance(event, LevelStarted):
         return _with(state, c.name, status="running", level=event.level.key, turn=event.turn, streams=(),
                      ttfts=(), last_ttft_s=None, decode_span_s=0.0, decode_tokens=0,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backends import procs
 from backends.journal.serve import BenchGap, Level, LevelSummary
-from backends.server.launch import Contender, ServerSettings
+from backends.server.launch import ServedBuild, ServerSettings
 
 BENCH_TOOL = "llama-bench"
 _FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
@@ -78,7 +78,7 @@ def _ratio(server: float | None, bench: float | None) -> float | None:
     return server / bench if server and bench else None
 
 
-async def measure_gap(contender: Contender, model: str, level: Level, settings: ServerSettings,
+async def measure_gap(contender: ServedBuild, model: str, level: Level, settings: ServerSettings,
                       summary: LevelSummary | None, *, repetitions: int = 3,
                       timeout: float = 600.0) -> BenchGap:
     """Run llama-bench for ``level``'s shape and set it beside the server's concurrency-1 run."""
@@ -91,7 +91,7 @@ async def measure_gap(contender: Contender, model: str, level: Level, settings: 
                         n_gen=level.n_gen, depth=level.depth, bench_pp_tps=bench_pp,
                         bench_tg_tps=bench_tg, server_pp_tps=server_pp, server_tg_tps=server_tg,
                         pp_ratio=_ratio(server_pp, bench_pp), tg_ratio=_ratio(server_tg, bench_tg),
-                        problem=problem, bench_argv=tuple(argv),
+                        problem=problem, bench_argv=tuple(argv), cache_type=level.cache_type,
                         timings_pp_tps=summary.server_prompt_tps if summary else None,
                         timings_tg_tps=summary.server_gen_tps if summary else None)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from backends.journal.journal import RunEvent
 from backends.journal.journal import read_journal as read_run_journal
 from backends.journal.serve import ServeEvent
 
@@ -28,6 +29,6 @@ class MemoryJournal:
         self.events.append(event)
 
 
-def read_journal(path: str | Path) -> list[ServeEvent]:
+def read_journal(path: str | Path) -> list[RunEvent]:
     """A duel journal's events (see ``backends.journal.journal.read_journal`` for the lines it could not read)."""
     return list(read_run_journal(path))

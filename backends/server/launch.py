@@ -32,12 +32,13 @@ _POLL_S = 0.25  # longest wait between /health checks when the server writes not
 _LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+[A-Z]\s+(?:\w+\s+)?")
 _LEVEL = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+([A-Z])\s")
 _SPECIFIC = re.compile(r"error loading model:|couldn't bind|out of memory|unable to|"
-                       r"invalid argument|unknown argument|error:|failed to open|no such file",
+                       r"invalid argument|unknown argument|error:|failed to open|no such file|"
+                       r"insufficient memory|allocation of size .* failed|failed to allocate",
                        re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class Contender:
+class ServedBuild:
     """A build as a server duel sees it: name, folder, the environment its tools need."""
 
     name: str
@@ -245,7 +246,7 @@ class ServerProcess:
         return procs.describe_exit(self.process.returncode)[0]
 
 
-async def start_server(contender: Contender, model: str, settings: ServerSettings, *,
+async def start_server(contender: ServedBuild, model: str, settings: ServerSettings, *,
                        slots: int, ctx_size: int, port: int | None = None,
                        log_path: Path | None = None) -> ServerProcess | StartFailure:
     """Start the contender's llama-server (not yet waited for): the process, or why not."""
@@ -264,7 +265,7 @@ async def start_server(contender: Contender, model: str, settings: ServerSetting
     return ServerProcess(process, argv, chosen, log_path)
 
 
-async def launch(contender: Contender, model: str, settings: ServerSettings, *, slots: int,
+async def launch(contender: ServedBuild, model: str, settings: ServerSettings, *, slots: int,
                  ctx_size: int, port: int | None = None, deadline_s: float = DEFAULT_START_TIMEOUT_S,
                  log_path: Path | None = None, attempts: int = 3,
                  ) -> tuple[ServerProcess, float] | StartFailure:

@@ -58,6 +58,7 @@ class TurnResult:
     wall_s: float = 0.0
     reason: str | None = None
     trouble: str | None = None
+    warmup: bool = False  # ``reason`` is a failed warm-up
 
     @property
     def ok(self) -> bool:
@@ -129,8 +130,9 @@ async def run_turn(contender: str, server: ServerProcess, level: Level, level_in
             result.trouble = None if server.alive else DIED
             return result
         run = _Run(contender, server, level, spec, put, prompts, result, total, duration)
-        if spec.warmup and not await _warm(client, run):
-            return await _finish(client, run, None, "the warm-up request failed")
+        if spec.warmup and (why := await _warm(client, run)) is not None:
+            result.warmup = True
+            return await _finish(client, run, None, f"the warm-up failed: {why}")
         before = await scrape(client)
         first = await prompts(0)
         await put(LevelStarted(contender, level, first.tokens, first.prefix_tokens, turn))
@@ -162,23 +164,29 @@ async def _prepare(client: httpx.AsyncClient, spec: DuelSpec, level: Level, wher
     return prompt
 
 
-async def _warm(client: httpx.AsyncClient, run: _Run) -> bool:
-    """One short request per slot, so every slot holds the depth prefix; not recorded.
+async def _warm(client: httpx.AsyncClient, run: _Run) -> str | None:
+    """One request of the level's full shape per slot it will use, so each holds the depth prefix
+    and the whole answer path has run once; not recorded. None, or why it failed.
 
     Each names its slot: sent together but served one after another (a loaded machine,
-    a tiny model), they would otherwise all land in the first slot."""
+    a tiny model), they would otherwise all land in the first slot. Each must bring its
+    ``-n`` tokens, as a measured request must."""
     builder = PromptBuilder(client, run.spec.endpoint)
     level = run.level
     try:
         prefix = await builder.prefix(level.depth)
         texts = [(await builder.prompt(prefix, level.n_prompt, level.depth, -1 - s)).text
-                 for s in range(level.concurrency)]
-    except (PromptError, httpx.HTTPError):
-        return False
+                 for s in range(min(level.concurrency, run.spec.slots_for(level)))]
+    except (PromptError, httpx.HTTPError) as error:
+        return f"cannot build its prompts: {error}"
     results = await asyncio.gather(*(
-        stream_request(client, run.spec.endpoint, text, min(4, level.n_gen), stall_s=run.spec.stall_s, slot=slot)
+        stream_request(client, run.spec.endpoint, text, level.n_gen, stall_s=run.spec.stall_s, slot=slot)
         for slot, text in enumerate(texts)))
-    return all(isinstance(result, Answer) for result in results)
+    for slot, result in enumerate(results):
+        why = result.reason if isinstance(result, Failure) else result.short_reason
+        if why is not None:
+            return f"slot {slot}: {why}"
+    return None
 
 
 async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
@@ -197,6 +205,10 @@ async def _stream(client: httpx.AsyncClient, run: _Run, stream: int) -> None:
         result = await stream_request(client, run.spec.endpoint, prompt.text, run.level.n_gen,
                                       stall_s=run.spec.stall_s, progress=_progress(run, stream, index),
                                       cache_prompt=_cache_prompt(run))
+        if isinstance(result, Answer) and result.short_reason is not None:
+            await _failed(run, stream, index, Failure(result.short_reason, result.e2e_s, short=True),
+                          result.n_gen)
+            continue
         if isinstance(result, Answer):
             event = _finished(run, stream, index, sent_at, result)
             run.result.finished.append(event)
@@ -229,11 +241,14 @@ def _finished(run: _Run, stream: int, index: int, sent_at: float, answer: Answer
         chunk_tokens=answer.chunk_tokens, timings=answer.timings, turn=run.turn)
 
 
-async def _failed(run: _Run, stream: int, index: int, failure: Failure) -> None:
+async def _failed(run: _Run, stream: int, index: int, failure: Failure, n_gen: int = 0) -> None:
     event = RequestFailed(run.contender, run.level.key, stream, index, failure.reason,
-                          failure.elapsed_s, failure.stalled, run.turn)
+                          failure.elapsed_s, failure.stalled, run.turn, failure.short,
+                          failure.status, n_gen)
     run.result.failed.append(event)
     await run.put(event)
+    if failure.short:
+        return  # the server answered; it is alive
     if failure.stalled:
         run.result.trouble = run.trouble or STALLED
         procs.kill_group(run.server.process)  # wedged: end it, so every other stream ends too

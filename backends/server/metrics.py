@@ -112,8 +112,10 @@ def summarize(contender: str, level: Level, finished: Sequence[RequestFinished],
     server_tg = [f.timings["predicted_per_second"] for f in finished
                  if f.timings.get("predicted_per_second")]
     reasons = tuple(dict.fromkeys(f.reason for f in failed))
+    short = sum(1 for f in failed if f.short)
     return LevelSummary(
-        contender=contender, level=level, requests=len(finished), errors=len(failed),
+        contender=contender, level=level, requests=len(finished), errors=len(failed) - short,
+        short=short,
         ttft_s=dist(ttft), itl_s=dist(g for f in finished for g in inter_token_gaps(f)),
         e2e_s=dist(e2e), gen_tps=dist(gen), prompt_tps=dist(f.prompt_tps for f in finished),
         total_tps=total_tokens / wall_s if wall_s > 0 and finished else None,

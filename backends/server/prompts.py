@@ -53,7 +53,7 @@ class PromptBuilder:
         self._header: str | None = None
         self._hints: dict[tuple[str, int], int] = {}
 
-    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+    async def _post(self, path: str, body: dict[str, object]) -> Any:
         try:
             response = await self.client.post(path, json=body)
         except httpx.RemoteProtocolError:  # a kept-alive connection the server had closed

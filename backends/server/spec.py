@@ -26,6 +26,13 @@ class DuelError(ValueError):
 class DuelSpec:
     """Load levels are every (depth, prompt length, concurrency), in that nesting order.
 
+    Server conditions are axes too: ``ctx_sizes`` (the context the server allocates, ``-c``,
+    whatever the prompt), ``cache_types`` (``-ctk``/``-ctv`` together) and ``parallel``
+    (``--parallel`` slots, whatever the concurrency sent); empty: one level sized by the
+    duel (context for the largest shape in every slot, a slot per stream of the highest
+    concurrency, the settings' cache types). Levels nest depth, prompt, context, cache
+    type, slots, concurrency.
+
     Each level runs ``requests`` requests in all (default: three per stream), or as many
     as start within ``duration_s`` seconds. Contenders serve each level in ``turns`` turns
     in A B, B A, A B ... order, the requests (or the time) shared out between them, so a
@@ -50,6 +57,9 @@ class DuelSpec:
     gap_repetitions: int = 3
     seed: int = 0  # prompts' words; 0: a new seed per duel, the same for every contender
     turns: int = 2
+    ctx_sizes: tuple[int, ...] = ()
+    cache_types: tuple[str, ...] = ()
+    parallel: tuple[int, ...] = ()
 
     @property
     def cache_study(self) -> bool:
@@ -65,6 +75,20 @@ class DuelSpec:
         per_slot = max(self.depths) + max(self.prompts) + self.n_gen + CONTEXT_MARGIN
         per_slot = math.ceil(per_slot / CONTEXT_STEP) * CONTEXT_STEP
         return per_slot * self.slots
+
+    def slots_for(self, level: Level) -> int:
+        return level.slots or self.slots
+
+    def ctx_for(self, level: Level) -> int:
+        """The level's allocated context; the duel's size for its slots when it sets none."""
+        if level.ctx_size:
+            return level.ctx_size
+        return self.ctx_size // self.slots * self.slots_for(level)
+
+    def settings_for(self, level: Level) -> ServerSettings:
+        if not level.cache_type:
+            return self.settings
+        return dataclasses.replace(self.settings, type_k=level.cache_type, type_v=level.cache_type)
 
     def requests_for(self, level: Level) -> int | None:
         if self.duration_s is not None:
@@ -90,8 +114,11 @@ class DuelSpec:
         return list(names) if turn % 2 else list(reversed(names))
 
     def levels(self) -> tuple[Level, ...]:
-        return tuple(Level(concurrency=c, n_prompt=p, n_gen=self.n_gen, depth=d)
-                     for d, p, c in itertools.product(self.depths, self.prompts, self.concurrency))
+        axes = (self.depths, self.prompts, self.ctx_sizes or (0,), self.cache_types or ("",),
+                self.parallel or (0,), self.concurrency)
+        return tuple(Level(concurrency=c, n_prompt=p, n_gen=self.n_gen, depth=d, ctx_size=x,
+                           slots=s, cache_type=k)
+                     for d, p, x, k, s, c in itertools.product(*axes))
 
     def problem(self) -> str | None:
         """Why this spec cannot run, in one line, or None."""
@@ -113,6 +140,12 @@ class DuelSpec:
             return f"turns per level must be at least 1, not {self.turns}"
         if self.stall_s <= 0 or self.start_timeout_s <= 0:
             return "time-outs must be positive"
+        if self.ctx_sizes and min(self.ctx_sizes) < 1:
+            return "context sizes must be 1 token or more"
+        if self.parallel and min(self.parallel) < 1:
+            return "slots (--parallel) must be 1 or more"
+        if any(not t.replace("_", "").isalnum() for t in self.cache_types):
+            return f"cache types are names like f16, q8_0, q4_0, not {', '.join(self.cache_types)}"
         return None
 
     def to_settings(self) -> dict[str, str | int | float | bool | None]:
@@ -124,7 +157,25 @@ class DuelSpec:
             "duration_s": self.duration_s, "endpoint": self.endpoint, "slots": self.slots,
             "ctx_size": self.ctx_size, "resident": self.resident, "warmup": self.warmup,
             "stall_s": self.stall_s, "seed": self.seed, "turns": self.turns,
+            "ctx_sizes": ",".join(map(str, self.ctx_sizes)), "cache_types": ",".join(self.cache_types),
+            "parallel": ",".join(map(str, self.parallel)),
         }
         for key, value in dataclasses.asdict(self.settings).items():
             flat[key] = " ".join(value) if isinstance(value, (list, tuple)) else value
         return flat
+
+
+# Where llama-bench and a server part ways: the context a server allocates, its KV cache
+# type and its slots, swept at one short prompt and one stream (one user of a big server).
+SERVER_CLIFFS = DuelSpec(concurrency=(1,), prompts=(128,), n_gen=64, requests=2,
+                         ctx_sizes=(4096, 16384, 32768), cache_types=("f16", "q8_0", "q4_0"),
+                         parallel=(1, 2, 4))
+PRESETS: dict[str, DuelSpec] = {"server-cliffs": SERVER_CLIFFS}
+
+
+def preset(name: str) -> DuelSpec:
+    """A named duel (``server-cliffs``); DuelError names the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise DuelError(f"unknown preset {name!r}; choose {', '.join(PRESETS)}") from None

@@ -33,7 +33,8 @@ def level_entry(summary: LevelSummary) -> dict[str, Any]:
     entry.pop("contender")
     level = entry.pop("level")
     entry.update(concurrency=level["concurrency"], n_prompt=level["n_prompt"],
-                 n_gen=level["n_gen"], depth=level["depth"], key=summary.level.key)
+                 n_gen=level["n_gen"], depth=level["depth"], key=summary.level.key,
+                 ctx_size=level["ctx_size"], slots=level["slots"], cache_type=level["cache_type"])
     return dict(_plain(entry))
 
 

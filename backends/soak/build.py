@@ -19,7 +19,7 @@ import httpx
 import psutil
 
 from backends.server.client import Failure
-from backends.server.launch import Contender, ServerProcess, StartFailure, launch
+from backends.server.launch import ServedBuild, ServerProcess, StartFailure, launch
 from backends.soak import probes
 from backends.journal.soak import (ProbeReference, SoakBuild, SoakCrashed, SoakEvent, SoakHang,
                                   SoakHttpError, SoakProbe, SoakServerUp, SoakStartFailed,
@@ -48,8 +48,8 @@ class Clock:
         self.started = time.monotonic()
 
 
-def contender(build: SoakBuild) -> Contender:
-    return Contender(build.name, build.folder, env=dict(build.env), backend=build.backend)
+def contender(build: SoakBuild) -> ServedBuild:
+    return ServedBuild(build.name, build.folder, env=dict(build.env), backend=build.backend)
 
 
 def memory(pid: int, vram: ProcessVram) -> tuple[int | None, int | None]:

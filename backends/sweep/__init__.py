@@ -1,7 +1,10 @@
-"""Sweeps: the grid, the plan, the llama-bench processes, the journal and the runner.
+"""Sweeps: the grid, the plan, the llama-bench processes and the runner (its journal and
+events: ``backends.journal``).
 
     spec.py      SweepSpec, presets, SweepError
+    grid.py      the grid's settings, each described once (flag, option, help, read, argv)
     argv.py      llama-bench argument lists for a contender
+    request.py   RunRequest: one sweep as asked, validated once, carried whole to the runner
     plan.py      pure scheduling: chunks, ABBA order, granularity, time-outs
     adaptive.py  when a point's comparison is decided (log-ratio, tie band, outliers)
     records.py   llama-bench's result and progress lines, read strictly; failures
@@ -9,18 +12,19 @@
     guard.py     the thermal guard
     monitors.py  telemetry per machine: ticks, block summaries, a guard each
     hosts.py     contenders on several machines: launchers, lanes, dropped connections
-    journal.py   the run journal (one writer, repair, read with line numbers, run ids)
     runs.py      listing runs
     runner.py    the Sweep and run_sweep
     resume.py    resume
 """
 
-from backends.sweep.argv import BenchBuild, bench_argv, has_flag
+from backends.sweep.argv import BenchBuild, bench_argv
+from backends.sweep.grid import GRID, GridField, has_flag
 from backends.journal.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalError, JournalRead,
                                     finished_points, new_run_dir, read_journal)
 from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy, chunk_points,
                                  choose_granularity, grid_prefix, resolve_auto_ncmoe, schedule)
-from backends.sweep.resume import resume
+from backends.sweep.request import RunRequest
+from backends.sweep.resume import resume, resume_request
 from backends.sweep.control import SweepControl
 from backends.sweep.start import run_sweep
 from backends.sweep.runs import RunSummary, list_runs, summarize_run
@@ -28,10 +32,11 @@ from backends.sweep.spec import (CACHE_TYPES, LONG_CONTEXT_DEPTH, PRESET_DESCRIP
                                  SweepError, SweepSpec, parse_int_list, preset)
 
 __all__ = [
-    "BenchBuild", "CACHE_TYPES", "DEFAULT_GRANULARITY", "GRANULARITIES", "JOURNAL_NAME", "Journal",
-    "JournalBusy", "JournalError", "JournalRead", "LONG_CONTEXT_DEPTH", "PRESETS",
-    "PRESET_DESCRIPTIONS", "RunSummary", "SweepControl", "SweepError", "SweepSpec",
-    "TimeoutPolicy", "bench_argv", "choose_granularity", "chunk_points", "finished_points",
-    "grid_prefix", "has_flag", "list_runs", "new_run_dir", "parse_int_list", "preset",
-    "read_journal", "resolve_auto_ncmoe", "resume", "run_sweep", "schedule", "summarize_run",
+    "BenchBuild", "CACHE_TYPES", "DEFAULT_GRANULARITY", "GRANULARITIES", "GRID", "GridField",
+    "JOURNAL_NAME", "Journal", "JournalBusy", "JournalError", "JournalRead", "LONG_CONTEXT_DEPTH",
+    "PRESETS", "PRESET_DESCRIPTIONS", "RunRequest", "RunSummary", "SweepControl", "SweepError",
+    "SweepSpec", "TimeoutPolicy", "bench_argv", "choose_granularity", "chunk_points",
+    "finished_points", "grid_prefix", "has_flag", "list_runs", "new_run_dir", "parse_int_list",
+    "preset", "read_journal", "resolve_auto_ncmoe", "resume", "resume_request", "run_sweep",
+    "schedule", "summarize_run",
 ]

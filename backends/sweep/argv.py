@@ -12,6 +12,7 @@ from typing import Protocol
 from collections.abc import Iterable, Mapping, Sequence
 
 from backends.journal.sweep import TestPoint
+from backends.sweep.grid import has_flag, setting_args
 from backends.sweep.spec import SweepError, SweepSpec
 
 
@@ -29,10 +30,6 @@ class BenchBuild(Protocol):
     @property
     def host(self) -> str | None: ...  # the ssh destination it runs on; None: here
     def contender_args(self) -> list[str]: ...
-
-
-def has_flag(build: BenchBuild, *names: str) -> bool:
-    return any(name in build.flags for name in names)
 
 
 def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
@@ -61,38 +58,28 @@ def bench_argv(build: BenchBuild, model: Path | str, spec: SweepSpec,
     argv += ["-r", str(repetitions or spec.repetitions), "-o", "jsonl"]
     if has_flag(build, "--progress"):
         argv.append("--progress")
-    argv += _setting_args(build, spec)
-    argv += build.contender_args()
+    own = build.contender_args()
+    argv += _overridden(setting_args(build, spec), own)
+    argv += own
     argv += list(spec.extra_args)
     return argv
 
 
-def _setting_args(build: BenchBuild, spec: SweepSpec) -> list[str]:
-    argv: list[str] = []
-    if spec.flash_attn is not None:
-        argv += ["-fa", "1" if spec.flash_attn else "0"]
-    argv += ["-ctk", spec.type_k, "-ctv", spec.type_v]
-    if spec.n_gpu_layers is not None:
-        argv += ["-ngl", str(spec.n_gpu_layers)]
-    if spec.n_cpu_moe:
-        if not has_flag(build, "-ncmoe", "--n-cpu-moe"):
-            raise SweepError(f"build {build.name!r} has no -ncmoe: it cannot split MoE experts")
-        argv += ["-ncmoe", str(spec.n_cpu_moe)]
-    if spec.mmap is not None:
-        argv += _load_mode_args(build, spec.mmap)
-    for flag, value in (("-t", spec.threads), ("-b", spec.batch), ("-ub", spec.ubatch)):
-        if value is not None:
-            argv += [flag, str(value)]
-    return argv
+# Settings a contender may give itself (``--set``, a tuned ubatch): llama-bench would run
+# both values of a repeated flag, so the contender's own replaces the sweep's.
+_ALIASES = {"--flash-attn": "-fa", "--cache-type-k": "-ctk", "--cache-type-v": "-ctv",
+            "--n-gpu-layers": "-ngl", "--n-cpu-moe": "-ncmoe", "--threads": "-t",
+            "--batch-size": "-b", "--ubatch-size": "-ub", "--mmap": "-mmp", "--load-mode": "-lm"}
 
 
-def _load_mode_args(build: BenchBuild, mmap: bool) -> list[str]:
-    # Newer builds replaced -mmp 0|1 with -lm/--load-mode none|mmap.
-    if has_flag(build, "-lm", "--load-mode"):
-        return ["-lm", "mmap" if mmap else "none"]
-    if has_flag(build, "-mmp", "--mmap"):
-        return ["-mmp", "1" if mmap else "0"]
-    raise SweepError(f"build {build.name!r} has neither -lm nor -mmp: cannot set the load mode")
+def _overridden(settings: list[str], own: Sequence[str]) -> list[str]:
+    """``settings`` (flag value pairs) without the flags ``own`` sets again."""
+    taken = {_ALIASES.get(a, a) for a in own if a.startswith("-")}
+    kept: list[str] = []
+    for flag, value in zip(settings[::2], settings[1::2], strict=True):
+        if _ALIASES.get(flag, flag) not in taken:
+            kept += [flag, value]
+    return kept
 
 
 def _join(values: Iterable[int]) -> str:

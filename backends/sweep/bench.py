@@ -12,8 +12,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
                              ResultReceived, SweepNote, TestPoint)
@@ -23,6 +23,9 @@ from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_
                                     parse_result_line, point_failed)
 from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Finished, Launcher, ToolProcess
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 # Every block asks llama-bench for one timed repetition more than it counts: the first is
 # a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
@@ -47,8 +50,8 @@ class Block:
 class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
-    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[Any], None],
-                 summary: Callable[[float, float, BenchResult, str], dict[str, Any] | None],
+    def __init__(self, model_path: Path, spec: SweepSpec, emit: Callable[[RunEvent], None],
+                 summary: Callable[[float, float, BenchResult, str], dict[str, object] | None],
                  timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
                  launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
                  model_for: Callable[[BenchBuild], str] | None = None) -> None:
@@ -93,7 +96,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             key = parsed.point.key if parsed.point else ""
             point = pending.pop(key, None) or parsed.point or next(iter(pending.values()), chunk[-1])
@@ -104,12 +107,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
                 ctx.result(contender, parsed, started.get(point.key, time.time()), block)
 
     async def read_progress() -> None:
-        async for text in tool.stderr_lines():
-            match = PROGRESS.match(text)
-            if not match:
-                tool.remember(text)
-                continue
-            index, message = int(match.group(1)) - 1, match.group(3)
+        async for index, message in progress_lines(tool):
             if message != "starting" and not first_work:
                 first_work.append(time.monotonic())
             point = chunk[index] if index < len(chunk) else chunk[-1]
@@ -130,7 +128,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
         await asyncio.gather(*readers, return_exceptions=True)
     for point in pending.values():
         ctx.emit(point_failed(contender.name, point, tool.returncode, finished.timed_out, limit,
-                              tool.stderr_tail))
+                              tool.stderr_tail, tool.stdout_head))
     return None if pending else _timing(ctx, contender, block, tool, finished, first_work)
 
 
@@ -206,7 +204,7 @@ class ResidentBench:
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
             if parsed is None:
-                tool.remember(line.decode("utf-8", "replace").strip())
+                tool.note_stdout(line)
                 continue
             point = parsed.point or self._current()
             if point.key != self._current().key:
@@ -225,12 +223,7 @@ class ResidentBench:
                                 self.block)
 
     async def _read_progress(self, tool: ToolProcess) -> None:
-        async for text in tool.stderr_lines():
-            match = PROGRESS.match(text)
-            if not match:
-                tool.remember(text)
-                continue
-            index, message = int(match.group(1)) - 1, match.group(3)
+        async for index, message in progress_lines(tool):
             if message != "starting" and self.first_work_at is None:
                 self.first_work_at = time.monotonic()
             if index > self.position:
@@ -308,7 +301,7 @@ class ResidentBench:
             return None
         if point.key not in self.results:
             self.ctx.emit(point_failed(self.contender.name, point, tool.returncode, timed_out, limit,
-                                       tool.stderr_tail))
+                                       tool.stderr_tail, tool.stdout_head))
         await self.stop()
         return None
 
@@ -324,6 +317,17 @@ class ResidentBench:
             reader.cancel()
         await asyncio.gather(*self.readers, return_exceptions=True)
         self.readers = []
+
+
+async def progress_lines(tool: ToolProcess) -> AsyncIterator[tuple[int, str]]:
+    """llama-bench's ``--progress`` lines on stderr as (test index from 0, message); every
+    other line is kept for the failure report."""
+    async for text in tool.stderr_lines():
+        match = PROGRESS.match(text)
+        if match:
+            yield int(match.group(1)) - 1, match.group(3)
+        else:
+            tool.remember(text)
 
 
 async def _wait_for(condition: Callable[[], bool], seconds: float) -> None:

@@ -1,14 +1,9 @@
-"""What a sweep's caller holds: the pause switch and the run's options; a point's blocks."""
+"""What a sweep's caller holds: the pause switch; and a point's blocks."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
-from collections.abc import Mapping
-
-from backends.sweep.monitors import TelemetrySource
-from backends.sweep.plan import (DEFAULT_GRANULARITY)
 
 
 class SweepControl:
@@ -30,17 +25,6 @@ class SweepControl:
 
     async def wait_running(self) -> None:
         await self._running.wait()
-
-
-@dataclass(frozen=True)
-class SweepOptions:
-    interleave: bool = True
-    parallel: bool = False
-    granularity: str = DEFAULT_GRANULARITY
-    telemetry_interval: float = 0.5
-    check: dict[str, Any] | None = None  # run the correctness check first, with these options
-    host_telemetry: Mapping[str, TelemetrySource] = field(default_factory=dict)  # per ssh host
-    model_paths: Mapping[str, str] = field(default_factory=dict)  # host -> model path there
 
 
 @dataclass

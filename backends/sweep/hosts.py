@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from backends.journal.sweep import PointFailed
-from backends.remote import CONNECTION_LOST
+from backends.remote.ssh import CONNECTION_LOST
 from backends.sweep.argv import BenchBuild
 from backends.tool import LOCAL, Launcher
 
@@ -20,7 +20,7 @@ def launcher_for(contender: BenchBuild) -> Launcher:
     """Where a contender's tools run: here, or on its host over ssh (one launcher per process)."""
     if not contender.host:
         return LOCAL
-    from backends.remote import SshLauncher, ssh_host
+    from backends.remote.ssh import SshLauncher, ssh_host
 
     return SshLauncher(ssh_host(contender.host))
 
@@ -46,7 +46,7 @@ async def together(steps: Iterable[Awaitable[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def machines_note(contenders: Mapping[str, Mapping[str, Any]]) -> str | None:
+def machines_note(contenders: Mapping[str, Mapping[str, object]]) -> str | None:
     """A note when the contenders (as journalled) run on more than one machine."""
     machines = {data.get("machine") for data in contenders.values()}
     if len(machines) < 2:

@@ -2,7 +2,7 @@
 thermal guard.
 
 Contenders on this machine are watched by the local ``Telemetry``; contenders on another
-host by that host's ``RemoteTelemetry`` (``backends.remote_telemetry``). A block's
+host by that host's ``RemoteTelemetry`` (``backends.remote.telemetry``). A block's
 telemetry summary and the wait for cooling before it both use the machine the block ran
 on; every tick is journalled with the host it came from (``from_host``; none for this
 machine).
@@ -11,24 +11,21 @@ machine).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import BenchResult, TelemetryRecorded
 from backends.sweep.guard import ThermalGuard
 from backends.sweep.spec import SweepSpec
 from backends.telemetry import TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
+from backends.telemetry.model import TelemetrySource
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 HOST_KEY = "from_host"
-
-
-class TelemetrySource(Protocol):
-    """What a sweep needs of a telemetry source (``Telemetry``, ``RemoteTelemetry``)."""
-
-    def stream(self, interval: float) -> AsyncIterator[TelemetrySnapshot]: ...
-    def watch_pids(self, pids: Iterable[int]) -> None: ...
 
 
 @dataclass
@@ -94,7 +91,7 @@ async def take_baselines(monitors: Iterable[Monitor], contenders: Sequence[Build
 
 
 async def record_ticks(monitor: Monitor, interval: float, started: Callable[[], bool],
-                       emit: Callable[[Any], None]) -> None:
+                       emit: Callable[[RunEvent], None]) -> None:
     """Keep, guard and (once the sweep has started) journal every tick of one machine."""
     assert monitor.source is not None
     stream = monitor.source.stream(interval)

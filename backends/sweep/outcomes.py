@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 from collections.abc import Iterable
 
 from backends.journal.sweep import BenchResult, PointDecided, PointFailed, ResultReceived
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,11 @@ class PointResult:
     result: BenchResult
     blocks: int
     throttled: bool  # every counted block throttled (then the result is flagged)
-    telemetry: dict[str, Any] | None  # the last counted block's summary
+    telemetry: dict[str, object] | None  # the last counted block's summary
     decision: PointDecided | None = None
 
 
-def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[str, Any] | None]:
+def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[str, object] | None]:
     clean = [b for b in blocks if not b.throttled]
     counted = clean or blocks
     samples = tuple(s for b in counted for s in b.result.samples_ts)
@@ -44,7 +47,7 @@ def merge_blocks(blocks: list[ResultReceived]) -> tuple[BenchResult, bool, dict[
     return merged, not clean, counted[-1].telemetry
 
 
-def point_results(events: Iterable[Any]) -> list[PointResult]:
+def point_results(events: Iterable[RunEvent]) -> list[PointResult]:
     """Merged results in the order their points were first measured."""
     blocks: dict[tuple[str, str], list[ResultReceived]] = {}
     decisions: dict[str, PointDecided] = {}
@@ -60,7 +63,7 @@ def point_results(events: Iterable[Any]) -> list[PointResult]:
     return found
 
 
-def point_failures(events: Iterable[Any]) -> list[PointFailed]:
+def point_failures(events: Iterable[RunEvent]) -> list[PointFailed]:
     """The failures of points that have no result (a point measured again after a failure
     by ``resume --retry-failed`` counts as measured)."""
     events = list(events)

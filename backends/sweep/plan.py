@@ -20,7 +20,7 @@ every round (A B, B A, A B ...), so drift and heat hit them alike (ABBA).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 from collections.abc import Iterable, Sequence
 
 from backends.journal.sweep import TestPoint
@@ -32,11 +32,6 @@ DEFAULT_GRANULARITY = "auto"
 AUTO_MAX_LOAD_SHARE = 0.05
 
 C = TypeVar("C")
-
-
-class HasDevices(Protocol):
-    @property
-    def free_vram_mib(self) -> int | None: ...
 
 
 def grid_prefix(points: Sequence[TestPoint]) -> list[TestPoint]:

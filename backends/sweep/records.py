@@ -83,7 +83,7 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _valid_rate(value: Any) -> bool:
+def _valid_rate(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return math.isfinite(value) and 0 < value < ABSURD_TS
@@ -96,21 +96,34 @@ def invalid_result_failure(contender: str, point: TestPoint, invalid: InvalidRes
 
 
 def point_failed(contender: str, point: TestPoint, returncode: int | None, timed_out: bool,
-                 limit: float, tail: Iterable[str]) -> PointFailed:
-    """The failure of a point that ended without a result, in one line plus the stderr tail."""
+                 limit: float, tail: Iterable[str], stdout_head: bytes = b"") -> PointFailed:
+    """The failure of a point that ended without a result, in one line plus the stderr tail.
+
+    ``returncode`` None and no time-out: the process went on to its next test (then it was
+    paused and killed) without writing this one's result. ``stdout_head``: the first bytes
+    it wrote on stdout that were no result, quoted when it wrote no result at all.
+    """
     reason, signal_name = procs.describe_exit(returncode)
     if timed_out:
         reason = f"hung: no result within {limit:.0f} s, killed"
+    elif returncode is None:
+        reason = "went on to its next test without a result line for this one" + _head(stdout_head)
     elif returncode == 0:
-        reason = "llama-bench finished without a result for this point"
+        reason = "exited 0 without a result line" + _head(stdout_head)
     lines = [printable(line) for line in tail]
-    detail = last_error(lines)
+    detail = last_error(lines) if returncode else ""
     return PointFailed(
         build=contender, point=point, at=time.time(),
         reason=f"{reason}: {detail}" if detail and not timed_out else reason,
         exit_code=None if timed_out else returncode,
         signal=None if timed_out else signal_name, timed_out=timed_out,
         stderr_tail="\n".join(lines))
+
+
+def _head(data: bytes) -> str:
+    if not data.strip():
+        return "; stdout was empty"
+    return f"; first bytes: {printable(data.decode('utf-8', 'replace').strip())[:80]}"
 
 
 def last_error(lines: Iterable[str]) -> str:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from collections.abc import AsyncGenerator, Sequence
 
 from backends.builds import BuildInfo, probe_build
-from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
 from backends.journal.journal import JOURNAL_NAME, RunEvent, read_journal
-from backends.sweep.start import run_sweep
+from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
+from backends.sweep.control import SweepControl
+from backends.telemetry.model import TelemetrySource
+from backends.sweep.request import RunRequest
 from backends.sweep.spec import SweepError, SweepSpec
+from backends.sweep.start import run_sweep
 
 
-def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
-           retry_failed: bool = False, **options: Any) -> AsyncGenerator[RunEvent, None]:
-    """The rest of the run in ``run_dir``: points already decided are kept, points part-way
-    through carry their blocks over, and (with ``retry_failed``) failed points run again.
+def resume_request(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
+                   retry_failed: bool = False) -> RunRequest:
+    """The rest of the run in ``run_dir``, as a request: points already decided are kept,
+    points part-way through carry their blocks over, and (with ``retry_failed``) failed
+    points run again.
 
     Contenders are probed again from the paths the journal recorded unless given (on
     their hosts, over ssh, for contenders on other machines).
@@ -35,8 +38,6 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
         builds = [_probe(first, name) for name in first.builds]
     model_paths = {str(data["host"]): str(data["model"]) for data in first.contenders.values()
                    if data.get("host") and data.get("model")}
-    if model_paths:
-        options.setdefault("model_paths", model_paths)
     history = list(journal)
     if retry_failed:
         # A point with a failure is open again: its failures and its decision are dropped,
@@ -44,15 +45,23 @@ def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,
         failed = {e.point.key for e in history if isinstance(e, PointFailed)}
         history = [e for e in history if not isinstance(e, PointFailed)
                    and not (isinstance(e, PointDecided) and e.point.key in failed)]
-    return run_sweep(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
-                     history=history, **options)
+    return RunRequest(builds, Path(first.model), spec, run_dir=run_dir, run_id=first.run_id,
+                      model_paths=model_paths, history=history)
+
+
+def resume(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None, retry_failed: bool = False,
+           telemetry: TelemetrySource | None = None,
+           control: SweepControl | None = None) -> AsyncGenerator[RunEvent, None]:
+    """Run the rest of the run in ``run_dir`` (see ``resume_request``)."""
+    return run_sweep(resume_request(run_dir, builds=builds, retry_failed=retry_failed),
+                     telemetry=telemetry, control=control)
 
 
 def _probe(start: SweepStarted, name: str) -> BuildInfo:
     recorded = start.contenders.get(name, {})
     host = recorded.get("host")
     if host:
-        from backends.remote_probe import probe_remote_build
+        from backends.remote.probe import probe_remote_build
 
         build = probe_remote_build(str(host), start.build_paths[name], name)
     else:

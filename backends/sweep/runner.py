@@ -22,44 +22,48 @@ import dataclasses
 import time
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
-from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, ResultReceived,
+from backends.correctness import CheckOptions
+from backends.journal.sweep import (BenchResult, CoolingWaited, PointDecided, PointFailed, ResultReceived,
                              SweepFinished, SweepNote, SweepStarted, TestPoint)
 from backends.models import ModelInfo
-from backends.rpc import describe_rpc_failure
+from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
+from backends.sweep.argv import BenchBuild
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
                                   remote_names, together)
+from backends.journal.damage import missing_results
 from backends.journal.journal import Journal, JournalError, RunEvent
+from backends.telemetry.model import TelemetrySource
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
 from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
                                  choose_granularity, chunk_points, free_vram_bytes,
                                  resident_fits, schedule, split_into_grids,
                                  turn_order)
 from backends.sweep.spec import SweepSpec
-from backends.telemetry import Telemetry
-from backends.sweep.control import Blocks, SweepControl, SweepOptions
+from backends.sweep.control import Blocks, SweepControl
+from backends.sweep.request import RunRequest
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
 
 
-
 class Sweep:
     """One sweep's state and its steps; ``events()`` runs it."""
 
-    def __init__(self, contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec, *,
-                 run_dir: Path, run_id: str, journal: Journal, telemetry: Telemetry | None,
-                 options: SweepOptions, control: SweepControl, timeouts: TimeoutPolicy,
-                 history: Sequence[Any] = (), notes: Sequence[str] = ()) -> None:
-        self.contenders, self.model, self.spec = list(contenders), model, spec
+    def __init__(self, request: RunRequest, model: ModelInfo, spec: SweepSpec, *,
+                 run_dir: Path, run_id: str, journal: Journal, telemetry: TelemetrySource | None,
+                 host_telemetry: Mapping[str, TelemetrySource], control: SweepControl,
+                 notes: Sequence[str] = ()) -> None:
+        self.request = request
+        self.contenders, self.model, self.spec = list(request.builds), model, spec
         self.by_name = {c.name: c for c in self.contenders}
         self.run_dir, self.run_id, self.journal = run_dir, run_id, journal
-        self.telemetry, self.options, self.control = telemetry, options, control
+        self.telemetry, self.control = telemetry, control
         self.points = spec.points()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.blocks: dict[tuple[str, str], Blocks] = {}
@@ -68,26 +72,32 @@ class Sweep:
         self.retried: set[tuple[str, str]] = set()
         self.counts = {"results": 0, "failures": 0}
         # One monitor per machine: its telemetry ticks and its thermal guard.
-        self.monitors = make_monitors(self.contenders, spec, telemetry, options.host_telemetry)
+        self.monitors = make_monitors(self.contenders, spec, telemetry, host_telemetry)
         self.guard: ThermalGuard = self.monitors[None].guard
-        self.model_paths = dict(options.model_paths)  # host -> the model's path there
-        self.chosen = options.granularity
+        self.model_paths = dict(request.model_paths)  # host -> the model's path there
+        self.chosen = request.granularity
         self._handover: dict[str, ResidentBench] = {}  # resident processes auto kept loaded
         self.this_round: set[tuple[str, str]] = set()  # measured (or failed) in this round
         self.notes = list(notes)
         self.started = False
-        self.ctx = BenchContext(model.path, spec, self.emit, self.summary, timeouts, self.watch,
-                                launcher_for=launcher_for, model_for=self.model_for)
-        self._replay(history)
+        self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
+                                self.watch, launcher_for=launcher_for, model_for=self.model_for)
+        self.history = tuple(request.history)
+        self._replay(request.history)
 
     # --- events in, events out ------------------------------------------------------------
 
-    def _replay(self, history: Sequence[Any]) -> None:
-        """Take over what an interrupted run of this journal had measured."""
+    def _replay(self, history: Sequence[RunEvent]) -> None:
+        """Take over what an interrupted run of this journal had measured. A point whose
+        decision counted a result the journal lost is open again: it is measured again."""
         for event in history:
             self._record(event)
+        for missing in missing_results(history):
+            self.settled.discard(missing.point.key)
+            self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
+                              "the journal: measuring it again")
 
-    def _record(self, event: Any) -> None:
+    def _record(self, event: RunEvent) -> None:
         if isinstance(event, ResultReceived):
             blocks = self.blocks.setdefault((event.build, event.result.point.key), Blocks())
             blocks.samples.append(event.result.samples_ts)
@@ -101,7 +111,7 @@ class Sweep:
         elif isinstance(event, PointDecided):
             self.settled.add(event.point.key)
 
-    def emit(self, event: Any) -> None:
+    def emit(self, event: RunEvent) -> None:
         """Journal first, then count and hand on; JournalError stops the sweep."""
         if isinstance(event, PointFailed):
             event = self._explain(event)
@@ -121,19 +131,19 @@ class Sweep:
         reason = describe_rpc_failure(contender.rpc, failure.reason)
         return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
-    def summary(self, start: float, end: float, result: Any, build: str) -> dict[str, Any] | None:
+    def summary(self, start: float, end: float, result: BenchResult, build: str) -> dict[str, object] | None:
         """Telemetry of a block, from the machine it ran on."""
         contender = self.by_name.get(build)
         monitor = self.monitors.get(contender.host if contender else None) or self.monitors[None]
-        return monitor.summary(start, end, result, self.options.telemetry_interval)
+        return monitor.summary(start, end, result, self.request.telemetry_interval)
 
-    def watch(self, contender: Any, pid: int) -> None:
+    def watch(self, contender: BenchBuild, pid: int) -> None:
         """Follow a local llama-bench in the telemetry (a remote one is not followed)."""
         if self.telemetry is not None and not getattr(contender, "host", None):
             with contextlib.suppress(Exception):
                 self.telemetry.watch_pids([pid])
 
-    def model_for(self, contender: Any) -> str:
+    def model_for(self, contender: BenchBuild) -> str:
         """The model's path where the contender runs."""
         host = getattr(contender, "host", None)
         return self.model_paths.get(host, str(self.model.path)) if host else str(self.model.path)
@@ -141,11 +151,10 @@ class Sweep:
     # --- the run ----------------------------------------------------------------------------
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
-        groups = [[c] for c in self.contenders] if self.options.parallel else [self.contenders]
-        helpers = [asyncio.create_task(record_ticks(m, self.options.telemetry_interval,
+        helpers = [asyncio.create_task(record_ticks(m, self.request.telemetry_interval,
                                                     lambda: self.started, self.emit))
                    for m in self.monitors.values() if m.source is not None]
-        producer = asyncio.create_task(self._produce(groups))
+        producer = asyncio.create_task(self._produce())
         finished = False
         try:
             while (item := await self.queue.get()) is not _DONE:
@@ -175,9 +184,15 @@ class Sweep:
                         failures=self.counts["failures"], cancelled=True, at=time.time()))
             self.journal.close()
 
-    async def _produce(self, groups: Sequence[Sequence[BuildInfo]]) -> None:
+    async def _produce(self) -> None:
         try:
             await self._start()
+            if self.request.tune is not None:  # each contender at its own best settings
+                from backends.tune.phase import run_tune_phase
+
+                self.contenders = await run_tune_phase(self, self.request.tune)
+                self.by_name = {c.name: c for c in self.contenders}
+            groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
         except BaseException as error:  # noqa: BLE001 - handed to the consumer
             self.queue.put_nowait(error)
@@ -196,17 +211,17 @@ class Sweep:
             spec=self.spec.to_json(), build_paths={c.name: str(c.folder) for c in self.contenders},
             notes=tuple(self.notes), resumed=bool(self.blocks or self.failed or self.settled),
             at=time.time(), contenders=contenders))
-        if self.options.check is not None:
+        if self.request.check is not None:
             await self._check_first()
 
-    def _contender_json(self, contender: BuildInfo) -> dict[str, Any]:
+    def _contender_json(self, contender: BuildInfo) -> dict[str, object]:
         data = contender.contender_json()
         if contender.host and self.model_for(contender) != str(self.model.path):
             data["model"] = self.model_for(contender)
         return data
 
     async def _check_first(self) -> None:
-        from backends.correctness import CheckFinished, CheckInputError, run_check
+        from backends.correctness import CheckFinished, CheckInputError, run_check_with
 
         if remote := remote_names(self.contenders):
             self.emit(SweepNote(f"correctness check runs on this machine only: not for {', '.join(remote)}",
@@ -216,7 +231,7 @@ class Sweep:
             self.emit(SweepNote("correctness check skipped: no build has llama-perplexity", time.time()))
             return
         try:
-            async for event in run_check(checkable, self.model.path, **(self.options.check or {})):
+            async for event in run_check_with(checkable, self.model.path, self.request.check or CheckOptions()):
                 self.emit(event)
         except CheckInputError as error:  # bad check options: say so and measure anyway
             self.emit(CheckFinished((), problem=f"correctness check not run: {error}"))
@@ -263,7 +278,7 @@ class Sweep:
         if self.chosen == "resident":
             await self._resident_round(group, todo, round_number, repetitions)
             return
-        turns = schedule(group, chunk_points(todo, self.chosen), self.options.interleave, round_number)
+        turns = schedule(group, chunk_points(todo, self.chosen), self.request.interleave, round_number)
         await together(self._run_lane(lane, repetitions) for lane in by_machine(turns))
 
     async def _run_lane(self, lane: Sequence[tuple[BuildInfo, tuple[TestPoint, ...]]],
@@ -271,10 +286,10 @@ class Sweep:
         for contender, chunk in lane:
             wanted = tuple(p for p in chunk if self._needs(contender, p))
             for piece in split_into_grids(wanted):
-                await self._before_block(contender, piece[0])
+                await self.before_block(contender, piece[0])
                 await run_chunk(self.ctx, contender, self._block(contender, piece, repetitions))
 
-    async def _before_block(self, contender: BuildInfo, point: TestPoint) -> None:
+    async def before_block(self, contender: BuildInfo, point: TestPoint) -> None:
         await self.control.wait_running()
         guard = self.monitors.get(contender.host, self.monitors[None]).guard
         waited = await guard.wait_until_cool(lambda hot: self.emit(SweepNote(
@@ -298,7 +313,7 @@ class Sweep:
                 mine = [p for p in todo if self._needs(contender, p)]
                 if not mine:
                     continue
-                await self._before_block(contender, mine[0])
+                await self.before_block(contender, mine[0])
                 if benches:
                     timing = await benches[contender.name].run_point(mine[0], mine, 0)
                 else:
@@ -317,7 +332,7 @@ class Sweep:
         if remote := remote_names(group):
             return False, (f"{', '.join(remote)} on another host: a llama-bench there cannot be "
                            "paused between points (signals do not travel over ssh)")
-        if self.options.parallel or len(group) < 2:
+        if self.request.parallel or len(group) < 2:
             return True, ""
         gpu = [c for c in group if any(d.free_mib for d in c.devices)]
         free = free_vram_bytes(d.free_mib for c in gpu for d in c.devices)
@@ -330,11 +345,11 @@ class Sweep:
             benches.setdefault(contender.name, ResidentBench(self.ctx, contender, repetitions))
         try:
             order = ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
-                     if self.options.interleave else [(c, p) for c in group for p in todo])
+                     if self.request.interleave else [(c, p) for c in group for p in todo])
             for contender, point in order:
                 if not self._needs(contender, point):
                     continue
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 mine = [p for p in todo if self._needs(contender, p)]
                 block = self._block(contender, (point,), repetitions)
                 await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
@@ -355,7 +370,7 @@ class Sweep:
                 self.retried.add(key)
                 self.emit(SweepNote(f"{contender.name}: {point.name} was measured while the GPU "
                                     "throttled; measuring it again after cooling", time.time()))
-                await self._before_block(contender, point)
+                await self.before_block(contender, point)
                 await run_chunk(self.ctx, contender, Block((point,), repetitions, len(blocks.samples)))
 
     def _settle(self, group: Sequence[BuildInfo], point: TestPoint) -> bool:
@@ -372,15 +387,15 @@ class Sweep:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
             outcome = adaptive.decide(samples, self.spec.max_repetitions)
-            if outcome.outcome == "open" and not outcome.reason.startswith("cap"):
-                if any(self._can_add(c, point) for c in group if c.name in samples):
-                    return False
+            if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
+                    and any(self._can_add(c, point) for c in group if c.name in samples)):
+                return False
         self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
                                repetitions=counts, leader=outcome.leader, at=time.time()))
         return True
 
 
-async def _cancel(tasks: Iterable[asyncio.Task[Any]]) -> None:
+async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:
     tasks = list(tasks)
     for task in tasks:
         task.cancel()

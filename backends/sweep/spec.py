@@ -106,15 +106,11 @@ class SweepSpec:
         if self.max_temp is not None and not 20 <= self.max_temp <= 120:
             raise SweepError(f"--max-temp must be between 20 and 120 °C, got {self.max_temp:g}")
 
-    @property
-    def repetitions_label(self) -> str:
-        return f"auto (3-{self.max_repetitions})" if self.adaptive else str(self.repetitions)
-
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {k: v for k, v in codec.to_builtins(self).items() if v is not None}
 
     @classmethod
-    def from_json(cls, payload: Mapping[str, Any]) -> SweepSpec:
+    def from_json(cls, payload: Mapping[str, object]) -> SweepSpec:
         """Back from ``to_json``; keys written by a newer llamaduel are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         try:

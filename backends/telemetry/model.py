@@ -7,11 +7,11 @@ reason a person can act on. Zero always means a measured zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from backends.journal import codec
-from typing import Any
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
 DEVICE_MEASUREMENTS = (
@@ -24,11 +24,6 @@ DEVICE_MEASUREMENTS = (
     "sclk_mhz", "mclk_mhz", "fan_rpm",
     "throttle_reasons",
     "process_vram_bytes",
-)
-
-HOST_MEASUREMENTS = (
-    "cpu_percent", "process_cpu_percent", "process_rss_bytes",
-    "ram_used_bytes", "ram_total_bytes",
 )
 
 
@@ -219,3 +214,37 @@ def tokens_per_joule(avg_ts: float, mean_power_w: float | None) -> float | None:
     if not math.isfinite(mean_power_w) or mean_power_w <= 0:
         return None
     return avg_ts / mean_power_w
+
+
+class TelemetrySource(Protocol):
+    """A stream of telemetry snapshots: this machine's (``Telemetry``) or another host's
+    (``backends.remote.telemetry.RemoteTelemetry``). Sweeps, the app and the command line
+    all take this one kind of source."""
+
+    def stream(self, interval: float) -> AsyncGenerator[TelemetrySnapshot, None]: ...
+    def watch_pids(self, pids: Iterable[int]) -> None: ...  # follow these processes' use too
+    def unwatch_all(self) -> None: ...  # and stop following them
+    def close(self) -> None: ...
+
+
+class DeviceSource(Protocol):
+    """A source of per-device samples (sysfs, libdrm, AMD SMI, rocm-smi, NVML) that
+    ``Telemetry`` merges. Members a source may leave out have their defaults here; every
+    source subclasses this, so nothing is probed for."""
+
+    name: str
+    unavailable_reason: str | None = None  # why it cannot work here; None: it can
+    fills_gaps: bool = False  # asked only for what the sources before it left missing
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def pci_addresses(self) -> tuple[str, ...]:
+        """The devices it reads (known before the first sample); () when it cannot say."""
+        return ()
+
+    def sample(self, pids: Sequence[int] = (), at: float = 0.0,
+               wanted: Mapping[str, Collection[str]] | None = None) -> list[DeviceSample]: ...
+
+    def close(self) -> None: ...

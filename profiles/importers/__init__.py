@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from backends.journal.sweep import BenchResult
-from profiles.importers.csvfmt import csv_lines, read_csv
+from profiles.importers.crashes import expand_unfinished, failure_row, log_failure_rows, silent_stop
+from profiles.importers.csvfmt import clean_header, csv_lines, embedded_csv, read_csv
 from profiles.importers.failures import (
     backend_hint,
     build_hint,
     failure_in,
-    is_backtrace,
     test_hints,
 )
 from profiles.importers.grouping import (
@@ -40,7 +40,7 @@ from profiles.importers.grouping import (
 )
 from profiles.importers.jsonfmt import read_json_array, read_jsonl
 from profiles.importers.machines import host_of, split_machines
-from profiles.importers.markdown import finish_tables, log_failure_rows, read_markdown
+from profiles.importers.markdown import finish_tables, read_markdown
 from profiles.importers.rows import (
     REPS_KEY,
     SETTING_KEYS,
@@ -59,6 +59,7 @@ __all__ = ["FileRead", "ImportProblem", "ImportedBuild", "ImportedRun", "import_
 
 MAX_IMPORT_BYTES = 64 * 1024 * 1024  # formats read whole (markdown, JSON, SQL)
 MAX_STREAM_BYTES = 16 * 1024 ** 3  # llama-bench CSV and JSONL, read a row at a time
+JOURNAL_HEAD = b"{\"type\":\""  # every line of a run journal, its first too
 _COMPANION = (".stderr.log", ".stderr", ".log", ".err")
 _RESULT_SUFFIXES = (".jsonl", ".json", ".csv", ".md", ".sql")
 
@@ -149,6 +150,8 @@ def read_file(path: str | Path) -> FileRead:
     with open(path, "rb") as handle:
         data = handle.read()
     text = data.decode("utf-8", errors="replace")
+    if data.startswith(JOURNAL_HEAD):
+        return _with_host(_journal(data, str(path)), path)  # a damaged line is reported there
     if "\x00" in text:
         raise ImportProblem(f"{path}: binary data, not llama-bench output")
     read = _read_text(text, str(path))
@@ -160,7 +163,7 @@ def read_file(path: str | Path) -> FileRead:
 def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
     """llama-bench's own CSV, read a row at a time (a database of a million rows fits)."""
     first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    columns = {c.strip() for c in first.split(",")}
+    columns = set(clean_header(first.split(",")))
     if not {"build_commit", "avg_ts", "n_prompt", "n_gen"} <= columns or b"\x00" in head:
         return None
     if size > MAX_STREAM_BYTES:
@@ -171,11 +174,28 @@ def _streamed(path: Path, head: bytes, size: int) -> FileRead | None:
     return read if rows else _failed_run(read, first, path)
 
 
+def _journal(data: str | bytes, source: str) -> FileRead:
+    """A run journal: its events; each line that cannot be read and each result its
+    decisions counted that is gone, one line each."""
+    from backends.journal.damage import missing_results
+    from backends.journal.journal import read_journal_data
+
+    raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogateescape")
+    read = read_journal_data(raw, Path(source))
+    lost = [f"{source}: {m}" for m in missing_results(read.events)]
+    return FileRead(source, "journal", (), (*(f"{source}: {line}" for line in read.report()), *lost),
+                    read.events)
+
+
 def _read_text(text: str, source: str) -> FileRead:
     stripped = text.lstrip()
     if re.search(r"INSERT\s+INTO\s+\"?\w+\"?\s*\(", text, re.IGNORECASE):
         rows, problems = read_sql(text, source)
         return FileRead(source, "sql", tuple(rows), tuple(problems))
+    # "-o json" after stderr's lines (2>&1), its "[" on the line of an unterminated warning.
+    array = re.search(r"\[[ \t]*\n\s*\{", stripped) if not stripped.startswith(("[", "{")) else None
+    if array is not None:
+        stripped = text = stripped[array.start():]
     if stripped.startswith("["):
         try:
             return FileRead(source, "json", tuple(read_json_array(text, source)), ())
@@ -183,7 +203,7 @@ def _read_text(text: str, source: str) -> FileRead:
             pass  # a truncated array: read what lines parse below
     rows, events = read_jsonl(text, source)
     if events and not rows:
-        return FileRead(source, "journal", (), (), tuple(events))
+        return _journal(text, source)
     if rows:
         return FileRead(source, "jsonl", tuple(rows), ())
     if stripped.startswith("{"):
@@ -202,40 +222,32 @@ def _read_text(text: str, source: str) -> FileRead:
     return _read_markdown_or_log(text, source)
 
 
-_BANNER = re.compile(r"ggml_vulkan:|ggml_cuda_init:|Device \d+:|load_backend:|found \d+ \w+ devices")
-_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)")
+_LOG_LINE = re.compile(r"^(?:ggml_\w+:|llama_\w+:|main: |load_backend:|llama-bench: |Error: |✖|/\S+\(\S*\) \[0x)"
+                       r"|GGML_ASSERT|\b(?:ROCm|CUDA|HIP|Vulkan) error\b|^\S*llama-bench(?:\.exe)?\s+-")
 
 
 def _looks_like_log(text: str, state: Any) -> bool:
     """llama.cpp's own output (banners, progress, its errors), not a script or a note."""
     if text.lstrip().startswith("#!"):
         return False
-    if state.banner_backend or state.tables:
+    if state.banner_backend or state.tables or state.headers:
         return True
     lines = [n for n in state.noise if n]
-    return bool(lines) and sum(1 for n in lines if _LOG_LINE.match(n)) * 2 >= len(lines)
+    return bool(lines) and sum(1 for n in lines if _LOG_LINE.search(n)) * 2 >= len(lines)
 
 
 def _read_markdown_or_log(text: str, source: str) -> FileRead:
     rows, problems, state = read_markdown(text, source)
     finish_tables(state)
+    rows += embedded_csv(text, source, rows)
     is_log = _looks_like_log(text, state) and not _is_companion(Path(source))
     failures = log_failure_rows(state, rows) if is_log else []
-    if not rows and not failures and state.banner_backend and is_log:
-        lines = [n for n in state.noise if not is_backtrace(n)]
-        last = lines[-1] if lines else ""
-        where = ("after the device banner" if not last or _BANNER.search(last) else f"at {last[:60]!r}")
-        failures = log_failure_rows_from(state, f"no result and no error: the log stops {where}")
+    if not rows and not failures and is_log and (state.banner_backend or state.headers):
+        failures = silent_stop(state)
     for row in failures:
         _hint_failure(row, Path(source))
     fmt = "markdown" if rows or problems else "log"
     return FileRead(source, fmt, tuple(rows + failures), tuple(problems))
-
-
-def log_failure_rows_from(state: Any, reason: str) -> list[Row]:
-    raw = {"backends": state.banner_backend or "", "n_prompt": 0, "n_gen": 0, "n_depth": 0,
-           "gpu_info": state.gpus.get("vulkan") or state.gpus.get("device") or ""}
-    return [Row(raw=raw, source=state.source, failed=True, reason=reason, point_known=False)]
 
 
 def _hint_failure(row: Row, path: Path) -> None:
@@ -274,7 +286,7 @@ def _failed_run(read: FileRead, text: str, path: Path) -> FileRead:
             if failure is None:
                 continue
             _, _, state = read_markdown("\n".join(lines), str(path))
-            row = log_failure_rows_from(state, f"{failure.reason} (from {log.name})")[0]
+            row = failure_row(state, f"{failure.reason} (from {log.name})")
             row.exit_code = failure.exit_code
             _hint_failure(row, path)
             if (model := re.search(r"failed to load model '([^']+)'", "\n".join(lines))) is not None:
@@ -334,6 +346,7 @@ def group_rows(rows: Sequence[Row], *, problems: Sequence[str] = (), files: Sequ
                events: Sequence[Any] = ()) -> ImportedRun:
     section_machines(rows)
     failure_models(rows)
+    rows = expand_unfinished(rows)
     variants = file_variants(rows)
     keyed: dict[Any, list[Row]] = defaultdict(list)
     for row in rows:

@@ -12,12 +12,14 @@ from typing import Any
 
 from profiles.importers.pooling import MEASUREMENT_FIELDS, RowPool
 from profiles.importers.rows import (
+    SETTING_KEYS,
     ImportProblem,
     Row,
     canonical_backend,
     coerce_record,
     number,
     parse_test_name,
+    point_of,
     row_from_record,
     samples,
 )
@@ -34,24 +36,58 @@ _CSV_ALIASES = {
 }
 
 
+_FIRST_FIELD = ("build_commit", "build_number", "cpu_info")
+
+
+def clean_header(cells: list[str]) -> list[str]:
+    """A header whose first name follows text on its line (stderr's unterminated warning
+    before ``-o csv``'s header: ``...instead.build_commit``) gets its name back."""
+    cells = [c.strip() for c in cells]
+    if cells and cells[0] not in _FIRST_FIELD:
+        for name in _FIRST_FIELD:
+            if cells[0].endswith(name):
+                return [name, *cells[1:]]
+    return cells
+
+
 def read_csv(lines: Iterable[str], source: str) -> list[Row]:
     reader = csv.reader(lines)
-    header = [h.strip() for h in next(reader, [])]
+    header = clean_header(next(reader, []))
     lower = {h.lower(): i for i, h in enumerate(header)}
     if {"avg_ts", "n_prompt", "n_gen"} <= set(lower):
         return _read_bench_csv(reader, header, source)
     return _read_author_csv(reader, header, source)
 
 
+class _Columns:
+    """One header of a llama-bench CSV; files appended to by several runs repeat it, and a
+    newer llama-bench may append rows under a header with other columns."""
+
+    def __init__(self, header: list[str], first: _Columns | None = None) -> None:
+        self.header = header
+        # The configuration's columns in name order, so two headers that list them in another
+        # order (or repeat) give the same key; a header with other columns keys its rows apart.
+        static = sorted((i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS), key=lambda i: header[i])
+        self.names = tuple(header[i] for i in static)
+        get: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
+        names = self.names
+        self.key_of = get if first is None or first.names == names else (lambda v: (names, get(v)))
+        self.avg_at = header.index("avg_ts")
+        self.samples_at = header.index("samples_ts") if "samples_ts" in header else -1
+        self.width = len(header)
+
+
+def _is_header(values: list[str]) -> bool:
+    cells = {v.strip() for v in values}
+    return {"avg_ts", "n_prompt", "n_gen"} <= cells
+
+
 def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str) -> list[Row]:
     """llama-bench's own columns: each distinct configuration is parsed once, rows pooled."""
-    static = [i for i, h in enumerate(header) if h not in MEASUREMENT_FIELDS]
-    key_of: Callable[[list[str]], Any] = operator.itemgetter(*static) if static else (lambda v: ())
-    avg_at = header.index("avg_ts")
-    samples_at = header.index("samples_ts") if "samples_ts" in header else -1
+    first = columns = _Columns(header)
+    key_of, avg_at, samples_at, width = columns.key_of, columns.avg_at, columns.samples_at, columns.width
     pool = RowPool()
     seen: set[Any] = set()
-    width = len(header)
     for values in reader:
         if len(values) < width:
             if not any(v.strip() for v in values):
@@ -66,7 +102,11 @@ def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str)
             if mean > 0 and math.isfinite(mean):
                 pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
                 continue
-        row = row_from_record(coerce_record(dict(zip(header, values))), source)
+        if _is_header(values):  # a repeated (or newer) header: no row
+            columns = _Columns([v.strip() for v in values], first)
+            key_of, avg_at, samples_at, width = columns.key_of, columns.avg_at, columns.samples_at, columns.width
+            continue
+        row = row_from_record(coerce_record(dict(zip(columns.header, values))), source)
         if row.failed:
             row.reason = "no speed in this row"
             pool.add(row)
@@ -92,8 +132,8 @@ def _read_author_csv(reader: Iterator[list[str]], header: list[str], source: str
     rows = []
     for values in reader:
         record = dict(zip(header, values))
-        if not any(v.strip() for v in values):
-            continue
+        if not any(v.strip() for v in values) or [v.strip() for v in values] == header:
+            continue  # blank, or the header again (files appended to by several runs)
         row = _author_row(record, lower, column, speed_col, source)
         if row is not None:
             rows.append(row)
@@ -148,3 +188,73 @@ def _author_label(record: Mapping[str, str], lower: Mapping[str, str], raw: dict
 
 def csv_lines(text: str) -> io.StringIO:
     return io.StringIO(text)
+
+
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def csv_blocks(text: str) -> list[list[str]]:
+    """llama-bench CSV pasted into a report (a fenced block, or lines from its header to the
+    first blank one): the lines of each, header first."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if current is not None:
+            if not line.strip() or _FENCE.match(line) or (not line.lstrip().startswith(('"', "'")) and "," not in line):
+                blocks.append(current)
+                current = None
+            else:
+                current.append(line)
+            continue
+        if "avg_ts" in line and "n_prompt" in line and "," in line and not line.lstrip().startswith("|"):
+            current = [",".join(clean_header(line.split(",")))]
+    if current is not None:
+        blocks.append(current)
+    return blocks
+
+
+_RUN_FIELDS = ("build_commit", "build_number", "gpu_info", "cpu_info")
+
+
+def embedded_csv(text: str, source: str, table_rows: list[Row]) -> list[Row]:
+    """The CSV blocks of a report, as rows. Tables of a backend for which the CSV names one run
+    take its build, GPU and CPU; a table of the same model that agrees with the CSV's settings
+    is the same run pasted twice: it takes the model file and settings the CSV names, and a
+    test both hold is kept once, from the CSV."""
+    rows = [row for block in csv_blocks(text) for row in read_csv(block, source)]
+    runs: dict[str, set[tuple[str, ...]]] = {}
+    models: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        backend = str(r.raw.get("backends") or "")
+        runs.setdefault(backend, set()).add(tuple(str(r.raw.get(k) or "") for k in _RUN_FIELDS))
+        models.setdefault((backend, str(r.raw.get("model_type") or "")), []).append(r)
+    tests = {(_ident(r), point_of(r.raw)) for r in rows}
+    for row in list(table_rows):
+        backend = str(row.raw.get("backends") or "")
+        named = runs.get(backend, set())
+        if len(named) == 1 and not (row.raw.get("build_commit") or row.raw.get("build_number")):
+            for key, value in zip(_RUN_FIELDS, next(iter(named))):
+                if value and not row.raw.get(key):
+                    row.raw[key] = int(value) if key == "build_number" and value.isdigit() else value
+        given = _given(models.get((backend, str(row.raw.get("model_type") or "")), []))
+        if given is None or any(str(row.raw[k]) != str(given.get(k)) for k in SETTING_KEYS if k in row.raw):
+            continue
+        for key, value in given.items():
+            if row.raw.get(key) in (None, ""):
+                row.raw[key] = value
+        if (_ident(row), point_of(row.raw)) in tests:
+            table_rows.remove(row)  # the same test in both: the CSV's record has more
+    return rows
+
+
+def _given(rows: list[Row]) -> dict[str, Any] | None:
+    """What every row of one run in the CSV agrees on (its build, machine, model and settings)."""
+    if not rows:
+        return None
+    keys = ("model_filename", *SETTING_KEYS)
+    values = {k: {str(r.raw.get(k)) for r in rows} for k in keys}
+    return {k: rows[0].raw[k] for k in keys if len(values[k]) == 1 and rows[0].raw.get(k) not in (None, "")}
+
+
+def _ident(row: Row) -> tuple[str, ...]:
+    return tuple(str(row.raw.get(k)) for k in ("backends", "model_type", "build_number", *SETTING_KEYS))

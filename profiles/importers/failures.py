@@ -24,10 +24,18 @@ _ERRORS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p, re.IGNOR
     (r"failed to load model", "model failed to load"),
     (r"failed to create context", "context failed"),
     (r"Segmentation fault|SIGSEGV", "segfault"),
+    (r"GGML_ASSERT|Assertion .* failed", "assertion failed"),
+    (r"\b(?:ROCm|CUDA|HIP|MUSA|SYCL|Vulkan) error\b", "GPU error"),
     (r"what\(\):", "aborted"),
-    (r"terminate called|Aborted|core dumped", "aborted"),
+    (r"terminate called|Aborted|core dumped|SIGABRT", "aborted"),
     (r"\bmain: error:|^error:|\berror: ", "error"),
 ))
+# Meanings that may appear in a run that went on (a warning, a retried allocation).
+_SOFT = ("error", "failed to allocate")
+# A debugger attached by ggml's abort handler, or its frames: the process was dying.
+_DEBUGGER = re.compile(r"^(?:\[Thread debugging using libthread_db|\[New LWP \d+\]|Using host libthread_db|"
+                       r"#\d+\s+(?:0x[0-9a-f]+\s+in\s+)?[\w:<>~.]+\s*\(|\S*__GI___wait4|"
+                       r"ptrace: Operation not permitted|No stack\.)")
 _WRAPPER = re.compile(r"failed \(exit (\d+)\)|exit(?:ed with)?(?: code| status)? (\d+)", re.IGNORECASE)
 _SIGNALS = {134: "abort", 137: "killed (out of memory or stopped)", 139: "segfault", 143: "terminated"}
 _BACKTRACE = re.compile(r"^\s*(?:\S+\(\S*\)\s*\[0x[0-9a-f]+\]|\S+\(\+0x[0-9a-f]+\)|#\d+\s+0x)")
@@ -35,8 +43,12 @@ _BACKTRACE = re.compile(r"^\s*(?:\S+\(\S*\)\s*\[0x[0-9a-f]+\]|\S+\(\+0x[0-9a-f]+
 
 @dataclass(frozen=True)
 class LogFailure:
+    """``hard``: the process died (a crash line, a backtrace, a non-zero exit), not just a
+    warning with "error" in it."""
+
     reason: str
     exit_code: int | None = None
+    hard: bool = True
 
 
 def _exit_words(code: int) -> str:
@@ -48,9 +60,13 @@ def failure_in(lines: list[str]) -> LogFailure | None:
     """The failure a log records, or None when it records none."""
     best: tuple[int, str] | None = None
     code: int | None = None
+    traced = False
     for line in lines:
         text = line.strip()
-        if not text or _BACKTRACE.match(text):
+        if not text:
+            continue
+        if _BACKTRACE.match(text) or _DEBUGGER.match(text):
+            traced = True
             continue
         wrapper = _WRAPPER.search(text)
         if wrapper and "failed" in text.lower():
@@ -62,7 +78,7 @@ def failure_in(lines: list[str]) -> LogFailure | None:
                     best = (rank, _clean(text))
                 break
     if best is None and code is None:
-        return None
+        return LogFailure(reason="crashed: a backtrace and no error line") if traced else None
     parts = []
     if code is not None:
         parts.append(_exit_words(code))
@@ -71,7 +87,8 @@ def failure_in(lines: list[str]) -> LogFailure | None:
         if meaning in ("GPU hang", "device lost", "segfault") and meaning.split()[-1] not in best[1].lower():
             parts.append(meaning)
         parts.append(best[1])
-    return LogFailure(reason=": ".join(parts), exit_code=code)
+    return LogFailure(reason=": ".join(parts), exit_code=code, hard=traced or (
+        best is not None and _ERRORS[best[0]][1] not in _SOFT) or bool(code))
 
 
 def is_backtrace(line: str) -> bool:
@@ -82,7 +99,7 @@ def _clean(text: str) -> str:
     text = re.sub(r"^(?:\S+\.(?:cpp|cu|c|h):\d+:\s*)", "", text)  # source location prefix
     text = re.sub(r"^\s*(?:what\(\):|✖\s*!?)\s*", "", text)
     text = re.sub(r"^:\d+:\S+\s*:\d+:\s*\d+ us:\s*", "", text)  # ROCr's ":0:rocdevice.cpp :3580: 1432 us:"
-    text = re.sub(r"\s{2,}", " ", text)
+    text = re.sub(r"\s{2,}", " ", text).strip("\"'`")
     return text[:240]
 
 

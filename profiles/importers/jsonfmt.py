@@ -3,6 +3,7 @@ llamaduel's own journal (events with a ``type`` tag)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -27,7 +28,10 @@ def read_jsonl(text: str, source: str) -> tuple[list[Row], list[Any]]:
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("{"):
-            continue  # stderr banner lines, progress lines and other noise
+            at = line.find('{"')  # a record after stderr's unterminated warning on its line
+            if at <= 0:
+                continue  # stderr banner lines, progress lines and other noise
+            line = line[at:]
         try:
             obj = json.loads(line)
         except ValueError:
@@ -35,10 +39,8 @@ def read_jsonl(text: str, source: str) -> tuple[list[Row], list[Any]]:
         if not isinstance(obj, dict):
             continue
         if "type" in obj and "avg_ts" not in obj:
-            try:
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
                 events.append(event_from_json(obj))
-            except (ValueError, TypeError, KeyError, AttributeError):
-                pass
             continue
         if "bench_raw" in obj:
             rows.append(unwrap(obj, source))

@@ -54,6 +54,7 @@ MIN_REPS_KEY = "import_min_repetitions"  # a lower bound the file implies (a spr
 RESOLUTION_KEY = "import_stddev_resolution"  # smallest spread the table can print (0.01 for "± 0.00")
 EXTRA_KEY = "import_settings"            # settings from columns llama-bench does not write
 SECTION_KEY = "import_section"           # the document heading a pasted table sits under
+SUMMARY_KEY = "import_summary_only"      # a printed mean ± sd: no samples, repetition count not stated
 
 
 _TEST_NAME = re.compile(
@@ -92,12 +93,16 @@ def int_or_none(value: Any) -> int | None:
     return int(n) if math.isfinite(n) else None
 
 
-_SPEED = re.compile(r"^\s*\**\s*([-+0-9.eE]+|nan|inf)\s*\**\s*(?:±\s*\**\s*([-+0-9.eE]+|nan)\s*\**)?\s*$",
+_NUMBER = r"(?:[-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)"
+# "±" as printed, and as it arrives after an encoding loss: "+", "+/-", "+-", "Â±", "�", "?".
+_PLUS_MINUS = r"(?:±|Â±|\+/-|\+-|\+|�|\?)"
+_SPEED = re.compile(rf"^\s*\**\s*({_NUMBER})\s*\**\s*(?:{_PLUS_MINUS}\s*\**\s*({_NUMBER})\s*\**)?\s*$",
                     re.IGNORECASE)
 
 
 def parse_speed(cell: str) -> tuple[float, float]:
-    """``1084.19 ± 2.41`` -> (1084.19, 2.41); ``N/A``, ``nan`` or junk -> (nan, nan)."""
+    """``1084.19 ± 2.41`` -> (1084.19, 2.41), also with ``±`` lost to ``+``, ``Â±`` or ``�``;
+    ``N/A``, ``nan`` or junk -> (nan, nan)."""
     m = _SPEED.match(cell)
     if not m:
         return math.nan, math.nan

@@ -69,7 +69,8 @@ def read_sql(text: str, source: str) -> tuple[list[Row], list[str]]:
 def read_sqlite(path: Path) -> list[Row]:
     """compare-llama-bench's database: table ``llama_bench`` (older: ``test``), read-only."""
     try:
-        connection = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        # as_uri() escapes what a URI would read as syntax: spaces, "#", "?", "%" in folder names.
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as error:
         raise ImportProblem(f"cannot open the SQLite file ({error})") from None
     try:

@@ -2,7 +2,8 @@
 
 One module per verb (or family of verbs) registers its subcommands; Textual is imported
 only when the app starts, so headless commands stay quick. Bad input is one line on
-stderr and exit code 2; a closed pipe (``| head``) ends quietly.
+stderr and exit code 2; a closed pipe (``| head``) ends quietly. Every verb's help ends with
+the exit codes they all share (``tui.cli.exits``).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
+import textwrap
+
+from tui.cli import exits
 
 VERB_MODULES = (
     "tui.cli.bench",
@@ -46,7 +49,39 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in VERB_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    _add_exit_codes(parser)
     return parser
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills prose as argparse does; keeps the indented lines of a table in place."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        prose: list[str] = []
+        for line in [*text.splitlines(), ""]:
+            if line.startswith("  ") or not line.strip():
+                if prose:
+                    out.append(super()._fill_text(" ".join(prose), width, indent))
+                    prose = []
+                if line.strip():
+                    out.append(textwrap.fill(line, width, initial_indent=indent,
+                                             subsequent_indent=indent + " " * 7))
+                elif out:
+                    out.append("")
+            else:
+                prose.append(line.strip())
+        return "\n".join(out).rstrip("\n")
+
+
+def _add_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Every parser, verbs' and their actions' alike, ends its help with the exit codes."""
+    parser.formatter_class = _HelpFormatter
+    parser.epilog = f"{parser.epilog}\n\n{exits.EPILOG}" if parser.epilog else exits.EPILOG
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _add_exit_codes(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         from backends.text import printable
 
         print(f"llamaduel: {printable(str(error))}", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     except KeyboardInterrupt:
         print("llamaduel: interrupted", file=sys.stderr)
-        return 130
+        return exits.CANCELLED
     except BrokenPipeError:
         return _closed_pipe()
 
@@ -77,4 +112,4 @@ def _closed_pipe() -> int:
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
     except OSError:
         pass
-    return 128 + signal.SIGPIPE
+    return exits.CLOSED_PIPE

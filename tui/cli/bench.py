@@ -11,13 +11,21 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tui.cli import CommandError
-from tui.cli.common import add_contender_options, cancellable, load_builds, load_model, make_contenders
+from tui.cli.progress import SweepPrinter
+from tui.cli.common import Subparsers, add_contender_options, cancellable, load_builds, load_model, make_contenders
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.journal.tune import TuneSpec
+    from backends.journal.journal import RunEvent
+    from backends.models import ModelInfo
+    from backends.sweep import SweepSpec
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     bench = subparsers.add_parser(
         "bench", help="run a sweep of llama-bench on two or more builds, side by side",
         description="Run llama-bench for each contender on one model, taking turns per test point "
@@ -36,6 +44,7 @@ def register(subparsers: Any) -> None:
     add_grid_options(bench)
     add_contender_options(bench)
     add_measurement_options(bench)
+    add_tune_options(bench)
     order = bench.add_argument_group("scheduling")
     order.add_argument("--granularity", choices=("auto", "point", "resident", "depth", "build"),
                        help="llama-bench processes: auto (default: measured from the first points), "
@@ -56,19 +65,12 @@ def register(subparsers: Any) -> None:
 
 
 def add_grid_options(parser: argparse.ArgumentParser) -> None:
+    from backends.sweep import GRID
+
     grid = parser.add_argument_group("grid (overrides the preset)")
-    grid.add_argument("-p", "--prompts", help="prompt sizes, e.g. 512 or 128,512")
-    grid.add_argument("-n", "--gens", help="generation sizes, e.g. 128")
-    grid.add_argument("-d", "--depths", help="context depths, e.g. 0,4k,16k")
-    grid.add_argument("-fa", "--flash-attn", choices=("on", "off", "default"))
-    grid.add_argument("-ctk", "--cache-type-k")
-    grid.add_argument("-ctv", "--cache-type-v")
-    grid.add_argument("-ngl", "--n-gpu-layers", type=int)
-    grid.add_argument("-ncmoe", "--n-cpu-moe", type=int)
-    grid.add_argument("--mmap", choices=("on", "off", "default"))
-    grid.add_argument("-t", "--threads", type=int)
-    grid.add_argument("-b", "--batch", type=int)
-    grid.add_argument("-ub", "--ubatch", type=int)
+    for setting in GRID:
+        flags = [f for f in (setting.flag, setting.option) if f]
+        grid.add_argument(*flags, dest=setting.dest, help=setting.help, choices=setting.choices or None)
     grid.add_argument("--extra", action="append", default=[], metavar="ARG",
                       help="a raw llama-bench argument, passed as is (repeatable)")
     grid.add_argument("--timeout", type=float, help="seconds per test point before it counts as hung")
@@ -88,43 +90,54 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
                          help="start a block only below this temperature (default: near idle)")
 
 
-def make_spec(options: argparse.Namespace) -> Any:
-    from backends.sweep import SweepError, parse_int_list, preset
+def add_tune_options(parser: argparse.ArgumentParser) -> None:
+    tune = parser.add_argument_group("tuning (a fair fight: each build at its own best settings)")
+    tune.add_argument("--tune", action="store_true",
+                      help="before the duel, search each build's best settings on a short probe "
+                      "(its largest prompt and a short generation at the middle depth)")
+    tune.add_argument("--tune-budget", default="5m", metavar="TIME",
+                      help="time for the whole tune, shared equally by the builds (default 5m)")
+    tune.add_argument("--tune-free", default="ub", metavar="LIST",
+                      help="settings the tune may change: ub (default; -b follows), fa, kv, ncmoe, "
+                      "ngl, threads")
+
+
+def make_tune(options: argparse.Namespace) -> TuneSpec | None:
+    """The tune options, or None without --tune."""
+    if not getattr(options, "tune", False):
+        return None
+    from backends.journal.tune import TuneSpec
+    from backends.sweep import SweepError
+    from backends.tune.grid import parse_budget, parse_free
 
     try:
-        spec = preset(options.preset)
-        changes: dict[str, Any] = {}
-        for option, name, label in (("prompts", "prompts", "--prompts"), ("gens", "gens", "--gens"),
-                                    ("depths", "depths", "--depths")):
-            text = getattr(options, option)
-            if text:
-                changes[name] = parse_int_list(text, label)
-        for option, name in (("flash_attn", "flash_attn"), ("mmap", "mmap")):
-            choice = getattr(options, option)
-            if choice:
-                changes[name] = {"on": True, "off": False, "default": None}[choice]
-        for option, name in (("cache_type_k", "type_k"), ("cache_type_v", "type_v"),
-                             ("n_gpu_layers", "n_gpu_layers"), ("threads", "threads"),
-                             ("batch", "batch"), ("ubatch", "ubatch"), ("timeout", "timeout"),
-                             ("max_repetitions", "max_repetitions"), ("cooldown", "cooldown"),
-                             ("max_temp", "max_temp")):
-            value = getattr(options, option, None)
-            if value is not None:
-                changes[name] = value
-        changes.update(_repetitions(options.repetitions))
-        if options.n_cpu_moe is not None:
-            changes.update(n_cpu_moe=options.n_cpu_moe, auto_ncmoe=False)
-        if options.extra:
-            changes["extra_args"] = tuple(options.extra)
-        if changes:
-            spec = spec.with_changes(**changes)  # keeps the preset's name; the fields say what changed
-        spec.validate()
-        return spec
+        return TuneSpec(budget_s=parse_budget(options.tune_budget), free=parse_free(options.tune_free))
     except SweepError as error:
         raise CommandError(str(error)) from None
 
 
-def _repetitions(text: str | None) -> dict[str, Any]:
+def make_spec(options: argparse.Namespace) -> SweepSpec:
+    """The preset with what the command line changes (checked with the run's request)."""
+    from backends.sweep import GRID, SweepError, preset
+    from backends.sweep.grid import read_fields
+
+    try:
+        spec = preset(options.preset)
+        texts = {f.name: text for f in GRID if (text := getattr(options, f.dest, None)) is not None}
+        changes = read_fields(texts, lambda setting: setting.option)
+        for name in ("timeout", "max_repetitions", "cooldown", "max_temp"):
+            if (value := getattr(options, name, None)) is not None:
+                changes[name] = value
+        changes.update(_repetitions(options.repetitions))
+        if options.extra:
+            changes["extra_args"] = tuple(options.extra)
+        # Keeps the preset's name; the fields say what changed.
+        return spec.with_changes(**changes) if changes else spec
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+
+
+def _repetitions(text: str | None) -> dict[str, object]:
     if text is None:
         return {}
     if text.strip().lower() == "auto":
@@ -136,7 +149,7 @@ def _repetitions(text: str | None) -> dict[str, Any]:
 
 
 def cmd_bench(options: argparse.Namespace) -> int:
-    from backends.remote import close_hosts
+    from backends.remote.ssh import close_hosts
 
     try:
         return _bench(options)
@@ -145,21 +158,17 @@ def cmd_bench(options: argparse.Namespace) -> int:
 
 
 def _bench(options: argparse.Namespace) -> int:
-    from backends.sweep import SweepError, run_sweep
+    from backends.sweep import DEFAULT_GRANULARITY, RunRequest, SweepError, run_sweep
     from tui.cli.remote import host_models, host_telemetry
 
     builds, servers = make_contenders(load_builds(options.build, hosts=options.host), options)
     local = any(not b.host for b in builds)
     model, model_paths = host_models(builds, options.model, options.model_on,
                                      load_model(options.model) if local else None)
-    spec = make_spec(options)
-    telemetry = _telemetry(options.telemetry) if local else None
-    remote = host_telemetry(builds) if options.telemetry != "off" else {}
-    kwargs: dict[str, Any] = dict(run_dir=options.run_dir, telemetry=telemetry, local_rpc=servers,
-                                  interleave=not options.no_interleave, parallel=options.parallel,
-                                  host_telemetry=remote, model_paths=model_paths)
-    if options.granularity:
-        kwargs["granularity"] = options.granularity
+    request = RunRequest(builds, model, make_spec(options), run_dir=options.run_dir,
+                         interleave=not options.no_interleave, parallel=options.parallel,
+                         granularity=options.granularity or DEFAULT_GRANULARITY,
+                         model_paths=model_paths, local_rpc=servers, tune=make_tune(options))
     if options.save:
         from profiles.store import ProfileError, check_name
 
@@ -167,8 +176,12 @@ def _bench(options: argparse.Namespace) -> int:
             check_name(options.save)
         except ProfileError as error:
             raise CommandError(str(error)) from None
+    telemetry = _telemetry(options.telemetry) if local else None
+    remote = host_telemetry(builds) if options.telemetry != "off" else {}
+    printer = SweepPrinter(options.json)
     try:
-        status, run_dir = drive(run_sweep(builds, model, spec, **kwargs), json_lines=options.json)
+        status, run_dir = drive(run_sweep(request, telemetry=telemetry, host_telemetry=remote),
+                                json_lines=options.json, printer=printer)
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
@@ -177,17 +190,17 @@ def _bench(options: argparse.Namespace) -> int:
         for source in remote.values():
             source.close()
     if options.save and run_dir is not None:
-        save_profile(options.save, run_dir, model, builds, options.store)
+        save_profile(options.save, printer.events, run_dir, model, builds, options.store)
     return status
 
 
-def save_profile(name: str, run_dir: Path, model: Any, builds: Sequence[Any],
-                 store_path: Path | None) -> None:
-    from backends.sweep import read_journal
+def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: ModelInfo | None,
+                 builds: Sequence[BuildInfo], store_path: Path | None) -> None:
+    """Save the run's profile from its events as they passed (the journal is not read back)."""
     from profiles.model import profile_from_journal
     from profiles.store import ProfileError, ProfileStore
 
-    profile = profile_from_journal(read_journal(run_dir), name=name, model_info=model, builds=builds)
+    profile = profile_from_journal(events, name=name, model_info=model, builds=builds)
     try:
         path = ProfileStore(store_path).save(profile)
     except (ProfileError, OSError) as error:
@@ -203,12 +216,13 @@ def _telemetry(choice: str) -> Any:
     return Telemetry()
 
 
-def drive(events: AsyncIterator[Any], *, json_lines: bool) -> tuple[int, Path | None]:
-    """Run the sweep to its end, printing as it goes; the exit code and the run folder."""
+def drive(events: AsyncIterator[RunEvent], *, json_lines: bool,
+          printer: SweepPrinter | None = None) -> tuple[int, Path | None]:
+    """Run the sweep to its end, printing as it goes (``printer`` keeps its events); the
+    exit code and the run folder."""
     from backends.sweep import JournalError
-    from tui.cli.progress import SweepPrinter
 
-    printer = SweepPrinter(json_lines)
+    printer = printer or SweepPrinter(json_lines)
     try:
         finished = asyncio.run(cancellable(events, printer.show))
     except JournalError as error:

@@ -16,7 +16,10 @@ from typing import Any, TextIO
 from profiles.format import format_bytes, render_table
 
 
-def register(subparsers: Any) -> None:
+from tui.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
     builds = subparsers.add_parser(
         "builds",
         help="find and probe llama.cpp builds (backend, devices, version, flags)",
@@ -144,8 +147,8 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
 def handle_builds(options: Any, out: TextIO | None = None) -> int:
     from backends.journal import codec
     from backends.builds import discover_builds
-    from backends.remote import close_hosts
-    from backends.remote_probe import parse_build_target, probe_remote_build
+    from backends.remote.ssh import close_hosts
+    from backends.remote.probe import parse_build_target, probe_remote_build
     from tui.cli import CommandError
 
     out = out or sys.stdout

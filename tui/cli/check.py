@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 
-from tui.cli import CommandError
+from tui.cli import CommandError, exits
+from tui.cli.common import Subparsers
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     check = subparsers.add_parser(
         "check", help="check that each build gives the same answers as a reference build",
         description="Run llama-perplexity on a reference build to save its token "
@@ -102,7 +103,7 @@ def cmd_check(options: argparse.Namespace) -> int:
     extra = _extra_args(options.args)
 
     async def drive() -> int:
-        status = 0
+        status = exits.NO_COMPARISON  # until the check finishes
         async for event in run_check(
                 builds, options.model, reference=options.reference, text=options.text,
                 thresholds=thresholds, timeout=options.timeout, context=options.context,
@@ -115,9 +116,13 @@ def cmd_check(options: argparse.Namespace) -> int:
                     print(json.dumps(event.result.to_json()), flush=True)
                 else:
                     print(event.result.summary(), flush=True)
-            elif isinstance(event, CheckFinished) and event.problem:
-                print(f"llamaduel: {event.problem}", file=sys.stderr)
-                status = 1
+            elif isinstance(event, CheckFinished):
+                if event.problem:
+                    print(f"llamaduel: {event.problem}", file=sys.stderr)
+                    return exits.NO_COMPARISON
+                status = exits.comparison_status(
+                    {r.build: int(r.status != "failed") for r in event.results},
+                    {r.build: int(r.status == "failed") for r in event.results})
         return status
 
     try:

@@ -9,12 +9,16 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
 from backends.text import printable
 from tui.cli import CommandError
+
+
+# What each verb module registers itself on (``register(subparsers)``).
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def load_builds(arguments: Sequence[str], needs: str | None = "bench",
@@ -28,7 +32,7 @@ def load_builds(arguments: Sequence[str], needs: str | None = "bench",
     report a build's missing tool themselves.
     """
     from backends.builds import probe_build
-    from backends.remote_probe import parse_build_target
+    from backends.remote.probe import parse_build_target
 
     if not arguments:
         raise CommandError("give at least one --build NAME=PATH")
@@ -64,7 +68,7 @@ def load_builds(arguments: Sequence[str], needs: str | None = "bench",
 
 def parse_hosts(texts: Sequence[str]) -> dict[str, str]:
     """``--host NAME=user@host`` -> {NAME: destination}."""
-    from backends.remote import check_destination
+    from backends.remote.ssh import check_destination
 
     hosts = {}
     for text in texts:
@@ -79,8 +83,8 @@ def parse_hosts(texts: Sequence[str]) -> dict[str, str]:
 
 
 def _probe_remote(name: str, host: str, path: str, needs: str | None) -> BuildInfo:
-    from backends.remote import SshError, ssh_host
-    from backends.remote_probe import probe_remote_build
+    from backends.remote.ssh import SshError, ssh_host
+    from backends.remote.probe import probe_remote_build
 
     if needs != "bench":
         tool = f"llama-{needs}" if needs else "this command"
@@ -124,7 +128,7 @@ def make_contenders(builds: list[BuildInfo], options: argparse.Namespace) -> tup
     """The contenders and the local RPC servers they need."""
     from backends.contenders import (ContenderError, make_contenders as combine, parse_device_arg,
                                      parse_rpc_arg, parse_set_arg, split_variants)
-    from backends.rpc import LocalRpcServer
+    from backends.remote.rpc import LocalRpcServer
 
     try:
         devices = dict(parse_device_arg(t) for t in options.device)

@@ -119,7 +119,7 @@ def handle_gate(options: argparse.Namespace) -> int:
 
 def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | None) -> Path | None:
     from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
-    from backends.sweep import SweepError, run_sweep
+    from backends.sweep import RunRequest, SweepError, run_sweep
 
     started: list[Path] = []
 
@@ -133,7 +133,8 @@ def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | Non
             say(f"{event.build} {event.point.name}: FAILED: {event.reason}")
 
     try:
-        finished = asyncio.run(cancellable(run_sweep(contenders, model, spec, run_dir=run_dir), show))
+        request = RunRequest(contenders, model, spec, run_dir=run_dir)
+        finished = asyncio.run(cancellable(run_sweep(request), show))
     except SweepError as error:
         raise CommandError(str(error)) from None
     say("", transient=False)

@@ -37,8 +37,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("name")
     export.add_argument("--format", choices=("md", "csv", "json", "launch", "llama-swap"), default="md")
     export.add_argument("--workload", choices=("short_dense", "long_dense", "moe", "split"),
-                        help="workload for launch (default: the first one with a recommendation)")
-    export.add_argument("--build", help="launch this build instead of the recommended one")
+                        help="only this workload's verdicts, and the workload to launch (default: "
+                        "every workload; launch: the first one with a recommendation)")
+    export.add_argument("--build", help="launch this build instead of the recommended one (every "
+                        "format: the tables and JSON carry its launch command)")
     export.add_argument("--model", metavar="PATH", help="model path for launch (default: the profile's file name)")
     export.add_argument("--context", type=int, help="context size for launch")
     export.set_defaults(func=cmd_export)
@@ -139,6 +141,10 @@ def cmd_show(options: argparse.Namespace) -> int:
         print(f"{len(profile.results)} results, {len(profile.failures) + len(profile.failure_records)} failures")
     if profile.serving_verdicts:
         _print_serving(profile.serving_verdicts)
+    if profile.serving_disagreement:
+        print(f"\nServer against llama-bench: {profile.serving_disagreement}")
+    for line in tuning_lines(profile):
+        print(line)
     _print_stability(profile)
     if profile.recommendation is None:
         if not profile.serving_verdicts:
@@ -160,6 +166,26 @@ def _print_stability(profile: Profile) -> None:
         print(f"gate history ({len(profile.gates)} runs; last: {profile.gates[-1].get('line')}):")
         for line in trend_lines(profile.gates):
             print(f"  {line}")
+
+
+def tuning_lines(profile: Any) -> list[str]:
+    """The tuned settings per contender, what they were worth, the duel both ways, and every
+    other difference between the contenders."""
+    from profiles.confounds import confound_line
+    from profiles.tuning import worth_text
+
+    lines: list[str] = []
+    tuning = profile.tuning
+    if tuning is not None:
+        lines += ["", f"Tuned ({', '.join(tuning.free)} free, {tuning.seconds:.0f} s of a "
+                      f"{tuning.budget_s:.0f} s budget):"]
+        for contender in tuning.contenders:
+            lines.append(f"- {worth_text(contender)}; runs with {' '.join(contender.settings) or 'its defaults'}")
+            lines.append(f"  why: {contender.reason}")
+        lines += [f"- {line}" for line in tuning.lines]
+    if profile.confounds:
+        lines += ["", confound_line(profile.confounds)]
+    return lines
 
 
 def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:
@@ -205,47 +231,29 @@ def cmd_compare(options: argparse.Namespace) -> int:
 
 
 def cmd_export(options: argparse.Namespace) -> int:
+    """Every format through one export, so --workload and --build mean the same in all."""
     from profiles import exporters
+    from profiles.export_choice import ExportChoice, export
 
     profile = _load(options, options.name)
-    rec = profile.recommendation
-    if options.format == "json":
-        print(exporters.to_json(profile), end="")
-        return 0
-    if options.format == "md" and (rec is not None or profile.serving_verdicts):
-        if rec is not None:
-            print(exporters.to_markdown(rec, title=profile.name), end="")
-        if profile.serving_verdicts:
-            title = None if rec is not None else profile.name
-            print(("\n" if rec is not None else "") + exporters.serving_markdown(
-                profile.serving_verdicts, title=title), end="")
-        return 0
-    if rec is None:
-        raise _error(f"profile {profile.name!r} has no recommendation to export")
-    if options.format == "md":
-        print(exporters.to_markdown(rec, title=profile.name), end="")
-    elif options.format == "csv":
-        print(exporters.to_csv(rec), end="")
-    elif options.format == "launch":
-        workload = options.workload or next(
-            (w for w in exporters.WORKLOADS if rec.recommended_build(w)), None)
-        if workload is None:
-            raise _error("the profile recommends no build for any workload; pass --workload and --build")
+    choice = ExportChoice(workload=options.workload, build=options.build,
+                          model_path=options.model, context=options.context)
+    serving_only = options.format == "md" and profile.recommendation is None and not (
+        options.workload or options.build)
+    text = ""
+    caveats: tuple[str, ...] = ()
+    if not (serving_only and profile.serving_verdicts):
         try:
-            command = exporters.launch_command(profile, workload, model_path=options.model,
-                                               build=options.build, context=options.context)
+            exported = export(profile, options.format, choice)
         except ValueError as error:
             raise _error(str(error)) from None
-        print(command.display)
-        for caveat in command.caveats:
-            print(f"# caveat: {caveat}", file=sys.stderr)
-    else:
-        try:
-            text = exporters.llama_swap_config(profile, [options.workload] if options.workload else None,
-                                               model_path=options.model)
-        except ValueError as error:
-            raise _error(str(error)) from None
-        print(text, end="")
+        text, caveats = exported.text, exported.caveats
+    if options.format == "md" and profile.serving_verdicts and not options.workload:
+        title = None if text else profile.name
+        text += ("\n" if text else "") + exporters.serving_markdown(profile.serving_verdicts, title=title)
+    print(text, end="")
+    for caveat in caveats:
+        print(f"# caveat: {caveat}", file=sys.stderr)
     return 0
 
 
@@ -314,8 +322,10 @@ def cmd_delete(options: argparse.Namespace) -> int:
             raise _error("refusing to delete without --yes when not at a terminal")
         answer = input(f"delete profile {options.name!r}? [y/N] ").strip().lower()
         if answer not in ("y", "yes"):
+            from tui.cli import exits
+
             print("kept")
-            return 1
+            return exits.CANCELLED
     try:
         store.delete(options.name)
     except ProfileError as error:
@@ -341,6 +351,14 @@ def cmd_recommend(options: argparse.Namespace) -> int:
     recs = [r for r in recs if r.verdicts]
     if not recs:
         raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+    if options.format == "json":
+        # One JSON document however many machines: one machine's recommendation, or several
+        # under "machines".
+        if len(recs) == 1:
+            print(exporters.to_json(recs[0]), end="")
+        else:
+            print(exporters.machines_json(recs), end="")
+        return 0
     for n, rec in enumerate(recs):
         if n:
             print()
@@ -351,8 +369,19 @@ def cmd_recommend(options: argparse.Namespace) -> int:
             print(exporters.to_markdown(rec, title=title), end="")
         elif options.format == "csv":
             print(exporters.to_csv(rec), end="")
-        elif options.format == "json":
-            print(exporters.to_json(rec), end="")
         else:
             _print_recommendation(rec, title)
-    return 0
+    return _journal_status(run.journal)
+
+
+def _journal_status(journal: Sequence[Any]) -> int:
+    """A journal's verdict exits as its run did (``tui.cli.exits``): a point whose counted
+    result is gone is not measured; other input, 0."""
+    from backends.journal.damage import missing_results, without_points
+    from tui.cli.exits import COMPARED
+    from tui.cli.progress import sweep_status
+
+    if not journal:
+        return COMPARED
+    lost = {m.point.key for m in missing_results(journal)}
+    return sweep_status(without_points(journal, lost))[0]

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
-                             TelemetryRecorded)
-from backends.journal.journal import event_to_json
+                             TelemetryRecorded, TestPoint)
+from backends.journal.journal import RunEvent, event_to_json
+from backends.journal.tune import TUNE_EVENT_TYPES
+from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from profiles.format import format_rate, format_ratio, render_table
+from tui.cli import exits
 from tui.cli.common import say
 
 
@@ -21,11 +23,11 @@ class SweepPrinter:
 
     def __init__(self, json_lines: bool) -> None:
         self.json_lines = json_lines
-        self.events: list[Any] = []
+        self.events: list[RunEvent] = []
         self.started: SweepStarted | None = None
         self.finished: SweepFinished | None = None
 
-    def show(self, event: Any) -> None:
+    def show(self, event: RunEvent) -> None:
         if not isinstance(event, TelemetryRecorded):
             self.events.append(event)
         if self.json_lines:
@@ -40,26 +42,63 @@ class SweepPrinter:
                 say(line, transient=transient)
 
     def finish(self, *, cancelled: bool) -> tuple[int, Path | None]:
+        """Say how the run ended, print the table of the whole journal; the exit code
+        (``tui.cli.exits``) and the run folder."""
         started = self.started
         run_dir = Path(started.run_dir) if started is not None else None
-        if cancelled or (self.finished is not None and self.finished.problem):
-            if self.finished is not None and self.finished.problem:
-                say(f"stopped: {self.finished.problem}")
-            else:
-                say("cancelled: every llama.cpp process was stopped; results so far are in the journal")
+        problem = self.finished.problem if self.finished is not None else ""
+        if cancelled or problem:
+            say(f"stopped: {problem}" if problem else
+                "cancelled: every llama.cpp process was stopped; results so far are in the journal")
             if started is not None and run_dir is not None:
                 say(f"journal: {run_dir / 'journal.jsonl'}  (continue with `llamaduel resume {started.run_id}`)")
-            return (1 if not cancelled else 130), None
-        if not self.json_lines and started is not None:
+            return (exits.STOPPED if problem else exits.CANCELLED), None
+        if started is None or run_dir is None:
+            return exits.NO_COMPARISON, run_dir
+        events = whole_run(run_dir, self.events)
+        if not self.json_lines:
             say("", transient=False)
-            print(side_by_side_table(started.builds, self.events))
-            print(f"\njournal: {run_dir / 'journal.jsonl'}" if run_dir else "")
-        if self.finished is not None and self.finished.results == 0:
-            return 1, run_dir
-        return 0, run_dir
+            print(side_by_side_table(started.builds, events))
+            print(f"\njournal: {run_dir / 'journal.jsonl'}")
+        status, lines = sweep_status(events)
+        for line in lines:
+            say(line)
+        return status, run_dir
 
 
-def describe(event: Any) -> tuple[str, bool]:
+def whole_run(run_dir: Path, seen: list[RunEvent]) -> list[RunEvent]:
+    """Every event of the run's journal (a resumed run's earlier sessions too), or what
+    this session saw when the journal cannot be read back."""
+    from backends.sweep import read_journal
+
+    try:
+        return list(read_journal(run_dir))
+    except OSError:
+        return seen
+
+
+def sweep_status(events: list[RunEvent]) -> tuple[int, list[str]]:
+    """The exit code of a sweep from its journal's events, and a line per contender that
+    failed or lacks points: how many, and the first reason."""
+    starts = [e for e in events if isinstance(e, SweepStarted)]
+    measured = {(r.build, r.result.point.key) for r in point_results(events)}
+    reasons = {(f.build, f.point.key): f.reason for f in point_failures(events)}
+    if starts:
+        planned, builds = {p.key for p in starts[-1].points}, tuple(starts[-1].builds)
+    else:  # results written without a start (an older tool's journal): what they hold
+        seen = [*measured, *reasons]
+        planned, builds = {key for _, key in seen}, tuple(dict.fromkeys(name for name, _ in seen))
+    done, failed, lines = {}, {}, []
+    for build in builds:
+        missing = sorted(k for k in planned if (build, k) not in measured)
+        done[build], failed[build] = len(planned) - len(missing), len(missing)
+        if missing:
+            why = next((reasons[(build, k)] for k in missing if (build, k) in reasons), "no result")[:160]
+            lines.append(f"{build}: {len(missing)} of {len(planned)} points failed ({why})")
+    return exits.comparison_status(done, failed), lines
+
+
+def describe(event: RunEvent) -> tuple[str, bool]:
     """One line for an event (and whether it is a passing one), or ''."""
     if isinstance(event, SweepStarted):
         notes = "".join(f"\nnote: {n}" for n in event.notes)
@@ -86,15 +125,17 @@ def describe(event: Any) -> tuple[str, bool]:
         return f"{event.build:>12}  {event.point.name:<18} {event.message}", False
     if isinstance(event, SweepNote):
         return f"note: {event.message}", False
+    if isinstance(event, TUNE_EVENT_TYPES):
+        return describe_tune(event), False
     return "", False
 
 
-def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
+def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[RunEvent]) -> str:
     """One row per test point, tok/s ± stddev per contender, the fastest and its lead."""
     results = point_results(events)
     cells: dict[str, dict[str, str]] = {}
     speeds: dict[str, dict[str, float]] = {}
-    order: dict[str, Any] = {}
+    order: dict[str, TestPoint] = {}
     for item in results:
         point = item.result.point
         order.setdefault(point.key, point)

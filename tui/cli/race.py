@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 
-def register(subparsers: Any) -> None:
+from tui.cli.common import Subparsers
+
+
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "race",
         help="stream one prompt through each build's completion tool, side by side",
@@ -173,8 +176,11 @@ def handle_race(options: argparse.Namespace) -> int:
     else:
         print()
         print(summary_table(summary))
-    statuses = [entry["status"] for entry in summary["builds"].values()]
-    return 0 if statuses and all(status == "finished" for status in statuses) else 1
+    from tui.cli import exits
+
+    statuses = {name: entry["status"] for name, entry in summary["builds"].items()}
+    return exits.comparison_status({n: int(s == "finished") for n, s in statuses.items()},
+                                   {n: int(s != "finished") for n, s in statuses.items()})
 
 
 async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Namespace) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def host_models(builds: Sequence[BuildInfo], model: Path, model_on: Sequence[str
     """The model for the sweep (this machine's copy when a build runs here, else the first
     host's) and its absolute path on each host, read there (only the header travels).
     One-line CommandError for a host without a usable copy."""
-    from backends.remote_probe import read_remote_model
+    from backends.remote.probe import read_remote_model
 
     paths: dict[str, str] = {}
     for text in model_on:
@@ -55,6 +55,6 @@ def _describe(model: ModelInfo) -> str:
 
 def host_telemetry(builds: Sequence[BuildInfo]) -> dict[str, Any]:
     """A RemoteTelemetry for every host a build runs on."""
-    from backends.remote_telemetry import RemoteTelemetry
+    from backends.remote.telemetry import RemoteTelemetry
 
     return {host: RemoteTelemetry(host) for host in dict.fromkeys(b.host for b in builds if b.host)}

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from profiles.format import render_table
 from tui.cli import CommandError
+from tui.cli.common import Subparsers
 from tui.cli.bench import drive
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     resume = subparsers.add_parser("resume", help="continue an interrupted sweep from its journal",
                                    description="Continue a run without redoing finished points.")
     resume.add_argument("run", help="a run id (see `llamaduel runs`) or run folder")
@@ -34,10 +34,24 @@ def cmd_resume(options: argparse.Namespace) -> int:
         run_dir = runs_root() / options.run
     if not run_dir.is_dir():
         raise CommandError(f"no run {options.run!r}: see `llamaduel runs`")
+    report_damage(run_dir)
     try:
         return drive(resume(run_dir, retry_failed=options.retry_failed), json_lines=options.json)[0]
     except SweepError as error:
         raise CommandError(str(error)) from None
+
+
+def report_damage(run_dir: Path) -> None:
+    """Each line of the journal that cannot be read, once, before the run goes on."""
+    from backends.sweep import read_journal
+    from tui.cli.common import say
+
+    try:
+        journal = read_journal(run_dir)
+    except OSError:
+        return  # resume says what is missing
+    for line in journal.report():
+        say(line)
 
 
 def cmd_runs(options: argparse.Namespace) -> int:

@@ -23,6 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 
+from tui.cli.common import Subparsers
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -33,7 +36,7 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "serve-bench", help="race builds as llama-server under concurrent streamed load",
         description="Start each build's llama-server, stream the same load through each in "
@@ -42,17 +45,29 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--build", action="append", default=[], metavar="NAME=PATH",
                         help="a build folder with llama-server; repeat for each build")
     parser.add_argument("--model", "-m", metavar="FILE", help="the GGUF model file")
-    parser.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8), metavar="LIST",
+    parser.add_argument("--preset", metavar="NAME",
+                        help="a named duel (server-cliffs: 4K,16K,32K context x f16,q8_0,q4_0 "
+                        "cache x 1,2,4 slots at -p 128 -n 64, one stream); other options override it")
+    parser.add_argument("--concurrency", type=_ints, metavar="LIST",
                         help="concurrent streams per level (1,2,4,8)")
-    parser.add_argument("-p", "--n-prompt", type=_ints, default=(512,), metavar="LIST",
+    parser.add_argument("-p", "--n-prompt", type=_ints, metavar="LIST",
                         help="prompt lengths in tokens, exact (512)")
-    parser.add_argument("-n", "--n-gen", type=int, default=128, metavar="N", help="tokens to generate (128)")
-    parser.add_argument("-d", "--depth", type=_ints, default=(0,), metavar="LIST",
+    parser.add_argument("-n", "--n-gen", type=int, metavar="N",
+                        help="tokens every request asks for and must get (128)")
+    parser.add_argument("-d", "--depth", type=_ints, metavar="LIST",
                         help="shared prefix (context depth) in tokens (0)")
+    parser.add_argument("-c", "--ctx-size", type=_ints, metavar="LIST",
+                        help="context the servers allocate, whatever the prompt; a level each "
+                        "(default: the largest request in every slot)")
+    parser.add_argument("--parallel", type=_ints, metavar="LIST",
+                        help="server slots, whatever the concurrency sent; a level each "
+                        "(default: the highest concurrency)")
+    parser.add_argument("--cache-types", metavar="LIST",
+                        help="KV cache types for -ctk and -ctv together, a level each (f16,q8_0,q4_0)")
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--requests", type=int, metavar="N", help="requests per level (3 per stream)")
     amount.add_argument("--duration", type=float, metavar="S", help="send requests for S seconds per level")
-    parser.add_argument("--turns", type=int, default=2, metavar="N",
+    parser.add_argument("--turns", type=int, metavar="N",
                         help="turns per level, A B then B A ..., the requests shared out (2)")
     parser.add_argument("--endpoint", choices=("chat", "completion"), default="chat",
                         help="chat (/v1/chat/completions, default) or completion (/completion)")
@@ -90,26 +105,35 @@ def register(subparsers: Any) -> None:
 
 
 def _spec(options: argparse.Namespace) -> Any:
+    """The preset (or the defaults) with every option the user gave on top."""
     from backends.server import DuelSpec, ServerSettings
+    from backends.server.spec import preset
 
+    base = preset(options.preset) if options.preset else DuelSpec()
     settings = ServerSettings(
         n_gpu_layers=options.n_gpu_layers,
         flash_attn=None if options.flash_attn is None else options.flash_attn == "on",
         type_k=options.cache_type_k, type_v=options.cache_type_v, n_cpu_moe=options.n_cpu_moe,
         no_mmap=options.no_mmap, n_batch=options.batch_size, n_ubatch=options.ubatch_size,
         threads=options.threads, cache_reuse=options.cache_reuse)
-    return DuelSpec(concurrency=options.concurrency, prompts=options.n_prompt, n_gen=options.n_gen,
-                    depths=options.depth, requests=options.requests, duration_s=options.duration,
-                    endpoint=options.endpoint, settings=settings, stall_s=options.stall,
-                    start_timeout_s=options.start_timeout, resident=options.resident,
-                    gap=not options.no_gap, turns=options.turns)
+    given = {"concurrency": options.concurrency, "prompts": options.n_prompt,
+             "n_gen": options.n_gen, "depths": options.depth, "ctx_sizes": options.ctx_size,
+             "parallel": options.parallel, "turns": options.turns,
+             "cache_types": tuple(t.strip() for t in options.cache_types.split(",") if t.strip())
+             if options.cache_types is not None else None}
+    if options.requests is not None or options.duration is not None:
+        given.update(requests=options.requests, duration_s=options.duration)
+    return dataclasses.replace(
+        base, **{k: v for k, v in given.items() if v is not None}, endpoint=options.endpoint,
+        settings=settings, stall_s=options.stall, start_timeout_s=options.start_timeout,
+        resident=options.resident, gap=not options.no_gap)
 
 
 def _contenders(arguments: list[str]) -> list[Any]:
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
-    return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+    return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
             for b in load_builds(arguments, needs=None)]
 
 
@@ -121,7 +145,10 @@ def handle_serve(options: argparse.Namespace) -> int:
         return _handle_validate(options)
     if not options.model:
         raise CommandError("give the model with --model FILE")
-    spec = _spec(options)
+    try:
+        spec = _spec(options)
+    except DuelError as error:
+        raise CommandError(str(error)) from None
     if problem := spec.problem():
         raise CommandError(problem)
     if options.save:
@@ -137,21 +164,41 @@ def handle_serve(options: argparse.Namespace) -> int:
     except DuelError as error:
         raise CommandError(str(error)) from None
     finished = events[-1]
-    from profiles.serving import serving_verdicts
     from backends.server import duel_summary
+    from profiles.disagreement import disagreement
+    from profiles.serving import serving_verdicts
 
-    verdicts = serving_verdicts(duel_summary(events))
+    summary = duel_summary(events)
+    verdicts = serving_verdicts(summary)
+    against_bench = disagreement(summary, verdicts)
     if options.json:
         out = dataclasses.asdict(finished)
         out["serving_verdicts"] = [dataclasses.asdict(v) for v in verdicts]
+        out["disagreement"] = against_bench
         print(json.dumps(out, indent=2))
     else:
         print(results_table(finished))
         print()
-        print("\n".join(v.sentence for v in verdicts))
+        for verdict in verdicts:
+            print("\n".join([verdict.sentence, *(f"  ! {why}" for why in verdict.failures)]))
+        if against_bench:
+            print(f"\nServer against llama-bench: {against_bench}")
     if options.save:
         _save(options, events, contenders)
-    return 0 if finished.summaries and not finished.failures else 1
+    return _status(finished, [c.name for c in contenders])
+
+
+def _status(finished: Any, names: list[str]) -> int:
+    """The shared exit code (``tui.cli.exits``): levels measured and failed per contender."""
+    from tui.cli import exits
+
+    if finished.cancelled:
+        return exits.CANCELLED
+    failed = exits.counts(next((n for n in names if f.startswith((f"{n}:", f"{n} at "))), "")
+                          for f in finished.failures)
+    failed.pop("", None)
+    status = exits.comparison_status(exits.counts(s.contender for s in finished.summaries), failed)
+    return exits.PARTIAL if status == exits.COMPARED and finished.failures else status
 
 
 def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any]) -> None:
@@ -199,8 +246,10 @@ def _rate(value: float | None) -> str:
 def progress_line(event: Any) -> str:
     s = event.summary
     state = "FAILED" if event.failed else "done"
-    return (f"{event.contender} {s.level.key}: {state}, {s.requests} requests, {s.errors} errors, "
-            f"{_rate(s.total_tps)} tok/s in total")
+    short = f", {s.short} short" if s.short else ""
+    reason = f": {s.reason}" if s.reason else ""
+    return (f"{event.contender} {s.level.key}: {state}, {s.requests} requests, {s.errors} errors"
+            f"{short}, {_rate(s.total_tps)} tok/s in total{reason}")
 
 
 def _table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -210,29 +259,48 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
                      for row in rows)
 
 
+def _level_row(s: Any, with_setting: bool) -> tuple[str, ...]:
+    e2e = "-" if s.e2e_s.p50 is None else f"{s.e2e_s.p50:.2f}"
+    setting = ((_setting(s.level),) if with_setting else ())
+    return (s.contender, str(s.level.concurrency), s.level.shape, *setting, str(s.requests),
+            str(s.errors), str(s.short), _ms(s.ttft_s.p50), _ms(s.ttft_s.p99), _ms(s.itl_s.p50),
+            e2e, _rate(s.gen_tps.mean), _rate(s.total_tps))
+
+
+def _setting(level: Any) -> str:
+    """``32K q4_0 s4``: the server's context, cache type and slots, short."""
+    ctx = level.ctx_size
+    parts = [(f"{ctx // 1024}K" if ctx % 1024 == 0 else str(ctx)) if ctx else "auto",
+             level.cache_type or "-", f"s{level.slots}" if level.slots else "s-"]
+    return " ".join(parts)
+
+
 def results_table(finished: Any) -> str:
-    """Level results, the bench-vs-server gap and the failures, as text tables."""
-    rows = [("build", "c", "shape", "req", "err", "ttft p50 ms", "ttft p99 ms", "itl p50 ms",
-             "e2e p50 s", "tok/s/stream", "tok/s total")]
-    for s in finished.summaries:
-        e2e = "-" if s.e2e_s.p50 is None else f"{s.e2e_s.p50:.2f}"
-        rows.append((s.contender, str(s.level.concurrency), s.level.shape, str(s.requests),
-                     str(s.errors), _ms(s.ttft_s.p50), _ms(s.ttft_s.p99), _ms(s.itl_s.p50), e2e,
-                     _rate(s.gen_tps.mean), _rate(s.total_tps)))
+    """Level results (the first reason of each level that lost a request beneath), the
+    bench-vs-server gap and the failures, as text tables."""
+    with_setting = any(s.level.setting for s in finished.summaries)
+    rows = [("build", "c", "shape", *(("server",) if with_setting else ()), "req", "err", "short",
+             "ttft p50 ms", "ttft p99 ms", "itl p50 ms", "e2e p50 s", "tok/s/stream", "tok/s total")]
+    rows += [_level_row(s, with_setting) for s in finished.summaries]
     parts = [_table(rows)]
+    reasons = [f"  {s.contender} {s.level.key}: {s.reason}" for s in finished.summaries if s.reason]
+    if reasons:
+        parts += ["", "first reason per build and level:", *reasons]
     if finished.gaps:
         gap_rows = [("build", "shape", "bench pp t/s", "server pp t/s", "pp ratio",
                      "bench tg t/s", "server tg t/s", "tg ratio")]
         for g in finished.gaps:
+            shape = f"{g.shape} {g.cache_type}".strip()
             if g.problem:
-                gap_rows.append((g.contender, g.shape, "-", "-", "-", "-", "-", g.problem[:60]))
+                gap_rows.append((g.contender, shape, "-", "-", "-", "-", "-", g.problem[:60]))
                 continue
-            gap_rows.append((g.contender, g.shape, _rate(g.bench_pp_tps), _rate(g.server_pp_tps),
+            gap_rows.append((g.contender, shape, _rate(g.bench_pp_tps), _rate(g.server_pp_tps),
                              _ratio(g.pp_ratio), _rate(g.bench_tg_tps), _rate(g.server_tg_tps),
                              _ratio(g.tg_ratio)))
         parts += ["", "llama-bench vs llama-server (concurrency 1; ratio = server / bench):",
                   _table(gap_rows)]
-    parts += [f"FAILED {line}" for line in finished.failures]
+    shown = tuple(f"{s.contender} at {s.level.key}:" for s in finished.summaries if s.reason)
+    parts += [f"FAILED {line}" for line in finished.failures if not line.startswith(shown)]
     return "\n".join(parts)
 
 
@@ -290,4 +358,6 @@ def _handle_validate(options: argparse.Namespace) -> int:
     else:
         print(f"launch command FAILED: {check.reason}")
         print(f"  {shlex.join(check.argv)}")
-    return 0 if check.ok else 1
+    from tui.cli import exits
+
+    return exits.COMPARED if check.ok else exits.NO_COMPARISON

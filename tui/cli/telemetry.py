@@ -13,6 +13,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tui.cli.common import Subparsers
+
+
 GIB = 1024 ** 3
 COLUMNS = (
     ("time", 8), ("device", 14), ("vram GiB", 11), ("edge", 4), ("junc", 4), ("mem", 4),
@@ -20,7 +23,7 @@ COLUMNS = (
 )
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "telemetry",
         help="print GPU and host telemetry once per tick",
@@ -72,10 +75,7 @@ def _cells(cells: list[str]) -> str:
 
 
 def device_line(clock: str, device: Any) -> str:
-    if device.throttle_reasons is None:
-        throttle = "?"
-    else:
-        throttle = ",".join(device.throttle_reasons) or "none"
+    throttle = "?" if device.throttle_reasons is None else ",".join(device.throttle_reasons) or "none"
     label = device.label if len(device.label) <= 14 else device.label[-14:]
     vram = _pair(None if device.vram_used_bytes is None else device.vram_used_bytes / GIB,
                  None if device.vram_total_bytes is None else device.vram_total_bytes / GIB, ".1f")

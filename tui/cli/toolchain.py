@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from tui.cli import CommandError
+from tui.cli.common import Subparsers
 
 
-def register(subparsers: Any) -> None:
-    from backends.toolchain import BACKENDS
+def register(subparsers: Subparsers) -> None:
+    from backends.tooling.toolchain import BACKENDS
 
     tools = subparsers.add_parser(
         "toolchain", help="build llama.cpp's CPU, Vulkan and combined tools from the pinned source",
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_toolchain(options: argparse.Namespace) -> int:
-    from backends import toolchain
+    from backends.tooling import toolchain
 
     argv = ["--backend", options.backend]
     if options.jobs:

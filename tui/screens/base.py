@@ -3,7 +3,7 @@ Escape, which leaves a text field for the screen's first action."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -12,10 +12,25 @@ from textual.widgets import Input, Select
 from tui.actions import CommandsMixin
 
 if TYPE_CHECKING:
-    from tui.app import LlamaduelApp
     from tui.sources import Sources
+    from tui.state.run import RunState
+    from tui.state.run_text import SweepStart
+    from tui.state.serve import ServeRequest
 
 FIELDS = (Input, Select)
+
+
+class DuelApp(Protocol):
+    """What screens ask of the app (``tui.app.LlamaduelApp``), typed without importing it:
+    the app sits above its screens."""
+
+    sources: Sources
+    last_run: RunState
+    auto_probe: bool
+
+    def start_sweep(self, request: SweepStart) -> None: ...
+    def start_serve(self, request: ServeRequest) -> None: ...
+    def sweep_finished(self, state: RunState) -> None: ...
 
 
 class AppScreen(CommandsMixin, Screen[None]):
@@ -30,9 +45,9 @@ class AppScreen(CommandsMixin, Screen[None]):
         return self.duel_app.sources
 
     @property
-    def duel_app(self) -> LlamaduelApp:
+    def duel_app(self) -> DuelApp:
         """The app, typed: screens only ever run inside llamaduel's."""
-        return cast("LlamaduelApp", self.app)
+        return cast("DuelApp", self.app)
 
     def action_leave_field(self) -> None:
         home = self.query(self.AUTO_FOCUS).first() if self.AUTO_FOCUS else None

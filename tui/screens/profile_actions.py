@@ -6,14 +6,16 @@ Display-side glue over ``profiles``: no widgets here, so tests call it directly.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from backends.journal.sweep import BenchEvent, PointFailed, ResultReceived, SweepStarted
+from backends.journal.sweep import ResultReceived, SweepStarted
 from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
 if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
@@ -44,20 +46,18 @@ def state_from_profile(profile: Profile) -> RunState:
     )
 
 
-def events_of(state: RunState, journal: Path | None) -> list[BenchEvent]:
-    """The run's journal when it is on disk; otherwise events rebuilt from the state."""
-    from tui.engine import read_journal
-
-    for path in (Path(state.run_dir) / "journal.jsonl" if state.run_dir else None, journal):
-        if path is not None and path.is_file():
-            return list(read_journal(path))
-    events: list[BenchEvent] = [SweepStarted(
+def records_of(state: RunState) -> tuple[RunEvent, ...]:
+    """The run's verdict records, kept as they passed (a live run, a replayed journal); for a
+    state shown from a saved profile, rebuilt from what it shows."""
+    if state.records:
+        return state.records
+    records: list[RunEvent] = [SweepStarted(
         run_id=state.run_id, run_dir=state.run_dir, model=state.model,
         builds=tuple(b.name for b in state.builds), points=state.points, spec=dict(state.spec))]
     for build in state.builds:
-        events += [ResultReceived(build=build.name, result=r) for r in build.results]
-        events += list(build.failures)
-    return events
+        records += [ResultReceived(build=build.name, result=r) for r in build.results]
+        records += list(build.failures)
+    return tuple(records)
 
 
 def default_profile_name(state: RunState) -> str:
@@ -76,12 +76,11 @@ def has_server(command: LaunchCommand) -> bool:
     return server.is_file() if server.parent != Path(".") else shutil.which(str(server)) is not None
 
 
-def profile_from_state(state: RunState, name: str, *, journal: Path | None = None,
-                       builds: Sequence[BuildInfo] | None = None,
+def profile_from_state(state: RunState, name: str, *, builds: Sequence[BuildInfo] | None = None,
                        model_info: ModelInfo | None = None) -> Profile:
     from profiles.model import profile_from_journal
 
-    return profile_from_journal(events_of(state, journal), name=name, builds=builds,
+    return profile_from_journal(records_of(state), name=name, builds=builds,
                                 model_info=model_info, correctness=state.correctness_by_build())
 
 
@@ -123,5 +122,14 @@ def model_path_of(state: RunState) -> str | None:
     return state.model if state.model and Path(state.model).is_absolute() else None
 
 
-def failures_of(state: RunState) -> list[PointFailed]:
-    return [f for b in state.builds for f in b.failures]
+def typed_paths(text: str) -> list[Path]:
+    """Files typed into a field: one path as typed when it names a file (spaces, '#', '?' and
+    '%' included), else shell words, so quoted names with spaces work too."""
+    whole = Path(text.strip()).expanduser()
+    if text.strip() and whole.exists():
+        return [whole]
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unclosed quote: take the words as they are
+        words = text.split()
+    return [Path(word).expanduser() for word in words]

@@ -215,11 +215,12 @@ class ProfilesScreen(AppScreen):
     def _import(self) -> None:
         def chosen(text: str | None) -> None:
             if text:
-                self.import_files([Path(p).expanduser() for p in text.split()])
+                self.import_files(actions.typed_paths(text))
 
         self.app.push_screen(AskTextScreen(
-            "Import llama-bench output (jsonl, json, csv or markdown; several files: separate "
-            "with spaces):", placeholder="~/bench/rocm.jsonl ~/bench/vulkan.jsonl"), chosen)
+            "Import llama-bench output (jsonl, json, csv, markdown, logs or a .sqlite database; several "
+            "files: separate with spaces, quote names that hold spaces):",
+            placeholder="~/bench/rocm.jsonl ~/bench/vulkan.jsonl"), chosen)
 
     @work(thread=True, group="profile", exit_on_error=False)
     def import_files(self, paths: list[Path]) -> None:

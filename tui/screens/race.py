@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Sequence
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,7 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
-from tui.state.race import RaceBoard, apply, replay
+from tui.state.race import RaceBoard, fold, replay
 from tui.widgets.race_controls import RaceControls, describe
 from tui.widgets.race_lane import RaceLane
 from tui.widgets.race_plot import RaceRatePlot
@@ -46,7 +46,7 @@ REPLAY_MIN_SECONDS = 4.0  # a race over in milliseconds replays in slow motion
 LOG_SCALE_RATIO = 8
 
 
-def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, Any], *,
+def add_race_to_profile(store: ProfileStore, name: str, summary: dict[str, object], *,
                         builds: Sequence[BuildInfo] = (), model_info: ModelInfo | None = None,
                         ) -> tuple[Profile, bool]:
     """Append ``summary`` to profile ``name``'s races, making the profile if it is new."""
@@ -254,7 +254,7 @@ class RaceScreen(AppScreen):
                                                     sequential=sequential)) as stream:
                 async for event in stream:
                     self.events.append(event)
-                    self._pending = apply(self._pending, event)
+                    self._pending = fold(self._pending, event)
                     self._dirty = True
                     if isinstance(event, BuildStarted):
                         self.strip.follow_pid(event.pid)

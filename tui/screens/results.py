@@ -16,27 +16,25 @@ from tui import actions as cmd
 from tui.screens import profile_actions as actions
 from tui.screens.base import AppScreen
 from tui.screens.confirm import AskTextScreen
-from tui.state.format import format_rate
+from profiles.format import format_rate
 from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
-from tui.widgets.verdict_card import VerdictCard
+from tui.widgets.verdict_card import TuningCard, VerdictCard
 
 if TYPE_CHECKING:
-    from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
     from profiles.model import Profile
     from profiles.verdict import Recommendation
 
 
-def recommendation_for(state: RunState, model_info: ModelInfo | None = None,
-                       journal: Path | None = None) -> Recommendation:
-    """The run's verdict from the same records the saved profile is made from (its journal)."""
+def recommendation_for(state: RunState) -> Recommendation:
+    """The run's verdict from the same records the saved profile is made from (kept in
+    memory as the run passed, never read back from its journal)."""
     from profiles.records import records_from_events
     from profiles.verdict import recommend_run
 
     # A build the correctness check found suspect or failed counts as unstable.
-    records = records_from_events(actions.events_of(state, journal),
-                                  correctness=state.correctness_by_build())
+    records = records_from_events(actions.records_of(state), correctness=state.correctness_by_build())
     return recommend_run(records)
 
 
@@ -77,8 +75,10 @@ def _lead(rates: dict[str, float]) -> str:
 def _cards(rec: Recommendation) -> list[VerdictCard]:
     from profiles.verdict import CLASS_LABELS
 
+    # A class over several models shows its own line (which model goes which way); the
+    # per-model verdicts are in the summary and the table.
     classes = list(dict.fromkeys(v.workload for v in rec.verdicts))
-    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w],
+    return [VerdictCard(CLASS_LABELS.get(w, w), [v for v in rec.verdicts if v.workload == w and not v.model],
                         rec.stability) for w in classes]
 
 
@@ -115,10 +115,10 @@ class ResultsScreen(AppScreen):
 
     def on_mount(self) -> None:
         self.call_after_refresh(setattr, self, "run_state",
-                                self._given_state or self.app.last_run)  # type: ignore[attr-defined]
+                                self._given_state or self.duel_app.last_run)
 
     def on_screen_resume(self) -> None:
-        last = self.app.last_run  # type: ignore[attr-defined]
+        last = self.duel_app.last_run
         if self._given_state is None and last is not self.run_state:
             self.run_state = last
 
@@ -128,8 +128,7 @@ class ResultsScreen(AppScreen):
         if self.profile is not None and self.profile.recommendation is not None:
             self.recommendation = self.profile.recommendation
         else:
-            self.recommendation = recommendation_for(
-                state, journal=self.app.journal)  # type: ignore[attr-defined]
+            self.recommendation = recommendation_for(state)
         rec = self.recommendation
         self._launchable = None
         with self.app.batch_update():
@@ -139,9 +138,11 @@ class ResultsScreen(AppScreen):
             self.query_one("#results-title", Static).update(title)
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
-            verdicts.mount_all(_cards(rec))
+            verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
             summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
+            if self.profile is not None and self.profile.serving_disagreement:
+                summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
@@ -152,6 +153,18 @@ class ResultsScreen(AppScreen):
             table.add_columns(*columns)
             table.add_rows(rows)
         self.refresh_bindings()  # w, e, and y where llama-server is
+
+    def _tuning_cards(self, state: RunState) -> list[TuningCard]:
+        """A card with what tuning was worth and what else differs, when there is either."""
+        from profiles.confounds import confounds
+        from profiles.tuning import tuning_from_events
+
+        if self.profile is not None:
+            tuning, differences = self.profile.tuning, self.profile.confounds
+        else:
+            events = actions.records_of(state)
+            tuning, differences = tuning_from_events(events), confounds(events)
+        return [TuningCard(tuning, differences)] if tuning or differences else []
 
     # Actions on the shown results.
     def _has_results(self) -> bool:
@@ -165,9 +178,7 @@ class ResultsScreen(AppScreen):
         if self.profile is not None and name in (None, self.profile.name):
             return self.profile
         name = name or actions.default_profile_name(self.run_state)
-        return actions.profile_from_state(self.run_state, name,
-                                          journal=self.app.journal,  # type: ignore[attr-defined]
-                                          builds=self.sources.builds)
+        return actions.profile_from_state(self.run_state, name, builds=self.sources.builds)
 
     @on(cmd.SaveProfile)
     def _save(self) -> None:

@@ -20,22 +20,26 @@ from textual.widgets import Footer, Static
 
 from backends.correctness import CheckEvent
 from backends.journal.sweep import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
+from backends.journal.tune import TuneEvent
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.state.run import (CANCELLED, PAUSED, RUNNING, CheckPlanned, RunState, fold,
-                           fold_all, fold_check, with_status)
-from tui.state.run_text import (SweepRequest, describe, header_text, journal_splits,
+                           fold_all, fold_check, keep_record, with_status)
+from tui.state.run_text import (SweepStart, describe, header_text, journal_splits,
                                 progress_bar, spec_splits)
 from tui.state.telemetry import TelemetryHistory, reading_from
+from tui.state.tune import TuneBoard, fold_tune, fold_tune_all
 from tui.widgets.build_panel import BuildPanel
 from tui.widgets.telemetry_panel import TelemetryPanel
 from tui.widgets.throughput_plot import ThroughputPlot
+from tui.widgets.tune_panel import TunePanel
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from backends.sweep import SweepControl
+    from backends.sweep import RunRequest, SweepControl
+    from tui.state.plan import Plan
 
 NOT_CHECKED = "check: no llama-perplexity: not checked"
 HEADER_SECONDS = 1.0
@@ -67,6 +71,13 @@ class RunScreen(AppScreen):
             super().__init__()
             self.event = event
 
+    class TuneEventReceived(Message):
+        """The tune before the sweep moved on (a grid, a round, a probe, a choice)."""
+
+        def __init__(self, event: TuneEvent) -> None:
+            super().__init__()
+            self.event = event
+
     class TelemetrySampled(Message):
         """A telemetry tick; a newer one replaces it if the screen has not drawn it yet."""
 
@@ -80,11 +91,12 @@ class RunScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__()
         self.control: SweepControl | None = None
-        self.request: SweepRequest | None = None
+        self.request: SweepStart | None = None
         self._shown_builds: tuple[str, ...] = ()
         self._shown: dict[str, object] = {}
         self._progress: list[BenchEvent] = []
         self._progress_timer: Timer | None = None
+        self.tune_board = TuneBoard()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="run-body", can_focus=False):
@@ -94,6 +106,7 @@ class RunScreen(AppScreen):
                 yield Static("", id="run-progress")
             yield Static("", id="run-activity")
             yield Static("", id="run-notes")
+            yield Horizontal(id="tune-panels")
             yield Horizontal(id="build-panels")
             with Horizontal(id="throughput"):
                 yield ThroughputPlot("pp", id="plot-pp").data_bind(RunScreen.run_state)
@@ -172,9 +185,10 @@ class RunScreen(AppScreen):
         with self.app.batch_update():
             self.run_state = fold_all(events)
             self.history = history
+            self.show_tune(fold_tune_all(events))
 
     # Live runs.
-    def start(self, request: SweepRequest) -> None:
+    def start(self, request: SweepStart) -> None:
         from tui.engine import read_journal
 
         self.request = request
@@ -187,45 +201,33 @@ class RunScreen(AppScreen):
         self.run_sweep(request)
 
     @work(group="sweep", exclusive=True, exit_on_error=False)
-    async def run_sweep(self, request: SweepRequest) -> None:
+    async def run_sweep(self, request: SweepStart) -> None:
         from tui.engine import new_control
 
         self.control = new_control()
         self.refresh_bindings()  # p and c now work
         try:
-            if request.check is not None and request.resume_dir is None:
-                self._plan_check(request)
+            if request.request is not None and request.request.check is not None:
+                self._plan_check(request.request, request.plan)
             await self._sweep(request)
         finally:
             self.control = None
             self.refresh_bindings()
 
-    def _plan_check(self, request: SweepRequest) -> None:
+    def _plan_check(self, run: RunRequest, plan: Plan | None) -> None:
         """Say what the check will read, and with which builds, before the sweep runs it."""
-        builds = list(request.builds)
-        checkable = [b for b in builds if getattr(b, "perplexity", None)]
-        skipped = {b.name for b in builds} - {b.name for b in checkable}
-        plan = request.plan
+        skipped = {b.name for b in run.builds if b.perplexity is None}
         self.post_message(self.CheckEventReceived(CheckPlanned(
-            model=str(getattr(request.model, "path", request.model)),
-            builds=tuple(b.name for b in builds),
+            model=str(run.model_path), builds=tuple(b.name for b in run.builds),
             not_checked={name: NOT_CHECKED for name in skipped},
-            chunks=(request.check or {}).get("chunks"),
+            chunks=run.check.chunks if run.check else None,
             estimates=dict(plan.check_estimates) if plan else {},
             sweep_estimate=plan.estimate.seconds if plan else None, at=time.time())))
 
-    async def _sweep(self, request: SweepRequest) -> None:
+    async def _sweep(self, request: SweepStart) -> None:
         from tui.engine import sweep
 
-        assert request.spec is not None or request.resume_dir is not None
-        options = {"telemetry": self.sources.telemetry, "control": self.control,
-                   **request.options}
-        if request.check is not None and request.resume_dir is None:
-            # The check runs inside the sweep: its results are in the run's journal.
-            options["check"] = dict(request.check)
-        events = sweep(request.builds, request.model, request.spec,  # type: ignore[arg-type]
-                       runs_root=self.sources.runs_root, resume_dir=request.resume_dir,
-                       **options)
+        events = sweep(request, telemetry=self.sources.telemetry, control=self.control)
         try:
             async for event in events:
                 if isinstance(event, TelemetryRecorded):
@@ -234,10 +236,28 @@ class RunScreen(AppScreen):
                     self.post_message(self.CheckEventReceived(event))
                 elif isinstance(event, BenchEvent):
                     self.post_message(self.SweepEventReceived(event))
+                elif isinstance(event, TuneEvent):
+                    self.post_message(self.TuneEventReceived(event))
         finally:
             # Closing the iterator kills llama-bench's process group; the journal keeps
             # every result so far and the next start offers to resume.
             await events.aclose()
+
+    @on(TuneEventReceived)
+    def _tune_event_received(self, message: TuneEventReceived) -> None:
+        self.show_tune(fold_tune(self.tune_board, message.event))
+        self.run_state = keep_record(self.run_state, message.event)
+
+    def show_tune(self, board: TuneBoard) -> None:
+        """A Tune panel per contender: mounted with the first event, updated with each."""
+        self.tune_board = board
+        container = self.query_one("#tune-panels", Horizontal)
+        for name, lane in board.lanes.items():
+            found = [p for p in container.query(TunePanel) if p.build_name == name]
+            panel = found[0] if found else TunePanel(name)
+            if not found:
+                container.mount(panel)
+            panel.show(lane)
 
     @on(SweepEventReceived)
     def _event_received(self, message: SweepEventReceived) -> None:
@@ -258,7 +278,7 @@ class RunScreen(AppScreen):
             self.run_state = state
         if isinstance(message.event, SweepFinished):
             self._learn_rates()
-            self.app.sweep_finished(self.run_state)  # type: ignore[attr-defined]
+            self.duel_app.sweep_finished(self.run_state)
 
     def _flush_progress(self) -> None:
         if self._progress_timer is not None:

@@ -55,6 +55,7 @@ class ServeScreen(AppScreen):
         self.journal: str | None = None
         self.status = "idle"  # idle, running, finished, cancelled, failed
         self.verdicts: tuple[ServingVerdict, ...] = ()
+        self.disagreement = ""
         self._started: DuelStarted | None = None
         self._shown: tuple[str, ...] = ()
 
@@ -121,12 +122,15 @@ class ServeScreen(AppScreen):
             self._finished(event)
 
     def _finished(self, event: DuelFinished) -> None:
+        from profiles.disagreement import disagreement
         from profiles.serving import serving_verdicts
 
         self.status = "cancelled" if event.cancelled else "finished"
         started = [self._started] if self._started is not None else []
-        self.verdicts = serving_verdicts(duel_summary([*started, event]))
-        text = verdict_lines(self.verdicts, event.failures)
+        summary = duel_summary([*started, event])
+        self.verdicts = serving_verdicts(summary)
+        self.disagreement = disagreement(summary, self.verdicts)
+        text = verdict_lines(self.verdicts, event.failures, self.disagreement)
         verdict = self.query_one("#serve-verdict", Static)
         verdict.update(f"Serving verdict\n{text}" if text else "")
         self.app.notify(f"Server duel {self.status}: " + "; ".join(

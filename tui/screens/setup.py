@@ -22,7 +22,7 @@ from tui.widgets.serve_form import ServeForm
 if TYPE_CHECKING:
     from backends.estimate import Rates
     from backends.models import ModelInfo
-    from tui.state.run_text import SweepRequest
+    from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
 
 
@@ -383,16 +383,18 @@ class SetupScreen(AppScreen):
         builds = tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
         return ServeRequest(builds=builds, model=model, spec=self.query_one(ServeForm).spec())
 
-    def request(self) -> SweepRequest:
-        from tui.state.run_text import SweepRequest
+    def request(self) -> SweepStart:
+        from backends.sweep import RunRequest
+        from tui.state.run_text import SweepStart
 
         plan = self.plan or self._make_plan()
         assert plan is not None
         builds = tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
         model = self.sources.model(self.chosen_model)
-        return SweepRequest(builds=builds, model=model, spec=self.query_one(GridForm).spec(),
-                            check=dict(plan.check) if plan.check is not None else None,
-                            plan=plan)
+        assert model is not None
+        run = RunRequest(builds, model, self.query_one(GridForm).spec(), runs_root=self.sources.runs_root,
+                         check=plan.check, tune=self.query_one(GridForm).tune_spec())
+        return SweepStart(run, plan=plan)
 
 
 if TYPE_CHECKING:

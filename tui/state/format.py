@@ -1,35 +1,16 @@
-"""How the app writes numbers: tokens/s, depths, durations, cut text."""
+"""How the app writes what only it shows: durations, waits, cut text, sizes (tokens/s and
+depths read as everywhere else: ``profiles.format``)."""
 
 from __future__ import annotations
 
 import math
 
 
-def format_rate(value: float | None) -> str:
-    """Tokens per second the way people read them: 10,314, 801, 95.2, 3.41."""
-    if value is None or math.isnan(value):
-        return "-"
-    if value >= 1000:
-        return f"{value:,.0f}"
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def format_depth(depth: int) -> str:
-    """A context depth: 4096 as 4K, 512 as 512."""
-    if depth and depth % 1024 == 0:
-        return f"{depth // 1024}K"
-    return str(depth)
-
-
 def format_duration(seconds: float) -> str:
     """A duration in s under a minute, else m:ss, else h:mm:ss."""
     if seconds is None or math.isnan(seconds) or seconds < 0:
         return "?"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole} s"
     minutes, secs = divmod(whole, 60)
@@ -44,10 +25,10 @@ def format_eta(seconds: float) -> str:
     if seconds is None or math.isnan(seconds):
         return "?"
     if seconds < 60:
-        return f"~{max(5, int(math.ceil(seconds / 5.0)) * 5)} s"
+        return f"~{max(5, math.ceil(seconds / 5.0) * 5)} s"
     if seconds < 3600:
-        return f"~{int(math.ceil(seconds / 60.0))} min"
-    hours, minutes = divmod(int(math.ceil(seconds / 60.0)), 60)
+        return f"~{math.ceil(seconds / 60.0)} min"
+    hours, minutes = divmod(math.ceil(seconds / 60.0), 60)
     return f"~{hours} h {minutes:02d} min"
 
 

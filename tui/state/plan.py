@@ -7,9 +7,10 @@ sweep, and warnings (depths past the model's context).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backends.estimate import (Estimate, Rates, check_seconds, check_size, context_problem,
                                logits_factor, sweep_seconds)
@@ -17,6 +18,7 @@ from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.correctness import CheckOptions
     from backends.models import ModelInfo
     from backends.sweep import SweepSpec
 
@@ -30,7 +32,7 @@ class Plan:
     points: int
     repetitions: int
     estimate: Estimate
-    check: Mapping[str, Any] | None = None  # run_check's options; None: no check
+    check: CheckOptions | None = None  # None: no check
     check_estimates: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -63,8 +65,8 @@ class Plan:
             timing = ""
         check = ""
         if self.check is not None:
-            chunks = self.check.get("chunks")
-            context = self.check.get("context") or DEFAULT_CHECK_CONTEXT
+            chunks = self.check.chunks
+            context = self.check.context or DEFAULT_CHECK_CONTEXT
             check = (f"check: {chunks}×{context} tokens" if chunks
                      else f"check: the text in {context}-token chunks")
         return " · ".join(p for p in (size, timing, check) if p)
@@ -76,7 +78,7 @@ def is_software(build: BuildInfo) -> bool:
 
 def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
-              check_options: Mapping[str, Any] | None = None) -> Plan:
+              check_options: CheckOptions | None = None) -> Plan:
     points = spec.points()
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
@@ -84,21 +86,23 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     if not check:
         return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
-    options = dict(check_options or {})
+    from backends.correctness import CheckOptions
+
+    options = check_options or CheckOptions()
     software = any(is_software(b) for b in builds)
-    if "context" not in options and "chunks" not in options:
+    if options.context is None and options.chunks is None:
         context, chunks = check_size([rates.get(n) for n in names], factor, software=software)
         if context is not None:
-            options.update(context=context, chunks=chunks)
-    if software and options.get("chunks"):
+            options = dataclasses.replace(options, context=context, chunks=chunks)
+    if software and options.chunks:
         # The check's warm-up decode alone takes tens of seconds on a software renderer.
-        extra = {n: list(a) for n, a in dict(options.get("extra_args") or {}).items()}
+        extra = {n: tuple(a) for n, a in options.extra_args.items()}
         for build in builds:
             if build.perplexity is not None:
-                extra.setdefault(build.name, []).append("--no-warmup")
-        options["extra_args"] = extra
-    context = int(options.get("context") or DEFAULT_CHECK_CONTEXT)
-    chunks = options.get("chunks")
+                extra[build.name] = (*extra.get(build.name, ()), "--no-warmup")
+        options = dataclasses.replace(options, extra_args=extra)
+    context = options.context or DEFAULT_CHECK_CONTEXT
+    chunks = options.chunks
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
     return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)

@@ -1,6 +1,6 @@
 """What the Race screen shows, as one frozen snapshot folded from race events.
 
-Pure functions only: ``apply(board, event)`` gives the next board, ``replay(board, t)`` the
+Pure functions only: ``fold(board, event)`` gives the next board, ``replay(board, t)`` the
 board as it stood ``t`` seconds after every build's start (a common clock, so builds that
 ran one after the other can be watched side by side), ``rate_series`` the tokens/second
 line of one lane.
@@ -88,7 +88,7 @@ def _with_lane(board: RaceBoard, build: str, **changes: Any) -> RaceBoard:
     return dataclasses.replace(board, lanes=lanes)
 
 
-def apply(board: RaceBoard, event: RaceEvent) -> RaceBoard:
+def fold(board: RaceBoard, event: RaceEvent) -> RaceBoard:
     """The board after ``event``."""
     if isinstance(event, RaceStarted):
         return RaceBoard(lanes=tuple(LaneState(name) for name in event.builds), status="running",
@@ -128,10 +128,10 @@ def apply(board: RaceBoard, event: RaceEvent) -> RaceBoard:
     return board
 
 
-def fold(events: Iterable[RaceEvent], board: RaceBoard | None = None) -> RaceBoard:
+def fold_all(events: Iterable[RaceEvent], board: RaceBoard | None = None) -> RaceBoard:
     board = board or RaceBoard()
     for event in events:
-        board = apply(board, event)
+        board = fold(board, event)
     return board
 
 

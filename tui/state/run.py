@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends.correctness import (
     BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
@@ -27,11 +27,18 @@ from backends.journal.sweep import (
     ResultReceived,
     SweepFinished,
     SweepStarted,
+    TelemetryRecorded,
     TestPoint,
 )
+from backends.journal.tune import TuneEvent
 from tui.state.format import format_duration, format_eta
 
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
+
 IDLE, RUNNING, PAUSED, FINISHED, CANCELLED = "idle", "running", "paused", "finished", "cancelled"
+# What a record of the run leaves out: ticks for the eye only (the journal has them).
+NOT_RECORDS = (PointProgress, TelemetryRecorded)
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ class RunState:
     model: str = ""
     builds: tuple[BuildProgress, ...] = ()
     points: tuple[TestPoint, ...] = ()
-    spec: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    spec: Mapping[str, object] = field(default_factory=dict, compare=False, hash=False)
     status: str = IDLE
     started_at: float = 0.0
     notes: tuple[str, ...] = ()
@@ -118,6 +125,9 @@ class RunState:
     check: CheckProgress | None = None  # set while the correctness check runs
     estimate: float | None = None  # the plan's estimate of the sweep, in seconds
     done_at_start: int = 0  # points a resumed run had already finished when it went on
+    # The run's events in journal order but for progress and telemetry ticks, kept as they
+    # pass: what its verdict and profile are made from, so nothing reads the journal back.
+    records: tuple[RunEvent, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def total(self) -> int:
@@ -144,7 +154,7 @@ class RunState:
     def failures_by_build(self) -> dict[str, list[PointFailed]]:
         return {b.name: list(b.failures) for b in self.builds}
 
-    def correctness_by_build(self) -> dict[str, dict[str, Any]] | None:
+    def correctness_by_build(self) -> dict[str, dict[str, object]] | None:
         """The check's results the way profiles and verdicts take them; None when none ran."""
         return results_by_build(self.correctness) if self.correctness else None
 
@@ -171,9 +181,15 @@ CheckEvent = CheckPlanned | CheckStarted | BuildChecked | CheckFinished
 
 
 def fold_check(state: RunState, event: CheckEvent, now: float = 0.0) -> RunState:
-    """The state after one of the check's events (CheckPlanned, then run_check's own).
+    """The state after one of the check's events (CheckPlanned, then run_check's own, which
+    are kept among its records).
 
     ``now`` (wall clock) stamps when the build under check started, for the elapsed time."""
+    shown = _shown_check(state, event, now)
+    return shown if isinstance(event, CheckPlanned) else keep_record(shown, event)
+
+
+def _shown_check(state: RunState, event: CheckEvent, now: float) -> RunState:
     if isinstance(event, CheckPlanned):
         return RunState(model=event.model, status=RUNNING, builds=tuple(
             BuildProgress(name, check=event.not_checked.get(name, CHECK_WAITING))
@@ -214,9 +230,21 @@ def _with_checks(state: RunState, lines: Mapping[str, str]) -> RunState:
 
 
 def fold(state: RunState, event: BenchEvent) -> RunState:
-    """The state after ``event``; unknown or out-of-order events leave it unchanged."""
+    """The state after ``event``; unknown or out-of-order events leave it unchanged but for
+    its records (``keep_record``)."""
+    return keep_record(_shown(state, event), event)
+
+
+def keep_record(state: RunState, event: RunEvent) -> RunState:
+    """The state with ``event`` among its records, unless it is a tick for the eye only."""
+    if isinstance(event, NOT_RECORDS):
+        return state
+    return dataclasses.replace(state, records=(*state.records, event))
+
+
+def _shown(state: RunState, event: BenchEvent) -> RunState:
     if isinstance(event, SweepStarted):
-        if getattr(event, "resumed", False) and event.run_id == state.run_id:
+        if event.resumed and event.run_id == state.run_id:
             # A resumed run goes on in the same journal: keep what it already has.
             return dataclasses.replace(state, status=RUNNING, notes=tuple(event.notes),
                                        started_at=event.at, done_at_start=state.done)
@@ -227,7 +255,7 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
             builds=tuple(BuildProgress(name, check=checked.get(name, ""))
                          for name in event.builds),
             points=tuple(event.points), spec=dict(event.spec), status=RUNNING,
-            started_at=event.at, notes=tuple(getattr(event, "notes", ())),
+            started_at=event.at, notes=tuple(event.notes),
             correctness=() if state.run_id else state.correctness,
             estimate=state.estimate,
             # The check runs inside the sweep (its events follow this one) or just before it.
@@ -263,13 +291,16 @@ def fold(state: RunState, event: BenchEvent) -> RunState:
 
 
 def fold_all(events: Iterable[object], state: RunState | None = None) -> RunState:
-    """A journal's events folded as the live run folded them (its check's too); others are skipped."""
+    """A journal's events folded as the live run folded them (its check's and its tune's
+    too); others are skipped."""
     state = state or RunState()
     for event in events:
         if isinstance(event, CheckEvent):
             state = fold_check(state, event, now=getattr(event, "at", 0.0) or 0.0)
         elif isinstance(event, BenchEvent):
             state = fold(state, event)
+        elif isinstance(event, TuneEvent):
+            state = keep_record(state, event)
     return state
 
 

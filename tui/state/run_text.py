@@ -3,10 +3,10 @@ and whether host figures matter (part of the model on the CPU). Pure functions."
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tui.state.format import format_eta
 from tui.state.run import CANCELLED, FINISHED, PAUSED, RUNNING, RunState, eta_seconds
@@ -14,26 +14,30 @@ from tui.state.run import CANCELLED, FINISHED, PAUSED, RUNNING, RunState, eta_se
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.sweep import SweepSpec
+    from backends.sweep import RunRequest, SweepSpec
     from tui.state.plan import Plan
 
 
 @dataclass(frozen=True)
-class SweepRequest:
-    """What to run: builds, a model (ModelInfo or path) and a SweepSpec.
+class SweepStart:
+    """What the Run screen starts: a new run (its ``RunRequest``, built once by Setup) or
+    the rest of the interrupted run in ``resume_dir``; ``plan``: Setup's estimate, for the ETA."""
 
-    ``check``: options for the correctness check that runs before the sweep
-    (`backends.correctness.run_check`'s keywords, e.g. context); None runs no check.
-    ``plan``: Setup's estimate of it all, for the ETA.
-    """
-
-    builds: tuple[BuildInfo, ...]
-    model: ModelInfo | Path | None
-    spec: SweepSpec | None
+    request: RunRequest | None = None
     resume_dir: Path | None = None
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-    check: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
     plan: Plan | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def builds(self) -> tuple[BuildInfo, ...]:
+        return tuple(self.request.builds) if self.request else ()
+
+    @property
+    def model(self) -> ModelInfo | Path | str | None:
+        return self.request.model if self.request else None
+
+    @property
+    def spec(self) -> SweepSpec | None:
+        return self.request.spec if self.request else None
 
 
 def describe(sources_line: str, name: str, state: RunState) -> str:
@@ -52,7 +56,7 @@ def describe(sources_line: str, name: str, state: RunState) -> str:
 def progress_bar(done: int, total: int, width: int = 20) -> str:
     """``[#######-------------]  35%``: plain characters, readable without colour."""
     fraction = done / total if total else 0.0
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
 
 

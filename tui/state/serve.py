@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.server import ContenderState, DuelSpec, DuelState, LevelSummary, StreamState
-from tui.state.format import format_rate, short
+from profiles.format import format_rate
+from tui.state.format import short
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.server import Contender
+    from backends.server import ServedBuild
     from profiles.serving import ServingVerdict
 
 # Server mode's fields: input id -> (label, placeholder: what an empty field means).
@@ -28,6 +29,9 @@ SERVE_FIELDS = {
     "gen": ("gen tokens", "128"),
     "requests": ("requests", "3 per stream"),
     "duration": ("or seconds", "-"),
+    "ctx": ("context", "sized"),
+    "cache": ("cache types", "-"),
+    "slots": ("slots", "highest c"),
 }
 
 
@@ -57,9 +61,13 @@ def spec_from_fields(values: Mapping[str, str], *, gap: bool = True) -> DuelSpec
             raise ValueError(f"seconds: {text['duration']!r} is not a number") from None
         if duration <= 0:
             raise ValueError("seconds: give a positive number")
+    cache = () if text["cache"] == "-" else tuple(t for t in text["cache"].replace(" ", "").split(",") if t)
     spec = DuelSpec(concurrency=_ints(text["concurrency"], "concurrency"),
                     prompts=_ints(text["prompt"], "prompt tokens"), n_gen=gen[0],
-                    requests=requests, duration_s=duration, gap=gap)
+                    requests=requests, duration_s=duration, gap=gap,
+                    ctx_sizes=() if text["ctx"] == "sized" else _ints(text["ctx"], "context"),
+                    cache_types=cache,
+                    parallel=() if text["slots"] == "highest c" else _ints(text["slots"], "slots"))
     if problem := spec.problem():
         raise ValueError(problem)
     return spec
@@ -73,10 +81,10 @@ class ServeRequest:
     model: ModelInfo
     spec: DuelSpec
 
-    def contenders(self) -> list[Contender]:
-        from backends.server import Contender
+    def contenders(self) -> list[ServedBuild]:
+        from backends.server import ServedBuild
 
-        return [Contender(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
+        return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
                 for b in self.builds]
 
     @property
@@ -92,8 +100,10 @@ def plan_line(spec: DuelSpec, builds: int) -> str:
               f"{spec.requests} requests per level" if spec.requests else "3 requests per stream")
     gap = " · then llama-bench for the gap" if spec.gap else ""
     concurrency = ",".join(map(str, spec.concurrency))
+    server = " · ".join(f"{label} {','.join(map(str, values))}" for label, values in (
+        ("ctx", spec.ctx_sizes), ("cache", spec.cache_types), ("slots", spec.parallel)) if values)
     return (f"server duel: {builds} build{'s' if builds != 1 else ''} × {len(levels)} levels "
-            f"(c {concurrency} · {shapes}) · {amount}{gap}")
+            f"(c {concurrency} · {shapes}{' · ' + server if server else ''}) · {amount}{gap}")
 
 
 def ms(seconds: float | None, space: str = " ") -> str:
@@ -123,13 +133,21 @@ def _stream_line(s: StreamState) -> str:
 def level_line(s: LevelSummary) -> str:
     """``c2: 180 t/s, TTFT 12.0ms, ITL 1.1ms (pp64+tg16)`` (or why it failed): the
     level's total rate and medians, narrow enough for a panel at 80 columns."""
-    head = f"c{s.level.concurrency}"
+    head = f"c{s.level.concurrency}" + (f" {s.level.setting}" if s.level.setting else "")
     if not s.requests:
-        reason = s.error_reasons[0] if s.error_reasons else "no request finished"
-        return f"{head}: FAILED {short(reason, 60)}"
+        return f"{head}: FAILED {short(s.reason or 'no request finished', 60)}"
     errors = f", {s.errors} errors" if s.errors else ""
+    errors += f", {s.short} short" if s.short else ""
     return (f"{head}: {format_rate(s.total_tps)} t/s, TTFT {ms(s.ttft_s.p50, '')}, "
             f"ITL {ms(s.itl_s.p50, '')}{errors} ({s.level.shape})")
+
+
+def level_lines(s: LevelSummary) -> list[str]:
+    """The level's line, and its first reason beneath when it lost requests but served."""
+    lines = [level_line(s)]
+    if s.requests and s.reason:
+        lines.append(f"  ! {short(s.reason, 68)}")
+    return lines
 
 
 def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str]:
@@ -139,7 +157,7 @@ def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str
         where += f" turn {c.turn}/{turns}"
     status = f"{c.status}{where}" + (f" · port {c.port}" if c.port and c.pid else "")
     lines = [status]
-    if c.message and c.status in ("failed", "out"):
+    if c.message and c.status in ("failed", "out", "retrying"):
         lines.append(f"! {short(c.message, 70)}")
     lines += [f"TTFT {ms(c.last_ttft_s)} now · {ms(c.ttft_p50_s)} p50",
               f"ITL {ms(c.itl_s)} · {format_rate(c.stream_tps)} t/s per stream",
@@ -147,15 +165,20 @@ def panel_lines(c: ContenderState, streams: int = 4, turns: int = 1) -> list[str
     lines += [_stream_line(s) for s in c.streams[:streams]]
     if len(c.streams) > streams:
         lines.append(f"  … {len(c.streams) - streams} more streams")
-    lines += [level_line(s) for s in c.summaries]
+    lines += [line for s in c.summaries for line in level_lines(s)]
     return lines
 
 
-def verdict_lines(verdicts: Sequence[ServingVerdict], failures: Sequence[str] = ()) -> str:
-    """The serving verdict per level, its figures, and the duel's failures."""
+def verdict_lines(verdicts: Sequence[ServingVerdict], failures: Sequence[str] = (),
+                  disagreement: str = "") -> str:
+    """The serving verdict per level with its figures and the first reason of each build
+    that lost requests there, the duel's failures, and where llama-bench disagrees."""
     lines: list[str] = []
     for verdict in verdicts:
         lines += [line.strip() if i else line for i, line in enumerate(verdict.sentence.splitlines())]
+        lines += [f"! {reason}" for reason in verdict.failures]
     lines += [f"FAILED {f}" for f in failures]
+    if disagreement:
+        lines.append(f"Server against llama-bench: {disagreement}")
     return "\n".join(lines)
 

@@ -8,7 +8,8 @@ from textual.reactive import reactive
 from rich.text import Text
 from textual.widgets import Static
 
-from tui.state.format import format_rate, short
+from profiles.format import format_rate
+from tui.state.format import short
 from tui.state.run import BuildProgress, RunState
 from tui.widgets._css import css_beside
 

@@ -11,11 +11,12 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fields_from_spec, placeholders,
-                            spec_from_fields)
+from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fa_choice, fields_from_spec,
+                            placeholders, spec_from_fields)
 from tui.widgets.marks import TickBox
 
 if TYPE_CHECKING:
+    from backends.journal.tune import TuneSpec
     from backends.sweep import SweepSpec
 
 
@@ -51,11 +52,14 @@ class GridForm(Vertical):
                 yield Label(label, classes="field-label")
                 yield Input(id=f"field-{key}", compact=True)
             yield Label("flash attn", classes="field-label")
-            yield Select(FA_CHOICES, value="1", allow_blank=False, id="field-fa", compact=True)
+            yield Select(FA_CHOICES, value="on", allow_blank=False, id="field-fa", compact=True)
             # Each build reads a text with llama-perplexity before the sweep; its output is
             # compared with a reference build's, so a fast but wrong build shows up.
             yield Label("correctness", classes="field-label")
             yield TickBox("check first", value=True, compact=True, id="check-correctness")
+            # Each build at its own best settings: -ub searched on a short probe first.
+            yield Label("fair fight", classes="field-label")
+            yield TickBox("tune first (5 min)", value=False, compact=True, id="tune-first")
 
     def on_mount(self) -> None:
         self.apply_preset("seed-sweep")
@@ -67,6 +71,16 @@ class GridForm(Vertical):
     @property
     def check_first(self) -> bool:
         return self.query_one("#check-correctness", TickBox).value
+
+    @property
+    def tune_first(self) -> bool:
+        return self.query_one("#tune-first", TickBox).value
+
+    def tune_spec(self) -> TuneSpec | None:
+        """The tune phase before the duel when ticked; None runs none."""
+        from backends.journal.tune import TuneSpec
+
+        return TuneSpec() if self.tune_first else None
 
     def values(self) -> dict[str, str]:
         return {key: self.query_one(f"#field-{key}", Input).value for key in GRID_FIELDS}
@@ -82,8 +96,7 @@ class GridForm(Vertical):
             field = self.query_one(f"#field-{key}", Input)
             field.value = value
             field.placeholder = self._defaults[key]
-        fa = {True: "1", False: "0", None: "default"}[spec.flash_attn]
-        self.query_one("#field-fa", Select).value = fa
+        self.query_one("#field-fa", Select).value = fa_choice(spec)
         self.query_one("#preset-description", Static).update(PRESET_DESCRIPTIONS.get(name, ""))
         self.call_after_refresh(self._applied)
 
@@ -118,6 +131,7 @@ class GridForm(Vertical):
     @on(Input.Changed, "#grid-fields Input")
     @on(Select.Changed, "#field-fa")
     @on(TickBox.Changed, "#check-correctness")
+    @on(TickBox.Changed, "#tune-first")
     def _edited(self, event: Message) -> None:
         event.stop()
         if self._applying:

@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from backends.race import printable
 from tui.widgets._css import css_beside
-from tui.state.format import format_rate
+from profiles.format import format_rate
 from tui.state.race import FAILED, FINISHED, TIMED_OUT, LaneState
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,7 +19,7 @@ from tui.widgets.telemetry_panel import TelemetryPanel
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
-    from tui.sources import TelemetrySource
+    from backends.telemetry.model import TelemetrySource
 
 TELEMETRY_SECONDS = 0.5
 NO_TELEMETRY = "Telemetry is off: no telemetry source on this machine."
@@ -36,7 +36,7 @@ class TelemetryStrip(Vertical):
     class Sampled(Message):
         """A telemetry tick; a newer one replaces it if the strip has not drawn it yet."""
 
-        def __init__(self, sample: dict[str, Any]) -> None:
+        def __init__(self, sample: dict[str, object]) -> None:
             super().__init__()
             self.sample = sample
 

@@ -13,7 +13,7 @@ from time import monotonic
 
 from textual.reactive import reactive
 
-from tui.state.format import format_depth
+from profiles.format import format_depth
 from tui.state.run import RunState
 from tui.widgets._css import css_beside
 from tui.widgets.axes import (COLOURS, MARKERS, choose_log, fit_ticks, legend, log_ticks, nice_ticks,

@@ -25,7 +25,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from backends.remote import SshHost, SshLauncher, shell_words, ssh_host
+from backends.remote.ssh import SshHost, SshLauncher, shell_words, ssh_host
 from backends.telemetry import DeviceSample, HostSample, TelemetrySnapshot, snapshot_from_json
 from backends.telemetry.host import cpu_busy_percent, parse_cpu_ticks, parse_meminfo
 from backends.telemetry.model import DEVICE_MEASUREMENTS, device_sample
@@ -213,6 +213,9 @@ class RemoteTelemetry:
 
     def watch_pids(self, pids: Iterable[int]) -> None:
         """Processes on another host are not followed (their pids are not this machine's)."""
+
+    def unwatch_all(self) -> None:
+        """Nothing is followed there (see ``watch_pids``)."""
 
     async def detect(self) -> str:
         """How this host is read: ``llamaduel`` (it has llamaduel) or ``files``."""

@@ -21,7 +21,7 @@ from backends.builds import (BENCH, BuildInfo, ProbeRun, _default_name, probe_ou
                              probe_tools)
 from backends.models import (SPLIT_NAME, GGUFHeader, HeaderError, HeaderTruncated, ModelInfo,
                              model_from_headers, parse_header_bytes)
-from backends.remote import (SshError, SshHost, SshResult, check_destination, remote_path,
+from backends.remote.ssh import (SshError, SshHost, SshResult, check_destination, remote_path,
                              shell_words, ssh_host)
 
 PROBE_TIMEOUT_S = 30.0
@@ -62,7 +62,7 @@ def split_remote(value: str) -> tuple[str | None, str]:
         host, sep, path = value.partition(":")
         if not sep or "/" in host:
             return None, value
-    if not host or not path or "@" in host and not host.split("@", 1)[1]:
+    if not host or not path or ("@" in host and not host.split("@", 1)[1]):
         return None, value
     return host, path
 

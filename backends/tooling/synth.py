@@ -5,7 +5,7 @@ Speed does not depend on weight values, so a Qwen3-8B-shaped file of random Q8_0
 races like the real thing. Big files are streamed: a small pool of valid quantized blocks
 is tiled over each tensor, so writing 17 GB needs a few MiB of memory.
 
-    python -m backends.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
+    python -m backends.tooling.synth OUT.gguf --shape tiny-llama|tiny-moe|qwen3-8b|qwen3-30b-a3b
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def spm_vocab(size: int) -> tuple[list[str], list[float], list[int]]:
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
-    pieces = ["\u2581"] + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    pieces = ["▁", *list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")]
     pieces += [f"\u2581{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     pieces += [f"\u2581{w}" for w in _WORDS]
     seen = set(tokens)
@@ -217,11 +217,25 @@ def _add_metadata(writer: gguf.GGUFWriter, shape: ModelShape) -> None:
     writer.add_add_eos_token(False)
 
 
-def _random_bytes(tensor: PlannedTensor, rng: np.random.Generator) -> bytes:
+EOS_ID = 2  # </s> in ``spm_vocab``
+# An end-of-text-first model: every token's embedding carries a large constant in its first
+# dimension, which the random layers barely move, and only the end-of-text row of the
+# output reads that dimension, so its logit wins after any context (about 20x the
+# hidden state's first value, against random logits near 1 for every other token).
+_EOS_EMBED = 4.0
+_EOS_WEIGHT = 20.0
+
+
+def _random_bytes(tensor: PlannedTensor, rng: np.random.Generator, eos_first: bool = False) -> bytes:
     if tensor.is_norm:
         return np.ones(tensor.ne, dtype=np.float32).tobytes()
     values = rng.standard_normal(tensor.elements, dtype=np.float32) * np.float32(0.05)
     rows = values.reshape(-1, tensor.ne[0])
+    if eos_first and tensor.name == "token_embd.weight":
+        rows[:, 0] = _EOS_EMBED
+    elif eos_first and tensor.name == "output.weight":
+        rows[:, 0] = 0.0
+        rows[EOS_ID, 0] = _EOS_WEIGHT
     return gguf.quants.quantize(rows, tensor.qtype).tobytes()
 
 
@@ -258,11 +272,16 @@ def _pad(fout: BinaryIO, alignment: int, sparse: bool) -> None:
 
 
 def write_model(path: str | Path, shape: ModelShape, *, seed: int = 0, data: str = "random",
-                split_max_tensors: int = 0) -> list[Path]:
+                split_max_tensors: int = 0, eos_first: bool = False) -> list[Path]:
     """Write ``shape`` as GGUF at ``path``; returns the files written (several when
-    ``split_max_tensors`` splits it like gguf-split does: ``NAME-00001-of-00003.gguf``)."""
+    ``split_max_tensors`` splits it like gguf-split does: ``NAME-00001-of-00003.gguf``).
+
+    ``eos_first``: greedy decoding predicts end-of-text as the first token after any
+    prompt (a model that always stops at once unless told to ignore it); random data only."""
     if data not in DATA_MODES:
         raise ValueError(f"data must be one of {DATA_MODES}, not {data!r}")
+    if eos_first and data != "random":
+        raise ValueError("an end-of-text-first model needs random data, every value written")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plan = tensor_plan(shape)
@@ -296,7 +315,7 @@ def write_model(path: str | Path, shape: ModelShape, *, seed: int = 0, data: str
                 fout.seek(tensor.nbytes, 1)
             elif data == "random" or tensor.is_norm or tensor.nbytes < _POOL_BYTES:
                 rng = np.random.default_rng([seed, index[name]])
-                fout.write(_random_bytes(tensor, rng))
+                fout.write(_random_bytes(tensor, rng, eos_first))
             else:
                 if tensor.qtype not in pools:
                     pools[tensor.qtype] = _block_pool(tensor.qtype, seed)
@@ -310,12 +329,13 @@ def write_model(path: str | Path, shape: ModelShape, *, seed: int = 0, data: str
 def write_tiny_llama(path: str | Path, *, layers: int = 2, embd: int = 64, heads: int = 4,
                      heads_kv: int = 2, ff: int = 128, vocab_size: int = 384,
                      context: int = 2048, weight_type: str = "F32", seed: int = 0,
-                     name: str = "tiny llama") -> Path:
-    """A small dense llama model (~0.2 MB in F32) that llama.cpp runs in milliseconds."""
+                     name: str = "tiny llama", eos_first: bool = False) -> Path:
+    """A small dense llama model (~0.2 MB in F32) that llama.cpp runs in milliseconds;
+    ``eos_first``: one whose greedy answer is end-of-text at once."""
     shape = replace(SHAPES["tiny-llama"], layers=layers, embd=embd, heads=heads,
                     heads_kv=heads_kv, head_dim=embd // heads, ff=ff, vocab_size=vocab_size,
                     context=context, weight_type=weight_type, name=name)
-    return write_model(path, shape, seed=seed)[0]
+    return write_model(path, shape, seed=seed, eos_first=eos_first)[0]
 
 
 def write_tiny_moe(path: str | Path, *, experts: int = 8, experts_used: int = 2,
@@ -331,23 +351,13 @@ def write_tiny_moe(path: str | Path, *, experts: int = 8, experts_used: int = 2,
     return write_model(path, shape, seed=seed)[0]
 
 
-def write_qwen3_8b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-8B's shapes in Q8_0 with random weights (~8.7 GB), written by tiling."""
-    return write_model(path, SHAPES["qwen3-8b"], seed=seed, data="tiled")[0]
-
-
-def write_qwen3_30b_a3b(path: str | Path, *, seed: int = 0) -> Path:
-    """Qwen3-30B-A3B's shapes (128 experts, 8 used) in Q4_0 with random weights (~17 GB)."""
-    return write_model(path, SHAPES["qwen3-30b-a3b"], seed=seed, data="tiled")[0]
-
-
 def planned_size(shape: ModelShape) -> int:
     """Bytes of tensor data (without the header) a shape writes."""
     return sum(t.nbytes for t in tensor_plan(shape))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backends.synth",
+    parser = argparse.ArgumentParser(prog="python -m backends.tooling.synth",
                                      description="Write a GGUF model with random weights.")
     parser.add_argument("out", type=Path, help="file to write (.gguf)")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny-llama")
@@ -357,13 +367,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="random: every value seeded; tiled: a pool of random blocks "
                         "repeated (default for big shapes); sparse: a hole, zero weights")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eos-first", action="store_true",
+                        help="greedy decoding predicts end-of-text first after any prompt")
     options = parser.parse_args(argv)
     shape = SHAPES[options.shape]
     if options.weight_type:
         shape = replace(shape, weight_type=options.weight_type)
     data = options.data or ("tiled" if planned_size(shape) > 256 << 20 else "random")
     try:
-        files = write_model(options.out, shape, seed=options.seed, data=data)
+        files = write_model(options.out, shape, seed=options.seed, data=data,
+                            eos_first=options.eos_first)
     except (OSError, ValueError, NotImplementedError) as error:
         print(f"synth: {error}", file=sys.stderr)
         return 1

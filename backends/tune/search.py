@@ -1,0 +1,204 @@
+"""Successive halving for one contender, as a state machine over its journalled probes.
+
+Round 0 measures every candidate twice; each later round keeps the better half and measures
+it again with more repetitions (as many as the contender's share of the budget allows),
+until one is left or the share would run out. A round runs in two passes, the survivors in
+order and then in reverse (A B C, C B A), so drift and foreign load hit them alike. A candidate's score is the sum over
+the probe points of the log of its median tokens/s (the geometric mean's order), from all
+its samples so far. A candidate that fails (out of memory, crash) is out; one cut by the
+budget is not measured further but keeps what it had.
+
+The state is rebuilt from events alone, so a resumed tune continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from backends import stats
+from backends.journal.sweep import TestPoint
+from backends.journal.tune import Candidate
+
+MAX_REPETITIONS = 24  # per candidate and round (in two passes)
+FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
+TIE_FRACTION = 0.01  # a best this close to the defaults keeps the defaults
+DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One llama-bench process to run: a candidate's probe points, ``repetitions`` counted."""
+
+    candidate: Candidate
+    round: int
+    repetitions: int
+
+
+@dataclass
+class Cost:
+    """What a probe process costs this contender: a fixed part (starting and loading) and
+    a part per repetition, from every probe it ran so far."""
+
+    load_s: float = DEFAULT_LOAD_S
+    work_s: float = 0.0
+    repetitions: int = 0
+
+    def observe(self, seconds: float, load_s: float | None, asked: int) -> None:
+        if load_s is not None and 0 <= load_s <= seconds:
+            self.load_s = load_s
+        self.work_s += max(seconds - self.load_s, 0.0)
+        self.repetitions += max(asked, 1)
+
+    @property
+    def per_repetition_s(self) -> float | None:
+        return self.work_s / self.repetitions if self.repetitions else None
+
+    def predict(self, repetitions: int, warmup: int = 1) -> float:
+        per = self.per_repetition_s if self.per_repetition_s is not None else 1.0
+        return self.load_s + per * (repetitions + warmup)
+
+
+@dataclass
+class Search:
+    """The halving state of one contender."""
+
+    candidates: tuple[Candidate, ...]
+    points: tuple[TestPoint, ...]
+    budget_s: float
+    default: Candidate | None = None
+    fit: Candidate | None = None  # llama.cpp's own fit, the baseline to beat
+    spent_s: float = 0.0
+    round: int = 0
+    survivors: list[Candidate] = field(default_factory=list)
+    repetitions: int = FIRST_ROUND_REPETITIONS
+    samples: dict[Candidate, dict[str, list[float]]] = field(default_factory=dict)
+    failed: dict[Candidate, str] = field(default_factory=dict)
+    done_this_round: dict[Candidate, int] = field(default_factory=dict)  # probes per candidate
+    cost: Cost = field(default_factory=Cost)
+    stopped: str | None = None  # why the search ended early (the budget)
+    probes: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.survivors:
+            self.survivors = list(self.candidates)
+
+    # --- facts in --------------------------------------------------------------------------
+
+    def measured(self, candidate: Candidate, point: TestPoint, samples: Sequence[float]) -> None:
+        self.samples.setdefault(candidate, {}).setdefault(point.key, []).extend(samples)
+
+    def failed_with(self, candidate: Candidate, reason: str) -> None:
+        self.failed[candidate] = reason
+        if candidate in self.survivors:
+            self.survivors.remove(candidate)
+
+    def finished(self, candidate: Candidate, seconds: float, load_s: float | None, asked: int) -> None:
+        """A probe process ended (measured, failed or cut): its time counts."""
+        self.spent_s += seconds
+        self.probes += 1
+        self.done_this_round[candidate] = self.done_this_round.get(candidate, 0) + 1
+        if candidate not in self.failed:
+            self.cost.observe(seconds, load_s, asked)
+
+    def start_round(self, number: int, survivors: Sequence[Candidate], repetitions: int) -> None:
+        self.round, self.survivors, self.repetitions = number, list(survivors), repetitions
+        self.done_this_round = {}
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def score(self, candidate: Candidate) -> float | None:
+        """Sum of log median tokens/s over the probe points; None until every point has one."""
+        by_point = self.samples.get(candidate, {})
+        if any(not by_point.get(p.key) for p in self.points):
+            return None
+        return sum(math.log(stats.median(by_point[p.key])) for p in self.points)
+
+    def ranked(self) -> list[Candidate]:
+        """Measured candidates, best first (ties in the grid's order)."""
+        scored = [(c, self.score(c)) for c in self.candidates if c not in self.failed]
+        order = {c: i for i, c in enumerate(self.candidates)}
+        return [c for c, s in sorted(((c, s) for c, s in scored if s is not None),
+                                     key=lambda cs: (-cs[1], order[cs[0]]))]
+
+    @property
+    def left_s(self) -> float:
+        return self.budget_s - self.spent_s
+
+    def next_probe(self) -> Probe | None:
+        """The next candidate to measure in this round, or None when the round is over."""
+        if self.stopped:
+            return None
+        if self.left_s <= 0:
+            self.stopped = f"stopped in round {self.round}: the budget was spent"
+            return None
+        for number, (order, repetitions) in enumerate(self.passes()):
+            for candidate in order:
+                if self.done_this_round.get(candidate, 0) != number or candidate in self.failed:
+                    continue
+                if self.round > 0 and self.cost.predict(repetitions) > self.left_s:
+                    self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
+                                    "budget left, too little for another probe")
+                    return None
+                return Probe(candidate, self.round, repetitions)
+        return None
+
+    def passes(self) -> list[tuple[list[Candidate], int]]:
+        """The round's passes: the survivors in order, then reversed, the repetitions split."""
+        first = math.ceil(self.repetitions / 2)
+        second = self.repetitions - first
+        out = [(list(self.survivors), first)]
+        if second:
+            out.append((self.survivors[::-1], second))
+        return out
+
+    def plan_next_round(self) -> tuple[list[Candidate], int, str] | None:
+        """After a round: the better half and its repetitions, or None when the search ends."""
+        ranked = [c for c in self.ranked() if c in self.survivors]
+        if self.stopped or len(ranked) <= 1:
+            return None
+        keep = ranked[:math.ceil(len(ranked) / 2)]
+        if len(keep) == 1:
+            return None  # the better of the last two
+        rounds_left = max(1, math.ceil(math.log2(len(keep))))
+        share = self.left_s / rounds_left / len(keep)
+        per = self.cost.per_repetition_s or 1.0
+        # Two passes: two starts and two warm-ups per candidate.
+        repetitions = min(MAX_REPETITIONS, int((share - 2 * self.cost.load_s) / per) - 2)
+        if repetitions < 1:
+            self.stopped = (f"stopped after round {self.round}: {self.left_s:.0f} s of the budget "
+                            f"left, too little for {len(keep)} more probes")
+            return None
+        dropped = len(ranked) - len(keep)
+        why = (f"round {self.round + 1}: kept the best {len(keep)} of {len(ranked)} "
+               f"(dropped {dropped}), {repetitions} repetitions each")
+        return keep, repetitions, why
+
+    def choice(self) -> tuple[Candidate | None, str]:
+        """The chosen candidate and why (the defaults when the best is within a hair)."""
+        ranked = self.ranked()
+        if not ranked:
+            reasons = "; ".join(f"{c.label}: {r}" for c, r in list(self.failed.items())[:3])
+            return None, f"no candidate measured ({reasons or 'no probes ran'})"
+        best = ranked[0]
+        best_score = self.score(best)
+        assert best_score is not None
+        default_score = self.score(self.default) if self.default is not None else None
+        if (self.default is not None and best != self.default and default_score is not None
+                and best_score - default_score < math.log1p(TIE_FRACTION)):
+            return self.default, (f"the defaults: {best.label} was within "
+                                  f"{TIE_FRACTION:.0%} of them on the probe")
+        gain = ""
+        if default_score is not None and best != self.default:
+            gain = f", {pct(best_score - default_score)} over the defaults on the probe"
+        return best, f"best of {len(ranked)} measured{gain}"
+
+
+def pct(log_gap: float) -> str:
+    """A log ratio as a signed percentage: ``+38%``."""
+    return f"{(math.exp(log_gap) - 1) * 100:+.0f}%"
+
+
+def scores_by_label(search: Search) -> Mapping[str, float]:
+    return {c.label: s for c in search.candidates if (s := search.score(c)) is not None}

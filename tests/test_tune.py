@@ -1,0 +1,157 @@
+"""The tune phase on the real llama-bench builds: the choice an exhaustive run confirms, a
+candidate that cannot run failing alone, cancel and resume, the tuned settings kept."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backends.builds import BuildInfo, probe_build
+from backends.journal.sweep import ResultReceived, SweepFinished
+from backends.journal.tune import (Candidate, ProbeFailed, ProbeFinished, TuneChosen,
+                                   TuneFinished, TuneGrid, TuneSpec, TuneStarted)
+from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
+from tests.test_runner import bench_children
+
+pytestmark = pytest.mark.toolchain
+
+REPO = Path(__file__).resolve().parent.parent
+# One thread: on a busy two-core machine more threads than free cores slows llama.cpp a lot.
+SPEC = SweepSpec(name="tune", prompts=(128,), gens=(8,), depths=(0, 64), repetitions=2,
+                 flash_attn=True, threads=1)
+
+
+@pytest.fixture(scope="module")
+def cpu(cpu_bin: Path) -> BuildInfo:
+    build = probe_build(cpu_bin, "cpu")
+    assert build.problem is None, build.problem
+    # The banner's compiler goes into the journal with the contender: a confound to say aloud.
+    assert build.compiler and build.compiler.startswith("GNU ")
+    assert build.contender_json()["compiler"] == build.compiler
+    return build
+
+
+async def collect(events):  # type: ignore[no-untyped-def]
+    return [event async for event in events]
+
+
+def exhaustive(build: BuildInfo, model: Path, ubatches: list[int], prompt: int, depth: int,
+               repetitions: int = 5) -> dict[int, list[float]]:
+    """Every ubatch measured by llama-bench itself in one process, ``repetitions`` each."""
+    argv = [str(build.bench), "-m", str(model), "-p", str(prompt), "-n", "0", "-d", str(depth),
+            "-ub", ",".join(map(str, ubatches)), "-r", str(repetitions), "-t", "1", "-fa", "1",
+            "-o", "jsonl", *build.contender_args()]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=build.launch_env(),
+                          check=True)
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {int(r["n_ubatch"]): [float(s) for s in r["samples_ts"]] for r in rows}
+
+
+def confirmed(measured: dict[int, list[float]]) -> set[int]:
+    """The ubatches an exhaustive run cannot tell from its best: a median at least the
+    best's slowest repetition (its spread on this machine)."""
+    best = max(measured, key=lambda u: statistics.median(measured[u]))
+    floor = min(min(measured[best]), statistics.median(measured[best]) * 0.95)
+    return {u for u, samples in measured.items() if statistics.median(samples) >= floor}
+
+
+@pytest.fixture(scope="module")
+def vulkan(vulkan_bin: Path) -> BuildInfo:
+    build = probe_build(vulkan_bin, "vulkan")
+    assert build.problem is None, build.problem
+    return build
+
+
+@pytest.mark.parametrize("which", ["cpu", "vulkan"])
+async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request, tiny_llama, tmp_path):
+    build = request.getfixturevalue(which)
+    events = await collect(run_sweep(RunRequest([build], tiny_llama, SPEC, run_dir=tmp_path,
+                                                tune=TuneSpec(budget_s=30.0))))
+    chosen = next(e for e in events if isinstance(e, TuneChosen))
+    grid = next(e for e in events if isinstance(e, TuneGrid))
+    assert chosen.best is not None and chosen.best in grid.candidates
+    ubatches = sorted({c.ubatch for c in grid.candidates if c.ubatch})
+    assert ubatches == [32, 64, 128, 512]
+    # The sweep ran at the choice: llama-bench echoes the ubatch it used.
+    results = [e for e in events if isinstance(e, ResultReceived)]
+    assert results and {r.result.raw["n_ubatch"] for r in results} == {chosen.chosen.ubatch}
+    measured = exhaustive(build, tiny_llama, ubatches, 128, 0)
+    assert chosen.chosen.ubatch in confirmed(measured), (chosen.reason, measured)
+    finished = next(e for e in events if isinstance(e, TuneFinished))
+    assert finished.seconds <= 30.0 * 1.1
+
+
+async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_llama, tmp_path):
+    tune = TuneSpec(budget_s=60.0)
+    seen = 0
+    run = run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune))
+    async with contextlib.aclosing(run) as events:
+        async for event in events:
+            if isinstance(event, ProbeFinished):
+                seen += 1
+                if seen == 2:
+                    break  # the consumer walks away midway through round 0
+    assert not [p for p in bench_children() if str(tiny_llama) in " ".join(p.cmdline())]
+    first = read_journal(tmp_path)
+    assert isinstance(first[-1], SweepFinished) and first[-1].cancelled
+    assert not any(isinstance(e, TuneChosen) for e in first)
+    assert len([e for e in first if isinstance(e, ProbeFinished)]) == 2
+
+    resumed = await collect(resume(tmp_path, builds=[cpu]))
+    assert not any(isinstance(e, TuneStarted) for e in resumed)  # the same tune goes on
+    # Round 0 probes each candidate once per pass (in order, then back): the two probes
+    # measured before the cancel are not measured again.
+    whole = read_journal(tmp_path)
+    grid = next(e for e in whole if isinstance(e, TuneGrid))
+    firsts = Counter(e.candidate for e in whole if isinstance(e, ProbeFinished) and e.round == 0)
+    assert firsts == {c: 2 for c in grid.candidates}
+    assert any(isinstance(e, TuneChosen) for e in resumed)
+    assert any(isinstance(e, ResultReceived) for e in resumed)
+
+
+async def test_a_candidate_llama_bench_refuses_fails_alone(cpu, tiny_llama, tmp_path):
+    """A candidate whose llama-bench exits with an error (here: a thread count it refuses,
+    which the grid would never offer, fed in as an interrupted tune's grid) fails; the
+    others are measured and chosen."""
+    good, bad = Candidate(ubatch=512, batch=2048), Candidate(ubatch=128, batch=2048, threads=-5)
+    grid = TuneGrid(build=cpu.name, default=good, candidates=(good, bad))
+    tune = TuneSpec(budget_s=20.0)
+    history = [TuneStarted(builds=(cpu.name,), budget_s=20.0, free=("ub",), points=()), grid]
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune,
+                                                history=history)))
+    failed = [e for e in events if isinstance(e, ProbeFailed)]
+    assert failed and {e.candidate for e in failed} == {bad} and not any(e.budget for e in failed)
+    chosen = next(e for e in events if isinstance(e, TuneChosen))
+    assert chosen.chosen == good
+    assert any(isinstance(e, ResultReceived) for e in events)  # the duel ran
+
+
+def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_llama, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), LLAMADUEL_DATA_DIR=str(tmp_path / "data"))
+    argv = [sys.executable, "-m", "tui.cli", "bench", "--build", f"a={cpu.folder}",
+            "--build", f"b={cpu.folder}", "--model", str(tiny_llama), "-p", "128", "-n", "8",
+            "-d", "0", "-r", "2", "-t", "1", "--tune", "--tune-budget", "20s", "--telemetry", "off",
+            "--save", "tuned", "--run-dir", str(tmp_path / "run")]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "tune: ub free, probe pp128" in done.stderr and "tuned:" in done.stderr
+    journal = read_journal(tmp_path / "run")
+    chosen = {e.build: e for e in journal if isinstance(e, TuneChosen)}
+    assert set(chosen) == {"a", "b"}
+    shown = subprocess.run([sys.executable, "-m", "tui.cli", "profiles", "show", "tuned"],
+                           capture_output=True, text=True, timeout=120, env=env)
+    assert shown.returncode == 0, shown.stderr
+    for name, pick in chosen.items():
+        args = " ".join(pick.chosen.args())
+        assert f"runs with {args}" in shown.stdout, shown.stdout
+        line = next(line for line in shown.stdout.splitlines() if line.startswith(f"- {name}"))
+        assert f"ub={pick.chosen.ubatch}" in line
+    assert "Tuned (ub free" in shown.stdout

@@ -1,0 +1,168 @@
+"""The tune phase's pure parts: the grid, the halving, settings that replace the sweep's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends.builds import BuildInfo, Device
+from backends.journal.sweep import TestPoint
+from backends.journal.tune import Candidate, TuneSpec
+from backends.models import ModelInfo
+from backends.sweep import SweepError, SweepSpec, bench_argv
+from backends.tune.candidates import make_grid
+from backends.tune.grid import (defaults_points, middle_depth, parse_budget, parse_free, probe_points,
+                                ubatch_values)
+from backends.tune.search import Search
+from backends.tune.settings import merged, with_candidate
+
+GIB = 1 << 30
+
+
+def _build(name: str = "gpu", free_mib: int = 8192, **changes: object) -> BuildInfo:
+    build = BuildInfo(name=name, folder=Path("/opt/llama"), bench=Path("/opt/llama/llama-bench"),
+                      backend="vulkan", devices=(Device("Vulkan0", "a card", 16384, free_mib),),
+                      flags=frozenset({"-ub", "-b", "-fa", "-ncmoe", "-fitt", "-d", "--progress"}))
+    return BuildInfo(**{**build.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def _model(**changes: object) -> ModelInfo:
+    base = dict(path=Path("/m.gguf"), files=(Path("/m.gguf"),), name="m", layers=48, head_count_kv=4,
+                key_length=128, value_length=128, vocab_size=150000, tensor_bytes=20 * GIB,
+                expert_count=128, experts_used=8, expert_bytes_by_layer=(400 << 20,) * 48)
+    base.update(changes)
+    return ModelInfo(**base)  # type: ignore[arg-type]
+
+
+def test_budget_and_free_settings_parse_or_say_why() -> None:
+    assert parse_budget("5m") == 300 and parse_budget("90") == 90 and parse_budget("1.5h") == 5400
+    assert parse_free("ub, fa,ub") == ("ub", "fa")
+    for bad in ("five", "0", "-3m"):
+        with pytest.raises(SweepError, match="--tune-budget"):
+            parse_budget(bad)
+    with pytest.raises(SweepError, match="--tune-free: speed is not one of"):
+        parse_free("ub,speed")
+    with pytest.raises(ValueError, match="positive"):
+        TuneSpec(budget_s=0).validate()
+
+
+def test_probe_is_the_largest_prompt_and_a_short_generation_at_the_middle_depth() -> None:
+    spec = SweepSpec(prompts=(128, 512), gens=(256,), depths=(0, 4096, 8192, 16384, 32768))
+    assert middle_depth(spec) == 8192
+    assert probe_points(spec, ("ub", "fa")) == (TestPoint(512, 0, 8192), TestPoint(0, 32, 8192))
+    # -ub alone cannot change generation (one token per step): only the prompt is probed.
+    assert probe_points(spec, ("ub",)) == (TestPoint(512, 0, 8192),)
+    assert defaults_points(spec) == (TestPoint(128, 0, 8192), TestPoint(512, 0, 8192),
+                                     TestPoint(0, 256, 8192))
+
+
+def test_ubatch_values_stop_at_the_first_that_holds_the_prompt() -> None:
+    assert ubatch_values(SweepSpec(prompts=(512,))) == (32, 64, 128, 256, 512)
+    assert ubatch_values(SweepSpec(prompts=(2048,))) == (32, 64, 128, 256, 512, 1024, 2048)
+    assert ubatch_values(SweepSpec(prompts=(64,))) == (32, 64, 512)  # the default stays
+
+
+def test_grid_starts_with_the_defaults_and_b_follows_ub() -> None:
+    spec = SweepSpec(prompts=(2048,), gens=(128,), depths=(0,))
+    grid = make_grid(spec, TuneSpec(), _build(), _model(tensor_bytes=1 * GIB, expert_count=0,
+                                                         expert_bytes_by_layer=()))
+    assert grid.default == Candidate(ubatch=512, batch=2048) == grid.candidates[0]
+    assert {c.ubatch for c in grid.candidates} == {32, 64, 128, 256, 512, 1024, 2048}
+    assert all(c.batch == max(2048, c.ubatch or 0) for c in grid.candidates)
+    assert grid.fit is None  # the model fits: nothing for llama.cpp's fit to do
+
+
+def test_candidates_that_cannot_fit_are_skipped_with_the_reason() -> None:
+    spec = SweepSpec(prompts=(4096,), gens=(128,), depths=(0, 65536), ubatch=4096, batch=4096)
+    grid = make_grid(spec, TuneSpec(), _build(free_mib=2048),
+                     _model(tensor_bytes=1 * GIB, expert_count=0, expert_bytes_by_layer=()))
+    assert grid.skipped and not grid.candidates
+    assert "cannot fit" in grid.skipped[0].reason and "GiB free" in grid.skipped[0].reason
+
+
+def test_ncmoe_is_searched_from_the_fit_estimate_downwards_with_llamacpp_fit_as_baseline() -> None:
+    spec = SweepSpec(prompts=(512,), gens=(128,), depths=(0, 8192))
+    model = _model(tensor_bytes=6 * GIB, expert_bytes_by_layer=(100 << 20,) * 48)
+    grid = make_grid(spec, TuneSpec(free=("ncmoe",)), _build(free_mib=3 * 1024), model)
+    values = [c.n_cpu_moe for c in grid.candidates if c.fit_target is None]
+    assert values == sorted(values, reverse=True) and len(values) >= 2
+    assert grid.default.n_cpu_moe == values[0]  # the estimate itself
+    # Further down the estimate's margin is used up: set aside, with the reason.
+    assert all("cannot fit" in s.reason for s in grid.skipped)
+    assert any("downwards" in n for n in grid.notes)
+    assert grid.fit is not None and grid.fit.fit_target and grid.fit in grid.candidates
+
+
+def test_a_quantized_v_cache_without_flash_attention_is_skipped() -> None:
+    spec = SweepSpec(prompts=(64,), gens=(16,), depths=(0,))
+    grid = make_grid(spec, TuneSpec(free=("fa", "kv")), _build(),
+                     _model(tensor_bytes=1 << 20, expert_count=0, expert_bytes_by_layer=()))
+    reasons = {s.candidate.label: s.reason for s in grid.skipped}
+    assert "fa=0 kv=q8_0" in reasons and "flash attention" in reasons["fa=0 kv=q8_0"]
+
+
+def test_a_contenders_own_setting_replaces_the_sweeps_in_the_argv() -> None:
+    spec = SweepSpec(prompts=(512,), gens=(0,), ubatch=512, batch=1024, flash_attn=True)
+    tuned = with_candidate(_build(settings=("-ub", "256", "-sm", "none")), Candidate(ubatch=2048, batch=2048))
+    argv = bench_argv(tuned, "/m.gguf", spec, TestPoint(512, 0))
+    assert argv.count("-ub") == 1 and argv[argv.index("-ub") + 1] == "2048"
+    assert argv.count("-b") == 1 and argv[argv.index("-b") + 1] == "2048"
+    assert "-fa" in argv and ["-sm", "none"] == argv[argv.index("-sm"):argv.index("-sm") + 2]
+    assert merged(("--ubatch-size", "64", "-ts", "-1"), ("-ub", "128")) == ("-ts", "-1", "-ub", "128")
+
+
+def _halving(rates: dict[int, float], budget: float = 100.0) -> Search:
+    """A search over ubatch candidates whose probes take 1 s and measure ``rates``."""
+    candidates = tuple(Candidate(ubatch=u) for u in rates)
+    points = (TestPoint(512, 0, 0), TestPoint(0, 32, 0))
+    search = Search(candidates, points, budget, default=candidates[0])
+    while True:
+        while (probe := search.next_probe()) is not None:
+            for point in points:
+                rate = rates[probe.candidate.ubatch or 0] if point.kind == "pp" else 50.0
+                search.measured(probe.candidate, point, [rate] * probe.repetitions)
+            search.finished(probe.candidate, 1.0, 0.2, probe.repetitions + 1)
+        plan = search.plan_next_round()
+        if plan is None:
+            return search
+        search.start_round(search.round + 1, plan[0], plan[1])
+
+
+def test_halving_keeps_the_better_half_each_round_and_picks_the_best() -> None:
+    search = _halving({512: 100.0, 128: 60.0, 256: 90.0, 1024: 130.0, 2048: 125.0})
+    best, reason = search.choice()
+    assert best == Candidate(ubatch=1024) and "over the defaults" in reason
+    # Fewer probes than every candidate in both passes of every round.
+    assert search.round >= 2 and search.probes < 2 * 5 * (search.round + 1)
+
+
+def test_a_round_runs_its_candidates_in_order_and_back() -> None:
+    candidates = tuple(Candidate(ubatch=u) for u in (512, 64, 128))
+    search = Search(candidates, (TestPoint(512, 0, 0),), 100.0, default=candidates[0])
+    search.start_round(1, candidates, 5)
+    order = []
+    while (probe := search.next_probe()) is not None:
+        order.append((probe.candidate.ubatch, probe.repetitions))
+        search.finished(probe.candidate, 0.1, 0.01, probe.repetitions + 1)
+    assert order == [(512, 3), (64, 3), (128, 3), (128, 2), (64, 2), (512, 2)]
+
+
+def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:
+    best, reason = _halving({512: 100.0, 1024: 100.5}).choice()
+    assert best == Candidate(ubatch=512) and reason.startswith("the defaults")
+
+
+def test_a_failed_candidate_is_out_and_the_search_goes_on() -> None:
+    candidates = (Candidate(ubatch=512), Candidate(ubatch=4096))
+    search = Search(candidates, (TestPoint(512, 0, 0),), 60.0, default=candidates[0])
+    search.failed_with(candidates[1], "out of memory")
+    assert search.next_probe() == search.next_probe() and search.next_probe().candidate == candidates[0]  # type: ignore[union-attr]
+    search.measured(candidates[0], TestPoint(512, 0, 0), [10.0])
+    assert search.choice()[0] == candidates[0]
+
+
+def test_the_budget_stops_the_halving() -> None:
+    search = _halving({u: float(u) for u in (32, 64, 128, 256, 512, 1024)}, budget=7.0)
+    assert search.stopped and "budget" in search.stopped
+    assert search.spent_s <= 7.0 + 1.0
