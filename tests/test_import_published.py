@@ -235,6 +235,20 @@ def test_a_table_cut_by_a_crash_fails_that_test_and_the_ones_its_sibling_ran(tmp
     assert "no failures" not in stability[rocm_build.name].note
 
 
+def test_failed_to_load_model_fails_the_tests_its_sibling_ran(realdata):
+    """hogeheer's ROCm b8460 gemma4 prefill CSV is a header and nothing else; its .stderr says the
+    model failed to load. Beside the Vulkan prefill CSV of the same model, it failed those tests."""
+    folder = realdata / "hogeheer-strixhalo-hip-vs-vulkan-csv" / "hip-vs-vulkan-crossover-b9010-vs-b8460"
+    run = import_files(sorted(folder.glob("*.csv")))
+    vulkan = sorted(r.point.name for r in run.results["Vulkan"] if "gemma" in r.raw.get("model_filename", ""))
+    (rocm,) = [b.name for b in run.builds if b.backend == "ROCm"]
+    failures = run.failures[rocm]
+    assert sorted(f.test for f in failures) == [n for n in vulkan if n.startswith("pp")] and len(failures) == 4
+    assert all("failed to load model" in f.reason and f.model == "gemma-4-26B-A4B-it-UD-Q4_K_M.gguf" for f in failures)
+    stability = {s.build: s for s in recommend_run(run.machines()[0].records()).stability}
+    assert stability[rocm].failures == 4 and not stability[rocm].stable
+
+
 def test_a_wrapper_saying_rc_0_does_not_hide_a_crash(tmp_path):
     """A wrapper's index that says the run exited 0 beside a log that shows the crash."""
     log = _write(tmp_path / "llama-bench-hip-gfx1151.log", THEROCK.read_text())
