@@ -202,6 +202,15 @@ def test_a_ggml_assert_with_its_command_line_fails_that_contender():
     assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
 
 
+def test_recommend_on_crashed_runs_alone_says_what_failed():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "recommend", str(THEROCK)], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.strip().endswith("llama-bench-hip-gfx1151.log: ROCm failed pp512, tg128 (ROCm error)")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_a_header_then_a_silent_exit_fails_the_default_tests():
     """llama.cpp b5215 on Windows printed its header and returned to the prompt: no row, no error."""
     run = import_files([WORLD / "llama.cpp-issue13169-header-then-silent-exit" / "llama-bench-cpu-avx512-b5215.log"])
