@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from backends.journal.sweep import BenchResult, TestPoint
+from profiles.outcome import Contender
 from profiles.records import ModelFacts, ProfileResult
 
 SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll", "type_k",
@@ -47,17 +48,6 @@ _MOE_WORDS = ("moe", "gpt-oss", "mixtral", "deepseek2", "deepseek3", "llama4", "
               "arctic", "jamba", "olmoe", "phimoe", "granitemoe", "hunyuan-moe", "bailingmoe",
               "ernie4_5-moe", "glm4moe", "dots1", "minimax", "kimi", "17bx16e")
 _MOE_SIZE = re.compile(r"\d+x\d+(\.\d+)?[BMK]\b|\d+(\.\d+)?B[.-]A\d+(\.\d+)?B", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Contender:
-    """A build and the settings that set it apart from the build's other configurations."""
-
-    label: str
-    build: str
-    backend: str
-    settings: Mapping[str, str] = field(default_factory=dict)
-    known_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
+from backends.sweep.conditions import conditions
 from profiles.confounds import confounds
 from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
@@ -86,6 +87,8 @@ class Profile:
     # and every difference between the contenders besides the backend (profiles.confounds).
     tuning: Tuning | None = None
     confounds: tuple[str, ...] = ()
+    # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
+    conditions: tuple[str, ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -260,7 +263,8 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
                       races=tuple(dict(r) for r in races),
-                      tuning=tuning_from_events(events), confounds=confounds(events))
+                      tuning=tuning_from_events(events), confounds=confounds(events),
+                      conditions=conditions(events))
     return with_recommendation(profile, settings)
 
 

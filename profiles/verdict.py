@@ -24,7 +24,7 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
 from profiles.by_model import across_models
-from profiles.contenders import Contender, Field, Measure, build_field, is_moe_model_type, settings_of
+from profiles.contenders import Field, Measure, build_field, is_moe_model_type, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.judge import (
     PairResult,
@@ -44,7 +44,7 @@ from profiles.outcome import (
     STABILITY_RULE,
     BuildStability,
     ClassVerdict,
-    ContenderInfo,
+    Contender,
     Crossover,
     Outlier,
     PairComparison,
@@ -248,8 +248,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         crossovers=tuple(crossovers), summary=tuple(summary_lines(verdicts, stability, crossovers)),
         choose=tuple(choose_lines(verdicts)), rule=STABILITY_RULE, pg_policy=PG_POLICY,
         long_context_tokens=settings.long_context_tokens,
-        contenders=tuple(ContenderInfo(c.label, c.build, c.backend, dict(c.settings), dict(c.known_settings))
-                         for c in field.contenders),
+        contenders=tuple(field.contenders),
         outliers=all_outliers, machine=records.machine, tie_pct=settings.tie_pct)
 
 

@@ -155,3 +155,11 @@ def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_ll
         line = next(line for line in shown.stdout.splitlines() if line.startswith(f"- {name}"))
         assert f"ub={pick.chosen.ubatch}" in line
     assert "Tuned (ub free" in shown.stdout
+    # The launch command (the app's y) runs a contender at its tuned ubatch.
+    for name, pick in chosen.items():
+        launch = subprocess.run([sys.executable, "-m", "tui.cli", "profiles", "export", "tuned",
+                                 "--format", "launch", "--build", name],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert launch.returncode == 0, launch.stderr
+        argv = launch.stdout.split()
+        assert argv[argv.index("-ub") + 1] == str(pick.chosen.ubatch), launch.stdout

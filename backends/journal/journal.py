@@ -15,6 +15,7 @@ back, and the verdict is computed from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import fcntl
 import os
@@ -72,7 +73,8 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")
+            # Held open for the journal's life: the lock is on this file.
+            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise JournalError(_describe(error, path)) from None
         try:
@@ -89,7 +91,7 @@ class Journal:
             self._lock.write(f"llamaduel pid {os.getpid()}\n")
             self._lock.flush()
             self.set_aside = repair(path)
-            self._file = open(path, "ab")
+            self._file = open(path, "ab")  # noqa: SIM115 - appended to until close()
         except OSError as error:
             self._lock.close()
             raise JournalError(_describe(error, path)) from None
@@ -107,10 +109,9 @@ class Journal:
 
     def close(self) -> None:
         for handle in (self._file, self._lock):
-            try:
+            # A full disk can refuse the last flush: what was fsynced is kept.
+            with contextlib.suppress(OSError):
                 handle.close()
-            except OSError:
-                pass  # a full disk can refuse the last flush: what was fsynced is kept
 
 
 def repair(path: Path) -> Path | None:

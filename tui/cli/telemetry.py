@@ -75,10 +75,7 @@ def _cells(cells: list[str]) -> str:
 
 
 def device_line(clock: str, device: Any) -> str:
-    if device.throttle_reasons is None:
-        throttle = "?"
-    else:
-        throttle = ",".join(device.throttle_reasons) or "none"
+    throttle = "?" if device.throttle_reasons is None else ",".join(device.throttle_reasons) or "none"
     label = device.label if len(device.label) <= 14 else device.label[-14:]
     vram = _pair(None if device.vram_used_bytes is None else device.vram_used_bytes / GIB,
                  None if device.vram_total_bytes is None else device.vram_total_bytes / GIB, ".1f")
