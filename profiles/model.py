@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from profiles.verdict import VerdictSettings
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
+from backends.sweep.conditions import conditions
 from profiles.confounds import confounds
 from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
@@ -93,6 +94,8 @@ class Profile:
     # and every difference between the contenders besides the backend (profiles.confounds).
     tuning: Tuning | None = None
     confounds: tuple[str, ...] = ()
+    # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
+    conditions: tuple[str, ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -267,7 +270,8 @@ def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: M
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
                       races=tuple(dict(r) for r in races),
-                      tuning=tuning_from_events(events), confounds=confounds(events))
+                      tuning=tuning_from_events(events), confounds=confounds(events),
+                      conditions=conditions(events))
     return with_recommendation(profile, settings)
 
 

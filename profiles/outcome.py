@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,21 @@ class Energy:
     tokens_per_joule: float | None = None
     peak_vram_bytes: int | None = None
     throttled: bool | None = None
+    # Over the counted repetitions only: their spread (sample stdev), how it was measured,
+    # the idle power beside it, and why there is no figure ("too short to measure").
+    tokens_per_joule_sd: float | None = None
+    method: str | None = None
+    idle_power_w: float | None = None
+    note: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``11.6 ± 0.3 tok/J``, ``too short to measure`` or ``-``."""
+        if self.tokens_per_joule is None or not math.isfinite(self.tokens_per_joule):
+            return "too short to measure" if self.note else "-"
+        spread = (f" ± {self.tokens_per_joule_sd:.2f}" if self.tokens_per_joule_sd is not None
+                  and math.isfinite(self.tokens_per_joule_sd) else "")
+        return f"{self.tokens_per_joule:.2f}{spread} tok/J"
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,12 @@ class Telemetry:
         """(source name, why) for every source asked for that cannot work here."""
         return list(self._unavailable)
 
+    def energy_sources(self) -> list[Any]:
+        """Each card's energy counter and power (``backends.telemetry.energy``)."""
+        from backends.telemetry.energy import sources_of
+
+        return sources_of(self._device_sources)
+
     @property
     def sources(self) -> list[str]:
         names = [s.name for s in self._device_sources]

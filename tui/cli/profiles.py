@@ -151,6 +151,10 @@ def cmd_show(options: argparse.Namespace) -> int:
         return 0
     print()
     _print_recommendation(profile.recommendation)
+    if profile.conditions:
+        from backends.text import printable
+
+        print("\nhow these figures were taken:" + "".join(f"\n- {printable(c)}" for c in profile.conditions))
     return 0
 
 

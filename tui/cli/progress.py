@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
@@ -13,6 +14,7 @@ from backends.journal.journal import RunEvent, event_to_json
 from backends.journal.tune import TUNE_EVENT_TYPES
 from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
+from backends.text import printable
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say
@@ -57,8 +59,13 @@ class SweepPrinter:
             return exits.NO_COMPARISON, run_dir
         events = whole_run(run_dir, self.events)
         if not self.json_lines:
+            from backends.sweep.conditions import conditions
+
             say("", transient=False)
             print(side_by_side_table(started.builds, events))
+            taken = conditions(events)
+            if taken:
+                print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
@@ -114,7 +121,7 @@ def describe(event: RunEvent) -> tuple[str, bool]:
         block = f" (block {event.block + 1})" if event.block else ""
         flag = "  THROTTLED" if event.throttled else ""
         return (f"{event.build:>12}  {r.point.name:<18} {format_rate(r.avg_ts):>10} t/s "
-                f"± {format_rate(r.stddev_ts)}{block}{flag}"), False
+                f"± {format_rate(r.stddev_ts)}{energy_text(event.telemetry)}{block}{flag}"), False
     if isinstance(event, PointFailed):
         return f"{event.build:>12}  {event.point.name:<18} FAILED: {event.reason}", False
     if isinstance(event, PointProgress):
@@ -128,6 +135,24 @@ def describe(event: RunEvent) -> tuple[str, bool]:
     if isinstance(event, TUNE_EVENT_TYPES):
         return describe_tune(event), False
     return "", False
+
+
+def energy_text(telemetry: Mapping[str, object] | None) -> str:
+    """``  1.03 ± 0.02 tok/J`` over the counted repetitions, or why there is none."""
+    if not telemetry or not telemetry.get("energy_method"):
+        return ""
+    if not isinstance(telemetry.get("tokens_per_joule"), (int, float)):
+        return "  energy: too short to measure"
+    return "  " + ", ".join(_with_spread(telemetry, key, unit) for key, unit in (
+        ("tokens_per_joule", "tok/J"), ("joules_per_token", "J/token")))
+
+
+def _with_spread(figures: Mapping[str, object], key: str, unit: str) -> str:
+    value, spread = figures.get(key), figures.get(f"{key}_sd")
+    if not isinstance(value, (int, float)):
+        return f"- {unit}"
+    shown = f"{value:.3g}" + (f" ± {spread:.2g}" if isinstance(spread, (int, float)) else "")
+    return f"{shown} {unit}"
 
 
 def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[RunEvent]) -> str:
