@@ -96,6 +96,9 @@ class Profile:
     confounds: tuple[str, ...] = ()
     # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
     conditions: tuple[str, ...] = ()
+    # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
+    soak: Mapping[str, Any] | None = field(default=None, hash=False)
+    gates: tuple[Mapping[str, Any], ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
