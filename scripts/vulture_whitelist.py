@@ -129,3 +129,4 @@ DEFAULT_CSS  # unused variable (tui/widgets/verdict_card.py:22)
 _.border_title  # unused attribute (tui/widgets/verdict_card.py:27)
 DEFAULT_CSS  # unused variable (tui/widgets/verdict_card.py:85)
 _.border_title  # unused attribute (tui/widgets/verdict_card.py:91)
+start_failures  # unused variable (backends/soak/summary.py:57): a soak record's field, written to the profile
