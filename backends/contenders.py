@@ -15,6 +15,7 @@ before anything runs: a flag the build lacks is one clear line.
 
 from __future__ import annotations
 
+import itertools
 import dataclasses
 import re
 import shlex
@@ -77,7 +78,7 @@ def _check_settings(build: BuildInfo, settings: Sequence[str]) -> None:
             raise ContenderError(f"{build.name}: {flag} belongs to the grid, not to one contender")
         if not build.supports(flag):
             raise ContenderError(f"{build.name}: this llama-bench ({build.version}) has no {flag}")
-    for flag, value in zip(settings, settings[1:], strict=False):
+    for flag, value in itertools.pairwise(settings):
         if flag in ("-sm", "--split-mode") and build.split_modes and value not in build.split_modes:
             raise ContenderError(f"{build.name}: -sm {value} is not one of this build's split "
                                  f"modes ({', '.join(build.split_modes)})")

@@ -68,10 +68,8 @@ def build_seconds(points: Sequence[TestPoint], repetitions: int, rates: Rates) -
     work = [point_seconds(p, repetitions, rates) for p in points]
     if not work:
         return 0.0
-    if rates.load_s <= RESIDENT_LOAD_SHARE * min(work):
-        loads = rates.load_s * len(work)  # a fresh process per point
-    else:
-        loads = rates.load_s  # one process kept loaded
+    # A fresh process per point, or one kept loaded.
+    loads = rates.load_s * len(work) if rates.load_s <= RESIDENT_LOAD_SHARE * min(work) else rates.load_s
     return sum(work) + loads
 
 

@@ -8,6 +8,7 @@ SIGKILL cases where no Python code gets to run.
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import ctypes
 import ctypes.util
@@ -55,10 +56,8 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
 def kill_group(process: asyncio.subprocess.Process | int) -> None:
     """SIGKILL the whole process group of ``process``; quiet if it is already gone."""
     pid = process if isinstance(process, int) else process.pid
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     _live_groups.discard(pid)
 
 
@@ -80,9 +79,10 @@ async def stop(process: asyncio.subprocess.Process) -> int:
 
 
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
-    """A readable exit reason and the signal name, from a returncode."""
+    """A readable exit reason and the signal name, from a returncode (None: no exit status was
+    seen, the process was stopped before it exited on its own; never "still running")."""
     if returncode is None:
-        return "still running", None
+        return "stopped before it exited on its own", None
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name

@@ -23,17 +23,7 @@ from dataclasses import dataclass
 
 from backends import stats
 from profiles.contenders import Measure
-
-
-@dataclass(frozen=True)
-class Outlier:
-    """A repetition set aside: its value and the siblings it sat beside."""
-
-    contender: str
-    model: str
-    test: str
-    value: float
-    siblings: tuple[float, ...]
+from profiles.outcome import Outlier
 
 
 @dataclass(frozen=True)
@@ -91,6 +81,11 @@ def _summary_bounds(m: Measure) -> tuple[float, float]:
     half = m.resolution / 2.0
     reach = stats.max_deviation(m.n) * (m.sd + half) + half
     return m.mean - reach, m.mean + reach
+
+
+def log_mean(m: Measure) -> float:
+    """The log of a measure's speed as every comparison sees it (starved repetitions set aside)."""
+    return _side(m).log_mean
 
 
 def run_test(sa: _Side, sb: _Side, log_ratio: float) -> float | None:

@@ -46,10 +46,6 @@ def format_ratio(ratio: float) -> str:
     return f"{(ratio - 1) * 100:+.0f}%" if abs(ratio - 1) >= 0.01 else f"{(ratio - 1) * 100:+.1f}%"
 
 
-def format_energy(tokens_per_joule: float | None) -> str:
-    return "-" if tokens_per_joule is None or not math.isfinite(tokens_per_joule) else f"{tokens_per_joule:.2f} t/J"
-
-
 def format_bytes(value: int | None) -> str:
     if value is None:
         return "-"

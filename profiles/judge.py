@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backends.journal.sweep import TestPoint
 from backends import stats
-from profiles.compare import PointTest, compare
-from profiles.contenders import Contender, Measure
-from profiles.outcome import CellComparison, PairComparison
+from profiles.compare import PointTest, compare, log_mean
+from profiles.contenders import Measure
+from profiles.outcome import CellComparison, Contender, PairComparison
 from profiles.wording import margin_text
 
 TestKey = tuple[str, str, str, TestPoint]
@@ -62,19 +62,26 @@ class TestBook:
         return 0
 
 
-def score(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]], name: str) -> float:
-    """Mean log speed ratio of a contender against every other, over shared points."""
+def score(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]], name: str,
+          logs: Mapping[tuple[str, tuple[str, TestPoint]], float] | None = None) -> float:
+    """Mean log speed ratio of a contender against every other, over shared points.
+
+    The same log-ratio the point tests use (starved repetitions set aside), so the leader is
+    never the side its own comparison puts behind; ``logs`` holds each measure's log mean
+    when the caller has them (each is then worked out once, not once per opponent).
+    """
+    def log_of(who: str, key: tuple[str, TestPoint]) -> float:
+        return logs[(who, key)] if logs is not None else log_mean(measures[who][key])
+
     mine = measures[name]
-    logs = []
+    ratios = []
     for other, theirs in measures.items():
         if other == name:
             continue
         shared = [k for k in mine if k in theirs]
         if shared:
-            # The same log-ratio the point tests use (starved repetitions set aside), so the
-            # leader is never the side its own comparison puts behind.
-            logs.append(math.fsum(compare(mine[k], theirs[k], 0.0).log_ratio for k in shared) / len(shared))
-    return math.fsum(logs) / len(logs) if logs else -math.inf
+            ratios.append(math.fsum(log_of(name, k) - log_of(other, k) for k in shared) / len(shared))
+    return math.fsum(ratios) / len(ratios) if ratios else -math.inf
 
 
 def opponents(leader: str, ranked: Sequence[str], backend: Mapping[str, str]) -> list[str]:
@@ -191,12 +198,11 @@ def group_measures(measures: Sequence[Measure]) -> dict[str, dict[tuple[str, Tes
 
 
 def rank(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]]) -> list[str]:
-    scores = {n: score(measures, n) for n in measures}
+    logs = {(n, k): log_mean(m) for n, ms in measures.items() for k, m in ms.items()}
+    scores = {n: score(measures, n, logs) for n in measures}
     return sorted(measures, key=lambda n: scores[n], reverse=True)
 
 
 def backend_map(contenders: Sequence[Contender]) -> dict[str, str]:
     return {c.label: c.backend for c in contenders}
 
-
-Picker = Callable[[str], bool]

@@ -11,6 +11,7 @@ The TOML form of a profile is ``profiles.toml_form``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -82,10 +83,8 @@ def atomic_write_text(path: Path, text: str) -> None:
         os.replace(temp_name, path)
         _fsync_dir(path.parent)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp_name)
-        except OSError:
-            pass
         raise
 
 

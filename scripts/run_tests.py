@@ -7,7 +7,8 @@ Installs llamaduel with its test extras, builds (or reuses from the cache outsid
 repository) the real llama.cpp CPU, Vulkan-on-lavapipe and combined tools, makes sure tmux
 (for the terminal test) and OpenSSH's sshd (for builds on other hosts, started by the tests
 on 127.0.0.1 with their own keys and config) are there, runs ruff, mypy (strict on
-backends/, profiles/ and tui/) and the import-linter contracts, then pytest on two workers.
+backends/, profiles/ and tui/), the import-linter contracts and vulture (dead code), then
+pytest on two workers.
 Processes start from argument lists; the exit code is pytest's.
 """
 
@@ -34,8 +35,8 @@ def main() -> int:
                if not shutil.which(program)]
     if missing and shutil.which("apt-get") and os.geteuid() == 0:
         env_args = ["env", "DEBIAN_FRONTEND=noninteractive"]
-        step(env_args + ["apt-get", "update", "-qq"])
-        step(env_args + ["apt-get", "install", "-y", "-qq", *missing])
+        step([*env_args, "apt-get", "update", "-qq"])
+        step([*env_args, "apt-get", "install", "-y", "-qq", *missing])
     step([sys.executable, "scripts/build_llamacpp.py"])
     # Linters and type checks first (seconds); the tests run whatever they say.
     lint_imports = Path(sys.executable).with_name("lint-imports")
@@ -43,6 +44,7 @@ def main() -> int:
         [sys.executable, "-m", "ruff", "check", "."],
         [sys.executable, "-m", "mypy", "backends", "profiles", "tui"],
         [str(lint_imports) if lint_imports.is_file() else "lint-imports"],
+        [sys.executable, "scripts/dead_code.py"],  # vulture: functions, classes, imports nothing uses
     ]
     failed = [argv for argv in checks if check(argv) != 0]
     pytest = [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", *sys.argv[1:]]

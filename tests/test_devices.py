@@ -36,7 +36,7 @@ def test_the_combined_build_lists_its_backends_and_what_it_supports(combined):
 
 
 def test_contender_arguments_are_checked_before_anything_runs(combined):
-    with pytest.raises(ContenderError, match="no device 'ROCm0'.*Vulkan0"):
+    with pytest.raises(ContenderError, match=r"no device 'ROCm0'.*Vulkan0"):
         make_contenders([combined], devices=dict([parse_device_arg("x=ROCm0")]))
     with pytest.raises(ContenderError, match="write a tensor split as 3/1"):
         make_contenders([combined], settings=dict([parse_set_arg("x=-sm layer -ts 1,1")]))
@@ -66,7 +66,7 @@ async def test_one_binary_on_the_cpu_against_the_same_binary_on_vulkan(combined,
     assert {r.raw["devices"] for (b, _), r in results.items() if b == "vk"} == {"Vulkan0"}
     # The same commit on two devices: the CPU is far ahead of the software renderer.
     assert results[("cpu", "tg8")].avg_ts > 3 * results[("vk", "tg8")].avg_ts
-    argv = [e.argv for e in events if hasattr(e, "argv") and e.build == "vk"][0]
+    argv = next(e.argv for e in events if hasattr(e, "argv") and e.build == "vk")
     assert argv[argv.index("-dev") + 1] == "Vulkan0"
 
 

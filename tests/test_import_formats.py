@@ -269,8 +269,7 @@ def test_progress_lines_banners_and_crashes_in_a_real_log(cpu_bin, tiny_llama, t
     # Interleaved: progress lines between the rows, as llama-bench writes them with 2>&1.
     mixed = tmp_path / "mixed.log"
     lines = done.stdout.splitlines()
-    mixed.write_text("\n".join(lines[:3] + ["llama-bench: benchmark 2/4: starting",
-                                            "llama-bench: benchmark 2/4: generation run 3/3"] + lines[3:]) + "\n")
+    mixed.write_text("\n".join([*lines[:3], "llama-bench: benchmark 2/4: starting", "llama-bench: benchmark 2/4: generation run 3/3", *lines[3:]]) + "\n")
     assert import_files([mixed]).result_count == 4
 
 

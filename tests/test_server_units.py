@@ -249,3 +249,18 @@ def test_the_setup_form_takes_the_servers_own_conditions():
     plain = spec_from_fields({})
     assert (plain.ctx_sizes, plain.cache_types, plain.parallel) == ((), (), ())
     assert [lv.key for lv in plain.levels()] == ["c1:p512:n128:d0", "c2:p512:n128:d0", "c4:p512:n128:d0"]
+
+
+def test_the_serve_screens_verdict_lines_carry_reasons_and_the_disagreement():
+    from profiles.serving import ServingVerdict
+    from tui.state.serve import verdict_lines
+
+    verdict = ServingVerdict("serving c=1 · 32K context, q4_0 cache, 1 slot", 1, ("pp128+tg64",), "one contender",
+                             "none", winner="rocm", sentence="serving c=1 · 32K ...: only rocm served this level.",
+                             failures=("vulkan at pp128+tg64: failed (the warm-up failed: slot 0: HTTP 500: boom)",))
+    text = verdict_lines([verdict], ("cpu: no llama-server in /x",), "vulkan wins llama-bench generation by 15%, ...")
+    assert text.splitlines() == [
+        "serving c=1 · 32K ...: only rocm served this level.",
+        "! vulkan at pp128+tg64: failed (the warm-up failed: slot 0: HTTP 500: boom)",
+        "FAILED cpu: no llama-server in /x",
+        "Server against llama-bench: vulkan wins llama-bench generation by 15%, ..."]

@@ -3,6 +3,7 @@ and the library sources (pyamdgpuinfo, NVML) called for real on this machine."""
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import dataclasses
 import json
@@ -56,10 +57,8 @@ def child():
 
 
 def _kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait()
 
 
@@ -96,7 +95,7 @@ def test_fixture_root_uses_sysfs_and_host_only(mi50):
 
 
 def test_unknown_source_name_is_one_line():
-    with pytest.raises(TelemetryError, match="^unknown telemetry source 'nvidia-smi'; choose from "
+    with pytest.raises(TelemetryError, match=r"^unknown telemetry source 'nvidia-smi'; choose from "
                                              "amdgpu-sysfs, pyamdgpuinfo, amd-smi, rocm-smi, nvml, "
                                              "host$"):
         Telemetry(["nvidia-smi"])
@@ -444,7 +443,7 @@ async def test_stream_stops_when_its_task_is_cancelled(mi50):
 @pytest.mark.parametrize("interval", [0.01, 11, "fast"])
 async def test_stream_refuses_bad_intervals(interval):
     telemetry = Telemetry(["host"])
-    with pytest.raises(TelemetryError, match="^telemetry interval must be"):
+    with pytest.raises(TelemetryError, match=r"^telemetry interval must be"):
         async for _ in telemetry.stream(interval):
             pass
     telemetry.close()
@@ -454,7 +453,7 @@ def test_closed_telemetry_refuses_to_sample():
     telemetry = Telemetry(["host"])
     telemetry.close()
     telemetry.close()
-    with pytest.raises(TelemetryError, match="^telemetry is closed$"):
+    with pytest.raises(TelemetryError, match=r"^telemetry is closed$"):
         telemetry.sample()
 
 

@@ -80,9 +80,9 @@ def test_rocm_smi_json_of_a_780m_apu_carries_its_pci_bus():
 
 
 def test_rocm_smi_output_that_is_not_json_is_one_line():
-    with pytest.raises(ToolFailure, match="^rocm-smi printed no JSON$"):
+    with pytest.raises(ToolFailure, match=r"^rocm-smi printed no JSON$"):
         parse_rocm_smi_json("ERROR: GPU[0] : Unable to get temperature\n")
-    with pytest.raises(ToolFailure, match="^rocm-smi printed JSON that is not an object of cards$"):
+    with pytest.raises(ToolFailure, match=r"^rocm-smi printed JSON that is not an object of cards$"):
         parse_rocm_smi_json("[1, 2]")
 
 
@@ -198,7 +198,7 @@ def test_a_tool_that_hangs_is_killed_with_its_children(tmp_path):
                       f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
                       "time.sleep(600)\n")
     script.chmod(0o755)
-    with pytest.raises(ToolFailure, match="^hang gave no answer within 0.5 s$"):
+    with pytest.raises(ToolFailure, match=r"^hang gave no answer within 0\.5 s$"):
         run_tool([str(script)], timeout_s=0.5)
     grandchild = int(pid_file.read_text())
     for _ in range(2000):  # SIGKILL of the group lands asynchronously: wait for the state

@@ -12,6 +12,7 @@ that is left and exits.
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import os
 import signal
@@ -30,10 +31,8 @@ def _silence_terminal() -> None:
     except OSError:
         return
     for fd in (0, 1, 2):
-        try:
+        with contextlib.suppress(OSError):
             os.dup2(devnull, fd)
-        except OSError:
-            pass
 
 
 def _watchdog(grace_s: float) -> None:

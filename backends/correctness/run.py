@@ -40,7 +40,11 @@ from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_
 from backends.journal.check import BuildChecked, CheckEvent, CheckFinished, CheckStarted, CorrectnessResult
 from backends.correctness.parse import (NO_REASON, _percent_to_fraction, error_line, parse_divergence_output,
                                         parse_perplexity_output)
+from backends.models import ModelInfo
 from backends.tool import run_tool
+
+# The model a check reads: as found (its path inside) or a path.
+CheckModel = ModelInfo | str | os.PathLike[str]
 
 # --- running the tool ----------------------------------------------------------------------
 
@@ -133,8 +137,8 @@ def reference_text(text: str | os.PathLike[str] | None = None) -> Iterator[Path]
         yield path
 
 
-def _model_path(model: Any) -> Path:
-    path = Path(getattr(model, "path", model))
+def _model_path(model: CheckModel) -> Path:
+    path = model.path if isinstance(model, ModelInfo) else Path(model)
     if not path.is_file():
         raise CheckInputError(f"model file not found: {path}")
     return path
@@ -203,7 +207,7 @@ def _check_inputs(builds: Sequence[CheckableBuild], timeout: float, context: int
 
 
 def _per_build(names: Sequence[str], extra_args: Mapping[str, Sequence[str]] | None,
-               models: Mapping[str, object] | None) -> tuple[dict[str, list[str]], dict[str, Path]]:
+               models: Mapping[str, CheckModel] | None) -> tuple[dict[str, list[str]], dict[str, Path]]:
     """Each build's own extra arguments and model file, checked against the build names."""
     extra = {name: list(args) for name, args in (extra_args or {}).items()}
     own_models = {name: _model_path(path) for name, path in (models or {}).items()}
@@ -216,7 +220,7 @@ def _per_build(names: Sequence[str], extra_args: Mapping[str, Sequence[str]] | N
 
 async def run_check(
     builds: Sequence[CheckableBuild],
-    model: Any,
+    model: CheckModel,
     *,
     reference: str | None = None,
     text: str | os.PathLike[str] | None = None,
@@ -225,7 +229,7 @@ async def run_check(
     context: int | None = None,
     chunks: int | None = None,
     extra_args: Mapping[str, Sequence[str]] | None = None,
-    models: Mapping[str, object] | None = None,
+    models: Mapping[str, CheckModel] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[CheckEvent]:
     """Check every build against the reference; yields CheckStarted, BuildChecked per build
@@ -372,7 +376,7 @@ def results_by_build(results: Sequence[CorrectnessResult]) -> dict[str, dict[str
     return {result.build: result.to_json() for result in results}
 
 
-def check_builds(builds: Sequence[CheckableBuild], model: Any, **options: Any,
+def check_builds(builds: Sequence[CheckableBuild], model: CheckModel, **options: Any,
                  ) -> list[CorrectnessResult]:
     """`run_check` for scripts: every build's result, the reference first."""
 
@@ -386,7 +390,8 @@ def check_builds(builds: Sequence[CheckableBuild], model: Any, **options: Any,
     return asyncio.run(collect())
 
 
-def run_check_with(builds: Sequence[CheckableBuild], model: Any, options: CheckOptions) -> AsyncIterator[CheckEvent]:
+def run_check_with(builds: Sequence[CheckableBuild], model: CheckModel,
+                   options: CheckOptions) -> AsyncIterator[CheckEvent]:
     """``run_check`` with its settings carried in one ``CheckOptions``."""
     return run_check(builds, model, reference=options.reference, text=options.text,
                      thresholds=options.thresholds, timeout=options.timeout, context=options.context,

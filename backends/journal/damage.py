@@ -33,6 +33,11 @@ class MissingResult:
     counted: int  # repetitions the decision counted
     found: int  # repetitions the journal still holds
 
+    @property
+    def again(self) -> str:
+        """What ``resume`` says as it measures it again."""
+        return f"{self.build}'s {self.point.name} result is missing from the journal: measuring it again"
+
     def __str__(self) -> str:
         left = f" ({self.found} of its {self.counted} repetitions are left)" if self.found else ""
         return (f"{self.build}'s {self.point.name} result is missing from the journal{left}: "
@@ -61,7 +66,7 @@ def missing_results(events: Iterable[RunEvent]) -> tuple[MissingResult, ...]:
             if (name, key) in failed:
                 continue
             found = _counted(blocks.get((name, key), []))
-            wanted = decision.repetitions.get(name, 1 if not found else found)
+            wanted = decision.repetitions.get(name, found or 1)
             if found < wanted:
                 missing.append(MissingResult(name, decision.point, wanted, found))
     return tuple(missing)

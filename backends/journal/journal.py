@@ -15,6 +15,7 @@ back, and the verdict is computed from it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import fcntl
 import os
@@ -33,6 +34,7 @@ from backends.journal.race import BuildFailed as RaceBuildFailed
 from backends.journal.race import BuildFinished as RaceBuildFinished
 from backends.journal.serve import EVENT_TYPES as SERVE_EVENT_TYPES
 from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
+from backends.journal.soak import SOAK_DURABLE, SOAK_EVENT_TYPES, SoakEvent
 from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
                                     SweepFinished, SweepStarted)
 from backends.journal.tune import DURABLE_TUNE_TYPES, TUNE_EVENT_TYPES, TuneEvent
@@ -42,14 +44,15 @@ from backends.text import printable
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
 # Everything a run's journal can hold.
-RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent
+RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent | SoakEvent
 RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES,
-                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES))
+                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES, *SOAK_EVENT_TYPES))
 # Results of every kind are fsynced (a power cut keeps them); progress and telemetry are not.
 _DURABLE: tuple[type, ...] = (
     SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished,
     BuildChecked, CheckFinished, RaceBuildFinished, RaceBuildFailed, LevelFinished, DuelFinished,
     *DURABLE_TUNE_TYPES,
+    *SOAK_DURABLE,
 )
 
 
@@ -72,7 +75,8 @@ class Journal:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")
+            # Held open for the journal's life: the lock is on this file.
+            self._lock = open(path.parent / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise JournalError(_describe(error, path)) from None
         try:
@@ -89,7 +93,7 @@ class Journal:
             self._lock.write(f"llamaduel pid {os.getpid()}\n")
             self._lock.flush()
             self.set_aside = repair(path)
-            self._file = open(path, "ab")
+            self._file = open(path, "ab")  # noqa: SIM115 - appended to until close()
         except OSError as error:
             self._lock.close()
             raise JournalError(_describe(error, path)) from None
@@ -107,10 +111,9 @@ class Journal:
 
     def close(self) -> None:
         for handle in (self._file, self._lock):
-            try:
+            # A full disk can refuse the last flush: what was fsynced is kept.
+            with contextlib.suppress(OSError):
                 handle.close()
-            except OSError:
-                pass  # a full disk can refuse the last flush: what was fsynced is kept
 
 
 def repair(path: Path) -> Path | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 
 from gguf import GGMLQuantizationType, LlamaFileType
@@ -38,7 +38,7 @@ def _model_name(path: Path) -> str:
     return match["base"] if match else path.stem
 
 
-def _first_int(value: Any) -> int | None:
+def _first_int(value: object) -> int | None:
     """An integer hyperparameter; per-layer arrays give their largest value."""
     if isinstance(value, bool):
         return int(value)
@@ -116,10 +116,8 @@ def read_model(path: str | Path) -> ModelInfo:
     name = _model_name(path)
     size = 0
     for part in parts:
-        try:
+        with contextlib.suppress(OSError):
             size += part.stat().st_size
-        except OSError:
-            pass
     base = ModelInfo(path=first, files=tuple(parts), name=name, size_bytes=size)
     for part in parts:
         special = _not_a_regular_file(part)

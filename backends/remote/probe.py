@@ -62,7 +62,7 @@ def split_remote(value: str) -> tuple[str | None, str]:
         host, sep, path = value.partition(":")
         if not sep or "/" in host:
             return None, value
-    if not host or not path or "@" in host and not host.split("@", 1)[1]:
+    if not host or not path or ("@" in host and not host.split("@", 1)[1]):
         return None, value
     return host, path
 

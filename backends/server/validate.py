@@ -54,7 +54,7 @@ def with_port(argv: Sequence[str], port: int) -> list[str]:
         if arg.startswith(("--port=", "--host=")):
             continue
         out.append(arg)
-    return out[:1] + ["--host", HOST, "--port", str(port)] + out[1:]
+    return [*out[:1], "--host", HOST, "--port", str(port), *out[1:]]
 
 
 async def _one_request(server: ServerProcess, n_predict: int, stall_s: float) -> tuple[str, Answer] | str:

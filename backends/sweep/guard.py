@@ -71,6 +71,15 @@ class ThermalGuard:
             self._seen.append(snapshot)
         self.arrived.set()
 
+    def temperatures(self) -> dict[str, float]:
+        """The watched cards' temperatures now (``{"junction": 48.0}``; a device's label
+        before each sensor when there are several): what a block starts at."""
+        if self.latest is None:
+            return {}
+        devices = self._in_use(self.latest)
+        return {(f"{d.label} " if len(devices) > 1 else "") + SENSOR_NAMES[s]: float(value)
+                for d in devices for s in SENSORS if (value := getattr(d, s)) is not None}
+
     def _in_use(self, snapshot: TelemetrySnapshot) -> list[DeviceSample]:
         chosen = [d for d in snapshot.devices
                   if not self.devices or self.devices & set(d.backend_names)]

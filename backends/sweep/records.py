@@ -83,7 +83,7 @@ def _record_problem(record: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _valid_rate(value: Any) -> bool:
+def _valid_rate(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return math.isfinite(value) and 0 < value < ABSURD_TS

@@ -6,6 +6,7 @@ from pathlib import Path
 from collections.abc import AsyncGenerator, Sequence
 
 from backends.builds import BuildInfo, probe_build
+from backends.journal.damage import missing_results
 from backends.journal.journal import JOURNAL_NAME, JournalRead, RunEvent, read_journal
 from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
 from backends.sweep.control import SweepControl
@@ -19,7 +20,8 @@ def resume_request(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = 
                    retry_failed: bool = False) -> RunRequest:
     """The rest of the run in ``run_dir``, as a request: points already decided are kept,
     points part-way through carry their blocks over, and (with ``retry_failed``) failed
-    points run again.
+    points run again. A point whose decision counted a result the journal lost
+    (``backends.journal.damage``) is open again, in a run that had finished too.
 
     Contenders are probed again from the paths the journal recorded unless given (on
     their hosts, over ssh, for contenders on other machines).
@@ -32,7 +34,8 @@ def resume_request(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = 
         builds = [_probe(first, name) for name in first.builds]
     model_paths = {str(data["host"]): str(data["model"]) for data in first.contenders.values()
                    if data.get("host") and data.get("model")}
-    history = list(journal)
+    lost = {m.point.key for m in missing_results(journal.events)}
+    history = [e for e in journal if not (isinstance(e, PointDecided) and e.point.key in lost)]
     if retry_failed:
         # A point with a failure is open again: its failures and its decision are dropped,
         # the blocks that did measure are kept.

@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from backends.telemetry.model import DeviceSample, device_sample
+from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.smi_common import (
     JsonValue,
     ToolFailure,
@@ -216,7 +216,7 @@ class _Library:
             self.amdsmi.amdsmi_shut_down()
 
 
-class AmdSmiSource:
+class AmdSmiSource(DeviceSource):
     """The amdsmi library where it imports and starts, else the amd-smi command on PATH."""
 
     name = SOURCE_NAME

@@ -13,7 +13,7 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from backends.telemetry.model import DeviceSample
+from backends.telemetry.model import DeviceSample, DeviceSource
 from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "pyamdgpuinfo"
@@ -67,7 +67,7 @@ def _reason_for_no_gpus(dev_root: str) -> str:
     return f"no AMD GPU among the render nodes in {dri}"
 
 
-class PyAmdgpuinfoSource:
+class PyAmdgpuinfoSource(DeviceSource):
     """One GPUInfo per AMD GPU libdrm can open, created once and kept for the whole run."""
 
     name = SOURCE_NAME

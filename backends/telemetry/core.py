@@ -10,14 +10,16 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from backends.telemetry.model import (
     DEVICE_MEASUREMENTS,
     DeviceSample,
+    DeviceSource,
     TelemetrySnapshot,
 )
+from backends.telemetry.host import HostSampler
 from backends.telemetry.sysfs_read import PCI_ADDRESS, normalize_pci
 
 # On an AMD machine: the driver's sysfs files first (cheap, complete on an MI50), then
@@ -33,7 +35,7 @@ class TelemetryError(ValueError):
     """Bad telemetry input (interval, source name); the message is one line for the user."""
 
 
-def _make_source(name: str, sysfs_root: str, proc_root: str) -> Any:
+def _make_source(name: str, sysfs_root: str, proc_root: str) -> DeviceSource | HostSampler:
     if name == "amdgpu-sysfs":
         from backends.telemetry.sysfs import AmdSysfsSource
 
@@ -138,7 +140,7 @@ class Telemetry:
     ``sample(pids, at) -> list[DeviceSample]``).
     """
 
-    def __init__(self, sources: Iterable[str | Any] | None = None, *, sysfs_root: str = "/",
+    def __init__(self, sources: Iterable[str | DeviceSource | HostSampler] | None = None, *, sysfs_root: str = "/",
                  proc_root: str = "/proc", device_names: Mapping[str, str] | None = None) -> None:
         self.sysfs_root = str(sysfs_root)
         self.proc_root = str(proc_root)
@@ -146,8 +148,8 @@ class Telemetry:
         self._lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._unavailable: list[tuple[str, str]] = []
-        self._device_sources: list[Any] = []
-        self.host: Any = None
+        self._device_sources: list[DeviceSource] = []
+        self.host: HostSampler | None = None
         self._closed = False
         self._names_cache: tuple[frozenset[str], dict[str, tuple[str, ...]]] | None = None
         self._bare_pids: tuple[int, ...] = ()  # watched pids when the host source is off
@@ -162,12 +164,11 @@ class Telemetry:
                            "hardware")))
         for item in wanted:
             source = _make_source(item, self.sysfs_root, self.proc_root) if isinstance(item, str) else item
-            if getattr(source, "unavailable_reason", None) and not getattr(source, "available", False):
+            if source.unavailable_reason and not source.available:
                 self._unavailable.append((source.name, source.unavailable_reason))
-                if hasattr(source, "close"):
-                    source.close()
+                source.close()
                 continue
-            if source.name == "host":
+            if isinstance(source, HostSampler):
                 self.host = source
             else:
                 self._device_sources.append(source)
@@ -176,6 +177,12 @@ class Telemetry:
     def unavailable(self) -> list[tuple[str, str]]:
         """(source name, why) for every source asked for that cannot work here."""
         return list(self._unavailable)
+
+    def energy_sources(self) -> list[Any]:
+        """Each card's energy counter and power (``backends.telemetry.energy``)."""
+        from backends.telemetry.energy import sources_of
+
+        return sources_of(self._device_sources)
 
     @property
     def sources(self) -> list[str]:
@@ -222,14 +229,14 @@ class Telemetry:
             host = self.host.sample(at) if self.host is not None else None
             return TelemetrySnapshot(at=at, devices=devices, host=host)
 
-    def _sample_source(self, source: Any, pids: Sequence[int], at: float,
+    def _sample_source(self, source: DeviceSource, pids: Sequence[int], at: float,
                        merged: dict[str, DeviceSample]) -> None:
         """Merge one source's devices in; a gap-filler is asked only for what is missing."""
         wanted = None
-        if getattr(source, "fills_gaps", False) and merged:
+        if source.fills_gaps and merged:
             wanted = {pci: [f for f in DEVICE_MEASUREMENTS if getattr(d, f) is None]
                       for pci, d in merged.items()}
-            known = set(getattr(source, "pci_addresses", ()))
+            known = set(source.pci_addresses)
             if all(not fields for fields in wanted.values()) and known and set(wanted) >= known:
                 return
         try:
@@ -258,7 +265,7 @@ class Telemetry:
         return tuple(dataclasses.replace(d, backend_names=names[d.pci_address])
                      if d.pci_address in names else d for d in devices)
 
-    async def stream(self, interval: float = DEFAULT_INTERVAL_S) -> AsyncIterator[TelemetrySnapshot]:
+    async def stream(self, interval: float = DEFAULT_INTERVAL_S) -> AsyncGenerator[TelemetrySnapshot, None]:
         """Yield a snapshot every ``interval`` seconds (0.05 to 10) until the consumer stops.
 
         Sampling runs on one dedicated worker thread, so the event loop never blocks and

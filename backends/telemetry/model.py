@@ -7,7 +7,7 @@ reason a person can act on. Zero always means a measured zero.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -224,4 +224,27 @@ class TelemetrySource(Protocol):
     def stream(self, interval: float) -> AsyncGenerator[TelemetrySnapshot, None]: ...
     def watch_pids(self, pids: Iterable[int]) -> None: ...  # follow these processes' use too
     def unwatch_all(self) -> None: ...  # and stop following them
+    def close(self) -> None: ...
+
+
+class DeviceSource(Protocol):
+    """A source of per-device samples (sysfs, libdrm, AMD SMI, rocm-smi, NVML) that
+    ``Telemetry`` merges. Members a source may leave out have their defaults here; every
+    source subclasses this, so nothing is probed for."""
+
+    name: str
+    unavailable_reason: str | None = None  # why it cannot work here; None: it can
+    fills_gaps: bool = False  # asked only for what the sources before it left missing
+
+    @property
+    def available(self) -> bool: ...
+
+    @property
+    def pci_addresses(self) -> tuple[str, ...]:
+        """The devices it reads (known before the first sample); () when it cannot say."""
+        return ()
+
+    def sample(self, pids: Sequence[int] = (), at: float = 0.0,
+               wanted: Mapping[str, Collection[str]] | None = None) -> list[DeviceSample]: ...
+
     def close(self) -> None: ...

@@ -9,10 +9,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from backends.telemetry.model import DeviceSample
+from backends.telemetry.model import DeviceSample, DeviceSource
 from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "nvml"
@@ -71,7 +71,7 @@ class _Device:
         self.mem_temp_supported = True
 
 
-class NvmlSource:
+class NvmlSource(DeviceSource):
     name = SOURCE_NAME
 
     def __init__(self) -> None:
@@ -104,7 +104,8 @@ class NvmlSource:
     def available(self) -> bool:
         return bool(self.devices)
 
-    def sample(self, pids: Sequence[int] = (), at: float = 0.0) -> list[DeviceSample]:
+    def sample(self, pids: Sequence[int] = (), at: float = 0.0,
+               wanted: Mapping[str, Collection[str]] | None = None) -> list[DeviceSample]:
         return [self._sample_device(device, pids, at) for device in self.devices]
 
     def _call(self, missing: dict[str, str], fields: tuple[str, ...], fn: Any, *args: Any) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping, Sequence
 
-from backends.telemetry.model import DeviceSample, device_sample
+from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.smi_common import (
     JsonValue,
     ToolFailure,
@@ -99,7 +99,7 @@ def parse_rocm_smi_json(text: str, at: float = 0.0) -> list[DeviceSample]:
     return samples
 
 
-class RocmSmiSource:
+class RocmSmiSource(DeviceSource):
     """Runs ``rocm-smi`` when something is still missing; reuses its answer for a while."""
 
     name = SOURCE_NAME

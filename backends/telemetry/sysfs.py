@@ -10,7 +10,7 @@ read once and kept.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from backends.telemetry.amd_cards import STATIC_METRICS, AmdCard, discover_cards
 from backends.telemetry.gpu_metrics import (
@@ -19,7 +19,7 @@ from backends.telemetry.gpu_metrics import (
     decode_gpu_metrics,
     throttle_reasons,
 )
-from backends.telemetry.model import DeviceSample
+from backends.telemetry.model import DeviceSample, DeviceSource
 from backends.telemetry.process_vram import ProcessVram, ProcessVramReading
 from backends.telemetry.sysfs_read import ReadFailure, read_bytes, read_int
 
@@ -134,7 +134,7 @@ def _process_vram(card: AmdCard, pids: Sequence[int], process: ProcessVramReadin
     return None
 
 
-class AmdSysfsSource:
+class AmdSysfsSource(DeviceSource):
     """Samples every amdgpu card under a root; cheap enough to run at several hertz."""
 
     name = SOURCE_NAME
@@ -160,7 +160,8 @@ class AmdSysfsSource:
     def pci_addresses(self) -> tuple[str, ...]:
         return tuple(card.pci_address for card in self.cards)
 
-    def sample(self, pids: Sequence[int] = (), at: float = 0.0) -> list[DeviceSample]:
+    def sample(self, pids: Sequence[int] = (), at: float = 0.0,
+               wanted: Mapping[str, Collection[str]] | None = None) -> list[DeviceSample]:
         if self._rediscover:
             self.cards = discover_cards(self.root) or self.cards
             self._rediscover = False

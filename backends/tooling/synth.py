@@ -161,7 +161,7 @@ def spm_vocab(size: int) -> tuple[list[str], list[float], list[int]]:
     types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
     tokens += [f"<0x{b:02X}>" for b in range(256)]
     types += [TokenType.BYTE] * 256
-    pieces = ["\u2581"] + list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    pieces = ["▁", *list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")]
     pieces += [f"\u2581{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
     pieces += [f"\u2581{w}" for w in _WORDS]
     seen = set(tokens)

@@ -200,7 +200,7 @@ def csv_blocks(text: str) -> list[list[str]]:
     current: list[str] | None = None
     for line in text.splitlines():
         if current is not None:
-            if not line.strip() or _FENCE.match(line) or not line.lstrip().startswith(('"', "'")) and "," not in line:
+            if not line.strip() or _FENCE.match(line) or (not line.lstrip().startswith(('"', "'")) and "," not in line):
                 blocks.append(current)
                 current = None
             else:

@@ -3,6 +3,7 @@ llamaduel's own journal (events with a ``type`` tag)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -38,10 +39,8 @@ def read_jsonl(text: str, source: str) -> tuple[list[Row], list[Any]]:
         if not isinstance(obj, dict):
             continue
         if "type" in obj and "avg_ts" not in obj:
-            try:
+            with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
                 events.append(event_from_json(obj))
-            except (ValueError, TypeError, KeyError, AttributeError):
-                pass
             continue
         if "bench_raw" in obj:
             rows.append(unwrap(obj, source))

@@ -26,6 +26,8 @@ VERB_MODULES = (
     "tui.cli.telemetry",
     "tui.cli.builds",
     "tui.cli.serve",
+    "tui.cli.soak",
+    "tui.cli.gate",
 )
 
 
@@ -57,7 +59,7 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         out: list[str] = []
         prose: list[str] = []
-        for line in text.splitlines() + [""]:
+        for line in [*text.splitlines(), ""]:
             if line.startswith("  ") or not line.strip():
                 if prose:
                     out.append(super()._fill_text(" ".join(prose), width, indent))

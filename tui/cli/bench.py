@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
 from tui.cli.progress import SweepPrinter
@@ -20,6 +20,7 @@ from tui.cli.common import (Subparsers, add_contender_options, add_fallback_opti
                             load_model, make_contenders)
 
 if TYPE_CHECKING:
+    from backends.telemetry import Telemetry
     from backends.builds import BuildInfo
     from backends.journal.tune import TuneSpec
     from backends.journal.journal import RunEvent
@@ -226,7 +227,7 @@ def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: Mo
     print(f"profile: {path}", file=sys.stderr if quiet else sys.stdout)
 
 
-def _telemetry(choice: str) -> Any:
+def _telemetry(choice: str) -> Telemetry | None:
     if choice == "off":
         return None
     from backends.telemetry import Telemetry

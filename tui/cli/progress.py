@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
-                             TelemetryRecorded)
-from backends.journal.journal import event_to_json
+                             TelemetryRecorded, TestPoint)
+from backends.journal.journal import RunEvent, event_to_json
 from backends.journal.tune import TUNE_EVENT_TYPES
 from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
+from backends.text import printable
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say
@@ -25,12 +26,12 @@ class SweepPrinter:
 
     def __init__(self, output: str = "text") -> None:
         self.output = output
-        self.events: list[Any] = []
-        self.documents: list[dict[str, Any]] = []  # every event as JSON, for ``json``
+        self.events: list[RunEvent] = []
+        self.documents: list[Mapping[str, object]] = []  # every event as JSON, for ``json``
         self.started: SweepStarted | None = None
         self.finished: SweepFinished | None = None
 
-    def show(self, event: Any) -> None:
+    def show(self, event: RunEvent) -> None:
         if not isinstance(event, TelemetryRecorded):
             self.events.append(event)
         if self.output == "jsonl":
@@ -64,8 +65,15 @@ class SweepPrinter:
             return exits.NO_COMPARISON, run_dir
         events = whole_run(run_dir, self.events)
         if self.output == "text":
+            from backends.sweep.conditions import conditions
+
             say("", transient=False)
             print(side_by_side_table(started.builds, events))
+            taken = conditions(events)
+            if taken:
+                print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
+            for line in tuning_text(events):
+                print(printable(line))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
@@ -83,7 +91,23 @@ class SweepPrinter:
             "problem": problem or None, "events": self.documents}, indent=1), flush=True)
 
 
-def whole_run(run_dir: Path, seen: list[Any]) -> list[Any]:
+def tuning_text(events: list[RunEvent]) -> list[str]:
+    """What tuning was worth and the duel both ways (a tuned run), and what else differs."""
+    from profiles.confounds import confound_line, confounds
+    from profiles.tuning import tuning_from_events, worth_text
+
+    lines: list[str] = []
+    tuning = tuning_from_events(events)
+    if tuning is not None:
+        lines += ["", "tuned:"]
+        lines += [f"- {worth_text(c)}" for c in tuning.contenders]
+        lines += [f"- {line}" for line in tuning.lines]
+    if differences := confounds(events):
+        lines += ["", confound_line(differences)]
+    return lines
+
+
+def whole_run(run_dir: Path, seen: list[RunEvent]) -> list[RunEvent]:
     """Every event of the run's journal (a resumed run's earlier sessions too), or what
     this session saw when the journal cannot be read back."""
     from backends.sweep import read_journal
@@ -94,7 +118,7 @@ def whole_run(run_dir: Path, seen: list[Any]) -> list[Any]:
         return seen
 
 
-def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
+def sweep_status(events: list[RunEvent]) -> tuple[int, list[str]]:
     """The exit code of a sweep from its journal's events, and a line per contender that
     failed or lacks points: how many, and the first reason."""
     starts = [e for e in events if isinstance(e, SweepStarted)]
@@ -115,7 +139,7 @@ def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
     return exits.comparison_status(done, failed), lines
 
 
-def describe(event: Any) -> tuple[str, bool]:
+def describe(event: RunEvent) -> tuple[str, bool]:
     """One line for an event (and whether it is a passing one), or ''."""
     if isinstance(event, SweepStarted):
         notes = "".join(f"\nnote: {n}" for n in event.notes)
@@ -131,7 +155,7 @@ def describe(event: Any) -> tuple[str, bool]:
         block = f" (block {event.block + 1})" if event.block else ""
         flag = "  THROTTLED" if event.throttled else ""
         return (f"{event.build:>12}  {r.point.name:<18} {format_rate(r.avg_ts):>10} t/s "
-                f"± {format_rate(r.stddev_ts)}{block}{flag}"), False
+                f"± {format_rate(r.stddev_ts)}{energy_text(event.telemetry)}{block}{flag}"), False
     if isinstance(event, PointFailed):
         return f"{event.build:>12}  {event.point.name:<18} FAILED: {event.reason}", False
     if isinstance(event, PointProgress):
@@ -147,12 +171,30 @@ def describe(event: Any) -> tuple[str, bool]:
     return "", False
 
 
-def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
+def energy_text(telemetry: Mapping[str, object] | None) -> str:
+    """``  1.03 ± 0.02 tok/J`` over the counted repetitions, or why there is none."""
+    if not telemetry or not telemetry.get("energy_method"):
+        return ""
+    if not isinstance(telemetry.get("tokens_per_joule"), (int, float)):
+        return "  energy: too short to measure"
+    return "  " + ", ".join(_with_spread(telemetry, key, unit) for key, unit in (
+        ("tokens_per_joule", "tok/J"), ("joules_per_token", "J/token")))
+
+
+def _with_spread(figures: Mapping[str, object], key: str, unit: str) -> str:
+    value, spread = figures.get(key), figures.get(f"{key}_sd")
+    if not isinstance(value, (int, float)):
+        return f"- {unit}"
+    shown = f"{value:.3g}" + (f" ± {spread:.2g}" if isinstance(spread, (int, float)) else "")
+    return f"{shown} {unit}"
+
+
+def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[RunEvent]) -> str:
     """One row per test point, tok/s ± stddev per contender, the fastest and its lead."""
     results = point_results(events)
     cells: dict[str, dict[str, str]] = {}
     speeds: dict[str, dict[str, float]] = {}
-    order: dict[str, Any] = {}
+    order: dict[str, TestPoint] = {}
     for item in results:
         point = item.result.point
         order.setdefault(point.key, point)

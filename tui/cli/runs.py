@@ -59,6 +59,10 @@ def report_damage(run_dir: Path) -> None:
         return  # resume says what is missing
     for line in journal.report():
         say(line)
+    from backends.journal.damage import missing_results
+
+    for missing in missing_results(journal.events):
+        say(missing.again)
 
 
 def cmd_runs(options: argparse.Namespace) -> int:

@@ -143,6 +143,7 @@ class ResultsScreen(AppScreen):
                                       if not s.stable)]
             if self.profile is not None and self.profile.serving_disagreement:
                 summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
+            summary += [f"How taken: {line}" for line in self._conditions(state)]
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
@@ -153,6 +154,14 @@ class ResultsScreen(AppScreen):
             table.add_columns(*columns)
             table.add_rows(rows)
         self.refresh_bindings()  # w, e, and y where llama-server is
+
+    def _conditions(self, state: RunState) -> tuple[str, ...]:
+        """What can make these figures differ from bare llama-bench (the profile's, or the run's)."""
+        if self.profile is not None:
+            return self.profile.conditions
+        from backends.sweep.conditions import conditions
+
+        return conditions(actions.events_of(state, self.app.journal))  # type: ignore[attr-defined]
 
     def _tuning_cards(self, state: RunState) -> list[TuningCard]:
         """A card with what tuning was worth and what else differs, when there is either."""

@@ -10,7 +10,7 @@ def format_duration(seconds: float) -> str:
     """A duration in s under a minute, else m:ss, else h:mm:ss."""
     if seconds is None or math.isnan(seconds) or seconds < 0:
         return "?"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole} s"
     minutes, secs = divmod(whole, 60)
@@ -25,10 +25,10 @@ def format_eta(seconds: float) -> str:
     if seconds is None or math.isnan(seconds):
         return "?"
     if seconds < 60:
-        return f"~{max(5, int(math.ceil(seconds / 5.0)) * 5)} s"
+        return f"~{max(5, math.ceil(seconds / 5.0) * 5)} s"
     if seconds < 3600:
-        return f"~{int(math.ceil(seconds / 60.0))} min"
-    hours, minutes = divmod(int(math.ceil(seconds / 60.0)), 60)
+        return f"~{math.ceil(seconds / 60.0)} min"
+    hours, minutes = divmod(math.ceil(seconds / 60.0), 60)
     return f"~{hours} h {minutes:02d} min"
 
 

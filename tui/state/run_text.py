@@ -56,7 +56,7 @@ def describe(sources_line: str, name: str, state: RunState) -> str:
 def progress_bar(done: int, total: int, width: int = 20) -> str:
     """``[#######-------------]  35%``: plain characters, readable without colour."""
     fraction = done / total if total else 0.0
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
 
 

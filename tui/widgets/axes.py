@@ -94,7 +94,7 @@ def _trim(value: float) -> str:
 def time_ticks(span_s: float, target: int = 5) -> list[float]:
     """Seconds for a time axis from 0 to ``span_s``, at steps people count in."""
     step = next((s for s in TIME_STEPS if span_s / s <= target), TIME_STEPS[-1])
-    count = int(math.ceil(max(span_s, step) / step - 1e-9))
+    count = math.ceil(max(span_s, step) / step - 1e-9)
     return [round(i * step, 3) for i in range(count + 1)]
 
 
@@ -102,7 +102,7 @@ def time_label(seconds: float) -> str:
     """``45s`` under a minute, else ``m:ss``."""
     if seconds < 10 and not float(seconds).is_integer():
         return f"{seconds:g}s"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{whole}s"
     return f"{whole // 60}:{whole % 60:02d}"

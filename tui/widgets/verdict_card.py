@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.widgets import Static
 
 from tui.widgets._css import css_beside
+
+if TYPE_CHECKING:
+    from profiles.outcome import BuildStability, ClassVerdict
+    from profiles.tuning import Tuning
 
 PHASE_WORDS = {"pp": "prompt", "tg": "generation", "pg": "prompt+gen"}
 
@@ -17,7 +21,8 @@ class VerdictCard(Static):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    def __init__(self, title: str, verdicts: Sequence[Any], stability: Sequence[Any] = (), **kwargs: Any) -> None:
+    def __init__(self, title: str, verdicts: Sequence[ClassVerdict], stability: Sequence[BuildStability] = (),
+                 **kwargs: Any) -> None:
         super().__init__(describe_class(verdicts, stability), **kwargs)
         self.border_title = title
         statuses = {v.status for v in verdicts}
@@ -25,25 +30,28 @@ class VerdictCard(Static):
         self.set_class("no clear winner" in statuses, "-unclear")
 
 
-def describe_phase(verdict: Any) -> str:
+def describe_phase(verdict: ClassVerdict) -> str:
     """The verdict's own headline (the same words the profile and the CLI print)."""
     phase = PHASE_WORDS.get(verdict.phase, verdict.phase)
     context = "" if verdict.workload.endswith("dense") else f" ({verdict.context})"
     text = f"{phase}{context}: {verdict.headline or verdict.status}"
     if verdict.recommended and verdict.recommended != verdict.winner:
         text += f", use {verdict.recommended}"
-    energy = [e for e in verdict.energy if e.tokens_per_joule is not None or e.peak_vram_bytes is not None
-              or e.throttled]
+    energy = [e for e in verdict.energy if e.tokens_per_joule is not None or e.note
+              or e.peak_vram_bytes is not None or e.throttled]
     if energy:
-        from profiles.wording import bytes_text, joules_text
+        from profiles.wording import bytes_text
 
-        text += "\n  " + "; ".join(f"{e.contender} {joules_text(e.tokens_per_joule)}, "
+        idle = next((e.idle_power_w for e in energy if e.idle_power_w is not None), None)
+        text += "\n  " + "; ".join(f"{e.contender} {e.text}, "
                                    f"{bytes_text(e.peak_vram_bytes)}" + (", throttled" if e.throttled else "")
                                    for e in energy)
+        if idle is not None:
+            text += f" (idle {idle:.0f} W)"
     return text
 
 
-def describe_class(verdicts: Sequence[Any], stability: Sequence[Any] = ()) -> str:
+def describe_class(verdicts: Sequence[ClassVerdict], stability: Sequence[BuildStability] = ()) -> str:
     """Short lines a person reads at a glance."""
     lines = [describe_phase(v) for v in verdicts]
     lines += list(dict.fromkeys(x.sentence for v in verdicts for x in v.crossovers))
@@ -57,7 +65,7 @@ def describe_class(verdicts: Sequence[Any], stability: Sequence[Any] = ()) -> st
     return "\n".join(lines)
 
 
-def describe_tuning(tuning: Any, differences: Sequence[str] = ()) -> str:
+def describe_tuning(tuning: Tuning | None, differences: Sequence[str] = ()) -> str:
     """What tuning was worth per contender (best / default), the duel at each build's best and
     at the defaults, and what else differs between the contenders."""
     from profiles.confounds import confound_line
@@ -79,7 +87,7 @@ class TuningCard(Static):
 
     DEFAULT_CSS = css_beside(__file__)
 
-    def __init__(self, tuning: Any, differences: Sequence[str] = (), **kwargs: Any) -> None:
+    def __init__(self, tuning: Tuning | None, differences: Sequence[str] = (), **kwargs: Any) -> None:
         from rich.text import Text
 
         super().__init__(Text(describe_tuning(tuning, differences)), **kwargs)
