@@ -127,6 +127,11 @@ CASES: dict[tuple[str, str], list[tuple[Args, Holds]]] = {
                             lambda w, d: isinstance(d, list) and len(d) == 1)],
     ("serve-bench", "--json"): [(lambda w: [*serve_args(w), "--json"],
                                  lambda w, d: isinstance(d, dict) and "serving_verdicts" in d)],
+    ("soak", "--json"): [(lambda w: ["soak", "--build", f"cpu={w.cpu}", "--model", str(w.model),
+                                     "--duration", "4s", "--probe-every", "1", "--window", "2",
+                                     "--slots", "1", "-c", "1024", "-n", "8", "-t", "1",
+                                     "--journal", str(w.tmp / "soak" / "journal.jsonl"), "--json"],
+                          lambda w, d: isinstance(d, dict) and d["reference"] == "cpu")],
 }
 RUNS = [(key, index) for key in sorted(CASES) for index in range(len(CASES[key]))]
 
