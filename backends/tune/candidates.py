@@ -122,6 +122,9 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
             threads = _thread_values(spec)
         else:
             notes.append("threads not searched: not a CPU contender")
+    if {"ncmoe", "ngl"} & set(free) and is_cpu_contender(contender):
+        notes.append("-ncmoe/-ngl not searched: a CPU contender keeps everything on the CPU")
+        free = tuple(f for f in free if f not in ("ncmoe", "ngl"))
     ncmoe, ngl = _split_values(free, spec, model, vram, notes)
     candidates, skipped = [], []
     for ub, fa, (ctk, ctv), t, moe, layers in product(ubatches, flash, caches, threads, ncmoe, ngl):
