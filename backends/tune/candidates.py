@@ -107,8 +107,10 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
     vram = None if is_cpu_contender(contender) else free_vram(contender)
     ubatches: list[int | None] = [None]
     if "ub" in free:
+        # The defaults first, then from the largest down: a budget cut short in round 0
+        # has tried the sizes a GPU is likeliest to prefer (32 rarely wins anywhere).
         own = spec.ubatch or 512
-        ubatches = [own, *(u for u in ubatch_values(spec) if u != own)]
+        ubatches = [own, *sorted((u for u in ubatch_values(spec) if u != own), reverse=True)]
     flash: list[bool | None] = [None]
     if "fa" in free:
         flash = [spec.flash_attn, *(v for v in (True, False) if v != spec.flash_attn)]
