@@ -13,9 +13,16 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
+    from backends.models import ModelInfo
+    from backends.server import ServeEvent, ServedBuild
+    from profiles.verdict import VerdictSettings
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
 from backends.sweep.conditions import conditions
@@ -89,6 +96,9 @@ class Profile:
     confounds: tuple[str, ...] = ()
     # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
     conditions: tuple[str, ...] = ()
+    # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
+    soak: Mapping[str, Any] | None = field(default=None, hash=False)
+    gates: tuple[Mapping[str, Any], ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -237,10 +247,10 @@ def _build_records(names: Sequence[str], results: Sequence[ProfileResult], build
     return tuple(out)
 
 
-def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = None,
-                         builds: Iterable[Any] | None = None, host: HostFingerprint | None = None,
+def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: ModelInfo | None = None,
+                         builds: Iterable[BuildInfo] | None = None, host: HostFingerprint | None = None,
                          correctness: Mapping[str, Mapping[str, Any]] | None = None,
-                         races: Iterable[Mapping[str, Any]] = (), settings: Any = None) -> Profile:
+                         races: Iterable[Mapping[str, Any]] = (), settings: VerdictSettings | None = None) -> Profile:
     """Build a Profile (with its recommendation) from a run journal's events.
 
     ``builds`` may be backends.builds.BuildInfo objects for richer build records; otherwise
@@ -268,7 +278,7 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
     return with_recommendation(profile, settings)
 
 
-def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
+def with_recommendation(profile: Profile, settings: VerdictSettings | None = None) -> Profile:
     """The profile with the recommendation ``recommend_run`` makes from its own records."""
     from profiles.verdict import VerdictSettings, recommend_run
 
@@ -277,8 +287,8 @@ def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
     return replace(profile, recommendation=recommend_run(profile.records(), settings or VerdictSettings()))
 
 
-def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterable[Any] = (),
-                            model_info: Any = None, host: HostFingerprint | None = None) -> Profile:
+def profile_from_serve_duel(events: Iterable[ServeEvent], *, name: str, builds: Iterable[BuildInfo | ServedBuild] = (),
+                            model_info: ModelInfo | None = None, host: HostFingerprint | None = None) -> Profile:
     """A Profile from a server duel's events (a journal's too): the duel summary and its
     serving verdicts. ``builds`` (BuildInfo or ServedBuild objects) name the folders."""
     from backends.server.summary import duel_summary

@@ -24,7 +24,7 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
 from profiles.by_model import across_models
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type, settings_of
+from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.judge import (
     PairResult,
@@ -173,7 +173,8 @@ def with_throttle_caveats(rec: Recommendation, cool: Recommendation,
     verdicts = []
     for verdict in rec.verdicts:
         mine = [r for r in throttled if r.result.point.kind == verdict.phase
-                and _in_context(r.result.point.context, verdict.context, rec.long_context_tokens)]
+                and _in_context(r.result.point.context, verdict.context, rec.long_context_tokens)
+                and (not verdict.model or model_key(r.result.raw) == verdict.model)]
         if not mine:
             verdicts.append(verdict)
             continue

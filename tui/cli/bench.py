@@ -11,13 +11,14 @@ import argparse
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
 from tui.cli.progress import SweepPrinter
 from tui.cli.common import Subparsers, add_contender_options, cancellable, load_builds, load_model, make_contenders
 
 if TYPE_CHECKING:
+    from backends.telemetry import Telemetry
     from backends.builds import BuildInfo
     from backends.journal.tune import TuneSpec
     from backends.journal.journal import RunEvent
@@ -208,7 +209,7 @@ def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: Mo
     print(f"profile: {path}")
 
 
-def _telemetry(choice: str) -> Any:
+def _telemetry(choice: str) -> Telemetry | None:
     if choice == "off":
         return None
     from backends.telemetry import Telemetry

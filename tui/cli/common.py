@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
@@ -19,6 +19,10 @@ from tui.cli import CommandError
 
 # What each verb module registers itself on (``register(subparsers)``).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+if TYPE_CHECKING:
+    from backends.remote.rpc import LocalRpcServer
 
 
 def load_builds(arguments: Sequence[str], needs: str | None = "bench",
@@ -124,7 +128,8 @@ def add_contender_options(parser: argparse.ArgumentParser) -> None:
                        "them by layer, row and tensor split, evenly and 3:1")
 
 
-def make_contenders(builds: list[BuildInfo], options: argparse.Namespace) -> tuple[list[BuildInfo], list[Any]]:
+def make_contenders(builds: list[BuildInfo],
+                    options: argparse.Namespace) -> tuple[list[BuildInfo], list[LocalRpcServer]]:
     """The contenders and the local RPC servers they need."""
     from backends.contenders import (ContenderError, make_contenders as combine, parse_device_arg,
                                      parse_rpc_arg, parse_set_arg, split_variants)

@@ -66,11 +66,29 @@ class SweepPrinter:
             taken = conditions(events)
             if taken:
                 print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
+            for line in tuning_text(events):
+                print(printable(line))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
             say(line)
         return status, run_dir
+
+
+def tuning_text(events: list[RunEvent]) -> list[str]:
+    """What tuning was worth and the duel both ways (a tuned run), and what else differs."""
+    from profiles.confounds import confound_line, confounds
+    from profiles.tuning import tuning_from_events, worth_text
+
+    lines: list[str] = []
+    tuning = tuning_from_events(events)
+    if tuning is not None:
+        lines += ["", "tuned:"]
+        lines += [f"- {worth_text(c)}" for c in tuning.contenders]
+        lines += [f"- {line}" for line in tuning.lines]
+    if differences := confounds(events):
+        lines += ["", confound_line(differences)]
+    return lines
 
 
 def whole_run(run_dir: Path, seen: list[RunEvent]) -> list[RunEvent]:

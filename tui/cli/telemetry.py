@@ -11,9 +11,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.cli.common import Subparsers
+
+
+if TYPE_CHECKING:
+    from backends.telemetry import DeviceSample, HostSample
 
 
 GIB = 1024 ** 3
@@ -74,7 +78,7 @@ def _cells(cells: list[str]) -> str:
     return "  " + _row(cells)
 
 
-def device_line(clock: str, device: Any) -> str:
+def device_line(clock: str, device: DeviceSample) -> str:
     throttle = "?" if device.throttle_reasons is None else ",".join(device.throttle_reasons) or "none"
     label = device.label if len(device.label) <= 14 else device.label[-14:]
     vram = _pair(None if device.vram_used_bytes is None else device.vram_used_bytes / GIB,
@@ -86,7 +90,7 @@ def device_line(clock: str, device: Any) -> str:
     ])
 
 
-def host_line(clock: str, host: Any) -> str:
+def host_line(clock: str, host: HostSample) -> str:
     parts = [f"cpu {_fmt(host.cpu_percent)}% of {host.cpu_count}",
              f"ram {_pair(_gib(host.ram_used_bytes), _gib(host.ram_total_bytes), '.1f')} GiB"]
     if host.watched_pids or host.process_cpu_percent is not None:
