@@ -161,7 +161,7 @@ class ResultsScreen(AppScreen):
             return self.profile.conditions
         from backends.sweep.conditions import conditions
 
-        return conditions(actions.events_of(state, self.app.journal))  # type: ignore[attr-defined]
+        return conditions(actions.records_of(state))
 
     def _tuning_cards(self, state: RunState) -> list[TuningCard]:
         """A card with what tuning was worth and what else differs, when there is either."""
