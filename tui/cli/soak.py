@@ -134,9 +134,13 @@ def _report(journal: str | None, options: argparse.Namespace) -> int:
         print("\n".join(summary_lines(summary)))
     if options.save:
         _save(options, summary)
-    if summary.problem or not summary.finished:
-        return 1
-    return 0 if all(b.stable for b in summary.builds) else 1
+    from tui.cli import exits
+
+    if summary.problem:
+        return exits.STOPPED
+    if not summary.finished:
+        return exits.CANCELLED
+    return exits.COMPARED if all(b.stable for b in summary.builds) else exits.PARTIAL
 
 
 def _save(options: argparse.Namespace, summary: Any) -> None:
