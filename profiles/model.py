@@ -66,6 +66,7 @@ class BuildRecord:
     path: str | None = None
     gpu: str | None = None
     rpc: tuple[str, ...] = ()  # RPC servers this contender used as devices
+    cpu_fallback: str | None = None  # built for this GPU backend ("Vulkan"), found no device
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ class Profile:
         facts = self.model if self.model.is_moe is not None or self.model.layers else None
         return RunRecords(results=self.results, failures=tuple(failures),
                           correctness={k: dict(v) for k, v in (self.correctness or {}).items()},
-                          model=facts, machine=machine, builds=tuple(b.name for b in self.builds))
+                          model=facts, machine=machine, builds=tuple(b.name for b in self.builds),
+                          fallbacks={b.name: b.cpu_fallback for b in self.builds if b.cpu_fallback})
 
     def build(self, name: str) -> BuildRecord | None:
         return next((b for b in self.builds if b.name == name), None)
@@ -243,8 +245,15 @@ def _build_records(names: Sequence[str], results: Sequence[ProfileResult], build
                                build_number=number if isinstance(number, int) else None,
                                commit=commit, path=folder or None,
                                gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None,
-                               rpc=tuple(str(e) for e in contender.get("rpc") or ())))
+                               rpc=tuple(str(e) for e in contender.get("rpc") or ()),
+                               cpu_fallback=_fallback_of(info, contender)))
     return tuple(out)
+
+
+def _fallback_of(info: BuildInfo | None, contender: Mapping[str, Any]) -> str | None:
+    """The GPU backends a contender was built for and found no device for, if any."""
+    found = contender.get("cpu_fallback") or (info.cpu_fallback if info is not None else None)
+    return str(found) if found else None
 
 
 def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: ModelInfo | None = None,

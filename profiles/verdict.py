@@ -26,6 +26,7 @@ from backends import stats
 from profiles.by_model import across_models
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
+from profiles.fallback import with_fallback_lines
 from profiles.judge import (
     PairResult,
     call,
@@ -159,7 +160,7 @@ def recommend_run(records: RunRecords, settings: VerdictSettings = VerdictSettin
     Results measured while the GPU throttled stay in (they are what the card did), and each
     class that has some says which, and whether the winner is the same without them.
     """
-    recommendation = _recommend(records, settings)
+    recommendation = with_fallback_lines(_recommend(records, settings), records)
     throttled = [r for r in records.results if r.telemetry and r.telemetry.get("throttled")]
     if not throttled:
         return recommendation

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from wrapped_builds import wrap
 
-from backends.synth import write_tiny_llama
+from backends.tooling.synth import write_tiny_llama
 from profiles.store import ProfileStore
 
 pytestmark = pytest.mark.toolchain

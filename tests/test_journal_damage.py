@@ -97,8 +97,8 @@ def test_resumes_of_an_interrupted_run_show_each_point_once(cpu_bin, vulkan_bin,
     run_dir = tmp_path / "run"
     for attempt in range(3):
         args = (["bench", *builds_args(cpu_bin, vulkan_bin), "--model", str(tiny_llama), *GRID,
-                 "-d", "0,16,32", "--run-dir", str(run_dir), "--json"] if attempt == 0
-                else ["resume", str(run_dir), "--json"])
+                 "-d", "0,16,32", "--run-dir", str(run_dir), "--jsonl"] if attempt == 0
+                else ["resume", str(run_dir), "--jsonl"])
         run = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=REPO, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert run.stdout is not None

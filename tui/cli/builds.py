@@ -89,7 +89,7 @@ def _device_cell(build: BuildInfo, names: list[str] | None = None) -> str:
 def _build_status(build: BuildInfo) -> str:
     if build.problem:
         return f"problem: {build.problem}"
-    notes = ["ok"]
+    notes = [f"FLAGGED: {build.fallback}" if build.fallback else "ok"]
     if build.env:
         notes.append("needs " + " ".join(f"{k}={v}" for k, v in build.env.items()))
     if build.note:
@@ -179,7 +179,8 @@ def handle_builds(options: argparse.Namespace, out: TextIO | None = None) -> int
     finally:
         close_hosts()
     if options.json:
-        json.dump([codec.to_builtins(b) for b in found], out, indent=2)
+        # "flagged": the sentence for a build whose GPU backend found no device, else null.
+        json.dump([{**codec.to_builtins(b), "flagged": b.fallback} for b in found], out, indent=2)
         out.write("\n")
     elif found:
         out.write(format_builds(found) + "\n")

@@ -95,6 +95,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--no-gap", action="store_true", help="skip llama-bench for the gap")
     parser.add_argument("--journal", metavar="FILE", help="JSONL journal (default: a new run folder)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    from tui.cli.common import add_fallback_option
+
+    add_fallback_option(parser)
     parser.add_argument("--save", metavar="NAME",
                         help="save the duel and its serving verdicts as a profile with this name")
     check = parser.add_argument_group("launch check")
@@ -133,12 +136,12 @@ def _spec(options: argparse.Namespace) -> DuelSpec:
         resident=options.resident, gap=not options.no_gap)
 
 
-def _contenders(arguments: list[str]) -> list[ServedBuild]:
+def _contenders(arguments: list[str], allow_cpu_fallback: bool) -> list[ServedBuild]:
     from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
     return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
-            for b in load_builds(arguments, needs=None)]
+            for b in load_builds(arguments, needs=None, allow_cpu_fallback=allow_cpu_fallback)]
 
 
 def handle_serve(options: argparse.Namespace) -> int:
@@ -162,7 +165,7 @@ def handle_serve(options: argparse.Namespace) -> int:
             check_name(options.save)
         except ProfileError as error:
             raise CommandError(str(error)) from None
-    contenders = _contenders(options.build)
+    contenders = _contenders(options.build, options.allow_cpu_fallback)
     try:
         events = asyncio.run(_run(contenders, options, spec))
     except DuelError as error:

@@ -139,7 +139,7 @@ class ResultsScreen(AppScreen):
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
             verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
-            summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
+            summary = [*rec.fallbacks, *rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
             if self.profile is not None and self.profile.serving_disagreement:
                 summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
