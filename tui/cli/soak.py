@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", metavar="RUN", help="go on with the soak in this run folder or journal")
     parser.add_argument("--save", metavar="PROFILE",
                         help="add the soak's figures to this profile (its stability beside the speed)")
+    parser.add_argument("--require-stable", action="store_true",
+                        help="with --save: a build that crashed, hung or answered wrong loses the "
+                        "profile's recommendation to the fastest stable one, saying why")
     parser.add_argument("--store", type=Path, metavar="PATH", help="profile folder for --save")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=handle_soak)
@@ -145,7 +148,8 @@ def _save(options: argparse.Namespace, summary: Any) -> None:
 
     store = ProfileStore(options.store)
     try:
-        path = store.save(with_soak(store.load(options.save), summary.to_json()))
+        path = store.save(with_soak(store.load(options.save), summary.to_json(),
+                                    require_stable=options.require_stable))
     except (ProfileError, OSError) as error:
         raise CommandError(f"the profile could not be saved ({error})") from None
     print(f"profile: {path}", file=sys.stderr if options.json else sys.stdout)
