@@ -74,7 +74,7 @@ def test_a_build_slowed_on_purpose_is_slower_with_its_points_and_the_trend_shows
     assert "pp64" in line and "% slower (" in line and "tg16" not in line
     record = last_record(store)
     assert record["status"] == "slower" and "pp64" in record["slower"]
-    shown = llamaduel("profiles", "show", "nightly", "--store", str(store))
+    shown = llamaduel("profiles", "--store", str(store), "show", "nightly")
     assert shown.returncode == 0, shown.stderr
     assert "gate history" in shown.stdout and "(slower)" in shown.stdout
     assert any(row.strip().startswith("pp64 ") and " t/s" in row for row in shown.stdout.splitlines())
