@@ -32,7 +32,8 @@ SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "p
 _SHORT = {"n_batch": "b", "n_ubatch": "ub", "n_threads": "t", "type_k": "ctk", "type_v": "ctv",
           "n_gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "split_mode": "sm", "main_gpu": "mg",
           "no_kv_offload": "nkvo", "devices": "dev", "tensor_split": "ts", "use_mmap": "mmap",
-          "load_mode": "lm", "tensor_buft_overrides": "ot", "cpu_mask": "C", "no_op_offload": "nopo"}
+          "load_mode": "lm", "tensor_buft_overrides": "ot", "cpu_mask": "C", "no_op_offload": "nopo",
+          "fit_target": "fitt", "fit_min_ctx": "fitc", "no_host": "noh"}
 # llama-bench's defaults where every version agrees; other columns' defaults changed over
 # versions (-ngl 99 -> -1, -fa 0 -> auto) and read "default".
 LLAMA_BENCH_DEFAULTS = {"n_batch": "2048", "n_ubatch": "512", "type_k": "f16", "type_v": "f16",

@@ -233,6 +233,9 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     if chosen is None:
         if not verdicts:
             raise ValueError(f"the profile has no results for the {CLASS_LABELS[workload]} workload")
+        if any(v.status == "by model" for v in verdicts):
+            raise ValueError(f"the build to use for {CLASS_LABELS[workload]} depends on the model; "
+                             "name a build with --build")
         raise ValueError(f"no clear winner for {CLASS_LABELS[workload]}; name a build with --build")
     info = rec.contender(chosen) if rec else None
     record = profile.build(info.build if info else chosen)

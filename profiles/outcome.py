@@ -157,7 +157,7 @@ class Energy:
 class ClassVerdict:
     workload: str
     phase: str
-    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender'
+    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender' | 'by model'
     winner: str | None
     recommended: str | None
     margin_pct: float | None
@@ -220,6 +220,9 @@ class Recommendation:
     outliers: tuple[Outlier, ...] = ()
     machine: str = ""
     tie_pct: float = 3.0
+    # "vulkan: built for Vulkan but found no Vulkan device; it ran on the CPU" per build
+    # (``profiles.fallback``); also the first summary lines.
+    fallbacks: tuple[str, ...] = ()
 
     def verdict(self, workload: str, phase: str, context: str | None = None,
                 model: str | None = None) -> ClassVerdict | None:

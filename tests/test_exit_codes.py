@@ -129,7 +129,7 @@ def test_a_cancelled_run_is_130_and_a_bad_model_path_is_2(cpu, tiny_llama, tmp_p
     env = {**os.environ, "LLAMADUEL_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
     run = subprocess.Popen([sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={builds['cpu']}",
                             "--model", str(tiny_llama), "-p", "32", "-n", "64", "-d", "8192", "-r", "5",
-                            "-t", "1", "--telemetry", "off", "--json"],
+                            "-t", "1", "--telemetry", "off", "--jsonl"],
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert run.stdout is not None
     for line in run.stdout:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backends.journal.damage import missing_results
-from backends.journal.sweep import PointStarted, ResultReceived, SweepFinished
+from backends.journal.sweep import PointFailed, PointStarted, ResultReceived, SweepFinished
 from backends.sweep import read_journal
 from tui.cli import exits
 
@@ -97,8 +97,8 @@ def test_resumes_of_an_interrupted_run_show_each_point_once(cpu_bin, vulkan_bin,
     run_dir = tmp_path / "run"
     for attempt in range(3):
         args = (["bench", *builds_args(cpu_bin, vulkan_bin), "--model", str(tiny_llama), *GRID,
-                 "-d", "0,16,32", "--run-dir", str(run_dir), "--json"] if attempt == 0
-                else ["resume", str(run_dir), "--json"])
+                 "-d", "0,16,32", "--run-dir", str(run_dir), "--jsonl"] if attempt == 0
+                else ["resume", str(run_dir), "--jsonl"])
         run = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], cwd=REPO, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert run.stdout is not None
@@ -111,7 +111,10 @@ def test_resumes_of_an_interrupted_run_show_each_point_once(cpu_bin, vulkan_bin,
         run.communicate(timeout=120)
     measured = {(e.build, e.result.point.key) for e in read_journal(run_dir) if isinstance(e, ResultReceived)}
     final = llamaduel("resume", str(run_dir), tmp=tmp_path)
-    assert final.returncode == exits.COMPARED, final.stderr
+    journal = read_journal(run_dir)
+    results = [(e.build, e.result.point.key) for e in journal if isinstance(e, ResultReceived)]
+    failed = {(e.build, e.point.key) for e in journal if isinstance(e, PointFailed)} - set(results)
+    # lavapipe's llama-bench now and then crashes at a point: that point fails (exit 3), once.
+    assert final.returncode == (exits.PARTIAL if failed else exits.COMPARED), final.stderr
     assert table_rows(final.stdout) == ["pp32", "tg8", "pp32 @ d16", "tg8 @ d16", "pp32 @ d32", "tg8 @ d32"]
-    results = [(e.build, e.result.point.key) for e in read_journal(run_dir) if isinstance(e, ResultReceived)]
-    assert len(results) == len(set(results)) == 12 and measured <= set(results)
+    assert len(results) == len(set(results)) == 12 - len(failed) and measured <= set(results)

@@ -107,8 +107,10 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
     vram = None if is_cpu_contender(contender) else free_vram(contender)
     ubatches: list[int | None] = [None]
     if "ub" in free:
+        # The defaults first, then from the largest down: a budget cut short in round 0
+        # has tried the sizes a GPU is likeliest to prefer (32 rarely wins anywhere).
         own = spec.ubatch or 512
-        ubatches = [own, *(u for u in ubatch_values(spec) if u != own)]
+        ubatches = [own, *sorted((u for u in ubatch_values(spec) if u != own), reverse=True)]
     flash: list[bool | None] = [None]
     if "fa" in free:
         flash = [spec.flash_attn, *(v for v in (True, False) if v != spec.flash_attn)]
@@ -122,6 +124,9 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
             threads = _thread_values(spec)
         else:
             notes.append("threads not searched: not a CPU contender")
+    if {"ncmoe", "ngl"} & set(free) and is_cpu_contender(contender):
+        notes.append("-ncmoe/-ngl not searched: a CPU contender keeps everything on the CPU")
+        free = tuple(f for f in free if f not in ("ncmoe", "ngl"))
     ncmoe, ngl = _split_values(free, spec, model, vram, notes)
     candidates, skipped = [], []
     for ub, fa, (ctk, ctv), t, moe, layers in product(ubatches, flash, caches, threads, ncmoe, ngl):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.cli import CommandError, exits
-from tui.cli.common import cancellable, load_builds, say
+from tui.cli.common import add_fallback_option, cancellable, load_builds, say
 
 GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
               "failed": exits.UNSTABLE}
@@ -42,6 +42,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", type=Path, metavar="FILE", help="the model (default: the profile's)")
     parser.add_argument("--store", type=Path, metavar="PATH", help="profile folder")
     parser.add_argument("--run-dir", type=Path, help="where to keep the sweep's journal")
+    add_fallback_option(parser)
     parser.set_defaults(func=handle_gate)
 
 
@@ -92,7 +93,7 @@ def handle_gate(options: argparse.Namespace) -> int:
         spec.validate()
     except SweepError as error:
         raise CommandError(f"profile {profile.name!r} has no grid to repeat: {error}") from None
-    (new,) = load_builds([options.build])
+    (new,) = load_builds([options.build], allow_cpu_fallback=options.allow_cpu_fallback)
     old_record = _replaced(profile, name, new.backend, options.replaces)
     model_path = options.model or (Path(profile.model.path) if profile.model.path else None)
     if model_path is None:
@@ -100,7 +101,8 @@ def handle_gate(options: argparse.Namespace) -> int:
     model = load_model(model_path.expanduser())
     old_folder = _folder(old_record)
     old_name = old_record.name if old_record.name != name else f"{name}-old"
-    contenders = [new] + (load_builds([f"{old_name}={old_folder}"]) if old_folder else [])
+    contenders = [new] + (load_builds([f"{old_name}={old_folder}"], allow_cpu_fallback=options.allow_cpu_fallback)
+                          if old_folder else [])
     against = f"{old_record.name} ({'run beside it' if old_folder else 'saved figures'})"
     run_dir = _sweep(contenders, model, spec, options.run_dir)
     if run_dir is None:
@@ -174,7 +176,8 @@ def _check(profile: Any, new: Any, old: tuple[str, str, Path | None], model: Any
         raise CommandError(f"--reference {wanted}: no such build of the profile is on this machine")
     if not present:
         return None
-    candidates = load_builds([f"{n}={f}" for n, f in present.items()], needs=None)
+    # Builds that only give the reference answers: one on the CPU computes them as well.
+    candidates = load_builds([f"{n}={f}" for n, f in present.items()], needs=None, allow_cpu_fallback=True)
     try:
         reference = choose_reference(candidates, wanted)
         say(f"correctness check: {new.name} against {reference.name}")

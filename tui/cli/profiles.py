@@ -354,7 +354,10 @@ def cmd_recommend(options: argparse.Namespace) -> int:
         recs = [recommend_run(machine.records(), settings) for machine in run.machines() if machine.result_count]
     recs = [r for r in recs if r.verdicts]
     if not recs:
-        raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+        failed = [f"{name} failed {', '.join(dict.fromkeys(f.test for f in fs))} ({fs[0].reason})"
+                  for name, fs in run.failures.items() if fs] if not run.journal else []
+        raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files)
+                     + (": " + "; ".join(failed) if failed else ""))
     if options.format == "json":
         # One JSON document however many machines: one machine's recommendation, or several
         # under "machines".

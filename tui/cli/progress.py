@@ -21,24 +21,28 @@ from tui.cli.common import say
 
 
 class SweepPrinter:
-    """Progress lines on stderr (or every event as JSON on stdout), then the table."""
+    """Progress lines on stderr, then on stdout the table (``text``), one JSON document
+    with every event (``json``), or every event as a JSON line as it comes (``jsonl``)."""
 
-    def __init__(self, json_lines: bool) -> None:
-        self.json_lines = json_lines
+    def __init__(self, output: str = "text") -> None:
+        self.output = output
         self.events: list[RunEvent] = []
+        self.documents: list[Mapping[str, object]] = []  # every event as JSON, for ``json``
         self.started: SweepStarted | None = None
         self.finished: SweepFinished | None = None
 
     def show(self, event: RunEvent) -> None:
         if not isinstance(event, TelemetryRecorded):
             self.events.append(event)
-        if self.json_lines:
+        if self.output == "jsonl":
             print(json.dumps(event_to_json(event)), flush=True)
+        elif self.output == "json":
+            self.documents.append(event_to_json(event))
         if isinstance(event, SweepStarted):
             self.started = event
         elif isinstance(event, SweepFinished):
             self.finished = event
-        if not self.json_lines:
+        if self.output != "jsonl":
             line, transient = describe(event)
             if line:
                 say(line, transient=transient)
@@ -49,6 +53,8 @@ class SweepPrinter:
         started = self.started
         run_dir = Path(started.run_dir) if started is not None else None
         problem = self.finished.problem if self.finished is not None else ""
+        if self.output == "json":
+            self.print_document(cancelled, run_dir)
         if cancelled or problem:
             say(f"stopped: {problem}" if problem else
                 "cancelled: every llama.cpp process was stopped; results so far are in the journal")
@@ -58,7 +64,7 @@ class SweepPrinter:
         if started is None or run_dir is None:
             return exits.NO_COMPARISON, run_dir
         events = whole_run(run_dir, self.events)
-        if not self.json_lines:
+        if self.output == "text":
             from backends.sweep.conditions import conditions
 
             say("", transient=False)
@@ -66,11 +72,39 @@ class SweepPrinter:
             taken = conditions(events)
             if taken:
                 print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
+            for line in tuning_text(events):
+                print(printable(line))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
             say(line)
         return status, run_dir
+
+    def print_document(self, cancelled: bool, run_dir: Path | None) -> None:
+        """The run as one JSON document: where it is, how it ended, every event."""
+        problem = self.finished.problem if self.finished is not None else None
+        print(json.dumps({
+            "run_id": self.started.run_id if self.started is not None else None,
+            "run_dir": str(run_dir) if run_dir else None,
+            "journal": str(run_dir / "journal.jsonl") if run_dir else None,
+            "state": "cancelled" if cancelled else "stopped" if problem else "finished",
+            "problem": problem or None, "events": self.documents}, indent=1), flush=True)
+
+
+def tuning_text(events: list[RunEvent]) -> list[str]:
+    """What tuning was worth and the duel both ways (a tuned run), and what else differs."""
+    from profiles.confounds import confound_line, confounds
+    from profiles.tuning import tuning_from_events, worth_text
+
+    lines: list[str] = []
+    tuning = tuning_from_events(events)
+    if tuning is not None:
+        lines += ["", "tuned:"]
+        lines += [f"- {worth_text(c)}" for c in tuning.contenders]
+        lines += [f"- {line}" for line in tuning.lines]
+    if differences := confounds(events):
+        lines += ["", confound_line(differences)]
+    return lines
 
 
 def whole_run(run_dir: Path, seen: list[RunEvent]) -> list[RunEvent]:

@@ -61,6 +61,9 @@ def register(subparsers: Any) -> None:
                         "profile's recommendation to the fastest stable one, saying why")
     parser.add_argument("--store", type=Path, metavar="PATH", help="profile folder for --save")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from tui.cli.common import add_fallback_option
+
+    add_fallback_option(parser)
     parser.set_defaults(func=handle_soak)
 
 
@@ -82,12 +85,12 @@ def _spec(options: argparse.Namespace) -> Any:
     return spec
 
 
-def _builds(arguments: list[str]) -> list[Any]:
+def _builds(arguments: list[str], allow_cpu_fallback: bool) -> list[Any]:
     from backends.soak import SoakBuild
     from tui.cli.common import load_builds
 
     return [SoakBuild(b.name, str(b.folder), dict(b.env), b.backend)
-            for b in load_builds(arguments, needs="server")]
+            for b in load_builds(arguments, needs="server", allow_cpu_fallback=allow_cpu_fallback)]
 
 
 def handle_soak(options: argparse.Namespace) -> int:
@@ -100,7 +103,8 @@ def handle_soak(options: argparse.Namespace) -> int:
     else:
         if not options.model:
             raise CommandError("give the model with --model FILE (or --resume RUN)")
-        events = run_soak(_builds(options.build), options.model.expanduser(), _spec(options),
+        builds = _builds(options.build, options.allow_cpu_fallback)
+        events = run_soak(builds, options.model.expanduser(), _spec(options),
                           reference=options.reference, journal_path=options.journal)
     printer = SoakPrinter()
     try:

@@ -103,7 +103,7 @@ class ResultsScreen(AppScreen):
             yield Static("No results yet: run a sweep (1 Setup, r Start) or open a profile (4).",
                          id="results-title")
             yield Horizontal(id="verdicts")
-            yield Static("", id="results-summary")
+            yield Static("", id="results-summary", markup=False)  # build names come from files
             with Horizontal(id="results-plots"):
                 yield ThroughputPlot("pp", mark_crossovers=True, id="results-pp").data_bind(
                     ResultsScreen.run_state)
@@ -139,7 +139,7 @@ class ResultsScreen(AppScreen):
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
             verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
-            summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
+            summary = [*rec.fallbacks, *rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
             if self.profile is not None and self.profile.serving_disagreement:
                 summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
@@ -161,7 +161,7 @@ class ResultsScreen(AppScreen):
             return self.profile.conditions
         from backends.sweep.conditions import conditions
 
-        return conditions(actions.events_of(state, self.app.journal))  # type: ignore[attr-defined]
+        return conditions(actions.records_of(state))
 
     def _tuning_cards(self, state: RunState) -> list[TuningCard]:
         """A card with what tuning was worth and what else differs, when there is either."""

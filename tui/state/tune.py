@@ -11,7 +11,7 @@ from typing import Any
 
 from backends import stats
 from backends.journal.tune import (ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneGrid, TuneRound, TuneStarted)
+                                   TuneEvent, TuneGrid, TuneRound, TuneStarted)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def _with(board: TuneBoard, name: str, **changes: Any) -> TuneBoard:
     return TuneBoard({**board.lanes, name: dataclasses.replace(lane, **changes)})
 
 
-def fold_tune(board: TuneBoard, event: Any) -> TuneBoard:
+def fold_tune(board: TuneBoard, event: TuneEvent) -> TuneBoard:
     """The board after one tune event (other events leave it as it is)."""
     if isinstance(event, TuneStarted):
         for name in event.builds:
@@ -109,8 +109,9 @@ def fold_tune(board: TuneBoard, event: Any) -> TuneBoard:
     return board
 
 
-def fold_tune_all(events: Iterable[Any], board: TuneBoard | None = None) -> TuneBoard:
+def fold_tune_all(events: Iterable[object], board: TuneBoard | None = None) -> TuneBoard:
     board = board or TuneBoard()
     for event in events:
-        board = fold_tune(board, event)
+        if isinstance(event, TuneEvent):
+            board = fold_tune(board, event)
     return board
