@@ -97,10 +97,10 @@ class BuildSoak:
             self.server = server
             try:
                 restart = await self.serve(server)
+                await self.flush_window(server.pid)  # while its memory can still be read
             finally:
                 await server.stop()
                 self.server = None
-            await self.flush_window(server.pid)
 
     async def start(self, restart: bool) -> ServerProcess | StartFailure:
         self.starts += 1
