@@ -40,11 +40,12 @@ def wide_kv(tmp_path_factory) -> Path:
 def small_box(build: Path, folder: Path) -> Path:
     """The build's tools, its llama-server started under a 4 GB address-space limit."""
     folder.mkdir()
-    for tool in ("llama-bench", "llama-completion"):
-        (folder / tool).symlink_to(build / tool)
-    server = folder / "llama-server"
-    server.write_text(f"#!/bin/sh\nulimit -v {MEMORY_KB}\nexec {build / 'llama-server'} \"$@\"\n")
-    server.chmod(0o755)
+    # Scripts, not links: a build's probe is cached by its llama-bench's resolved path.
+    for tool, limit in (("llama-bench", ""), ("llama-completion", ""),
+                        ("llama-server", f"ulimit -v {MEMORY_KB}\n")):
+        script = folder / tool
+        script.write_text(f"#!/bin/sh\n{limit}exec {build / tool} \"$@\"\n")
+        script.chmod(0o755)
     return folder
 
 
