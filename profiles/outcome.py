@@ -157,7 +157,7 @@ class Energy:
 class ClassVerdict:
     workload: str
     phase: str
-    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender'
+    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender' | 'by model'
     winner: str | None
     recommended: str | None
     margin_pct: float | None

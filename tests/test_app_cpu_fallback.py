@@ -85,3 +85,33 @@ async def test_setup_flags_it_asks_before_the_run_and_the_verdict_names_it(
         line = "vulkan: built for Vulkan but found no Vulkan device; it ran on the CPU"
         assert results.recommendation.fallbacks == (line,)
         assert line in str(results.query_one("#results-summary").render())
+
+
+async def test_the_race_screen_asks_too(tmp_path: Path, flagged_builds, tiny_llama):
+    from textual.widgets import Input, SelectionList
+
+    from tui.screens.race import RaceScreen
+
+    app = LlamaduelApp(flagged_builds, [read_model(tiny_llama)], telemetry=None, offer_resume=False,
+                       store=ProfileStore(tmp_path / "profiles"), runs_root=tmp_path / "runs",
+                       start_screen="race")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RaceScreen), "the Race screen")
+        screen = app.screen
+        builds = screen.query_one("#race-builds", SelectionList)
+        await until(pilot, lambda: len(builds.options) == 2, "the builds listed")
+        builds.select_all()
+        screen.query_one("#race-n", Input).value = "4"
+        screen.query_one("#race-prompt", Input).focus()
+        await pilot.press(*"Once upon a time", "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        assert f"vulkan was {FLAG}" in app.screen.question
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is screen, "back on the Race screen")
+        assert screen.board.lanes == () and not screen.race_running()  # nothing started
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question again")
+        await pilot.press("y")
+        await until(pilot, lambda: app.screen is screen and screen.board.status == "finished",
+                    "the race finished")
+        assert [lane.build for lane in screen.board.lanes] == ["cpu", "vulkan"]
