@@ -79,9 +79,10 @@ async def stop(process: asyncio.subprocess.Process) -> int:
 
 
 def describe_exit(returncode: int | None) -> tuple[str, str | None]:
-    """A readable exit reason and the signal name, from a returncode."""
+    """A readable exit reason and the signal name, from a returncode (None: no exit status was
+    seen, the process was stopped before it exited on its own; never "still running")."""
     if returncode is None:
-        return "still running", None
+        return "stopped before it exited on its own", None
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name

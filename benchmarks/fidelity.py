@@ -8,10 +8,14 @@ same grid, and prints:
 - the median ratio of tok/s per test kind (llamaduel / bare; goal >= 0.99),
 - the ratio of wall time for the whole grid (goal <= 1.10),
 - for each process granularity asked for, so the cost of a process per test point can be
-  set against one process per depth or per build (the model load it repeats).
+  set against one process per depth or per build (the model load it repeats);
+- with the thermal guard on (``--cooldown auto``, with this machine's telemetry) and off,
+  so the tok/s the guard's cool starts are worth shows beside bare llama-bench's; a line
+  says whether the guard could act (it needs GPU temperatures).
 
     python3 benchmarks/fidelity.py --build BIN_DIR [--model FILE] [-p 512] [-n 128]
-        [-d 0,4096] [-r 3] [--pairs 3] [--granularity auto,point,resident,depth,build] [--json OUT]
+        [-d 0,4096] [-r 3] [--pairs 3] [--granularity auto,point,resident,depth,build]
+        [--guard on,off] [--json OUT]
 
 With no --model, a small generated llama is used. Processes start from argument lists.
 """
@@ -31,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.builds import probe_build  # noqa: E402
-from backends.journal.sweep import ResultReceived, SweepNote  # noqa: E402
+from backends.journal.sweep import CoolingWaited, ResultReceived, SweepNote, SweepStarted  # noqa: E402
 from backends.procs import child_env  # noqa: E402
 from backends.sweep import RunRequest, run_sweep  # noqa: E402
 from backends.sweep import SweepSpec, bench_argv, parse_int_list  # noqa: E402
@@ -57,15 +61,30 @@ def bare_run(build, model: Path, spec: SweepSpec) -> tuple[float, dict[str, floa
 
 
 async def duel_run(build, model: Path, spec: SweepSpec, granularity: str,
-                   run_dir: Path) -> tuple[float, dict[str, float], str]:
+                   run_dir: Path, guard: bool) -> tuple[float, dict[str, float], str]:
+    """llamaduel's runner over the grid; with ``guard``, this machine's telemetry and the
+    thermal guard before every block (``--cooldown auto``), else neither."""
+    from backends.telemetry import Telemetry
+
     started = time.perf_counter()
-    speeds, note = {}, ""
-    async for event in run_sweep(RunRequest([build], model, spec, run_dir=run_dir, granularity=granularity)):
-        if isinstance(event, ResultReceived):
-            speeds[event.result.point.key] = event.result.avg_ts
-        elif isinstance(event, SweepNote):
-            note = event.message
-    return time.perf_counter() - started, speeds, note
+    speeds, notes = {}, []
+    spec = spec.with_changes(cooldown="auto" if guard else "off")
+    telemetry = Telemetry() if guard else None
+    try:
+        async for event in run_sweep(RunRequest([build], model, spec, run_dir=run_dir, granularity=granularity),
+                                     telemetry=telemetry):
+            if isinstance(event, ResultReceived):
+                speeds[event.result.point.key] = event.result.avg_ts
+            elif isinstance(event, SweepNote):
+                notes.append(event.message)
+            elif isinstance(event, SweepStarted):
+                notes += [n for n in event.notes if "guard" in n]
+            elif isinstance(event, CoolingWaited):
+                notes.append(f"cooled {event.seconds:.0f} s before {event.point.name}")
+    finally:
+        if telemetry is not None:
+            telemetry.close()
+    return time.perf_counter() - started, speeds, "; ".join(dict.fromkeys(notes))
 
 
 def kind_of(key: str) -> str:
@@ -84,6 +103,7 @@ def main() -> int:
     parser.add_argument("-t", "--threads", type=int)
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--granularity", default="auto,point,resident,depth,build")
+    parser.add_argument("--guard", default="off", help="on, off or on,off: the thermal guard")
     parser.add_argument("--extra", action="append", default=[])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
@@ -107,7 +127,8 @@ def main() -> int:
           f"{len(spec.points())} points, -r {spec.repetitions}, {options.pairs} pairs", flush=True)
 
     report = {}
-    for granularity in options.granularity.split(","):
+    for granularity, guard in ((g, w) for g in options.granularity.split(",")
+                               for w in options.guard.split(",")):
         walls_bare, walls_duel, ratios, note = [], [], {"pp": [], "tg": []}, ""
         for pair in range(options.pairs):
             order = ("bare", "duel") if pair % 2 == 0 else ("duel", "bare")
@@ -116,8 +137,9 @@ def main() -> int:
                 if who == "bare":
                     result["bare"] = bare_run(build, model, spec)
                 else:
-                    wall, speeds, note = asyncio.run(
-                        duel_run(build, model, spec, granularity, scratch / f"{granularity}-{pair}"))
+                    wall, speeds, note = asyncio.run(duel_run(
+                        build, model, spec, granularity, scratch / f"{granularity}-{guard}-{pair}",
+                        guard == "on"))
                     result["duel"] = (wall, speeds)
             walls_bare.append(result["bare"][0])
             walls_duel.append(result["duel"][0])
@@ -133,9 +155,9 @@ def main() -> int:
             **{f"median_tps_ratio_{k}": round(statistics.median(v), 4) for k, v in ratios.items() if v},
             "note": note,
         }
-        report[granularity] = figures
+        report[f"{granularity} guard {guard}"] = figures
         tps = "  ".join(f"{k} x{v}" for k, v in figures.items() if k.startswith("median"))
-        print(f"{granularity:>6}: wall {figures['wall_llamaduel_s']:.2f} s vs bare "
+        print(f"{granularity:>6}, guard {guard:>3}: wall {figures['wall_llamaduel_s']:.2f} s vs bare "
               f"{figures['wall_bare_s']:.2f} s (x{wall_ratio:.3f})  tok/s {tps}"
               + (f"  [{note}]" if note else ""), flush=True)
     if options.json:

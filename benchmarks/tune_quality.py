@@ -2,7 +2,7 @@
 """Does tuning pay for itself? The tune phase against an exhaustive sweep of the same grid.
 
     python3 benchmarks/tune_quality.py [--budget 60] [--repetitions 5] [--passes 3]
-                                       [--builds cpu,vulkan] [--free ub|ub,threads]
+                                       [--builds cpu,vulkan] [--free ub|ub,threads] [--prompt 512] [--tiny]
 
 On the real CPU and Vulkan-on-lavapipe builds with a generated llama model (F32, 4 layers,
 256 wide), each contender alone: the tune phase (``-ub`` free, its share of ``--budget``)
@@ -106,12 +106,20 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3, help="exhaustive passes (order reversed each)")
     parser.add_argument("--builds", default="cpu,vulkan")
     parser.add_argument("--free", default="ub", help="ub, or ub,threads (the CPU build)")
+    parser.add_argument("--tiny", action="store_true", help="the tests' 2-layer llama instead")
+    parser.add_argument("--prompt", type=int, default=512,
+                        help="the sweep's prompt size (lavapipe: 128 keeps a probe to seconds)")
     options = parser.parse_args()
     os.environ.setdefault("GGML_VK_VISIBLE_DEVICES", "0")
+    global SPEC
+    SPEC = SPEC.with_changes(prompts=(options.prompt,))
     folders = toolchain.bin_dirs()
     with tempfile.TemporaryDirectory(prefix="tune-quality-") as folder:
-        model = write_tiny_llama(Path(folder) / "llama-4x256.gguf", layers=4, embd=256, heads=8,
-                                 heads_kv=4, ff=512, vocab_size=2048)
+        if options.tiny:  # lavapipe: the 2-layer, 64-wide llama the tests use
+            model = write_tiny_llama(Path(folder) / "tiny-llama.gguf")
+        else:
+            model = write_tiny_llama(Path(folder) / "llama-4x256.gguf", layers=4, embd=256, heads=8,
+                                     heads_kv=4, ff=512, vocab_size=2048)
         print(f"model: {model.name} ({model.stat().st_size / 1e6:.1f} MB), probe "
               f"{probe_points(SPEC)[0].name}, budget {options.budget:.0f} s per contender")
         for name in options.builds.split(","):

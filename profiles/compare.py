@@ -23,17 +23,7 @@ from dataclasses import dataclass
 
 from backends import stats
 from profiles.contenders import Measure
-
-
-@dataclass(frozen=True)
-class Outlier:
-    """A repetition set aside: its value and the siblings it sat beside."""
-
-    contender: str
-    model: str
-    test: str
-    value: float
-    siblings: tuple[float, ...]
+from profiles.outcome import Outlier
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from backends.journal.sweep import BenchResult, TestPoint
+from profiles.outcome import Contender
 from profiles.records import ModelFacts, ProfileResult
 
 SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll", "type_k",
@@ -31,7 +32,8 @@ SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "p
 _SHORT = {"n_batch": "b", "n_ubatch": "ub", "n_threads": "t", "type_k": "ctk", "type_v": "ctv",
           "n_gpu_layers": "ngl", "n_cpu_moe": "ncmoe", "split_mode": "sm", "main_gpu": "mg",
           "no_kv_offload": "nkvo", "devices": "dev", "tensor_split": "ts", "use_mmap": "mmap",
-          "load_mode": "lm", "tensor_buft_overrides": "ot", "cpu_mask": "C", "no_op_offload": "nopo"}
+          "load_mode": "lm", "tensor_buft_overrides": "ot", "cpu_mask": "C", "no_op_offload": "nopo",
+          "fit_target": "fitt", "fit_min_ctx": "fitc", "no_host": "noh"}
 # llama-bench's defaults where every version agrees; other columns' defaults changed over
 # versions (-ngl 99 -> -1, -fa 0 -> auto) and read "default".
 LLAMA_BENCH_DEFAULTS = {"n_batch": "2048", "n_ubatch": "512", "type_k": "f16", "type_v": "f16",
@@ -47,17 +49,6 @@ _MOE_WORDS = ("moe", "gpt-oss", "mixtral", "deepseek2", "deepseek3", "llama4", "
               "arctic", "jamba", "olmoe", "phimoe", "granitemoe", "hunyuan-moe", "bailingmoe",
               "ernie4_5-moe", "glm4moe", "dots1", "minimax", "kimi", "17bx16e")
 _MOE_SIZE = re.compile(r"\d+x\d+(\.\d+)?[BMK]\b|\d+(\.\d+)?B[.-]A\d+(\.\d+)?B", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Contender:
-    """A build and the settings that set it apart from the build's other configurations."""
-
-    label: str
-    build: str
-    backend: str
-    settings: Mapping[str, str] = field(default_factory=dict)
-    known_settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

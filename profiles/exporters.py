@@ -31,7 +31,7 @@ from profiles.outcome import (
 )
 from profiles.serving import ServingVerdict, serving_rows
 from profiles.store import encode
-from profiles.wording import bytes_text, joules_text, margin_text, speed_text
+from profiles.wording import bytes_text, margin_text, speed_text
 
 WORKLOADS = tuple(CLASS_LABELS)
 
@@ -63,7 +63,7 @@ def winner_cell(v: ClassVerdict) -> str:
 def _energy_cell(e: Energy | None) -> str:
     if e is None:
         return "-"
-    text = f"{joules_text(e.tokens_per_joule)}, {bytes_text(e.peak_vram_bytes)}"
+    text = f"{e.text}, {bytes_text(e.peak_vram_bytes)}"
     return text + (", throttled" if e.throttled else "")
 
 
@@ -75,7 +75,8 @@ def table_rows(rec: Recommendation) -> list[list[str]]:
         label = f"  on {v.model}" if v.model else v.label
         rows.append([label, *[_ts(v.typical_ts.get(b)) for b in rec.builds], winner_cell(v)])
         energy = {e.contender: e for e in v.energy}
-        if any(e.tokens_per_joule is not None or e.peak_vram_bytes is not None or e.throttled for e in v.energy):
+        if any(e.tokens_per_joule is not None or e.note or e.peak_vram_bytes is not None or e.throttled
+               for e in v.energy):
             rows.append(["  energy, peak VRAM", *[_energy_cell(energy.get(b)) for b in rec.builds], ""])
     stable = [s for s in rec.stability if s.stable]
     stability_winner = ("all stable" if len(stable) == len(rec.stability)
@@ -153,7 +154,7 @@ def to_csv(rec: Recommendation) -> str:
     # "model" is empty on a class's own row and names the model on its per-model rows.
     writer.writerow(["workload", "phase", "build", "typical_ts", "status", "winner", "recommended",
                      "margin_pct", "p_value", "confidence", "context", "ratio", "tokens_per_joule",
-                     "peak_vram_bytes", "throttled", "model"])
+                     "peak_vram_bytes", "throttled", "model", "tokens_per_joule_sd"])
     for v in rec.verdicts:
         energy = {e.contender: e for e in v.energy}
         for b in rec.builds:
@@ -166,7 +167,8 @@ def to_csv(rec: Recommendation) -> str:
                              "" if v.ratio is None else f"{v.ratio:.4f}",
                              "" if e is None or e.tokens_per_joule is None else f"{e.tokens_per_joule:.6g}",
                              "" if e is None or e.peak_vram_bytes is None else str(e.peak_vram_bytes),
-                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model])
+                             "" if e is None or e.throttled is None else str(e.throttled).lower(), v.model,
+                             "" if e is None or e.tokens_per_joule_sd is None else f"{e.tokens_per_joule_sd:.6g}"])
     return buffer.getvalue()
 
 
@@ -231,6 +233,9 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     if chosen is None:
         if not verdicts:
             raise ValueError(f"the profile has no results for the {CLASS_LABELS[workload]} workload")
+        if any(v.status == "by model" for v in verdicts):
+            raise ValueError(f"the build to use for {CLASS_LABELS[workload]} depends on the model; "
+                             "name a build with --build")
         raise ValueError(f"no clear winner for {CLASS_LABELS[workload]}; name a build with --build")
     info = rec.contender(chosen) if rec else None
     record = profile.build(info.build if info else chosen)

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from backends.journal.sweep import TestPoint
 from backends import stats
 from profiles.compare import PointTest, compare, log_mean
-from profiles.contenders import Contender, Measure
-from profiles.outcome import CellComparison, PairComparison
+from profiles.contenders import Measure
+from profiles.outcome import CellComparison, Contender, PairComparison
 from profiles.wording import margin_text
 
 TestKey = tuple[str, str, str, TestPoint]
@@ -206,5 +206,3 @@ def rank(measures: Mapping[str, Mapping[tuple[str, TestPoint], Measure]]) -> lis
 def backend_map(contenders: Sequence[Contender]) -> dict[str, str]:
     return {c.label: c.backend for c in contenders}
 
-
-Picker = Callable[[str], bool]

@@ -13,11 +13,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
+    from backends.models import ModelInfo
+    from backends.server import ServeEvent, ServedBuild
+    from profiles.verdict import VerdictSettings
 from profiles.outcome import Recommendation
 from profiles.serving import ServingVerdict, serving_verdicts
+from backends.sweep.conditions import conditions
 from profiles.confounds import confounds
 from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
@@ -58,6 +66,7 @@ class BuildRecord:
     path: str | None = None
     gpu: str | None = None
     rpc: tuple[str, ...] = ()  # RPC servers this contender used as devices
+    cpu_fallback: str | None = None  # built for this GPU backend ("Vulkan"), found no device
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,11 @@ class Profile:
     # and every difference between the contenders besides the backend (profiles.confounds).
     tuning: Tuning | None = None
     confounds: tuple[str, ...] = ()
+    # How the figures were taken (``backends.sweep.conditions``): warm-up, cool starts, ...
+    conditions: tuple[str, ...] = ()
+    # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
+    soak: Mapping[str, Any] | None = field(default=None, hash=False)
+    gates: tuple[Mapping[str, Any], ...] = ()
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}
@@ -111,7 +125,8 @@ class Profile:
         facts = self.model if self.model.is_moe is not None or self.model.layers else None
         return RunRecords(results=self.results, failures=tuple(failures),
                           correctness={k: dict(v) for k, v in (self.correctness or {}).items()},
-                          model=facts, machine=machine, builds=tuple(b.name for b in self.builds))
+                          model=facts, machine=machine, builds=tuple(b.name for b in self.builds),
+                          fallbacks={b.name: b.cpu_fallback for b in self.builds if b.cpu_fallback})
 
     def build(self, name: str) -> BuildRecord | None:
         return next((b for b in self.builds if b.name == name), None)
@@ -230,14 +245,21 @@ def _build_records(names: Sequence[str], results: Sequence[ProfileResult], build
                                build_number=number if isinstance(number, int) else None,
                                commit=commit, path=folder or None,
                                gpu=str(raw.get("gpu_info")) if raw.get("gpu_info") else None,
-                               rpc=tuple(str(e) for e in contender.get("rpc") or ())))
+                               rpc=tuple(str(e) for e in contender.get("rpc") or ()),
+                               cpu_fallback=_fallback_of(info, contender)))
     return tuple(out)
 
 
-def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = None,
-                         builds: Iterable[Any] | None = None, host: HostFingerprint | None = None,
+def _fallback_of(info: BuildInfo | None, contender: Mapping[str, Any]) -> str | None:
+    """The GPU backends a contender was built for and found no device for, if any."""
+    found = contender.get("cpu_fallback") or (info.cpu_fallback if info is not None else None)
+    return str(found) if found else None
+
+
+def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: ModelInfo | None = None,
+                         builds: Iterable[BuildInfo] | None = None, host: HostFingerprint | None = None,
                          correctness: Mapping[str, Mapping[str, Any]] | None = None,
-                         races: Iterable[Mapping[str, Any]] = (), settings: Any = None) -> Profile:
+                         races: Iterable[Mapping[str, Any]] = (), settings: VerdictSettings | None = None) -> Profile:
     """Build a Profile (with its recommendation) from a run journal's events.
 
     ``builds`` may be backends.builds.BuildInfo objects for richer build records; otherwise
@@ -260,11 +282,12 @@ def profile_from_journal(events: Iterable[Any], *, name: str, model_info: Any = 
                       results=base.results, failures=failures,
                       correctness={k: dict(v) for k, v in correctness.items()} if correctness else None,
                       races=tuple(dict(r) for r in races),
-                      tuning=tuning_from_events(events), confounds=confounds(events))
+                      tuning=tuning_from_events(events), confounds=confounds(events),
+                      conditions=conditions(events))
     return with_recommendation(profile, settings)
 
 
-def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
+def with_recommendation(profile: Profile, settings: VerdictSettings | None = None) -> Profile:
     """The profile with the recommendation ``recommend_run`` makes from its own records."""
     from profiles.verdict import VerdictSettings, recommend_run
 
@@ -273,8 +296,8 @@ def with_recommendation(profile: Profile, settings: Any = None) -> Profile:
     return replace(profile, recommendation=recommend_run(profile.records(), settings or VerdictSettings()))
 
 
-def profile_from_serve_duel(events: Iterable[Any], *, name: str, builds: Iterable[Any] = (),
-                            model_info: Any = None, host: HostFingerprint | None = None) -> Profile:
+def profile_from_serve_duel(events: Iterable[ServeEvent], *, name: str, builds: Iterable[BuildInfo | ServedBuild] = (),
+                            model_info: ModelInfo | None = None, host: HostFingerprint | None = None) -> Profile:
     """A Profile from a server duel's events (a journal's too): the duel summary and its
     serving verdicts. ``builds`` (BuildInfo or ServedBuild objects) name the folders."""
     from backends.server.summary import duel_summary

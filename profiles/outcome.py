@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,9 @@ def class_label(workload: str, context: str) -> str:
 
 
 @dataclass(frozen=True)
-class ContenderInfo:
+class Contender:
+    """A build and the settings that set it apart from the build's other configurations."""
+
     label: str
     build: str
     backend: str
@@ -133,13 +136,28 @@ class Energy:
     tokens_per_joule: float | None = None
     peak_vram_bytes: int | None = None
     throttled: bool | None = None
+    # Over the counted repetitions only: their spread (sample stdev), how it was measured,
+    # the idle power beside it, and why there is no figure ("too short to measure").
+    tokens_per_joule_sd: float | None = None
+    method: str | None = None
+    idle_power_w: float | None = None
+    note: str | None = None
+
+    @property
+    def text(self) -> str:
+        """``11.6 ± 0.3 tok/J``, ``too short to measure`` or ``-``."""
+        if self.tokens_per_joule is None or not math.isfinite(self.tokens_per_joule):
+            return "too short to measure" if self.note else "-"
+        spread = (f" ± {self.tokens_per_joule_sd:.2f}" if self.tokens_per_joule_sd is not None
+                  and math.isfinite(self.tokens_per_joule_sd) else "")
+        return f"{self.tokens_per_joule:.2f}{spread} tok/J"
 
 
 @dataclass(frozen=True)
 class ClassVerdict:
     workload: str
     phase: str
-    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender'
+    status: str  # 'winner' | 'lead' | 'tie' | 'no clear winner' | 'only one ran' | 'single contender' | 'by model'
     winner: str | None
     recommended: str | None
     margin_pct: float | None
@@ -198,10 +216,13 @@ class Recommendation:
     rule: str = STABILITY_RULE
     pg_policy: str = PG_POLICY
     long_context_tokens: int = 16384
-    contenders: tuple[ContenderInfo, ...] = ()
+    contenders: tuple[Contender, ...] = ()
     outliers: tuple[Outlier, ...] = ()
     machine: str = ""
     tie_pct: float = 3.0
+    # "vulkan: built for Vulkan but found no Vulkan device; it ran on the CPU" per build
+    # (``profiles.fallback``); also the first summary lines.
+    fallbacks: tuple[str, ...] = ()
 
     def verdict(self, workload: str, phase: str, context: str | None = None,
                 model: str | None = None) -> ClassVerdict | None:
@@ -214,7 +235,7 @@ class Recommendation:
                 return mine
         return next((v for v in found if not v.model), None)
 
-    def contender(self, name: str) -> ContenderInfo | None:
+    def contender(self, name: str) -> Contender | None:
         """A contender by label, or the first contender of a build by the build's name."""
         by_label = next((c for c in self.contenders if c.label == name), None)
         return by_label or next((c for c in self.contenders if c.build == name), None)

@@ -87,6 +87,9 @@ class RunRecords:
     model: ModelFacts | None = None
     machine: str = ""
     builds: tuple[str, ...] = ()  # every build of the run, in order, also those without results
+    # Builds whose GPU backends found no device when probed: name -> "Vulkan" (they ran on
+    # the CPU; ``profiles.fallback`` also reads it from the results themselves).
+    fallbacks: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def build_names(self) -> tuple[str, ...]:
         names = list(self.builds)
@@ -130,7 +133,16 @@ def records_from_events(events: Iterable[Any], *,
                       failures=tuple(failure_record(f, model_name) for f in point_failures(events)),
                       correctness={k: dict(v) for k, v in correctness.items()},
                       model=model, machine=machine,
-                      builds=tuple(started.builds) if started else ())
+                      builds=tuple(started.builds) if started else (),
+                      fallbacks=started_fallbacks(started))
+
+
+def started_fallbacks(started: SweepStarted | None) -> dict[str, str]:
+    """The contenders a sweep's start recorded as built for a GPU backend without a device."""
+    if started is None:
+        return {}
+    return {name: str(data["cpu_fallback"]) for name, data in started.contenders.items()
+            if isinstance(data, Mapping) and data.get("cpu_fallback")}
 
 
 def _telemetry_of(result: PointResult) -> dict[str, Any] | None:

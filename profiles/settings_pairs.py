@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from profiles.contenders import LLAMA_BENCH_DEFAULTS, Contender, Measure, default_value, setting_label, value_text
-from profiles.outcome import SettingsComparison
+from profiles.contenders import LLAMA_BENCH_DEFAULTS, Measure, default_value, setting_label, value_text
+from profiles.outcome import Contender, SettingsComparison
 from profiles.wording import margin_text
 
 # Which device a contender ran on names its backend; it is not a setting to match.

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends import stats
-from profiles.contenders import Contender, Measure, default_value, is_moe_model_type, setting_label
-from profiles.outcome import BuildStability, Energy
+from profiles.contenders import Measure, default_value, is_moe_model_type, setting_label
+from profiles.outcome import BuildStability, Contender, Energy
 from profiles.records import FailureRecord, ModelFacts
 from profiles.wording import plural
 
@@ -110,19 +110,33 @@ def build_stability(names: Sequence[str], result_counts: Mapping[str, int],
 
 
 def energy(contender: str, measures: Sequence[Measure]) -> Energy:
-    """Tokens per joule (median over the class's tests), peak VRAM, throttling."""
-    per_joule, peaks, throttled = [], [], []
+    """Tokens per joule (median over the class's tests), peak VRAM, throttling. Figures
+    taken over the counted repetitions (``energy_method``) carry their spread; an older
+    run's block power gives the figure without one."""
+    per_joule: list[float] = []
+    peaks, throttled, spreads, measured = [], [], [], []
     for m in measures:
         for t in m.telemetry:
             power = t.get("mean_power_w")
-            if isinstance(power, (int, float)) and power > 0 and math.isfinite(m.mean):
+            if t.get("energy_method"):
+                measured.append(t)
+                if isinstance(t.get("tokens_per_joule"), (int, float)):
+                    per_joule.append(float(t["tokens_per_joule"]))
+                    if isinstance(t.get("tokens_per_joule_sd"), (int, float)):
+                        spreads.append(float(t["tokens_per_joule_sd"]))
+            elif isinstance(power, (int, float)) and power > 0 and math.isfinite(m.mean):
                 per_joule.append(m.mean / float(power))
             peak = t.get("peak_process_vram_bytes") or t.get("peak_vram_bytes")
             if isinstance(peak, (int, float)) and peak > 0:
                 peaks.append(int(peak))
             if isinstance(t.get("throttled"), bool):
                 throttled.append(bool(t["throttled"]))
+    idle = [t["idle_power_w"] for t in measured if isinstance(t.get("idle_power_w"), (int, float))]
     return Energy(contender=contender,
                   tokens_per_joule=stats.median(per_joule) if per_joule else None,
                   peak_vram_bytes=max(peaks) if peaks else None,
-                  throttled=any(throttled) if throttled else None)
+                  throttled=any(throttled) if throttled else None,
+                  tokens_per_joule_sd=stats.median(spreads) if spreads else None,
+                  method=str(measured[0]["energy_method"]) if measured else None,
+                  idle_power_w=float(idle[0]) if idle else None,
+                  note=next((str(t["energy_note"]) for t in measured if t.get("energy_note")), None))

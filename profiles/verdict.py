@@ -24,8 +24,9 @@ from typing import Any
 from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
 from profiles.by_model import across_models
-from profiles.contenders import Contender, Field, Measure, build_field, is_moe_model_type, settings_of
+from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
+from profiles.fallback import with_fallback_lines
 from profiles.judge import (
     PairResult,
     call,
@@ -44,7 +45,7 @@ from profiles.outcome import (
     STABILITY_RULE,
     BuildStability,
     ClassVerdict,
-    ContenderInfo,
+    Contender,
     Crossover,
     Outlier,
     PairComparison,
@@ -159,7 +160,7 @@ def recommend_run(records: RunRecords, settings: VerdictSettings = VerdictSettin
     Results measured while the GPU throttled stay in (they are what the card did), and each
     class that has some says which, and whether the winner is the same without them.
     """
-    recommendation = _recommend(records, settings)
+    recommendation = with_fallback_lines(_recommend(records, settings), records)
     throttled = [r for r in records.results if r.telemetry and r.telemetry.get("throttled")]
     if not throttled:
         return recommendation
@@ -173,7 +174,8 @@ def with_throttle_caveats(rec: Recommendation, cool: Recommendation,
     verdicts = []
     for verdict in rec.verdicts:
         mine = [r for r in throttled if r.result.point.kind == verdict.phase
-                and _in_context(r.result.point.context, verdict.context, rec.long_context_tokens)]
+                and _in_context(r.result.point.context, verdict.context, rec.long_context_tokens)
+                and (not verdict.model or model_key(r.result.raw) == verdict.model)]
         if not mine:
             verdicts.append(verdict)
             continue
@@ -248,8 +250,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         crossovers=tuple(crossovers), summary=tuple(summary_lines(verdicts, stability, crossovers)),
         choose=tuple(choose_lines(verdicts)), rule=STABILITY_RULE, pg_policy=PG_POLICY,
         long_context_tokens=settings.long_context_tokens,
-        contenders=tuple(ContenderInfo(c.label, c.build, c.backend, dict(c.settings), dict(c.known_settings))
-                         for c in field.contenders),
+        contenders=tuple(field.contenders),
         outliers=all_outliers, machine=records.machine, tie_pct=settings.tie_pct)
 
 

@@ -59,8 +59,7 @@ def _outliers(pairs: Sequence[PairResult]) -> tuple[Outlier, ...]:
     for r in pairs:
         for t in r.tests:
             for o in t.outliers:
-                seen.setdefault((o.contender, o.model, o.test, o.value),
-                                Outlier(o.contender, o.model, o.test, o.value, o.siblings))
+                seen.setdefault((o.contender, o.model, o.test, o.value), o)
     return tuple(seen.values())
 
 

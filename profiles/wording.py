@@ -53,9 +53,5 @@ def bytes_text(value: int | None) -> str:
     return f"{value / 2**20:.0f} MiB" if value >= 2**20 else f"{value:,} B"
 
 
-def joules_text(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.2f} tok/J"
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"

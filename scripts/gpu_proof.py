@@ -274,7 +274,7 @@ class Pipeline:
                               "-n", "64", "--json", log_name="race.jsonl", check=False)
         self.record("race", [json.loads(line) for line in done.stdout.splitlines()
                              if line.startswith("{") and '"Build' in line][-4:])
-        done = self.llamaduel("check", *names, "--model", self.gemma, "--reference", "cuda", "--json",
+        done = self.llamaduel("check", *names, "--model", self.gemma, "--reference", "cuda", "--jsonl",
                               log_name="check.jsonl", check=False)
         self.record("check", done.stdout[-4000:])
 

@@ -1,132 +1,25 @@
-"""What the dead-code check (vulture, run by scripts/run_tests.py) is told to keep.
+"""What the dead-code check (scripts/dead_code.py) is told to keep, and why.
 
-Not code that runs: names vulture cannot see used. Most are fields of frozen records that
-are written to journals, profiles and JSON through the codec (read by name, never by
-attribute); the rest are screens made by name (``tui.screens.factory``), Textual's own
-hooks, protocol members, and helpers the tests and benchmarks call. A name that is dead
-is removed, not listed here. Regenerate the list with ``vulture --make-whitelist``.
+Not code that runs: names vulture cannot see used. A name that is dead is removed, not
+listed here.
 """
 # ruff: noqa
 
-_.launch_env  # unused method (backends/builds/model.py:107)
-torn_tail  # unused variable (backends/journal/journal.py:155)
-p90  # unused variable (backends/journal/serve.py:67)
-minimum  # unused variable (backends/journal/serve.py:69)
-maximum  # unused variable (backends/journal/serve.py:70)
-gen_tps_samples  # unused variable (backends/journal/serve.py:108)
-ttft_samples  # unused variable (backends/journal/serve.py:109)
-e2e_samples  # unused variable (backends/journal/serve.py:110)
-e2e_turns  # unused variable (backends/journal/serve.py:115)
-prompt_tokens  # unused variable (backends/journal/serve.py:189)
-shared_prefix_tokens  # unused variable (backends/journal/serve.py:190)
-timings_pp_tps  # unused variable (backends/journal/serve.py:322)
-timings_tg_tps  # unused variable (backends/journal/serve.py:323)
-weights_bytes  # unused variable (backends/models/fit.py:26)
-kv_bytes  # unused variable (backends/models/fit.py:27)
-compute_bytes  # unused variable (backends/models/fit.py:28)
-needed_with_ncmoe_bytes  # unused variable (backends/models/fit.py:29)
-__call__  # unused function (backends/race/run.py:79)
-silent  # unused variable (backends/server/client.py:48)
-port_free_after  # unused variable (backends/server/validate.py:40)
-welch_from_samples  # unused function (backends/stats.py:106)
-exc  # unused variable (backends/telemetry/core.py:306)
-emergency_c  # unused variable (backends/telemetry/devices.py:22)
-_.crit_fraction  # unused property (backends/telemetry/devices.py:29)
-_.over_crit  # unused property (backends/telemetry/devices.py:36)
-device_count  # unused variable (backends/telemetry/devices.py:78)
-gtt_used_bytes  # unused variable (backends/telemetry/devices.py:82)
-max_temperature_c  # unused variable (backends/telemetry/devices.py:85)
-least_headroom_c  # unused variable (backends/telemetry/devices.py:87)
-SysfsEnergy  # unused class (backends/telemetry/energy.py:48)
-NvmlEnergy  # unused class (backends/telemetry/energy.py:96)
-EnergyMeter  # unused class (backends/telemetry/energy.py:125)
-structure_size  # unused variable (backends/telemetry/gpu_metrics.py:71)
-hotspot_c  # unused variable (backends/telemetry/gpu_metrics.py:76)
-gfx_activity_pct  # unused variable (backends/telemetry/gpu_metrics.py:78)
-umc_activity_pct  # unused variable (backends/telemetry/gpu_metrics.py:79)
-socket_power_w  # unused variable (backends/telemetry/gpu_metrics.py:80)
-gfxclk_mhz  # unused variable (backends/telemetry/gpu_metrics.py:81)
-uclk_mhz  # unused variable (backends/telemetry/gpu_metrics.py:82)
-gtt_used_bytes  # unused variable (backends/telemetry/model.py:42)
-gtt_total_bytes  # unused variable (backends/telemetry/model.py:43)
-edge_emergency_c  # unused variable (backends/telemetry/model.py:53)
-junction_emergency_c  # unused variable (backends/telemetry/model.py:54)
-mem_emergency_c  # unused variable (backends/telemetry/model.py:55)
-sample_count  # unused variable (backends/telemetry/model.py:137)
-peak_process_vram_bytes  # unused variable (backends/telemetry/model.py:140)
-max_edge_c  # unused variable (backends/telemetry/model.py:141)
-max_junction_c  # unused variable (backends/telemetry/model.py:142)
-max_mem_c  # unused variable (backends/telemetry/model.py:143)
-peak_process_rss_bytes  # unused variable (backends/telemetry/model.py:147)
-mean_process_cpu_percent  # unused variable (backends/telemetry/model.py:148)
-least_headroom_c  # unused variable (backends/telemetry/model.py:150)
-exc  # unused variable (backends/tool.py:111)
-write_tiny_moe  # unused function (backends/tooling/synth.py:341)
-every_repetition  # unused variable (profiles/compare.py:46)
-all_values  # unused variable (profiles/compare.py:67)
-contender_of_build  # unused variable (profiles/contenders.py:233)
-_.failure_count  # unused property (profiles/importers/__init__.py:93)
-arenas  # unused variable (profiles/importers/__init__.py:107)
-Picker  # unused variable (profiles/judge.py:202)
-kernel  # unused variable (profiles/model.py:41)
-baseline_ts  # unused variable (profiles/outcome.py:48)
-challenger_ts  # unused variable (profiles/outcome.py:49)
-significant  # unused variable (profiles/outcome.py:54)
-separated_for  # unused variable (profiles/outcome.py:68)
-axis  # unused variable (profiles/outcome.py:103)
-significant  # unused variable (profiles/outcome.py:105)
-other_backend  # unused variable (profiles/outcome.py:121)
-settings_comparisons  # unused variable (profiles/outcome.py:168)
-TITLE  # unused variable (tui/app.py:37)
-CSS_PATH  # unused variable (tui/app.py:38)
-COMMANDS  # unused variable (tui/app.py:39)
-BINDINGS  # unused variable (tui/app.py:40)
-DEFAULT_MODE  # unused variable (tui/app.py:44)
-HORIZONTAL_BREAKPOINTS  # unused variable (tui/app.py:46)
-_.formatter_class  # unused attribute (tui/cli/__init__.py:77)
-readme_table  # unused function (tui/cli/exits.py:54)
-BINDINGS  # unused variable (tui/screens/base.py:41)
-BINDINGS  # unused variable (tui/screens/compare.py:21)
-BINDINGS  # unused variable (tui/screens/confirm.py:14)
-BINDINGS  # unused variable (tui/screens/confirm.py:39)
-BINDINGS  # unused variable (tui/screens/help.py:30)
-ProfilesScreen  # unused class (tui/screens/profiles.py:29)
-BINDINGS  # unused variable (tui/screens/profiles.py:31)
-BINDINGS  # unused variable (tui/screens/profiles.py:256)
-RaceScreen  # unused class (tui/screens/race.py:78)
-BINDINGS  # unused variable (tui/screens/race.py:80)
-VERTICAL_BREAKPOINTS  # unused variable (tui/screens/race.py:83)
-BINDINGS  # unused variable (tui/screens/results.py:87)
-BINDINGS  # unused variable (tui/screens/run.py:51)
-VERTICAL_BREAKPOINTS  # unused variable (tui/screens/run.py:54)
-_.sweep_running  # unused property (tui/screens/run.py:352)
-BINDINGS  # unused variable (tui/screens/serve.py:34)
-SetupScreen  # unused class (tui/screens/setup.py:33)
-BINDINGS  # unused variable (tui/screens/setup.py:35)
-HORIZONTAL_BREAKPOINTS  # unused variable (tui/screens/setup.py:38)
-DEFAULT_CSS  # unused variable (tui/widgets/build_panel.py:20)
-_.border_title  # unused attribute (tui/widgets/build_panel.py:28)
-_.border_subtitle  # unused attribute (tui/widgets/build_panel.py:29)
-BINDINGS  # unused variable (tui/widgets/builds_table.py:24)
-_.border_title  # unused attribute (tui/widgets/builds_table.py:64)
-_.border_title  # unused attribute (tui/widgets/grid_form.py:40)
-_._button  # unused property (tui/widgets/marks.py:22)
-_.border_title  # unused attribute (tui/widgets/models_table.py:45)
-DEFAULT_CSS  # unused variable (tui/widgets/race_lane.py:59)
-_.border_title  # unused attribute (tui/widgets/race_lane.py:67)
-DEFAULT_CSS  # unused variable (tui/widgets/race_plot.py:25)
-DEFAULT_CSS  # unused variable (tui/widgets/serve_form.py:26)
-_.border_title  # unused attribute (tui/widgets/serve_form.py:36)
-DEFAULT_CSS  # unused variable (tui/widgets/serve_panel.py:18)
-_.border_title  # unused attribute (tui/widgets/serve_panel.py:25)
-_.border_subtitle  # unused attribute (tui/widgets/serve_panel.py:26)
-DEFAULT_CSS  # unused variable (tui/widgets/telemetry_panel.py:26)
-DEFAULT_CSS  # unused variable (tui/widgets/telemetry_panel.py:72)
-_.border_title  # unused attribute (tui/widgets/telemetry_panel.py:78)
-DEFAULT_CSS  # unused variable (tui/widgets/throughput_plot.py:92)
-DEFAULT_CSS  # unused variable (tui/widgets/tune_panel.py:15)
-_.border_title  # unused attribute (tui/widgets/tune_panel.py:20)
-DEFAULT_CSS  # unused variable (tui/widgets/verdict_card.py:22)
-_.border_title  # unused attribute (tui/widgets/verdict_card.py:27)
-DEFAULT_CSS  # unused variable (tui/widgets/verdict_card.py:85)
-_.border_title  # unused attribute (tui/widgets/verdict_card.py:91)
+# Made by name: tui.screens.factory imports each screen from its module name.
+ProfilesScreen
+RaceScreen
+SetupScreen
+
+# Textual's own hook (ToggleButton draws its box from it); a Protocol's call signature.
+_._button
+__call__
+
+# Called by the tests and benchmarks, which the check does not read.
+_.launch_env  # tests/test_builds.py
+_.crit_fraction  # tests/test_telemetry_amd.py
+_.over_crit  # tests/test_telemetry_amd.py
+write_tiny_moe  # tests/conftest.py, benchmarks/correctness_noise.py
+_.failure_count  # tests/test_import_formats.py, tests/test_realdata.py
+readme_table  # tests/test_exit_codes.py (the README's exit-code table)
+_.sweep_running  # tests/test_app_check.py
+overlapping  # tests/test_probe_queue.py (no two timing probes at once)

@@ -463,3 +463,62 @@ def sensors_spec(folder: str, pci: str, device_id: int, block: int = 0,
                for s in ("edge", "junction", "mem")},
         fan_rpm=round(values["fan"]), power_uw=round(values["power"] * 1e6),
         power_file=power_file, cap_uw=round(values["cap"] * 1e6))
+
+
+ENERGY_ACCUMULATOR_OFFSET = 36  # u32 in the v1_0 blob, 15.259 microjoules a count
+ACCUMULATOR_J = 15.259e-6
+
+
+class MovingEnergy:
+    """A card at a steady ``watts``: a thread keeps its energy counter (``counter="metrics"``:
+    the gpu_metrics energy_accumulator; ``"hwmon"``: hwmon energy1_input in microjoules;
+    None: no counter) and its power file moving with real time, every ``period`` seconds,
+    each write atomic (a new file renamed over the old), as the driver updates them."""
+
+    def __init__(self, tree: Mi50Tree, watts: float, counter: str | None = "metrics",
+                 period: float = 0.002, start_count: int = 1_000_000) -> None:
+        import threading
+        import time
+
+        self.tree, self.watts, self.counter, self.period = tree, watts, counter, period
+        self.start_count = start_count
+        self._time = time.monotonic
+        self._t0 = self._time()
+        self.writes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MovingEnergy:
+        self._write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def joules(self) -> float:
+        return self.watts * (self._time() - self._t0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._write()
+
+    def _replace(self, relative: str, data: bytes) -> None:
+        path = self.tree.file(relative)
+        temporary = path.with_name(path.name + ".new")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+
+    def _write(self) -> None:
+        joules = self.joules()
+        if self.counter == "metrics":
+            blob = bytearray(gpu_metrics_blob())
+            count = (self.start_count + round(joules / ACCUMULATOR_J)) % (1 << 32)
+            blob[ENERGY_ACCUMULATOR_OFFSET:ENERGY_ACCUMULATOR_OFFSET + 4] = count.to_bytes(4, "little")
+            self._replace("gpu_metrics", bytes(blob))
+        elif self.counter == "hwmon":
+            self._replace("hwmon/energy1_input", f"{round(joules * 1e6)}\n".encode())
+        power = "power1_average" if self.tree.file("hwmon/power1_average").exists() else "power1_input"
+        self._replace(f"hwmon/{power}", f"{round(self.watts * 1e6)}\n".encode())
+        self.writes += 1

@@ -372,7 +372,7 @@ def test_cli_prints_a_line_per_build_and_exits_0_when_suspect(
 def test_cli_json_lines_load_back(cpu_bin: Path, tiny_llama: Path, capsys) -> None:
     code = cli_main(["check", "--build", f"a={cpu_bin}", "--build", f"b={cpu_bin}",
                      "--reference", "b", "--model", str(tiny_llama), "-c", "64",
-                     "--chunks", "4", "--json"])
+                     "--chunks", "4", "--jsonl"])
     results = [CorrectnessResult.from_json(json.loads(line))
                for line in capsys.readouterr().out.splitlines()]
     assert code == 0

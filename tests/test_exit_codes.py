@@ -86,9 +86,16 @@ def journal_of(stdout: str) -> Path:
 
 def test_cpu_against_vulkan_compares_with_0(builds, tiny_llama, tmp_path):
     done = llamaduel("bench", "--build", f"cpu={builds['cpu']}", "--build", f"vulkan={builds['vulkan']}",
-                     "--model", str(tiny_llama), *GRID, tmp=tmp_path)
+                     "--model", str(tiny_llama), *GRID, "--save", "duel", "--store", str(tmp_path / "store"),
+                     tmp=tmp_path)
     assert done.returncode == exits.COMPARED, done.stderr
     assert "| pp32 " in done.stdout and "| tg8 " in done.stdout
+    taken = done.stdout.split("how these figures were taken:\n", 1)[1].splitlines()
+    assert taken[0].startswith("- warm-up: ")
+    assert taken[1] == ("- cool starts: none (thermal guard off: no telemetry attached); each block "
+                        "started when the last one ended")
+    shown = llamaduel("profiles", "--store", str(tmp_path / "store"), "show", "duel", tmp=tmp_path)
+    assert shown.returncode == 0 and "\nhow these figures were taken:\n- warm-up: " in shown.stdout
 
 
 def test_a_garbage_printing_contender_fails_every_point_with_4_and_says_what_happened(
@@ -122,7 +129,7 @@ def test_a_cancelled_run_is_130_and_a_bad_model_path_is_2(cpu, tiny_llama, tmp_p
     env = {**os.environ, "LLAMADUEL_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
     run = subprocess.Popen([sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={builds['cpu']}",
                             "--model", str(tiny_llama), "-p", "32", "-n", "64", "-d", "8192", "-r", "5",
-                            "-t", "1", "--telemetry", "off", "--json"],
+                            "-t", "1", "--telemetry", "off", "--jsonl"],
                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert run.stdout is not None
     for line in run.stdout:

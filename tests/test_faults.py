@@ -131,7 +131,7 @@ def test_a_closed_pipe_ends_quietly(cpu, model, tmp_path):
     reader = subprocess.Popen(["head", "-3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     writer = subprocess.Popen([sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={cpu.folder}",
                                "--model", str(model), "-p", "32", "-n", "8", "-d", "0,64,128",
-                               "-r", "2", "-t", "1", "--json"],
+                               "-r", "2", "-t", "1", "--jsonl"],
                               cwd=REPO, stdout=reader.stdin, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, **env})
     reader.stdin.close()

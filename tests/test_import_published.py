@@ -202,6 +202,15 @@ def test_a_ggml_assert_with_its_command_line_fails_that_contender():
     assert {f.model for f in failures} == {"Qwen3.5-9B-UD-Q4_K_XL.gguf"}
 
 
+def test_recommend_on_crashed_runs_alone_says_what_failed():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "tui.cli", "recommend", str(THEROCK)], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert done.returncode != 0 and done.stdout == ""
+    assert done.stderr.strip().endswith("llama-bench-hip-gfx1151.log: ROCm failed pp512, tg128 (ROCm error)")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
 def test_a_header_then_a_silent_exit_fails_the_default_tests():
     """llama.cpp b5215 on Windows printed its header and returned to the prompt: no row, no error."""
     run = import_files([WORLD / "llama.cpp-issue13169-header-then-silent-exit" / "llama-bench-cpu-avx512-b5215.log"])
@@ -233,6 +242,20 @@ def test_a_table_cut_by_a_crash_fails_that_test_and_the_ones_its_sibling_ran(tmp
     stability = {s.build: s for s in rec.stability}
     assert not stability[rocm_build.name].stable and stability[rocm_build.name].failures == 2
     assert "no failures" not in stability[rocm_build.name].note
+
+
+def test_failed_to_load_model_fails_the_tests_its_sibling_ran(realdata):
+    """hogeheer's ROCm b8460 gemma4 prefill CSV is a header and nothing else; its .stderr says the
+    model failed to load. Beside the Vulkan prefill CSV of the same model, it failed those tests."""
+    folder = realdata / "hogeheer-strixhalo-hip-vs-vulkan-csv" / "hip-vs-vulkan-crossover-b9010-vs-b8460"
+    run = import_files(sorted(folder.glob("*.csv")))
+    vulkan = sorted(r.point.name for r in run.results["Vulkan"] if "gemma" in r.raw.get("model_filename", ""))
+    (rocm,) = [b.name for b in run.builds if b.backend == "ROCm"]
+    failures = run.failures[rocm]
+    assert sorted(f.test for f in failures) == [n for n in vulkan if n.startswith("pp")] and len(failures) == 4
+    assert all("failed to load model" in f.reason and f.model == "gemma-4-26B-A4B-it-UD-Q4_K_M.gguf" for f in failures)
+    stability = {s.build: s for s in recommend_run(run.machines()[0].records()).stability}
+    assert stability[rocm].failures == 4 and not stability[rocm].stable
 
 
 def test_a_wrapper_saying_rc_0_does_not_hide_a_crash(tmp_path):

@@ -403,3 +403,15 @@ def test_recommend_json_over_two_machines_is_one_document(realdata):
     tg = next(v for m in machines if "CUDA" in m["builds"] for v in m["verdicts"]
               if v["phase"] == "tg" and not v.get("model"))
     assert tg["winner"] == "CUDA" and len(tg["models"]) == 7
+
+
+def test_m4pro_tables_without_kv_or_ubatch_columns_name_the_defaults():
+    # The report's first MoE table has no type_k/type_v/n_ubatch columns (llama-bench prints
+    # only what differs from its defaults); the later tables have them.
+    _, _, (rec,) = _run("m4pro-metal-qwen35-report-tables-and-csv/llama-bench-report.md")
+    labels = sorted(c.label for c in rec.contenders)
+    assert labels == ["BLAS,MTL ub=2048 ctk=q4_1 ctv=q4_1", "BLAS,MTL ub=2048 ctk=q8_0 ctv=q8_0",
+                      "BLAS,MTL ub=512 ctk=f16 ctv=f16", "BLAS,MTL ub=512 ctk=q4_1 ctv=q4_1"]
+    assert not any("?" in line for line in rec.summary)
+    # The author's two settings of the MoE model at 64K: a tie (275.57 against 272.52).
+    assert rec.verdict("moe", "pp", "long").status == "tie"

@@ -270,7 +270,7 @@ def test_sighup_to_the_command_line_kills_llama_bench(cpu, tiny_llama, tmp_path)
     env = dict(os.environ, LLAMADUEL_DATA_DIR=str(tmp_path / "data"))
     command = [sys.executable, "-m", "tui.cli", "bench", "--build", f"cpu={cpu.folder}",
                "--model", str(tiny_llama), "-p", "32", "-n", "64", "-d", "8192", "-r", "5",
-               "--telemetry", "off", "--json"]
+               "--telemetry", "off", "--jsonl"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                             cwd=Path(__file__).resolve().parent.parent, text=True)
     bench_pid = None

@@ -52,7 +52,7 @@ def test_lines_per_tick_on_an_mi50_tree(mi50):
 
 
 def test_json_lines_are_snapshots(mi50):
-    result = llamaduel("telemetry", "--count", "3", "--interval", "0.05", "--json",
+    result = llamaduel("telemetry", "--count", "3", "--interval", "0.05", "--jsonl",
                        "--sysfs-root", str(mi50.root), "--pid", str(os.getpid()))
     assert result.returncode == 0, result.stderr
     snapshots = [snapshot_from_json(json.loads(line)) for line in result.stdout.splitlines()]

@@ -18,12 +18,17 @@ from backends.builds import BuildInfo, probe_build
 from backends.journal.sweep import ResultReceived, SweepFinished
 from backends.journal.tune import (Candidate, ProbeFailed, ProbeFinished, TuneChosen,
                                    TuneFinished, TuneGrid, TuneSpec, TuneStarted)
+from backends.models import read_model
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
+from backends.tune.candidates import make_grid
 from tests.test_runner import bench_children
 
 pytestmark = pytest.mark.toolchain
 
 REPO = Path(__file__).resolve().parent.parent
+# lavapipe runs a probe in seconds where the CPU build takes a fraction of one (and compiles
+# its shaders on a first run): its tune gets more time.
+BUDGET = {"cpu": 30.0, "vulkan": 120.0}
 # One thread: on a busy two-core machine more threads than free cores slows llama.cpp a lot.
 SPEC = SweepSpec(name="tune", prompts=(128,), gens=(8,), depths=(0, 64), repetitions=2,
                  flash_attn=True, threads=1)
@@ -73,8 +78,9 @@ def vulkan(vulkan_bin: Path) -> BuildInfo:
 @pytest.mark.parametrize("which", ["cpu", "vulkan"])
 async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request, tiny_llama, tmp_path):
     build = request.getfixturevalue(which)
+    budget = BUDGET[which]
     events = await collect(run_sweep(RunRequest([build], tiny_llama, SPEC, run_dir=tmp_path,
-                                                tune=TuneSpec(budget_s=30.0))))
+                                                tune=TuneSpec(budget_s=budget))))
     chosen = next(e for e in events if isinstance(e, TuneChosen))
     grid = next(e for e in events if isinstance(e, TuneGrid))
     assert chosen.best is not None and chosen.best in grid.candidates
@@ -86,7 +92,7 @@ async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request
     measured = exhaustive(build, tiny_llama, ubatches, 128, 0)
     assert chosen.chosen.ubatch in confirmed(measured), (chosen.reason, measured)
     finished = next(e for e in events if isinstance(e, TuneFinished))
-    assert finished.seconds <= 30.0 * 1.1
+    assert finished.seconds <= budget * 1.1
 
 
 async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_llama, tmp_path):
@@ -117,21 +123,41 @@ async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_lla
     assert any(isinstance(e, ResultReceived) for e in resumed)
 
 
-async def test_a_candidate_llama_bench_refuses_fails_alone(cpu, tiny_llama, tmp_path):
-    """A candidate whose llama-bench exits with an error (here: a thread count it refuses,
-    which the grid would never offer, fed in as an interrupted tune's grid) fails; the
-    others are measured and chosen."""
-    good, bad = Candidate(ubatch=512, batch=2048), Candidate(ubatch=128, batch=2048, threads=-5)
-    grid = TuneGrid(build=cpu.name, default=good, candidates=(good, bad))
-    tune = TuneSpec(budget_s=20.0)
-    history = [TuneStarted(builds=(cpu.name,), budget_s=20.0, free=("ub",), points=()), grid]
-    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune,
-                                                history=history)))
-    failed = [e for e in events if isinstance(e, ProbeFailed)]
-    assert failed and {e.candidate for e in failed} == {bad} and not any(e.budget for e in failed)
+@pytest.mark.parametrize("which", ["cpu", "vulkan"])
+async def test_candidates_that_cannot_run_fail_alone(which, request, tiny_llama, tmp_path):
+    """Two candidates the grid would never offer, fed in as an interrupted tune's grid: a
+    batch of 0 (llama.cpp aborts: a crash) and an impossible context (a quantized V cache
+    without flash attention: llama-bench cannot create it). Each fails alone; the good
+    candidate is measured and chosen, and the duel runs."""
+    build = request.getfixturevalue(which)
+    good = Candidate(ubatch=512, batch=2048)
+    crash = Candidate(ubatch=256, batch=0)
+    impossible = Candidate(ubatch=128, batch=2048, flash_attn=False, type_k="q4_0", type_v="q4_0")
+    grid = TuneGrid(build=build.name, default=good, candidates=(good, crash, impossible))
+    budget = BUDGET[which]
+    history = [TuneStarted(builds=(build.name,), budget_s=budget, free=("ub",), points=()), grid]
+    events = await collect(run_sweep(RunRequest([build], tiny_llama, SPEC, run_dir=tmp_path,
+                                                tune=TuneSpec(budget_s=budget), history=history)))
+    failed = {e.candidate: e for e in events if isinstance(e, ProbeFailed)}
+    assert set(failed) == {crash, impossible} and not any(e.budget for e in failed.values())
+    assert "SIGABRT" in failed[crash].reason or "abort" in failed[crash].reason.lower(), failed[crash].reason
+    assert "context" in failed[impossible].reason, failed[impossible].reason
     chosen = next(e for e in events if isinstance(e, TuneChosen))
     assert chosen.chosen == good
     assert any(isinstance(e, ResultReceived) for e in events)  # the duel ran
+    assert not [p for p in bench_children() if str(tiny_llama) in " ".join(p.cmdline())]
+
+
+def test_an_oversized_ubatch_is_skipped_on_the_vulkan_builds_reported_memory(vulkan, tiny_llama):
+    """lavapipe reports its memory like a card: without flash attention, a 4096-token
+    ubatch's attention scores at a 64K context cannot fit in it, and are set aside."""
+    device = vulkan.devices[0]
+    assert device.free_mib and device.free_mib < 64 * 1024, device
+    spec = SweepSpec(prompts=(4096,), gens=(16,), depths=(0, 65536), flash_attn=False)
+    grid = make_grid(spec, TuneSpec(), vulkan, read_model(tiny_llama))
+    skipped = {s.candidate.ubatch: s.reason for s in grid.skipped}
+    assert 4096 in skipped and "cannot fit" in skipped[4096] and "GiB free" in skipped[4096]
+    assert grid.default in grid.candidates  # the defaults still fit
 
 
 def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_llama, tmp_path):
@@ -143,6 +169,8 @@ def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_ll
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "tune: ub free, probe pp128" in done.stderr and "tuned:" in done.stderr
+    # After the table: what tuning was worth per contender.
+    assert "\ntuned:\n- a" in done.stdout and "\n- b" in done.stdout, done.stdout
     journal = read_journal(tmp_path / "run")
     chosen = {e.build: e for e in journal if isinstance(e, TuneChosen)}
     assert set(chosen) == {"a", "b"}
@@ -155,3 +183,11 @@ def test_bench_tune_saves_the_tuned_settings_and_profiles_show_them(cpu, tiny_ll
         line = next(line for line in shown.stdout.splitlines() if line.startswith(f"- {name}"))
         assert f"ub={pick.chosen.ubatch}" in line
     assert "Tuned (ub free" in shown.stdout
+    # The launch command (the app's y) runs a contender at its tuned ubatch.
+    for name, pick in chosen.items():
+        launch = subprocess.run([sys.executable, "-m", "tui.cli", "profiles", "export", "tuned",
+                                 "--format", "launch", "--build", name],
+                                capture_output=True, text=True, timeout=120, env=env)
+        assert launch.returncode == 0, launch.stderr
+        argv = launch.stdout.split()
+        assert argv[argv.index("-ub") + 1] == str(pick.chosen.ubatch), launch.stdout

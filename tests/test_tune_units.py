@@ -81,6 +81,17 @@ def test_candidates_that_cannot_fit_are_skipped_with_the_reason() -> None:
     assert "cannot fit" in grid.skipped[0].reason and "GiB free" in grid.skipped[0].reason
 
 
+def test_without_flash_attention_a_big_ubatchs_attention_scores_cannot_fit() -> None:
+    spec = SweepSpec(prompts=(4096,), gens=(16,), depths=(0,), flash_attn=False)
+    model = _model(tensor_bytes=1 << 20, expert_count=0, expert_bytes_by_layer=(), head_count=32,
+                   vocab_size=384)
+    grid = make_grid(spec, TuneSpec(), _build(free_mib=1024), model)
+    # 4096 x 4112 x 32 heads x 4 bytes = 2.0 GiB of scores; 2048 needs 1.0 GiB plus the rest.
+    assert {s.candidate.ubatch for s in grid.skipped} == {2048, 4096}
+    assert "scores" in grid.skipped[0].reason
+    assert not make_grid(spec.with_changes(flash_attn=True), TuneSpec(), _build(free_mib=1024), model).skipped
+
+
 def test_ncmoe_is_searched_from_the_fit_estimate_downwards_with_llamacpp_fit_as_baseline() -> None:
     spec = SweepSpec(prompts=(512,), gens=(128,), depths=(0, 8192))
     model = _model(tensor_bytes=6 * GIB, expert_bytes_by_layer=(100 << 20,) * 48)
@@ -149,7 +160,7 @@ def test_a_round_runs_its_candidates_in_order_and_back() -> None:
 
 
 def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:
-    best, reason = _halving({512: 100.0, 1024: 100.5}).choice()
+    best, reason = _halving({512: 100.0, 1024: 102.5}).choice()
     assert best == Candidate(ubatch=512) and reason.startswith("the defaults")
 
 

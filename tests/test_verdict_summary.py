@@ -117,3 +117,14 @@ def test_a_setting_a_table_leaves_out_is_llama_bench_default(tmp_path):
     assert sorted(c.label for c in rec.contenders) == ["ROCm ctk=f16 ctv=f16", "ROCm ctk=q8_0 ctv=q8_0"]
     assert rec.verdict("moe", "tg", "short").winner == "ROCm ctk=f16 ctv=f16"
     assert not any("?" in c.label for c in rec.contenders)
+
+
+def test_a_fit_target_column_on_one_table_only_names_the_default(tmp_path):
+    (tmp_path / "plain.md").write_text(_table("ROCm", [("tg128", "61.20 ± 0.10")]))
+    fitted = (HEADER.replace("| fa |", "| fitt | fa |", 1).replace("| -: |", "| ---: | -: |", 1)
+              + f"{MODEL} ROCm       |  99 | 1024 |  1 |           tg128 |         60.90 ± 0.10 |\n"
+              + "\nbuild: 1a68ec937 (9193)\n")
+    (tmp_path / "fitted.md").write_text(fitted)
+    (machine,) = import_files([tmp_path / "plain.md", tmp_path / "fitted.md"]).machines()
+    rec = recommend_run(machine.records())
+    assert sorted(c.label for c in rec.contenders) == ["ROCm fitt=1024", "ROCm fitt=default"]

@@ -31,7 +31,11 @@ BACKEND_PREFIXES = {
 BACKEND_LIBRARIES = {
     "libggml-hip": "ROCm", "libggml-cuda": "CUDA", "libggml-vulkan": "Vulkan",
     "libggml-musa": "MUSA", "libggml-sycl": "SYCL", "libggml-metal": "Metal",
+    "libggml-opencl": "OpenCL",
 }
+# Backends that run on a GPU: built with one of these and no device for it, a build runs
+# on the CPU (``backends.builds.linked``).
+GPU_BACKENDS = ("ROCm", "CUDA", "Vulkan", "MUSA", "SYCL", "Metal", "OpenCL")
 SOFTWARE_RENDERERS = ("llvmpipe", "lavapipe", "swiftshader", "softpipe")
 ELF_MACHINES = {
     0x03: "x86 (32-bit)", 0x08: "MIPS", 0x14: "PowerPC", 0x15: "PowerPC64", 0x16: "s390x",
@@ -43,6 +47,15 @@ _DEVICE_LINE = re.compile(r"^\s+(?P<name>[^\s:]+):\s+(?P<description>.*?)\s+"
                           r"\((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
 _FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 _MISSING_LIBRARY = re.compile(r"error while loading shared libraries: ([^:\s]+)")
+
+
+def fallback_text(backends: str, ran: bool = False) -> str:
+    """``built for Vulkan but found no Vulkan device; it runs on the CPU``."""
+    names = [b for b in backends.split(",") if b]
+    built = " and ".join(names)
+    device = " or ".join(names)
+    return (f"built for {built} but found no {device} device; "
+            f"it {'ran' if ran else 'runs'} on the CPU")
 
 
 @dataclass(frozen=True)
@@ -86,11 +99,19 @@ class BuildInfo:
     # name (``uname -n``); paths are paths there (``backends.remote.probe``).
     host: str | None = None
     machine: str | None = None
+    # The GPU backends this build was compiled with when none of them found a device
+    # (``"Vulkan"``): it runs on the CPU whatever its name says.
+    cpu_fallback: str | None = None
     compiler: str | None = None  # from the banner's ``built with GNU 12.2.0 for ...``
 
     @property
     def runnable(self) -> bool:
         return self.problem is None and self.bench is not None
+
+    @property
+    def fallback(self) -> str | None:
+        """``built for Vulkan but found no Vulkan device; it runs on the CPU``, or None."""
+        return fallback_text(self.cpu_fallback) if self.cpu_fallback else None
 
     @property
     def version(self) -> str:
@@ -132,6 +153,8 @@ class BuildInfo:
             data["rpc"] = list(self.rpc)
         if self.settings:
             data["settings"] = list(self.settings)
+        if self.cpu_fallback:
+            data["cpu_fallback"] = self.cpu_fallback
         return data
 
     def as_contender(self, data: Mapping[str, Any]) -> BuildInfo:

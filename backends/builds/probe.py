@@ -14,7 +14,9 @@ from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROB
                                    VISIBILITY_VARIABLES)
 from backends.builds.parse import (parse_compiler, _backend_from_libraries, backend_from_devices, parse_choices,
                                    parse_devices, parse_flags, parse_version)
-from backends.builds.run import LOCAL_PROBE, ProbeHost, _find_completion, _last_line, _tool, find_bench
+from backends.builds.linked import backends_without_device, gpu_backends_built, needed_libraries
+from backends.builds.run import (LOCAL_PROBE, LocalProbeHost, ProbeHost, _find_completion, _last_line,
+                                 _tool, find_bench)
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -158,11 +160,15 @@ def probe_tools(name: str, folder: Path, bench: Path, timeout: float,
     if isinstance(found, str):
         return replace(base, problem=found)
     devices, env = found
+    libraries = where.library_names(folder)
+    cpu_fallback = None
     if devices is None:
-        backend = _backend_from_libraries(where.library_names(folder)) or "unknown"
+        backend = _backend_from_libraries(libraries) or "unknown"
         devices = ()
     else:
         backend = backend_from_devices(devices)
+        linked = needed_libraries(bench) if isinstance(where, LocalProbeHost) else ()
+        cpu_fallback = backends_without_device(gpu_backends_built([*libraries, *linked]), devices)
     software = [d for d in devices if d.is_software]
     note = None
     if software:
@@ -177,6 +183,7 @@ def probe_tools(name: str, folder: Path, bench: Path, timeout: float,
         rpc_server=_tool(where, folder, "rpc-server") or _tool(where, folder, "ggml-rpc-server"),
         backend=backend, devices=devices, build_number=build_number, commit=commit,
         version_text=version_text, flags=flags, env=env, note=note, split_modes=split_modes,
+        cpu_fallback=cpu_fallback,
         compiler=parse_compiler(version_run.stderr + "\n" + version_run.stdout),
     )
 

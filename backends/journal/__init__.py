@@ -5,6 +5,7 @@
     sweep.py    a llama-bench sweep's events (TestPoint, BenchResult, ResultReceived, ...)
     race.py     a completion race's spec and events
     serve.py    a server duel's events and per-level figures
+    soak.py     a soak's events (servers up, crashes, hangs, probes, wrong answers, windows)
     check.py    a correctness check's results and events
 
 Sweeps, races, checks and server duels import from here; nothing here imports them. The

@@ -25,13 +25,13 @@ class CodecError(ValueError):
     """A record that cannot be decoded: the message says what and where, in one line."""
 
 
-def _enc_hook(value: Any) -> Any:
+def _enc_hook(value: object) -> object:
     if isinstance(value, Path):
         return str(value)
     raise NotImplementedError(f"cannot encode {type(value).__name__}")
 
 
-def _dec_hook(kind: type, value: Any) -> Any:
+def _dec_hook(kind: type, value: object) -> object:
     if kind is Path and isinstance(value, str):
         return Path(value)
     raise NotImplementedError(f"cannot decode {kind!r}")
@@ -47,7 +47,7 @@ class _Tag(msgspec.Struct):
 _TAG = msgspec.json.Decoder(_Tag)
 
 
-def encode(record: Any) -> bytes:
+def encode(record: object) -> bytes:
     """JSON bytes of any record (no type tag)."""
     return _ENCODER.encode(record)
 
@@ -65,7 +65,7 @@ def to_builtins(record: Any) -> Any:
     return msgspec.to_builtins(record, enc_hook=_enc_hook)
 
 
-def from_builtins(data: Any, kind: type[T]) -> T:
+def from_builtins(data: object, kind: type[T]) -> T:
     """A ``kind`` from plain data (a TOML table, a JSON object); unknown keys are ignored."""
     try:
         return msgspec.convert(data, type=kind, strict=False, dec_hook=_dec_hook)
@@ -89,7 +89,7 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._kinds)
 
-    def encode(self, record: Any) -> bytes:
+    def encode(self, record: object) -> bytes:
         name = type(record).__name__
         if name not in self._kinds:
             raise CodecError(f"{name} is not a journal record type")
@@ -97,7 +97,7 @@ class Registry:
         tag = b'{"type":"' + name.encode() + b'"'
         return tag + (b"}" if body == b"{}" else b"," + body[1:])
 
-    def decode(self, line: bytes | str) -> Any:
+    def decode(self, line: bytes | str) -> object:
         """The record on one line; CodecError says why it is not one."""
         try:
             name = _TAG.decode(line).type

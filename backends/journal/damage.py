@@ -33,6 +33,11 @@ class MissingResult:
     counted: int  # repetitions the decision counted
     found: int  # repetitions the journal still holds
 
+    @property
+    def again(self) -> str:
+        """What ``resume`` says as it measures it again."""
+        return f"{self.build}'s {self.point.name} result is missing from the journal: measuring it again"
+
     def __str__(self) -> str:
         left = f" ({self.found} of its {self.counted} repetitions are left)" if self.found else ""
         return (f"{self.build}'s {self.point.name} result is missing from the journal{left}: "

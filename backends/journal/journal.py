@@ -34,6 +34,7 @@ from backends.journal.race import BuildFailed as RaceBuildFailed
 from backends.journal.race import BuildFinished as RaceBuildFinished
 from backends.journal.serve import EVENT_TYPES as SERVE_EVENT_TYPES
 from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
+from backends.journal.soak import SOAK_DURABLE, SOAK_EVENT_TYPES, SoakEvent
 from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
                                     SweepFinished, SweepStarted)
 from backends.journal.tune import DURABLE_TUNE_TYPES, TUNE_EVENT_TYPES, TuneEvent
@@ -43,14 +44,15 @@ from backends.text import printable
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = "journal.lock"
 # Everything a run's journal can hold.
-RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent
+RunEvent = BenchEvent | CheckEvent | RaceEvent | ServeEvent | TuneEvent | SoakEvent
 RECORDS = Registry((*SWEEP_EVENT_TYPES, *CHECK_EVENT_TYPES, *RACE_EVENT_TYPES,
-                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES))
+                    *SERVE_EVENT_TYPES.values(), *TUNE_EVENT_TYPES, *SOAK_EVENT_TYPES))
 # Results of every kind are fsynced (a power cut keeps them); progress and telemetry are not.
 _DURABLE: tuple[type, ...] = (
     SweepStarted, ResultReceived, PointFailed, PointDecided, SweepFinished,
     BuildChecked, CheckFinished, RaceBuildFinished, RaceBuildFailed, LevelFinished, DuelFinished,
     *DURABLE_TUNE_TYPES,
+    *SOAK_DURABLE,
 )
 
 

@@ -1,6 +1,6 @@
 """Telemetry of another machine, through the same ssh connection its contenders use.
 
-When the host has llamaduel, ``llamaduel telemetry --json`` runs there and its ticks stream
+When the host has llamaduel, ``llamaduel telemetry --jsonl`` runs there and its ticks stream
 back (every source it has: amdgpu sysfs, libdrm, AMD SMI, rocm-smi, NVML, the host).
 Otherwise each tick is one short shell command over the shared connection that reads
 the amdgpu cards' sysfs files (written into a private folder here and read by the same
@@ -246,7 +246,7 @@ class RemoteTelemetry:
 
     async def _stream_llamaduel(self, interval: float) -> AsyncGenerator[TelemetrySnapshot, None]:
         assert self.command is not None
-        argv = [*self.command, "telemetry", "--json", "--interval", f"{interval:g}"]
+        argv = [*self.command, "telemetry", "--jsonl", "--interval", f"{interval:g}"]
         tool = ToolProcess(argv, launcher=SshLauncher(self.ssh))
         try:
             await tool.start()

@@ -12,12 +12,13 @@ import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
                              ResultReceived, SweepNote, TestPoint)
 from backends.sweep.argv import BenchBuild, bench_argv
+from backends.sweep.energy import RepetitionTracker
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
 from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_result_failure,
                                     parse_result_line, point_failed)
@@ -47,6 +48,13 @@ class Block:
         return self.repetitions + WARMUP_REPETITIONS
 
 
+class Machine(Protocol):
+    """What the machine a block runs on tells about it: energy per repetition, temperatures."""
+
+    def tracker(self) -> RepetitionTracker: ...
+    def start_temps(self) -> dict[str, float]: ...
+
+
 class BenchContext:
     """What every llama-bench process of a sweep shares: model, spec, where events go."""
 
@@ -54,25 +62,41 @@ class BenchContext:
                  summary: Callable[[float, float, BenchResult, str], dict[str, object] | None],
                  timeouts: TimeoutPolicy, watch: Callable[[BenchBuild, int], None],
                  launcher_for: Callable[[BenchBuild], Launcher] = lambda _: LOCAL,
-                 model_for: Callable[[BenchBuild], str] | None = None) -> None:
+                 model_for: Callable[[BenchBuild], str] | None = None,
+                 machine: Callable[[BenchBuild], Machine] | None = None) -> None:
         self.model_path, self.spec, self.emit = model_path, spec, emit
         self.summary, self.timeouts, self.watch = summary, timeouts, watch
         # Where a contender's tools run (a fresh launcher per process) and its model there.
         self.launcher_for = launcher_for
         self.model_for = model_for or (lambda _: str(model_path))
+        self.machine = machine  # where a contender runs: its energy meter and temperatures
+        self.start_temps: dict[tuple[str, str], dict[str, float]] = {}
+
+    def tracker(self, contender: BenchBuild) -> RepetitionTracker:
+        """Energy per counted repetition, where the contender's machine has a meter."""
+        if self.machine is None:
+            return RepetitionTracker(None, WARMUP_REPETITIONS)
+        return self.machine(contender).tracker()
 
     def argv(self, contender: BenchBuild, points: Sequence[TestPoint], repetitions: int) -> list[str]:
         return bench_argv(contender, self.model_for(contender), self.spec, points, repetitions)
 
-    def result(self, contender: BenchBuild, result: BenchResult, started: float, block: Block) -> None:
+    def result(self, contender: BenchBuild, result: BenchResult, started: float, block: Block,
+               energy: dict[str, Any] | None = None) -> None:
         now = time.time()
         summary = self.summary(started, now, result, contender.name)
+        if energy is not None:  # over the counted repetitions: replaces the block's estimate
+            summary = {**(summary or {}), **energy}
+        if temps := self.start_temps.pop((contender.name, result.point.key), None):
+            summary = {**(summary or {}), "start_temps": temps}
         self.emit(ResultReceived(build=contender.name, result=result, at=now, telemetry=summary,
                                  block=block.index, throttled=bool(summary and summary.get("throttled"))))
 
     def started(self, contender: BenchBuild, point: TestPoint, argv: Sequence[str], pid: int,
                 block: Block) -> float:
         at = time.time()
+        if self.machine is not None:  # said with the block's result, in its telemetry
+            self.start_temps[(contender.name, point.key)] = self.machine(contender).start_temps()
         self.emit(PointStarted(build=contender.name, point=point, argv=tuple(argv), at=at, pid=pid,
                                block=block.index, repetitions=block.repetitions))
         return at
@@ -91,7 +115,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     started = {chunk[0].key: ctx.started(contender, chunk[0], argv, pid, block)}
     first_work: list[float] = []  # when the first point began work: the model is loaded
     ctx.watch(contender, tool.pid)
-
+    tracker = ctx.tracker(contender)  # energy over each counted repetition
     async def read_results() -> None:
         async for line in tool.stdout_lines():
             parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
@@ -101,13 +125,15 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
             key = parsed.point.key if parsed.point else ""
             point = pending.pop(key, None) or parsed.point or next(iter(pending.values()), chunk[-1])
             pending.pop(point.key, None)
+            energy = tracker.finish(point)
             if isinstance(parsed, InvalidResult):
                 ctx.emit(invalid_result_failure(contender.name, point, parsed))
             else:
-                ctx.result(contender, parsed, started.get(point.key, time.time()), block)
+                ctx.result(contender, parsed, started.get(point.key, time.time()), block, energy)
 
     async def read_progress() -> None:
         async for index, message in progress_lines(tool):
+            tracker.progress(message)
             if message != "starting" and not first_work:
                 first_work.append(time.monotonic())
             point = chunk[index] if index < len(chunk) else chunk[-1]
@@ -123,6 +149,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
             await asyncio.wait(readers, timeout=10)
     finally:
         await tool.kill()  # also on cancel: the group and whatever it started die
+        tracker.abandon()
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -183,6 +210,7 @@ class ResidentBench:
         self.argv: list[str] = []
         self.first_work_at: float | None = None  # the model is loaded: the first test begins
         self.pause_leaked = False  # a timed repetition started before the pause took hold
+        self.tracker = ctx.tracker(contender)
 
     async def _spawn(self, todo: list[TestPoint]) -> bool:
         todo = grid_prefix(todo)  # a later turn starts another process for the rest
@@ -216,14 +244,16 @@ class ResidentBench:
             self.results[point.key] = parsed
             if 0 <= self.position < len(self.queue) - 1:
                 self._pause(tool)
+            energy = self.tracker.finish(point)
             if isinstance(parsed, InvalidResult):
                 self.ctx.emit(invalid_result_failure(self.contender.name, point, parsed))
             else:
                 self.ctx.result(self.contender, parsed, self.started_at.get(point.key, time.time()),
-                                self.block)
+                                self.block, energy)
 
     async def _read_progress(self, tool: ToolProcess) -> None:
         async for index, message in progress_lines(tool):
+            self.tracker.progress(message)
             if message != "starting" and self.first_work_at is None:
                 self.first_work_at = time.monotonic()
             if index > self.position:
@@ -308,6 +338,7 @@ class ResidentBench:
     async def stop(self) -> None:
         """Kill the process group (a stopped process dies of SIGKILL too) and reap it."""
         tool, self.tool = self.tool, None
+        self.tracker.abandon()
         if tool is None:
             return
         await tool.kill()

@@ -15,11 +15,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import asyncio
+
 from backends.builds import BuildInfo
 from backends.journal.sweep import BenchResult, TelemetryRecorded
+from backends.sweep.bench import WARMUP_REPETITIONS
+from backends.sweep.energy import RepetitionTracker
 from backends.sweep.guard import ThermalGuard
 from backends.sweep.spec import SweepSpec
 from backends.telemetry import TelemetrySnapshot, snapshot_to_json, summarize, tokens_per_joule
+from backends.telemetry.energy import EnergyMeter
 from backends.telemetry.model import TelemetrySource
 
 if TYPE_CHECKING:
@@ -34,6 +39,13 @@ class Monitor:
     source: TelemetrySource | None
     guard: ThermalGuard
     snapshots: deque[TelemetrySnapshot] = field(default_factory=lambda: deque(maxlen=20000))
+    meter: EnergyMeter | None = None  # this machine's cards, over each counted repetition
+
+    def tracker(self) -> RepetitionTracker:
+        return RepetitionTracker(self.meter, WARMUP_REPETITIONS)
+
+    def start_temps(self) -> dict[str, float]:
+        return self.guard.temperatures()
 
     def summary(self, start: float, end: float, result: BenchResult,
                 interval: float) -> dict[str, Any] | None:
@@ -63,14 +75,19 @@ class Monitor:
 
 
 def make_monitors(contenders: Sequence[BuildInfo], spec: SweepSpec, local: TelemetrySource | None,
-                  remote: Mapping[str, TelemetrySource]) -> dict[str | None, Monitor]:
-    """A monitor for every machine the contenders run on (this one always has one)."""
+                  remote: Mapping[str, TelemetrySource], energy: bool = True) -> dict[str | None, Monitor]:
+    """A monitor for every machine the contenders run on (this one always has one); this
+    machine's meters its cards' energy unless ``energy`` is off (contenders measuring at
+    the same time would share the cards' joules)."""
     hosts: list[str | None] = [None, *dict.fromkeys(c.host for c in contenders if c.host)]
     monitors = {}
     for host in hosts:
         devices = {d.name for c in contenders if c.host == host for d in c.devices}
         source = local if host is None else remote.get(host)
         monitors[host] = Monitor(host, source, ThermalGuard(spec.cooldown, spec.max_temp, devices))
+    finder = getattr(local, "energy_sources", None)
+    if energy and callable(finder) and (cards := finder()):
+        monitors[None].meter = EnergyMeter(cards)
     return monitors
 
 
@@ -87,6 +104,10 @@ async def take_baselines(monitors: Iterable[Monitor], contenders: Sequence[Build
             monitor.guard.enabled = False
         elif note := await monitor.guard.take_baseline():
             notes.append(note if monitor.host is None else f"{monitor.host}: {note}")
+        if monitor.meter is not None:
+            idle = await asyncio.to_thread(monitor.meter.measure_idle)
+            notes.append(f"energy: {monitor.meter.method}, over each counted repetition only; idle power "
+                         + ("unknown" if idle is None else f"{idle:.0f} W"))
     return notes
 
 

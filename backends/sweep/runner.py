@@ -34,16 +34,12 @@ from backends.sweep import adaptive
 from backends.sweep.argv import BenchBuild
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
 from backends.sweep.guard import ThermalGuard, reading_pairs
-from backends.sweep.hosts import (by_machine, connection_failure, launcher_for, machines_note,
-                                  remote_names, together)
-from backends.journal.damage import missing_results
+from backends.sweep.hosts import by_machine, connection_failure, launcher_for, machines_note, remote_names, together
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.telemetry.model import TelemetrySource
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
-from backends.sweep.plan import (ChunkTiming, TimeoutPolicy,
-                                 choose_granularity, chunk_points, free_vram_bytes,
-                                 resident_fits, schedule, split_into_grids,
-                                 turn_order)
+from backends.sweep.plan import (ChunkTiming, TimeoutPolicy, choose_granularity, chunk_points,
+                                 free_vram_bytes, resident_fits, schedule, split_into_grids, turn_order)
 from backends.sweep.spec import SweepSpec
 from backends.sweep.control import Blocks, SweepControl
 from backends.sweep.request import RunRequest
@@ -72,7 +68,7 @@ class Sweep:
         self.retried: set[tuple[str, str]] = set()
         self.counts = {"results": 0, "failures": 0}
         # One monitor per machine: its telemetry ticks and its thermal guard.
-        self.monitors = make_monitors(self.contenders, spec, telemetry, host_telemetry)
+        self.monitors = make_monitors(self.contenders, spec, telemetry, host_telemetry, not request.parallel)
         self.guard: ThermalGuard = self.monitors[None].guard
         self.model_paths = dict(request.model_paths)  # host -> the model's path there
         self.chosen = request.granularity
@@ -81,21 +77,17 @@ class Sweep:
         self.notes = list(notes)
         self.started = False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
-                                self.watch, launcher_for=launcher_for, model_for=self.model_for)
+                                self.watch, launcher_for=launcher_for, model_for=self.model_for,
+                                machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
         self.history = tuple(request.history)
         self._replay(request.history)
 
     # --- events in, events out ------------------------------------------------------------
 
     def _replay(self, history: Sequence[RunEvent]) -> None:
-        """Take over what an interrupted run of this journal had measured. A point whose
-        decision counted a result the journal lost is open again: it is measured again."""
+        """Take over what an interrupted run of this journal had measured."""
         for event in history:
             self._record(event)
-        for missing in missing_results(history):
-            self.settled.discard(missing.point.key)
-            self.notes.append(f"{missing.build}'s {missing.point.name} result is missing from "
-                              "the journal: measuring it again")
 
     def _record(self, event: RunEvent) -> None:
         if isinstance(event, ResultReceived):
@@ -120,8 +112,7 @@ class Sweep:
         self.queue.put_nowait(event)
 
     def _explain(self, failure: PointFailed) -> PointFailed:
-        """Name the ssh connection or the RPC server that went away when a contender's point
-        failed with it."""
+        """Name the ssh connection or RPC server that went away when a contender's point failed."""
         contender = self.by_name.get(failure.build)
         if contender is None:
             return failure

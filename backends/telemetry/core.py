@@ -10,7 +10,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from backends.telemetry.model import (
@@ -178,6 +178,12 @@ class Telemetry:
         """(source name, why) for every source asked for that cannot work here."""
         return list(self._unavailable)
 
+    def energy_sources(self) -> list[Any]:
+        """Each card's energy counter and power (``backends.telemetry.energy``)."""
+        from backends.telemetry.energy import sources_of
+
+        return sources_of(self._device_sources)
+
     @property
     def sources(self) -> list[str]:
         names = [s.name for s in self._device_sources]
@@ -259,7 +265,7 @@ class Telemetry:
         return tuple(dataclasses.replace(d, backend_names=names[d.pci_address])
                      if d.pci_address in names else d for d in devices)
 
-    async def stream(self, interval: float = DEFAULT_INTERVAL_S) -> AsyncIterator[TelemetrySnapshot]:
+    async def stream(self, interval: float = DEFAULT_INTERVAL_S) -> AsyncGenerator[TelemetrySnapshot, None]:
         """Yield a snapshot every ``interval`` seconds (0.05 to 10) until the consumer stops.
 
         Sampling runs on one dedicated worker thread, so the event loop never blocks and

@@ -113,6 +113,18 @@ class NvmlEnergy:
             return None
 
 
+def sources_of(device_sources: Sequence[object]) -> list[EnergySource]:
+    """The cards of telemetry's device sources: amdgpu sysfs cards and NVML devices."""
+    found: list[EnergySource] = []
+    for source in device_sources:
+        for card in getattr(source, "cards", ()):
+            found.append(SysfsEnergy(card.device_dir))
+        nvml = getattr(source, "_nvml", None)
+        if nvml is not None:
+            found.extend(NvmlEnergy(nvml, device.handle) for device in getattr(source, "devices", ()))
+    return found
+
+
 @dataclass(frozen=True)
 class Window:
     """The energy of one timed repetition; ``joules`` None: too short to measure."""
@@ -133,6 +145,19 @@ class EnergyMeter:
         self._samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.idle_w: float | None = None  # measured once per run, before it starts
+
+    def measure_idle(self, seconds: float = 0.5) -> float | None:
+        """The cards' mean power over ``seconds`` (blocking: call it off the event loop)."""
+        readings = []
+        deadline = self.clock() + seconds
+        while self.clock() < deadline:
+            power = self.power_w()
+            if power is not None:
+                readings.append(power)
+            time.sleep(1.0 / self.hz)
+        self.idle_w = sum(readings) / len(readings) if readings else None
+        return self.idle_w
 
     @property
     def method(self) -> str:

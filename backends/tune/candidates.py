@@ -1,11 +1,12 @@
 """Building one contender's grid: the values of each free setting, memory checks, the fit.
 
 Memory: with the model's facts and the card's free VRAM, a candidate whose weights, KV
-cache (at the sweep's deepest context, not the probe's) and one ubatch of logits cannot fit
-is set aside with the reason. The estimate in ``backends.models.fit`` adds a margin for
-the compute buffer, so ``-ncmoe`` is searched from its estimate downwards (fewer experts on
-the CPU, faster while it fits) and ``-ngl`` from its estimate upwards; a candidate past
-the real limit fails when it runs, and only that candidate fails.
+cache (at the sweep's deepest context, not the probe's), one ubatch of logits and (without
+flash attention) one layer's attention scores cannot fit is set aside with the reason.
+The estimate in ``backends.models.fit`` adds a margin for the compute buffer, so
+``-ncmoe`` is searched from its estimate downwards (fewer experts on the CPU, faster while
+it fits) and ``-ngl`` from its estimate upwards; a candidate past the real limit fails
+when it runs, and only that candidate fails.
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ def _hard_need(model: ModelInfo, spec: SweepSpec, candidate: Candidate) -> int:
     type_v = candidate.type_v or spec.type_v
     kv = kv_cache_bytes(model, _context(spec), type_k, type_v)
     ubatch = candidate.ubatch or spec.ubatch or 512
-    return weights + kv + ubatch * (model.vocab_size or 0) * 4
+    logits = ubatch * (model.vocab_size or 0) * 4
+    flash = spec.flash_attn if candidate.flash_attn is None else candidate.flash_attn
+    # Without flash attention one layer's attention scores are a whole f32 matrix:
+    # ubatch x context x heads (with it, or left to the build, they are tiled).
+    scores = ubatch * _context(spec) * (model.head_count or 0) * 4 if flash is False else 0
+    return weights + kv + logits + scores
 
 
 def _problem(candidate: Candidate, spec: SweepSpec, model: ModelInfo, vram: int | None) -> str | None:
@@ -87,8 +93,8 @@ def _problem(candidate: Candidate, spec: SweepSpec, model: ModelInfo, vram: int 
         return None
     need = _hard_need(model, spec, candidate)
     if need > vram:
-        return (f"cannot fit: weights, KV cache at {_context(spec)} tokens and logits need "
-                f"{need / GIB:.1f} GiB, {vram / GIB:.1f} GiB free")
+        return (f"cannot fit: weights, KV cache at {_context(spec)} tokens and one ubatch's "
+                f"logits and scores need {need / GIB:.1f} GiB, {vram / GIB:.1f} GiB free")
     return None
 
 
@@ -101,8 +107,10 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
     vram = None if is_cpu_contender(contender) else free_vram(contender)
     ubatches: list[int | None] = [None]
     if "ub" in free:
+        # The defaults first, then from the largest down: a budget cut short in round 0
+        # has tried the sizes a GPU is likeliest to prefer (32 rarely wins anywhere).
         own = spec.ubatch or 512
-        ubatches = [own, *(u for u in ubatch_values(spec) if u != own)]
+        ubatches = [own, *sorted((u for u in ubatch_values(spec) if u != own), reverse=True)]
     flash: list[bool | None] = [None]
     if "fa" in free:
         flash = [spec.flash_attn, *(v for v in (True, False) if v != spec.flash_attn)]
@@ -116,6 +124,9 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
             threads = _thread_values(spec)
         else:
             notes.append("threads not searched: not a CPU contender")
+    if {"ncmoe", "ngl"} & set(free) and is_cpu_contender(contender):
+        notes.append("-ncmoe/-ngl not searched: a CPU contender keeps everything on the CPU")
+        free = tuple(f for f in free if f not in ("ncmoe", "ngl"))
     ncmoe, ngl = _split_values(free, spec, model, vram, notes)
     candidates, skipped = [], []
     for ub, fa, (ctk, ctv), t, moe, layers in product(ubatches, flash, caches, threads, ncmoe, ngl):

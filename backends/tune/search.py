@@ -23,7 +23,8 @@ from backends.journal.tune import Candidate
 
 MAX_REPETITIONS = 24  # per candidate and round (in two passes)
 FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
-TIE_FRACTION = 0.01  # a best this close to the defaults keeps the defaults
+# A best this close to the defaults keeps the defaults: the verdict's own tie band.
+TIE_FRACTION = stats.TIE_FRACTION
 DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
 

@@ -33,7 +33,8 @@ def describe_tune(event: Any) -> str:
         return (f"{event.build:>12}  {where} {event.candidate.label:<22} {r.point.name:<14} "
                 f"{_rate(r.avg_ts)} t/s")
     if isinstance(event, ProbeFailed):
-        return (f"{event.build:>12}  {event.candidate.label:<22} {event.point.name:<14} "
+        where = "defaults" if event.phase == "defaults" else f"round {event.round}"
+        return (f"{event.build:>12}  {where} {event.candidate.label:<22} {event.point.name:<14} "
                 f"{'CUT' if event.budget else 'FAILED'}: {event.reason}")
     if isinstance(event, TuneChosen):
         return f"{event.build:>12}  tuned: {event.chosen.label} ({event.reason})"

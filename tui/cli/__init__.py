@@ -26,6 +26,8 @@ VERB_MODULES = (
     "tui.cli.telemetry",
     "tui.cli.builds",
     "tui.cli.serve",
+    "tui.cli.soak",
+    "tui.cli.gate",
 )
 
 

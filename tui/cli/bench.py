@@ -1,23 +1,26 @@
 """``llamaduel bench``: a sweep of llama-bench over two or more contenders, side by side.
 
 Progress goes to stderr as one line per event, the side-by-side table to stdout, so
-scripts can keep the table and still watch the run. ``--json`` prints every event as a
-JSON line instead.
+scripts can keep the table and still watch the run. ``--json`` prints the run as one JSON
+document at its end instead, ``--jsonl`` every event as a JSON line as it comes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
 from tui.cli.progress import SweepPrinter
-from tui.cli.common import Subparsers, add_contender_options, cancellable, load_builds, load_model, make_contenders
+from tui.cli.common import (Subparsers, add_contender_options, add_fallback_option, cancellable, load_builds,
+                            load_model, make_contenders)
 
 if TYPE_CHECKING:
+    from backends.telemetry import Telemetry
     from backends.builds import BuildInfo
     from backends.journal.tune import TuneSpec
     from backends.journal.journal import RunEvent
@@ -43,6 +46,7 @@ def register(subparsers: Subparsers) -> None:
                        help="seed-sweep, chat, long-doc or moe-split (default: chat)")
     add_grid_options(bench)
     add_contender_options(bench)
+    add_fallback_option(bench)
     add_measurement_options(bench)
     add_tune_options(bench)
     order = bench.add_argument_group("scheduling")
@@ -60,8 +64,20 @@ def register(subparsers: Subparsers) -> None:
     bench.add_argument("--save", metavar="NAME",
                        help="save the results and the verdict as a profile with this name")
     bench.add_argument("--store", type=Path, help="profile folder for --save (default: data folder)")
-    bench.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    add_json_options(bench)
     bench.set_defaults(func=cmd_bench)
+
+
+def add_json_options(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="print the run as one JSON document at its end (every event)")
+    output.add_argument("--jsonl", action="store_true",
+                        help="print every event as a JSON line as it comes")
+
+
+def output_mode(options: argparse.Namespace) -> str:
+    return "json" if options.json else "jsonl" if options.jsonl else "text"
 
 
 def add_grid_options(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +177,8 @@ def _bench(options: argparse.Namespace) -> int:
     from backends.sweep import DEFAULT_GRANULARITY, RunRequest, SweepError, run_sweep
     from tui.cli.remote import host_models, host_telemetry
 
-    builds, servers = make_contenders(load_builds(options.build, hosts=options.host), options)
+    builds, servers = make_contenders(load_builds(options.build, hosts=options.host,
+                                                   allow_cpu_fallback=options.allow_cpu_fallback), options)
     local = any(not b.host for b in builds)
     model, model_paths = host_models(builds, options.model, options.model_on,
                                      load_model(options.model) if local else None)
@@ -178,10 +195,10 @@ def _bench(options: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     telemetry = _telemetry(options.telemetry) if local else None
     remote = host_telemetry(builds) if options.telemetry != "off" else {}
-    printer = SweepPrinter(options.json)
+    printer = SweepPrinter(output_mode(options))
     try:
         status, run_dir = drive(run_sweep(request, telemetry=telemetry, host_telemetry=remote),
-                                json_lines=options.json, printer=printer)
+                                printer=printer)
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
@@ -190,13 +207,15 @@ def _bench(options: argparse.Namespace) -> int:
         for source in remote.values():
             source.close()
     if options.save and run_dir is not None:
-        save_profile(options.save, printer.events, run_dir, model, builds, options.store)
+        save_profile(options.save, printer.events, run_dir, model, builds, options.store,
+                     quiet=output_mode(options) != "text")
     return status
 
 
 def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: ModelInfo | None,
-                 builds: Sequence[BuildInfo], store_path: Path | None) -> None:
-    """Save the run's profile from its events as they passed (the journal is not read back)."""
+                 builds: Sequence[BuildInfo], store_path: Path | None, *, quiet: bool = False) -> None:
+    """Save the run's profile from its events as they passed (the journal is not read back);
+    its path goes to stderr when stdout carries JSON."""
     from profiles.model import profile_from_journal
     from profiles.store import ProfileError, ProfileStore
 
@@ -205,10 +224,10 @@ def save_profile(name: str, events: Sequence[RunEvent], run_dir: Path, model: Mo
         path = ProfileStore(store_path).save(profile)
     except (ProfileError, OSError) as error:
         raise CommandError(f"the profile could not be saved ({error}); the run is in {run_dir}") from None
-    print(f"profile: {path}")
+    print(f"profile: {path}", file=sys.stderr if quiet else sys.stdout)
 
 
-def _telemetry(choice: str) -> Any:
+def _telemetry(choice: str) -> Telemetry | None:
     if choice == "off":
         return None
     from backends.telemetry import Telemetry
@@ -216,13 +235,13 @@ def _telemetry(choice: str) -> Any:
     return Telemetry()
 
 
-def drive(events: AsyncIterator[RunEvent], *, json_lines: bool,
+def drive(events: AsyncIterator[RunEvent], output: str = "text", *,
           printer: SweepPrinter | None = None) -> tuple[int, Path | None]:
     """Run the sweep to its end, printing as it goes (``printer`` keeps its events); the
     exit code and the run folder."""
     from backends.sweep import JournalError
 
-    printer = printer or SweepPrinter(json_lines)
+    printer = printer or SweepPrinter(output)
     try:
         finished = asyncio.run(cancellable(events, printer.show))
     except JournalError as error:

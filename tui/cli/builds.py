@@ -7,16 +7,22 @@ there are, and what each one is.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from profiles.format import format_bytes, render_table
 
 
 from tui.cli.common import Subparsers
+
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.models import ModelInfo
 
 
 def register(subparsers: Subparsers) -> None:
@@ -69,7 +75,7 @@ def human_count(n: int | None) -> str:
     return str(n)
 
 
-def _device_cell(build: Any, names: list[str] | None = None) -> str:
+def _device_cell(build: BuildInfo, names: list[str] | None = None) -> str:
     if names == ["none"]:
         return "the CPU (-dev none)"
     devices = [d for d in build.devices if names is None or d.name in names]
@@ -80,10 +86,10 @@ def _device_cell(build: Any, names: list[str] | None = None) -> str:
         for d in devices)
 
 
-def _build_status(build: Any) -> str:
+def _build_status(build: BuildInfo) -> str:
     if build.problem:
         return f"problem: {build.problem}"
-    notes = ["ok"]
+    notes = [f"FLAGGED: {build.fallback}" if build.fallback else "ok"]
     if build.env:
         notes.append("needs " + " ".join(f"{k}={v}" for k, v in build.env.items()))
     if build.note:
@@ -91,7 +97,7 @@ def _build_status(build: Any) -> str:
     return "\n".join(notes)
 
 
-def format_builds(builds: list[Any]) -> str:
+def format_builds(builds: list[BuildInfo]) -> str:
     """One row per build, or per backend for a build with several (``GGML_BACKEND_DL``):
     ``-dev`` picks among them, e.g. ``--device vk=Vulkan0``."""
     from backends.contenders import by_backend
@@ -111,13 +117,13 @@ def format_builds(builds: list[Any]) -> str:
     return render_table(["NAME", "BACKEND", "DEVICES", "VERSION", "STATUS"], rows)
 
 
-def _file_cell(model: Any) -> str:
+def _file_cell(model: ModelInfo) -> str:
     if len(model.files) > 1:
         return f"{model.path.name} (+{len(model.files) - 1} parts)"
     return str(model.path.name)
 
 
-def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
+def format_models(models: list[ModelInfo], fits: list[Any] | None = None) -> str:
     headers = ["FILE", "ARCH", "PARAMS", "QUANT", "SIZE", "LAYERS", "CTX", "KIND"]
     if fits is not None:
         headers.append("FIT")
@@ -144,7 +150,7 @@ def format_models(models: list[Any], fits: list[Any] | None = None) -> str:
 
 # --- handlers ------------------------------------------------------------------------------
 
-def handle_builds(options: Any, out: TextIO | None = None) -> int:
+def handle_builds(options: argparse.Namespace, out: TextIO | None = None) -> int:
     from backends.journal import codec
     from backends.builds import discover_builds
     from backends.remote.ssh import close_hosts
@@ -173,7 +179,8 @@ def handle_builds(options: Any, out: TextIO | None = None) -> int:
     finally:
         close_hosts()
     if options.json:
-        json.dump([codec.to_builtins(b) for b in found], out, indent=2)
+        # "flagged": the sentence for a build whose GPU backend found no device, else null.
+        json.dump([{**codec.to_builtins(b), "flagged": b.fallback} for b in found], out, indent=2)
         out.write("\n")
     elif found:
         out.write(format_builds(found) + "\n")
@@ -182,7 +189,7 @@ def handle_builds(options: Any, out: TextIO | None = None) -> int:
     return 0
 
 
-def handle_models(options: Any, out: TextIO | None = None) -> int:
+def handle_models(options: argparse.Namespace, out: TextIO | None = None) -> int:
     from backends.models import ModelSearchError, cache_type_bytes, estimate_fit, find_models
     from tui.cli import CommandError
 

@@ -2,7 +2,8 @@
 
 One line per build on stdout: mean KL divergence, top-1 agreement, perplexity and its
 delta, and the verdict (pass, SUSPECT with the numbers that crossed a threshold, or FAILED
-with the reason). ``--json`` prints one JSON object per build instead.
+with the reason). ``--json`` prints one JSON document at the end instead (``{"reference":
+..., "builds": [...], "problem": ...}``), ``--jsonl`` one JSON line per build as it comes.
 
 Exit status: 0 when the check ran, even when a build is suspect or failed (the lines say
 so, and scripts read ``--json``); 1 when the reference itself failed, so nothing could be
@@ -53,7 +54,13 @@ def register(subparsers: Subparsers) -> None:
                         help="smallest top-1 agreement in percent (default: 90)")
     limits.add_argument("--max-ppl-delta", type=float,
                         help="largest perplexity change in percent (default: 2)")
-    check.add_argument("--json", action="store_true", help="print one JSON object per build")
+    output = check.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="print one JSON document at the end: the reference and every build")
+    output.add_argument("--jsonl", action="store_true", help="print one JSON line per build as it comes")
+    from tui.cli.common import add_fallback_option
+
+    add_fallback_option(check)
     check.set_defaults(func=cmd_check)
 
 
@@ -99,8 +106,12 @@ def cmd_check(options: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     from tui.cli.common import load_builds
 
-    builds = load_builds(options.build, needs="perplexity")
+    builds = load_builds(options.build, needs="perplexity",
+                         allow_cpu_fallback=options.allow_cpu_fallback)
     extra = _extra_args(options.args)
+
+    document: dict[str, Any] = {"reference": None, "model": str(options.model), "builds": [],
+                                "problem": None}
 
     async def drive() -> int:
         status = exits.NO_COMPARISON  # until the check finishes
@@ -111,14 +122,17 @@ def cmd_check(options: argparse.Namespace) -> int:
             if isinstance(event, CheckStarted):
                 print(f"checking {len(event.builds)} build(s) against {event.reference} "
                       f"on {Path(event.model).name}", file=sys.stderr, flush=True)
+                document["reference"] = event.reference
             elif isinstance(event, BuildChecked):
-                if options.json:
+                document["builds"].append(event.result.to_json())
+                if options.jsonl:
                     print(json.dumps(event.result.to_json()), flush=True)
-                else:
+                elif not options.json:  # --json: one document at the end
                     print(event.result.summary(), flush=True)
             elif isinstance(event, CheckFinished):
                 if event.problem:
                     print(f"llamaduel: {event.problem}", file=sys.stderr)
+                    document["problem"] = event.problem
                     return exits.NO_COMPARISON
                 status = exits.comparison_status(
                     {r.build: int(r.status != "failed") for r in event.results},
@@ -126,6 +140,9 @@ def cmd_check(options: argparse.Namespace) -> int:
         return status
 
     try:
-        return asyncio.run(drive())
+        status = asyncio.run(drive())
     except CheckInputError as error:
         raise CommandError(str(error)) from None
+    if options.json:
+        print(json.dumps(document, indent=1))
+    return status

@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
@@ -21,15 +21,20 @@ from tui.cli import CommandError
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+if TYPE_CHECKING:
+    from backends.remote.rpc import LocalRpcServer
+
+
 def load_builds(arguments: Sequence[str], needs: str | None = "bench",
-                hosts: Sequence[str] = ()) -> list[BuildInfo]:
+                hosts: Sequence[str] = (), *, allow_cpu_fallback: bool = False) -> list[BuildInfo]:
     """Probe each ``--build NAME=PATH`` (or ``NAME=HOST:PATH``, or a NAME on a ``--host
     NAME=HOST``: a build on another machine, probed there over ssh); one-line CommandError
     for the first that cannot serve.
 
     ``needs`` names the tool the command runs: ``bench`` (llama-bench), ``completion``,
     ``perplexity`` or ``server``; None takes every build that exists, for commands that
-    report a build's missing tool themselves.
+    report a build's missing tool themselves. A build whose GPU backend found no device is
+    refused unless ``allow_cpu_fallback``.
     """
     from backends.builds import probe_build
     from backends.remote.probe import parse_build_target
@@ -57,6 +62,8 @@ def load_builds(arguments: Sequence[str], needs: str | None = "bench",
         if needs not in (None, "bench") and getattr(build, needs) is None:
             why = f" ({build.problem})" if build.problem else ""
             raise CommandError(f"build {name!r}: no llama-{needs} in {build.folder}{why}")
+        if not allow_cpu_fallback:
+            refuse_cpu_fallback(build, where)
         builds.append(build)
     if len({b.name for b in builds}) != len(builds):
         raise CommandError("each --build needs its own NAME")
@@ -64,6 +71,20 @@ def load_builds(arguments: Sequence[str], needs: str | None = "bench",
     if unknown:
         raise CommandError(f"--host {sorted(unknown)[0]}=...: no --build with that NAME")
     return builds
+
+
+def refuse_cpu_fallback(build: BuildInfo, where: str | None = None) -> None:
+    """One line for a build that would run on the CPU while its name says GPU."""
+    if build.fallback:
+        place = f" ({where})" if where else ""
+        raise CommandError(f"build {build.name!r}{place} was {build.fallback}; refused "
+                           "(--allow-cpu-fallback runs it anyway)")
+
+
+def add_fallback_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-cpu-fallback", action="store_true",
+                        help="run a build whose GPU backend found no device (it runs on the "
+                        "CPU) instead of refusing it")
 
 
 def parse_hosts(texts: Sequence[str]) -> dict[str, str]:
@@ -124,7 +145,8 @@ def add_contender_options(parser: argparse.ArgumentParser) -> None:
                        "them by layer, row and tensor split, evenly and 3:1")
 
 
-def make_contenders(builds: list[BuildInfo], options: argparse.Namespace) -> tuple[list[BuildInfo], list[Any]]:
+def make_contenders(builds: list[BuildInfo],
+                    options: argparse.Namespace) -> tuple[list[BuildInfo], list[LocalRpcServer]]:
     """The contenders and the local RPC servers they need."""
     from backends.contenders import (ContenderError, make_contenders as combine, parse_device_arg,
                                      parse_rpc_arg, parse_set_arg, split_variants)

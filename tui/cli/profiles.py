@@ -145,13 +145,31 @@ def cmd_show(options: argparse.Namespace) -> int:
         print(f"\nServer against llama-bench: {profile.serving_disagreement}")
     for line in tuning_lines(profile):
         print(line)
+    _print_stability(profile)
     if profile.recommendation is None:
         if not profile.serving_verdicts:
             print("no recommendation (no results)")
         return 0
     print()
     _print_recommendation(profile.recommendation)
+    if profile.conditions:
+        from backends.text import printable
+
+        print("\nhow these figures were taken:" + "".join(f"\n- {printable(c)}" for c in profile.conditions))
     return 0
+
+
+def _print_stability(profile: Profile) -> None:
+    """The soak's figures and the nightly gate's trend across builds, when there are some."""
+    from profiles.gate import trend_lines
+    from profiles.soak import soak_lines
+
+    for line in soak_lines(profile.soak):
+        print(line)
+    if profile.gates:
+        print(f"gate history ({len(profile.gates)} runs; last: {profile.gates[-1].get('line')}):")
+        for line in trend_lines(profile.gates):
+            print(f"  {line}")
 
 
 def tuning_lines(profile: Any) -> list[str]:
@@ -336,7 +354,10 @@ def cmd_recommend(options: argparse.Namespace) -> int:
         recs = [recommend_run(machine.records(), settings) for machine in run.machines() if machine.result_count]
     recs = [r for r in recs if r.verdicts]
     if not recs:
-        raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files))
+        failed = [f"{name} failed {', '.join(dict.fromkeys(f.test for f in fs))} ({fs[0].reason})"
+                  for name, fs in run.failures.items() if fs] if not run.journal else []
+        raise _error("no llama-bench results to compare in " + ", ".join(Path(f).name for f in options.files)
+                     + (": " + "; ".join(failed) if failed else ""))
     if options.format == "json":
         # One JSON document however many machines: one machine's recommendation, or several
         # under "machines".

@@ -4,40 +4,45 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
                              ResultReceived, SweepFinished, SweepNote, SweepStarted,
-                             TelemetryRecorded)
-from backends.journal.journal import event_to_json
+                             TelemetryRecorded, TestPoint)
+from backends.journal.journal import RunEvent, event_to_json
 from backends.journal.tune import TUNE_EVENT_TYPES
 from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
+from backends.text import printable
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say
 
 
 class SweepPrinter:
-    """Progress lines on stderr (or every event as JSON on stdout), then the table."""
+    """Progress lines on stderr, then on stdout the table (``text``), one JSON document
+    with every event (``json``), or every event as a JSON line as it comes (``jsonl``)."""
 
-    def __init__(self, json_lines: bool) -> None:
-        self.json_lines = json_lines
-        self.events: list[Any] = []
+    def __init__(self, output: str = "text") -> None:
+        self.output = output
+        self.events: list[RunEvent] = []
+        self.documents: list[Mapping[str, object]] = []  # every event as JSON, for ``json``
         self.started: SweepStarted | None = None
         self.finished: SweepFinished | None = None
 
-    def show(self, event: Any) -> None:
+    def show(self, event: RunEvent) -> None:
         if not isinstance(event, TelemetryRecorded):
             self.events.append(event)
-        if self.json_lines:
+        if self.output == "jsonl":
             print(json.dumps(event_to_json(event)), flush=True)
+        elif self.output == "json":
+            self.documents.append(event_to_json(event))
         if isinstance(event, SweepStarted):
             self.started = event
         elif isinstance(event, SweepFinished):
             self.finished = event
-        if not self.json_lines:
+        if self.output != "jsonl":
             line, transient = describe(event)
             if line:
                 say(line, transient=transient)
@@ -48,6 +53,8 @@ class SweepPrinter:
         started = self.started
         run_dir = Path(started.run_dir) if started is not None else None
         problem = self.finished.problem if self.finished is not None else ""
+        if self.output == "json":
+            self.print_document(cancelled, run_dir)
         if cancelled or problem:
             say(f"stopped: {problem}" if problem else
                 "cancelled: every llama.cpp process was stopped; results so far are in the journal")
@@ -57,17 +64,50 @@ class SweepPrinter:
         if started is None or run_dir is None:
             return exits.NO_COMPARISON, run_dir
         events = whole_run(run_dir, self.events)
-        if not self.json_lines:
+        if self.output == "text":
+            from backends.sweep.conditions import conditions
+
             say("", transient=False)
             print(side_by_side_table(started.builds, events))
+            taken = conditions(events)
+            if taken:
+                print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
+            for line in tuning_text(events):
+                print(printable(line))
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:
             say(line)
         return status, run_dir
 
+    def print_document(self, cancelled: bool, run_dir: Path | None) -> None:
+        """The run as one JSON document: where it is, how it ended, every event."""
+        problem = self.finished.problem if self.finished is not None else None
+        print(json.dumps({
+            "run_id": self.started.run_id if self.started is not None else None,
+            "run_dir": str(run_dir) if run_dir else None,
+            "journal": str(run_dir / "journal.jsonl") if run_dir else None,
+            "state": "cancelled" if cancelled else "stopped" if problem else "finished",
+            "problem": problem or None, "events": self.documents}, indent=1), flush=True)
 
-def whole_run(run_dir: Path, seen: list[Any]) -> list[Any]:
+
+def tuning_text(events: list[RunEvent]) -> list[str]:
+    """What tuning was worth and the duel both ways (a tuned run), and what else differs."""
+    from profiles.confounds import confound_line, confounds
+    from profiles.tuning import tuning_from_events, worth_text
+
+    lines: list[str] = []
+    tuning = tuning_from_events(events)
+    if tuning is not None:
+        lines += ["", "tuned:"]
+        lines += [f"- {worth_text(c)}" for c in tuning.contenders]
+        lines += [f"- {line}" for line in tuning.lines]
+    if differences := confounds(events):
+        lines += ["", confound_line(differences)]
+    return lines
+
+
+def whole_run(run_dir: Path, seen: list[RunEvent]) -> list[RunEvent]:
     """Every event of the run's journal (a resumed run's earlier sessions too), or what
     this session saw when the journal cannot be read back."""
     from backends.sweep import read_journal
@@ -78,7 +118,7 @@ def whole_run(run_dir: Path, seen: list[Any]) -> list[Any]:
         return seen
 
 
-def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
+def sweep_status(events: list[RunEvent]) -> tuple[int, list[str]]:
     """The exit code of a sweep from its journal's events, and a line per contender that
     failed or lacks points: how many, and the first reason."""
     starts = [e for e in events if isinstance(e, SweepStarted)]
@@ -99,7 +139,7 @@ def sweep_status(events: list[Any]) -> tuple[int, list[str]]:
     return exits.comparison_status(done, failed), lines
 
 
-def describe(event: Any) -> tuple[str, bool]:
+def describe(event: RunEvent) -> tuple[str, bool]:
     """One line for an event (and whether it is a passing one), or ''."""
     if isinstance(event, SweepStarted):
         notes = "".join(f"\nnote: {n}" for n in event.notes)
@@ -115,7 +155,7 @@ def describe(event: Any) -> tuple[str, bool]:
         block = f" (block {event.block + 1})" if event.block else ""
         flag = "  THROTTLED" if event.throttled else ""
         return (f"{event.build:>12}  {r.point.name:<18} {format_rate(r.avg_ts):>10} t/s "
-                f"± {format_rate(r.stddev_ts)}{block}{flag}"), False
+                f"± {format_rate(r.stddev_ts)}{energy_text(event.telemetry)}{block}{flag}"), False
     if isinstance(event, PointFailed):
         return f"{event.build:>12}  {event.point.name:<18} FAILED: {event.reason}", False
     if isinstance(event, PointProgress):
@@ -131,12 +171,30 @@ def describe(event: Any) -> tuple[str, bool]:
     return "", False
 
 
-def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[Any]) -> str:
+def energy_text(telemetry: Mapping[str, object] | None) -> str:
+    """``  1.03 ± 0.02 tok/J`` over the counted repetitions, or why there is none."""
+    if not telemetry or not telemetry.get("energy_method"):
+        return ""
+    if not isinstance(telemetry.get("tokens_per_joule"), (int, float)):
+        return "  energy: too short to measure"
+    return "  " + ", ".join(_with_spread(telemetry, key, unit) for key, unit in (
+        ("tokens_per_joule", "tok/J"), ("joules_per_token", "J/token")))
+
+
+def _with_spread(figures: Mapping[str, object], key: str, unit: str) -> str:
+    value, spread = figures.get(key), figures.get(f"{key}_sd")
+    if not isinstance(value, (int, float)):
+        return f"- {unit}"
+    shown = f"{value:.3g}" + (f" ± {spread:.2g}" if isinstance(spread, (int, float)) else "")
+    return f"{shown} {unit}"
+
+
+def side_by_side_table(builds: tuple[str, ...] | list[str], events: list[RunEvent]) -> str:
     """One row per test point, tok/s ± stddev per contender, the fastest and its lead."""
     results = point_results(events)
     cells: dict[str, dict[str, str]] = {}
     speeds: dict[str, dict[str, float]] = {}
-    order: dict[str, Any] = {}
+    order: dict[str, TestPoint] = {}
     for item in results:
         point = item.result.point
         order.setdefault(point.key, point)

@@ -52,6 +52,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
                         help="kill a build that has not finished after this long (600)")
     parser.add_argument("--json", action="store_true", help="print the race summary as JSON")
+    from tui.cli.common import add_fallback_option
+
+    add_fallback_option(parser)
     parser.set_defaults(func=handle_race)
 
 
@@ -150,7 +153,8 @@ def handle_race(options: argparse.Namespace) -> int:
 
     from tui.cli.common import load_builds
 
-    builds = load_builds(options.build, needs=None)  # the race reports a missing tool itself
+    # The race reports a missing tool itself.
+    builds = load_builds(options.build, needs=None, allow_cpu_fallback=options.allow_cpu_fallback)
     spec = RaceSpec(
         prompt=_prompt(options),
         n_predict=options.n_predict,

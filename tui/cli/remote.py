@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
 from tui.cli import CommandError
 from tui.cli.common import say
+
+
+if TYPE_CHECKING:
+    from backends.telemetry.model import TelemetrySource
 
 
 def host_models(builds: Sequence[BuildInfo], model: Path, model_on: Sequence[str],
@@ -53,7 +57,7 @@ def _describe(model: ModelInfo) -> str:
     return f"{model.architecture} {model.quant}, {model.size_bytes} bytes"
 
 
-def host_telemetry(builds: Sequence[BuildInfo]) -> dict[str, Any]:
+def host_telemetry(builds: Sequence[BuildInfo]) -> dict[str, TelemetrySource]:
     """A RemoteTelemetry for every host a build runs on."""
     from backends.remote.telemetry import RemoteTelemetry
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from profiles.format import render_table
 from tui.cli import CommandError
-from tui.cli.common import Subparsers
-from tui.cli.bench import drive
+from tui.cli.bench import add_json_options, drive, output_mode
+from tui.cli.common import Subparsers, add_fallback_option, refuse_cpu_fallback
 
 
 def register(subparsers: Subparsers) -> None:
@@ -17,17 +17,19 @@ def register(subparsers: Subparsers) -> None:
                                    description="Continue a run without redoing finished points.")
     resume.add_argument("run", help="a run id (see `llamaduel runs`) or run folder")
     resume.add_argument("--retry-failed", action="store_true", help="run failed points again")
-    resume.add_argument("--json", action="store_true", help="print every event as a JSON line")
+    add_json_options(resume)
+    add_fallback_option(resume)
     resume.set_defaults(func=cmd_resume)
 
     runs = subparsers.add_parser("runs", help="list run journals, newest first")
-    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--json", action="store_true", help="print the runs as one JSON list")
     runs.set_defaults(func=cmd_runs)
 
 
 def cmd_resume(options: argparse.Namespace) -> int:
     from backends.paths import runs_root
     from backends.sweep import SweepError, resume
+    from backends.sweep.resume import probe_recorded
 
     run_dir = Path(options.run)
     if not run_dir.is_dir():
@@ -36,7 +38,12 @@ def cmd_resume(options: argparse.Namespace) -> int:
         raise CommandError(f"no run {options.run!r}: see `llamaduel runs`")
     report_damage(run_dir)
     try:
-        return drive(resume(run_dir, retry_failed=options.retry_failed), json_lines=options.json)[0]
+        builds = probe_recorded(run_dir)
+        if not options.allow_cpu_fallback:
+            for build in builds:
+                refuse_cpu_fallback(build)
+        events = resume(run_dir, builds=builds, retry_failed=options.retry_failed)
+        return drive(events, output_mode(options))[0]
     except SweepError as error:
         raise CommandError(str(error)) from None
 
@@ -52,6 +59,10 @@ def report_damage(run_dir: Path) -> None:
         return  # resume says what is missing
     for line in journal.report():
         say(line)
+    from backends.journal.damage import missing_results
+
+    for missing in missing_results(journal.events):
+        say(missing.again)
 
 
 def cmd_runs(options: argparse.Namespace) -> int:
@@ -59,10 +70,10 @@ def cmd_runs(options: argparse.Namespace) -> int:
 
     runs = list_runs()
     if options.json:
-        for run in runs:
-            print(json.dumps({"run_id": run.run_id, "run_dir": str(run.run_dir), "model": run.model,
-                              "builds": list(run.builds), "done": run.done, "total": run.total,
-                              "finished": run.finished, "problem": run.problem or None}))
+        print(json.dumps([{"run_id": run.run_id, "run_dir": str(run.run_dir), "model": run.model,
+                           "builds": list(run.builds), "done": run.done, "total": run.total,
+                           "finished": run.finished, "problem": run.problem or None}
+                          for run in runs], indent=1))
         return 0
     if not runs:
         print("no runs yet: start one with `llamaduel bench`")

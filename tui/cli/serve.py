@@ -20,10 +20,14 @@ import shlex
 import sys
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 
 from tui.cli.common import Subparsers
+
+if TYPE_CHECKING:
+    from backends.journal.serve import DuelFinished, Level, LevelFinished, LevelSummary, ServeEvent
+    from backends.server import DuelSpec, ServedBuild
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -91,6 +95,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--no-gap", action="store_true", help="skip llama-bench for the gap")
     parser.add_argument("--journal", metavar="FILE", help="JSONL journal (default: a new run folder)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    from tui.cli.common import add_fallback_option
+
+    add_fallback_option(parser)
     parser.add_argument("--save", metavar="NAME",
                         help="save the duel and its serving verdicts as a profile with this name")
     check = parser.add_argument_group("launch check")
@@ -104,7 +111,7 @@ def register(subparsers: Subparsers) -> None:
     parser.set_defaults(func=handle_serve)
 
 
-def _spec(options: argparse.Namespace) -> Any:
+def _spec(options: argparse.Namespace) -> DuelSpec:
     """The preset (or the defaults) with every option the user gave on top."""
     from backends.server import DuelSpec, ServerSettings
     from backends.server.spec import preset
@@ -129,12 +136,12 @@ def _spec(options: argparse.Namespace) -> Any:
         resident=options.resident, gap=not options.no_gap)
 
 
-def _contenders(arguments: list[str]) -> list[Any]:
+def _contenders(arguments: list[str], allow_cpu_fallback: bool) -> list[ServedBuild]:
     from backends.server import ServedBuild
     from tui.cli.common import load_builds
 
     return [ServedBuild(name=b.name, folder=str(b.folder), env=dict(b.env), backend=b.backend)
-            for b in load_builds(arguments, needs=None)]
+            for b in load_builds(arguments, needs=None, allow_cpu_fallback=allow_cpu_fallback)]
 
 
 def handle_serve(options: argparse.Namespace) -> int:
@@ -158,13 +165,17 @@ def handle_serve(options: argparse.Namespace) -> int:
             check_name(options.save)
         except ProfileError as error:
             raise CommandError(str(error)) from None
-    contenders = _contenders(options.build)
+    contenders = _contenders(options.build, options.allow_cpu_fallback)
     try:
         events = asyncio.run(_run(contenders, options, spec))
     except DuelError as error:
         raise CommandError(str(error)) from None
-    finished = events[-1]
+    from backends.journal.serve import DuelFinished
     from backends.server import duel_summary
+
+    finished = events[-1] if events else None
+    if not isinstance(finished, DuelFinished):
+        raise CommandError("the server duel ended without its summary")
     from profiles.disagreement import disagreement
     from profiles.serving import serving_verdicts
 
@@ -188,7 +199,7 @@ def handle_serve(options: argparse.Namespace) -> int:
     return _status(finished, [c.name for c in contenders])
 
 
-def _status(finished: Any, names: list[str]) -> int:
+def _status(finished: DuelFinished, names: list[str]) -> int:
     """The shared exit code (``tui.cli.exits``): levels measured and failed per contender."""
     from tui.cli import exits
 
@@ -201,7 +212,7 @@ def _status(finished: Any, names: list[str]) -> int:
     return exits.PARTIAL if status == exits.COMPARED and finished.failures else status
 
 
-def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any]) -> None:
+def _save(options: argparse.Namespace, events: list[ServeEvent], contenders: list[ServedBuild]) -> None:
     from profiles.model import profile_from_serve_duel
     from profiles.store import ProfileError, ProfileStore
     from tui.cli import CommandError
@@ -214,11 +225,11 @@ def _save(options: argparse.Namespace, events: list[Any], contenders: list[Any])
     print(f"profile: {path}", file=sys.stderr if options.json else sys.stdout)
 
 
-async def _run(contenders: list[Any], options: argparse.Namespace, spec: Any) -> list[Any]:
+async def _run(contenders: list[ServedBuild], options: argparse.Namespace, spec: DuelSpec) -> list[ServeEvent]:
     from backends.server import run_serve_duel
     from backends.journal.serve import DuelStarted, LevelFinished, ServerFailed
 
-    events: list[Any] = []
+    events: list[ServeEvent] = []
     stream = run_serve_duel(contenders, Path(options.model).expanduser(), spec,
                             journal_path=options.journal)
     async with contextlib.aclosing(stream) as duel:
@@ -243,7 +254,7 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def progress_line(event: Any) -> str:
+def progress_line(event: LevelFinished) -> str:
     s = event.summary
     state = "FAILED" if event.failed else "done"
     short = f", {s.short} short" if s.short else ""
@@ -259,7 +270,7 @@ def _table(rows: Sequence[tuple[str, ...]]) -> str:
                      for row in rows)
 
 
-def _level_row(s: Any, with_setting: bool) -> tuple[str, ...]:
+def _level_row(s: LevelSummary, with_setting: bool) -> tuple[str, ...]:
     e2e = "-" if s.e2e_s.p50 is None else f"{s.e2e_s.p50:.2f}"
     setting = ((_setting(s.level),) if with_setting else ())
     return (s.contender, str(s.level.concurrency), s.level.shape, *setting, str(s.requests),
@@ -267,7 +278,7 @@ def _level_row(s: Any, with_setting: bool) -> tuple[str, ...]:
             e2e, _rate(s.gen_tps.mean), _rate(s.total_tps))
 
 
-def _setting(level: Any) -> str:
+def _setting(level: Level) -> str:
     """``32K q4_0 s4``: the server's context, cache type and slots, short."""
     ctx = level.ctx_size
     parts = [(f"{ctx // 1024}K" if ctx % 1024 == 0 else str(ctx)) if ctx else "auto",
@@ -275,7 +286,7 @@ def _setting(level: Any) -> str:
     return " ".join(parts)
 
 
-def results_table(finished: Any) -> str:
+def results_table(finished: DuelFinished) -> str:
     """Level results (the first reason of each level that lost a request beneath), the
     bench-vs-server gap and the failures, as text tables."""
     with_setting = any(s.level.setting for s in finished.summaries)

@@ -1,7 +1,8 @@
 """``llamaduel telemetry``: print GPU and host telemetry once per tick, like ``nvidia-smi dmon``.
 
-One fixed-width line per device and one for the host each tick, or JSON lines with
-``--json`` (each line is ``snapshot_to_json`` of one tick). Sources that cannot work
+One fixed-width line per device and one for the host each tick; ``--json`` prints one
+document when it stops (``{"ticks": [...]}``, each ``snapshot_to_json`` of one tick) and
+``--jsonl`` one JSON line per tick as it comes. Sources that cannot work
 here are named once on stderr, with the reason. Ctrl-C stops it cleanly.
 """
 
@@ -11,9 +12,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.cli.common import Subparsers
+
+
+if TYPE_CHECKING:
+    from backends.telemetry import DeviceSample, HostSample
 
 
 GIB = 1024 ** 3
@@ -34,7 +39,10 @@ def register(subparsers: Subparsers) -> None:
                         help="seconds between ticks, 0.05 to 10 (default 1)")
     parser.add_argument("--count", type=int, default=None, metavar="N",
                         help="stop after N ticks (default: until Ctrl-C)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per tick")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
+                        help="one JSON document when it stops: {\"ticks\": [...]}")
+    output.add_argument("--jsonl", action="store_true", help="one JSON line per tick, as it comes")
     parser.add_argument("--sysfs-root", default="/", metavar="PATH",
                         help="read amdgpu sysfs under this root instead of / (for a copied tree)")
     parser.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
@@ -74,7 +82,7 @@ def _cells(cells: list[str]) -> str:
     return "  " + _row(cells)
 
 
-def device_line(clock: str, device: Any) -> str:
+def device_line(clock: str, device: DeviceSample) -> str:
     throttle = "?" if device.throttle_reasons is None else ",".join(device.throttle_reasons) or "none"
     label = device.label if len(device.label) <= 14 else device.label[-14:]
     vram = _pair(None if device.vram_used_bytes is None else device.vram_used_bytes / GIB,
@@ -86,7 +94,7 @@ def device_line(clock: str, device: Any) -> str:
     ])
 
 
-def host_line(clock: str, host: Any) -> str:
+def host_line(clock: str, host: HostSample) -> str:
     parts = [f"cpu {_fmt(host.cpu_percent)}% of {host.cpu_count}",
              f"ram {_pair(_gib(host.ram_used_bytes), _gib(host.ram_total_bytes), '.1f')} GiB"]
     if host.watched_pids or host.process_cpu_percent is not None:
@@ -113,7 +121,8 @@ def run_telemetry(options: argparse.Namespace) -> int:
             print(f"llamaduel telemetry: {source} unavailable: {reason}", file=sys.stderr)
         if options.pid:
             telemetry.watch_pids(options.pid)
-        return _print_ticks(telemetry, interval, options.count, options.json, sys.stdout)
+        mode = "json" if options.json else "jsonl" if options.jsonl else "text"
+        return _print_ticks(telemetry, interval, options.count, mode, sys.stdout)
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -124,20 +133,26 @@ def run_telemetry(options: argparse.Namespace) -> int:
         telemetry.close()
 
 
-def _print_ticks(telemetry: Any, interval: float, count: int | None, as_json: bool,
+def _print_ticks(telemetry: Any, interval: float, count: int | None, mode: str,
                  out: TextIO) -> int:
+    """Ticks as text lines, JSON lines (``jsonl``), or one document at the end (``json``,
+    also after Ctrl-C: what was sampled is never lost)."""
     import asyncio
 
     from backends.telemetry import snapshot_to_json
 
+    collected: list[dict[str, Any]] = []
+
     async def consume() -> None:
         ticks = 0
-        if not as_json:
+        if mode == "text":
             print(header_line(), file=out, flush=True)
         stream = telemetry.stream(interval)
         try:
             async for snapshot in stream:
-                if as_json:
+                if mode == "json":
+                    collected.append(snapshot_to_json(snapshot))
+                elif mode == "jsonl":
                     print(json.dumps(snapshot_to_json(snapshot)), file=out, flush=True)
                 else:
                     clock = time.strftime("%H:%M:%S", time.localtime(snapshot.at))
@@ -152,7 +167,14 @@ def _print_ticks(telemetry: Any, interval: float, count: int | None, as_json: bo
         finally:
             await stream.aclose()
 
-    asyncio.run(consume())
+    try:
+        asyncio.run(consume())
+    except KeyboardInterrupt:
+        if mode != "json":
+            raise
+    if mode == "json":
+        json.dump({"ticks": collected}, out, indent=2)
+        out.write("\n")
     return 0
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+    from backends.builds import BuildInfo
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -20,7 +28,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-question")
+            # Questions carry names from files (builds, profiles): plain text, never markup.
+            yield Label(self.question, classes="dialog-question", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.yes} (y)", variant="warning", id="yes")
                 yield Button(f"{self.no} (n)", id="no")
@@ -31,6 +40,22 @@ class ConfirmScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
+
+
+def ask_before_cpu_fallback(app: App[object], builds: Sequence[BuildInfo],
+                            go: Callable[[], object]) -> None:
+    """``go`` at once, or after a yes when a build's GPU backend found no device (it would
+    run on the CPU under a GPU backend's name)."""
+    flagged = [f"{b.name} was {b.fallback}" for b in builds if b.fallback]
+    if not flagged:
+        go()
+        return
+    question = ("; ".join(flagged) + ". Its results would be CPU results. Run anyway?")
+    def answered(yes: bool | None) -> None:
+        if yes:
+            go()
+
+    app.push_screen(ConfirmScreen(question, yes="Run anyway", no="Cancel"), answered)
 
 
 class AskTextScreen(ModalScreen[str | None]):

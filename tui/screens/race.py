@@ -26,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
+from tui.screens.confirm import ask_before_cpu_fallback
 from tui.state.race import RaceBoard, fold, replay
 from tui.widgets.race_controls import RaceControls, describe
 from tui.widgets.race_lane import RaceLane
@@ -221,6 +222,12 @@ class RaceScreen(AppScreen):
         if model_path is None:
             self.notify("Pick a model first.", severity="error")
             return
+        # A build that would run on the CPU under a GPU name asks first.
+        ask_before_cpu_fallback(self.app, builds, lambda: self.call_later(
+            self._begin_race, builds, model_path, spec, not controls.parallel))
+
+    async def _begin_race(self, builds: list[BuildInfo], model_path: str, spec: RaceSpec,
+                          sequential: bool) -> None:
         self._race_builds = builds
         self._race_model = self.sources.model(model_path)
         self._stop_replay()
@@ -233,7 +240,7 @@ class RaceScreen(AppScreen):
             expects_log(builds, [r.tg if r else None for r in rates]))
         self.strip.begin(builds)
         self.call_later(self.refresh_bindings)
-        self.run_race(builds, Path(model_path), spec, not controls.parallel)
+        self.run_race(builds, Path(model_path), spec, sequential)
 
     async def _mount_lanes(self, builds: list[BuildInfo]) -> None:
         holder = self.query_one("#race-lanes", Horizontal)

@@ -103,7 +103,7 @@ class ResultsScreen(AppScreen):
             yield Static("No results yet: run a sweep (1 Setup, r Start) or open a profile (4).",
                          id="results-title")
             yield Horizontal(id="verdicts")
-            yield Static("", id="results-summary")
+            yield Static("", id="results-summary", markup=False)  # build names come from files
             with Horizontal(id="results-plots"):
                 yield ThroughputPlot("pp", mark_crossovers=True, id="results-pp").data_bind(
                     ResultsScreen.run_state)
@@ -139,10 +139,11 @@ class ResultsScreen(AppScreen):
             verdicts = self.query_one("#verdicts", Horizontal)
             verdicts.remove_children()
             verdicts.mount_all([*_cards(rec), *self._tuning_cards(state)])
-            summary = [*rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
+            summary = [*rec.fallbacks, *rec.choose, *(f"Stability: {s.build} {s.note}." for s in rec.stability
                                       if not s.stable)]
             if self.profile is not None and self.profile.serving_disagreement:
                 summary.append(f"Server against llama-bench: {self.profile.serving_disagreement}")
+            summary += [f"How taken: {line}" for line in self._conditions(state)]
             self.query_one("#results-summary", Static).update("\n".join(summary))
             for kind, plot_id in (("pp", "#results-pp"), ("tg", "#results-tg")):
                 self.query_one(plot_id, ThroughputPlot).show_crossovers(tuple(
@@ -153,6 +154,14 @@ class ResultsScreen(AppScreen):
             table.add_columns(*columns)
             table.add_rows(rows)
         self.refresh_bindings()  # w, e, and y where llama-server is
+
+    def _conditions(self, state: RunState) -> tuple[str, ...]:
+        """What can make these figures differ from bare llama-bench (the profile's, or the run's)."""
+        if self.profile is not None:
+            return self.profile.conditions
+        from backends.sweep.conditions import conditions
+
+        return conditions(actions.records_of(state))
 
     def _tuning_cards(self, state: RunState) -> list[TuningCard]:
         """A card with what tuning was worth and what else differs, when there is either."""

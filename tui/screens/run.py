@@ -117,6 +117,7 @@ class RunScreen(AppScreen):
     def on_mount(self) -> None:
         # State set before the screen was mounted shows now; the header ticks for the ETA.
         self.call_after_refresh(self.mutate_reactive, RunScreen.run_state)
+        self.call_after_refresh(lambda: self.show_tune(self.tune_board))
         self.set_interval(HEADER_SECONDS, self._show_header)
         if self.request is not None:
             self._show_telemetry_off()
@@ -251,6 +252,8 @@ class RunScreen(AppScreen):
     def show_tune(self, board: TuneBoard) -> None:
         """A Tune panel per contender: mounted with the first event, updated with each."""
         self.tune_board = board
+        if not self.is_mounted or not self.query("#tune-panels"):
+            return  # a replayed run before the screen is up: shown from on_mount
         container = self.query_one("#tune-panels", Horizontal)
         for name, lane in board.lanes.items():
             found = [p for p in container.query(TunePanel) if p.build_name == name]

@@ -13,6 +13,7 @@ from textual.widgets import Button, Footer, Select, Static
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
+from tui.screens.confirm import ask_before_cpu_fallback
 from tui.state.plan import Plan, fit_text, make_plan
 from tui.widgets.builds_table import BuildsSection, BuildsTable
 from tui.widgets.grid_form import GridForm
@@ -20,10 +21,9 @@ from tui.widgets.models_table import ModelsSection
 from tui.widgets.serve_form import ServeForm
 
 if TYPE_CHECKING:
+    from backends.builds import BuildInfo
     from backends.estimate import Rates
     from backends.models import ModelInfo
-    from tui.state.run_text import SweepStart
-    from tui.state.serve import ServeRequest
 
 
 BODY_DELAY_S = 0.02
@@ -87,7 +87,9 @@ class SetupScreen(AppScreen):
             self._sources_ready()
 
     @on(cmd.SourcesChanged)
-    def _sources_changed(self) -> None:
+    def _sources_changed(self, event: cmd.SourcesChanged) -> None:
+        if event.spec is not None and self.body_ready:  # the estimate is for the grid that runs
+            self.query_one(GridForm).show_spec(event.spec)
         if self.body_ready and self.sources.ready and self.is_current:
             self._sources_ready()
 
@@ -123,13 +125,13 @@ class SetupScreen(AppScreen):
         self.query_one(ModelsSection).show(sources.models or (), self.chosen_model, fits)
 
     def watch_chosen_builds(self) -> None:
-        if self.body_ready and self.sources.ready:
-            self._show()
-            self._validate()
-            self._maybe_probe()
+        self._refresh()
 
     def watch_chosen_model(self, path: str) -> None:
         self.sources.chosen_model = path
+        self._refresh()
+
+    def _refresh(self) -> None:
         if self.body_ready and self.sources.ready:
             self._show()
             self._validate()
@@ -192,7 +194,9 @@ class SetupScreen(AppScreen):
         self.query_one(BuildsSection).clear_field()
         if build.runnable:
             self.chosen_builds = self.chosen_builds | {build.name}
-            self._status(f"Added {build.name}: {build.backend}, {build.version}.")
+            flag = f" FLAGGED: it was {build.fallback}." if build.fallback else ""
+            self._status(f"Added {build.name}: {build.backend}, {build.version}.{flag}",
+                         problem=bool(flag))
         else:
             self._show()
             self._status(f"{build.name} cannot run: {build.problem}", problem=True)
@@ -332,21 +336,16 @@ class SetupScreen(AppScreen):
         self._probed |= {(b.name, str(model.path)) for b in unknown}
         self._timing = {b.name for b in unknown}
         self._validate()
-        self.probe_rates(unknown, model)
+        self.probe_rates(unknown, model, asked)
 
     @work(group="rate-probe", exclusive=True, exit_on_error=False)
-    async def probe_rates(self, builds: list[BuildInfo], model: ModelInfo) -> None:
-        from tui.engine import probe_rates
-
+    async def probe_rates(self, builds: list[BuildInfo], model: ModelInfo, asked: bool) -> None:
         try:
-            async for name, rates in probe_rates(builds, model):
-                build = self.sources.build(name)
+            async for name, rates in self.sources.probes.measure(builds, model, again=asked):
                 if isinstance(rates, str):
                     self.notify(f"Could not time {name}: {rates}", severity="warning")
-                elif build is not None:
-                    self.sources.rates.put(build, model, rates)
-                    self._timing.discard(name)
-                    self._validate()
+                self._timing.discard(name)
+                self._validate()
         finally:
             self._timing = set()
             self._validate()
@@ -365,37 +364,30 @@ class SetupScreen(AppScreen):
             event.stop()
         if not self.body_ready or not self.sources.ready:
             return
-        if self.serve_mode and self._validate():
-            self.duel_app.start_serve(self.serve_request())
-            return
-        if not self._validate() or self.plan is None:
+        if not self._validate() or (self.plan is None and not self.serve_mode):
             self.notify(str(self.query_one("#setup-status", Static).content), severity="warning")
             return
-        if any(w.group == "rate-probe" and w.is_running for w in self.workers):
-            self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
-        self.duel_app.start_sweep(self.request())
+        ask_before_cpu_fallback(self.app, self._chosen(), self._go)  # a flagged build asks first
 
-    def serve_request(self) -> ServeRequest:
+    def _go(self) -> None:
+        """Start the server duel or the sweep the screen shows."""
+        from backends.sweep import RunRequest
+        from tui.state.run_text import SweepStart
         from tui.state.serve import ServeRequest
 
         model = self.sources.model(self.chosen_model)
         assert model is not None
-        builds = tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
-        return ServeRequest(builds=builds, model=model, spec=self.query_one(ServeForm).spec())
-
-    def request(self) -> SweepStart:
-        from backends.sweep import RunRequest
-        from tui.state.run_text import SweepStart
-
+        if self.serve_mode:
+            self.duel_app.start_serve(ServeRequest(builds=self._chosen(), model=model,
+                                                   spec=self.query_one(ServeForm).spec()))
+            return
+        if any(w.group == "rate-probe" and w.is_running for w in self.workers):
+            self.workers.cancel_group(self, "rate-probe")  # the run measures for itself
         plan = self.plan or self._make_plan()
         assert plan is not None
-        builds = tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)
-        model = self.sources.model(self.chosen_model)
-        assert model is not None
-        run = RunRequest(builds, model, self.query_one(GridForm).spec(), runs_root=self.sources.runs_root,
+        run = RunRequest(self._chosen(), model, self.query_one(GridForm).spec(), runs_root=self.sources.runs_root,
                          check=plan.check, tune=self.query_one(GridForm).tune_spec())
-        return SweepStart(run, plan=plan)
+        self.duel_app.start_sweep(SweepStart(run, plan=plan))
 
-
-if TYPE_CHECKING:
-    from backends.builds import BuildInfo
+    def _chosen(self) -> tuple[BuildInfo, ...]:
+        return tuple(b for b in self.sources.builds or () if b.name in self.chosen_builds)

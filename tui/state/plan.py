@@ -82,7 +82,9 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     points = spec.points()
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
-    warnings = tuple(w for w in (context_problem(points, model.context_length),) if w)
+    fallbacks = tuple(f"{b.name} was {b.fallback} (you will be asked before it runs)"
+                      for b in builds if b.fallback)
+    warnings = tuple(w for w in (context_problem(points, model.context_length),) if w) + fallbacks
     if not check:
         return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)

@@ -11,7 +11,7 @@ from typing import Any
 
 from backends import stats
 from backends.journal.tune import (ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneGrid, TuneRound, TuneStarted)
+                                   TuneEvent, TuneGrid, TuneRound, TuneStarted)
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class TuneLane:
     samples: Mapping[str, Mapping[str, tuple[float, ...]]] = field(default_factory=dict)
     chosen: str | None = None
     reason: str = ""
+    defaults: tuple[str, ...] = ()  # the defaults measured at the middle depth, a line each
 
     def best(self) -> tuple[str, float] | None:
         """The label with the best geometric mean of its points' medians, and that mean."""
@@ -55,6 +56,7 @@ class TuneLane:
         if self.chosen is not None:
             lines.append(f"chosen: {self.chosen}")
             lines.append(self.reason)
+            lines += [f"at its defaults: {line}" for line in self.defaults]
         else:
             lines.append(f"round {self.round}: {self.survivors} in, {self.left_s:.0f} s left")
             if best is not None:
@@ -75,7 +77,7 @@ def _with(board: TuneBoard, name: str, **changes: Any) -> TuneBoard:
     return TuneBoard({**board.lanes, name: dataclasses.replace(lane, **changes)})
 
 
-def fold_tune(board: TuneBoard, event: Any) -> TuneBoard:
+def fold_tune(board: TuneBoard, event: TuneEvent) -> TuneBoard:
     """The board after one tune event (other events leave it as it is)."""
     if isinstance(event, TuneStarted):
         for name in event.builds:
@@ -94,6 +96,9 @@ def fold_tune(board: TuneBoard, event: Any) -> TuneBoard:
         by_point[key] = (*by_point.get(key, ()), *event.result.samples_ts)
         return _with(board, name, samples={**lane.samples, label: by_point},
                      tried=lane.tried | {label})
+    if isinstance(event, ProbeMeasured):  # the defaults, measured after the choice
+        line = f"{event.result.point.name} {event.result.avg_ts:,.0f} t/s"
+        return _with(board, name, defaults=(*lane.defaults, line))
     if isinstance(event, ProbeFailed) and event.phase == "search" and not event.budget:
         label = event.candidate.label
         return _with(board, name, failed=lane.failed | {label}, tried=lane.tried | {label})
@@ -104,8 +109,9 @@ def fold_tune(board: TuneBoard, event: Any) -> TuneBoard:
     return board
 
 
-def fold_tune_all(events: Iterable[Any], board: TuneBoard | None = None) -> TuneBoard:
+def fold_tune_all(events: Iterable[object], board: TuneBoard | None = None) -> TuneBoard:
     board = board or TuneBoard()
     for event in events:
-        board = fold_tune(board, event)
+        if isinstance(event, TuneEvent):
+            board = fold_tune(board, event)
     return board

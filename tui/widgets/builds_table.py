@@ -93,7 +93,7 @@ class BuildsSection(Vertical):
                    for i, h in enumerate(headers)) + 3 + 4
         room = max(16, (self.size.width or 120) - used)
         for build, cells in zip(builds, rows, strict=False):
-            status = short(build.problem or build.note or "ok", room)
+            status = short(_status(build), room)
             table.add_marked_row(*cells, status, key=build.name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
@@ -120,9 +120,10 @@ class BuildsSection(Vertical):
         if build is None:
             detail.update("")
             return
-        what = build.problem or build.note or (build.version_text.splitlines() or [""])[0]
+        what = _status(build) if build.problem or build.fallback or build.note else (
+            build.version_text.splitlines() or [""])[0]
         detail.update(f"{build.name}: {build.folder}" + (f" — {what}" if what else ""))
-        detail.set_class(bool(build.problem), "problem")
+        detail.set_class(bool(build.problem or build.fallback), "problem")
 
     @on(Input.Submitted, "#build-path")
     def _submitted(self, event: Input.Submitted) -> None:
@@ -132,6 +133,15 @@ class BuildsSection(Vertical):
 
     def clear_field(self) -> None:
         self.query_one("#build-path", Input).value = ""
+
+
+def _status(build: BuildInfo) -> str:
+    """The problem, the flag of a GPU build that found no device, the note, or ok."""
+    if build.problem:
+        return build.problem
+    if build.fallback:
+        return f"FLAGGED: {build.fallback}"
+    return build.note or "ok"
 
 
 def _vram(build: BuildInfo) -> str:

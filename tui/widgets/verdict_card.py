@@ -37,14 +37,17 @@ def describe_phase(verdict: ClassVerdict) -> str:
     text = f"{phase}{context}: {verdict.headline or verdict.status}"
     if verdict.recommended and verdict.recommended != verdict.winner:
         text += f", use {verdict.recommended}"
-    energy = [e for e in verdict.energy if e.tokens_per_joule is not None or e.peak_vram_bytes is not None
-              or e.throttled]
+    energy = [e for e in verdict.energy if e.tokens_per_joule is not None or e.note
+              or e.peak_vram_bytes is not None or e.throttled]
     if energy:
-        from profiles.wording import bytes_text, joules_text
+        from profiles.wording import bytes_text
 
-        text += "\n  " + "; ".join(f"{e.contender} {joules_text(e.tokens_per_joule)}, "
+        idle = next((e.idle_power_w for e in energy if e.idle_power_w is not None), None)
+        text += "\n  " + "; ".join(f"{e.contender} {e.text}, "
                                    f"{bytes_text(e.peak_vram_bytes)}" + (", throttled" if e.throttled else "")
                                    for e in energy)
+        if idle is not None:
+            text += f" (idle {idle:.0f} W)"
     return text
 
 

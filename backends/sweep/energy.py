@@ -1,0 +1,88 @@
+"""Energy per counted repetition, from llama-bench's own progress lines.
+
+``prompt run k/N`` / ``generation run k/N`` are printed as repetition k's timed work begins
+(after its depth prefill, which has a ``depth run`` line of its own); the next progress line
+or the result ends it. A window opens there and closes at the next line, so load, warm-up
+(llama-bench's own and the counted first repetition set aside as warm-up), depth prefill,
+pauses and cooling are never in it. Each counted repetition gives its joules; the figures
+are the mean tok/J and J/token with their spread across repetitions.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from typing import Any
+
+from backends.journal.sweep import TestPoint
+from backends.telemetry.energy import EnergyMeter, Window
+
+_TIMED = re.compile(r"^(?:prompt|generation) run (\d+)/(\d+)")
+TOO_SHORT = "too short to measure"
+
+
+class RepetitionTracker:
+    """One llama-bench's progress lines for the point it runs: a window per counted repetition."""
+
+    def __init__(self, meter: EnergyMeter | None, warmup: int) -> None:
+        self.meter, self.warmup = meter, warmup
+        self.current: int | None = None  # the repetition whose timed work is running
+        self.windows: list[Window] = []
+
+    def progress(self, message: str) -> None:
+        """Every progress line of the process, in order."""
+        if self.meter is None:
+            return
+        match = _TIMED.match(message)
+        repetition = int(match.group(1)) if match else None
+        if repetition is not None and repetition == self.current:
+            return  # a pg test's generation continues the same repetition
+        self._close()
+        self.current = repetition
+        if repetition is not None and repetition > self.warmup:
+            self.meter.open()
+
+    def _close(self) -> None:
+        if self.meter is not None and (window := self.meter.close()) is not None:
+            self.windows.append(window)
+        self.current = None
+
+    def abandon(self) -> None:
+        """The process ended or was stopped: an open window is dropped (its sampler stops)."""
+        if self.meter is not None:
+            self.meter.close()
+        self.current, self.windows = None, []
+
+    def finish(self, point: TestPoint) -> dict[str, Any] | None:
+        """The point's result arrived: its energy figures (None without a meter)."""
+        if self.meter is None:
+            return None
+        self._close()
+        windows, self.windows = self.windows, []
+        figures = energy_figures(windows, point.tokens, self.meter.method)
+        figures["idle_power_w"] = self.meter.idle_w
+        return figures
+
+
+def energy_figures(windows: list[Window], tokens: int, method: str) -> dict[str, Any]:
+    """tok/J and J/token over the counted repetitions, each with its spread (sample stdev)."""
+    figures: dict[str, Any] = {"energy_method": method, "energy_windows": len(windows)}
+    joules = [w.joules for w in windows]
+    if not windows or any(j is None or j <= 0 for j in joules):
+        short = sum(1 for j in joules if j is None)
+        figures.update(tokens_per_joule=None, energy_note=TOO_SHORT + (
+            f" ({short} of {len(windows)} repetitions shorter than the counter or sampler resolves)"
+            if windows else " (no counted repetition was seen)"))
+        return figures
+    measured = [float(j) for j in joules if j is not None]
+    per_joule = [tokens / j for j in measured]
+    per_token = [j / tokens for j in measured]
+    powers = [j / w.seconds for j, w in zip(measured, windows) if w.seconds > 0]
+    figures.update(
+        tokens_per_joule=statistics.fmean(per_joule),
+        tokens_per_joule_sd=statistics.stdev(per_joule) if len(per_joule) > 1 else None,
+        joules_per_token=statistics.fmean(per_token),
+        joules_per_token_sd=statistics.stdev(per_token) if len(per_token) > 1 else None,
+        measured_power_w=statistics.fmean(powers) if powers else None,
+        energy_samples=sum(w.samples for w in windows))
+    return figures

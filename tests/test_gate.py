@@ -1,0 +1,91 @@
+"""``llamaduel gate``, for real: the profile's grid again for a new build, beside the old one,
+then the correctness check; one line and an exit code cron can act on."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from wrapped_builds import wrap
+
+from backends.tooling.synth import write_tiny_llama
+from profiles.store import ProfileStore
+
+pytestmark = pytest.mark.toolchain
+REPO = Path(__file__).resolve().parent.parent
+SHAPE = dict(layers=4, embd=512, heads=8, heads_kv=4, ff=1536, vocab_size=1024)
+
+
+def llamaduel(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "tui.cli", *args], env=env, text=True,
+                          capture_output=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    """A generated llama big enough that one thread is slower than two (random weights)."""
+    return write_tiny_llama(tmp_path_factory.mktemp("models") / "mid.gguf", **SHAPE)
+
+
+@pytest.fixture(scope="module")
+def store(cpu_bin, model, tmp_path_factory) -> Path:
+    """A profile of the CPU build on a small grid, made by ``bench --save``. One thread: on
+    two cores shared with other work, ggml's spinning threads make two slower than one."""
+    folder = tmp_path_factory.mktemp("store")
+    done = llamaduel("bench", "--build", f"cpu={cpu_bin}", "--model", str(model), "-p", "64",
+                     "-n", "16", "-d", "0", "-r", "4", "-t", "1", "--telemetry", "off", "--save", "nightly",
+                     "--store", str(folder), "--run-dir", str(folder.parent / "base-run"))
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def gate(store: Path, build: str) -> subprocess.CompletedProcess[str]:
+    return llamaduel("gate", "nightly", "--build", build, "--store", str(store), "--threshold",
+                     "25", "--run-dir", str(store.parent / f"gate-{len(list(store.parent.iterdir()))}"))
+
+
+def last_record(store: Path) -> dict:
+    return dict(ProfileStore(store).load("nightly").gates[-1])
+
+
+def test_the_same_build_passes(store, cpu_bin):
+    done = gate(store, f"cpu={cpu_bin}")
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("gate PASS: cpu vs cpu (run beside it): 2 points, none slower beyond 25%")
+    assert "output matches cpu-old" in line
+    record = last_record(store)
+    assert record["status"] == "pass" and set(record["points"]) == {"pp64", "tg16"}
+
+
+def test_a_build_slowed_on_purpose_is_slower_with_its_points_and_the_trend_shows_it(
+        store, cpu_bin, tmp_path):
+    # Prompts in micro-batches of 8 tokens. (Fewer threads is no slowdown here: measured on
+    # this busy two-core machine, one thread ran pp64 at 820 t/s against two threads' 50-295.)
+    slowed = wrap(tmp_path / "slowed", cpu_bin, extra=("-ub", "8"))
+    done = gate(store, f"cpu={slowed}")
+    assert done.returncode == 5, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("gate SLOWER: cpu vs cpu (run beside it), beyond 25%: ")
+    assert "pp64" in line and "% slower (" in line and "tg16" not in line
+    record = last_record(store)
+    assert record["status"] == "slower" and "pp64" in record["slower"]
+    shown = llamaduel("profiles", "--store", str(store), "show", "nightly")
+    assert shown.returncode == 0, shown.stderr
+    assert "gate history" in shown.stdout and "(slower)" in shown.stdout
+    assert any(row.strip().startswith("pp64 ") and " t/s" in row for row in shown.stdout.splitlines())
+
+
+def test_a_build_running_another_model_is_wrong(store, cpu_bin, tmp_path):
+    other = write_tiny_llama(tmp_path / "other.gguf", seed=7, **SHAPE)
+    impostor = wrap(tmp_path / "impostor", cpu_bin, model=other)
+    done = gate(store, f"cpu={impostor}")
+    assert done.returncode == 6, done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("gate WRONG: cpu output suspect against cpu-old: ")
+    assert "top-1 agreement" in line or "KLD" in line
+    assert last_record(store)["status"] == "wrong"

@@ -1,0 +1,211 @@
+"""``llamaduel gate PROFILE --build NAME=PATH``: tonight's build against the one it replaces.
+
+    llamaduel gate mi50-qwen --build rocm=~/llama.cpp/build-nightly/bin --threshold 5
+
+Runs the profile's grid for the new build, interleaved with the build it replaces while
+that build's folder is still there (else against the profile's saved figures), then the
+correctness check of the new build against the reference, and ends with one line on
+stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The run is added to the
+profile's gate history; ``llamaduel profiles show`` draws the trend across builds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tui.cli import CommandError, exits
+from tui.cli.common import add_fallback_option, cancellable, load_builds, say
+
+GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
+              "failed": exits.UNSTABLE}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "gate", help="check a new build against a profile: pass, slower, wrong or failed",
+        description="Run the profile's grid for the new build interleaved with the build it "
+        "replaces (or against the saved figures), check its output against the reference, and "
+        "end with one line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
+    parser.add_argument("profile", metavar="PROFILE", help="the profile (name in the store)")
+    parser.add_argument("--build", required=True, metavar="NAME=PATH", help="the new build's folder")
+    parser.add_argument("--replaces", metavar="NAME",
+                        help="the profile's build it replaces (default: the one named NAME, "
+                        "else the one of the same backend, else the only one)")
+    parser.add_argument("--reference", metavar="NAME",
+                        help="the profile's build whose output is right (default: CPU first)")
+    parser.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                        help="slower than this, and significantly, fails the gate (5)")
+    parser.add_argument("--model", type=Path, metavar="FILE", help="the model (default: the profile's)")
+    parser.add_argument("--store", type=Path, metavar="PATH", help="profile folder")
+    parser.add_argument("--run-dir", type=Path, help="where to keep the sweep's journal")
+    add_fallback_option(parser)
+    parser.set_defaults(func=handle_gate)
+
+
+def _load(options: argparse.Namespace) -> tuple[Any, Any]:
+    from profiles.store import ProfileError, ProfileStore
+
+    store = ProfileStore(options.store)
+    try:
+        return store, store.load(options.profile)
+    except (ProfileError, OSError) as error:
+        raise CommandError(str(error)) from None
+
+
+def _replaced(profile: Any, name: str, backend: str, wanted: str | None) -> Any:
+    if wanted is not None:
+        record = profile.build(wanted)
+        if record is None:
+            raise CommandError(f"--replaces {wanted}: the profile has no build of that name")
+        return record
+    same_backend = [b for b in profile.builds if b.backend and b.backend == backend]
+    record = profile.build(name) or (same_backend[0] if len(same_backend) == 1 else None)
+    if record is None and len(profile.builds) == 1:
+        record = profile.builds[0]
+    if record is None:
+        raise CommandError("say which of the profile's builds it replaces with --replaces NAME "
+                           f"({', '.join(b.name for b in profile.builds)})")
+    return record
+
+
+def _folder(record: Any) -> Path | None:
+    if not record.path:
+        return None
+    path = Path(record.path)
+    folder = path.parent if path.is_file() else path
+    return folder if folder.is_dir() else None
+
+
+def handle_gate(options: argparse.Namespace) -> int:
+    from backends.sweep import SweepError, SweepSpec
+    from tui.cli.common import load_model
+
+    store, profile = _load(options)
+    name, sep, path = options.build.partition("=")
+    if not sep or not name or not path:
+        raise CommandError(f"--build wants NAME=PATH, not {options.build!r}")
+    try:
+        spec = SweepSpec.from_json(profile.sweep_spec)
+        spec.validate()
+    except SweepError as error:
+        raise CommandError(f"profile {profile.name!r} has no grid to repeat: {error}") from None
+    (new,) = load_builds([options.build], allow_cpu_fallback=options.allow_cpu_fallback)
+    old_record = _replaced(profile, name, new.backend, options.replaces)
+    model_path = options.model or (Path(profile.model.path) if profile.model.path else None)
+    if model_path is None:
+        raise CommandError("the profile does not say where its model is: give --model FILE")
+    model = load_model(model_path.expanduser())
+    old_folder = _folder(old_record)
+    old_name = old_record.name if old_record.name != name else f"{name}-old"
+    contenders = [new] + (load_builds([f"{old_name}={old_folder}"], allow_cpu_fallback=options.allow_cpu_fallback)
+                          if old_folder else [])
+    against = f"{old_record.name} ({'run beside it' if old_folder else 'saved figures'})"
+    run_dir = _sweep(contenders, model, spec, options.run_dir)
+    if run_dir is None:
+        say("gate cancelled")
+        return exits.CANCELLED
+    new_samples, old_samples, failures = _samples(run_dir, name, old_name)
+    if not old_folder:
+        old_samples = _saved(profile, old_record.name)
+    check = _check(profile, new, (old_record.name, old_name, old_folder), model, options.reference)
+    return _finish(store, profile, new, old_record, against, old_samples, new_samples, failures,
+                   check, options.threshold)
+
+
+def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | None) -> Path | None:
+    from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
+    from backends.sweep import RunRequest, SweepError, run_sweep
+
+    started: list[Path] = []
+
+    def show(event: Any) -> None:
+        if isinstance(event, SweepStarted):
+            started.append(Path(event.run_dir))
+            say(f"gate sweep: {', '.join(event.builds)}; journal: {event.run_dir}/journal.jsonl")
+        elif isinstance(event, ResultReceived):
+            say(f"{event.build} {event.point.name}: {event.result.avg_ts:,.1f} t/s", transient=True)
+        elif isinstance(event, PointFailed):
+            say(f"{event.build} {event.point.name}: FAILED: {event.reason}")
+
+    try:
+        request = RunRequest(contenders, model, spec, run_dir=run_dir)
+        finished = asyncio.run(cancellable(run_sweep(request), show))
+    except SweepError as error:
+        raise CommandError(str(error)) from None
+    say("", transient=False)
+    return started[0] if finished and started else None
+
+
+def _samples(run_dir: Path, new: str, old: str) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str]]:
+    from backends.journal.journal import read_journal
+    from backends.journal.sweep import PointFailed, ResultReceived
+
+    by_build: dict[str, dict[str, list[float]]] = {new: {}, old: {}}
+    failures = []
+    for event in read_journal(run_dir):
+        if isinstance(event, ResultReceived) and event.build in by_build:
+            by_build[event.build].setdefault(event.point.name, []).extend(event.result.samples_ts)
+        elif isinstance(event, PointFailed) and event.build == new:
+            failures.append(f"{event.point.name}: {event.reason}")
+    return by_build[new], by_build[old], failures
+
+
+def _saved(profile: Any, build: str) -> dict[str, list[float]]:
+    saved: dict[str, list[float]] = {}
+    for entry in profile.results:
+        if entry.build == build:
+            saved.setdefault(entry.result.point.name, []).extend(entry.result.samples_ts)
+    return saved
+
+
+def _check(profile: Any, new: Any, old: tuple[str, str, Path | None], model: Any,
+           wanted: str | None) -> dict[str, Any] | None:
+    """The correctness check of the new build against the reference (the profile's other
+    builds still on this machine, or the replaced one); None when none is there."""
+    from backends.correctness import CheckInputError, check_builds, choose_reference
+
+    replaced, old_name, old_folder = old
+    present = {r.name: f for r in profile.builds if (f := _folder(r)) and r.name != replaced}
+    if old_folder is not None:
+        present[old_name] = old_folder
+    if wanted is not None and wanted not in present:
+        raise CommandError(f"--reference {wanted}: no such build of the profile is on this machine")
+    if not present:
+        return None
+    # Builds that only give the reference answers: one on the CPU computes them as well.
+    candidates = load_builds([f"{n}={f}" for n, f in present.items()], needs=None, allow_cpu_fallback=True)
+    try:
+        reference = choose_reference(candidates, wanted)
+        say(f"correctness check: {new.name} against {reference.name}")
+        results = check_builds([reference, new], model.path, reference=reference.name)
+    except CheckInputError as error:
+        raise CommandError(str(error)) from None
+    mine = next((r for r in results if r.build == new.name), None)
+    return mine.to_json() if mine is not None else None
+
+
+def _finish(store: Any, profile: Any, new: Any, old_record: Any, against: str,
+            old_samples: dict[str, list[float]], new_samples: dict[str, list[float]],
+            failures: list[str], check: dict[str, Any] | None, threshold: float) -> int:
+    import dataclasses
+
+    from profiles.gate import gate_record, judge_gate
+    from profiles.model import now_iso
+    from profiles.store import ProfileError
+
+    outcome = judge_gate(new.name, against, old_samples, new_samples, failures=failures,
+                         correctness=check, threshold_pct=threshold)
+    label = f"b{new.build_number}" if getattr(new, "build_number", None) else (
+        getattr(new, "commit", None) or new.name)
+    record = gate_record(outcome, build=new.name, replaces=old_record.name, label=str(label),
+                         against=against, when=now_iso())
+    try:
+        store.save(dataclasses.replace(profile, gates=(*profile.gates, record)))
+    except (ProfileError, OSError) as error:
+        say(f"the gate's record could not be added to the profile: {error}")
+    print(outcome.line, flush=True)
+    return GATE_EXITS[outcome.status]
