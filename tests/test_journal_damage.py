@@ -6,6 +6,7 @@ point once, with what was measured before."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -55,6 +56,17 @@ def damage(journal: Path) -> tuple[int, int]:
     return cut + 1, garbled + 1
 
 
+async def replayed_notes(journal: Path, tmp: Path) -> list[str]:
+    """What the app says about the journal's lines when it replays it."""
+    from profiles.store import ProfileStore
+    from tui.app import LlamaduelApp
+
+    app = LlamaduelApp([], [], store=ProfileStore(tmp / "store"), journal=journal, telemetry=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        return [n.message for n in app._notifications if "journal line" in n.message]
+
+
 def test_a_finished_run_with_a_cut_result_is_reported_repaired_and_counted_once(
         cpu_bin, vulkan_bin, tiny_llama, tmp_path):
     run_dir = tmp_path / "run"
@@ -67,6 +79,8 @@ def test_a_finished_run_with_a_cut_result_is_reported_repaired_and_counted_once(
     assert [str(m) for m in missing_results(read_journal(run_dir))] == [
         "vulkan's tg8 result is missing from the journal: tg8 is not counted until it is measured "
         "again (`llamaduel resume`)"]
+
+    assert asyncio.run(replayed_notes(journal, tmp_path)) == said  # the app's --replay, once each
 
     judged = llamaduel("recommend", str(journal), tmp=tmp_path)
     assert judged.returncode == exits.PARTIAL, judged.stderr

@@ -1,8 +1,9 @@
 """Build folders that wrap a real llama.cpp build's tools to misbehave on purpose.
 
 Each tool in the folder is a small Python program that runs the real tool of the wrapped
-build (an argument list, no shell) with changes: arguments added (``-t 1``: a build slowed
-on purpose), the model swapped for another (a build serving a different model under the
+build (an argument list, no shell) with changes: arguments added (a build slowed
+on purpose, for llama-bench only: an argument like ``-ub`` also moves the arithmetic's last
+bits, which the correctness check would rightly see), the model swapped for another (a build serving a different model under the
 same name), or, for llama-server, the server killed after N answered requests with an
 error line in llama.cpp's log format, as a build that crashes under load would.
 """
@@ -25,7 +26,7 @@ args = sys.argv[1:]
 if conf["model"] and "-m" in args:
     args[args.index("-m") + 1] = conf["model"]
 informational = any(a in args for a in ("--list-devices", "--version", "--help", "-h"))
-if not informational:
+if not informational and os.path.basename(real) in conf["extra_tools"]:
     args += conf["extra"]
 kill_after = conf["kill_after"] if os.path.basename(real) == "llama-server" else None
 if not kill_after:
@@ -50,11 +51,13 @@ sys.exit(child.wait())
 '''
 
 
-def wrap(folder: Path, real: Path, *, extra: Sequence[str] = (), model: Path | None = None,
-         kill_after: int | None = None, marker: str = "release: id") -> Path:
-    """A build folder at ``folder`` whose tools run ``real``'s with the changes asked for."""
+def wrap(folder: Path, real: Path, *, extra: Sequence[str] = (), extra_tools: Sequence[str] = ("llama-bench",),
+         model: Path | None = None, kill_after: int | None = None, marker: str = "release: id") -> Path:
+    """A build folder at ``folder`` whose tools run ``real``'s with the changes asked for
+    (``extra`` arguments for the ``extra_tools`` only)."""
     folder.mkdir(parents=True, exist_ok=True)
-    conf = json.dumps({"real": str(real), "extra": list(extra), "kill_after": kill_after,
+    conf = json.dumps({"real": str(real), "extra": list(extra), "extra_tools": list(extra_tools),
+                       "kill_after": kill_after,
                        "model": str(model) if model else None, "marker": marker})
     for tool in TOOLS:
         if not (real / tool).exists():

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from functools import partial
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.message import Message
+
+if TYPE_CHECKING:
+    from backends.sweep import SweepSpec
 
 
 class Command(Message):
@@ -193,7 +196,12 @@ class ProfilesChanged(Message):
 
 
 class SourcesChanged(Message):
-    """Builds or models were added (the working default, discovery): lists should reload."""
+    """Builds or models were added (the working default, discovery): lists should reload.
+    ``spec``: the grid about to run (the working default's), for Setup to show and estimate."""
+
+    def __init__(self, spec: SweepSpec | None = None) -> None:
+        super().__init__()
+        self.spec = spec
 
 
 APP_COMMANDS: tuple[type[Command], ...] = (

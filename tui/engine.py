@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +60,7 @@ def sweep(start: SweepStart, *, telemetry: TelemetrySource | None,
 
 
 async def probe_rates(builds: Sequence[BuildInfo],
-                      model: ModelInfo) -> AsyncIterator[tuple[str, Rates | str]]:
+                      model: ModelInfo) -> AsyncGenerator[tuple[str, Rates | str], None]:
     """Measure each build briefly on ``model`` (pp32 and tg8, once): its rates and load
     time, or why it could not be measured (a str).
 

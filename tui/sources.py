@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from backends.estimate import Rates
+from tui.probes import ProbeQueue
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -111,6 +112,7 @@ class Sources:
         self.build_paths = dict(build_paths or {})
         self.model_dirs = list(model_dirs)
         self.rates = rates or RateBook(_rates_path(runs_root))
+        self.probes = ProbeQueue(self.rates)  # every timing probe, one at a time
         from backends.correctness import CheckOptions
 
         # The correctness check's settings (tests give a few as a mapping).

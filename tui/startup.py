@@ -121,13 +121,12 @@ class Startup:
         for note in setup.notes:
             self.app.notify(note, severity="warning", timeout=10)
         if self.app.is_screen_installed("setup"):
-            self.app.get_screen("setup").post_message(cmd.SourcesChanged())
+            self.app.get_screen("setup").post_message(cmd.SourcesChanged(setup.spec))
         self.app.run_worker(self._demo_sweep(builds, model, setup), group="demo", exit_on_error=False)
 
     async def _demo_sweep(self, builds: list[BuildInfo], model: ModelInfo,
                           setup: DemoSetup) -> None:
         """Time the builds briefly when nothing is known yet (for the ETA), then run."""
-        from tui.engine import probe_rates
         from backends.sweep import RunRequest
         from tui.state.plan import make_plan
         from tui.state.run_text import SweepStart
@@ -135,11 +134,9 @@ class Startup:
         rates = self.app.sources.rates
         if any(rates.get(b, model) is None for b in builds):
             self.app.notify("Timing both builds briefly for the estimate…", timeout=6)
-            async for name, measured in probe_rates(builds, model):
-                build = next(b for b in builds if b.name == name)
-                if isinstance(measured, str):  # the probe failed: the run says why, on its own
-                    continue
-                rates.put(build, model, measured)
+            # The queue Setup uses too: a build Setup is timing now is not timed twice.
+            async for _name, _measured in self.app.sources.probes.measure(builds, model):
+                pass  # a failed probe: the run says why, on its own
         plan = make_plan(builds, model, setup.spec, {b.name: rates.get(b, model) for b in builds},
                          check=True, check_options=self.app.sources.check_options)
         run = RunRequest(builds, model, setup.spec, runs_root=self.app.sources.runs_root, check=plan.check)

@@ -218,16 +218,17 @@ class BuildSoak:
                                   spec.seed, spec.hang_s, slot=spec.slots)
         # Up to and at the first difference both answers followed the same tokens; after
         # it, the build is fed the reference's tokens one position at a time.
-        start = min(probes.first_difference(ref.answer_ids, got.ids) + 1, len(got.tops))
-        tops = list(got.tops[:start])
+        start = min(probes.first_difference(ref.answer_ids, got.ids) + 1, len(got.ids))
+        picks, tops = list(got.ids[:start]), list(got.tops[:start])
         for position in range(start, len(ref.answer_ids)):
             forced = await probes.answer(client, (*ref.prompt_ids, *ref.answer_ids[:position]), 1,
                                          spec.n_probs, spec.seed, spec.hang_s, slot=spec.slots)
+            picks.append(forced.ids[0] if forced.ids else -1)
             tops.append(forced.tops[0] if forced.tops else probes.Distribution((), ()))
         ref_tops = [probes.Distribution(i, lp) for i, lp in zip(ref.top_ids, ref.top_logprobs)]
-        kld, top1 = probes.compare(ref_tops, tops)
+        kld, top1 = probes.compare(ref.answer_ids, ref_tops, picks, tops)
         ok = kld <= spec.thresholds.max_mean_kld and top1 >= spec.thresholds.min_top1_agreement
-        finite = kld if kld != float("inf") else None
+        finite: float | None = kld
         await self.put(SoakProbe(self.build.name, ref.probe, ref.depth, finite, top1,
                                  len(got.ids), ok, self.clock.now()))
         if not ok:

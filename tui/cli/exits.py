@@ -13,6 +13,9 @@ STOPPED = 1
 BAD_INPUT = 2
 PARTIAL = 3
 NO_COMPARISON = 4
+SLOWER = 5  # gate
+WRONG = 6  # gate and soak
+UNSTABLE = 7  # gate and soak: crashed, hung or gave no result
 CANCELLED = 130
 CLOSED_PIPE = 141
 
@@ -25,6 +28,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (PARTIAL, "partial: a contender failed some points (or races, load levels); "
               "the rest was compared"),
     (NO_COMPARISON, "no comparison: a contender failed every point, or nothing could be compared"),
+    (SLOWER, "slower (gate): the new build is slower beyond the threshold, significantly, at the "
+             "points the line names"),
+    (WRONG, "wrong (gate, soak): the correctness check or a soak's probes found wrong output"),
+    (UNSTABLE, "failed (gate, soak): a build crashed, hung or gave no result"),
     (CANCELLED, "cancelled: Ctrl-C, SIGTERM or SIGHUP, or a question answered no; "
                 "what finished is kept"),
     (CLOSED_PIPE, "the output's reader went away (piped into head)"),

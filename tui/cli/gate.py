@@ -5,7 +5,7 @@
 Runs the profile's grid for the new build, interleaved with the build it replaces while
 that build's folder is still there (else against the profile's saved figures), then the
 correctness check of the new build against the reference, and ends with one line on
-stdout and an exit code cron can act on (see ``GATE_EXITS``). The run is added to the
+stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The run is added to the
 profile's gate history; ``llamaduel profiles show`` draws the trend across builds.
 """
 
@@ -17,14 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tui.cli import CommandError
+from tui.cli import CommandError, exits
 from tui.cli.common import add_fallback_option, cancellable, load_builds, say
 
-PASS, SLOWER, WRONG, FAILED, CANCELLED = 0, 5, 6, 7, 130
-GATE_EXITS = {"pass": PASS, "slower": SLOWER, "wrong": WRONG, "failed": FAILED}
-EPILOG = ("exit codes: 0 pass; 2 bad input; 5 slower (significantly, beyond --threshold, at the "
-          "points named); 6 wrong (the correctness check found the output suspect or failed); "
-          "7 failed (the new build crashed or gave no result); 130 cancelled")
+GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
+              "failed": exits.UNSTABLE}
 
 
 def register(subparsers: Any) -> None:
@@ -32,7 +29,7 @@ def register(subparsers: Any) -> None:
         "gate", help="check a new build against a profile: pass, slower, wrong or failed",
         description="Run the profile's grid for the new build interleaved with the build it "
         "replaces (or against the saved figures), check its output against the reference, and "
-        "end with one line and an exit code for cron.", epilog=EPILOG)
+        "end with one line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
     parser.add_argument("profile", metavar="PROFILE", help="the profile (name in the store)")
     parser.add_argument("--build", required=True, metavar="NAME=PATH", help="the new build's folder")
     parser.add_argument("--replaces", metavar="NAME",
@@ -110,7 +107,7 @@ def handle_gate(options: argparse.Namespace) -> int:
     run_dir = _sweep(contenders, model, spec, options.run_dir)
     if run_dir is None:
         say("gate cancelled")
-        return CANCELLED
+        return exits.CANCELLED
     new_samples, old_samples, failures = _samples(run_dir, name, old_name)
     if not old_folder:
         old_samples = _saved(profile, old_record.name)

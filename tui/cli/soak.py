@@ -8,7 +8,8 @@ Progress goes to stderr (one line per event worth seeing), the summary to stdout
 the requests, probes, crashes (with the log's last error line), hangs, HTTP errors, wrong
 answers (with both answers), restarts, memory growth and throughput drift. ``--save NAME``
 puts the soak's figures into a profile beside its speed verdict. Exit code 0 when every
-build was stable, 1 when one crashed, hung or answered wrong.
+build was stable, 7 when one crashed or hung, 6 when one answered wrong, 1 when the soak
+stopped short, 130 when it was cancelled (``--resume`` goes on).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tui.cli import CommandError
+from tui.cli import CommandError, exits
 from tui.cli.common import cancellable, say
 
 
@@ -55,6 +56,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", metavar="RUN", help="go on with the soak in this run folder or journal")
     parser.add_argument("--save", metavar="PROFILE",
                         help="add the soak's figures to this profile (its stability beside the speed)")
+    parser.add_argument("--require-stable", action="store_true",
+                        help="with --save: a build that crashed, hung or answered wrong loses the "
+                        "profile's recommendation to the fastest stable one, saying why")
     parser.add_argument("--store", type=Path, metavar="PATH", help="profile folder for --save")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     from tui.cli.common import add_fallback_option
@@ -104,10 +108,11 @@ def handle_soak(options: argparse.Namespace) -> int:
                           reference=options.reference, journal_path=options.journal)
     printer = SoakPrinter()
     try:
-        asyncio.run(cancellable(events, printer.show))
+        finished = asyncio.run(cancellable(events, printer.show))
     except SoakError as error:
         raise CommandError(str(error)) from None
-    return _report(printer.journal, options)
+    status = _report(printer.journal, options)
+    return status if finished else exits.CANCELLED
 
 
 def _check_profile(options: argparse.Namespace) -> None:
@@ -134,13 +139,11 @@ def _report(journal: str | None, options: argparse.Namespace) -> int:
         print("\n".join(summary_lines(summary)))
     if options.save:
         _save(options, summary)
-    from tui.cli import exits
-
-    if summary.problem:
+    if summary.problem or not summary.finished:
         return exits.STOPPED
-    if not summary.finished:
-        return exits.CANCELLED
-    return exits.COMPARED if all(b.stable for b in summary.builds) else exits.PARTIAL
+    if any(b.crashes or b.hangs or b.start_failures for b in summary.builds):
+        return exits.UNSTABLE
+    return exits.WRONG if any(b.wrong for b in summary.builds) else exits.COMPARED
 
 
 def _save(options: argparse.Namespace, summary: Any) -> None:
@@ -149,7 +152,8 @@ def _save(options: argparse.Namespace, summary: Any) -> None:
 
     store = ProfileStore(options.store)
     try:
-        path = store.save(with_soak(store.load(options.save), summary.to_json()))
+        path = store.save(with_soak(store.load(options.save), summary.to_json(),
+                                    require_stable=options.require_stable))
     except (ProfileError, OSError) as error:
         raise CommandError(f"the profile could not be saved ({error})") from None
     print(f"profile: {path}", file=sys.stderr if options.json else sys.stdout)

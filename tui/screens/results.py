@@ -103,7 +103,7 @@ class ResultsScreen(AppScreen):
             yield Static("No results yet: run a sweep (1 Setup, r Start) or open a profile (4).",
                          id="results-title")
             yield Horizontal(id="verdicts")
-            yield Static("", id="results-summary")
+            yield Static("", id="results-summary", markup=False)  # build names come from files
             with Horizontal(id="results-plots"):
                 yield ThroughputPlot("pp", mark_crossovers=True, id="results-pp").data_bind(
                     ResultsScreen.run_state)

@@ -87,7 +87,9 @@ class SetupScreen(AppScreen):
             self._sources_ready()
 
     @on(cmd.SourcesChanged)
-    def _sources_changed(self) -> None:
+    def _sources_changed(self, event: cmd.SourcesChanged) -> None:
+        if event.spec is not None and self.body_ready:  # the estimate is for the grid that runs
+            self.query_one(GridForm).show_spec(event.spec)
         if self.body_ready and self.sources.ready and self.is_current:
             self._sources_ready()
 
@@ -334,21 +336,16 @@ class SetupScreen(AppScreen):
         self._probed |= {(b.name, str(model.path)) for b in unknown}
         self._timing = {b.name for b in unknown}
         self._validate()
-        self.probe_rates(unknown, model)
+        self.probe_rates(unknown, model, asked)
 
     @work(group="rate-probe", exclusive=True, exit_on_error=False)
-    async def probe_rates(self, builds: list[BuildInfo], model: ModelInfo) -> None:
-        from tui.engine import probe_rates
-
+    async def probe_rates(self, builds: list[BuildInfo], model: ModelInfo, asked: bool) -> None:
         try:
-            async for name, rates in probe_rates(builds, model):
-                build = self.sources.build(name)
+            async for name, rates in self.sources.probes.measure(builds, model, again=asked):
                 if isinstance(rates, str):
                     self.notify(f"Could not time {name}: {rates}", severity="warning")
-                elif build is not None:
-                    self.sources.rates.put(build, model, rates)
-                    self._timing.discard(name)
-                    self._validate()
+                self._timing.discard(name)
+                self._validate()
         finally:
             self._timing = set()
             self._validate()

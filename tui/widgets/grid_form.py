@@ -100,6 +100,16 @@ class GridForm(Vertical):
         self.query_one("#preset-description", Static).update(PRESET_DESCRIPTIONS.get(name, ""))
         self.call_after_refresh(self._applied)
 
+    def show_spec(self, spec: SweepSpec) -> None:
+        """Show a grid that is not a preset (the working default's own) as a custom one."""
+        self._applying = True
+        self.query_one("#preset", Select).value = "custom"
+        self.query_one("#preset-description", Static).update(f"the {spec.name}'s own grid")
+        for key, value in fields_from_spec(spec).items():
+            self.query_one(f"#field-{key}", Input).value = value
+        self.query_one("#field-fa", Select).value = fa_choice(spec)
+        self.call_after_refresh(self._applied)
+
     def _applied(self) -> None:
         self._applying = False
         self.post_message(self.Changed())
