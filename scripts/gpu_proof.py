@@ -12,7 +12,7 @@ and the next one runs):
 
 1. ``cuda``: llama-bench, llama-completion, llama-perplexity, llama-server and the RPC
    server for CUDA (sm_90) from the pinned source tarball (``.gpu/src.tgz``);
-2. ``vulkan``: the Vulkan build made where a shader compiler is (``.gpu/vulkan-bin.txz``);
+2. ``vulkan``: the Vulkan build made where a shader compiler is (``.gpu/vulkan-bin.tgz``);
    the pipeline stops here, with one line, when that build lists no Vulkan device;
 3. ``models``: a Qwen3-8B-shaped dense model in Q8_0 (random weights at real shapes);
 4. ``auto`` / ``fixed``: the seed-sweep shape (-d 0,4096,16384) with ``-r auto`` and with
@@ -147,7 +147,7 @@ class Pipeline:
 
     def stage_vulkan(self) -> None:
         if not self.local and not (self.vulkan_bin / "llama-bench").is_file():
-            with tarfile.open(REPO / ".gpu" / "vulkan-bin.txz") as tar:
+            with tarfile.open(REPO / ".gpu" / "vulkan-bin.tgz") as tar:
                 tar.extractall(self.work / "vulkan", filter="data")
         self.require_vulkan_device()
         done = self.llamaduel("builds", "--no-search", "--build", f"cuda={self.cuda_bin}",
