@@ -1,12 +1,17 @@
-"""The thermal guard: before every block, wait until the GPU is back near its idle state.
+"""The thermal guard: before a block, wait for the GPU to cool, but only when heat matters.
 
 A passively cooled card (an MI50 in a home server) heats up during a sweep, throttles and
 slows down, and whichever contender runs second looks slower. Before the sweep the guard
-takes a baseline (temperatures and power at idle); before each block it waits until every
-temperature the card reports (edge, junction, memory) is within TEMP_MARGIN_C of its
-baseline (or under ``--max-temp`` when given; never closer than CRIT_MARGIN_C to the
-card's critical limit) and the card no longer throttles, at most ``max_wait_s``. It waits
-on telemetry samples as they arrive, never on a fixed delay.
+takes a baseline (temperatures and power at idle). Before each block it waits only when
+the heat has a measurable effect: the card throttles, or a temperature has risen beyond
+TEMP_MARGIN_C above its baseline *and* the card shows it (its clock under load has dropped
+below CLOCK_DROP of the highest seen, or a temperature is within NEAR_LIMIT_C of the
+card's critical limit); ``--max-temp`` given, a temperature over it is reason enough. A
+warm card far from its limit starts the next block at once: the builds alternate anyway,
+and waiting cost seconds before almost every point. Once waiting, it waits until every
+temperature is within TEMP_MARGIN_C of its baseline (or under ``--max-temp``; never closer
+than CRIT_MARGIN_C to the limit) and the throttling ended, at most ``max_wait_s``, on
+telemetry samples as they arrive, never on a fixed delay.
 
 Power is not waited on: heat shows in the temperatures, and a card with a model loaded
 draws more at idle than the baseline taken before one was (seen on an H200: 79 W before,
@@ -26,6 +31,9 @@ from backends.telemetry import DeviceSample, TelemetrySnapshot
 
 TEMP_MARGIN_C = 5.0
 CRIT_MARGIN_C = 15.0
+NEAR_LIMIT_C = 20.0  # this close to the critical limit, the card is about to throttle
+CLOCK_DROP = 0.9  # a busy clock under this share of the highest busy clock seen: slowed
+BUSY_PERCENT = 50.0  # a clock counts only while the card works
 AUTO_MAX_WAIT_S = 120.0
 BASELINE_SAMPLES = 3
 SENSORS = ("edge_c", "junction_c", "mem_c")
@@ -63,10 +71,17 @@ class ThermalGuard:
         self.arrived = asyncio.Event()
         self._seen: list[TelemetrySnapshot] = []
         self.idle_throttling: set[str] = set()
+        self._peak_clock: dict[str, float] = {}  # device -> highest clock while busy
+        self._busy_clock: dict[str, float] = {}  # device -> its latest clock while busy
 
     def offer(self, snapshot: TelemetrySnapshot) -> None:
         """A new telemetry snapshot (called for every tick of the run's telemetry)."""
         self.latest = snapshot
+        for device in snapshot.devices:
+            if device.sclk_mhz and (device.gpu_busy_percent or 0.0) >= BUSY_PERCENT:
+                self._busy_clock[device.label] = device.sclk_mhz
+                self._peak_clock[device.label] = max(self._peak_clock.get(device.label, 0.0),
+                                                     device.sclk_mhz)
         if len(self._seen) < BASELINE_SAMPLES:
             self._seen.append(snapshot)
         self.arrived.set()
@@ -142,12 +157,33 @@ class ThermalGuard:
         crit = _crit(device, sensor)
         return min(target, crit - CRIT_MARGIN_C) if crit is not None else target
 
-    def hot(self) -> list[Reading]:
+    def above(self) -> list[Reading]:
+        """Readings still above where a wait ends (near the baseline, not throttling)."""
         return [r for r in self.readings() if r.value > r.target]
+
+    def hot(self) -> list[Reading]:
+        """What makes a wait worth it now: throttling, or a rise with a measurable effect."""
+        if self.latest is None:
+            return []
+        effect = {d.label for d in self._in_use(self.latest) if self._shows_heat(d)}
+        return [r for r in self.above() if r.sensor == "throttling" or r.device in effect
+                or (self.max_temp is not None and r.value > self.max_temp)]
+
+    def _shows_heat(self, device: DeviceSample) -> bool:
+        """The card slowed (its busy clock dropped) or is near its critical limit."""
+        peak, now = self._peak_clock.get(device.label), self._busy_clock.get(device.label)
+        if peak and now is not None and now < CLOCK_DROP * peak:
+            return True
+        for sensor in SENSORS:
+            value, crit = getattr(device, sensor), _crit(device, sensor)
+            if value is not None and crit is not None and value >= crit - NEAR_LIMIT_C:
+                return True
+        return False
 
     async def wait_until_cool(self, on_start: Callable[[list[Reading]], None]
                               ) -> tuple[float, bool, list[Reading], list[Reading]] | None:
-        """Wait while any sensor is above its target; None when nothing was hot. Returns
+        """When heat matters (``hot``), wait until every sensor is back near its baseline;
+        None when nothing mattered. Returns
         (seconds waited, whether it cooled, readings at the start, readings at the end)."""
         if not self.enabled or not self.baseline:
             return None
@@ -156,7 +192,7 @@ class ThermalGuard:
             return None
         on_start(first)
         began = time.monotonic()
-        while self.hot():
+        while self.above():
             left = self.max_wait_s - (time.monotonic() - began)
             if left <= 0:
                 break
@@ -167,7 +203,7 @@ class ThermalGuard:
                 break
         last = {(r.device, r.sensor): r for r in self.readings()}
         ends = [last.get((r.device, r.sensor), r) for r in first]
-        return time.monotonic() - began, not self.hot(), first, ends
+        return time.monotonic() - began, not self.above(), first, ends
 
 
 def reading_pairs(first: list[Reading], last: list[Reading]) -> dict[str, tuple[float, float]]:
