@@ -22,3 +22,4 @@ write_tiny_moe  # tests/conftest.py, benchmarks/correctness_noise.py
 _.failure_count  # tests/test_import_formats.py, tests/test_realdata.py
 readme_table  # tests/test_exit_codes.py (the README's exit-code table)
 _.sweep_running  # tests/test_app_check.py
+overlapping  # tests/test_probe_queue.py (no two timing probes at once)

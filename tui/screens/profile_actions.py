@@ -47,9 +47,9 @@ def state_from_profile(profile: Profile) -> RunState:
 
 
 def records_of(state: RunState) -> tuple[RunEvent, ...]:
-    """The run's verdict records, kept as they passed (a live run, a replayed journal); for a
-    state shown from a saved profile, rebuilt from what it shows."""
-    if state.records:
+    """The run's records, kept as they passed (a live run, a replayed journal); for a state
+    that never saw a sweep start (a saved profile's), rebuilt from what it shows."""
+    if any(isinstance(record, SweepStarted) for record in state.records):
         return state.records
     records: list[RunEvent] = [SweepStarted(
         run_id=state.run_id, run_dir=state.run_dir, model=state.model,
