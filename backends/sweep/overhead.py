@@ -79,9 +79,10 @@ def overhead_line(figures: dict[str, float]) -> str:
     """``overhead 4.2 %: load 1.6 s, cooldown 0.0 s, ... (work 40.1 s of 41.9 s)``."""
     wall = figures.get("wall", 0.0)
     share = 100.0 * figures.get("overhead", 0.0) / wall if wall > 0 else 0.0
-    parts = ", ".join(f"{p} {figures.get(p, 0.0):.1f} s" for p in (*PARTS, "other"))
+    digits = 2 if wall < 10 else 1  # a short run's parts are tenths of a second
+    parts = ", ".join(f"{p} {figures.get(p, 0.0):.{digits}f} s" for p in (*PARTS, "other"))
     return (f"overhead {share:.1f} %: {parts} "
-            f"(work {figures.get('work', 0.0):.1f} s of {wall:.1f} s)")
+            f"(work {figures.get('work', 0.0):.{digits}f} s of {wall:.{digits}f} s)")
 
 
 def timed_seconds(result: BenchResult) -> float:
