@@ -67,6 +67,8 @@ def test_ubatch_values_stop_at_the_first_that_holds_the_prompt() -> None:
     grid = make_grid(SweepSpec(prompts=(32,), gens=(8,), depths=(0, 256)), TuneSpec(), _build(),
                      _model(tensor_bytes=1 << 20, expert_count=0, expert_bytes_by_layer=()))
     assert grid.candidates == (grid.default,)
+    lone = Search(grid.candidates, (TestPoint(32, 0, 0),), 40.0, default=grid.default)
+    assert lone.next_probe() is None and lone.choice() == (grid.default, "the defaults, the only candidate")
     assert any("-ub 32 to 512 hold the 32-token prompt whole" in n for n in grid.notes)
 
 

@@ -28,7 +28,7 @@ from backends.sweep.spec import SweepSpec
 from backends.tune.candidates import make_grid
 from backends.tune.grid import defaults_points, probe_points
 from backends.tune.judging import against_text
-from backends.tune.search import FIRST_ROUND_REPETITIONS, Probe, Search, scores_by_label
+from backends.tune.search import FIRST_ROUND_REPETITIONS, NOTHING_TO_PROBE, Probe, Search, scores_by_label
 from backends.tune.settings import with_candidate
 
 BUDGET_SLACK = 0.05  # a probe may run this share of the budget past it before it is cut
@@ -172,7 +172,7 @@ class TunePhase:
     def _choose(self, contender: BuildInfo) -> None:
         search = self.searches[contender.name]
         best, reason = search.choice()
-        if search.stopped:
+        if search.stopped and search.stopped != NOTHING_TO_PROBE:
             reason += f"; {search.stopped}"
         fit = search.fit
         if best is not None and fit is not None and best != fit and search.score(fit) is not None:

@@ -29,6 +29,7 @@ MAX_REPETITIONS = 24  # per candidate and round (in two passes)
 FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
 # A best this close to the defaults keeps the defaults: the verdict's own tie band.
 TIE_FRACTION = stats.TIE_FRACTION
+NOTHING_TO_PROBE = "nothing to probe"
 DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
 
@@ -88,6 +89,8 @@ class Search:
     def __post_init__(self) -> None:
         if not self.survivors:
             self.survivors = list(self.candidates)
+        if self.default is not None and self.candidates == (self.default,) and not self.stopped:
+            self.stopped = NOTHING_TO_PROBE  # the defaults alone: no choice to make
 
     # --- facts in --------------------------------------------------------------------------
 
@@ -188,6 +191,8 @@ class Search:
         """The chosen candidate and why: the best only when it is decided better than the
         defaults, beyond the tie band, on all its repetitions; else the defaults."""
         ranked = self.ranked()
+        if self.default is not None and self.candidates == (self.default,):
+            return self.default, "the defaults, the only candidate"
         if not ranked:
             reasons = "; ".join(f"{c.label}: {r}" for c, r in list(self.failed.items())[:3])
             return None, f"no candidate measured ({reasons or 'no probes ran'})"
