@@ -6,7 +6,7 @@
 Writes, in the repository's ignored folders:
 
 - ``.gpu/src.tgz``: the pinned llama.cpp tree, pruned to what the CUDA build needs;
-- ``.gpu/vulkan-bin.txz``: the toolchain's Vulkan build (``bin/``, relocatable through
+- ``.gpu/vulkan-bin.tgz``: the toolchain's Vulkan build (``bin/``, relocatable through
   ``$ORIGIN``), since the GPU machine has no shader compiler;
 - ``.whl/``: the wheels llamaduel and llama-benchy need beyond that machine's own packages;
 - ``.gl/``: Debian's Vulkan loader and the GL vendor-neutral libraries NVIDIA's Vulkan
@@ -69,7 +69,8 @@ def vulkan_tarball(out: Path) -> None:
 
     if not is_built("vulkan"):
         raise SystemExit("the Vulkan build is missing: run python3 scripts/build_llamacpp.py first")
-    with tarfile.open(out, "w:xz", preset=6) as tar:
+    # gzip at its fastest: xz took over 15 minutes on two busy cores for 48 MB of binaries.
+    with tarfile.open(out, "w:gz", compresslevel=1) as tar:
         tar.add(bin_dirs()["vulkan"], arcname="bin")
 
 
@@ -109,14 +110,16 @@ def gemma_parts(folder: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default="3.12", help="the GPU machine's Python (3.12)")
+    parser.add_argument("--no-gemma", action="store_true", help="skip the trained model's parts")
     options = parser.parse_args()
     gpu = REPO / ".gpu"
     gpu.mkdir(exist_ok=True)
     source_tarball(gpu / "src.tgz")
-    vulkan_tarball(gpu / "vulkan-bin.txz")
+    vulkan_tarball(gpu / "vulkan-bin.tgz")
     wheels(REPO / ".whl", options.python)
     vulkan_loader(REPO / ".gl")
-    gemma_parts(gpu / "gemma")
+    if not options.no_gemma:
+        gemma_parts(gpu / "gemma")
     sizes = io.StringIO()
     for path in sorted([*gpu.glob("*.t*z"), REPO / ".whl", REPO / ".gl", *gpu.glob("gemma/p*/part")]):
         total = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())

@@ -12,17 +12,23 @@ and the next one runs):
 
 1. ``cuda``: llama-bench, llama-completion, llama-perplexity, llama-server and the RPC
    server for CUDA (sm_90) from the pinned source tarball (``.gpu/src.tgz``);
-2. ``vulkan``: the Vulkan build made where a shader compiler is (``.gpu/vulkan-bin.txz``);
+2. ``vulkan``: the Vulkan build made where a shader compiler is (``.gpu/vulkan-bin.tgz``);
+   the pipeline stops here, with one line, when that build lists no Vulkan device;
 3. ``models``: a Qwen3-8B-shaped dense model in Q8_0 (random weights at real shapes);
-4. ``auto`` / ``fixed``: the seed-sweep preset with ``-r auto`` and with ``-r 5``, thermal
-   guard on, profiles saved: wall times, repetitions, verdicts, cooling waits, throttle
-   flags, tokens per joule and peak VRAM;
+4. ``auto`` / ``fixed``: the seed-sweep shape (-d 0,4096,16384) with ``-r auto`` and with
+   ``-r 5``, thermal guard on, profiles saved: wall times, repetitions, verdicts, cooling
+   waits, throttle flags, tokens per joule and peak VRAM;
 5. ``aa``: the CUDA build under two names: no winner, no crossover;
-6. ``fidelity``: llamaduel against bare llama-bench on the same points (ABBA pairs);
-7. ``serve``: the server duel at concurrency 1, 4 and 16, and llama-benchy beside it;
-8. ``app``: the real app driven headless, screenshots of Setup, Run and Results;
-9. ``gemma`` / ``race_check``: Gemma 3 270M (its parts carried one call at a time into
-   ``<work>/gemma``), the race and the correctness check with CUDA as the reference.
+6. ``serve``: the server duel at concurrency 1, 4 and 16, and llama-benchy beside it;
+7. ``cliffs``: one server-cliffs pass at short shapes (allocated context x KV type x slots);
+8. ``tune``: each build tuned (ubatch) within a budget before the duel, the tuned verdict
+   beside the default one;
+9. ``energy``: two identical short runs, tokens per joule side by side;
+10. ``fidelity``: llamaduel against bare llama-bench on the same points (ABBA pairs);
+11. ``app``: the real app driven headless, screenshots of Setup, Run and Results, named
+   for the GPU they ran on;
+12. ``gemma`` / ``race_check`` (on request): Gemma 3 270M (its parts carried one call at a
+   time into ``<work>/gemma``), the race and the correctness check with CUDA as the reference.
 
 ``--local CPU_BIN,VULKAN_BIN`` runs the same stages here on the toolchain's builds with
 the tiny model (a dry run of the pipeline itself).
@@ -45,10 +51,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Shortest and most needed first: device time is short, and a later stage may not get its turn.
-STAGES = ("cuda", "vulkan", "models", "aa", "auto", "fixed", "serve", "app", "telemetry", "gemma",
-          "race_check", "fidelity")
+STAGES = ("cuda", "vulkan", "models", "auto", "fixed", "serve", "tune", "cliffs", "energy", "app", "aa",
+          "fidelity", "telemetry")
+# Beyond the default list (the trained model arrives in parts, one per call): gemma, race_check.
 # The seed sweep's depths that fit the device time (its preset has 0 to 32K in five steps).
-SEED_GRID = ("-p", "512", "-n", "128", "-d", "0,4096")
+SEED_GRID = ("-p", "512", "-n", "128", "-d", "0,4096,16384")
 # Every tool by default; LLAMADUEL_PROOF_TARGETS=llama-bench when time is shortest.
 CUDA_TARGETS = os.environ.get("LLAMADUEL_PROOF_TARGETS",
                               "llama-bench llama-completion llama-perplexity llama-server ggml-rpc-server").split()
@@ -73,7 +80,7 @@ class Pipeline:
         self.vulkan_bin = local[1] if local else work / "vulkan" / "bin"
         self.dense = work / "models" / ("tiny.gguf" if local else "qwen3-8b-q8_0.gguf")
         self.gemma = work / "gemma" / "gemma-3-270m-q4_k_m.gguf"
-        self.prefix = "local" if local else "h200"
+        self.prefix = "local" if local else gpu_name()
         if not local and Path(NVIDIA_ICD).is_file():
             os.environ.setdefault("VK_DRIVER_FILES", NVIDIA_ICD)
 
@@ -140,7 +147,7 @@ class Pipeline:
 
     def stage_vulkan(self) -> None:
         if not self.local and not (self.vulkan_bin / "llama-bench").is_file():
-            with tarfile.open(REPO / ".gpu" / "vulkan-bin.txz") as tar:
+            with tarfile.open(REPO / ".gpu" / "vulkan-bin.tgz") as tar:
                 tar.extractall(self.work / "vulkan", filter="data")
         self.require_vulkan_device()
         done = self.llamaduel("builds", "--no-search", "--build", f"cuda={self.cuda_bin}",
@@ -198,6 +205,39 @@ class Pipeline:
         self.sweep("qwen3-8b-aa-cuda", *grid, "-r", "5",
                    builds=self.builds(("cuda-a", self.cuda_bin), ("cuda-b", self.cuda_bin)))
 
+    def stage_tune(self) -> None:
+        """Each build at its own best ubatch before the duel; the tuned verdict beside the default one."""
+        budget = "40s" if self.local else "60s"
+        grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else ["-p", "2048", "-n", "128", "-d", "0,4096"]
+        started = time.perf_counter()
+        done = self.llamaduel("bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
+                              "--model", self.dense, *grid, "-r", "3", "--tune", "--tune-budget", budget,
+                              "--run-dir", self.work / "runs" / "tune", "--save", f"{self.prefix}-tuned",
+                              "--store", self.out / "profiles", log_name="tune.txt", check=False)
+        self.record("tune", {"wall_s": round(time.perf_counter() - started, 1), "budget": budget,
+                             "exit": done.returncode, "output": done.stdout[-5000:]})
+
+    def stage_energy(self) -> None:
+        """Two identical short runs a minute apart: tokens per joule should agree within its spread."""
+        runs = []
+        for label in ("energy-1", "energy-2"):
+            self.sweep(label, "-p", "512", "-n", "128", "-d", "0", "-r", "5")
+            runs.append(self.figures[label]["energy"])
+        self.record("energy_pair", runs)
+
+    def stage_cliffs(self) -> None:
+        """One server-cliffs pass at short shapes: allocated context x KV type x slots on both builds."""
+        shape = (["-c", "1024,4096", "--cache-types", "f16,q4_0", "--parallel", "1,2", "-p", "64", "-n", "16",
+                  "--requests", "2"] if self.local else
+                 ["-c", "4096,32768", "--cache-types", "f16,q4_0", "--parallel", "1,4", "-p", "128", "-n", "32",
+                  "--requests", "4"])
+        done = self.llamaduel("serve-bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
+                              "--model", self.dense, "--preset", "server-cliffs", *shape, "--no-gap",
+                              "--journal", self.out / "cliffs-journal.jsonl",
+                              "--save", f"{self.prefix}-cliffs", "--store", self.out / "profiles",
+                              log_name="cliffs.txt", check=False)
+        self.record("cliffs", {"exit": done.returncode, "table": done.stdout[-6000:]})
+
     def stage_fidelity(self) -> None:
         figures = {}
         for name, folder in (("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)):
@@ -226,7 +266,7 @@ class Pipeline:
             self.run(["python3", "benchmarks/server_anchor.py", "--build", self.cuda_bin, "--model", self.dense,
                       "--benchy", benchy if benchy.is_file() else "llama-benchy",
                       "-p", "512" if not self.local else "64", "-n", "128" if not self.local else "16",
-                      "--concurrency", levels, "--runs", "2", "--rounds", "2", "--json", out],
+                      "--concurrency", "1", "--runs", "2", "--rounds", "2", "--json", out],
                      log_name="anchor.txt", check=False)
             if out.is_file():
                 self.record("anchor", json.loads(out.read_text()))
@@ -282,6 +322,17 @@ class Pipeline:
         done = self.llamaduel("telemetry", "--count", "3", "--interval", "0.5", log_name="telemetry.txt",
                               check=False)
         self.record("telemetry_lines", done.stdout[-2000:])
+
+
+def gpu_name() -> str:
+    """h100 or h200 (from nvidia-smi), for the names of what the run leaves."""
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "gpu"
+    name = done.stdout.upper()
+    return "h100" if "H100" in name else "h200" if "H200" in name else "gpu"
 
 
 def sweep_figures(run_dir: Path, wall: float, store: Path, profile_name: str) -> dict[str, object]:

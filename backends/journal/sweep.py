@@ -225,6 +225,8 @@ class SweepFinished:
     cancelled: bool = False
     at: float = 0.0
     problem: str | None = None  # why the run stopped early (the journal cannot be written)
+    # Where the seconds went: wall, work (llama-bench testing) and each overhead part.
+    overhead: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

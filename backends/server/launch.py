@@ -30,6 +30,7 @@ DEFAULT_START_TIMEOUT_S = 300.0
 LOG_LINES = 400
 _POLL_S = 0.25  # longest wait between /health checks when the server writes nothing
 _LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+[A-Z]\s+(?:\w+\s+)?")
+_ABORT = re.compile(r"^\S*/(?=[\w.-]+\.(?:c|cc|cpp|h):\d+: )|^(?=GGML_ASSERT|terminate called|\s*what\(\): )")
 _LEVEL = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+\s+([A-Z])\s")
 _SPECIFIC = re.compile(r"error loading model:|couldn't bind|out of memory|unable to|"
                        r"invalid argument|unknown argument|error:|failed to open|no such file|"
@@ -203,7 +204,11 @@ class ServerProcess:
             last = failure_line(list(self.lines), "")
             reason = f"{fallback}; its last log line: {last}" if last else fallback
         elif code < 0 and not failure_line(list(self.lines), "", errors_only=True):
-            reason = f"{fallback}: llama-server {description}"  # killed: its log says nothing
+            # Killed, or it aborted: ggml's own abort line ("ggml-backend.cpp:1081: ...") is
+            # the server's reason when there is one.
+            abort = next((_ABORT.sub("", line).strip() for line in reversed(self.lines)
+                          if _ABORT.search(line)), "")
+            reason = f"{fallback}: llama-server {description}" + (f": {_clean(abort)}" if abort else "")
         else:
             reason = f"{failure_line(list(self.lines), fallback)} (llama-server {description})"
         return StartFailure(reason=reason, exit_code=code if code and code > 0 else None,

@@ -74,6 +74,10 @@ class SweepPrinter:
                 print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
             for line in tuning_text(events):
                 print(printable(line))
+            if self.finished is not None and self.finished.overhead:
+                from backends.sweep.overhead import overhead_line
+
+                print(f"\n{overhead_line(self.finished.overhead)}")
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:

@@ -111,6 +111,8 @@ def handle_soak(options: argparse.Namespace) -> int:
         finished = asyncio.run(cancellable(events, printer.show))
     except SoakError as error:
         raise CommandError(str(error)) from None
+    if not finished:
+        say("soak cancelled: every server was stopped; the journal keeps what was measured")
     status = _report(printer.journal, options)
     return status if finished else exits.CANCELLED
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 BODY_DELAY_S = 0.02
+NARROW_WIDTH = 100  # the app's -narrow breakpoint
 MODES = [("sweep (llama-bench)", "sweep"), ("server (llama-server)", "server")]
 
 
@@ -58,6 +59,10 @@ class SetupScreen(AppScreen):
             yield Button("Start (r)", variant="success", id="start", compact=True, disabled=True)
             yield Static("", id="setup-status")
         yield Footer()
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Narrow: keys closer together, so the footer's last key keeps its word ("q quit").
+        self.query_one(Footer).compact = event.size.width < NARROW_WIDTH
 
     def on_mount(self) -> None:
         self._status("Looking for llama.cpp builds and models…" if not self.sources.ready
