@@ -27,6 +27,7 @@ from backends.tune.grid import (
     Grid,
     batch_for,
     free_vram,
+    holds_whole_note,
     is_cpu_contender,
     ubatch_values,
 )
@@ -120,6 +121,8 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
         # has tried the sizes a GPU is likeliest to prefer (32 rarely wins anywhere).
         own = spec.ubatch or 512
         ubatches = [own, *sorted((u for u in ubatch_values(spec) if u != own), reverse=True)]
+        if (note := holds_whole_note(spec)) is not None:
+            notes.append(note)
     flash: list[bool | None] = [None]
     if "fa" in free:
         flash = [spec.flash_attn, *(v for v in (True, False) if v != spec.flash_attn)]
