@@ -152,6 +152,12 @@ def cmd_show(options: argparse.Namespace) -> int:
         return 0
     print()
     _print_recommendation(profile.recommendation)
+    from profiles.compat import older_verdict_lines
+
+    from backends.text import printable
+
+    for line in older_verdict_lines(profile):
+        print(printable(line))
     if profile.conditions:
         from backends.text import printable
 
