@@ -100,6 +100,9 @@ class Profile:
     # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
     soak: Mapping[str, Any] | None = field(default=None, hash=False)
     gates: tuple[Mapping[str, Any], ...] = ()
+    # Read, never saved: the fields this version writes that the file lacked (saved by an
+    # older version; ``profiles.compat`` filled them in).
+    lacking: tuple[str, ...] = field(default=(), compare=False, metadata={"saved": False})
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}

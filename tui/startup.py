@@ -168,8 +168,8 @@ class Startup:
         return [w for w in self.app.workers if w.group == "sweep" and w.is_running]
 
     async def stop_sweep(self) -> None:
-        """Stop a running sweep or server duel and wait until its processes are gone."""
-        duels = [w for w in self.app.workers if w.group == "serve" and w.is_running]
+        """Stop a running sweep, server duel or soak and wait until its processes are gone."""
+        duels = [w for w in self.app.workers if w.group in ("serve", "soak") and w.is_running]
         for worker in duels:
             worker.cancel()  # the worker's own finally closes the duel, which stops its servers
             with contextlib.suppress(WorkerCancelled, WorkerFailed):
