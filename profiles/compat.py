@@ -16,7 +16,7 @@ from profiles.wording import between_text
 Derive = Callable[[Mapping[str, Any]], Any]
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

@@ -44,7 +44,7 @@ class _Decode:
         return self.serving / self.bench
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value) if value > 0 else None

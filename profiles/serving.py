@@ -93,7 +93,7 @@ class _Level:
     turns: tuple[tuple[int, float], ...] = ()  # (turn, total tok/s) of each turn that served
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)

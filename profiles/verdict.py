@@ -23,7 +23,7 @@ from typing import Any
 from backends import stats
 from backends.journal.sweep import BenchResult, PointFailed
 from profiles.by_model import across_models
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
+from profiles.contenders import Field, Measure, PointKey, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.fallback import with_fallback_lines
 from profiles.judge import (
@@ -92,7 +92,7 @@ def class_of(m: Measure, long_tokens: int) -> ClassKey:
 @dataclass
 class _Case:
     key: ClassKey
-    grouped: dict[str, dict[Any, Measure]]
+    grouped: dict[str, dict[PointKey, Measure]]
     ranked: list[str]
     opponents: list[str]
     pairs: list[PairResult]
@@ -256,7 +256,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
 _GPU_DEVICES = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "MUSA", "CANN", "OpenCL")
 
 
-def _devices(devices: Any) -> list[str]:
+def _devices(devices: object) -> list[str]:
     """The devices a contender split the model across (``CUDA0/CUDA1``)."""
     return [d for d in str(devices or "").replace(",", "/").split("/")
             if d and d.lower() not in ("none", "auto", "-", "?")]
