@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 CLASS_LABELS = {
     "short_dense": "dense, short context",
@@ -41,7 +42,7 @@ class Contender:
     build: str
     backend: str
     settings: Mapping[str, str] = field(default_factory=dict)
-    known_settings: Mapping[str, Setting] = field(default_factory=dict)
+    known_settings: Mapping[str, Any] = field(default_factory=dict)  # Setting values (toml_form reads no unions)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class ClassVerdict:
     caveats: tuple[str, ...]
     summary: str
     tied: tuple[str, ...] = ()
-    best_settings: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    best_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Setting values, as above
     context: str = "short"
     runner_up: str | None = None
     ratio: float | None = None
