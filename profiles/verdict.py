@@ -50,7 +50,7 @@ from profiles.outcome import (
     PairComparison,
     Recommendation,
 )
-from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
+from profiles.records import Correctness, FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
 from profiles.settings_pairs import LikePair, like_pairs
 from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
@@ -341,7 +341,7 @@ def _result_counts(field: Field) -> dict[str, int]:
 def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
               failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]] | None = None,
               *, model_info: ModelFacts | Any = None,
-              correctness: Mapping[str, Mapping[str, Any]] | None = None,
+              correctness: Correctness | None = None,
               settings: VerdictSettings = VerdictSettings()) -> Recommendation:
     """``recommend_run`` on records made from per-build results (no telemetry)."""
     facts = model_info if isinstance(model_info, ModelFacts) or model_info is None else ModelFacts(
@@ -352,7 +352,7 @@ def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
 
 def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
                     failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]],
-                    correctness: Mapping[str, Mapping[str, Any]] | None) -> dict[str, BuildStability]:
+                    correctness: Correctness | None) -> dict[str, BuildStability]:
     """Stability per build as the recommendation states it (by build name)."""
     rec = recommend(results_by_build, failures_by_build, correctness=correctness)
     by_name = {s.build: s for s in rec.stability}
@@ -363,7 +363,7 @@ def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
     return out
 
 
-def build_stability_of(name: str, correctness: Mapping[str, Mapping[str, Any]] | None) -> BuildStability:
+def build_stability_of(name: str, correctness: Correctness | None) -> BuildStability:
     """A build with no results and no failures: only its correctness check speaks."""
     return stability_of([name], {}, [], dict(correctness or {}), {})[name]
 
