@@ -19,6 +19,7 @@ from backends.journal.sweep import (CoolingWaited, PointDecided, PointStarted, R
                              SweepNote, SweepStarted, TelemetryRecorded)
 from backends.sweep import RunRequest, SweepControl, SweepSpec, read_journal, run_sweep
 from backends.sweep.plan import turn_order
+from backends.sweep.adaptive import FIRST_BLOCK
 from backends.telemetry import Telemetry
 from sysfs_fixtures import build_mi50_tree
 
@@ -164,19 +165,19 @@ async def test_tokens_per_joule_only_over_the_counted_repetitions(cpu, tiny_llam
 
 async def test_adaptive_repetitions_stop_a_clear_gap_after_the_first_block(cpu, vulkan, tiny_llama,
                                                                            tmp_path):
-    spec = TINY.with_changes(repetitions=3, adaptive=True, max_repetitions=7, depths=(0, 64))
+    spec = TINY.with_changes(repetitions=FIRST_BLOCK, adaptive=True, max_repetitions=7, depths=(0, 64))
     events = [e async for e in run_sweep(RunRequest([cpu, vulkan], tiny_llama, spec, run_dir=tmp_path, granularity="point"))]
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert [d.point for d in decided] == list(spec.points())
     for decision in decided:
         # The CPU build is orders of magnitude faster than lavapipe on every repetition.
         assert decision.outcome == "decided" and decision.leader == "cpu", decision
-        assert decision.reason.startswith("decided after 3")
-        assert decision.repetitions == {"cpu": 3, "vulkan": 3}
+        assert decision.reason.startswith("decided after 2")
+        assert decision.repetitions == {"cpu": 2, "vulkan": 2}
     for result in (e for e in events if isinstance(e, ResultReceived)):
         # One more timed repetition than counted: the warm-up, kept apart.
-        assert len(result.result.samples_ts) == 3 and len(result.result.warmup_ts) == 1
-        assert result.result.avg_ts == pytest.approx(sum(result.result.samples_ts) / 3)
+        assert len(result.result.samples_ts) == 2 and len(result.result.warmup_ts) == 1
+        assert result.result.avg_ts == pytest.approx(sum(result.result.samples_ts) / 2)
 
 
 async def test_adaptive_repetitions_add_blocks_in_abba_order_until_decided_or_capped(cpu, tiny_llama,
