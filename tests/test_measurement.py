@@ -177,10 +177,17 @@ async def test_adaptive_repetitions_stop_a_clear_gap_after_the_first_block(cpu, 
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert [d.point for d in decided] == list(spec.points())
     for decision in decided:
-        # The CPU build is orders of magnitude faster than lavapipe on every repetition.
         assert decision.outcome == "decided" and decision.leader == "cpu", decision
-        assert decision.reason.startswith("decided after 2")
-        assert decision.repetitions == {"cpu": 2, "vulkan": 2}
+        counts = set(decision.repetitions.values())
+        assert len(counts) == 1, decision
+        if decision.point.n_prompt:
+            # Prompt processing: the CPU build is hundreds of times faster than lavapipe on
+            # every repetition, wide and separated after the first two.
+            assert decision.reason == "decided after 2" and counts == {2}, decision
+        else:
+            # Generation is some 8x apart, and one starved CPU repetition on a busy machine
+            # can bring it inside the wide margin: then another block decides it.
+            assert decision.reason.startswith("decided after"), decision
     for result in (e for e in events if isinstance(e, ResultReceived)):
         # One more timed repetition than counted: the warm-up, kept apart.
         assert len(result.result.samples_ts) == 2 and len(result.result.warmup_ts) == 1
