@@ -10,6 +10,7 @@ are journalled before they arrive here as messages, and fold into one frozen ``S
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -40,6 +41,7 @@ class SoakScreen(AppScreen):
         self.request: SoakRequest | None = None
         self.view = SoakView()
         self.saved: Path | None = None
+        self._event_at = time.monotonic()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="soak-body", can_focus=False):
@@ -51,6 +53,16 @@ class SoakScreen(AppScreen):
 
     def on_mount(self) -> None:
         self._show()
+        self.set_interval(1.0, self._tick)  # uptime and the clock count on between events
+
+    def _now(self) -> float | None:
+        if self.view.status != "running" or not self.running:
+            return None
+        return self.view.at_s + time.monotonic() - self._event_at
+
+    def _tick(self) -> None:
+        if self._now() is not None:
+            self._show()
 
     @property
     def journal(self) -> str | None:
@@ -86,6 +98,7 @@ class SoakScreen(AppScreen):
         from backends.soak import SoakFinished
 
         self.view = fold(self.view, message.event)
+        self._event_at = time.monotonic()
         self._show()
         if isinstance(message.event, SoakFinished):
             self._finished()
@@ -93,14 +106,15 @@ class SoakScreen(AppScreen):
     def _show(self) -> None:
         if not self.is_mounted:
             return
-        self.query_one("#soak-summary", Static).update(header_text(self.view))
+        now = self._now()
+        self.query_one("#soak-summary", Static).update(header_text(self.view, now))
         request = self.request
         plan = plan_line(request.spec, len(request.builds), request.reference) if request else ""
         self.query_one("#soak-plan", Static).update(plan)
         panels = self.query_one("#soak-builds", Vertical)
         for index, build in enumerate(self.view.builds):
             found = panels.query(f"#soak-build-{index}")
-            text = "\n".join(build_lines(build, self.view))
+            text = "\n".join(build_lines(build, self.view, now))
             if found:
                 found.first(Static).update(text)
             else:
