@@ -9,6 +9,7 @@ are journalled before they arrive here as messages, and fold into one frozen ``S
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from pathlib import Path
@@ -88,6 +89,13 @@ class SoakScreen(AppScreen):
         try:
             async for event in events:
                 self.post_message(self.SoakEventReceived(event))
+        except asyncio.CancelledError:
+            # Stopped here: the journal ends with the soak's cancelled SoakFinished, and so
+            # does the screen, after every event already on its way.
+            from backends.soak import SoakFinished
+
+            self.post_message(self.SoakEventReceived(SoakFinished(cancelled=True, at_s=self.view.at_s)))
+            raise
         finally:
             # Closing the soak stops every server it started; the journal keeps the rest.
             await events.aclose()
