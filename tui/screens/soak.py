@@ -23,8 +23,7 @@ from textual.widgets import Footer, Static
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.state.soak import (SoakRequest, SoakView, build_lines, fold, footer_text, header_text,
-                            plan_line)
+from tui.state.soak import SoakRequest, SoakView, build_lines, fold, footer_text, header_text, plan_line
 
 
 class SoakScreen(AppScreen):

@@ -15,8 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from backends.journal.soak import (SoakCrashed, SoakFinished, SoakHang, SoakHttpError, SoakProbe,
-                                   SoakServerUp, SoakStarted, SoakStartFailed, SoakWindow)
+from backends.journal.soak import (
+    SoakCrashed,
+    SoakFinished,
+    SoakHang,
+    SoakHttpError,
+    SoakProbe,
+    SoakServerUp,
+    SoakStarted,
+    SoakStartFailed,
+    SoakWindow,
+)
 from backends.soak.spec import SoakSpec, duration_words, parse_duration
 from profiles.format import format_rate
 
