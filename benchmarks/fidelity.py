@@ -34,13 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.builds import probe_build  # noqa: E402
-from backends.journal.sweep import (CoolingWaited, ResultReceived, SweepFinished, SweepNote,  # noqa: E402
-                                    SweepStarted)
-from backends.sweep.overhead import overhead_line  # noqa: E402
-from backends.procs import child_env  # noqa: E402
-from backends.sweep import RunRequest, run_sweep  # noqa: E402
-from backends.sweep import SweepSpec, bench_argv, parse_int_list  # noqa: E402
+from backends.builds import probe_build
+from backends.journal.sweep import CoolingWaited, ResultReceived, SweepFinished, SweepNote, SweepStarted
+from backends.procs import child_env
+from backends.sweep import RunRequest, SweepSpec, bench_argv, parse_int_list, run_sweep
+from backends.sweep.overhead import overhead_line
 
 
 def bare_run(build, model: Path, spec: SweepSpec) -> tuple[float, dict[str, float]]:

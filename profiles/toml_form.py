@@ -13,18 +13,16 @@ import dataclasses
 import tomllib
 import types
 import typing
-from typing import Any, Union
 from collections.abc import Mapping
+from typing import Any, Union
 
 import tomli_w
 
 from backends.journal.sweep import BenchResult, PointFailed, TestPoint
-
-from profiles.compat import derived_fields
 from profiles import model as model_module
 from profiles import verdict as verdict_module
+from profiles.compat import derived_fields
 from profiles.model import SCHEMA_VERSION, Profile
-
 
 MAX_DEPTH = 32
 NONE_TAG = "$none"

@@ -75,7 +75,7 @@ def test_a_cells_ratio_comes_from_its_two_speeds_and_a_pairs_from_its_margin():
                                    "significant_for": 1, "significant_against": 1})
     assert pair.ratio == 1.25 and [c.ratio for c in pair.cells] == [2.0, 0.5]
     data = tomllib.loads('leader = "a"\nother = "b"\nsignificant_for = 0\nsignificant_against = 0\n')
-    with pytest.raises(ProfileError, match="^ratio: missing$"):
+    with pytest.raises(ProfileError, match=r"^ratio: missing$"):
         decode(PairComparison, {**data, "cells": cells})
 
 

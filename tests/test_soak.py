@@ -11,8 +11,16 @@ import pytest
 from soak_helpers import assert_no_children, build, of, quick_spec, soak, summary_of
 from wrapped_builds import different_model, wrap
 
-from backends.soak import (ProbeReference, SoakCrashed, SoakFinished, SoakHang, SoakProbe,
-                           SoakServerUp, SoakWindow, SoakWrongAnswer)
+from backends.soak import (
+    ProbeReference,
+    SoakCrashed,
+    SoakFinished,
+    SoakHang,
+    SoakProbe,
+    SoakServerUp,
+    SoakWindow,
+    SoakWrongAnswer,
+)
 from backends.soak.summary import summary_lines
 
 pytestmark = pytest.mark.toolchain

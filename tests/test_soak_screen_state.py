@@ -3,10 +3,19 @@ on the saved profile: pure functions over real event types and published llama-b
 
 from __future__ import annotations
 
-
 from backends.journal.journal import Journal
-from backends.soak import (SoakBuild, SoakCrashed, SoakFinished, SoakHang, SoakHttpError,
-                           SoakProbe, SoakServerUp, SoakStarted, SoakWindow, SoakWrongAnswer)
+from backends.soak import (
+    SoakBuild,
+    SoakCrashed,
+    SoakFinished,
+    SoakHang,
+    SoakHttpError,
+    SoakProbe,
+    SoakServerUp,
+    SoakStarted,
+    SoakWindow,
+    SoakWrongAnswer,
+)
 from profiles.importers import import_files
 from profiles.model import profile_from_import
 from profiles.soak import REQUIRE_STABLE_RULE

@@ -4,20 +4,28 @@ candidate that cannot run failing alone, cancel and resume, the tuned settings k
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 import json
 import os
 import statistics
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from backends.builds import BuildInfo, probe_build
 from backends.journal.sweep import ResultReceived, SweepFinished
-from backends.journal.tune import (Candidate, ProbeFailed, ProbeFinished, TuneChosen,
-                                   TuneFinished, TuneGrid, TuneSpec, TuneStarted)
+from backends.journal.tune import (
+    Candidate,
+    ProbeFailed,
+    ProbeFinished,
+    TuneChosen,
+    TuneFinished,
+    TuneGrid,
+    TuneSpec,
+    TuneStarted,
+)
 from backends.models import read_model
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.tune.candidates import make_grid

@@ -12,8 +12,7 @@ from backends.journal.tune import Candidate, TuneSpec
 from backends.models import ModelInfo
 from backends.sweep import SweepError, SweepSpec, bench_argv
 from backends.tune.candidates import make_grid
-from backends.tune.grid import (defaults_points, middle_depth, parse_budget, parse_free, probe_points,
-                                ubatch_values)
+from backends.tune.grid import defaults_points, middle_depth, parse_budget, parse_free, probe_points, ubatch_values
 from backends.tune.search import Search
 from backends.tune.settings import merged, with_candidate
 
@@ -128,7 +127,7 @@ def test_a_contenders_own_setting_replaces_the_sweeps_in_the_argv() -> None:
     argv = bench_argv(tuned, "/m.gguf", spec, TestPoint(512, 0))
     assert argv.count("-ub") == 1 and argv[argv.index("-ub") + 1] == "2048"
     assert argv.count("-b") == 1 and argv[argv.index("-b") + 1] == "2048"
-    assert "-fa" in argv and ["-sm", "none"] == argv[argv.index("-sm"):argv.index("-sm") + 2]
+    assert "-fa" in argv and argv[argv.index("-sm"):argv.index("-sm") + 2] == ["-sm", "none"]
     assert merged(("--ubatch-size", "64", "-ts", "-1"), ("-ub", "128")) == ("-ts", "-1", "-ub", "128")
 
 

@@ -15,8 +15,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
-from tui import hangup
-from tui import screens
+from tui import hangup, screens
 from tui.sources import Sources
 from tui.startup import Startup
 from tui.state.run import RunState

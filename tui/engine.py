@@ -18,11 +18,11 @@ from backends.journal.sweep import PointFailed, PointStarted, ResultReceived
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
     from backends.models import ModelInfo
     from backends.server import ServeEvent
     from backends.soak import SoakEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
-    from backends.journal.journal import RunEvent
     from backends.telemetry.model import TelemetrySource
     from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
@@ -102,8 +102,8 @@ async def probe_rates(builds: Sequence[BuildInfo],
 def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[ServeEvent, None]:
     """A server duel; its journal in a new run folder under ``runs_root`` (None: the
     user's runs folder), the servers' logs beside it."""
-    from backends.server import run_serve_duel
     from backends.journal.journal import JOURNAL_NAME, new_run_dir
+    from backends.server import run_serve_duel
 
     journal_path = None
     if runs_root is not None:

@@ -7,9 +7,10 @@ it, through ``backends.journal.codec``, so a journal replays exactly what a live
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping
+
 
 @dataclass(frozen=True)
 class TestPoint:

@@ -18,12 +18,22 @@ from typing import Any
 import httpx
 import psutil
 
+from backends.journal.soak import (
+    ProbeReference,
+    SoakBuild,
+    SoakCrashed,
+    SoakEvent,
+    SoakHang,
+    SoakHttpError,
+    SoakProbe,
+    SoakServerUp,
+    SoakStartFailed,
+    SoakWindow,
+    SoakWrongAnswer,
+)
 from backends.server.client import Failure
 from backends.server.launch import ServedBuild, ServerProcess, StartFailure, launch
 from backends.soak import probes
-from backends.journal.soak import (ProbeReference, SoakBuild, SoakCrashed, SoakEvent, SoakHang,
-                                  SoakHttpError, SoakProbe, SoakServerUp, SoakStartFailed,
-                                  SoakWindow, SoakWrongAnswer)
 from backends.soak.load import Slot, Window, send, tokens_per_word
 from backends.soak.spec import SoakSpec
 from backends.telemetry.process_vram import ProcessVram

@@ -21,10 +21,10 @@ import httpx
 
 from backends import paths, procs
 from backends.correctness import REFERENCE_PREFERENCE
+from backends.journal.soak import ProbeReference, SoakBuild, SoakEvent, SoakFinished, SoakStarted
 from backends.server.launch import StartFailure, launch
 from backends.soak import probes
 from backends.soak.build import BuildSoak, Clock, Put, contender
-from backends.journal.soak import (ProbeReference, SoakBuild, SoakEvent, SoakFinished, SoakStarted)
 from backends.soak.spec import SoakError, SoakSpec
 
 

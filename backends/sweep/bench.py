@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
-from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
-                             ResultReceived, SweepNote, TestPoint)
+from backends.journal.sweep import (
+    BenchResult,
+    PointFailed,
+    PointProgress,
+    PointStarted,
+    ResultReceived,
+    SweepNote,
+    TestPoint,
+)
 from backends.sweep.argv import BenchBuild, bench_argv
 from backends.sweep.energy import RepetitionTracker
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
-from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_result_failure,
-                                    parse_result_line, point_failed)
+from backends.sweep.records import (
+    PROGRESS,
+    TIMED_RUN,
+    InvalidResult,
+    invalid_result_failure,
+    parse_result_line,
+    point_failed,
+)
 from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Finished, Launcher, ToolProcess
 

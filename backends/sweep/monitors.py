@@ -10,13 +10,12 @@ machine).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import asyncio
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import BenchResult, TelemetryRecorded
@@ -29,8 +28,8 @@ from backends.telemetry.energy import EnergyMeter
 from backends.telemetry.model import TelemetrySource
 
 if TYPE_CHECKING:
-    from backends.sweep.overhead import Overhead
     from backends.journal.journal import RunEvent
+    from backends.sweep.overhead import Overhead
 
 HOST_KEY = "from_host"
 

@@ -20,33 +20,58 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.correctness import CheckOptions
-from backends.journal.sweep import (BenchResult, CoolingWaited, PointDecided, PointFailed, ResultReceived,
-                             SweepFinished, SweepNote, SweepStarted, TestPoint)
+from backends.journal.journal import Journal, JournalError, RunEvent
+from backends.journal.sweep import (
+    BenchResult,
+    CoolingWaited,
+    PointDecided,
+    PointFailed,
+    ResultReceived,
+    SweepFinished,
+    SweepNote,
+    SweepStarted,
+    TestPoint,
+)
 from backends.models import ModelInfo
 from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import BenchBuild
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk, stop_all
+from backends.sweep.control import Blocks, SweepControl
 from backends.sweep.guard import ThermalGuard, reading_pairs
-from backends.sweep.hosts import (by_machine, cancel_all, connection_failure, launcher_for, machines_note,
-                                  remote_names, together)
-from backends.journal.journal import Journal, JournalError, RunEvent
-from backends.telemetry.model import TelemetrySource
+from backends.sweep.hosts import (
+    by_machine,
+    cancel_all,
+    connection_failure,
+    launcher_for,
+    machines_note,
+    remote_names,
+    together,
+)
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
 from backends.sweep.overhead import Overhead
-from backends.sweep.plan import (ChunkTiming, TimeoutPolicy, choose_granularity, chunk_points,
-                                 free_vram_bytes, resident_fits, schedule, split_into_grids, turn_order)
-from backends.sweep.spec import SweepSpec
-from backends.sweep.control import Blocks, SweepControl
+from backends.sweep.plan import (
+    ChunkTiming,
+    TimeoutPolicy,
+    choose_granularity,
+    chunk_points,
+    free_vram_bytes,
+    resident_fits,
+    schedule,
+    split_into_grids,
+    turn_order,
+)
 from backends.sweep.request import RunRequest
+from backends.sweep.spec import SweepSpec
+from backends.telemetry.model import TelemetrySource
 
-EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
+EXTRA_BLOCK = adaptive.STEP  # repetitions added per round to a point that is still open
 _DONE = object()
 
 
@@ -191,7 +216,7 @@ class Sweep:
                 self.by_name = {c.name: c for c in self.contenders}
             groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+        except BaseException as error:
             self.queue.put_nowait(error)
             raise
         self.queue.put_nowait(_DONE)
@@ -386,7 +411,7 @@ class Sweep:
         elif len(samples) < 2:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
-            outcome = adaptive.decide(samples, self.spec.max_repetitions)
+            outcome = adaptive.decide(samples, self.spec.max_repetitions, first=self.spec.repetitions)
             if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
                     and any(self._can_add(c, point) for c in group if c.name in samples)):
                 return False

@@ -16,12 +16,21 @@ from collections.abc import Sequence
 from itertools import product
 from typing import Any
 
+from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
 from backends.models import ModelInfo, estimate_fit, kv_cache_bytes
 from backends.sweep.spec import SweepSpec
-from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
-from backends.tune.grid import (CHANGES_GENERATION, FIT_MARGIN_MIB, PP_ONLY_NOTE, KV_CHOICES, Grid,
-                                batch_for, free_vram, holds_whole_note, is_cpu_contender,
-                                ubatch_values)
+from backends.tune.grid import (
+    CHANGES_GENERATION,
+    FIT_MARGIN_MIB,
+    KV_CHOICES,
+    PP_ONLY_NOTE,
+    Grid,
+    batch_for,
+    free_vram,
+    holds_whole_note,
+    is_cpu_contender,
+    ubatch_values,
+)
 
 GIB = 1 << 30
 SEARCH_STEPS = (0, 1, 2, 4)  # from the fit estimate, towards more on the GPU

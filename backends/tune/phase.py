@@ -19,8 +19,19 @@ from typing import Any, Protocol
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import PointFailed, ResultReceived, SweepNote, TestPoint
-from backends.journal.tune import (Candidate, Phase, ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneFinished, TuneGrid, TuneRound, TuneSpec, TuneStarted)
+from backends.journal.tune import (
+    Candidate,
+    Phase,
+    ProbeFailed,
+    ProbeFinished,
+    ProbeMeasured,
+    TuneChosen,
+    TuneFinished,
+    TuneGrid,
+    TuneRound,
+    TuneSpec,
+    TuneStarted,
+)
 from backends.models import ModelInfo
 from backends.sweep.bench import BenchContext, Block, run_chunk
 from backends.sweep.plan import TimeoutPolicy

@@ -198,7 +198,9 @@ class Search:
             return None, f"no candidate measured ({reasons or 'no probes ran'})"
         best = ranked[0]
         default = self.default
-        if default is None or best == default or self.score(default) is None:
+        if best == default:
+            return best, f"the defaults, the best of {len(ranked)} measured"
+        if default is None or self.score(default) is None:
             return best, f"best of {len(ranked)} measured"
         result = self.against(best, default)
         if result is not None and result.better:

@@ -7,14 +7,23 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
-                             ResultReceived, SweepFinished, SweepNote, SweepStarted,
-                             TelemetryRecorded, TestPoint)
 from backends.journal.journal import RunEvent, event_to_json
+from backends.journal.sweep import (
+    CoolingWaited,
+    PointDecided,
+    PointFailed,
+    PointProgress,
+    ResultReceived,
+    SweepFinished,
+    SweepNote,
+    SweepStarted,
+    TelemetryRecorded,
+    TestPoint,
+)
 from backends.journal.tune import TUNE_EVENT_TYPES
-from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from backends.text import printable
+from backends.tune.words import describe_tune
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say

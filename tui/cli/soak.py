@@ -168,8 +168,16 @@ class SoakPrinter:
         self.journal: str | None = None
 
     def show(self, event: Any) -> None:
-        from backends.soak import (SoakCrashed, SoakFinished, SoakHang, SoakHttpError,
-                                   SoakServerUp, SoakStarted, SoakStartFailed, SoakWrongAnswer)
+        from backends.soak import (
+            SoakCrashed,
+            SoakFinished,
+            SoakHang,
+            SoakHttpError,
+            SoakServerUp,
+            SoakStarted,
+            SoakStartFailed,
+            SoakWrongAnswer,
+        )
 
         stamp = f"[{getattr(event, 'at_s', 0.0) / 60:6.1f} min]"
         if isinstance(event, SoakStarted):

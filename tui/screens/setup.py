@@ -10,8 +10,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Select, Static
 
 from tui import actions as cmd
-from tui.screens.setup_sources import SetupSourcesScreen
 from tui.screens.confirm import ask_before_cpu_fallback
+from tui.screens.setup_sources import SetupSourcesScreen
 from tui.state.plan import Plan, fit_text, make_plan
 from tui.widgets.builds_table import BuildsSection
 from tui.widgets.grid_form import GridForm

@@ -12,8 +12,7 @@ from textual.containers import Grid, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label
 
-from tui.state.soak import (SOAK_FIELDS, SoakRequest, plan_line, reference_problem,
-                             spec_from_fields)
+from tui.state.soak import SOAK_FIELDS, SoakRequest, plan_line, reference_problem, spec_from_fields
 from tui.widgets._css import css_beside
 from tui.widgets.marks import TickBox
 
