@@ -6,9 +6,8 @@
 Makes a profile with ``llamaduel bench --save`` on the demo's grid for the generated model
 (``backends.demo.GENERATED_SPEC``: pp64 and tg16 at depths 0 and 512, 3 repetitions) with
 the named toolchain builds, one thread, then gates the first build against it ``--runs``
-times (the same build: it passes). Prints each run's wall time, the gate's correctness-check
-share (from its progress lines) and the ratio gate / sweep. The first gate computes the
-reference's answers; later ones reuse them while the reference build and model are unchanged.
+times (the same build: it passes, interleaved with itself as the build it replaces, then the
+correctness check against it). Prints the sweep's wall time, each gate's and the ratio gate / sweep.
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.demo import GENERATED_SPEC  # noqa: E402
-from backends.tooling import toolchain  # noqa: E402
-from backends.tooling.synth import write_tiny_llama  # noqa: E402
+from backends.demo import GENERATED_SPEC
+from backends.tooling import toolchain
+from backends.tooling.synth import write_tiny_llama
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPE = dict(layers=4, embd=512, heads=8, heads_kv=4, ff=1536, vocab_size=1024)  # as tests/test_gate.py
