@@ -15,8 +15,8 @@ before anything runs: a flag the build lacks is one clear line.
 
 from __future__ import annotations
 
-import itertools
 import dataclasses
+import itertools
 import re
 import shlex
 from collections.abc import Mapping, Sequence

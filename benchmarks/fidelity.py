@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.builds import probe_build  # noqa: E402
-from backends.journal.sweep import CoolingWaited, ResultReceived, SweepNote, SweepStarted  # noqa: E402
-from backends.procs import child_env  # noqa: E402
-from backends.sweep import RunRequest, run_sweep  # noqa: E402
-from backends.sweep import SweepSpec, bench_argv, parse_int_list  # noqa: E402
+from backends.builds import probe_build
+from backends.journal.sweep import CoolingWaited, ResultReceived, SweepFinished, SweepNote, SweepStarted
+from backends.procs import child_env
+from backends.sweep import RunRequest, SweepSpec, bench_argv, parse_int_list, run_sweep
+from backends.sweep.overhead import overhead_line
 
 
 def bare_run(build, model: Path, spec: SweepSpec) -> tuple[float, dict[str, float]]:
@@ -81,6 +81,8 @@ async def duel_run(build, model: Path, spec: SweepSpec, granularity: str,
                 notes += [n for n in event.notes if "guard" in n]
             elif isinstance(event, CoolingWaited):
                 notes.append(f"cooled {event.seconds:.0f} s before {event.point.name}")
+            elif isinstance(event, SweepFinished) and event.overhead:
+                notes.append(overhead_line(event.overhead))  # where llamaduel's seconds went
     finally:
         if telemetry is not None:
             telemetry.close()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.tooling import synth  # noqa: E402
-from backends.models import read_model  # noqa: E402
+from backends.models import read_model
+from backends.tooling import synth
 
 SHAPE = replace(
     synth.SHAPES["qwen3-30b-a3b"], name="Qwen3-235B-A22B-shaped, 47 layers", layers=47,

@@ -25,12 +25,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.tooling import toolchain  # noqa: E402
-from backends.journal.journal import read_journal  # noqa: E402
-from backends.server import ServerSettings  # noqa: E402
-from backends.soak import SoakBuild, SoakSpec, run_soak, summarize, summary_lines  # noqa: E402
-from backends.soak.spec import parse_duration  # noqa: E402
-from backends.tooling.synth import write_tiny_llama  # noqa: E402
+from backends.journal.journal import read_journal
+from backends.server import ServerSettings
+from backends.soak import SoakBuild, SoakSpec, run_soak, summarize, summary_lines
+from backends.soak.spec import parse_duration
+from backends.tooling import toolchain
+from backends.tooling.synth import write_tiny_llama
 
 
 async def soak(spec: SoakSpec, model: Path, journal: Path, every: float) -> list[tuple[float, float, int]]:

@@ -35,9 +35,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from sshd import SilentPort, SshServer  # noqa: E402
+
 from backends.remote.ssh import SshHost, SshLauncher  # noqa: E402
 from backends.tool import ToolProcess  # noqa: E402
-from sshd import SilentPort, SshServer  # noqa: E402
 
 
 async def relay(listen_port: int, target_port: int, delay_s: float) -> asyncio.Server:

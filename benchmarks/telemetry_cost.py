@@ -140,10 +140,11 @@ def measure(root: str, child_pid: int, options: argparse.Namespace) -> int:
 
 def measure_published(options: argparse.Namespace) -> None:
     """Two published MI50s as one tree; gpu_metrics decoding; a stand-in rocm-smi."""
-    from backends.telemetry.gpu_metrics import decode_gpu_metrics
-    from backends.telemetry.rocm_smi import RocmSmiSource
     from sysfs_fixtures import DATA, build_card, mi50_16gb_spec, nixos_workstation_specs
     from test_telemetry_gpu_metrics import blob_for
+
+    from backends.telemetry.gpu_metrics import decode_gpu_metrics
+    from backends.telemetry.rocm_smi import RocmSmiSource
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "mi50s"

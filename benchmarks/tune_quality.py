@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.tooling import toolchain  # noqa: E402
-from backends.builds import BuildInfo, probe_build  # noqa: E402
-from backends.journal.tune import Candidate, TuneChosen, TuneFinished, TuneGrid, TuneSpec  # noqa: E402
-from backends.sweep import RunRequest, SweepSpec, run_sweep  # noqa: E402
-from backends.tooling.synth import write_tiny_llama  # noqa: E402
-from backends.tune.grid import probe_points  # noqa: E402
+from backends.builds import BuildInfo, probe_build
+from backends.journal.tune import Candidate, TuneChosen, TuneFinished, TuneGrid, TuneSpec
+from backends.sweep import RunRequest, SweepSpec, run_sweep
+from backends.tooling import toolchain
+from backends.tooling.synth import write_tiny_llama
+from backends.tune.grid import probe_points
 
 SPEC = SweepSpec(name="tune-quality", prompts=(512,), gens=(16,), depths=(0, 256, 512),
                  repetitions=2, flash_attn=True, threads=1)

@@ -14,8 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from backends import stats
-from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepStarted,
-                                    TelemetryRecorded)
+from backends.journal.sweep import PointFailed, PointStarted, ResultReceived, SweepStarted, TelemetryRecorded
 
 CLOCK_SPREAD = 0.10  # median shader clocks further apart than this are a difference
 

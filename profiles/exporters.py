@@ -12,14 +12,13 @@ import io
 import json
 import math
 import shlex
-
-from backends.text import printable, shell_join
-from profiles.format import render_table
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backends.text import printable, shell_join
+from profiles.format import render_table
 from profiles.model import Profile
 from profiles.outcome import (
     CLASS_LABELS,

@@ -22,8 +22,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from backends.journal.sweep import TestPoint
 from backends import stats
+from backends.journal.sweep import TestPoint
 from profiles.compare import PointTest, compare, log_mean
 from profiles.contenders import Measure
 from profiles.outcome import CellComparison, Contender, PairComparison

@@ -21,14 +21,12 @@ if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.journal.journal import RunEvent
     from backends.models import ModelInfo
-    from backends.server import ServeEvent, ServedBuild
+    from backends.server import ServedBuild, ServeEvent
     from profiles.verdict import VerdictSettings
-from profiles.outcome import Recommendation
-from profiles.serving import ServingVerdict, serving_verdicts
 from backends.sweep.conditions import conditions
-from profiles.confounds import confounds
-from profiles.tuning import Tuning, tuning_from_events
 from backends.sweep.outcomes import point_failures
+from profiles.confounds import confounds
+from profiles.outcome import Recommendation
 from profiles.records import (
     FailureRecord,
     ModelFacts,
@@ -37,6 +35,8 @@ from profiles.records import (
     failure_record,
     records_from_events,
 )
+from profiles.serving import ServingVerdict, serving_verdicts
+from profiles.tuning import Tuning, tuning_from_events
 
 SCHEMA_VERSION = 1
 IDENTITY_BYTES = 1024 * 1024
@@ -100,6 +100,9 @@ class Profile:
     # A soak's figures (``backends.soak.SoakSummary.to_json()``) and the nightly gate's runs.
     soak: Mapping[str, Any] | None = field(default=None, hash=False)
     gates: tuple[Mapping[str, Any], ...] = ()
+    # Read, never saved: the fields this version writes that the file lacked (saved by an
+    # older version; ``profiles.compat`` filled them in).
+    lacking: tuple[str, ...] = field(default=(), compare=False, metadata={"saved": False})
 
     def results_by_build(self) -> dict[str, list[BenchResult]]:
         out: dict[str, list[BenchResult]] = {b.name: [] for b in self.builds}

@@ -102,7 +102,7 @@ def with_stability(rec: Recommendation, soak: Mapping[str, Any], *,
     ``require_stable`` a build with crashes, hangs or wrong answers losing its picks."""
     found = troubles(soak)
     verdicts = tuple(_with_soak(v, rec, found, require_stable) for v in rec.verdicts)
-    summary = tuple(v.summary for v in verdicts) + (stability_sentence(soak),)
+    summary = (*tuple(v.summary for v in verdicts), stability_sentence(soak))
     rule = rec.rule + (" " + REQUIRE_STABLE_RULE if require_stable else "")
     return dataclasses.replace(rec, verdicts=verdicts, summary=summary,
                                choose=tuple(choose_lines(verdicts)), rule=rule)

@@ -16,18 +16,23 @@ import dataclasses
 import math
 import os
 import tempfile
-from urllib.parse import quote, unquote
 from dataclasses import dataclass
 from pathlib import Path
-
+from urllib.parse import quote, unquote
 
 from backends.paths import describe_write_error, profiles_root
 from backends.text import printable
-
 from profiles.model import Profile
-
-from profiles.toml_form import (END_MARKER, MAX_DEPTH, NONE_TAG, ProfileError, decode, encode,
-                                profile_from_toml, profile_to_toml)
+from profiles.toml_form import (
+    END_MARKER,
+    MAX_DEPTH,
+    NONE_TAG,
+    ProfileError,
+    decode,
+    encode,
+    profile_from_toml,
+    profile_to_toml,
+)
 
 MAX_PROFILE_BYTES = 16 * 1024 * 1024
 SUFFIX = ".toml"

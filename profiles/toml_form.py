@@ -13,17 +13,16 @@ import dataclasses
 import tomllib
 import types
 import typing
-from typing import Any, Union
 from collections.abc import Mapping
+from typing import Any, Union
 
 import tomli_w
 
 from backends.journal.sweep import BenchResult, PointFailed, TestPoint
-
 from profiles import model as model_module
 from profiles import verdict as verdict_module
+from profiles.compat import derived_fields
 from profiles.model import SCHEMA_VERSION, Profile
-
 
 MAX_DEPTH = 32
 NONE_TAG = "$none"
@@ -59,7 +58,7 @@ def encode(obj: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if value is None:
+        if value is None or not f.metadata.get("saved", True):
             continue
         out[f.name] = _encode_typed(value, hints[f.name])
     return out
@@ -102,14 +101,24 @@ def _decode_any(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def decode(cls: type, data: Any, where: str = "") -> Any:
-    """Rebuild a dataclass from ``encode`` output, checking every type on the way."""
+def decode(cls: type, data: Any, where: str = "", lacking: list[str] | None = None) -> Any:
+    """Rebuild a dataclass from ``encode`` output, checking every type on the way.
+
+    A field an older version did not write takes its default or is derived from the fields
+    beside it (``profiles.compat``); each such field's path is added to ``lacking``.
+    """
     if not isinstance(data, dict):
         raise ProfileError(f"{where or cls.__name__}: expected a table, found {type(data).__name__}")
     hints = typing.get_type_hints(cls)
+    derived = derived_fields(cls, data)
+    data = {**data, **derived}
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         path = f"{where}.{f.name}" if where else f.name
+        if not f.metadata.get("saved", True):
+            continue
+        if lacking is not None and (f.name in derived or (f.name not in data and _always_written(f))):
+            lacking.append(path)
         if f.name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 if _optional(hints[f.name]):
@@ -117,15 +126,20 @@ def decode(cls: type, data: Any, where: str = "") -> Any:
                     continue
                 raise ProfileError(f"{path}: missing")
             continue
-        values[f.name] = _decode_typed(data[f.name], hints[f.name], path, 0)
+        values[f.name] = _decode_typed(data[f.name], hints[f.name], path, 0, lacking)
     return cls(**values)
+
+
+def _always_written(f: dataclasses.Field[Any]) -> bool:
+    """``encode`` leaves out only None: a field with another default is always in the file."""
+    return f.default_factory is not dataclasses.MISSING or f.default not in (dataclasses.MISSING, None)
 
 
 def _optional(hint: Any) -> bool:
     return typing.get_origin(hint) in (Union, types.UnionType) and type(None) in typing.get_args(hint)
 
 
-def _decode_typed(value: Any, hint: Any, path: str, depth: int) -> Any:
+def _decode_typed(value: Any, hint: Any, path: str, depth: int, lacking: list[str] | None = None) -> Any:
     if depth > MAX_DEPTH:
         raise ProfileError(f"{path}: nested too deeply")
     if hint is Any:
@@ -133,23 +147,23 @@ def _decode_typed(value: Any, hint: Any, path: str, depth: int) -> Any:
     if _optional(hint):
         if isinstance(value, dict) and value.keys() == {NONE_TAG}:
             return None
-        return _decode_typed(value, _strip_optional(hint), path, depth)
+        return _decode_typed(value, _strip_optional(hint), path, depth, lacking)
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         raise ProfileError(f"{path}: unsupported type")
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return decode(hint, value, path)
+        return decode(hint, value, path, lacking)
     if origin is tuple:
         if not isinstance(value, list):
             raise ProfileError(f"{path}: expected a list, found {type(value).__name__}")
         inner = typing.get_args(hint)[0]
-        return tuple(_decode_typed(v, inner, f"{path}[{i}]", depth + 1) for i, v in enumerate(value))
+        return tuple(_decode_typed(v, inner, f"{path}[{i}]", depth + 1, lacking) for i, v in enumerate(value))
     if origin in (collections.abc.Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, dict):
             raise ProfileError(f"{path}: expected a table, found {type(value).__name__}")
         args = typing.get_args(hint)
         inner = args[1] if len(args) == 2 else Any
-        return {k: _decode_typed(v, inner, f"{path}.{k}", depth + 1) for k, v in value.items()}
+        return {k: _decode_typed(v, inner, f"{path}.{k}", depth + 1, lacking) for k, v in value.items()}
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ProfileError(f"{path}: expected a number, found {type(value).__name__}")
@@ -220,9 +234,10 @@ def profile_from_toml(text: str) -> Profile:
         raise ProfileError("no schema version")
     if schema > SCHEMA_VERSION:
         raise ProfileError(f"schema {schema} is newer than this llamaduel reads ({SCHEMA_VERSION}); upgrade llamaduel")
+    lacking: list[str] = []
     try:
-        profile: Profile = decode(Profile, data)
-        return profile
+        profile: Profile = decode(Profile, data, lacking=lacking)
+        return dataclasses.replace(profile, lacking=tuple(lacking)) if lacking else profile
     except RecursionError:
         raise ProfileError("nested too deeply") from None
     except (TypeError, ValueError) as error:

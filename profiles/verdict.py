@@ -14,24 +14,23 @@ a class is called and ``profiles.wording`` for the confidence vocabulary.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backends.journal.sweep import BenchResult, PointFailed
 from backends import stats
+from backends.journal.sweep import BenchResult, PointFailed
 from profiles.by_model import across_models
 from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.fallback import with_fallback_lines
 from profiles.judge import (
     PairResult,
-    call,
     TestBook,
     backend_map,
+    call,
     group_measures,
     opponents,
     pair,

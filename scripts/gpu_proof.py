@@ -51,8 +51,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 # Shortest and most needed first: device time is short, and a later stage may not get its turn.
-STAGES = ("cuda", "vulkan", "models", "auto", "fixed", "aa", "serve", "cliffs", "tune", "energy", "fidelity",
-          "app", "telemetry")
+STAGES = ("cuda", "vulkan", "models", "auto", "fixed", "serve", "tune", "cliffs", "energy", "app", "aa",
+          "fidelity", "telemetry")
 # Beyond the default list (the trained model arrives in parts, one per call): gemma, race_check.
 # The seed sweep's depths that fit the device time (its preset has 0 to 32K in five steps).
 SEED_GRID = ("-p", "512", "-n", "128", "-d", "0,4096,16384")
@@ -207,7 +207,7 @@ class Pipeline:
 
     def stage_tune(self) -> None:
         """Each build at its own best ubatch before the duel; the tuned verdict beside the default one."""
-        budget = "40s" if self.local else "120s"
+        budget = "40s" if self.local else "60s"
         grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else ["-p", "2048", "-n", "128", "-d", "0,4096"]
         started = time.perf_counter()
         done = self.llamaduel("bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
@@ -229,7 +229,7 @@ class Pipeline:
         """One server-cliffs pass at short shapes: allocated context x KV type x slots on both builds."""
         shape = (["-c", "1024,4096", "--cache-types", "f16,q4_0", "--parallel", "1,2", "-p", "64", "-n", "16",
                   "--requests", "2"] if self.local else
-                 ["-c", "4096,32768", "--cache-types", "f16,q4_0", "--parallel", "1,4", "-p", "128", "-n", "64",
+                 ["-c", "4096,32768", "--cache-types", "f16,q4_0", "--parallel", "1,4", "-p", "128", "-n", "32",
                   "--requests", "4"])
         done = self.llamaduel("serve-bench", *self.builds(("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)),
                               "--model", self.dense, "--preset", "server-cliffs", *shape, "--no-gap",
@@ -266,7 +266,7 @@ class Pipeline:
             self.run(["python3", "benchmarks/server_anchor.py", "--build", self.cuda_bin, "--model", self.dense,
                       "--benchy", benchy if benchy.is_file() else "llama-benchy",
                       "-p", "512" if not self.local else "64", "-n", "128" if not self.local else "16",
-                      "--concurrency", levels, "--runs", "2", "--rounds", "2", "--json", out],
+                      "--concurrency", "1", "--runs", "2", "--rounds", "2", "--json", out],
                      log_name="anchor.txt", check=False)
             if out.is_file():
                 self.record("anchor", json.loads(out.read_text()))

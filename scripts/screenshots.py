@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backends.tooling import toolchain  # noqa: E402
 from backends.sweep import SweepSpec  # noqa: E402
+from backends.tooling import toolchain  # noqa: E402
 
 # Deep enough for a tok/s-vs-depth curve, quick on two CPU cores.
 SPEC = SweepSpec(name="screenshots", prompts=(64,), gens=(16,), depths=(0, 256, 512, 1024),

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 # Import before any test runs: CPython 3.11.7's parser can fail ("AST constructor recursion
 # depth mismatch") when pytest rewrites hypothesis lazily at the end of a session.
-import hypothesis  # noqa: F401,E402
+import hypothesis  # noqa: F401
+import pytest
 
 from backends.tooling import toolchain
 

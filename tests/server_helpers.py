@@ -11,8 +11,8 @@ from typing import Any
 
 import psutil
 
-from backends.server import ServedBuild, DuelSpec, run_serve_duel
 from backends.journal.serve import ServerStarting
+from backends.server import DuelSpec, ServedBuild, run_serve_duel
 from backends.server.launch import port_free
 
 VULKAN_ENV = {"GGML_VK_VISIBLE_DEVICES": "0"}

@@ -60,7 +60,7 @@ def _ends_early(index: int, warm: bool) -> bool:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write("standin: " + format % args + "\n")
 
     def _json(self, status: int, body: object) -> None:

@@ -8,9 +8,9 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
+from backends.journal.sweep import ResultReceived
 from backends.models import read_model
 from backends.sweep import read_journal
-from backends.journal.sweep import ResultReceived
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp
 from tui.screens.profiles import ProfileResultsScreen, ProfilesScreen

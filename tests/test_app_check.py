@@ -11,8 +11,7 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
-from backends.correctness import (BuildChecked, CheckFinished, CheckStarted,
-                                  CorrectnessResult)
+from backends.correctness import BuildChecked, CheckFinished, CheckStarted, CorrectnessResult
 from backends.models import read_model
 from profiles.store import ProfileStore
 from tui.app import LlamaduelApp

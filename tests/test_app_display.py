@@ -23,7 +23,8 @@ from tui.sources import RateBook
 from tui.state.format import format_eta
 from tui.state.grid import fields_from_spec
 from tui.state.plan import make_plan
-from tui.state.race import fold as race_fold_one, fold_all as race_fold
+from tui.state.race import fold as race_fold_one
+from tui.state.race import fold_all as race_fold
 from tui.state.run import CheckPlanned, RunState, eta_seconds, fold_all, fold_check
 from tui.widgets.axes import nice_ticks, tick_label, time_label, time_ticks
 from tui.widgets.race_lane import stats_line

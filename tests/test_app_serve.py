@@ -9,9 +9,9 @@ import pytest
 from server_helpers import assert_nothing_left
 
 from backends.builds import probe_build
+from backends.journal.serve import DuelFinished, DuelStarted, FirstContentToken, RequestFinished
 from backends.models import read_model
 from backends.server import read_journal
-from backends.journal.serve import DuelFinished, DuelStarted, FirstContentToken, RequestFinished
 from profiles.store import ProfileStore
 from tests.test_app import until
 from tui.app import LlamaduelApp

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from backends import builds
-from backends.journal import codec
 from backends.builds import (
     BuildInfo,
     Device,
@@ -25,6 +24,7 @@ from backends.builds import (
     parse_version,
     probe_build,
 )
+from backends.journal import codec
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,14 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
-from backends.contenders import (ContenderError, make_contenders, parse_device_arg, parse_rpc_arg,
-                                 parse_set_arg, split_variants)
+from backends.contenders import (
+    ContenderError,
+    make_contenders,
+    parse_device_arg,
+    parse_rpc_arg,
+    parse_set_arg,
+    split_variants,
+)
 from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepStarted
 from backends.remote.rpc import LocalRpcServer, endpoint_alive
 from backends.sweep import RunRequest, SweepSpec, run_sweep

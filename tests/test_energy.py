@@ -13,13 +13,12 @@ import time
 import pytest
 
 from backends.builds import probe_build
-from backends.journal.sweep import PointStarted, ResultReceived, SweepStarted
+from backends.journal.sweep import PointStarted, ResultReceived, SweepStarted, TestPoint
 from backends.sweep import RunRequest, SweepSpec, run_sweep
 from backends.sweep.conditions import conditions
 from backends.sweep.energy import TOO_SHORT, RepetitionTracker, energy_figures
 from backends.telemetry import Telemetry
 from backends.telemetry.energy import MIN_SAMPLES, EnergyMeter, SysfsEnergy
-from backends.journal.sweep import TestPoint
 from tests.sysfs_fixtures import MovingEnergy, build_mi50_tree
 from tui.cli.progress import energy_text
 

@@ -22,8 +22,17 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import PointDecided, PointFailed, ResultReceived, SweepFinished
 from backends.models import find_models, read_model
-from backends.sweep import (Journal, JournalBusy, RunRequest, SweepSpec, list_runs, new_run_dir, read_journal,
-                            resume, run_sweep)
+from backends.sweep import (
+    Journal,
+    JournalBusy,
+    RunRequest,
+    SweepSpec,
+    list_runs,
+    new_run_dir,
+    read_journal,
+    resume,
+    run_sweep,
+)
 
 pytestmark = pytest.mark.toolchain
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-
-from backends.journal.sweep import (CoolingWaited, PointStarted, ResultReceived, SweepNote,
-                                    TelemetryRecorded)
 from test_measurement import JUNCTION, cpu, guarded_pair, junction_of  # noqa: F401 - fixture
+
+from backends.journal.sweep import CoolingWaited, PointStarted, ResultReceived, SweepNote, TelemetryRecorded
 
 pytestmark = pytest.mark.toolchain
 

@@ -17,7 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from profiles.importers import import_files, read_file
 from profiles.importers.rows import SUMMARY_KEY
 from profiles.verdict import recommend_run

@@ -13,14 +13,21 @@ import re
 from pathlib import Path
 
 import pytest
+from sysfs_fixtures import build_mi50_tree
 
 from backends.builds import probe_build
-from backends.journal.sweep import (CoolingWaited, PointDecided, PointStarted, ResultReceived,
-                             SweepNote, SweepStarted, TelemetryRecorded)
+from backends.journal.sweep import (
+    CoolingWaited,
+    PointDecided,
+    PointStarted,
+    ResultReceived,
+    SweepNote,
+    SweepStarted,
+    TelemetryRecorded,
+)
 from backends.sweep import RunRequest, SweepControl, SweepSpec, read_journal, run_sweep
 from backends.sweep.plan import turn_order
 from backends.telemetry import Telemetry
-from sysfs_fixtures import build_mi50_tree
 
 pytestmark = pytest.mark.toolchain
 

@@ -10,7 +10,6 @@ import gguf
 import numpy as np
 import pytest
 
-from backends.tooling import synth
 from backends.models import (
     ModelSearchError,
     estimate_fit,
@@ -19,6 +18,7 @@ from backends.models import (
     read_header,
     read_model,
 )
+from backends.tooling import synth
 from tui.cli import main
 
 MIB = 1 << 20

@@ -15,13 +15,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backends.journal.sweep import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
 from backends.journal.journal import event_to_json
+from backends.journal.sweep import BenchResult, PointFailed, ResultReceived, SweepStarted, TestPoint
 from profiles.exporters import launch_command, llama_swap_config, to_csv, to_json, to_markdown
-from profiles.model import (BuildRecord, HostFingerprint, ModelFacts, Profile, ProfileResult,
-                            host_fingerprint, model_identity, profile_from_journal)
-from profiles.store import (MAX_PROFILE_BYTES, ProfileError, ProfileStore, encode,
-                            profile_from_toml, profile_to_toml)
+from profiles.model import (
+    BuildRecord,
+    HostFingerprint,
+    ModelFacts,
+    Profile,
+    ProfileResult,
+    host_fingerprint,
+    model_identity,
+    profile_from_journal,
+)
+from profiles.store import MAX_PROFILE_BYTES, ProfileError, ProfileStore, encode, profile_from_toml, profile_to_toml
 from profiles.verdict import recommend_run
 from tui.cli import main
 

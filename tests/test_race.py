@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import replace as dataclasses_replace
 import json
 import stat
 import tomllib
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 
 import psutil
 import pytest
 import tomli_w
 
-from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted, Divergence, FirstToken,
-                           RaceBuild, RaceError, RaceFinished, RaceSpec, RaceStarted,
-                           TokenReceived, collect_race, first_difference, long_document,
-                           parse_timings, race_summary, run_race)
+from backends.race import (
+    BuildFailed,
+    BuildFinished,
+    BuildRetrying,
+    BuildStarted,
+    Divergence,
+    FirstToken,
+    RaceBuild,
+    RaceError,
+    RaceFinished,
+    RaceSpec,
+    RaceStarted,
+    TokenReceived,
+    collect_race,
+    first_difference,
+    long_document,
+    parse_timings,
+    race_summary,
+    run_race,
+)
 
 VULKAN_ENV = {"GGML_VK_VISIBLE_DEVICES": "0"}
 PROMPT = "Once upon a time there was a"
@@ -365,14 +381,15 @@ async def until(pilot, condition, what: str, steps: int = 1200) -> None:
 
 async def test_race_screen_streams_both_builds_marks_divergence_replays_and_saves(
         cpu_bin, vulkan_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input, SelectionList
+
     from backends.builds import probe_build
     from backends.models import read_model
     from profiles.store import ProfileStore
-    from textual.widgets import Input, SelectionList
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
-    from tui.widgets.race_lane import RaceLane, stats_line
     from tui.state.race import FINISHED
+    from tui.widgets.race_lane import RaceLane, stats_line
 
     builds = [probe_build(cpu_bin, "cpu"), probe_build(vulkan_bin, "vulkan")]
     store = ProfileStore(tmp_path / "profiles")
@@ -440,10 +457,11 @@ async def test_race_screen_streams_both_builds_marks_divergence_replays_and_save
 
 async def test_race_screen_refuses_bad_input_with_one_line_and_stops_a_hanging_build(
         cpu_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input, SelectionList
+
     from backends.builds import probe_build
     from backends.models import read_model
     from profiles.store import ProfileStore
-    from textual.widgets import Input, SelectionList
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
 
@@ -484,10 +502,11 @@ async def test_race_screen_refuses_bad_input_with_one_line_and_stops_a_hanging_b
 
 
 async def test_quitting_the_app_mid_race_leaves_no_process(cpu_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input
+
     from backends.builds import probe_build
     from backends.models import read_model
     from profiles.store import ProfileStore
-    from textual.widgets import Input
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
 

@@ -20,11 +20,12 @@ def shown_line(screen) -> str:
 
 async def test_race_strip_shows_host_telemetry_during_a_real_cpu_race_and_stops_after(
         cpu_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input, SelectionList
+
     from backends.builds import probe_build
     from backends.models import read_model
     from backends.telemetry import Telemetry
     from profiles.store import ProfileStore
-    from textual.widgets import Input, SelectionList
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
     from tui.widgets.telemetry_panel import TelemetryPanel
@@ -66,12 +67,13 @@ async def test_race_strip_shows_host_telemetry_during_a_real_cpu_race_and_stops_
 
 async def test_race_strip_follows_the_running_tool_and_stops_when_left_or_stopped(
         cpu_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input
+
     from backends.builds import probe_build
     from backends.models import read_model
     from backends.race import BuildStarted
     from backends.telemetry import Telemetry
     from profiles.store import ProfileStore
-    from textual.widgets import Input
     from tui.app import LlamaduelApp
     from tui.screens.race import RaceScreen
 
@@ -121,10 +123,11 @@ async def test_race_strip_follows_the_running_tool_and_stops_when_left_or_stoppe
 
 
 async def test_race_strip_says_in_one_line_when_there_is_no_telemetry_source(cpu_bin, tiny_llama, tmp_path):
+    from textual.widgets import Input
+
     from backends.builds import probe_build
     from backends.models import read_model
     from profiles.store import ProfileStore
-    from textual.widgets import Input
     from tui.app import LlamaduelApp
     from tui.screens.race import NO_TELEMETRY, RaceScreen
     from tui.widgets.telemetry_panel import TelemetryPanel

@@ -16,20 +16,26 @@ from pathlib import Path
 
 import psutil
 import pytest
+from sshd import SilentPort, SshServer
+from sysfs_fixtures import MI50_VRAM_USED, build_mi50_tree
 
+from backends.builds import probe_build
+from backends.journal.sweep import (
+    PointFailed,
+    PointStarted,
+    ResultReceived,
+    SweepFinished,
+    SweepStarted,
+    TelemetryRecorded,
+)
+from backends.models import read_model
 from backends.remote import probe as remote_probe
 from backends.remote import ssh as remote
-from backends.builds import probe_build
-from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished, SweepStarted,
-                             TelemetryRecorded)
-from backends.models import read_model
-from backends.remote.ssh import SshError, SshHost
 from backends.remote.probe import parse_build_target, probe_remote_build, read_remote_model, split_remote
+from backends.remote.ssh import SshError, SshHost
 from backends.remote.telemetry import SMI_FIELDS, RemoteTelemetry
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.telemetry.model import DEVICE_MEASUREMENTS
-from sshd import SilentPort, SshServer
-from sysfs_fixtures import MI50_VRAM_USED, build_mi50_tree
 
 pytestmark = pytest.mark.toolchain
 

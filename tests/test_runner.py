@@ -16,10 +16,28 @@ import psutil
 import pytest
 
 from backends.builds import probe_build
-from backends.journal.sweep import (PointFailed, PointStarted, ResultReceived, SweepFinished,
-                             SweepNote, SweepStarted, TestPoint)
-from backends.sweep import (Journal, RunRequest, SweepError, SweepSpec, chunk_points, finished_points,
-                            list_runs, read_journal, resume, run_sweep, schedule)
+from backends.journal.sweep import (
+    PointFailed,
+    PointStarted,
+    ResultReceived,
+    SweepFinished,
+    SweepNote,
+    SweepStarted,
+    TestPoint,
+)
+from backends.sweep import (
+    Journal,
+    RunRequest,
+    SweepError,
+    SweepSpec,
+    chunk_points,
+    finished_points,
+    list_runs,
+    read_journal,
+    resume,
+    run_sweep,
+    schedule,
+)
 from backends.sweep.plan import turn_order
 
 pytestmark = pytest.mark.toolchain

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from server_helpers import assert_nothing_left, cpu, of, run_duel, vulkan
 
-from backends.server import DuelSpec, DuelState, fold, read_journal
 from backends.journal.serve import (
     BenchGap,
     DuelFinished,
@@ -23,6 +22,7 @@ from backends.journal.serve import (
     ServerStopped,
     StreamTick,
 )
+from backends.server import DuelSpec, DuelState, fold, read_journal
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from backends.server import duel_summary
 from backends.journal.serve import BenchGap, DuelFinished, DuelStarted, Level, LevelSummary
+from backends.server import duel_summary
 from backends.server.metrics import dist
 from profiles.disagreement import disagreement
 from profiles.model import profile_from_serve_duel

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from server_helpers import assert_nothing_left, cpu, of, run_duel
 
-from backends.server import DuelSpec, ServerSettings
 from backends.journal.serve import LevelFinished, RequestFailed, RequestFinished, WarmupFailed
+from backends.server import DuelSpec, ServerSettings
 from backends.tooling.synth import write_tiny_llama
 
 N_GEN = 24

@@ -13,7 +13,6 @@ from pathlib import Path
 from server_helpers import assert_nothing_left, cpu, group_alive, of, run_duel
 
 from backends import procs
-from backends.server import DuelSpec
 from backends.journal.serve import (
     ContenderFailed,
     FirstContentToken,
@@ -24,6 +23,7 @@ from backends.journal.serve import (
     ServerStarting,
     ServerStopped,
 )
+from backends.server import DuelSpec
 from backends.server.launch import (
     HOST,
     ServerProcess,
@@ -206,8 +206,8 @@ def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama,
 
 def test_closing_the_duel_mid_level_stops_the_server_and_journals_the_end(cpu_bin, tiny_llama,
                                                                           tmp_path):
-    from backends.server import read_journal, run_serve_duel
     from backends.journal.serve import DuelFinished
+    from backends.server import read_journal, run_serve_duel
 
     spec = DuelSpec(concurrency=(2,), prompts=(96,), n_gen=1900, requests=4, gap=False,
                     settings=ServerSettings(threads=1))

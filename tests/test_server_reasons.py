@@ -17,8 +17,6 @@ from pathlib import Path
 import httpx
 from server_helpers import assert_nothing_left, cpu, of, run_duel
 
-from backends.server import DuelSpec, DuelState, ServerSettings, duel_summary, fold, read_journal
-from backends.server.client import Failure, stream_request
 from backends.journal.serve import (
     DuelFinished,
     FirstContentToken,
@@ -28,6 +26,8 @@ from backends.journal.serve import (
     ServerStarting,
     WarmupFailed,
 )
+from backends.server import DuelSpec, DuelState, ServerSettings, duel_summary, fold, read_journal
+from backends.server.client import Failure, stream_request
 from backends.server.launch import free_port
 from profiles.serving import serving_verdicts
 from tui.cli.serve import results_table

@@ -9,13 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from backends.journal.journal import Journal
-from backends.server import (
-    DuelSpec,
-    DuelState,
-    ServerSettings,
-    fold,
-    read_journal,
-)
 from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
@@ -33,6 +26,13 @@ from backends.journal.serve import (
     ServerStarting,
     ServerStopped,
     StreamTick,
+)
+from backends.server import (
+    DuelSpec,
+    DuelState,
+    ServerSettings,
+    fold,
+    read_journal,
 )
 from backends.server.gap import bench_argv, bench_rates
 from backends.server.launch import failure_line, server_argv

@@ -12,7 +12,6 @@ import random
 import pytest
 from server_helpers import cpu, run_duel, vulkan
 
-from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
 from backends.journal.serve import (
     DuelFinished,
     DuelStarted,
@@ -23,6 +22,7 @@ from backends.journal.serve import (
     ServerStarting,
     TurnFigures,
 )
+from backends.server import DuelSpec, ServerSettings, duel_summary, read_journal
 from backends.server.metrics import dist
 from profiles.model import profile_from_serve_duel
 from profiles.serving import serving_verdicts

@@ -12,8 +12,8 @@ import gguf
 import numpy as np
 import pytest
 
-from backends.tooling import synth
 from backends.models import read_header, read_model
+from backends.tooling import synth
 
 PROMPT = "hello world, ça va? 123 — ünïcödé"
 

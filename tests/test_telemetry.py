@@ -3,8 +3,8 @@ and the library sources (pyamdgpuinfo, NVML) called for real on this machine."""
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from profiles.store import ProfileStore
-
 from backends.tooling import toolchain
+from profiles.store import ProfileStore
 
 pytestmark = pytest.mark.toolchain
 

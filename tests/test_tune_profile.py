@@ -5,8 +5,7 @@ ticks shaped like the journal's)."""
 
 from __future__ import annotations
 
-from backends.journal.sweep import (BenchResult, PointStarted, ResultReceived, SweepStarted,
-                                    TelemetryRecorded, TestPoint)
+from backends.journal.sweep import BenchResult, PointStarted, ResultReceived, SweepStarted, TelemetryRecorded, TestPoint
 from backends.journal.tune import Candidate, ProbeMeasured, TuneChosen, TuneFinished, TuneStarted
 from profiles.confounds import confound_line, confounds
 from profiles.model import profile_from_journal

@@ -12,8 +12,7 @@ from backends.journal.tune import Candidate, TuneSpec
 from backends.models import ModelInfo
 from backends.sweep import SweepError, SweepSpec, bench_argv
 from backends.tune.candidates import make_grid
-from backends.tune.grid import (defaults_points, middle_depth, parse_budget, parse_free, probe_points,
-                                ubatch_values)
+from backends.tune.grid import defaults_points, middle_depth, parse_budget, parse_free, probe_points, ubatch_values
 from backends.tune.search import Search
 from backends.tune.settings import merged, with_candidate
 
@@ -60,7 +59,16 @@ def test_probe_is_the_largest_prompt_and_a_short_generation_at_the_middle_depth(
 def test_ubatch_values_stop_at_the_first_that_holds_the_prompt() -> None:
     assert ubatch_values(SweepSpec(prompts=(512,))) == (32, 64, 128, 256, 512)
     assert ubatch_values(SweepSpec(prompts=(2048,))) == (32, 64, 128, 256, 512, 1024, 2048)
-    assert ubatch_values(SweepSpec(prompts=(64,))) == (32, 64, 512)  # the default stays
+    # Every ubatch that holds the prompt whole does the same work: the defaults stand for them.
+    assert ubatch_values(SweepSpec(prompts=(64,))) == (32, 512)
+    assert ubatch_values(SweepSpec(prompts=(32,))) == (512,)
+    assert ubatch_values(SweepSpec(prompts=(128,), ubatch=64)) == (32, 64, 128)
+    grid = make_grid(SweepSpec(prompts=(32,), gens=(8,), depths=(0, 256)), TuneSpec(), _build(),
+                     _model(tensor_bytes=1 << 20, expert_count=0, expert_bytes_by_layer=()))
+    assert grid.candidates == (grid.default,)
+    lone = Search(grid.candidates, (TestPoint(32, 0, 0),), 40.0, default=grid.default)
+    assert lone.next_probe() is None and lone.choice() == (grid.default, "the defaults, the only candidate")
+    assert any("-ub 32 to 512 hold the 32-token prompt whole" in n for n in grid.notes)
 
 
 def test_grid_starts_with_the_defaults_and_b_follows_ub() -> None:
@@ -119,7 +127,7 @@ def test_a_contenders_own_setting_replaces_the_sweeps_in_the_argv() -> None:
     argv = bench_argv(tuned, "/m.gguf", spec, TestPoint(512, 0))
     assert argv.count("-ub") == 1 and argv[argv.index("-ub") + 1] == "2048"
     assert argv.count("-b") == 1 and argv[argv.index("-b") + 1] == "2048"
-    assert "-fa" in argv and ["-sm", "none"] == argv[argv.index("-sm"):argv.index("-sm") + 2]
+    assert "-fa" in argv and argv[argv.index("-sm"):argv.index("-sm") + 2] == ["-sm", "none"]
     assert merged(("--ubatch-size", "64", "-ts", "-1"), ("-ub", "128")) == ("-ts", "-1", "-ub", "128")
 
 
@@ -143,7 +151,9 @@ def _halving(rates: dict[int, float], budget: float = 100.0) -> Search:
 def test_halving_keeps_the_better_half_each_round_and_picks_the_best() -> None:
     search = _halving({512: 100.0, 128: 60.0, 256: 90.0, 1024: 130.0, 2048: 125.0})
     best, reason = search.choice()
-    assert best == Candidate(ubatch=1024) and "over the defaults" in reason
+    assert best == Candidate(ubatch=1024) and "pp512 +30% (+30% to +30%), tg32 +0%" in reason
+    # The defaults stayed to the end: the choice is judged against them.
+    assert Candidate(ubatch=512) in search.survivors
     # Fewer probes than every candidate in both passes of every round.
     assert search.round >= 2 and search.probes < 2 * 5 * (search.round + 1)
 
@@ -177,3 +187,49 @@ def test_the_budget_stops_the_halving() -> None:
     search = _halving({u: float(u) for u in (32, 64, 128, 256, 512, 1024)}, budget=7.0)
     assert search.stopped and "budget" in search.stopped
     assert search.spent_s <= 7.0 + 1.0
+
+
+PP32 = TestPoint(32, 0, 0)
+
+
+def _measured(rates: dict[int, list[float]]) -> Search:
+    """A search whose ubatch candidates measured ``rates`` on pp32, one repetition a probe."""
+    candidates = tuple(Candidate(ubatch=u, batch=2048) for u in rates)
+    search = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    for candidate, values in zip(candidates, rates.values()):
+        for value in values:
+            search.measured(candidate, PP32, [value])
+    return search
+
+
+def test_one_wild_repetition_keeps_the_defaults_and_claims_no_gain() -> None:
+    # A real tune on a loaded two-core machine: the same setting once at 67,840 t/s and once
+    # at 33.8 t/s (one process ran, the next waited on its other thread at every step).
+    search = _measured({512: [29.8, 32.9], 32: [67840.0, 33.8]})
+    best, reason = search.choice()
+    assert best == Candidate(ubatch=512, batch=2048)
+    assert reason.startswith("the defaults: no setting beat the defaults clearly (spread too wide: ")
+    assert "ub=32 b=2048 33.8-67,840 t/s" in reason and "the defaults 29.8-32.9 t/s" in reason
+    assert "%" not in reason  # no gain stated
+
+
+def test_a_gain_is_the_ratio_of_geometric_means_with_its_interval_starved_runs_set_aside() -> None:
+    search = _measured({512: [100.0, 102.0, 98.0, 101.0, 3.0], 32: [120.0, 123.0, 118.0, 121.0, 119.0]})
+    best, reason = search.choice()
+    assert best == Candidate(ubatch=32, batch=2048)
+    # 120.2 / 100.2 by the geometric means: the starved 3.0 is set aside, never a +3900%.
+    assert "best of 2 measured, +20% (+" in reason and "over the defaults on the probe" in reason
+    assert "wobble" not in reason
+
+
+def test_a_gap_inside_a_wide_spread_keeps_the_defaults_and_a_significant_one_says_the_wobble() -> None:
+    slow = [100.0, 60.0, 140.0, 90.0, 110.0, 70.0, 130.0, 100.0] * 3
+    best, reason = _measured({512: slow, 32: [v * 1.25 for v in slow[1:] + slow[:1]]}).choice()
+    assert best == Candidate(ubatch=512, batch=2048)
+    assert "no setting beat the defaults clearly (spread too wide: ub=32 b=2048 75-175 t/s (24 runs)" in reason
+    # Many tight repetitions and one fast one: +20% is significant, yet one setting's own
+    # repetitions lie further apart than the gain, and the reason says so.
+    best, reason = _measured({512: [100.0] * 30 + [150.0], 32: [120.0] * 30 + [121.0]}).choice()
+    assert best == Candidate(ubatch=32, batch=2048)
+    assert "+18% (+2% to +37%)" in reason and "wobble wider than the gain: " in reason
+    assert "the defaults 100-150 t/s (31 runs)" in reason

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from backends import stats
 from backends.journal.sweep import (
     BenchResult,
     PointFailed,
@@ -14,7 +15,6 @@ from backends.journal.sweep import (
     SweepStarted,
     TestPoint,
 )
-from backends import stats
 from profiles.contenders import is_moe_model_type
 from profiles.model import profile_from_journal
 from profiles.records import (

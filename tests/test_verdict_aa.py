@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
-from backends.sweep import RunRequest, read_journal, run_sweep
-from backends.sweep import SweepSpec
+from backends.sweep import RunRequest, SweepSpec, read_journal, run_sweep
 from profiles.model import profile_from_journal
 from profiles.records import records_from_events
 from profiles.verdict import recommend_run

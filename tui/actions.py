@@ -84,7 +84,12 @@ class ShowRace(Command): ...
 class ShowServe(Command): ...
 
 
-@command("r", "Start sweep", "Start the sweep (or the server duel) set up on the Setup screen",
+@command("7", "Soak", "Watch the running soak: crashes, hangs, wrong answers, memory, drift",
+         footer=False)
+class ShowSoak(Command): ...
+
+
+@command("r", "Start sweep", "Start the sweep (or the server duel, or the soak) set up on the Setup screen",
          label="start")
 class StartSweep(Command): ...
 
@@ -159,7 +164,8 @@ class AddModelFolder(Command): ...
 class ProbeRates(Command): ...
 
 
-@command("m", "Sweep or server", "Switch between a llama-bench sweep and a llama-server duel",
+@command("m", "Sweep/server/soak",
+         "Switch between a llama-bench sweep, a llama-server duel and a soak",
          label="mode")
 class ToggleServeMode(Command): ...
 
@@ -205,7 +211,7 @@ class SourcesChanged(Message):
 
 
 APP_COMMANDS: tuple[type[Command], ...] = (
-    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, ShowRace, ShowServe, StartSweep,
+    ShowHelp, ShowSetup, ShowRun, ShowResults, ShowProfiles, ShowRace, ShowServe, ShowSoak, StartSweep,
     TogglePause,
     CancelSweep, RunDemo, Quit,
 )
@@ -218,6 +224,7 @@ RESULTS_COMMANDS: tuple[type[Command], ...] = (SaveProfile, ExportResults, CopyL
 PROFILES_COMMANDS: tuple[type[Command], ...] = (
     OpenProfile, CompareProfiles, RenameProfile, DeleteProfile, ExportProfile, ImportBenchFile)
 SERVE_COMMANDS: tuple[type[Command], ...] = (CancelSweep,)
+SOAK_COMMANDS: tuple[type[Command], ...] = (CancelSweep,)
 RACE_COMMANDS: tuple[type[Command], ...] = (
     StartRace, StopRace, ReplayRace, AddRaceToProfile, ToggleRaceSettings, EditPrompt)
 
@@ -233,6 +240,7 @@ SECTIONS: tuple[tuple[str, tuple[type[Command], ...]], ...] = (
     ("Profiles", PROFILES_COMMANDS),
     ("Race", RACE_COMMANDS),
     ("Serve", SERVE_COMMANDS),
+    ("Soak", SOAK_COMMANDS),
 )
 
 

@@ -15,8 +15,7 @@ from textual.app import App
 from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
-from tui import hangup
-from tui import screens
+from tui import hangup, screens
 from tui.sources import Sources
 from tui.startup import Startup
 from tui.state.run import RunState
@@ -26,10 +25,13 @@ if TYPE_CHECKING:
     from backends.models import ModelInfo
     from tui.screens.run import RunScreen
     from tui.screens.serve import ServeScreen
+    from tui.screens.soak import SoakScreen
     from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
+    from tui.state.soak import SoakRequest
 
-FAILED = {"sweep": "Sweep stopped", "serve": "Server duel stopped", "demo": "Demo set-up failed",
+FAILED = {"sweep": "Sweep stopped", "serve": "Server duel stopped", "soak": "Soak stopped",
+          "soak-save": "Soak not saved", "demo": "Demo set-up failed",
           "resume": "Could not read earlier runs", "discover": "Discovery failed"}
 
 
@@ -97,13 +99,18 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     def serve_screen(self) -> ServeScreen:
         return self.get_screen("serve")  # type: ignore[return-value]
 
-    # Navigation: one handler for the six screens' commands.
+    @property
+    def soak_screen(self) -> SoakScreen:
+        return self.get_screen("soak")  # type: ignore[return-value]
+
+    # Navigation: one handler for the seven screens' commands.
     @on(cmd.ShowSetup)
     @on(cmd.ShowRun)
     @on(cmd.ShowResults)
     @on(cmd.ShowProfiles)
     @on(cmd.ShowRace)
     @on(cmd.ShowServe)
+    @on(cmd.ShowSoak)
     def _show(self, message: cmd.Command) -> None:
         self.switch_mode(type(message).__name__.removeprefix("Show").lower())
 
@@ -121,6 +128,10 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
     def start_serve(self, request: ServeRequest) -> None:
         self.switch_mode("serve")
         self.serve_screen.start(request)
+
+    def start_soak(self, request: SoakRequest) -> None:
+        self.switch_mode("soak")
+        self.soak_screen.start(request)
 
     def sweep_finished(self, state: RunState) -> None:
         self.last_run = state
@@ -162,3 +173,5 @@ class LlamaduelApp(cmd.CommandsMixin, App[int]):
             self.run_screen.sweep_failed()
         elif event.worker.group == "serve":
             self.serve_screen.duel_failed()
+        elif event.worker.group == "soak":
+            self.soak_screen.soak_failed(message)

@@ -1,4 +1,4 @@
-"""The app's one door to the sweep runner and the server duel: runs, journals, resumes
+"""The app's one door to the sweep runner, the server duel and the soak: runs, journals, resumes
 and quick probes.
 
 Screens import the runner only through here, so a change in how ``backends`` lays out
@@ -18,13 +18,15 @@ from backends.journal.sweep import PointFailed, PointStarted, ResultReceived
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
     from backends.models import ModelInfo
     from backends.server import ServeEvent
+    from backends.soak import SoakEvent
     from backends.sweep import JournalRead, RunSummary, SweepControl
-    from backends.journal.journal import RunEvent
     from backends.telemetry.model import TelemetrySource
     from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
+    from tui.state.soak import SoakRequest
 
 # A quick probe: one short prompt and generation test, once, on each build.
 PROBE_PROMPT, PROBE_GEN = 32, 8
@@ -100,8 +102,8 @@ async def probe_rates(builds: Sequence[BuildInfo],
 def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[ServeEvent, None]:
     """A server duel; its journal in a new run folder under ``runs_root`` (None: the
     user's runs folder), the servers' logs beside it."""
-    from backends.server import run_serve_duel
     from backends.journal.journal import JOURNAL_NAME, new_run_dir
+    from backends.server import run_serve_duel
 
     journal_path = None
     if runs_root is not None:
@@ -109,3 +111,17 @@ def serve(request: ServeRequest, *, runs_root: Path | None) -> AsyncGenerator[Se
         journal_path = folder / JOURNAL_NAME
     return run_serve_duel(request.contenders(), request.model_path, request.spec,
                           journal_path=journal_path)
+
+
+def soak(request: SoakRequest, *, runs_root: Path | None) -> AsyncGenerator[SoakEvent, None]:
+    """A soak through the same engine as ``llamaduel soak``; its journal in a new run folder
+    under ``runs_root`` (None: the user's runs folder), the servers' logs beside it."""
+    from backends.journal.journal import JOURNAL_NAME, new_run_dir
+    from backends.soak import run_soak
+
+    journal_path = None
+    if runs_root is not None:
+        _, folder = new_run_dir(runs_root, Path(f"soak-{request.model.path.stem}"))
+        journal_path = folder / JOURNAL_NAME
+    return run_soak(request.soak_builds(), request.model.path, request.spec,
+                    reference=request.reference, journal_path=journal_path)

@@ -12,8 +12,8 @@ that is left and exits.
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
+import contextlib
 import os
 import signal
 import threading

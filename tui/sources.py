@@ -20,9 +20,9 @@ from tui.probes import ProbeQueue
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
-    from backends.telemetry.model import TelemetrySource
     from backends.correctness import CheckOptions
     from backends.models import ModelInfo
+    from backends.telemetry.model import TelemetrySource
     from profiles.store import ProfileStore
     from tui.state.run import RunState
 
@@ -137,7 +137,7 @@ class Sources:
         if callable(option) and not hasattr(option, "stream"):
             try:
                 self._telemetry = option()
-            except Exception as error:  # noqa: BLE001 - a sweep runs fine without telemetry
+            except Exception as error:
                 self.telemetry_problem = f"Telemetry is off: {error}"
                 self._telemetry = None
         return self._telemetry  # type: ignore[return-value]

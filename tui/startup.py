@@ -53,6 +53,7 @@ class Startup:
         from textual.widget import MountError
 
         from tui.screens import help, profiles, race, results, run  # noqa: F401 - imported now
+        from tui.screens.base import AppScreen
         from tui.widgets.build_panel import BuildPanel
         from tui.widgets.race_controls import RaceControls
         from tui.widgets.race_lane import RaceLane
@@ -60,8 +61,6 @@ class Startup:
         from tui.widgets.telemetry_strip import TelemetryStrip
         from tui.widgets.throughput_plot import ThroughputPlot
         from tui.widgets.verdict_card import VerdictCard
-
-        from tui.screens.base import AppScreen
 
         if not self.app.is_running:
             return
@@ -169,8 +168,8 @@ class Startup:
         return [w for w in self.app.workers if w.group == "sweep" and w.is_running]
 
     async def stop_sweep(self) -> None:
-        """Stop a running sweep or server duel and wait until its processes are gone."""
-        duels = [w for w in self.app.workers if w.group == "serve" and w.is_running]
+        """Stop a running sweep, server duel or soak and wait until its processes are gone."""
+        duels = [w for w in self.app.workers if w.group in ("serve", "soak") and w.is_running]
         for worker in duels:
             worker.cancel()  # the worker's own finally closes the duel, which stops its servers
             with contextlib.suppress(WorkerCancelled, WorkerFailed):

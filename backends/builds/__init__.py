@@ -17,17 +17,22 @@ is as it was then.
     discover.py  finding builds
 """
 
-from backends.builds.discover import (candidate_folders, discover_builds, parse_build_arg,
-                                      which_bench)
-from backends.builds.model import (BACKEND_LIBRARIES, BACKEND_PREFIXES, BENCH, CACHE_VERSION,
-                                   ELF_MACHINES, PROBE_TIMEOUT_S, SOFTWARE_RENDERERS,
-                                   VISIBILITY_VARIABLES, BuildInfo, Device)
-from backends.builds.parse import (backend_from_devices, parse_choices, parse_devices,
-                                   parse_flags, parse_version)
-from backends.builds.probe import (_default_name, clear_memory_cache, default_cache_path,
-                                   probe_build, probe_tools)
-from backends.builds.run import (LOCAL_PROBE, LocalProbeHost, ProbeHost, ProbeRun, find_bench,
-                                 probe_outcome)
+from backends.builds.discover import candidate_folders, discover_builds, parse_build_arg, which_bench
+from backends.builds.model import (
+                                      BACKEND_LIBRARIES,
+                                      BACKEND_PREFIXES,
+                                      BENCH,
+                                      CACHE_VERSION,
+                                      ELF_MACHINES,
+                                      PROBE_TIMEOUT_S,
+                                      SOFTWARE_RENDERERS,
+                                      VISIBILITY_VARIABLES,
+                                      BuildInfo,
+                                      Device,
+)
+from backends.builds.parse import backend_from_devices, parse_choices, parse_devices, parse_flags, parse_version
+from backends.builds.probe import _default_name, clear_memory_cache, default_cache_path, probe_build, probe_tools
+from backends.builds.run import LOCAL_PROBE, LocalProbeHost, ProbeHost, ProbeRun, find_bench, probe_outcome
 
 __all__ = [
     "BACKEND_LIBRARIES", "BACKEND_PREFIXES", "BENCH", "CACHE_VERSION", "ELF_MACHINES",

@@ -8,11 +8,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from backends.builds.model import BENCH, BuildInfo, PROBE_TIMEOUT_S
-from backends.builds.run import find_bench
+
+from backends.builds.model import BENCH, PROBE_TIMEOUT_S, BuildInfo
 from backends.builds.probe import _default_name, probe_build
-
-
+from backends.builds.run import find_bench
 
 # --- discovery -----------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
 CACHE_VERSION = 5

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from backends.builds.model import BACKEND_LIBRARIES, BACKEND_PREFIXES, Device, _DEVICE_LINE, _FLAG
 
-
+from backends.builds.model import _DEVICE_LINE, _FLAG, BACKEND_LIBRARIES, BACKEND_PREFIXES, Device
 
 # --- parsing -----------------------------------------------------------------------------
 

@@ -9,15 +9,19 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from backends.journal import codec
-from backends.builds.model import (BENCH, BuildInfo, CACHE_VERSION, Device, PROBE_TIMEOUT_S,
-                                   VISIBILITY_VARIABLES)
-from backends.builds.parse import (parse_compiler, _backend_from_libraries, backend_from_devices, parse_choices,
-                                   parse_devices, parse_flags, parse_version)
 from backends.builds.linked import backends_without_device, gpu_backends_built, needed_libraries
-from backends.builds.run import (LOCAL_PROBE, LocalProbeHost, ProbeHost, _find_completion, _last_line,
-                                 _tool, find_bench)
-
+from backends.builds.model import BENCH, CACHE_VERSION, PROBE_TIMEOUT_S, VISIBILITY_VARIABLES, BuildInfo, Device
+from backends.builds.parse import (
+    _backend_from_libraries,
+    backend_from_devices,
+    parse_choices,
+    parse_compiler,
+    parse_devices,
+    parse_flags,
+    parse_version,
+)
+from backends.builds.run import LOCAL_PROBE, LocalProbeHost, ProbeHost, _find_completion, _last_line, _tool, find_bench
+from backends.journal import codec
 
 # --- cache ---------------------------------------------------------------------------------
 
@@ -96,7 +100,7 @@ def probe_build(folder: str | Path, name: str | None = None, *,
     """Probe the build in ``folder`` (or a path to its llama-bench). Never raises."""
     try:
         return _probe(Path(folder).expanduser(), name, timeout, use_cache, cache_path)
-    except Exception as error:  # noqa: BLE001 - a bad build must never break discovery
+    except Exception as error:
         path = Path(folder).expanduser()
         return BuildInfo(name=name or _default_name(path), folder=path,
                          problem=f"probe failed: {type(error).__name__}: {error}")

@@ -12,10 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from backends.builds.model import BENCH, ELF_MACHINES, _MISSING_LIBRARY
+
+from backends.builds.model import _MISSING_LIBRARY, BENCH, ELF_MACHINES
 from backends.builds.parse import parse_flags
-
-
 
 # --- running the probe -------------------------------------------------------------------
 

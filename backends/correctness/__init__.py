@@ -5,16 +5,46 @@
     run.py    running the reference and the others, the check as an async iterator
 """
 
-from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
-                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError, CheckOptions,
-                                        CorrectnessThresholds, judge)
-from backends.correctness.parse import (DivergenceRun, PerplexityRun, error_line,
-                                        parse_divergence_output, parse_perplexity_output)
-from backends.journal.check import (CHECK_EVENT_TYPES, STATUSES, BuildChecked, CheckEvent, CheckFinished,
-                                    CheckStarted, CorrectnessResult, Status)
-from backends.correctness.run import (ToolRun, check_builds, choose_reference, default_context,
-                                      model_context_length, model_problem, reference_text,
-                                      results_by_build, run_check, run_check_with)
+from backends.correctness.model import (
+                                        DEFAULT_CONTEXT,
+                                        DEFAULT_TIMEOUT_S,
+                                        MIN_CONTEXT,
+                                        REFERENCE_PREFERENCE,
+                                        CheckableBuild,
+                                        CheckInputError,
+                                        CheckOptions,
+                                        CorrectnessThresholds,
+                                        judge,
+)
+from backends.correctness.parse import (
+                                        DivergenceRun,
+                                        PerplexityRun,
+                                        error_line,
+                                        parse_divergence_output,
+                                        parse_perplexity_output,
+)
+from backends.correctness.run import (
+                                        ToolRun,
+                                        check_builds,
+                                        choose_reference,
+                                        default_context,
+                                        model_context_length,
+                                        model_problem,
+                                        reference_text,
+                                        results_by_build,
+                                        run_check,
+                                        run_check_with,
+)
+from backends.journal.check import (
+                                        CHECK_EVENT_TYPES,
+                                        STATUSES,
+                                        BuildChecked,
+                                        CheckEvent,
+                                        CheckFinished,
+                                        CheckStarted,
+                                        CorrectnessResult,
+                                        Status,
+)
 
 __all__ = [
     "CHECK_EVENT_TYPES", "DEFAULT_CONTEXT", "DEFAULT_TIMEOUT_S", "MIN_CONTEXT",

@@ -4,14 +4,12 @@ are records of the run: ``backends.journal.check``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from backends.journal.check import Status
-
 
 # The context the check uses unless told otherwise: llama-perplexity's own default, cut to
 # what the model was trained on.

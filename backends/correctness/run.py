@@ -28,18 +28,31 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from backends import procs
-from backends.correctness.model import (DEFAULT_CONTEXT, DEFAULT_TIMEOUT_S, MIN_CONTEXT,
-                                        REFERENCE_PREFERENCE, CheckableBuild, CheckInputError, CheckOptions,
-                                        CorrectnessThresholds, judge)
+from backends.correctness.model import (
+    DEFAULT_CONTEXT,
+    DEFAULT_TIMEOUT_S,
+    MIN_CONTEXT,
+    REFERENCE_PREFERENCE,
+    CheckableBuild,
+    CheckInputError,
+    CheckOptions,
+    CorrectnessThresholds,
+    judge,
+)
+from backends.correctness.parse import (
+    NO_REASON,
+    _percent_to_fraction,
+    error_line,
+    parse_divergence_output,
+    parse_perplexity_output,
+)
 from backends.journal.check import BuildChecked, CheckEvent, CheckFinished, CheckStarted, CorrectnessResult
-from backends.correctness.parse import (NO_REASON, _percent_to_fraction, error_line, parse_divergence_output,
-                                        parse_perplexity_output)
 from backends.models import ModelInfo
 from backends.tool import run_tool
 

@@ -12,9 +12,9 @@ journal encodes 30 times and decodes 1.8 times faster than with the standard jso
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
-from collections.abc import Iterable
 
 import msgspec
 

@@ -16,15 +16,15 @@ back, and the verdict is computed from it.
 from __future__ import annotations
 
 import contextlib
-import json
 import fcntl
+import json
 import os
 import re
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
-from collections.abc import Iterator, Mapping, Sequence
 
 from backends.journal.check import CHECK_EVENT_TYPES, BuildChecked, CheckEvent, CheckFinished
 from backends.journal.codec import CodecError, Registry
@@ -35,8 +35,15 @@ from backends.journal.race import BuildFinished as RaceBuildFinished
 from backends.journal.serve import EVENT_TYPES as SERVE_EVENT_TYPES
 from backends.journal.serve import DuelFinished, LevelFinished, ServeEvent
 from backends.journal.soak import SOAK_DURABLE, SOAK_EVENT_TYPES, SoakEvent
-from backends.journal.sweep import (SWEEP_EVENT_TYPES, BenchEvent, PointDecided, PointFailed, ResultReceived,
-                                    SweepFinished, SweepStarted)
+from backends.journal.sweep import (
+    SWEEP_EVENT_TYPES,
+    BenchEvent,
+    PointDecided,
+    PointFailed,
+    ResultReceived,
+    SweepFinished,
+    SweepStarted,
+)
 from backends.journal.tune import DURABLE_TUNE_TYPES, TUNE_EVENT_TYPES, TuneEvent
 from backends.paths import describe_write_error
 from backends.text import printable

@@ -7,9 +7,10 @@ it, through ``backends.journal.codec``, so a journal replays exactly what a live
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping
+
 
 @dataclass(frozen=True)
 class TestPoint:
@@ -225,6 +226,8 @@ class SweepFinished:
     cancelled: bool = False
     at: float = 0.0
     problem: str | None = None  # why the run stopped early (the journal cannot be written)
+    # Where the seconds went: wall, work (llama-bench testing) and each overhead part.
+    overhead: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)

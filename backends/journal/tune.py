@@ -6,8 +6,8 @@ a resumed run rebuilds the search from these events, and the profile keeps the c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from backends.journal.sweep import BenchResult, TestPoint

@@ -15,13 +15,16 @@ still listed, with a one-line ``problem``.
     fit.py     fitting in device memory
 """
 
-from backends.models.info import (
-    EXPERT_TENSOR,
-    KNOWN_ARCHITECTURES,
-    ModelInfo,
-    ModelSearchError,
-    SMALL_ARRAY,
-    SPLIT_NAME,
+from backends.models.fit import (
+    COMPUTE_BASE_BYTES,
+    GIB,
+    MIB,
+    UBATCH,
+    FitEstimate,
+    cache_type_bytes,
+    compute_buffer_bytes,
+    estimate_fit,
+    kv_cache_bytes,
 )
 from backends.models.header import (
     ArrayInfo,
@@ -32,36 +35,33 @@ from backends.models.header import (
     parse_header_bytes,
     read_header,
 )
-from backends.models.read import find_models, model_from_headers, read_model, split_parts
-from backends.models.fit import (
-    COMPUTE_BASE_BYTES,
-    FitEstimate,
-    GIB,
-    MIB,
-    UBATCH,
-    cache_type_bytes,
-    compute_buffer_bytes,
-    estimate_fit,
-    kv_cache_bytes,
+from backends.models.info import (
+    EXPERT_TENSOR,
+    KNOWN_ARCHITECTURES,
+    SMALL_ARRAY,
+    SPLIT_NAME,
+    ModelInfo,
+    ModelSearchError,
 )
+from backends.models.read import find_models, model_from_headers, read_model, split_parts
 
 __all__ = [
-    "ArrayInfo",
     "COMPUTE_BASE_BYTES",
     "EXPERT_TENSOR",
-    "FitEstimate",
-    "GGUFHeader",
     "GIB",
-    "HeaderError",
-    "HeaderTruncated",
     "KNOWN_ARCHITECTURES",
     "MIB",
-    "ModelInfo",
-    "ModelSearchError",
     "SMALL_ARRAY",
     "SPLIT_NAME",
-    "TensorEntry",
     "UBATCH",
+    "ArrayInfo",
+    "FitEstimate",
+    "GGUFHeader",
+    "HeaderError",
+    "HeaderTruncated",
+    "ModelInfo",
+    "ModelSearchError",
+    "TensorEntry",
     "cache_type_bytes",
     "compute_buffer_bytes",
     "estimate_fit",

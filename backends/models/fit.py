@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gguf
-
 from gguf import GGMLQuantizationType
-from backends.models.info import (ModelInfo)
+
+from backends.models.info import ModelInfo
 
 # --- fitting in memory ---------------------------------------------------------------------
 

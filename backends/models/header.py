@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import gguf
-
 from gguf import GGMLQuantizationType, GGUFValueType
-from backends.models.info import (SMALL_ARRAY, _SCALARS, _U32, _U64)
+
+from backends.models.info import _SCALARS, _U32, _U64, SMALL_ARRAY
 
 # --- header parsing ------------------------------------------------------------------------
 

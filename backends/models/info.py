@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
+from gguf import GGUFValueType
 
 from backends.journal import codec
-from gguf import GGUFValueType
 
 KNOWN_ARCHITECTURES = frozenset(gguf.MODEL_ARCH_NAMES.values())
 SPLIT_NAME = re.compile(r"^(?P<base>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.I)

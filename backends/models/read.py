@@ -9,10 +9,10 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-
 from gguf import GGMLQuantizationType, LlamaFileType
-from backends.models.info import (EXPERT_TENSOR, KNOWN_ARCHITECTURES, ModelInfo, ModelSearchError, SPLIT_NAME)
-from backends.models.header import (ArrayInfo, GGUFHeader, HeaderError, TensorEntry, read_header)
+
+from backends.models.header import ArrayInfo, GGUFHeader, HeaderError, TensorEntry, read_header
+from backends.models.info import EXPERT_TENSOR, KNOWN_ARCHITECTURES, SPLIT_NAME, ModelInfo, ModelSearchError
 
 # --- models --------------------------------------------------------------------------------
 

@@ -7,16 +7,44 @@
     summary.py  a race as plain data for a profile
 """
 
-from backends.journal.race import (RACE_EVENT_TYPES, BuildFailed, BuildFinished, BuildRetrying,
-                                  BuildStarted, Divergence, FirstToken, RaceEvent, RaceFinished,
-                                  RaceSpec, RaceStarted, TimedPiece, TokenReceived)
-from backends.race.output import (ToolTimings, compare_outputs, failure_reason, first_difference,
-                                  output_was_cut, parse_timings)
+from backends.journal.race import (
+                                  RACE_EVENT_TYPES,
+                                  BuildFailed,
+                                  BuildFinished,
+                                  BuildRetrying,
+                                  BuildStarted,
+                                  Divergence,
+                                  FirstToken,
+                                  RaceEvent,
+                                  RaceFinished,
+                                  RaceSpec,
+                                  RaceStarted,
+                                  TimedPiece,
+                                  TokenReceived,
+)
+from backends.race.output import (
+                                  ToolTimings,
+                                  compare_outputs,
+                                  failure_reason,
+                                  first_difference,
+                                  output_was_cut,
+                                  parse_timings,
+)
 from backends.race.run import collect_race, run_race
-from backends.race.spec import (COMPLETION_TOOLS, DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S,
-                                HELP_TIMEOUT_S, RaceBuild, RaceError, ToolFlags,
-                                as_race_build, completion_argv, find_completion_tool,
-                                long_document, tool_flags)
+from backends.race.spec import (
+                                  COMPLETION_TOOLS,
+                                  DEFAULT_ATTEMPTS,
+                                  DEFAULT_TIMEOUT_S,
+                                  HELP_TIMEOUT_S,
+                                  RaceBuild,
+                                  RaceError,
+                                  ToolFlags,
+                                  as_race_build,
+                                  completion_argv,
+                                  find_completion_tool,
+                                  long_document,
+                                  tool_flags,
+)
 from backends.race.summary import printable, race_summary
 
 __all__ = [

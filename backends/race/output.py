@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Iterable, Sequence
 
 from backends import procs
 from backends.journal.race import BuildFailed, BuildFinished, Divergence, TimedPiece

@@ -26,20 +26,40 @@ import dataclasses
 import tempfile
 import time
 from collections import deque
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import AsyncGenerator, Mapping, Sequence
 
 from backends import procs
-from backends.journal.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
-                                  Divergence, FirstToken, RaceEvent, RaceFinished, RaceSpec, RaceStarted,
-                                  TimedPiece, TokenReceived)
-from backends.race.output import (_TailHolder, compare_outputs, failure_reason, output_was_cut,
-                                  parse_timings)
-from backends.race.spec import (DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT_S, HELP_TIMEOUT_S,
-                                STDERR_TAIL_LINES, RaceBuild, RaceError, as_race_build,
-                                completion_argv, find_completion_tool, tool_flags)
+from backends.journal.race import (
+    BuildFailed,
+    BuildFinished,
+    BuildRetrying,
+    BuildStarted,
+    Divergence,
+    FirstToken,
+    RaceEvent,
+    RaceFinished,
+    RaceSpec,
+    RaceStarted,
+    TimedPiece,
+    TokenReceived,
+)
+from backends.race.output import _TailHolder, compare_outputs, failure_reason, output_was_cut, parse_timings
+from backends.race.spec import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_TIMEOUT_S,
+    HELP_TIMEOUT_S,
+    STDERR_TAIL_LINES,
+    RaceBuild,
+    RaceError,
+    as_race_build,
+    completion_argv,
+    find_completion_tool,
+    tool_flags,
+)
 from backends.tool import ToolProcess
+
 
 async def _race_one(build: RaceBuild, model: Path, spec: RaceSpec, prompt_file: Path,
                     timeout: float, attempts: int, emit: Emit, running: set[ToolProcess]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 from backends.journal.race import BuildFailed, BuildFinished, Divergence, RaceEvent, RaceFinished, RaceStarted
 from backends.text import printable as text_printable

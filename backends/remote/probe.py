@@ -17,12 +17,17 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
-from backends.builds import (BENCH, BuildInfo, ProbeRun, _default_name, probe_outcome,
-                             probe_tools)
-from backends.models import (SPLIT_NAME, GGUFHeader, HeaderError, HeaderTruncated, ModelInfo,
-                             model_from_headers, parse_header_bytes)
-from backends.remote.ssh import (SshError, SshHost, SshResult, check_destination, remote_path,
-                             shell_words, ssh_host)
+from backends.builds import BENCH, BuildInfo, ProbeRun, _default_name, probe_outcome, probe_tools
+from backends.models import (
+    SPLIT_NAME,
+    GGUFHeader,
+    HeaderError,
+    HeaderTruncated,
+    ModelInfo,
+    model_from_headers,
+    parse_header_bytes,
+)
+from backends.remote.ssh import SshError, SshHost, SshResult, check_destination, remote_path, shell_words, ssh_host
 
 PROBE_TIMEOUT_S = 30.0
 FIRST_FETCH_BYTES = 1 << 20

@@ -7,8 +7,8 @@ into a frozen ``DuelState`` snapshot; ``LevelSummary`` is the verdict-ready resu
 contender at one load level; ``validate_launch`` checks a launch command for real.
 """
 
-from backends.server.duel import run_serve_duel
 from backends.journal.serve import BenchGap, Level, LevelSummary, ServeEvent
+from backends.server.duel import run_serve_duel
 from backends.server.fold import ContenderState, DuelState, StreamState, fold
 from backends.server.journal import EventSink, MemoryJournal, read_journal
 from backends.server.launch import ServedBuild, ServerSettings
@@ -16,7 +16,21 @@ from backends.server.spec import DuelError, DuelSpec
 from backends.server.summary import duel_summary
 
 __all__ = [
-    "BenchGap", "ServedBuild", "ContenderState", "DuelError", "DuelSpec", "DuelState", "EventSink",
-    "Level", "LevelSummary", "MemoryJournal", "ServeEvent", "ServerSettings",
-    "StreamState", "duel_summary", "fold", "read_journal", "run_serve_duel",
+    "BenchGap",
+    "ContenderState",
+    "DuelError",
+    "DuelSpec",
+    "DuelState",
+    "EventSink",
+    "Level",
+    "LevelSummary",
+    "MemoryJournal",
+    "ServeEvent",
+    "ServedBuild",
+    "ServerSettings",
+    "StreamState",
+    "duel_summary",
+    "fold",
+    "read_journal",
+    "run_serve_duel",
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import paths, procs
+from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
@@ -42,7 +43,6 @@ from backends.journal.serve import (
     WarmupFailed,
 )
 from backends.server.gap import measure_gap
-from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 from backends.server.journal import EventSink
 from backends.server.launch import (
     ServedBuild,

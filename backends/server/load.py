@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import httpx
 
 from backends import procs
-from backends.server.client import Answer, Failure, stream_request
 from backends.journal.serve import (
     FirstContentToken,
     Level,
@@ -28,6 +27,7 @@ from backends.journal.serve import (
     StreamTick,
     TurnFigures,
 )
+from backends.server.client import Answer, Failure, stream_request
 from backends.server.launch import ServerProcess
 from backends.server.metrics import metric_deltas, scrape, summarize
 from backends.server.prompts import Prompt, PromptBuilder, PromptError

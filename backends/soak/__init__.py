@@ -9,17 +9,51 @@
     summary.py per build and per hour: crashes, hangs, errors, wrong answers, memory, drift
 """
 
-from backends.journal.soak import (SOAK_DURABLE, SOAK_EVENT_TYPES, ProbeReference, SoakBuild,
-                                  SoakCrashed, SoakEvent, SoakFinished, SoakHang, SoakHttpError,
-                                  SoakProbe, SoakServerUp, SoakStarted, SoakStartFailed,
-                                  SoakWindow, SoakWrongAnswer)
+from backends.journal.soak import (
+                                  SOAK_DURABLE,
+                                  SOAK_EVENT_TYPES,
+                                  ProbeReference,
+                                  SoakBuild,
+                                  SoakCrashed,
+                                  SoakEvent,
+                                  SoakFinished,
+                                  SoakHang,
+                                  SoakHttpError,
+                                  SoakProbe,
+                                  SoakServerUp,
+                                  SoakStarted,
+                                  SoakStartFailed,
+                                  SoakWindow,
+                                  SoakWrongAnswer,
+)
 from backends.soak.run import resume_soak, run_soak
 from backends.soak.spec import SoakError, SoakSpec, duration_words, parse_duration
 from backends.soak.summary import BuildSoakSummary, SoakSummary, summarize, summary_lines
 
 __all__ = [
-    "SOAK_DURABLE", "SOAK_EVENT_TYPES", "BuildSoakSummary", "ProbeReference", "SoakBuild",
-    "SoakCrashed", "SoakError", "SoakEvent", "SoakFinished", "SoakHang", "SoakHttpError",
-    "SoakProbe", "SoakServerUp", "SoakSpec", "SoakSummary", "SoakStartFailed", "SoakStarted", "SoakWindow",
-    "SoakWrongAnswer", "duration_words", "parse_duration", "resume_soak", "run_soak", "summarize", "summary_lines",
+                                  "SOAK_DURABLE",
+                                  "SOAK_EVENT_TYPES",
+                                  "BuildSoakSummary",
+                                  "ProbeReference",
+                                  "SoakBuild",
+                                  "SoakCrashed",
+                                  "SoakError",
+                                  "SoakEvent",
+                                  "SoakFinished",
+                                  "SoakHang",
+                                  "SoakHttpError",
+                                  "SoakProbe",
+                                  "SoakServerUp",
+                                  "SoakSpec",
+                                  "SoakStartFailed",
+                                  "SoakStarted",
+                                  "SoakSummary",
+                                  "SoakWindow",
+                                  "SoakWrongAnswer",
+                                  "duration_words",
+                                  "parse_duration",
+                                  "resume_soak",
+                                  "run_soak",
+                                  "summarize",
+                                  "summary_lines",
 ]

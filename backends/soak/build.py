@@ -18,12 +18,22 @@ from typing import Any
 import httpx
 import psutil
 
+from backends.journal.soak import (
+    ProbeReference,
+    SoakBuild,
+    SoakCrashed,
+    SoakEvent,
+    SoakHang,
+    SoakHttpError,
+    SoakProbe,
+    SoakServerUp,
+    SoakStartFailed,
+    SoakWindow,
+    SoakWrongAnswer,
+)
 from backends.server.client import Failure
 from backends.server.launch import ServedBuild, ServerProcess, StartFailure, launch
 from backends.soak import probes
-from backends.journal.soak import (ProbeReference, SoakBuild, SoakCrashed, SoakEvent, SoakHang,
-                                  SoakHttpError, SoakProbe, SoakServerUp, SoakStartFailed,
-                                  SoakWindow, SoakWrongAnswer)
 from backends.soak.load import Slot, Window, send, tokens_per_word
 from backends.soak.spec import SoakSpec
 from backends.telemetry.process_vram import ProcessVram
@@ -34,17 +44,19 @@ EXIT_GRACE_S = 3.0  # a lost connection waits this long to see whether the serve
 
 
 class Clock:
-    """The soak's own clock: seconds soaked, carried on across a resume."""
+    """The soak's own clock: seconds soaked, carried on across a resume. It stands still
+    until ``start`` (the reference answers are not part of the soak's time)."""
 
     def __init__(self, offset_s: float = 0.0) -> None:
         self.offset_s = offset_s
-        self.started = time.monotonic()
+        self.started: float | None = None
 
     def now(self) -> float:
+        if self.started is None:
+            return self.offset_s
         return self.offset_s + time.monotonic() - self.started
 
-    def restart(self) -> None:
-        """Start counting from here (the reference answers are not part of the soak's time)."""
+    def start(self) -> None:
         self.started = time.monotonic()
 
 
@@ -97,10 +109,10 @@ class BuildSoak:
             self.server = server
             try:
                 restart = await self.serve(server)
+                await self.flush_window(server.pid)  # while its memory can still be read
             finally:
                 await server.stop()
                 self.server = None
-            await self.flush_window(server.pid)
 
     async def start(self, restart: bool) -> ServerProcess | StartFailure:
         self.starts += 1

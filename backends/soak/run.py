@@ -21,10 +21,10 @@ import httpx
 
 from backends import paths, procs
 from backends.correctness import REFERENCE_PREFERENCE
+from backends.journal.soak import ProbeReference, SoakBuild, SoakEvent, SoakFinished, SoakStarted
 from backends.server.launch import StartFailure, launch
 from backends.soak import probes
 from backends.soak.build import BuildSoak, Clock, Put, contender
-from backends.journal.soak import (ProbeReference, SoakBuild, SoakEvent, SoakFinished, SoakStarted)
 from backends.soak.spec import SoakError, SoakSpec
 
 
@@ -66,7 +66,7 @@ async def _tokenize(client: httpx.AsyncClient, text: str, special: bool) -> list
     return [int(t) for t in response.json()["tokens"]]
 
 
-async def take_references(build: SoakBuild, model: str, spec: SoakSpec, clock: Clock,
+async def take_references(build: SoakBuild, model: str, spec: SoakSpec,
                           put: Put) -> dict[int, ProbeReference] | str:
     """The reference build's answer to every probe (journalled), or why it gave none."""
     started = await launch(contender(build), model, spec.settings, slots=spec.server_slots,
@@ -88,7 +88,7 @@ async def take_references(build: SoakBuild, model: str, spec: SoakSpec, clock: C
                 ref = ProbeReference(
                     prompt.index, len(ids) - len(question), prompt.text, tuple(ids), got.ids,
                     got.text, tuple(t.ids for t in got.tops), tuple(t.logprobs for t in got.tops),
-                    build.name, clock.now())
+                    build.name, 0.0)  # before the soak's clock starts
                 refs[ref.probe] = ref
                 await put(ref)
     except (probes.ProbeFailed, httpx.HTTPError, KeyError, ValueError) as error:
@@ -189,12 +189,12 @@ async def _produce(started: SoakStarted, spec: SoakSpec, refs: dict[int, ProbeRe
         await put(started)
         if not refs:
             ref_build = next(b for b in started.builds if b.name == started.reference)
-            taken = await take_references(ref_build, started.model, spec, clock, put)
+            taken = await take_references(ref_build, started.model, spec, put)
             if isinstance(taken, str):
                 problem.append(taken)
                 return
             refs.update(taken)
-            clock.restart()
+        clock.start()
         await asyncio.gather(*(soak.run() for soak in soaks))
     finally:
         queue.put_nowait(None)

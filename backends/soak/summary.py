@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.journal import codec
-from backends.journal.soak import (SoakCrashed, SoakFinished, SoakHang, SoakHttpError, SoakProbe,
-                                  SoakServerUp, SoakStarted, SoakStartFailed, SoakWindow,
-                                  SoakWrongAnswer)
+from backends.journal.soak import (
+    SoakCrashed,
+    SoakFinished,
+    SoakHang,
+    SoakHttpError,
+    SoakProbe,
+    SoakServerUp,
+    SoakStarted,
+    SoakStartFailed,
+    SoakWindow,
+    SoakWrongAnswer,
+)
 from backends.soak.spec import HOUR_S, SoakSpec, duration_words
 
 KEPT = 5  # reasons and wrong answers kept per build

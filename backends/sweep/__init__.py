@@ -17,26 +17,80 @@ events: ``backends.journal``).
     resume.py    resume
 """
 
+from backends.journal.journal import (
+                                    JOURNAL_NAME,
+                                    Journal,
+                                    JournalBusy,
+                                    JournalError,
+                                    JournalRead,
+                                    finished_points,
+                                    new_run_dir,
+                                    read_journal,
+)
 from backends.sweep.argv import BenchBuild, bench_argv
+from backends.sweep.control import SweepControl
 from backends.sweep.grid import GRID, GridField, has_flag
-from backends.journal.journal import (JOURNAL_NAME, Journal, JournalBusy, JournalError, JournalRead,
-                                    finished_points, new_run_dir, read_journal)
-from backends.sweep.plan import (DEFAULT_GRANULARITY, GRANULARITIES, TimeoutPolicy, chunk_points,
-                                 choose_granularity, grid_prefix, resolve_auto_ncmoe, schedule)
+from backends.sweep.plan import (
+                                    DEFAULT_GRANULARITY,
+                                    GRANULARITIES,
+                                    TimeoutPolicy,
+                                    choose_granularity,
+                                    chunk_points,
+                                    grid_prefix,
+                                    resolve_auto_ncmoe,
+                                    schedule,
+)
 from backends.sweep.request import RunRequest
 from backends.sweep.resume import resume, resume_request
-from backends.sweep.control import SweepControl
-from backends.sweep.start import run_sweep
 from backends.sweep.runs import RunSummary, list_runs, summarize_run
-from backends.sweep.spec import (CACHE_TYPES, LONG_CONTEXT_DEPTH, PRESET_DESCRIPTIONS, PRESETS,
-                                 SweepError, SweepSpec, parse_int_list, preset)
+from backends.sweep.spec import (
+                                    CACHE_TYPES,
+                                    LONG_CONTEXT_DEPTH,
+                                    PRESET_DESCRIPTIONS,
+                                    PRESETS,
+                                    SweepError,
+                                    SweepSpec,
+                                    parse_int_list,
+                                    preset,
+)
+from backends.sweep.start import run_sweep
 
 __all__ = [
-    "BenchBuild", "CACHE_TYPES", "DEFAULT_GRANULARITY", "GRANULARITIES", "GRID", "GridField",
-    "JOURNAL_NAME", "Journal", "JournalBusy", "JournalError", "JournalRead", "LONG_CONTEXT_DEPTH",
-    "PRESETS", "PRESET_DESCRIPTIONS", "RunRequest", "RunSummary", "SweepControl", "SweepError",
-    "SweepSpec", "TimeoutPolicy", "bench_argv", "choose_granularity", "chunk_points",
-    "finished_points", "grid_prefix", "has_flag", "list_runs", "new_run_dir", "parse_int_list",
-    "preset", "read_journal", "resolve_auto_ncmoe", "resume", "resume_request", "run_sweep",
-    "schedule", "summarize_run",
+                                    "CACHE_TYPES",
+                                    "DEFAULT_GRANULARITY",
+                                    "GRANULARITIES",
+                                    "GRID",
+                                    "JOURNAL_NAME",
+                                    "LONG_CONTEXT_DEPTH",
+                                    "PRESETS",
+                                    "PRESET_DESCRIPTIONS",
+                                    "BenchBuild",
+                                    "GridField",
+                                    "Journal",
+                                    "JournalBusy",
+                                    "JournalError",
+                                    "JournalRead",
+                                    "RunRequest",
+                                    "RunSummary",
+                                    "SweepControl",
+                                    "SweepError",
+                                    "SweepSpec",
+                                    "TimeoutPolicy",
+                                    "bench_argv",
+                                    "choose_granularity",
+                                    "chunk_points",
+                                    "finished_points",
+                                    "grid_prefix",
+                                    "has_flag",
+                                    "list_runs",
+                                    "new_run_dir",
+                                    "parse_int_list",
+                                    "preset",
+                                    "read_journal",
+                                    "resolve_auto_ncmoe",
+                                    "resume",
+                                    "resume_request",
+                                    "run_sweep",
+                                    "schedule",
+                                    "summarize_run",
 ]

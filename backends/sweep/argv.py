@@ -7,9 +7,9 @@ in newer ones. A flag the build lacks is a SweepError before anything runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
-from collections.abc import Iterable, Mapping, Sequence
 
 from backends.journal.sweep import TestPoint
 from backends.sweep.grid import has_flag, setting_args

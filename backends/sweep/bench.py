@@ -10,18 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from collections.abc import AsyncIterator, Callable, Sequence
 
-from backends.journal.sweep import (BenchResult, PointFailed, PointProgress, PointStarted,
-                             ResultReceived, SweepNote, TestPoint)
+from backends.journal.sweep import (
+    BenchResult,
+    PointFailed,
+    PointProgress,
+    PointStarted,
+    ResultReceived,
+    SweepNote,
+    TestPoint,
+)
 from backends.sweep.argv import BenchBuild, bench_argv
 from backends.sweep.energy import RepetitionTracker
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
-from backends.sweep.records import (PROGRESS, TIMED_RUN, InvalidResult, invalid_result_failure,
-                                    parse_result_line, point_failed)
+from backends.sweep.records import (
+    PROGRESS,
+    TIMED_RUN,
+    InvalidResult,
+    invalid_result_failure,
+    parse_result_line,
+    point_failed,
+)
 from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Finished, Launcher, ToolProcess
 
@@ -71,6 +84,7 @@ class BenchContext:
         self.model_for = model_for or (lambda _: str(model_path))
         self.machine = machine  # where a contender runs: its energy meter and temperatures
         self.start_temps: dict[tuple[str, str], dict[str, float]] = {}
+        self.loaded: Callable[[float], None] = lambda _seconds: None  # a process's load time
 
     def tracker(self, contender: BenchBuild) -> RepetitionTracker:
         """Energy per counted repetition, where the contender's machine has a meter."""
@@ -168,6 +182,7 @@ def _timing(ctx: BenchContext, contender: BenchBuild, block: Block, tool: ToolPr
     if not first_work:
         return None
     load = first_work[0] - tool.started_at
+    ctx.loaded(load)
     return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(block.points))
 
 
@@ -326,6 +341,7 @@ class ResidentBench:
             finished = time.monotonic()
             self.ctx.timeouts.observe(self.contender.name, (point,), self.block.asked, finished - began)
             if fresh and self.first_work_at is not None:
+                self.ctx.loaded(self.first_work_at - tool.started_at)
                 return ChunkTiming(load_s=self.first_work_at - tool.started_at,
                                    work_s=finished - self.first_work_at, points=1)
             return None
@@ -367,3 +383,8 @@ async def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
+
+
+async def stop_all(benches: Iterable[ResidentBench]) -> None:
+    for bench in benches:
+        await bench.stop()

@@ -24,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from backends.telemetry import DeviceSample, TelemetrySnapshot
 

@@ -65,3 +65,11 @@ def connection_failure(contender: BenchBuild, failure: PointFailed) -> PointFail
 
 def remote_names(contenders: Sequence[BenchBuild]) -> list[str]:
     return [c.name for c in contenders if c.host]
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[object]]) -> None:
+    """Cancel ``tasks`` and wait until each has ended."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -10,12 +10,12 @@ machine).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import asyncio
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import BenchResult, TelemetryRecorded
@@ -29,6 +29,7 @@ from backends.telemetry.model import TelemetrySource
 
 if TYPE_CHECKING:
     from backends.journal.journal import RunEvent
+    from backends.sweep.overhead import Overhead
 
 HOST_KEY = "from_host"
 
@@ -112,15 +113,18 @@ async def take_baselines(monitors: Iterable[Monitor], contenders: Sequence[Build
 
 
 async def record_ticks(monitor: Monitor, interval: float, started: Callable[[], bool],
-                       emit: Callable[[RunEvent], None]) -> None:
-    """Keep, guard and (once the sweep has started) journal every tick of one machine."""
+                       emit: Callable[[RunEvent], None], overhead: Overhead | None = None) -> None:
+    """Keep, guard and (once the sweep has started) journal every tick of one machine;
+    ``overhead`` counts the seconds spent keeping them (writing them: the journal's)."""
     assert monitor.source is not None
     stream = monitor.source.stream(interval)
     try:
         async for snapshot in stream:
-            monitor.offer(snapshot)
-            if started():  # the journal begins with the start, the baseline before it
-                emit(monitor.record(snapshot))
+            with overhead.timed("telemetry") if overhead else contextlib.nullcontext():
+                monitor.offer(snapshot)
+                record = monitor.record(snapshot) if started() else None
+            if record is not None:  # the journal begins with the start, the baseline before it
+                emit(record)
     finally:
         closing = getattr(stream, "aclose", None)
         if closing is not None:

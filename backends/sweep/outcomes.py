@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
-from collections.abc import Iterable
 
 from backends.journal.sweep import BenchResult, PointDecided, PointFailed, ResultReceived
 

@@ -19,9 +19,9 @@ every round (A B, B A, A B ...), so drift and heat hit them alike (ABBA).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
-from collections.abc import Iterable, Sequence
 
 from backends.journal.sweep import TestPoint
 from backends.models import ModelInfo, estimate_fit

@@ -11,9 +11,9 @@ import json
 import math
 import re
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Iterable, Mapping
 
 from backends import procs
 from backends.journal.sweep import BenchResult, PointFailed, TestPoint

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
 
 from backends.builds import BuildInfo, probe_build
 from backends.journal.damage import missing_results
 from backends.journal.journal import JOURNAL_NAME, JournalRead, RunEvent, read_journal
 from backends.journal.sweep import PointDecided, PointFailed, SweepStarted
 from backends.sweep.control import SweepControl
-from backends.telemetry.model import TelemetrySource
 from backends.sweep.request import RunRequest
 from backends.sweep.spec import SweepError, SweepSpec
 from backends.sweep.start import run_sweep
+from backends.telemetry.model import TelemetrySource
 
 
 def resume_request(run_dir: Path | str, *, builds: Sequence[BuildInfo] | None = None,

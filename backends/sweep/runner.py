@@ -20,29 +20,56 @@ import asyncio
 import contextlib
 import dataclasses
 import time
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 
 from backends.builds import BuildInfo
 from backends.correctness import CheckOptions
-from backends.journal.sweep import (BenchResult, CoolingWaited, PointDecided, PointFailed, ResultReceived,
-                             SweepFinished, SweepNote, SweepStarted, TestPoint)
+from backends.journal.journal import Journal, JournalError, RunEvent
+from backends.journal.sweep import (
+    BenchResult,
+    CoolingWaited,
+    PointDecided,
+    PointFailed,
+    ResultReceived,
+    SweepFinished,
+    SweepNote,
+    SweepStarted,
+    TestPoint,
+)
 from backends.models import ModelInfo
 from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import BenchBuild
-from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk
-from backends.sweep.guard import ThermalGuard, reading_pairs
-from backends.sweep.hosts import by_machine, connection_failure, launcher_for, machines_note, remote_names, together
-from backends.journal.journal import Journal, JournalError, RunEvent
-from backends.telemetry.model import TelemetrySource
-from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
-from backends.sweep.plan import (ChunkTiming, TimeoutPolicy, choose_granularity, chunk_points,
-                                 free_vram_bytes, resident_fits, schedule, split_into_grids, turn_order)
-from backends.sweep.spec import SweepSpec
+from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk, stop_all
 from backends.sweep.control import Blocks, SweepControl
+from backends.sweep.guard import ThermalGuard, reading_pairs
+from backends.sweep.hosts import (
+    by_machine,
+    cancel_all,
+    connection_failure,
+    launcher_for,
+    machines_note,
+    remote_names,
+    together,
+)
+from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
+from backends.sweep.overhead import Overhead
+from backends.sweep.plan import (
+    ChunkTiming,
+    TimeoutPolicy,
+    choose_granularity,
+    chunk_points,
+    free_vram_bytes,
+    resident_fits,
+    schedule,
+    split_into_grids,
+    turn_order,
+)
 from backends.sweep.request import RunRequest
+from backends.sweep.spec import SweepSpec
+from backends.telemetry.model import TelemetrySource
 
 EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
 _DONE = object()
@@ -79,6 +106,8 @@ class Sweep:
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
                                 self.watch, launcher_for=launcher_for, model_for=self.model_for,
                                 machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
+        self.overhead = Overhead()  # where the seconds go besides llama-bench's work
+        self.ctx.loaded = lambda seconds: self.overhead.add("load", seconds)
         self.history = tuple(request.history)
         self._replay(request.history)
 
@@ -107,7 +136,9 @@ class Sweep:
         """Journal first, then count and hand on; JournalError stops the sweep."""
         if isinstance(event, PointFailed):
             event = self._explain(event)
-        self.journal.append(event)
+        with self.overhead.timed("journal"):
+            self.journal.append(event)
+        self.overhead.note(event)
         self._record(event)
         self.queue.put_nowait(event)
 
@@ -143,7 +174,7 @@ class Sweep:
 
     async def events(self) -> AsyncGenerator[RunEvent, None]:
         helpers = [asyncio.create_task(record_ticks(m, self.request.telemetry_interval,
-                                                    lambda: self.started, self.emit))
+                                                    lambda: self.started, self.emit, self.overhead))
                    for m in self.monitors.values() if m.source is not None]
         producer = asyncio.create_task(self._produce())
         finished = False
@@ -152,11 +183,11 @@ class Sweep:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
-            await _cancel(helpers)
+            await cancel_all(helpers)
             while not self.queue.empty():  # telemetry that arrived while stopping
                 yield self.queue.get_nowait()
-            final = SweepFinished(run_id=self.run_id, results=self.counts["results"],
-                                  failures=self.counts["failures"], at=time.time())
+            final = SweepFinished(run_id=self.run_id, results=self.counts["results"], at=time.time(),
+                                  failures=self.counts["failures"], overhead=self.overhead.figures())
             self.journal.append(final)
             finished = True
             yield final
@@ -167,7 +198,7 @@ class Sweep:
                                 problem=f"{error}; the sweep stopped, results so far are in {self.run_dir}")
         finally:
             # Each step's own finally kills its llama-bench group; wait until they have.
-            await _cancel([producer, *helpers])
+            await cancel_all([producer, *helpers])
             if not finished:
                 with contextlib.suppress(JournalError):
                     self.journal.append(SweepFinished(
@@ -185,7 +216,7 @@ class Sweep:
                 self.by_name = {c.name: c for c in self.contenders}
             groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
-        except BaseException as error:  # noqa: BLE001 - handed to the consumer
+        except BaseException as error:
             self.queue.put_nowait(error)
             raise
         self.queue.put_nowait(_DONE)
@@ -196,6 +227,7 @@ class Sweep:
         if note := machines_note(contenders):
             self.notes.append(note)
         self.started = True
+        self.overhead.start()
         self.emit(SweepStarted(
             run_id=self.run_id, run_dir=str(self.run_dir), model=str(self.model.path),
             builds=tuple(c.name for c in self.contenders), points=self.points,
@@ -281,13 +313,15 @@ class Sweep:
                 await run_chunk(self.ctx, contender, self._block(contender, piece, repetitions))
 
     async def before_block(self, contender: BuildInfo, point: TestPoint) -> None:
-        await self.control.wait_running()
+        with self.overhead.timed("paused"):
+            await self.control.wait_running()
         guard = self.monitors.get(contender.host, self.monitors[None]).guard
         waited = await guard.wait_until_cool(lambda hot: self.emit(SweepNote(
             f"{contender.name}: cooling before {point.name}: "
             + ", ".join(f"{r.label} {r.value:.0f} -> {r.target:.0f}" for r in hot), time.time())))
         if waited is not None:
             seconds, reached, first, last = waited
+            self.overhead.add("cooldown", seconds)
             self.emit(CoolingWaited(build=contender.name, point=point, seconds=round(seconds, 1),
                                     reached=reached, readings=reading_pairs(first, last),
                                     at=time.time()))
@@ -317,7 +351,7 @@ class Sweep:
             if self.chosen == "resident":
                 self._handover = benches
             else:
-                await _stop_all(benches.values())
+                await stop_all(benches.values())
 
     def _resident_fits(self, group: Sequence[BuildInfo]) -> tuple[bool, str]:
         if remote := remote_names(group):
@@ -346,7 +380,7 @@ class Sweep:
                 await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
         finally:
             # Also when cancelled while measuring: no loaded llama-bench is left behind.
-            await _stop_all(benches.values())
+            await stop_all(benches.values())
 
     async def _remeasure_throttled(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                                    repetitions: int) -> None:
@@ -384,17 +418,4 @@ class Sweep:
         self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
                                repetitions=counts, leader=outcome.leader, at=time.time()))
         return True
-
-
-async def _cancel(tasks: Iterable[asyncio.Task[object]]) -> None:
-    tasks = list(tasks)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _stop_all(benches: Iterable[ResidentBench]) -> None:
-    for bench in benches:
-        await bench.stop()
-
 

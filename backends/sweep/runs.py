@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from backends.journal.journal import JOURNAL_NAME, finished_points, read_journal
 from backends.journal.sweep import SweepFinished, SweepStarted
 from backends.paths import runs_root
-from backends.journal.journal import JOURNAL_NAME, finished_points, read_journal
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ llama-bench argument lists in ``backends.sweep.argv``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Mapping
 
 from backends.journal import codec
 from backends.journal.sweep import TestPoint

@@ -8,19 +8,17 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 from backends.journal.journal import JOURNAL_NAME, Journal, RunEvent, new_run_dir
+from backends.journal.tune import tune_from_history
 from backends.models import ModelInfo, read_model
 from backends.paths import runs_root as default_runs_root
-from backends.journal.tune import tune_from_history
 from backends.remote.rpc import LocalRpcServer, RpcError
 from backends.sweep.argv import bench_argv
 from backends.sweep.control import SweepControl
-from backends.telemetry.model import TelemetrySource
 from backends.sweep.plan import chunk_points, free_vram_bytes, resolve_auto_ncmoe
 from backends.sweep.request import RunRequest
 from backends.sweep.runner import Sweep
 from backends.sweep.spec import SweepError, SweepSpec
-
-
+from backends.telemetry.model import TelemetrySource
 
 
 def _check_model(request: RunRequest, model: ModelInfo) -> None:

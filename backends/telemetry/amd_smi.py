@@ -168,7 +168,7 @@ class _Cli:
 def _library_value(call: object, *args: object) -> float | None:
     try:
         value = call(*args)  # type: ignore[operator]
-    except Exception:  # noqa: BLE001 - the library raises its own types for "not supported"
+    except Exception:
         return None
     amount = number(value) if not isinstance(value, dict) else None
     return None if amount is None or amount >= UNSUPPORTED else amount
@@ -195,7 +195,7 @@ class _Library:
         try:
             power = lib.amdsmi_get_power_info(handle)
             activity = lib.amdsmi_get_gpu_activity(handle)
-        except Exception:  # noqa: BLE001 - a card without these answers gives None below
+        except Exception:
             power, activity = {}, {}
         values["power_w"] = next((p for k in ("socket_power", "current_socket_power",
                                               "average_socket_power")
@@ -233,7 +233,7 @@ class AmdSmiSource(DeviceSource):
                 self.backend = _Library(importlib.import_module("amdsmi"))
             except ImportError:
                 pass
-            except Exception as error:  # noqa: BLE001 - libamd_smi missing, driver not loaded
+            except Exception as error:
                 library_reason = f"the amdsmi library could not start: {error}"
         executable = executable or find_tool("amd-smi")
         if self.backend is None and executable:

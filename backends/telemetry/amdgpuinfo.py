@@ -86,7 +86,7 @@ class PyAmdgpuinfoSource(DeviceSource):
             return
         try:
             count = module.detect_gpus()
-        except Exception as error:  # noqa: BLE001 - FileNotFoundError, OSError, RuntimeError from libdrm
+        except Exception as error:
             self.unavailable_reason = _unavailable_reason_for_detect_error(error, dev_root)
             return
         if not count:
@@ -95,7 +95,7 @@ class PyAmdgpuinfoSource(DeviceSource):
         for index in range(count):
             try:
                 gpu = module.get_gpu(index)
-            except Exception as error:  # noqa: BLE001 - the library raises its own error types
+            except Exception as error:
                 self.unavailable_reason = f"pyamdgpuinfo could not open GPU {index}: {error}"
                 continue
             self.gpus.append(gpu)
@@ -127,7 +127,7 @@ class PyAmdgpuinfoSource(DeviceSource):
                 method, convert = _QUERIES[field_name]
                 try:
                     values[field_name] = convert(getattr(gpu, method)())
-                except Exception as error:  # noqa: BLE001 - unsupported sensor, kernel bug: wrap every query
+                except Exception as error:
                     missing[field_name] = f"pyamdgpuinfo {method}() failed: {error}"
             memory = getattr(gpu, "memory_info", None) or {}
             if memory.get("vram_size"):

@@ -13,13 +13,13 @@ import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from typing import Any, Self
 
+from backends.telemetry.host import HostSampler
 from backends.telemetry.model import (
     DEVICE_MEASUREMENTS,
     DeviceSample,
     DeviceSource,
     TelemetrySnapshot,
 )
-from backends.telemetry.host import HostSampler
 from backends.telemetry.sysfs_read import PCI_ADDRESS, normalize_pci
 
 # On an AMD machine: the driver's sysfs files first (cheap, complete on an MI50), then
@@ -242,7 +242,7 @@ class Telemetry:
         try:
             samples = source.sample(pids, at) if wanted is None else source.sample(
                 pids, at, wanted=wanted)
-        except Exception as error:  # noqa: BLE001 - a source must never end the stream
+        except Exception as error:
             self._note_failure(source.name, error)
             return
         for device in samples:

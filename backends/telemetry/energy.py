@@ -11,8 +11,8 @@ to measure: it gives no joules rather than a guess.
 
 from __future__ import annotations
 
-import itertools
 import glob
+import itertools
 import os
 import threading
 import time
@@ -103,13 +103,13 @@ class NvmlEnergy:
     def counter_j(self) -> float | None:
         try:
             return float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)) / 1e3  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - NVML raises its own error types; none means no counter
+        except Exception:
             return None
 
     def power_w(self) -> float | None:
         try:
             return float(self.nvml.nvmlDeviceGetPowerUsage(self.handle)) / 1e3  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
 
 

@@ -85,14 +85,14 @@ class NvmlSource(DeviceSource):
             return
         try:
             pynvml.nvmlInit()
-        except Exception as error:  # noqa: BLE001 - the library raises its own error types
+        except Exception as error:
             self.unavailable_reason = _init_failure_reason(pynvml, error)
             return
         self._nvml = pynvml
         try:
             count = pynvml.nvmlDeviceGetCount()
             self.devices = [_Device(pynvml, i) for i in range(count)]
-        except Exception as error:  # noqa: BLE001 - the library raises its own error types
+        except Exception as error:
             self.unavailable_reason = f"NVML could not list GPUs: {error}"
             self.close()
             return
@@ -111,7 +111,7 @@ class NvmlSource(DeviceSource):
     def _call(self, missing: dict[str, str], fields: tuple[str, ...], fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as error:  # noqa: BLE001 - the library raises its own error types
+        except Exception as error:
             for field_name in fields:
                 missing[field_name] = f"NVML {fn.__name__} failed: {error}"
             return None
@@ -182,7 +182,7 @@ class NvmlSource(DeviceSource):
             if not 0 < number < 200:  # 0 means "not measured" on GPUs without the sensor
                 raise RuntimeError(f"out of range ({number})")
             return number
-        except Exception:  # noqa: BLE001 - the library raises its own error types
+        except Exception:
             device.mem_temp_supported = False  # do not pay for a failing call every tick
             missing["mem_c"] = "this GPU does not report a memory temperature"
             return None
@@ -194,7 +194,7 @@ class NvmlSource(DeviceSource):
             try:
                 device.power_limit_w = self._nvml.nvmlDeviceGetEnforcedPowerLimit(device.handle) / 1000.0
                 device.power_limit_reason = None
-            except Exception as error:  # noqa: BLE001 - the library raises its own error types
+            except Exception as error:
                 device.power_limit_w = None
                 device.power_limit_reason = f"NVML nvmlDeviceGetEnforcedPowerLimit failed: {error}"
         if device.power_limit_w is None:
@@ -212,7 +212,7 @@ class NvmlSource(DeviceSource):
                 continue
             try:
                 processes = fn(handle)
-            except Exception as error:  # noqa: BLE001 - the library raises its own error types
+            except Exception as error:
                 missing["process_vram_bytes"] = f"NVML {name} failed: {error}"
                 return None
             listed += len(processes)

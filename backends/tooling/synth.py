@@ -16,9 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 import gguf
+import numpy as np
 from gguf import GGMLQuantizationType, LlamaFileType, TokenType
 
 WEIGHT_TYPES = {
@@ -143,7 +142,7 @@ def tensor_plan(shape: ModelShape) -> list[PlannedTensor]:
 
 # --- tokenizer ---------------------------------------------------------------------------
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905 - a word list reads best as words
     "hello world llama model token speed test prompt "
     "the of and to in is that it for was on are as with his they at be this from have or "
     "by one had not but what all were when we there can an your which their said if do "

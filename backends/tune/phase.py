@@ -19,15 +19,27 @@ from typing import Any, Protocol
 
 from backends.builds import BuildInfo
 from backends.journal.sweep import PointFailed, ResultReceived, SweepNote, TestPoint
-from backends.journal.tune import (Candidate, Phase, ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneFinished, TuneGrid, TuneRound, TuneSpec, TuneStarted)
+from backends.journal.tune import (
+    Candidate,
+    Phase,
+    ProbeFailed,
+    ProbeFinished,
+    ProbeMeasured,
+    TuneChosen,
+    TuneFinished,
+    TuneGrid,
+    TuneRound,
+    TuneSpec,
+    TuneStarted,
+)
 from backends.models import ModelInfo
 from backends.sweep.bench import BenchContext, Block, run_chunk
 from backends.sweep.plan import TimeoutPolicy
 from backends.sweep.spec import SweepSpec
 from backends.tune.candidates import make_grid
 from backends.tune.grid import defaults_points, probe_points
-from backends.tune.search import FIRST_ROUND_REPETITIONS, Probe, Search, pct, scores_by_label
+from backends.tune.judging import against_text
+from backends.tune.search import FIRST_ROUND_REPETITIONS, NOTHING_TO_PROBE, Probe, Search, scores_by_label
 from backends.tune.settings import with_candidate
 
 BUDGET_SLACK = 0.05  # a probe may run this share of the budget past it before it is cut
@@ -171,13 +183,11 @@ class TunePhase:
     def _choose(self, contender: BuildInfo) -> None:
         search = self.searches[contender.name]
         best, reason = search.choice()
-        if search.stopped:
+        if search.stopped and search.stopped != NOTHING_TO_PROBE:
             reason += f"; {search.stopped}"
         fit = search.fit
-        if best is not None and fit is not None and best != fit:
-            best_score, fit_score = search.score(best), search.score(fit)
-            if best_score is not None and fit_score is not None:
-                reason += f"; {pct(best_score - fit_score)} over llama.cpp's own fit"
+        if best is not None and fit is not None and best != fit and search.score(fit) is not None:
+            reason += f"; {against_text(search.against(best, fit), 'llama.cpp own fit')}"
         chosen = TuneChosen(build=contender.name, best=best, default=search.default or Candidate(),
                             reason=reason, scores=dict(scores_by_label(search)), fit=fit,
                             probes=search.probes, seconds=round(search.spent_s, 1), at=time.time())

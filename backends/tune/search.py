@@ -4,9 +4,11 @@ Round 0 measures every candidate twice; each later round keeps the better half a
 it again with more repetitions (as many as the contender's share of the budget allows),
 until one is left or the share would run out. A round runs in two passes, the survivors in
 order and then in reverse (A B C, C B A), so drift and foreign load hit them alike. A candidate's score is the sum over
-the probe points of the log of its median tokens/s (the geometric mean's order), from all
-its samples so far. A candidate that fails (out of memory, crash) is out; one cut by the
-budget is not measured further but keeps what it had.
+the probe points of the mean log tokens/s of its repetitions so far, starved ones set aside
+(the verdict's geometric mean). The defaults stay in every round: they are the baseline the
+choice is judged against, and a best replaces them only when it is decided better
+(``backends.tune.judging``). A candidate that fails (out of memory, crash) is out; one cut by
+the budget is not measured further but keeps what it had.
 
 The state is rebuilt from events alone, so a resumed tune continues where it stopped.
 """
@@ -20,11 +22,14 @@ from dataclasses import dataclass, field
 from backends import stats
 from backends.journal.sweep import TestPoint
 from backends.journal.tune import Candidate
+from backends.sweep.adaptive import kept
+from backends.tune.judging import Against, against, against_text
 
 MAX_REPETITIONS = 24  # per candidate and round (in two passes)
 FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
 # A best this close to the defaults keeps the defaults: the verdict's own tie band.
 TIE_FRACTION = stats.TIE_FRACTION
+NOTHING_TO_PROBE = "nothing to probe"
 DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
 
@@ -84,6 +89,8 @@ class Search:
     def __post_init__(self) -> None:
         if not self.survivors:
             self.survivors = list(self.candidates)
+        if self.default is not None and self.candidates == (self.default,) and not self.stopped:
+            self.stopped = NOTHING_TO_PROBE  # the defaults alone: no choice to make
 
     # --- facts in --------------------------------------------------------------------------
 
@@ -110,11 +117,12 @@ class Search:
     # --- decisions -------------------------------------------------------------------------
 
     def score(self, candidate: Candidate) -> float | None:
-        """Sum of log median tokens/s over the probe points; None until every point has one."""
+        """Sum over the probe points of the mean log tokens/s of the kept repetitions; None
+        until every point has one."""
         by_point = self.samples.get(candidate, {})
-        if any(not by_point.get(p.key) for p in self.points):
+        if any(not kept(by_point.get(p.key, ()))[0] for p in self.points):
             return None
-        return sum(math.log(stats.median(by_point[p.key])) for p in self.points)
+        return sum(stats.log_moments(kept(by_point[p.key])[0])[0] for p in self.points)
 
     def ranked(self) -> list[Candidate]:
         """Measured candidates, best first (ties in the grid's order)."""
@@ -159,9 +167,12 @@ class Search:
         ranked = [c for c in self.ranked() if c in self.survivors]
         if self.stopped or len(ranked) <= 1:
             return None
-        keep = ranked[:math.ceil(len(ranked) / 2)]
-        if len(keep) == 1:
-            return None  # the better of the last two
+        # The defaults stay to the end: the choice is judged against them.
+        baseline = [c for c in ranked if c == self.default]
+        others = [c for c in ranked if c != self.default]
+        keep = others[:math.ceil(len(others) / 2)] + baseline
+        if len(others) == 1 and (not baseline or self.round > 0):
+            return None  # the last one has had its round beside the defaults
         rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
         per = self.cost.per_repetition_s or 1.0
@@ -177,28 +188,32 @@ class Search:
         return keep, repetitions, why
 
     def choice(self) -> tuple[Candidate | None, str]:
-        """The chosen candidate and why (the defaults when the best is within a hair)."""
+        """The chosen candidate and why: the best only when it is decided better than the
+        defaults, beyond the tie band, on all its repetitions; else the defaults."""
         ranked = self.ranked()
+        if self.default is not None and self.candidates == (self.default,):
+            return self.default, "the defaults, the only candidate"
         if not ranked:
             reasons = "; ".join(f"{c.label}: {r}" for c, r in list(self.failed.items())[:3])
             return None, f"no candidate measured ({reasons or 'no probes ran'})"
         best = ranked[0]
-        best_score = self.score(best)
-        assert best_score is not None
-        default_score = self.score(self.default) if self.default is not None else None
-        if (self.default is not None and best != self.default and default_score is not None
-                and best_score - default_score < math.log1p(TIE_FRACTION)):
-            return self.default, (f"the defaults: {best.label} was within "
-                                  f"{TIE_FRACTION:.0%} of them on the probe")
-        gain = ""
-        if default_score is not None and best != self.default:
-            gain = f", {pct(best_score - default_score)} over the defaults on the probe"
-        return best, f"best of {len(ranked)} measured{gain}"
+        default = self.default
+        if best == default:
+            return best, f"the defaults, the best of {len(ranked)} measured"
+        if default is None or self.score(default) is None:
+            return best, f"best of {len(ranked)} measured"
+        result = self.against(best, default)
+        if result is not None and result.better:
+            return best, f"best of {len(ranked)} measured, {against_text(result, 'the defaults')}"
+        if result is not None and result.tie:
+            return default, f"the defaults: {best.label} was within {TIE_FRACTION:.0%} of them on the probe"
+        why = result.reason if result is not None else "no probe point measured on both"
+        return default, f"the defaults: no setting beat the defaults clearly ({why})"
 
-
-def pct(log_gap: float) -> str:
-    """A log ratio as a signed percentage: ``+38%``."""
-    return f"{(math.exp(log_gap) - 1) * 100:+.0f}%"
+    def against(self, candidate: Candidate, baseline: Candidate) -> Against | None:
+        """``candidate`` against ``baseline`` on all their repetitions (``judging.Against``)."""
+        return against(self.samples.get(candidate, {}), self.samples.get(baseline, {}), self.points,
+                       (candidate.label, "the defaults" if baseline == self.default else baseline.label))
 
 
 def scores_by_label(search: Search) -> Mapping[str, float]:

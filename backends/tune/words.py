@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.journal.tune import (ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneFinished, TuneGrid, TuneRound, TuneStarted)
+from backends.journal.tune import (
+    ProbeFailed,
+    ProbeFinished,
+    ProbeMeasured,
+    TuneChosen,
+    TuneFinished,
+    TuneGrid,
+    TuneRound,
+    TuneStarted,
+)
 
 
 def _rate(value: float) -> str:

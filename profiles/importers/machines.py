@@ -11,16 +11,13 @@ backend ran on two named GPUs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from functools import lru_cache
-
 import json
-
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from profiles.importers.rows import normalize_gpu

@@ -70,7 +70,7 @@ def run_app(argv: list[str]) -> int:
                   "two cores), then the app opens", file=sys.stderr)
             try:
                 demo.prepare_demo()
-            except (SystemExit, Exception) as error:  # noqa: BLE001 - one line, then out
+            except (SystemExit, Exception) as error:
                 return _fail(f"the working default could not be built: {error}")
 
     from tui.app import LlamaduelApp

@@ -15,17 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
+from tui.cli.common import (
+    Subparsers,
+    add_contender_options,
+    add_fallback_option,
+    cancellable,
+    load_builds,
+    load_model,
+    make_contenders,
+)
 from tui.cli.progress import SweepPrinter
-from tui.cli.common import (Subparsers, add_contender_options, add_fallback_option, cancellable, load_builds,
-                            load_model, make_contenders)
 
 if TYPE_CHECKING:
-    from backends.telemetry import Telemetry
     from backends.builds import BuildInfo
-    from backends.journal.tune import TuneSpec
     from backends.journal.journal import RunEvent
+    from backends.journal.tune import TuneSpec
     from backends.models import ModelInfo
     from backends.sweep import SweepSpec
+    from backends.telemetry import Telemetry
 
 
 def register(subparsers: Subparsers) -> None:

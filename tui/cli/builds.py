@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from profiles.format import format_bytes, render_table
-
-
 from tui.cli.common import Subparsers
-
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -151,10 +148,10 @@ def format_models(models: list[ModelInfo], fits: list[Any] | None = None) -> str
 # --- handlers ------------------------------------------------------------------------------
 
 def handle_builds(options: argparse.Namespace, out: TextIO | None = None) -> int:
-    from backends.journal import codec
     from backends.builds import discover_builds
-    from backends.remote.ssh import close_hosts
+    from backends.journal import codec
     from backends.remote.probe import parse_build_target, probe_remote_build
+    from backends.remote.ssh import close_hosts
     from tui.cli import CommandError
 
     out = out or sys.stdout

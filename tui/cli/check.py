@@ -17,9 +17,9 @@ import asyncio
 import json
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
 from tui.cli import CommandError, exits
 from tui.cli.common import Subparsers
@@ -91,8 +91,7 @@ def _thresholds(options: argparse.Namespace) -> Any:
 
 
 def cmd_check(options: argparse.Namespace) -> int:
-    from backends.correctness import (BuildChecked, CheckFinished, CheckInputError,
-                                      CheckStarted, run_check)
+    from backends.correctness import BuildChecked, CheckFinished, CheckInputError, CheckStarted, run_check
 
     if not options.model.is_file():
         raise CommandError(f"model not found: {options.model}")

@@ -16,7 +16,6 @@ from backends.models import ModelInfo
 from backends.text import printable
 from tui.cli import CommandError
 
-
 # What each verb module registers itself on (``register(subparsers)``).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -104,8 +103,8 @@ def parse_hosts(texts: Sequence[str]) -> dict[str, str]:
 
 
 def _probe_remote(name: str, host: str, path: str, needs: str | None) -> BuildInfo:
-    from backends.remote.ssh import SshError, ssh_host
     from backends.remote.probe import probe_remote_build
+    from backends.remote.ssh import SshError, ssh_host
 
     if needs != "bench":
         tool = f"llama-{needs}" if needs else "this command"
@@ -148,8 +147,8 @@ def add_contender_options(parser: argparse.ArgumentParser) -> None:
 def make_contenders(builds: list[BuildInfo],
                     options: argparse.Namespace) -> tuple[list[BuildInfo], list[LocalRpcServer]]:
     """The contenders and the local RPC servers they need."""
-    from backends.contenders import (ContenderError, make_contenders as combine, parse_device_arg,
-                                     parse_rpc_arg, parse_set_arg, split_variants)
+    from backends.contenders import ContenderError, parse_device_arg, parse_rpc_arg, parse_set_arg, split_variants
+    from backends.contenders import make_contenders as combine
     from backends.remote.rpc import LocalRpcServer
 
     try:

@@ -152,6 +152,11 @@ def cmd_show(options: argparse.Namespace) -> int:
         return 0
     print()
     _print_recommendation(profile.recommendation)
+    from backends.text import printable
+    from profiles.compat import older_verdict_lines
+
+    for line in older_verdict_lines(profile):
+        print(printable(line))
     if profile.conditions:
         from backends.text import printable
 

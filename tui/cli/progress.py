@@ -7,14 +7,23 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from backends.journal.sweep import (CoolingWaited, PointDecided, PointFailed, PointProgress,
-                             ResultReceived, SweepFinished, SweepNote, SweepStarted,
-                             TelemetryRecorded, TestPoint)
 from backends.journal.journal import RunEvent, event_to_json
+from backends.journal.sweep import (
+    CoolingWaited,
+    PointDecided,
+    PointFailed,
+    PointProgress,
+    ResultReceived,
+    SweepFinished,
+    SweepNote,
+    SweepStarted,
+    TelemetryRecorded,
+    TestPoint,
+)
 from backends.journal.tune import TUNE_EVENT_TYPES
-from backends.tune.words import describe_tune
 from backends.sweep.outcomes import PointResult, point_failures, point_results
 from backends.text import printable
+from backends.tune.words import describe_tune
 from profiles.format import format_rate, format_ratio, render_table
 from tui.cli import exits
 from tui.cli.common import say
@@ -74,6 +83,10 @@ class SweepPrinter:
                 print("\nhow these figures were taken:" + "".join(f"\n- {printable(line)}" for line in taken))
             for line in tuning_text(events):
                 print(printable(line))
+            if self.finished is not None and self.finished.overhead:
+                from backends.sweep.overhead import overhead_line
+
+                print(f"\n{overhead_line(self.finished.overhead)}")
             print(f"\njournal: {run_dir / 'journal.jsonl'}")
         status, lines = sweep_status(events)
         for line in lines:

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-
 from tui.cli.common import Subparsers
 
 
@@ -148,9 +147,7 @@ def handle_race(options: argparse.Namespace) -> int:
     import asyncio
 
     from backends.race import RaceError, RaceSpec
-
     from tui.cli import CommandError
-
     from tui.cli.common import load_builds
 
     # The race reports a missing tool itself.
@@ -190,8 +187,16 @@ def handle_race(options: argparse.Namespace) -> int:
 async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Namespace) -> dict[str, Any]:
     import contextlib
 
-    from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted,
-                               Divergence, TokenReceived, race_summary, run_race)
+    from backends.race import (
+        BuildFailed,
+        BuildFinished,
+        BuildRetrying,
+        BuildStarted,
+        Divergence,
+        TokenReceived,
+        race_summary,
+        run_race,
+    )
 
     live = None if options.json else _LivePrinter(sys.stdout, options.parallel)
     events = []

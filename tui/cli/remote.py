@@ -11,7 +11,6 @@ from backends.models import ModelInfo
 from tui.cli import CommandError
 from tui.cli.common import say
 
-
 if TYPE_CHECKING:
     from backends.telemetry.model import TelemetrySource
 

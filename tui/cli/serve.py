@@ -18,10 +18,9 @@ import dataclasses
 import json
 import shlex
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
-
 
 from tui.cli.common import Subparsers
 
@@ -226,8 +225,8 @@ def _save(options: argparse.Namespace, events: list[ServeEvent], contenders: lis
 
 
 async def _run(contenders: list[ServedBuild], options: argparse.Namespace, spec: DuelSpec) -> list[ServeEvent]:
-    from backends.server import run_serve_duel
     from backends.journal.serve import DuelStarted, LevelFinished, ServerFailed
+    from backends.server import run_serve_duel
 
     events: list[ServeEvent] = []
     stream = run_serve_duel(contenders, Path(options.model).expanduser(), spec,

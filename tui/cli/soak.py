@@ -111,6 +111,8 @@ def handle_soak(options: argparse.Namespace) -> int:
         finished = asyncio.run(cancellable(events, printer.show))
     except SoakError as error:
         raise CommandError(str(error)) from None
+    if not finished:
+        say("soak cancelled: every server was stopped; the journal keeps what was measured")
     status = _report(printer.journal, options)
     return status if finished else exits.CANCELLED
 
@@ -166,8 +168,16 @@ class SoakPrinter:
         self.journal: str | None = None
 
     def show(self, event: Any) -> None:
-        from backends.soak import (SoakCrashed, SoakFinished, SoakHang, SoakHttpError,
-                                   SoakServerUp, SoakStarted, SoakStartFailed, SoakWrongAnswer)
+        from backends.soak import (
+            SoakCrashed,
+            SoakFinished,
+            SoakHang,
+            SoakHttpError,
+            SoakServerUp,
+            SoakStarted,
+            SoakStartFailed,
+            SoakWrongAnswer,
+        )
 
         stamp = f"[{getattr(event, 'at_s', 0.0) / 60:6.1f} min]"
         if isinstance(event, SoakStarted):

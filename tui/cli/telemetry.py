@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from tui.cli.common import Subparsers
 
-
 if TYPE_CHECKING:
     from backends.telemetry import DeviceSample, HostSample
 
@@ -105,9 +104,8 @@ def host_line(clock: str, host: HostSample) -> str:
 
 
 def run_telemetry(options: argparse.Namespace) -> int:
-    from tui.cli import CommandError
-
     from backends.telemetry import Telemetry, TelemetryError, validate_interval
+    from tui.cli import CommandError
 
     try:
         interval = validate_interval(options.interval)

@@ -13,9 +13,10 @@ HERE = Path(__file__).parent
 SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
            "results": "tui.screens.results:ResultsScreen",
            "profiles": "tui.screens.profiles:ProfilesScreen",
-           "race": "tui.screens.race:RaceScreen", "serve": "tui.screens.serve:ServeScreen"}
+           "race": "tui.screens.race:RaceScreen", "serve": "tui.screens.serve:ServeScreen",
+           "soak": "tui.screens.soak:SoakScreen"}
 CSS_FILES: list[str | PurePath] = [HERE.parent / "app.tcss", *(HERE / f"{name}.tcss" for name in (
-    "setup", "run", "results", "profiles", "race", "serve", "help", "dialogs"))]
+    "setup", "run", "results", "profiles", "race", "serve", "soak", "help", "dialogs"))]
 
 
 def factory(name: str) -> Callable[[], Any]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tui.state.run import RunState
     from tui.state.run_text import SweepStart
     from tui.state.serve import ServeRequest
+    from tui.state.soak import SoakRequest
 
 FIELDS = (Input, Select)
 
@@ -30,6 +31,8 @@ class DuelApp(Protocol):
 
     def start_sweep(self, request: SweepStart) -> None: ...
     def start_serve(self, request: ServeRequest) -> None: ...
+
+    def start_soak(self, request: SoakRequest) -> None: ...
     def sweep_finished(self, state: RunState) -> None: ...
 
 

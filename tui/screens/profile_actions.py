@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import re
 import shlex
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.journal.sweep import ResultReceived, SweepStarted
 from tui.state.run import FINISHED, BuildProgress, RunState, check_line
 
 if TYPE_CHECKING:
-    from backends.journal.journal import RunEvent
     from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
     from backends.models import ModelInfo
     from profiles.exporters import LaunchCommand
     from profiles.model import Profile

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from rich.text import Text
 from textual.widgets import DataTable, Footer, Static
-
-from tui.screens.compare import CompareScreen
 
 from tui import actions as cmd
 from tui.screens import profile_actions as actions
 from tui.screens.base import FIELDS, AppScreen
+from tui.screens.compare import CompareScreen
 from tui.screens.confirm import AskTextScreen, ConfirmScreen
 from tui.screens.results import ResultsScreen
 from tui.widgets.marks import MarkedTable

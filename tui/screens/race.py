@@ -12,8 +12,8 @@ the bottom follows the machine and the tools the race started.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -345,7 +345,7 @@ class RaceScreen(AppScreen):
 
         try:
             names = [entry.name for entry in self.sources.store.list() if entry.problem is None]
-        except Exception as error:  # noqa: BLE001 - an unreadable folder is one line
+        except Exception as error:
             self.notify(f"Cannot read profiles: {error}", severity="error")
             return
         suggestion = names[-1] if names else "race"
@@ -365,7 +365,7 @@ class RaceScreen(AppScreen):
             _, created = add_race_to_profile(
                 self.sources.store, name, race_summary(self.events, self._race_builds),
                 builds=self._race_builds, model_info=self._race_model)
-        except Exception as error:  # noqa: BLE001 - a bad name or a full disk is one line
+        except Exception as error:
             text = str(error).strip()
             message = text.splitlines()[0] if text else type(error).__name__
             self.app.call_from_thread(self.notify, f"Not saved: {message}", severity="error")

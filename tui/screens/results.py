@@ -12,11 +12,11 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import DataTable, Footer, Static
 
+from profiles.format import format_rate
 from tui import actions as cmd
 from tui.screens import profile_actions as actions
 from tui.screens.base import AppScreen
 from tui.screens.confirm import AskTextScreen
-from profiles.format import format_rate
 from tui.state.run import RunState
 from tui.widgets.throughput_plot import ThroughputPlot
 from tui.widgets.verdict_card import TuningCard, VerdictCard

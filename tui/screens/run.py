@@ -24,10 +24,19 @@ from backends.journal.tune import TuneEvent
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.state.run import (CANCELLED, PAUSED, RUNNING, CheckPlanned, RunState, fold,
-                           fold_all, fold_check, keep_record, with_status)
-from tui.state.run_text import (SweepStart, describe, header_text, journal_splits,
-                                progress_bar, spec_splits)
+from tui.state.run import (
+    CANCELLED,
+    PAUSED,
+    RUNNING,
+    CheckPlanned,
+    RunState,
+    fold,
+    fold_all,
+    fold_check,
+    keep_record,
+    with_status,
+)
+from tui.state.run_text import SweepStart, describe, header_text, journal_splits, progress_bar, spec_splits
 from tui.state.telemetry import TelemetryHistory, reading_from
 from tui.state.tune import TuneBoard, fold_tune, fold_tune_all
 from tui.widgets.build_panel import BuildPanel

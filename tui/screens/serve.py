@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Footer, Static
 
-from backends.server import DuelState, ServeEvent, duel_summary, fold
 from backends.journal.serve import DuelFinished, DuelStarted, StreamTick
+from backends.server import DuelState, ServeEvent, duel_summary, fold
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.reactive import reactive
 from textual.widgets import Button, Footer, Select, Static
 
 from tui import actions as cmd
-from tui.screens.base import AppScreen
 from tui.screens.confirm import ask_before_cpu_fallback
+from tui.screens.setup_sources import SetupSourcesScreen
 from tui.state.plan import Plan, fit_text, make_plan
-from tui.widgets.builds_table import BuildsSection, BuildsTable
+from tui.widgets.builds_table import BuildsSection
 from tui.widgets.grid_form import GridForm
 from tui.widgets.models_table import ModelsSection
 from tui.widgets.serve_form import ServeForm
+from tui.widgets.soak_form import SoakForm
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
@@ -27,19 +26,18 @@ if TYPE_CHECKING:
 
 
 BODY_DELAY_S = 0.02
-MODES = [("sweep (llama-bench)", "sweep"), ("server (llama-server)", "server")]
+NARROW_WIDTH = 100  # the app's -narrow breakpoint
+MODES = [("sweep (llama-bench)", "sweep"), ("server (llama-server)", "server"),
+         ("soak (llama-server)", "soak")]
+START_LABELS = {"sweep": "Start (r)", "server": "Serve (r)", "soak": "Soak (r)"}
 
 
-class SetupScreen(AppScreen):
+class SetupScreen(SetupSourcesScreen):
     COMMAND_MESSAGES = cmd.SETUP_COMMANDS
     BINDINGS = cmd.bindings(COMMAND_MESSAGES)
     AUTO_FOCUS = "#builds-table"
     # Builds beside models only where both tables fit whole (their status text is long).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (240, "-wide")]
-
-    # Names of the builds that will race, and the chosen model's path.
-    chosen_builds: reactive[frozenset[str]] = reactive(frozenset, repaint=False)
-    chosen_model: reactive[str] = reactive("", repaint=False)
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,6 +57,10 @@ class SetupScreen(AppScreen):
             yield Static("", id="setup-status")
         yield Footer()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Narrow: keys closer together, so the footer's last key keeps its word ("q quit").
+        self.query_one(Footer).compact = event.size.width < NARROW_WIDTH
+
     def on_mount(self) -> None:
         self._status("Looking for llama.cpp builds and models…" if not self.sources.ready
                      else "Reading the builds and models…")
@@ -69,7 +71,8 @@ class SetupScreen(AppScreen):
         body = self.query_one("#setup-body", VerticalScroll)
         await body.mount(Horizontal(BuildsSection(id="builds-section"),
                                     ModelsSection(id="models-section"), id="sources"),
-                         GridForm(id="workload-section"), ServeForm(id="serve-section"))
+                         GridForm(id="workload-section"), ServeForm(id="serve-section"),
+                         SoakForm(id="soak-section"))
         if self.focused is None and self.is_current:
             self.query_one("#builds-table").focus()
         if not self.sources.ready:
@@ -137,133 +140,34 @@ class SetupScreen(AppScreen):
             self._validate()
             self._maybe_probe()
 
-    def _status(self, text: str, problem: bool = False) -> None:
-        status = self.query_one("#setup-status", Static)
-        status.update(text)
-        status.set_class(problem, "problem")
-
-    # Builds.
-    @on(BuildsTable.Toggled)
-    def _toggle_build(self, event: BuildsTable.Toggled) -> None:
-        build = self.sources.build(event.name)
-        if build is None:
-            return
-        if not build.runnable:
-            self.notify(f"{build.name} cannot run: {build.problem}", severity="warning")
-            return
-        self.chosen_builds = self.chosen_builds ^ {build.name}
-
-    @on(BuildsTable.Removed)
-    def _remove_build(self, event: BuildsTable.Removed) -> None:
-        self.sources.remove_build(event.name)
-        self.chosen_builds = self.chosen_builds - {event.name}
-        self._show()
-
-    @on(cmd.AddBuild)
-    def _focus_build_input(self) -> None:
-        self.query_one("#build-path").focus()
-
-    @on(BuildsSection.AddRequested)
-    def _add_build(self, event: BuildsSection.AddRequested) -> None:
-        from backends.builds import parse_build_arg
-
-        try:
-            name, path = parse_build_arg(event.text)
-        except ValueError as error:
-            self._status(str(error), problem=True)
-            return
-        if not path.exists():
-            self._status(f"no such folder: {path}", problem=True)
-            return
-        if self.sources.build(name) is not None:
-            self._status(f"a build named {name!r} is already listed: use NAME=FOLDER",
-                         problem=True)
-            return
-        self._status(f"Probing {path}…")
-        self.probe_build(name, path)
-
-    @work(thread=True, group="probe", exit_on_error=False)
-    def probe_build(self, name: str, path: Path) -> None:
-        from backends.builds import probe_build
-
-        build = probe_build(path, name)
-        self.app.call_from_thread(self._build_probed, build)
-
-    def _build_probed(self, build: BuildInfo) -> None:
-        self.sources.add_builds([build])
-        self.query_one(BuildsSection).clear_field()
-        if build.runnable:
-            self.chosen_builds = self.chosen_builds | {build.name}
-            flag = f" FLAGGED: it was {build.fallback}." if build.fallback else ""
-            self._status(f"Added {build.name}: {build.backend}, {build.version}.{flag}",
-                         problem=bool(flag))
-        else:
-            self._show()
-            self._status(f"{build.name} cannot run: {build.problem}", problem=True)
-
-    # Models.
-    @on(ModelsSection.Chosen)
-    def _model_chosen(self, event: ModelsSection.Chosen) -> None:
-        model = self.sources.model(event.path)
-        if model is None:
-            return
-        if not model.runnable:
-            self.notify(f"{model.name} cannot run: {model.problem}", severity="warning")
-            return
-        self.chosen_model = event.path
-
-    @on(cmd.AddModelFolder)
-    def _focus_model_input(self) -> None:
-        self.query_one("#model-folder").focus()
-
-    @on(ModelsSection.FolderRequested)
-    def _add_model_folder(self, event: ModelsSection.FolderRequested) -> None:
-        folder = event.folder
-        if not folder.is_dir() and not (folder.is_file() and folder.suffix == ".gguf"):
-            self._status(f"not a folder or .gguf file: {folder}", problem=True)
-            return
-        self._status(f"Reading models in {folder}…")
-        self.scan_models(folder)
-
-    @work(thread=True, group="models", exit_on_error=False)
-    def scan_models(self, folder: Path) -> None:
-        from backends.models import find_models, read_model
-
-        found = [read_model(folder)] if folder.is_file() else find_models([folder])
-        self.app.call_from_thread(self._models_found, folder, found)
-
-    def _models_found(self, folder: Path, found: list[ModelInfo]) -> None:
-        new = self.sources.add_models(found, folder)
-        self.query_one(ModelsSection).clear_field()
-        if not self.chosen_model:
-            runnable = [m for m in new if m.runnable]
-            if runnable:
-                self.chosen_model = str(runnable[0].path)
-        self._show()
-        self._status(f"{len(new)} new model(s) in {folder}." if new
-                     else f"no new .gguf models in {folder}", problem=not new)
-
     # Workload, estimate and start.
     @property
+    def mode(self) -> str:
+        return str(self.query_one("#mode", Select).value)
+
+    @property
     def serve_mode(self) -> bool:
-        return str(self.query_one("#mode", Select).value) == "server"
+        return self.mode == "server"
 
     @on(cmd.ToggleServeMode)
     def _toggle_mode(self, event: cmd.ToggleServeMode) -> None:
-        event.stop()
-        self.query_one("#mode", Select).value = "sweep" if self.serve_mode else "server"
+        event.stop()  # sweep, server, soak, sweep...
+        order = [value for _, value in MODES]
+        self.query_one("#mode", Select).value = order[(order.index(self.mode) + 1) % len(order)]
 
     @on(Select.Changed, "#mode")
     def _mode_changed(self, event: Select.Changed) -> None:
         event.stop()
         if self.body_ready:
-            self.query_one(GridForm).display = not self.serve_mode
+            self.query_one(GridForm).display = self.mode == "sweep"
             self.query_one(ServeForm).set_class(self.serve_mode, "-shown")
-            self.query_one("#start", Button).label = "Serve (r)" if self.serve_mode else "Start (r)"
+            self.query_one(SoakForm).set_class(self.mode == "soak", "-shown")
+            self.query_one("#start", Button).label = START_LABELS[self.mode]
             self._grid_changed()
 
     @on(GridForm.Changed)
     @on(ServeForm.Changed)
+    @on(SoakForm.Changed)
     def _grid_changed(self) -> None:
         if self.sources.ready and self.body_ready:
             self._validate()
@@ -288,7 +192,7 @@ class SetupScreen(AppScreen):
 
     def _validate(self) -> bool:
         problem = self._problem()
-        self.plan = None if problem or self.serve_mode else self._make_plan()
+        self.plan = None if problem or self.mode != "sweep" else self._make_plan()
         if problem:
             self._status(problem, problem=True)
         elif self.serve_mode:
@@ -296,6 +200,9 @@ class SetupScreen(AppScreen):
 
             line = plan_line(self.query_one(ServeForm).spec(), len(self.chosen_builds))
             self._status(f"Ready: {line}. Press r to start.")
+        elif self.mode == "soak":
+            self._status(f"Ready: {self.query_one(SoakForm).plan(len(self.chosen_builds))}. "
+                         "Press r to start.")
         elif self.plan is not None:
             warning = "".join(f"\nWARNING: {w}" for w in self.plan.warnings)
             timing = (f" Timing {', '.join(sorted(self._timing))} briefly (pp32, tg8) for "
@@ -309,15 +216,16 @@ class SetupScreen(AppScreen):
         return not problem
 
     def _problem(self) -> str | None:
+        form = {"server": ServeForm, "soak": SoakForm}.get(self.mode, GridForm)
         try:
-            self.query_one(ServeForm).spec() if self.serve_mode else self.query_one(GridForm).spec()
+            self.query_one(form).spec()  # type: ignore[attr-defined]
         except ValueError as error:
             return str(error)
         if not self.chosen_builds:
             return "Choose at least one build (Space on a row), or press d for the demo builds."
         if not self.chosen_model:
             return "Choose a model (Enter on a row), or look in a folder below the table."
-        return None
+        return self.query_one(SoakForm).problem(self.chosen_builds) if self.mode == "soak" else None
 
     @on(cmd.ProbeRates)
     def _probe_asked(self, event: cmd.ProbeRates) -> None:
@@ -359,18 +267,20 @@ class SetupScreen(AppScreen):
     @on(cmd.StartSweep)
     @on(GridForm.Submitted)
     @on(ServeForm.Submitted)
+    @on(SoakForm.Submitted)
     def _start(self, event: object = None) -> None:
-        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, ServeForm.Submitted)):
+        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, ServeForm.Submitted,
+                              SoakForm.Submitted)):
             event.stop()
         if not self.body_ready or not self.sources.ready:
             return
-        if not self._validate() or (self.plan is None and not self.serve_mode):
+        if not self._validate() or (self.plan is None and self.mode == "sweep"):
             self.notify(str(self.query_one("#setup-status", Static).content), severity="warning")
             return
         ask_before_cpu_fallback(self.app, self._chosen(), self._go)  # a flagged build asks first
 
     def _go(self) -> None:
-        """Start the server duel or the sweep the screen shows."""
+        """Start the server duel, the soak or the sweep the screen shows."""
         from backends.sweep import RunRequest
         from tui.state.run_text import SweepStart
         from tui.state.serve import ServeRequest
@@ -380,6 +290,9 @@ class SetupScreen(AppScreen):
         if self.serve_mode:
             self.duel_app.start_serve(ServeRequest(builds=self._chosen(), model=model,
                                                    spec=self.query_one(ServeForm).spec()))
+            return
+        if self.mode == "soak":
+            self.duel_app.start_soak(self.query_one(SoakForm).request(self._chosen(), model))
             return
         if any(w.group == "rate-probe" and w.is_running for w in self.workers):
             self.workers.cancel_group(self, "rate-probe")  # the run measures for itself

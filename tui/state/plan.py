@@ -12,8 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from backends.estimate import (Estimate, Rates, check_seconds, check_size, context_problem,
-                               logits_factor, sweep_seconds)
+from backends.estimate import Estimate, Rates, check_seconds, check_size, context_problem, logits_factor, sweep_seconds
 from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
@@ -123,7 +122,7 @@ def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | No
                   default=4096) if spec else 4096
     try:
         fit = estimate_fit(model, min(free) * 1024**2, context)
-    except Exception as error:  # noqa: BLE001 - a model we cannot size still lists
+    except Exception as error:
         return f"unknown ({error})"
     if fit.fits:
         return f"fits ({size_text(fit.needed_bytes)})"

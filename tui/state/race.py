@@ -13,9 +13,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from backends.race import (BuildFailed, BuildFinished, BuildRetrying, BuildStarted, Divergence,
-                           FirstToken, RaceEvent, RaceFinished, RaceStarted, TimedPiece,
-                           TokenReceived)
+from backends.race import (
+    BuildFailed,
+    BuildFinished,
+    BuildRetrying,
+    BuildStarted,
+    Divergence,
+    FirstToken,
+    RaceEvent,
+    RaceFinished,
+    RaceStarted,
+    TimedPiece,
+    TokenReceived,
+)
 
 WAITING, RUNNING, FINISHED, FAILED, TIMED_OUT = "waiting", "running", "finished", "failed", "timed out"
 

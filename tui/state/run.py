@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backends.correctness import (
-    BuildChecked, CheckFinished, CheckStarted, CorrectnessResult, results_by_build,
+    BuildChecked,
+    CheckFinished,
+    CheckStarted,
+    CorrectnessResult,
+    results_by_build,
 )
 from backends.journal.sweep import (
     BenchEvent,

@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends import stats
-from backends.journal.tune import (ProbeFailed, ProbeFinished, ProbeMeasured, TuneChosen,
-                                   TuneEvent, TuneGrid, TuneRound, TuneStarted)
+from backends.journal.tune import (
+    ProbeFailed,
+    ProbeFinished,
+    ProbeMeasured,
+    TuneChosen,
+    TuneEvent,
+    TuneGrid,
+    TuneRound,
+    TuneStarted,
+)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,15 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
-from tui.state.grid import (FA_CHOICES, GRID_FIELDS, effective, fa_choice, fields_from_spec,
-                            placeholders, spec_from_fields)
+from tui.state.grid import (
+    FA_CHOICES,
+    GRID_FIELDS,
+    effective,
+    fa_choice,
+    fields_from_spec,
+    placeholders,
+    spec_from_fields,
+)
 from tui.widgets.marks import TickBox
 
 if TYPE_CHECKING:

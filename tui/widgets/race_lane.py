@@ -13,9 +13,9 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from backends.race import printable
-from tui.widgets._css import css_beside
 from profiles.format import format_rate
 from tui.state.race import FAILED, FINISHED, TIMED_OUT, LaneState
+from tui.widgets._css import css_beside
 
 
 def stats_line(lane: LaneState) -> str:

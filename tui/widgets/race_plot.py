@@ -13,8 +13,17 @@ from textual_plotext import PlotextPlot
 
 from tui.state.race import RaceBoard, rate_series
 from tui.widgets._css import css_beside
-from tui.widgets.axes import (COLOURS, MARKERS, fit_ticks, legend, log_ticks, nice_ticks, tick_label,
-                              time_label, time_ticks)
+from tui.widgets.axes import (
+    COLOURS,
+    MARKERS,
+    fit_ticks,
+    legend,
+    log_ticks,
+    nice_ticks,
+    tick_label,
+    time_label,
+    time_ticks,
+)
 
 REDRAW_SECONDS = 0.25
 

@@ -9,11 +9,12 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
+
 from tui.state.telemetry import GIB, TelemetryHistory, summary_line, throttle_line
 from tui.widgets._css import css_beside
-from tui.widgets.axes import (COLOURS, MARKERS, legend, nice_ticks, tick_label, time_label,
-                              time_ticks)
+from tui.widgets.axes import COLOURS, MARKERS, legend, nice_ticks, tick_label, time_label, time_ticks
 from tui.widgets.safe_plot import SafePlot
+
 # Telemetry plots move slowly (minutes on the x axis): redrawing them every few seconds,
 # and the values line once a second, keeps the app's own CPU use small during a sweep.
 REDRAW_SECONDS = 10.0

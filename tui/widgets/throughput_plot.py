@@ -16,8 +16,7 @@ from textual.reactive import reactive
 from profiles.format import format_depth
 from tui.state.run import RunState
 from tui.widgets._css import css_beside
-from tui.widgets.axes import (COLOURS, MARKERS, choose_log, fit_ticks, legend, log_ticks, nice_ticks,
-                              tick_label)
+from tui.widgets.axes import COLOURS, MARKERS, choose_log, fit_ticks, legend, log_ticks, nice_ticks, tick_label
 from tui.widgets.safe_plot import SafePlot
 
 REDRAW_SECONDS = 1.0

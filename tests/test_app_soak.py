@@ -1,0 +1,133 @@
+"""Soak mode in the real app, driven with Pilot: the CPU build's llama-server under two names
+on the generated tiny model, chosen in Setup's soak mode, watched on the Soak screen at 80x24,
+finished or stopped (c, q) with no llama-server left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from server_helpers import group_alive, port_free
+from soak_helpers import of
+
+from backends.builds import probe_build
+from backends.journal.journal import read_journal
+from backends.models import read_model
+from backends.soak import SoakFinished, SoakServerUp, SoakStarted, summarize
+from profiles.importers import import_files
+from profiles.model import profile_from_import
+from profiles.soak import REQUIRE_STABLE_RULE
+from profiles.store import ProfileStore
+from tests.test_app import until
+from tui.app import LlamaduelApp
+
+pytestmark = pytest.mark.toolchain
+NAMES = ("cpu", "cpu-again")
+
+
+def soak_app(tmp_path: Path, cpu_bin: Path, tiny_llama: Path) -> LlamaduelApp:
+    builds = [probe_build(cpu_bin, name) for name in NAMES]
+    assert all(b.runnable for b in builds)
+    return LlamaduelApp(builds, [read_model(tiny_llama)], store=ProfileStore(tmp_path / "profiles"),
+                        runs_root=tmp_path / "runs", offer_resume=False, telemetry=None)
+
+
+def panel_text(app: LlamaduelApp, index: int) -> str:
+    return str(app.screen.query_one(f"#soak-build-{index}").render())
+
+
+async def start_soak(pilot, app: LlamaduelApp, **fields: str) -> None:
+    await until(pilot, lambda: app.screen.body_ready and app.sources.ready, "the Setup form")
+    await pilot.press("m", "m")  # the mode key: sweep, server, soak
+    await until(pilot, lambda: app.screen.mode == "soak", "soak mode")
+    assert app.screen.query_one("#soak-section").has_class("-shown")
+    assert not app.screen.query_one("#serve-section").has_class("-shown")
+    # One thread a server: two servers on two shared cores must not fight for them.
+    for key, value in {"threads": "1", **fields}.items():
+        app.screen.query_one(f"#soak-{key}").value = value
+    app.screen.query_one("#builds-table").focus()
+    await until(pilot, lambda: "soak: 2 builds" in str(app.screen.query_one("#setup-status").render()),
+                "the soak's plan line")
+    await pilot.press("r")
+    await until(pilot, lambda: app.current_mode == "soak", "the Soak screen")
+
+
+def assert_no_server_left(journal: Path) -> None:
+    events = list(read_journal(journal))
+    ups = of(events, SoakServerUp)
+    assert ups
+    for up in ups:
+        assert not group_alive(up.pid), f"{up.build}'s server (pid {up.pid}) is alive"
+        assert port_free(up.port)
+
+
+async def test_a_short_soak_shows_each_builds_counters_and_saves_with_require_stable(
+        tmp_path, cpu_bin, tiny_llama, realdata, monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = soak_app(tmp_path, cpu_bin, tiny_llama)
+    files = sorted((realdata / "h100-cuda-vs-vulkan").glob("*.jsonl"))
+    app.sources.store.save(profile_from_import(import_files(files).machines()[0], name="h100"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.screen.chosen_builds == set(NAMES), "builds chosen")
+        await until(pilot, lambda: app.screen.body_ready, "the Setup form")
+        app.screen.query_one("#soak-require-stable").value = True
+        await start_soak(pilot, app, duration="20s", reference="cpu-again", profile="h100")
+        soak = app.screen
+        await until(pilot, lambda: "requests 0" not in panel_text(app, 0)
+                    and "requests" in panel_text(app, 0), "live requests", steps=1800)
+        await until(pilot, lambda: soak.view.status == "finished", "the soak finished", steps=1800)
+        await until(pilot, lambda: soak.saved is not None, "the profile saved")
+        await pilot.pause()
+        header = str(soak.query_one("#soak-summary").render())
+        assert "reference cpu-again" in header and "finished" in header
+        journal = Path(soak.journal)
+        assert journal.parent.parent == tmp_path / "runs"
+        summary = summarize(read_journal(journal))
+        assert summary is not None and summary.finished and summary.reference == "cpu-again"
+        for index, name in enumerate(NAMES):
+            text, figures = panel_text(app, index), summary.build(name)
+            assert text.startswith(f"{name} ok")
+            assert figures.requests > 0 and f"requests {figures.requests} " in text
+            assert figures.probes > 0 and f"probes {figures.probes} " in text
+            assert f"crashes {figures.crashes} " in text and f"hangs {figures.hangs} " in text
+            assert f"HTTP errors {figures.http_errors} " in text and f"wrong {figures.wrong}" in text
+            assert f"restarts {figures.restarts}" in text and "memory +" in text
+            assert "t/s now " in text and " vs first " in text and "t/s now -" not in text
+    saved = ProfileStore(tmp_path / "profiles").load("h100")
+    assert saved.soak["require_stable"] is True and REQUIRE_STABLE_RULE in saved.recommendation.rule
+    assert {b["build"] for b in saved.soak["builds"]} == set(NAMES)
+    assert_no_server_left(journal)
+
+
+async def test_c_stops_a_soak_and_no_server_is_left(tmp_path, cpu_bin, tiny_llama):
+    app = soak_app(tmp_path, cpu_bin, tiny_llama)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_soak(pilot, app, duration="2m")  # a window of figures every 12 s
+        soak = app.screen
+        await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
+                    "a first window with requests", steps=1800)
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: not soak.running, "the soak stopped", steps=600)
+        await until(pilot, lambda: "cancelled" in str(soak.query_one("#soak-summary").render()),
+                    "the header says cancelled")
+        journal = Path(soak.journal)
+    events = list(read_journal(journal))
+    assert isinstance(events[0], SoakStarted) and isinstance(events[-1], SoakFinished)
+    assert events[-1].cancelled
+    assert_no_server_left(journal)
+
+
+async def test_q_quits_during_a_soak_and_no_server_is_left(tmp_path, cpu_bin, tiny_llama):
+    app = soak_app(tmp_path, cpu_bin, tiny_llama)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_soak(pilot, app, duration="1h")
+        soak = app.screen
+        await until(pilot, lambda: soak.view.status == "running", "the servers up", steps=1800)
+        journal = Path(soak.journal)
+        await pilot.press("q")
+        await until(pilot, lambda: not soak.running, "the soak stopped", steps=600)
+    events = list(read_journal(journal))
+    assert isinstance(events[-1], SoakFinished) and events[-1].cancelled
+    assert_no_server_left(journal)
