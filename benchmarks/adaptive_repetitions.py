@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backends.builds import parse_build_arg, probe_build
 from backends.journal.sweep import PointDecided
 from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep
+from backends.sweep.adaptive import FIRST_BLOCK
 from backends.tooling import toolchain
 from profiles.model import profile_from_journal
 
@@ -77,7 +78,7 @@ def main() -> int:
                      gens=parse_int_list(options.gens, "-n"), depths=parse_int_list(options.depths, "-d"),
                      threads=options.threads)
     specs = {"-r 5": grid.with_changes(repetitions=5),
-             "-r auto": grid.with_changes(repetitions=3, adaptive=True, max_repetitions=10)}
+             "-r auto": grid.with_changes(repetitions=FIRST_BLOCK, adaptive=True, max_repetitions=10)}
     print(f"builds {', '.join(b.name for b in builds)}, model {model.name}, "
           f"{len(grid.points())} points, {options.pairs} pairs", flush=True)
     walls: dict[str, list[float]] = {k: [] for k in specs}
@@ -91,16 +92,22 @@ def main() -> int:
             walls[label].append(wall)
             reps[label] += [n for d in decided for n in d.repetitions.values()]
             seen[label].append(verdicts(run_dir, model))
+            print(f"  pair {pair + 1} {label:<8} {wall:6.1f} s", flush=True)
+        print(f"  pair {pair + 1} ratio -r auto / -r 5: {walls['-r auto'][-1] / walls['-r 5'][-1]:.3f}",
+              flush=True)
     fixed, auto = (statistics.median(walls[k]) for k in specs)
+    ratios = [a / f for a, f in zip(walls["-r auto"], walls["-r 5"], strict=True)]
     same = all(v == seen["-r 5"][0] for runs in seen.values() for v in runs)
     report = {
         "wall_fixed_s": round(fixed, 2), "wall_auto_s": round(auto, 2),
         "wall_ratio_auto_over_fixed": round(auto / fixed, 3),
+        "pair_ratios": [round(r, 3) for r in ratios],
         "mean_repetitions_auto": round(statistics.fmean(reps["-r auto"]), 2),
         "verdicts_fixed": seen["-r 5"][0], "verdicts_auto": seen["-r auto"][0],
         "same_verdicts_in_every_run": same,
     }
-    print(f"-r 5:    {fixed:.1f} s (median)   -r auto: {auto:.1f} s   ratio {auto / fixed:.2f}")
+    print(f"-r 5:    {fixed:.1f} s (median)   -r auto: {auto:.1f} s   ratio {auto / fixed:.3f} "
+          f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"repetitions per point with -r auto: mean {report['mean_repetitions_auto']}")
     for key in sorted(seen["-r 5"][0]):
         print(f"  {key:<22} -r 5: {seen['-r 5'][0][key]:<20} -r auto: {seen['-r auto'][0].get(key)}")

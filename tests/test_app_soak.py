@@ -102,7 +102,7 @@ async def test_a_short_soak_shows_each_builds_counters_and_saves_with_require_st
 async def test_c_stops_a_soak_and_no_server_is_left(tmp_path, cpu_bin, tiny_llama):
     app = soak_app(tmp_path, cpu_bin, tiny_llama)
     async with app.run_test(size=(80, 24)) as pilot:
-        await start_soak(pilot, app, duration="1h")
+        await start_soak(pilot, app, duration="2m")  # a window of figures every 12 s
         soak = app.screen
         await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
                     "a first window with requests", steps=1800)
@@ -110,7 +110,8 @@ async def test_c_stops_a_soak_and_no_server_is_left(tmp_path, cpu_bin, tiny_llam
         await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
         await pilot.press("y")
         await until(pilot, lambda: not soak.running, "the soak stopped", steps=600)
-        assert "cancelled" in str(soak.query_one("#soak-summary").render())
+        await until(pilot, lambda: "cancelled" in str(soak.query_one("#soak-summary").render()),
+                    "the header says cancelled")
         journal = Path(soak.journal)
     events = list(read_journal(journal))
     assert isinstance(events[0], SoakStarted) and isinstance(events[-1], SoakFinished)

@@ -26,6 +26,7 @@ from backends.journal.sweep import (
     TelemetryRecorded,
 )
 from backends.sweep import RunRequest, SweepControl, SweepSpec, read_journal, run_sweep
+from backends.sweep.adaptive import FIRST_BLOCK
 from backends.sweep.plan import turn_order
 from backends.telemetry import Telemetry
 
@@ -171,19 +172,26 @@ async def test_tokens_per_joule_only_over_the_counted_repetitions(cpu, tiny_llam
 
 async def test_adaptive_repetitions_stop_a_clear_gap_after_the_first_block(cpu, vulkan, tiny_llama,
                                                                            tmp_path):
-    spec = TINY.with_changes(repetitions=3, adaptive=True, max_repetitions=7, depths=(0, 64))
+    spec = TINY.with_changes(repetitions=FIRST_BLOCK, adaptive=True, max_repetitions=7, depths=(0, 64))
     events = [e async for e in run_sweep(RunRequest([cpu, vulkan], tiny_llama, spec, run_dir=tmp_path, granularity="point"))]
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert [d.point for d in decided] == list(spec.points())
     for decision in decided:
-        # The CPU build is orders of magnitude faster than lavapipe on every repetition.
         assert decision.outcome == "decided" and decision.leader == "cpu", decision
-        assert decision.reason.startswith("decided after 3")
-        assert decision.repetitions == {"cpu": 3, "vulkan": 3}
+        counts = set(decision.repetitions.values())
+        assert len(counts) == 1, decision
+        if decision.point.n_prompt:
+            # Prompt processing: the CPU build is hundreds of times faster than lavapipe on
+            # every repetition, wide and separated after the first two.
+            assert decision.reason == "decided after 2" and counts == {2}, decision
+        else:
+            # Generation is some 8x apart, and one starved CPU repetition on a busy machine
+            # can bring it inside the wide margin: then another block decides it.
+            assert decision.reason.startswith("decided after"), decision
     for result in (e for e in events if isinstance(e, ResultReceived)):
         # One more timed repetition than counted: the warm-up, kept apart.
-        assert len(result.result.samples_ts) == 3 and len(result.result.warmup_ts) == 1
-        assert result.result.avg_ts == pytest.approx(sum(result.result.samples_ts) / 3)
+        assert len(result.result.samples_ts) == 2 and len(result.result.warmup_ts) == 1
+        assert result.result.avg_ts == pytest.approx(sum(result.result.samples_ts) / 2)
 
 
 async def test_adaptive_repetitions_add_blocks_in_abba_order_until_decided_or_capped(cpu, tiny_llama,

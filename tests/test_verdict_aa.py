@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from backends.builds import probe_build
+from backends.journal.sweep import PointDecided
 from backends.sweep import RunRequest, SweepSpec, read_journal, run_sweep
+from backends.sweep.adaptive import FIRST_BLOCK
 from profiles.model import profile_from_journal
 from profiles.records import records_from_events
 from profiles.verdict import recommend_run
@@ -47,3 +49,20 @@ async def test_one_build_under_two_names_has_no_winner_and_no_crossover(cpu_bin,
     cards = [describe_class([v for v in r.verdicts if v.workload == "short_dense"], r.stability)
              for r in (on_screen, saved)]
     assert cards[0] == cards[1] and "stability: every build ran clean" in cards[0]
+
+
+async def test_under_adaptive_repetitions_one_build_under_two_names_has_no_winner(cpu_bin, tiny_llama,
+                                                                                  tmp_path: Path):
+    """``-r auto`` stops a point as soon as its gap is decided: noise must never look decided
+    after the first two repetitions, and the verdict stays without a winner or a crossover."""
+    a, b = probe_build(cpu_bin, "cpu-a"), probe_build(cpu_bin, "cpu-b")
+    spec = AA.with_changes(repetitions=FIRST_BLOCK, adaptive=True)
+    events = [e async for e in run_sweep(RunRequest([a, b], tiny_llama, spec, run_dir=tmp_path))]
+    decided = [e for e in events if isinstance(e, PointDecided)]
+    assert len(decided) == len(spec.points())
+    assert not any(d.outcome == "decided" and d.reason == "decided after 2" for d in decided), decided
+    rec = recommend_run(records_from_events(events))
+    assert {v.phase for v in rec.verdicts} == {"pp", "tg"}
+    for v in rec.verdicts:
+        assert v.status in ("tie", "no clear winner") and v.winner is None, v.summary
+    assert rec.crossovers == ()

@@ -6,10 +6,22 @@ repetition far below its siblings (a starved run on a busy machine) is set aside
 named; the uncertainty of a point is one run's wobble (repetitions run back to back share
 the machine's state, so it is not shrunk by sqrt(n)). A point is
 
-* *decided* when the leader's lead is beyond the tie band and either significant or
-  separated (every repetition beyond every other by more than either group is wide);
-* a *tie* when the whole interval of the log-ratio lies inside the tie band;
+* *decided* when the leader's lead is either wide and separated (every repetition of
+  the leader at least ``WIDE_RATIO`` times every repetition of the other, and beyond
+  either group's width), or, with three or more repetitions a side, beyond the tie band
+  and significant at this look's share of the error rate;
+* a *tie* when the whole interval of the log-ratio (at this look's share) lies inside the
+  tie band, with three or more repetitions a side;
 * *open* otherwise: it gets another block of repetitions, until the cap.
+
+The looks are planned (``looks``: after the first block of ``FIRST_BLOCK``, then every
+``STEP`` more to the cap), and the error rate is controlled across all of them: the looks
+that test split ``alpha`` evenly (Bonferroni alpha spending), so looking again after every
+block cannot add up to more than ``alpha``. With two repetitions a side no t-test is
+trusted, and separation alone is not enough on a busy machine, where a whole block shifts:
+one build under two names on two busy cores came out separated after two repetitions in
+20 of 240 recorded points, by up to 2.9x. Hence the wide margin, which those points never
+reach; a 100x gap between a CPU and a software-rendered GPU stops after two.
 """
 
 from __future__ import annotations
@@ -19,6 +31,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from backends import stats
+
+FIRST_BLOCK = 2  # counted repetitions per contender in -r auto's first block
+STEP = 2  # repetitions added per look to a point that is still open
+WIDE_RATIO = 4.0  # a separated lead this wide is trusted from two repetitions a side
+
+
+def looks(cap: int, first: int = FIRST_BLOCK, step: int = STEP) -> int:
+    """How many looks the plan holds: after the first block, then every ``step`` to the cap."""
+    return 1 + max(0, -(-(cap - first) // step))
+
+
+def look_alpha(cap: int, first: int = FIRST_BLOCK, alpha: float = stats.ALPHA) -> float:
+    """Each look's share of ``alpha``: the looks with a t-test (three or more repetitions
+    a side) split it evenly, so the run's chance of a false lead stays under ``alpha``."""
+    testing = looks(cap, first) - (1 if first < 3 else 0)
+    return alpha / max(1, testing)
 
 
 @dataclass(frozen=True)
@@ -31,6 +59,8 @@ class Gap:
     high: float | None
     separated: bool
     outliers: int  # repetitions set aside on either side
+    few: bool = False  # fewer than three repetitions on a side: no t-test is trusted
+    spacing: float = 0.0  # log of the leader's slowest over the other's fastest repetition
 
     @property
     def ratio(self) -> float:
@@ -45,8 +75,9 @@ def kept(values: Sequence[float]) -> tuple[list[float], int]:
 
 
 def compare(a_values: Sequence[float], b_values: Sequence[float],
-            tie_fraction: float = stats.TIE_FRACTION) -> Gap | None:
-    """The gap between two contenders' repetitions; None when a side has none."""
+            tie_fraction: float = stats.TIE_FRACTION, alpha: float = stats.ALPHA) -> Gap | None:
+    """The gap between two contenders' repetitions (interval at ``alpha``); None when a
+    side has none."""
     (a, a_out), (b, b_out) = kept(a_values), kept(b_values)
     if not a or not b:
         return None
@@ -54,21 +85,28 @@ def compare(a_values: Sequence[float], b_values: Sequence[float],
     log_ratio = ma - mb
     fast, slow = (a, b) if log_ratio > 0 else (b, a)
     gap_separated = stats.separated(fast, slow, tie_fraction)
+    few = min(len(a), len(b)) < 3
+    spacing = math.log(min(fast)) - math.log(max(slow))
     if len(a) < 2 or len(b) < 2:
-        return Gap(log_ratio, None, None, None, gap_separated, a_out + b_out)
+        return Gap(log_ratio, None, None, None, gap_separated, a_out + b_out, few, spacing)
     p = stats.run_p_value(log_ratio, sa, len(a), sb, len(b))
-    half = stats.t_quantile(stats.run_df(sa, len(a), sb, len(b))) * math.hypot(sa, sb)
-    return Gap(log_ratio, p, log_ratio - half, log_ratio + half, gap_separated, a_out + b_out)
+    half = stats.t_quantile(stats.run_df(sa, len(a), sb, len(b)), alpha) * math.hypot(sa, sb)
+    return Gap(log_ratio, p, log_ratio - half, log_ratio + half, gap_separated, a_out + b_out,
+               few, spacing)
 
 
 def judge(gap: Gap | None, tie_fraction: float = stats.TIE_FRACTION,
           alpha: float = stats.ALPHA) -> str:
-    """``a``, ``b`` (who leads), ``tie`` or ``open`` for one gap."""
+    """``a``, ``b`` (who leads), ``tie`` or ``open`` for one gap, at one look's ``alpha``."""
     if gap is None:
         return "open"
     band = math.log1p(tie_fraction)
     leader = "a" if gap.log_ratio > 0 else "b"
-    if abs(gap.log_ratio) > band and (gap.separated or (gap.p_value is not None and gap.p_value < alpha)):
+    if gap.separated and gap.spacing > math.log(WIDE_RATIO):
+        return leader
+    if gap.few:
+        return "open"  # two repetitions a side: neither a t-test nor a narrow separation
+    if abs(gap.log_ratio) > band and gap.p_value is not None and gap.p_value < alpha:
         return leader
     if gap.low is not None and gap.high is not None and -band <= gap.low and gap.high <= band:
         return "tie"
@@ -83,15 +121,17 @@ class PointOutcome:
 
 
 def decide(samples: Mapping[str, Sequence[float]], cap: int,
-           tie_fraction: float = stats.TIE_FRACTION) -> PointOutcome:
-    """Whether the point needs more repetitions: the fastest against every other contender."""
+           tie_fraction: float = stats.TIE_FRACTION, first: int = FIRST_BLOCK) -> PointOutcome:
+    """Whether the point needs more repetitions: the fastest against every other contender,
+    at this look's share of the error rate (``first``: the first block's repetitions)."""
     least = min((len(v) for v in samples.values()), default=0)
     ranked = sorted(samples, key=lambda n: _log_mean(samples[n]), reverse=True)
     if len(ranked) < 2:
         return PointOutcome("decided", ranked[0] if ranked else None, f"one contender, {least} runs")
     leader = ranked[0]
-    gaps = [compare(samples[leader], samples[other], tie_fraction) for other in ranked[1:]]
-    verdicts = [judge(g, tie_fraction) for g in gaps]
+    alpha = look_alpha(cap, first)
+    gaps = [compare(samples[leader], samples[other], tie_fraction, alpha) for other in ranked[1:]]
+    verdicts = [judge(g, tie_fraction, alpha) for g in gaps]
     outliers = sum(g.outliers for g in gaps if g is not None)
     note = f" ({outliers} starved repetition{'s' if outliers != 1 else ''} set aside)" if outliers else ""
     if all(v == "a" for v in verdicts):

@@ -71,7 +71,7 @@ from backends.sweep.request import RunRequest
 from backends.sweep.spec import SweepSpec
 from backends.telemetry.model import TelemetrySource
 
-EXTRA_BLOCK = 2  # repetitions added per round to a point that is still open
+EXTRA_BLOCK = adaptive.STEP  # repetitions added per round to a point that is still open
 _DONE = object()
 
 
@@ -411,7 +411,7 @@ class Sweep:
         elif len(samples) < 2:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
-            outcome = adaptive.decide(samples, self.spec.max_repetitions)
+            outcome = adaptive.decide(samples, self.spec.max_repetitions, first=self.spec.repetitions)
             if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
                     and any(self._can_add(c, point) for c in group if c.name in samples)):
                 return False

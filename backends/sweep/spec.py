@@ -14,6 +14,7 @@ from typing import Any
 
 from backends.journal import codec
 from backends.journal.sweep import TestPoint
+from backends.sweep.adaptive import FIRST_BLOCK
 
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 # The study's split point between short and long context.
@@ -46,7 +47,7 @@ class SweepSpec:
     extra_args: tuple[str, ...] = ()
     # Seconds allowed per test point before it counts as hung; None scales with the work.
     timeout: float | None = None
-    # -r auto: start with ``repetitions`` (3) per contender, add blocks until the point is
+    # -r auto: start with ``repetitions`` (FIRST_BLOCK, 2) per contender, add blocks until the point is
     # decided or ``max_repetitions`` is reached (backends.sweep.adaptive).
     adaptive: bool = False
     max_repetitions: int = 10
@@ -126,24 +127,24 @@ def _preset_seed_sweep() -> SweepSpec:
     # The MI50 study: -fa 1, f16 KV cache, pp512 and tg256 at growing depths.
     return SweepSpec(name="seed-sweep", prompts=(512,), gens=(256,),
                      depths=(0, 4096, 8192, 16384, 32768), flash_attn=True,
-                     type_k="f16", type_v="f16", repetitions=3, adaptive=True)
+                     type_k="f16", type_v="f16", repetitions=FIRST_BLOCK, adaptive=True)
 
 
 def _preset_chat() -> SweepSpec:
     return SweepSpec(name="chat", prompts=(128, 512), gens=(128,), depths=(0, 2048),
-                     flash_attn=True, repetitions=3, adaptive=True)
+                     flash_attn=True, repetitions=FIRST_BLOCK, adaptive=True)
 
 
 def _preset_long_doc() -> SweepSpec:
     return SweepSpec(name="long-doc", prompts=(512,), gens=(128,),
-                     depths=(0, 8192, 16384, 32768, 65536), flash_attn=True, repetitions=3,
+                     depths=(0, 8192, 16384, 32768, 65536), flash_attn=True, repetitions=FIRST_BLOCK,
                      adaptive=True)
 
 
 def _preset_moe_split() -> SweepSpec:
     # Split GPU/CPU inference as in the study: expert layers on the CPU, mmap off.
     return SweepSpec(name="moe-split", prompts=(512,), gens=(128,), depths=(0, 4096),
-                     flash_attn=True, auto_ncmoe=True, mmap=False, repetitions=3, adaptive=True)
+                     flash_attn=True, auto_ncmoe=True, mmap=False, repetitions=FIRST_BLOCK, adaptive=True)
 
 
 PRESETS: dict[str, Callable[[], SweepSpec]] = {

@@ -164,7 +164,9 @@ def _repetitions(text: str | None) -> dict[str, object]:
     if text is None:
         return {}
     if text.strip().lower() == "auto":
-        return {"adaptive": True, "repetitions": 3}
+        from backends.sweep.adaptive import FIRST_BLOCK
+
+        return {"adaptive": True, "repetitions": FIRST_BLOCK}
     try:
         return {"adaptive": False, "repetitions": int(text)}
     except ValueError:

@@ -9,7 +9,9 @@ are journalled before they arrive here as messages, and fold into one frozen ``S
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from pathlib import Path
 
 from textual import on, work
@@ -39,6 +41,7 @@ class SoakScreen(AppScreen):
         self.request: SoakRequest | None = None
         self.view = SoakView()
         self.saved: Path | None = None
+        self._event_at = time.monotonic()
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="soak-body", can_focus=False):
@@ -50,6 +53,16 @@ class SoakScreen(AppScreen):
 
     def on_mount(self) -> None:
         self._show()
+        self.set_interval(1.0, self._tick)  # uptime and the clock count on between events
+
+    def _now(self) -> float | None:
+        if self.view.status != "running" or not self.running:
+            return None
+        return self.view.at_s + time.monotonic() - self._event_at
+
+    def _tick(self) -> None:
+        if self._now() is not None:
+            self._show()
 
     @property
     def journal(self) -> str | None:
@@ -75,6 +88,13 @@ class SoakScreen(AppScreen):
         try:
             async for event in events:
                 self.post_message(self.SoakEventReceived(event))
+        except asyncio.CancelledError:
+            # Stopped here: the journal ends with the soak's cancelled SoakFinished, and so
+            # does the screen, after every event already on its way.
+            from backends.soak import SoakFinished
+
+            self.post_message(self.SoakEventReceived(SoakFinished(cancelled=True, at_s=self.view.at_s)))
+            raise
         finally:
             # Closing the soak stops every server it started; the journal keeps the rest.
             await events.aclose()
@@ -85,6 +105,7 @@ class SoakScreen(AppScreen):
         from backends.soak import SoakFinished
 
         self.view = fold(self.view, message.event)
+        self._event_at = time.monotonic()
         self._show()
         if isinstance(message.event, SoakFinished):
             self._finished()
@@ -92,14 +113,15 @@ class SoakScreen(AppScreen):
     def _show(self) -> None:
         if not self.is_mounted:
             return
-        self.query_one("#soak-summary", Static).update(header_text(self.view))
+        now = self._now()
+        self.query_one("#soak-summary", Static).update(header_text(self.view, now))
         request = self.request
         plan = plan_line(request.spec, len(request.builds), request.reference) if request else ""
         self.query_one("#soak-plan", Static).update(plan)
         panels = self.query_one("#soak-builds", Vertical)
         for index, build in enumerate(self.view.builds):
             found = panels.query(f"#soak-build-{index}")
-            text = "\n".join(build_lines(build, self.view))
+            text = "\n".join(build_lines(build, self.view, now))
             if found:
                 found.first(Static).update(text)
             else:

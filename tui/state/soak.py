@@ -209,18 +209,21 @@ def _tps(value: float | None) -> str:
     return format_rate(value) if value else "-"
 
 
-def header_text(view: SoakView) -> str:
+def header_text(view: SoakView, now_s: float | None = None) -> str:
+    """``now_s``: the soak's clock now, where the screen counts on between events."""
     if view.status == "idle":
         return "No soak yet: choose soak mode on Setup (m) and start it (r)."
-    done = f"{_minutes(view.at_s)} of {_minutes(view.duration_s)}"
+    now = min(view.duration_s, max(view.at_s, now_s or 0.0))
+    done = f"{_minutes(now)} of {_minutes(view.duration_s)}"
     what = {"references": "taking the reference answers", "running": "running"}.get(
         view.status, view.status)
     return escape(f"Soak · {done} · reference {view.reference} · {what}")
 
 
-def build_lines(build: BuildView, view: SoakView) -> list[str]:
+def build_lines(build: BuildView, view: SoakView, now_s: float | None = None) -> list[str]:
     """The build's figures, each line under 78 columns; tool text escaped."""
-    uptime = _minutes(view.at_s - build.up_at_s) if build.up_at_s is not None else build.state
+    now = max(view.at_s, now_s or 0.0)
+    uptime = _minutes(now - build.up_at_s) if build.up_at_s is not None else build.state
     bad = build.crashes or build.hangs or build.wrong or build.start_failures
     mark = "[b red]TROUBLE[/]" if bad else "[b green]ok[/]"
     lines = [f"[b]{escape(build.name)}[/] {mark}  up {uptime}  requests {build.requests}  "
