@@ -59,6 +59,15 @@ class _Side:
 
 
 def _side(m: Measure) -> _Side:
+    """A measure's statistics, worked out once per measure: every pair, rank and score that
+    meets it asks again (a frozen dataclass, so the instance's own dict holds the answer)."""
+    cached = m.__dict__.get("_side")
+    if cached is None:
+        cached = m.__dict__["_side"] = _work_out(m)
+    return cached
+
+
+def _work_out(m: Measure) -> _Side:
     if len(m.values) >= 2:
         dropped = set(stats.starved(m.values))
         kept = tuple(v for i, v in enumerate(m.values) if i not in dropped)

@@ -87,20 +87,21 @@ def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str)
     first = columns = _Columns(header)
     key_of, avg_at, samples_at, width = columns.key_of, columns.avg_at, columns.samples_at, columns.width
     pool = RowPool()
-    seen: set[Any] = set()
+    pooled, no_samples = pool.pooled, list[float]()
     for values in reader:
         if len(values) < width:
             if not any(v.strip() for v in values):
                 continue
             values = values + [""] * (width - len(values))
         key = key_of(values)
-        if key in seen:
+        entry = pooled(key)
+        if entry is not None:
             try:
                 mean = float(values[avg_at])
             except ValueError:
                 mean = math.nan
-            if mean > 0 and math.isfinite(mean):
-                pool.add_measure(key, mean, samples(values[samples_at]) if samples_at >= 0 else [])
+            if 0 < mean < math.inf:
+                entry.add(mean, samples(values[samples_at]) if samples_at >= 0 else no_samples)
                 continue
         if _is_header(values):  # a repeated (or newer) header: no row
             columns = _Columns([v.strip() for v in values], first)
@@ -111,7 +112,6 @@ def _read_bench_csv(reader: Iterator[list[str]], header: list[str], source: str)
             row.reason = "no speed in this row"
             pool.add(row)
             continue
-        seen.add(key)
         pool.add(row, key=key)
     return pool.rows()
 

@@ -22,7 +22,7 @@ MEASUREMENT_FIELDS = frozenset({"avg_ts", "stddev_ts", "avg_ns", "stddev_ns", "s
                                 "samples_ns", "test_time"})
 
 
-class _Pooled:
+class Pooled:
     __slots__ = ("count", "has_samples", "means", "row", "samples")
 
     def __init__(self, row: Row) -> None:
@@ -59,7 +59,7 @@ class RowPool:
     """Collects result rows by configuration and test; failures pass through unchanged."""
 
     def __init__(self) -> None:
-        self._pooled: dict[Hashable, _Pooled] = {}
+        self._pooled: dict[Hashable, Pooled] = {}
         self._failures: list[Row] = []
 
     def add(self, row: Row, key: Hashable | None = None) -> None:
@@ -69,27 +69,22 @@ class RowPool:
         key = pool_key(row) if key is None else key
         entry = self._pooled.get(key)
         if entry is None:
-            entry = self._pooled[key] = _Pooled(row)
+            entry = self._pooled[key] = Pooled(row)
         values = row.raw.get("samples_ts")
         mean = float(row.raw.get("avg_ts") or math.nan)
         entry.add(mean, [float(v) for v in values] if isinstance(values, list) else [])
 
-    def add_measure(self, key: Hashable, mean: float, samples: list[float]) -> None:
-        """One more measurement of a configuration already added with ``add``."""
-        entry = self._pooled[key]
-        entry.count += 1
-        entry.means.append(mean)
-        if samples and entry.has_samples:
-            entry.samples.extend(samples)
-        else:
-            entry.has_samples = False
+    def pooled(self, key: Hashable) -> Pooled | None:
+        """The configuration added with ``add`` under this key, to add more measurements of it
+        (one look-up per row: a million-row file pays for each)."""
+        return self._pooled.get(key)
 
     def rows(self) -> list[Row]:
         out = [_finish(entry) for entry in self._pooled.values()]
         return out + self._failures
 
 
-def _finish(entry: _Pooled) -> Row:
+def _finish(entry: Pooled) -> Row:
     row = entry.row
     if entry.count == 1:
         return row
