@@ -15,7 +15,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from backends.race import RaceSpec
 
 from tui.cli.common import Subparsers
 
@@ -184,7 +187,7 @@ def handle_race(options: argparse.Namespace) -> int:
                                    {n: int(s != "finished") for n, s in statuses.items()})
 
 
-async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Namespace) -> dict[str, Any]:
+async def _race(builds: list[Any], model: Path, spec: RaceSpec, options: argparse.Namespace) -> dict[str, Any]:
     import contextlib
 
     from backends.race import (
