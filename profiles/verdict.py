@@ -23,7 +23,7 @@ from typing import Any
 from backends import stats
 from backends.journal.sweep import BenchResult, PointFailed
 from profiles.by_model import across_models
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
+from profiles.contenders import Field, Measure, PointKey, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.fallback import with_fallback_lines
 from profiles.judge import (
@@ -50,7 +50,7 @@ from profiles.outcome import (
     PairComparison,
     Recommendation,
 )
-from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
+from profiles.records import Correctness, FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
 from profiles.settings_pairs import LikePair, like_pairs
 from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
@@ -92,7 +92,7 @@ def class_of(m: Measure, long_tokens: int) -> ClassKey:
 @dataclass
 class _Case:
     key: ClassKey
-    grouped: dict[str, dict[Any, Measure]]
+    grouped: dict[str, dict[PointKey, Measure]]
     ranked: list[str]
     opponents: list[str]
     pairs: list[PairResult]
@@ -265,7 +265,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
 _GPU_DEVICES = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "MUSA", "CANN", "OpenCL")
 
 
-def _devices(devices: Any) -> list[str]:
+def _devices(devices: object) -> list[str]:
     """The devices a contender split the model across (``CUDA0/CUDA1``)."""
     return [d for d in str(devices or "").replace(",", "/").split("/")
             if d and d.lower() not in ("none", "auto", "-", "?")]
@@ -350,7 +350,7 @@ def _result_counts(field: Field) -> dict[str, int]:
 def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
               failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]] | None = None,
               *, model_info: ModelFacts | Any = None,
-              correctness: Mapping[str, Mapping[str, Any]] | None = None,
+              correctness: Correctness | None = None,
               settings: VerdictSettings = VerdictSettings()) -> Recommendation:
     """``recommend_run`` on records made from per-build results (no telemetry)."""
     facts = model_info if isinstance(model_info, ModelFacts) or model_info is None else ModelFacts(
@@ -361,7 +361,7 @@ def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
 
 def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
                     failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]],
-                    correctness: Mapping[str, Mapping[str, Any]] | None) -> dict[str, BuildStability]:
+                    correctness: Correctness | None) -> dict[str, BuildStability]:
     """Stability per build as the recommendation states it (by build name)."""
     rec = recommend(results_by_build, failures_by_build, correctness=correctness)
     by_name = {s.build: s for s in rec.stability}
@@ -372,7 +372,7 @@ def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
     return out
 
 
-def build_stability_of(name: str, correctness: Mapping[str, Mapping[str, Any]] | None) -> BuildStability:
+def build_stability_of(name: str, correctness: Correctness | None) -> BuildStability:
     """A build with no results and no failures: only its correctness check speaks."""
     return stability_of([name], {}, [], dict(correctness or {}), {})[name]
 

@@ -22,6 +22,11 @@ from tui.cli.common import add_fallback_option, cancellable, load_builds, say
 
 GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
               "failed": exits.UNSTABLE}
+# The gate's correctness check reads 4 chunks of 128 tokens: the settings the check's
+# thresholds were measured at (``CorrectnessThresholds``), a few seconds on a small model,
+# where the whole shipped text at 512 took most of a gate's time.
+GATE_CONTEXT = 128
+GATE_CHUNKS = 4
 
 
 def register(subparsers: Any) -> None:
@@ -111,7 +116,7 @@ def handle_gate(options: argparse.Namespace) -> int:
     new_samples, old_samples, failures = _samples(run_dir, name, old_name)
     if not old_folder:
         old_samples = _saved(profile, old_record.name)
-    check = _check(profile, new, (old_record.name, old_name, old_folder), model, options.reference)
+    check = _check(profile, contenders, (old_record.name, old_name, old_folder), model, options.reference)
     return _finish(store, profile, new, old_record, against, old_samples, new_samples, failures,
                    check, options.threshold)
 
@@ -162,11 +167,14 @@ def _saved(profile: Any, build: str) -> dict[str, list[float]]:
     return saved
 
 
-def _check(profile: Any, new: Any, old: tuple[str, str, Path | None], model: Any,
+def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | None], model: Any,
            wanted: str | None) -> dict[str, Any] | None:
-    """The correctness check of the new build against the reference (the profile's other
-    builds still on this machine, or the replaced one); None when none is there."""
-    from backends.correctness import CheckInputError, check_builds, choose_reference
+    """The correctness check of the new build (the first contender) against the reference
+    (the profile's other builds still on this machine, or the replaced one); None when none
+    is there. Builds the sweep probed are not probed again."""
+    from backends.correctness import CheckInputError, check_builds, choose_reference, default_context
+
+    new = contenders[0]
 
     replaced, old_name, old_folder = old
     present = {r.name: f for r in profile.builds if (f := _folder(r)) and r.name != replaced}
@@ -176,12 +184,17 @@ def _check(profile: Any, new: Any, old: tuple[str, str, Path | None], model: Any
         raise CommandError(f"--reference {wanted}: no such build of the profile is on this machine")
     if not present:
         return None
+    probed = {b.name: b for b in contenders[1:] if b.name in present}
     # Builds that only give the reference answers: one on the CPU computes them as well.
-    candidates = load_builds([f"{n}={f}" for n, f in present.items()], needs=None, allow_cpu_fallback=True)
+    others = [f"{n}={f}" for n, f in present.items() if n not in probed]
+    fresh = {b.name: b for b in (load_builds(others, needs=None, allow_cpu_fallback=True) if others else [])}
+    candidates = [probed.get(n) or fresh[n] for n in present]
     try:
         reference = choose_reference(candidates, wanted)
         say(f"correctness check: {new.name} against {reference.name}")
-        results = check_builds([reference, new], model.path, reference=reference.name)
+        context = min(GATE_CONTEXT, default_context(Path(model.path)))
+        results = check_builds([reference, new], model.path, reference=reference.name, context=context,
+                               chunks=GATE_CHUNKS)
     except CheckInputError as error:
         raise CommandError(str(error)) from None
     mine = next((r for r in results if r.build == new.name), None)
