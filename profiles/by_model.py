@@ -12,7 +12,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 
-from profiles.outcome import PHASE_LABELS, ClassVerdict, class_label
+from profiles.outcome import PHASE_LABELS, ClassVerdict, Setting, class_label
 from profiles.wording import CONFIDENCE_WORDS, margin_text, plural
 
 BY_MODEL = "by model"  # the status of a class whose models disagree
@@ -113,7 +113,7 @@ def _aggregate(per_model: Sequence[ClassVerdict], *, status: str, winner: str | 
     compared = [v for v in per_model if v.comparisons]
     if compared and all(v.confidence == "one run" for v in compared):
         confidence = "one run"
-    settings: dict[str, dict[str, object]] = {}
+    settings: dict[str, dict[str, Setting]] = {}
     for v in per_model:
         for name, values in v.best_settings.items():
             settings.setdefault(name, dict(values))

@@ -8,40 +8,45 @@ file itself is never rewritten on read.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
+from backends.json_types import JsonValue
 from profiles.outcome import PHASE_LABELS, CellComparison, ClassVerdict, Crossover, PairComparison
 from profiles.wording import between_text
 
-Derive = Callable[[Mapping[str, Any]], Any]
+if TYPE_CHECKING:
+    from profiles.model import Profile
+
+# A field derived from the table an older version saved; None where it cannot be.
+Derive = Callable[[Mapping[str, JsonValue]], float | str | None]
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _speed_ratio(data: Mapping[str, Any]) -> float | None:
+def _speed_ratio(data: Mapping[str, JsonValue]) -> float | None:
     """A cell's ratio: the leader's speed over the other's."""
     a, b = _number(data.get("challenger_ts")), _number(data.get("baseline_ts"))
     return a / b if a is not None and b else None
 
 
-def _pair_ratio(data: Mapping[str, Any]) -> float | None:
+def _pair_ratio(data: Mapping[str, JsonValue]) -> float | None:
     """The margin is the ratio less one, in per cent (``profiles.judge``)."""
     margin = _number(data.get("margin_pct"))
     return 1.0 + margin / 100.0 if margin is not None else None
 
 
-def _verdict_ratio(data: Mapping[str, Any]) -> float | None:
+def _verdict_ratio(data: Mapping[str, JsonValue]) -> float | None:
     margin = _number(data.get("margin_pct"))
     return 1.0 + margin / 100.0 if margin is not None and data.get("status") in ("winner", "lead") else None
 
 
-def _verdict_context(data: Mapping[str, Any]) -> str:
+def _verdict_context(data: Mapping[str, JsonValue]) -> str:
     return "long" if data.get("workload") == "long_dense" else "short"
 
 
-def _crossover_sentence(data: Mapping[str, Any]) -> str | None:
+def _crossover_sentence(data: Mapping[str, JsonValue]) -> str | None:
     phase, low, high = data.get("phase"), data.get("low"), data.get("high")
     if phase not in PHASE_LABELS or not isinstance(low, int) or not isinstance(high, int):
         return None
@@ -59,9 +64,9 @@ DERIVED: Mapping[type, Mapping[str, Derive]] = {
 }
 
 
-def derived_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+def derived_fields(cls: type, data: Mapping[str, JsonValue]) -> dict[str, float | str]:
     """The fields of ``cls`` that ``data`` lacks and that can be derived from what it has."""
-    out: dict[str, Any] = {}
+    out: dict[str, float | str] = {}
     for name, derive in DERIVED.get(cls, {}).items():
         if name not in data:
             value = derive(data)
@@ -70,7 +75,7 @@ def derived_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def older_verdict_lines(profile: Any) -> list[str]:
+def older_verdict_lines(profile: Profile) -> list[str]:
     """Under a verdict an older version saved: what this version makes of the same results."""
     rec = profile.recommendation
     if rec is None or not any(p.startswith("recommendation") for p in profile.lacking):

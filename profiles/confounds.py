@@ -11,23 +11,27 @@ each contender's blocks ran. One line: ``also differs: commit 8467 vs 8501; powe
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends import stats
 from backends.journal.sweep import PointFailed, PointStarted, ResultReceived, SweepStarted, TelemetryRecorded
 
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
+    from backends.json_types import JsonValue
+
 CLOCK_SPREAD = 0.10  # median shader clocks further apart than this are a difference
 
 
-def _first_results(events: Sequence[Any]) -> dict[str, Mapping[str, Any]]:
-    raw: dict[str, Mapping[str, Any]] = {}
+def _first_results(events: Sequence[RunEvent]) -> dict[str, Mapping[str, JsonValue]]:
+    raw: dict[str, Mapping[str, JsonValue]] = {}
     for event in events:
         if isinstance(event, ResultReceived):
             raw.setdefault(event.build, event.result.raw)
     return raw
 
 
-def _windows(events: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
+def _windows(events: Sequence[RunEvent]) -> dict[str, list[tuple[float, float]]]:
     """When each contender's blocks ran: from a block's start to its result or failure."""
     windows: dict[str, list[tuple[float, float]]] = {}
     open_at: dict[str, float] = {}
@@ -39,7 +43,7 @@ def _windows(events: Sequence[Any]) -> dict[str, list[tuple[float, float]]]:
     return windows
 
 
-def _seen(events: Sequence[Any], windows: Mapping[str, list[tuple[float, float]]],
+def _seen(events: Sequence[RunEvent], windows: Mapping[str, list[tuple[float, float]]],
           key: str) -> dict[str, list[float]]:
     """Values of one device field in the ticks inside each contender's windows."""
     out: dict[str, list[float]] = {}
@@ -64,7 +68,7 @@ def _differs(label: str, values: Mapping[str, str], builds: Sequence[str]) -> st
     return f"{label} {' vs '.join(shown)}"
 
 
-def confounds(events: Iterable[Any]) -> tuple[str, ...]:
+def confounds(events: Iterable[RunEvent]) -> tuple[str, ...]:
     """Each difference between the contenders besides the backend, in a few words."""
     events = list(events)
     started = next((e for e in events if isinstance(e, SweepStarted)), None)

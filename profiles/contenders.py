@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from backends.journal.sweep import BenchResult, TestPoint
-from profiles.outcome import Contender
+from profiles.outcome import Contender, Setting
 from profiles.records import ModelFacts, ProfileResult
 
 SETTING_KEYS = ("n_batch", "n_ubatch", "n_threads", "cpu_mask", "cpu_strict", "poll", "type_k",
@@ -51,6 +51,10 @@ _MOE_WORDS = ("moe", "gpt-oss", "mixtral", "deepseek2", "deepseek3", "llama4", "
 _MOE_SIZE = re.compile(r"\d+x\d+(\.\d+)?[BMK]\b|\d+(\.\d+)?B[.-]A\d+(\.\d+)?B", re.IGNORECASE)
 
 
+# A measure's place among a contender's: (model, test point).
+PointKey = tuple[str, TestPoint]
+
+
 @dataclass(frozen=True)
 class Measure:
     """One contender at one test point: its repetitions, or what the file says of them."""
@@ -66,7 +70,7 @@ class Measure:
     n_min: int  # the fewest repetitions the data allows (2 where a spread is printed)
     resolution: float  # smallest spread the source can print (0 when exact)
     telemetry: tuple[Mapping[str, Any], ...] = ()
-    known: tuple[tuple[str, Any], ...] = ()  # the llama-bench settings the point ran with
+    known: tuple[tuple[str, Setting], ...] = ()  # the llama-bench settings the point ran with
 
     @property
     def context(self) -> int:
@@ -102,7 +106,7 @@ def backend_family(raw: Mapping[str, Any], fallback: str) -> str:
     return useful[0] if useful else fallback
 
 
-def value_text(key: str, value: Any) -> str:
+def value_text(key: str, value: object) -> str:
     if key == "flash_attn":
         return {"1": "on", "True": "on", "true": "on", "0": "off", "False": "off", "false": "off",
                 "-1": "auto"}.get(str(value), str(value))
@@ -174,7 +178,9 @@ def _workload(raw: Mapping[str, Any], model: str, facts: ModelFacts | None) -> s
     return "moe" if moe else "dense"
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
+    if not isinstance(value, (str, int, float)):
+        return None
     try:
         return int(value)
     except (TypeError, ValueError):
@@ -261,23 +267,23 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
                  contender_of_build={b: tuple(ls) for b, ls in by_build.items()})
 
 
-def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Setting], ...]:
     return tuple((k, raw[k]) for k in SETTING_KEYS if k in raw and isinstance(raw[k], (int, float, str, bool)))
 
 
-def settings_of(measures: Iterable[Measure]) -> dict[str, Any]:
+def settings_of(measures: Iterable[Measure]) -> dict[str, Setting]:
     """A contender's settings over some of its points (a class, a model): each one's most
     common value there."""
     return _most_common(Counter(m.known for m in measures))
 
 
-def _most_common(counts: Counter[tuple[tuple[str, Any], ...]]) -> dict[str, Any]:
+def _most_common(counts: Counter[tuple[tuple[str, Setting], ...]]) -> dict[str, Setting]:
     """Each setting's most common value over the contender's results."""
-    tally: Counter[tuple[str, Any]] = Counter()
+    tally: Counter[tuple[str, Setting]] = Counter()
     for settings, n in counts.items():
         for item in settings:
             tally[item] += n
-    best: dict[str, tuple[int, Any]] = {}
+    best: dict[str, tuple[int, Setting]] = {}
     for (key, value), n in tally.items():
         if key not in best or n > best[key][0]:
             best[key] = (n, value)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from backends.json_types import JsonValue, items_of, table_of
 from profiles.serving import ServingVerdict, setting_of
 
 COLLAPSE = 0.5  # a serving decode below this share of llama-bench's is a cliff
@@ -44,42 +44,43 @@ class _Decode:
         return self.serving / self.bench
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value) if value > 0 else None
 
 
-def _shape(entry: Mapping[str, Any]) -> str:
+def _shape(entry: Mapping[str, JsonValue]) -> str:
     base = f"pp{entry.get('n_prompt')}+tg{entry.get('n_gen')}"
     return f"{base} @ d{entry['depth']}" if entry.get("depth") else base
 
 
-def _bench(duel: Mapping[str, Any]) -> dict[tuple[str, str, str], float]:
+def _bench(duel: Mapping[str, JsonValue]) -> dict[tuple[str, str, str], float]:
     """llama-bench generation t/s by (build, shape, cache type)."""
     out: dict[tuple[str, str, str], float] = {}
     for name, data in _contenders(duel):
-        for gap in data.get("gaps") or ():
-            rate = _number(gap.get("bench_tg_tps")) if isinstance(gap, Mapping) else None
+        for item in items_of(data.get("gaps")):
+            gap = table_of(item)
+            rate = _number(gap.get("bench_tg_tps"))
             if rate is not None:
                 out[(name, str(gap.get("shape")), str(gap.get("cache_type") or ""))] = rate
     return out
 
 
-def _contenders(duel: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def _contenders(duel: Mapping[str, JsonValue]) -> list[tuple[str, Mapping[str, JsonValue]]]:
     contenders = duel.get("contenders")
     if not isinstance(contenders, Mapping):
         return []
     return [(str(n), d) for n, d in contenders.items() if isinstance(d, Mapping)]
 
 
-def decodes(duel: Mapping[str, Any]) -> list[_Decode]:
+def decodes(duel: Mapping[str, JsonValue]) -> list[_Decode]:
     """Every one-stream level that served, with the build's llama-bench figure for its
     shape and cache type (or, failing that, its shape's)."""
     bench = _bench(duel)
     out = []
     for name, data in _contenders(duel):
-        for entry in data.get("levels") or ():
+        for entry in items_of(data.get("levels")):
             if not isinstance(entry, Mapping) or entry.get("concurrency") != 1:
                 continue
             # The server's own decode timing first: a client on a loaded machine can read a
@@ -95,7 +96,7 @@ def decodes(duel: Mapping[str, Any]) -> list[_Decode]:
     return out
 
 
-def _bench_winner(duel: Mapping[str, Any], shape: str) -> tuple[str, float] | None:
+def _bench_winner(duel: Mapping[str, JsonValue], shape: str) -> tuple[str, float] | None:
     """The faster build at llama-bench generation for ``shape`` (the duel's own cache
     type, else the first measured), and its lead as a ratio."""
     bench = _bench(duel)
@@ -118,7 +119,7 @@ def _where(setting: str) -> str:
     return f"with a {setting}" if setting else "at the duel's own setting"
 
 
-def _overturned(duel: Mapping[str, Any], verdicts: Sequence[ServingVerdict],
+def _overturned(duel: Mapping[str, JsonValue], verdicts: Sequence[ServingVerdict],
                 cliffs: Sequence[_Decode]) -> str:
     """The strongest serving verdict that names another build than llama-bench does."""
     found: list[tuple[float, str]] = []
@@ -162,7 +163,7 @@ def _collapse(all_decodes: Sequence[_Decode]) -> str:
             f"(x{worst.share:.2f}) at {worst.shape}.")
 
 
-def disagreement(duel: Mapping[str, Any], verdicts: Sequence[ServingVerdict]) -> str:
+def disagreement(duel: Mapping[str, JsonValue], verdicts: Sequence[ServingVerdict]) -> str:
     """One sentence where llama-bench and the server part ways; "" when they agree."""
     all_decodes = decodes(duel)
     cliffs = [d for d in all_decodes if d.share < COLLAPSE]

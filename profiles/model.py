@@ -28,6 +28,7 @@ from backends.sweep.outcomes import point_failures
 from profiles.confounds import confounds
 from profiles.outcome import Recommendation
 from profiles.records import (
+    Correctness,
     FailureRecord,
     ModelFacts,
     ProfileResult,
@@ -193,7 +194,7 @@ def model_identity(path: str | Path) -> str:
     return "sha256-1m:" + digest.hexdigest()
 
 
-def model_facts_from(info: Any) -> ModelFacts:
+def model_facts_from(info: ModelInfo) -> ModelFacts:
     """From a backends.models.ModelInfo (or anything with the same attributes)."""
     path = getattr(info, "path", None)
     identity = None
@@ -229,7 +230,7 @@ def model_facts_from_results(results: Iterable[BenchResult]) -> ModelFacts:
     return ModelFacts()
 
 
-def _build_records(names: Sequence[str], results: Sequence[ProfileResult], builds: Iterable[Any] | None,
+def _build_records(names: Sequence[str], results: Sequence[ProfileResult], builds: Iterable[BuildInfo] | None,
                    started: SweepStarted | None) -> tuple[BuildRecord, ...]:
     info_by_name = {getattr(b, "name", None): b for b in (builds or ())}
     out = []
@@ -261,7 +262,7 @@ def _fallback_of(info: BuildInfo | None, contender: Mapping[str, Any]) -> str | 
 
 def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: ModelInfo | None = None,
                          builds: Iterable[BuildInfo] | None = None, host: HostFingerprint | None = None,
-                         correctness: Mapping[str, Mapping[str, Any]] | None = None,
+                         correctness: Correctness | None = None,
                          races: Iterable[Mapping[str, Any]] = (), settings: VerdictSettings | None = None) -> Profile:
     """Build a Profile (with its recommendation) from a run journal's events.
 

@@ -30,6 +30,10 @@ def class_label(workload: str, context: str) -> str:
     return f"{CLASS_LABELS.get(workload, workload)}, {CONTEXT_WORDS.get(context, context)}"
 
 
+# One llama-bench setting's value as a file states it (n_ubatch=512, flash_attn=True, devices="ROCm0").
+Setting = str | int | float | bool
+
+
 @dataclass(frozen=True)
 class Contender:
     """A build and the settings that set it apart from the build's other configurations."""
@@ -38,7 +42,7 @@ class Contender:
     build: str
     backend: str
     settings: Mapping[str, str] = field(default_factory=dict)
-    known_settings: Mapping[str, Any] = field(default_factory=dict)
+    known_settings: Mapping[str, Any] = field(default_factory=dict)  # Setting values (toml_form reads no unions)
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class ClassVerdict:
     caveats: tuple[str, ...]
     summary: str
     tied: tuple[str, ...] = ()
-    best_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    best_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # Setting values, as above
     context: str = "short"
     runner_up: str | None = None
     ratio: float | None = None

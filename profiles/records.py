@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.correctness import BuildChecked, results_by_build
 from backends.journal.damage import missing_results, without_points
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted, TestPoint
 from backends.sweep.outcomes import PointResult, point_failures, point_results
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,11 @@ class ModelFacts:
     identity: str | None = None
     model_type: str | None = None
     path: str | None = None
+
+
+# A correctness check's result per build (``backends.correctness.results_by_build``): its
+# status, mean KLD, reason...; each reader checks the values it uses.
+Correctness = Mapping[str, Mapping[str, object]]
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class RunRecords:
 
     results: tuple[ProfileResult, ...] = ()
     failures: tuple[FailureRecord, ...] = ()
-    correctness: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    correctness: Correctness = field(default_factory=dict, hash=False)
     model: ModelFacts | None = None
     machine: str = ""
     builds: tuple[str, ...] = ()  # every build of the run, in order, also those without results
@@ -110,8 +118,8 @@ def failure_record(failure: PointFailed, model: str | None = None) -> FailureRec
                          timed_out=failure.timed_out)
 
 
-def records_from_events(events: Iterable[Any], *,
-                        correctness: Mapping[str, Mapping[str, Any]] | None = None,
+def records_from_events(events: Iterable[RunEvent], *,
+                        correctness: Correctness | None = None,
                         model: ModelFacts | None = None, machine: str = "") -> RunRecords:
     """A run's records from its journal events.
 
@@ -153,7 +161,7 @@ def _telemetry_of(result: PointResult) -> dict[str, Any] | None:
 
 def records_from_builds(results_by_build: Mapping[str, Iterable[BenchResult]],
                         failures_by_build: Mapping[str, Iterable[PointFailed | FailureRecord]] | None = None,
-                        *, correctness: Mapping[str, Mapping[str, Any]] | None = None,
+                        *, correctness: Correctness | None = None,
                         model: ModelFacts | None = None, machine: str = "") -> RunRecords:
     """Records from per-build results and failures (no telemetry)."""
     results = tuple(ProfileResult(build=b, result=r) for b, rs in results_by_build.items() for r in rs)

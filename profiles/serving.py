@@ -28,10 +28,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from backends import stats
 from backends.journal.serve import setting_text
+from backends.json_types import JsonValue, items_of, table_of
 from profiles.wording import margin_text, plural, speed_text
 
 PREFIX = "serving"
@@ -93,37 +93,37 @@ class _Level:
     turns: tuple[tuple[int, float], ...] = ()  # (turn, total tok/s) of each turn that served
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
-def _p50(entry: Mapping[str, Any], key: str) -> float | None:
+def _p50(entry: Mapping[str, JsonValue], key: str) -> float | None:
     dist = entry.get(key)
     return _number(dist.get("p50")) if isinstance(dist, Mapping) else None
 
 
-def _shape(entry: Mapping[str, Any]) -> str:
+def _shape(entry: Mapping[str, JsonValue]) -> str:
     base = f"pp{entry.get('n_prompt')}+tg{entry.get('n_gen')}"
     return f"{base} @ d{entry['depth']}" if entry.get("depth") else base
 
 
-def setting_of(entry: Mapping[str, Any]) -> str:
+def setting_of(entry: Mapping[str, JsonValue]) -> str:
     """A level entry's server conditions in words ("" when the duel sized them)."""
     ctx, slots = _number(entry.get("ctx_size")), _number(entry.get("slots"))
     kind = entry.get("cache_type")
     return setting_text(int(ctx or 0), kind if isinstance(kind, str) else "", int(slots or 0))
 
 
-def _level(name: str, entry: Mapping[str, Any]) -> _Level:
+def _level(name: str, entry: Mapping[str, JsonValue]) -> _Level:
     requests = int(_number(entry.get("requests")) or 0)
     errors = int(_number(entry.get("errors")) or 0)
     short = int(_number(entry.get("short")) or 0)
     tokens = _number(entry.get("total_tokens")) or 0.0
     per_request = tokens / requests if requests else 0.0
-    samples = [_number(x) for x in entry.get("e2e_samples") or ()]
-    of_turn = list(entry.get("e2e_turns") or ())
+    samples = [_number(x) for x in items_of(entry.get("e2e_samples"))]
+    of_turn = [int(_number(t) or 0) for t in items_of(entry.get("e2e_turns"))]
     if len(of_turn) != len(samples):
         of_turn = []
     e2e = [(v, of_turn[i] if of_turn else 0) for i, v in enumerate(samples) if v and v > 0]
@@ -131,7 +131,7 @@ def _level(name: str, entry: Mapping[str, Any]) -> _Level:
     rate_turns = tuple(int(t) for _, t in e2e) if of_turn and rates else ()
     total = _number(entry.get("total_tps"))
     figures = ServingFigures(name, total, _p50(entry, "ttft_s"), _p50(entry, "itl_s"), requests, errors)
-    reasons = [str(r) for r in entry.get("error_reasons") or ()]
+    reasons = [str(r) for r in items_of(entry.get("error_reasons"))]
     reason = None
     where = ", ".join(filter(None, (_shape(entry), setting_of(entry))))
     if not requests or total is None:
@@ -146,23 +146,24 @@ def _level(name: str, entry: Mapping[str, Any]) -> _Level:
                   rate_turns, _turns(entry))
 
 
-def _turns(entry: Mapping[str, Any]) -> tuple[tuple[int, float], ...]:
+def _turns(entry: Mapping[str, JsonValue]) -> tuple[tuple[int, float], ...]:
     out = []
-    for turn in entry.get("turns") or ():
-        rate = _number(turn.get("total_tps")) if isinstance(turn, Mapping) else None
-        if rate and rate > 0 and isinstance(turn.get("turn"), int):
-            out.append((int(turn["turn"]), rate))
+    for turn in items_of(entry.get("turns")):
+        data = table_of(turn)
+        rate, number = _number(data.get("total_tps")), data.get("turn")
+        if rate and rate > 0 and isinstance(number, int):
+            out.append((int(number), rate))
     return tuple(out)
 
 
-def _levels(duel: Mapping[str, Any]) -> dict[tuple[int, str], list[_Level]]:
+def _levels(duel: Mapping[str, JsonValue]) -> dict[tuple[int, str], list[_Level]]:
     """Levels by class: concurrency and the servers' conditions, in the duel's order."""
     by_c: dict[tuple[int, str], list[_Level]] = {}
-    contenders = duel.get("contenders") or {}
-    for name, data in contenders.items() if isinstance(contenders, Mapping) else ():
-        for entry in (data.get("levels") or ()) if isinstance(data, Mapping) else ():
-            if isinstance(entry, Mapping) and isinstance(entry.get("concurrency"), int):
-                key = (int(entry["concurrency"]), setting_of(entry))
+    for name, data in table_of(duel.get("contenders")).items():
+        for entry in items_of(table_of(data).get("levels")):
+            concurrency = entry.get("concurrency") if isinstance(entry, Mapping) else None
+            if isinstance(entry, Mapping) and isinstance(concurrency, int):
+                key = (int(concurrency), setting_of(entry))
                 by_c.setdefault(key, []).append(_level(str(name), entry))
     return dict(sorted(by_c.items(), key=lambda item: item[0][0]))
 
@@ -328,7 +329,7 @@ def _class(key: tuple[int, str], levels: Sequence[_Level], tie: float) -> tuple[
                    p_value=pair.p_value), pair
 
 
-def serving_verdicts(duel: Mapping[str, Any], *, tie_pct: float = stats.TIE_FRACTION * 100,
+def serving_verdicts(duel: Mapping[str, JsonValue], *, tie_pct: float = stats.TIE_FRACTION * 100,
                      alpha: float = stats.ALPHA) -> tuple[ServingVerdict, ...]:
     """One verdict per concurrency level of a duel summary, lowest concurrency first."""
     tie = tie_pct / 100.0

@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from profiles.contenders import LLAMA_BENCH_DEFAULTS, Measure, default_value, setting_label, value_text
+from profiles.contenders import LLAMA_BENCH_DEFAULTS, Measure, PointKey, default_value, setting_label, value_text
 from profiles.outcome import Contender, SettingsComparison
 from profiles.wording import margin_text
 
@@ -53,13 +52,14 @@ def _signature(c: Contender, keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(values.get(k, default_value(k)) for k in keys)
 
 
-def _faster(a: Mapping[Any, Measure], b: Mapping[Any, Measure]) -> bool:
+def _faster(a: Mapping[PointKey, Measure], b: Mapping[PointKey, Measure]) -> bool:
     shared = [k for k in a if k in b and a[k].mean > 0 and b[k].mean > 0]
     return not shared or math.fsum(math.log(a[k].mean / b[k].mean) for k in shared) >= 0
 
 
 def like_pairs(leader: str, opponents: Sequence[str], ranked: Sequence[str],
-               contenders: Mapping[str, Contender], grouped: Mapping[str, Mapping[Any, Measure]]) -> list[LikePair]:
+               contenders: Mapping[str, Contender],
+               grouped: Mapping[str, Mapping[PointKey, Measure]]) -> list[LikePair]:
     """Per opponent of another backend: the best contender of each side at every set of
     settings both sides measured, where the two backends' contenders differ in settings."""
     out: list[LikePair] = []

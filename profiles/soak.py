@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from backends.json_types import JsonValue, items_of, table_of
 from profiles.model import Profile
 from profiles.outcome import ClassVerdict, Recommendation
 from profiles.verdict_text import choose_lines
@@ -31,37 +31,50 @@ def _times(count: int) -> str:
     return _TIMES.get(count, f"{count} times")
 
 
-def trouble(build: Mapping[str, Any], soaked_s: float) -> str | None:
+def _whole(value: JsonValue) -> int:
+    return int(value) if isinstance(value, (int, float)) else 0
+
+
+def trouble(build: Mapping[str, JsonValue], soaked_s: float) -> str | None:
     """``crashed twice in 8 h (HIP error: ...) and gave 1 wrong answer in 960 probes``, or
     None for a build the soak found nothing wrong with."""
-    crashes, hangs, wrong = (int(build.get(k) or 0) for k in ("crashes", "hangs", "wrong"))
+    crashes, hangs, wrong = (_whole(build.get(k)) for k in ("crashes", "hangs", "wrong"))
     if not (crashes or hangs or wrong):
         return None
     parts = []
     if crashes:
-        reasons = list(build.get("crash_reasons") or ())
+        reasons = items_of(build.get("crash_reasons"))
         why = f" ({reasons[0]})" if reasons else ""
         parts.append(f"crashed {_times(crashes)} in {_hours(soaked_s)}{why}")
     if hangs:
         parts.append(f"hung {_times(hangs)}" + ("" if crashes else f" in {_hours(soaked_s)}"))
     if wrong:
-        parts.append(f"gave {plural(wrong, 'wrong answer')} in {int(build.get('probes') or 0)} probes")
+        parts.append(f"gave {plural(wrong, 'wrong answer')} in {_whole(build.get('probes'))} probes")
     return ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
 
 
-def troubles(soak: Mapping[str, Any]) -> dict[str, str | None]:
+def _soaked_s(soak: Mapping[str, JsonValue]) -> float:
+    seconds = soak.get("soaked_s")
+    return float(seconds) if isinstance(seconds, (int, float)) else 0.0
+
+
+def _builds(soak: Mapping[str, JsonValue]) -> list[Mapping[str, JsonValue]]:
+    return [table_of(b) for b in items_of(soak.get("builds"))]
+
+
+def troubles(soak: Mapping[str, JsonValue]) -> dict[str, str | None]:
     """Every soaked build's trouble in words (None: none)."""
-    soaked = float(soak.get("soaked_s") or 0.0)
-    return {str(b.get("build")): trouble(b, soaked) for b in soak.get("builds") or ()}
+    soaked = _soaked_s(soak)
+    return {str(b.get("build")): trouble(b, soaked) for b in _builds(soak)}
 
 
-def stability_sentence(soak: Mapping[str, Any]) -> str:
+def stability_sentence(soak: Mapping[str, JsonValue]) -> str:
     """``Soak, 8 h against cpu: rocm crashed twice ...; vulkan: none.``"""
     found = troubles(soak)
     bad = [f"{name} {words}" for name, words in found.items() if words]
     calm = [name for name, words in found.items() if not words]
     text = "; ".join(bad + ([f"{', '.join(calm)}: none"] if calm else []))
-    return (f"Soak, {_hours(float(soak.get('soaked_s') or 0.0))} of serving, answers checked "
+    return (f"Soak, {_hours(_soaked_s(soak))} of serving, answers checked "
             f"against {soak.get('reference')}: {text}.")
 
 
@@ -96,7 +109,7 @@ def _with_soak(verdict: ClassVerdict, rec: Recommendation, found: Mapping[str, s
                                caveats=(*verdict.caveats, caveat))
 
 
-def with_stability(rec: Recommendation, soak: Mapping[str, Any], *,
+def with_stability(rec: Recommendation, soak: Mapping[str, JsonValue], *,
                    require_stable: bool = False) -> Recommendation:
     """The recommendation with the soak's figures said beside the speed, and with
     ``require_stable`` a build with crashes, hangs or wrong answers losing its picks."""
@@ -108,7 +121,7 @@ def with_stability(rec: Recommendation, soak: Mapping[str, Any], *,
                                choose=tuple(choose_lines(verdicts)), rule=rule)
 
 
-def with_soak(profile: Profile, soak: Mapping[str, Any], *, require_stable: bool = False) -> Profile:
+def with_soak(profile: Profile, soak: Mapping[str, JsonValue], *, require_stable: bool = False) -> Profile:
     """The profile with the soak's figures kept and its recommendation saying them."""
     kept = {**soak, "require_stable": require_stable}
     rec = profile.recommendation
@@ -126,13 +139,13 @@ def profile_base(profile: Profile) -> Recommendation:
     return recommend_run(profile.records(profile.recommendation.machine))
 
 
-def soak_lines(soak: Mapping[str, Any] | None) -> Sequence[str]:
+def soak_lines(soak: Mapping[str, JsonValue] | None) -> Sequence[str]:
     """What ``profiles show`` prints about the soak."""
     if not soak:
         return ()
     lines = [stability_sentence(soak)]
-    for build in soak.get("builds") or ():
-        for example in list(build.get("wrong_examples") or ())[:1]:
+    for build in _builds(soak):
+        for example in map(table_of, items_of(build.get("wrong_examples"))[:1]):
             lines.append(f"  {build.get('build')} answered {str(example.get('answer'))[:70]!r} "
                          f"where {example.get('reference_build')} answered "
                          f"{str(example.get('reference_answer'))[:70]!r} (probe "

@@ -6,12 +6,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from backends import stats
 from profiles.contenders import Measure, default_value, is_moe_model_type, setting_label
 from profiles.outcome import BuildStability, Contender, Energy
-from profiles.records import FailureRecord, ModelFacts
+from profiles.records import Correctness, FailureRecord, ModelFacts
 from profiles.wording import plural
 
 
@@ -82,7 +81,7 @@ def failure_lines(placed: Sequence[PlacedFailure]) -> list[str]:
 
 def build_stability(names: Sequence[str], result_counts: Mapping[str, int],
                     placed: Sequence[PlacedFailure],
-                    correctness: Mapping[str, Mapping[str, Any]],
+                    correctness: Correctness,
                     build_of: Mapping[str, str]) -> dict[str, BuildStability]:
     out: dict[str, BuildStability] = {}
     for name in names:

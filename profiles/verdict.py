@@ -23,7 +23,7 @@ from typing import Any
 from backends import stats
 from backends.journal.sweep import BenchResult, PointFailed
 from profiles.by_model import across_models
-from profiles.contenders import Field, Measure, build_field, is_moe_model_type, model_key, settings_of
+from profiles.contenders import Field, Measure, PointKey, build_field, is_moe_model_type, model_key, settings_of
 from profiles.crossover import find, in_range, point_sides
 from profiles.fallback import with_fallback_lines
 from profiles.judge import (
@@ -50,7 +50,7 @@ from profiles.outcome import (
     PairComparison,
     Recommendation,
 )
-from profiles.records import FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
+from profiles.records import Correctness, FailureRecord, ModelFacts, ProfileResult, RunRecords, records_from_builds
 from profiles.settings_pairs import LikePair, like_pairs
 from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
@@ -92,7 +92,7 @@ def class_of(m: Measure, long_tokens: int) -> ClassKey:
 @dataclass
 class _Case:
     key: ClassKey
-    grouped: dict[str, dict[Any, Measure]]
+    grouped: dict[str, dict[PointKey, Measure]]
     ranked: list[str]
     opponents: list[str]
     pairs: list[PairResult]
@@ -106,11 +106,13 @@ def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, s
     models are never pooled."""
     out: list[tuple[ClassKey, str, list[Measure]]] = []
     for key, ms in _ordered(by_class):
-        models = sorted({m.model for m in ms})
-        if len(models) <= 1:
+        per_model: dict[str, list[Measure]] = defaultdict(list)
+        for m in ms:  # one pass: a database of thousands of models is not read once per model
+            per_model[m.model].append(m)
+        if len(per_model) <= 1:
             out.append((key, "", ms))
         else:
-            out.extend((key, model, [m for m in ms if m.model == model]) for model in models)
+            out.extend((key, model, per_model[model]) for model in sorted(per_model))
     return out
 
 
@@ -223,16 +225,23 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
     stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
     verdicts: list[ClassVerdict] = []
-    for key, ms in _ordered(by_class):
+    # Looked up by class and model (not searched per model: thousands of models stay linear).
+    case_of = {(c.key, c.model): c for c in reversed(cases)}
+    units_of: dict[ClassKey, list[tuple[str, list[Measure]]]] = defaultdict(list)
+    for k, model, unit in units:
+        units_of[k].append((model, unit))
+    q_of: dict[tuple[ClassKey, str], dict[str, float]] = defaultdict(dict)
+    for (k, model, other), q in class_q.items():
+        q_of[(k, model)][other] = q
+    for key, _ in _ordered(by_class):
         in_class = [p for p in placed if key[2] in p.phases
                     and class_of_failure(p, key[2], settings.long_context_tokens) == key]
-        models = [model for k, model, _ in units if k == key]
+        models = [model for model, _ in units_of[key]]
         per_model = []
-        for model in models:
-            found = next((c for c in cases if c.key == key and c.model == model), None)
-            mine = [m for m in ms if not model or m.model == model]
+        for model, mine in units_of[key]:
+            found = case_of.get((key, model))
             failed = [p for p in in_class if _for_model(p, model, models)]
-            qs = {other: q for (k, m, other), q in class_q.items() if k == key and m == model}
+            qs = dict(q_of[(key, model)])
             per_model.append(class_verdict(
                 key, found.grouped if found else {}, found.ranked if found else [], found.pairs if found else [],
                 qs, failed, _class_crossovers(crossovers, key, mine, settings), stability, field,
@@ -256,7 +265,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
 _GPU_DEVICES = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "MUSA", "CANN", "OpenCL")
 
 
-def _devices(devices: Any) -> list[str]:
+def _devices(devices: object) -> list[str]:
     """The devices a contender split the model across (``CUDA0/CUDA1``)."""
     return [d for d in str(devices or "").replace(",", "/").split("/")
             if d and d.lower() not in ("none", "auto", "-", "?")]
@@ -341,7 +350,7 @@ def _result_counts(field: Field) -> dict[str, int]:
 def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
               failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]] | None = None,
               *, model_info: ModelFacts | Any = None,
-              correctness: Mapping[str, Mapping[str, Any]] | None = None,
+              correctness: Correctness | None = None,
               settings: VerdictSettings = VerdictSettings()) -> Recommendation:
     """``recommend_run`` on records made from per-build results (no telemetry)."""
     facts = model_info if isinstance(model_info, ModelFacts) or model_info is None else ModelFacts(
@@ -352,7 +361,7 @@ def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
 
 def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
                     failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]],
-                    correctness: Mapping[str, Mapping[str, Any]] | None) -> dict[str, BuildStability]:
+                    correctness: Correctness | None) -> dict[str, BuildStability]:
     """Stability per build as the recommendation states it (by build name)."""
     rec = recommend(results_by_build, failures_by_build, correctness=correctness)
     by_name = {s.build: s for s in rec.stability}
@@ -363,7 +372,7 @@ def build_stability(results_by_build: Mapping[str, Sequence[BenchResult]],
     return out
 
 
-def build_stability_of(name: str, correctness: Mapping[str, Mapping[str, Any]] | None) -> BuildStability:
+def build_stability_of(name: str, correctness: Correctness | None) -> BuildStability:
     """A build with no results and no failures: only its correctness check speaks."""
     return stability_of([name], {}, [], dict(correctness or {}), {})[name]
 

@@ -6,9 +6,9 @@ import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TypedDict
 
-from profiles.contenders import Field, Measure, settings_of
+from profiles.contenders import Field, Measure, PointKey, settings_of
 from profiles.judge import Call, PairResult, call, headline, repetitions_text
 from profiles.outcome import (
     PHASE_LABELS,
@@ -17,6 +17,8 @@ from profiles.outcome import (
     Crossover,
     Energy,
     Outlier,
+    PairComparison,
+    Setting,
     class_label,
 )
 from profiles.settings_pairs import LikePair, comparisons, settings_lines
@@ -26,7 +28,20 @@ from profiles.wording import between_text, margin_text, plural
 ClassKey = tuple[str, str, str]
 
 
-def _typical(grouped: Mapping[str, Mapping[Any, Measure]], leader: str | None,
+class _Base(TypedDict):
+    """What every verdict of a class states, whatever its outcome."""
+
+    workload: str
+    phase: str
+    context: str
+    best_settings: Mapping[str, Mapping[str, Setting]]
+    model: str
+    energy: tuple[Energy, ...]
+    failures: tuple[str, ...]
+    points: int
+
+
+def _typical(grouped: Mapping[str, Mapping[PointKey, Measure]], leader: str | None,
              runner_up: str | None = None) -> dict[str, float]:
     """Each contender's geometric-mean speed over the points the verdict pairs it on: the
     leader and the runner-up over the points both measured (the margin's own), every other
@@ -41,7 +56,7 @@ def _typical(grouped: Mapping[str, Mapping[Any, Measure]], leader: str | None,
     return out
 
 
-def unpaired(grouped: Mapping[str, Mapping[Any, Measure]], a: str, b: str) -> tuple[str, ...]:
+def unpaired(grouped: Mapping[str, Mapping[PointKey, Measure]], a: str, b: str) -> tuple[str, ...]:
     """Points one side of a pair measured alone, said apart: "only ROCm measured pp2048 @ d65536"."""
     out = []
     for mine, theirs in ((a, b), (b, a)):
@@ -63,7 +78,7 @@ def _outliers(pairs: Sequence[PairResult]) -> tuple[Outlier, ...]:
     return tuple(seen.values())
 
 
-def _failed_here(placed: Sequence[PlacedFailure], grouped: Mapping[str, Mapping[Any, Measure]]) -> set[str]:
+def _failed_here(placed: Sequence[PlacedFailure], grouped: Mapping[str, Mapping[PointKey, Measure]]) -> set[str]:
     """Contenders that failed a test another contender ran (a test nobody ran counts for no one)."""
     out = set()
     for p in placed:
@@ -101,7 +116,7 @@ def _pick(ranked: Sequence[str], leader: str, failed: set[str], stability: Mappi
     return better
 
 
-def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], ranked: Sequence[str],
+def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[PointKey, Measure]], ranked: Sequence[str],
                   pairs: Sequence[PairResult], class_q: Mapping[str, float],
                   placed: Sequence[PlacedFailure], crossovers: tuple[Crossover, ...],
                   stability: Mapping[str, BuildStability], field: Field, tie_pct: float,
@@ -117,7 +132,7 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
     settings = {c.label: settings_of(grouped[c.label].values()) or dict(c.known_settings)
                 for c in field.contenders if c.label in grouped}
     energies = tuple(energy(n, list(grouped[n].values())) for n in ranked)
-    base: dict[str, Any] = {"workload": workload, "phase": phase, "context": context, "best_settings": settings,
+    base: _Base = {"workload": workload, "phase": phase, "context": context, "best_settings": settings,
                             "model": model,
                             "energy": energies, "failures": fail_lines,
                             "points": len(set().union(*grouped.values())) if grouped else 0}
@@ -163,7 +178,7 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[Any, Measure]], r
 
 
 def _recommend(verdict_call: Call, leader: str, tied: Sequence[str], ranked: Sequence[str], failed: set[str],
-               stability: Mapping[str, BuildStability], caveats: list[str], c: Any) -> str | None:
+               stability: Mapping[str, BuildStability], caveats: list[str], c: PairComparison) -> str | None:
     if verdict_call.status in ("winner", "lead"):
         if verdict_call.status == "lead":
             caveats.append("one run each: a point estimate, not tested")
@@ -177,9 +192,9 @@ def _recommend(verdict_call: Call, leader: str, tied: Sequence[str], ranked: Seq
     return None
 
 
-def _alone(label: str, ranked: Sequence[str], grouped: Mapping[str, Mapping[Any, Measure]],
+def _alone(label: str, ranked: Sequence[str], grouped: Mapping[str, Mapping[PointKey, Measure]],
            failed: set[str], fail_lines: tuple[str, ...], crossovers: tuple[Crossover, ...],
-           base: dict[str, Any]) -> ClassVerdict:
+           base: _Base) -> ClassVerdict:
     ran = ranked[0] if ranked else None
     others = sorted(failed - {ran} if ran else failed)
     if ran and others:
@@ -197,7 +212,7 @@ def _alone(label: str, ranked: Sequence[str], grouped: Mapping[str, Mapping[Any,
                         headline=f"{ran} ran, {', '.join(others)} failed" if ran and others else status, **base)
 
 
-def _no_winner_reason(c: Any, conf: str, crossovers: Sequence[Crossover], tie_pct: float) -> str:
+def _no_winner_reason(c: PairComparison, conf: str, crossovers: Sequence[Crossover], tie_pct: float) -> str:
     """Why no one wins, in words that agree with the crossover list."""
     points = plural(len(c.cells), "point")
     if c.significant_for and c.significant_against:
@@ -218,7 +233,7 @@ def _where(x: Crossover) -> str:
     return f"{x.leader_before} to {x.leader_after} {between_text(x.low, x.high)}"
 
 
-def _summary(label: str, verdict_call: Call, c: Any, tied: Sequence[str], pairs: Sequence[PairResult],
+def _summary(label: str, verdict_call: Call, c: PairComparison, tied: Sequence[str], pairs: Sequence[PairResult],
              calls: Mapping[str, Call], tie_pct: float, crossovers: Sequence[Crossover] = ()) -> str:
     status, conf = verdict_call.status, verdict_call.confidence
     points = plural(len(c.cells), "point")

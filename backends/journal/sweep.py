@@ -175,7 +175,7 @@ class PointDecided:
 
     point: TestPoint
     outcome: str
-    reason: str  # "decided after 3", "tie after 6", "cap 10: still open"
+    reason: str  # "decided after 2", "tie after 6", "cap 10: still open"
     repetitions: dict[str, int] = field(default_factory=dict)
     leader: str | None = None
     at: float = 0.0

@@ -7,15 +7,18 @@ the run's summary, the profile and the Results screen say the same.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends.journal.sweep import CoolingWaited, PointStarted, ResultReceived, SweepStarted
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 WARM_UP = ("warm-up: llama-bench's warm-up run and each block's first timed repetition are set "
            "aside (bare llama-bench counts every timed repetition)")
 
 
-def conditions(events: Iterable[Any]) -> tuple[str, ...]:
+def conditions(events: Iterable[RunEvent]) -> tuple[str, ...]:
     """One line per condition that can make a figure differ from bare llama-bench."""
     events = list(events)
     starts = [e for e in events if isinstance(e, SweepStarted)]
@@ -31,7 +34,7 @@ def conditions(events: Iterable[Any]) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _cooling(events: list[Any], starts: list[SweepStarted], blocks: int, temps: bool) -> str:
+def _cooling(events: list[RunEvent], starts: list[SweepStarted], blocks: int, temps: bool) -> str:
     waits = [e for e in events if isinstance(e, CoolingWaited)]
     off = next((n for s in starts for n in s.notes if n.startswith("thermal guard off")), None)
     if off and not waits:
@@ -47,7 +50,7 @@ def _cooling(events: list[Any], starts: list[SweepStarted], blocks: int, temps: 
             + (f"; {unreached} ran out of time before the card was cool" if unreached else "") + ")")
 
 
-def _start_temps(events: list[Any]) -> str:
+def _start_temps(events: list[RunEvent]) -> str:
     """``temperature at each start: junction 41-48 °C, edge 35-39 °C``."""
     seen: dict[str, list[float]] = {}
     for event in events:

@@ -20,9 +20,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 
+from backends.json_types import JsonValue
 from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.smi_common import (
-    JsonValue,
     ToolFailure,
     can_help,
     find_tool,

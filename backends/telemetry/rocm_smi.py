@@ -14,9 +14,9 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Mapping, Sequence
 
+from backends.json_types import JsonValue
 from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.smi_common import (
-    JsonValue,
     ToolFailure,
     can_help,
     find_tool,

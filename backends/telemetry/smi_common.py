@@ -15,9 +15,9 @@ import signal
 import subprocess
 from collections.abc import Collection, Mapping, Sequence
 
+from backends.json_types import JsonValue
 from backends.telemetry.model import DeviceSample
 
-JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _MIB = 1024 * 1024
 

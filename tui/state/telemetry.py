@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 GIB = 1024**3
 
@@ -44,7 +43,8 @@ class TelemetryHistory:
         return dataclasses.replace(self, readings=(*self.readings, reading)[-keep:])
 
 
-def _get(source: Any, *names: str) -> Any:
+def _get(source: object, *names: str) -> object:
+    """The first of ``names`` a snapshot (an object or its JSON dict) holds."""
     for name in names:
         value = source.get(name) if isinstance(source, Mapping) else getattr(source, name, None)
         if value is not None:
@@ -52,14 +52,16 @@ def _get(source: Any, *names: str) -> Any:
     return None
 
 
-def _num(value: Any) -> float:
+def _num(value: object) -> float:
+    if not isinstance(value, (int, float, str)):
+        return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
 
 
-def _limit_note(device: Any) -> str:
+def _limit_note(device: object) -> str:
     """``junction 32° below crit`` for the sensor with the least room, "" without limits."""
     margins = []
     for sensor, word in (("edge", "edge"), ("junction", "junction"), ("mem", "mem")):
@@ -72,14 +74,14 @@ def _limit_note(device: Any) -> str:
     return f"{word} {margin:.0f}° below crit" if margin > 0 else f"{word} AT CRIT"
 
 
-def reading_from(sample: Any) -> Reading:
+def reading_from(sample: object) -> Reading:
     """Flatten a telemetry snapshot (object or its JSON dict); missing sensors stay NaN."""
     devices = _get(sample, "devices", "gpus") or ()
-    device = devices[0] if devices else {}
+    device = devices[0] if isinstance(devices, Sequence) and devices else {}
     host = _get(sample, "host") or {}
-    reasons = _get(device, "throttle_reasons") or ()
-    if isinstance(reasons, str):
-        reasons = (reasons,)
+    found = _get(device, "throttle_reasons") or ()
+    reasons = (found,) if isinstance(found, str) else found if isinstance(found, Iterable) else ()
+    missing = _get(device, "missing") or {}
     return Reading(
         at=_num(_get(sample, "at", "time", "timestamp")),
         device=str(_get(device, "name", "description") or ""),
@@ -94,7 +96,7 @@ def reading_from(sample: Any) -> Reading:
         throttle_reasons=tuple(str(r) for r in reasons),
         fan_rpm=_num(_get(device, "fan_rpm")),
         has_fan_reading=_get(device, "fan_rpm") is not None
-        or "fan_rpm" in (_get(device, "missing") or {}),
+        or (isinstance(missing, Container) and "fan_rpm" in missing),
         limit_note=_limit_note(device) if devices else "",
         host_cpu_percent=_num(_get(host, "cpu_percent")),
         host_ram_used=_num(_get(host, "ram_used_bytes", "memory_used_bytes", "ram_used")),
