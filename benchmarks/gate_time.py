@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The nightly gate's time against the sweep it repeats, on the real builds.
 
-    python3 benchmarks/gate_time.py [--builds cpu,vulkan] [--runs 2]
+    python3 benchmarks/gate_time.py [--builds cpu,vulkan] [--gate vulkan] [--runs 2]
 
 Makes a profile with ``llamaduel bench --save`` on the demo's grid for the generated model
 (``backends.demo.GENERATED_SPEC``: pp64 and tg16 at depths 0 and 512, 3 repetitions) with
-the named toolchain builds, one thread, then gates the first build against it ``--runs``
+the named toolchain builds, one thread, then gates the first build (or ``--gate NAME``) against it ``--runs``
 times (the same build: it passes, interleaved with itself as the build it replaces, then the
 correctness check against it). Prints the sweep's wall time, each gate's and the ratio gate / sweep.
 """
@@ -49,8 +49,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--builds", default="cpu", help="toolchain builds, comma-separated (cpu)")
     parser.add_argument("--runs", type=int, default=2, help="gates to time (2)")
+    parser.add_argument("--gate", help="the build to gate (default: the first)")
     options = parser.parse_args()
     names = options.builds.split(",")
+    gated = options.gate or names[0]
     folders = toolchain.bin_dirs()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory(prefix="gate-time-") as tmp:
@@ -66,7 +68,7 @@ def main() -> int:
             return 1
         print(f"sweep ({', '.join(names)}, demo grid): {sweep_s:.1f} s")
         for run in range(options.runs):
-            gate_s, done = llamaduel(env, "gate", "nightly", "--build", f"{names[0]}={folders[names[0]]}",
+            gate_s, done = llamaduel(env, "gate", "nightly", "--build", f"{gated}={folders[gated]}",
                                      "--store", str(root / "store"), "--run-dir", str(root / f"gate-{run}"))
             print(f"gate {run + 1} (exit {done.returncode}): {gate_s:.1f} s = {gate_s / sweep_s:.2f}x the sweep; "
                   f"{done.stdout.strip()}")

@@ -109,11 +109,13 @@ def _units(by_class: Mapping[ClassKey, list[Measure]]) -> list[tuple[ClassKey, s
     models are never pooled."""
     out: list[tuple[ClassKey, str, list[Measure]]] = []
     for key, ms in _ordered(by_class):
-        models = sorted({m.model for m in ms})
-        if len(models) <= 1:
+        per_model: dict[str, list[Measure]] = defaultdict(list)
+        for m in ms:  # one pass: a database of thousands of models is not read once per model
+            per_model[m.model].append(m)
+        if len(per_model) <= 1:
             out.append((key, "", ms))
         else:
-            out.extend((key, model, [m for m in ms if m.model == model]) for model in models)
+            out.extend((key, model, per_model[model]) for model in sorted(per_model))
     return out
 
 
@@ -226,16 +228,23 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
     stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
     verdicts: list[ClassVerdict] = []
-    for key, ms in _ordered(by_class):
+    # Looked up by class and model (not searched per model: thousands of models stay linear).
+    case_of = {(c.key, c.model): c for c in reversed(cases)}
+    units_of: dict[ClassKey, list[tuple[str, list[Measure]]]] = defaultdict(list)
+    for k, model, unit in units:
+        units_of[k].append((model, unit))
+    q_of: dict[tuple[ClassKey, str], dict[str, float]] = defaultdict(dict)
+    for (k, model, other), q in class_q.items():
+        q_of[(k, model)][other] = q
+    for key, _ in _ordered(by_class):
         in_class = [p for p in placed if key[2] in p.phases
                     and class_of_failure(p, key[2], settings.long_context_tokens) == key]
-        models = [model for k, model, _ in units if k == key]
+        models = [model for model, _ in units_of[key]]
         per_model = []
-        for model in models:
-            found = next((c for c in cases if c.key == key and c.model == model), None)
-            mine = [m for m in ms if not model or m.model == model]
+        for model, mine in units_of[key]:
+            found = case_of.get((key, model))
             failed = [p for p in in_class if _for_model(p, model, models)]
-            qs = {other: q for (k, m, other), q in class_q.items() if k == key and m == model}
+            qs = dict(q_of[(key, model)])
             per_model.append(class_verdict(
                 key, found.grouped if found else {}, found.ranked if found else [], found.pairs if found else [],
                 qs, failed, _class_crossovers(crossovers, key, mine, settings), stability, field,
