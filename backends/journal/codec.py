@@ -60,7 +60,7 @@ def decode(data: bytes | str, kind: type[T]) -> T:
         raise CodecError(str(error)) from None
 
 
-def to_builtins(record: Any) -> Any:
+def to_builtins(record: object) -> Any:
     """Plain dicts, lists, strings and numbers (for TOML and JSON exports)."""
     return msgspec.to_builtins(record, enc_hook=_enc_hook)
 

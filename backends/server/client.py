@@ -88,9 +88,9 @@ Progress = Callable[[int, float, float | None], Awaitable[None]]  # tokens, elap
 
 
 def payload(endpoint: str, text: str, n_gen: int, *, cache_prompt: bool = True,
-            seed: int = 42, slot: int | None = None) -> tuple[str, dict[str, Any]]:
+            seed: int = 42, slot: int | None = None) -> tuple[str, dict[str, object]]:
     """The request's path and body; ``slot``: llama-server's slot to use (``id_slot``)."""
-    common: dict[str, Any] = {"stream": True, "ignore_eos": True, "temperature": 0.0,
+    common: dict[str, object] = {"stream": True, "ignore_eos": True, "temperature": 0.0,
                               "seed": seed, "timings_per_token": True,
                               "cache_prompt": cache_prompt}
     if slot is not None:

@@ -112,7 +112,7 @@ class SoakSpec:
         return dict(codec.to_builtins(self))
 
     @classmethod
-    def from_settings(cls, data: dict[str, Any]) -> SoakSpec:
+    def from_settings(cls, data: object) -> SoakSpec:
         from backends.journal import codec
 
         return codec.from_builtins(data, cls)

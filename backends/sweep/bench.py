@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from backends.journal.sweep import (
     BenchResult,
@@ -25,7 +25,7 @@ from backends.journal.sweep import (
     TestPoint,
 )
 from backends.sweep.argv import BenchBuild, bench_argv
-from backends.sweep.energy import RepetitionTracker
+from backends.sweep.energy import EnergyFigures, RepetitionTracker
 from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
 from backends.sweep.records import (
     PROGRESS,
@@ -96,7 +96,7 @@ class BenchContext:
         return bench_argv(contender, self.model_for(contender), self.spec, points, repetitions)
 
     def result(self, contender: BenchBuild, result: BenchResult, started: float, block: Block,
-               energy: dict[str, Any] | None = None) -> None:
+               energy: EnergyFigures | None = None) -> None:
         now = time.time()
         summary = self.summary(started, now, result, contender.name)
         if energy is not None:  # over the counted repetitions: replaces the block's estimate

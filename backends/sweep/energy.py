@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import re
 import statistics
-from typing import Any
 
 from backends.journal.sweep import TestPoint
 from backends.telemetry.energy import EnergyMeter, Window
 
 _TIMED = re.compile(r"^(?:prompt|generation) run (\d+)/(\d+)")
 TOO_SHORT = "too short to measure"
+# A point's energy figures as journalled beside its telemetry: tok/J and J/token with their
+# spreads, the method, its notes (None: not measured).
+EnergyFigures = dict[str, str | int | float | None]
 
 
 class RepetitionTracker:
@@ -53,7 +55,7 @@ class RepetitionTracker:
             self.meter.close()
         self.current, self.windows = None, []
 
-    def finish(self, point: TestPoint) -> dict[str, Any] | None:
+    def finish(self, point: TestPoint) -> EnergyFigures | None:
         """The point's result arrived: its energy figures (None without a meter)."""
         if self.meter is None:
             return None
@@ -64,9 +66,9 @@ class RepetitionTracker:
         return figures
 
 
-def energy_figures(windows: list[Window], tokens: int, method: str) -> dict[str, Any]:
+def energy_figures(windows: list[Window], tokens: int, method: str) -> EnergyFigures:
     """tok/J and J/token over the counted repetitions, each with its spread (sample stdev)."""
-    figures: dict[str, Any] = {"energy_method": method, "energy_windows": len(windows)}
+    figures: EnergyFigures = {"energy_method": method, "energy_windows": len(windows)}
     joules = [w.joules for w in windows]
     if not windows or any(j is None or j <= 0 for j in joules):
         short = sum(1 for j in joules if j is None)
