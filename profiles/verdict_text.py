@@ -133,9 +133,9 @@ def class_verdict(key: ClassKey, grouped: Mapping[str, Mapping[PointKey, Measure
                 for c in field.contenders if c.label in grouped}
     energies = tuple(energy(n, list(grouped[n].values())) for n in ranked)
     base: _Base = {"workload": workload, "phase": phase, "context": context, "best_settings": settings,
-                            "model": model,
-                            "energy": energies, "failures": fail_lines,
-                            "points": len(set().union(*grouped.values())) if grouped else 0}
+                   "model": model,
+                   "energy": energies, "failures": fail_lines,
+                   "points": len(set().union(*grouped.values())) if grouped else 0}
     if not pairs:
         return _alone(label, ranked, grouped, {p.contender for p in placed}, fail_lines, crossovers, base)
     closest = min(pairs, key=lambda r: r.comparison.ratio)

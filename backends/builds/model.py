@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+
+from backends.json_types import JsonValue, items_of
 
 BENCH = "llama-bench"
 PROBE_TIMEOUT_S = 30.0
@@ -138,10 +139,10 @@ class BuildInfo:
             argv += ["-dev", "/".join(self.selected_devices) or "none"]
         return argv + list(self.settings)
 
-    def contender_json(self) -> dict[str, Any]:
+    def contender_json(self) -> dict[str, object]:
         """What this contender is beyond its build, for the journal (``as_contender``)."""
-        data: dict[str, Any] = {"backend": self.backend, "version": self.version,
-                                "machine": self.machine or platform.node()}
+        data: dict[str, object] = {"backend": self.backend, "version": self.version,
+                                   "machine": self.machine or platform.node()}
         if self.compiler:
             data["compiler"] = self.compiler  # a confound said aloud (profiles.confounds)
         if self.host is not None:
@@ -156,11 +157,11 @@ class BuildInfo:
             data["cpu_fallback"] = self.cpu_fallback
         return data
 
-    def as_contender(self, data: Mapping[str, Any]) -> BuildInfo:
+    def as_contender(self, data: Mapping[str, JsonValue]) -> BuildInfo:
         """This build with the devices, RPC servers and settings a journal recorded."""
         devices = data.get("devices")
-        return replace(self, selected_devices=None if devices is None else tuple(map(str, devices)),
-                       rpc=tuple(map(str, data.get("rpc") or ())),
-                       settings=tuple(map(str, data.get("settings") or ())))
+        return replace(self, selected_devices=None if devices is None else tuple(map(str, items_of(devices))),
+                       rpc=tuple(map(str, items_of(data.get("rpc")))),
+                       settings=tuple(map(str, items_of(data.get("settings")))))
 
 

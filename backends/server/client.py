@@ -91,8 +91,8 @@ def payload(endpoint: str, text: str, n_gen: int, *, cache_prompt: bool = True,
             seed: int = 42, slot: int | None = None) -> tuple[str, dict[str, object]]:
     """The request's path and body; ``slot``: llama-server's slot to use (``id_slot``)."""
     common: dict[str, object] = {"stream": True, "ignore_eos": True, "temperature": 0.0,
-                              "seed": seed, "timings_per_token": True,
-                              "cache_prompt": cache_prompt}
+                                 "seed": seed, "timings_per_token": True,
+                                 "cache_prompt": cache_prompt}
     if slot is not None:
         common["id_slot"] = slot
     if endpoint == CHAT:

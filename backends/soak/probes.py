@@ -102,8 +102,8 @@ def body(prompt_ids: Sequence[int], n_predict: int, n_probs: int, seed: int,
     # ignore_eos: every answer runs its full length, and every position has its
     # probabilities (the server reports none for an end-of-text token it stops at).
     sent: dict[str, object] = {"prompt": list(prompt_ids), "n_predict": n_predict, "n_probs": n_probs,
-                            "temperature": 0.0, "seed": seed, "stream": True, "cache_prompt": True,
-                            "ignore_eos": True}
+                               "temperature": 0.0, "seed": seed, "stream": True, "cache_prompt": True,
+                               "ignore_eos": True}
     if slot is not None:
         sent["id_slot"] = slot
     return sent

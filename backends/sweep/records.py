@@ -69,7 +69,7 @@ def _point(record: Mapping[str, Any]) -> TestPoint | None:
     return point if point.tokens > 0 and point.depth >= 0 else None
 
 
-def _record_problem(record: Mapping[str, Any]) -> str | None:
+def _record_problem(record: Mapping[str, object]) -> str | None:
     value = record.get("avg_ts")
     if not _valid_rate(value):
         return f"avg_ts is {printable(repr(value))}"
