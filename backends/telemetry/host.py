@@ -17,7 +17,8 @@ import importlib
 import os
 import time
 from collections.abc import Iterable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from backends.telemetry.model import HostSample
 
@@ -83,6 +84,28 @@ def parse_meminfo(meminfo: bytes) -> tuple[int, int] | None:
     return total - available, total
 
 
+class _Memory(Protocol):
+    @property
+    def rss(self) -> int: ...
+
+
+class _Process(Protocol):
+    """What is used of a psutil.Process (psutil ships no type information)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def cpu_percent(self, interval: float | None) -> float: ...
+
+    def memory_info(self) -> _Memory: ...
+
+    def status(self) -> str: ...
+
+    def children(self, recursive: bool = False) -> list[_Process]: ...
+
+    def oneshot(self) -> AbstractContextManager[None]: ...
+
+
 class HostSampler:
     name = SOURCE_NAME
 
@@ -103,8 +126,8 @@ class HostSampler:
         if self._cpu_ticks is None:
             psutil.cpu_percent(None)  # start the system-wide interval
         self._cpu_started_at: float | None = time.monotonic()
-        self._roots: dict[int, Any] = {}  # psutil.Process objects
-        self._tree: dict[int, Any] = {}
+        self._roots: dict[int, _Process] = {}
+        self._tree: dict[int, _Process] = {}
         self._tree_read_at = -SLOW_TREE_REFRESH_S
         self._children_files: bool | None = None  # does this kernel list children per task?
 
@@ -171,7 +194,7 @@ class HostSampler:
             self._refresh_tree()
         return tuple(self._tree)
 
-    def _descendants(self, root: Any) -> list[int] | None:
+    def _descendants(self, root: _Process) -> list[int] | None:
         """Descendant pids from the kernel's per-task children lists; None if it has none."""
         if self._children_files is False:
             return None
@@ -202,7 +225,7 @@ class HostSampler:
 
     def _refresh_tree(self) -> None:
         psutil = self._psutil
-        alive: dict[int, Any] = {}
+        alive: dict[int, _Process] = {}
         for pid, root in list(self._roots.items()):
             try:
                 # No is_running() here (it builds a second Process, ~50 µs): a root that has
