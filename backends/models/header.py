@@ -8,7 +8,6 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
 from gguf import GGMLQuantizationType, GGUFValueType
@@ -61,6 +60,10 @@ class GGUFHeader:
     file_size: int
 
 
+# One metadata value as read: a scalar, a short numeric array, or a long one left unread.
+MetaValue = str | int | float | bool | tuple[int | float | bool, ...] | ArrayInfo
+
+
 class _Cursor:
     def __init__(self, buffer: mmap.mmap | bytes, size: int) -> None:
         self.buffer = buffer
@@ -102,7 +105,7 @@ class _Cursor:
             raise HeaderTruncated(f"truncated: the header ends early at byte {size}")
         self.pos = pos
 
-    def value(self, value_type: int) -> Any:
+    def value(self, value_type: int) -> MetaValue:
         if value_type == GGUFValueType.STRING:
             return self.string()
         if value_type == GGUFValueType.ARRAY:
@@ -114,11 +117,11 @@ class _Cursor:
             raise HeaderError(f"unknown metadata value type {value_type}")
         width = struct.calcsize(fmt)
         self.need(width)
-        value = struct.unpack_from(fmt, self.buffer, self.pos)[0]
+        value: int | float | bool = struct.unpack_from(fmt, self.buffer, self.pos)[0]
         self.pos += width
         return value
 
-    def array(self, item_type: int, count: int) -> Any:
+    def array(self, item_type: int, count: int) -> MetaValue:
         if item_type == GGUFValueType.STRING:
             self.skip_strings(count)
             return ArrayInfo(item_type, count)

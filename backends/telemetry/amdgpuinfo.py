@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
 
-from backends.telemetry.model import DeviceSample, DeviceSource
+from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "pyamdgpuinfo"
 
 # DeviceSample field -> (GPUInfo method, conversion).
-_QUERIES: dict[str, tuple[str, Any]] = {
+_QUERIES: dict[str, tuple[str, Callable[[float], float]]] = {
     "vram_used_bytes": ("query_vram_usage", int),
     "gtt_used_bytes": ("query_gtt_usage", int),
     "sclk_mhz": ("query_sclk", lambda hz: hz / 1_000_000.0),
@@ -76,7 +75,7 @@ class PyAmdgpuinfoSource(DeviceSource):
     def __init__(self) -> None:
         dev_root = "/"  # libdrm always opens the real /dev/dri
         self.unavailable_reason: str | None = None
-        self.gpus: list[Any] = []
+        self.gpus: list[object] = []  # pyamdgpuinfo's GPUInfo objects, queried by method name
         self._pci: list[str] = []
         self._names: list[str] = []
         try:
@@ -119,7 +118,7 @@ class PyAmdgpuinfoSource(DeviceSource):
         samples = []
         for gpu, pci, name in zip(self.gpus, self._pci, self._names):
             fields = _QUERIES.keys() if wanted is None else wanted.get(pci, _QUERIES.keys())
-            values: dict[str, Any] = {}
+            values: dict[str, float | int | tuple[str, ...] | None] = {}
             missing = dict(_NOT_PROVIDED)
             for field_name in fields:
                 if field_name not in _QUERIES:
@@ -132,8 +131,8 @@ class PyAmdgpuinfoSource(DeviceSource):
             memory = getattr(gpu, "memory_info", None) or {}
             if memory.get("vram_size"):
                 values["vram_total_bytes"] = int(memory["vram_size"])
-            samples.append(DeviceSample(at=at, pci_address=pci, name=name, source=SOURCE_NAME,
-                                        missing=missing, **values))
+            samples.append(device_sample(at=at, pci_address=pci, name=name, source=SOURCE_NAME,
+                                         values=values, missing=missing))
         return samples
 
     def close(self) -> None:
