@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.journal.sweep import BenchResult, PointFailed, SweepStarted
+from backends.json_types import table_of
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.journal.journal import RunEvent
     from backends.models import ModelInfo
     from backends.server import ServedBuild, ServeEvent
+    from profiles.importers import ImportedRun
     from profiles.verdict import VerdictSettings
 from backends.sweep.conditions import conditions
 from backends.sweep.outcomes import point_failures
@@ -316,13 +318,14 @@ def profile_from_serve_duel(events: Iterable[ServeEvent], *, name: str, builds: 
     verdicts = serving_verdicts(duel)
     records = tuple(BuildRecord(name=n, backend=str(getattr(info.get(n), "backend", "") or ""),
                                 path=str(getattr(info.get(n), "folder", "") or "") or None)
-                    for n in duel.get("contenders", {}))
+                    for n in table_of(duel.get("contenders")))
     return Profile(name=name, created=now_iso(), host=host or host_fingerprint(), model=facts,
                    builds=records, serving=duel, serving_verdicts=verdicts,
                    serving_disagreement=disagreement(duel, verdicts))
 
 
-def profile_from_import(run: Any, *, name: str, host: HostFingerprint | None = None, settings: Any = None) -> Profile:
+def profile_from_import(run: ImportedRun, *, name: str, host: HostFingerprint | None = None,
+                        settings: VerdictSettings | None = None) -> Profile:
     """A Profile from ``profiles.importers.ImportedRun`` (published or old llama-bench output)."""
     records = run.records()
     builds = tuple(BuildRecord(name=b.name, backend=b.backend, build_number=b.build_number,

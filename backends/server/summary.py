@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from backends.journal.serve import (
     BenchGap,
@@ -17,28 +16,31 @@ from backends.journal.serve import (
     LevelSummary,
     ServeEvent,
 )
+from backends.json_types import JsonObject, JsonValue, table_of
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> JsonValue:
     """Drop None values at every depth; tuples become lists."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value if v is not None]
-    return value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"not plain data: {type(value).__name__}")
 
 
-def level_entry(summary: LevelSummary) -> dict[str, Any]:
+def level_entry(summary: LevelSummary) -> JsonObject:
     entry = dataclasses.asdict(summary)
     entry.pop("contender")
     level = entry.pop("level")
     entry.update(concurrency=level["concurrency"], n_prompt=level["n_prompt"],
                  n_gen=level["n_gen"], depth=level["depth"], key=summary.level.key,
                  ctx_size=level["ctx_size"], slots=level["slots"], cache_type=level["cache_type"])
-    return dict(_plain(entry))
+    return dict(table_of(_plain(entry)))
 
 
-def duel_summary(events: Iterable[ServeEvent]) -> dict[str, Any]:
+def duel_summary(events: Iterable[ServeEvent]) -> JsonObject:
     """``{"kind": "server-duel", "model", "settings", "contenders": {name: {"levels": [...],
     "gaps": [...]}}, "failures": [...]}`` from a duel's events (a journal's too)."""
     started: DuelStarted | None = None
@@ -50,19 +52,18 @@ def duel_summary(events: Iterable[ServeEvent]) -> dict[str, Any]:
             started = event
         elif isinstance(event, DuelFinished):
             summaries, gaps, failures = list(event.summaries), list(event.gaps), event.failures
-    out: dict[str, Any] = {"kind": "server-duel"}
+    out: JsonObject = {"kind": "server-duel"}
     names: list[str] = list(started.contenders) if started else []
     if started is not None:
         out.update(model=started.model, settings=_plain(started.settings))
-    contenders: dict[str, dict[str, Any]] = {name: {"levels": [], "gaps": []} for name in names}
+    # Each contender's levels and gaps, in the order they first appear.
+    contenders: dict[str, tuple[list[JsonValue], list[JsonValue]]] = {name: ([], []) for name in names}
     for summary in summaries:
-        contenders.setdefault(summary.contender, {"levels": [], "gaps": []})
-        contenders[summary.contender]["levels"].append(level_entry(summary))
+        contenders.setdefault(summary.contender, ([], []))[0].append(level_entry(summary))
     for gap in gaps:
-        contenders.setdefault(gap.contender, {"levels": [], "gaps": []})
-        entry = _plain(dataclasses.asdict(gap))
+        entry = dict(table_of(_plain(dataclasses.asdict(gap))))
         entry.pop("contender", None)
-        contenders[gap.contender]["gaps"].append(entry)
-    out["contenders"] = contenders
+        contenders.setdefault(gap.contender, ([], []))[1].append(entry)
+    out["contenders"] = {name: {"levels": levels, "gaps": found} for name, (levels, found) in contenders.items()}
     out["failures"] = list(failures)
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -132,7 +132,7 @@ class ProfilesScreen(AppScreen):
 
     @on(DataTable.RowSelected, "#profiles-table")
     @on(cmd.OpenProfile)
-    def _open(self, event: Any = None) -> None:
+    def _open(self, event: DataTable.RowSelected | cmd.OpenProfile | None = None) -> None:
         if isinstance(event, cmd.OpenProfile):
             event.stop()
         name = self._selected()
