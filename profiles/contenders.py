@@ -18,9 +18,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 from backends.journal.sweep import BenchResult, TestPoint
+from backends.json_types import JsonValue
 from profiles.outcome import Contender, Setting
 from profiles.records import ModelFacts, ProfileResult
 
@@ -69,7 +69,7 @@ class Measure:
     n: int | None  # repetitions the data states (samples, -r, progress lines); None: unknown
     n_min: int  # the fewest repetitions the data allows (2 where a spread is printed)
     resolution: float  # smallest spread the source can print (0 when exact)
-    telemetry: tuple[Mapping[str, Any], ...] = ()
+    telemetry: tuple[Mapping[str, JsonValue], ...] = ()
     known: tuple[tuple[str, Setting], ...] = ()  # the llama-bench settings the point ran with
 
     @property
@@ -88,12 +88,12 @@ def is_moe_model_type(model_type: str) -> bool:
     return any(word in text for word in _MOE_WORDS) or bool(_MOE_SIZE.search(model_type))
 
 
-def model_key(raw: Mapping[str, Any]) -> str:
+def model_key(raw: Mapping[str, JsonValue]) -> str:
     filename = str(raw.get("model_filename") or "").replace("\\", "/").rsplit("/", 1)[-1]
     return filename or str(raw.get("model_type") or "model")
 
 
-def backend_family(raw: Mapping[str, Any], fallback: str) -> str:
+def backend_family(raw: Mapping[str, JsonValue], fallback: str) -> str:
     """The backend a contender runs on: its device when named (``ROCm0``), else the build's."""
     devices = str(raw.get("devices") or "")
     if devices and devices.lower() not in ("auto", "none", "-"):
@@ -113,7 +113,7 @@ def value_text(key: str, value: object) -> str:
     return str(value)
 
 
-def _settings(raw: Mapping[str, Any]) -> dict[str, str]:
+def _settings(raw: Mapping[str, JsonValue]) -> dict[str, str]:
     out = {k: value_text(k, raw[k]) for k in SETTING_KEYS
            if k in raw and isinstance(raw[k], (int, float, str, bool))}
     extra = raw.get(EXTRA_KEY)
@@ -166,7 +166,7 @@ def contender_label(build: str, keys: Sequence[str], settings: Mapping[str, str]
     return " ".join(parts)
 
 
-def _workload(raw: Mapping[str, Any], model: str, facts: ModelFacts | None) -> str:
+def _workload(raw: Mapping[str, JsonValue], model: str, facts: ModelFacts | None) -> str:
     ngl = _int(raw.get("n_gpu_layers"))
     ncmoe = _int(raw.get("n_cpu_moe")) or 0
     layers = facts.layers if facts is not None else None
@@ -198,7 +198,7 @@ def _usable(result: BenchResult) -> bool:
 @dataclass
 class _Pool:
     results: list[BenchResult] = field(default_factory=list)
-    telemetry: list[Mapping[str, Any]] = field(default_factory=list)
+    telemetry: list[Mapping[str, JsonValue]] = field(default_factory=list)
 
 
 def _measure(label: str, model: str, point: TestPoint, workload: str, pool: _Pool) -> Measure:
@@ -223,6 +223,16 @@ def _measure(label: str, model: str, point: TestPoint, workload: str, pool: _Poo
                    telemetry=tuple(pool.telemetry), known=_known(first.raw))
 
 
+@dataclass
+class _Info:
+    """A contender as its rows name it, and how often each set of settings ran."""
+
+    build: str
+    settings: dict[str, str]
+    backend: str
+    known: Counter[tuple[tuple[str, Setting], ...]] = field(default_factory=Counter)
+
+
 @dataclass(frozen=True)
 class Field:
     contenders: tuple[Contender, ...]
@@ -241,7 +251,7 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
         rows.append((entry, model_key(raw), _settings(raw)))
     keys = split_keys([(e.build, m, e.result.point, s) for e, m, s in rows])
     pools: dict[tuple[str, str, TestPoint, str], _Pool] = defaultdict(_Pool)
-    info: dict[str, dict[str, Any]] = {}
+    info: dict[str, _Info] = {}
     for entry, model, settings in rows:
         build_keys = keys.get(entry.build, ())
         label = contender_label(entry.build, build_keys, settings)
@@ -253,13 +263,12 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
         slot = info.get(label)
         if slot is None:
             stated = {k: settings.get(k, default_value(k)) for k in build_keys}
-            slot = info[label] = {"build": entry.build, "settings": stated,
-                                  "backend": backend_family(entry.result.raw, entry.build), "known": Counter()}
-        slot["known"][_known(entry.result.raw)] += 1
+            slot = info[label] = _Info(entry.build, stated, backend_family(entry.result.raw, entry.build))
+        slot.known[_known(entry.result.raw)] += 1
     measures = tuple(_measure(label, model, point, workload, pool)
                      for (label, model, point, workload), pool in pools.items())
-    contenders = tuple(Contender(label=label, build=d["build"], backend=d["backend"], settings=d["settings"],
-                                 known_settings=_most_common(d["known"])) for label, d in info.items())
+    contenders = tuple(Contender(label=label, build=d.build, backend=d.backend, settings=d.settings,
+                                 known_settings=_most_common(d.known)) for label, d in info.items())
     by_build: dict[str, list[str]] = defaultdict(list)
     for c in contenders:
         by_build[c.build].append(c.label)
@@ -267,8 +276,8 @@ def build_field(results: Iterable[ProfileResult], facts: ModelFacts | None) -> F
                  contender_of_build={b: tuple(ls) for b, ls in by_build.items()})
 
 
-def _known(raw: Mapping[str, Any]) -> tuple[tuple[str, Setting], ...]:
-    return tuple((k, raw[k]) for k in SETTING_KEYS if k in raw and isinstance(raw[k], (int, float, str, bool)))
+def _known(raw: Mapping[str, JsonValue]) -> tuple[tuple[str, Setting], ...]:
+    return tuple((k, v) for k in SETTING_KEYS if isinstance(v := raw.get(k), (int, float, str, bool)))
 
 
 def settings_of(measures: Iterable[Measure]) -> dict[str, Setting]:

@@ -15,8 +15,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from backends.json_types import JsonValue
 from backends.text import printable, shell_join
 from profiles.format import render_table
 from profiles.model import Profile
@@ -26,6 +26,7 @@ from profiles.outcome import (
     ClassVerdict,
     Energy,
     Recommendation,
+    Setting,
     class_label,
 )
 from profiles.serving import ServingVerdict, serving_rows
@@ -171,7 +172,7 @@ def to_csv(rec: Recommendation) -> str:
     return buffer.getvalue()
 
 
-def _json_ready(value: Any) -> Any:
+def _json_ready(value: JsonValue) -> JsonValue:
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
     if isinstance(value, dict):
@@ -240,7 +241,7 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     record = profile.build(info.build if info else chosen)
     if record is None:
         raise ValueError(f"no build named {chosen!r} in the profile")
-    settings: Mapping[str, Any] = dict(info.known_settings) if info else {}
+    settings: Mapping[str, Setting] = dict(info.known_settings) if info else {}
     for phase in ("tg", "pp", "pg"):
         v = next((v for v in verdicts if v.phase == phase), None)
         label = info.label if info else chosen
@@ -276,7 +277,7 @@ def launch_command(profile: Profile, workload: str, *, model_path: str | None = 
     return LaunchCommand(build=info.label if info else chosen, workload=workload, argv=tuple(argv), caveats=caveats)
 
 
-def _device_args(settings: Mapping[str, Any], rpc: Sequence[str]) -> list[str]:
+def _device_args(settings: Mapping[str, Setting], rpc: Sequence[str]) -> list[str]:
     """llama-server's spelling of the devices and split a contender ran with (llama-bench
     separates devices and the tensor split with '/', llama-server with ',')."""
     argv: list[str] = ["--rpc", ",".join(rpc)] if rpc else []
@@ -289,8 +290,9 @@ def _device_args(settings: Mapping[str, Any], rpc: Sequence[str]) -> list[str]:
     split = str(settings.get("tensor_split") or "")
     if split and any(float(x or 0) for x in split.split("/") if _is_number(x)):
         argv += ["-ts", ",".join(x.rstrip("0").rstrip(".") or "0" for x in split.split("/"))]
-    if isinstance(settings.get("main_gpu"), int) and settings["main_gpu"] > 0:
-        argv += ["-mg", str(settings["main_gpu"])]
+    main_gpu = settings.get("main_gpu")
+    if isinstance(main_gpu, int) and main_gpu > 0:
+        argv += ["-mg", str(main_gpu)]
     return argv
 
 

@@ -254,7 +254,7 @@ def _build_records(names: Sequence[str], results: Sequence[ProfileResult], build
     return tuple(out)
 
 
-def _fallback_of(info: BuildInfo | None, contender: Mapping[str, Any]) -> str | None:
+def _fallback_of(info: BuildInfo | None, contender: Mapping[str, object]) -> str | None:
     """The GPU backends a contender was built for and found no device for, if any."""
     found = contender.get("cpu_fallback") or (info.cpu_fallback if info is not None else None)
     return str(found) if found else None
@@ -263,7 +263,8 @@ def _fallback_of(info: BuildInfo | None, contender: Mapping[str, Any]) -> str | 
 def profile_from_journal(events: Iterable[RunEvent], *, name: str, model_info: ModelInfo | None = None,
                          builds: Iterable[BuildInfo] | None = None, host: HostFingerprint | None = None,
                          correctness: Correctness | None = None,
-                         races: Iterable[Mapping[str, Any]] = (), settings: VerdictSettings | None = None) -> Profile:
+                         races: Iterable[Mapping[str, object]] = (),
+                         settings: VerdictSettings | None = None) -> Profile:
     """Build a Profile (with its recommendation) from a run journal's events.
 
     ``builds`` may be backends.builds.BuildInfo objects for richer build records; otherwise

@@ -153,7 +153,7 @@ def started_fallbacks(started: SweepStarted | None) -> dict[str, str]:
             if isinstance(data, Mapping) and data.get("cpu_fallback")}
 
 
-def _telemetry_of(result: PointResult) -> dict[str, Any] | None:
+def _telemetry_of(result: PointResult) -> dict[str, object] | None:
     if result.telemetry is None:
         return None
     return {**result.telemetry, "throttled": result.throttled or bool(result.telemetry.get("throttled"))}

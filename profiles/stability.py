@@ -119,18 +119,20 @@ def energy(contender: str, measures: Sequence[Measure]) -> Energy:
             power = t.get("mean_power_w")
             if t.get("energy_method"):
                 measured.append(t)
-                if isinstance(t.get("tokens_per_joule"), (int, float)):
-                    per_joule.append(float(t["tokens_per_joule"]))
-                    if isinstance(t.get("tokens_per_joule_sd"), (int, float)):
-                        spreads.append(float(t["tokens_per_joule_sd"]))
+                per_j, spread = t.get("tokens_per_joule"), t.get("tokens_per_joule_sd")
+                if isinstance(per_j, (int, float)):
+                    per_joule.append(float(per_j))
+                    if isinstance(spread, (int, float)):
+                        spreads.append(float(spread))
             elif isinstance(power, (int, float)) and power > 0 and math.isfinite(m.mean):
                 per_joule.append(m.mean / float(power))
             peak = t.get("peak_process_vram_bytes") or t.get("peak_vram_bytes")
             if isinstance(peak, (int, float)) and peak > 0:
                 peaks.append(int(peak))
-            if isinstance(t.get("throttled"), bool):
-                throttled.append(bool(t["throttled"]))
-    idle = [t["idle_power_w"] for t in measured if isinstance(t.get("idle_power_w"), (int, float))]
+            hot = t.get("throttled")
+            if isinstance(hot, bool):
+                throttled.append(hot)
+    idle = [v for t in measured if isinstance(v := t.get("idle_power_w"), (int, float))]
     return Energy(contender=contender,
                   tokens_per_joule=stats.median(per_joule) if per_joule else None,
                   peak_vram_bytes=max(peaks) if peaks else None,

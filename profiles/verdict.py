@@ -18,7 +18,7 @@ import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from backends import stats
 from backends.journal.sweep import BenchResult, PointFailed
@@ -55,6 +55,9 @@ from profiles.settings_pairs import LikePair, like_pairs
 from profiles.stability import PlacedFailure, failure_lines, place
 from profiles.stability import build_stability as stability_of
 from profiles.verdict_text import choose_lines, class_verdict, summary_lines
+
+if TYPE_CHECKING:
+    from backends.models import ModelInfo
 
 __all__ = [
     "CLASS_LABELS",
@@ -349,7 +352,7 @@ def _result_counts(field: Field) -> dict[str, int]:
 
 def recommend(results_by_build: Mapping[str, Sequence[BenchResult]],
               failures_by_build: Mapping[str, Sequence[PointFailed | FailureRecord]] | None = None,
-              *, model_info: ModelFacts | Any = None,
+              *, model_info: ModelFacts | ModelInfo | None = None,
               correctness: Correctness | None = None,
               settings: VerdictSettings = VerdictSettings()) -> Recommendation:
     """``recommend_run`` on records made from per-build results (no telemetry)."""

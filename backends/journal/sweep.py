@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backends.json_types import JsonValue, items_of
+
 
 @dataclass(frozen=True)
 class TestPoint:
@@ -70,13 +72,13 @@ class BenchResult:
     warmup_ts: tuple[float, ...] = ()
 
     @classmethod
-    def from_llama_bench(cls, record: Mapping[str, Any]) -> BenchResult:
+    def from_llama_bench(cls, record: Mapping[str, JsonValue]) -> BenchResult:
         """From one llama-bench JSON record (``-o jsonl`` line or ``-o json`` item), as
         written: a number llama-bench could not give is NaN (``backends.sweep.records``
         checks a live result before the runner accepts it)."""
         point = TestPoint(n_prompt=_whole(record.get("n_prompt")), n_gen=_whole(record.get("n_gen")),
                           depth=_whole(record.get("n_depth")))
-        samples = tuple(s for s in (_finite(v) for v in record.get("samples_ts") or ())
+        samples = tuple(s for s in (_finite(v) for v in items_of(record.get("samples_ts")))
                         if not math.isnan(s))
         return cls(point=point, avg_ts=_finite(record.get("avg_ts")),
                    stddev_ts=_finite(record.get("stddev_ts")), samples_ts=samples,
@@ -238,8 +240,10 @@ class TelemetryRecorded:
     at: float = 0.0
 
 
-def _finite(value: Any) -> float:
+def _finite(value: object) -> float:
     """llama-bench writes failed numbers as null or NaN; keep them as NaN, never crash."""
+    if not isinstance(value, (int, float, str)):
+        return math.nan
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -247,7 +251,9 @@ def _finite(value: Any) -> float:
     return number if math.isfinite(number) else math.nan
 
 
-def _whole(value: Any) -> int:
+def _whole(value: object) -> int:
+    if not isinstance(value, (int, float, str)):
+        return 0
     try:
         return int(value or 0)
     except (TypeError, ValueError, OverflowError):

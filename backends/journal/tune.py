@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from backends.journal.sweep import BenchResult, TestPoint
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 Phase = Literal["search", "defaults"]  # the halving, or the defaults at the middle depth
 FREE_SETTINGS = {"ub": "ubatch (-ub, with -b = max(-b, -ub))", "fa": "flash attention (-fa)",
@@ -207,7 +210,7 @@ DURABLE_TUNE_TYPES: tuple[type, ...] = (TuneStarted, TuneGrid, ProbeMeasured, Pr
                                         ProbeFinished, TuneChosen, TuneFinished)
 
 
-def tune_from_history(history: Sequence[Any]) -> TuneSpec | None:
+def tune_from_history(history: Sequence[RunEvent]) -> TuneSpec | None:
     """The tune options of an interrupted run that was tuned (from its TuneStarted)."""
     start = next((e for e in history if isinstance(e, TuneStarted)), None)
     return None if start is None else TuneSpec(budget_s=start.budget_s, free=start.free)

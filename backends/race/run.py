@@ -52,6 +52,7 @@ from backends.race.spec import (
     HELP_TIMEOUT_S,
     STDERR_TAIL_LINES,
     RaceBuild,
+    RaceBuildLike,
     RaceError,
     as_race_build,
     completion_argv,
@@ -272,7 +273,7 @@ def _race_specs(names: Sequence[str], model: Path, spec: RaceSpec, timeout: floa
     return specs
 
 
-async def run_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, *,
+async def run_race(builds: Sequence[RaceBuildLike], model: Path | str, spec: RaceSpec, *,
                    sequential: bool = True, timeout: float = DEFAULT_TIMEOUT_S,
                    attempts: int = DEFAULT_ATTEMPTS,
                    overrides: Mapping[str, Mapping[str, Any]] | None = None,
@@ -347,7 +348,8 @@ async def _stop(producer: asyncio.Task[None], running: set[ToolProcess]) -> None
             await process.kill()
 
 
-async def collect_race(builds: Sequence[Any], model: Path | str, spec: RaceSpec, **options: Any) -> list[RaceEvent]:
+async def collect_race(builds: Sequence[RaceBuildLike], model: Path | str, spec: RaceSpec,
+                       **options: Any) -> list[RaceEvent]:
     """Every event of a race, in order (for scripts and tests)."""
     events: list[RaceEvent] = []
     async with contextlib.aclosing(run_race(builds, model, spec, **options)) as stream:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from backends.journal.race import RaceSpec
 from backends.tool import run_tool
@@ -62,7 +62,21 @@ class RaceBuild:
     completion: Path | None = None  # the tool, when already known
 
 
-def as_race_build(build: Any) -> RaceBuild:
+class BuildShaped(Protocol):
+    """What a race needs of a probed build (``backends.builds.BuildInfo`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def folder(self) -> Path: ...
+
+
+# A build to race: a RaceBuild, a ``(name, folder)`` pair or anything BuildInfo-shaped.
+RaceBuildLike = RaceBuild | tuple[str, str | Path] | BuildShaped
+
+
+def as_race_build(build: RaceBuildLike) -> RaceBuild:
     """Accept a RaceBuild, a ``(name, folder)`` pair or anything BuildInfo-shaped."""
     if isinstance(build, RaceBuild):
         return build

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from backends.journal.race import BuildFailed, BuildFinished, Divergence, RaceEvent, RaceFinished, RaceStarted
 from backends.text import printable as text_printable
@@ -20,7 +19,7 @@ def _rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def race_summary(events: Iterable[RaceEvent], builds: Iterable[Any] = ()) -> dict[str, object]:
+def race_summary(events: Iterable[RaceEvent], builds: Iterable[object] = ()) -> dict[str, object]:
     """A race as plain data for a profile (TOML-friendly: no None values, string keys).
 
     ``builds`` (BuildInfo objects) add each build's backend and version to its entry.

@@ -15,7 +15,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -26,6 +26,9 @@ from backends.server.launch import StartFailure, launch
 from backends.soak import probes
 from backends.soak.build import BuildSoak, Clock, Put, contender
 from backends.soak.spec import SoakError, SoakSpec
+
+if TYPE_CHECKING:
+    from backends.journal.journal import Journal
 
 
 def choose_reference(builds: Sequence[SoakBuild], name: str | None) -> SoakBuild:
@@ -98,7 +101,7 @@ async def take_references(build: SoakBuild, model: str, spec: SoakSpec,
     return refs
 
 
-def _open_journal(model: str, journal_path: str | Path | None) -> Any:
+def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
     from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
 
     if journal_path is None:
@@ -149,7 +152,7 @@ async def resume_soak(run: str | Path) -> AsyncGenerator[SoakEvent, None]:
         yield event
 
 
-async def _soak(journal: Any, started: SoakStarted, spec: SoakSpec,
+async def _soak(journal: Journal, started: SoakStarted, spec: SoakSpec,
                 refs: dict[int, ProbeReference]) -> AsyncGenerator[SoakEvent, None]:
     queue: asyncio.Queue[SoakEvent | None] = asyncio.Queue()
     clock = Clock(started.at_s)

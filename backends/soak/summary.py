@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from backends.journal import codec
 from backends.journal.soak import (
@@ -25,6 +25,11 @@ from backends.journal.soak import (
     SoakWrongAnswer,
 )
 from backends.soak.spec import HOUR_S, SoakSpec, duration_words
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
+
+T = TypeVar("T")
 
 KEPT = 5  # reasons and wrong answers kept per build
 
@@ -102,7 +107,7 @@ class SoakSummary:
         return dict(codec.to_builtins(self))
 
     @classmethod
-    def from_json(cls, data: Any) -> SoakSummary:
+    def from_json(cls, data: object) -> SoakSummary:
         return codec.from_builtins(data, cls)
 
 
@@ -136,12 +141,12 @@ class _Fold:
                 self.growth[key] = max(self.growth.get(key, value - first), value - first)
 
 
-def _keep(items: list[Any], item: Any) -> None:
+def _keep(items: list[T], item: T) -> None:
     if len(items) < KEPT and item not in items:
         items.append(item)
 
 
-def _take(fold: _Fold, event: Any) -> None:
+def _take(fold: _Fold, event: RunEvent) -> None:
     if isinstance(event, SoakWindow):
         fold.window(event)
     elif isinstance(event, SoakServerUp):
@@ -193,7 +198,7 @@ def _build_summary(name: str, fold: _Fold, soaked_s: float) -> BuildSoakSummary:
         first_tps=first, last_tps=last, hours=hours)
 
 
-def summarize(events: Iterable[Any]) -> SoakSummary | None:
+def summarize(events: Iterable[RunEvent]) -> SoakSummary | None:
     """The soak's figures from its events (a journal read back); None if it holds no soak."""
     started: SoakStarted | None = None
     folds: dict[str, _Fold] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from backends.journal.sweep import PointFailed
 from backends.remote.ssh import CONNECTION_LOST
@@ -14,6 +14,7 @@ from backends.sweep.argv import BenchBuild
 from backends.tool import LOCAL, Launcher
 
 T = TypeVar("T")
+C = TypeVar("C", bound=BenchBuild)  # a contender: where it runs is its host
 
 
 def launcher_for(contender: BenchBuild) -> Launcher:
@@ -25,10 +26,10 @@ def launcher_for(contender: BenchBuild) -> Launcher:
     return SshLauncher(ssh_host(contender.host))
 
 
-def by_machine(turns: Iterable[tuple[Any, T]]) -> list[list[tuple[Any, T]]]:
+def by_machine(turns: Iterable[tuple[C, T]]) -> list[list[tuple[C, T]]]:
     """The turns of a round split per host, each host's in their order: hosts share no GPU,
     so each takes its own turns while the others take theirs."""
-    lanes: dict[str | None, list[tuple[Any, T]]] = {}
+    lanes: dict[str | None, list[tuple[C, T]]] = {}
     for contender, work in turns:
         lanes.setdefault(contender.host, []).append((contender, work))
     return list(lanes.values())

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from backends.telemetry.host import HostSampler
 from backends.telemetry.model import (
@@ -21,6 +21,10 @@ from backends.telemetry.model import (
     TelemetrySnapshot,
 )
 from backends.telemetry.sysfs_read import PCI_ADDRESS, normalize_pci
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.telemetry.energy import EnergySource
 
 # On an AMD machine: the driver's sysfs files first (cheap, complete on an MI50), then
 # libdrm, then AMD SMI and rocm-smi, which are asked only for what is still missing.
@@ -120,7 +124,7 @@ def match_backend_names(devices: Sequence[DeviceSample],
     return {pci: tuple(names) for pci, names in result.items()}
 
 
-def device_names_from_builds(builds: Iterable[Any]) -> dict[str, str]:
+def device_names_from_builds(builds: Iterable[BuildInfo]) -> dict[str, str]:
     """llama.cpp device name -> description, from probed builds (objects with ``.devices``
     whose items have ``.name`` and ``.description``)."""
     names: dict[str, str] = {}
@@ -178,7 +182,7 @@ class Telemetry:
         """(source name, why) for every source asked for that cannot work here."""
         return list(self._unavailable)
 
-    def energy_sources(self) -> list[Any]:
+    def energy_sources(self) -> list[EnergySource]:
         """Each card's energy counter and power (``backends.telemetry.energy``)."""
         from backends.telemetry.energy import sources_of
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from backends.journal import codec
+
+N = TypeVar("N", int, float)
 
 # Fields of DeviceSample that hold measurements (everything but identity and bookkeeping).
 DEVICE_MEASUREMENTS = (
@@ -157,7 +159,7 @@ class TelemetrySummary:
         return codec.from_builtins(data, cls)
 
 
-def _max(values: Iterable[float | int | None]) -> Any:
+def _max(values: Iterable[N | None]) -> N | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from types import ModuleType
+from typing import Any, TypeVar
 
-from backends.telemetry.model import DeviceSample, DeviceSource
+from backends.telemetry.model import DeviceSample, DeviceSource, device_sample
 from backends.telemetry.sysfs_read import normalize_pci
 
 SOURCE_NAME = "nvml"
@@ -43,7 +44,10 @@ def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _init_failure_reason(pynvml: Any, error: Exception) -> str:
+R = TypeVar("R")
+
+
+def _init_failure_reason(pynvml: ModuleType, error: Exception) -> str:
     def is_(name: str) -> bool:
         cls = getattr(pynvml, name, None)
         return isinstance(cls, type) and isinstance(error, cls)
@@ -58,7 +62,7 @@ def _init_failure_reason(pynvml: Any, error: Exception) -> str:
 
 
 class _Device:
-    def __init__(self, pynvml: Any, index: int) -> None:
+    def __init__(self, pynvml: ModuleType, index: int) -> None:
         self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         name = pynvml.nvmlDeviceGetName(self.handle)
         self.name = name.decode() if isinstance(name, bytes) else str(name)
@@ -108,7 +112,7 @@ class NvmlSource(DeviceSource):
                wanted: Mapping[str, Collection[str]] | None = None) -> list[DeviceSample]:
         return [self._sample_device(device, pids, at) for device in self.devices]
 
-    def _call(self, missing: dict[str, str], fields: tuple[str, ...], fn: Any, *args: Any) -> Any:
+    def _call(self, missing: dict[str, str], fields: tuple[str, ...], fn: Callable[..., R], *args: object) -> R | None:
         try:
             return fn(*args)
         except Exception as error:
@@ -123,7 +127,7 @@ class NvmlSource(DeviceSource):
             "gtt_used_bytes": "GTT is an AMD notion",
             "junction_c": "NVML does not report a hotspot temperature",
         }
-        values: dict[str, Any] = {}
+        values: dict[str, float | int | tuple[str, ...] | None] = {}
 
         memory = self._call(missing, ("vram_used_bytes", "vram_total_bytes"),
                             nv.nvmlDeviceGetMemoryInfo, handle)
@@ -164,8 +168,8 @@ class NvmlSource(DeviceSource):
         for key, value in values.items():
             if value is not None:
                 missing.pop(key, None)
-        return DeviceSample(at=at, pci_address=device.pci_address, name=device.name,
-                            source=SOURCE_NAME, missing=missing, **values)
+        return device_sample(at=at, pci_address=device.pci_address, name=device.name,
+                             source=SOURCE_NAME, values=values, missing=missing)
 
     def _memory_temperature(self, device: _Device, missing: dict[str, str]) -> float | None:
         nv = self._nvml
@@ -201,7 +205,7 @@ class NvmlSource(DeviceSource):
             missing["power_cap_w"] = device.power_limit_reason or "power limit unknown"
         return device.power_limit_w
 
-    def _process_memory(self, handle: Any, pids: Sequence[int], missing: dict[str, str]) -> int | None:
+    def _process_memory(self, handle: object, pids: Sequence[int], missing: dict[str, str]) -> int | None:
         nv = self._nvml
         wanted = set(pids)
         found: dict[int, int | None] = {}

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.telemetry import Telemetry
 
 SCREENS = ("setup", "run", "results", "profiles", "race")
 
@@ -84,7 +87,7 @@ def run_app(argv: list[str]) -> int:
     return int(app.run() or 0)
 
 
-def _make_telemetry() -> Any:
+def _make_telemetry() -> Telemetry:
     from backends.telemetry import Telemetry
 
     return Telemetry()

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from profiles.format import format_bytes, render_table
 from tui.cli.common import Subparsers
@@ -20,6 +21,7 @@ from tui.cli.common import Subparsers
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
+    from backends.models.fit import FitEstimate
 
 
 def register(subparsers: Subparsers) -> None:
@@ -120,7 +122,7 @@ def _file_cell(model: ModelInfo) -> str:
     return str(model.path.name)
 
 
-def format_models(models: list[ModelInfo], fits: list[Any] | None = None) -> str:
+def format_models(models: list[ModelInfo], fits: Sequence[FitEstimate | None] | None = None) -> str:
     headers = ["FILE", "ARCH", "PARAMS", "QUANT", "SIZE", "LAYERS", "CTX", "KIND"]
     if fits is not None:
         headers.append("FIT")

@@ -19,7 +19,10 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+if TYPE_CHECKING:
+    from backends.correctness import CorrectnessThresholds
 
 from tui.cli import CommandError, exits
 from tui.cli.common import Subparsers
@@ -77,7 +80,16 @@ def _extra_args(arguments: Sequence[str]) -> dict[str, list[str]]:
     return extra
 
 
-def _thresholds(options: argparse.Namespace) -> Any:
+class _Document(TypedDict):
+    """What ``check --json`` prints at the end."""
+
+    reference: str | None
+    model: str
+    builds: list[dict[str, object]]
+    problem: str | None
+
+
+def _thresholds(options: argparse.Namespace) -> CorrectnessThresholds:
     from backends.correctness import CorrectnessThresholds
 
     defaults = CorrectnessThresholds()
@@ -109,8 +121,8 @@ def cmd_check(options: argparse.Namespace) -> int:
                          allow_cpu_fallback=options.allow_cpu_fallback)
     extra = _extra_args(options.args)
 
-    document: dict[str, Any] = {"reference": None, "model": str(options.model), "builds": [],
-                                "problem": None}
+    document: _Document = {"reference": None, "model": str(options.model), "builds": [],
+                           "problem": None}
 
     async def drive() -> int:
         status = exits.NO_COMPARISON  # until the check finishes

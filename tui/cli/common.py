@@ -7,9 +7,9 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
@@ -18,6 +18,7 @@ from tui.cli import CommandError
 
 # What each verb module registers itself on (``register(subparsers)``).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+E = TypeVar("E")
 
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def say(text: str, transient: bool = False) -> None:
     stream.flush()
 
 
-async def cancellable(events: AsyncIterator[Any], handle: Any) -> bool:
+async def cancellable(events: AsyncIterator[E], handle: Callable[[E], object]) -> bool:
     """Feed every event to ``handle``; Ctrl-C, SIGTERM and SIGHUP cancel the run (its
     children are killed by the runner). False when it was cancelled."""
     loop = asyncio.get_running_loop()

@@ -6,10 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
+    from profiles.importers import ImportedRun
     from profiles.model import Profile
+    from profiles.outcome import Recommendation
     from profiles.serving import ServingVerdict
     from profiles.store import ProfileStore
     from tui.cli import CommandError
@@ -115,7 +118,7 @@ def cmd_list(options: argparse.Namespace) -> int:
     return 0
 
 
-def _print_recommendation(rec: Any, title: str | None = None) -> None:
+def _print_recommendation(rec: Recommendation, title: str | None = None) -> None:
     from profiles.exporters import to_text
 
     if title:
@@ -177,7 +180,7 @@ def _print_stability(profile: Profile) -> None:
             print(f"  {line}")
 
 
-def tuning_lines(profile: Any) -> list[str]:
+def tuning_lines(profile: Profile) -> list[str]:
     """The tuned settings per contender, what they were worth, the duel both ways, and every
     other difference between the contenders."""
     from profiles.confounds import confound_line
@@ -266,7 +269,7 @@ def cmd_export(options: argparse.Namespace) -> int:
     return 0
 
 
-def _import_run(files: list[str], one_machine: bool = False) -> Any:
+def _import_run(files: list[str], one_machine: bool = False) -> ImportedRun:
     from profiles.importers import ImportProblem, import_files
 
     for name in files:
@@ -386,7 +389,7 @@ def cmd_recommend(options: argparse.Namespace) -> int:
     return _journal_status(run.journal)
 
 
-def _journal_status(journal: Sequence[Any]) -> int:
+def _journal_status(journal: Sequence[RunEvent]) -> int:
     """A journal's verdict exits as its run did (``tui.cli.exits``): a point whose counted
     result is gone is not measured; other input, 0."""
     from backends.journal.damage import missing_results, without_points

@@ -14,8 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from backends.race import RaceSpec
+    from backends.race.spec import RaceBuildLike
 
 from tui.cli.common import Subparsers
 
@@ -184,7 +189,8 @@ def handle_race(options: argparse.Namespace) -> int:
                                    {n: int(s != "finished") for n, s in statuses.items()})
 
 
-async def _race(builds: list[Any], model: Path, spec: Any, options: argparse.Namespace) -> dict[str, Any]:
+async def _race(builds: Sequence[RaceBuildLike], model: Path, spec: RaceSpec,
+                options: argparse.Namespace) -> dict[str, Any]:
     import contextlib
 
     from backends.race import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backends.builds import BuildInfo
 from backends.models import ModelInfo
@@ -48,7 +48,7 @@ def host_models(builds: Sequence[BuildInfo], model: Path, model_on: Sequence[str
     return chosen, resolved
 
 
-def _identity(model: ModelInfo) -> tuple[Any, ...]:
+def _identity(model: ModelInfo) -> tuple[str | None, int | None, str | None, int]:
     return (model.architecture, model.parameters, model.quant, model.size_bytes)
 
 

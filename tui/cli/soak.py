@@ -19,13 +19,17 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError, exits
-from tui.cli.common import cancellable, say
+from tui.cli.common import Subparsers, cancellable, say
+
+if TYPE_CHECKING:
+    from backends.journal.soak import SoakEvent
+    from backends.soak import SoakBuild, SoakSpec, SoakSummary
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "soak", help="serve builds for hours under mixed load, counting crashes, hangs and wrong answers",
         description="Run each build's llama-server at once under mixed load (growing chats, long "
@@ -67,7 +71,7 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=handle_soak)
 
 
-def _spec(options: argparse.Namespace) -> Any:
+def _spec(options: argparse.Namespace) -> SoakSpec:
     from backends.server import ServerSettings
     from backends.soak import SoakError, SoakSpec, parse_duration
 
@@ -85,7 +89,7 @@ def _spec(options: argparse.Namespace) -> Any:
     return spec
 
 
-def _builds(arguments: list[str], allow_cpu_fallback: bool) -> list[Any]:
+def _builds(arguments: list[str], allow_cpu_fallback: bool) -> list[SoakBuild]:
     from backends.soak import SoakBuild
     from tui.cli.common import load_builds
 
@@ -148,7 +152,7 @@ def _report(journal: str | None, options: argparse.Namespace) -> int:
     return exits.WRONG if any(b.wrong for b in summary.builds) else exits.COMPARED
 
 
-def _save(options: argparse.Namespace, summary: Any) -> None:
+def _save(options: argparse.Namespace, summary: SoakSummary) -> None:
     from profiles.soak import with_soak
     from profiles.store import ProfileError, ProfileStore
 
@@ -167,7 +171,7 @@ class SoakPrinter:
     def __init__(self) -> None:
         self.journal: str | None = None
 
-    def show(self, event: Any) -> None:
+    def show(self, event: SoakEvent) -> None:
         from backends.soak import (
             SoakCrashed,
             SoakFinished,

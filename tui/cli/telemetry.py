@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from tui.cli.common import Subparsers
 
 if TYPE_CHECKING:
-    from backends.telemetry import DeviceSample, HostSample
+    from backends.telemetry import DeviceSample, HostSample, Telemetry
 
 
 GIB = 1024 ** 3
@@ -131,7 +131,7 @@ def run_telemetry(options: argparse.Namespace) -> int:
         telemetry.close()
 
 
-def _print_ticks(telemetry: Any, interval: float, count: int | None, mode: str,
+def _print_ticks(telemetry: Telemetry, interval: float, count: int | None, mode: str,
                  out: TextIO) -> int:
     """Ticks as text lines, JSON lines (``jsonl``), or one document at the end (``json``,
     also after Ctrl-C: what was sampled is never lost)."""

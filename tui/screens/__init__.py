@@ -7,7 +7,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from textual.screen import Screen
 
 HERE = Path(__file__).parent
 SCREENS = {"setup": "tui.screens.setup:SetupScreen", "run": "tui.screens.run:RunScreen",
@@ -19,6 +22,6 @@ CSS_FILES: list[str | PurePath] = [HERE.parent / "app.tcss", *(HERE / f"{name}.t
     "setup", "run", "results", "profiles", "race", "serve", "soak", "help", "dialogs"))]
 
 
-def factory(name: str) -> Callable[[], Any]:
+def factory(name: str) -> Callable[[], Screen[object]]:
     module, _, cls = SCREENS[name].partition(":")
     return lambda: getattr(importlib.import_module(module), cls)()
