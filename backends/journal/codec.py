@@ -82,7 +82,7 @@ class Registry:
             if kind.__name__ in self._kinds:
                 raise ValueError(f"two record types named {kind.__name__}")
             self._kinds[kind.__name__] = kind
-        self._decoders: dict[str, msgspec.json.Decoder[Any]] = {name: msgspec.json.Decoder(kind, dec_hook=_dec_hook)
+        self._decoders: dict[str, msgspec.json.Decoder[object]] = {name: msgspec.json.Decoder(kind, dec_hook=_dec_hook)
                           for name, kind in self._kinds.items()}
 
     @property

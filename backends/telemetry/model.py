@@ -122,7 +122,7 @@ def snapshot_to_json(snapshot: TelemetrySnapshot) -> dict[str, Any]:
     return dict(codec.to_builtins(snapshot))
 
 
-def snapshot_from_json(data: Mapping[str, Any]) -> TelemetrySnapshot:
+def snapshot_from_json(data: Mapping[str, object]) -> TelemetrySnapshot:
     """Inverse of ``snapshot_to_json`` (unknown keys are ignored, for newer journals)."""
     return codec.from_builtins(data, TelemetrySnapshot)
 
@@ -155,7 +155,7 @@ class TelemetrySummary:
         return dict(codec.to_builtins(self))
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TelemetrySummary:
+    def from_json(cls, data: Mapping[str, object]) -> TelemetrySummary:
         return codec.from_builtins(data, cls)
 
 

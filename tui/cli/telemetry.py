@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tui.cli.common import Subparsers
 
@@ -139,7 +139,7 @@ def _print_ticks(telemetry: Telemetry, interval: float, count: int | None, mode:
 
     from backends.telemetry import snapshot_to_json
 
-    collected: list[dict[str, Any]] = []
+    collected: list[dict[str, object]] = []
 
     async def consume() -> None:
         ticks = 0
