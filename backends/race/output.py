@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from backends import procs
 from backends.journal.race import BuildFailed, BuildFinished, Divergence, TimedPiece
@@ -47,15 +46,15 @@ def parse_timings(lines: Iterable[str]) -> ToolTimings:
     Both the newer ``common_perf_print:`` and older ``llama_perf_context_print:`` /
     ``llama_print_timings:`` prefixes carry the same text after the colon.
     """
-    found: dict[str, Any] = {}
+    found = ToolTimings()
     for line in lines:
         if match := _PROMPT_RE.search(line):
-            found.update(prompt_ms=_number(match[1]), n_prompt=int(match[2]), prompt_tps=_number(match[3]))
+            found = replace(found, prompt_ms=_number(match[1]), n_prompt=int(match[2]), prompt_tps=_number(match[3]))
         elif match := _EVAL_RE.search(line):
-            found.update(gen_ms=_number(match[1]), n_gen=int(match[2]), gen_tps=_number(match[3]))
+            found = replace(found, gen_ms=_number(match[1]), n_gen=int(match[2]), gen_tps=_number(match[3]))
         elif match := _LOAD_RE.search(line):
-            found.update(load_ms=_number(match[1]))
-    return ToolTimings(**found)
+            found = replace(found, load_ms=_number(match[1]))
+    return found
 
 
 def _strip_log_prefix(line: str) -> str:
