@@ -71,6 +71,23 @@ class Terminal:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never went away; the screen was:\n{self.screen()}")
 
+    def page_down_until(self, text: str, pages: int = 15) -> str:
+        """Page down, one page at a time, each once the screen has moved, until ``text`` shows."""
+        shown = self.screen()
+        for _ in range(pages):
+            if text in shown:
+                return shown
+            before = shown
+            self.press("PageDown")
+            for _ in range(50):
+                shown = self.screen()
+                if shown != before:
+                    break
+                time.sleep(0.2)
+            else:
+                break  # the screen no longer moves: the end of the page
+        raise AssertionError(f"{text!r} never showed while paging down; the screen was:\n{shown}")
+
     def close(self) -> None:
         subprocess.run([*self.tmux_argv, "kill-server"], capture_output=True)
 
@@ -157,8 +174,8 @@ def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, 
         assert "[x] cpu" in race
         term.press("?")
         term.wait_for("Everywhere")
-        term.press("PageDown", "PageDown", "PageDown")  # the last rows: the Race keys
-        assert "Ctrl-R" in term.wait_for("Race settings")
+        help_text = term.page_down_until("Race settings")  # the Race keys, further down the help
+        assert "Stop race" in help_text and "Ctrl-S" in help_text
         term.press("Escape")
         term.wait_gone("Race settings")  # the help (scrolled to its Race rows) is closed
         term.press("e")  # only now do letters go into the prompt
