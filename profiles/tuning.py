@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends import stats
 from backends.journal.sweep import ResultReceived, TestPoint
 from backends.journal.tune import Candidate, ProbeMeasured, TuneChosen, TuneFinished, TuneStarted
 from profiles.wording import margin_text
+
+if TYPE_CHECKING:
+    from profiles.model import Profile
 
 BENCH_BATCH = 2048
 TIE_FRACTION = stats.TIE_FRACTION
@@ -145,3 +148,22 @@ def worth_text(contender: TunedContender) -> str:
         return f"{contender.build}: kept its defaults ({contender.defaults})"
     worth = ", ".join(f"{name} x{ratio:.2f}" for name, ratio in contender.worth.items())
     return f"{contender.build} {contender.chosen} (defaults {contender.defaults})" + (f": {worth}" if worth else "")
+
+
+def tuning_lines(profile: Profile) -> list[str]:
+    """The tuned settings per contender, what they were worth, the duel both ways, and every
+    other difference between the contenders."""
+    from profiles.confounds import confound_line
+
+    lines: list[str] = []
+    tuning = profile.tuning
+    if tuning is not None:
+        lines += ["", f"Tuned ({', '.join(tuning.free)} free, {tuning.seconds:.0f} s of a "
+                      f"{tuning.budget_s:.0f} s budget):"]
+        for contender in tuning.contenders:
+            lines.append(f"- {worth_text(contender)}; runs with {' '.join(contender.settings) or 'its defaults'}")
+            lines.append(f"  why: {contender.reason}")
+        lines += [f"- {line}" for line in tuning.lines]
+    if profile.confounds:
+        lines += ["", confound_line(profile.confounds)]
+    return lines

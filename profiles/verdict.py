@@ -228,14 +228,7 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
     stability = stability_of(names, _result_counts(field), placed, records.correctness,
                                 {c.label: c.build for c in field.contenders})
     verdicts: list[ClassVerdict] = []
-    # Looked up by class and model (not searched per model: thousands of models stay linear).
-    case_of = {(c.key, c.model): c for c in reversed(cases)}
-    units_of: dict[ClassKey, list[tuple[str, list[Measure]]]] = defaultdict(list)
-    for k, model, unit in units:
-        units_of[k].append((model, unit))
-    q_of: dict[tuple[ClassKey, str], dict[str, float]] = defaultdict(dict)
-    for (k, model, other), q in class_q.items():
-        q_of[(k, model)][other] = q
+    case_of, units_of, q_of = _lookups(cases, units, class_q)
     for key, _ in _ordered(by_class):
         in_class = [p for p in placed if key[2] in p.phases
                     and class_of_failure(p, key[2], settings.long_context_tokens) == key]
@@ -263,6 +256,22 @@ def _recommend(records: RunRecords, settings: VerdictSettings) -> Recommendation
         long_context_tokens=settings.long_context_tokens,
         contenders=tuple(field.contenders),
         outliers=all_outliers, machine=records.machine, tie_pct=settings.tie_pct)
+
+
+def _lookups(cases: list[_Case], units: list[tuple[ClassKey, str, list[Measure]]],
+             class_q: dict[tuple[ClassKey, str, str], float]
+             ) -> tuple[dict[tuple[ClassKey, str], _Case], dict[ClassKey, list[tuple[str, list[Measure]]]],
+                        dict[tuple[ClassKey, str], dict[str, float]]]:
+    """Cases, units and q-values by class and model: looked up, not searched per model, so
+    thousands of models stay linear."""
+    case_of = {(c.key, c.model): c for c in reversed(cases)}
+    units_of: dict[ClassKey, list[tuple[str, list[Measure]]]] = defaultdict(list)
+    for k, model, unit in units:
+        units_of[k].append((model, unit))
+    q_of: dict[tuple[ClassKey, str], dict[str, float]] = defaultdict(dict)
+    for (k, model, other), q in class_q.items():
+        q_of[(k, model)][other] = q
+    return case_of, units_of, q_of
 
 
 _GPU_DEVICES = ("CUDA", "ROCm", "HIP", "Vulkan", "Metal", "SYCL", "MUSA", "CANN", "OpenCL")

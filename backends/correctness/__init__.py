@@ -16,6 +16,7 @@ from backends.correctness.model import (
                                         CorrectnessThresholds,
                                         judge,
 )
+from backends.correctness.model_file import default_context, model_context_length, model_problem
 from backends.correctness.parse import (
                                         DivergenceRun,
                                         PerplexityRun,
@@ -27,9 +28,6 @@ from backends.correctness.run import (
                                         ToolRun,
                                         check_builds,
                                         choose_reference,
-                                        default_context,
-                                        model_context_length,
-                                        model_problem,
                                         reference_text,
                                         results_by_build,
                                         run_check,

@@ -35,7 +35,6 @@ from typing import Any
 
 from backends import procs
 from backends.correctness.model import (
-    DEFAULT_CONTEXT,
     DEFAULT_TIMEOUT_S,
     MIN_CONTEXT,
     REFERENCE_PREFERENCE,
@@ -45,6 +44,13 @@ from backends.correctness.model import (
     CorrectnessThresholds,
     judge,
 )
+from backends.correctness.model_file import (
+    CheckModel,
+    _context_for,
+    _explain,
+    _model_path,
+    default_context,
+)
 from backends.correctness.parse import (
     NO_REASON,
     _percent_to_fraction,
@@ -53,11 +59,7 @@ from backends.correctness.parse import (
     parse_perplexity_output,
 )
 from backends.journal.check import BuildChecked, CheckEvent, CheckFinished, CheckStarted, CorrectnessResult
-from backends.models import ModelInfo
 from backends.tool import run_tool
-
-# The model a check reads: as found (its path inside) or a path.
-CheckModel = ModelInfo | str | os.PathLike[str]
 
 # --- running the tool ----------------------------------------------------------------------
 
@@ -148,60 +150,6 @@ def reference_text(text: str | os.PathLike[str] | None = None) -> Iterator[Path]
     shipped = importlib.resources.files("backends") / "data" / "reference.txt"
     with importlib.resources.as_file(shipped) as path:
         yield path
-
-
-def _model_path(model: CheckModel) -> Path:
-    path = model.path if isinstance(model, ModelInfo) else Path(model)
-    if not path.is_file():
-        raise CheckInputError(f"model file not found: {path}")
-    return path
-
-
-def model_context_length(path: Path) -> int | None:
-    """The context the model was trained on, from its GGUF metadata; None if unreadable."""
-    try:
-        import gguf
-
-        reader = gguf.GGUFReader(path, "r")
-        for name, field_ in reader.fields.items():
-            if name.endswith(".context_length") and field_.data:
-                return int(field_.parts[field_.data[0]][0])
-    except Exception:  # a truncated or odd file: the tool will say what is wrong
-        return None
-    return None
-
-
-def model_problem(path: Path) -> str | None:
-    """What is wrong with a model file that llama.cpp would not load, if gguf can tell."""
-    try:
-        import gguf
-
-        gguf.GGUFReader(path, "r")
-    except Exception as error:  # any reader error means a damaged file
-        return f"the model file looks damaged or incomplete ({type(error).__name__}: {error})"
-    return None
-
-
-def _explain(failure: str, model: Path) -> str:
-    """Fill in a reason llama.cpp's log lost, from the model file when it is to blame."""
-    if failure.endswith(NO_REASON):
-        problem = model_problem(model)
-        if problem:
-            return failure[: -len(NO_REASON)] + problem
-    return failure
-
-
-def default_context(model_path: Path) -> int:
-    trained = model_context_length(model_path)
-    if trained and trained >= MIN_CONTEXT:
-        return min(DEFAULT_CONTEXT, trained)
-    return DEFAULT_CONTEXT
-
-
-def _context_for(tokens: int) -> int | None:
-    """The largest power-of-two context that still leaves two chunks of ``tokens``."""
-    context = 1 << max(0, (tokens // 2).bit_length() - 1)
-    return context if context >= MIN_CONTEXT else None
 
 
 # --- the check -----------------------------------------------------------------------------

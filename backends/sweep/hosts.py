@@ -8,9 +8,13 @@ import dataclasses
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
+from backends.builds import BuildInfo
 from backends.journal.sweep import PointFailed
+from backends.models import ModelInfo
 from backends.remote.ssh import CONNECTION_LOST
 from backends.sweep.argv import BenchBuild
+from backends.sweep.plan import free_vram_bytes, resident_fits
+from backends.sweep.spec import SweepSpec
 from backends.tool import LOCAL, Launcher
 
 T = TypeVar("T")
@@ -74,3 +78,16 @@ async def cancel_all(tasks: Iterable[asyncio.Task[object]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def resident_group_fits(group: Sequence[BuildInfo], parallel: bool, model: ModelInfo,
+                        spec: SweepSpec) -> tuple[bool, str]:
+    """Whether one paused llama-bench per contender can stay loaded for the whole sweep."""
+    if remote := remote_names(group):
+        return False, (f"{', '.join(remote)} on another host: a llama-bench there cannot be "
+                       "paused between points (signals do not travel over ssh)")
+    if parallel or len(group) < 2:
+        return True, ""
+    gpu = [c for c in group if any(d.free_mib for d in c.devices)]
+    free = free_vram_bytes(d.free_mib for c in gpu for d in c.devices)
+    return resident_fits(len(gpu), free, model, spec)

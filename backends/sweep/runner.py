@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from backends.builds import BuildInfo
-from backends.correctness import CheckOptions
 from backends.journal.journal import Journal, JournalError, RunEvent
 from backends.journal.sweep import (
     BenchResult,
@@ -43,6 +42,7 @@ from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import BenchBuild
 from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk, stop_all
+from backends.sweep.check_first import check_before_sweep
 from backends.sweep.control import Blocks, SweepControl
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (
@@ -51,7 +51,7 @@ from backends.sweep.hosts import (
     connection_failure,
     launcher_for,
     machines_note,
-    remote_names,
+    resident_group_fits,
     together,
 )
 from backends.sweep.monitors import make_monitors, record_ticks, take_baselines
@@ -61,8 +61,6 @@ from backends.sweep.plan import (
     TimeoutPolicy,
     choose_granularity,
     chunk_points,
-    free_vram_bytes,
-    resident_fits,
     schedule,
     split_into_grids,
     turn_order,
@@ -235,29 +233,14 @@ class Sweep:
             notes=tuple(self.notes), resumed=bool(self.blocks or self.failed or self.settled),
             at=time.time(), contenders=contenders))
         if self.request.check is not None:
-            await self._check_first()
+            async for event in check_before_sweep(self.contenders, self.model.path, self.request.check):
+                self.emit(event)
 
     def _contender_json(self, contender: BuildInfo) -> dict[str, object]:
         data = contender.contender_json()
         if contender.host and self.model_for(contender) != str(self.model.path):
             data["model"] = self.model_for(contender)
         return data
-
-    async def _check_first(self) -> None:
-        from backends.correctness import CheckFinished, CheckInputError, run_check_with
-
-        if remote := remote_names(self.contenders):
-            self.emit(SweepNote(f"correctness check runs on this machine only: not for {', '.join(remote)}",
-                                time.time()))
-        checkable = [c for c in self.contenders if c.perplexity is not None and not c.host]
-        if len(checkable) < 1:
-            self.emit(SweepNote("correctness check skipped: no build has llama-perplexity", time.time()))
-            return
-        try:
-            async for event in run_check_with(checkable, self.model.path, self.request.check or CheckOptions()):
-                self.emit(event)
-        except CheckInputError as error:  # bad check options: say so and measure anyway
-            self.emit(CheckFinished((), problem=f"correctness check not run: {error}"))
 
     # --- rounds -------------------------------------------------------------------------------
 
@@ -330,7 +313,7 @@ class Sweep:
                                   repetitions: int) -> None:
         """Each contender's first point measures loading against running; with room for all
         contenders at once it runs in the process that may stay for the rest."""
-        fits, why_not = self._resident_fits(group)
+        fits, why_not = resident_group_fits(group, self.request.parallel, self.model, self.spec)
         timings: list[ChunkTiming] = []
         benches = {c.name: ResidentBench(self.ctx, c, repetitions) for c in group} if fits else {}
         try:
@@ -352,16 +335,6 @@ class Sweep:
                 self._handover = benches
             else:
                 await stop_all(benches.values())
-
-    def _resident_fits(self, group: Sequence[BuildInfo]) -> tuple[bool, str]:
-        if remote := remote_names(group):
-            return False, (f"{', '.join(remote)} on another host: a llama-bench there cannot be "
-                           "paused between points (signals do not travel over ssh)")
-        if self.request.parallel or len(group) < 2:
-            return True, ""
-        gpu = [c for c in group if any(d.free_mib for d in c.devices)]
-        free = free_vram_bytes(d.free_mib for c in gpu for d in c.devices)
-        return resident_fits(len(gpu), free, self.model, self.spec)
 
     async def _resident_round(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                               round_number: int, repetitions: int) -> None:

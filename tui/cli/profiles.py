@@ -146,6 +146,8 @@ def cmd_show(options: argparse.Namespace) -> int:
         _print_serving(profile.serving_verdicts)
     if profile.serving_disagreement:
         print(f"\nServer against llama-bench: {profile.serving_disagreement}")
+    from profiles.tuning import tuning_lines
+
     for line in tuning_lines(profile):
         print(line)
     _print_stability(profile)
@@ -178,26 +180,6 @@ def _print_stability(profile: Profile) -> None:
         print(f"gate history ({len(profile.gates)} runs; last: {profile.gates[-1].get('line')}):")
         for line in trend_lines(profile.gates):
             print(f"  {line}")
-
-
-def tuning_lines(profile: Profile) -> list[str]:
-    """The tuned settings per contender, what they were worth, the duel both ways, and every
-    other difference between the contenders."""
-    from profiles.confounds import confound_line
-    from profiles.tuning import worth_text
-
-    lines: list[str] = []
-    tuning = profile.tuning
-    if tuning is not None:
-        lines += ["", f"Tuned ({', '.join(tuning.free)} free, {tuning.seconds:.0f} s of a "
-                      f"{tuning.budget_s:.0f} s budget):"]
-        for contender in tuning.contenders:
-            lines.append(f"- {worth_text(contender)}; runs with {' '.join(contender.settings) or 'its defaults'}")
-            lines.append(f"  why: {contender.reason}")
-        lines += [f"- {line}" for line in tuning.lines]
-    if profile.confounds:
-        lines += ["", confound_line(profile.confounds)]
-    return lines
 
 
 def _print_serving(verdicts: Sequence[ServingVerdict]) -> None:

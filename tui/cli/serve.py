@@ -76,21 +76,7 @@ def register(subparsers: Subparsers) -> None:
                         help="chat (/v1/chat/completions, default) or completion (/completion)")
     parser.add_argument("--cache-reuse", type=int, metavar="N",
                         help="cache study: the same prompt every time and --cache-reuse N on the servers")
-    parser.add_argument("-fa", "--flash-attn", choices=("on", "off"), help="flash attention")
-    parser.add_argument("-ctk", "--cache-type-k", metavar="TYPE")
-    parser.add_argument("-ctv", "--cache-type-v", metavar="TYPE")
-    parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=999, metavar="N")
-    parser.add_argument("-ncmoe", "--n-cpu-moe", type=int, metavar="N")
-    parser.add_argument("--no-mmap", action="store_true")
-    parser.add_argument("-b", "--batch-size", type=int, metavar="N")
-    parser.add_argument("-ub", "--ubatch-size", type=int, metavar="N")
-    parser.add_argument("-t", "--threads", type=int, metavar="N")
-    parser.add_argument("--stall", type=float, default=120.0, metavar="S",
-                        help="a request silent this long fails its level and the server is killed (120)")
-    parser.add_argument("--start-timeout", type=float, default=300.0, metavar="S",
-                        help="how long a server may take to become healthy (300)")
-    parser.add_argument("--resident", action="store_true",
-                        help="keep every server up for the whole duel (builds on different devices)")
+    _server_settings(parser)
     parser.add_argument("--no-gap", action="store_true", help="skip llama-bench for the gap")
     parser.add_argument("--journal", metavar="FILE", help="JSONL journal (default: a new run folder)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -108,6 +94,25 @@ def register(subparsers: Subparsers) -> None:
     check.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                        help="environment for the checked command (GGML_VK_VISIBLE_DEVICES=0)")
     parser.set_defaults(func=handle_serve)
+
+
+def _server_settings(parser: argparse.ArgumentParser) -> None:
+    """What each llama-server is started with."""
+    parser.add_argument("-fa", "--flash-attn", choices=("on", "off"), help="flash attention")
+    parser.add_argument("-ctk", "--cache-type-k", metavar="TYPE")
+    parser.add_argument("-ctv", "--cache-type-v", metavar="TYPE")
+    parser.add_argument("-ngl", "--n-gpu-layers", type=int, default=999, metavar="N")
+    parser.add_argument("-ncmoe", "--n-cpu-moe", type=int, metavar="N")
+    parser.add_argument("--no-mmap", action="store_true")
+    parser.add_argument("-b", "--batch-size", type=int, metavar="N")
+    parser.add_argument("-ub", "--ubatch-size", type=int, metavar="N")
+    parser.add_argument("-t", "--threads", type=int, metavar="N")
+    parser.add_argument("--stall", type=float, default=120.0, metavar="S",
+                        help="a request silent this long fails its level and the server is killed (120)")
+    parser.add_argument("--start-timeout", type=float, default=300.0, metavar="S",
+                        help="how long a server may take to become healthy (300)")
+    parser.add_argument("--resident", action="store_true",
+                        help="keep every server up for the whole duel (builds on different devices)")
 
 
 def _spec(options: argparse.Namespace) -> DuelSpec:
