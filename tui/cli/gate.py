@@ -27,6 +27,9 @@ GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRO
 # where the whole shipped text at 512 took most of a gate's time.
 GATE_CONTEXT = 128
 GATE_CHUNKS = 4
+# The reference's probabilities, kept between nightly gates (backends.correctness.reference_cache):
+# the same reference binaries reading the same text answer the same every night.
+REFERENCE_CACHE = "reference-logits"
 
 
 def register(subparsers: Any) -> None:
@@ -172,6 +175,7 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
     """The correctness check of the new build (the first contender) against the reference
     (the profile's other builds still on this machine, or the replaced one); None when none
     is there. Builds the sweep probed are not probed again."""
+    from backends import paths
     from backends.correctness import CheckInputError, check_builds, choose_reference, default_context
 
     new = contenders[0]
@@ -194,7 +198,7 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
         say(f"correctness check: {new.name} against {reference.name}")
         context = min(GATE_CONTEXT, default_context(Path(model.path)))
         results = check_builds([reference, new], model.path, reference=reference.name, context=context,
-                               chunks=GATE_CHUNKS)
+                               chunks=GATE_CHUNKS, reference_cache=paths.cache_dir() / REFERENCE_CACHE)
     except CheckInputError as error:
         raise CommandError(str(error)) from None
     mine = next((r for r in results if r.build == new.name), None)
