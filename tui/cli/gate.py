@@ -12,13 +12,13 @@ profile's gate history; ``llamaduel profiles show`` draws the trend across build
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tui.cli import CommandError, exits
-from tui.cli.common import add_fallback_option, cancellable, load_builds, say
+from tui.cli.common import add_fallback_option, load_builds, say
+from tui.cli.gate_measure import Cancelled, Measured, measure
 
 GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
               "failed": exits.UNSTABLE}
@@ -111,55 +111,14 @@ def handle_gate(options: argparse.Namespace) -> int:
     old_name = old_record.name if old_record.name != name else f"{name}-old"
     contenders = [new] + (load_builds([f"{old_name}={old_folder}"], allow_cpu_fallback=options.allow_cpu_fallback)
                           if old_folder else [])
-    against = f"{old_record.name} ({'run beside it' if old_folder else 'saved figures'})"
-    run_dir = _sweep(contenders, model, spec, options.run_dir)
-    if run_dir is None:
+    try:
+        measured = measure(new, contenders[1] if old_folder else None, old_record.name, model, spec,
+                           _saved(profile, old_record.name), options.run_dir, options.threshold)
+    except Cancelled:
         say("gate cancelled")
         return exits.CANCELLED
-    new_samples, old_samples, failures = _samples(run_dir, name, old_name)
-    if not old_folder:
-        old_samples = _saved(profile, old_record.name)
     check = _check(profile, contenders, (old_record.name, old_name, old_folder), model, options.reference)
-    return _finish(store, profile, new, old_record, against, old_samples, new_samples, failures,
-                   check, options.threshold)
-
-
-def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | None) -> Path | None:
-    from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
-    from backends.sweep import RunRequest, SweepError, run_sweep
-
-    started: list[Path] = []
-
-    def show(event: Any) -> None:
-        if isinstance(event, SweepStarted):
-            started.append(Path(event.run_dir))
-            say(f"gate sweep: {', '.join(event.builds)}; journal: {event.run_dir}/journal.jsonl")
-        elif isinstance(event, ResultReceived):
-            say(f"{event.build} {event.point.name}: {event.result.avg_ts:,.1f} t/s", transient=True)
-        elif isinstance(event, PointFailed):
-            say(f"{event.build} {event.point.name}: FAILED: {event.reason}")
-
-    try:
-        request = RunRequest(contenders, model, spec, run_dir=run_dir)
-        finished = asyncio.run(cancellable(run_sweep(request), show))
-    except SweepError as error:
-        raise CommandError(str(error)) from None
-    say("", transient=False)
-    return started[0] if finished and started else None
-
-
-def _samples(run_dir: Path, new: str, old: str) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str]]:
-    from backends.journal.journal import read_journal
-    from backends.journal.sweep import PointFailed, ResultReceived
-
-    by_build: dict[str, dict[str, list[float]]] = {new: {}, old: {}}
-    failures = []
-    for event in read_journal(run_dir):
-        if isinstance(event, ResultReceived) and event.build in by_build:
-            by_build[event.build].setdefault(event.point.name, []).extend(event.result.samples_ts)
-        elif isinstance(event, PointFailed) and event.build == new:
-            failures.append(f"{event.point.name}: {event.reason}")
-    return by_build[new], by_build[old], failures
+    return _finish(store, profile, new, old_record, measured, check, options.threshold)
 
 
 def _saved(profile: Any, build: str) -> dict[str, list[float]]:
@@ -205,16 +164,16 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
     return mine.to_json() if mine is not None else None
 
 
-def _finish(store: Any, profile: Any, new: Any, old_record: Any, against: str,
-            old_samples: dict[str, list[float]], new_samples: dict[str, list[float]],
-            failures: list[str], check: dict[str, Any] | None, threshold: float) -> int:
+def _finish(store: Any, profile: Any, new: Any, old_record: Any, measured: Measured,
+            check: dict[str, Any] | None, threshold: float) -> int:
     import dataclasses
 
     from profiles.gate import gate_record, judge_gate
     from profiles.model import now_iso
     from profiles.store import ProfileError
 
-    outcome = judge_gate(new.name, against, old_samples, new_samples, failures=failures,
+    against = measured.against
+    outcome = judge_gate(new.name, against, measured.old, measured.new, failures=measured.failures,
                          correctness=check, threshold_pct=threshold)
     label = f"b{new.build_number}" if getattr(new, "build_number", None) else (
         getattr(new, "commit", None) or new.name)
