@@ -2,11 +2,12 @@
 
     llamaduel gate mi50-qwen --build rocm=~/llama.cpp/build-nightly/bin --threshold 5
 
-Runs the profile's grid for the new build, interleaved with the build it replaces while
-that build's folder is still there (else against the profile's saved figures), then the
-correctness check of the new build against the reference, and ends with one line on
-stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The run is added to the
-profile's gate history; ``llamaduel profiles show`` draws the trend across builds.
+Measures the new build against the build it replaces, running that old build only as
+much as the decision needs (``tui.cli.gate_measure``), then the correctness check of the
+new build against the reference (its probabilities kept between gates), and ends with one
+line on stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The
+run is added to the profile's gate history; ``llamaduel profiles show`` draws the trend
+across builds.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ REFERENCE_CACHE = "reference-logits"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gate", help="check a new build against a profile: pass, slower, wrong or failed",
-        description="Run the profile's grid for the new build interleaved with the build it "
-        "replaces (or against the saved figures), check its output against the reference, and "
-        "end with one line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
+        description="Run the profile's grid for the new build against the build it replaces "
+        "(its saved figures, checked beside it at one point, and every point that looks slower "
+        "measured again beside it), check its output against the reference, and end with one "
+        "line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
     parser.add_argument("profile", metavar="PROFILE", help="the profile (name in the store)")
     parser.add_argument("--build", required=True, metavar="NAME=PATH", help="the new build's folder")
     parser.add_argument("--replaces", metavar="NAME",

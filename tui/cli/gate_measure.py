@@ -62,7 +62,7 @@ def _staged(new: Any, old: Any, old_label: str, model: Any, spec: Any, saved: Sa
             run_dir: Path | None, threshold: float) -> Measured:
     from profiles.gate import baseline, drift_factor, slower_points
 
-    point = cheapest_point(spec.points(), saved)
+    point = cheapest_point(spec.points(), saved, spec.repetitions)
     run = _sweep([old], model, only(spec, [point]), _part(run_dir, "calibration"), "auto")
     _, fresh, _ = _samples(run, "", old.name)
     factor = drift_factor(fresh.get(point.name, []), saved[point.name])
@@ -84,13 +84,15 @@ def _staged(new: Any, old: Any, old_label: str, model: Any, spec: Any, saved: Sa
     return Measured(mine, theirs, failures, against + ")")
 
 
-def cheapest_point(points: Sequence[Any], saved: Mapping[str, Sequence[float]]) -> Any:
-    """The point the old build measures fastest (its tokens over its saved speed), an
-    empty context first: where a check of the machine's speed costs least."""
+def cheapest_point(points: Sequence[Any], saved: Mapping[str, Sequence[float]], repetitions: int) -> Any:
+    """The point the old build measures again soonest, an empty context first: its tokens
+    over its saved speed, for each repetition and llama-bench's warm-up run (a whole
+    prompt before a prompt test, one token before a generation test)."""
     def cost(point: Any) -> tuple[bool, float]:
         values = saved.get(point.name) or ()
         speed = sum(values) / len(values) if values else 0.0
-        return point.depth > 0, (point.n_prompt + point.n_gen) / speed if speed > 0 else float("inf")
+        tokens = (point.n_prompt + point.n_gen) * repetitions + (point.n_prompt or 1)
+        return point.depth > 0, tokens / speed if speed > 0 else float("inf")
 
     return min(points, key=cost)
 
