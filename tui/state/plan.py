@@ -8,7 +8,7 @@ sweep, and warnings (depths past the model's context).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from tui.state.format import format_eta, size_text
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.correctness import CheckOptions
+    from backends.journal.tune import TuneSpec
     from backends.models import ModelInfo
     from backends.sweep import SweepSpec
 
@@ -34,6 +35,7 @@ class Plan:
     check: CheckOptions | None = None  # None: no check
     check_estimates: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    tune_budget_s: float | None = None  # the tune phase's cap; None: no tuning
 
     @property
     def check_seconds(self) -> float | None:
@@ -51,24 +53,29 @@ class Plan:
             return None
         return self.estimate.seconds + check
 
-    def line(self) -> str:
-        """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
+    def line(self, timing: Collection[str] = ()) -> str:
+        """``2 builds × 4 points × 2 reps · about 3 min (from a quick probe) · check: ...``;
+        ``timing``: the builds a quick probe is timing now, for the estimate."""
         size = (f"{len(self.builds)} build{'s' if len(self.builds) != 1 else ''} × "
                 f"{self.points} points × {self.repetitions} reps")
-        if self.seconds is not None:
+        if timing:
+            how_long = f"how long: timing {', '.join(sorted(timing))} (pp32, tg8)…"
+        elif self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
-            timing = f"about {format_eta(self.seconds)[1:]}{basis}"
+            how_long = f"about {format_eta(self.seconds)[1:]}{basis}"
         elif self.estimate.unknown:
-            timing = f"how long: t times {', '.join(self.estimate.unknown)}"
+            how_long = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
-            timing = ""
+            how_long = ""
+        if self.tune_budget_s is not None:  # the phase stops at its budget: a cap, not a guess
+            how_long += f" + up to {format_eta(self.tune_budget_s)[1:]} tuning"
         check = ""
         if self.check is not None:
             chunks = self.check.chunks
             context = self.check.context or DEFAULT_CHECK_CONTEXT
             check = (f"check: {chunks}×{context} tokens" if chunks
                      else f"check: the text in {context}-token chunks")
-        return " · ".join(p for p in (size, timing, check) if p)
+        return " · ".join(p for p in (size, how_long.strip(), check) if p)
 
 
 def is_software(build: BuildInfo) -> bool:
@@ -77,15 +84,17 @@ def is_software(build: BuildInfo) -> bool:
 
 def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
-              check_options: CheckOptions | None = None) -> Plan:
+              check_options: CheckOptions | None = None, tune: TuneSpec | None = None) -> Plan:
+    """The plan; ``tune``: the tune phase that runs first (its budget caps its time)."""
     points = spec.points()
+    tune_budget = tune.budget_s if tune is not None else None
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
     fallbacks = tuple(f"{b.name} was {b.fallback} (you will be asked before it runs)"
                       for b in builds if b.fallback)
     warnings = tuple(w for w in (context_problem(points, model.context_length),) if w) + fallbacks
     if not check:
-        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
+        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings, tune_budget)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
     from backends.correctness import CheckOptions
 
@@ -106,7 +115,8 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     chunks = options.chunks
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
-    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)
+    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings,
+                tune_budget)
 
 
 def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | None) -> str:
