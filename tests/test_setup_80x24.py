@@ -15,7 +15,7 @@ pytestmark = pytest.mark.toolchain
 SIZE = (80, 24)
 # Every word of the workload a newcomer reads before r.
 WORKLOAD_WORDS = (*GRID_FIELDS.values(), "flash attn", "seed-sweep", "the MI50 study",
-                  "[x]  correctness check first", "[ ]  tune each build first (up to 5 min)")
+                  "correctness check first", "tune each build first (up to 5 min)")
 
 
 def screen_lines(app) -> list[str]:
@@ -71,6 +71,7 @@ async def test_setup_status_and_footer_are_read_whole_at_80x24(tmp_path, builds,
         assert "Press r to start." in status and "timing cpu, vulkan (pp32, tg8)" in status
         assert "WARNING" in status  # the seed sweep's depths pass this model's context
         assert_nothing_scrolls(app, screen)
+        assert "[ ]  tune each build first" in shown(app, "#workload-section")
         await until(pilot, lambda: "help" in shown(app, "Footer"), "the footer drawn")
         footer = shown(app, "Footer")
         assert "q quit" in footer and "q q▏" not in footer, footer

@@ -225,6 +225,7 @@ def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, 
         term.press("Escape")
         term.wait_gone("Race settings")  # the help (scrolled to its Race rows) is closed
         term.press("e")  # only now do letters go into the prompt
+        term.wait_for("esc leave field")  # the prompt has the focus
         term.press("-l", "q1?")
         assert "q1?" in term.wait_for("q1?")
         term.press("Escape")
