@@ -167,7 +167,8 @@ class ProbeFinished:
     repetitions: int
     round: int = 0
     phase: Phase = "search"
-    load_s: float | None = None
+    load_s: float | None = None  # this candidate's share of the process's start and load
+    shared: int = 1  # how many candidates ran in the process, one after the other
     at: float = 0.0
 
 

@@ -15,6 +15,7 @@ The state is rebuilt from events alone, so a resumed tune continues where it sto
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,35 +36,57 @@ DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
 @dataclass(frozen=True)
 class Probe:
-    """One llama-bench process to run: a candidate's probe points, ``repetitions`` counted."""
+    """One llama-bench process to run: the probe points of ``candidates`` (one after the
+    other, in this order, in the same process), ``repetitions`` counted each."""
 
-    candidate: Candidate
+    candidates: tuple[Candidate, ...]
     round: int
     repetitions: int
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.candidates[0]
+
+
+def _shared_key(candidate: Candidate) -> Candidate | None:
+    """What candidates must have in common to share a process: everything but the ubatch
+    (llama-bench takes a list of -ub values, and keeps the model loaded between them)."""
+    return dataclasses.replace(candidate, ubatch=None) if candidate.ubatch is not None else None
+
+
+def sharing(pending: Sequence[Candidate]) -> tuple[Candidate, ...]:
+    """The first of ``pending`` and those after it that can run in its process, in order."""
+    first = _shared_key(pending[0])
+    if first is None:
+        return (pending[0],)
+    return tuple(c for c in pending if _shared_key(c) == first)
 
 
 @dataclass
 class Cost:
     """What a probe process costs this contender: a fixed part (starting and loading) and
-    a part per repetition, from every probe it ran so far."""
+    a part per repetition, from every probe it ran so far. A process that ``shared`` its
+    load among several candidates is observed once per candidate, each with its share."""
 
-    load_s: float = DEFAULT_LOAD_S
+    load_s: float = DEFAULT_LOAD_S  # one process's
     work_s: float = 0.0
     repetitions: int = 0
 
-    def observe(self, seconds: float, load_s: float | None, asked: int) -> None:
+    def observe(self, seconds: float, load_s: float | None, asked: int, shared: int = 1) -> None:
+        shared = max(shared, 1)
         if load_s is not None and 0 <= load_s <= seconds:
-            self.load_s = load_s
-        self.work_s += max(seconds - self.load_s, 0.0)
+            self.load_s = load_s * shared
+        self.work_s += max(seconds - self.load_s / shared, 0.0)
         self.repetitions += max(asked, 1)
 
     @property
     def per_repetition_s(self) -> float | None:
         return self.work_s / self.repetitions if self.repetitions else None
 
-    def predict(self, repetitions: int, warmup: int = 1) -> float:
+    def predict(self, repetitions: int, candidates: int = 1, warmup: int = 1) -> float:
+        """One process running ``candidates`` with ``repetitions`` counted each."""
         per = self.per_repetition_s if self.per_repetition_s is not None else 1.0
-        return self.load_s + per * (repetitions + warmup)
+        return self.load_s + per * candidates * (repetitions + warmup)
 
 
 @dataclass
@@ -102,13 +125,15 @@ class Search:
         if candidate in self.survivors:
             self.survivors.remove(candidate)
 
-    def finished(self, candidate: Candidate, seconds: float, load_s: float | None, asked: int) -> None:
-        """A probe process ended (measured, failed or cut): its time counts."""
+    def finished(self, candidate: Candidate, seconds: float, load_s: float | None, asked: int,
+                 shared: int = 1) -> None:
+        """A candidate's probe ended (measured, failed or cut): its time counts (its share of
+        the process's, when ``shared`` candidates ran in it)."""
         self.spent_s += seconds
         self.probes += 1
         self.done_this_round[candidate] = self.done_this_round.get(candidate, 0) + 1
         if candidate not in self.failed:
-            self.cost.observe(seconds, load_s, asked)
+            self.cost.observe(seconds, load_s, asked, shared)
 
     def start_round(self, number: int, survivors: Sequence[Candidate], repetitions: int) -> None:
         self.round, self.survivors, self.repetitions = number, list(survivors), repetitions
@@ -143,14 +168,16 @@ class Search:
             self.stopped = f"stopped in round {self.round}: the budget was spent"
             return None
         for number, (order, repetitions) in enumerate(self.passes()):
-            for candidate in order:
-                if self.done_this_round.get(candidate, 0) != number or candidate in self.failed:
-                    continue
-                if self.round > 0 and self.cost.predict(repetitions) > self.left_s:
-                    self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
-                                    "budget left, too little for another probe")
-                    return None
-                return Probe(candidate, self.round, repetitions)
+            pending = [c for c in order
+                       if self.done_this_round.get(c, 0) == number and c not in self.failed]
+            if not pending:
+                continue
+            group = sharing(pending)
+            if self.round > 0 and self.cost.predict(repetitions, len(group)) > self.left_s:
+                self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
+                                "budget left, too little for another probe")
+                return None
+            return Probe(group, self.round, repetitions)
         return None
 
     def passes(self) -> list[tuple[list[Candidate], int]]:
@@ -170,22 +197,41 @@ class Search:
         # The defaults stay to the end: the choice is judged against them.
         baseline = [c for c in ranked if c == self.default]
         others = [c for c in ranked if c != self.default]
-        keep = others[:math.ceil(len(others) / 2)] + baseline
+        half = math.ceil(len(others) / 2)
+        # Beyond the better half, whoever the leader is not yet clearly ahead of stays: on a
+        # busy machine a few repetitions cannot tell a best from its neighbours.
+        close = [c for c in others[half:] if self.could_lead(c, ranked[0])]
+        keep = others[:half] + close + baseline
         if len(others) == 1 and (not baseline or self.round > 0):
             return None  # the last one has had its round beside the defaults
         rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
         per = self.cost.per_repetition_s or 1.0
-        # Two passes: two starts and two warm-ups per candidate.
-        repetitions = min(MAX_REPETITIONS, int((share - 2 * self.cost.load_s) / per) - 2)
+        # Two passes: two starts (shared by the candidates of one process) and two warm-ups.
+        starts = 2 * self.cost.load_s * len({_shared_key(c) or c for c in keep}) / len(keep)
+        repetitions = min(MAX_REPETITIONS, int((share - starts) / per) - 2)
         if repetitions < 1:
             self.stopped = (f"stopped after round {self.round}: {self.left_s:.0f} s of the budget "
                             f"left, too little for {len(keep)} more probes")
             return None
         dropped = len(ranked) - len(keep)
-        why = (f"round {self.round + 1}: kept the best {len(keep)} of {len(ranked)} "
+        also = f", {len(close)} more not yet clearly behind" if close else ""
+        why = (f"round {self.round + 1}: kept the best {half + len(baseline)} of {len(ranked)}{also} "
                f"(dropped {dropped}), {repetitions} repetitions each")
         return keep, repetitions, why
+
+    def could_lead(self, candidate: Candidate, leader: Candidate) -> bool:
+        """Whether ``leader`` is not yet clearly ahead of ``candidate``: significantly faster
+        at some probe point and slower at none (Welch's test on the mean log speed of the
+        repetitions so far)."""
+        mine, theirs = self.samples.get(candidate, {}), self.samples.get(leader, {})
+        signs = set()
+        for point in self.points:
+            a, b = kept(mine.get(point.key, ()))[0], kept(theirs.get(point.key, ()))[0]
+            test = stats.welch_from_samples([math.log(v) for v in a], [math.log(v) for v in b])
+            if test is not None and test.p_value < stats.ALPHA and test.t != 0:
+                signs.add(test.t > 0)
+        return signs != {True}
 
     def choice(self) -> tuple[Candidate | None, str]:
         """The chosen candidate and why: the best only when it is decided better than the
