@@ -4,6 +4,7 @@ candidate that cannot run failing alone, cancel and resume, the tuned settings k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -15,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from backends.builds import BuildInfo, probe_build
-from backends.journal.sweep import ResultReceived, SweepFinished
+from backends.journal.sweep import ResultReceived, SweepFinished, SweepNote
 from backends.journal.tune import (
     Candidate,
     ProbeFailed,
     ProbeFinished,
+    ProbeMeasured,
     TuneChosen,
     TuneFinished,
     TuneGrid,
@@ -154,6 +156,31 @@ async def test_candidates_that_cannot_run_fail_alone(which, request, tiny_llama,
     assert chosen.chosen == good
     assert any(isinstance(e, ResultReceived) for e in events)  # the duel ran
     assert not [p for p in bench_children() if str(tiny_llama) in " ".join(p.cmdline())]
+
+
+async def test_a_contender_done_early_passes_its_share_on(cpu, tiny_llama, tmp_path):
+    """``a`` has nothing to tune (its grid, fed in as an interrupted tune's, is its defaults
+    alone): its whole share goes to ``b``, which tunes with the budget's whole 20 s; the
+    tune as a whole stays within its budget. ``b``'s candidates differ only in -ub: each
+    pass runs them in one llama-bench process, one after the other."""
+    a, b = dataclasses.replace(cpu, name="a"), dataclasses.replace(cpu, name="b")
+    default = Candidate(ubatch=512, batch=2048)
+    history = [TuneStarted(builds=("a", "b"), budget_s=20.0, free=("ub",), points=()),
+               TuneGrid(build="a", default=default, candidates=(default,))]
+    events = await collect(run_sweep(RunRequest([a, b], tiny_llama, SPEC, run_dir=tmp_path,
+                                                tune=TuneSpec(budget_s=20.0), history=history)))
+    notes = [e.message for e in events if isinstance(e, SweepNote)]
+    assert "tune: a finished with 10 s of its share left, passed on to b" in notes, notes
+    assert not [e for e in events if isinstance(e, ProbeFinished) and e.build == "a"]
+    finished = [e for e in events if isinstance(e, ProbeFinished) and e.build == "b" and e.round == 0]
+    grid = next(e for e in events if isinstance(e, TuneGrid) and e.build == "b")
+    assert {e.shared for e in finished} == {len(grid.candidates)} and len(grid.candidates) == 3
+    # llama-bench ran them in the order asked and wrote the ubatch into each result.
+    measured = [e for e in events if isinstance(e, ProbeMeasured) and e.build == "b" and e.round == 0]
+    assert [e.result.raw["n_ubatch"] for e in measured] == [512, 64, 32, 32, 64, 512]
+    assert all(e.candidate.ubatch == e.result.raw["n_ubatch"] for e in measured)
+    tuned = next(e for e in events if isinstance(e, TuneFinished))
+    assert tuned.seconds <= 20.0 * 1.1
 
 
 def test_an_oversized_ubatch_is_skipped_on_the_vulkan_builds_reported_memory(vulkan, tiny_llama):

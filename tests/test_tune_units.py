@@ -285,3 +285,23 @@ def test_the_plan_counts_the_tune_its_budget_and_each_contenders_defaults_block(
     tuned = make_plan(builds, model, spec, rates, check=False, tune=TuneSpec(budget_s=300.0))
     assert plain.seconds is not None and tuned.seconds == pytest.approx(plain.seconds + known.seconds)
     assert "with the tune first" in tuned.line() and "tune" not in plain.line()
+
+
+def test_candidates_that_shared_processes_are_judged_pairwise_within_each() -> None:
+    """Each process ran the defaults and ub=64 one after the other; whole processes ran up to
+    five times slower than others (a busy machine), ub=64 10 % faster within every one.
+    Pooled, the spread hides the gain; paired by process it is decided, with its interval."""
+    candidates = (Candidate(ubatch=512, batch=2048), Candidate(ubatch=64, batch=2048))
+    search = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    for process, slowdown in enumerate((1.0, 5.0, 2.0, 1.3, 3.5, 1.1)):
+        for candidate, rate in zip(candidates, (100.0, 110.0)):
+            wobble = 1.0 + 0.01 * ((process + len(candidate.label)) % 3)
+            search.measured(candidate, PP32, [rate * wobble / slowdown] * 2, process)
+    best, reason = search.choice()
+    assert best == candidates[1], reason
+    assert reason == ("best of 2 measured, +10% (+8% to +12%) over the defaults on the probe "
+                      "(paired within 6 processes, geometric means, 95% interval)")
+    pooled = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    for candidate in candidates:
+        pooled.measured(candidate, PP32, search.samples[candidate][PP32.key])
+    assert pooled.choice()[0] == candidates[0]  # the same repetitions, pooled: not decided

@@ -139,6 +139,7 @@ class ProbeMeasured:
     round: int = 0
     phase: Phase = "search"
     throttled: bool = False
+    process: int = -1  # which of the contender's probe processes (candidates in one are paired)
     at: float = 0.0
 
 

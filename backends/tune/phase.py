@@ -192,7 +192,8 @@ class TunePhase:
         limit = max(search.left_s - (time.monotonic() - began), 1.0) + BUDGET_SLACK * self.share
         shared = len(probe.candidates)
         timings = _Budgeted(self.host.ctx.timeouts, limit, shared)
-        events = _Translator(self.host, contender.name, probe, search, timings)
+        events = _Translator(self.host, contender.name, probe, search, timings, process=search.processes)
+        search.processes += 1
         timing = await run_chunk(self._context(events, timings), _with_probe(contender, probe),
                                  Block(self.points, probe.repetitions))
         seconds = time.monotonic() - began
@@ -256,9 +257,9 @@ class _Translator:
     """A probe's llama-bench events as tune events (never as sweep results)."""
 
     def __init__(self, host: TuneHost, name: str, probe: Probe, search: Search | None,
-                 timings: _Budgeted | None, phase: Phase = "search") -> None:
+                 timings: _Budgeted | None, phase: Phase = "search", process: int = -1) -> None:
         self.host, self.name, self.probe, self.search = host, name, probe, search
-        self.timings, self.phase = timings, phase
+        self.timings, self.phase, self.process = timings, phase, process
         self.measured: set[Candidate] = set()
 
     def _candidate(self, event: Any) -> Candidate:
@@ -273,10 +274,10 @@ class _Translator:
         if isinstance(event, ResultReceived):
             self.measured.add(candidate)
             self.host.emit(ProbeMeasured(build=self.name, candidate=candidate, result=event.result,
-                                         round=number, phase=self.phase,
+                                         round=number, phase=self.phase, process=self.process,
                                          throttled=event.throttled, at=event.at))
             if self.search is not None:
-                self.search.measured(candidate, event.result.point, event.result.samples_ts)
+                self.search.measured(candidate, event.result.point, event.result.samples_ts, self.process)
         elif isinstance(event, PointFailed):
             budget = bool(event.timed_out and self.timings is not None and self.timings.cut)
             reason = "the tune budget ran out during this probe" if budget else event.reason
@@ -292,7 +293,7 @@ def _replay(search: Search, event: Any) -> None:
     if isinstance(event, TuneRound):
         search.start_round(event.round, event.survivors, event.repetitions)
     elif isinstance(event, ProbeMeasured) and event.phase == "search":
-        search.measured(event.candidate, event.result.point, event.result.samples_ts)
+        search.measured(event.candidate, event.result.point, event.result.samples_ts, event.process)
     elif isinstance(event, ProbeFailed) and event.phase == "search" and not event.budget:
         search.failed_with(event.candidate, event.reason)
     elif isinstance(event, ProbeFinished) and event.phase == "search":

@@ -1,17 +1,19 @@
 """Successive halving for one contender, as a state machine over its journalled probes.
 
-Round 0 measures every candidate twice; each later round keeps the better half and measures
-it again with more repetitions (as many as the contender's share of the budget allows),
-until one is left or the share would run out. A round runs in two passes, the survivors in
-order and then in reverse (A B C, C B A), so drift and foreign load hit them alike. A candidate's score is the sum over
-the probe points of the mean log tokens/s of its repetitions so far, starved ones set aside
-(the verdict's geometric mean). The defaults stay in every round: they are the baseline the
+Round 0 measures every candidate twice; each later round keeps the better half, and any
+other candidate the leader is not yet clearly ahead of, and measures them again with more
+repetitions (as many as the contender's share of the budget allows), until one is left or
+the share would run out. A round runs in two passes, the survivors in order and then in
+reverse (A B C, C B A), so drift and foreign load hit them alike; candidates that differ
+only in ``-ub`` share one process per pass. A candidate's score is the sum over the probe
+points of the mean log tokens/s of its repetitions so far, starved ones set aside (the
+verdict's geometric mean). The defaults stay in every round: they are the baseline the
 choice is judged against, and a best replaces them only when it is decided better
-(``backends.tune.judging``). A candidate that fails (out of memory, crash) is out; one cut by
-the budget is not measured further but keeps what it had.
+(``backends.tune.judging``: paired within the processes both ran in, when there are
+enough). A candidate that fails (out of memory, crash) is out; one cut by the budget is
+not measured further but keeps what it had.
 
-The state is rebuilt from events alone, so a resumed tune continues where it stopped.
-"""
+The state is rebuilt from events alone, so a resumed tune continues where it stopped."""
 
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from backends import stats
 from backends.journal.sweep import TestPoint
 from backends.journal.tune import Candidate
 from backends.sweep.adaptive import kept
-from backends.tune.judging import Against, against, against_text
+from backends.tune.judging import Against, against, against_text, paired
 
 MAX_REPETITIONS = 24  # per candidate and round (in two passes)
 FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
@@ -103,6 +105,9 @@ class Search:
     survivors: list[Candidate] = field(default_factory=list)
     repetitions: int = FIRST_ROUND_REPETITIONS
     samples: dict[Candidate, dict[str, list[float]]] = field(default_factory=dict)
+    # The same by process: candidates that share one are compared pairwise within it.
+    by_process: dict[Candidate, dict[str, dict[int, list[float]]]] = field(default_factory=dict)
+    processes: int = 0  # probe processes started so far (the next one's number)
     failed: dict[Candidate, str] = field(default_factory=dict)
     done_this_round: dict[Candidate, int] = field(default_factory=dict)  # probes per candidate
     cost: Cost = field(default_factory=Cost)
@@ -117,8 +122,13 @@ class Search:
 
     # --- facts in --------------------------------------------------------------------------
 
-    def measured(self, candidate: Candidate, point: TestPoint, samples: Sequence[float]) -> None:
+    def measured(self, candidate: Candidate, point: TestPoint, samples: Sequence[float],
+                 process: int = -1) -> None:
         self.samples.setdefault(candidate, {}).setdefault(point.key, []).extend(samples)
+        if process >= 0:
+            by_point = self.by_process.setdefault(candidate, {}).setdefault(point.key, {})
+            by_point.setdefault(process, []).extend(samples)
+            self.processes = max(self.processes, process + 1)
 
     def failed_with(self, candidate: Candidate, reason: str) -> None:
         self.failed[candidate] = reason
@@ -257,9 +267,12 @@ class Search:
         return default, f"the defaults: no setting beat the defaults clearly ({why})"
 
     def against(self, candidate: Candidate, baseline: Candidate) -> Against | None:
-        """``candidate`` against ``baseline`` on all their repetitions (``judging.Against``)."""
-        return against(self.samples.get(candidate, {}), self.samples.get(baseline, {}), self.points,
-                       (candidate.label, "the defaults" if baseline == self.default else baseline.label))
+        """``candidate`` against ``baseline`` (``judging.Against``): paired by process where
+        they ran side by side in enough processes, else on all their repetitions pooled."""
+        pooled = against(self.samples.get(candidate, {}), self.samples.get(baseline, {}), self.points,
+                         (candidate.label, "the defaults" if baseline == self.default else baseline.label))
+        return paired(self.by_process.get(candidate, {}), self.by_process.get(baseline, {}),
+                      self.points, pooled) or pooled
 
 
 def scores_by_label(search: Search) -> Mapping[str, float]:
