@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backends.builds import BuildInfo, probe_build
-from backends.journal.sweep import ResultReceived, SweepFinished, SweepNote
+from backends.journal.sweep import ResultReceived, SweepFinished
 from backends.journal.tune import (
     Candidate,
     ProbeFailed,
@@ -25,13 +25,16 @@ from backends.journal.tune import (
     TuneChosen,
     TuneFinished,
     TuneGrid,
+    TuneShareMoved,
     TuneSpec,
     TuneStarted,
 )
 from backends.models import read_model
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.tune.candidates import make_grid
+from backends.tune.words import describe_tune
 from tests.test_runner import bench_children
+from tui.state.tune import fold_tune_all
 
 pytestmark = pytest.mark.toolchain
 
@@ -169,8 +172,11 @@ async def test_a_contender_done_early_passes_its_share_on(cpu, tiny_llama, tmp_p
                TuneGrid(build="a", default=default, candidates=(default,))]
     events = await collect(run_sweep(RunRequest([a, b], tiny_llama, SPEC, run_dir=tmp_path,
                                                 tune=TuneSpec(budget_s=20.0), history=history)))
-    notes = [e.message for e in events if isinstance(e, SweepNote)]
-    assert "tune: a finished with 10 s of its share left, passed on to b" in notes, notes
+    moved = [e for e in events if isinstance(e, TuneShareMoved)]
+    assert [(e.build, e.given) for e in moved] == [("a", {"b": 10.0})]
+    assert describe_tune(moved[0]) == "           a  tune done early: the rest of its share passed on (b +10 s)"
+    board = fold_tune_all(events)
+    assert board.lanes["b"].share_s == 20.0 and board.lanes["a"].share_s == 0.0
     assert not [e for e in events if isinstance(e, ProbeFinished) and e.build == "a"]
     finished = [e for e in events if isinstance(e, ProbeFinished) and e.build == "b" and e.round == 0]
     grid = next(e for e in events if isinstance(e, TuneGrid) and e.build == "b")

@@ -204,10 +204,19 @@ class TuneFinished:
     at: float = 0.0
 
 
+@dataclass(frozen=True)
+class TuneShareMoved:
+    """A contender whose search ended early gave what was left of its share to the others."""
+
+    build: str
+    given: dict[str, float]  # seconds per contender that got some
+    at: float = 0.0
+
+
 TuneEvent = (TuneStarted | TuneGrid | TuneRound | ProbeMeasured | ProbeFailed | ProbeFinished
-             | TuneChosen | TuneFinished)
+             | TuneShareMoved | TuneChosen | TuneFinished)
 TUNE_EVENT_TYPES: tuple[type, ...] = (TuneStarted, TuneGrid, TuneRound, ProbeMeasured, ProbeFailed,
-                                      ProbeFinished, TuneChosen, TuneFinished)
+                                      ProbeFinished, TuneShareMoved, TuneChosen, TuneFinished)
 DURABLE_TUNE_TYPES: tuple[type, ...] = (TuneStarted, TuneGrid, ProbeMeasured, ProbeFailed,
                                         ProbeFinished, TuneChosen, TuneFinished)
 

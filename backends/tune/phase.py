@@ -33,6 +33,7 @@ from backends.journal.tune import (
     TuneFinished,
     TuneGrid,
     TuneRound,
+    TuneShareMoved,
     TuneSpec,
     TuneStarted,
 )
@@ -182,8 +183,8 @@ class TunePhase:
         search.budget_s -= left
         for other in live:
             self.searches[other.name].budget_s += left / len(live)
-        self.host.emit(SweepNote(f"tune: {name} finished with {left:.0f} s of its share left, "
-                                 f"passed on to {', '.join(c.name for c in live)}", time.time()))
+        self.host.emit(TuneShareMoved(build=name, given={c.name: round(left / len(live), 1) for c in live},
+                                      at=time.time()))
 
     async def _probe(self, contender: BuildInfo, search: Search, probe: Probe) -> None:
         """One llama-bench process for the probe's candidates, one after the other."""
