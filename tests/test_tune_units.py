@@ -305,3 +305,27 @@ def test_candidates_that_shared_processes_are_judged_pairwise_within_each() -> N
     for candidate in candidates:
         pooled.measured(candidate, PP32, search.samples[candidate][PP32.key])
     assert pooled.choice()[0] == candidates[0]  # the same repetitions, pooled: not decided
+
+
+def test_the_last_candidate_undecided_against_the_defaults_gets_more_rounds_until_the_budget() -> None:
+    """Two candidates 2 % apart under a wobble of a tenth: neither decided better, worse nor
+    a tie, so the rest of the share buys more rounds of the two, until it is spent."""
+    candidates = (Candidate(ubatch=512), Candidate(ubatch=64))
+    search = Search(candidates, (PP32,), 30.0, default=candidates[0])
+    wobble = (0.9, 1.1, 1.0, 0.95, 1.05)
+    reasons = []
+    while True:
+        while (probe := search.next_probe()) is not None:
+            for index, candidate in enumerate(probe.candidates):
+                rate = 100.0 if candidate == candidates[0] else 102.0
+                values = [rate * wobble[(search.processes + index + n) % 5] for n in range(probe.repetitions)]
+                search.measured(candidate, PP32, values)
+                search.finished(candidate, 0.5, 0.1, probe.repetitions + 1, 2)
+            search.processes += 1
+        plan = search.plan_next_round()
+        if plan is None:
+            break
+        reasons.append(plan[2])
+        search.start_round(search.round + 1, plan[0], plan[1])
+    assert search.round >= 2 and "not yet decided against the defaults" in reasons[-1]
+    assert search.stopped is not None and "budget" in search.stopped

@@ -33,6 +33,13 @@ class Against:
     spread: str  # each side's kept repetitions per point: ``ub=32 33.8-67,840 t/s, ...``
     reason: str  # why not decided (when not ``better`` nor ``tie``)
     basis: str = "geometric means, 95% interval"  # how the gain was figured
+    worse: bool = False  # decided slower at some point
+
+    @property
+    def decided(self) -> bool:
+        """Whether more repetitions could change the outcome: not when it is decided either
+        way or a tie."""
+        return self.better or self.tie or self.worse
 
 
 def rate(value: float) -> str:
@@ -92,7 +99,7 @@ def against(candidate: Mapping[str, Sequence[float]], baseline: Mapping[str, Seq
         not better and not wide and not weak and "a" not in verdicts)
     why = "spread too wide" if wide else "not significant"
     reason = f"{why}: {'; '.join(spreads)}" + (f"; {', '.join(weak)}" if weak and not wide else "")
-    return Against(better=better, tie=tie, wide=wide, gain=", ".join(gains),
+    return Against(better=better, tie=tie, wide=wide, worse="b" in verdicts, gain=", ".join(gains),
                    spread="; ".join(spreads), reason=reason)
 
 
@@ -161,5 +168,6 @@ def paired(candidate: Mapping[str, Mapping[int, Sequence[float]]],
     if weak:
         reason += f"; {', '.join(weak)}"
     # Processes far apart are what the pairing takes out: no wobble to say aloud.
-    return Against(better=better, tie=tie, wide=False, gain=", ".join(gains), spread=pooled.spread,
+    return Against(better=better, tie=tie, wide=False, worse="b" in verdicts, gain=", ".join(gains),
+                   spread=pooled.spread,
                    reason=reason, basis=basis)

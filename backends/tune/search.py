@@ -212,7 +212,7 @@ class Search:
         # busy machine a few repetitions cannot tell a best from its neighbours.
         close = [c for c in others[half:] if self.could_lead(c, ranked[0])]
         keep = others[:half] + close + baseline
-        if len(others) == 1 and (not baseline or self.round > 0):
+        if len(others) == 1 and (not baseline or self.round > 0) and self._settled(others[0]):
             return None  # the last one has had its round beside the defaults
         rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
@@ -228,7 +228,18 @@ class Search:
         also = f", {len(close)} more not yet clearly behind" if close else ""
         why = (f"round {self.round + 1}: kept the best {half + len(baseline)} of {len(ranked)}{also} "
                f"(dropped {dropped}), {repetitions} repetitions each")
+        if len(others) == 1 and baseline and self.round > 0:
+            why = (f"round {self.round + 1}: {others[0].label} not yet decided against the defaults, "
+                   f"{repetitions} repetitions each")
         return keep, repetitions, why
+
+    def _settled(self, last: Candidate) -> bool:
+        """Whether the last candidate beside the defaults is decided against them (better,
+        worse or a tie); while it is not, what is left of the share buys more rounds."""
+        if self.default is None or self.score(self.default) is None:
+            return True
+        result = self.against(last, self.default)
+        return result is None or result.decided
 
     def could_lead(self, candidate: Candidate, leader: Candidate) -> bool:
         """Whether ``leader`` is not yet clearly ahead of ``candidate``: significantly faster
