@@ -164,15 +164,14 @@ class TunePhase:
         limit = max(search.left_s - (time.monotonic() - began), 1.0) + BUDGET_SLACK * self.share
         timings = _Budgeted(self.host.ctx.timeouts, limit)
         events = _Translator(self.host, contender.name, probe, search, timings)
-        timing = await run_chunk(self._context(events, timings), with_candidate(contender, probe.candidate),
-                                 Block(self.points, probe.repetitions))
+        block = Block(self.points, probe.repetitions)
+        timing = await run_chunk(self._context(events, timings), with_candidate(contender, probe.candidate), block)
         seconds = time.monotonic() - began
         self.host.emit(ProbeFinished(build=contender.name, candidate=probe.candidate,
                                      seconds=round(seconds, 3), repetitions=probe.repetitions,
                                      round=probe.round, load_s=timing.load_s if timing else None,
                                      at=time.time()))
-        search.finished(probe.candidate, seconds, timing.load_s if timing else None,
-                        probe.repetitions + 1)
+        search.finished(probe.candidate, seconds, timing.load_s if timing else None, block.asked)
 
     def _context(self, translator: _Translator, timeouts: Any, spec: SweepSpec | None = None) -> BenchContext:
         ctx = self.host.ctx
