@@ -21,8 +21,8 @@ times:
    a 95 % interval over the processes.
 
 Every process is built like the tune's probes (``backends.sweep.bench_argv``: the same
-flags) and, like them, asks for one timed repetition more than it counts and sets the
-first aside as a warm-up. A pick that is the exhaustive best scores 1 without measuring:
+flags) and counts its repetitions as they do (``backends.sweep.bench.WARMUP_REPETITIONS``).
+A pick that is the exhaustive best scores 1 without measuring:
 "the best" of a noisy exhaustive run is itself a noisy maximum, which is why the paired
 re-measure, not the exhaustive medians, gives the ratio. Holds no lock itself: run it
 under ``flock /tmp/llamaduel-bench.lock``.
@@ -51,6 +51,7 @@ from backends import stats
 from backends.builds import BuildInfo, probe_build
 from backends.journal.tune import Candidate, TuneChosen, TuneFinished, TuneGrid, TuneSpec
 from backends.sweep import RunRequest, SweepSpec, bench_argv, run_sweep
+from backends.sweep.bench import WARMUP_REPETITIONS
 from backends.tooling import toolchain
 from backends.tooling.synth import write_tiny_llama
 from backends.tune.grid import probe_points
@@ -87,20 +88,21 @@ def key(candidate: Candidate) -> Key:
 
 def measure(build: BuildInfo, model: Path, keys: Sequence[Key], repetitions: int) -> dict[Key, list[float]]:
     """One llama-bench process running ``keys`` in this order, built like a tune probe; the
-    counted samples per key (the first timed repetition of each set aside)."""
+    counted samples per key (as the tune counts them: llama-bench's own warm-up run aside,
+    and ``WARMUP_REPETITIONS`` timed ones)."""
     ubatches = list(dict.fromkeys(u for u, _ in keys))
     threads = list(dict.fromkeys(t for _, t in keys))
     own = ("-ub", ",".join(map(str, ubatches)), "-b", str(max(2048, *ubatches)),
            "-t", ",".join(map(str, threads)))
     contender = dataclasses.replace(build, settings=merged(build.settings, own))
-    argv = bench_argv(contender, model, SPEC, probe_points(SPEC)[0], repetitions + 1)
+    argv = bench_argv(contender, model, SPEC, probe_points(SPEC)[0], repetitions + WARMUP_REPETITIONS)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=1800,
                           env=build.launch_env(), check=True)
     samples: dict[Key, list[float]] = {}
     for row in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")):
         found = (int(row["n_ubatch"]), int(row["n_threads"]))
         if found in keys:
-            samples.setdefault(found, []).extend(float(s) for s in row["samples_ts"][1:])
+            samples.setdefault(found, []).extend(float(s) for s in row["samples_ts"][WARMUP_REPETITIONS:])
     return samples
 
 

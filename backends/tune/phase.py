@@ -38,7 +38,7 @@ from backends.journal.tune import (
     TuneStarted,
 )
 from backends.models import ModelInfo
-from backends.sweep.bench import BenchContext, Block, run_chunk
+from backends.sweep.bench import WARMUP_REPETITIONS, BenchContext, Block, run_chunk
 from backends.sweep.plan import TimeoutPolicy
 from backends.sweep.spec import SweepSpec
 from backends.tune.candidates import make_grid
@@ -195,8 +195,8 @@ class TunePhase:
         timings = _Budgeted(self.host.ctx.timeouts, limit, shared)
         events = _Translator(self.host, contender.name, probe, search, timings, process=search.processes)
         search.processes += 1
-        timing = await run_chunk(self._context(events, timings), _with_probe(contender, probe),
-                                 Block(self.points, probe.repetitions))
+        block = Block(self.points, probe.repetitions)
+        timing = await run_chunk(self._context(events, timings), _with_probe(contender, probe), block)
         seconds = time.monotonic() - began
         spent = search.left_s - seconds <= 0
         # A candidate the process ended before (one after it failed) runs again in a
@@ -210,7 +210,7 @@ class TunePhase:
                                          seconds=round(seconds / len(done), 3),
                                          repetitions=probe.repetitions, round=probe.round,
                                          load_s=load, shared=shared, at=time.time()))
-            search.finished(candidate, seconds / len(done), load, probe.repetitions + 1, shared)
+            search.finished(candidate, seconds / len(done), load, block.asked, shared)
 
     def _context(self, translator: _Translator, timeouts: Any, spec: SweepSpec | None = None) -> BenchContext:
         ctx = self.host.ctx
@@ -298,7 +298,7 @@ def _replay(search: Search, event: Any) -> None:
     elif isinstance(event, ProbeFailed) and event.phase == "search" and not event.budget:
         search.failed_with(event.candidate, event.reason)
     elif isinstance(event, ProbeFinished) and event.phase == "search":
-        search.finished(event.candidate, event.seconds, event.load_s, event.repetitions + 1,
+        search.finished(event.candidate, event.seconds, event.load_s, event.repetitions + WARMUP_REPETITIONS,
                         event.shared)
 
 
