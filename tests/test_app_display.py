@@ -269,13 +269,11 @@ def test_plan_estimates_from_rates_and_warns_past_the_context(tmp_path, tiny_lla
     assert plan.seconds and plan.seconds > plan.estimate.seconds > 0
     assert "about" in plan.line() and "from a quick probe" in plan.line()
     assert "how long: timing vulkan (pp32, tg8)…" in plan.line({"vulkan"})  # a probe under way
-    # Tuning first: the phase stops at its budget, so the line adds that cap to the estimate.
+    # Tuning first: the estimate counts the tune phase, which its budget caps.
     tuned = make_plan(builds, model, spec, rates, check=True, tune=TuneSpec(budget_s=120.0))
-    assert tuned.seconds == plan.seconds and "tuning" not in plan.line()
-    assert f"about {format_eta(plan.seconds)[1:]} (from a quick probe) + up to 2 min tuning" \
+    assert tuned.seconds >= plan.seconds + 120.0 and "tune" not in plan.line()
+    assert f"about {format_eta(tuned.seconds)[1:]} with the tune first (from a quick probe)" \
         in tuned.line()
-    assert "t times cpu, vulkan + up to 5 min tuning" in make_plan(
-        builds, model, spec, {}, check=False, tune=TuneSpec()).line()
     assert sweep_seconds(spec.points(), 5, rates, ["cpu"]).seconds < plan.estimate.seconds
     deep = make_plan(builds, model, preset("seed-sweep"), rates, check=False)
     assert deep.warnings and "2,048-token context" in deep.warnings[0]

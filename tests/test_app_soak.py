@@ -4,16 +4,18 @@ finished or stopped (c, q) with no llama-server left."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from server_helpers import group_alive, port_free
 from soak_helpers import of
+from test_soak_cli import llamaduel, wait_for_line
 
 from backends.builds import probe_build
-from backends.journal.journal import read_journal
+from backends.journal.journal import new_run_dir, read_journal
 from backends.models import read_model
-from backends.soak import SoakFinished, SoakServerUp, SoakStarted, summarize
+from backends.soak import ProbeReference, SoakFinished, SoakServerUp, SoakStarted, summarize
 from profiles.importers import import_files
 from profiles.model import profile_from_import
 from profiles.soak import REQUIRE_STABLE_RULE
@@ -131,3 +133,72 @@ async def test_q_quits_during_a_soak_and_no_server_is_left(tmp_path, cpu_bin, ti
     events = list(read_journal(journal))
     assert isinstance(events[-1], SoakFinished) and events[-1].cancelled
     assert_no_server_left(journal)
+
+
+def resume_text(app: LlamaduelApp) -> str:
+    return str(app.screen.query_one("#soak-resume").render())
+
+
+def assert_resumed_to_the_end(journal: Path) -> None:
+    events = list(read_journal(journal))
+    starts = of(events, SoakStarted)
+    assert [s.resumed for s in starts] == [False, True]
+    assert not of(events[events.index(starts[1]):], ProbeReference)  # the same reference answers
+    assert isinstance(events[-1], SoakFinished) and not events[-1].cancelled
+    summary = summarize(events)
+    assert summary is not None and summary.parts == 2 and summary.finished
+    assert_no_server_left(journal)
+
+
+async def test_a_stopped_soak_goes_on_with_u_its_figures_counting_on(tmp_path, cpu_bin, tiny_llama):
+    app = soak_app(tmp_path, cpu_bin, tiny_llama)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start_soak(pilot, app, duration="30s")  # a window of figures every 3 s
+        soak = app.screen
+        await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
+                    "a first window with requests", steps=1800)
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
+        await pilot.press("y")
+        await until(pilot, lambda: "u resumes it" in resume_text(app), "the offer to resume", steps=600)
+        stopped = soak.view.build("cpu")
+        assert stopped is not None and "cancelled" in str(soak.query_one("#soak-summary").render())
+        journal = Path(soak.journal)
+        await pilot.press("u")
+        await until(pilot, lambda: soak.view.status == "finished", "the soak finished", steps=1800)
+        await until(pilot, lambda: not soak.running, "the soak's worker done", steps=600)
+        figures = soak.view.build("cpu")
+        assert figures is not None and figures.requests > stopped.requests  # counted on, not anew
+        assert soak.journal == str(journal) and resume_text(app) == ""
+        assert "0:00:30 of 0:00:30" in str(soak.query_one("#soak-summary").render())
+    assert_resumed_to_the_end(journal)
+
+
+async def test_a_soak_hung_up_in_an_earlier_session_is_offered_and_resumed(tmp_path, cpu_bin, tiny_llama):
+    # `llamaduel soak` hung up half-way, as a closed SSH session leaves it, in the app's runs folder.
+    _, folder = new_run_dir(tmp_path / "runs", Path(f"soak-{tiny_llama.stem}"))
+    journal = folder / "journal.jsonl"
+    first = llamaduel("soak", "--build", f"cpu={cpu_bin}", "--build", f"cpu-again={cpu_bin}",
+                      "--model", str(tiny_llama), "--duration", "20s", "--probe-every", "1",
+                      "--window", "2", "--slots", "1", "-c", "1024", "-n", "16", "-t", "1",
+                      "--journal", str(journal))
+    wait_for_line(journal, '"SoakWindow"', first)
+    first.send_signal(signal.SIGHUP)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err
+
+    app = soak_app(tmp_path, cpu_bin, tiny_llama)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.screen.body_ready, "the Setup form")
+        await pilot.press("7")
+        await until(pilot, lambda: app.current_mode == "soak", "the Soak screen")
+        soak = app.screen
+        await until(pilot, lambda: "u resumes it" in resume_text(app), "the offer to resume")
+        assert "cpu, cpu-again stopped at 0:00:" in resume_text(app)
+        await pilot.press("u")
+        await until(pilot, lambda: soak.view.status == "finished", "the soak finished", steps=1800)
+        await until(pilot, lambda: not soak.running, "the soak's worker done", steps=600)
+        assert soak.journal == str(journal)
+        for index, name in enumerate(NAMES):
+            assert panel_text(app, index).startswith(f"{name} ok")
+    assert_resumed_to_the_end(journal)

@@ -38,7 +38,7 @@ from backends.sweep import (
     run_sweep,
     schedule,
 )
-from backends.sweep.plan import turn_order
+from backends.sweep.plan import ChunkTiming, choose_granularity, turn_order
 
 pytestmark = pytest.mark.toolchain
 
@@ -332,6 +332,21 @@ def test_chunks_and_schedule():
     again = schedule([a, b], chunks, interleave=True, round_number=1)
     assert [t[0].name for t in again][:4] == ["b", "a", "a", "b"]
     assert [t[0].name for t in schedule([a, b], chunks, interleave=False)] == ["a"] * 4 + ["b"] * 4
+
+
+def test_auto_keeps_a_loaded_process_wherever_the_models_fit_together():
+    """A process per point pays the load and, at depth, the depth prefill once per point;
+    one paused process per build pays them once, so it is chosen wherever it can run."""
+    cheap = [ChunkTiming(load_s=0.01, work_s=2.0, points=1)]  # loading 0.5 % of a point
+    dear = [ChunkTiming(load_s=1.0, work_s=2.0, points=1)]
+    assert choose_granularity(cheap, True)[0] == "resident"
+    assert choose_granularity(dear, True)[0] == "resident"
+    assert choose_granularity([], True) == ("resident", "one loaded llama-bench per build, paused "
+                                                        "between its points: load time not measurable")
+    # Where it cannot (builds on another host, models that do not fit side by side).
+    assert choose_granularity(cheap, False, "no room")[0] == "point"
+    assert choose_granularity(dear, False, "no room") == (
+        "depth", "one llama-bench per depth: loading takes 1.00 s, 50% of a point, and no room")
 
 
 def test_journal_survives_a_torn_last_line(tmp_path):

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from backends.estimate import Rates
+from backends.models import read_model
 from tests.test_app import builds, make_app, until  # noqa: F401 - the fixture
 from tui.screens.setup import SetupScreen
+from tui.sources import RateBook
 from tui.state.grid import GRID_FIELDS
 
 pytestmark = pytest.mark.toolchain
@@ -57,8 +60,18 @@ def assert_nothing_scrolls(app, screen) -> None:
     assert "tiny llama" in shown(app, "#models-section")
 
 
+def known_rates(tmp_path, builds, tiny_llama) -> RateBook:  # noqa: F811
+    """Rates as an earlier run left them: the estimate has figures to show."""
+    book = RateBook(tmp_path / "rates.json")
+    model = read_model(tiny_llama)
+    for build, pp in zip(builds, (2000.0, 300.0), strict=True):
+        book.put(build, model, Rates(pp, pp / 10, 0.2, "the run of 2026-05-01 10:00"))
+    return book
+
+
 async def test_setup_status_and_footer_are_read_whole_at_80x24(tmp_path, builds, tiny_llama):  # noqa: F811
-    app = make_app(tmp_path, builds, tiny_llama, telemetry=None, offer_resume=False)
+    app = make_app(tmp_path, builds, tiny_llama, telemetry=None, offer_resume=False,
+                   rates=known_rates(tmp_path, builds, tiny_llama))
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen
         assert isinstance(screen, SetupScreen)
@@ -76,12 +89,14 @@ async def test_setup_status_and_footer_are_read_whole_at_80x24(tmp_path, builds,
         footer = shown(app, "Footer")
         assert "q quit" in footer and "q q▏" not in footer, footer
         assert "r start" in footer
-        # Tuning first: its budget caps the phase, and the estimate says so.
+        # Tuning first: the estimate counts the tune phase and says so.
         screen._timing = set()
         screen.query_one("#tune-first").value = True
-        await until(pilot, lambda: "tuning" in status_text(screen), "the tune in the estimate")
+        await until(pilot, lambda: "with the tune first" in status_text(screen),
+                    "the tune in the estimate")
         status = await read_whole(pilot, screen)
-        assert "+ up to 5 min tuning" in status and "Press r to start." in status
+        assert "with the tune first (from the run of 2026-05-01 10:00)" in status
+        assert "Press r to start." in status
         assert_nothing_scrolls(app, screen)
         # A problem is read whole too.
         screen.chosen_builds = frozenset()

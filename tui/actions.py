@@ -103,6 +103,17 @@ class TogglePause(Command): ...
 class CancelSweep(Command): ...
 
 
+@command("c", "Stop soak", "Stop the running soak (asks first); every server is stopped, the "
+         "journal keeps what it measured", label="stop")
+class StopSoak(Command): ...
+
+
+@command("u", "Resume soak", "Go on with the last soak that was stopped (cancelled, or cut off "
+         "by a hang-up) for the time it had left, against the same reference answers",
+         label="resume")
+class ResumeSoak(Command): ...
+
+
 @command("d", "Demo", "CPU and Vulkan builds: a correctness check, then a short sweep",
          footer=False)
 class RunDemo(Command): ...
@@ -224,7 +235,7 @@ RESULTS_COMMANDS: tuple[type[Command], ...] = (SaveProfile, ExportResults, CopyL
 PROFILES_COMMANDS: tuple[type[Command], ...] = (
     OpenProfile, CompareProfiles, RenameProfile, DeleteProfile, ExportProfile, ImportBenchFile)
 SERVE_COMMANDS: tuple[type[Command], ...] = (CancelSweep,)
-SOAK_COMMANDS: tuple[type[Command], ...] = (CancelSweep,)
+SOAK_COMMANDS: tuple[type[Command], ...] = (StopSoak, ResumeSoak)
 RACE_COMMANDS: tuple[type[Command], ...] = (
     StartRace, StopRace, ReplayRace, AddRaceToProfile, ToggleRaceSettings, EditPrompt)
 

@@ -125,3 +125,10 @@ def soak(request: SoakRequest, *, runs_root: Path | None) -> AsyncGenerator[Soak
         journal_path = folder / JOURNAL_NAME
     return run_soak(request.soak_builds(), request.model.path, request.spec,
                     reference=request.reference, journal_path=journal_path)
+
+
+def soak_resume(journal: Path) -> AsyncGenerator[SoakEvent, None]:
+    """The rest of the soak journalled at ``journal``, in the same journal."""
+    from backends.soak import resume_soak
+
+    return resume_soak(journal)

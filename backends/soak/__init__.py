@@ -26,7 +26,7 @@ from backends.journal.soak import (
                                   SoakWindow,
                                   SoakWrongAnswer,
 )
-from backends.soak.run import resume_soak, run_soak
+from backends.soak.run import Unfinished, last_unfinished, resume_soak, run_soak
 from backends.soak.spec import SoakError, SoakSpec, duration_words, parse_duration
 from backends.soak.summary import BuildSoakSummary, SoakSummary, summarize, summary_lines
 
@@ -50,7 +50,9 @@ __all__ = [
                                   "SoakSummary",
                                   "SoakWindow",
                                   "SoakWrongAnswer",
+                                  "Unfinished",
                                   "duration_words",
+                                  "last_unfinished",
                                   "parse_duration",
                                   "resume_soak",
                                   "run_soak",

@@ -36,6 +36,7 @@ from backends.server.launch import ServedBuild, ServerProcess, StartFailure, lau
 from backends.soak import probes
 from backends.soak.load import Slot, Window, send, tokens_per_word
 from backends.soak.spec import SoakSpec
+from backends.soak.wire import Connection
 from backends.telemetry.process_vram import ProcessVram
 
 Put = Callable[[SoakEvent], Awaitable[None]]
@@ -179,12 +180,20 @@ class BuildSoak:
                         ratio: float, hang: asyncio.Future[SoakHang]) -> None:
         slot = Slot(self.spec.seed * 1000 + self.starts * 10 + number, self.spec.slot_ctx,
                     self.spec.n_gen, ratio, self.spec.idle_s)
+        connection = Connection(client.base_url.host, server.port)
+        try:
+            await self._load(server, slot, connection, number, hang)
+        finally:
+            connection.close()
+
+    async def _load(self, server: ServerProcess, slot: Slot, connection: Connection, number: int,
+                    hang: asyncio.Future[SoakHang]) -> None:
         while True:
             work = slot.next_request()
             if isinstance(work, float):
                 await asyncio.sleep(work)
                 continue
-            result = await send(client, work, self.spec.n_gen, self.spec.hang_s, number)
+            result = await send(connection, work, self.spec.n_gen, self.spec.hang_s, number)
             if isinstance(result, Failure):
                 if result.stalled:
                     self._hung(hang, result.reason, "request")

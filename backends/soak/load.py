@@ -4,20 +4,37 @@ idle gaps. Nothing is kept per request: the window's counters only.
 Sizes are in tokens, turned into words by the model's own words-per-token ratio
 (measured once per server with ``/tokenize``), with a margin, so a prompt never runs past
 the slot's context (that would be the soak's fault, not the build's).
+
+Requests are not streamed, and go on each slot's own kept-alive connection
+(``backends.soak.wire``): the soak needs each answer's token count and the server's own
+decode time (its ``timings``), not when each token arrived, and reading a stream piece by
+piece through a general HTTP client was most of the soak's own CPU time. A hang is then an
+answer not whole within the hang limit, as for the probes.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import time
 from dataclasses import dataclass
 
 import httpx
 
-from backends.server.client import Answer, Failure, stream_request
-from backends.server.prompts import COMPLETION, WORDS
+from backends.server.client import Failure
+from backends.server.prompts import WORDS
+from backends.soak.wire import Connection, Lost
 
 MARGIN = 0.8  # of the slot's context a prompt may take, after the ratio's estimate
 KINDS = ("chat", "chat", "chat", "document", "short", "idle")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request: its generated tokens and the server's time generating them."""
+
+    n_gen: int
+    gen_s: float
 
 
 @dataclass
@@ -29,14 +46,14 @@ class Window:
     tokens: int = 0
     gen_s: float = 0.0
 
-    def add(self, result: Answer | Failure) -> None:
+    def add(self, result: Served | Failure) -> None:
         self.requests += 1
         if isinstance(result, Failure):
             self.errors += 1
             return
-        self.tokens += result.n_gen
-        if result.n_gen > 1 and len(result.chunk_times) > 1:
-            self.gen_s += result.chunk_times[-1] - result.chunk_times[0]
+        if result.gen_s > 0:  # an answer without the server's timings adds no speed
+            self.tokens += result.n_gen
+            self.gen_s += result.gen_s
 
     def take(self) -> Window:
         taken = Window(self.requests, self.errors, self.tokens, self.gen_s)
@@ -64,7 +81,7 @@ class Slot:
         self.chat_words = 0
 
     def _words(self, count: int) -> str:
-        return " ".join(self.rng.choice(WORDS) for _ in range(count))
+        return " ".join(self.rng.choices(WORDS, k=count))
 
     def next_request(self) -> str | float:
         """A prompt to send, or seconds to stay idle."""
@@ -84,6 +101,39 @@ class Slot:
         return "\n".join(self.chat) + "\nUser: and then?\nAssistant:"
 
 
-async def send(client: httpx.AsyncClient, prompt: str, n_gen: int, hang_s: float,
-               slot: int) -> Answer | Failure:
-    return await stream_request(client, COMPLETION, prompt, n_gen, stall_s=hang_s, slot=slot)
+def request_body(prompt: str, n_gen: int, slot: int) -> dict[str, object]:
+    return {"prompt": prompt, "n_predict": n_gen, "ignore_eos": True, "temperature": 0.0,
+            "seed": 42, "cache_prompt": True, "id_slot": slot, "stream": False}
+
+
+async def send(connection: Connection, prompt: str, n_gen: int, hang_s: float,
+               slot: int) -> Served | Failure:
+    """One request on the slot's own connection, read whole."""
+    sent = time.monotonic()
+    try:
+        status, body = await connection.post_json("/completion", request_body(prompt, n_gen, slot),
+                                                  hang_s)
+    except TimeoutError:
+        return Failure(f"no answer for {hang_s:g}s: the server hung", time.monotonic() - sent,
+                       stalled=True)
+    except Lost as error:
+        return Failure(f"connection lost: {error}", time.monotonic() - sent)
+    return _read(status, body, time.monotonic() - sent)
+
+
+def _read(status: int, body: bytes, elapsed_s: float) -> Served | Failure:
+    if status != 200:
+        text = _one_line(body.decode("utf-8", "replace")) or "(no body)"
+        return Failure(f"HTTP {status}: {text}", elapsed_s, status=status)
+    try:
+        data = json.loads(body)
+        timings = data.get("timings") or {}
+        n_gen = int(timings.get("predicted_n") or data.get("tokens_predicted") or 0)
+        gen_s = float(timings.get("predicted_ms") or 0.0) / 1000.0
+    except (ValueError, TypeError, AttributeError) as error:  # JSON, or not the fields asked for
+        return Failure(f"an answer that cannot be read: {error}", elapsed_s)
+    return Served(n_gen, gen_s)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]

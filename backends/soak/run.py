@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,13 @@ import httpx
 
 from backends import paths, procs
 from backends.correctness import REFERENCE_PREFERENCE
-from backends.journal.soak import ProbeReference, SoakBuild, SoakEvent, SoakFinished, SoakStarted
+from backends.journal.soak import (
+    ProbeReference,
+    SoakBuild,
+    SoakEvent,
+    SoakFinished,
+    SoakStarted,
+)
 from backends.server.launch import StartFailure, launch
 from backends.soak import probes
 from backends.soak.build import BuildSoak, Clock, Put, contender
@@ -150,6 +157,44 @@ async def resume_soak(run: str | Path) -> AsyncGenerator[SoakEvent, None]:
                           str(journal.path), True, soaked, time.time())
     async for event in _soak(journal, started, spec, refs):
         yield event
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A soak that stopped with time left: where its journal is, how far it got."""
+
+    journal: Path
+    soaked_s: float
+    duration_s: float
+    builds: tuple[str, ...]
+
+
+def last_unfinished(root: Path | None = None) -> Unfinished | None:
+    """The newest soak under ``root`` (default: the data folder's runs) when it stopped with
+    time left: cancelled, or cut off before it could journal its end (a hang-up, a kill).
+    None when the newest soak finished (or stopped on a problem), or there is none."""
+    from backends.journal.journal import JOURNAL_NAME, read_journal
+
+    root = root or paths.runs_root()
+    if not root.is_dir():
+        return None
+    for folder in sorted((d for d in root.iterdir() if "-soak-" in d.name), reverse=True):
+        journal = folder / JOURNAL_NAME
+        try:
+            events = list(read_journal(journal))
+        except OSError:
+            continue
+        first = next((e for e in events if isinstance(e, SoakStarted)), None)
+        if first is None:
+            continue
+        last = events[-1]
+        duration = float(first.settings.get("duration_s") or 0.0)
+        soaked = max((float(getattr(e, "at_s", 0.0)) for e in events), default=0.0)
+        ended = isinstance(last, SoakFinished) and not last.cancelled
+        if ended or soaked >= duration:
+            return None
+        return Unfinished(journal, soaked, duration, tuple(b.name for b in first.builds))
+    return None
 
 
 async def _soak(journal: Journal, started: SoakStarted, spec: SoakSpec,

@@ -41,11 +41,15 @@ from backends.tool import LOCAL, Finished, Launcher, ToolProcess
 if TYPE_CHECKING:
     from backends.journal.journal import RunEvent
 
-# Every block asks llama-bench for one timed repetition more than it counts: the first is
-# a warm-up, journalled in the result's warmup_ts and not counted. A block always starts
-# after a load, a pause for another contender or a cooling wait, when the GPU's clocks
-# have dropped; treating every block alike keeps the counts equal.
-WARMUP_REPETITIONS = 1
+# Timed repetitions set aside as warm-up at the start of every block (journalled in the
+# result's warmup_ts, not counted): none. llama-bench runs an untimed warm-up of its own
+# right before each test's timed repetitions (a full prompt run, or one generated token
+# after which the depth prefill follows), so a block never starts cold; a set-aside
+# repetition on top of it cost a whole repetition per block. On an H100 the first timed
+# repetition after llama-bench's warm-up ran a median 0.4 % below the block's others
+# (2.5 % below to 0.8 % above, 21 blocks in benchmarks/results/h100-vulkan-aa-2026-12-07), well inside the 3 % tie
+# band, and both builds pay it alike. Journals of older runs keep their set-aside ones.
+WARMUP_REPETITIONS = 0
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class Block:
     """Repetitions of some points for one contender: what one turn measures."""
 
     points: tuple[TestPoint, ...]
-    repetitions: int  # counted; llama-bench runs WARMUP_REPETITIONS more
+    repetitions: int  # counted; llama-bench is asked WARMUP_REPETITIONS more
     index: int = 0  # 0 for a point's first block, then 1, 2...
 
     @property

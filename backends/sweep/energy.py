@@ -3,7 +3,7 @@
 ``prompt run k/N`` / ``generation run k/N`` are printed as repetition k's timed work begins
 (after its depth prefill, which has a ``depth run`` line of its own); the next progress line
 or the result ends it. A window opens there and closes at the next line, so load, warm-up
-(llama-bench's own and the counted first repetition set aside as warm-up), depth prefill,
+(llama-bench's own, and any timed repetition set aside as warm-up), depth prefill,
 pauses and cooling are never in it. Each counted repetition gives its joules; the figures
 are the mean tok/J and J/token with their spread across repetitions.
 """

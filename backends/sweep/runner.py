@@ -385,6 +385,8 @@ class Sweep:
             outcome = adaptive.PointOutcome("decided", None, "one contender measured")
         else:
             outcome = adaptive.decide(samples, self.spec.max_repetitions, first=self.spec.repetitions)
+            if outcome.outcome == "open":
+                outcome = adaptive.by_neighbours(samples, self._neighbours(group, point)) or outcome
             if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
                     and any(self._can_add(c, point) for c in group if c.name in samples)):
                 return False
@@ -392,3 +394,7 @@ class Sweep:
                                repetitions=counts, leader=outcome.leader, at=time.time()))
         return True
 
+    def _neighbours(self, group: Sequence[BuildInfo], point: TestPoint) -> list[dict[str, list[float]]]:
+        """The counted repetitions of every contender at the points beside ``point`` on its series."""
+        return [{c.name: self.blocks[(c.name, p.key)].counted() for c in group if (c.name, p.key) in self.blocks}
+                for p in adaptive.series_neighbours(point, self.points)]

@@ -50,7 +50,8 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--probe-every", type=float, default=30.0, metavar="S",
                         help="seconds between correctness probes per build (30)")
     parser.add_argument("--hang", type=float, default=120.0, metavar="S",
-                        help="no token for this long is a hang: the server is killed and restarted (120)")
+                        help="no answer for this long (a request's whole answer, or a probe's) is a hang: "
+                        "the server is killed and restarted (120)")
     parser.add_argument("--idle", type=float, default=2.0, metavar="S", help="longest idle gap of a slot (2)")
     parser.add_argument("--window", type=float, default=60.0, metavar="S",
                         help="seconds between journalled memory and throughput figures (60)")

@@ -1,6 +1,7 @@
 """A soak as it happens: per build its uptime, requests, crashes (with the last error line),
 hangs, HTTP errors, probes and wrong answers, restarts, memory growth and throughput now
-against the first window.
+against the first window. A soak that stopped with time left (``c`` here, or a hang-up that
+took the app away) goes on with ``u``, in its own journal, its figures counting on.
 
 The soak runs through ``tui.engine.soak`` (the engine ``llamaduel soak`` uses); its events
 are journalled before they arrive here as messages, and fold into one frozen ``SoakView``
@@ -13,17 +14,31 @@ import asyncio
 import dataclasses
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
 
 from tui import actions as cmd
 from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmScreen
-from tui.state.soak import SoakRequest, SoakView, build_lines, fold, footer_text, header_text, plan_line
+from tui.state.soak import (
+    SoakRequest,
+    SoakView,
+    build_lines,
+    fold,
+    footer_text,
+    header_text,
+    plan_line,
+    resume_line,
+)
+
+if TYPE_CHECKING:
+    from backends.soak import Unfinished
 
 
 class SoakScreen(AppScreen):
@@ -41,6 +56,7 @@ class SoakScreen(AppScreen):
         self.request: SoakRequest | None = None
         self.view = SoakView()
         self.saved: Path | None = None
+        self.unfinished: Unfinished | None = None  # the last soak, stopped with time left
         self._event_at = time.monotonic()
 
     def compose(self) -> ComposeResult:
@@ -49,11 +65,36 @@ class SoakScreen(AppScreen):
             yield Static("", id="soak-plan")
             yield Vertical(id="soak-builds")
             yield Static("", id="soak-footer")
+            yield Static("", id="soak-resume")
         yield Footer()
 
     def on_mount(self) -> None:
         self._show()
         self.set_interval(1.0, self._tick)  # uptime and the clock count on between events
+        self.find_unfinished()
+
+    def on_screen_resume(self) -> None:
+        self.find_unfinished()
+
+    @work(thread=True, group="soak-find", exclusive=True, exit_on_error=False)
+    def find_unfinished(self) -> None:
+        from backends.soak import last_unfinished
+
+        if not self.running:
+            found = last_unfinished(self.sources.runs_root)
+            self.app.call_from_thread(self._found, found)
+
+    @on(Worker.StateChanged)
+    def _soak_ended(self, event: Worker.StateChanged) -> None:
+        # Not stopped: the app says why a soak failed. A cancelled soak can go on (u).
+        if event.worker.group == "soak" and event.state in (
+                WorkerState.SUCCESS, WorkerState.CANCELLED, WorkerState.ERROR):
+            self.find_unfinished()
+
+    def _found(self, found: Unfinished | None) -> None:
+        self.unfinished = None if self.running else found
+        self._show()
+        self.refresh_bindings()
 
     def _now(self) -> float | None:
         if self.view.status != "running" or not self.running:
@@ -73,17 +114,36 @@ class SoakScreen(AppScreen):
         return any(w.group == "soak" and w.is_running for w in self.workers)
 
     def start(self, request: SoakRequest) -> None:
-        self.request, self.view, self.saved = request, SoakView(), None
+        self._begin(request, SoakView())
+        self.run_soak(request, None)
+
+    def resume(self, journal: Path) -> None:
+        """Go on with the soak journalled at ``journal``: its figures so far first."""
+        from backends.journal.journal import read_journal
+
+        view = SoakView()
+        for event in read_journal(journal):
+            view = fold(view, event)
+        same = self.request is not None and self.view.journal == str(journal)
+        self._begin(self.request if same else None, view)  # a profile to save into stays
+        self.run_soak(None, journal)
+
+    def _begin(self, request: SoakRequest | None, view: SoakView) -> None:
+        self.request, self.view, self.saved, self.unfinished = request, view, None, None
+        self._event_at = time.monotonic()
         if self.is_mounted:
             self.query_one("#soak-builds", Vertical).remove_children()
             self._show()
-        self.run_soak(request)
 
     @work(group="soak", exclusive=True, exit_on_error=False)
-    async def run_soak(self, request: SoakRequest) -> None:
-        from tui.engine import soak
+    async def run_soak(self, request: SoakRequest | None, resume: Path | None) -> None:
+        from tui.engine import soak, soak_resume
 
-        events = soak(request, runs_root=self.sources.runs_root)
+        if resume is not None:
+            events = soak_resume(resume)
+        else:
+            assert request is not None
+            events = soak(request, runs_root=self.sources.runs_root)
         self.refresh_bindings()
         try:
             async for event in events:
@@ -127,6 +187,7 @@ class SoakScreen(AppScreen):
             else:
                 panels.mount(Static(text, id=f"soak-build-{index}", classes="soak-build"))
         self.query_one("#soak-footer", Static).update(footer_text(self.view))
+        self.query_one("#soak-resume", Static).update(resume_line(self.unfinished))
 
     def _finished(self) -> None:
         self.app.notify(f"Soak {self.view.status}: " + "; ".join(
@@ -149,12 +210,22 @@ class SoakScreen(AppScreen):
         self.app.post_message(cmd.ProfilesChanged())
 
     def command_available(self, command: type[cmd.Command]) -> bool | None:
-        if command is cmd.CancelSweep:
+        if command is cmd.StopSoak:
             return self.running
+        if command is cmd.ResumeSoak:
+            return not self.running and self.unfinished is not None
         return True
 
-    @on(cmd.CancelSweep)
-    def _cancel(self, message: cmd.CancelSweep) -> None:
+    @on(cmd.ResumeSoak)
+    def _resume(self, message: cmd.ResumeSoak) -> None:
+        message.stop()
+        if self.running or self.unfinished is None:
+            self.notify("No stopped soak to resume.", severity="warning")
+            return
+        self.resume(self.unfinished.journal)
+
+    @on(cmd.StopSoak)
+    def _cancel(self, message: cmd.StopSoak) -> None:
         message.stop()
         if not self.running:
             self.notify("No soak is running.", severity="warning")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backends.estimate import Estimate, Rates, check_seconds, check_size, context_problem, logits_factor, sweep_seconds
+from backends.tune.estimate import tune_seconds
 from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class Plan:
     check: CheckOptions | None = None  # None: no check
     check_estimates: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    tune_budget_s: float | None = None  # the tune phase's cap; None: no tuning
+    tune: Estimate | None = None  # the tune phase before the duel; None: no tune
 
     @property
     def check_seconds(self) -> float | None:
@@ -47,11 +48,12 @@ class Plan:
 
     @property
     def seconds(self) -> float | None:
-        """The whole run, the check included; None when a build has no rates yet."""
+        """The whole run, the check and the tune included; None when a build has no rates yet."""
         check = self.check_seconds
-        if self.estimate.seconds is None or check is None:
+        tune = 0.0 if self.tune is None else self.tune.seconds
+        if self.estimate.seconds is None or check is None or tune is None:
             return None
-        return self.estimate.seconds + check
+        return self.estimate.seconds + check + tune
 
     def line(self, timing: Collection[str] = ()) -> str:
         """``2 builds × 4 points × 2 reps · about 3 min (from a quick probe) · check: ...``;
@@ -62,20 +64,19 @@ class Plan:
             how_long = f"how long: timing {', '.join(sorted(timing))} (pp32, tg8)…"
         elif self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
-            how_long = f"about {format_eta(self.seconds)[1:]}{basis}"
+            tuned = " with the tune first" if self.tune is not None else ""
+            how_long = f"about {format_eta(self.seconds)[1:]}{tuned}{basis}"
         elif self.estimate.unknown:
             how_long = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
             how_long = ""
-        if self.tune_budget_s is not None:  # the phase stops at its budget: a cap, not a guess
-            how_long += f" + up to {format_eta(self.tune_budget_s)[1:]} tuning"
         check = ""
         if self.check is not None:
             chunks = self.check.chunks
             context = self.check.context or DEFAULT_CHECK_CONTEXT
             check = (f"check: {chunks}×{context} tokens" if chunks
                      else f"check: the text in {context}-token chunks")
-        return " · ".join(p for p in (size, how_long.strip(), check) if p)
+        return " · ".join(p for p in (size, how_long, check) if p)
 
 
 def is_software(build: BuildInfo) -> bool:
@@ -85,16 +86,15 @@ def is_software(build: BuildInfo) -> bool:
 def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
               check_options: CheckOptions | None = None, tune: TuneSpec | None = None) -> Plan:
-    """The plan; ``tune``: the tune phase that runs first (its budget caps its time)."""
     points = spec.points()
-    tune_budget = tune.budget_s if tune is not None else None
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
+    tuned = None if tune is None else tune_seconds(spec, tune, rates, names)
     fallbacks = tuple(f"{b.name} was {b.fallback} (you will be asked before it runs)"
                       for b in builds if b.fallback)
     warnings = tuple(w for w in (context_problem(points, model.context_length),) if w) + fallbacks
     if not check:
-        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings, tune_budget)
+        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings, tuned)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
     from backends.correctness import CheckOptions
 
@@ -115,8 +115,7 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     chunks = options.chunks
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
-    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings,
-                tune_budget)
+    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings, tuned)
 
 
 def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | None) -> str:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from backends.builds import BuildInfo
     from backends.models import ModelInfo
-    from backends.soak import SoakBuild
+    from backends.soak import SoakBuild, Unfinished
     from profiles.store import ProfileStore
 
 # Soak mode's fields: input id -> (label, placeholder: what an empty field means).
@@ -242,6 +242,14 @@ def footer_text(view: SoakView) -> str:
     if view.problem:
         lines.append(f"stopped: {escape(view.problem)}")
     return "\n".join(lines)
+
+
+def resume_line(unfinished: Unfinished | None) -> str:
+    """What the screen offers for a soak that stopped with time left ("" for none)."""
+    if unfinished is None:
+        return ""
+    return escape(f"A soak of {', '.join(unfinished.builds)} stopped at {_minutes(unfinished.soaked_s)} "
+                  f"of {_minutes(unfinished.duration_s)}: u resumes it for the time it had left.")
 
 
 def save_soak(store: ProfileStore, name: str, journal: Path, *, require_stable: bool) -> Path:
