@@ -188,7 +188,7 @@ class SetupScreen(SetupSourcesScreen):
             return None
         return make_plan(builds, model, spec, self._rates(),
                          check=self.query_one(GridForm).check_first,
-                         check_options=self.sources.check_options)
+                         check_options=self.sources.check_options, tune=self.query_one(GridForm).tune_spec())
 
     def _validate(self) -> bool:
         problem = self._problem()

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backends.estimate import Estimate, Rates, check_seconds, check_size, context_problem, logits_factor, sweep_seconds
+from backends.tune.estimate import tune_seconds
 from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.correctness import CheckOptions
+    from backends.journal.tune import TuneSpec
     from backends.models import ModelInfo
     from backends.sweep import SweepSpec
 
@@ -34,6 +36,7 @@ class Plan:
     check: CheckOptions | None = None  # None: no check
     check_estimates: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    tune: Estimate | None = None  # the tune phase before the duel; None: no tune
 
     @property
     def check_seconds(self) -> float | None:
@@ -45,11 +48,12 @@ class Plan:
 
     @property
     def seconds(self) -> float | None:
-        """The whole run, the check included; None when a build has no rates yet."""
+        """The whole run, the check and the tune included; None when a build has no rates yet."""
         check = self.check_seconds
-        if self.estimate.seconds is None or check is None:
+        tune = 0.0 if self.tune is None else self.tune.seconds
+        if self.estimate.seconds is None or check is None or tune is None:
             return None
-        return self.estimate.seconds + check
+        return self.estimate.seconds + check + tune
 
     def line(self) -> str:
         """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
@@ -57,7 +61,8 @@ class Plan:
                 f"{self.points} points × {self.repetitions} reps")
         if self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
-            timing = f"about {format_eta(self.seconds)[1:]}{basis}"
+            tuned = " with the tune first" if self.tune is not None else ""
+            timing = f"about {format_eta(self.seconds)[1:]}{tuned}{basis}"
         elif self.estimate.unknown:
             timing = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
@@ -77,15 +82,16 @@ def is_software(build: BuildInfo) -> bool:
 
 def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
-              check_options: CheckOptions | None = None) -> Plan:
+              check_options: CheckOptions | None = None, tune: TuneSpec | None = None) -> Plan:
     points = spec.points()
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
+    tuned = None if tune is None else tune_seconds(spec, tune, rates, names)
     fallbacks = tuple(f"{b.name} was {b.fallback} (you will be asked before it runs)"
                       for b in builds if b.fallback)
     warnings = tuple(w for w in (context_problem(points, model.context_length),) if w) + fallbacks
     if not check:
-        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
+        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings, tuned)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
     from backends.correctness import CheckOptions
 
@@ -106,7 +112,7 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     chunks = options.chunks
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
-    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)
+    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings, tuned)
 
 
 def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | None) -> str:
