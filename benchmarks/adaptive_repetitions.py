@@ -26,18 +26,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.builds import parse_build_arg, probe_build
-from backends.journal.sweep import PointDecided
+from backends.journal.sweep import PointDecided, SweepFinished
 from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep
 from backends.sweep.adaptive import FIRST_BLOCK
+from backends.sweep.overhead import overhead_line
 from backends.tooling import toolchain
 from profiles.model import profile_from_journal
 
 
-async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided]]:
+async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided], str]:
+    """Wall time, each point's decision, and where the sweep's seconds went (its last line)."""
     started = time.perf_counter()
-    decided = [e async for e in run_sweep(RunRequest(builds, model, spec, run_dir=run_dir))
-               if isinstance(e, PointDecided)]
-    return time.perf_counter() - started, decided
+    decided, spent = [], ""
+    async for event in run_sweep(RunRequest(builds, model, spec, run_dir=run_dir)):
+        if isinstance(event, PointDecided):
+            decided.append(event)
+        elif isinstance(event, SweepFinished) and event.overhead:
+            spent = overhead_line(event.overhead)
+    return time.perf_counter() - started, decided, spent
 
 
 def verdicts(run_dir: Path, model: Path) -> dict[str, str]:
@@ -88,11 +94,12 @@ def main() -> int:
         order = list(specs) if pair % 2 == 0 else list(reversed(specs))
         for label in order:
             run_dir = scratch / f"{label.replace(' ', '')}-{pair}"
-            wall, decided = asyncio.run(one_run(builds, model, specs[label], run_dir))
+            wall, decided, spent = asyncio.run(one_run(builds, model, specs[label], run_dir))
             walls[label].append(wall)
             reps[label] += [n for d in decided for n in d.repetitions.values()]
             seen[label].append(verdicts(run_dir, model))
-            print(f"  pair {pair + 1} {label:<8} {wall:6.1f} s", flush=True)
+            why = ", ".join(sorted({d.reason for d in decided}))
+            print(f"  pair {pair + 1} {label:<8} {wall:6.1f} s  [{why}; {spent}]", flush=True)
         print(f"  pair {pair + 1} ratio -r auto / -r 5: {walls['-r auto'][-1] / walls['-r 5'][-1]:.3f}",
               flush=True)
     fixed, auto = (statistics.median(walls[k]) for k in specs)

@@ -150,17 +150,21 @@ def main() -> int:
                 if duel_speed and bare_speed:
                     ratios[kind_of(key)].append(duel_speed / bare_speed)
         wall_ratio = statistics.median(walls_duel) / statistics.median(walls_bare)
+        # Each pair's own ratio: bare and llamaduel back to back, under the same load.
+        pair_ratios = [round(d / b, 3) for d, b in zip(walls_duel, walls_bare, strict=True)]
         figures = {
             "wall_bare_s": round(statistics.median(walls_bare), 3),
             "wall_llamaduel_s": round(statistics.median(walls_duel), 3),
             "wall_ratio": round(wall_ratio, 3),
+            "pair_wall_ratios": pair_ratios,
             **{f"median_tps_ratio_{k}": round(statistics.median(v), 4) for k, v in ratios.items() if v},
             "note": note,
         }
         report[f"{granularity} guard {guard}"] = figures
         tps = "  ".join(f"{k} x{v}" for k, v in figures.items() if k.startswith("median"))
         print(f"{granularity:>6}, guard {guard:>3}: wall {figures['wall_llamaduel_s']:.2f} s vs bare "
-              f"{figures['wall_bare_s']:.2f} s (x{wall_ratio:.3f})  tok/s {tps}"
+              f"{figures['wall_bare_s']:.2f} s (x{wall_ratio:.3f}; pairs "
+              f"{', '.join(f'x{r:.3f}' for r in pair_ratios)})  tok/s {tps}"
               + (f"  [{note}]" if note else ""), flush=True)
     if options.json:
         options.json.write_text(json.dumps(report, indent=2))

@@ -1,8 +1,11 @@
 """What tuning was worth, from a run's events: each contender's choice, best against the
 defaults at the sweep's middle depth, and the duel called both ways.
 
-    pp512 @ d8192: rocm +4.1% at each build's best (rocm ub=2048, vulkan ub=512);
-    vulkan +70% at the defaults (ub=512)
+    pp512 @ d8192: at each build's best (rocm ub=2048, vulkan ub=512) rocm +4.1% (+2.0% to
+    +6.3%); at the defaults (ub=512) vulkan +70% (+61% to +79%)
+
+Each lead is the verdict's: the ratio of geometric means with its 95 % interval, and ``not
+decided`` where the verdict's test does not decide it.
 
 The best side is the sweep's own results at the middle depth (every contender ran at its
 chosen settings); the defaults side is the tune's defaults block for contenders whose
@@ -11,6 +14,7 @@ choice differs and the sweep's results for those whose choice is their defaults.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from backends import stats
 from backends.journal.sweep import ResultReceived, TestPoint
 from backends.journal.tune import Candidate, ProbeMeasured, TuneChosen, TuneFinished, TuneStarted
+from backends.sweep.adaptive import compare, judge, kept
 from profiles.wording import margin_text
 
 if TYPE_CHECKING:
@@ -36,7 +41,8 @@ class TunedContender:
     reason: str
     probes: int = 0
     seconds: float = 0.0
-    # best / default at the middle depth, per test (``pp512 @ d8192``): what tuning was worth
+    # best / default at the middle depth, per test (``pp512 @ d8192``): what tuning was worth,
+    # as the ratio of geometric means (starved repetitions set aside), as the verdict compares
     worth: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -61,17 +67,34 @@ def brief(candidate: Candidate) -> str:
     return candidate.label
 
 
-def _lead(medians: Mapping[str, float]) -> str:
-    """``rocm +4.1%``, ``vulkan x2.3`` or ``level`` (within the tie band) by the medians, in
-    the verdict's own words for a margin."""
-    ranked = sorted(medians.items(), key=lambda kv: kv[1], reverse=True)
-    (top, fast), (_, slow) = ranked[0], ranked[1]
-    if slow <= 0:
+def _log_mean(values: Sequence[float]) -> float:
+    good, _ = kept(values)
+    return stats.log_moments(good)[0] if good else -math.inf
+
+
+def _lead(samples: Mapping[str, Sequence[float]]) -> str:
+    """The leader over the runner-up in the verdict's own terms: the ratio of geometric means
+    (starved repetitions set aside) with its 95 % interval, and whether the verdict's test
+    decides it: ``rocm +4.1% (+2.0% to +6.3%)``, ``level (within 3%)``, or ``vulkan +2.0%
+    (-9.0% to +14%), not decided``."""
+    ranked = sorted(samples, key=lambda name: _log_mean(samples[name]), reverse=True)
+    top, runner_up = ranked[0], ranked[1]
+    gap = compare(samples[top], samples[runner_up])
+    if gap is None:
         return f"{top} ahead"
-    ratio = fast / slow
-    if ratio < 1 + TIE_FRACTION:
+    verdict = judge(gap)
+    if verdict == "tie":
         return f"level (within {TIE_FRACTION:.0%})"
-    return f"{top} {margin_text(ratio)}"
+    interval = f" ({_pct(gap.low)} to {_pct(gap.high)})" if gap.low is not None and gap.high is not None else ""
+    lead = f"{top} {margin_text(gap.ratio)}{interval}"
+    return lead if verdict == "a" else f"{lead}, not decided"
+
+
+def _pct(log_gap: float) -> str:
+    percent = (math.exp(log_gap) - 1) * 100
+    if abs(percent) >= 10:
+        return f"{percent:+.0f}%"
+    return f"{round(percent, 1) + 0.0:+.1f}%"  # + 0.0: no "-0.0%"
 
 
 def _samples(events: Sequence[Any], depth: int) -> tuple[dict[tuple[str, str], list[float]],
@@ -108,9 +131,9 @@ def tuning_from_events(events: Iterable[Any]) -> Tuning | None:
         pick = chosen.get(name)
         if pick is None:
             continue
-        worth = {points[key].name: stats.median(values) / stats.median(defaults[(name, key)])
+        worth = {points[key].name: math.exp(_log_mean(values) - _log_mean(defaults[(name, key)]))
                  for (build, key), values in best.items()
-                 if build == name and defaults.get((name, key)) and stats.median(defaults[(name, key)]) > 0}
+                 if build == name and defaults.get((name, key)) and kept(defaults[(name, key)])[0]}
         contenders.append(TunedContender(
             build=name, chosen=brief(pick.chosen), defaults=brief(pick.default),
             settings=pick.chosen.args(), reason=pick.reason, probes=pick.probes,
@@ -135,10 +158,9 @@ def _duel_lines(contenders: Sequence[TunedContender], best: Mapping[tuple[str, s
         at_defaults = {n: defaults[(n, key)] for n in names if defaults.get((n, key))}
         if len(at_best) < 2 or len(at_defaults) < 2:
             continue
-        lead_best = _lead({n: stats.median(v) for n, v in at_best.items()})
-        lead_default = _lead({n: stats.median(v) for n, v in at_defaults.items()})
-        lines.append(f"{point.name}: {lead_best} at each build's best ({best_labels}); "
-                     f"{lead_default} at the defaults ({default_labels})")
+        lead_best, lead_default = _lead(at_best), _lead(at_defaults)
+        lines.append(f"{point.name}: at each build's best ({best_labels}) {lead_best}; "
+                     f"at the defaults ({default_labels}) {lead_default}")
     return lines
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from backends import stats
+from backends.journal.sweep import TestPoint
 from backends.sweep import adaptive
 
 RUNS = Path(__file__).parent / "data" / "aa-cpu-busy-2core" / "runs.jsonl"
@@ -107,3 +108,44 @@ def test_aa_noise_through_every_look_stays_within_the_error_rate():
                 break
     assert stopped_at_two == 0
     assert false_leads / runs <= stats.ALPHA, false_leads
+
+
+def test_a_point_between_neighbours_decided_wide_is_decided_by_them():
+    # A 3.3x lead, separated, yet inside the wide margin: open by itself...
+    samples = {"cpu": [33_000.0, 36_000.0], "vulkan": [10_000.0, 10_500.0]}
+    assert adaptive.decide(samples, cap=10).outcome == "open"
+    wide = {"cpu": [80_000.0, 82_000.0], "vulkan": [1_000.0, 1_100.0]}
+    # ...decided beside neighbours that the wide margin decided for the same build.
+    outcome = adaptive.by_neighbours(samples, [wide, wide])
+    assert outcome is not None and (outcome.outcome, outcome.leader) == ("decided", "cpu")
+    assert outcome.reason == "decided after 2, beside neighbours decided by 4x"
+    # Not when a neighbour is led by the other build, or is not wide, or is missing.
+    reversed_lead = {"cpu": [1_000.0, 1_100.0], "vulkan": [80_000.0, 82_000.0]}
+    assert adaptive.by_neighbours(samples, [wide, reversed_lead]) is None
+    assert adaptive.by_neighbours(samples, [wide, samples]) is None
+    assert adaptive.by_neighbours(samples, []) is None
+    # Nor when the point's own lead is narrower than NEIGHBOUR_RATIO or not separated.
+    narrow = {"cpu": [25_000.0, 26_000.0], "vulkan": [10_000.0, 10_500.0]}
+    assert adaptive.by_neighbours(narrow, [wide, wide]) is None
+    mixed = {"cpu": [33_000.0, 9_000.0], "vulkan": [10_000.0, 10_500.0]}
+    assert adaptive.by_neighbours(mixed, [wide, wide]) is None
+
+
+def test_the_neighbours_rule_never_fires_on_the_recorded_aa_noise():
+    """Neither of the rule's two conditions ever held for one build under two names on two
+    busy cores: no point's own lead is separated by NEIGHBOUR_RATIO, no neighbour's by
+    WIDE_RATIO, at two repetitions a side nor at four."""
+    for samples in _recorded_aa_points():
+        for n in (2, 4):
+            block = {name: values[:n] for name, values in samples.items()}
+            assert adaptive.wide_leader(block, adaptive.NEIGHBOUR_RATIO) is None, block
+            assert adaptive.by_neighbours(block, [block]) is None
+
+
+def test_series_neighbours_are_the_same_test_at_the_depths_beside():
+    points = [TestPoint(n_prompt=64, n_gen=0, depth=d) for d in (0, 256, 1024)]
+    points += [TestPoint(n_prompt=0, n_gen=16, depth=d) for d in (0, 256, 1024)]
+    assert adaptive.series_neighbours(points[1], points) == [points[0], points[2]]
+    assert adaptive.series_neighbours(points[3], points) == [points[4]]
+    assert adaptive.series_neighbours(points[5], points) == [points[4]]
+    assert adaptive.series_neighbours(TestPoint(n_prompt=8, n_gen=0, depth=0), points) == []

@@ -49,11 +49,16 @@ def vulkan(vulkan_bin: Path) -> RaceBuild:
     return RaceBuild("vulkan", vulkan_bin, env=VULKAN_ENV)
 
 
-def race(*args, **kwargs) -> list:
+def race(builds: list, model: Path, spec: RaceSpec, **kwargs) -> list:
     # This llama.cpp's log thread can lose a quick run's last lines at exit on a busy
-    # machine; the race runs such a build again, and tests allow it plenty of tries.
+    # machine (its logger is never flushed, by design); the race runs such a build again,
+    # and tests allow it plenty of tries. With ggml's default two threads on two busy
+    # cores about two runs in three lost their timing lines (12 of 30 kept them beside a
+    # compiler), with one thread about one in four (28 of 40), so tests race on one thread.
+    if spec.threads is None:
+        spec = dataclasses_replace(spec, threads=1)
     kwargs.setdefault("attempts", 10)
-    return asyncio.run(collect_race(*args, **kwargs))
+    return asyncio.run(collect_race(builds, model, spec, **kwargs))
 
 
 def of(events: list, kind: type, build: str | None = None) -> list:

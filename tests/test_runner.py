@@ -18,6 +18,7 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import (
     PointFailed,
+    PointProgress,
     PointStarted,
     ResultReceived,
     SweepFinished,
@@ -38,7 +39,7 @@ from backends.sweep import (
     run_sweep,
     schedule,
 )
-from backends.sweep.plan import turn_order
+from backends.sweep.plan import ChunkTiming, choose_granularity, turn_order
 
 pytestmark = pytest.mark.toolchain
 
@@ -151,6 +152,29 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
         assert len(pids) == 1 if not again[build] else len(pids) <= 1 + 2 * again[build]
     for pid in {e.pid for e in starts}:
         assert_gone(pid)
+
+
+async def test_a_build_alone_runs_on_from_point_to_point_as_bare_llama_bench_would(cpu, tiny_llama, tmp_path):
+    """Nothing to wait for between its points (no other build's turn, no thermal guard
+    watching): the loaded llama-bench runs on into its next point unpaused, so no pause can
+    land late, and each point's progress is still its own."""
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")))
+    starts = [e for e in events if isinstance(e, PointStarted)]
+    assert [e.point for e in starts] == list(spec.points())
+    assert len({e.pid for e in starts}) == 1
+    assert not any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+    results = [e for e in events if isinstance(e, ResultReceived)]
+    assert [e.result.point for e in results] == list(spec.points())
+    assert all(len(e.result.samples_ts) == spec.repetitions for e in results)
+    for event in (e for e in events if isinstance(e, PointProgress)):
+        other = "prompt run" if event.point.n_gen else "generation run"
+        assert not event.message.startswith(other), event
+    # Every point after the first starts with the last one's result, before its own result.
+    order = [(type(e).__name__, e.point if isinstance(e, PointStarted) else e.result.point)
+             for e in events if isinstance(e, (PointStarted, ResultReceived))]
+    assert order == [(kind, p) for p in spec.points() for kind in ("PointStarted", "ResultReceived")]
+    assert_gone(starts[0].pid)
 
 
 async def test_a_crash_in_a_resident_process_fails_one_point_and_the_rest_run(cpu, tiny_llama,
@@ -332,6 +356,21 @@ def test_chunks_and_schedule():
     again = schedule([a, b], chunks, interleave=True, round_number=1)
     assert [t[0].name for t in again][:4] == ["b", "a", "a", "b"]
     assert [t[0].name for t in schedule([a, b], chunks, interleave=False)] == ["a"] * 4 + ["b"] * 4
+
+
+def test_auto_keeps_a_loaded_process_wherever_the_models_fit_together():
+    """A process per point pays the load and, at depth, the depth prefill once per point;
+    one paused process per build pays them once, so it is chosen wherever it can run."""
+    cheap = [ChunkTiming(load_s=0.01, work_s=2.0, points=1)]  # loading 0.5 % of a point
+    dear = [ChunkTiming(load_s=1.0, work_s=2.0, points=1)]
+    assert choose_granularity(cheap, True)[0] == "resident"
+    assert choose_granularity(dear, True)[0] == "resident"
+    assert choose_granularity([], True) == ("resident", "one loaded llama-bench per build, paused "
+                                                        "between its points: load time not measurable")
+    # Where it cannot (builds on another host, models that do not fit side by side).
+    assert choose_granularity(cheap, False, "no room")[0] == "point"
+    assert choose_granularity(dear, False, "no room") == (
+        "depth", "one llama-bench per depth: loading takes 1.00 s, 50% of a point, and no room")
 
 
 def test_journal_survives_a_torn_last_line(tmp_path):

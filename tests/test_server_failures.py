@@ -186,6 +186,17 @@ def test_validate_launch_runs_the_command_and_one_request(cpu_bin, tiny_llama, t
     assert not broken.ok and "error loading model" in (broken.reason or "") and broken.port_free_after
 
 
+def test_a_server_that_refuses_its_cache_type_is_quoted_by_the_cause_not_the_callers(
+        cpu_bin, tiny_llama):
+    # The tiny model's heads are 16 wide; q4_0's blocks are 32. llama.cpp logs the cause
+    # first, then each caller giving up ("failed to create llama_context", "exiting due to
+    # model loading error"); the reason is the cause.
+    server = str(cpu_bin / "llama-server")
+    refused = asyncio.run(validate_launch([server, "-m", str(tiny_llama), "-ctk", "q4_0", "-c", "512"]))
+    assert not refused.ok and refused.port_free_after
+    assert "K cache type q4_0 with block size 32 does not divide" in (refused.reason or ""), refused.reason
+
+
 def test_the_cli_prints_a_table_and_checks_a_launch_command(cpu_bin, tiny_llama, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "LLAMADUEL_DATA_DIR": str(tmp_path / "data")}
     bench = subprocess.run(

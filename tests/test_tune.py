@@ -4,6 +4,7 @@ candidate that cannot run failing alone, cancel and resume, the tuned settings k
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -20,16 +21,20 @@ from backends.journal.tune import (
     Candidate,
     ProbeFailed,
     ProbeFinished,
+    ProbeMeasured,
     TuneChosen,
     TuneFinished,
     TuneGrid,
+    TuneShareMoved,
     TuneSpec,
     TuneStarted,
 )
 from backends.models import read_model
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
 from backends.tune.candidates import make_grid
+from backends.tune.words import describe_tune
 from tests.test_runner import bench_children
+from tui.state.tune import fold_tune_all
 
 pytestmark = pytest.mark.toolchain
 
@@ -105,24 +110,23 @@ async def test_the_tune_picks_a_ubatch_an_exhaustive_run_confirms(which, request
 
 async def test_a_cancelled_tune_leaves_nothing_running_and_resumes(cpu, tiny_llama, tmp_path):
     tune = TuneSpec(budget_s=60.0)
-    seen = 0
     run = run_sweep(RunRequest([cpu], tiny_llama, SPEC, run_dir=tmp_path, tune=tune))
     async with contextlib.aclosing(run) as events:
         async for event in events:
             if isinstance(event, ProbeFinished):
-                seen += 1
-                if seen == 2:
-                    break  # the consumer walks away midway through round 0
+                break  # the consumer walks away midway through round 0, after its first pass
     assert not [p for p in bench_children() if str(tiny_llama) in " ".join(p.cmdline())]
     first = read_journal(tmp_path)
     assert isinstance(first[-1], SweepFinished) and first[-1].cancelled
     assert not any(isinstance(e, TuneChosen) for e in first)
-    assert len([e for e in first if isinstance(e, ProbeFinished)]) == 2
+    # The first pass ran every candidate in one process: each is journalled as done.
+    passed = [e for e in first if isinstance(e, ProbeFinished)]
+    assert len(passed) == 3 and {e.shared for e in passed} == {3}
 
     resumed = await collect(resume(tmp_path, builds=[cpu]))
     assert not any(isinstance(e, TuneStarted) for e in resumed)  # the same tune goes on
-    # Round 0 probes each candidate once per pass (in order, then back): the two probes
-    # measured before the cancel are not measured again.
+    # Round 0 probes each candidate once per pass (in order, then back): the pass measured
+    # before the cancel is not measured again.
     whole = read_journal(tmp_path)
     grid = next(e for e in whole if isinstance(e, TuneGrid))
     firsts = Counter(e.candidate for e in whole if isinstance(e, ProbeFinished) and e.round == 0)
@@ -154,6 +158,35 @@ async def test_candidates_that_cannot_run_fail_alone(which, request, tiny_llama,
     assert chosen.chosen == good
     assert any(isinstance(e, ResultReceived) for e in events)  # the duel ran
     assert not [p for p in bench_children() if str(tiny_llama) in " ".join(p.cmdline())]
+
+
+async def test_a_contender_done_early_passes_its_share_on(cpu, tiny_llama, tmp_path):
+    """``a`` has nothing to tune (its grid, fed in as an interrupted tune's, is its defaults
+    alone): its whole share goes to ``b``, which may tune for the budget's whole 20 s; the
+    tune as a whole stays within its budget. ``b``'s candidates differ only in -ub: each
+    pass runs them in one llama-bench process, one after the other."""
+    a, b = dataclasses.replace(cpu, name="a"), dataclasses.replace(cpu, name="b")
+    default = Candidate(ubatch=512, batch=2048)
+    history = [TuneStarted(builds=("a", "b"), budget_s=20.0, free=("ub",), points=(),
+                           shares_s={"a": 10.0, "b": 10.0}),
+               TuneGrid(build="a", default=default, candidates=(default,))]
+    events = await collect(run_sweep(RunRequest([a, b], tiny_llama, SPEC, run_dir=tmp_path,
+                                                tune=TuneSpec(budget_s=20.0), history=history)))
+    moved = [e for e in events if isinstance(e, TuneShareMoved)]
+    assert [(e.build, e.given) for e in moved] == [("a", {"b": 10.0})]
+    assert describe_tune(moved[0]) == "           a  tune done early: the rest of its share passed on (b +10 s)"
+    board = fold_tune_all([*history, *events])
+    assert board.lanes["b"].share_s == 20.0 and board.lanes["a"].share_s == 0.0
+    assert not [e for e in events if isinstance(e, ProbeFinished) and e.build == "a"]
+    finished = [e for e in events if isinstance(e, ProbeFinished) and e.build == "b" and e.round == 0]
+    grid = next(e for e in events if isinstance(e, TuneGrid) and e.build == "b")
+    assert {e.shared for e in finished} == {len(grid.candidates)} and len(grid.candidates) == 3
+    # llama-bench ran them in the order asked and wrote the ubatch into each result.
+    measured = [e for e in events if isinstance(e, ProbeMeasured) and e.build == "b" and e.round == 0]
+    assert [e.result.raw["n_ubatch"] for e in measured] == [512, 64, 32, 32, 64, 512]
+    assert all(e.candidate.ubatch == e.result.raw["n_ubatch"] for e in measured)
+    tuned = next(e for e in events if isinstance(e, TuneFinished))
+    assert tuned.seconds <= 20.0 * 1.1
 
 
 def test_an_oversized_ubatch_is_skipped_on_the_vulkan_builds_reported_memory(vulkan, tiny_llama):

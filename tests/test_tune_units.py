@@ -138,10 +138,12 @@ def _halving(rates: dict[int, float], budget: float = 100.0) -> Search:
     search = Search(candidates, points, budget, default=candidates[0])
     while True:
         while (probe := search.next_probe()) is not None:
-            for point in points:
-                rate = rates[probe.candidate.ubatch or 0] if point.kind == "pp" else 50.0
-                search.measured(probe.candidate, point, [rate] * probe.repetitions)
-            search.finished(probe.candidate, 1.0, 0.2, probe.repetitions + 1)
+            for candidate in probe.candidates:
+                for point in points:
+                    rate = rates[candidate.ubatch or 0] if point.kind == "pp" else 50.0
+                    search.measured(candidate, point, [rate] * probe.repetitions)
+                search.finished(candidate, 1.0 / len(probe.candidates), 0.2 / len(probe.candidates),
+                                probe.repetitions + 1, len(probe.candidates))
         plan = search.plan_next_round()
         if plan is None:
             return search
@@ -159,14 +161,41 @@ def test_halving_keeps_the_better_half_each_round_and_picks_the_best() -> None:
 
 
 def test_a_round_runs_its_candidates_in_order_and_back() -> None:
+    """Candidates that differ only in -ub share one process per pass (in order, then back);
+    others run one process each, in the same order."""
     candidates = tuple(Candidate(ubatch=u) for u in (512, 64, 128))
     search = Search(candidates, (TestPoint(512, 0, 0),), 100.0, default=candidates[0])
     search.start_round(1, candidates, 5)
     order = []
     while (probe := search.next_probe()) is not None:
-        order.append((probe.candidate.ubatch, probe.repetitions))
-        search.finished(probe.candidate, 0.1, 0.01, probe.repetitions + 1)
-    assert order == [(512, 3), (64, 3), (128, 3), (128, 2), (64, 2), (512, 2)]
+        order.append(([c.ubatch for c in probe.candidates], probe.repetitions))
+        for candidate in probe.candidates:
+            search.finished(candidate, 0.1, 0.01, probe.repetitions + 1, len(probe.candidates))
+    assert order == [([512, 64, 128], 3), ([128, 64, 512], 2)]
+    threads = (Candidate(ubatch=512, threads=1), Candidate(ubatch=512, threads=2), Candidate(ubatch=64, threads=1))
+    search = Search(threads, (TestPoint(512, 0, 0),), 100.0, default=threads[0])
+    order = []
+    while (probe := search.next_probe()) is not None:
+        order.append([c.label for c in probe.candidates])
+        for candidate in probe.candidates:
+            search.finished(candidate, 0.1, 0.01, probe.repetitions + 1)
+    assert order == [["ub=512 t=1", "ub=64 t=1"], ["ub=512 t=2"],
+                     ["ub=64 t=1", "ub=512 t=1"], ["ub=512 t=2"]]
+
+
+def test_a_candidate_not_yet_clearly_behind_the_leader_stays() -> None:
+    """Beyond the better half, a candidate whose repetitions the leader's do not yet clearly
+    beat (Welch's test) stays for the next round; one clearly behind is dropped."""
+    rates = {512: [100.0, 101.0], 256: [104.0, 105.0], 128: [102.0, 103.0], 64: [60.0, 150.0, 105.0],
+             32: [40.0, 41.0]}
+    search = _measured(rates)
+    for candidate in search.candidates:
+        search.finished(candidate, 0.5, 0.1, 2)
+    plan = search.plan_next_round()
+    assert plan is not None
+    kept, _, why = plan
+    assert [c.ubatch for c in kept] == [256, 128, 64, 512]  # the better half, 64, the defaults
+    assert "kept the best 3 of 5, 1 more not yet clearly behind (dropped 1)" in why
 
 
 def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:
@@ -233,3 +262,70 @@ def test_a_gap_inside_a_wide_spread_keeps_the_defaults_and_a_significant_one_say
     assert best == Candidate(ubatch=32, batch=2048)
     assert "+18% (+2% to +37%)" in reason and "wobble wider than the gain: " in reason
     assert "the defaults 100-150 t/s (31 runs)" in reason
+
+
+def test_the_plan_counts_the_tune_its_budget_and_each_contenders_defaults_block() -> None:
+    from backends.estimate import Rates, build_seconds
+    from backends.tune.estimate import tune_seconds
+    from tui.state.plan import make_plan
+
+    spec = SweepSpec(prompts=(512,), gens=(128,), depths=(0, 4096, 8192), repetitions=3)
+    rates: dict[str, Rates | None] = {"a": Rates(pp=1000.0, tg=50.0, load_s=2.0), "b": None}
+    block = build_seconds(defaults_points(spec), 3, Rates(pp=1000.0, tg=50.0, load_s=2.0))
+    unknown = tune_seconds(spec, TuneSpec(budget_s=300.0), rates, ["a", "b"])
+    assert unknown.seconds is None and unknown.unknown == ("b",)
+    # Each contender's share of the budget, the 5 % a last probe may run past it, its defaults.
+    assert unknown.per_build["a"] == pytest.approx(150.0 * 1.05 + block)
+    rates["b"] = rates["a"]
+    known = tune_seconds(spec, TuneSpec(budget_s=300.0), rates, ["a", "b"])
+    assert known.seconds == pytest.approx(2 * (157.5 + block))
+    builds = [_build("a"), _build("b")]
+    model = _model(tensor_bytes=1 << 20, expert_count=0, expert_bytes_by_layer=())
+    plain = make_plan(builds, model, spec, rates, check=False)
+    tuned = make_plan(builds, model, spec, rates, check=False, tune=TuneSpec(budget_s=300.0))
+    assert plain.seconds is not None and tuned.seconds == pytest.approx(plain.seconds + known.seconds)
+    assert "with the tune first" in tuned.line() and "tune" not in plain.line()
+
+
+def test_candidates_that_shared_processes_are_judged_pairwise_within_each() -> None:
+    """Each process ran the defaults and ub=64 one after the other; whole processes ran up to
+    five times slower than others (a busy machine), ub=64 10 % faster within every one.
+    Pooled, the spread hides the gain; paired by process it is decided, with its interval."""
+    candidates = (Candidate(ubatch=512, batch=2048), Candidate(ubatch=64, batch=2048))
+    search = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    for process, slowdown in enumerate((1.0, 5.0, 2.0, 1.3, 3.5, 1.1)):
+        for candidate, rate in zip(candidates, (100.0, 110.0)):
+            wobble = 1.0 + 0.01 * ((process + len(candidate.label)) % 3)
+            search.measured(candidate, PP32, [rate * wobble / slowdown] * 2, process)
+    best, reason = search.choice()
+    assert best == candidates[1], reason
+    assert reason == ("best of 2 measured, +10% (+8% to +12%) over the defaults on the probe "
+                      "(paired within 6 processes, geometric means, 95% interval)")
+    pooled = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    for candidate in candidates:
+        pooled.measured(candidate, PP32, search.samples[candidate][PP32.key])
+    assert pooled.choice()[0] == candidates[0]  # the same repetitions, pooled: not decided
+
+
+def test_the_last_candidate_undecided_against_the_defaults_gets_more_rounds_until_the_budget() -> None:
+    """Two candidates 2 % apart under a wobble of a tenth: neither decided better, worse nor
+    a tie, so the rest of the share buys more rounds of the two, until it is spent."""
+    candidates = (Candidate(ubatch=512), Candidate(ubatch=64))
+    search = Search(candidates, (PP32,), 30.0, default=candidates[0])
+    wobble = (0.9, 1.1, 1.0, 0.95, 1.05)
+    reasons = []
+    while True:
+        while (probe := search.next_probe()) is not None:
+            for index, candidate in enumerate(probe.candidates):
+                rate = 100.0 if candidate == candidates[0] else 102.0
+                values = [rate * wobble[(search.processes + index + n) % 5] for n in range(probe.repetitions)]
+                search.measured(candidate, PP32, values)
+                search.finished(candidate, 0.5, 0.1, probe.repetitions + 1, 2)
+            search.processes += 1
+        plan = search.plan_next_round()
+        if plan is None:
+            break
+        reasons.append(plan[2])
+        search.start_round(search.round + 1, plan[0], plan[1])
+    assert search.round >= 2 and "not yet decided against the defaults" in reasons[-1]
+    assert search.stopped is not None and "budget" in search.stopped

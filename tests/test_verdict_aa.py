@@ -61,6 +61,8 @@ async def test_under_adaptive_repetitions_one_build_under_two_names_has_no_winne
     decided = [e for e in events if isinstance(e, PointDecided)]
     assert len(decided) == len(spec.points())
     assert not any(d.outcome == "decided" and d.reason == "decided after 2" for d in decided), decided
+    # Nor beside neighbours: alike builds never give a point neighbours decided by 4x.
+    assert not any("beside neighbours" in d.reason for d in decided), decided
     rec = recommend_run(records_from_events(events))
     assert {v.phase for v in rec.verdicts} == {"pp", "tg"}
     for v in rec.verdicts:

@@ -61,7 +61,8 @@ class BenchResult:
     """One finished llama-bench test: every field llama-bench wrote is kept in ``raw``.
 
     ``samples_ts`` are the counted repetitions; ``warmup_ts`` the ones measured but set
-    aside as warm-up (the first timed repetition of a block, see ``backends.sweep.plan``).
+    aside as warm-up (``backends.sweep.bench.WARMUP_REPETITIONS``: none now; older journals
+    set the first timed repetition of every block aside).
     """
 
     point: TestPoint

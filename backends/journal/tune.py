@@ -139,6 +139,7 @@ class ProbeMeasured:
     round: int = 0
     phase: Phase = "search"
     throttled: bool = False
+    process: int = -1  # which of the contender's probe processes (candidates in one are paired)
     at: float = 0.0
 
 
@@ -167,7 +168,8 @@ class ProbeFinished:
     repetitions: int
     round: int = 0
     phase: Phase = "search"
-    load_s: float | None = None
+    load_s: float | None = None  # this candidate's share of the process's start and load
+    shared: int = 1  # how many candidates ran in the process, one after the other
     at: float = 0.0
 
 
@@ -202,10 +204,19 @@ class TuneFinished:
     at: float = 0.0
 
 
+@dataclass(frozen=True)
+class TuneShareMoved:
+    """A contender whose search ended early gave what was left of its share to the others."""
+
+    build: str
+    given: dict[str, float]  # seconds per contender that got some
+    at: float = 0.0
+
+
 TuneEvent = (TuneStarted | TuneGrid | TuneRound | ProbeMeasured | ProbeFailed | ProbeFinished
-             | TuneChosen | TuneFinished)
+             | TuneShareMoved | TuneChosen | TuneFinished)
 TUNE_EVENT_TYPES: tuple[type, ...] = (TuneStarted, TuneGrid, TuneRound, ProbeMeasured, ProbeFailed,
-                                      ProbeFinished, TuneChosen, TuneFinished)
+                                      ProbeFinished, TuneShareMoved, TuneChosen, TuneFinished)
 DURABLE_TUNE_TYPES: tuple[type, ...] = (TuneStarted, TuneGrid, ProbeMeasured, ProbeFailed,
                                         ProbeFinished, TuneChosen, TuneFinished)
 

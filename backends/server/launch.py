@@ -136,7 +136,9 @@ def failure_line(lines: Sequence[str], fallback: str, *, errors_only: bool = Fal
         if _SPECIFIC.search(line):
             return _clean(line)
     if errors:
-        return _clean(max(errors, key=len))
+        # The first error names the cause; later ones are the callers giving up on it
+        # ("failed to create llama_context", "exiting due to model loading error").
+        return _clean(errors[0])
     if errors_only:
         return fallback
     for line in reversed(lines):

@@ -22,19 +22,31 @@ trusted, and separation alone is not enough on a busy machine, where a whole blo
 one build under two names on two busy cores came out separated after two repetitions in
 20 of 240 recorded points, by up to 2.9x. Hence the wide margin, which those points never
 reach; a 100x gap between a CPU and a software-rendered GPU stops after two.
+
+A point still open is also decided by its neighbours (``by_neighbours``): when the points
+beside it on its series (the same test at the depths before and after it) are decided by
+the wide margin for one leader, and its own repetitions put that leader ahead, separated
+and at least ``NEIGHBOUR_RATIO`` apart. That separation alone never happened in the
+recorded A/A points (the widest was 2.9x), and neighbours decided by the wide margin
+never happen there either: both must hold, so the rule adds no chance of a false lead
+where the builds are alike, and saves a block where one starved repetition pulled a
+clear lead inside the wide margin.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from backends import stats
+from backends.journal.sweep import TestPoint
 
 FIRST_BLOCK = 2  # counted repetitions per contender in -r auto's first block
 STEP = 2  # repetitions added per look to a point that is still open
 WIDE_RATIO = 4.0  # a separated lead this wide is trusted from two repetitions a side
+NEIGHBOUR_RATIO = 3.0  # a separated lead this wide is trusted beside neighbours decided wide
 
 
 def looks(cap: int, first: int = FIRST_BLOCK, step: int = STEP) -> int:
@@ -141,6 +153,70 @@ def decide(samples: Mapping[str, Sequence[float]], cap: int,
     if least >= cap:
         return PointOutcome("open", None, f"cap {cap}: still open{note}")
     return PointOutcome("open", None, f"open after {least}{note}")
+
+
+class MeasuredHow(Protocol):
+    """How a sweep measures its points (``backends.sweep.spec.SweepSpec`` is one)."""
+
+    @property
+    def adaptive(self) -> bool: ...
+    @property
+    def repetitions(self) -> int: ...
+    @property
+    def max_repetitions(self) -> int: ...
+
+
+def settle(spec: MeasuredHow, samples: Mapping[str, Sequence[float]], failed: Sequence[str],
+           neighbours: Callable[[], Sequence[Mapping[str, Sequence[float]]]]) -> PointOutcome:
+    """Where a point stands after a round: failed, fixed, decided, a tie, or open (it may
+    get another block unless at the cap). ``neighbours``: its series neighbours' samples."""
+    if failed and (not spec.adaptive or len(samples) < 2):
+        return PointOutcome("failed", None, "; ".join(f"{n} failed" for n in failed))
+    if not spec.adaptive:
+        return PointOutcome("fixed", None, f"{spec.repetitions} repetitions (fixed)")
+    if len(samples) < 2:
+        return PointOutcome("decided", None, "one contender measured")
+    outcome = decide(samples, spec.max_repetitions, first=spec.repetitions)
+    if outcome.outcome == "open":
+        return by_neighbours(samples, neighbours()) or outcome
+    return outcome
+
+
+def wide_leader(samples: Mapping[str, Sequence[float]], ratio: float = WIDE_RATIO) -> str | None:
+    """The contender ahead of every other, separated and every repetition at least
+    ``ratio`` times every one of the other's; None when there is none."""
+    ranked = sorted(samples, key=lambda n: _log_mean(samples[n]), reverse=True)
+    if len(ranked) < 2:
+        return None
+    leader = ranked[0]
+    for other in ranked[1:]:
+        gap = compare(samples[leader], samples[other])
+        if gap is None or gap.log_ratio <= 0 or not gap.separated or gap.spacing <= math.log(ratio):
+            return None
+    return leader
+
+
+def by_neighbours(samples: Mapping[str, Sequence[float]],
+                  neighbours: Sequence[Mapping[str, Sequence[float]]]) -> PointOutcome | None:
+    """A point decided by its neighbours on the same series (see the module's words);
+    None when the rule does not hold."""
+    leader = wide_leader(samples, NEIGHBOUR_RATIO)
+    if leader is None or not neighbours or any(wide_leader(n) != leader for n in neighbours):
+        return None
+    least = min(len(v) for v in samples.values())
+    return PointOutcome("decided", leader, f"decided after {least}, beside neighbours decided by "
+                                           f"{WIDE_RATIO:g}x")
+
+
+def series_neighbours(point: TestPoint, points: Sequence[TestPoint]) -> list[TestPoint]:
+    """The points beside ``point`` on its series: the same test at the nearest depth below
+    and the nearest above."""
+    same = sorted((p for p in points if (p.n_prompt, p.n_gen) == (point.n_prompt, point.n_gen)),
+                  key=lambda p: p.depth)
+    if point not in same:
+        return []
+    at = same.index(point)
+    return [same[i] for i in (at - 1, at + 1) if 0 <= i < len(same)]
 
 
 def _log_mean(values: Sequence[float]) -> float:

@@ -1,5 +1,5 @@
 """How a run's figures were taken, in the words a user comparing with bare llama-bench needs:
-the warm-up set aside, the cool starts and the temperature at each start, the llama-bench
+the warm-up, the cool starts and the temperature at each start, the llama-bench
 kept loaded between points, and how energy was measured. Read from the journal alone, so
 the run's summary, the profile and the Results screen say the same.
 """
@@ -14,8 +14,11 @@ from backends.journal.sweep import CoolingWaited, PointStarted, ResultReceived, 
 if TYPE_CHECKING:
     from backends.journal.journal import RunEvent
 
-WARM_UP = ("warm-up: llama-bench's warm-up run and each block's first timed repetition are set "
-           "aside (bare llama-bench counts every timed repetition)")
+WARM_UP = ("warm-up: llama-bench's own untimed warm-up run before each test, as in bare llama-bench; "
+           "every timed repetition counts")
+# What runs journalled before every block stopped setting a timed repetition aside said.
+WARM_UP_SET_ASIDE = ("warm-up: llama-bench's warm-up run and each block's first timed repetition are set "
+                     "aside (bare llama-bench counts every timed repetition)")
 
 
 def conditions(events: Iterable[RunEvent]) -> tuple[str, ...]:
@@ -26,7 +29,8 @@ def conditions(events: Iterable[RunEvent]) -> tuple[str, ...]:
     if not starts or not blocks:
         return ()
     temps = _start_temps(events)
-    lines = [WARM_UP, _cooling(events, starts, len(blocks), bool(temps))]
+    set_aside = any(isinstance(e, ResultReceived) and e.result.warmup_ts for e in events)
+    lines = [WARM_UP_SET_ASIDE if set_aside else WARM_UP, _cooling(events, starts, len(blocks), bool(temps))]
     if temps:
         lines.append(temps)
     lines.append(_processes(blocks))

@@ -8,10 +8,10 @@ Granularities (how test points map onto processes):
 * ``resident``: one loaded process per contender for a round, paused (SIGSTOP) between
   its points while the others take their turn;
 * ``auto``: each contender's first point runs alone and measures loading against
-  running; while loading costs at most AUTO_MAX_LOAD_SHARE of a point, every point gets
-  a process of its own, otherwise ``resident`` when the models fit in memory together,
-  else ``depth``. On an H100 a process per depth cost 23-67 % more wall time than bare
-  llama-bench (README "Measured").
+  running; ``resident`` when the models fit in memory together and every contender runs
+  here (signals do not travel over ssh), else a process per point while loading costs at
+  most AUTO_MAX_LOAD_SHARE of a point, else ``depth``. On an H100 a process per depth cost
+  23-67 % more wall time than bare llama-bench (README "Measured").
 
 Order: within a round, contenders take turns per point, reversing at every point and
 every round (A B, B A, A B ...), so drift and heat hit them alike (ABBA).
@@ -105,20 +105,22 @@ class ChunkTiming:
 
 def choose_granularity(timings: Sequence[ChunkTiming], resident_fits: bool = True,
                        why_not_resident: str = "") -> tuple[str, str]:
-    """The grouping for the rest of a run from its first processes, and why, in words."""
+    """The grouping for the rest of a run from its first processes, and why, in words.
+
+    Where the models fit loaded side by side, one paused process per build: a process per
+    point pays the load again, and the depth prefill, which llama-bench does once per
+    depth in a process (it keeps the last depth's state), once per point.
+    """
     shares = [t.load_s / (t.work_s / t.points) for t in timings if t.work_s > 0 and t.points]
-    if not shares:
-        return "point", "one llama-bench per test point (load time not measurable)"
-    share = max(shares)
-    load = max(t.load_s for t in timings)
-    if share <= AUTO_MAX_LOAD_SHARE:
-        return "point", (f"one llama-bench per test point: loading takes {load:.2f} s, "
-                         f"{share:.0%} of a point")
+    share = max(shares) if shares else None
+    load = max(t.load_s for t in timings) if shares else None
+    measured = (f"loading takes {load:.2f} s, {share:.0%} of a point" if share is not None and load is not None
+                else "load time not measurable")
     if resident_fits:
-        return "resident", (f"one loaded llama-bench per build, paused between its points: "
-                            f"loading takes {load:.2f} s, {share:.0%} of a point")
-    return "depth", (f"one llama-bench per depth: loading takes {load:.2f} s, {share:.0%} of a "
-                     f"point, and {why_not_resident}")
+        return "resident", f"one loaded llama-bench per build, paused between its points: {measured}"
+    if share is None or share <= AUTO_MAX_LOAD_SHARE:
+        return "point", f"one llama-bench per test point: {measured}"
+    return "depth", f"one llama-bench per depth: {measured}, and {why_not_resident}"
 
 
 def resident_fits(gpu_contenders: int, free_bytes: int | None, model: ModelInfo,

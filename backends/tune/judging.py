@@ -32,6 +32,14 @@ class Against:
     gain: str  # ``+5% (+2% to +8%)`` per point; the robust figure, said only when ``better``
     spread: str  # each side's kept repetitions per point: ``ub=32 33.8-67,840 t/s, ...``
     reason: str  # why not decided (when not ``better`` nor ``tie``)
+    basis: str = "geometric means, 95% interval"  # how the gain was figured
+    worse: bool = False  # decided slower at some point
+
+    @property
+    def decided(self) -> bool:
+        """Whether more repetitions could change the outcome: not when it is decided either
+        way or a tie."""
+        return self.better or self.tie or self.worse
 
 
 def rate(value: float) -> str:
@@ -91,7 +99,7 @@ def against(candidate: Mapping[str, Sequence[float]], baseline: Mapping[str, Seq
         not better and not wide and not weak and "a" not in verdicts)
     why = "spread too wide" if wide else "not significant"
     reason = f"{why}: {'; '.join(spreads)}" + (f"; {', '.join(weak)}" if weak and not wide else "")
-    return Against(better=better, tie=tie, wide=wide, gain=", ".join(gains),
+    return Against(better=better, tie=tie, wide=wide, worse="b" in verdicts, gain=", ".join(gains),
                    spread="; ".join(spreads), reason=reason)
 
 
@@ -101,7 +109,65 @@ def against_text(result: Against | None, baseline: str) -> str:
         return f"not compared with {baseline}: no probe point measured on both"
     if result.better:
         wobble = f"; wobble wider than the gain: {result.spread}" if result.wide else ""
-        return f"{result.gain} over {baseline} on the probe (geometric means, 95% interval){wobble}"
+        return f"{result.gain} over {baseline} on the probe ({result.basis}){wobble}"
     if result.tie:
         return f"within {TIE_FRACTION:.0%} of {baseline} on the probe"
     return f"not clearly better than {baseline} ({result.reason})"
+
+
+PAIRED_MINIMUM = 3  # processes that ran both sides, for a paired test
+
+
+def _paired_logs(candidate: Mapping[int, Sequence[float]], baseline: Mapping[int, Sequence[float]]) -> list[float]:
+    """Per process that ran both sides: the log ratio of their geometric means there."""
+    logs = []
+    for process in sorted(set(candidate) & set(baseline)):
+        a, b = kept(candidate[process])[0], kept(baseline[process])[0]
+        if a and b:
+            logs.append(stats.log_moments(a)[0] - stats.log_moments(b)[0])
+    return logs
+
+
+def paired(candidate: Mapping[str, Mapping[int, Sequence[float]]],
+           baseline: Mapping[str, Mapping[int, Sequence[float]]], points: Sequence[TestPoint],
+           pooled: Against | None) -> Against | None:
+    """``candidate`` against ``baseline`` paired by process: where both ran one after the other
+    in the same llama-bench process, whatever slowed that process slowed both, so the ratio
+    within each process is what counts, and the processes are the independent repetitions
+    (the interval shrinks with their number, which one run's wobble across processes would
+    not allow). None when some point has fewer than ``PAIRED_MINIMUM`` such processes; the
+    spreads said are ``pooled``'s (all repetitions)."""
+    if pooled is None:
+        return None
+    band = math.log1p(TIE_FRACTION)
+    gains, verdicts, weak = [], [], []
+    several = len(points) > 1
+    for point in points:
+        logs = _paired_logs(candidate.get(point.key, {}), baseline.get(point.key, {}))
+        if len(logs) < PAIRED_MINIMUM:
+            return None
+        n = len(logs)
+        mean = math.fsum(logs) / n
+        error = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (n - 1) / n)
+        half = stats.t_quantile(n - 1) * error
+        p_value = stats.student_t_two_sided_p(mean / error, n - 1) if error else float(not mean)
+        name = f"{point.name} " if several else ""
+        gains.append(f"{name}{pct(mean)} ({pct(mean - half)} to {pct(mean + half)})")
+        if abs(mean) > band and p_value < stats.ALPHA:
+            verdicts.append("a" if mean > 0 else "b")
+        elif -band <= mean - half and mean + half <= band:
+            verdicts.append("tie")
+        else:
+            verdicts.append("open")
+            weak.append(f"{name}p={p_value:.2f}")
+    better = "a" in verdicts and "b" not in verdicts and "open" not in verdicts
+    tie = all(v == "tie" for v in verdicts)
+    count = min(len(_paired_logs(candidate.get(p.key, {}), baseline.get(p.key, {}))) for p in points)
+    basis = f"paired within {count} processes, geometric means, 95% interval"
+    reason = f"not significant, {', '.join(gains)} ({basis}); {pooled.spread}"
+    if weak:
+        reason += f"; {', '.join(weak)}"
+    # Processes far apart are what the pairing takes out: no wobble to say aloud.
+    return Against(better=better, tie=tie, wide=False, worse="b" in verdicts, gain=", ".join(gains),
+                   spread=pooled.spread,
+                   reason=reason, basis=basis)

@@ -3,8 +3,11 @@
 It runs inside a sweep (``backends.sweep.runner``) after the start, so the telemetry, the
 thermal guard and the pause switch are the sweep's, and every event goes into the sweep's
 journal first. Contenders take turns per probe (A B, B A), each within its equal share of
-the budget. Each probe is one llama-bench process (``backends.sweep.bench.run_chunk``):
-cancelling kills it, and a crash or out-of-memory ends only that candidate.
+the budget. Each probe is one llama-bench process (``backends.sweep.bench.run_chunk``) that
+runs a pass's candidates one after the other, when they differ only in ``-ub`` (llama-bench
+takes a list and keeps the model loaded: one start per pass instead of one per candidate).
+Cancelling kills it; a crash or out-of-memory ends only that candidate (the ones after it
+run again in a process of their own).
 
 After the choice, the contenders whose choice is not their defaults are also measured at
 their defaults, at the sweep's own points of its middle depth, so the verdict can say what
@@ -13,6 +16,7 @@ the defaults would have called.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -29,20 +33,20 @@ from backends.journal.tune import (
     TuneFinished,
     TuneGrid,
     TuneRound,
+    TuneShareMoved,
     TuneSpec,
     TuneStarted,
 )
 from backends.models import ModelInfo
-from backends.sweep.bench import BenchContext, Block, run_chunk
+from backends.sweep.bench import WARMUP_REPETITIONS, BenchContext, Block, run_chunk
 from backends.sweep.plan import TimeoutPolicy
 from backends.sweep.spec import SweepSpec
 from backends.tune.candidates import make_grid
+from backends.tune.estimate import BUDGET_SLACK
 from backends.tune.grid import defaults_points, probe_points
 from backends.tune.judging import against_text
 from backends.tune.search import FIRST_ROUND_REPETITIONS, NOTHING_TO_PROBE, Probe, Search, scores_by_label
-from backends.tune.settings import with_candidate
-
-BUDGET_SLACK = 0.05  # a probe may run this share of the budget past it before it is cut
+from backends.tune.settings import merged, with_candidate
 
 
 class TuneHost(Protocol):
@@ -59,20 +63,30 @@ class TuneHost(Protocol):
 
 
 class _Budgeted:
-    """The sweep's time-outs, cut to what is left of a contender's share."""
+    """The sweep's time-outs for a process of ``shared`` candidates (each as much work as
+    one), cut to what is left of a contender's share."""
 
-    def __init__(self, policy: TimeoutPolicy, limit: float | None) -> None:
-        self.policy, self.limit, self.cut = policy, limit, False
+    def __init__(self, policy: TimeoutPolicy, limit: float | None, shared: int = 1) -> None:
+        self.policy, self.limit, self.cut, self.shared = policy, limit, False, max(shared, 1)
 
     def seconds(self, name: str, points: Sequence[TestPoint], asked: int, fixed: float | None) -> float:
-        usual = self.policy.seconds(name, points, asked, fixed)
+        usual = self.policy.seconds(name, points, asked, fixed) * self.shared
         if self.limit is not None and self.limit < usual:
             self.cut = True
             return self.limit
         return usual
 
     def observe(self, name: str, points: Sequence[TestPoint], asked: int, seconds: float) -> None:
-        self.policy.observe(name, points, asked, seconds)
+        self.policy.observe(name, points, asked, seconds / self.shared)
+
+
+def _with_probe(contender: BuildInfo, probe: Probe) -> BuildInfo:
+    """The contender with the probe's settings: its candidates' ubatches as one list."""
+    if len(probe.candidates) == 1:
+        return with_candidate(contender, probe.candidate)
+    ubatches = ",".join(str(c.ubatch) for c in probe.candidates)
+    rest = dataclasses.replace(probe.candidate, ubatch=None).args()
+    return dataclasses.replace(contender, settings=merged(contender.settings, (*rest, "-ub", ubatches)))
 
 
 class TunePhase:
@@ -155,24 +169,48 @@ class TunePhase:
                 plan = search.plan_next_round()
                 if plan is None:
                     live.remove(contender)
+                    self._pass_on(contender.name, search, live)
                 else:
                     self._start_round(search, contender.name, search.round + 1, *plan)
 
+    def _pass_on(self, name: str, search: Search, live: Sequence[BuildInfo]) -> None:
+        """What a contender that finished early left of its share goes to those still tuning,
+        in equal parts, so the tune as a whole spends its budget. (A resumed tune replays the
+        same searches, which end the same way and pass on the same time.)"""
+        left = search.left_s
+        if left < 1.0 or not live:
+            return
+        search.budget_s -= left
+        for other in live:
+            self.searches[other.name].budget_s += left / len(live)
+        self.host.emit(TuneShareMoved(build=name, given={c.name: round(left / len(live), 1) for c in live},
+                                      at=time.time()))
+
     async def _probe(self, contender: BuildInfo, search: Search, probe: Probe) -> None:
+        """One llama-bench process for the probe's candidates, one after the other."""
         began = time.monotonic()
         await self.host.before_block(contender, self.points[0])
         limit = max(search.left_s - (time.monotonic() - began), 1.0) + BUDGET_SLACK * self.share
-        timings = _Budgeted(self.host.ctx.timeouts, limit)
-        events = _Translator(self.host, contender.name, probe, search, timings)
-        timing = await run_chunk(self._context(events, timings), with_candidate(contender, probe.candidate),
-                                 Block(self.points, probe.repetitions))
+        shared = len(probe.candidates)
+        timings = _Budgeted(self.host.ctx.timeouts, limit, shared)
+        events = _Translator(self.host, contender.name, probe, search, timings, process=search.processes)
+        search.processes += 1
+        block = Block(self.points, probe.repetitions)
+        timing = await run_chunk(self._context(events, timings), _with_probe(contender, probe), block)
         seconds = time.monotonic() - began
-        self.host.emit(ProbeFinished(build=contender.name, candidate=probe.candidate,
-                                     seconds=round(seconds, 3), repetitions=probe.repetitions,
-                                     round=probe.round, load_s=timing.load_s if timing else None,
-                                     at=time.time()))
-        search.finished(probe.candidate, seconds, timing.load_s if timing else None,
-                        probe.repetitions + 1)
+        spent = search.left_s - seconds <= 0
+        # A candidate the process ended before (one after it failed) runs again in a
+        # process of its own; every candidate is done when the budget is spent.
+        progressed = bool(events.measured) or any(c in search.failed for c in probe.candidates)
+        done = [c for c in probe.candidates
+                if spent or not progressed or c in events.measured or c in search.failed]
+        load = timing.load_s / shared if timing else None
+        for candidate in done:
+            self.host.emit(ProbeFinished(build=contender.name, candidate=candidate,
+                                         seconds=round(seconds / len(done), 3),
+                                         repetitions=probe.repetitions, round=probe.round,
+                                         load_s=load, shared=shared, at=time.time()))
+            search.finished(candidate, seconds / len(done), load, block.asked, shared)
 
     def _context(self, translator: _Translator, timeouts: Any, spec: SweepSpec | None = None) -> BenchContext:
         ctx = self.host.ctx
@@ -205,7 +243,7 @@ class TunePhase:
         spec = self.host.spec.with_changes(adaptive=False)
         for contender in wanted:
             default = self.chosen[contender.name].default
-            probe = Probe(default, -1, spec.repetitions)
+            probe = Probe((default,), -1, spec.repetitions)
             began = time.monotonic()
             await self.host.before_block(contender, points[0])
             translator = _Translator(self.host, contender.name, probe, None, None, phase="defaults")
@@ -220,18 +258,27 @@ class _Translator:
     """A probe's llama-bench events as tune events (never as sweep results)."""
 
     def __init__(self, host: TuneHost, name: str, probe: Probe, search: Search | None,
-                 timings: _Budgeted | None, phase: Phase = "search") -> None:
+                 timings: _Budgeted | None, phase: Phase = "search", process: int = -1) -> None:
         self.host, self.name, self.probe, self.search = host, name, probe, search
-        self.timings, self.phase = timings, phase
+        self.timings, self.phase, self.process = timings, phase, process
+        self.measured: set[Candidate] = set()
+
+    def _candidate(self, event: Any) -> Candidate:
+        """Whose result it is: llama-bench writes the ubatch it ran with into each."""
+        if isinstance(event, ResultReceived) and len(self.probe.candidates) > 1:
+            ubatch = event.result.raw.get("n_ubatch")
+            return next((c for c in self.probe.candidates if c.ubatch == ubatch), self.probe.candidate)
+        return self.probe.candidate
 
     def emit(self, event: Any) -> None:
-        candidate, number = self.probe.candidate, self.probe.round
+        candidate, number = self._candidate(event), self.probe.round
         if isinstance(event, ResultReceived):
+            self.measured.add(candidate)
             self.host.emit(ProbeMeasured(build=self.name, candidate=candidate, result=event.result,
-                                         round=number, phase=self.phase,
+                                         round=number, phase=self.phase, process=self.process,
                                          throttled=event.throttled, at=event.at))
             if self.search is not None:
-                self.search.measured(candidate, event.result.point, event.result.samples_ts)
+                self.search.measured(candidate, event.result.point, event.result.samples_ts, self.process)
         elif isinstance(event, PointFailed):
             budget = bool(event.timed_out and self.timings is not None and self.timings.cut)
             reason = "the tune budget ran out during this probe" if budget else event.reason
@@ -247,11 +294,12 @@ def _replay(search: Search, event: Any) -> None:
     if isinstance(event, TuneRound):
         search.start_round(event.round, event.survivors, event.repetitions)
     elif isinstance(event, ProbeMeasured) and event.phase == "search":
-        search.measured(event.candidate, event.result.point, event.result.samples_ts)
+        search.measured(event.candidate, event.result.point, event.result.samples_ts, event.process)
     elif isinstance(event, ProbeFailed) and event.phase == "search" and not event.budget:
         search.failed_with(event.candidate, event.reason)
     elif isinstance(event, ProbeFinished) and event.phase == "search":
-        search.finished(event.candidate, event.seconds, event.load_s, event.repetitions + 1)
+        search.finished(event.candidate, event.seconds, event.load_s, event.repetitions + WARMUP_REPETITIONS,
+                        event.shared)
 
 
 async def run_tune_phase(host: TuneHost, tune: TuneSpec) -> list[BuildInfo]:

@@ -1,20 +1,23 @@
 """Successive halving for one contender, as a state machine over its journalled probes.
 
-Round 0 measures every candidate twice; each later round keeps the better half and measures
-it again with more repetitions (as many as the contender's share of the budget allows),
-until one is left or the share would run out. A round runs in two passes, the survivors in
-order and then in reverse (A B C, C B A), so drift and foreign load hit them alike. A candidate's score is the sum over
-the probe points of the mean log tokens/s of its repetitions so far, starved ones set aside
-(the verdict's geometric mean). The defaults stay in every round: they are the baseline the
+Round 0 measures every candidate twice; each later round keeps the better half, and any
+other candidate the leader is not yet clearly ahead of, and measures them again with more
+repetitions (as many as the contender's share of the budget allows), until one is left or
+the share would run out. A round runs in two passes, the survivors in order and then in
+reverse (A B C, C B A), so drift and foreign load hit them alike; candidates that differ
+only in ``-ub`` share one process per pass. A candidate's score is the sum over the probe
+points of the mean log tokens/s of its repetitions so far, starved ones set aside (the
+verdict's geometric mean). The defaults stay in every round: they are the baseline the
 choice is judged against, and a best replaces them only when it is decided better
-(``backends.tune.judging``). A candidate that fails (out of memory, crash) is out; one cut by
-the budget is not measured further but keeps what it had.
+(``backends.tune.judging``: paired within the processes both ran in, when there are
+enough). A candidate that fails (out of memory, crash) is out; one cut by the budget is
+not measured further but keeps what it had.
 
-The state is rebuilt from events alone, so a resumed tune continues where it stopped.
-"""
+The state is rebuilt from events alone, so a resumed tune continues where it stopped."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ from backends import stats
 from backends.journal.sweep import TestPoint
 from backends.journal.tune import Candidate
 from backends.sweep.adaptive import kept
-from backends.tune.judging import Against, against, against_text
+from backends.tune.judging import Against, against, against_text, paired
 
 MAX_REPETITIONS = 24  # per candidate and round (in two passes)
 FIRST_ROUND_REPETITIONS = 2  # one per pass: a single slow moment cannot drop a candidate alone
@@ -35,35 +38,57 @@ DEFAULT_LOAD_S = 1.0  # a guess until the first probe of a contender has run
 
 @dataclass(frozen=True)
 class Probe:
-    """One llama-bench process to run: a candidate's probe points, ``repetitions`` counted."""
+    """One llama-bench process to run: the probe points of ``candidates`` (one after the
+    other, in this order, in the same process), ``repetitions`` counted each."""
 
-    candidate: Candidate
+    candidates: tuple[Candidate, ...]
     round: int
     repetitions: int
+
+    @property
+    def candidate(self) -> Candidate:
+        return self.candidates[0]
+
+
+def _shared_key(candidate: Candidate) -> Candidate | None:
+    """What candidates must have in common to share a process: everything but the ubatch
+    (llama-bench takes a list of -ub values, and keeps the model loaded between them)."""
+    return dataclasses.replace(candidate, ubatch=None) if candidate.ubatch is not None else None
+
+
+def sharing(pending: Sequence[Candidate]) -> tuple[Candidate, ...]:
+    """The first of ``pending`` and those after it that can run in its process, in order."""
+    first = _shared_key(pending[0])
+    if first is None:
+        return (pending[0],)
+    return tuple(c for c in pending if _shared_key(c) == first)
 
 
 @dataclass
 class Cost:
     """What a probe process costs this contender: a fixed part (starting and loading) and
-    a part per repetition, from every probe it ran so far."""
+    a part per repetition, from every probe it ran so far. A process that ``shared`` its
+    load among several candidates is observed once per candidate, each with its share."""
 
-    load_s: float = DEFAULT_LOAD_S
+    load_s: float = DEFAULT_LOAD_S  # one process's
     work_s: float = 0.0
     repetitions: int = 0
 
-    def observe(self, seconds: float, load_s: float | None, asked: int) -> None:
+    def observe(self, seconds: float, load_s: float | None, asked: int, shared: int = 1) -> None:
+        shared = max(shared, 1)
         if load_s is not None and 0 <= load_s <= seconds:
-            self.load_s = load_s
-        self.work_s += max(seconds - self.load_s, 0.0)
+            self.load_s = load_s * shared
+        self.work_s += max(seconds - self.load_s / shared, 0.0)
         self.repetitions += max(asked, 1)
 
     @property
     def per_repetition_s(self) -> float | None:
         return self.work_s / self.repetitions if self.repetitions else None
 
-    def predict(self, repetitions: int, warmup: int = 1) -> float:
+    def predict(self, repetitions: int, candidates: int = 1, warmup: int = 1) -> float:
+        """One process running ``candidates`` with ``repetitions`` counted each."""
         per = self.per_repetition_s if self.per_repetition_s is not None else 1.0
-        return self.load_s + per * (repetitions + warmup)
+        return self.load_s + per * candidates * (repetitions + warmup)
 
 
 @dataclass
@@ -80,6 +105,9 @@ class Search:
     survivors: list[Candidate] = field(default_factory=list)
     repetitions: int = FIRST_ROUND_REPETITIONS
     samples: dict[Candidate, dict[str, list[float]]] = field(default_factory=dict)
+    # The same by process: candidates that share one are compared pairwise within it.
+    by_process: dict[Candidate, dict[str, dict[int, list[float]]]] = field(default_factory=dict)
+    processes: int = 0  # probe processes started so far (the next one's number)
     failed: dict[Candidate, str] = field(default_factory=dict)
     done_this_round: dict[Candidate, int] = field(default_factory=dict)  # probes per candidate
     cost: Cost = field(default_factory=Cost)
@@ -94,21 +122,28 @@ class Search:
 
     # --- facts in --------------------------------------------------------------------------
 
-    def measured(self, candidate: Candidate, point: TestPoint, samples: Sequence[float]) -> None:
+    def measured(self, candidate: Candidate, point: TestPoint, samples: Sequence[float],
+                 process: int = -1) -> None:
         self.samples.setdefault(candidate, {}).setdefault(point.key, []).extend(samples)
+        if process >= 0:
+            by_point = self.by_process.setdefault(candidate, {}).setdefault(point.key, {})
+            by_point.setdefault(process, []).extend(samples)
+            self.processes = max(self.processes, process + 1)
 
     def failed_with(self, candidate: Candidate, reason: str) -> None:
         self.failed[candidate] = reason
         if candidate in self.survivors:
             self.survivors.remove(candidate)
 
-    def finished(self, candidate: Candidate, seconds: float, load_s: float | None, asked: int) -> None:
-        """A probe process ended (measured, failed or cut): its time counts."""
+    def finished(self, candidate: Candidate, seconds: float, load_s: float | None, asked: int,
+                 shared: int = 1) -> None:
+        """A candidate's probe ended (measured, failed or cut): its time counts (its share of
+        the process's, when ``shared`` candidates ran in it)."""
         self.spent_s += seconds
         self.probes += 1
         self.done_this_round[candidate] = self.done_this_round.get(candidate, 0) + 1
         if candidate not in self.failed:
-            self.cost.observe(seconds, load_s, asked)
+            self.cost.observe(seconds, load_s, asked, shared)
 
     def start_round(self, number: int, survivors: Sequence[Candidate], repetitions: int) -> None:
         self.round, self.survivors, self.repetitions = number, list(survivors), repetitions
@@ -143,14 +178,16 @@ class Search:
             self.stopped = f"stopped in round {self.round}: the budget was spent"
             return None
         for number, (order, repetitions) in enumerate(self.passes()):
-            for candidate in order:
-                if self.done_this_round.get(candidate, 0) != number or candidate in self.failed:
-                    continue
-                if self.round > 0 and self.cost.predict(repetitions) > self.left_s:
-                    self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
-                                    "budget left, too little for another probe")
-                    return None
-                return Probe(candidate, self.round, repetitions)
+            pending = [c for c in order
+                       if self.done_this_round.get(c, 0) == number and c not in self.failed]
+            if not pending:
+                continue
+            group = sharing(pending)
+            if self.round > 0 and self.cost.predict(repetitions, len(group)) > self.left_s:
+                self.stopped = (f"stopped in round {self.round}: {self.left_s:.0f} s of the "
+                                "budget left, too little for another probe")
+                return None
+            return Probe(group, self.round, repetitions)
         return None
 
     def passes(self) -> list[tuple[list[Candidate], int]]:
@@ -170,22 +207,52 @@ class Search:
         # The defaults stay to the end: the choice is judged against them.
         baseline = [c for c in ranked if c == self.default]
         others = [c for c in ranked if c != self.default]
-        keep = others[:math.ceil(len(others) / 2)] + baseline
-        if len(others) == 1 and (not baseline or self.round > 0):
+        half = math.ceil(len(others) / 2)
+        # Beyond the better half, whoever the leader is not yet clearly ahead of stays: on a
+        # busy machine a few repetitions cannot tell a best from its neighbours.
+        close = [c for c in others[half:] if self.could_lead(c, ranked[0])]
+        keep = others[:half] + close + baseline
+        if len(others) == 1 and (not baseline or self.round > 0) and self._settled(others[0]):
             return None  # the last one has had its round beside the defaults
         rounds_left = max(1, math.ceil(math.log2(len(keep))))
         share = self.left_s / rounds_left / len(keep)
         per = self.cost.per_repetition_s or 1.0
-        # Two passes: two starts and two warm-ups per candidate.
-        repetitions = min(MAX_REPETITIONS, int((share - 2 * self.cost.load_s) / per) - 2)
+        # Two passes: two starts (shared by the candidates of one process) and two warm-ups.
+        starts = 2 * self.cost.load_s * len({_shared_key(c) or c for c in keep}) / len(keep)
+        repetitions = min(MAX_REPETITIONS, int((share - starts) / per) - 2)
         if repetitions < 1:
             self.stopped = (f"stopped after round {self.round}: {self.left_s:.0f} s of the budget "
                             f"left, too little for {len(keep)} more probes")
             return None
         dropped = len(ranked) - len(keep)
-        why = (f"round {self.round + 1}: kept the best {len(keep)} of {len(ranked)} "
+        also = f", {len(close)} more not yet clearly behind" if close else ""
+        why = (f"round {self.round + 1}: kept the best {half + len(baseline)} of {len(ranked)}{also} "
                f"(dropped {dropped}), {repetitions} repetitions each")
+        if len(others) == 1 and baseline and self.round > 0:
+            why = (f"round {self.round + 1}: {others[0].label} not yet decided against the defaults, "
+                   f"{repetitions} repetitions each")
         return keep, repetitions, why
+
+    def _settled(self, last: Candidate) -> bool:
+        """Whether the last candidate beside the defaults is decided against them (better,
+        worse or a tie); while it is not, what is left of the share buys more rounds."""
+        if self.default is None or self.score(self.default) is None:
+            return True
+        result = self.against(last, self.default)
+        return result is None or result.decided
+
+    def could_lead(self, candidate: Candidate, leader: Candidate) -> bool:
+        """Whether ``leader`` is not yet clearly ahead of ``candidate``: significantly faster
+        at some probe point and slower at none (Welch's test on the mean log speed of the
+        repetitions so far)."""
+        mine, theirs = self.samples.get(candidate, {}), self.samples.get(leader, {})
+        signs = set()
+        for point in self.points:
+            a, b = kept(mine.get(point.key, ()))[0], kept(theirs.get(point.key, ()))[0]
+            test = stats.welch_from_samples([math.log(v) for v in a], [math.log(v) for v in b])
+            if test is not None and test.p_value < stats.ALPHA and test.t != 0:
+                signs.add(test.t > 0)
+        return signs != {True}
 
     def choice(self) -> tuple[Candidate | None, str]:
         """The chosen candidate and why: the best only when it is decided better than the
@@ -211,9 +278,12 @@ class Search:
         return default, f"the defaults: no setting beat the defaults clearly ({why})"
 
     def against(self, candidate: Candidate, baseline: Candidate) -> Against | None:
-        """``candidate`` against ``baseline`` on all their repetitions (``judging.Against``)."""
-        return against(self.samples.get(candidate, {}), self.samples.get(baseline, {}), self.points,
-                       (candidate.label, "the defaults" if baseline == self.default else baseline.label))
+        """``candidate`` against ``baseline`` (``judging.Against``): paired by process where
+        they ran side by side in enough processes, else on all their repetitions pooled."""
+        pooled = against(self.samples.get(candidate, {}), self.samples.get(baseline, {}), self.points,
+                         (candidate.label, "the defaults" if baseline == self.default else baseline.label))
+        return paired(self.by_process.get(candidate, {}), self.by_process.get(baseline, {}),
+                      self.points, pooled) or pooled
 
 
 def scores_by_label(search: Search) -> Mapping[str, float]:

@@ -12,6 +12,7 @@ from backends.journal.tune import (
     TuneFinished,
     TuneGrid,
     TuneRound,
+    TuneShareMoved,
     TuneStarted,
 )
 
@@ -44,6 +45,9 @@ def describe_tune(event: Any) -> str:
         where = "defaults" if event.phase == "defaults" else f"round {event.round}"
         return (f"{event.build:>12}  {where} {event.candidate.label:<22} {event.point.name:<14} "
                 f"{'CUT' if event.budget else 'FAILED'}: {event.reason}")
+    if isinstance(event, TuneShareMoved):
+        given = ", ".join(f"{n} +{s:.0f} s" for n, s in event.given.items())
+        return f"{event.build:>12}  tune done early: the rest of its share passed on ({given})"
     if isinstance(event, TuneChosen):
         return f"{event.build:>12}  tuned: {event.chosen.label} ({event.reason})"
     if isinstance(event, TuneFinished):

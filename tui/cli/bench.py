@@ -58,7 +58,8 @@ def register(subparsers: Subparsers) -> None:
     add_tune_options(bench)
     order = bench.add_argument_group("scheduling")
     order.add_argument("--granularity", choices=("auto", "point", "resident", "depth", "build"),
-                       help="llama-bench processes: auto (default: measured from the first points), "
+                       help="llama-bench processes: auto (default: one loaded per build where the models fit "
+                       "side by side, else chosen from the first points' load time), "
                        "one per test point, one loaded per build paused between points, per depth, "
                        "or per build")
     order.add_argument("--no-interleave", action="store_true",

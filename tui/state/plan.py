@@ -8,16 +8,18 @@ sweep, and warnings (depths past the model's context).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backends.estimate import Estimate, Rates, check_seconds, check_size, context_problem, logits_factor, sweep_seconds
+from backends.tune.estimate import tune_seconds
 from tui.state.format import format_eta, size_text
 
 if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.correctness import CheckOptions
+    from backends.journal.tune import TuneSpec
     from backends.models import ModelInfo
     from backends.sweep import SweepSpec
 
@@ -34,6 +36,7 @@ class Plan:
     check: CheckOptions | None = None  # None: no check
     check_estimates: Mapping[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    tune: Estimate | None = None  # the tune phase before the duel; None: no tune
 
     @property
     def check_seconds(self) -> float | None:
@@ -45,30 +48,35 @@ class Plan:
 
     @property
     def seconds(self) -> float | None:
-        """The whole run, the check included; None when a build has no rates yet."""
+        """The whole run, the check and the tune included; None when a build has no rates yet."""
         check = self.check_seconds
-        if self.estimate.seconds is None or check is None:
+        tune = 0.0 if self.tune is None else self.tune.seconds
+        if self.estimate.seconds is None or check is None or tune is None:
             return None
-        return self.estimate.seconds + check
+        return self.estimate.seconds + check + tune
 
-    def line(self) -> str:
-        """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
+    def line(self, timing: Collection[str] = ()) -> str:
+        """``2 builds × 4 points × 2 reps · about 3 min (from a quick probe) · check: ...``;
+        ``timing``: the builds a quick probe is timing now, for the estimate."""
         size = (f"{len(self.builds)} build{'s' if len(self.builds) != 1 else ''} × "
                 f"{self.points} points × {self.repetitions} reps")
-        if self.seconds is not None:
+        if timing:
+            how_long = f"how long: timing {', '.join(sorted(timing))} (pp32, tg8)…"
+        elif self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
-            timing = f"about {format_eta(self.seconds)[1:]}{basis}"
+            tuned = " with the tune first" if self.tune is not None else ""
+            how_long = f"about {format_eta(self.seconds)[1:]}{tuned}{basis}"
         elif self.estimate.unknown:
-            timing = f"how long: t times {', '.join(self.estimate.unknown)}"
+            how_long = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
-            timing = ""
+            how_long = ""
         check = ""
         if self.check is not None:
             chunks = self.check.chunks
             context = self.check.context or DEFAULT_CHECK_CONTEXT
             check = (f"check: {chunks}×{context} tokens" if chunks
                      else f"check: the text in {context}-token chunks")
-        return " · ".join(p for p in (size, timing, check) if p)
+        return " · ".join(p for p in (size, how_long, check) if p)
 
 
 def is_software(build: BuildInfo) -> bool:
@@ -77,15 +85,16 @@ def is_software(build: BuildInfo) -> bool:
 
 def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
               rates: Mapping[str, Rates | None], *, check: bool,
-              check_options: CheckOptions | None = None) -> Plan:
+              check_options: CheckOptions | None = None, tune: TuneSpec | None = None) -> Plan:
     points = spec.points()
     names = tuple(b.name for b in builds)
     estimate = sweep_seconds(points, spec.repetitions, rates, names)
+    tuned = None if tune is None else tune_seconds(spec, tune, rates, names)
     fallbacks = tuple(f"{b.name} was {b.fallback} (you will be asked before it runs)"
                       for b in builds if b.fallback)
     warnings = tuple(w for w in (context_problem(points, model.context_length),) if w) + fallbacks
     if not check:
-        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings)
+        return Plan(names, len(points), spec.repetitions, estimate, None, {}, warnings, tuned)
     factor = logits_factor(model.parameters, model.vocab_size, model.embedding_length)
     from backends.correctness import CheckOptions
 
@@ -106,7 +115,7 @@ def make_plan(builds: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec,
     chunks = options.chunks
     estimates = {n: check_seconds(context, chunks, r, factor)
                  for n in names if (r := rates.get(n)) is not None and r.usable}
-    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings)
+    return Plan(names, len(points), spec.repetitions, estimate, options, estimates, warnings, tuned)
 
 
 def fit_text(model: ModelInfo, builds: Sequence[BuildInfo], spec: SweepSpec | None) -> str:

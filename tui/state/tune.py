@@ -18,6 +18,7 @@ from backends.journal.tune import (
     TuneEvent,
     TuneGrid,
     TuneRound,
+    TuneShareMoved,
     TuneStarted,
 )
 
@@ -110,6 +111,11 @@ def fold_tune(board: TuneBoard, event: TuneEvent) -> TuneBoard:
     if isinstance(event, ProbeFailed) and event.phase == "search" and not event.budget:
         label = event.candidate.label
         return _with(board, name, failed=lane.failed | {label}, tried=lane.tried | {label})
+    if isinstance(event, TuneShareMoved):
+        for other, seconds in event.given.items():
+            got = board.lanes.get(other) or TuneLane(build=other)
+            board = _with(board, other, share_s=got.share_s + seconds)
+        return _with(board, name, share_s=lane.spent_s)
     if isinstance(event, ProbeFinished) and event.phase == "search":
         return _with(board, name, spent_s=lane.spent_s + event.seconds)
     if isinstance(event, TuneChosen):
