@@ -5,10 +5,11 @@
 
 Makes a profile with ``llamaduel bench --save`` on the demo's grid for the generated model
 (``backends.demo.GENERATED_SPEC``: pp64 and tg16 at depths 0 and 512, 3 repetitions) with
-the named toolchain builds, one thread, then gates the first build (or ``--gate NAME``) against it ``--runs``
-times (the same build: it passes, interleaved with itself as the build it replaces, then the
-correctness check against it). Prints the sweep's wall time, each gate's and the ratio gate / sweep,
-and beside them the CPU seconds each used (this process's children: llamaduel and its llama.cpp
+the named toolchain builds, one thread, then gates the first build (or ``--gate NAME``)
+against it ``--runs`` times (the same build: it passes, judged against its own saved figures
+and measured again beside itself where the gate needs it, then the correctness check against
+the reference). Prints the sweep's wall time, each gate's and the ratio gate / sweep, and
+beside them the CPU seconds each used (this process's children: llamaduel and its llama.cpp
 tools), which a machine shared with other work moves far less than the wall time.
 """
 
