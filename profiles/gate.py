@@ -67,6 +67,27 @@ def slower_points(old: Mapping[str, Sequence[float]], new: Mapping[str, Sequence
     return found
 
 
+def drift_factor(fresh: Sequence[float], saved: Sequence[float], alpha: float = ALPHA) -> float:
+    """How much faster (> 1) or slower (< 1) this machine runs the old build now than when
+    its figures were saved, from one point measured again: the ratio of the means where
+    Welch's test says the gap is real, else 1."""
+    if not fresh or not saved:
+        return 1.0
+    test = stats.welch_from_samples(list(fresh), list(saved))
+    if test is None or test.p_value >= alpha:
+        return 1.0
+    return _mean(fresh) / _mean(saved)
+
+
+def baseline(saved: Mapping[str, Sequence[float]], factor: float,
+             live: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """The old build's figures to judge against: the saved ones scaled by the machine's
+    drift, and the points measured again as they were measured."""
+    scaled = {point: [v * factor for v in samples] for point, samples in saved.items()}
+    scaled.update({point: list(samples) for point, samples in live.items() if samples})
+    return scaled
+
+
 def judge_gate(new_name: str, against: str, old: Mapping[str, Sequence[float]],
                new: Mapping[str, Sequence[float]], *, failures: Sequence[str] = (),
                correctness: Mapping[str, Any] | None = None, threshold_pct: float = 5.0,

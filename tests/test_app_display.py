@@ -14,6 +14,7 @@ import pytest
 from backends.builds import BuildInfo, Device
 from backends.estimate import Rates, context_problem, sweep_seconds
 from backends.journal.sweep import BenchResult, ResultReceived, SweepStarted, TestPoint
+from backends.journal.tune import TuneSpec
 from backends.models import read_model
 from backends.race import BuildFinished, RaceFinished, RaceStarted
 from profiles.store import ProfileStore
@@ -267,6 +268,12 @@ def test_plan_estimates_from_rates_and_warns_past_the_context(tmp_path, tiny_lla
     plan = make_plan(builds, model, spec, rates, check=True)
     assert plan.seconds and plan.seconds > plan.estimate.seconds > 0
     assert "about" in plan.line() and "from a quick probe" in plan.line()
+    assert "how long: timing vulkan (pp32, tg8)…" in plan.line({"vulkan"})  # a probe under way
+    # Tuning first: the estimate counts the tune phase, which its budget caps.
+    tuned = make_plan(builds, model, spec, rates, check=True, tune=TuneSpec(budget_s=120.0))
+    assert tuned.seconds >= plan.seconds + 120.0 and "tune" not in plan.line()
+    assert f"about {format_eta(tuned.seconds)[1:]} with the tune first (from a quick probe)" \
+        in tuned.line()
     assert sweep_seconds(spec.points(), 5, rates, ["cpu"]).seconds < plan.estimate.seconds
     deep = make_plan(builds, model, preset("seed-sweep"), rates, check=False)
     assert deep.warnings and "2,048-token context" in deep.warnings[0]

@@ -285,6 +285,34 @@ def test_a_time_out_is_failed(cpu: BuildInfo, tiny_llama: Path, no_leftovers: Pa
 
 
 @pytest.mark.toolchain
+def test_the_reference_probabilities_are_kept_and_reused_until_its_build_changes(
+        cpu: BuildInfo, tiny_llama: Path, no_leftovers: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "kept"
+    first = by_name(check_builds([cpu, renamed(cpu, "b")], tiny_llama, work_dir=no_leftovers,
+                                 reference_cache=cache, **FAST))
+    assert first["b"].status == "pass" and first["cpu"].status == "reference"
+    (entry,) = list(cache.iterdir())
+    assert (entry / "reference.kld").stat().st_size > 0
+    # Kept: under another name and with no time for any tool to run, the reference's result
+    # is the first one's; the other build, which does run, times out.
+    again = by_name(check_builds([renamed(cpu, "ref"), renamed(cpu, "b")], tiny_llama,
+                                 work_dir=no_leftovers, reference_cache=cache, timeout=0.001, **FAST))
+    assert again["ref"].status == "reference" and again["ref"].ppl == first["cpu"].ppl
+    assert again["b"].status == "failed" and "timed out" in again["b"].reason
+    # Another build as the reference (a library beside its tool differs): a new entry.
+    other = tmp_path / "other-build"
+    shutil.copytree(cpu.folder, other, symlinks=True)
+    (other / "libggml-base.so").unlink()
+    shutil.copyfile(Path(cpu.folder) / "libggml-base.so", other / "libggml-base.so")
+    with open(other / "libggml-base.so", "ab") as library:
+        library.write(b"\0")  # the same code, other bytes
+    rebuilt = probe_build(other, "rebuilt")
+    check_builds([rebuilt, renamed(cpu, "b")], tiny_llama, work_dir=no_leftovers,
+                 reference_cache=cache, **FAST)
+    assert len(list(cache.iterdir())) == 2
+
+
+@pytest.mark.toolchain
 async def test_cancel_kills_the_tool_and_removes_the_logits(
         cpu: BuildInfo, vulkan: BuildInfo, tiny_llama: Path, no_leftovers: Path) -> None:
     async def consume() -> None:

@@ -103,6 +103,27 @@ def test_the_tracker_counts_timed_repetitions_only(tmp_path):
     assert re.fullmatch(r"  \S+ ± \S+ tok/J, \S+ ± \S+ J/token", shown), shown
 
 
+def test_a_test_that_runs_on_before_the_last_result_keeps_its_own_windows(tmp_path):
+    """A loaded llama-bench that runs on into its next test: that test's repetitions may
+    start before the last test's result is read, and are never counted for it."""
+    tree = build_mi50_tree(tmp_path)
+    with MovingEnergy(tree, watts=100.0, counter="hwmon"):
+        tracker = RepetitionTracker(EnergyMeter([SysfsEnergy(str(tree.device))]), warmup=0)
+        lines = [(0, "starting"), (0, "prompt run 1/2"), (0, "prompt run 2/2"),
+                 (1, "starting"), (1, "warmup generation run"), (1, "generation run 1/2")]
+        for test, line in lines:
+            tracker.progress(line, test)
+            if "run " in line and not line.startswith("warmup"):
+                before = tracker.meter.sources[0].counter_j()
+                wait_for(lambda b=before: tracker.meter.sources[0].counter_j() > b + 5.0)
+        first = tracker.finish(TestPoint(32, 0, 0), 0)  # read after test 1 began
+        tracker.progress("generation run 2/2", 1)
+        before = tracker.meter.sources[0].counter_j()
+        wait_for(lambda b=before: tracker.meter.sources[0].counter_j() > b + 5.0)
+        second = tracker.finish(TestPoint(0, 8, 0), 1)
+    assert first["energy_windows"] == 2 and second["energy_windows"] == 2
+
+
 @pytest.mark.toolchain
 def test_a_real_sweep_takes_energy_over_its_counted_repetitions(cpu_bin, tiny_llama, tmp_path):
     """The real llama-bench on the CPU with the MI50 tree as the machine's card: the

@@ -56,7 +56,9 @@ def test_the_same_build_passes(store, cpu_bin):
     done = gate(store, f"cpu={cpu_bin}")
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
-    assert line.startswith("gate PASS: cpu vs cpu (run beside it): 2 points, none slower beyond 25%")
+    # The old build measured again at one point; the rest judged against its saved figures.
+    assert line.startswith("gate PASS: cpu vs cpu (saved figures")
+    assert "checked beside it at " in line and "): 2 points, none slower beyond 25%" in line
     assert "output matches cpu-old" in line
     record = last_record(store)
     assert record["status"] == "pass" and set(record["points"]) == {"pp64", "tg16"}
@@ -71,8 +73,10 @@ def test_a_build_slowed_on_purpose_is_slower_with_its_points_and_the_trend_shows
     done = gate(store, f"cpu={slowed}")
     assert done.returncode == 5, done.stderr
     (line,) = done.stdout.splitlines()
-    assert line.startswith("gate SLOWER: cpu vs cpu (run beside it), beyond 25%: ")
-    assert "pp64" in line and "% slower (" in line and "tg16" not in line
+    assert line.startswith("gate SLOWER: cpu vs cpu (saved figures")
+    # Slower than the saved figures, then confirmed beside the old build: only that decides.
+    assert "; pp64 run beside it), beyond 25%: pp64 " in line
+    assert "% slower (" in line and "tg16" not in line.split("beyond")[1]
     record = last_record(store)
     assert record["status"] == "slower" and "pp64" in record["slower"]
     shown = llamaduel("profiles", "--store", str(store), "show", "nightly")

@@ -18,6 +18,7 @@ import pytest
 from backends.builds import probe_build
 from backends.journal.sweep import (
     PointFailed,
+    PointProgress,
     PointStarted,
     ResultReceived,
     SweepFinished,
@@ -117,6 +118,28 @@ async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tm
     assert starts == ["cpu", "cpu", "cpu-again", "cpu-again"]
 
 
+async def test_loaded_processes_never_measure_two_points_at_once(cpu, tiny_llama, tmp_path):
+    """One loaded llama-bench per build (auto, where they fit) that runs on into its own next turn: interleaved
+    or not, every point ends before the next one starts, and the orders hold."""
+    other = probe_build(cpu.folder, "cpu-again")
+    spec = SMALL.with_changes(gens=(256,), depths=(0, 128))  # generation long enough to overlap
+    first, rest = spec.points()[:1], spec.points()[1:]
+    builds = ("cpu", "cpu-again")
+    for interleave in (False, True):
+        events = await collect(run_sweep(RunRequest([cpu, other], tiny_llama, spec, interleave=interleave,
+                                                    run_dir=tmp_path / str(interleave))))
+        steps = [e for e in events if isinstance(e, (PointStarted, ResultReceived))]
+        assert [type(e) for e in steps] == [PointStarted, ResultReceived] * (len(steps) // 2)
+        starts = [(e.build, e.point) for e in steps if isinstance(e, PointStarted)]
+        redone = any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+        if not redone:  # a point measured again in a fresh process repeats its turn
+            # Not interleaved: each build's first point (which measures its load), then all of
+            # one build, then the next.
+            assert starts == ([(b, p) for b in builds for p in first] + [(b, p) for b in builds for p in rest]
+                              if not interleave else
+                              [(b, p) for i, p in enumerate(spec.points()) for b in turn_order(list(builds), i)])
+
+
 async def test_one_process_per_build_gives_the_same_grid(cpu, tiny_llama, tmp_path):
     events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SMALL, run_dir=tmp_path, granularity="build")))
     results = [e.result.point for e in events if isinstance(e, ResultReceived)]
@@ -151,6 +174,29 @@ async def test_auto_keeps_one_loaded_process_per_build_when_loading_dominates(cp
         assert len(pids) == 1 if not again[build] else len(pids) <= 1 + 2 * again[build]
     for pid in {e.pid for e in starts}:
         assert_gone(pid)
+
+
+async def test_a_build_alone_runs_on_from_point_to_point_as_bare_llama_bench_would(cpu, tiny_llama, tmp_path):
+    """Nothing to wait for between its points (no other build's turn, no thermal guard
+    watching): the loaded llama-bench runs on into its next point unpaused, so no pause can
+    land late, and each point's progress is still its own."""
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")))
+    starts = [e for e in events if isinstance(e, PointStarted)]
+    assert [e.point for e in starts] == list(spec.points())
+    assert len({e.pid for e in starts}) == 1
+    assert not any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+    results = [e for e in events if isinstance(e, ResultReceived)]
+    assert [e.result.point for e in results] == list(spec.points())
+    assert all(len(e.result.samples_ts) == spec.repetitions for e in results)
+    for event in (e for e in events if isinstance(e, PointProgress)):
+        other = "prompt run" if event.point.n_gen else "generation run"
+        assert not event.message.startswith(other), event
+    # Every point after the first starts with the last one's result, before its own result.
+    order = [(type(e).__name__, e.point if isinstance(e, PointStarted) else e.result.point)
+             for e in events if isinstance(e, (PointStarted, ResultReceived))]
+    assert order == [(kind, p) for p in spec.points() for kind in ("PointStarted", "ResultReceived")]
+    assert_gone(starts[0].pid)
 
 
 async def test_a_crash_in_a_resident_process_fails_one_point_and_the_rest_run(cpu, tiny_llama,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from profiles.gate import judge_gate, trend_lines
+import pytest
+
+from profiles.gate import baseline, drift_factor, judge_gate, slower_points, trend_lines
 from profiles.soak import stability_sentence, trouble
 
 EIGHT_H = 8 * 3600.0
@@ -48,3 +50,19 @@ def test_the_trend_draws_each_workload_across_the_gated_builds():
     assert lines[0] == "x: 1=b8467 (pass)  2=b8470 (slower)"
     assert lines[1] == "pp512            █▁  100.0 60.0 t/s"
     assert lines[2] == "tg128            █·  20.0 - t/s"
+
+
+def test_the_gate_scales_saved_figures_only_by_a_drift_the_old_build_shows_significantly():
+    saved = {"pp512": [100.0, 101.0, 99.0], "tg128": [20.0, 20.2, 19.8]}
+    assert drift_factor([100.5, 99.5, 100.4], saved["pp512"]) == 1.0  # within its noise
+    assert drift_factor([], saved["pp512"]) == 1.0
+    faster = drift_factor([150.0, 151.0, 149.0], saved["pp512"])
+    assert faster == 1.5
+    judged = baseline(saved, faster, {"pp512": [150.0, 151.0, 149.0]})
+    assert judged["pp512"] == [150.0, 151.0, 149.0]  # measured again: as measured
+    assert judged["tg128"] == pytest.approx([30.0, 30.3, 29.7])
+    # A new build 20 % slower than the old one on this faster machine is slower against the
+    # scaled figures, not hidden by the saved ones.
+    new = {"pp512": [120.0, 121.0, 119.0], "tg128": [24.0, 24.1, 23.9]}
+    assert not slower_points(saved, new, 5.0)
+    assert [s.point for s in slower_points(judged, new, 5.0)] == ["pp512", "tg128"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -11,8 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from backends import demo
+from backends.sweep import SweepSpec
 from backends.tooling import toolchain
 from profiles.store import ProfileStore
+from tests.probe_watch import ProbeWatch
+from tui.state.grid import GRID_FIELDS
 
 pytestmark = pytest.mark.toolchain
 
@@ -46,6 +51,12 @@ class Terminal:
 
     def press(self, *keys: str) -> None:
         subprocess.run([*self.tmux_argv, "send-keys", "-t", self.name, *keys], check=True)
+
+    def pane_pid(self) -> int:
+        """The program's process id (``env`` runs it in its own place)."""
+        out = subprocess.run([*self.tmux_argv, "display-message", "-p", "-t", self.name,
+                              "#{pane_pid}"], capture_output=True, text=True, check=True).stdout
+        return int(out)
 
     def alive(self) -> bool:
         return subprocess.run([*self.tmux_argv, "has-session", "-t", self.name],
@@ -105,14 +116,47 @@ def environment(tmp_path, cpu_bin, vulkan_bin):
     return env
 
 
+def assert_setup_read_whole(setup: str) -> None:
+    """At 80x24 the whole Setup is in view: the workload's every field, the status to its
+    last sentence, and the footer's keys."""
+    lines = setup.rstrip("\n").splitlines()
+    for word in (*GRID_FIELDS.values(), "flash attn", "correctness check first",
+                 "tune each build first (up to 5 min)"):
+        assert word in setup, (word, setup)
+    ready = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Ready:"))
+    said = " ".join(line.strip() for line in lines[ready:-1])
+    assert "Press r to start." in said, setup
+    assert "q quit" in lines[-1] and "^p palette" in lines[-1], setup
+    for line in lines:
+        assert len(line.rstrip()) <= 80
+
+
+def demo_spec() -> SweepSpec:
+    """The demo's grid: Gemma's where its package is installed, else the generated model's."""
+    return demo.GEMMA_SPEC if importlib.util.find_spec(demo.GEMMA_MODULE) else demo.GENERATED_SPEC
+
+
 def test_demo_in_a_real_terminal_at_80x24(environment, tmp_path):
     term = Terminal([*LLAMADUEL, "--demo", "--no-telemetry"], environment, (80, 24),
                     f"llamaduel-test-{os.getpid()}")
     try:
-        # The demo times both builds, checks them against each other on Gemma 3 270M,
-        # runs a short sweep with an ETA, and the verdict appears on the Results screen.
-        term.wait_for("check 1/2: reading the text with cpu", steps=3000)
-        term.wait_for("ETA", steps=3000)
+        with ProbeWatch(term.pane_pid()) as watch:
+            # Setup times both builds on the demo's model for the estimate of the demo's own
+            # grid, then the demo checks them against each other on Gemma 3 270M, runs a
+            # short sweep with an ETA, and the verdict appears on the Results screen.
+            spec = demo_spec()
+            setup = term.wait_for("Ready:", steps=3000)
+            assert (f"Ready: 2 builds × {len(spec.points())} points × {spec.repetitions} reps"
+                    in setup), setup
+            assert "the demo's own grid" in setup
+            assert_setup_read_whole(setup)
+            term.wait_for("check 1/2: reading the text with cpu", steps=3000)
+            term.wait_for("ETA", steps=3000)
+        # One probe per build, never two at once (the processes themselves, looked at
+        # every few milliseconds).
+        for backend in ("cpu", "vulkan"):
+            assert len(watch.probes_of(toolchain.bin_dirs()[backend])) == 1, watch.seen
+        assert watch.most_at_once == 1, (watch.most_at_once, watch.looks)
         results = term.wait_for("if you run:", steps=6000)
         assert "cpu vs vulkan" in results
         assert "dense, short context" in results
@@ -166,6 +210,8 @@ def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, 
         setup = term.wait_for("Ready:")
         # The state is in the text: ticked boxes and the cursor row's marker.
         assert ">  [x]  cpu" in setup and "   [x]  vulkan" in setup
+        assert "tiny llama" in setup and "seed-sweep" in setup
+        assert_setup_read_whole(term.wait_for("say little"))  # its warning too
         term.press("Down", "Space")  # the first visit: no Tab needed
         setup = term.wait_for("[ ]  vulkan")
         assert ">  [ ]  vulkan" in setup
@@ -179,6 +225,7 @@ def test_keys_and_marks_in_a_real_terminal_at_80x24_without_colour(environment, 
         term.press("Escape")
         term.wait_gone("Race settings")  # the help (scrolled to its Race rows) is closed
         term.press("e")  # only now do letters go into the prompt
+        term.wait_for("esc leave field")  # the prompt has the focus
         term.press("-l", "q1?")
         assert "q1?" in term.wait_for("q1?")
         term.press("Escape")

@@ -132,7 +132,9 @@ class Startup:
 
         rates = self.app.sources.rates
         if any(rates.get(b, model) is None for b in builds):
-            self.app.notify("Timing both builds briefly for the estimate…", timeout=6)
+            if not (self.app.current_mode == "setup" and self.app.auto_probe):
+                # Setup's status line says so itself; a toast there would hide that line.
+                self.app.notify("Timing both builds briefly for the estimate…", timeout=6)
             # The queue Setup uses too: a build Setup is timing now is not timed twice.
             async for _name, _measured in self.app.sources.probes.measure(builds, model):
                 pass  # a failed probe: the run says why, on its own

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib.resources
 import os
 import shutil
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import procs
+from backends.correctness import reference_cache
 from backends.correctness.model import (
     DEFAULT_TIMEOUT_S,
     MIN_CONTEXT,
@@ -192,12 +194,14 @@ async def run_check(
     extra_args: Mapping[str, Sequence[str]] | None = None,
     models: Mapping[str, CheckModel] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    reference_cache: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[CheckEvent]:
     """Check every build against the reference; yields CheckStarted, BuildChecked per build
     (the reference first) and CheckFinished. ``model``: a path or a ModelInfo; ``context``:
     ``-c`` per chunk (default 512, less for a short model or text); ``chunks``: how many the
     reference reads (default all); ``extra_args`` / ``models``: per build name; ``timeout``:
-    seconds per tool run; the reference's probabilities go under ``work_dir``."""
+    seconds per tool run; the reference's probabilities go under ``work_dir``, or are taken
+    from (and kept in) ``reference_cache`` (``backends.correctness.reference_cache``)."""
     _check_inputs(builds, timeout, context, chunks)
     names = [b.name for b in builds]
     model_path = _model_path(model)
@@ -211,11 +215,11 @@ async def run_check(
         results: list[CorrectnessResult] = []
         scratch = Path(tempfile.mkdtemp(prefix="llamaduel-check-", dir=work_dir))
         try:
-            base_file = scratch / "reference.kld"
-            ref_result, used_context = await _run_reference(
-                ref_build, own_models.get(ref_build.name, model_path), text_path, base_file,
+            ref_result, used_context, base_file = await _reference(
+                ref_build, own_models.get(ref_build.name, model_path), text_path, scratch,
                 wanted_context, shrink_allowed=context is None, chunks=chunks,
-                extra=extra.get(ref_build.name, []), timeout=timeout)
+                extra=extra.get(ref_build.name, []), timeout=timeout,
+                cache=Path(reference_cache) if reference_cache is not None else None)
             results.append(ref_result)
             yield BuildChecked(ref_result)
             if ref_result.status == "failed":
@@ -235,6 +239,29 @@ async def run_check(
             yield CheckFinished(tuple(results))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def _reference(build: CheckableBuild, model: Path, text: Path, scratch: Path, context: int, *,
+                     shrink_allowed: bool, chunks: int | None, extra: list[str], timeout: float,
+                     cache: Path | None) -> tuple[CorrectnessResult, int, Path]:
+    """The reference's result, the context it read at and its probabilities' file: kept
+    ones from ``cache`` when the same reference read the same text before, else a run."""
+    tool, _ = _tool_or_problem(build)
+    key = None
+    if cache is not None and tool is not None:
+        key = await asyncio.to_thread(reference_cache.reference_key, tool, model, text, context,
+                                      chunks, extra, _env(build))
+        kept = reference_cache.load(cache, key)
+        if kept is not None:  # the same binaries, maybe under another name
+            renamed = dataclasses.replace(kept.result, build=build.name, reference=build.name)
+            return renamed, kept.context, kept.logits
+    base_file = scratch / reference_cache.LOGITS
+    result, used = await _run_reference(build, model, text, base_file, context,
+                                        shrink_allowed=shrink_allowed, chunks=chunks, extra=extra,
+                                        timeout=timeout)
+    if key is not None and cache is not None and result.status == "reference":
+        await asyncio.to_thread(reference_cache.store, cache, key, base_file, result, used)
+    return result, used, base_file
 
 
 def _perplexity_told(run: ToolRun) -> bool:

@@ -36,8 +36,9 @@ clear lead inside the wide margin.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from backends import stats
 from backends.journal.sweep import TestPoint
@@ -152,6 +153,33 @@ def decide(samples: Mapping[str, Sequence[float]], cap: int,
     if least >= cap:
         return PointOutcome("open", None, f"cap {cap}: still open{note}")
     return PointOutcome("open", None, f"open after {least}{note}")
+
+
+class MeasuredHow(Protocol):
+    """How a sweep measures its points (``backends.sweep.spec.SweepSpec`` is one)."""
+
+    @property
+    def adaptive(self) -> bool: ...
+    @property
+    def repetitions(self) -> int: ...
+    @property
+    def max_repetitions(self) -> int: ...
+
+
+def settle(spec: MeasuredHow, samples: Mapping[str, Sequence[float]], failed: Sequence[str],
+           neighbours: Callable[[], Sequence[Mapping[str, Sequence[float]]]]) -> PointOutcome:
+    """Where a point stands after a round: failed, fixed, decided, a tie, or open (it may
+    get another block unless at the cap). ``neighbours``: its series neighbours' samples."""
+    if failed and (not spec.adaptive or len(samples) < 2):
+        return PointOutcome("failed", None, "; ".join(f"{n} failed" for n in failed))
+    if not spec.adaptive:
+        return PointOutcome("fixed", None, f"{spec.repetitions} repetitions (fixed)")
+    if len(samples) < 2:
+        return PointOutcome("decided", None, "one contender measured")
+    outcome = decide(samples, spec.max_repetitions, first=spec.repetitions)
+    if outcome.outcome == "open":
+        return by_neighbours(samples, neighbours()) or outcome
+    return outcome
 
 
 def wide_leader(samples: Mapping[str, Sequence[float]], ratio: float = WIDE_RATIO) -> str | None:

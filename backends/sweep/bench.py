@@ -1,5 +1,5 @@
-"""llama-bench processes: a group of points in one process, or one loaded process paused
-between its points (resident). Both read results from ``-o jsonl`` (one line per finished
+"""llama-bench processes: a group of points in one process (here), or one loaded process
+paused between its points (``backends.sweep.resident``). Both read results from ``-o jsonl`` (one line per finished
 test, flushed) and progress from ``--progress`` on stderr, through ``backends.tool``.
 
 A crash, OOM kill, hang or invalid result ends only the point it hit: it becomes a
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,15 +21,13 @@ from backends.journal.sweep import (
     PointProgress,
     PointStarted,
     ResultReceived,
-    SweepNote,
     TestPoint,
 )
 from backends.sweep.argv import BenchBuild, bench_argv
 from backends.sweep.energy import EnergyFigures, RepetitionTracker
-from backends.sweep.plan import ChunkTiming, TimeoutPolicy, grid_prefix
+from backends.sweep.plan import ChunkTiming, TimeoutPolicy
 from backends.sweep.records import (
     PROGRESS,
-    TIMED_RUN,
     InvalidResult,
     invalid_result_failure,
     parse_result_line,
@@ -89,6 +87,8 @@ class BenchContext:
         self.machine = machine  # where a contender runs: its energy meter and temperatures
         self.start_temps: dict[tuple[str, str], dict[str, float]] = {}
         self.loaded: Callable[[float], None] = lambda _seconds: None  # a process's load time
+        # Whether a resident process may run on into its next point unpaused (the sweep is not paused).
+        self.may_run_on: Callable[[], bool] = lambda: True
 
     def tracker(self, contender: BenchBuild) -> RepetitionTracker:
         """Energy per counted repetition, where the contender's machine has a meter."""
@@ -126,7 +126,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
     argv = ctx.argv(contender, chunk, block.asked)
     limit = ctx.timeouts.seconds(contender.name, chunk, block.asked, ctx.spec.timeout)
     tool = ToolProcess(argv, env=contender.env, launcher=ctx.launcher_for(contender))
-    if not await _start(ctx, contender, tool, chunk):
+    if not await start_tool(ctx, contender, tool, chunk):
         return None
     pending = {p.key: p for p in chunk}
     pid = tool.tool_pid or tool.pid  # where it runs
@@ -143,7 +143,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
             key = parsed.point.key if parsed.point else ""
             point = pending.pop(key, None) or parsed.point or next(iter(pending.values()), chunk[-1])
             pending.pop(point.key, None)
-            energy = tracker.finish(point)
+            energy = tracker.finish(point, chunk.index(point) if point in chunk else -1)
             if isinstance(parsed, InvalidResult):
                 ctx.emit(invalid_result_failure(contender.name, point, parsed))
             else:
@@ -151,7 +151,7 @@ async def run_chunk(ctx: BenchContext, contender: BenchBuild, block: Block) -> C
 
     async def read_progress() -> None:
         async for index, message in progress_lines(tool):
-            tracker.progress(message)
+            tracker.progress(message, index)
             if message != "starting" and not first_work:
                 first_work.append(time.monotonic())
             point = chunk[index] if index < len(chunk) else chunk[-1]
@@ -190,7 +190,7 @@ def _timing(ctx: BenchContext, contender: BenchBuild, block: Block, tool: ToolPr
     return ChunkTiming(load_s=load, work_s=finished.seconds - load, points=len(block.points))
 
 
-async def _start(ctx: BenchContext, contender: BenchBuild, tool: ToolProcess,
+async def start_tool(ctx: BenchContext, contender: BenchBuild, tool: ToolProcess,
                  points: Sequence[TestPoint]) -> bool:
     """Start a llama-bench; when it cannot start, each of ``points`` fails saying why."""
     try:
@@ -203,173 +203,6 @@ async def _start(ctx: BenchContext, contender: BenchBuild, tool: ToolProcess,
     return True
 
 
-class ResidentBench:
-    """One llama-bench over a round's points for one contender, paused between them.
-
-    When a test's result line arrives (or, failing that, ``benchmark k/N: starting`` for the
-    next test) the process is stopped with SIGSTOP at once: what follows before the next
-    timed repetition (freeing and creating a context, the warm-up run) is untimed, so the
-    pause lands outside the measurement. The process waits there, model loaded, until its
-    next turn (SIGCONT). Should a timed repetition's progress line show up while it is
-    paused, the pause may have landed inside the measurement: that point runs again in a
-    fresh process. A crash or hang fails the point that was running; the next turn starts
-    a fresh process for the points still to do.
-    """
-
-    def __init__(self, ctx: BenchContext, contender: BenchBuild, repetitions: int) -> None:
-        self.ctx, self.contender = ctx, contender
-        self.block = Block((), repetitions)
-        self.tool: ToolProcess | None = None
-        self.queue: list[TestPoint] = []  # the points this process runs, in its order
-        self.position = -1  # which of them is running or next to run
-        self.readers: list[asyncio.Task[None]] = []
-        self.results: dict[str, BenchResult | InvalidResult] = {}
-        self.boundary = asyncio.Event()
-        self.started_at: dict[str, float] = {}
-        self.argv: list[str] = []
-        self.first_work_at: float | None = None  # the model is loaded: the first test begins
-        self.pause_leaked = False  # a timed repetition started before the pause took hold
-        self.tracker = ctx.tracker(contender)
-
-    async def _spawn(self, todo: list[TestPoint]) -> bool:
-        todo = grid_prefix(todo)  # a later turn starts another process for the rest
-        self.argv = self.ctx.argv(self.contender, tuple(todo), self.block.asked)
-        self.queue, self.position = todo, 0
-        self.boundary = asyncio.Event()
-        self.first_work_at, self.pause_leaked = None, False
-        tool = ToolProcess(self.argv, env=self.contender.env,
-                           launcher=self.ctx.launcher_for(self.contender))
-        if not await _start(self.ctx, self.contender, tool, todo[:1]):
-            return False
-        self.tool = tool
-        self.ctx.watch(self.contender, tool.pid)
-        self.readers = [asyncio.create_task(self._read_results(tool)),
-                        asyncio.create_task(self._read_progress(tool))]
-        return True
-
-    async def _read_results(self, tool: ToolProcess) -> None:
-        async for line in tool.stdout_lines():
-            parsed = parse_result_line(line, warmup=WARMUP_REPETITIONS)
-            if parsed is None:
-                tool.note_stdout(line)
-                continue
-            point = parsed.point or self._current()
-            if point.key != self._current().key:
-                # The process ran ahead before its pause took hold (a busy machine): that
-                # point was measured out of turn, so it is measured again in its turn.
-                self.pause_leaked = True
-                self._pause(tool)
-                continue
-            self.results[point.key] = parsed
-            if 0 <= self.position < len(self.queue) - 1:
-                self._pause(tool)
-            energy = self.tracker.finish(point)
-            if isinstance(parsed, InvalidResult):
-                self.ctx.emit(invalid_result_failure(self.contender.name, point, parsed))
-            else:
-                self.ctx.result(self.contender, parsed, self.started_at.get(point.key, time.time()),
-                                self.block, energy)
-
-    async def _read_progress(self, tool: ToolProcess) -> None:
-        async for index, message in progress_lines(tool):
-            self.tracker.progress(message)
-            if message != "starting" and self.first_work_at is None:
-                self.first_work_at = time.monotonic()
-            if index > self.position:
-                if message == "starting":
-                    self._pause(tool)
-                elif TIMED_RUN.match(message):
-                    self.pause_leaked = True
-                continue
-            if 0 <= self.position < len(self.queue):
-                self.ctx.emit(PointProgress(build=self.contender.name, point=self.queue[self.position],
-                                            message=message, at=time.time()))
-
-    def _current(self) -> TestPoint:
-        return self.queue[min(max(self.position, 0), len(self.queue) - 1)]
-
-    def _pause(self, tool: ToolProcess) -> None:
-        tool.pause()
-        self.boundary.set()
-
-    def _continues(self, point: TestPoint) -> bool:
-        tool = self.tool
-        return (tool is not None and tool.running and not self.pause_leaked
-                and self.position + 1 < len(self.queue) and self.queue[self.position + 1] == point)
-
-    async def run_point(self, point: TestPoint, todo: list[TestPoint], index: int) -> ChunkTiming | None:
-        """Run ``point`` (the first of ``todo``, the round's remaining points) to its end, as
-        block ``index`` of that point.
-
-        For the first point of a fresh process, returns where its time went (load, work)."""
-        fresh = not self._continues(point)
-        if fresh:
-            if self.pause_leaked and self.tool is not None:
-                self.ctx.emit(SweepNote(at=time.time(), message=(
-                    f"{self.contender.name}: the pause before {point.name} took hold only after a "
-                    "timed repetition began; measuring it again in a fresh process")))
-            await self.stop()
-            if not await self._spawn(todo):
-                return None
-        else:
-            self.position += 1
-            self.boundary.clear()
-        assert self.tool is not None
-        tool = self.tool
-        self.block = Block((point,), self.block.repetitions, index)
-        self.started_at[point.key] = self.ctx.started(self.contender, point, self.argv, tool.pid,
-                                                      self.block)
-        tool.resume()
-        return await self._await_point(tool, point, fresh)
-
-    async def _await_point(self, tool: ToolProcess, point: TestPoint, fresh: bool) -> ChunkTiming | None:
-        limit = self.ctx.timeouts.seconds(self.contender.name, (point,), self.block.asked,
-                                          self.ctx.spec.timeout)
-        began = time.monotonic()
-        assert tool.process is not None
-        ended = asyncio.ensure_future(tool.process.wait())
-        boundary = asyncio.ensure_future(self.boundary.wait())
-        try:
-            await asyncio.wait({ended, boundary}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            boundary.cancel()
-            if not ended.done():
-                ended.cancel()
-        timed_out = not self.boundary.is_set() and tool.returncode is None
-        if tool.returncode is not None or timed_out:
-            await self.stop()  # the group dies with it; readers drain what was written
-        elif point.key not in self.results:
-            # Paused at the next test: its result line is already in the pipe.
-            await _wait_for(lambda: point.key in self.results, seconds=5.0)
-        if isinstance(self.results.get(point.key), BenchResult):
-            finished = time.monotonic()
-            self.ctx.timeouts.observe(self.contender.name, (point,), self.block.asked, finished - began)
-            if fresh and self.first_work_at is not None:
-                self.ctx.loaded(self.first_work_at - tool.started_at)
-                return ChunkTiming(load_s=self.first_work_at - tool.started_at,
-                                   work_s=finished - self.first_work_at, points=1)
-            return None
-        if point.key not in self.results:
-            self.ctx.emit(point_failed(self.contender.name, point, tool.returncode, timed_out, limit,
-                                       tool.stderr_tail, tool.stdout_head))
-        await self.stop()
-        return None
-
-    async def stop(self) -> None:
-        """Kill the process group (a stopped process dies of SIGKILL too) and reap it."""
-        tool, self.tool = self.tool, None
-        self.tracker.abandon()
-        if tool is None:
-            return
-        await tool.kill()
-        if self.readers:
-            await asyncio.wait(self.readers, timeout=5)
-        for reader in self.readers:
-            reader.cancel()
-        await asyncio.gather(*self.readers, return_exceptions=True)
-        self.readers = []
-
-
 async def progress_lines(tool: ToolProcess) -> AsyncIterator[tuple[int, str]]:
     """llama-bench's ``--progress`` lines on stderr as (test index from 0, message); every
     other line is kept for the failure report."""
@@ -379,16 +212,3 @@ async def progress_lines(tool: ToolProcess) -> AsyncIterator[tuple[int, str]]:
             yield int(match.group(1)) - 1, match.group(3)
         else:
             tool.remember(text)
-
-
-async def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
-    """Yield to the readers until ``condition`` holds (a line already in a pipe), at most
-    ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-
-
-async def stop_all(benches: Iterable[ResidentBench]) -> None:
-    for bench in benches:
-        await bench.stop()

@@ -24,29 +24,32 @@ EnergyFigures = dict[str, str | int | float | None]
 
 
 class RepetitionTracker:
-    """One llama-bench's progress lines for the point it runs: a window per counted repetition."""
+    """One llama-bench's progress lines: a window per counted repetition, kept per test
+    (its index in the process), so a test that runs on before the last one's result was
+    read never lends that one its windows."""
 
     def __init__(self, meter: EnergyMeter | None, warmup: int) -> None:
         self.meter, self.warmup = meter, warmup
         self.current: int | None = None  # the repetition whose timed work is running
-        self.windows: list[Window] = []
+        self.test = 0  # the test it belongs to
+        self.windows: list[tuple[int, Window]] = []
 
-    def progress(self, message: str) -> None:
-        """Every progress line of the process, in order."""
+    def progress(self, message: str, test: int = 0) -> None:
+        """Every progress line of the process, in order, with its test's index."""
         if self.meter is None:
             return
         match = _TIMED.match(message)
         repetition = int(match.group(1)) if match else None
-        if repetition is not None and repetition == self.current:
+        if repetition is not None and repetition == self.current and test == self.test:
             return  # a pg test's generation continues the same repetition
         self._close()
-        self.current = repetition
+        self.current, self.test = repetition, test
         if repetition is not None and repetition > self.warmup:
             self.meter.open()
 
     def _close(self) -> None:
         if self.meter is not None and (window := self.meter.close()) is not None:
-            self.windows.append(window)
+            self.windows.append((self.test, window))
         self.current = None
 
     def abandon(self) -> None:
@@ -55,12 +58,14 @@ class RepetitionTracker:
             self.meter.close()
         self.current, self.windows = None, []
 
-    def finish(self, point: TestPoint) -> EnergyFigures | None:
-        """The point's result arrived: its energy figures (None without a meter)."""
+    def finish(self, point: TestPoint, test: int = 0) -> EnergyFigures | None:
+        """The result of test ``test`` arrived: its energy figures (None without a meter)."""
         if self.meter is None:
             return None
-        self._close()
-        windows, self.windows = self.windows, []
+        if self.test == test:
+            self._close()
+        windows = [w for t, w in self.windows if t == test]
+        self.windows = [(t, w) for t, w in self.windows if t != test]
         figures = energy_figures(windows, point.tokens, self.meter.method)
         figures["idle_power_w"] = self.meter.idle_w
         return figures

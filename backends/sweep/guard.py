@@ -180,12 +180,17 @@ class ThermalGuard:
                 return True
         return False
 
+    @property
+    def watching(self) -> bool:
+        """Whether it may ever wait before a block (on, with a baseline to come back to)."""
+        return self.enabled and bool(self.baseline)
+
     async def wait_until_cool(self, on_start: Callable[[list[Reading]], None]
                               ) -> tuple[float, bool, list[Reading], list[Reading]] | None:
         """When heat matters (``hot``), wait until every sensor is back near its baseline;
         None when nothing mattered. Returns
         (seconds waited, whether it cooled, readings at the start, readings at the end)."""
-        if not self.enabled or not self.baseline:
+        if not self.watching:
             return None
         first = self.hot()
         if not first:

@@ -11,6 +11,7 @@ from typing import TypeVar
 from backends.builds import BuildInfo
 from backends.journal.sweep import PointFailed
 from backends.models import ModelInfo
+from backends.remote.rpc import describe_rpc_failure
 from backends.remote.ssh import CONNECTION_LOST
 from backends.sweep.argv import BenchBuild
 from backends.sweep.plan import free_vram_bytes, resident_fits
@@ -66,6 +67,15 @@ def connection_failure(contender: BenchBuild, failure: PointFailed) -> PointFail
     if contender.host and failure.exit_code == CONNECTION_LOST and not failure.timed_out:
         return dataclasses.replace(failure, reason=f"ssh: connection to {contender.host} closed")
     return None
+
+
+def explain_failure(contender: BuildInfo, failure: PointFailed) -> PointFailed:
+    """Name the ssh connection or RPC server that went away when a contender's point failed."""
+    lost = connection_failure(contender, failure)
+    if lost is not None or not contender.rpc:
+        return lost or failure
+    reason = describe_rpc_failure(contender.rpc, failure.reason)
+    return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
 
 def remote_names(contenders: Sequence[BenchBuild]) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -38,17 +37,16 @@ from backends.journal.sweep import (
     TestPoint,
 )
 from backends.models import ModelInfo
-from backends.remote.rpc import describe_rpc_failure
 from backends.sweep import adaptive
 from backends.sweep.argv import BenchBuild
-from backends.sweep.bench import BenchContext, Block, ResidentBench, run_chunk, stop_all
+from backends.sweep.bench import BenchContext, Block, run_chunk
 from backends.sweep.check_first import check_before_sweep
 from backends.sweep.control import Blocks, SweepControl
 from backends.sweep.guard import ThermalGuard, reading_pairs
 from backends.sweep.hosts import (
     by_machine,
     cancel_all,
-    connection_failure,
+    explain_failure,
     launcher_for,
     machines_note,
     resident_group_fits,
@@ -66,10 +64,12 @@ from backends.sweep.plan import (
     turn_order,
 )
 from backends.sweep.request import RunRequest
+from backends.sweep.resident import ResidentBench, stop_all
 from backends.sweep.spec import SweepSpec
 from backends.telemetry.model import TelemetrySource
 
 EXTRA_BLOCK = adaptive.STEP  # repetitions added per round to a point that is still open
+Turn = tuple[BuildInfo, TestPoint]  # a contender's turn at a point
 _DONE = object()
 
 
@@ -106,6 +106,7 @@ class Sweep:
                                 machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
         self.overhead = Overhead()  # where the seconds go besides llama-bench's work
         self.ctx.loaded = lambda seconds: self.overhead.add("load", seconds)
+        self.ctx.may_run_on = lambda: not self.control.paused
         self.history = tuple(request.history)
         self._replay(request.history)
 
@@ -132,24 +133,13 @@ class Sweep:
 
     def emit(self, event: RunEvent) -> None:
         """Journal first, then count and hand on; JournalError stops the sweep."""
-        if isinstance(event, PointFailed):
-            event = self._explain(event)
+        if isinstance(event, PointFailed) and (contender := self.by_name.get(event.build)):
+            event = explain_failure(contender, event)
         with self.overhead.timed("journal"):
             self.journal.append(event)
         self.overhead.note(event)
         self._record(event)
         self.queue.put_nowait(event)
-
-    def _explain(self, failure: PointFailed) -> PointFailed:
-        """Name the ssh connection or RPC server that went away when a contender's point failed."""
-        contender = self.by_name.get(failure.build)
-        if contender is None:
-            return failure
-        lost = connection_failure(contender, failure)
-        if lost is not None or not contender.rpc:
-            return lost or failure
-        reason = describe_rpc_failure(contender.rpc, failure.reason)
-        return failure if reason is None else dataclasses.replace(failure, reason=reason)
 
     def summary(self, start: float, end: float, result: BenchResult, build: str) -> dict[str, object] | None:
         """Telemetry of a block, from the machine it ran on."""
@@ -312,10 +302,12 @@ class Sweep:
     async def _choose_granularity(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                                   repetitions: int) -> None:
         """Each contender's first point measures loading against running; with room for all
-        contenders at once it runs in the process that may stay for the rest."""
+        contenders at once it runs in the process that may stay for the rest (the next turn:
+        the next contender's first point; after the last one's, the round's next)."""
         fits, why_not = resident_group_fits(group, self.request.parallel, self.model, self.spec)
         timings: list[ChunkTiming] = []
         benches = {c.name: ResidentBench(self.ctx, c, repetitions) for c in group} if fits else {}
+        order = self._round_order(group, todo, 0)
         try:
             for contender in group:
                 mine = [p for p in todo if self._needs(contender, p)]
@@ -323,7 +315,9 @@ class Sweep:
                     continue
                 await self.before_block(contender, mine[0])
                 if benches:
-                    timing = await benches[contender.name].run_point(mine[0], mine, 0)
+                    rest = [t for t in order if t != (contender, mine[0])] if contender == group[-1] else []
+                    timing = await benches[contender.name].run_point(
+                        mine[0], mine, 0, self._follow(rest, contender, repetitions))
                 else:
                     timing = await run_chunk(self.ctx, contender, self._block(contender, (mine[0],), repetitions))
                 if timing is not None:
@@ -342,18 +336,34 @@ class Sweep:
         for contender in group:
             benches.setdefault(contender.name, ResidentBench(self.ctx, contender, repetitions))
         try:
-            order = ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
-                     if self.request.interleave else [(c, p) for c in group for p in todo])
-            for contender, point in order:
+            order = self._round_order(group, todo, round_number)
+            for turn, (contender, point) in enumerate(order):
                 if not self._needs(contender, point):
                     continue
-                await self.before_block(contender, point)
+                bench = benches[contender.name]
+                if bench.ahead != point:  # else it runs already, right after its last point
+                    await self.before_block(contender, point)
                 mine = [p for p in todo if self._needs(contender, p)]
                 block = self._block(contender, (point,), repetitions)
-                await benches[contender.name].run_point(point, mine[mine.index(point):], block.index)
+                await bench.run_point(point, mine[mine.index(point):], block.index,
+                                      self._follow(order[turn + 1:], contender, repetitions))
         finally:
             # Also when cancelled while measuring: no loaded llama-bench is left behind.
             await stop_all(benches.values())
+
+    def _round_order(self, group: Sequence[BuildInfo], todo: list[TestPoint], round_number: int) -> list[Turn]:
+        return ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
+                if self.request.interleave else [(c, p) for c in group for p in todo])
+
+    def _follow(self, rest: Sequence[Turn], contender: BuildInfo, repetitions: int) -> tuple[TestPoint, int] | None:
+        """The contender's next point and its block index when its turn comes next and nothing
+        waits before it (the thermal guard has nothing to watch): it runs on without a pause."""
+        if self.monitors.get(contender.host, self.monitors[None]).guard.watching:
+            return None
+        following = next(((c, p) for c, p in rest if self._needs(c, p)), None)
+        if following is None or following[0].name != contender.name:
+            return None
+        return following[1], self._block(contender, (following[1],), repetitions).index
 
     async def _remeasure_throttled(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                                    repetitions: int) -> None:
@@ -376,22 +386,12 @@ class Sweep:
         samples = {c.name: self.blocks[(c.name, point.key)].counted() for c in group
                    if (c.name, point.key) in self.blocks and (c.name, point.key) not in self.failed}
         failed = [c.name for c in group if (c.name, point.key) in self.failed]
-        counts = {name: len(values) for name, values in samples.items()}
-        if failed and (not self.spec.adaptive or len(samples) < 2):
-            outcome = adaptive.PointOutcome("failed", None, "; ".join(f"{n} failed" for n in failed))
-        elif not self.spec.adaptive:
-            outcome = adaptive.PointOutcome("fixed", None, f"{self.spec.repetitions} repetitions (fixed)")
-        elif len(samples) < 2:
-            outcome = adaptive.PointOutcome("decided", None, "one contender measured")
-        else:
-            outcome = adaptive.decide(samples, self.spec.max_repetitions, first=self.spec.repetitions)
-            if outcome.outcome == "open":
-                outcome = adaptive.by_neighbours(samples, self._neighbours(group, point)) or outcome
-            if (outcome.outcome == "open" and not outcome.reason.startswith("cap")
-                    and any(self._can_add(c, point) for c in group if c.name in samples)):
-                return False
-        self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason,
-                               repetitions=counts, leader=outcome.leader, at=time.time()))
+        outcome = adaptive.settle(self.spec, samples, failed, lambda: self._neighbours(group, point))
+        if outcome.outcome == "open" and not outcome.reason.startswith("cap") and any(
+                self._can_add(c, point) for c in group if c.name in samples):
+            return False
+        self.emit(PointDecided(point=point, outcome=outcome.outcome, reason=outcome.reason, leader=outcome.leader,
+                               repetitions={n: len(v) for n, v in samples.items()}, at=time.time()))
         return True
 
     def _neighbours(self, group: Sequence[BuildInfo], point: TestPoint) -> list[dict[str, list[float]]]:

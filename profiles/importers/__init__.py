@@ -27,6 +27,7 @@ from profiles.importers.failures import (
     failure_in,
     test_hints,
 )
+from profiles.importers.folders import read_all, without_repeats
 from profiles.importers.grouping import (
     adopt_backends,
     failure_models,
@@ -310,32 +311,17 @@ def _with_host(read: FileRead, path: Path) -> FileRead:
 def import_files(paths: Iterable[str | Path], *, strict: bool = False, one_machine: bool = False) -> ImportedRun:
     """Read llama-bench outputs and group their rows into builds.
 
-    Files that hold nothing to import are reported in ``problems`` (one line each); with
-    ``strict`` the first such file raises ImportProblem instead. ``one_machine`` drops what
-    tells machines apart (host names beside the files, cpu_info), for files the user knows
-    come from one machine.
+    A folder stands for the files below it. Files that hold nothing to import are reported
+    in ``problems`` (one line each; a folder's together); with ``strict`` the first such
+    file raises ImportProblem instead. A result two files hold is counted once.
+    ``one_machine`` drops what tells machines apart (host names beside the files,
+    cpu_info), for files the user knows come from one machine.
     """
-    rows: list[Row] = []
-    problems: list[str] = []
-    files: list[str] = []
-    events: list[Any] = []
-    for path in paths:
-        try:
-            read = read_file(path)
-        except ImportProblem as problem:
-            if strict:
-                raise
-            problems.append(str(problem))
-            continue
-        files.append(str(path))
-        rows.extend(read.rows)
-        problems.extend(read.problems)
-        events.extend(read.events)
-        if not read.rows and not read.events:
-            message = f"{Path(path).name}: no llama-bench results found"
-            if strict:
-                raise ImportProblem(message)
-            problems.append(message)
+    reads, problems = read_all(paths, read_file, strict=strict)
+    rows, repeated = without_repeats(reads)
+    events = [event for read in reads for event in read.events]
+    files = [read.path for read in reads]
+    problems += repeated
     run = group_rows(rows, problems=problems, files=files, events=events)
     if one_machine:
         run = replace(run, builds=tuple(replace(b, machine="") for b in run.builds))

@@ -54,7 +54,9 @@ def read_csv(lines: Iterable[str], source: str) -> list[Row]:
     reader = csv.reader(lines)
     header = clean_header(next(reader, []))
     lower = {h.lower(): i for i, h in enumerate(header)}
-    if {"avg_ts", "n_prompt", "n_gen"} <= set(lower):
+    # llama-bench's own CSV names the model file; an author's digest with the same speed
+    # columns ("model", "starting_depth", "toolbox") is read by its aliases instead.
+    if {"avg_ts", "n_prompt", "n_gen"} <= set(lower) and {"model_filename", "model_type"} & set(lower):
         return _read_bench_csv(reader, header, source)
     return _read_author_csv(reader, header, source)
 

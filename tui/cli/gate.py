@@ -2,23 +2,24 @@
 
     llamaduel gate mi50-qwen --build rocm=~/llama.cpp/build-nightly/bin --threshold 5
 
-Runs the profile's grid for the new build, interleaved with the build it replaces while
-that build's folder is still there (else against the profile's saved figures), then the
-correctness check of the new build against the reference, and ends with one line on
-stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The run is added to the
-profile's gate history; ``llamaduel profiles show`` draws the trend across builds.
+Measures the new build against the build it replaces, running that old build only as
+much as the decision needs (``tui.cli.gate_measure``), then the correctness check of the
+new build against the reference (its probabilities kept between gates), and ends with one
+line on stdout and an exit code cron can act on (``GATE_EXITS``, in the shared table). The
+run is added to the profile's gate history; ``llamaduel profiles show`` draws the trend
+across builds.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tui.cli import CommandError, exits
-from tui.cli.common import add_fallback_option, cancellable, load_builds, say
+from tui.cli.common import add_fallback_option, load_builds, say
+from tui.cli.gate_measure import Cancelled, Measured, measure
 
 GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
               "failed": exits.UNSTABLE}
@@ -27,14 +28,18 @@ GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRO
 # where the whole shipped text at 512 took most of a gate's time.
 GATE_CONTEXT = 128
 GATE_CHUNKS = 4
+# The reference's probabilities, kept between nightly gates (backends.correctness.reference_cache):
+# the same reference binaries reading the same text answer the same every night.
+REFERENCE_CACHE = "reference-logits"
 
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "gate", help="check a new build against a profile: pass, slower, wrong or failed",
-        description="Run the profile's grid for the new build interleaved with the build it "
-        "replaces (or against the saved figures), check its output against the reference, and "
-        "end with one line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
+        description="Run the profile's grid for the new build against the build it replaces "
+        "(its saved figures, checked beside it at one point, and every point that looks slower "
+        "measured again beside it), check its output against the reference, and end with one "
+        "line and an exit code for cron: 0 pass, 5 slower, 6 wrong, 7 failed.")
     parser.add_argument("profile", metavar="PROFILE", help="the profile (name in the store)")
     parser.add_argument("--build", required=True, metavar="NAME=PATH", help="the new build's folder")
     parser.add_argument("--replaces", metavar="NAME",
@@ -108,55 +113,14 @@ def handle_gate(options: argparse.Namespace) -> int:
     old_name = old_record.name if old_record.name != name else f"{name}-old"
     contenders = [new] + (load_builds([f"{old_name}={old_folder}"], allow_cpu_fallback=options.allow_cpu_fallback)
                           if old_folder else [])
-    against = f"{old_record.name} ({'run beside it' if old_folder else 'saved figures'})"
-    run_dir = _sweep(contenders, model, spec, options.run_dir)
-    if run_dir is None:
+    try:
+        measured = measure(new, contenders[1] if old_folder else None, old_record.name, model, spec,
+                           _saved(profile, old_record.name), options.run_dir, options.threshold)
+    except Cancelled:
         say("gate cancelled")
         return exits.CANCELLED
-    new_samples, old_samples, failures = _samples(run_dir, name, old_name)
-    if not old_folder:
-        old_samples = _saved(profile, old_record.name)
     check = _check(profile, contenders, (old_record.name, old_name, old_folder), model, options.reference)
-    return _finish(store, profile, new, old_record, against, old_samples, new_samples, failures,
-                   check, options.threshold)
-
-
-def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | None) -> Path | None:
-    from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
-    from backends.sweep import RunRequest, SweepError, run_sweep
-
-    started: list[Path] = []
-
-    def show(event: Any) -> None:
-        if isinstance(event, SweepStarted):
-            started.append(Path(event.run_dir))
-            say(f"gate sweep: {', '.join(event.builds)}; journal: {event.run_dir}/journal.jsonl")
-        elif isinstance(event, ResultReceived):
-            say(f"{event.build} {event.point.name}: {event.result.avg_ts:,.1f} t/s", transient=True)
-        elif isinstance(event, PointFailed):
-            say(f"{event.build} {event.point.name}: FAILED: {event.reason}")
-
-    try:
-        request = RunRequest(contenders, model, spec, run_dir=run_dir)
-        finished = asyncio.run(cancellable(run_sweep(request), show))
-    except SweepError as error:
-        raise CommandError(str(error)) from None
-    say("", transient=False)
-    return started[0] if finished and started else None
-
-
-def _samples(run_dir: Path, new: str, old: str) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str]]:
-    from backends.journal.journal import read_journal
-    from backends.journal.sweep import PointFailed, ResultReceived
-
-    by_build: dict[str, dict[str, list[float]]] = {new: {}, old: {}}
-    failures = []
-    for event in read_journal(run_dir):
-        if isinstance(event, ResultReceived) and event.build in by_build:
-            by_build[event.build].setdefault(event.point.name, []).extend(event.result.samples_ts)
-        elif isinstance(event, PointFailed) and event.build == new:
-            failures.append(f"{event.point.name}: {event.reason}")
-    return by_build[new], by_build[old], failures
+    return _finish(store, profile, new, old_record, measured, check, options.threshold)
 
 
 def _saved(profile: Any, build: str) -> dict[str, list[float]]:
@@ -172,6 +136,7 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
     """The correctness check of the new build (the first contender) against the reference
     (the profile's other builds still on this machine, or the replaced one); None when none
     is there. Builds the sweep probed are not probed again."""
+    from backends import paths
     from backends.correctness import CheckInputError, check_builds, choose_reference, default_context
 
     new = contenders[0]
@@ -194,23 +159,23 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
         say(f"correctness check: {new.name} against {reference.name}")
         context = min(GATE_CONTEXT, default_context(Path(model.path)))
         results = check_builds([reference, new], model.path, reference=reference.name, context=context,
-                               chunks=GATE_CHUNKS)
+                               chunks=GATE_CHUNKS, reference_cache=paths.cache_dir() / REFERENCE_CACHE)
     except CheckInputError as error:
         raise CommandError(str(error)) from None
     mine = next((r for r in results if r.build == new.name), None)
     return mine.to_json() if mine is not None else None
 
 
-def _finish(store: Any, profile: Any, new: Any, old_record: Any, against: str,
-            old_samples: dict[str, list[float]], new_samples: dict[str, list[float]],
-            failures: list[str], check: dict[str, Any] | None, threshold: float) -> int:
+def _finish(store: Any, profile: Any, new: Any, old_record: Any, measured: Measured,
+            check: dict[str, Any] | None, threshold: float) -> int:
     import dataclasses
 
     from profiles.gate import gate_record, judge_gate
     from profiles.model import now_iso
     from profiles.store import ProfileError
 
-    outcome = judge_gate(new.name, against, old_samples, new_samples, failures=failures,
+    against = measured.against
+    outcome = judge_gate(new.name, against, measured.old, measured.new, failures=measured.failures,
                          correctness=check, threshold_pct=threshold)
     label = f"b{new.build_number}" if getattr(new, "build_number", None) else (
         getattr(new, "commit", None) or new.name)

@@ -14,6 +14,7 @@ from tui.screens.confirm import ask_before_cpu_fallback
 from tui.screens.setup_sources import SetupSourcesScreen
 from tui.state.plan import Plan, fit_text, make_plan
 from tui.widgets.builds_table import BuildsSection
+from tui.widgets.fields_form import FieldsForm
 from tui.widgets.grid_form import GridForm
 from tui.widgets.models_table import ModelsSection
 from tui.widgets.serve_form import ServeForm
@@ -23,10 +24,12 @@ if TYPE_CHECKING:
     from backends.builds import BuildInfo
     from backends.estimate import Rates
     from backends.models import ModelInfo
+    from backends.sweep import SweepSpec
 
 
 BODY_DELAY_S = 0.02
 NARROW_WIDTH = 100  # the app's -narrow breakpoint
+SHORT_HEIGHT = 32
 MODES = [("sweep (llama-bench)", "sweep"), ("server (llama-server)", "server"),
          ("soak (llama-server)", "soak")]
 START_LABELS = {"sweep": "Start (r)", "server": "Serve (r)", "soak": "Soak (r)"}
@@ -38,6 +41,8 @@ class SetupScreen(SetupSourcesScreen):
     AUTO_FOCUS = "#builds-table"
     # Builds beside models only where both tables fit whole (their status text is long).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-medium"), (240, "-wide")]
+    # Short terminals (24 rows): sections lose their side and bottom borders.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (SHORT_HEIGHT, "-tall")]
 
     def __init__(self) -> None:
         super().__init__()
@@ -45,6 +50,7 @@ class SetupScreen(SetupSourcesScreen):
         self._probed: set[tuple[str, str]] = set()
         self.plan: Plan | None = None
         self._timing: set[str] = set()  # builds a quick probe is timing now
+        self._given_grid: SweepSpec | None = None  # the working default's own grid
 
     def compose(self) -> ComposeResult:
         # The tables and the form are mounted right after the first frame (on_mount): the
@@ -73,6 +79,8 @@ class SetupScreen(SetupSourcesScreen):
                                     ModelsSection(id="models-section"), id="sources"),
                          GridForm(id="workload-section"), ServeForm(id="serve-section"),
                          SoakForm(id="soak-section"))
+        if self._given_grid is not None:  # given before the form was there
+            self.query_one(GridForm).show_spec(self._given_grid)
         if self.focused is None and self.is_current:
             self.query_one("#builds-table").focus()
         if not self.sources.ready:
@@ -91,8 +99,10 @@ class SetupScreen(SetupSourcesScreen):
 
     @on(cmd.SourcesChanged)
     def _sources_changed(self, event: cmd.SourcesChanged) -> None:
-        if event.spec is not None and self.body_ready:  # the estimate is for the grid that runs
-            self.query_one(GridForm).show_spec(event.spec)
+        if event.spec is not None:  # the estimate is for the grid that runs
+            self._given_grid = event.spec
+            if self.body_ready:
+                self.query_one(GridForm).show_spec(event.spec)
         if self.body_ready and self.sources.ready and self.is_current:
             self._sources_ready()
 
@@ -166,8 +176,7 @@ class SetupScreen(SetupSourcesScreen):
             self._grid_changed()
 
     @on(GridForm.Changed)
-    @on(ServeForm.Changed)
-    @on(SoakForm.Changed)
+    @on(FieldsForm.Changed)  # the server and soak forms
     def _grid_changed(self) -> None:
         if self.sources.ready and self.body_ready:
             self._validate()
@@ -186,9 +195,9 @@ class SetupScreen(SetupSourcesScreen):
         builds = [b for b in self.sources.builds or () if b.name in self.chosen_builds]
         if model is None or spec is None or not builds:
             return None
-        return make_plan(builds, model, spec, self._rates(),
-                         check=self.query_one(GridForm).check_first,
-                         check_options=self.sources.check_options, tune=self.query_one(GridForm).tune_spec())
+        form = self.query_one(GridForm)
+        return make_plan(builds, model, spec, self._rates(), check=form.check_first,
+                         check_options=self.sources.check_options, tune=form.tune_spec())
 
     def _validate(self) -> bool:
         problem = self._problem()
@@ -205,9 +214,7 @@ class SetupScreen(SetupSourcesScreen):
                          "Press r to start.")
         elif self.plan is not None:
             warning = "".join(f"\nWARNING: {w}" for w in self.plan.warnings)
-            timing = (f" Timing {', '.join(sorted(self._timing))} briefly (pp32, tg8) for "
-                      "the estimate…" if self._timing else "")
-            self._status(f"Ready: {self.plan.line()}. Press r to start.{timing}{warning}",
+            self._status(f"Ready: {self.plan.line(self._timing)}. Press r to start.{warning}",
                          problem=bool(self.plan.warnings))
         start = self.query_one("#start", Button)
         if start.disabled != bool(problem):
@@ -266,11 +273,9 @@ class SetupScreen(SetupSourcesScreen):
     @on(Button.Pressed, "#start")
     @on(cmd.StartSweep)
     @on(GridForm.Submitted)
-    @on(ServeForm.Submitted)
-    @on(SoakForm.Submitted)
+    @on(FieldsForm.Submitted)  # the server and soak forms
     def _start(self, event: object = None) -> None:
-        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, ServeForm.Submitted,
-                              SoakForm.Submitted)):
+        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, FieldsForm.Submitted)):
             event.stop()
         if not self.body_ready or not self.sources.ready:
             return

@@ -12,8 +12,11 @@ from backends.sweep import SweepError, SweepSpec
 from backends.sweep.grid import BY_NAME, FORM_FIELDS, UNSET_WORDS, read_fields
 
 # Setup's fields: the grid's own (described once, in ``backends.sweep.grid``) and the
-# repetitions. Input id -> label; their placeholders are the preset's values.
-GRID_FIELDS = {**{f.form_id: f.label for f in FORM_FIELDS}, "reps": "repetitions"}
+# repetitions. Input id -> label; their placeholders are the preset's values. Labels are
+# short so three fields fit a row at 80 columns; a bad field's message uses the same word.
+SHORT_LABELS = {"prompts": "prompt", "gens": "generate"}
+GRID_FIELDS = {**{f.form_id: SHORT_LABELS.get(f.form_id, f.label) for f in FORM_FIELDS},
+               "reps": "reps"}
 # What an empty field means, shown as its placeholder when the preset sets none.
 EMPTY_WORDS = {f.form_id: f.unset for f in FORM_FIELDS if f.unset}
 FA_CHOICES = (("on", "on"), ("off", "off"), ("build default", "default"))
@@ -45,14 +48,15 @@ def spec_from_fields(values: Mapping[str, str], fa: str, preset_name: str,
 
     ``defaults`` are the placeholders: an empty field takes its value from them."""
     read = effective(values, defaults or {})
-    changes = read_fields({f.name: read[f.form_id] for f in FORM_FIELDS}, lambda setting: setting.label)
+    changes = read_fields({f.name: read[f.form_id] for f in FORM_FIELDS},
+                          lambda setting: GRID_FIELDS[setting.form_id])
     changes.update(BY_NAME["flash_attn"].read(fa, "flash attn"))
     reps = read["reps"].strip().lower()
     if reps not in UNSET_WORDS:
         try:
             changes["repetitions"] = int(reps)
         except ValueError:
-            raise SweepError(f"repetitions: {reps!r} is not a whole number") from None
+            raise SweepError(f"reps: {reps!r} is not a whole number") from None
     spec = SweepSpec(name=preset_name).with_changes(**changes)
     spec.validate()  # the form says at once what is wrong
     return spec

@@ -8,7 +8,7 @@ sweep, and warnings (depths past the model's context).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,25 +55,28 @@ class Plan:
             return None
         return self.estimate.seconds + check + tune
 
-    def line(self) -> str:
-        """``2 builds × 4 test points × 2 repetitions · about ~3 min (from a quick probe)``."""
+    def line(self, timing: Collection[str] = ()) -> str:
+        """``2 builds × 4 points × 2 reps · about 3 min (from a quick probe) · check: ...``;
+        ``timing``: the builds a quick probe is timing now, for the estimate."""
         size = (f"{len(self.builds)} build{'s' if len(self.builds) != 1 else ''} × "
                 f"{self.points} points × {self.repetitions} reps")
-        if self.seconds is not None:
+        if timing:
+            how_long = f"how long: timing {', '.join(sorted(timing))} (pp32, tg8)…"
+        elif self.seconds is not None:
             basis = f" (from {', '.join(self.estimate.basis)})" if self.estimate.basis else ""
             tuned = " with the tune first" if self.tune is not None else ""
-            timing = f"about {format_eta(self.seconds)[1:]}{tuned}{basis}"
+            how_long = f"about {format_eta(self.seconds)[1:]}{tuned}{basis}"
         elif self.estimate.unknown:
-            timing = f"how long: t times {', '.join(self.estimate.unknown)}"
+            how_long = f"how long: t times {', '.join(self.estimate.unknown)}"
         else:
-            timing = ""
+            how_long = ""
         check = ""
         if self.check is not None:
             chunks = self.check.chunks
             context = self.check.context or DEFAULT_CHECK_CONTEXT
             check = (f"check: {chunks}×{context} tokens" if chunks
                      else f"check: the text in {context}-token chunks")
-        return " · ".join(p for p in (size, timing, check) if p)
+        return " · ".join(p for p in (size, how_long, check) if p)
 
 
 def is_software(build: BuildInfo) -> bool:

@@ -11,6 +11,7 @@ from textual.containers import Grid, Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Label, Select, Static
 
+from tui.state.format import format_eta
 from tui.state.grid import (
     FA_CHOICES,
     GRID_FIELDS,
@@ -25,6 +26,13 @@ from tui.widgets.marks import TickBox
 if TYPE_CHECKING:
     from backends.journal.tune import TuneSpec
     from backends.sweep import SweepSpec
+
+
+def tune_budget_text() -> str:
+    """The tune phase's cap, as Setup says it: ``5 min``."""
+    from backends.journal.tune import DEFAULT_BUDGET_S
+
+    return format_eta(DEFAULT_BUDGET_S).removeprefix("~")
 
 
 def _presets() -> list[tuple[str, str]]:
@@ -62,11 +70,11 @@ class GridForm(Vertical):
             yield Select(FA_CHOICES, value="on", allow_blank=False, id="field-fa", compact=True)
             # Each build reads a text with llama-perplexity before the sweep; its output is
             # compared with a reference build's, so a fast but wrong build shows up.
-            yield Label("correctness", classes="field-label")
-            yield TickBox("check first", value=True, compact=True, id="check-correctness")
+            yield TickBox("correctness check first", value=True, compact=True,
+                          id="check-correctness", classes="grid-tick")
             # Each build at its own best settings: -ub searched on a short probe first.
-            yield Label("fair fight", classes="field-label")
-            yield TickBox("tune first (5 min)", value=False, compact=True, id="tune-first")
+            yield TickBox(f"tune each build first (up to {tune_budget_text()})", value=False,
+                          compact=True, id="tune-first", classes="grid-tick")
 
     def on_mount(self) -> None:
         self.apply_preset("seed-sweep")
@@ -112,8 +120,12 @@ class GridForm(Vertical):
         self._applying = True
         self.query_one("#preset", Select).value = "custom"
         self.query_one("#preset-description", Static).update(f"the {spec.name}'s own grid")
+        # An empty field stands for this grid's own value, not the preset shown before.
+        self._defaults = placeholders(spec)
         for key, value in fields_from_spec(spec).items():
-            self.query_one(f"#field-{key}", Input).value = value
+            field = self.query_one(f"#field-{key}", Input)
+            field.value = value
+            field.placeholder = self._defaults[key]
         self.query_one("#field-fa", Select).value = fa_choice(spec)
         self.call_after_refresh(self._applied)
 
