@@ -56,11 +56,14 @@ def _slowdown(depth: float) -> float:
 
 
 def point_seconds(point: TestPoint, repetitions: int, rates: Rates) -> float:
-    """One test point: a warm-up and ``repetitions`` runs, each filling the context first."""
+    """One test point as llama-bench runs it: its warm-up (the prompt and one generated
+    token), the context filled to the depth once (later repetitions restore the filled
+    state), then ``repetitions`` timed runs, every one of them counted."""
     fill = point.depth / rates.pp * _slowdown(point.depth / 2) if point.depth else 0.0
     prompt = point.n_prompt / rates.pp * _slowdown(point.depth)
     gen = point.n_gen / rates.tg * _slowdown(point.depth)
-    return (repetitions + 1) * (fill + prompt + gen)
+    warmup = prompt + (1 / rates.tg * _slowdown(point.depth) if point.n_gen else 0.0)
+    return warmup + fill + repetitions * (prompt + gen)
 
 
 def build_seconds(points: Sequence[TestPoint], repetitions: int, rates: Rates) -> float:

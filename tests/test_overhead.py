@@ -19,7 +19,7 @@ from backends.telemetry import Telemetry
 
 pytestmark = pytest.mark.toolchain
 
-SPEC = SweepSpec(name="tiny", prompts=(32,), gens=(8,), depths=(0, 64), repetitions=2, threads=1)
+SPEC = SweepSpec(name="tiny", prompts=(32,), gens=(8,), depths=(0, 512), repetitions=2, threads=1)
 
 
 async def test_a_sweep_says_where_its_seconds_went(cpu_bin, tiny_llama, tmp_path):
@@ -36,6 +36,8 @@ async def test_a_sweep_says_where_its_seconds_went(cpu_bin, tiny_llama, tmp_path
     # handling can round to 0 ms on a quick run: only its presence is checked).
     assert figures["load"] > 0 and figures["journal"] > 0 and figures["telemetry"] >= 0
     assert figures["cooldown"] == 0 and figures["paused"] == 0  # no GPU, never paused
+    # A process per point fills the depth of each point at 512 itself.
+    assert figures["depth fill"] > 0 and figures["warm-up"] >= 0
     named = sum(figures[p] for p in (*PARTS, "other"))
     assert named == pytest.approx(figures["overhead"], abs=0.01)
     line = overhead_line(figures)
@@ -54,6 +56,6 @@ def test_the_bench_summary_prints_where_the_seconds_went(cpu_bin, tiny_llama, tm
                            "-n", "4", "-r", "2"],
                           capture_output=True, text=True, timeout=300, env=env, check=False)
     assert "journal:" in done.stdout, done.stderr[-2000:]
-    found = re.search(r"^overhead (\d+\.\d) %: load (\d+\.\d+) s, warm-up .* \(work .* s of .* s\)$",
+    found = re.search(r"^overhead (\d+\.\d) %: load (\d+\.\d+) s, depth fill \S+ s, warm-up .* \(work .* s of .* s\)$",
                       done.stdout, re.MULTILINE)
     assert found, done.stdout[-2000:]

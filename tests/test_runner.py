@@ -118,6 +118,28 @@ async def test_not_interleaved_runs_one_build_then_the_other(cpu, tiny_llama, tm
     assert starts == ["cpu", "cpu", "cpu-again", "cpu-again"]
 
 
+async def test_loaded_processes_never_measure_two_points_at_once(cpu, tiny_llama, tmp_path):
+    """One loaded llama-bench per build (auto, where they fit) that runs on into its own next turn: interleaved
+    or not, every point ends before the next one starts, and the orders hold."""
+    other = probe_build(cpu.folder, "cpu-again")
+    spec = SMALL.with_changes(gens=(256,), depths=(0, 128))  # generation long enough to overlap
+    first, rest = spec.points()[:1], spec.points()[1:]
+    builds = ("cpu", "cpu-again")
+    for interleave in (False, True):
+        events = await collect(run_sweep(RunRequest([cpu, other], tiny_llama, spec, interleave=interleave,
+                                                    run_dir=tmp_path / str(interleave))))
+        steps = [e for e in events if isinstance(e, (PointStarted, ResultReceived))]
+        assert [type(e) for e in steps] == [PointStarted, ResultReceived] * (len(steps) // 2)
+        starts = [(e.build, e.point) for e in steps if isinstance(e, PointStarted)]
+        redone = any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+        if not redone:  # a point measured again in a fresh process repeats its turn
+            # Not interleaved: each build's first point (which measures its load), then all of
+            # one build, then the next.
+            assert starts == ([(b, p) for b in builds for p in first] + [(b, p) for b in builds for p in rest]
+                              if not interleave else
+                              [(b, p) for i, p in enumerate(spec.points()) for b in turn_order(list(builds), i)])
+
+
 async def test_one_process_per_build_gives_the_same_grid(cpu, tiny_llama, tmp_path):
     events = await collect(run_sweep(RunRequest([cpu], tiny_llama, SMALL, run_dir=tmp_path, granularity="build")))
     results = [e.result.point for e in events if isinstance(e, ResultReceived)]

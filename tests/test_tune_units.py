@@ -198,6 +198,19 @@ def test_a_candidate_not_yet_clearly_behind_the_leader_stays() -> None:
     assert "kept the best 3 of 5, 1 more not yet clearly behind (dropped 1)" in why
 
 
+def test_the_choice_is_among_the_last_rounds_candidates() -> None:
+    """ub=256 was dropped after round 0 on two lucky repetitions; ub=64 and the defaults ran
+    on. The choice weighs the finalists, not an early score on fewer repetitions."""
+    candidates = tuple(Candidate(ubatch=u) for u in (512, 256, 64))
+    search = Search(candidates, (PP32,), 40.0, default=candidates[0])
+    search.measured(candidates[1], PP32, [130.0, 131.0])
+    search.start_round(1, (candidates[2], candidates[0]), 8)
+    search.measured(candidates[2], PP32, [110.0, 111.0, 110.5] * 4)
+    search.measured(candidates[0], PP32, [100.0, 100.5, 101.0] * 4)
+    best, reason = search.choice()
+    assert best == candidates[2] and reason.startswith("the best of the 2 left in round 1, +10% (")
+
+
 def test_a_best_within_a_hair_of_the_defaults_keeps_the_defaults() -> None:
     best, reason = _halving({512: 100.0, 1024: 102.5}).choice()
     assert best == Candidate(ubatch=512) and reason.startswith("the defaults")
@@ -247,7 +260,7 @@ def test_a_gain_is_the_ratio_of_geometric_means_with_its_interval_starved_runs_s
     best, reason = search.choice()
     assert best == Candidate(ubatch=32, batch=2048)
     # 120.2 / 100.2 by the geometric means: the starved 3.0 is set aside, never a +3900%.
-    assert "best of 2 measured, +20% (+" in reason and "over the defaults on the probe" in reason
+    assert "the best of 2 measured, +20% (+" in reason and "over the defaults on the probe" in reason
     assert "wobble" not in reason
 
 
@@ -299,7 +312,7 @@ def test_candidates_that_shared_processes_are_judged_pairwise_within_each() -> N
             search.measured(candidate, PP32, [rate * wobble / slowdown] * 2, process)
     best, reason = search.choice()
     assert best == candidates[1], reason
-    assert reason == ("best of 2 measured, +10% (+8% to +12%) over the defaults on the probe "
+    assert reason == ("the best of 2 measured, +10% (+8% to +12%) over the defaults on the probe "
                       "(paired within 6 processes, geometric means, 95% interval)")
     pooled = Search(candidates, (PP32,), 40.0, default=candidates[0])
     for candidate in candidates:

@@ -238,6 +238,15 @@ def new_run_dir(root: Path, model: Path, when: float | None = None) -> tuple[str
     raise JournalError(f"cannot find a free run folder name under {root}")
 
 
+def open_run_journal(root: Path, kind: str, model: str | Path, journal_path: str | Path | None) -> Journal:
+    """The journal at ``journal_path``, or in a new run folder ``KIND-MODEL`` under ``root``
+    (a server duel's or a soak's). Raises JournalError, one line."""
+    if journal_path is None:
+        _, folder = new_run_dir(root, Path(f"{kind}-{Path(model).stem}"))
+        journal_path = folder / JOURNAL_NAME
+    return Journal(Path(journal_path))
+
+
 def finished_points(events: Sequence[RunEvent] | JournalRead, *, retry_failed: bool = False) -> set[tuple[str, str]]:
     """(contender, point key) pairs a journal already has an outcome for.
 

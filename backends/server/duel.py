@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backends import paths, procs
-from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
+from backends.journal.journal import Journal, JournalError, open_run_journal
 from backends.journal.serve import (
     BenchGap,
     ContenderFailed,
@@ -187,12 +187,8 @@ def _check(contenders: Sequence[ServedBuild], model: str, spec: DuelSpec) -> Non
 
 
 def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
-    """The run journal at ``journal_path``, or in a new run folder of its own."""
-    if journal_path is None:
-        _, folder = new_run_dir(paths.runs_root(), Path(f"serve-{Path(model).stem}"))
-        journal_path = folder / JOURNAL_NAME
     try:
-        return Journal(Path(journal_path))
+        return open_run_journal(paths.runs_root(), "serve", model, journal_path)
     except JournalError as error:
         raise DuelError(str(error)) from None
 

@@ -109,13 +109,10 @@ async def take_references(build: SoakBuild, model: str, spec: SoakSpec,
 
 
 def _open_journal(model: str, journal_path: str | Path | None) -> Journal:
-    from backends.journal.journal import JOURNAL_NAME, Journal, JournalError, new_run_dir
+    from backends.journal.journal import JournalError, open_run_journal
 
-    if journal_path is None:
-        _, folder = new_run_dir(paths.runs_root(), Path(f"soak-{Path(model).stem}"))
-        journal_path = folder / JOURNAL_NAME
     try:
-        return Journal(Path(journal_path))
+        return open_run_journal(paths.runs_root(), "soak", model, journal_path)
     except JournalError as error:
         raise SoakError(str(error)) from None
 

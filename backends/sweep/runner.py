@@ -302,7 +302,8 @@ class Sweep:
     async def _choose_granularity(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                                   repetitions: int) -> None:
         """Each contender's first point measures loading against running; with room for all
-        contenders at once it runs in the process that may stay for the rest."""
+        contenders at once it runs in the process that may stay for the rest (the next turn:
+        the next contender's first point; after the last one's, the round's next)."""
         fits, why_not = resident_group_fits(group, self.request.parallel, self.model, self.spec)
         timings: list[ChunkTiming] = []
         benches = {c.name: ResidentBench(self.ctx, c, repetitions) for c in group} if fits else {}
@@ -314,7 +315,7 @@ class Sweep:
                     continue
                 await self.before_block(contender, mine[0])
                 if benches:
-                    rest = order[order.index((contender, mine[0])) + 1:]
+                    rest = [t for t in order if t != (contender, mine[0])] if contender == group[-1] else []
                     timing = await benches[contender.name].run_point(
                         mine[0], mine, 0, self._follow(rest, contender, repetitions))
                 else:
@@ -351,9 +352,8 @@ class Sweep:
             await stop_all(benches.values())
 
     def _round_order(self, group: Sequence[BuildInfo], todo: list[TestPoint], round_number: int) -> list[Turn]:
-        if not self.request.interleave:
-            return [(c, p) for c in group for p in todo]
-        return [(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
+        return ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
+                if self.request.interleave else [(c, p) for c in group for p in todo])
 
     def _follow(self, rest: Sequence[Turn], contender: BuildInfo, repetitions: int) -> tuple[TestPoint, int] | None:
         """The contender's next point and its block index when its turn comes next and nothing

@@ -255,23 +255,27 @@ class Search:
         return signs != {True}
 
     def choice(self) -> tuple[Candidate | None, str]:
-        """The chosen candidate and why: the best only when it is decided better than the
-        defaults, beyond the tie band, on all its repetitions; else the defaults."""
-        ranked = self.ranked()
+        """The chosen candidate and why: the best of the last round's candidates (a candidate
+        dropped earlier had fewer repetitions: its score is not comparable), only when it is
+        decided better than the defaults, beyond the tie band; else the defaults."""
+        measured = self.ranked()
         if self.default is not None and self.candidates == (self.default,):
             return self.default, "the defaults, the only candidate"
-        if not ranked:
+        if not measured:
             reasons = "; ".join(f"{c.label}: {r}" for c, r in list(self.failed.items())[:3])
             return None, f"no candidate measured ({reasons or 'no probes ran'})"
+        ranked = [c for c in measured if c in self.survivors] or measured
+        among = (f"the best of {len(ranked)} measured" if len(ranked) == len(measured)
+                 else f"the best of the {len(ranked)} left in round {self.round}")
         best = ranked[0]
         default = self.default
         if best == default:
-            return best, f"the defaults, the best of {len(ranked)} measured"
+            return best, f"the defaults, {among}"
         if default is None or self.score(default) is None:
-            return best, f"best of {len(ranked)} measured"
+            return best, among
         result = self.against(best, default)
         if result is not None and result.better:
-            return best, f"best of {len(ranked)} measured, {against_text(result, 'the defaults')}"
+            return best, f"{among}, {against_text(result, 'the defaults')}"
         if result is not None and result.tie:
             return default, f"the defaults: {best.label} was within {TIE_FRACTION:.0%} of them on the probe"
         why = result.reason if result is not None else "no probe point measured on both"

@@ -14,6 +14,7 @@ from tui.screens.confirm import ask_before_cpu_fallback
 from tui.screens.setup_sources import SetupSourcesScreen
 from tui.state.plan import Plan, fit_text, make_plan
 from tui.widgets.builds_table import BuildsSection
+from tui.widgets.fields_form import FieldsForm
 from tui.widgets.grid_form import GridForm
 from tui.widgets.models_table import ModelsSection
 from tui.widgets.serve_form import ServeForm
@@ -175,8 +176,7 @@ class SetupScreen(SetupSourcesScreen):
             self._grid_changed()
 
     @on(GridForm.Changed)
-    @on(ServeForm.Changed)
-    @on(SoakForm.Changed)
+    @on(FieldsForm.Changed)  # the server and soak forms
     def _grid_changed(self) -> None:
         if self.sources.ready and self.body_ready:
             self._validate()
@@ -273,11 +273,9 @@ class SetupScreen(SetupSourcesScreen):
     @on(Button.Pressed, "#start")
     @on(cmd.StartSweep)
     @on(GridForm.Submitted)
-    @on(ServeForm.Submitted)
-    @on(SoakForm.Submitted)
+    @on(FieldsForm.Submitted)  # the server and soak forms
     def _start(self, event: object = None) -> None:
-        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, ServeForm.Submitted,
-                              SoakForm.Submitted)):
+        if isinstance(event, (cmd.StartSweep, GridForm.Submitted, FieldsForm.Submitted)):
             event.stop()
         if not self.body_ready or not self.sources.ready:
             return
