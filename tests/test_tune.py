@@ -31,6 +31,7 @@ from backends.journal.tune import (
 )
 from backends.models import read_model
 from backends.sweep import RunRequest, SweepSpec, read_journal, resume, run_sweep
+from backends.sweep.overhead import PARTS, overhead_line
 from backends.tune.candidates import make_grid
 from backends.tune.words import describe_tune
 from tests.test_runner import bench_children
@@ -187,6 +188,12 @@ async def test_a_contender_done_early_passes_its_share_on(cpu, tiny_llama, tmp_p
     assert all(e.candidate.ubatch == e.result.raw["n_ubatch"] for e in measured)
     tuned = next(e for e in events if isinstance(e, TuneFinished))
     assert tuned.seconds <= 20.0 * 1.1
+    # The tune is its own phase: said apart, not the sweep's overhead.
+    final = events[-1]
+    assert isinstance(final, SweepFinished) and final.overhead["tune"] >= tuned.seconds - 0.05  # rounded to 0.1 s
+    assert final.overhead["wall"] >= final.overhead["work"] and "the tune before it took" in overhead_line(
+        final.overhead)
+    assert sum(final.overhead[p] for p in (*PARTS, "other")) == pytest.approx(final.overhead["overhead"], abs=0.01)
 
 
 def test_an_oversized_ubatch_is_skipped_on_the_vulkan_builds_reported_memory(vulkan, tiny_llama):

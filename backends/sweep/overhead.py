@@ -10,6 +10,7 @@ seconds it spends cooling, paused, journalling and keeping telemetry. At the end
 line says it all: ``overhead 4.2 %: load 1.6 s, depth fill 1.1 s, warm-up 0.4 s, cooldown
 0.0 s, paused 0.0 s, journal 0.1 s, telemetry 0.2 s, other 0.3 s (work 40.1 s of 41.9 s)``;
 ``other`` is what no part names: choosing the next block, starting processes, a busy machine.
+A tune before the sweep is its own phase: its seconds are said apart, not counted here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Overhead:
         self.untimed_s = 0.0  # block spans less their timed repetitions
         self.fill_s = 0.0  # depth prefills, within the untimed
         self.began: float | None = None
+        self.tune_s = 0.0  # the tune phase, apart from the sweep
         self._spans: dict[tuple[str, str], float] = {}
         self._fills: dict[tuple[str, str], float] = {}  # a depth prefill under way: since when
 
@@ -44,6 +46,17 @@ class Overhead:
 
     def add(self, part: str, seconds: float) -> None:
         self.seconds[part] = self.seconds.get(part, 0.0) + max(0.0, seconds)
+
+    @contextlib.contextmanager
+    def tune_phase(self) -> Iterator[None]:
+        """The tune before the sweep: its seconds, cooling and journalling included, are
+        the tune's, said apart and left out of the sweep's wall and overhead."""
+        before, began = dict(self.seconds), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds = before
+            self.tune_s += time.perf_counter() - began
 
     @contextlib.contextmanager
     def timed(self, part: str) -> Iterator[None]:
@@ -77,15 +90,16 @@ class Overhead:
     def figures(self) -> dict[str, float]:
         """``wall``, ``work`` (llama-bench testing, loads taken out), ``overhead`` and each
         part, in seconds, rounded for the journal."""
-        wall = time.monotonic() - self.began if self.began is not None else 0.0
+        wall = time.monotonic() - self.began - self.tune_s if self.began is not None else 0.0
         work = min(self.work_s, wall)
         fill = min(self.fill_s, self.untimed_s)  # timed inside the spans, by progress lines
         load = min(self.seconds["load"], self.untimed_s - fill)  # from process start: may precede a span
         parts = {**self.seconds, "load": load, "depth fill": fill, "warm-up": self.untimed_s - load - fill}
         parts["other"] = max(0.0, wall - work - sum(parts.values()))
+        tune = {"tune": round(self.tune_s, 3)} if self.tune_s else {}
         return {"wall": round(wall, 3), "work": round(work, 3),
                 "overhead": round(max(0.0, wall - work), 3),
-                **{k: round(v, 3) for k, v in parts.items()}}
+                **{k: round(v, 3) for k, v in parts.items()}, **tune}
 
 
 def overhead_line(figures: dict[str, float]) -> str:
@@ -94,8 +108,9 @@ def overhead_line(figures: dict[str, float]) -> str:
     share = 100.0 * figures.get("overhead", 0.0) / wall if wall > 0 else 0.0
     digits = 2 if wall < 10 else 1  # a short run's parts are tenths of a second
     parts = ", ".join(f"{p} {figures.get(p, 0.0):.{digits}f} s" for p in (*PARTS, "other"))
+    tune = f"; the tune before it took {figures['tune']:.1f} s" if figures.get("tune") else ""
     return (f"overhead {share:.1f} %: {parts} "
-            f"(work {figures.get('work', 0.0):.{digits}f} s of {wall:.{digits}f} s)")
+            f"(work {figures.get('work', 0.0):.{digits}f} s of {wall:.{digits}f} s{tune})")
 
 
 def timed_seconds(result: BenchResult) -> float:

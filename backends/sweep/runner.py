@@ -199,8 +199,8 @@ class Sweep:
             await self._start()
             if self.request.tune is not None:  # each contender at its own best settings
                 from backends.tune.phase import run_tune_phase
-
-                self.contenders = await run_tune_phase(self, self.request.tune)
+                with self.overhead.tune_phase():  # a phase of its own, not the sweep's overhead
+                    self.contenders = await run_tune_phase(self, self.request.tune)
                 self.by_name = {c.name: c for c in self.contenders}
             groups = [[c] for c in self.contenders] if self.request.parallel else [self.contenders]
             await together(self._measure_group(group) for group in groups)
