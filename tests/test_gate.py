@@ -4,6 +4,7 @@ then the correctness check; one line and an exit code cron can act on."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,26 @@ def test_a_build_running_another_model_is_wrong(store, cpu_bin, tmp_path):
     assert line.startswith("gate WRONG: cpu output suspect against cpu-old: ")
     assert "top-1 agreement" in line or "KLD" in line
     assert last_record(store)["status"] == "wrong"
+
+
+def test_with_the_old_build_gone_the_new_one_is_judged_against_the_saved_figures(
+        cpu_bin, model, tmp_path):
+    # A profile of a build whose folder is gone by the time tonight's build is gated.
+    old = wrap(tmp_path / "old-build", cpu_bin)
+    folder = tmp_path / "store"
+    done = llamaduel("bench", "--build", f"cpu={old}", "--model", str(model), "-p", "64", "-n", "16",
+                     "-d", "0", "-r", "3", "-t", "1", "--telemetry", "off", "--save", "nightly",
+                     "--store", str(folder), "--run-dir", str(tmp_path / "base-run"))
+    assert done.returncode == 0, done.stderr
+    shutil.rmtree(old)
+    run_dir = tmp_path / "gate-run"
+    done = llamaduel("gate", "nightly", "--build", f"cpu={cpu_bin}", "--store", str(folder),
+                     "--threshold", "25", "--run-dir", str(run_dir))
+    (line,) = done.stdout.splitlines()
+    # Saved figures alone are the weaker baseline (the same binaries can read slower on a
+    # busy machine): what is checked is what it was judged against, and the exit code.
+    assert line.startswith(("gate PASS: cpu vs cpu (saved figures): 2 points",
+                            "gate SLOWER: cpu vs cpu (saved figures), beyond 25%")), line
+    assert done.returncode == (0 if "PASS" in line else 5), done.stderr
+    assert [p.name for p in run_dir.iterdir()] == ["new"]  # the new build alone: no old one to run
+    assert last_record(folder)["against"] == "cpu (saved figures)"
