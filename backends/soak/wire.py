@@ -2,9 +2,9 @@
 
 A soak sends a request every few hundred milliseconds per slot for hours; a general HTTP
 client spent about 2 ms of CPU on each (its request, transport and pool machinery), most
-of what the soak itself cost. Here a request is one write and a response one read of its
-status, headers and body (by Content-Length, chunked, or up to the close). The probes and
-``/tokenize``, a few a minute, keep the general client.
+of what the soak itself cost. Here a request is one write and its answer is read through
+h11, the HTTP/1.1 state machine httpx itself stands on, with no pool or transport layers
+around it. The probes and ``/tokenize``, a few a minute, keep the general client.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ import asyncio
 import contextlib
 import json
 from typing import Any
+
+import h11
+
+_READ_SIZE = 64 * 1024
 
 
 class Lost(Exception):
@@ -26,19 +30,20 @@ class Connection:
         self.host, self.port = host, port
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._http = h11.Connection(our_role=h11.CLIENT)
 
     async def post_json(self, path: str, body: dict[str, Any], timeout_s: float) -> tuple[int, bytes]:
         """Status and body of a POST; TimeoutError when it is not whole within ``timeout_s``,
         Lost when the connection fails. A kept-alive connection the server closed meanwhile
         is opened again once."""
         payload = json.dumps(body, separators=(",", ":")).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
+        headers = [("Host", f"{self.host}:{self.port}"), ("Content-Type", "application/json"),
+                   ("Content-Length", str(len(payload)))]
         for attempt in range(2):
             reused = self._writer is not None
             try:
-                return await asyncio.wait_for(self._exchange(head + payload), timeout_s)
-            except (OSError, asyncio.IncompleteReadError, Lost) as error:
+                return await asyncio.wait_for(self._exchange(path, headers, payload), timeout_s)
+            except (OSError, asyncio.IncompleteReadError, h11.ProtocolError, Lost) as error:
                 self.close()
                 if reused and attempt == 0:
                     continue  # the server let an idle connection go: a fresh one
@@ -48,23 +53,34 @@ class Connection:
                 raise
         raise Lost("the server closed the connection")
 
-    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
+    async def _exchange(self, path: str, headers: list[tuple[str, str]], payload: bytes) -> tuple[int, bytes]:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            self._http = h11.Connection(our_role=h11.CLIENT)
         assert self._reader is not None
-        self._writer.write(request)
+        http = self._http
+        self._writer.write(http.send(h11.Request(method="POST", target=path, headers=headers))
+                           + (http.send(h11.Data(data=payload)) or b"")
+                           + (http.send(h11.EndOfMessage()) or b""))
         await self._writer.drain()
-        status, headers = await _read_head(self._reader)
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            body = await _read_chunked(self._reader)
-        elif "content-length" in headers:
-            body = await self._reader.readexactly(int(headers["content-length"]))
+        status, body = 0, bytearray()
+        while True:
+            event = http.next_event()
+            if event is h11.NEED_DATA:
+                http.receive_data(await self._reader.read(_READ_SIZE))  # b"" at the end of the stream
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise Lost("the server closed the connection")
+        if http.our_state is h11.DONE and http.their_state is h11.DONE:
+            http.start_next_cycle()  # kept alive for the slot's next request
         else:
-            body = await self._reader.read()
-            headers["connection"] = "close"
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, body
+            self.close()  # the server asked to close, or answered before reading it all
+        return status, bytes(body)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -73,32 +89,9 @@ class Connection:
         self._reader = self._writer = None
 
 
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise Lost(f"not an HTTP answer: {lines[0][:80]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip() or b"0", 16)
-        if size == 0:
-            await reader.readuntil(b"\r\n")  # no trailers are asked for: the closing line
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
-
-
 def _words(error: BaseException) -> str:
     if isinstance(error, asyncio.IncompleteReadError):
         return "the server closed the connection"
+    if isinstance(error, h11.RemoteProtocolError):
+        return f"not an HTTP answer: {' '.join(str(error).split())[:160]}"
     return " ".join(str(error).split())[:200] or type(error).__name__
