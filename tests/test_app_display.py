@@ -142,6 +142,24 @@ async def test_a_cleared_grid_field_counts_as_its_placeholder(tmp_path):
         assert fields_from_spec(form.spec())["depths"] == "0,2k"
 
 
+async def test_an_adaptive_preset_stays_adaptive_when_another_field_is_edited(tmp_path):
+    app = LlamaduelApp([], [], store=ProfileStore(tmp_path / "p"), offer_resume=False,
+                       telemetry=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.screen.query("#field-reps") and app.screen.query_one(
+            "#field-reps").value, "the Setup form with the preset's values")
+        form = app.screen.query_one("#workload-section")
+        reps = app.screen.query_one("#field-reps")
+        assert reps.value == "auto" and form.spec().adaptive  # the seed sweep adapts, as -r auto
+        app.screen.query_one("#field-depths").value = "0,4096"  # edited: no longer the preset
+        await pilot.pause()
+        edited = form.spec()
+        assert edited.depths == (0, 4096) and edited.adaptive and edited.repetitions == 2
+        reps.value = "5"
+        await pilot.pause()
+        assert not form.spec().adaptive and form.spec().repetitions == 5
+
+
 # ---------------------------------------------------------------- plots
 def test_ticks_are_round_and_short():
     assert [tick_label(t) for t in nice_ticks(0, 85050, 4)] == ["0", "20K", "40K", "60K", "80K",

@@ -102,7 +102,7 @@ async def test_enter_in_a_setup_field_starts_the_run_or_says_what_is_wrong(
         reps = setup.query_one("#field-reps", Input)
         reps.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: any("reps: 'x' is not a whole number" in n.message
+        await until(pilot, lambda: any("reps: 'x' is not a whole number or auto" in n.message
                                        for n in app._notifications),
                     "the problem told")
         assert app.screen is setup

@@ -47,6 +47,12 @@ async def read_whole(pilot, screen) -> str:
     return status_text(screen)
 
 
+async def sources_drawn(pilot) -> None:
+    """The builds' and models' tables fill in after the screen: wait until they are drawn."""
+    await until(pilot, lambda: "vulkan" in shown(pilot.app, "#builds-section")
+                and "tiny llama" in shown(pilot.app, "#models-section"), "the builds and models drawn")
+
+
 def assert_nothing_scrolls(app, screen) -> None:
     """Builds, models and the whole workload lie in the body's view, which cannot scroll."""
     body = screen.query_one("#setup-body")
@@ -83,6 +89,7 @@ async def test_setup_status_and_footer_are_read_whole_at_80x24(tmp_path, builds,
         status = await read_whole(pilot, screen)
         assert "Press r to start." in status and "timing cpu, vulkan (pp32, tg8)" in status
         assert "WARNING" in status  # the seed sweep's depths pass this model's context
+        await sources_drawn(pilot)
         assert_nothing_scrolls(app, screen)
         assert "[ ]  tune each build first" in shown(app, "#workload-section")
         await until(pilot, lambda: "help" in shown(app, "Footer"), "the footer drawn")
@@ -97,6 +104,7 @@ async def test_setup_status_and_footer_are_read_whole_at_80x24(tmp_path, builds,
         status = await read_whole(pilot, screen)
         assert "with the tune first (from the run of 2026-05-01 10:00)" in status
         assert "Press r to start." in status
+        await sources_drawn(pilot)
         assert_nothing_scrolls(app, screen)
         # A problem is read whole too.
         screen.chosen_builds = frozenset()
@@ -116,4 +124,5 @@ async def test_setup_at_200x50_keeps_its_boxes_and_the_workload_in_one_block(
         assert lines[0].startswith("╭─ Builds")  # whole boxes where there is room
         status = await read_whole(pilot, screen)
         assert status.startswith("Ready: 2 builds × 10 points × 2 reps")
+        await sources_drawn(pilot)
         assert_nothing_scrolls(app, screen)
