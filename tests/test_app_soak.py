@@ -101,16 +101,23 @@ async def test_a_short_soak_shows_each_builds_counters_and_saves_with_require_st
     assert_no_server_left(journal)
 
 
+async def stop_after_a_window(pilot, app, *, duration: str):
+    """Start a soak from Setup, wait for its first window with requests, then stop it with
+    c and a yes: the Soak screen."""
+    await start_soak(pilot, app, duration=duration)
+    soak = app.screen
+    await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
+                "a first window with requests", steps=1800)
+    await pilot.press("c")
+    await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
+    await pilot.press("y")
+    return soak
+
+
 async def test_c_stops_a_soak_and_no_server_is_left(tmp_path, cpu_bin, tiny_llama):
     app = soak_app(tmp_path, cpu_bin, tiny_llama)
     async with app.run_test(size=(80, 24)) as pilot:
-        await start_soak(pilot, app, duration="2m")  # a window of figures every 12 s
-        soak = app.screen
-        await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
-                    "a first window with requests", steps=1800)
-        await pilot.press("c")
-        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
-        await pilot.press("y")
+        soak = await stop_after_a_window(pilot, app, duration="2m")  # a window every 12 s
         await until(pilot, lambda: not soak.running, "the soak stopped", steps=600)
         await until(pilot, lambda: "cancelled" in str(soak.query_one("#soak-summary").render()),
                     "the header says cancelled")
@@ -153,13 +160,7 @@ def assert_resumed_to_the_end(journal: Path) -> None:
 async def test_a_stopped_soak_goes_on_with_u_its_figures_counting_on(tmp_path, cpu_bin, tiny_llama):
     app = soak_app(tmp_path, cpu_bin, tiny_llama)
     async with app.run_test(size=(80, 24)) as pilot:
-        await start_soak(pilot, app, duration="30s")  # a window of figures every 3 s
-        soak = app.screen
-        await until(pilot, lambda: (b := soak.view.build("cpu")) is not None and b.requests > 0,
-                    "a first window with requests", steps=1800)
-        await pilot.press("c")
-        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen", "the question")
-        await pilot.press("y")
+        soak = await stop_after_a_window(pilot, app, duration="30s")  # a window every 3 s
         await until(pilot, lambda: "u resumes it" in resume_text(app), "the offer to resume", steps=600)
         stopped = soak.view.build("cpu")
         assert stopped is not None and "cancelled" in str(soak.query_one("#soak-summary").render())
