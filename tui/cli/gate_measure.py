@@ -25,10 +25,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
 from tui.cli.common import cancellable, say
+
+if TYPE_CHECKING:
+    from backends.builds import BuildInfo
+    from backends.journal.journal import RunEvent
+    from backends.journal.sweep import TestPoint
+    from backends.models import ModelInfo
+    from backends.sweep import SweepSpec
 
 Samples = dict[str, list[float]]
 
@@ -45,7 +52,8 @@ class Measured:
     against: str  # what the new build was judged against, in words
 
 
-def measure(new: Any, old: Any | None, old_label: str, model: Any, spec: Any, saved: Samples,
+def measure(new: BuildInfo, old: BuildInfo | None, old_label: str, model: ModelInfo, spec: SweepSpec,
+            saved: Samples,
             run_dir: Path | None, threshold: float) -> Measured:
     """The figures the gate judges; Cancelled when the user stops it."""
     if old is None:
@@ -58,7 +66,8 @@ def measure(new: Any, old: Any | None, old_label: str, model: Any, spec: Any, sa
     return _staged(new, old, old_label, model, spec, saved, run_dir, threshold)
 
 
-def _staged(new: Any, old: Any, old_label: str, model: Any, spec: Any, saved: Samples,
+def _staged(new: BuildInfo, old: BuildInfo, old_label: str, model: ModelInfo, spec: SweepSpec,
+            saved: Samples,
             run_dir: Path | None, threshold: float) -> Measured:
     from profiles.gate import baseline, drift_factor, slower_points
 
@@ -84,11 +93,12 @@ def _staged(new: Any, old: Any, old_label: str, model: Any, spec: Any, saved: Sa
     return Measured(mine, theirs, failures, against + ")")
 
 
-def cheapest_point(points: Sequence[Any], saved: Mapping[str, Sequence[float]], repetitions: int) -> Any:
+def cheapest_point(points: Sequence[TestPoint], saved: Mapping[str, Sequence[float]],
+                   repetitions: int) -> TestPoint:
     """The point the old build measures again soonest, an empty context first: its tokens
     over its saved speed, for each repetition and llama-bench's warm-up run (a whole
     prompt before a prompt test, one token before a generation test)."""
-    def cost(point: Any) -> tuple[bool, float]:
+    def cost(point: TestPoint) -> tuple[bool, float]:
         values = saved.get(point.name) or ()
         speed = sum(values) / len(values) if values else 0.0
         tokens = (point.n_prompt + point.n_gen) * repetitions + (point.n_prompt or 1)
@@ -97,7 +107,7 @@ def cheapest_point(points: Sequence[Any], saved: Mapping[str, Sequence[float]], 
     return min(points, key=cost)
 
 
-def only(spec: Any, points: Sequence[Any]) -> Any:
+def only(spec: SweepSpec, points: Sequence[TestPoint]) -> SweepSpec:
     """The smallest grid holding ``points`` (the spec's settings kept)."""
     return dataclasses.replace(
         spec, prompts=tuple(sorted({p.n_prompt for p in points if p.n_gen == 0})),
@@ -109,14 +119,14 @@ def _part(run_dir: Path | None, part: str) -> Path | None:
     return run_dir / part if run_dir is not None else None
 
 
-def _sweep(contenders: Sequence[Any], model: Any, spec: Any, run_dir: Path | None,
+def _sweep(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec, run_dir: Path | None,
            granularity: str) -> Path:
     from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
     from backends.sweep import RunRequest, SweepError, run_sweep
 
     started: list[Path] = []
 
-    def show(event: Any) -> None:
+    def show(event: RunEvent) -> None:
         if isinstance(event, SweepStarted):
             started.append(Path(event.run_dir))
             say(f"gate sweep: {', '.join(event.builds)}; journal: {event.run_dir}/journal.jsonl")
