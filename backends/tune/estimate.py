@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from backends.estimate import Estimate, Rates, build_seconds
+from backends.estimate import Estimate, Rates, sweep_seconds
 from backends.journal.tune import TuneSpec
 from backends.sweep.spec import SweepSpec
 from backends.tune.grid import defaults_points
@@ -25,14 +25,8 @@ def tune_seconds(spec: SweepSpec, tune: TuneSpec, rates: Mapping[str, Rates | No
     defaults block) and in all; ``seconds`` is None while a contender's rates are unknown
     (the budget alone is then ``tune.budget_s``)."""
     share = tune.budget_s / max(len(builds), 1) * (1 + BUDGET_SLACK)
-    points = defaults_points(spec)
-    per_build: dict[str, float] = {}
-    unknown: list[str] = []
-    for name in builds:
-        measured = rates.get(name)
-        if measured is None or not measured.usable:
-            unknown.append(name)
-            continue
-        per_build[name] = share + build_seconds(points, spec.repetitions, measured)
-    total = None if unknown or not per_build else sum(per_build.values())
-    return Estimate(total, per_build, tuple(unknown))
+    # Each contender's defaults block is a sweep of its own points: the sweep's estimate.
+    defaults = sweep_seconds(defaults_points(spec), spec.repetitions, rates, builds)
+    per_build = {name: share + seconds for name, seconds in defaults.per_build.items()}
+    total = None if defaults.seconds is None else sum(per_build.values())
+    return Estimate(total, per_build, defaults.unknown)
