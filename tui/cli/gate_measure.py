@@ -57,12 +57,12 @@ def measure(new: BuildInfo, old: BuildInfo | None, old_label: str, model: ModelI
             run_dir: Path | None, threshold: float) -> Measured:
     """The figures the gate judges; Cancelled when the user stops it."""
     if old is None:
-        run = _sweep([new], model, spec, _part(run_dir, "new"), "build")
-        mine, _, failures = _samples(run, new.name, "")
+        events = _sweep([new], model, spec, _part(run_dir, "new"), "build")
+        mine, _, failures = _samples(events, new.name, "")
         return Measured(mine, saved, failures, f"{old_label} (saved figures)")
     if not saved:
-        run = _sweep([new, old], model, spec, _part(run_dir, "beside"), "auto")
-        return Measured(*_samples(run, new.name, old.name), f"{old_label} (run beside it)")
+        events = _sweep([new, old], model, spec, _part(run_dir, "beside"), "auto")
+        return Measured(*_samples(events, new.name, old.name), f"{old_label} (run beside it)")
     return _staged(new, old, old_label, model, spec, saved, run_dir, threshold)
 
 
@@ -72,11 +72,11 @@ def _staged(new: BuildInfo, old: BuildInfo, old_label: str, model: ModelInfo, sp
     from profiles.gate import baseline, drift_factor, slower_points
 
     point = cheapest_point(spec.points(), saved, spec.repetitions)
-    run = _sweep([old], model, only(spec, [point]), _part(run_dir, "calibration"), "auto")
-    _, fresh, _ = _samples(run, "", old.name)
+    events = _sweep([old], model, only(spec, [point]), _part(run_dir, "calibration"), "auto")
+    _, fresh, _ = _samples(events, "", old.name)
     factor = drift_factor(fresh.get(point.name, []), saved[point.name])
-    run = _sweep([new], model, spec, _part(run_dir, "new"), "build")
-    mine, _, failures = _samples(run, new.name, "")
+    events = _sweep([new], model, spec, _part(run_dir, "new"), "build")
+    mine, _, failures = _samples(events, new.name, "")
     theirs = baseline(saved, factor, fresh)
     drift = f" x{factor:.2f}" if factor != 1.0 else ""
     against = f"{old_label} (saved figures{drift}, checked beside it at {point.name}"
@@ -85,8 +85,8 @@ def _staged(new: BuildInfo, old: BuildInfo, old_label: str, model: ModelInfo, sp
     if flagged and not failures:
         names = [p.name for p in flagged]
         say(f"gate: {', '.join(names)} slower than the saved figures; measuring beside {old.name}")
-        run = _sweep([new, old], model, only(spec, flagged), _part(run_dir, "confirm"), "auto")
-        again, beside, failures = _samples(run, new.name, old.name)
+        events = _sweep([new, old], model, only(spec, flagged), _part(run_dir, "confirm"), "auto")
+        again, beside, failures = _samples(events, new.name, old.name)
         for name in names:
             mine[name], theirs[name] = again.get(name, []), beside.get(name, [])
         against += f"; {', '.join(names)} run beside it"
@@ -120,15 +120,16 @@ def _part(run_dir: Path | None, part: str) -> Path | None:
 
 
 def _sweep(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec, run_dir: Path | None,
-           granularity: str) -> Path:
+           granularity: str) -> list[RunEvent]:
+    """The sweep's events as they passed (its journal holds the same; no need to read it back)."""
     from backends.journal.sweep import PointFailed, ResultReceived, SweepStarted
     from backends.sweep import RunRequest, SweepError, run_sweep
 
-    started: list[Path] = []
+    seen: list[RunEvent] = []
 
     def show(event: RunEvent) -> None:
+        seen.append(event)
         if isinstance(event, SweepStarted):
-            started.append(Path(event.run_dir))
             say(f"gate sweep: {', '.join(event.builds)}; journal: {event.run_dir}/journal.jsonl")
         elif isinstance(event, ResultReceived):
             say(f"{event.build} {event.point.name}: {event.result.avg_ts:,.1f} t/s", transient=True)
@@ -141,19 +142,18 @@ def _sweep(contenders: Sequence[BuildInfo], model: ModelInfo, spec: SweepSpec, r
     except SweepError as error:
         raise CommandError(str(error)) from None
     say("", transient=False)
-    if not finished or not started:
+    if not finished or not any(isinstance(event, SweepStarted) for event in seen):
         raise Cancelled
-    return started[0]
+    return seen
 
 
-def _samples(run_dir: Path, new: str, old: str) -> tuple[Samples, Samples, list[str]]:
-    """Each build's samples per point from a sweep's journal, and the new build's failures."""
-    from backends.journal.journal import read_journal
+def _samples(events: Sequence[RunEvent], new: str, old: str) -> tuple[Samples, Samples, list[str]]:
+    """Each build's samples per point from a sweep's events, and the new build's failures."""
     from backends.journal.sweep import PointFailed, ResultReceived
 
     by_build: dict[str, Samples] = {new: {}, old: {}}
     failures = []
-    for event in read_journal(run_dir):
+    for event in events:
         if isinstance(event, ResultReceived) and event.build in by_build:
             by_build[event.build].setdefault(event.point.name, []).extend(event.result.samples_ts)
         elif isinstance(event, PointFailed) and event.build == new:
