@@ -7,7 +7,10 @@ wall time, repetitions used per point, and every class's verdict. The goal: -r a
 at most half the time of -r 5, with the same verdicts.
 
     python3 benchmarks/adaptive_repetitions.py [--build NAME=DIR ...] [--model FILE]
-        [-p 128,512] [-n 64] [-d 0,512,1024] [--pairs 2] [--json OUT]
+        [--preset seed-sweep | -p 128,512 -n 64 -d 0,512,1024] [--pairs 2] [--json OUT]
+
+``--preset NAME`` takes the preset's whole grid (its prompts, generations, depths, flash
+attention and cache types), as ``llamaduel bench --preset NAME`` runs it.
 
 Processes start from argument lists; nothing is timed inside the test suite.
 """
@@ -27,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backends.builds import parse_build_arg, probe_build
 from backends.journal.sweep import PointDecided, SweepFinished
-from backends.sweep import RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep
+from backends.sweep import PRESETS, RunRequest, SweepSpec, parse_int_list, read_journal, run_sweep
 from backends.sweep.adaptive import FIRST_BLOCK
 from backends.sweep.overhead import overhead_line
 from backends.tooling import toolchain
@@ -59,6 +62,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--model", type=Path)
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="the preset's grid (not -p/-n/-d)")
     parser.add_argument("-p", "--prompts", default="128,512")
     parser.add_argument("-n", "--gens", default="64")
     parser.add_argument("-d", "--depths", default="0,512,1024")
@@ -80,10 +84,13 @@ def main() -> int:
 
         model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
                                  heads_kv=4, ff=768)
-    grid = SweepSpec(name="adaptive-bench", prompts=parse_int_list(options.prompts, "-p"),
-                     gens=parse_int_list(options.gens, "-n"), depths=parse_int_list(options.depths, "-d"),
-                     threads=options.threads)
-    specs = {"-r 5": grid.with_changes(repetitions=5),
+    if options.preset:
+        grid = PRESETS[options.preset]().with_changes(name="adaptive-bench", threads=options.threads)
+    else:
+        grid = SweepSpec(name="adaptive-bench", prompts=parse_int_list(options.prompts, "-p"),
+                         gens=parse_int_list(options.gens, "-n"),
+                         depths=parse_int_list(options.depths, "-d"), threads=options.threads)
+    specs = {"-r 5": grid.with_changes(repetitions=5, adaptive=False),
              "-r auto": grid.with_changes(repetitions=FIRST_BLOCK, adaptive=True, max_repetitions=10)}
     print(f"builds {', '.join(b.name for b in builds)}, model {model.name}, "
           f"{len(grid.points())} points, {options.pairs} pairs", flush=True)

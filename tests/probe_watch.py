@@ -1,9 +1,15 @@
-"""Watching a process tree for the quick timing probes' llama-bench processes, from a thread
-that looks every few milliseconds: which ran, and how many at once."""
+"""Watching for the quick timing probes' llama-bench processes: which ran, and how many at once.
+
+``SpawnLog`` sees every process this Python process starts (the app runs in the test's own
+event loop), so even a probe too short for any poll is counted. ``ProbeWatch`` looks at
+another process's tree every few milliseconds, for an app running in a real terminal."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,6 +27,59 @@ def is_probe(argv: list[str]) -> bool:
 
     return (bool(argv) and Path(argv[0]).name == "llama-bench" and "-d" not in argv
             and value("-p") == str(PROBE_PROMPT) and value("-n") == str(PROBE_GEN))
+
+
+@dataclass
+class Spawned:
+    argv: list[str]
+    started: float
+    ended: float | None = None
+
+
+class SpawnLog:
+    """Every child started through asyncio while installed: its argv, when it was up and when
+    the event loop saw it exit. Install with ``monkeypatch`` (``install``)."""
+
+    def __init__(self) -> None:
+        self.spawned: list[Spawned] = []
+        self._waiters: set[asyncio.Task[None]] = set()
+
+    def install(self, monkeypatch) -> SpawnLog:  # type: ignore[no-untyped-def]
+        real = asyncio.create_subprocess_exec
+
+        async def logged(*argv, **kwargs):  # type: ignore[no-untyped-def]
+            process = await real(*argv, **kwargs)
+            entry = Spawned([str(a) for a in argv], time.monotonic())
+            self.spawned.append(entry)
+
+            async def note_exit() -> None:
+                await process.wait()
+                entry.ended = time.monotonic()
+
+            waiter = asyncio.get_running_loop().create_task(note_exit())
+            self._waiters.add(waiter)
+            waiter.add_done_callback(self._waiters.discard)
+            return process
+
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", logged)
+        return self
+
+    def probes(self) -> list[Spawned]:
+        return [s for s in self.spawned if is_probe(s.argv)]
+
+    def probes_of(self, folder: Path) -> list[Spawned]:
+        return [s for s in self.probes() if Path(s.argv[0]).resolve().parent == folder.resolve()]
+
+    def most_probes_at_once(self) -> int:
+        """The most probes up at one moment (one still running counts up to now)."""
+        edges = sorted([(s.started, 1) for s in self.probes()]
+                       + [(s.ended if s.ended is not None else time.monotonic(), -1)
+                          for s in self.probes()], key=lambda edge: (edge[0], edge[1]))
+        most = alive = 0
+        for _, step in edges:
+            alive += step
+            most = max(most, alive)
+        return most
 
 
 class ProbeWatch:

@@ -29,6 +29,7 @@ from backends.journal.sweep import (
 from backends.sweep import (
     Journal,
     RunRequest,
+    SweepControl,
     SweepError,
     SweepSpec,
     chunk_points,
@@ -283,10 +284,12 @@ async def test_a_hung_point_times_out_and_the_next_runs(cpu, tiny_llama, tmp_pat
 
 async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
     spec = SMALL.with_changes(depths=(16384,), gens=(256,), repetitions=5)
-    pids, started = [], asyncio.Event()
+    pids, started, seen, control = [], asyncio.Event(), [], SweepControl()
 
     async def consume():
-        async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path)):
+        async for event in run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path),
+                                     control=control):
+            seen.append(event)
             if isinstance(event, PointStarted):
                 pids.append(event.pid)
                 started.set()
@@ -304,6 +307,9 @@ async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
     assert not [p for p in bench_children() if p.pid in pids]
     journal = read_journal(tmp_path)
     assert isinstance(journal[-1], SweepFinished) and journal[-1].cancelled
+    # What the journal holds was either handed on or is waiting in the control, in order.
+    kinds = [type(e).__name__ for e in (*seen, *control.undelivered)]
+    assert [type(e).__name__ for e in journal][:-1] == kinds
 
 
 async def test_resume_skips_finished_points(cpu, tiny_llama, tmp_path):

@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 
 
 class SweepControl:
-    """Pause between test points and resume; cancel by cancelling the consuming task."""
+    """Pause between test points and resume; cancel by cancelling the consuming task. Events
+    journalled but not yet handed on when that task was cancelled wait in ``undelivered``, so
+    the caller can show what the journal holds."""
 
     def __init__(self) -> None:
         self._running = asyncio.Event()
         self._running.set()
+        self.undelivered: list[object] = []
 
     @property
     def paused(self) -> bool:

@@ -1,17 +1,17 @@
 """Run a sweep: contenders take turns on llama-bench, every event journalled before it is seen.
 
 ``run_sweep`` yields the events of ``backends.journal.sweep`` as they happen. A ``Sweep`` measures
-in rounds: the first round gives every point its first block of repetitions; with
-adaptive repetitions (``-r auto``) each later round adds a block to the points whose
-comparison is still open, until it is decided or the cap is reached. Within a round the
-granularity (``backends.sweep.plan``) maps points onto processes, contenders alternate
-ABBA, the thermal guard waits before every block, and a block measured while the GPU
-throttled is measured once more after cooling. Contenders that share a GPU take turns;
-``parallel=True`` runs contenders on different devices at once.
+in rounds: the first round gives every point its first block of repetitions; with adaptive
+repetitions (``-r auto``) each later round adds a block to the points whose comparison is still
+open, until it is decided or the cap is reached. Within a round the granularity
+(``backends.sweep.plan``) maps points onto processes, contenders alternate ABBA, the thermal
+guard waits before every block, and a block measured while the GPU throttled is measured once
+more after cooling. Contenders that share a GPU take turns; ``parallel=True`` runs contenders
+on different devices at once.
 
-Cancelling the iterator (or the task consuming it) kills every child process group; none
-is ever left running. A journal that cannot be written stops the sweep (its children
-killed) with one line saying why.
+Cancelling the iterator (or the task consuming it) kills every child process group (none is
+left running) and leaves what was journalled but not yet yielded in the control's
+``undelivered``. A journal that cannot be written stops the sweep with one line saying why.
 """
 
 from __future__ import annotations
@@ -99,8 +99,7 @@ class Sweep:
         self.chosen = request.granularity
         self._handover: dict[str, ResidentBench] = {}  # resident processes auto kept loaded
         self.this_round: set[tuple[str, str]] = set()  # measured (or failed) in this round
-        self.notes = list(notes)
-        self.started = False
+        self.notes, self.started = list(notes), False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
                                 self.watch, launcher_for=launcher_for, model_for=self.model_for,
                                 machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
@@ -111,7 +110,6 @@ class Sweep:
         self._replay(request.history)
 
     # --- events in, events out ------------------------------------------------------------
-
     def _replay(self, history: Sequence[RunEvent]) -> None:
         """Take over what an interrupted run of this journal had measured."""
         for event in history:
@@ -188,6 +186,8 @@ class Sweep:
             # Each step's own finally kills its llama-bench group; wait until they have.
             await cancel_all([producer, *helpers])
             if not finished:
+                left = [self.queue.get_nowait() for _ in range(self.queue.qsize())]
+                self.control.undelivered += [e for e in left if isinstance(e, RunEvent)]
                 with contextlib.suppress(JournalError):
                     self.journal.append(SweepFinished(
                         run_id=self.run_id, results=self.counts["results"],

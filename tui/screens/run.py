@@ -19,7 +19,14 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from backends.correctness import CheckEvent
-from backends.journal.sweep import BenchEvent, PointProgress, SweepFinished, TelemetryRecorded
+from backends.journal.sweep import (
+    BenchEvent,
+    PointFailed,
+    PointProgress,
+    ResultReceived,
+    SweepFinished,
+    TelemetryRecorded,
+)
 from backends.journal.tune import TuneEvent
 from tui import actions as cmd
 from tui.screens.base import AppScreen
@@ -252,6 +259,9 @@ class RunScreen(AppScreen):
             # Closing the iterator kills llama-bench's process group; the journal keeps
             # every result so far and the next start offers to resume.
             await events.aclose()
+            if self.control is not None:  # results journalled as the cancel came are shown too
+                landed = [e for e in self.control.undelivered if isinstance(e, ResultReceived | PointFailed)]
+                self.run_state = fold_all(landed, self.run_state)
 
     @on(TuneEventReceived)
     def _tune_event_received(self, message: TuneEventReceived) -> None:
