@@ -101,8 +101,10 @@ def judge_gate(new_name: str, against: str, old: Mapping[str, Sequence[float]],
                            means=means)
     check = dict(correctness or {})
     if check.get("status") in ("suspect", "failed"):
+        read = f" ({_read_words(check)})" if _read_words(check) else ""
         return GateOutcome("wrong", f"gate WRONG: {new_name} output {check.get('status')} against "
-                           f"{check.get('reference')}: {check.get('reason', '')}".rstrip(": "), means=means)
+                           f"{check.get('reference')}: {check.get('reason', '')}".rstrip(": ") + read,
+                           means=means)
     slower = tuple(slower_points(old, new, threshold_pct))
     if slower:
         shown = "; ".join(s.words() for s in slower[:4])
@@ -123,7 +125,17 @@ def _check_words(check: Mapping[str, Any]) -> str:
         parts.append(f"KLD {kld:.2g}")
     if isinstance(top1, (int, float)):
         parts.append(f"top-1 {top1 * 100:.1f}%")
+    if read := _read_words(check):
+        parts.append(read)
     return ", ".join(parts) or "within thresholds"
+
+
+def _read_words(check: Mapping[str, Any]) -> str:
+    """How much text the check read: "4 chunks of 128 tokens"."""
+    chunks, context = check.get("chunks"), check.get("context")
+    if not isinstance(chunks, int) or not isinstance(context, int):
+        return ""
+    return f"{chunks} chunk{'s' if chunks != 1 else ''} of {context} tokens"
 
 
 def gate_record(outcome: GateOutcome, *, build: str, replaces: str, label: str, against: str,

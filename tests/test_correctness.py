@@ -31,6 +31,7 @@ from backends.correctness import (
     CorrectnessThresholds,
     check_builds,
     choose_reference,
+    decided_by_first_chunk,
     judge,
     parse_divergence_output,
     reference_text,
@@ -123,6 +124,25 @@ def test_judge_passes_small_differences_and_names_each_crossed_threshold() -> No
 def test_judge_calls_nan_logits_suspect() -> None:
     status, reason = judge(math.nan, 0.0, math.nan, 10.0, CorrectnessThresholds())
     assert status == "suspect" and "non-finite" in reason
+
+
+@pytest.mark.parametrize(("kld", "top1", "ppl", "decided"), [
+    (0.0, 1.0, 100.0, True),  # the same build
+    (1e-4, 0.99, 100.1, True),  # a quarter of every limit or less
+    (1.9e-4, 0.96, 100.0, False),  # CPU against lavapipe on a small qwen3: read the whole text
+    (0.0026, 0.857, 101.1, False),  # a rope base of 9500 for 10000: near the top-1 limit
+    (0.08, 0.05, 92.0, True),  # rms epsilon 10: plainly wrong
+    (0.89, 0.0, 86.7, True),  # another model
+    (math.nan, 0.0, math.nan, True),  # broken logits
+])
+def test_a_first_chunk_decides_alone_only_far_from_every_limit(kld, top1, ppl, decided) -> None:
+    limits = CorrectnessThresholds()
+    status, _ = judge(kld, top1, ppl, 100.0, limits)
+    result = CorrectnessResult(build="new", reference="ref", mean_kld=kld, top1_agreement=top1,
+                               ppl=ppl, ppl_ref=100.0, status=status, context=128, chunks=1)
+    assert decided_by_first_chunk(result, limits) is decided
+    crashed = CorrectnessResult(build="new", reference="ref", status="failed", reason="SIGSEGV")
+    assert decided_by_first_chunk(crashed, limits)
 
 
 def test_thresholds_take_a_fraction_for_top1() -> None:

@@ -60,7 +60,8 @@ def test_the_same_build_passes(store, cpu_bin):
     # The old build measured again at one point; the rest judged against its saved figures.
     assert line.startswith("gate PASS: cpu vs cpu (saved figures")
     assert "checked beside it at " in line and "): 2 points, none slower beyond 25%" in line
-    assert "output matches cpu-old" in line
+    # Plainly right after one chunk: the rest of the text is not read.
+    assert "output matches cpu-old (KLD 0, top-1 100.0%, 1 chunk of 128 tokens)" in line
     record = last_record(store)
     assert record["status"] == "pass" and set(record["points"]) == {"pp64", "tg16"}
 
@@ -94,7 +95,22 @@ def test_a_build_running_another_model_is_wrong(store, cpu_bin, tmp_path):
     (line,) = done.stdout.splitlines()
     assert line.startswith("gate WRONG: cpu output suspect against cpu-old: ")
     assert "top-1 agreement" in line or "KLD" in line
+    assert line.endswith("(1 chunk of 128 tokens)")  # plainly wrong after one chunk
     assert last_record(store)["status"] == "wrong"
+
+
+def test_output_near_a_limit_after_one_chunk_is_judged_on_the_whole_text(store, cpu_bin, tmp_path):
+    # A rope base of 9500 for 10000: subtly wrong numerics. Its first chunk agrees on 85.7 %
+    # of the top tokens here, near the 90 % limit; the four chunks the limits were measured
+    # at decide it (84.9 %).
+    subtle = wrap(tmp_path / "subtle", cpu_bin, extra=("--rope-freq-base", "9500"),
+                  extra_tools=("llama-perplexity",))
+    done = gate(store, f"cpu={subtle}")
+    assert done.returncode == 6, done.stderr
+    assert "near a limit after one chunk; reading 4" in done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("gate WRONG: cpu output suspect against cpu-old: top-1 agreement ")
+    assert line.endswith("(4 chunks of 128 tokens)")
 
 
 def test_with_the_old_build_gone_the_new_one_is_judged_against_the_saved_figures(

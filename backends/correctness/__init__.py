@@ -14,6 +14,7 @@ from backends.correctness.model import (
                                         CheckInputError,
                                         CheckOptions,
                                         CorrectnessThresholds,
+                                        decided_by_first_chunk,
                                         judge,
 )
 from backends.correctness.model_file import default_context, model_context_length, model_problem
@@ -49,7 +50,8 @@ __all__ = [
     "REFERENCE_PREFERENCE", "STATUSES", "BuildChecked", "CheckEvent", "CheckFinished",
     "CheckInputError", "CheckOptions", "CheckStarted", "CheckableBuild", "CorrectnessResult",
     "CorrectnessThresholds", "DivergenceRun", "PerplexityRun", "Status", "ToolRun",
-    "check_builds", "choose_reference", "default_context", "error_line", "judge",
+    "check_builds", "choose_reference", "decided_by_first_chunk", "default_context", "error_line",
+    "judge",
     "model_context_length", "model_problem", "parse_divergence_output",
     "parse_perplexity_output", "reference_text", "results_by_build", "run_check", "run_check_with",
 ]

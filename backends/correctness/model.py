@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from backends.journal.check import Status
+from backends.journal.check import CorrectnessResult, Status
 
 # The context the check uses unless told otherwise: llama-perplexity's own default, cut to
 # what the model was trained on.
@@ -144,3 +144,36 @@ def judge(mean_kld: float, top1_agreement: float, ppl: float | None, ppl_ref: fl
     return "pass", "within thresholds"
 
 
+# A first chunk decides a staged check alone when its figures lie this many times inside
+# every limit, or this many times beyond one; anything between reads the whole text.
+FIRST_CHUNK_MARGIN = 4.0
+
+
+def decided_by_first_chunk(result: CorrectnessResult, thresholds: CorrectnessThresholds) -> bool:
+    """Whether one chunk's result settles the check (a nightly gate's first look): a crash or
+    non-finite numbers; a pass with every figure ``FIRST_CHUNK_MARGIN`` times inside its limit
+    (mean KLD <= a quarter of the limit, top-1 disagreement <= a quarter of what is allowed);
+    or a suspect result that many times beyond a limit (the other model's 4-5 % top-1 or
+    0.08 KLD, not the 86 % of a subtly wrong rope that the full text must confirm)."""
+    if result.status == "failed":
+        return True
+    kld, top1, delta = result.mean_kld, result.top1_agreement, result.ppl_delta_pct
+    if kld is None or top1 is None:
+        return False
+    if not all(math.isfinite(v) for v in (kld, top1, *(() if delta is None else (delta,)))):
+        return True
+    shares = [_share(kld, thresholds.max_mean_kld),
+              _share(1.0 - top1, 1.0 - thresholds.min_top1_agreement)]
+    if delta is not None:
+        shares.append(_share(abs(delta), thresholds.max_ppl_delta_pct))
+    if result.status == "pass":
+        return max(shares) <= 1.0 / FIRST_CHUNK_MARGIN
+    return max(shares) >= FIRST_CHUNK_MARGIN
+
+
+def _share(value: float, limit: float) -> float:
+    """``value`` as a multiple of ``limit`` (a zero limit: 0 where nothing is allowed and
+    nothing happened, else infinitely far)."""
+    if limit > 0:
+        return value / limit
+    return 0.0 if value <= 0 else math.inf

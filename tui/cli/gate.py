@@ -23,9 +23,9 @@ from tui.cli.gate_measure import Cancelled, Measured, measure
 
 GATE_EXITS = {"pass": exits.COMPARED, "slower": exits.SLOWER, "wrong": exits.WRONG,
               "failed": exits.UNSTABLE}
-# The gate's correctness check reads 4 chunks of 128 tokens: the settings the check's
-# thresholds were measured at (``CorrectnessThresholds``), a few seconds on a small model,
-# where the whole shipped text at 512 took most of a gate's time.
+# The gate's correctness check reads one chunk of 128 tokens, then 4 where that one is not
+# plain (``decided_by_first_chunk``): 4 x 128 are the settings the check's thresholds were
+# measured at (``CorrectnessThresholds``); the whole shipped text at 512 took most of a gate's time.
 GATE_CONTEXT = 128
 GATE_CHUNKS = 4
 # The reference's probabilities, kept between nightly gates (backends.correctness.reference_cache):
@@ -137,7 +137,14 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
     (the profile's other builds still on this machine, or the replaced one); None when none
     is there. Builds the sweep probed are not probed again."""
     from backends import paths
-    from backends.correctness import CheckInputError, check_builds, choose_reference, default_context
+    from backends.correctness import (
+        CheckInputError,
+        CorrectnessThresholds,
+        check_builds,
+        choose_reference,
+        decided_by_first_chunk,
+        default_context,
+    )
 
     new = contenders[0]
 
@@ -158,11 +165,18 @@ def _check(profile: Any, contenders: Sequence[Any], old: tuple[str, str, Path | 
         reference = choose_reference(candidates, wanted)
         say(f"correctness check: {new.name} against {reference.name}")
         context = min(GATE_CONTEXT, default_context(Path(model.path)))
-        results = check_builds([reference, new], model.path, reference=reference.name, context=context,
-                               chunks=GATE_CHUNKS, reference_cache=paths.cache_dir() / REFERENCE_CACHE)
+        mine = None
+        # One chunk first: a build plainly right (or plainly wrong) is told after it; one near
+        # a limit reads the whole text, as the thresholds were measured.
+        for chunks in (1, GATE_CHUNKS):
+            results = check_builds([reference, new], model.path, reference=reference.name, context=context,
+                                   chunks=chunks, reference_cache=paths.cache_dir() / REFERENCE_CACHE)
+            mine = next((r for r in results if r.build == new.name), None)
+            if mine is None or chunks > 1 or decided_by_first_chunk(mine, CorrectnessThresholds()):
+                break
+            say(f"correctness check: {new.name} near a limit after one chunk; reading {GATE_CHUNKS}")
     except CheckInputError as error:
         raise CommandError(str(error)) from None
-    mine = next((r for r in results if r.build == new.name), None)
     return mine.to_json() if mine is not None else None
 
 
