@@ -87,6 +87,19 @@ def test_a_build_slowed_on_purpose_is_slower_with_its_points_and_the_trend_shows
     assert any(row.strip().startswith("pp64 ") and " t/s" in row for row in shown.stdout.splitlines())
 
 
+def test_a_point_slower_in_one_order_only_is_not_called_slower(store, cpu_bin, tmp_path):
+    # Slow (prompts one token at a time) in its first two llama-bench runs only: the gate's run
+    # of the grid and its run beside the old build; beside it again with the old build
+    # first, it is as fast as ever. A block that one order or one moment slowed is no verdict.
+    once_slow = wrap(tmp_path / "once-slow", cpu_bin, extra=("-ub", "1"), extra_runs=2)
+    done = gate(store, f"cpu={once_slow}")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "pp64 slower beside cpu-old; measuring again, cpu-old first" in done.stderr
+    (line,) = done.stdout.splitlines()
+    assert line.startswith("gate PASS: cpu vs cpu (saved figures")
+    assert "; pp64 run beside it): 2 points, none slower beyond 25%" in line
+
+
 def test_a_build_running_another_model_is_wrong(store, cpu_bin, tmp_path):
     other = write_tiny_llama(tmp_path / "other.gguf", seed=7, **SHAPE)
     impostor = wrap(tmp_path / "impostor", cpu_bin, model=other)

@@ -27,7 +27,13 @@ if conf["model"] and "-m" in args:
     args[args.index("-m") + 1] = conf["model"]
 informational = any(a in args for a in ("--list-devices", "--version", "--help", "-h"))
 if not informational and os.path.basename(real) in conf["extra_tools"]:
-    args += conf["extra"]
+    runs = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), ".runs")
+    with open(runs, "a+") as counter:  # each run of an extra tool appends one line
+        counter.write("x\n")
+        counter.seek(0)
+        run = len(counter.readlines())
+    if conf["extra_runs"] is None or run <= conf["extra_runs"]:
+        args += conf["extra"]
 kill_after = conf["kill_after"] if os.path.basename(real) == "llama-server" else None
 if not kill_after:
     os.execv(real, [real] + args)
@@ -52,12 +58,14 @@ sys.exit(child.wait())
 
 
 def wrap(folder: Path, real: Path, *, extra: Sequence[str] = (), extra_tools: Sequence[str] = ("llama-bench",),
-         model: Path | None = None, kill_after: int | None = None, marker: str = "release: id") -> Path:
+         extra_runs: int | None = None, model: Path | None = None, kill_after: int | None = None,
+         marker: str = "release: id") -> Path:
     """A build folder at ``folder`` whose tools run ``real``'s with the changes asked for
-    (``extra`` arguments for the ``extra_tools`` only)."""
+    (``extra`` arguments for the ``extra_tools`` only, for their first ``extra_runs`` runs
+    when given: a build slow for a while)."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = json.dumps({"real": str(real), "extra": list(extra), "extra_tools": list(extra_tools),
-                       "kill_after": kill_after,
+                       "extra_runs": extra_runs, "kill_after": kill_after,
                        "model": str(model) if model else None, "marker": marker})
     for tool in TOOLS:
         if not (real / tool).exists():
