@@ -79,7 +79,8 @@ async def test_race_both_builds_save_and_reopen_profile(tmp_path, builds, tiny_l
         await until(pilot, lambda: app.screen.chosen_builds == {"cpu", "vulkan"}, "builds chosen")
         assert app.screen.chosen_model == str(tiny_llama)
         await set_grid(pilot, prompts="16", gens="4", depths="0", reps="2")
-        assert str(app.screen.query_one("#preset").value) == "custom"
+        preset = app.screen.query_one("#preset")
+        await until(pilot, lambda: str(preset.value) == "custom", "the preset to read custom")
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ResultsScreen)
                     and app.screen.run_state.status == "finished", "the results screen")

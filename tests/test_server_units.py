@@ -264,3 +264,16 @@ def test_the_serve_screens_verdict_lines_carry_reasons_and_the_disagreement():
         "! vulkan at pp128+tg64: failed (the warm-up failed: slot 0: HTTP 500: boom)",
         "FAILED cpu: no llama-server in /x",
         "Server against llama-bench: vulkan wins llama-bench generation by 15%, ..."]
+
+
+def test_an_answer_that_arrived_in_one_read_takes_the_servers_decode_rate():
+    from backends.server.client import Answer
+
+    streamed = Answer(ttft_s=0.1, e2e_s=0.5, n_prompt=96, n_cached=0, n_gen=8,
+                      chunk_times=(0.1, 0.2, 0.5), chunk_tokens=(1, 3, 4))
+    assert streamed.gen_tps == 7 / 0.4  # from the client's own clock
+    # A busy client read all eight pieces at once: no span of its own to divide by.
+    at_once = dataclasses.replace(streamed, chunk_times=(0.5,) * 8, chunk_tokens=(1,) * 8,
+                                  timings={"predicted_per_second": 21.5, "predicted_n": 8})
+    assert at_once.gen_tps == 21.5
+    assert dataclasses.replace(at_once, timings={}).gen_tps is None  # nothing to go by: unknown

@@ -57,12 +57,15 @@ class Answer:
 
     @property
     def gen_tps(self) -> float | None:
-        """Decode rate: tokens after the first piece over the time from first to last piece."""
-        if len(self.chunk_times) < 2:
-            return None
-        span = self.chunk_times[-1] - self.chunk_times[0]
+        """Decode rate: tokens after the first piece over the time from first to last piece;
+        where every piece came in one read (a busy client sees a short answer arrive at once),
+        the server's own decode timing."""
+        span = self.chunk_times[-1] - self.chunk_times[0] if len(self.chunk_times) >= 2 else 0.0
         tokens = sum(self.chunk_tokens[1:])
-        return tokens / span if span > 0 and tokens > 0 else None
+        if span > 0 and tokens > 0:
+            return tokens / span
+        server = self.timings.get("predicted_per_second")
+        return float(server) if self.n_gen > 1 and server and server > 0 else None
 
     @property
     def prompt_tps(self) -> float | None:
