@@ -188,7 +188,7 @@ class BuildSoak:
 
     async def _load(self, server: ServerProcess, slot: Slot, connection: Connection, number: int,
                     hang: asyncio.Future[SoakHang]) -> None:
-        while True:
+        while not _cancelling():
             work = slot.next_request()
             if isinstance(work, float):
                 await asyncio.sleep(work)
@@ -218,7 +218,7 @@ class BuildSoak:
     async def probe_loop(self, client: httpx.AsyncClient, server: ServerProcess,
                          hang: asyncio.Future[SoakHang]) -> None:
         order = sorted(self.refs)
-        while order:
+        while order and not _cancelling():
             ref = self.refs[order[self.probes_sent % len(order)]]
             self.probes_sent += 1
             try:
@@ -257,6 +257,13 @@ class BuildSoak:
             await self.put(SoakWrongAnswer(self.build.name, ref.probe, ref.depth, ref.prompt,
                                            got.text, ref.answer, ref.build, reason, finite, top1,
                                            self.clock.now()))
+
+
+def _cancelling() -> bool:
+    """Whether this task was asked to stop: a loop that must end with its soak checks it too,
+    in case a library call took the cancel and returned normally."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def probe_reason(kld: float | None, top1: float, spec: SoakSpec) -> str:

@@ -42,7 +42,14 @@ class Connection:
         for attempt in range(2):
             reused = self._writer is not None
             try:
-                return await asyncio.wait_for(self._exchange(path, headers, payload), timeout_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the answer and
+                # drops a cancel that lands as the answer comes, and a slot's loop then ran on
+                # after its soak had ended.
+                async with asyncio.timeout(timeout_s):
+                    return await self._exchange(path, headers, payload)
+            except TimeoutError:  # an OSError too: told apart first, a hang is no lost connection
+                self.close()
+                raise
             except (OSError, asyncio.IncompleteReadError, h11.ProtocolError, Lost) as error:
                 self.close()
                 if reused and attempt == 0:
