@@ -14,6 +14,7 @@ from backends.builds import probe_build
 from backends.correctness import BuildChecked, CheckFinished, CheckStarted, CorrectnessResult
 from backends.models import read_model
 from profiles.store import ProfileStore
+from tests.probe_watch import Spawned, SpawnLog
 from tui.app import LlamaduelApp
 from tui.screens.results import ResultsScreen
 from tui.state.run import CheckPlanned, RunState, fold_check
@@ -51,17 +52,27 @@ def children_named(word: str) -> list[psutil.Process]:
     return alive
 
 
-class Watch:
-    """Waits for the app (steps of 0.1 s, no timing asserted) and notes every
-    llama-perplexity it sees running meanwhile."""
+@pytest.fixture
+def spawns(monkeypatch) -> SpawnLog:
+    """Every child process the app starts in this test."""
+    return SpawnLog().install(monkeypatch)
 
-    def __init__(self, pilot) -> None:
+
+class Watch:
+    """Waits for the app (steps of 0.1 s, no timing asserted); every llama-perplexity the
+    app started is in ``perplexity_seen`` (from each spawn, so even one too short to be
+    seen running counts)."""
+
+    def __init__(self, pilot, spawns: SpawnLog) -> None:
         self.pilot = pilot
-        self.perplexity_seen: set[int] = set()
+        self.spawns = spawns
+
+    @property
+    def perplexity_seen(self) -> list[Spawned]:
+        return [s for s in self.spawns.spawned if Path(s.argv[0]).name == "llama-perplexity"]
 
     async def until(self, condition, what: str, steps: int = 1200) -> None:
         for _ in range(steps):
-            self.perplexity_seen |= {p.pid for p in children_named("llama-perplexity")}
             if condition():
                 return
             await self.pilot.pause(0.1)
@@ -100,10 +111,10 @@ async def save_profile(pilot, watch: Watch, name: str):
 
 @pytest.mark.toolchain
 async def test_check_runs_first_shows_a_line_per_build_and_goes_into_the_profile(
-        tmp_path, builds, tiny_llama):
+        tmp_path, builds, tiny_llama, spawns):
     app = make_app(tmp_path, builds, tiny_llama)
     async with app.run_test(size=SIZE) as pilot:
-        watch = Watch(pilot)
+        watch = Watch(pilot, spawns)
         await start_small_sweep(pilot, watch, check=True)
         await watch.until(lambda: isinstance(app.screen, ResultsScreen)
                           and app.screen.run_state.status == "finished", "the results screen")
@@ -133,10 +144,10 @@ async def test_check_runs_first_shows_a_line_per_build_and_goes_into_the_profile
 
 @pytest.mark.toolchain
 async def test_check_off_starts_no_llama_perplexity_and_shows_no_check_lines(
-        tmp_path, builds, tiny_llama):
+        tmp_path, builds, tiny_llama, spawns):
     app = make_app(tmp_path, builds, tiny_llama)
     async with app.run_test(size=SIZE) as pilot:
-        watch = Watch(pilot)
+        watch = Watch(pilot, spawns)
         await start_small_sweep(pilot, watch, check=False)
         await watch.until(lambda: isinstance(app.screen, ResultsScreen)
                           and app.screen.run_state.status == "finished", "the results screen")
@@ -153,12 +164,12 @@ async def test_check_off_starts_no_llama_perplexity_and_shows_no_check_lines(
 
 @pytest.mark.toolchain
 async def test_a_build_without_llama_perplexity_is_not_checked_and_not_held_against(
-        tmp_path, builds, tiny_llama):
+        tmp_path, builds, tiny_llama, spawns):
     cpu, vulkan = builds
     without = dataclasses.replace(vulkan, perplexity=None)
     app = make_app(tmp_path, [cpu, without], tiny_llama)
     async with app.run_test(size=SIZE) as pilot:
-        watch = Watch(pilot)
+        watch = Watch(pilot, spawns)
         await start_small_sweep(pilot, watch, check=True)
         await watch.until(lambda: isinstance(app.screen, ResultsScreen)
                           and app.screen.run_state.status == "finished", "the results screen")
@@ -172,12 +183,12 @@ async def test_a_build_without_llama_perplexity_is_not_checked_and_not_held_agai
 
 
 @pytest.mark.toolchain
-async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama):
+async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama, spawns):
     # 512-token chunks over the whole shipped text (the check's own default; the app's
     # default on a software renderer is two short chunks): long enough to cancel midway.
     app = make_app(tmp_path, builds, tiny_llama, check_options=WHOLE_TEXT)
     async with app.run_test(size=SIZE) as pilot:
-        watch = Watch(pilot)
+        watch = Watch(pilot, spawns)
         await start_small_sweep(pilot, watch, check=True)
         await watch.until(lambda: children_named("llama-perplexity"), "llama-perplexity running")
         run = app.get_screen("run")
@@ -202,10 +213,10 @@ async def test_cancel_during_the_check_leaves_no_llama_perplexity(tmp_path, buil
 
 
 @pytest.mark.toolchain
-async def test_quit_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama):
+async def test_quit_during_the_check_leaves_no_llama_perplexity(tmp_path, builds, tiny_llama, spawns):
     app = make_app(tmp_path, builds, tiny_llama, check_options=WHOLE_TEXT)
     async with app.run_test(size=SIZE) as pilot:
-        watch = Watch(pilot)
+        watch = Watch(pilot, spawns)
         await start_small_sweep(pilot, watch, check=True)
         await watch.until(lambda: children_named("llama-perplexity"), "llama-perplexity running")
         await pilot.press("q")

@@ -19,10 +19,31 @@ pytestmark = pytest.mark.toolchain
 REPO = Path(__file__).resolve().parent.parent
 
 
+STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_a_test_left():
+    """A test that fails mid-way (a time-out) leaves no soak and no server behind: SIGTERM
+    lets the CLI stop its servers, SIGKILL follows where it does not."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+
+
 def llamaduel(*args: str, **kwargs: object) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "tui.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    process = subprocess.Popen([sys.executable, "-m", "tui.cli", *args], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    STARTED.append(process)
+    return process
 
 
 def wait_for_line(path: Path, word: str, process: subprocess.Popen[str], limit_s: float = 300.0) -> None:
