@@ -121,14 +121,24 @@ def test_the_check_says_which_build_it_reads_how_far_and_how_long():
 
 
 # ---------------------------------------------------------------- the grid
+def bare_app(tmp_path) -> LlamaduelApp:
+    """The app with no builds and no models: Setup's form alone."""
+    return LlamaduelApp([], [], store=ProfileStore(tmp_path / "p"), offer_resume=False,
+                        telemetry=None)
+
+
+async def preset_field(pilot, name: str, attribute: str):
+    """Setup's workload form and its field ``name`` once the preset has filled ``attribute``."""
+    screen = pilot.app.screen
+    await until(pilot, lambda: screen.query(f"#field-{name}") and getattr(
+        screen.query_one(f"#field-{name}"), attribute), f"the Setup form with the preset's {attribute}")
+    return screen.query_one("#workload-section"), screen.query_one(f"#field-{name}")
+
+
 async def test_a_cleared_grid_field_counts_as_its_placeholder(tmp_path):
-    app = LlamaduelApp([], [], store=ProfileStore(tmp_path / "p"), offer_resume=False,
-                       telemetry=None)
+    app = bare_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.screen.query("#field-depths") and app.screen.query_one(
-            "#field-depths").placeholder, "the Setup form with the preset's placeholders")
-        form = app.screen.query_one("#workload-section")
-        depths = app.screen.query_one("#field-depths")
+        form, depths = await preset_field(pilot, "depths", "placeholder")
         assert depths.placeholder == "0,4k,8k,16k,32k"
         depths.value = ""
         await pilot.pause()
@@ -143,13 +153,9 @@ async def test_a_cleared_grid_field_counts_as_its_placeholder(tmp_path):
 
 
 async def test_an_adaptive_preset_stays_adaptive_when_another_field_is_edited(tmp_path):
-    app = LlamaduelApp([], [], store=ProfileStore(tmp_path / "p"), offer_resume=False,
-                       telemetry=None)
+    app = bare_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.screen.query("#field-reps") and app.screen.query_one(
-            "#field-reps").value, "the Setup form with the preset's values")
-        form = app.screen.query_one("#workload-section")
-        reps = app.screen.query_one("#field-reps")
+        form, reps = await preset_field(pilot, "reps", "value")
         assert reps.value == "auto" and form.spec().adaptive  # the seed sweep adapts, as -r auto
         app.screen.query_one("#field-depths").value = "0,4096"  # edited: no longer the preset
         await pilot.pause()
