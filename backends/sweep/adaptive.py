@@ -47,6 +47,16 @@ FIRST_BLOCK = 2  # counted repetitions per contender in -r auto's first block
 STEP = 2  # repetitions added per look to a point that is still open
 WIDE_RATIO = 4.0  # a separated lead this wide is trusted from two repetitions a side
 NEIGHBOUR_RATIO = 3.0  # a separated lead this wide is trusted beside neighbours decided wide
+AUTO = "auto"  # -r auto, and Setup's reps field
+
+
+def repetition_changes(text: str) -> dict[str, object]:
+    """A repetition count as written (``-r``, Setup's reps field) as the sweep's changes:
+    ``auto`` adapts from a first block of ``FIRST_BLOCK``, a whole number is fixed.
+    ValueError for anything else."""
+    if text.strip().lower() == AUTO:
+        return {"adaptive": True, "repetitions": FIRST_BLOCK}
+    return {"adaptive": False, "repetitions": int(text)}
 
 
 def looks(cap: int, first: int = FIRST_BLOCK, step: int = STEP) -> int:

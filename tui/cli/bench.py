@@ -164,12 +164,10 @@ def make_spec(options: argparse.Namespace) -> SweepSpec:
 def _repetitions(text: str | None) -> dict[str, object]:
     if text is None:
         return {}
-    if text.strip().lower() == "auto":
-        from backends.sweep.adaptive import FIRST_BLOCK
+    from backends.sweep.adaptive import repetition_changes
 
-        return {"adaptive": True, "repetitions": FIRST_BLOCK}
     try:
-        return {"adaptive": False, "repetitions": int(text)}
+        return repetition_changes(text)
     except ValueError:
         raise CommandError(f"-r {text!r}: give a whole number or auto") from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from backends.sweep import SweepError, SweepSpec
-from backends.sweep.adaptive import FIRST_BLOCK
+from backends.sweep.adaptive import AUTO, repetition_changes
 from backends.sweep.grid import BY_NAME, FORM_FIELDS, UNSET_WORDS, read_fields
 
 # Setup's fields: the grid's own (described once, in ``backends.sweep.grid``) and the
@@ -18,9 +18,6 @@ from backends.sweep.grid import BY_NAME, FORM_FIELDS, UNSET_WORDS, read_fields
 SHORT_LABELS = {"prompts": "prompt", "gens": "generate"}
 GRID_FIELDS = {**{f.form_id: SHORT_LABELS.get(f.form_id, f.label) for f in FORM_FIELDS},
                "reps": "reps"}
-# Adaptive repetitions, shown and typed as the CLI's -r takes them: a preset that adapts keeps
-# adapting when another field is edited.
-AUTO = "auto"
 # What an empty field means, shown as its placeholder when the preset sets none.
 EMPTY_WORDS = {f.form_id: f.unset for f in FORM_FIELDS if f.unset}
 FA_CHOICES = (("on", "on"), ("off", "off"), ("build default", "default"))
@@ -28,7 +25,7 @@ FA_CHOICES = (("on", "on"), ("off", "off"), ("build default", "default"))
 
 def fields_from_spec(spec: SweepSpec) -> dict[str, str]:
     """The form's text for a sweep ("" where the sweep leaves a setting to llama-bench)."""
-    reps = AUTO if spec.adaptive else str(spec.repetitions)
+    reps = AUTO if spec.adaptive else str(spec.repetitions)  # an adapting preset stays so when edited
     return {**{f.form_id: f.show(spec) for f in FORM_FIELDS}, "reps": reps}
 
 
@@ -57,11 +54,9 @@ def spec_from_fields(values: Mapping[str, str], fa: str, preset_name: str,
                           lambda setting: GRID_FIELDS[setting.form_id])
     changes.update(BY_NAME["flash_attn"].read(fa, "flash attn"))
     reps = read["reps"].strip().lower()
-    if reps == AUTO:  # as the CLI's -r auto: a first block, more until each point is decided
-        changes.update(repetitions=FIRST_BLOCK, adaptive=True)
-    elif reps not in UNSET_WORDS:
+    if reps not in UNSET_WORDS:  # as the CLI's -r: auto adapts, a number is fixed
         try:
-            changes["repetitions"] = int(reps)
+            changes.update(repetition_changes(reps))
         except ValueError:
             raise SweepError(f"reps: {reps!r} is not a whole number or auto") from None
     spec = SweepSpec(name=preset_name).with_changes(**changes)
