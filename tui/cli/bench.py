@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tui.cli import CommandError
 from tui.cli.common import (
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from backends.journal.journal import RunEvent
     from backends.journal.tune import TuneSpec
     from backends.models import ModelInfo
-    from backends.sweep import SweepSpec
+    from backends.sweep import SweepControl, SweepSpec
     from backends.telemetry import Telemetry
 
 
@@ -182,7 +182,7 @@ def cmd_bench(options: argparse.Namespace) -> int:
 
 
 def _bench(options: argparse.Namespace) -> int:
-    from backends.sweep import DEFAULT_GRANULARITY, RunRequest, SweepError, run_sweep
+    from backends.sweep import DEFAULT_GRANULARITY, RunRequest, SweepControl, SweepError, run_sweep
     from tui.cli.remote import host_models, host_telemetry
 
     builds, servers = make_contenders(load_builds(options.build, hosts=options.host,
@@ -203,10 +203,10 @@ def _bench(options: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     telemetry = _telemetry(options.telemetry) if local else None
     remote = host_telemetry(builds) if options.telemetry != "off" else {}
-    printer = SweepPrinter(output_mode(options))
+    printer, control = SweepPrinter(output_mode(options)), SweepControl()
     try:
-        status, run_dir = drive(run_sweep(request, telemetry=telemetry, host_telemetry=remote),
-                                printer=printer)
+        status, run_dir = drive(run_sweep(request, telemetry=telemetry, host_telemetry=remote, control=control),
+                                printer=printer, control=control)
     except SweepError as error:
         raise CommandError(str(error)) from None
     finally:
@@ -244,9 +244,11 @@ def _telemetry(choice: str) -> Telemetry | None:
 
 
 def drive(events: AsyncIterator[RunEvent], output: str = "text", *,
-          printer: SweepPrinter | None = None) -> tuple[int, Path | None]:
+          printer: SweepPrinter | None = None, control: SweepControl | None = None) -> tuple[int, Path | None]:
     """Run the sweep to its end, printing as it goes (``printer`` keeps its events); the
-    exit code and the run folder."""
+    exit code and the run folder. ``control``: the one the sweep was started with, whose
+    events journalled as a cancel landed are shown too, so the output holds what the
+    journal holds."""
     from backends.sweep import JournalError
 
     printer = printer or SweepPrinter(output)
@@ -254,4 +256,7 @@ def drive(events: AsyncIterator[RunEvent], output: str = "text", *,
         finished = asyncio.run(cancellable(events, printer.show))
     except JournalError as error:
         raise CommandError(str(error)) from None
+    if not finished and control is not None:
+        for event in control.undelivered:
+            printer.show(cast("RunEvent", event))
     return printer.finish(cancelled=not finished)

@@ -28,7 +28,7 @@ def register(subparsers: Subparsers) -> None:
 
 def cmd_resume(options: argparse.Namespace) -> int:
     from backends.paths import runs_root
-    from backends.sweep import SweepError, resume
+    from backends.sweep import SweepControl, SweepError, resume
     from backends.sweep.resume import probe_recorded
 
     run_dir = Path(options.run)
@@ -42,8 +42,9 @@ def cmd_resume(options: argparse.Namespace) -> int:
         if not options.allow_cpu_fallback:
             for build in builds:
                 refuse_cpu_fallback(build)
-        events = resume(run_dir, builds=builds, retry_failed=options.retry_failed)
-        return drive(events, output_mode(options))[0]
+        control = SweepControl()
+        events = resume(run_dir, builds=builds, retry_failed=options.retry_failed, control=control)
+        return drive(events, output_mode(options), control=control)[0]
     except SweepError as error:
         raise CommandError(str(error)) from None
 
