@@ -10,7 +10,13 @@ at most half the time of -r 5, with the same verdicts.
         [--preset seed-sweep | -p 128,512 -n 64 -d 0,512,1024] [--pairs 2] [--json OUT]
 
 ``--preset NAME`` takes the preset's whole grid (its prompts, generations, depths, flash
-attention and cache types), as ``llamaduel bench --preset NAME`` runs it.
+attention and cache types), as ``llamaduel bench --preset NAME`` runs it; ``-p``, ``-n``
+or ``-d`` given beside it replace the preset's own (``--preset seed-sweep -d 0,4096``).
+
+Each ``-r 5`` run also prints its floor: U, the seconds no repetition count changes
+(loads, llama-bench's depth prefill and warm-ups, paid once per process), against R, one
+repetition of every point; no rule that measures every point at least k times can take
+less than (U + kR) / (U + 5R) of ``-r 5``.
 
 Processes start from argument lists; nothing is timed inside the test suite.
 """
@@ -37,16 +43,29 @@ from backends.tooling import toolchain
 from profiles.model import profile_from_journal
 
 
-async def one_run(builds, model: Path, spec: SweepSpec, run_dir: Path) -> tuple[float, list[PointDecided], str]:
-    """Wall time, each point's decision, and where the sweep's seconds went (its last line)."""
+async def one_run(builds, model: Path, spec: SweepSpec,
+                  run_dir: Path) -> tuple[float, list[PointDecided], dict[str, float]]:
+    """Wall time, each point's decision, and where the sweep's seconds went."""
     started = time.perf_counter()
-    decided, spent = [], ""
+    decided, spent = [], {}
     async for event in run_sweep(RunRequest(builds, model, spec, run_dir=run_dir)):
         if isinstance(event, PointDecided):
             decided.append(event)
         elif isinstance(event, SweepFinished) and event.overhead:
-            spent = overhead_line(event.overhead)
+            spent = event.overhead
     return time.perf_counter() - started, decided, spent
+
+
+def floor_line(spent: dict[str, float], repetitions: int) -> str:
+    """What no repetition rule changes, from a fixed run: U, its untimed seconds (loads, the
+    depth prefill, warm-ups: paid once per process whatever the count), against R, one
+    repetition of every point; the least any rule can take against ``-r repetitions``."""
+    untimed, one = spent["wall"] - spent["work"], spent["work"] / repetitions
+    def bound(reps: int) -> float:
+        return (untimed + reps * one) / (untimed + repetitions * one)
+    return (f"floor: U {untimed:.1f} s untimed (depth fill {spent.get('depth fill', 0.0):.1f} s), "
+            f"R {one:.1f} s a repetition of every point: at best x{bound(2):.3f} of -r {repetitions} "
+            f"with 2 repetitions a point, x{bound(1):.3f} with 1")
 
 
 def verdicts(run_dir: Path, model: Path) -> dict[str, str]:
@@ -62,10 +81,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--build", action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--model", type=Path)
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="the preset's grid (not -p/-n/-d)")
-    parser.add_argument("-p", "--prompts", default="128,512")
-    parser.add_argument("-n", "--gens", default="64")
-    parser.add_argument("-d", "--depths", default="0,512,1024")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="the preset's grid; -p, -n or -d beside it replace its own")
+    parser.add_argument("-p", "--prompts", help="default 128,512")
+    parser.add_argument("-n", "--gens", help="default 64")
+    parser.add_argument("-d", "--depths", help="default 0,512,1024")
     parser.add_argument("-t", "--threads", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--json", type=Path)
@@ -84,12 +103,12 @@ def main() -> int:
 
         model = write_tiny_llama(scratch / "bench-llama.gguf", layers=4, embd=256, heads=8,
                                  heads_kv=4, ff=768)
-    if options.preset:
-        grid = PRESETS[options.preset]().with_changes(name="adaptive-bench", threads=options.threads)
-    else:
-        grid = SweepSpec(name="adaptive-bench", prompts=parse_int_list(options.prompts, "-p"),
-                         gens=parse_int_list(options.gens, "-n"),
-                         depths=parse_int_list(options.depths, "-d"), threads=options.threads)
+    grid = (PRESETS[options.preset]() if options.preset else
+            SweepSpec(name="grid", prompts=(128, 512), gens=(64,), depths=(0, 512, 1024)))
+    given = {field: parse_int_list(text, flag) for field, text, flag in (
+        ("prompts", options.prompts, "-p"), ("gens", options.gens, "-n"), ("depths", options.depths, "-d"))
+        if text}
+    grid = grid.with_changes(name="adaptive-bench", threads=options.threads, **given)
     specs = {"-r 5": grid.with_changes(repetitions=5, adaptive=False),
              "-r auto": grid.with_changes(repetitions=FIRST_BLOCK, adaptive=True, max_repetitions=10)}
     print(f"builds {', '.join(b.name for b in builds)}, model {model.name}, "
@@ -97,6 +116,7 @@ def main() -> int:
     walls: dict[str, list[float]] = {k: [] for k in specs}
     reps: dict[str, list[int]] = {k: [] for k in specs}
     seen: dict[str, list[dict[str, str]]] = {k: [] for k in specs}
+    floors: list[str] = []
     for pair in range(options.pairs):
         order = list(specs) if pair % 2 == 0 else list(reversed(specs))
         for label in order:
@@ -106,7 +126,11 @@ def main() -> int:
             reps[label] += [n for d in decided for n in d.repetitions.values()]
             seen[label].append(verdicts(run_dir, model))
             why = ", ".join(sorted({d.reason for d in decided}))
-            print(f"  pair {pair + 1} {label:<8} {wall:6.1f} s  [{why}; {spent}]", flush=True)
+            print(f"  pair {pair + 1} {label:<8} {wall:6.1f} s  [{why}; {overhead_line(spent) if spent else ''}]",
+                  flush=True)
+            if label == "-r 5" and spent:
+                floors.append(floor_line(spent, 5))
+                print(f"  pair {pair + 1} {floors[-1]}", flush=True)
         print(f"  pair {pair + 1} ratio -r auto / -r 5: {walls['-r auto'][-1] / walls['-r 5'][-1]:.3f}",
               flush=True)
     fixed, auto = (statistics.median(walls[k]) for k in specs)
@@ -119,6 +143,7 @@ def main() -> int:
         "mean_repetitions_auto": round(statistics.fmean(reps["-r auto"]), 2),
         "verdicts_fixed": seen["-r 5"][0], "verdicts_auto": seen["-r auto"][0],
         "same_verdicts_in_every_run": same,
+        "floors": floors,
     }
     print(f"-r 5:    {fixed:.1f} s (median)   -r auto: {auto:.1f} s   ratio {auto / fixed:.3f} "
           f"(per pair: {', '.join(f'{r:.3f}' for r in ratios)})")
