@@ -29,6 +29,8 @@ and the next one runs):
    for the GPU they ran on;
 12. ``gemma`` / ``race_check`` (on request): Gemma 3 270M (its parts carried one call at a
    time into ``<work>/gemma``), the race and the correctness check with CUDA as the reference.
+13. ``adaptive`` (on request): ``benchmarks/adaptive_repetitions.py`` over the seed-sweep
+   preset's whole grid, one pair, with the floor each ``-r 5`` run prints.
 
 ``--local CPU_BIN,VULKAN_BIN`` runs the same stages here on the toolchain's builds with
 the tiny model (a dry run of the pipeline itself).
@@ -238,6 +240,16 @@ class Pipeline:
                               log_name="cliffs.txt", check=False)
         self.record("cliffs", {"exit": done.returncode, "table": done.stdout[-6000:]})
 
+    def stage_adaptive(self) -> None:
+        """-r auto against -r 5 over the seed-sweep preset's whole grid (one pair), with the
+        floor each -r 5 run prints: what no repetition rule can go below."""
+        out = self.out / "adaptive.json"
+        grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else ["--preset", "seed-sweep", "-t", "8"]
+        self.run(["python3", "benchmarks/adaptive_repetitions.py", "--build", f"cuda={self.cuda_bin}",
+                  "--build", f"vulkan={self.vulkan_bin}", "--model", self.dense, *grid, "--pairs", "1",
+                  "--json", out], log_name="adaptive.txt")
+        self.record("adaptive", json.loads(out.read_text()))
+
     def stage_fidelity(self) -> None:
         figures = {}
         for name, folder in (("cuda", self.cuda_bin), ("vulkan", self.vulkan_bin)):
@@ -245,7 +257,7 @@ class Pipeline:
             grid = ["-p", "32", "-n", "8", "-d", "0,256"] if self.local else ["-p", "512", "-n", "128",
                                                                               "-d", "0,16384"]
             self.run(["python3", "benchmarks/fidelity.py", "--build", folder, "--model", self.dense,
-                      *grid, "-r", "3", "--pairs", "2", "--granularity", "auto", "--json", out],
+                      *grid, "-r", "5", "--pairs", "2", "--granularity", "auto", "--json", out],
                      log_name=f"fidelity-{name}.txt")
             figures[name] = json.loads(out.read_text())
         self.record("fidelity", figures)
