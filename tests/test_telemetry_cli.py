@@ -75,10 +75,17 @@ def test_this_machine_says_once_which_sources_are_off_and_still_prints_the_host(
     assert sum(" host " in line for line in result.stdout.splitlines()) == 2
 
 
-def test_ctrl_c_exits_cleanly(mi50):
+def _ignore_sigint() -> None:  # runs in the child: as under a shell's `cmd &`, which ignores SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_exits_cleanly(mi50, inherited):
+    """Also where the shell that started it ignores SIGINT (a job started with `&`): the
+    signal is the event loop's own, not Python's default handler."""
     process = subprocess.Popen(
         [*LLAMADUEL, "telemetry", "--interval", "0.05", "--sysfs-root", str(mi50.root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=_ignore_sigint if inherited == "ignored" else None)
     try:
         assert process.stdout.readline().startswith("# time")
         assert "0000:03:00.0" in process.stdout.readline()
@@ -90,6 +97,22 @@ def test_ctrl_c_exits_cleanly(mi50):
             process.wait()
     assert process.returncode == 0
     assert "Traceback" not in err
+
+
+def test_sigterm_ends_the_stream_on_a_whole_line(mi50):
+    process = subprocess.Popen(
+        [*LLAMADUEL, "telemetry", "--interval", "0.05", "--jsonl", "--sysfs-root", str(mi50.root)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        first = json.loads(process.stdout.readline())
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0 and "Traceback" not in err
+    assert first["devices"] and all(json.loads(line)["devices"] for line in out.splitlines())
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -3,7 +3,8 @@
 One fixed-width line per device and one for the host each tick; ``--json`` prints one
 document when it stops (``{"ticks": [...]}``, each ``snapshot_to_json`` of one tick) and
 ``--jsonl`` one JSON line per tick as it comes. Sources that cannot work
-here are named once on stderr, with the reason. Ctrl-C stops it cleanly.
+here are named once on stderr, with the reason. Ctrl-C, SIGTERM and a hang-up stop it
+cleanly.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TextIO
 
-from tui.cli.common import Subparsers
+from tui.cli.common import Subparsers, cancellable
 
 if TYPE_CHECKING:
     from backends.telemetry import DeviceSample, HostSample, Telemetry
@@ -134,42 +136,43 @@ def run_telemetry(options: argparse.Namespace) -> int:
 def _print_ticks(telemetry: Telemetry, interval: float, count: int | None, mode: str,
                  out: TextIO) -> int:
     """Ticks as text lines, JSON lines (``jsonl``), or one document at the end (``json``,
-    also after Ctrl-C: what was sampled is never lost)."""
+    also after Ctrl-C, SIGTERM or a hang-up: what was sampled is never lost)."""
     import asyncio
 
-    from backends.telemetry import snapshot_to_json
+    from backends.telemetry import TelemetrySnapshot, snapshot_to_json
 
     collected: list[dict[str, object]] = []
 
-    async def consume() -> None:
-        ticks = 0
-        if mode == "text":
-            print(header_line(), file=out, flush=True)
+    def show(snapshot: TelemetrySnapshot) -> None:
+        if mode == "json":
+            collected.append(snapshot_to_json(snapshot))
+        elif mode == "jsonl":
+            print(json.dumps(snapshot_to_json(snapshot)), file=out, flush=True)
+        else:
+            clock = time.strftime("%H:%M:%S", time.localtime(snapshot.at))
+            for device in snapshot.devices:
+                print(device_line(clock, device), file=out)
+            if snapshot.host is not None:
+                print(host_line(clock, snapshot.host), file=out)
+            out.flush()
+
+    async def ticks() -> AsyncIterator[TelemetrySnapshot]:
         stream = telemetry.stream(interval)
         try:
+            taken = 0
             async for snapshot in stream:
-                if mode == "json":
-                    collected.append(snapshot_to_json(snapshot))
-                elif mode == "jsonl":
-                    print(json.dumps(snapshot_to_json(snapshot)), file=out, flush=True)
-                else:
-                    clock = time.strftime("%H:%M:%S", time.localtime(snapshot.at))
-                    for device in snapshot.devices:
-                        print(device_line(clock, device), file=out)
-                    if snapshot.host is not None:
-                        print(host_line(clock, snapshot.host), file=out)
-                    out.flush()
-                ticks += 1
-                if count is not None and ticks >= count:
-                    break
+                yield snapshot
+                taken += 1
+                if count is not None and taken >= count:
+                    return
         finally:
             await stream.aclose()
 
-    try:
-        asyncio.run(consume())
-    except KeyboardInterrupt:
-        if mode != "json":
-            raise
+    if mode == "text":
+        print(header_line(), file=out, flush=True)
+    # The signals are the loop's own (as for a sweep): they stop the stream where it waits,
+    # also where the shell that started llamaduel ignores SIGINT.
+    asyncio.run(cancellable(ticks(), show))
     if mode == "json":
         json.dump({"ticks": collected}, out, indent=2)
         out.write("\n")
