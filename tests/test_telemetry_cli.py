@@ -79,40 +79,38 @@ def _ignore_sigint() -> None:  # runs in the child: as under a shell's `cmd &`, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("inherited", ["default", "ignored"])
-def test_ctrl_c_exits_cleanly(mi50, inherited):
-    """Also where the shell that started it ignores SIGINT (a job started with `&`): the
-    signal is the event loop's own, not Python's default handler."""
+def _signalled(mi50, *args: str, signum: int, lines: int, preexec=None) -> tuple[list[str], str, str, int]:
+    """``llamaduel telemetry ARGS`` until its first ``lines`` lines are out, then ``signum``:
+    those lines, the rest of stdout, stderr and the exit code (killed after 30 s)."""
     process = subprocess.Popen(
-        [*LLAMADUEL, "telemetry", "--interval", "0.05", "--sysfs-root", str(mi50.root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=_ignore_sigint if inherited == "ignored" else None)
+        [*LLAMADUEL, "telemetry", "--interval", "0.05", *args, "--sysfs-root", str(mi50.root)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=preexec)
     try:
-        assert process.stdout.readline().startswith("# time")
-        assert "0000:03:00.0" in process.stdout.readline()
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 0
-    assert "Traceback" not in err
-
-
-def test_sigterm_ends_the_stream_on_a_whole_line(mi50):
-    process = subprocess.Popen(
-        [*LLAMADUEL, "telemetry", "--interval", "0.05", "--jsonl", "--sysfs-root", str(mi50.root)], cwd=REPO,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        first = json.loads(process.stdout.readline())
-        process.send_signal(signal.SIGTERM)
+        first = [process.stdout.readline() for _ in range(lines)]
+        process.send_signal(signum)
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-    assert process.returncode == 0 and "Traceback" not in err
-    assert first["devices"] and all(json.loads(line)["devices"] for line in out.splitlines())
+    return first, out, err, process.returncode
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_exits_cleanly(mi50, inherited):
+    """Also where the shell that started it ignores SIGINT (a job started with `&`): the
+    signal is the event loop's own, not Python's default handler."""
+    first, _out, err, code = _signalled(mi50, signum=signal.SIGINT, lines=2,
+                                        preexec=_ignore_sigint if inherited == "ignored" else None)
+    assert first[0].startswith("# time") and "0000:03:00.0" in first[1]
+    assert code == 0
+    assert "Traceback" not in err
+
+
+def test_sigterm_ends_the_stream_on_a_whole_line(mi50):
+    first, out, err, code = _signalled(mi50, "--jsonl", signum=signal.SIGTERM, lines=1)
+    assert code == 0 and "Traceback" not in err
+    assert all(json.loads(line)["devices"] for line in [*first, *out.splitlines()])
 
 
 @pytest.mark.parametrize(("args", "message"), [
