@@ -2,8 +2,10 @@
 """CUDA against Vulkan on one NVIDIA GPU (H200), through llamaduel, in one pipeline.
 
 Runs on the GPU machine from a checkout, in its own session so that it outlives one
-command:
+command, after the carried wheels are installed (Ubuntu's Python refuses a plain pip
+install there):
 
+    python3 -m pip install --no-deps --no-index --break-system-packages .whl/*.whl
     python3 scripts/gpu_proof.py start --work /tmp/proof
     python3 scripts/gpu_proof.py wait --work /tmp/proof --max 500 --pack OUT_DIR
 
