@@ -63,6 +63,24 @@ def of(events: Sequence[Any], kind: type, build: str | None = None) -> list[Any]
             and (build is None or getattr(e, "build", None) == build)]
 
 
+# Children of this test process that were there before the test began (``test_soak.py``'s
+# autouse fixture): an earlier test's leftover on the same worker is that test's fault,
+# not this one's.
+BEFORE: set[int] = set()
+
+
+def live_children() -> list[psutil.Process]:
+    alive = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    return alive
+
+
 def assert_no_children() -> None:
-    assert not [p for p in psutil.Process().children(recursive=True)
-                if p.status() != psutil.STATUS_ZOMBIE]
+    """Nothing this test started is still running; what is, is named."""
+    left = [p for p in live_children() if p.pid not in BEFORE]
+    assert not left, [(p.pid, p.name()) for p in left]

@@ -314,16 +314,18 @@ async def test_cancel_kills_every_child(cpu, tiny_llama, tmp_path):
 
 async def test_resume_skips_finished_points(cpu, tiny_llama, tmp_path):
     spec = SMALL.with_changes(depths=(0, 128, 256))
-    seen = 0
+    seen = []
     async with contextlib.aclosing(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path))) as events:
         async for event in events:
             if isinstance(event, ResultReceived):
-                seen += 1
-                if seen == 2:
+                seen.append((event.build, event.result.point.key))
+                if len(seen) == 2:
                     break  # the consumer walks away: the run is interrupted
     first_part = read_journal(tmp_path)
     done_before = finished_points(first_part)
-    assert len(done_before) == 2 and first_part[-1].cancelled
+    # A result journalled while the consumer walked away is kept too (on a busy machine the
+    # next point can end before the generator is closed).
+    assert set(seen) <= done_before and len(done_before) < len(spec.points()) and first_part[-1].cancelled
 
     resumed = await collect(resume(tmp_path, builds=[cpu]))
     assert isinstance(resumed[0], SweepStarted) and resumed[0].resumed

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import soak_helpers
 from soak_helpers import assert_no_children, build, of, quick_spec, soak, summary_of
 from wrapped_builds import different_model, wrap
 
@@ -24,6 +25,12 @@ from backends.soak import (
 from backends.soak.summary import summary_lines
 
 pytestmark = pytest.mark.toolchain
+
+
+@pytest.fixture(autouse=True)
+def _children_before():
+    """What was running before this test: not this test's to leave behind."""
+    soak_helpers.BEFORE = {p.pid for p in soak_helpers.live_children()}
 
 
 @pytest.fixture(scope="module")
