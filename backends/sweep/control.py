@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.journal.journal import RunEvent
 
 
 class SweepControl:
@@ -14,7 +18,7 @@ class SweepControl:
     def __init__(self) -> None:
         self._running = asyncio.Event()
         self._running.set()
-        self.undelivered: list[object] = []
+        self.undelivered: list[RunEvent] = []
 
     @property
     def paused(self) -> bool:

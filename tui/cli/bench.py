@@ -12,7 +12,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from tui.cli import CommandError
 from tui.cli.common import (
@@ -258,5 +258,5 @@ def drive(events: AsyncIterator[RunEvent], output: str = "text", *,
         raise CommandError(str(error)) from None
     if not finished and control is not None:
         for event in control.undelivered:
-            printer.show(cast("RunEvent", event))
+            printer.show(event)
     return printer.finish(cancelled=not finished)
