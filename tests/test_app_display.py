@@ -166,6 +166,19 @@ async def test_an_adaptive_preset_stays_adaptive_when_another_field_is_edited(tm
         assert not form.spec().adaptive and form.spec().repetitions == 5
 
 
+async def test_an_edit_made_while_a_preset_is_being_applied_reads_custom(tmp_path):
+    # A field typed into before the preset's own edits have settled (a loaded machine's slow
+    # refresh) is still the user's: the form must not keep calling it the preset.
+    app = bare_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form, depths = await preset_field(pilot, "depths", "placeholder")
+        form.apply_preset("seed-sweep")
+        depths.value = "0,4096"  # in the same tick, before the form's refresh
+        preset = app.screen.query_one("#preset")
+        await until(pilot, lambda: str(preset.value) == "custom", "the preset to read custom")
+        assert form.spec().depths == (0, 4096)
+
+
 # ---------------------------------------------------------------- plots
 def test_ticks_are_round_and_short():
     assert [tick_label(t) for t in nice_ticks(0, 85050, 4)] == ["0", "20K", "40K", "60K", "80K",

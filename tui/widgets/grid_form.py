@@ -163,15 +163,16 @@ class GridForm(Vertical):
     @on(TickBox.Changed, "#tune-first")
     def _edited(self, event: Message) -> None:
         event.stop()
-        if self._applying:
-            return
+        # Compared even while a preset is being applied: its own edits have all landed by
+        # now (it sets every field in one go), so a difference is the user's typing.
         preset_select = self.query_one("#preset", Select)
         if preset_select.value != "custom" and (
                 effective(self.values(), self._defaults) != self._preset_values):
             preset_select.value = "custom"
             self.query_one("#preset-description", Static).update(
                 "your own grid (empty fields: the placeholder's value)")
-        self.post_message(self.Changed())
+        if not self._applying:  # the preset's own edits end in one Changed (``_applied``)
+            self.post_message(self.Changed())
 
     @on(Input.Submitted, "#grid-fields Input")
     def _submitted(self, event: Input.Submitted) -> None:
