@@ -92,8 +92,10 @@ async def test_guard_waits_while_the_card_is_hot_and_goes_on_when_it_cools(cpu, 
     assert start == 101 and end == 79  # baseline 78 °C: within the margin again
     assert "junction 101 °C -> 79 °C" in waits[0].message
     # The wait came before the block it guarded, and it is in the journal.
+    # (Telemetry ticks go on meanwhile: a busy machine may journal one in between.)
     index = events.index(waits[0])
-    assert isinstance(events[index + 1], PointStarted)
+    after = [e for e in events[index + 1:] if not isinstance(e, TelemetryRecorded)]
+    assert isinstance(after[0], PointStarted)
     assert any(isinstance(e, CoolingWaited) for e in read_journal(tmp_path / "run"))
 
 

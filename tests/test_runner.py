@@ -200,6 +200,32 @@ async def test_a_build_alone_runs_on_from_point_to_point_as_bare_llama_bench_wou
     assert_gone(starts[0].pid)
 
 
+async def test_a_build_alone_runs_on_even_when_the_runner_gets_to_a_turn_after_it_ended(
+        cpu, tiny_llama, tmp_path, monkeypatch):
+    """A busy machine may schedule the process's readers before the runner: a point run on
+    into can end before the runner awaits it. The process must run on into the next point
+    then too, not stop at that result (a stop there can land late, inside a timed run)."""
+    from backends.sweep.resident import ResidentBench
+    from backends.tool import ToolProcess
+
+    pauses: list[int] = []
+    pause, run_point = ToolProcess.pause, ResidentBench.run_point
+    monkeypatch.setattr(ToolProcess, "pause", lambda tool: (pauses.append(tool.pid), pause(tool))[1])
+
+    async def lagging_runner(bench, point, *args):
+        while point in bench.ahead and point.key not in bench.results:
+            await asyncio.sleep(0.01)  # until the reader has this point's result
+        return await run_point(bench, point, *args)
+
+    monkeypatch.setattr(ResidentBench, "run_point", lagging_runner)
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")))
+    starts = [e for e in events if isinstance(e, PointStarted)]
+    assert [e.point for e in starts] == list(spec.points()) and len({e.pid for e in starts}) == 1
+    assert [e.result.point for e in events if isinstance(e, ResultReceived)] == list(spec.points())
+    assert pauses == []  # never stopped between points: it ran on from the first to the last
+
+
 async def test_a_crash_in_a_resident_process_fails_one_point_and_the_rest_run(cpu, tiny_llama,
                                                                               tmp_path):
     spec = SMALL.with_changes(depths=(0, 2048), gens=(32,), repetitions=3)

@@ -22,6 +22,10 @@ from backends.sweep.records import (
 )
 from backends.tool import ToolProcess
 
+# After a contender's turn at a point: its next turn (point, block index) when that comes
+# straight after, to run on into; None when another contender or a wait comes first.
+NextTurn = Callable[[TestPoint], tuple[TestPoint, int] | None]
+
 
 class ResidentBench:
     """One llama-bench over a round's points for one contender, paused between them.
@@ -57,7 +61,8 @@ class ResidentBench:
         self.pause_leaked = False  # a timed repetition started before the pause took hold
         self.tracker = ctx.tracker(contender)
         self.follow: tuple[TestPoint, int] | None = None  # the next turn, run on without a pause
-        self.ahead: TestPoint | None = None  # run on into after the last result, not yet awaited
+        self.next_turn: NextTurn | None = None  # the runner's answer to "what comes after"
+        self.ahead: list[TestPoint] = []  # run on into, in order, not yet awaited by the runner
 
     async def _spawn(self, todo: list[TestPoint]) -> bool:
         todo = grid_prefix(todo)  # a later turn starts another process for the rest
@@ -136,7 +141,10 @@ class ResidentBench:
         self.block = Block((point,), self.block.repetitions, index)
         self.started_at[point.key] = self.ctx.started(self.contender, point, self.argv, tool.pid,
                                                       self.block)
-        self.ahead = point
+        self.ahead.append(point)
+        # Asked now, not when the runner gets to this turn: a busy machine may let the
+        # process finish it first, and without a next turn it would pause (maybe late).
+        self.follow = self.next_turn(point) if self.next_turn is not None else None
         tool.resume()  # a "starting" line may have paused it first
         self.boundary.set()
 
@@ -153,19 +161,25 @@ class ResidentBench:
                 and self.position + 1 < len(self.queue) and self.queue[self.position + 1] == point)
 
     async def run_point(self, point: TestPoint, todo: list[TestPoint], index: int,
-                        follow: tuple[TestPoint, int] | None = None) -> ChunkTiming | None:
+                        next_turn: NextTurn | None = None) -> ChunkTiming | None:
         """Run ``point`` (the first of ``todo``, the round's remaining points) to its end, as
-        block ``index`` of that point; ``follow``: the same contender's next turn (a point
-        and its block index), to run on into without a pause.
+        block ``index`` of that point; ``next_turn``: the same contender's next turn after a
+        point, to run on into without a pause.
 
         For the first point of a fresh process, returns where its time went (load, work)."""
-        ahead, self.ahead = self.ahead, None
-        if ahead == point and self.tool is not None and self.tool.running:
-            self.follow = follow
-            self.boundary.clear()
-            if point.key in self.results:  # it ended before its turn came
-                self.boundary.set()
-            return await self._await_point(self.tool, point, fresh=False)
+        self.next_turn = next_turn
+        follow = next_turn(point) if next_turn is not None else None
+        if point in self.ahead:  # the process ran on into it
+            del self.ahead[:self.ahead.index(point) + 1]
+            if (done := self.results.get(point.key)) is not None:  # ended before its turn came
+                if not isinstance(done, BenchResult):
+                    await self.stop()  # as after an invalid result in its turn
+                return None
+            if self.tool is not None and self.tool.running:
+                self.follow = follow
+                self.boundary.clear()
+                return await self._await_point(self.tool, point, fresh=False)
+        self.ahead = []
         fresh = not self._continues(point)
         if fresh:
             if self.pause_leaked and self.tool is not None:
@@ -223,7 +237,7 @@ class ResidentBench:
     async def stop(self) -> None:
         """Kill the process group (a stopped process dies of SIGKILL too) and reap it."""
         tool, self.tool = self.tool, None
-        self.follow = self.ahead = None
+        self.follow, self.ahead = None, []
         self.tracker.abandon()
         if tool is None:
             return

@@ -64,7 +64,7 @@ from backends.sweep.plan import (
     turn_order,
 )
 from backends.sweep.request import RunRequest
-from backends.sweep.resident import ResidentBench, stop_all
+from backends.sweep.resident import NextTurn, ResidentBench, stop_all
 from backends.sweep.spec import SweepSpec
 from backends.telemetry.model import TelemetrySource
 
@@ -84,7 +84,7 @@ class Sweep:
         self.contenders, self.model, self.spec = list(request.builds), model, spec
         self.by_name = {c.name: c for c in self.contenders}
         self.run_dir, self.run_id, self.journal = run_dir, run_id, journal
-        self.telemetry, self.control = telemetry, control
+        self.telemetry, self.control, self.notes, self.started = telemetry, control, list(notes), False
         self.points = spec.points()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.blocks: dict[tuple[str, str], Blocks] = {}
@@ -99,7 +99,6 @@ class Sweep:
         self.chosen = request.granularity
         self._handover: dict[str, ResidentBench] = {}  # resident processes auto kept loaded
         self.this_round: set[tuple[str, str]] = set()  # measured (or failed) in this round
-        self.notes, self.started = list(notes), False
         self.ctx = BenchContext(model.path, spec, self.emit, self.summary, request.timeouts or TimeoutPolicy(),
                                 self.watch, launcher_for=launcher_for, model_for=self.model_for,
                                 machine=lambda c: self.monitors.get(c.host, self.monitors[None]))
@@ -314,10 +313,9 @@ class Sweep:
                 if not mine:
                     continue
                 await self.before_block(contender, mine[0])
-                if benches:
-                    rest = [t for t in order if t != (contender, mine[0])] if contender == group[-1] else []
-                    timing = await benches[contender.name].run_point(
-                        mine[0], mine, 0, self._follow(rest, contender, repetitions))
+                if benches:  # the last one's next turn is the round's; the others' are not theirs
+                    timing = await benches[contender.name].run_point(mine[0], mine, 0, self._next_turn(
+                        order, contender, repetitions) if contender == group[-1] else None)
                 else:
                     timing = await run_chunk(self.ctx, contender, self._block(contender, (mine[0],), repetitions))
                 if timing is not None:
@@ -337,16 +335,16 @@ class Sweep:
             benches.setdefault(contender.name, ResidentBench(self.ctx, contender, repetitions))
         try:
             order = self._round_order(group, todo, round_number)
-            for turn, (contender, point) in enumerate(order):
+            for contender, point in order:
                 if not self._needs(contender, point):
                     continue
                 bench = benches[contender.name]
-                if bench.ahead != point:  # else it runs already, right after its last point
+                if point not in bench.ahead:  # else it runs already, right after its last point
                     await self.before_block(contender, point)
                 mine = [p for p in todo if self._needs(contender, p)]
                 block = self._block(contender, (point,), repetitions)
                 await bench.run_point(point, mine[mine.index(point):], block.index,
-                                      self._follow(order[turn + 1:], contender, repetitions))
+                                      self._next_turn(order, contender, repetitions))
         finally:
             # Also when cancelled while measuring: no loaded llama-bench is left behind.
             await stop_all(benches.values())
@@ -355,15 +353,17 @@ class Sweep:
         return ([(c, p) for i, p in enumerate(todo) for c in turn_order(group, i, round_number)]
                 if self.request.interleave else [(c, p) for c in group for p in todo])
 
-    def _follow(self, rest: Sequence[Turn], contender: BuildInfo, repetitions: int) -> tuple[TestPoint, int] | None:
-        """The contender's next point and its block index when its turn comes next and nothing
-        waits before it (the thermal guard has nothing to watch): it runs on without a pause."""
-        if self.monitors.get(contender.host, self.monitors[None]).guard.watching:
-            return None
-        following = next(((c, p) for c, p in rest if self._needs(c, p)), None)
-        if following is None or following[0].name != contender.name:
-            return None
-        return following[1], self._block(contender, (following[1],), repetitions).index
+    def _next_turn(self, order: Sequence[Turn], contender: BuildInfo, repetitions: int) -> NextTurn:
+        """The contender's next turn after its turn at a point, to run on into when nothing comes
+        between: the first still needed in ``order`` (the turns before are done by then)."""
+        def after(point: TestPoint) -> tuple[TestPoint, int] | None:
+            following = next(((c, p) for c, p in order if self._needs(c, p)
+                              and (c.name, p.key) != (contender.name, point.key)), None)
+            if (following is None or following[0].name != contender.name
+                    or self.monitors.get(contender.host, self.monitors[None]).guard.watching):
+                return None
+            return following[1], self._block(contender, (following[1],), repetitions).index
+        return after
 
     async def _remeasure_throttled(self, group: Sequence[BuildInfo], todo: list[TestPoint],
                                    repetitions: int) -> None:
