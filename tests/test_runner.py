@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -206,11 +207,8 @@ async def test_a_build_alone_runs_on_even_when_the_runner_gets_to_a_turn_after_i
     into can end before the runner awaits it. The process must run on into the next point
     then too, not stop at that result (a stop there can land late, inside a timed run)."""
     from backends.sweep.resident import ResidentBench
-    from backends.tool import ToolProcess
 
-    pauses: list[int] = []
-    pause, run_point = ToolProcess.pause, ResidentBench.run_point
-    monkeypatch.setattr(ToolProcess, "pause", lambda tool: (pauses.append(tool.pid), pause(tool))[1])
+    run_point = ResidentBench.run_point
 
     async def lagging_runner(bench, point, *args):
         while point in bench.ahead and point.key not in bench.results:
@@ -223,7 +221,46 @@ async def test_a_build_alone_runs_on_even_when_the_runner_gets_to_a_turn_after_i
     starts = [e for e in events if isinstance(e, PointStarted)]
     assert [e.point for e in starts] == list(spec.points()) and len({e.pid for e in starts}) == 1
     assert [e.result.point for e in events if isinstance(e, ResultReceived)] == list(spec.points())
-    assert pauses == []  # never stopped between points: it ran on from the first to the last
+    assert not any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+
+
+async def test_a_build_alone_read_late_was_still_measured_in_turn_by_one_process(
+        cpu, tiny_llama, tmp_path, monkeypatch):
+    """The worst a busy machine does: every stop between points lands too late to matter and
+    the progress (stderr) is read points ahead of the results (stdout), the last ones only
+    after the process has ended. Nothing was measured out of turn (the process ran on), so
+    nothing may be measured again."""
+    from backends.tool import ToolProcess
+
+    timed_seen: list[int] = []  # test indexes whose timed run the progress reader has read
+    stderr_ended = asyncio.Event()
+    stderr_lines, stdout_lines = ToolProcess.stderr_lines, ToolProcess.stdout_lines
+
+    async def progress_read_first(tool):
+        async for line in stderr_lines(tool):
+            if (match := re.search(r"benchmark (\d+)/\d+: (prompt|generation) run", line)):
+                timed_seen.append(int(match.group(1)) - 1)
+            yield line
+        stderr_ended.set()
+
+    async def results_read_two_tests_late(tool):
+        results = 0
+        async for line in stdout_lines(tool):
+            while not stderr_ended.is_set() and max(timed_seen, default=-1) < results + 2:
+                await asyncio.sleep(0.01)  # until the progress reader is two tests further
+            results += line.startswith(b"{")
+            yield line
+
+    monkeypatch.setattr(ToolProcess, "pause", lambda tool: None)  # every stop too late
+    monkeypatch.setattr(ToolProcess, "stderr_lines", progress_read_first)
+    monkeypatch.setattr(ToolProcess, "stdout_lines", results_read_two_tests_late)
+    spec = SMALL.with_changes(depths=(0, 128, 256))
+    events = await collect(run_sweep(RunRequest([cpu], tiny_llama, spec, run_dir=tmp_path, granularity="resident")))
+    starts = [e for e in events if isinstance(e, PointStarted)]
+    assert [e.point for e in starts] == list(spec.points()) and len({e.pid for e in starts}) == 1
+    assert [e.result.point for e in events if isinstance(e, ResultReceived)] == list(spec.points())
+    assert not any(isinstance(e, SweepNote) and "the pause before" in e.message for e in events)
+    assert min(timed_seen) == 0 and len(set(timed_seen)) == len(spec.points())
 
 
 async def test_a_crash_in_a_resident_process_fails_one_point_and_the_rest_run(cpu, tiny_llama,

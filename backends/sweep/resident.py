@@ -59,6 +59,7 @@ class ResidentBench:
         self.argv: list[str] = []
         self.first_work_at: float | None = None  # the model is loaded: the first test begins
         self.pause_leaked = False  # a timed repetition started before the pause took hold
+        self.timed_early: set[int] = set()  # tests whose timed run began before the last result was read
         self.tracker = ctx.tracker(contender)
         self.follow: tuple[TestPoint, int] | None = None  # the next turn, run on without a pause
         self.next_turn: NextTurn | None = None  # the runner's answer to "what comes after"
@@ -70,6 +71,7 @@ class ResidentBench:
         self.queue, self.position = todo, 0
         self.boundary = asyncio.Event()
         self.first_work_at, self.pause_leaked = None, False
+        self.timed_early = set()
         tool = ToolProcess(self.argv, env=self.contender.env,
                            launcher=self.ctx.launcher_for(self.contender))
         if not await start_tool(self.ctx, self.contender, tool, todo[:1]):
@@ -97,6 +99,8 @@ class ResidentBench:
             follow = self._following()
             if follow is None and 0 <= self.position < len(self.queue) - 1:
                 self._pause(tool)
+                # Its next test's timed run was seen before this result was read: too late.
+                self.pause_leaked = self.pause_leaked or self.position + 1 in self.timed_early
             energy = self.tracker.finish(point, self.position)
             if isinstance(parsed, InvalidResult):
                 self.ctx.emit(invalid_result_failure(self.contender.name, point, parsed))
@@ -115,11 +119,13 @@ class ResidentBench:
                 if self._runs_on(index):
                     continue  # its own PointStarted comes with the last point's result
                 if message == "starting":
-                    self._pause(tool)
-                elif TIMED_RUN.match(message):
+                    self._pause(tool)  # a run-on resumes it
+                elif TIMED_RUN.match(message) and index == self.position + 1:
                     self.pause_leaked = True
+                elif TIMED_RUN.match(message):  # results not read that far yet: judged there
+                    self.timed_early.add(index)
                 continue
-            if 0 <= self.position < len(self.queue):
+            if index == self.position < len(self.queue):  # not a late line of a point now done
                 self.ctx.emit(PointProgress(build=self.contender.name, point=self.queue[self.position],
                                             message=message, at=time.time()))
 
@@ -175,7 +181,7 @@ class ResidentBench:
                 if not isinstance(done, BenchResult):
                     await self.stop()  # as after an invalid result in its turn
                 return None
-            if self.tool is not None and self.tool.running:
+            if self.tool is not None:  # running, or ended with its result maybe still unread
                 self.follow = follow
                 self.boundary.clear()
                 return await self._await_point(self.tool, point, fresh=False)
@@ -215,6 +221,9 @@ class ResidentBench:
             if not ended.done():
                 ended.cancel()
         timed_out = not self.boundary.is_set() and tool.returncode is None
+        if tool.returncode is not None and self.readers:
+            # It ended on its own: first read what it wrote (points it ran on into, unread).
+            await asyncio.wait(self.readers, timeout=5)
         if tool.returncode is not None or timed_out:
             await self.stop()  # the group dies with it; readers drain what was written
         elif point.key not in self.results:
