@@ -121,7 +121,7 @@ async def test_race_both_builds_save_and_reopen_profile(tmp_path, builds, tiny_l
         launch_line = reopened.query_one("#launch-command")
         await until(pilot, lambda: "llama-server" in str(launch_line.render()), "launch command shown")
         await pilot.press("escape")
-        assert isinstance(app.screen, ProfilesScreen)
+        await until(pilot, lambda: isinstance(app.screen, ProfilesScreen), "back to the profiles")
 
 
 async def test_pause_resume_and_cancel_keep_results_and_leave_no_children(
@@ -211,6 +211,6 @@ async def test_bad_build_path_gets_one_line_and_nothing_crashes(tmp_path, builds
         assert not empty.runnable
         assert "cannot run" in str(app.screen.query_one("#setup-status").render())
         app.screen.query_one("#field-depths").value = "0,-5"
-        await pilot.pause()
-        assert "depth" in str(app.screen.query_one("#setup-status").render())
+        await until(pilot, lambda: "depth" in str(app.screen.query_one("#setup-status").render()),
+                    "the status to name the bad depth")
         assert app.screen.query_one("#start").disabled

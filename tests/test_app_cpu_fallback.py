@@ -64,8 +64,8 @@ async def test_setup_flags_it_asks_before_the_run_and_the_verdict_names_it(
         screen.query_one("#check-correctness").value = False
         for key, value in {"prompts": "16", "gens": "4", "depths": "0", "reps": "2"}.items():
             screen.query_one(f"#field-{key}").value = value
-        await pilot.pause()
-        assert any(FLAG in warning for warning in screen.plan.warnings)
+        await until(pilot, lambda: any(FLAG in warning for warning in screen.plan.warnings),
+                    "the plan to warn of the flagged build")
         screen.query_one("#builds-table").focus()
         await pilot.pause()
 
