@@ -5,6 +5,7 @@ verb's help and the README show."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import psutil
 import pytest
 
 from backends.builds import probe_build
@@ -141,6 +143,38 @@ def test_a_cancelled_run_is_130_and_a_bad_model_path_is_2(cpu, tiny_llama, tmp_p
                         *GRID, tmp=tmp_path)
     assert missing.returncode == exits.BAD_INPUT
     assert missing.stderr.strip().splitlines() == [f"llamaduel: model not found: {tmp_path / 'nope.gguf'}"]
+
+
+def working_child(parent: int, name: str) -> psutil.Process:
+    """``parent``'s child tool ``name`` once it runs, held there (SIGSTOP) so that a signal to
+    ``parent`` finds it mid-run however fast the tiny model is."""
+    for _ in range(30000):
+        for child in psutil.Process(parent).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if child.name() == name:
+                    child.suspend()
+                    return child
+    raise AssertionError(f"{name} never started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize(("verb", "tool", "extra"), [
+    ("race", "llama-completion", ["--prompt", "Once upon a time", "-t", "1"]),
+    ("check", "llama-perplexity", ["-c", "64", "--chunks", "2"]),
+    ("serve-bench", "llama-server", ["--concurrency", "1", "-p", "64", "-n", "4", "-t", "1"]),
+])
+def test_race_check_and_serve_bench_stop_on_sigterm_or_a_hang_up_as_on_ctrl_c(
+        verb, tool, extra, signum, cpu, tiny_llama, tmp_path):
+    env = {**os.environ, "LLAMADUEL_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
+    run = subprocess.Popen([sys.executable, "-m", "tui.cli", verb, "--build", f"cpu={cpu}",
+                            "--model", str(tiny_llama), *extra], cwd=REPO, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = working_child(run.pid, tool)
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == exits.CANCELLED, err
+    assert err.strip().splitlines()[-1] == "llamaduel: interrupted" and "Traceback" not in err
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
 
 
 def test_one_table_in_every_help_and_the_readme():

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from backends.correctness import CorrectnessThresholds
 
 from tui.cli import CommandError, exits
-from tui.cli.common import Subparsers
+from tui.cli.common import Subparsers, stoppable
 
 
 def register(subparsers: Subparsers) -> None:
@@ -151,7 +151,7 @@ def cmd_check(options: argparse.Namespace) -> int:
         return status
 
     try:
-        status = asyncio.run(drive())
+        status = asyncio.run(stoppable(drive()))
     except CheckInputError as error:
         raise CommandError(str(error)) from None
     if options.json:

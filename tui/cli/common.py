@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -19,6 +19,7 @@ from tui.cli import CommandError
 # What each verb module registers itself on (``register(subparsers)``).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 E = TypeVar("E")
+T = TypeVar("T")
 
 
 if TYPE_CHECKING:
@@ -214,3 +215,29 @@ async def cancellable(events: AsyncIterator[E], handle: Callable[[E], object]) -
             loop.remove_signal_handler(signum)
         await events.aclose()  # type: ignore[attr-defined]
     return True
+
+
+async def stoppable(work: Awaitable[T]) -> T:
+    """Await a command's whole run; SIGTERM and a hang-up stop it as Ctrl-C does (one line
+    and the cancelled exit, ``tui.cli.exits``), after its own clean-up killed its children."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        caught.append(signum)
+        task.cancel()
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if caught:
+            raise KeyboardInterrupt from None  # the command line's "interrupted"
+        raise
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)

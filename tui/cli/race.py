@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from backends.race import RaceSpec
     from backends.race.spec import RaceBuildLike
 
-from tui.cli.common import Subparsers
+from tui.cli.common import Subparsers, stoppable
 
 
 def register(subparsers: Subparsers) -> None:
@@ -173,7 +173,7 @@ def handle_race(options: argparse.Namespace) -> int:
     if options.timeout <= 0:
         raise CommandError("--timeout wants a positive number of seconds")
     try:
-        summary = asyncio.run(_race(builds, Path(options.model).expanduser(), spec, options))
+        summary = asyncio.run(stoppable(_race(builds, Path(options.model).expanduser(), spec, options)))
     except RaceError as error:
         raise CommandError(str(error)) from None
     if options.json:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tui.cli.common import Subparsers
+from tui.cli.common import Subparsers, stoppable
 
 if TYPE_CHECKING:
     from backends.journal.serve import DuelFinished, Level, LevelFinished, LevelSummary, ServeEvent
@@ -171,7 +171,7 @@ def handle_serve(options: argparse.Namespace) -> int:
             raise CommandError(str(error)) from None
     contenders = _contenders(options.build, options.allow_cpu_fallback)
     try:
-        events = asyncio.run(_run(contenders, options, spec))
+        events = asyncio.run(stoppable(_run(contenders, options, spec)))
     except DuelError as error:
         raise CommandError(str(error)) from None
     from backends.journal.serve import DuelFinished
