@@ -120,10 +120,11 @@ class ResidentBench:
                     continue  # its own PointStarted comes with the last point's result
                 if message == "starting":
                     self._pause(tool)  # a run-on resumes it
-                elif TIMED_RUN.match(message) and index == self.position + 1:
-                    self.pause_leaked = True
-                elif TIMED_RUN.match(message):  # results not read that far yet: judged there
-                    self.timed_early.add(index)
+                elif TIMED_RUN.match(message):
+                    if index == self.position + 1:
+                        self.pause_leaked = True
+                    else:  # the results are not read that far yet: judged when they are
+                        self.timed_early.add(index)
                 continue
             if index == self.position < len(self.queue):  # not a late line of a point now done
                 self.ctx.emit(PointProgress(build=self.contender.name, point=self.queue[self.position],

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
@@ -196,30 +197,13 @@ def say(text: str, transient: bool = False) -> None:
     stream.flush()
 
 
-async def cancellable(events: AsyncIterator[E], handle: Callable[[E], object]) -> bool:
-    """Feed every event to ``handle``; Ctrl-C, SIGTERM and SIGHUP cancel the run (its
-    children are killed by the runner). False when it was cancelled."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    for signum in signals:
-        loop.add_signal_handler(signum, task.cancel)
-    try:
-        async for event in events:
-            handle(event)
-    except asyncio.CancelledError:
-        return False
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
-        await events.aclose()  # type: ignore[attr-defined]
-    return True
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-async def stoppable(work: Awaitable[T]) -> T:
-    """Await a command's whole run; SIGTERM and a hang-up stop it as Ctrl-C does (one line
-    and the cancelled exit, ``tui.cli.exits``), after its own clean-up killed its children."""
+@contextlib.contextmanager
+def cancelled_by_signals() -> Iterator[list[int]]:
+    """Within it, Ctrl-C, SIGTERM and SIGHUP cancel the current task (through the event loop,
+    also where SIGINT was inherited ignored); yields the signals caught."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -229,15 +213,36 @@ async def stoppable(work: Awaitable[T]) -> T:
         caught.append(signum)
         task.cancel()
 
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    for signum in signals:
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     try:
-        return await work
+        yield caught
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def cancellable(events: AsyncIterator[E], handle: Callable[[E], object]) -> bool:
+    """Feed every event to ``handle``; Ctrl-C, SIGTERM and SIGHUP cancel the run (its
+    children are killed by the runner). False when it was cancelled."""
+    try:
+        with cancelled_by_signals():
+            async for event in events:
+                handle(event)
+    except asyncio.CancelledError:
+        return False
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    return True
+
+
+async def stoppable(work: Awaitable[T]) -> T:
+    """Await a command's whole run; SIGTERM and a hang-up stop it as Ctrl-C does (one line
+    and the cancelled exit, ``tui.cli.exits``), after its own clean-up killed its children."""
+    try:
+        with cancelled_by_signals() as caught:
+            return await work
     except asyncio.CancelledError:
         if caught:
             raise KeyboardInterrupt from None  # the command line's "interrupted"
         raise
-    finally:
-        for signum in signals:
-            loop.remove_signal_handler(signum)
